@@ -1,0 +1,223 @@
+//! Circle's configuration: built-in defaults, then an optional TOML file, then
+//! `CIRCLE_…` environment variables (`__` separates sections, e.g.
+//! `CIRCLE_DATABASE__URL`). Invalid configuration fails at start with a message that
+//! names the key.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub nats: NatsConfig,
+    pub database: DatabaseConfig,
+    pub enrollment: ServiceConfig,
+    pub projection: ProjectionConfig,
+    pub telemetry: TelemetryConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NatsConfig {
+    pub url: String,
+    /// Stream replicas: 1 in development, 3 in production.
+    pub replicas: usize,
+    /// Seconds the server remembers a request id for deduplication.
+    pub duplicate_window_secs: u64,
+    /// Appended to stream names and subject roots so several deployments (or tests)
+    /// can share one NATS server. Empty in production.
+    pub namespace: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    pub url: String,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// Where the gRPC server listens; port 0 picks a free port.
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectionConfig {
+    /// Messages fetched and applied in one transaction.
+    pub batch_size: usize,
+    /// Seconds before an unacknowledged message is delivered again.
+    pub ack_wait_secs: u64,
+    /// Attempts at a failing message before it goes to the dead letters.
+    pub max_attempts: u32,
+    /// How long a query with a consistency token waits for its projection.
+    pub read_your_writes_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// `tracing` filter directives, e.g. `info,circle_enrollment=debug`.
+    pub log_filter: String,
+    /// OTLP/gRPC endpoint, e.g. `http://127.0.0.1:4317`; spans are exported only when set.
+    pub otlp_endpoint: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            nats: NatsConfig {
+                url: "nats://127.0.0.1:4222".into(),
+                replicas: 1,
+                duplicate_window_secs: 120,
+                namespace: String::new(),
+            },
+            database: DatabaseConfig {
+                url: "postgres://postgres@127.0.0.1:5432/circle".into(),
+                max_connections: 10,
+            },
+            enrollment: ServiceConfig {
+                listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            },
+            projection: ProjectionConfig {
+                batch_size: 128,
+                ack_wait_secs: 30,
+                max_attempts: 5,
+                read_your_writes_timeout_ms: 5_000,
+            },
+            telemetry: TelemetryConfig {
+                log_filter: "info".into(),
+                otlp_endpoint: None,
+            },
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid configuration: {0}")]
+    Parse(#[from] Box<figment::Error>),
+    #[error("invalid configuration: {key}: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+impl Config {
+    /// Defaults, then `file` if given (it must exist), then `CIRCLE_…` variables.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        Self::extract(figment.merge(Env::prefixed("CIRCLE_").split("__")))
+    }
+
+    /// Extracts and validates a configuration from any figment (tests use this to
+    /// layer values without touching the process environment).
+    pub fn extract(figment: Figment) -> Result<Self, ConfigError> {
+        let config: Config = figment.extract().map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, reason: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                reason: reason.to_owned(),
+            })
+        };
+        if !self.nats.url.starts_with("nats://") && !self.nats.url.starts_with("tls://") {
+            return invalid("nats.url", "must start with nats:// or tls://");
+        }
+        if !(1..=5).contains(&self.nats.replicas) {
+            return invalid("nats.replicas", "must be between 1 and 5");
+        }
+        if !self
+            .nats
+            .namespace
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        {
+            return invalid("nats.namespace", "only lowercase letters and digits");
+        }
+        if !self.database.url.starts_with("postgres://")
+            && !self.database.url.starts_with("postgresql://")
+        {
+            return invalid("database.url", "must start with postgres://");
+        }
+        if self.database.max_connections == 0 {
+            return invalid("database.max_connections", "must be at least 1");
+        }
+        if self.projection.batch_size == 0 || self.projection.batch_size > 10_000 {
+            return invalid("projection.batch_size", "must be between 1 and 10000");
+        }
+        if self.projection.max_attempts == 0 {
+            return invalid("projection.max_attempts", "must be at least 1");
+        }
+        if self.projection.ack_wait_secs == 0 {
+            return invalid("projection.ack_wait_secs", "must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// The stream name for a service, e.g. `ENROLLMENT` (namespaced in tests).
+    pub fn stream_name(&self, service: &str) -> String {
+        let base = service.to_ascii_uppercase();
+        if self.nats.namespace.is_empty() {
+            base
+        } else {
+            format!("{base}_{}", self.nats.namespace.to_ascii_uppercase())
+        }
+    }
+
+    /// The first subject token of a service's stream, e.g. `enrollment`.
+    pub fn subject_root(&self, service: &str) -> String {
+        if self.nats.namespace.is_empty() {
+            service.to_owned()
+        } else {
+            format!("{service}-{}", self.nats.namespace)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_overrides_defaults_and_unknown_keys_are_refused() {
+        let figment = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string("[nats]\nreplicas = 3\n"));
+        let config = Config::extract(figment).expect("valid");
+        assert_eq!(config.nats.replicas, 3);
+        assert_eq!(config.database, Config::default().database);
+
+        let figment = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string("[nats]\nreplica = 3\n"));
+        let error = Config::extract(figment).expect_err("typo must fail");
+        assert!(error.to_string().contains("replica"), "{error}");
+    }
+
+    #[test]
+    fn invalid_values_name_their_key() {
+        let figment = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string("[database]\nurl = \"mysql://x\"\n"));
+        let error = Config::extract(figment).expect_err("must fail");
+        assert!(error.to_string().contains("database.url"), "{error}");
+    }
+
+    #[test]
+    fn namespace_isolates_streams_and_subjects() {
+        let mut config = Config::default();
+        assert_eq!(config.stream_name("enrollment"), "ENROLLMENT");
+        config.nats.namespace = "t1a".into();
+        assert_eq!(config.stream_name("enrollment"), "ENROLLMENT_T1A");
+        assert_eq!(config.subject_root("enrollment"), "enrollment-t1a");
+    }
+}

@@ -1,0 +1,22 @@
+//! The event log: one JetStream stream per service, one subject per aggregate, one
+//! message ("commit") per command, optimistic concurrency on the subject's last
+//! sequence, and idempotency by request id. See BLUEPRINT §2 and ARCHITECTURE.md.
+//!
+//! - [`EventStore`] provisions the stream and appends / reads commits.
+//! - [`Repository`] runs a command against an aggregate: load (with a cache of recent
+//!   states), decide, append, retry on conflict, and answer retries of a stored
+//!   command with the commit it produced.
+
+mod key;
+mod repository;
+mod store;
+mod trace;
+
+pub use key::{AggregateKey, KeyError};
+pub use repository::{Aggregate, DecodeError, ExecuteError, Executed, Repository, Snapshot};
+pub use store::{
+    AppendOutcome, CommitMeta, EventStore, NewEvent, StoreError, StoredCommit, StreamSpec,
+};
+pub use trace::{HeaderExtractor, HeaderInjector};
+
+pub use circle_proto::eventstore::v1 as wire;

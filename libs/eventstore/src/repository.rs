@@ -1,0 +1,230 @@
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::key::AggregateKey;
+use crate::store::{AppendOutcome, CommitMeta, EventStore, NewEvent, StoreError, StoredCommit};
+
+/// State rebuilt from an aggregate's commits. Implemented by each service next to its
+/// wire codec; the state itself lives in the service's pure domain module.
+pub trait Aggregate: Default + Clone + Send + Sync + 'static {
+    const TYPE: &'static str;
+    fn apply(&mut self, commit: &StoredCommit) -> Result<(), DecodeError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot decode {event_type}: {reason}")]
+pub struct DecodeError {
+    pub event_type: String,
+    pub reason: String,
+}
+
+/// An aggregate's state at a version, with the request ids of every commit that made it
+/// (so a retry of any earlier command is recognised, however old).
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot<A> {
+    pub state: A,
+    pub version: u64,
+    request_ids: HashMap<String, u64>,
+}
+
+impl<A: Aggregate> Snapshot<A> {
+    fn apply(&mut self, commit: &StoredCommit) -> Result<(), StoreError> {
+        self.state.apply(commit).map_err(|error| StoreError::Corrupt {
+            sequence: commit.sequence,
+            reason: error.to_string(),
+        })?;
+        self.version = commit.sequence;
+        self.request_ids
+            .insert(commit.commit.request_id.clone(), commit.sequence);
+        Ok(())
+    }
+}
+
+/// What a command did.
+#[derive(Debug, Clone)]
+pub enum Executed<A> {
+    /// Appended now; `state` is the aggregate after the commit.
+    Committed { commit: StoredCommit, state: A },
+    /// The request id was seen before; this is the commit it produced then.
+    Replayed { commit: StoredCommit, state: A },
+}
+
+impl<A> Executed<A> {
+    pub fn commit(&self) -> &StoredCommit {
+        match self {
+            Self::Committed { commit, .. } | Self::Replayed { commit, .. } => commit,
+        }
+    }
+
+    pub fn state(&self) -> &A {
+        match self {
+            Self::Committed { state, .. } | Self::Replayed { state, .. } => state,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecuteError<E> {
+    #[error(transparent)]
+    Rejected(E),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("gave up after {attempts} concurrent modifications")]
+    TooMuchContention { attempts: u32 },
+}
+
+const LOCK_STRIPES: usize = 64;
+const CACHE_CAPACITY: usize = 4096;
+const MAX_ATTEMPTS: u32 = 32;
+
+/// Runs commands against aggregates of one type.
+///
+/// Commands on one aggregate are serialised inside this process (striped locks), so
+/// optimistic conflicts only arise between replicas; a conflict reloads and decides
+/// again, a bounded number of times.
+pub struct Repository<A> {
+    store: EventStore,
+    cache: Mutex<HashMap<String, Arc<Snapshot<A>>>>,
+    locks: Vec<tokio::sync::Mutex<()>>,
+}
+
+impl<A: Aggregate> Repository<A> {
+    pub fn new(store: EventStore) -> Self {
+        Self {
+            store,
+            cache: Mutex::new(HashMap::new()),
+            locks: (0..LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+        }
+    }
+
+    pub fn store(&self) -> &EventStore {
+        &self.store
+    }
+
+    /// Loads the aggregate at its current version: one round trip when the cached
+    /// state is current, otherwise only the commits after the cached version are read.
+    pub async fn load(&self, key: &AggregateKey) -> Result<Arc<Snapshot<A>>, StoreError> {
+        let subject = self.store.subject(key);
+        let current = self.store.version(key).await?;
+        let cached = self.cached(&subject);
+        if let Some(snapshot) = &cached
+            && snapshot.version == current
+        {
+            return Ok(snapshot.clone());
+        }
+        let mut snapshot = match cached {
+            Some(snapshot) if snapshot.version < current => (*snapshot).clone(),
+            _ => Snapshot::default(),
+        };
+        for commit in self.store.read(key, snapshot.version, current).await? {
+            snapshot.apply(&commit)?;
+        }
+        let snapshot = Arc::new(snapshot);
+        self.remember(subject, snapshot.clone());
+        Ok(snapshot)
+    }
+
+    /// Loads the aggregate, asks `decide` for the events of the command, and appends
+    /// them as one commit. A request id already stored on the aggregate is answered
+    /// with its original commit and nothing is appended.
+    pub async fn execute<E, F>(
+        &self,
+        key: &AggregateKey,
+        meta: &CommitMeta,
+        mut decide: F,
+    ) -> Result<Executed<A>, ExecuteError<E>>
+    where
+        F: FnMut(&Snapshot<A>) -> Result<Vec<NewEvent>, E>,
+    {
+        let subject = self.store.subject(key);
+        let _serialised = self.lock_for(&subject).lock().await;
+        for attempt in 1..=MAX_ATTEMPTS {
+            let snapshot = self.load(key).await?;
+            if let Some(&sequence) = snapshot.request_ids.get(&meta.request_id) {
+                return Ok(self.replay(sequence, &snapshot).await?);
+            }
+            let events = decide(&snapshot).map_err(ExecuteError::Rejected)?;
+            match self.store.append(key, snapshot.version, meta, events).await {
+                Ok(AppendOutcome::Stored { sequence }) => {
+                    let commit = self.store.read_commit(sequence).await?;
+                    let mut next = (*snapshot).clone();
+                    next.apply(&commit)?;
+                    let state = next.state.clone();
+                    self.remember(subject, Arc::new(next));
+                    return Ok(Executed::Committed { commit, state });
+                }
+                Ok(AppendOutcome::Duplicate { .. }) => {
+                    // Stored by an earlier attempt whose answer was lost: reload so the
+                    // request id is found in the aggregate and answered from there.
+                    self.forget(&subject);
+                    let snapshot = self.load(key).await?;
+                    if let Some(&sequence) = snapshot.request_ids.get(&meta.request_id) {
+                        return Ok(self.replay(sequence, &snapshot).await?);
+                    }
+                    return Err(StoreError::Corrupt {
+                        sequence: snapshot.version,
+                        reason: "duplicate acknowledged but request id not on the aggregate"
+                            .into(),
+                    }
+                    .into());
+                }
+                Err(StoreError::Conflict { .. }) => {
+                    tracing::debug!(attempt, "append conflict, deciding again");
+                    let backoff = Duration::from_millis(
+                        u64::from(attempt.min(8)) * 2 + rand::random_range(0..10),
+                    );
+                    tokio::time::sleep(backoff).await;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(ExecuteError::TooMuchContention {
+            attempts: MAX_ATTEMPTS,
+        })
+    }
+
+    async fn replay(
+        &self,
+        sequence: u64,
+        snapshot: &Snapshot<A>,
+    ) -> Result<Executed<A>, StoreError> {
+        let commit = self.store.read_commit(sequence).await?;
+        Ok(Executed::Replayed {
+            commit,
+            state: snapshot.state.clone(),
+        })
+    }
+
+    fn lock_for(&self, subject: &str) -> &tokio::sync::Mutex<()> {
+        let mut hasher = DefaultHasher::new();
+        subject.hash(&mut hasher);
+        let stripe = (hasher.finish() % LOCK_STRIPES as u64) as usize;
+        &self.locks[stripe]
+    }
+
+    fn cached(&self, subject: &str) -> Option<Arc<Snapshot<A>>> {
+        self.cache
+            .lock()
+            .ok()
+            .and_then(|cache| cache.get(subject).cloned())
+    }
+
+    fn remember(&self, subject: String, snapshot: Arc<Snapshot<A>>) {
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.len() >= CACHE_CAPACITY && !cache.contains_key(&subject) {
+                // Recent states are a cache, not a source of truth: dropping them all is
+                // always correct and keeps memory bounded without bookkeeping.
+                cache.clear();
+            }
+            cache.insert(subject, snapshot);
+        }
+    }
+
+    fn forget(&self, subject: &str) {
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.remove(subject);
+        }
+    }
+}

@@ -1,0 +1,467 @@
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{
+    self,
+    consumer::{DeliverPolicy, pull::OrderedConfig},
+    context::{GetStreamErrorKind, PublishErrorKind},
+    message::PublishMessage,
+    stream::{self, DiscardPolicy, RetentionPolicy, StorageType},
+};
+use futures::StreamExt;
+use prost::Message as _;
+
+use crate::key::AggregateKey;
+use crate::trace;
+use crate::wire;
+
+/// Header naming the event types of a commit, comma-separated (never the payload).
+pub const EVENT_TYPES_HEADER: &str = "Circle-Event-Types";
+/// Header with the commit's schema of envelope.
+pub const ENVELOPE_HEADER: &str = "Circle-Envelope";
+const ENVELOPE_VERSION: &str = "circle.eventstore.v1.Commit";
+
+/// The shape of one service's stream.
+#[derive(Debug, Clone)]
+pub struct StreamSpec {
+    /// Stream name, for example `ENROLLMENT`.
+    pub name: String,
+    /// First subject token, for example `enrollment`; the stream holds `<root>.>`.
+    pub subject_root: String,
+    /// 1 in development, 3 in production.
+    pub replicas: usize,
+    /// How long the server remembers a request id for deduplication.
+    pub duplicate_window: Duration,
+}
+
+impl StreamSpec {
+    pub fn new(name: impl Into<String>, subject_root: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            subject_root: subject_root.into(),
+            replicas: 1,
+            duplicate_window: Duration::from_secs(120),
+        }
+    }
+
+    fn subject_filter(&self) -> String {
+        format!("{}.>", self.subject_root)
+    }
+
+    fn desired_config(&self) -> stream::Config {
+        stream::Config {
+            name: self.name.clone(),
+            subjects: vec![self.subject_filter()],
+            retention: RetentionPolicy::Limits,
+            storage: StorageType::File,
+            max_messages: -1,
+            max_bytes: -1,
+            max_messages_per_subject: -1,
+            max_age: Duration::ZERO,
+            discard: DiscardPolicy::New,
+            num_replicas: self.replicas,
+            duplicate_window: self.duplicate_window,
+            deny_delete: true,
+            deny_purge: true,
+            allow_rollup: false,
+            allow_direct: true,
+            description: Some("Circle event log: one commit per command".to_owned()),
+            ..Default::default()
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another command appended to the aggregate first.
+    #[error("the aggregate changed concurrently (expected version {expected})")]
+    Conflict { expected: u64 },
+    /// NATS did not answer or refused for a reason that may pass.
+    #[error("event log unavailable: {0}")]
+    Unavailable(String),
+    /// The existing stream is configured in a way that could lose or rewrite events.
+    #[error("stream {stream} has an unsafe configuration: {reason}")]
+    UnsafeStream { stream: String, reason: String },
+    /// A stored message could not be decoded.
+    #[error("stored commit at sequence {sequence} is unreadable: {reason}")]
+    Corrupt { sequence: u64, reason: String },
+}
+
+/// Who issued a command and its idempotency key.
+#[derive(Debug, Clone)]
+pub struct CommitMeta {
+    pub request_id: String,
+    pub actor_role: String,
+    pub actor_id: String,
+}
+
+/// One event to append: its protobuf type name and encoded payload.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub event_type: String,
+    pub schema_version: u32,
+    pub payload: Vec<u8>,
+}
+
+impl NewEvent {
+    pub fn from_message<M: prost::Name>(message: &M) -> Self {
+        Self {
+            event_type: M::full_name(),
+            schema_version: 1,
+            payload: message.encode_to_vec(),
+        }
+    }
+}
+
+/// A commit as read back from the stream. Its `sequence` is the aggregate's version
+/// after it.
+#[derive(Debug, Clone)]
+pub struct StoredCommit {
+    pub sequence: u64,
+    pub subject: String,
+    pub commit: wire::Commit,
+    pub headers: HeaderMap,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendOutcome {
+    /// Newly stored at this stream sequence.
+    Stored { sequence: u64 },
+    /// The same request id was stored before, at this sequence; nothing new was written.
+    Duplicate { sequence: u64 },
+}
+
+impl AppendOutcome {
+    pub fn sequence(self) -> u64 {
+        match self {
+            Self::Stored { sequence } | Self::Duplicate { sequence } => sequence,
+        }
+    }
+}
+
+/// A service's event log on JetStream.
+#[derive(Clone)]
+pub struct EventStore {
+    jetstream: jetstream::Context,
+    stream: stream::Stream,
+    spec: StreamSpec,
+}
+
+impl EventStore {
+    /// Creates the stream, or checks that an existing one is safe to append to: a stream
+    /// whose limits could drop events, that deletes on consumption, or that allows
+    /// rollups is refused rather than used.
+    pub async fn open(client: async_nats::Client, spec: StreamSpec) -> Result<Self, StoreError> {
+        let jetstream = jetstream::new(client);
+        let stream = match jetstream.get_stream(&spec.name).await {
+            Ok(mut existing) => {
+                let config = existing
+                    .info()
+                    .await
+                    .map_err(|error| StoreError::Unavailable(error.to_string()))?
+                    .config
+                    .clone();
+                check_existing(&spec, &config)?;
+                existing
+            }
+            Err(error) if is_stream_not_found(&error) => jetstream
+                .create_stream(spec.desired_config())
+                .await
+                .map_err(|error| StoreError::Unavailable(error.to_string()))?,
+            Err(error) => return Err(StoreError::Unavailable(error.to_string())),
+        };
+        Ok(Self {
+            jetstream,
+            stream,
+            spec,
+        })
+    }
+
+    pub fn spec(&self) -> &StreamSpec {
+        &self.spec
+    }
+
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.jetstream
+    }
+
+    pub fn subject(&self, key: &AggregateKey) -> String {
+        key.subject(&self.spec.subject_root)
+    }
+
+    /// The aggregate's version: the stream sequence of its last commit, 0 if none.
+    pub async fn version(&self, key: &AggregateKey) -> Result<u64, StoreError> {
+        use async_nats::jetstream::stream::LastRawMessageErrorKind;
+        match self
+            .stream
+            .get_last_raw_message_by_subject(&self.subject(key))
+            .await
+        {
+            Ok(message) => Ok(message.sequence),
+            Err(error) if matches!(error.kind(), LastRawMessageErrorKind::NoMessageFound) => Ok(0),
+            Err(error) => Err(StoreError::Unavailable(error.to_string())),
+        }
+    }
+
+    /// The stream's last sequence (0 when empty).
+    pub async fn last_sequence(&self) -> Result<u64, StoreError> {
+        let info = self
+            .stream
+            .get_info()
+            .await
+            .map_err(|error| StoreError::Unavailable(error.to_string()))?;
+        Ok(info.state.last_sequence)
+    }
+
+    /// Reads one commit by its stream sequence.
+    pub async fn read_commit(&self, sequence: u64) -> Result<StoredCommit, StoreError> {
+        let message = self
+            .stream
+            .get_raw_message(sequence)
+            .await
+            .map_err(|error| StoreError::Unavailable(error.to_string()))?;
+        decode_commit(
+            message.sequence,
+            message.subject.to_string(),
+            message.headers,
+            &message.payload,
+        )
+    }
+
+    /// Reads the aggregate's commits with sequence in `(after, until]`, in order, with an
+    /// ordered consumer filtered on the aggregate's subject.
+    pub async fn read(
+        &self,
+        key: &AggregateKey,
+        after: u64,
+        until: u64,
+    ) -> Result<Vec<StoredCommit>, StoreError> {
+        if until <= after {
+            return Ok(Vec::new());
+        }
+        let consumer = self
+            .stream
+            .create_consumer(OrderedConfig {
+                filter_subject: self.subject(key),
+                deliver_policy: DeliverPolicy::ByStartSequence {
+                    start_sequence: after + 1,
+                },
+                ..Default::default()
+            })
+            .await
+            .map_err(|error| StoreError::Unavailable(error.to_string()))?;
+        let mut messages = consumer
+            .messages()
+            .await
+            .map_err(|error| StoreError::Unavailable(error.to_string()))?;
+        let mut commits = Vec::new();
+        loop {
+            let next = tokio::time::timeout(Duration::from_secs(10), messages.next())
+                .await
+                .map_err(|_| StoreError::Unavailable("timed out reading an aggregate".into()))?;
+            let Some(message) = next else {
+                return Err(StoreError::Unavailable(
+                    "aggregate read ended early".into(),
+                ));
+            };
+            let message = message.map_err(|error| StoreError::Unavailable(error.to_string()))?;
+            let sequence = message
+                .info()
+                .map_err(|error| StoreError::Unavailable(error.to_string()))?
+                .stream_sequence;
+            let headers = message.headers.clone().unwrap_or_default();
+            commits.push(decode_commit(
+                sequence,
+                message.subject.to_string(),
+                headers,
+                &message.payload,
+            )?);
+            if sequence >= until {
+                return Ok(commits);
+            }
+        }
+    }
+
+    /// Appends one commit to the aggregate if its version is still `expected_version`.
+    ///
+    /// The request id becomes the message id (scoped to the aggregate), so a retry
+    /// inside the duplicate window is answered as a duplicate with the original
+    /// sequence. Servers 2.12+ check the expected sequence before deduplication and
+    /// answer a retry with "wrong last sequence"; then the aggregate's last commit is
+    /// read and a matching request id is a duplicate too.
+    #[tracing::instrument(skip_all, fields(aggregate = %key, expected_version), err)]
+    pub async fn append(
+        &self,
+        key: &AggregateKey,
+        expected_version: u64,
+        meta: &CommitMeta,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendOutcome, StoreError> {
+        let now = std::time::SystemTime::now();
+        let timestamp = prost_types::Timestamp::from(now);
+        let event_types = events
+            .iter()
+            .map(|event| event.event_type.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
+        let commit = wire::Commit {
+            request_id: meta.request_id.clone(),
+            network: key.network().to_owned(),
+            aggregate_type: key.aggregate_type().to_owned(),
+            aggregate_id: key.id().to_owned(),
+            actor: Some(wire::Actor {
+                role: meta.actor_role.clone(),
+                id: meta.actor_id.clone(),
+            }),
+            committed_at: Some(timestamp),
+            events: events
+                .into_iter()
+                .map(|event| wire::Event {
+                    event_id: uuid::Uuid::now_v7().to_string(),
+                    event_type: event.event_type,
+                    schema_version: event.schema_version,
+                    occurred_at: Some(timestamp),
+                    payload: event.payload,
+                })
+                .collect(),
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(EVENT_TYPES_HEADER, event_types.as_str());
+        headers.insert(ENVELOPE_HEADER, ENVELOPE_VERSION);
+        trace::inject_current(&mut headers);
+        let publish = PublishMessage::build()
+            .payload(commit.encode_to_vec().into())
+            .headers(headers)
+            .message_id(message_id(key, &meta.request_id))
+            .expected_last_subject_sequence(expected_version);
+        let subject = self.subject(key);
+        let acknowledgement = self
+            .jetstream
+            .send_publish(subject, publish)
+            .await
+            .map_err(|error| StoreError::Unavailable(error.to_string()))?
+            .await;
+        match acknowledgement {
+            Ok(ack) if ack.duplicate => Ok(AppendOutcome::Duplicate {
+                sequence: ack.sequence,
+            }),
+            Ok(ack) => Ok(AppendOutcome::Stored {
+                sequence: ack.sequence,
+            }),
+            Err(error) if matches!(error.kind(), PublishErrorKind::WrongLastSequence) => {
+                let last = self.version(key).await?;
+                if last > 0 {
+                    let stored = self.read_commit(last).await?;
+                    if stored.commit.request_id == meta.request_id {
+                        return Ok(AppendOutcome::Duplicate { sequence: last });
+                    }
+                }
+                Err(StoreError::Conflict {
+                    expected: expected_version,
+                })
+            }
+            Err(error) => Err(StoreError::Unavailable(error.to_string())),
+        }
+    }
+}
+
+/// The message id scopes the request id to the aggregate, so two clients that happen to
+/// pick the same request id for different aggregates do not swallow each other.
+fn message_id(key: &AggregateKey, request_id: &str) -> String {
+    format!("{}.{}.{}", key.aggregate_type(), key.id(), request_id)
+}
+
+fn is_stream_not_found(error: &jetstream::context::GetStreamError) -> bool {
+    const STREAM_NOT_FOUND: u64 = 10059;
+    matches!(error.kind(), GetStreamErrorKind::JetStream(inner) if inner.error_code().0 == STREAM_NOT_FOUND)
+}
+
+pub(crate) fn decode_commit(
+    sequence: u64,
+    subject: String,
+    headers: HeaderMap,
+    payload: &[u8],
+) -> Result<StoredCommit, StoreError> {
+    let commit = wire::Commit::decode(payload).map_err(|error| StoreError::Corrupt {
+        sequence,
+        reason: error.to_string(),
+    })?;
+    Ok(StoredCommit {
+        sequence,
+        subject,
+        commit,
+        headers,
+    })
+}
+
+/// Refuses an existing stream that could silently lose, rewrite or not store events.
+fn check_existing(spec: &StreamSpec, config: &stream::Config) -> Result<(), StoreError> {
+    let unsafe_because = |reason: &str| StoreError::UnsafeStream {
+        stream: spec.name.clone(),
+        reason: reason.to_owned(),
+    };
+    if !config.subjects.contains(&spec.subject_filter()) {
+        return Err(unsafe_because(&format!(
+            "it does not hold the subjects {}",
+            spec.subject_filter()
+        )));
+    }
+    if config.retention != RetentionPolicy::Limits {
+        return Err(unsafe_because(
+            "its retention deletes events once consumed (must be limits)",
+        ));
+    }
+    if config.storage != StorageType::File {
+        return Err(unsafe_because("it is not stored on disk (must be file)"));
+    }
+    let has_limit = config.max_messages > 0
+        || config.max_bytes > 0
+        || config.max_messages_per_subject > 0
+        || !config.max_age.is_zero();
+    if has_limit && config.discard != DiscardPolicy::New {
+        return Err(unsafe_because(
+            "it has a size or age limit that discards old events (use discard new or no limits)",
+        ));
+    }
+    if config.allow_rollup {
+        return Err(unsafe_because("it allows rollups, which delete events"));
+    }
+    if config.no_ack {
+        return Err(unsafe_because("it does not acknowledge appends"));
+    }
+    if config.sealed {
+        return Err(unsafe_because("it is sealed"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stream_we_create_passes_our_own_check() {
+        let spec = StreamSpec::new("ENROLLMENT", "enrollment");
+        assert!(check_existing(&spec, &spec.desired_config()).is_ok());
+    }
+
+    #[test]
+    fn limits_that_drop_old_events_are_refused() {
+        let spec = StreamSpec::new("ENROLLMENT", "enrollment");
+        let mut config = spec.desired_config();
+        config.max_age = Duration::from_secs(3600);
+        config.discard = DiscardPolicy::Old;
+        let error = check_existing(&spec, &config).expect_err("must refuse");
+        assert!(error.to_string().contains("discards old events"), "{error}");
+        config.discard = DiscardPolicy::New;
+        assert!(check_existing(&spec, &config).is_ok());
+    }
+
+    #[test]
+    fn work_queue_retention_is_refused() {
+        let spec = StreamSpec::new("ENROLLMENT", "enrollment");
+        let mut config = spec.desired_config();
+        config.retention = RetentionPolicy::WorkQueue;
+        assert!(check_existing(&spec, &config).is_err());
+    }
+}

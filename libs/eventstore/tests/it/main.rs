@@ -1,0 +1,254 @@
+//! The event store against a real NATS server (the one at CIRCLE_TEST_NATS_URL, so the
+//! same tests run on Debian's 2.9 and on a current server).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use async_nats::jetstream::stream::{self, DiscardPolicy, StorageType};
+use circle_eventstore::{
+    Aggregate, AggregateKey, AppendOutcome, CommitMeta, DecodeError, EventStore, Executed,
+    NewEvent, Repository, StoreError, StoredCommit, StreamSpec,
+};
+use circle_testkit::TestEnv;
+use prost::Message;
+
+/// A test event: the version the writer saw and the count it decided.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Counted {
+    #[prost(uint64, tag = "1")]
+    seen_version: u64,
+    #[prost(uint64, tag = "2")]
+    count: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Counter {
+    count: u64,
+}
+
+impl Aggregate for Counter {
+    const TYPE: &'static str = "counter";
+    fn apply(&mut self, commit: &StoredCommit) -> Result<(), DecodeError> {
+        for event in &commit.commit.events {
+            let counted = Counted::decode(event.payload.as_slice()).map_err(|error| DecodeError {
+                event_type: event.event_type.clone(),
+                reason: error.to_string(),
+            })?;
+            self.count = counted.count;
+        }
+        Ok(())
+    }
+}
+
+fn increment(seen_version: u64, count: u64) -> Vec<NewEvent> {
+    vec![NewEvent {
+        event_type: "test.Counted".into(),
+        schema_version: 1,
+        payload: Counted {
+            seen_version,
+            count,
+        }
+        .encode_to_vec(),
+    }]
+}
+
+fn meta(request_id: impl Into<String>) -> CommitMeta {
+    CommitMeta {
+        request_id: request_id.into(),
+        actor_role: "service".into(),
+        actor_id: "test".into(),
+    }
+}
+
+async fn open(env: &TestEnv) -> anyhow::Result<EventStore> {
+    let spec = StreamSpec::new(
+        env.config.stream_name("evtest"),
+        env.config.subject_root("evtest"),
+    );
+    Ok(EventStore::open(env.nats.clone(), spec).await?)
+}
+
+fn key(id: &str) -> AggregateKey {
+    AggregateKey::new("acme", Counter::TYPE, id).expect("valid key")
+}
+
+#[tokio::test]
+async fn sixteen_concurrent_writers_write_every_version_exactly_once() -> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let store = open(&env).await?;
+    let key = key("hot");
+    const WRITERS: usize = 16;
+    const COMMANDS_EACH: usize = 10;
+    let mut tasks = Vec::new();
+    for writer in 0..WRITERS {
+        // One repository per writer: separate caches and locks, like separate replicas,
+        // so the only thing that orders them is the server's expected-sequence check.
+        let repository = Repository::<Counter>::new(store.clone());
+        let key = key.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut acknowledged = Vec::new();
+            for command in 0..COMMANDS_EACH {
+                let request_id = format!("w{writer}-c{command}");
+                loop {
+                    let result = repository
+                        .execute(&key, &meta(&request_id), |snapshot| {
+                            Ok::<_, std::convert::Infallible>(increment(
+                                snapshot.version,
+                                snapshot.state.count + 1,
+                            ))
+                        })
+                        .await;
+                    match result {
+                        Ok(executed) => {
+                            acknowledged.push((request_id.clone(), executed.commit().sequence));
+                            break;
+                        }
+                        // Retrying with the same request id is always safe.
+                        Err(circle_eventstore::ExecuteError::TooMuchContention { .. }) => continue,
+                        Err(error) => return Err(anyhow::anyhow!(error)),
+                    }
+                }
+            }
+            Ok(acknowledged)
+        }));
+    }
+    let mut acknowledged = Vec::new();
+    for task in tasks {
+        acknowledged.extend(task.await??);
+    }
+    assert_eq!(acknowledged.len(), WRITERS * COMMANDS_EACH);
+
+    let last = store.version(&key).await?;
+    let commits = store.read(&key, 0, last).await?;
+    assert_eq!(commits.len(), WRITERS * COMMANDS_EACH, "no commit lost or doubled");
+    let mut previous_version = 0;
+    for (index, commit) in commits.iter().enumerate() {
+        let counted = Counted::decode(commit.commit.events[0].payload.as_slice())?;
+        assert_eq!(counted.count, index as u64 + 1, "counts are contiguous");
+        assert_eq!(
+            counted.seen_version, previous_version,
+            "each commit was decided on the version right before it"
+        );
+        previous_version = commit.sequence;
+    }
+    let mut stored_ids: Vec<_> = commits
+        .iter()
+        .map(|commit| (commit.commit.request_id.clone(), commit.sequence))
+        .collect();
+    stored_ids.sort();
+    acknowledged.sort();
+    assert_eq!(stored_ids, acknowledged, "every acknowledged write is stored once");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_retried_command_returns_the_original_commit() -> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let store = open(&env).await?;
+    let repository = Repository::<Counter>::new(store.clone());
+    let key = key("retry");
+    let decisions = AtomicU32::new(0);
+    let decide = |snapshot: &circle_eventstore::Snapshot<Counter>| {
+        decisions.fetch_add(1, Ordering::SeqCst);
+        Ok::<_, std::convert::Infallible>(increment(snapshot.version, snapshot.state.count + 1))
+    };
+    let first = repository.execute(&key, &meta("req-1"), decide).await?;
+    assert!(matches!(first, Executed::Committed { .. }));
+    repository.execute(&key, &meta("req-2"), decide).await?;
+
+    // A retry of the first command, after another command: answered from the log.
+    let retry = repository.execute(&key, &meta("req-1"), decide).await?;
+    assert!(matches!(retry, Executed::Replayed { .. }));
+    assert_eq!(retry.commit().sequence, first.commit().sequence);
+    assert_eq!(decisions.load(Ordering::SeqCst), 2, "the retry decided nothing");
+
+    // A fresh repository (a restarted replica) recognises it too.
+    let restarted = Repository::<Counter>::new(store.clone());
+    let retry = restarted.execute(&key, &meta("req-1"), decide).await?;
+    assert_eq!(retry.commit().sequence, first.commit().sequence);
+    assert_eq!(store.read(&key, 0, store.version(&key).await?).await?.len(), 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_raw_append_retry_is_a_duplicate_on_every_server_version() -> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let store = open(&env).await?;
+    let key = key("raw");
+    let stored = store.append(&key, 0, &meta("once"), increment(0, 1)).await?;
+    let AppendOutcome::Stored { sequence } = stored else {
+        anyhow::bail!("first append must store, got {stored:?}");
+    };
+    // Same request, same expected version: 2.9 answers from its dedupe window, 2.12+
+    // with "wrong last sequence"; both must come out as the original sequence.
+    let retried = store.append(&key, 0, &meta("once"), increment(0, 1)).await?;
+    assert_eq!(retried, AppendOutcome::Duplicate { sequence });
+    // A different request on a stale version is a conflict and writes nothing.
+    let stale = store.append(&key, 0, &meta("other"), increment(0, 1)).await;
+    assert!(matches!(stale, Err(StoreError::Conflict { expected: 0 })), "{stale:?}");
+    assert_eq!(store.version(&key).await?, sequence);
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_aggregate_of_a_thousand_events_loads_correctly() -> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let store = open(&env).await?;
+    let key = key("long");
+    let mut version = 0;
+    for count in 1..=1000u64 {
+        version = store
+            .append(&key, version, &meta(format!("r{count}")), increment(version, count))
+            .await?
+            .sequence();
+    }
+    // Interleave another aggregate so the stream sequence and the version differ.
+    store
+        .append(&key_other(), 0, &meta("x"), increment(0, 1))
+        .await?;
+    let repository = Repository::<Counter>::new(store.clone());
+    let snapshot = repository.load(&key).await?;
+    assert_eq!(snapshot.state.count, 1000);
+    assert_eq!(snapshot.version, version);
+    let commits = store.read(&key, 0, version).await?;
+    assert_eq!(commits.len(), 1000);
+    assert!(commits.windows(2).all(|pair| pair[0].sequence < pair[1].sequence));
+    Ok(())
+}
+
+fn key_other() -> AggregateKey {
+    key("other")
+}
+
+#[tokio::test]
+async fn an_existing_stream_that_could_drop_events_is_refused() -> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let name = env.config.stream_name("unsafe");
+    let root = env.config.subject_root("unsafe");
+    env.jetstream()
+        .create_stream(stream::Config {
+            name: name.clone(),
+            subjects: vec![format!("{root}.>")],
+            storage: StorageType::File,
+            max_age: std::time::Duration::from_secs(60),
+            discard: DiscardPolicy::Old,
+            ..Default::default()
+        })
+        .await?;
+    let result = EventStore::open(env.nats.clone(), StreamSpec::new(name, root)).await;
+    let Err(StoreError::UnsafeStream { reason, .. }) = result else {
+        anyhow::bail!("an unsafe stream must be refused");
+    };
+    assert!(reason.contains("discards old events"), "{reason}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn opening_twice_reuses_the_stream() -> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let first = Arc::new(open(&env).await?);
+    first.append(&key("a"), 0, &meta("1"), increment(0, 1)).await?;
+    let second = open(&env).await?;
+    assert_eq!(second.version(&key("a")).await?, 1);
+    Ok(())
+}

@@ -1,0 +1,176 @@
+//! Test support: every test gets its own PostgreSQL database and its own NATS
+//! namespace (unique stream names and subject roots), so tests share nothing and run in
+//! parallel against the real servers. Services are started on port 0.
+//!
+//! `CIRCLE_TEST_NATS_URL` and `CIRCLE_TEST_DATABASE_URL` (an admin connection used to
+//! create databases) override the local defaults. Leftovers of earlier runs older than
+//! two hours are swept once per test process.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use circle_config::Config;
+use futures_util_lite::drain_names;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{Connection, PgConnection, PgPool};
+
+pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+pub const DEFAULT_ADMIN_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+const STALE_AFTER_SECS: u64 = 2 * 60 * 60;
+
+pub struct TestEnv {
+    /// A configuration pointing at this test's database and namespace, port 0.
+    pub config: Config,
+    pub nats: async_nats::Client,
+    pub pool: PgPool,
+    pub namespace: String,
+}
+
+impl TestEnv {
+    pub async fn new() -> anyhow::Result<Self> {
+        let nats_url =
+            std::env::var("CIRCLE_TEST_NATS_URL").unwrap_or_else(|_| DEFAULT_NATS_URL.into());
+        let admin_url = std::env::var("CIRCLE_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| DEFAULT_ADMIN_DATABASE_URL.into());
+        let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+        let random = uuid::Uuid::new_v4().simple().to_string();
+        let namespace = format!("t{now}{}", &random[..8]);
+
+        let nats = async_nats::connect(&nats_url)
+            .await
+            .with_context(|| format!("connecting to NATS at {nats_url}"))?;
+        let mut admin = PgConnection::connect(&admin_url)
+            .await
+            .with_context(|| format!("connecting to PostgreSQL at {admin_url}"))?;
+        static SWEPT: AtomicBool = AtomicBool::new(false);
+        if !SWEPT.swap(true, Ordering::SeqCst) {
+            sweep_stale(&nats, &mut admin, now).await;
+        }
+        let database = format!("circle_{namespace}");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")))
+            .execute(&mut admin)
+            .await
+            .context("creating the test database")?;
+        let database_url = replace_database(&admin_url, &database);
+        let pool = PgPoolOptions::new()
+            .max_connections(10)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(&database_url)
+            .await?;
+
+        let mut config = Config::default();
+        config.nats.url = nats_url;
+        config.nats.namespace = namespace.clone();
+        config.database.url = database_url;
+        config.enrollment.listen = ([127, 0, 0, 1], 0).into();
+        config.projection.ack_wait_secs = 2;
+        config.projection.max_attempts = 3;
+        Ok(Self {
+            config,
+            nats,
+            pool,
+            namespace,
+        })
+    }
+
+    pub fn jetstream(&self) -> async_nats::jetstream::Context {
+        async_nats::jetstream::new(self.nats.clone())
+    }
+
+    /// Waits until `condition` holds, checking every 20 ms, for at most `limit`.
+    pub async fn eventually<F, Fut>(limit: Duration, mut condition: F) -> anyhow::Result<()>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<bool>>,
+    {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if condition().await? {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                anyhow::bail!("condition not met within {limit:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn replace_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let base = match base.rfind('/') {
+        Some(slash) if slash > "postgres://".len() => &base[..slash],
+        _ => base,
+    };
+    match query {
+        Some(query) => format!("{base}/{database}?{query}"),
+        None => format!("{base}/{database}"),
+    }
+}
+
+/// Drops databases and streams that earlier test runs left behind (older than two
+/// hours, so a parallel run is never disturbed). Best effort: failures are ignored.
+async fn sweep_stale(nats: &async_nats::Client, admin: &mut PgConnection, now: u64) {
+    let is_stale = |namespace: &str| {
+        namespace
+            .strip_prefix('t')
+            .and_then(|rest| rest.get(..10))
+            .and_then(|secs| secs.parse::<u64>().ok())
+            .is_some_and(|created| created + STALE_AFTER_SECS < now)
+    };
+    let databases: Vec<String> =
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'circle_t%'")
+            .fetch_all(&mut *admin)
+            .await
+            .unwrap_or_default();
+    for database in databases {
+        if database.strip_prefix("circle_").is_some_and(is_stale) {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)")))
+                .execute(&mut *admin)
+                .await;
+        }
+    }
+    let jetstream = async_nats::jetstream::new(nats.clone());
+    for stream in drain_names(&jetstream).await {
+        let namespace = stream
+            .rsplit_once('_')
+            .map(|(_, namespace)| namespace.to_ascii_lowercase());
+        if namespace.as_deref().is_some_and(is_stale) {
+            let _ = jetstream.delete_stream(&stream).await;
+        }
+    }
+}
+
+mod futures_util_lite {
+    use futures::StreamExt;
+
+    pub async fn drain_names(jetstream: &async_nats::jetstream::Context) -> Vec<String> {
+        let mut names = jetstream.stream_names();
+        let mut all = Vec::new();
+        while let Some(Ok(name)) = names.next().await {
+            all.push(name);
+        }
+        all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_only_the_database_of_a_url() {
+        assert_eq!(
+            replace_database("postgres://postgres@127.0.0.1:5432/postgres", "x"),
+            "postgres://postgres@127.0.0.1:5432/x"
+        );
+        assert_eq!(
+            replace_database("postgres://u@h/postgres?sslmode=disable", "x"),
+            "postgres://u@h/x?sslmode=disable"
+        );
+    }
+}
