@@ -79,7 +79,7 @@ impl Default for Config {
                 namespace: String::new(),
             },
             database: DatabaseConfig {
-                url: "postgres://postgres@127.0.0.1:5432/circle".into(),
+                url: "postgres://postgres:postgres@127.0.0.1:5432/circle".into(),
                 max_connections: 10,
             },
             enrollment: ServiceConfig {

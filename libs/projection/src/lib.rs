@@ -1,1 +1,19 @@
-//! placeholder
+//! The projection runtime (BLUEPRINT §3): a durable pull consumer per projection; each
+//! fetched batch is applied in stream order inside one PostgreSQL transaction together
+//! with the projection's checkpoint; the batch is acknowledged only after commit, and a
+//! message at or below the checkpoint is a no-op, so effects happen exactly once on top
+//! of at-least-once delivery. A message that keeps failing is written to the dead
+//! letters (in the same transaction that moves the checkpoint past it) after a bounded
+//! number of attempts and the projection goes on. [`rebuild`] replays the stream from
+//! sequence 1 into a fresh schema and swaps it in.
+//!
+//! Tables of a projection live in one PostgreSQL schema, together with its checkpoint
+//! and dead letters. Apply code uses unqualified table names: the runner sets the
+//! transaction's `search_path` to the live schema, or to the rebuild schema.
+
+mod runner;
+
+pub use runner::{
+    ApplyError, Delivery, LagError, Projection, ProjectionHandle, ProjectionRunner,
+    ProjectionSettings, RebuildReport, rebuild,
+};

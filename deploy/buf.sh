@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Runs buf (npm package @bufbuild/buf), installing it into a cache folder on first use.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tools="${XDG_CACHE_HOME:-$HOME/.cache}/circle/buf"
+if [ ! -x "$tools/node_modules/.bin/buf" ]; then
+  mkdir -p "$tools"
+  npm install --prefix "$tools" --no-audit --no-fund --silent @bufbuild/buf@1 >/dev/null
+fi
+exec "$tools/node_modules/.bin/buf" "$@"

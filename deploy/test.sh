@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every test against real NATS and PostgreSQL, starting them where they are not
+# running. The event store suite runs a second time on a current NATS server.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source deploy/infra.sh
+ensure_postgres
+ensure_nats
+ensure_current_nats
+
+export CIRCLE_TEST_DATABASE_URL="${CIRCLE_TEST_DATABASE_URL:-postgres://postgres:postgres@127.0.0.1:5432/postgres}"
+if cargo nextest --version >/dev/null 2>&1; then
+  run_tests() { cargo nextest run --no-fail-fast "$@"; }
+else
+  run_tests() { cargo test --no-fail-fast "$@"; }
+fi
+
+say "all tests against NATS at 127.0.0.1:4222"
+CIRCLE_TEST_NATS_URL=nats://127.0.0.1:4222 run_tests --workspace
+say "event store tests on the current NATS server (127.0.0.1:4333)"
+CIRCLE_TEST_NATS_URL=nats://127.0.0.1:4333 run_tests -p circle-eventstore

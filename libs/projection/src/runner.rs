@@ -1,0 +1,608 @@
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{
+    self,
+    consumer::{AckPolicy, DeliverPolicy, pull},
+};
+use circle_eventstore::{HeaderExtractor, StoredCommit};
+use futures::{FutureExt, StreamExt};
+use sqlx::{PgConnection, PgPool};
+use tokio::sync::watch;
+use tracing::Instrument;
+
+/// A read model fed from one stream.
+pub trait Projection: Send + Sync + 'static {
+    /// Durable consumer name and checkpoint key, e.g. `enrollment-read-model`.
+    fn name(&self) -> &str;
+    /// Statements creating the projection's tables (unqualified names, idempotent). The
+    /// read model is disposable: a change of shape is made by a rebuild, not by ALTER.
+    fn tables(&self) -> &'static [&'static str];
+    /// Applies one commit. Runs inside the batch transaction with `search_path` set.
+    fn apply(
+        &self,
+        connection: &mut PgConnection,
+        commit: &StoredCommit,
+    ) -> impl Future<Output = Result<(), ApplyError>> + Send;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The database or network may recover: retried without limit, never dead-lettered.
+    #[error("transient: {0}")]
+    Transient(String),
+    /// The message itself cannot be applied (undecodable, violates a constraint):
+    /// retried a bounded number of times, then dead-lettered.
+    #[error("{0}")]
+    Poison(String),
+}
+
+impl From<sqlx::Error> for ApplyError {
+    fn from(error: sqlx::Error) -> Self {
+        match &error {
+            sqlx::Error::Database(database) => {
+                let code = database.code().unwrap_or_default();
+                // 08 connection, 40 serialization / deadlock, 53 resources, 57 operator
+                // intervention: all may pass.
+                if ["08", "40", "53", "57"]
+                    .iter()
+                    .any(|class| code.starts_with(class))
+                {
+                    Self::Transient(error.to_string())
+                } else {
+                    Self::Poison(error.to_string())
+                }
+            }
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => Self::Transient(error.to_string()),
+            _ => Self::Poison(error.to_string()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ProjectionSettings {
+    pub batch_size: usize,
+    pub ack_wait: Duration,
+    pub max_attempts: u32,
+}
+
+/// One delivered message, detached from the consumer that delivered it.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub sequence: u64,
+    pub subject: String,
+    pub headers: HeaderMap,
+    pub payload: Vec<u8>,
+}
+
+impl Delivery {
+    fn from_message(message: &jetstream::Message) -> Result<Self, ApplyError> {
+        let info = message
+            .info()
+            .map_err(|error| ApplyError::Transient(format!("unreadable delivery: {error}")))?;
+        Ok(Self {
+            sequence: info.stream_sequence,
+            subject: message.subject.to_string(),
+            headers: message.headers.clone().unwrap_or_default(),
+            payload: message.payload.to_vec(),
+        })
+    }
+}
+
+/// Where a projection has got to; lets queries wait for a consistency token.
+#[derive(Clone)]
+pub struct ProjectionHandle {
+    name: String,
+    schema: String,
+    pool: PgPool,
+    position: watch::Receiver<u64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LagError {
+    #[error("the read model has not reached version {wanted} yet (at {reached})")]
+    NotYet { wanted: u64, reached: u64 },
+    #[error("cannot read the projection checkpoint: {0}")]
+    Database(String),
+}
+
+impl ProjectionHandle {
+    pub fn position(&self) -> u64 {
+        *self.position.borrow()
+    }
+
+    /// Waits, at most `limit`, until the projection has applied `sequence`. Follows
+    /// this process's runner and also polls the checkpoint, which another replica's
+    /// runner may be moving.
+    pub async fn wait_for(&self, sequence: u64, limit: Duration) -> Result<(), LagError> {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut position = self.position.clone();
+        loop {
+            if *position.borrow_and_update() >= sequence {
+                return Ok(());
+            }
+            let stored = read_checkpoint(&self.pool, &self.schema, &self.name)
+                .await
+                .map_err(|error| LagError::Database(error.to_string()))?;
+            if stored >= sequence {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(LagError::NotYet {
+                    wanted: sequence,
+                    reached: stored.max(*position.borrow()),
+                });
+            }
+            let poll = tokio::time::sleep_until(
+                deadline.min(tokio::time::Instant::now() + Duration::from_millis(50)),
+            );
+            tokio::select! {
+                _ = position.changed() => {}
+                () = poll => {}
+            }
+        }
+    }
+}
+
+async fn read_checkpoint(pool: &PgPool, schema: &str, name: &str) -> Result<u64, sqlx::Error> {
+    let sql = format!("SELECT last_sequence FROM {schema}.projection_checkpoint WHERE projection = $1");
+    let value: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(name)
+        .fetch_optional(pool)
+        .await?;
+    Ok(value.unwrap_or(0).max(0) as u64)
+}
+
+const RUNTIME_TABLES: [&str; 2] = [
+    "CREATE TABLE IF NOT EXISTS projection_checkpoint (
+        projection text PRIMARY KEY,
+        last_sequence bigint NOT NULL,
+        updated_at timestamptz NOT NULL DEFAULT now()
+    )",
+    "CREATE TABLE IF NOT EXISTS dead_letters (
+        projection text NOT NULL,
+        sequence bigint NOT NULL,
+        subject text NOT NULL,
+        error text NOT NULL,
+        payload bytea NOT NULL,
+        failed_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (projection, sequence)
+    )",
+];
+
+/// Creates the schema and all tables (runtime and projection) if missing.
+async fn prepare_schema<P: Projection>(
+    pool: &PgPool,
+    schema: &str,
+    projection: &P,
+) -> Result<(), sqlx::Error> {
+    let mut transaction = pool.begin().await?;
+    // Concurrent starts in one database must not race on CREATE SCHEMA.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+        .bind(schema)
+        .execute(&mut *transaction)
+        .await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS {schema}")))
+        .execute(&mut *transaction)
+        .await?;
+    set_search_path(&mut transaction, schema).await?;
+    for statement in RUNTIME_TABLES.iter().chain(projection.tables()) {
+        sqlx::query(*statement).execute(&mut *transaction).await?;
+    }
+    sqlx::query(
+        "INSERT INTO projection_checkpoint (projection, last_sequence) VALUES ($1, 0)
+         ON CONFLICT (projection) DO NOTHING",
+    )
+    .bind(projection.name())
+    .execute(&mut *transaction)
+    .await?;
+    transaction.commit().await
+}
+
+async fn set_search_path(connection: &mut PgConnection, schema: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT set_config('search_path', $1, true)")
+        .bind(schema)
+        .execute(connection)
+        .await
+        .map(|_| ())
+}
+
+/// Applies deliveries in order after the checkpoint, in one transaction with the
+/// checkpoint. Returns the new checkpoint. A poison message that has used up its
+/// attempts is dead-lettered; one that has not stops the batch after committing what
+/// came before it.
+struct Applier<'a, P> {
+    projection: &'a P,
+    schema: &'a str,
+    max_attempts: u32,
+    attempts: &'a mut HashMap<u64, u32>,
+}
+
+#[derive(Debug)]
+struct BatchOutcome {
+    checkpoint: u64,
+    /// Set when a message failed and will be retried.
+    stopped_by: Option<ApplyError>,
+}
+
+impl<P: Projection> Applier<'_, P> {
+    async fn apply(&mut self, pool: &PgPool, deliveries: &[Delivery]) -> Result<BatchOutcome, ApplyError> {
+        let mut transaction = pool.begin().await?;
+        set_search_path(&mut transaction, self.schema).await?;
+        let stored: i64 = sqlx::query_scalar(
+            "SELECT last_sequence FROM projection_checkpoint WHERE projection = $1 FOR UPDATE",
+        )
+        .bind(self.projection.name())
+        .fetch_one(&mut *transaction)
+        .await?;
+        let start = stored.max(0) as u64;
+        let mut checkpoint = start;
+        let mut stopped_by = None;
+        for delivery in deliveries {
+            if delivery.sequence <= checkpoint {
+                continue; // redelivered: already applied
+            }
+            sqlx::query("SAVEPOINT apply_one").execute(&mut *transaction).await?;
+            let result = self.apply_one(&mut transaction, delivery).await;
+            match result {
+                Ok(()) => {
+                    sqlx::query("RELEASE SAVEPOINT apply_one").execute(&mut *transaction).await?;
+                    self.attempts.remove(&delivery.sequence);
+                    checkpoint = delivery.sequence;
+                }
+                Err(ApplyError::Transient(reason)) => return Err(ApplyError::Transient(reason)),
+                Err(ApplyError::Poison(reason)) => {
+                    sqlx::query("ROLLBACK TO SAVEPOINT apply_one").execute(&mut *transaction).await?;
+                    let attempts = self.attempts.entry(delivery.sequence).or_insert(0);
+                    *attempts += 1;
+                    if *attempts < self.max_attempts {
+                        tracing::warn!(sequence = delivery.sequence, attempts = *attempts, error = %reason, "projection failed to apply a message, will retry");
+                        stopped_by = Some(ApplyError::Poison(reason));
+                        break;
+                    }
+                    tracing::error!(sequence = delivery.sequence, error = %reason, "projection gave up on a message: dead-lettered");
+                    sqlx::query(
+                        "INSERT INTO dead_letters (projection, sequence, subject, error, payload)
+                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(self.projection.name())
+                    .bind(delivery.sequence as i64)
+                    .bind(&delivery.subject)
+                    .bind(&reason)
+                    .bind(&delivery.payload)
+                    .execute(&mut *transaction)
+                    .await?;
+                    self.attempts.remove(&delivery.sequence);
+                    checkpoint = delivery.sequence;
+                }
+            }
+        }
+        if checkpoint > start {
+            sqlx::query(
+                "UPDATE projection_checkpoint SET last_sequence = $2, updated_at = now()
+                 WHERE projection = $1",
+            )
+            .bind(self.projection.name())
+            .bind(checkpoint as i64)
+            .execute(&mut *transaction)
+            .await?;
+        }
+        transaction.commit().await?;
+        Ok(BatchOutcome {
+            checkpoint,
+            stopped_by,
+        })
+    }
+
+    async fn apply_one(&self, connection: &mut PgConnection, delivery: &Delivery) -> Result<(), ApplyError> {
+        let commit = <circle_eventstore::wire::Commit as prost::Message>::decode(delivery.payload.as_slice())
+            .map_err(|error| ApplyError::Poison(format!("undecodable commit: {error}")))?;
+        let stored = StoredCommit {
+            sequence: delivery.sequence,
+            subject: delivery.subject.clone(),
+            commit,
+            headers: delivery.headers.clone(),
+        };
+        let span = tracing::info_span!("project", projection = self.projection.name(), sequence = delivery.sequence);
+        {
+            use tracing_opentelemetry::OpenTelemetrySpanExt;
+            let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
+                propagator.extract(&HeaderExtractor(&delivery.headers))
+            });
+            let _ = span.set_parent(parent);
+        }
+        self.projection.apply(connection, &stored).instrument(span).await
+    }
+}
+
+/// Runs one projection from its durable consumer until shutdown.
+pub struct ProjectionRunner<P> {
+    projection: Arc<P>,
+    pool: PgPool,
+    schema: String,
+    stream: jetstream::stream::Stream,
+    settings: ProjectionSettings,
+    position: watch::Sender<u64>,
+    attempts: HashMap<u64, u32>,
+}
+
+impl<P: Projection> ProjectionRunner<P> {
+    /// Prepares the schema and tables; the consumer is created when [`run`] starts.
+    pub async fn new(
+        projection: Arc<P>,
+        pool: PgPool,
+        schema: &str,
+        stream: jetstream::stream::Stream,
+        settings: ProjectionSettings,
+    ) -> Result<Self, ApplyError> {
+        prepare_schema(&pool, schema, projection.as_ref()).await?;
+        let start = read_checkpoint(&pool, schema, projection.name()).await?;
+        let (position, _) = watch::channel(start);
+        Ok(Self {
+            projection,
+            pool,
+            schema: schema.to_owned(),
+            stream,
+            settings,
+            position,
+            attempts: HashMap::new(),
+        })
+    }
+
+    pub fn handle(&self) -> ProjectionHandle {
+        ProjectionHandle {
+            name: self.projection.name().to_owned(),
+            schema: self.schema.clone(),
+            pool: self.pool.clone(),
+            position: self.position.subscribe(),
+        }
+    }
+
+    pub async fn consumer(&self) -> Result<pull::Stream, ApplyError> {
+        let name = self.projection.name().to_owned();
+        let consumer = self
+            .stream
+            .get_or_create_consumer(
+                &name,
+                pull::Config {
+                    durable_name: Some(name.clone()),
+                    deliver_policy: DeliverPolicy::All,
+                    ack_policy: AckPolicy::All,
+                    ack_wait: self.settings.ack_wait,
+                    // A backstop only: the runner dead-letters a failing message itself
+                    // long before the server would stop delivering it.
+                    max_deliver: i64::from(self.settings.max_attempts) * 10,
+                    max_ack_pending: (self.settings.batch_size * 8) as i64,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|error| ApplyError::Transient(error.to_string()))?;
+        consumer
+            .messages()
+            .await
+            .map_err(|error| ApplyError::Transient(error.to_string()))
+    }
+
+    /// Takes what is available now, up to the batch size, waiting for the first.
+    pub async fn next_batch(&self, messages: &mut pull::Stream) -> Result<Vec<jetstream::Message>, ApplyError> {
+        let mut batch = Vec::new();
+        match messages.next().await {
+            Some(Ok(message)) => batch.push(message),
+            Some(Err(error)) => return Err(ApplyError::Transient(error.to_string())),
+            None => return Err(ApplyError::Transient("consumer closed".into())),
+        }
+        while batch.len() < self.settings.batch_size {
+            match messages.next().now_or_never() {
+                Some(Some(Ok(message))) => batch.push(message),
+                _ => break,
+            }
+        }
+        Ok(batch)
+    }
+
+    /// Applies a batch and commits, without acknowledging. Returns how many of the
+    /// messages (a prefix) are now covered by the checkpoint.
+    pub async fn apply_batch(&mut self, messages: &[jetstream::Message]) -> Result<(usize, Option<ApplyError>), ApplyError> {
+        let deliveries = messages
+            .iter()
+            .map(Delivery::from_message)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut applier = Applier {
+            projection: self.projection.as_ref(),
+            schema: &self.schema,
+            max_attempts: self.settings.max_attempts,
+            attempts: &mut self.attempts,
+        };
+        let outcome = applier.apply(&self.pool, &deliveries).await?;
+        self.position.send_if_modified(|position| {
+            let advanced = outcome.checkpoint > *position;
+            *position = (*position).max(outcome.checkpoint);
+            advanced
+        });
+        let covered = deliveries
+            .iter()
+            .take_while(|delivery| delivery.sequence <= outcome.checkpoint)
+            .count();
+        Ok((covered, outcome.stopped_by))
+    }
+
+    /// Runs until `shutdown` resolves. Transient failures are retried with backoff.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ApplyError> {
+        tokio::pin!(shutdown);
+        let mut backoff = Duration::from_millis(50);
+        'connect: loop {
+            let mut messages = tokio::select! {
+                () = &mut shutdown => return Ok(()),
+                consumer = self.consumer() => match consumer {
+                    Ok(messages) => messages,
+                    Err(error) => {
+                        tracing::warn!(projection = self.projection.name(), %error, "cannot reach the consumer, retrying");
+                        tokio::select! { () = &mut shutdown => return Ok(()), () = tokio::time::sleep(backoff) => {} }
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        continue 'connect;
+                    }
+                },
+            };
+            let mut pending: Vec<jetstream::Message> = Vec::new();
+            loop {
+                if pending.is_empty() {
+                    pending = tokio::select! {
+                        () = &mut shutdown => return Ok(()),
+                        batch = self.next_batch(&mut messages) => match batch {
+                            Ok(batch) => batch,
+                            Err(error) => {
+                                tracing::warn!(projection = self.projection.name(), %error, "consumer failed, reconnecting");
+                                continue 'connect;
+                            }
+                        },
+                    };
+                }
+                match self.apply_batch(&pending).await {
+                    Ok((covered, stopped_by)) => {
+                        if covered > 0 {
+                            // Ack-all: acknowledging the last applied message covers the prefix.
+                            if let Err(error) = pending[covered - 1].ack().await {
+                                tracing::warn!(%error, "ack failed; the batch will be redelivered and skipped");
+                            }
+                            pending.drain(..covered);
+                        }
+                        if stopped_by.is_some() {
+                            tokio::select! { () = &mut shutdown => return Ok(()), () = tokio::time::sleep(backoff) => {} }
+                            backoff = (backoff * 2).min(Duration::from_secs(5));
+                        } else {
+                            backoff = Duration::from_millis(50);
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(projection = self.projection.name(), %error, "batch failed, retrying");
+                        tokio::select! { () = &mut shutdown => return Ok(()), () = tokio::time::sleep(backoff) => {} }
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RebuildReport {
+    pub applied_through: u64,
+    pub dead_letters: u64,
+}
+
+/// Replays the whole stream into a fresh copy of the projection's schema, then swaps it
+/// in place of the live one in one transaction and drops the old tables. Queries keep
+/// reading the live tables until the swap. The live runner's checkpoint row is locked
+/// for the final catch-up and the swap, so no message is applied to one copy only.
+pub async fn rebuild<P: Projection>(
+    projection: &P,
+    pool: &PgPool,
+    schema: &str,
+    stream: &jetstream::stream::Stream,
+    settings: &ProjectionSettings,
+) -> Result<RebuildReport, ApplyError> {
+    let fresh = format!("{schema}_rebuild");
+    let retired = format!("{schema}_retired");
+    for old in [&fresh, &retired] {
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {old} CASCADE")))
+            .execute(pool)
+            .await?;
+    }
+    prepare_schema(pool, &fresh, projection).await?;
+    prepare_schema(pool, schema, projection).await?;
+    let consumer = stream
+        .create_consumer(pull::OrderedConfig {
+            deliver_policy: DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await
+        .map_err(|error| ApplyError::Transient(error.to_string()))?;
+    let mut messages = consumer
+        .messages()
+        .await
+        .map_err(|error| ApplyError::Transient(error.to_string()))?;
+    let mut attempts = HashMap::new();
+    let mut applier = Applier {
+        projection,
+        schema: &fresh,
+        max_attempts: settings.max_attempts,
+        attempts: &mut attempts,
+    };
+    let mut rebuilt = 0;
+    let mut catch_up = async |target: u64, rebuilt: &mut u64| -> Result<(), ApplyError> {
+        while *rebuilt < target {
+            let mut batch = Vec::new();
+            while batch.len() < settings.batch_size {
+                let next = if batch.is_empty() {
+                    tokio::time::timeout(Duration::from_secs(10), messages.next())
+                        .await
+                        .map_err(|_| ApplyError::Transient("stream read timed out".into()))?
+                } else {
+                    match messages.next().now_or_never() {
+                        Some(next) => next,
+                        None => break,
+                    }
+                };
+                let message = next
+                    .ok_or_else(|| ApplyError::Transient("stream read ended".into()))?
+                    .map_err(|error| ApplyError::Transient(error.to_string()))?;
+                let delivery = Delivery::from_message(&message)?;
+                let last = delivery.sequence >= target;
+                batch.push(delivery);
+                if last {
+                    break;
+                }
+            }
+            // In a rebuild every message is retried in place until applied or
+            // dead-lettered: nothing else is waiting behind it.
+            let mut remaining = batch.as_slice();
+            while !remaining.is_empty() {
+                let outcome = applier.apply(pool, remaining).await?;
+                *rebuilt = (*rebuilt).max(outcome.checkpoint);
+                let covered = remaining.iter().take_while(|d| d.sequence <= outcome.checkpoint).count();
+                remaining = &remaining[covered..];
+            }
+        }
+        Ok(())
+    };
+    // Catch up with the live checkpoint without blocking the live runner…
+    let live_checkpoint = read_checkpoint(pool, schema, projection.name()).await?;
+    catch_up(live_checkpoint, &mut rebuilt).await?;
+    // …then lock it, take the last few messages, and swap.
+    let mut swap = pool.begin().await?;
+    let locked: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT last_sequence FROM {schema}.projection_checkpoint WHERE projection = $1 FOR UPDATE"
+    )))
+    .bind(projection.name())
+    .fetch_one(&mut *swap)
+    .await?;
+    catch_up(locked.max(0) as u64, &mut rebuilt).await?;
+    for statement in [
+        format!("ALTER SCHEMA {schema} RENAME TO {retired}"),
+        format!("ALTER SCHEMA {fresh} RENAME TO {schema}"),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&mut *swap).await?;
+    }
+    swap.commit().await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {retired} CASCADE")))
+        .execute(pool)
+        .await?;
+    let dead_letters: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM {schema}.dead_letters WHERE projection = $1"
+    )))
+    .bind(projection.name())
+    .fetch_one(pool)
+    .await?;
+    Ok(RebuildReport {
+        applied_through: rebuilt,
+        dead_letters: dead_letters.max(0) as u64,
+    })
+}

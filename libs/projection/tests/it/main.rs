@@ -1,0 +1,291 @@
+//! The projection runtime against real NATS and PostgreSQL.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use circle_eventstore::{AggregateKey, CommitMeta, EventStore, NewEvent, StoredCommit, StreamSpec};
+use circle_projection::{
+    ApplyError, LagError, Projection, ProjectionRunner, ProjectionSettings, rebuild,
+};
+use circle_testkit::TestEnv;
+
+use sqlx::PgConnection;
+
+const SCHEMA: &str = "tally";
+const POISON: i64 = 666;
+
+/// Test read model: `totals` adds up values per aggregate, so applying a message twice
+/// shows; `seen` records each applied sequence once.
+struct Tally;
+
+impl Projection for Tally {
+    fn name(&self) -> &str {
+        "tally"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &[
+            "CREATE TABLE IF NOT EXISTS totals (aggregate text PRIMARY KEY, total bigint NOT NULL, applied bigint NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS seen (sequence bigint PRIMARY KEY, aggregate text NOT NULL)",
+        ]
+    }
+
+    async fn apply(&self, connection: &mut PgConnection, commit: &StoredCommit) -> Result<(), ApplyError> {
+        for event in &commit.commit.events {
+            let value = prost_types_lite::decode(&event.payload)
+                .map_err(|error| ApplyError::Poison(error.to_string()))?;
+            if value == POISON {
+                return Err(ApplyError::Poison("this value cannot be applied".into()));
+            }
+            sqlx::query(
+                "INSERT INTO totals (aggregate, total, applied) VALUES ($1, $2, 1)
+                 ON CONFLICT (aggregate) DO UPDATE SET total = totals.total + $2, applied = totals.applied + 1",
+            )
+            .bind(&commit.commit.aggregate_id)
+            .bind(value)
+            .execute(&mut *connection)
+            .await?;
+        }
+        sqlx::query("INSERT INTO seen (sequence, aggregate) VALUES ($1, $2)")
+            .bind(commit.sequence as i64)
+            .bind(&commit.commit.aggregate_id)
+            .execute(&mut *connection)
+            .await?;
+        Ok(())
+    }
+}
+
+mod prost_types_lite {
+    use prost::Message;
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Value {
+        #[prost(int64, tag = "1")]
+        pub value: i64,
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<i64, prost::DecodeError> {
+        Value::decode(bytes).map(|value| value.value)
+    }
+
+    pub fn encode(value: i64) -> Vec<u8> {
+        Value { value }.encode_to_vec()
+    }
+}
+
+struct Fixture {
+    env: TestEnv,
+    store: EventStore,
+    stream: async_nats::jetstream::stream::Stream,
+    settings: ProjectionSettings,
+}
+
+impl Fixture {
+    async fn new() -> anyhow::Result<Self> {
+        let env = TestEnv::new().await?;
+        let spec = StreamSpec::new(env.config.stream_name("tally"), env.config.subject_root("tally"));
+        let store = EventStore::open(env.nats.clone(), spec.clone()).await?;
+        let stream = env.jetstream().get_stream(&spec.name).await?;
+        let settings = ProjectionSettings {
+            batch_size: 16,
+            ack_wait: Duration::from_secs(1),
+            max_attempts: 3,
+        };
+        Ok(Self { env, store, stream, settings })
+    }
+
+    async fn runner(&self) -> anyhow::Result<ProjectionRunner<Tally>> {
+        Ok(ProjectionRunner::new(
+            Arc::new(Tally),
+            self.env.pool.clone(),
+            SCHEMA,
+            self.stream.clone(),
+            self.settings.clone(),
+        )
+        .await?)
+    }
+
+    /// Appends one value to aggregate `id`; returns its sequence.
+    async fn append(&self, id: &str, value: i64) -> anyhow::Result<u64> {
+        let key = AggregateKey::new("acme", "tally", id)?;
+        let version = self.store.version(&key).await?;
+        let meta = CommitMeta {
+            request_id: uuid_like(id, version),
+            actor_role: "service".into(),
+            actor_id: "test".into(),
+        };
+        let event = NewEvent {
+            event_type: "test.Value".into(),
+            schema_version: 1,
+            payload: prost_types_lite::encode(value),
+        };
+        Ok(self.store.append(&key, version, &meta, vec![event]).await?.sequence())
+    }
+
+    async fn totals(&self) -> anyhow::Result<Vec<(String, i64, i64)>> {
+        Ok(sqlx::query_as("SELECT aggregate, total, applied FROM tally.totals ORDER BY aggregate")
+            .fetch_all(&self.env.pool)
+            .await?)
+    }
+
+    async fn checkpoint(&self) -> anyhow::Result<i64> {
+        Ok(sqlx::query_scalar("SELECT last_sequence FROM tally.projection_checkpoint WHERE projection = 'tally'")
+            .fetch_one(&self.env.pool)
+            .await?)
+    }
+}
+
+fn uuid_like(id: &str, version: u64) -> String {
+    format!("{id}-{version}")
+}
+
+#[tokio::test]
+async fn a_message_delivered_twice_is_applied_once() -> anyhow::Result<()> {
+    let fixture = Fixture::new().await?;
+    fixture.append("a", 5).await?;
+    fixture.append("a", 7).await?;
+    let mut runner = fixture.runner().await?;
+    let mut messages = runner.consumer().await?;
+    let mut batch = Vec::new();
+    while batch.len() < 2 {
+        batch.extend(runner.next_batch(&mut messages).await?);
+    }
+    let (covered, stopped) = runner.apply_batch(&batch).await?;
+    assert_eq!((covered, stopped.is_none()), (2, true));
+    // The same two messages again, and each message twice within one batch.
+    let doubled = vec![batch[0].clone(), batch[0].clone(), batch[1].clone(), batch[1].clone()];
+    runner.apply_batch(&batch).await?;
+    runner.apply_batch(&doubled).await?;
+    assert_eq!(fixture.totals().await?, vec![("a".to_owned(), 12, 2)]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_crash_between_commit_and_ack_leaves_the_read_model_as_if_delivered_once() -> anyhow::Result<()> {
+    let fixture = Fixture::new().await?;
+    let mut last = 0;
+    for value in 1..=10 {
+        last = fixture.append(if value % 2 == 0 { "even" } else { "odd" }, value).await?;
+    }
+    {
+        // First process: applies and commits, then "crashes" before acknowledging.
+        let mut runner = fixture.runner().await?;
+        let mut messages = runner.consumer().await?;
+        let mut batch = Vec::new();
+        while batch.len() < 10 {
+            batch.extend(runner.next_batch(&mut messages).await?);
+        }
+        runner.apply_batch(&batch).await?;
+    }
+    assert_eq!(fixture.checkpoint().await?, last as i64);
+    // Second process: the server redelivers everything after ack_wait.
+    let runner = fixture.runner().await?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(runner.run(async {
+        let _ = stopped.await;
+    }));
+    let consumer_name = "tally";
+    TestEnv::eventually(Duration::from_secs(15), || async {
+        let mut consumer: async_nats::jetstream::consumer::PullConsumer =
+            fixture.stream.get_consumer(consumer_name).await.map_err(|error| anyhow::anyhow!(error))?;
+        let info = consumer.info().await?;
+        Ok(info.ack_floor.stream_sequence >= last && info.num_ack_pending == 0)
+    })
+    .await?;
+    let _ = stop.send(());
+    task.await??;
+    assert_eq!(
+        fixture.totals().await?,
+        vec![("even".to_owned(), 2 + 4 + 6 + 8 + 10, 5), ("odd".to_owned(), 1 + 3 + 5 + 7 + 9, 5)]
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_message_that_keeps_failing_is_dead_lettered_and_the_projection_goes_on() -> anyhow::Result<()> {
+    let fixture = Fixture::new().await?;
+    fixture.append("a", 1).await?;
+    let poison = fixture.append("a", POISON).await?;
+    let last = fixture.append("a", 2).await?;
+    let runner = fixture.runner().await?;
+    let handle = runner.handle();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(runner.run(async {
+        let _ = stopped.await;
+    }));
+    handle.wait_for(last, Duration::from_secs(15)).await?;
+    let _ = stop.send(());
+    task.await??;
+    let dead: Vec<(i64, String)> = sqlx::query_as("SELECT sequence, error FROM tally.dead_letters")
+        .fetch_all(&fixture.env.pool)
+        .await?;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].0, poison as i64);
+    assert!(dead[0].1.contains("cannot be applied"), "{}", dead[0].1);
+    assert_eq!(fixture.totals().await?, vec![("a".to_owned(), 3, 2)]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_rebuild_from_scratch_equals_the_live_tables_and_the_live_runner_goes_on() -> anyhow::Result<()> {
+    let fixture = Fixture::new().await?;
+    for value in 1..=40 {
+        fixture.append(&format!("g{}", value % 7), value).await?;
+    }
+    let last = fixture.append("g0", POISON).await?;
+    let runner = fixture.runner().await?;
+    let handle = runner.handle();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(runner.run(async {
+        let _ = stopped.await;
+    }));
+    handle.wait_for(last, Duration::from_secs(15)).await?;
+
+    let snapshot = |pool: sqlx::PgPool| async move {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT format('%s', t) FROM (
+                SELECT 'total' AS kind, aggregate, total AS value, applied AS extra FROM tally.totals
+                UNION ALL SELECT 'seen', aggregate, sequence, 0 FROM tally.seen
+                UNION ALL SELECT 'dead', subject, sequence, 0 FROM tally.dead_letters
+                UNION ALL SELECT 'checkpoint', projection, last_sequence, 0 FROM tally.projection_checkpoint
+             ) t ORDER BY 1",
+        )
+        .fetch_all(&pool)
+        .await?;
+        anyhow::Ok(rows)
+    };
+    let schema_oid = "SELECT oid::bigint FROM pg_namespace WHERE nspname = 'tally'";
+    let before = snapshot(fixture.env.pool.clone()).await?;
+    let oid_before: i64 = sqlx::query_scalar(schema_oid).fetch_one(&fixture.env.pool).await?;
+    let report = rebuild(&Tally, &fixture.env.pool, SCHEMA, &fixture.stream, &fixture.settings).await?;
+    let after = snapshot(fixture.env.pool.clone()).await?;
+    let oid_after: i64 = sqlx::query_scalar(schema_oid).fetch_one(&fixture.env.pool).await?;
+    assert_ne!(oid_before, oid_after, "the tables were built anew");
+    assert_eq!(report.applied_through, last);
+    assert_eq!(report.dead_letters, 1);
+    assert_eq!(before.len(), 7 + 40 + 1 + 1);
+    assert_eq!(before, after);
+
+    // The live runner keeps projecting into the swapped-in tables.
+    let next = fixture.append("g1", 1000).await?;
+    handle.wait_for(next, Duration::from_secs(15)).await?;
+    let total: i64 = sqlx::query_scalar("SELECT total FROM tally.totals WHERE aggregate = 'g1'")
+        .fetch_one(&fixture.env.pool)
+        .await?;
+    assert_eq!(total, (1..=40).filter(|v| v % 7 == 1).sum::<i64>() + 1000);
+    let _ = stop.send(());
+    task.await??;
+    Ok(())
+}
+
+#[tokio::test]
+async fn waiting_for_a_version_the_projection_has_not_reached_times_out() -> anyhow::Result<()> {
+    let fixture = Fixture::new().await?;
+    let sequence = fixture.append("a", 1).await?;
+    let runner = fixture.runner().await?;
+    let handle = runner.handle();
+    let result = handle.wait_for(sequence, Duration::from_millis(200)).await;
+    assert!(matches!(result, Err(LagError::NotYet { wanted, reached: 0 }) if wanted == sequence));
+    Ok(())
+}
+
