@@ -19,10 +19,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out_dir.join("circle_descriptor.bin"),
         prost::Message::encode_to_vec(&descriptors),
     )?;
+    let mut config = prost_build::Config::new();
+    // Event payloads carry their full protobuf name as their type (prost::Name).
+    config.enable_type_names();
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
-        .compile_fds(descriptors)?;
+        .compile_fds_with_config(descriptors, config)?;
     Ok(())
 }
 

@@ -1,1 +1,300 @@
-//! placeholder
+//! The gRPC edge shared by every Circle service: errors as `google.rpc.Status` with
+//! one `ErrorInfo` reason (and `BadRequest` field violations for bad input), resource
+//! name parsing, request ids, etags, consistency tokens and page tokens.
+
+use std::collections::HashMap;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetail, ErrorInfo, FieldViolation, StatusExt};
+
+pub use circle_auth::{Caller, CallerError, Role};
+
+/// An error as a client should see it: a code, a stable reason, a message, and for
+/// bad input the offending fields. Built deliberately; never from `e.to_string()` of
+/// an internal error.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    pub code: Code,
+    pub reason: &'static str,
+    pub message: String,
+    pub violations: Vec<(String, String)>,
+    pub metadata: Vec<(&'static str, String)>,
+}
+
+impl ApiError {
+    pub fn new(code: Code, reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            reason,
+            message: message.into(),
+            violations: Vec::new(),
+            metadata: Vec::new(),
+        }
+    }
+
+    pub fn with_metadata(mut self, key: &'static str, value: impl Into<String>) -> Self {
+        self.metadata.push((key, value.into()));
+        self
+    }
+
+    pub fn into_status(self, domain: &str) -> Status {
+        let metadata: HashMap<String, String> = self
+            .metadata
+            .into_iter()
+            .map(|(key, value)| (key.to_owned(), value))
+            .collect();
+        let mut details = vec![ErrorDetail::ErrorInfo(ErrorInfo::new(
+            self.reason,
+            domain,
+            metadata,
+        ))];
+        if !self.violations.is_empty() {
+            details.push(ErrorDetail::BadRequest(tonic_types::BadRequest::new(
+                self.violations
+                    .into_iter()
+                    .map(|(field, description)| FieldViolation::new(field, description))
+                    .collect::<Vec<_>>(),
+            )));
+        }
+        Status::with_error_details_vec(self.code, self.message, details)
+    }
+
+    pub fn unavailable(what: &str) -> Self {
+        Self::new(
+            Code::Unavailable,
+            "BACKEND_UNAVAILABLE",
+            format!("{what} is unavailable; retry with the same request_id"),
+        )
+    }
+
+    pub fn internal() -> Self {
+        Self::new(Code::Internal, "INTERNAL", "internal error")
+    }
+}
+
+impl From<CallerError> for ApiError {
+    fn from(error: CallerError) -> Self {
+        match error {
+            CallerError::Missing { .. } | CallerError::Invalid { .. } => {
+                Self::new(Code::Unauthenticated, "CALLER_UNKNOWN", error.to_string())
+            }
+            CallerError::WrongNetwork { .. } => {
+                Self::new(Code::PermissionDenied, "WRONG_NETWORK", error.to_string())
+            }
+        }
+    }
+}
+
+/// Collects field violations so a request reports all its bad fields at once.
+#[derive(Debug, Default)]
+pub struct Violations(Vec<(String, String)>);
+
+impl Violations {
+    pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
+        self.0.push((field.into(), description.into()));
+    }
+
+    /// Runs a check, recording its error against `field`; returns the value if valid.
+    pub fn check<T>(&mut self, field: &str, result: Result<T, String>) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(description) => {
+                self.add(field, description);
+                None
+            }
+        }
+    }
+
+    pub fn into_result(self) -> Result<(), ApiError> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        let fields: Vec<&str> = self.0.iter().map(|(field, _)| field.as_str()).collect();
+        let mut error = ApiError::new(
+            Code::InvalidArgument,
+            "INVALID_ARGUMENT",
+            format!("invalid request: {}", fields.join(", ")),
+        );
+        error.violations = self.0;
+        Err(error)
+    }
+}
+
+/// An id segment of a resource name: 1–63 of `[a-z0-9-]`, not starting with '-'.
+pub fn check_id(value: &str) -> Result<(), String> {
+    if is_id(value) {
+        Ok(())
+    } else {
+        Err("must be 1 to 63 lowercase letters, digits or '-', not starting with '-'".into())
+    }
+}
+
+fn is_id(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= 63
+        && !value.starts_with('-')
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// Parses a resource name against a pattern of collection ids, e.g.
+/// `["networks", "clinics", "groups"]` for `networks/{n}/clinics/{c}/groups/{g}`,
+/// returning the ids in order.
+pub fn parse_name(name: &str, collections: &[&str]) -> Result<Vec<String>, String> {
+    let expected = collections
+        .iter()
+        .map(|collection| format!("{collection}/{{id}}"))
+        .collect::<Vec<_>>()
+        .join("/");
+    let segments: Vec<&str> = name.split('/').collect();
+    if segments.len() != collections.len() * 2 {
+        return Err(format!("must be of the form {expected}"));
+    }
+    let mut ids = Vec::with_capacity(collections.len());
+    for (pair, collection) in segments.chunks(2).zip(collections) {
+        if pair[0] != *collection || check_id(pair[1]).is_err() {
+            return Err(format!(
+                "must be of the form {expected}, with ids of lowercase letters, digits or '-'"
+            ));
+        }
+        ids.push(pair[1].to_owned());
+    }
+    Ok(ids)
+}
+
+/// A request id (AIP-155): empty means "not retried" and gets a fresh one.
+pub fn request_id(value: &str) -> Result<String, String> {
+    if value.is_empty() {
+        return Ok(uuid::Uuid::new_v4().to_string());
+    }
+    if value.len() > 100
+        || !value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err("must be at most 100 letters, digits, '-' or '_' (a UUID is best)".into());
+    }
+    Ok(value.to_owned())
+}
+
+
+/// An etag is the aggregate's version, in decimal; empty means no precondition.
+pub fn etag(value: &str) -> Result<Option<u64>, String> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    value
+        .trim_matches('"')
+        .parse::<u64>()
+        .map(Some)
+        .map_err(|_| "must be an etag returned by this service".into())
+}
+
+/// A consistency token is the stream sequence a command wrote; empty means "any".
+pub fn consistency_token(value: &str) -> Result<Option<u64>, String> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    value
+        .parse::<u64>()
+        .map(Some)
+        .map_err(|_| "must be a consistency_token returned by this service".into())
+}
+
+pub const DEFAULT_PAGE_SIZE: i64 = 50;
+pub const MAX_PAGE_SIZE: i64 = 200;
+
+/// Page size and offset from `page_size` and an opaque `page_token`.
+pub fn page(page_size: i32, page_token: &str) -> Result<(i64, i64), (String, String)> {
+    let size = match page_size {
+        0 => DEFAULT_PAGE_SIZE,
+        size if size < 0 => {
+            return Err(("page_size".into(), "must not be negative".into()));
+        }
+        size => i64::from(size).min(MAX_PAGE_SIZE),
+    };
+    if page_token.is_empty() {
+        return Ok((size, 0));
+    }
+    let offset = page_token
+        .strip_prefix("p")
+        .and_then(|hex| i64::from_str_radix(hex, 16).ok())
+        .filter(|offset| *offset >= 0)
+        .ok_or_else(|| {
+            (
+                "page_token".to_owned(),
+                "must be a next_page_token returned by this service".to_owned(),
+            )
+        })?;
+    Ok((size, offset))
+}
+
+/// The token for the page after one that started at `offset` and held `returned` of
+/// `size` items; empty when that was the last page.
+pub fn next_page_token(offset: i64, size: i64, returned: usize) -> String {
+    if (returned as i64) < size {
+        String::new()
+    } else {
+        format!("p{:x}", offset + size)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_resource_name_network_first() {
+        let ids = parse_name(
+            "networks/acme/clinics/north/groups/g-1",
+            &["networks", "clinics", "groups"],
+        )
+        .expect("valid");
+        assert_eq!(ids, vec!["acme", "north", "g-1"]);
+    }
+
+    #[test]
+    fn malformed_names_are_refused() {
+        for bad in [
+            "",
+            "networks/acme",
+            "networks/acme/clinic/north/groups/g",
+            "networks/acme/clinics/North/groups/g",
+            "networks/acme/clinics/a.b/groups/g",
+            "networks/acme/clinics/north/groups/g/extra",
+        ] {
+            assert!(
+                parse_name(bad, &["networks", "clinics", "groups"]).is_err(),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn page_tokens_round_trip() {
+        let (size, offset) = page(0, "").expect("first page");
+        assert_eq!((size, offset), (DEFAULT_PAGE_SIZE, 0));
+        let token = next_page_token(offset, 10, 10);
+        assert_eq!(page(10, &token).expect("next"), (10, 10));
+        assert_eq!(next_page_token(10, 10, 3), "");
+        assert!(page(10, "garbage").is_err());
+        assert!(page(-1, "").is_err());
+    }
+
+    #[test]
+    fn status_carries_error_info_and_field_violations() {
+        let mut violations = Violations::default();
+        violations.add("group.capacity", "must be between 1 and 50");
+        let status = violations
+            .into_result()
+            .expect_err("invalid")
+            .into_status("circle.enrollment");
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let info = status.get_details_error_info().expect("error info");
+        assert_eq!(info.reason, "INVALID_ARGUMENT");
+        assert_eq!(info.domain, "circle.enrollment");
+        let bad_request = status.get_details_bad_request().expect("bad request");
+        assert_eq!(bad_request.field_violations[0].field, "group.capacity");
+    }
+}

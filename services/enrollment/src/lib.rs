@@ -1,1 +1,213 @@
-//! placeholder
+//! The enrollment service: who is in which group. A library with a thin `main.rs`, so
+//! tests and `circle dev` start it in-process on any port.
+//!
+//! Write side: gRPC command → pure `domain::decide_*` → one commit appended to the
+//! ENROLLMENT stream (optimistic concurrency on the aggregate's subject). Read side:
+//! the `enrollment-read-model` projection fills schema `enrollment`; queries read it,
+//! waiting for a consistency token when one is given.
+
+pub mod api;
+pub mod codec;
+pub mod domain;
+pub mod read_model;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use circle_config::Config;
+use circle_eventstore::{EventStore, StreamSpec};
+use circle_projection::{ProjectionRunner, ProjectionSettings};
+use circle_proto::enrollment::v1::enrollment_service_server::EnrollmentServiceServer;
+use sqlx::postgres::PgPoolOptions;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub const SERVICE: &str = "enrollment";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot connect to NATS at {url}: {reason}")]
+    Nats { url: String, reason: String },
+    #[error("cannot connect to PostgreSQL: {0}")]
+    Database(String),
+    #[error("event log: {0}")]
+    EventStore(#[from] circle_eventstore::StoreError),
+    #[error("read model: {0}")]
+    Projection(#[from] circle_projection::ApplyError),
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen { addr: SocketAddr, reason: String },
+    #[error("gRPC server: {0}")]
+    Server(String),
+}
+
+/// A started service: where it listens, and its tasks (which end after shutdown).
+pub struct Running {
+    pub local_addr: SocketAddr,
+    pub task: JoinHandle<Result<(), StartError>>,
+}
+
+/// The parts of the service the tests and the CLI need besides the gRPC address.
+pub fn stream_spec(config: &Config) -> StreamSpec {
+    StreamSpec {
+        name: config.stream_name(SERVICE),
+        subject_root: config.subject_root(SERVICE),
+        replicas: config.nats.replicas,
+        duplicate_window: Duration::from_secs(config.nats.duplicate_window_secs),
+    }
+}
+
+/// Connects, provisions the stream and schema, starts the projection and the gRPC
+/// server, and returns once the server is listening. Everything stops when `shutdown`
+/// resolves: the server stops taking calls and drains, the projection finishes its
+/// batch.
+pub async fn start(
+    config: &Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<Running, StartError> {
+    let nats = async_nats::connect(&config.nats.url)
+        .await
+        .map_err(|error| StartError::Nats {
+            url: config.nats.url.clone(),
+            reason: error.to_string(),
+        })?;
+    let pool = PgPoolOptions::new()
+        .max_connections(config.database.max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(&config.database.url)
+        .await
+        .map_err(|error| StartError::Database(error.to_string()))?;
+    let store = EventStore::open(nats.clone(), stream_spec(config)).await?;
+    let stream = store
+        .jetstream()
+        .get_stream(&store.spec().name)
+        .await
+        .map_err(|error| StartError::Nats {
+            url: config.nats.url.clone(),
+            reason: error.to_string(),
+        })?;
+    let runner = ProjectionRunner::new(
+        Arc::new(read_model::ReadModel),
+        pool.clone(),
+        read_model::SCHEMA,
+        stream,
+        projection_settings(config),
+    )
+    .await?;
+    let api = api::EnrollmentApi::new(
+        store,
+        pool.clone(),
+        runner.handle(),
+        Duration::from_millis(config.projection.read_your_writes_timeout_ms),
+    );
+
+    let listener = tokio::net::TcpListener::bind(config.enrollment.listen)
+        .await
+        .map_err(|error| StartError::Listen {
+            addr: config.enrollment.listen,
+            reason: error.to_string(),
+        })?;
+    let local_addr = listener.local_addr().map_err(|error| StartError::Listen {
+        addr: config.enrollment.listen,
+        reason: error.to_string(),
+    })?;
+
+    let (stop, stopped) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    let until_stopped = |mut stopped: watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|stopped| *stopped).await;
+    };
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<EnrollmentServiceServer<api::EnrollmentApi>>()
+        .await;
+    tokio::spawn(watch_readiness(health, nats, pool, stopped.clone()));
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(circle_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|error| StartError::Server(error.to_string()))?;
+
+    let projection = tokio::spawn(runner.run(until_stopped(stopped.clone())));
+    let server = tonic::transport::Server::builder()
+        .concurrency_limit_per_connection(256)
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(EnrollmentServiceServer::new(api))
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            until_stopped(stopped),
+        );
+    let task = tokio::spawn(async move {
+        let served = server
+            .await
+            .map_err(|error| StartError::Server(error.to_string()));
+        let projected = projection
+            .await
+            .map_err(|error| StartError::Server(error.to_string()))?;
+        served?;
+        projected?;
+        Ok(())
+    });
+    tracing::info!(%local_addr, "enrollment service listening");
+    Ok(Running { local_addr, task })
+}
+
+/// Runs until `shutdown`; for `main`.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let running = start(&config, shutdown).await?;
+    running
+        .task
+        .await
+        .map_err(|error| StartError::Server(error.to_string()))?
+}
+
+pub fn projection_settings(config: &Config) -> ProjectionSettings {
+    ProjectionSettings {
+        batch_size: config.projection.batch_size,
+        ack_wait: Duration::from_secs(config.projection.ack_wait_secs),
+        max_attempts: config.projection.max_attempts,
+    }
+}
+
+/// Readiness follows the dependencies: NOT_SERVING while NATS or PostgreSQL is gone.
+async fn watch_readiness(
+    health: tonic_health::server::HealthReporter,
+    nats: async_nats::Client,
+    pool: sqlx::PgPool,
+    mut stopped: watch::Receiver<bool>,
+) {
+    use tonic_health::ServingStatus;
+    let mut ready = true;
+    loop {
+        tokio::select! {
+            changed = stopped.changed() => {
+                if changed.is_err() || *stopped.borrow() {
+                    health.set_not_serving::<EnrollmentServiceServer<api::EnrollmentApi>>().await;
+                    return;
+                }
+            }
+            () = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+        let nats_up = nats.connection_state() == async_nats::connection::State::Connected;
+        let database_up = sqlx::query("SELECT 1").execute(&pool).await.is_ok();
+        if (nats_up && database_up) != ready {
+            ready = nats_up && database_up;
+            let status = if ready {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            health
+                .set_service_status("circle.enrollment.v1.EnrollmentService", status)
+                .await;
+            tracing::warn!(nats_up, database_up, "readiness changed");
+        }
+    }
+}

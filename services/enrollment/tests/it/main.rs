@@ -1,0 +1,6 @@
+//! The enrollment service over real gRPC, against real NATS and PostgreSQL.
+
+mod support;
+
+mod bad_input;
+mod enroll;
