@@ -31,10 +31,12 @@ pub struct Snapshot<A> {
 
 impl<A: Aggregate> Snapshot<A> {
     fn apply(&mut self, commit: &StoredCommit) -> Result<(), StoreError> {
-        self.state.apply(commit).map_err(|error| StoreError::Corrupt {
-            sequence: commit.sequence,
-            reason: error.to_string(),
-        })?;
+        self.state
+            .apply(commit)
+            .map_err(|error| StoreError::Corrupt {
+                sequence: commit.sequence,
+                reason: error.to_string(),
+            })?;
         self.version = commit.sequence;
         self.request_ids
             .insert(commit.commit.request_id.clone(), commit.sequence);
@@ -95,7 +97,9 @@ impl<A: Aggregate> Repository<A> {
         Self {
             store,
             cache: Mutex::new(HashMap::new()),
-            locks: (0..LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+            locks: (0..LOCK_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
         }
     }
 
@@ -165,8 +169,7 @@ impl<A: Aggregate> Repository<A> {
                     }
                     return Err(StoreError::Corrupt {
                         sequence: snapshot.version,
-                        reason: "duplicate acknowledged but request id not on the aggregate"
-                            .into(),
+                        reason: "duplicate acknowledged but request id not on the aggregate".into(),
                     }
                     .into());
                 }

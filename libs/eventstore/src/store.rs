@@ -260,9 +260,7 @@ impl EventStore {
                 .await
                 .map_err(|_| StoreError::Unavailable("timed out reading an aggregate".into()))?;
             let Some(message) = next else {
-                return Err(StoreError::Unavailable(
-                    "aggregate read ended early".into(),
-                ));
+                return Err(StoreError::Unavailable("aggregate read ended early".into()));
             };
             let message = message.map_err(|error| StoreError::Unavailable(error.to_string()))?;
             let sequence = message

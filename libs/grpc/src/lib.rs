@@ -178,7 +178,6 @@ pub fn request_id(value: &str) -> Result<String, String> {
     Ok(value.to_owned())
 }
 
-
 /// An etag is the aggregate's version, in decimal; empty means no precondition.
 pub fn etag(value: &str) -> Result<Option<u64>, String> {
     if value.is_empty() {

@@ -152,7 +152,8 @@ impl ProjectionHandle {
 }
 
 async fn read_checkpoint(pool: &PgPool, schema: &str, name: &str) -> Result<u64, sqlx::Error> {
-    let sql = format!("SELECT last_sequence FROM {schema}.projection_checkpoint WHERE projection = $1");
+    let sql =
+        format!("SELECT last_sequence FROM {schema}.projection_checkpoint WHERE projection = $1");
     let value: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
         .bind(name)
         .fetch_optional(pool)
@@ -189,9 +190,11 @@ async fn prepare_schema<P: Projection>(
         .bind(schema)
         .execute(&mut *transaction)
         .await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS {schema}")))
-        .execute(&mut *transaction)
-        .await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "CREATE SCHEMA IF NOT EXISTS {schema}"
+    )))
+    .execute(&mut *transaction)
+    .await?;
     set_search_path(&mut transaction, schema).await?;
     for statement in RUNTIME_TABLES.iter().chain(projection.tables()) {
         sqlx::query(*statement).execute(&mut *transaction).await?;
@@ -233,7 +236,11 @@ struct BatchOutcome {
 }
 
 impl<P: Projection> Applier<'_, P> {
-    async fn apply(&mut self, pool: &PgPool, deliveries: &[Delivery]) -> Result<BatchOutcome, ApplyError> {
+    async fn apply(
+        &mut self,
+        pool: &PgPool,
+        deliveries: &[Delivery],
+    ) -> Result<BatchOutcome, ApplyError> {
         let mut transaction = pool.begin().await?;
         set_search_path(&mut transaction, self.schema).await?;
         let stored: i64 = sqlx::query_scalar(
@@ -249,17 +256,23 @@ impl<P: Projection> Applier<'_, P> {
             if delivery.sequence <= checkpoint {
                 continue; // redelivered: already applied
             }
-            sqlx::query("SAVEPOINT apply_one").execute(&mut *transaction).await?;
+            sqlx::query("SAVEPOINT apply_one")
+                .execute(&mut *transaction)
+                .await?;
             let result = self.apply_one(&mut transaction, delivery).await;
             match result {
                 Ok(()) => {
-                    sqlx::query("RELEASE SAVEPOINT apply_one").execute(&mut *transaction).await?;
+                    sqlx::query("RELEASE SAVEPOINT apply_one")
+                        .execute(&mut *transaction)
+                        .await?;
                     self.attempts.remove(&delivery.sequence);
                     checkpoint = delivery.sequence;
                 }
                 Err(ApplyError::Transient(reason)) => return Err(ApplyError::Transient(reason)),
                 Err(ApplyError::Poison(reason)) => {
-                    sqlx::query("ROLLBACK TO SAVEPOINT apply_one").execute(&mut *transaction).await?;
+                    sqlx::query("ROLLBACK TO SAVEPOINT apply_one")
+                        .execute(&mut *transaction)
+                        .await?;
                     let attempts = self.attempts.entry(delivery.sequence).or_insert(0);
                     *attempts += 1;
                     if *attempts < self.max_attempts {
@@ -301,16 +314,26 @@ impl<P: Projection> Applier<'_, P> {
         })
     }
 
-    async fn apply_one(&self, connection: &mut PgConnection, delivery: &Delivery) -> Result<(), ApplyError> {
-        let commit = <circle_eventstore::wire::Commit as prost::Message>::decode(delivery.payload.as_slice())
-            .map_err(|error| ApplyError::Poison(format!("undecodable commit: {error}")))?;
+    async fn apply_one(
+        &self,
+        connection: &mut PgConnection,
+        delivery: &Delivery,
+    ) -> Result<(), ApplyError> {
+        let commit = <circle_eventstore::wire::Commit as prost::Message>::decode(
+            delivery.payload.as_slice(),
+        )
+        .map_err(|error| ApplyError::Poison(format!("undecodable commit: {error}")))?;
         let stored = StoredCommit {
             sequence: delivery.sequence,
             subject: delivery.subject.clone(),
             commit,
             headers: delivery.headers.clone(),
         };
-        let span = tracing::info_span!("project", projection = self.projection.name(), sequence = delivery.sequence);
+        let span = tracing::info_span!(
+            "project",
+            projection = self.projection.name(),
+            sequence = delivery.sequence
+        );
         {
             use tracing_opentelemetry::OpenTelemetrySpanExt;
             let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
@@ -318,7 +341,10 @@ impl<P: Projection> Applier<'_, P> {
             });
             let _ = span.set_parent(parent);
         }
-        self.projection.apply(connection, &stored).instrument(span).await
+        self.projection
+            .apply(connection, &stored)
+            .instrument(span)
+            .await
     }
 }
 
@@ -392,7 +418,10 @@ impl<P: Projection> ProjectionRunner<P> {
     }
 
     /// Takes what is available now, up to the batch size, waiting for the first.
-    pub async fn next_batch(&self, messages: &mut pull::Stream) -> Result<Vec<jetstream::Message>, ApplyError> {
+    pub async fn next_batch(
+        &self,
+        messages: &mut pull::Stream,
+    ) -> Result<Vec<jetstream::Message>, ApplyError> {
         let mut batch = Vec::new();
         match messages.next().await {
             Some(Ok(message)) => batch.push(message),
@@ -410,7 +439,10 @@ impl<P: Projection> ProjectionRunner<P> {
 
     /// Applies a batch and commits, without acknowledging. Returns how many of the
     /// messages (a prefix) are now covered by the checkpoint.
-    pub async fn apply_batch(&mut self, messages: &[jetstream::Message]) -> Result<(usize, Option<ApplyError>), ApplyError> {
+    pub async fn apply_batch(
+        &mut self,
+        messages: &[jetstream::Message],
+    ) -> Result<(usize, Option<ApplyError>), ApplyError> {
         let deliveries = messages
             .iter()
             .map(Delivery::from_message)
@@ -435,7 +467,10 @@ impl<P: Projection> ProjectionRunner<P> {
     }
 
     /// Runs until `shutdown` resolves. Transient failures are retried with backoff.
-    pub async fn run(mut self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ApplyError> {
+    pub async fn run(
+        mut self,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ApplyError> {
         tokio::pin!(shutdown);
         let mut backoff = Duration::from_millis(50);
         'connect: loop {
@@ -512,9 +547,11 @@ pub async fn rebuild<P: Projection>(
     let fresh = format!("{schema}_rebuild");
     let retired = format!("{schema}_retired");
     for old in [&fresh, &retired] {
-        sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {old} CASCADE")))
-            .execute(pool)
-            .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP SCHEMA IF EXISTS {old} CASCADE"
+        )))
+        .execute(pool)
+        .await?;
     }
     prepare_schema(pool, &fresh, projection).await?;
     prepare_schema(pool, schema, projection).await?;
@@ -567,7 +604,10 @@ pub async fn rebuild<P: Projection>(
             while !remaining.is_empty() {
                 let outcome = applier.apply(pool, remaining).await?;
                 *rebuilt = (*rebuilt).max(outcome.checkpoint);
-                let covered = remaining.iter().take_while(|d| d.sequence <= outcome.checkpoint).count();
+                let covered = remaining
+                    .iter()
+                    .take_while(|d| d.sequence <= outcome.checkpoint)
+                    .count();
                 remaining = &remaining[covered..];
             }
         }
@@ -589,12 +629,16 @@ pub async fn rebuild<P: Projection>(
         format!("ALTER SCHEMA {schema} RENAME TO {retired}"),
         format!("ALTER SCHEMA {fresh} RENAME TO {schema}"),
     ] {
-        sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&mut *swap).await?;
+        sqlx::query(sqlx::AssertSqlSafe(statement))
+            .execute(&mut *swap)
+            .await?;
     }
     swap.commit().await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {retired} CASCADE")))
-        .execute(pool)
-        .await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA IF EXISTS {retired} CASCADE"
+    )))
+    .execute(pool)
+    .await?;
     let dead_letters: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT count(*) FROM {schema}.dead_letters WHERE projection = $1"
     )))

@@ -39,8 +39,8 @@ pub fn init(
     otlp_endpoint: Option<&str>,
 ) -> Result<TelemetryGuard, TelemetryError> {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-    let filter =
-        EnvFilter::try_new(log_filter).map_err(|error| TelemetryError::Filter(error.to_string()))?;
+    let filter = EnvFilter::try_new(log_filter)
+        .map_err(|error| TelemetryError::Filter(error.to_string()))?;
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let registry = tracing_subscriber::registry().with(filter).with(fmt);
     let Some(endpoint) = otlp_endpoint else {

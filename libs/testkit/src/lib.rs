@@ -129,9 +129,11 @@ async fn sweep_stale(nats: &async_nats::Client, admin: &mut PgConnection, now: u
             .unwrap_or_default();
     for database in databases {
         if database.strip_prefix("circle_").is_some_and(is_stale) {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)")))
-                .execute(&mut *admin)
-                .await;
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {database} WITH (FORCE)"
+            )))
+            .execute(&mut *admin)
+            .await;
         }
     }
     let jetstream = async_nats::jetstream::new(nats.clone());

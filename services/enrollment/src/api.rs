@@ -285,7 +285,10 @@ impl EnrollmentApi {
         Ok(snapshot.state.created.is_some())
     }
 
-    async fn create_clinic(&self, request: Request<pb::CreateClinicRequest>) -> ApiResult<pb::CreateClinicResponse> {
+    async fn create_clinic(
+        &self,
+        request: Request<pb::CreateClinicRequest>,
+    ) -> ApiResult<pb::CreateClinicResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
         let mut violations = Violations::default();
@@ -294,7 +297,8 @@ impl EnrollmentApi {
             caller.require_network(&ids[0], &request.parent)?;
         }
         authorize(&caller, ADMINS, None)?;
-        let request_id = violations.check("request_id", circle_grpc::request_id(&request.request_id));
+        let request_id =
+            violations.check("request_id", circle_grpc::request_id(&request.request_id));
         let clinic = request.clinic.unwrap_or_default();
         let display_name = violations.check("clinic.display_name", text(&clinic.display_name, 200));
         let zone = violations.check("clinic.time_zone", time_zone(&clinic.time_zone));
@@ -307,7 +311,8 @@ impl EnrollmentApi {
             request_id.as_deref().unwrap_or_default(),
         );
         violations.into_result()?;
-        let (Some(request_id), Some(display_name), Some(zone)) = (request_id, display_name, zone) else {
+        let (Some(request_id), Some(display_name), Some(zone)) = (request_id, display_name, zone)
+        else {
             return Err(ApiError::internal());
         };
         let command = Command::CreateClinic {
@@ -316,16 +321,24 @@ impl EnrollmentApi {
         };
         let executed = self
             .clinics
-            .execute(&key(&network, "clinic", &clinic_id)?, &meta(&caller, request_id), |snapshot| {
-                domain::decide_clinic(&snapshot.state, command.clone())
-                    .map(encode_all)
-                    .map_err(domain_error)
-            })
+            .execute(
+                &key(&network, "clinic", &clinic_id)?,
+                &meta(&caller, request_id),
+                |snapshot| {
+                    domain::decide_clinic(&snapshot.state, command.clone())
+                        .map(encode_all)
+                        .map_err(domain_error)
+                },
+            )
             .await
             .map_err(execute_error)?;
         let commit = executed.commit();
         let events = codec::decode_commit(commit).map_err(|_| ApiError::internal())?;
-        let Some(Event::ClinicCreated { display_name, time_zone }) = events.into_iter().next() else {
+        let Some(Event::ClinicCreated {
+            display_name,
+            time_zone,
+        }) = events.into_iter().next()
+        else {
             return Err(request_id_reused());
         };
         Ok(pb::CreateClinicResponse {
@@ -339,16 +352,29 @@ impl EnrollmentApi {
         })
     }
 
-    async fn create_group(&self, request: Request<pb::CreateGroupRequest>) -> ApiResult<pb::CreateGroupResponse> {
+    async fn create_group(
+        &self,
+        request: Request<pb::CreateGroupRequest>,
+    ) -> ApiResult<pb::CreateGroupResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
         let mut violations = Violations::default();
-        let parent = parse(&mut violations, "parent", &request.parent, &["networks", "clinics"]);
+        let parent = parse(
+            &mut violations,
+            "parent",
+            &request.parent,
+            &["networks", "clinics"],
+        );
         if let Some(ids) = &parent {
             caller.require_network(&ids[0], &request.parent)?;
         }
-        authorize(&caller, CLINIC_ADMINS, parent.as_ref().map(|ids| ids[1].as_str()))?;
-        let request_id = violations.check("request_id", circle_grpc::request_id(&request.request_id));
+        authorize(
+            &caller,
+            CLINIC_ADMINS,
+            parent.as_ref().map(|ids| ids[1].as_str()),
+        )?;
+        let request_id =
+            violations.check("request_id", circle_grpc::request_id(&request.request_id));
         let group = request.group.unwrap_or_default();
         let display_name = violations.check("group.display_name", text(&group.display_name, 200));
         let modality = violations.check("group.modality", slug(&group.modality));
@@ -364,7 +390,9 @@ impl EnrollmentApi {
         let admission_mode = violations.check(
             "group.admission_mode",
             match pb::AdmissionMode::try_from(group.admission_mode) {
-                Ok(pb::AdmissionMode::Unspecified | pb::AdmissionMode::Rolling) => Ok(AdmissionMode::Rolling),
+                Ok(pb::AdmissionMode::Unspecified | pb::AdmissionMode::Rolling) => {
+                    Ok(AdmissionMode::Rolling)
+                }
                 Ok(pb::AdmissionMode::Closed) => Ok(AdmissionMode::Closed),
                 Err(_) => Err("unknown admission mode".to_owned()),
             },
@@ -378,8 +406,23 @@ impl EnrollmentApi {
             request_id.as_deref().unwrap_or_default(),
         );
         violations.into_result()?;
-        let (Some(ids), Some(request_id), Some(display_name), Some(modality), Some(level_of_care), Some(capacity), Some(admission_mode)) =
-            (parent, request_id, display_name, modality, level_of_care, capacity, admission_mode)
+        let (
+            Some(ids),
+            Some(request_id),
+            Some(display_name),
+            Some(modality),
+            Some(level_of_care),
+            Some(capacity),
+            Some(admission_mode),
+        ) = (
+            parent,
+            request_id,
+            display_name,
+            modality,
+            level_of_care,
+            capacity,
+            admission_mode,
+        )
         else {
             return Err(ApiError::internal());
         };
@@ -397,11 +440,15 @@ impl EnrollmentApi {
         };
         let executed = self
             .groups
-            .execute(&key(&network, "group", &group_id)?, &meta(&caller, request_id), |snapshot| {
-                domain::decide_group(&snapshot.state, Command::CreateGroup(details.clone()))
-                    .map(encode_all)
-                    .map_err(domain_error)
-            })
+            .execute(
+                &key(&network, "group", &group_id)?,
+                &meta(&caller, request_id),
+                |snapshot| {
+                    domain::decide_group(&snapshot.state, Command::CreateGroup(details.clone()))
+                        .map(encode_all)
+                        .map_err(domain_error)
+                },
+            )
             .await
             .map_err(execute_error)?;
         let commit = executed.commit();
@@ -446,10 +493,19 @@ impl EnrollmentApi {
         if let Some(ids) = &home_clinic {
             caller.require_network(&ids[0], &participant.home_clinic)?;
         }
-        authorize(&caller, STAFF, home_clinic.as_ref().map(|ids| ids[1].as_str()))?;
-        let request_id = violations.check("request_id", circle_grpc::request_id(&request.request_id));
-        let given_name = violations.check("participant.given_name", text(&participant.given_name, 100));
-        let family_name = violations.check("participant.family_name", text(&participant.family_name, 100));
+        authorize(
+            &caller,
+            STAFF,
+            home_clinic.as_ref().map(|ids| ids[1].as_str()),
+        )?;
+        let request_id =
+            violations.check("request_id", circle_grpc::request_id(&request.request_id));
+        let given_name =
+            violations.check("participant.given_name", text(&participant.given_name, 100));
+        let family_name = violations.check(
+            "participant.family_name",
+            text(&participant.family_name, 100),
+        );
         let network = caller.network.clone();
         let participant_id = resource_id(
             &mut violations,
@@ -477,16 +533,24 @@ impl EnrollmentApi {
         };
         let executed = self
             .participants
-            .execute(&key(&network, "participant", &participant_id)?, &meta(&caller, request_id), |snapshot| {
-                domain::decide_participant(&snapshot.state, command.clone())
-                    .map(encode_all)
-                    .map_err(domain_error)
-            })
+            .execute(
+                &key(&network, "participant", &participant_id)?,
+                &meta(&caller, request_id),
+                |snapshot| {
+                    domain::decide_participant(&snapshot.state, command.clone())
+                        .map(encode_all)
+                        .map_err(domain_error)
+                },
+            )
             .await
             .map_err(execute_error)?;
         let commit = executed.commit();
         let events = codec::decode_commit(commit).map_err(|_| ApiError::internal())?;
-        let Some(Event::ParticipantRegistered { home_clinic_id, profile }) = events.into_iter().next() else {
+        let Some(Event::ParticipantRegistered {
+            home_clinic_id,
+            profile,
+        }) = events.into_iter().next()
+        else {
             return Err(request_id_reused());
         };
         Ok(pb::RegisterParticipantResponse {
@@ -508,23 +572,38 @@ impl EnrollmentApi {
         let caller = caller(&request)?;
         let request = request.into_inner();
         let mut violations = Violations::default();
-        let group = parse(&mut violations, "parent", &request.parent, &["networks", "clinics", "groups"]);
+        let group = parse(
+            &mut violations,
+            "parent",
+            &request.parent,
+            &["networks", "clinics", "groups"],
+        );
         if let Some(ids) = &group {
             caller.require_network(&ids[0], &request.parent)?;
         }
-        let participant = parse(&mut violations, "participant", &request.participant, &["networks", "participants"]);
+        let participant = parse(
+            &mut violations,
+            "participant",
+            &request.participant,
+            &["networks", "participants"],
+        );
         if let Some(ids) = &participant {
             caller.require_network(&ids[0], &request.participant)?;
         }
         authorize(&caller, STAFF, group.as_ref().map(|ids| ids[1].as_str()))?;
-        let request_id = violations.check("request_id", circle_grpc::request_id(&request.request_id));
-        let expected_etag = violations.check("etag", circle_grpc::etag(&request.etag)).flatten();
+        let request_id =
+            violations.check("request_id", circle_grpc::request_id(&request.request_id));
+        let expected_etag = violations
+            .check("etag", circle_grpc::etag(&request.etag))
+            .flatten();
         violations.into_result()?;
-        let (Some(group), Some(participant), Some(request_id)) = (group, participant, request_id) else {
+        let (Some(group), Some(participant), Some(request_id)) = (group, participant, request_id)
+        else {
             return Err(ApiError::internal());
         };
         let network = caller.network.clone();
-        let (clinic_id, group_id, participant_id) = (group[1].clone(), group[2].clone(), participant[1].clone());
+        let (clinic_id, group_id, participant_id) =
+            (group[1].clone(), group[2].clone(), participant[1].clone());
         let registered = self
             .participants
             .load(&key(&network, "participant", &participant_id)?)
@@ -535,49 +614,61 @@ impl EnrollmentApi {
         }
         let executed = self
             .groups
-            .execute(&key(&network, "group", &group_id)?, &meta(&caller, request_id), |snapshot| {
-                let details = snapshot.state.details.as_ref();
-                if details.is_none_or(|details| details.clinic_id != clinic_id) {
-                    return Err(not_found("GROUP_NOT_FOUND", &request.parent));
-                }
-                if let Some(expected) = expected_etag
-                    && expected != snapshot.version
-                {
-                    return Err(ApiError::new(
-                        Code::Aborted,
-                        "ETAG_MISMATCH",
-                        "the group changed since the given etag; read it again",
+            .execute(
+                &key(&network, "group", &group_id)?,
+                &meta(&caller, request_id),
+                |snapshot| {
+                    let details = snapshot.state.details.as_ref();
+                    if details.is_none_or(|details| details.clinic_id != clinic_id) {
+                        return Err(not_found("GROUP_NOT_FOUND", &request.parent));
+                    }
+                    if let Some(expected) = expected_etag
+                        && expected != snapshot.version
+                    {
+                        return Err(ApiError::new(
+                            Code::Aborted,
+                            "ETAG_MISMATCH",
+                            "the group changed since the given etag; read it again",
+                        )
+                        .with_metadata("current_etag", snapshot.version.to_string()));
+                    }
+                    domain::decide_group(
+                        &snapshot.state,
+                        Command::Enroll {
+                            participant_id: participant_id.clone(),
+                        },
                     )
-                    .with_metadata("current_etag", snapshot.version.to_string()));
-                }
-                domain::decide_group(
-                    &snapshot.state,
-                    Command::Enroll {
-                        participant_id: participant_id.clone(),
-                    },
-                )
-                .map(encode_all)
-                .map_err(domain_error)
-            })
+                    .map(encode_all)
+                    .map_err(domain_error)
+                },
+            )
             .await
             .map_err(execute_error)?;
         let commit = executed.commit();
         let events = codec::decode_commit(commit).map_err(|_| ApiError::internal())?;
         let (state, position) = match events.first() {
-            Some(Event::MemberAdmitted { participant_id: admitted }) if *admitted == participant_id => {
-                (pb::MembershipState::Active, 0)
-            }
-            Some(Event::MemberWaitlisted { participant_id: waiting, position }) if *waiting == participant_id => {
-                (pb::MembershipState::Waitlisted, *position)
-            }
+            Some(Event::MemberAdmitted {
+                participant_id: admitted,
+            }) if *admitted == participant_id => (pb::MembershipState::Active, 0),
+            Some(Event::MemberWaitlisted {
+                participant_id: waiting,
+                position,
+            }) if *waiting == participant_id => (pb::MembershipState::Waitlisted, *position),
             _ => return Err(request_id_reused()),
         };
         if let Executed::Committed { .. } = executed {
-            tracing::info!(version = commit.sequence, state = state.as_str_name(), "enrolled");
+            tracing::info!(
+                version = commit.sequence,
+                state = state.as_str_name(),
+                "enrolled"
+            );
         }
         Ok(pb::EnrollParticipantResponse {
             membership: Some(pb::Membership {
-                name: format!("{}/memberships/{participant_id}", group_name(&network, &clinic_id, &group_id)),
+                name: format!(
+                    "{}/memberships/{participant_id}",
+                    group_name(&network, &clinic_id, &group_id)
+                ),
                 participant: participant_name(&network, &participant_id),
                 state: state as i32,
                 waitlist_position: position,
@@ -589,9 +680,20 @@ impl EnrollmentApi {
     }
 
     /// Parses and authorizes a group name for a query, then finds the group's row.
-    async fn group_for_query(&self, caller: &Caller, field: &str, name: &str, token: &str) -> ApiResult<(Vec<String>, GroupRow)> {
+    async fn group_for_query(
+        &self,
+        caller: &Caller,
+        field: &str,
+        name: &str,
+        token: &str,
+    ) -> ApiResult<(Vec<String>, GroupRow)> {
         let mut violations = Violations::default();
-        let ids = parse(&mut violations, field, name, &["networks", "clinics", "groups"]);
+        let ids = parse(
+            &mut violations,
+            field,
+            name,
+            &["networks", "clinics", "groups"],
+        );
         if let Some(ids) = &ids {
             caller.require_network(&ids[0], name)?;
         }
@@ -624,11 +726,15 @@ impl EnrollmentApi {
         page_size: i32,
         page_token: &str,
     ) -> ApiResult<(Vec<pb::Membership>, String)> {
-        let (size, offset) = circle_grpc::page(page_size, page_token).map_err(|(field, description)| {
-            let mut violations = Violations::default();
-            violations.add(field, description);
-            violations.into_result().err().unwrap_or_else(ApiError::internal)
-        })?;
+        let (size, offset) =
+            circle_grpc::page(page_size, page_token).map_err(|(field, description)| {
+                let mut violations = Violations::default();
+                violations.add(field, description);
+                violations
+                    .into_result()
+                    .err()
+                    .unwrap_or_else(ApiError::internal)
+            })?;
         let rows: Vec<(String, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
             "SELECT participant_id, since FROM enrollment.memberships
              WHERE network = $1 AND group_id = $2 AND state = $3
@@ -655,7 +761,11 @@ impl EnrollmentApi {
                 } else {
                     pb::MembershipState::Active
                 } as i32,
-                waitlist_position: if waitlisted { (offset as u32) + index as u32 + 1 } else { 0 },
+                waitlist_position: if waitlisted {
+                    (offset as u32) + index as u32 + 1
+                } else {
+                    0
+                },
                 since: Some(prost_types::Timestamp {
                     seconds: since.timestamp(),
                     nanos: since.timestamp_subsec_nanos() as i32,
@@ -673,13 +783,25 @@ type GroupRow = (String, String, String, i32, String, i32, i32, i64);
 #[tonic::async_trait]
 impl EnrollmentService for EnrollmentApi {
     #[tracing::instrument(skip_all)]
-    async fn create_clinic(&self, request: Request<pb::CreateClinicRequest>) -> Result<Response<pb::CreateClinicResponse>, Status> {
-        self.create_clinic(request).await.map(Response::new).map_err(status)
+    async fn create_clinic(
+        &self,
+        request: Request<pb::CreateClinicRequest>,
+    ) -> Result<Response<pb::CreateClinicResponse>, Status> {
+        self.create_clinic(request)
+            .await
+            .map(Response::new)
+            .map_err(status)
     }
 
     #[tracing::instrument(skip_all)]
-    async fn create_group(&self, request: Request<pb::CreateGroupRequest>) -> Result<Response<pb::CreateGroupResponse>, Status> {
-        self.create_group(request).await.map(Response::new).map_err(status)
+    async fn create_group(
+        &self,
+        request: Request<pb::CreateGroupRequest>,
+    ) -> Result<Response<pb::CreateGroupResponse>, Status> {
+        self.create_group(request)
+            .await
+            .map(Response::new)
+            .map_err(status)
     }
 
     #[tracing::instrument(skip_all)]
@@ -687,7 +809,10 @@ impl EnrollmentService for EnrollmentApi {
         &self,
         request: Request<pb::RegisterParticipantRequest>,
     ) -> Result<Response<pb::RegisterParticipantResponse>, Status> {
-        self.register_participant(request).await.map(Response::new).map_err(status)
+        self.register_participant(request)
+            .await
+            .map(Response::new)
+            .map_err(status)
     }
 
     #[tracing::instrument(skip_all)]
@@ -695,16 +820,33 @@ impl EnrollmentService for EnrollmentApi {
         &self,
         request: Request<pb::EnrollParticipantRequest>,
     ) -> Result<Response<pb::EnrollParticipantResponse>, Status> {
-        self.enroll_participant(request).await.map(Response::new).map_err(status)
+        self.enroll_participant(request)
+            .await
+            .map(Response::new)
+            .map_err(status)
     }
 
     #[tracing::instrument(skip_all)]
-    async fn get_group(&self, request: Request<pb::GetGroupRequest>) -> Result<Response<pb::GetGroupResponse>, Status> {
+    async fn get_group(
+        &self,
+        request: Request<pb::GetGroupRequest>,
+    ) -> Result<Response<pb::GetGroupResponse>, Status> {
         let result = async {
             let caller = caller(&request)?;
             let request = request.into_inner();
-            let (ids, row) = self.group_for_query(&caller, "name", &request.name, &request.consistency_token).await?;
-            let (display_name, modality, level_of_care, capacity, admission_mode, active_count, waitlist_count, version) = row;
+            let (ids, row) = self
+                .group_for_query(&caller, "name", &request.name, &request.consistency_token)
+                .await?;
+            let (
+                display_name,
+                modality,
+                level_of_care,
+                capacity,
+                admission_mode,
+                active_count,
+                waitlist_count,
+                version,
+            ) = row;
             Ok(pb::GetGroupResponse {
                 group: Some(pb::Group {
                     name: group_name(&ids[0], &ids[1], &ids[2]),
@@ -734,25 +876,60 @@ impl EnrollmentService for EnrollmentApi {
         let result = async {
             let caller = caller(&request)?;
             let request = request.into_inner();
-            let (ids, _) = self.group_for_query(&caller, "parent", &request.parent, &request.consistency_token).await?;
-            let (memberships, next_page_token) = self
-                .memberships(&request.parent, &ids, "active", request.page_size, &request.page_token)
+            let (ids, _) = self
+                .group_for_query(
+                    &caller,
+                    "parent",
+                    &request.parent,
+                    &request.consistency_token,
+                )
                 .await?;
-            Ok(pb::ListGroupMembersResponse { memberships, next_page_token })
+            let (memberships, next_page_token) = self
+                .memberships(
+                    &request.parent,
+                    &ids,
+                    "active",
+                    request.page_size,
+                    &request.page_token,
+                )
+                .await?;
+            Ok(pb::ListGroupMembersResponse {
+                memberships,
+                next_page_token,
+            })
         };
         result.await.map(Response::new).map_err(status)
     }
 
     #[tracing::instrument(skip_all)]
-    async fn list_waitlist(&self, request: Request<pb::ListWaitlistRequest>) -> Result<Response<pb::ListWaitlistResponse>, Status> {
+    async fn list_waitlist(
+        &self,
+        request: Request<pb::ListWaitlistRequest>,
+    ) -> Result<Response<pb::ListWaitlistResponse>, Status> {
         let result = async {
             let caller = caller(&request)?;
             let request = request.into_inner();
-            let (ids, _) = self.group_for_query(&caller, "parent", &request.parent, &request.consistency_token).await?;
-            let (memberships, next_page_token) = self
-                .memberships(&request.parent, &ids, "waitlisted", request.page_size, &request.page_token)
+            let (ids, _) = self
+                .group_for_query(
+                    &caller,
+                    "parent",
+                    &request.parent,
+                    &request.consistency_token,
+                )
                 .await?;
-            Ok(pb::ListWaitlistResponse { memberships, next_page_token })
+            let (memberships, next_page_token) = self
+                .memberships(
+                    &request.parent,
+                    &ids,
+                    "waitlisted",
+                    request.page_size,
+                    &request.page_token,
+                )
+                .await?;
+            Ok(pb::ListWaitlistResponse {
+                memberships,
+                next_page_token,
+            })
         };
         result.await.map(Response::new).map_err(status)
     }

@@ -60,7 +60,9 @@ pub enum Command {
         profile: ParticipantProfile,
     },
     /// The participant is known to exist (checked before the command is built).
-    Enroll { participant_id: String },
+    Enroll {
+        participant_id: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -304,12 +306,18 @@ mod tests {
 
     #[test]
     fn enrolling_into_an_unknown_group_is_refused() {
-        assert_eq!(given(&[]).when(enroll("p1")), Err(DomainError::GroupNotFound));
+        assert_eq!(
+            given(&[]).when(enroll("p1")),
+            Err(DomainError::GroupNotFound)
+        );
     }
 
     #[test]
     fn creating_a_group_twice_is_refused() {
-        assert_eq!(given(&[]).when(Command::CreateGroup(details())), Ok(vec![created(12)]));
+        assert_eq!(
+            given(&[]).when(Command::CreateGroup(details())),
+            Ok(vec![created(12)])
+        );
         assert_eq!(
             given(&[created(12)]).when(Command::CreateGroup(details())),
             Err(DomainError::GroupExists)
@@ -344,7 +352,10 @@ mod tests {
         };
         let events = decide_clinic(&Clinic::default(), create.clone()).expect("created");
         let clinic = events.iter().fold(Clinic::default(), evolve_clinic);
-        assert_eq!(decide_clinic(&clinic, create), Err(DomainError::ClinicExists));
+        assert_eq!(
+            decide_clinic(&clinic, create),
+            Err(DomainError::ClinicExists)
+        );
 
         let register = Command::RegisterParticipant {
             home_clinic_id: "north".into(),
@@ -354,7 +365,9 @@ mod tests {
             },
         };
         let events = decide_participant(&Participant::default(), register.clone()).expect("ok");
-        let participant = events.iter().fold(Participant::default(), evolve_participant);
+        let participant = events
+            .iter()
+            .fold(Participant::default(), evolve_participant);
         assert_eq!(
             decide_participant(&participant, register),
             Err(DomainError::ParticipantExists)

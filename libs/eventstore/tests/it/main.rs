@@ -30,10 +30,11 @@ impl Aggregate for Counter {
     const TYPE: &'static str = "counter";
     fn apply(&mut self, commit: &StoredCommit) -> Result<(), DecodeError> {
         for event in &commit.commit.events {
-            let counted = Counted::decode(event.payload.as_slice()).map_err(|error| DecodeError {
-                event_type: event.event_type.clone(),
-                reason: error.to_string(),
-            })?;
+            let counted =
+                Counted::decode(event.payload.as_slice()).map_err(|error| DecodeError {
+                    event_type: event.event_type.clone(),
+                    reason: error.to_string(),
+                })?;
             self.count = counted.count;
         }
         Ok(())
@@ -120,7 +121,11 @@ async fn sixteen_concurrent_writers_write_every_version_exactly_once() -> anyhow
 
     let last = store.version(&key).await?;
     let commits = store.read(&key, 0, last).await?;
-    assert_eq!(commits.len(), WRITERS * COMMANDS_EACH, "no commit lost or doubled");
+    assert_eq!(
+        commits.len(),
+        WRITERS * COMMANDS_EACH,
+        "no commit lost or doubled"
+    );
     let mut previous_version = 0;
     for (index, commit) in commits.iter().enumerate() {
         let counted = Counted::decode(commit.commit.events[0].payload.as_slice())?;
@@ -137,7 +142,10 @@ async fn sixteen_concurrent_writers_write_every_version_exactly_once() -> anyhow
         .collect();
     stored_ids.sort();
     acknowledged.sort();
-    assert_eq!(stored_ids, acknowledged, "every acknowledged write is stored once");
+    assert_eq!(
+        stored_ids, acknowledged,
+        "every acknowledged write is stored once"
+    );
     Ok(())
 }
 
@@ -160,13 +168,20 @@ async fn a_retried_command_returns_the_original_commit() -> anyhow::Result<()> {
     let retry = repository.execute(&key, &meta("req-1"), decide).await?;
     assert!(matches!(retry, Executed::Replayed { .. }));
     assert_eq!(retry.commit().sequence, first.commit().sequence);
-    assert_eq!(decisions.load(Ordering::SeqCst), 2, "the retry decided nothing");
+    assert_eq!(
+        decisions.load(Ordering::SeqCst),
+        2,
+        "the retry decided nothing"
+    );
 
     // A fresh repository (a restarted replica) recognises it too.
     let restarted = Repository::<Counter>::new(store.clone());
     let retry = restarted.execute(&key, &meta("req-1"), decide).await?;
     assert_eq!(retry.commit().sequence, first.commit().sequence);
-    assert_eq!(store.read(&key, 0, store.version(&key).await?).await?.len(), 2);
+    assert_eq!(
+        store.read(&key, 0, store.version(&key).await?).await?.len(),
+        2
+    );
     Ok(())
 }
 
@@ -175,17 +190,24 @@ async fn a_raw_append_retry_is_a_duplicate_on_every_server_version() -> anyhow::
     let env = TestEnv::new().await?;
     let store = open(&env).await?;
     let key = key("raw");
-    let stored = store.append(&key, 0, &meta("once"), increment(0, 1)).await?;
+    let stored = store
+        .append(&key, 0, &meta("once"), increment(0, 1))
+        .await?;
     let AppendOutcome::Stored { sequence } = stored else {
         anyhow::bail!("first append must store, got {stored:?}");
     };
     // Same request, same expected version: 2.9 answers from its dedupe window, 2.12+
     // with "wrong last sequence"; both must come out as the original sequence.
-    let retried = store.append(&key, 0, &meta("once"), increment(0, 1)).await?;
+    let retried = store
+        .append(&key, 0, &meta("once"), increment(0, 1))
+        .await?;
     assert_eq!(retried, AppendOutcome::Duplicate { sequence });
     // A different request on a stale version is a conflict and writes nothing.
     let stale = store.append(&key, 0, &meta("other"), increment(0, 1)).await;
-    assert!(matches!(stale, Err(StoreError::Conflict { expected: 0 })), "{stale:?}");
+    assert!(
+        matches!(stale, Err(StoreError::Conflict { expected: 0 })),
+        "{stale:?}"
+    );
     assert_eq!(store.version(&key).await?, sequence);
     Ok(())
 }
@@ -198,7 +220,12 @@ async fn an_aggregate_of_a_thousand_events_loads_correctly() -> anyhow::Result<(
     let mut version = 0;
     for count in 1..=1000u64 {
         version = store
-            .append(&key, version, &meta(format!("r{count}")), increment(version, count))
+            .append(
+                &key,
+                version,
+                &meta(format!("r{count}")),
+                increment(version, count),
+            )
             .await?
             .sequence();
     }
@@ -212,7 +239,11 @@ async fn an_aggregate_of_a_thousand_events_loads_correctly() -> anyhow::Result<(
     assert_eq!(snapshot.version, version);
     let commits = store.read(&key, 0, version).await?;
     assert_eq!(commits.len(), 1000);
-    assert!(commits.windows(2).all(|pair| pair[0].sequence < pair[1].sequence));
+    assert!(
+        commits
+            .windows(2)
+            .all(|pair| pair[0].sequence < pair[1].sequence)
+    );
     Ok(())
 }
 
@@ -247,7 +278,9 @@ async fn an_existing_stream_that_could_drop_events_is_refused() -> anyhow::Resul
 async fn opening_twice_reuses_the_stream() -> anyhow::Result<()> {
     let env = TestEnv::new().await?;
     let first = Arc::new(open(&env).await?);
-    first.append(&key("a"), 0, &meta("1"), increment(0, 1)).await?;
+    first
+        .append(&key("a"), 0, &meta("1"), increment(0, 1))
+        .await?;
     let second = open(&env).await?;
     assert_eq!(second.version(&key("a")).await?, 1);
     Ok(())

@@ -30,7 +30,11 @@ impl Projection for Tally {
         ]
     }
 
-    async fn apply(&self, connection: &mut PgConnection, commit: &StoredCommit) -> Result<(), ApplyError> {
+    async fn apply(
+        &self,
+        connection: &mut PgConnection,
+        commit: &StoredCommit,
+    ) -> Result<(), ApplyError> {
         for event in &commit.commit.events {
             let value = prost_types_lite::decode(&event.payload)
                 .map_err(|error| ApplyError::Poison(error.to_string()))?;
@@ -83,7 +87,10 @@ struct Fixture {
 impl Fixture {
     async fn new() -> anyhow::Result<Self> {
         let env = TestEnv::new().await?;
-        let spec = StreamSpec::new(env.config.stream_name("tally"), env.config.subject_root("tally"));
+        let spec = StreamSpec::new(
+            env.config.stream_name("tally"),
+            env.config.subject_root("tally"),
+        );
         let store = EventStore::open(env.nats.clone(), spec.clone()).await?;
         let stream = env.jetstream().get_stream(&spec.name).await?;
         let settings = ProjectionSettings {
@@ -91,7 +98,12 @@ impl Fixture {
             ack_wait: Duration::from_secs(1),
             max_attempts: 3,
         };
-        Ok(Self { env, store, stream, settings })
+        Ok(Self {
+            env,
+            store,
+            stream,
+            settings,
+        })
     }
 
     async fn runner(&self) -> anyhow::Result<ProjectionRunner<Tally>> {
@@ -119,19 +131,27 @@ impl Fixture {
             schema_version: 1,
             payload: prost_types_lite::encode(value),
         };
-        Ok(self.store.append(&key, version, &meta, vec![event]).await?.sequence())
+        Ok(self
+            .store
+            .append(&key, version, &meta, vec![event])
+            .await?
+            .sequence())
     }
 
     async fn totals(&self) -> anyhow::Result<Vec<(String, i64, i64)>> {
-        Ok(sqlx::query_as("SELECT aggregate, total, applied FROM tally.totals ORDER BY aggregate")
-            .fetch_all(&self.env.pool)
-            .await?)
+        Ok(
+            sqlx::query_as("SELECT aggregate, total, applied FROM tally.totals ORDER BY aggregate")
+                .fetch_all(&self.env.pool)
+                .await?,
+        )
     }
 
     async fn checkpoint(&self) -> anyhow::Result<i64> {
-        Ok(sqlx::query_scalar("SELECT last_sequence FROM tally.projection_checkpoint WHERE projection = 'tally'")
-            .fetch_one(&self.env.pool)
-            .await?)
+        Ok(sqlx::query_scalar(
+            "SELECT last_sequence FROM tally.projection_checkpoint WHERE projection = 'tally'",
+        )
+        .fetch_one(&self.env.pool)
+        .await?)
     }
 }
 
@@ -153,7 +173,12 @@ async fn a_message_delivered_twice_is_applied_once() -> anyhow::Result<()> {
     let (covered, stopped) = runner.apply_batch(&batch).await?;
     assert_eq!((covered, stopped.is_none()), (2, true));
     // The same two messages again, and each message twice within one batch.
-    let doubled = vec![batch[0].clone(), batch[0].clone(), batch[1].clone(), batch[1].clone()];
+    let doubled = vec![
+        batch[0].clone(),
+        batch[0].clone(),
+        batch[1].clone(),
+        batch[1].clone(),
+    ];
     runner.apply_batch(&batch).await?;
     runner.apply_batch(&doubled).await?;
     assert_eq!(fixture.totals().await?, vec![("a".to_owned(), 12, 2)]);
@@ -161,11 +186,14 @@ async fn a_message_delivered_twice_is_applied_once() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
-async fn a_crash_between_commit_and_ack_leaves_the_read_model_as_if_delivered_once() -> anyhow::Result<()> {
+async fn a_crash_between_commit_and_ack_leaves_the_read_model_as_if_delivered_once()
+-> anyhow::Result<()> {
     let fixture = Fixture::new().await?;
     let mut last = 0;
     for value in 1..=10 {
-        last = fixture.append(if value % 2 == 0 { "even" } else { "odd" }, value).await?;
+        last = fixture
+            .append(if value % 2 == 0 { "even" } else { "odd" }, value)
+            .await?;
     }
     {
         // First process: applies and commits, then "crashes" before acknowledging.
@@ -186,8 +214,11 @@ async fn a_crash_between_commit_and_ack_leaves_the_read_model_as_if_delivered_on
     }));
     let consumer_name = "tally";
     TestEnv::eventually(Duration::from_secs(15), || async {
-        let mut consumer: async_nats::jetstream::consumer::PullConsumer =
-            fixture.stream.get_consumer(consumer_name).await.map_err(|error| anyhow::anyhow!(error))?;
+        let mut consumer: async_nats::jetstream::consumer::PullConsumer = fixture
+            .stream
+            .get_consumer(consumer_name)
+            .await
+            .map_err(|error| anyhow::anyhow!(error))?;
         let info = consumer.info().await?;
         Ok(info.ack_floor.stream_sequence >= last && info.num_ack_pending == 0)
     })
@@ -196,13 +227,17 @@ async fn a_crash_between_commit_and_ack_leaves_the_read_model_as_if_delivered_on
     task.await??;
     assert_eq!(
         fixture.totals().await?,
-        vec![("even".to_owned(), 2 + 4 + 6 + 8 + 10, 5), ("odd".to_owned(), 1 + 3 + 5 + 7 + 9, 5)]
+        vec![
+            ("even".to_owned(), 2 + 4 + 6 + 8 + 10, 5),
+            ("odd".to_owned(), 1 + 3 + 5 + 7 + 9, 5)
+        ]
     );
     Ok(())
 }
 
 #[tokio::test]
-async fn a_message_that_keeps_failing_is_dead_lettered_and_the_projection_goes_on() -> anyhow::Result<()> {
+async fn a_message_that_keeps_failing_is_dead_lettered_and_the_projection_goes_on()
+-> anyhow::Result<()> {
     let fixture = Fixture::new().await?;
     fixture.append("a", 1).await?;
     let poison = fixture.append("a", POISON).await?;
@@ -227,7 +262,8 @@ async fn a_message_that_keeps_failing_is_dead_lettered_and_the_projection_goes_o
 }
 
 #[tokio::test]
-async fn a_rebuild_from_scratch_equals_the_live_tables_and_the_live_runner_goes_on() -> anyhow::Result<()> {
+async fn a_rebuild_from_scratch_equals_the_live_tables_and_the_live_runner_goes_on()
+-> anyhow::Result<()> {
     let fixture = Fixture::new().await?;
     for value in 1..=40 {
         fixture.append(&format!("g{}", value % 7), value).await?;
@@ -256,10 +292,21 @@ async fn a_rebuild_from_scratch_equals_the_live_tables_and_the_live_runner_goes_
     };
     let schema_oid = "SELECT oid::bigint FROM pg_namespace WHERE nspname = 'tally'";
     let before = snapshot(fixture.env.pool.clone()).await?;
-    let oid_before: i64 = sqlx::query_scalar(schema_oid).fetch_one(&fixture.env.pool).await?;
-    let report = rebuild(&Tally, &fixture.env.pool, SCHEMA, &fixture.stream, &fixture.settings).await?;
+    let oid_before: i64 = sqlx::query_scalar(schema_oid)
+        .fetch_one(&fixture.env.pool)
+        .await?;
+    let report = rebuild(
+        &Tally,
+        &fixture.env.pool,
+        SCHEMA,
+        &fixture.stream,
+        &fixture.settings,
+    )
+    .await?;
     let after = snapshot(fixture.env.pool.clone()).await?;
-    let oid_after: i64 = sqlx::query_scalar(schema_oid).fetch_one(&fixture.env.pool).await?;
+    let oid_after: i64 = sqlx::query_scalar(schema_oid)
+        .fetch_one(&fixture.env.pool)
+        .await?;
     assert_ne!(oid_before, oid_after, "the tables were built anew");
     assert_eq!(report.applied_through, last);
     assert_eq!(report.dead_letters, 1);
@@ -288,4 +335,3 @@ async fn waiting_for_a_version_the_projection_has_not_reached_times_out() -> any
     assert!(matches!(result, Err(LagError::NotYet { wanted, reached: 0 }) if wanted == sequence));
     Ok(())
 }
-

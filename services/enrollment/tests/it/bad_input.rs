@@ -14,7 +14,10 @@ async fn bad_group_input_names_the_fields_and_appends_nothing() -> anyhow::Resul
             pb::CreateGroupRequest {
                 parent: clinic.clone(),
                 group_id: String::new(),
-                group: Some(pb::Group { display_name: "   ".into(), ..group_body(12) }),
+                group: Some(pb::Group {
+                    display_name: "   ".into(),
+                    ..group_body(12)
+                }),
                 request_id: String::new(),
             },
             vec!["group.display_name"],
@@ -23,7 +26,10 @@ async fn bad_group_input_names_the_fields_and_appends_nothing() -> anyhow::Resul
             pb::CreateGroupRequest {
                 parent: clinic.clone(),
                 group_id: String::new(),
-                group: Some(pb::Group { display_name: "x".repeat(201), ..group_body(12) }),
+                group: Some(pb::Group {
+                    display_name: "x".repeat(201),
+                    ..group_body(12)
+                }),
                 request_id: String::new(),
             },
             vec!["group.display_name"],
@@ -50,14 +56,27 @@ async fn bad_group_input_names_the_fields_and_appends_nothing() -> anyhow::Resul
             pb::CreateGroupRequest {
                 parent: "networks/acme/clinic/north".into(),
                 group_id: String::new(),
-                group: Some(pb::Group { modality: "Process Group".into(), admission_mode: 9, ..group_body(12) }),
+                group: Some(pb::Group {
+                    modality: "Process Group".into(),
+                    admission_mode: 9,
+                    ..group_body(12)
+                }),
                 request_id: "has spaces".into(),
             },
-            vec!["parent", "request_id", "group.modality", "group.admission_mode"],
+            vec![
+                "parent",
+                "request_id",
+                "group.modality",
+                "group.admission_mode",
+            ],
         ),
     ];
     for (request, mut expected_fields) in cases {
-        let error = service.client.create_group(admin(request)).await.expect_err("must be refused");
+        let error = service
+            .client
+            .create_group(admin(request))
+            .await
+            .expect_err("must be refused");
         assert_eq!(error.code(), Code::InvalidArgument, "{error:?}");
         let (reason, mut fields) = reason_and_fields(&error);
         assert_eq!(reason, "INVALID_ARGUMENT");
@@ -65,7 +84,11 @@ async fn bad_group_input_names_the_fields_and_appends_nothing() -> anyhow::Resul
         expected_fields.sort();
         assert_eq!(fields, expected_fields);
     }
-    assert_eq!(service.stream_last_sequence().await?, before, "nothing appended");
+    assert_eq!(
+        service.stream_last_sequence().await?,
+        before,
+        "nothing appended"
+    );
     Ok(())
 }
 
@@ -87,7 +110,10 @@ async fn unknown_resources_are_not_found_and_append_nothing() -> anyhow::Result<
         }))
         .await
         .expect_err("unknown clinic");
-    assert_eq!((error.code(), reason_and_fields(&error).0.as_str()), (Code::NotFound, "CLINIC_NOT_FOUND"));
+    assert_eq!(
+        (error.code(), reason_and_fields(&error).0.as_str()),
+        (Code::NotFound, "CLINIC_NOT_FOUND")
+    );
 
     let enroll = |parent: &str, participant: &str| pb::EnrollParticipantRequest {
         parent: parent.into(),
@@ -97,15 +123,24 @@ async fn unknown_resources_are_not_found_and_append_nothing() -> anyhow::Result<
     };
     let error = service
         .client
-        .enroll_participant(admin(enroll("networks/acme/clinics/north/groups/missing", &participant)))
+        .enroll_participant(admin(enroll(
+            "networks/acme/clinics/north/groups/missing",
+            &participant,
+        )))
         .await
         .expect_err("unknown group");
-    assert_eq!((error.code(), reason_and_fields(&error).0.as_str()), (Code::NotFound, "GROUP_NOT_FOUND"));
+    assert_eq!(
+        (error.code(), reason_and_fields(&error).0.as_str()),
+        (Code::NotFound, "GROUP_NOT_FOUND")
+    );
 
     // The group exists, but not under this clinic.
     let error = service
         .client
-        .enroll_participant(admin(enroll("networks/acme/clinics/south/groups/g1", &participant)))
+        .enroll_participant(admin(enroll(
+            "networks/acme/clinics/south/groups/g1",
+            &participant,
+        )))
         .await
         .expect_err("group of another clinic");
     assert_eq!(error.code(), Code::NotFound);
@@ -115,7 +150,10 @@ async fn unknown_resources_are_not_found_and_append_nothing() -> anyhow::Result<
         .enroll_participant(admin(enroll(&group, "networks/acme/participants/ghost")))
         .await
         .expect_err("unknown participant");
-    assert_eq!((error.code(), reason_and_fields(&error).0.as_str()), (Code::NotFound, "PARTICIPANT_NOT_FOUND"));
+    assert_eq!(
+        (error.code(), reason_and_fields(&error).0.as_str()),
+        (Code::NotFound, "PARTICIPANT_NOT_FOUND")
+    );
 
     let error = service
         .client
@@ -134,9 +172,19 @@ async fn unknown_resources_are_not_found_and_append_nothing() -> anyhow::Result<
         .expect_err("malformed names");
     let (_, mut fields) = reason_and_fields(&error);
     fields.sort();
-    assert_eq!((error.code(), fields), (Code::InvalidArgument, vec!["parent".to_owned(), "participant".to_owned()]));
+    assert_eq!(
+        (error.code(), fields),
+        (
+            Code::InvalidArgument,
+            vec!["parent".to_owned(), "participant".to_owned()]
+        )
+    );
 
-    assert_eq!(service.stream_last_sequence().await?, before, "nothing appended");
+    assert_eq!(
+        service.stream_last_sequence().await?,
+        before,
+        "nothing appended"
+    );
     Ok(())
 }
 
@@ -156,7 +204,10 @@ async fn the_caller_must_belong_to_the_network_and_hold_a_staff_role() -> anyhow
         .create_group(as_caller(request(), "other", "network-admin"))
         .await
         .expect_err("other network");
-    assert_eq!((error.code(), reason_and_fields(&error).0.as_str()), (Code::PermissionDenied, "WRONG_NETWORK"));
+    assert_eq!(
+        (error.code(), reason_and_fields(&error).0.as_str()),
+        (Code::PermissionDenied, "WRONG_NETWORK")
+    );
     let error = service
         .client
         .create_group(as_caller(request(), "acme", "participant"))

@@ -12,7 +12,11 @@ async fn forty_concurrent_enrolls_into_twelve_seats() -> anyhow::Result<()> {
     let group = service.group(&clinic, "process-tue", 12).await?;
     let mut participants = Vec::new();
     for index in 0..40 {
-        participants.push(service.participant(&clinic, &format!("p{index:02}")).await?);
+        participants.push(
+            service
+                .participant(&clinic, &format!("p{index:02}"))
+                .await?,
+        );
     }
 
     let calls = participants.iter().enumerate().map(|(index, participant)| {
@@ -33,11 +37,21 @@ async fn forty_concurrent_enrolls_into_twelve_seats() -> anyhow::Result<()> {
     }
     let active: Vec<_> = responses
         .iter()
-        .filter(|response| response.membership.as_ref().is_some_and(|m| m.state == pb::MembershipState::Active as i32))
+        .filter(|response| {
+            response
+                .membership
+                .as_ref()
+                .is_some_and(|m| m.state == pb::MembershipState::Active as i32)
+        })
         .collect();
     let mut waitlisted: Vec<_> = responses
         .iter()
-        .filter(|response| response.membership.as_ref().is_some_and(|m| m.state == pb::MembershipState::Waitlisted as i32))
+        .filter(|response| {
+            response
+                .membership
+                .as_ref()
+                .is_some_and(|m| m.state == pb::MembershipState::Waitlisted as i32)
+        })
         .collect();
     assert_eq!(active.len(), 12);
     assert_eq!(waitlisted.len(), 28);
@@ -51,12 +65,23 @@ async fn forty_concurrent_enrolls_into_twelve_seats() -> anyhow::Result<()> {
         .collect();
     assert_eq!(positions, (1..=28).collect::<Vec<_>>());
     // Every admission came before every waitlisting.
-    let last_admission = active.iter().filter_map(|r| r.etag.parse::<u64>().ok()).max().unwrap_or(0);
-    let first_waitlisting = waitlisted.first().and_then(|r| r.etag.parse::<u64>().ok()).unwrap_or(0);
+    let last_admission = active
+        .iter()
+        .filter_map(|r| r.etag.parse::<u64>().ok())
+        .max()
+        .unwrap_or(0);
+    let first_waitlisting = waitlisted
+        .first()
+        .and_then(|r| r.etag.parse::<u64>().ok())
+        .unwrap_or(0);
     assert!(last_admission < first_waitlisting);
 
     // The read model agrees once it has caught up with the last write.
-    let token = responses.iter().filter_map(|r| r.consistency_token.parse::<u64>().ok()).max().unwrap_or(0);
+    let token = responses
+        .iter()
+        .filter_map(|r| r.consistency_token.parse::<u64>().ok())
+        .max()
+        .unwrap_or(0);
     let roster = service
         .client
         .list_group_members(admin(pb::ListGroupMembersRequest {
@@ -67,7 +92,11 @@ async fn forty_concurrent_enrolls_into_twelve_seats() -> anyhow::Result<()> {
         }))
         .await?
         .into_inner();
-    let roster_participants: HashSet<String> = roster.memberships.iter().map(|m| m.participant.clone()).collect();
+    let roster_participants: HashSet<String> = roster
+        .memberships
+        .iter()
+        .map(|m| m.participant.clone())
+        .collect();
     let admitted: HashSet<String> = active
         .iter()
         .filter_map(|r| r.membership.as_ref().map(|m| m.participant.clone()))
@@ -96,9 +125,16 @@ async fn forty_concurrent_enrolls_into_twelve_seats() -> anyhow::Result<()> {
     }
     let expected: Vec<(String, u32)> = waitlisted
         .iter()
-        .filter_map(|r| r.membership.as_ref().map(|m| (m.participant.clone(), m.waitlist_position)))
+        .filter_map(|r| {
+            r.membership
+                .as_ref()
+                .map(|m| (m.participant.clone(), m.waitlist_position))
+        })
         .collect();
-    let listed: Vec<(String, u32)> = waitlist.iter().map(|m| (m.participant.clone(), m.waitlist_position)).collect();
+    let listed: Vec<(String, u32)> = waitlist
+        .iter()
+        .map(|m| (m.participant.clone(), m.waitlist_position))
+        .collect();
     assert_eq!(listed, expected);
 
     let group_view = service
@@ -111,7 +147,10 @@ async fn forty_concurrent_enrolls_into_twelve_seats() -> anyhow::Result<()> {
         .into_inner()
         .group
         .unwrap_or_default();
-    assert_eq!((group_view.active_member_count, group_view.waitlist_count), (12, 28));
+    assert_eq!(
+        (group_view.active_member_count, group_view.waitlist_count),
+        (12, 28)
+    );
     assert_eq!(group_view.etag, token.to_string());
     Ok(())
 }
@@ -129,10 +168,21 @@ async fn a_retried_enroll_returns_the_original_result_and_appends_nothing() -> a
         request_id: request_id.into(),
         etag: String::new(),
     };
-    let original = service.client.enroll_participant(admin(enroll(&first, "r-1"))).await?.into_inner();
-    service.client.enroll_participant(admin(enroll(&second, "r-2"))).await?;
+    let original = service
+        .client
+        .enroll_participant(admin(enroll(&first, "r-1")))
+        .await?
+        .into_inner();
+    service
+        .client
+        .enroll_participant(admin(enroll(&second, "r-2")))
+        .await?;
     let before = service.stream_last_sequence().await?;
-    let retried = service.client.enroll_participant(admin(enroll(&first, "r-1"))).await?.into_inner();
+    let retried = service
+        .client
+        .enroll_participant(admin(enroll(&first, "r-1")))
+        .await?
+        .into_inner();
     assert_eq!(retried, original);
     assert_eq!(service.stream_last_sequence().await?, before);
 
@@ -171,7 +221,11 @@ async fn a_stale_etag_is_refused_and_a_current_one_accepted() -> anyhow::Result<
         request_id: String::new(),
         etag: "1".into(),
     };
-    let error = service.client.enroll_participant(admin(stale)).await.expect_err("stale etag");
+    let error = service
+        .client
+        .enroll_participant(admin(stale))
+        .await
+        .expect_err("stale etag");
     assert_eq!(error.code(), tonic::Code::Aborted);
     assert_eq!(reason_and_fields(&error).0, "ETAG_MISMATCH");
     let current = pb::EnrollParticipantRequest {

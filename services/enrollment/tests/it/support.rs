@@ -21,7 +21,8 @@ impl Service {
             let _ = stopped.await;
         })
         .await?;
-        let client = EnrollmentServiceClient::connect(format!("http://{}", running.local_addr)).await?;
+        let client =
+            EnrollmentServiceClient::connect(format!("http://{}", running.local_addr)).await?;
         Ok(Self {
             env,
             client,
@@ -54,10 +55,18 @@ impl Service {
             }))
             .await?
             .into_inner();
-        Ok(response.clinic.map(|clinic| clinic.name).unwrap_or_default())
+        Ok(response
+            .clinic
+            .map(|clinic| clinic.name)
+            .unwrap_or_default())
     }
 
-    pub async fn group(&mut self, clinic: &str, group_id: &str, capacity: u32) -> anyhow::Result<String> {
+    pub async fn group(
+        &mut self,
+        clinic: &str,
+        group_id: &str,
+        capacity: u32,
+    ) -> anyhow::Result<String> {
         let response = self
             .client
             .create_group(admin(pb::CreateGroupRequest {
@@ -71,7 +80,11 @@ impl Service {
         Ok(response.group.map(|group| group.name).unwrap_or_default())
     }
 
-    pub async fn participant(&mut self, clinic: &str, participant_id: &str) -> anyhow::Result<String> {
+    pub async fn participant(
+        &mut self,
+        clinic: &str,
+        participant_id: &str,
+    ) -> anyhow::Result<String> {
         let response = self
             .client
             .register_participant(admin(pb::RegisterParticipantRequest {
@@ -87,7 +100,10 @@ impl Service {
             }))
             .await?
             .into_inner();
-        Ok(response.participant.map(|participant| participant.name).unwrap_or_default())
+        Ok(response
+            .participant
+            .map(|participant| participant.name)
+            .unwrap_or_default())
     }
 }
 
@@ -118,9 +134,18 @@ pub fn admin<T>(message: T) -> tonic::Request<T> {
 pub fn as_caller<T>(message: T, network: &'static str, role: &'static str) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     let metadata = request.metadata_mut();
-    metadata.insert(circle_grpc_keys::NETWORK, tonic::metadata::MetadataValue::from_static(network));
-    metadata.insert(circle_grpc_keys::ROLE, tonic::metadata::MetadataValue::from_static(role));
-    metadata.insert(circle_grpc_keys::ACTOR, tonic::metadata::MetadataValue::from_static("staff-1"));
+    metadata.insert(
+        circle_grpc_keys::NETWORK,
+        tonic::metadata::MetadataValue::from_static(network),
+    );
+    metadata.insert(
+        circle_grpc_keys::ROLE,
+        tonic::metadata::MetadataValue::from_static(role),
+    );
+    metadata.insert(
+        circle_grpc_keys::ACTOR,
+        tonic::metadata::MetadataValue::from_static("staff-1"),
+    );
     request.set_timeout(Duration::from_secs(30));
     request
 }

@@ -1,0 +1,60 @@
+//! The `circle` command's work, as a library so the end-to-end tests run exactly what
+//! `circle dev` runs: prepare the database, start every service in this process, and
+//! seed a demo network through the public gRPC API.
+
+pub mod demo;
+
+use std::net::SocketAddr;
+
+use anyhow::Context as _;
+use circle_config::Config;
+use sqlx::Connection as _;
+
+/// Where each started service listens.
+#[derive(Debug, Clone)]
+pub struct Addresses {
+    pub enrollment: SocketAddr,
+}
+
+/// Creates the configured database if it does not exist (connecting to the server's
+/// `postgres` database to do so). Schemas and tables are created by each service.
+pub async fn ensure_database(config: &Config) -> anyhow::Result<()> {
+    let url = &config.database.url;
+    if sqlx::PgConnection::connect(url).await.is_ok() {
+        return Ok(());
+    }
+    let (server, name) = url
+        .rsplit_once('/')
+        .context("database.url has no database name")?;
+    let name = name.split('?').next().unwrap_or(name);
+    anyhow::ensure!(
+        !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
+        "database name {name:?} must be letters, digits and '_'"
+    );
+    let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
+        .await
+        .with_context(|| "connecting to PostgreSQL to create the database".to_owned())?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .with_context(|| format!("creating database {name}"))?;
+    Ok(())
+}
+
+/// Starts every service in this process; they stop when `shutdown` resolves.
+pub async fn start_all(
+    config: &Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<(Addresses, tokio::task::JoinHandle<anyhow::Result<()>>)> {
+    let enrollment = circle_enrollment::start(config, shutdown)
+        .await
+        .context("starting the enrollment service")?;
+    let addresses = Addresses {
+        enrollment: enrollment.local_addr,
+    };
+    let task = tokio::spawn(async move {
+        enrollment.task.await??;
+        Ok(())
+    });
+    Ok((addresses, task))
+}
