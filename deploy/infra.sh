@@ -64,6 +64,6 @@ ensure_current_nats() {
   local store="${XDG_CACHE_HOME:-$HOME/.cache}/circle/nats-current-store"
   mkdir -p "$store"
   say "starting $("$server" --version) on 127.0.0.1:4333"
-  nohup "$server" -a 127.0.0.1 -p 4333 -js -sd "$store" >"$store.log" 2>&1 &
+  nohup "$server" -a 127.0.0.1 -p 4333 -js -sd "$store" </dev/null >"$store.log" 2>&1 &
   wait_port 4333
 }

@@ -14,6 +14,6 @@
 mod runner;
 
 pub use runner::{
-    ApplyError, Delivery, LagError, Projection, ProjectionHandle, ProjectionRunner,
+    Applied, ApplyError, Delivery, LagError, Projection, ProjectionHandle, ProjectionRunner,
     ProjectionSettings, RebuildReport, rebuild,
 };

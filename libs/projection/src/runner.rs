@@ -226,6 +226,11 @@ struct Applier<'a, P> {
     schema: &'a str,
     max_attempts: u32,
     attempts: &'a mut HashMap<u64, u32>,
+    /// A consumer freshly positioned at this checkpoint + 1 delivers what exists from
+    /// there: a jump right after it is a real hole in the stream, not a skip.
+    accept_gap_after: Option<u64>,
+    /// Off for a rebuild, whose ordered consumer cannot skip.
+    check_gaps: bool,
 }
 
 #[derive(Debug)]
@@ -233,15 +238,18 @@ struct BatchOutcome {
     checkpoint: u64,
     /// Set when a message failed and will be retried.
     stopped_by: Option<ApplyError>,
+    /// Set when the deliveries skipped sequences after the checkpoint.
+    gap: bool,
 }
 
 impl<P: Projection> Applier<'_, P> {
     async fn apply(
         &mut self,
-        pool: &PgPool,
+        connection: &mut PgConnection,
         deliveries: &[Delivery],
     ) -> Result<BatchOutcome, ApplyError> {
-        let mut transaction = pool.begin().await?;
+        use sqlx::Connection as _;
+        let mut transaction = connection.begin().await?;
         set_search_path(&mut transaction, self.schema).await?;
         let stored: i64 = sqlx::query_scalar(
             "SELECT last_sequence FROM projection_checkpoint WHERE projection = $1 FOR UPDATE",
@@ -252,9 +260,21 @@ impl<P: Projection> Applier<'_, P> {
         let start = stored.max(0) as u64;
         let mut checkpoint = start;
         let mut stopped_by = None;
+        let mut gap = false;
         for delivery in deliveries {
             if delivery.sequence <= checkpoint {
                 continue; // redelivered: already applied
+            }
+            // A projection consumes a whole stream, whose sequences are contiguous
+            // (deletes are denied), so a jump means the consumer skipped messages
+            // (it was ahead of the checkpoint, or delivered new messages before
+            // redelivering unacknowledged ones). Stop; the runner repositions it.
+            if self.check_gaps
+                && delivery.sequence > checkpoint + 1
+                && self.accept_gap_after != Some(checkpoint)
+            {
+                gap = true;
+                break;
             }
             sqlx::query("SAVEPOINT apply_one")
                 .execute(&mut *transaction)
@@ -311,6 +331,7 @@ impl<P: Projection> Applier<'_, P> {
         Ok(BatchOutcome {
             checkpoint,
             stopped_by,
+            gap,
         })
     }
 
@@ -348,7 +369,23 @@ impl<P: Projection> Applier<'_, P> {
     }
 }
 
+/// What applying a batch did.
+#[derive(Debug)]
+pub struct Applied {
+    /// How many of the messages (a prefix) the checkpoint now covers: acknowledge them.
+    pub covered: usize,
+    /// A message failed and is to be retried after a pause.
+    pub retry: Option<ApplyError>,
+    /// The consumer skipped sequences: it must be repositioned at the checkpoint.
+    pub gap: bool,
+}
+
 /// Runs one projection from its durable consumer until shutdown.
+///
+/// Only one runner of a projection applies at a time, whatever the number of
+/// replicas: the runner holds a PostgreSQL advisory lock on a connection of its own
+/// and applies its batches on that same connection, so losing the connection loses
+/// the lock and the right to write together. The others wait as standbys.
 pub struct ProjectionRunner<P> {
     projection: Arc<P>,
     pool: PgPool,
@@ -357,10 +394,14 @@ pub struct ProjectionRunner<P> {
     settings: ProjectionSettings,
     position: watch::Sender<u64>,
     attempts: HashMap<u64, u32>,
+    leader: Option<PgConnection>,
+    accept_gap_after: Option<u64>,
 }
 
+const LEADER_POLL: Duration = Duration::from_millis(200);
+
 impl<P: Projection> ProjectionRunner<P> {
-    /// Prepares the schema and tables; the consumer is created when [`run`] starts.
+    /// Prepares the schema and tables; the consumer is created when [`Self::run`] starts.
     pub async fn new(
         projection: Arc<P>,
         pool: PgPool,
@@ -379,6 +420,8 @@ impl<P: Projection> ProjectionRunner<P> {
             settings,
             position,
             attempts: HashMap::new(),
+            leader: None,
+            accept_gap_after: None,
         })
     }
 
@@ -391,30 +434,71 @@ impl<P: Projection> ProjectionRunner<P> {
         }
     }
 
+    /// Tries once to become the projection's single writer.
+    pub async fn try_lead(&mut self) -> Result<bool, ApplyError> {
+        if self.leader.is_some() {
+            return Ok(true);
+        }
+        let mut connection = self.pool.acquire().await?.detach();
+        let lock_key = format!(
+            "circle.projection.{}.{}",
+            self.schema,
+            self.projection.name()
+        );
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
+            .bind(&lock_key)
+            .fetch_one(&mut connection)
+            .await?;
+        if locked {
+            self.leader = Some(connection);
+        }
+        Ok(locked)
+    }
+
+    /// The durable consumer; created (at the checkpoint) if it does not exist yet.
     pub async fn consumer(&self) -> Result<pull::Stream, ApplyError> {
         let name = self.projection.name().to_owned();
+        let checkpoint = read_checkpoint(&self.pool, &self.schema, &name).await?;
         let consumer = self
             .stream
-            .get_or_create_consumer(
-                &name,
-                pull::Config {
-                    durable_name: Some(name.clone()),
-                    deliver_policy: DeliverPolicy::All,
-                    ack_policy: AckPolicy::All,
-                    ack_wait: self.settings.ack_wait,
-                    // A backstop only: the runner dead-letters a failing message itself
-                    // long before the server would stop delivering it.
-                    max_deliver: i64::from(self.settings.max_attempts) * 10,
-                    max_ack_pending: (self.settings.batch_size * 8) as i64,
-                    ..Default::default()
-                },
-            )
+            .get_or_create_consumer(&name, self.consumer_config(checkpoint))
             .await
             .map_err(|error| ApplyError::Transient(error.to_string()))?;
         consumer
             .messages()
             .await
             .map_err(|error| ApplyError::Transient(error.to_string()))
+    }
+
+    fn consumer_config(&self, checkpoint: u64) -> pull::Config {
+        let name = self.projection.name().to_owned();
+        pull::Config {
+            durable_name: Some(name),
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: checkpoint + 1,
+            },
+            ack_policy: AckPolicy::All,
+            ack_wait: self.settings.ack_wait,
+            // A backstop only: the runner dead-letters a failing message itself long
+            // before the server would stop delivering it.
+            max_deliver: i64::from(self.settings.max_attempts) * 10,
+            max_ack_pending: (self.settings.batch_size * 8) as i64,
+            ..Default::default()
+        }
+    }
+
+    /// Replaces the durable consumer with one that starts right after the checkpoint.
+    async fn reposition(&mut self) -> Result<(), ApplyError> {
+        let name = self.projection.name().to_owned();
+        let checkpoint = read_checkpoint(&self.pool, &self.schema, &name).await?;
+        tracing::warn!(projection = %name, checkpoint, "consumer skipped messages; repositioning it at the checkpoint");
+        let _ = self.stream.delete_consumer(&name).await;
+        self.stream
+            .create_consumer(self.consumer_config(checkpoint))
+            .await
+            .map_err(|error| ApplyError::Transient(error.to_string()))?;
+        self.accept_gap_after = Some(checkpoint);
+        Ok(())
     }
 
     /// Takes what is available now, up to the batch size, waiting for the first.
@@ -437,23 +521,42 @@ impl<P: Projection> ProjectionRunner<P> {
         Ok(batch)
     }
 
-    /// Applies a batch and commits, without acknowledging. Returns how many of the
-    /// messages (a prefix) are now covered by the checkpoint.
+    /// Applies a batch and commits, without acknowledging. Waits to become the
+    /// projection's writer first if it is not yet.
     pub async fn apply_batch(
         &mut self,
         messages: &[jetstream::Message],
-    ) -> Result<(usize, Option<ApplyError>), ApplyError> {
+    ) -> Result<Applied, ApplyError> {
+        while !self.try_lead().await? {
+            tokio::time::sleep(LEADER_POLL).await;
+        }
         let deliveries = messages
             .iter()
             .map(Delivery::from_message)
             .collect::<Result<Vec<_>, _>>()?;
+        let Some(connection) = self.leader.as_mut() else {
+            return Err(ApplyError::Transient("not the projection's writer".into()));
+        };
         let mut applier = Applier {
             projection: self.projection.as_ref(),
             schema: &self.schema,
             max_attempts: self.settings.max_attempts,
             attempts: &mut self.attempts,
+            accept_gap_after: self.accept_gap_after,
+            check_gaps: true,
         };
-        let outcome = applier.apply(&self.pool, &deliveries).await?;
+        let outcome = match applier.apply(connection, &deliveries).await {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                // The connection may be broken: give up the lock with it and compete
+                // again, rather than write on a connection that no longer holds it.
+                self.leader = None;
+                return Err(error);
+            }
+        };
+        if outcome.checkpoint > self.accept_gap_after.unwrap_or(u64::MAX) {
+            self.accept_gap_after = None;
+        }
         self.position.send_if_modified(|position| {
             let advanced = outcome.checkpoint > *position;
             *position = (*position).max(outcome.checkpoint);
@@ -463,25 +566,47 @@ impl<P: Projection> ProjectionRunner<P> {
             .iter()
             .take_while(|delivery| delivery.sequence <= outcome.checkpoint)
             .count();
-        Ok((covered, outcome.stopped_by))
+        Ok(Applied {
+            covered,
+            retry: outcome.stopped_by,
+            gap: outcome.gap,
+        })
     }
 
-    /// Runs until `shutdown` resolves. Transient failures are retried with backoff.
+    /// Runs until `shutdown` resolves: waits to be the projection's writer, then
+    /// consumes. Failures are retried with backoff; nothing here gives up.
     pub async fn run(
         mut self,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), ApplyError> {
         tokio::pin!(shutdown);
         let mut backoff = Duration::from_millis(50);
+        macro_rules! pause {
+            () => {{
+                tokio::select! { () = &mut shutdown => return Ok(()), () = tokio::time::sleep(backoff) => {} }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }};
+        }
         'connect: loop {
+            match self.try_lead().await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tokio::select! { () = &mut shutdown => return Ok(()), () = tokio::time::sleep(LEADER_POLL) => {} }
+                    continue 'connect;
+                }
+                Err(error) => {
+                    tracing::warn!(projection = self.projection.name(), %error, "cannot reach PostgreSQL, retrying");
+                    pause!();
+                    continue 'connect;
+                }
+            }
             let mut messages = tokio::select! {
                 () = &mut shutdown => return Ok(()),
                 consumer = self.consumer() => match consumer {
                     Ok(messages) => messages,
                     Err(error) => {
                         tracing::warn!(projection = self.projection.name(), %error, "cannot reach the consumer, retrying");
-                        tokio::select! { () = &mut shutdown => return Ok(()), () = tokio::time::sleep(backoff) => {} }
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        pause!();
                         continue 'connect;
                     }
                 },
@@ -501,25 +626,33 @@ impl<P: Projection> ProjectionRunner<P> {
                     };
                 }
                 match self.apply_batch(&pending).await {
-                    Ok((covered, stopped_by)) => {
-                        if covered > 0 {
+                    Ok(applied) => {
+                        if applied.covered > 0 {
                             // Ack-all: acknowledging the last applied message covers the prefix.
-                            if let Err(error) = pending[covered - 1].ack().await {
+                            if let Err(error) = pending[applied.covered - 1].ack().await {
                                 tracing::warn!(%error, "ack failed; the batch will be redelivered and skipped");
                             }
-                            pending.drain(..covered);
+                            pending.drain(..applied.covered);
                         }
-                        if stopped_by.is_some() {
-                            tokio::select! { () = &mut shutdown => return Ok(()), () = tokio::time::sleep(backoff) => {} }
-                            backoff = (backoff * 2).min(Duration::from_secs(5));
+                        if applied.gap {
+                            if let Err(error) = self.reposition().await {
+                                tracing::warn!(projection = self.projection.name(), %error, "cannot reposition the consumer");
+                                pause!();
+                            }
+                            continue 'connect;
+                        }
+                        if applied.retry.is_some() {
+                            pause!();
                         } else {
                             backoff = Duration::from_millis(50);
                         }
                     }
                     Err(error) => {
                         tracing::warn!(projection = self.projection.name(), %error, "batch failed, retrying");
-                        tokio::select! { () = &mut shutdown => return Ok(()), () = tokio::time::sleep(backoff) => {} }
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        pause!();
+                        if self.leader.is_none() {
+                            continue 'connect;
+                        }
                     }
                 }
             }
@@ -572,7 +705,10 @@ pub async fn rebuild<P: Projection>(
         schema: &fresh,
         max_attempts: settings.max_attempts,
         attempts: &mut attempts,
+        accept_gap_after: None,
+        check_gaps: false,
     };
+    let mut connection = pool.acquire().await?;
     let mut rebuilt = 0;
     let mut catch_up = async |target: u64, rebuilt: &mut u64| -> Result<(), ApplyError> {
         while *rebuilt < target {
@@ -602,7 +738,7 @@ pub async fn rebuild<P: Projection>(
             // dead-lettered: nothing else is waiting behind it.
             let mut remaining = batch.as_slice();
             while !remaining.is_empty() {
-                let outcome = applier.apply(pool, remaining).await?;
+                let outcome = applier.apply(&mut connection, remaining).await?;
                 *rebuilt = (*rebuilt).max(outcome.checkpoint);
                 let covered = remaining
                     .iter()

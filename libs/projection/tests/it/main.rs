@@ -170,8 +170,11 @@ async fn a_message_delivered_twice_is_applied_once() -> anyhow::Result<()> {
     while batch.len() < 2 {
         batch.extend(runner.next_batch(&mut messages).await?);
     }
-    let (covered, stopped) = runner.apply_batch(&batch).await?;
-    assert_eq!((covered, stopped.is_none()), (2, true));
+    let applied = runner.apply_batch(&batch).await?;
+    assert_eq!(
+        (applied.covered, applied.retry.is_none(), applied.gap),
+        (2, true, false)
+    );
     // The same two messages again, and each message twice within one batch.
     let doubled = vec![
         batch[0].clone(),
@@ -333,5 +336,102 @@ async fn waiting_for_a_version_the_projection_has_not_reached_times_out() -> any
     let handle = runner.handle();
     let result = handle.wait_for(sequence, Duration::from_millis(200)).await;
     assert!(matches!(result, Err(LagError::NotYet { wanted, reached: 0 }) if wanted == sequence));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_consumer_ahead_of_the_checkpoint_is_repositioned_and_nothing_is_skipped()
+-> anyhow::Result<()> {
+    let fixture = Fixture::new().await?;
+    let mut last = 0;
+    for value in 1..=6 {
+        last = fixture.append("a", value).await?;
+    }
+    // A durable left over from elsewhere (say, before the database was restored) that
+    // would start delivering at the fourth message.
+    fixture
+        .stream
+        .create_consumer(async_nats::jetstream::consumer::pull::Config {
+            durable_name: Some("tally".into()),
+            deliver_policy: async_nats::jetstream::consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: last - 2,
+            },
+            ack_policy: async_nats::jetstream::consumer::AckPolicy::All,
+            ..Default::default()
+        })
+        .await?;
+    let runner = fixture.runner().await?;
+    let handle = runner.handle();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(runner.run(async {
+        let _ = stopped.await;
+    }));
+    handle.wait_for(last, Duration::from_secs(15)).await?;
+    let _ = stop.send(());
+    task.await??;
+    assert_eq!(fixture.totals().await?, vec![("a".to_owned(), 21, 6)]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn of_two_replicas_one_writes_and_the_other_takes_over_when_it_stops() -> anyhow::Result<()> {
+    let fixture = Fixture::new().await?;
+    let first = fixture.append("a", 1).await?;
+    let spawn = |runner: ProjectionRunner<Tally>| {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(runner.run(async {
+            let _ = stopped.await;
+        }));
+        (stop, task)
+    };
+    let leader = fixture.runner().await?;
+    let leader_position = leader.handle();
+    let (stop_leader, leader_task) = spawn(leader);
+    leader_position
+        .wait_for(first, Duration::from_secs(15))
+        .await?;
+    let standby = fixture.runner().await?;
+    let standby_position = standby.handle();
+    let (stop_standby, standby_task) = spawn(standby);
+
+    let mut last = first;
+    for value in 2..=20 {
+        last = fixture
+            .append(if value % 2 == 0 { "a" } else { "b" }, value)
+            .await?;
+    }
+    leader_position
+        .wait_for(last, Duration::from_secs(15))
+        .await?;
+    assert_eq!(
+        standby_position.position(),
+        first,
+        "the standby applied nothing (it started at the checkpoint)"
+    );
+
+    // The leader stops; the standby takes over and projects what comes next.
+    let _ = stop_leader.send(());
+    leader_task.await??;
+    let next = fixture.append("b", 100).await?;
+    standby_position
+        .wait_for(next, Duration::from_secs(15))
+        .await?;
+    let _ = stop_standby.send(());
+    standby_task.await??;
+    assert_eq!(
+        fixture.totals().await?,
+        vec![
+            (
+                "a".to_owned(),
+                (1..=20).filter(|v| v % 2 == 0).sum::<i64>() + 1,
+                11
+            ),
+            (
+                "b".to_owned(),
+                (1..=20).filter(|v| v % 2 == 1 && *v > 1).sum::<i64>() + 100,
+                10
+            ),
+        ]
+    );
     Ok(())
 }
