@@ -285,3 +285,49 @@ async fn opening_twice_reuses_the_stream() -> anyhow::Result<()> {
     assert_eq!(second.version(&key("a")).await?, 1);
     Ok(())
 }
+
+#[tokio::test]
+async fn the_trace_context_travels_in_the_commit_headers() -> anyhow::Result<()> {
+    use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
+    use tracing::Instrument as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    let env = TestEnv::new().await?;
+    let store = open(&env).await?;
+    opentelemetry::global::set_text_map_propagator(
+        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+    );
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+    // A current-thread test runtime: the scoped subscriber covers the whole append.
+    let _scoped = tracing::subscriber::set_default(subscriber);
+    let span = tracing::info_span!("command");
+    let trace_id = span.context().span().span_context().trace_id();
+    assert_ne!(trace_id, opentelemetry::trace::TraceId::INVALID);
+    let sequence = store
+        .append(&key("traced"), 0, &meta("t1"), increment(0, 1))
+        .instrument(span)
+        .await?
+        .sequence();
+    let stored = store.read_commit(sequence).await?;
+    let traceparent = stored
+        .headers
+        .get("traceparent")
+        .map(|value| value.as_str().to_owned())
+        .unwrap_or_default();
+    assert!(
+        traceparent.contains(&trace_id.to_string()),
+        "traceparent {traceparent:?} should carry trace {trace_id}"
+    );
+    // Headers name event types only; the payload stays out of them.
+    assert_eq!(
+        stored
+            .headers
+            .get("Circle-Event-Types")
+            .map(|value| value.as_str()),
+        Some("test.Counted")
+    );
+    Ok(())
+}

@@ -237,3 +237,62 @@ async fn a_stale_etag_is_refused_and_a_current_one_accepted() -> anyhow::Result<
     service.client.enroll_participant(admin(current)).await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn capacity_holds_when_two_replicas_enroll_concurrently() -> anyhow::Result<()> {
+    use circle_eventstore::{Aggregate as _, AggregateKey, EventStore};
+
+    let mut service = Service::start().await?;
+    let replica = service.replica().await?;
+    let clinic = service.clinic("north").await?;
+    let group = service.group(&clinic, "busy", 12).await?;
+    let mut participants = Vec::new();
+    for index in 0..40 {
+        participants.push(
+            service
+                .participant(&clinic, &format!("p{index:02}"))
+                .await?,
+        );
+    }
+    let calls = participants.iter().enumerate().map(|(index, participant)| {
+        // Alternate replicas: their appends race on the group's subject and only the
+        // server's expected-sequence check orders them.
+        let mut client = if index % 2 == 0 {
+            service.client.clone()
+        } else {
+            replica.clone()
+        };
+        let request = pb::EnrollParticipantRequest {
+            parent: group.clone(),
+            participant: participant.clone(),
+            request_id: format!("enroll-{index}"),
+            etag: String::new(),
+        };
+        async move { client.enroll_participant(admin(request)).await }
+    });
+    for result in join_all(calls).await {
+        result?;
+    }
+
+    // Check the invariant against the log itself: replay the group's commits one by
+    // one; at no point are more than 12 active.
+    let store = EventStore::open(
+        service.env.nats.clone(),
+        circle_enrollment::stream_spec(&service.env.config),
+    )
+    .await?;
+    let key = AggregateKey::new("acme", "group", "busy")?;
+    let commits = store.read(&key, 0, store.version(&key).await?).await?;
+    assert_eq!(commits.len(), 1 + 40, "one commit per command");
+    let mut state = circle_enrollment::domain::Group::default();
+    for commit in &commits {
+        state.apply(commit)?;
+        assert!(
+            state.active.len() <= 12,
+            "capacity exceeded at {}",
+            commit.sequence
+        );
+    }
+    assert_eq!((state.active.len(), state.waitlist.len()), (12, 28));
+    Ok(())
+}

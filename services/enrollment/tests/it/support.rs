@@ -11,6 +11,7 @@ pub struct Service {
     pub env: TestEnv,
     pub client: EnrollmentServiceClient<Channel>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    replicas: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Service {
@@ -27,7 +28,19 @@ impl Service {
             env,
             client,
             stop: Some(stop),
+            replicas: Vec::new(),
         })
+    }
+
+    /// A second replica of the service on the same stream and database.
+    pub async fn replica(&mut self) -> anyhow::Result<EnrollmentServiceClient<Channel>> {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = circle_enrollment::start(&self.env.config, async {
+            let _ = stopped.await;
+        })
+        .await?;
+        self.replicas.push(stop);
+        Ok(EnrollmentServiceClient::connect(format!("http://{}", running.local_addr)).await?)
     }
 
     /// The last sequence of the service's stream: unchanged means nothing was appended.
@@ -110,6 +123,9 @@ impl Service {
 impl Drop for Service {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        for stop in self.replicas.drain(..) {
             let _ = stop.send(());
         }
     }
