@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 pub struct Config {
     pub nats: NatsConfig,
     pub database: DatabaseConfig,
-    pub enrollment: ServiceConfig,
+    pub enrollment: EnrollmentConfig,
     pub projection: ProjectionConfig,
     pub telemetry: TelemetryConfig,
 }
@@ -42,9 +42,13 @@ pub struct DatabaseConfig {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct ServiceConfig {
+pub struct EnrollmentConfig {
     /// Where the gRPC server listens; port 0 picks a free port.
     pub listen: SocketAddr,
+    /// How long a seat offered from the waitlist stays open.
+    pub seat_offer_hours: u32,
+    /// How often due offer timers are looked for.
+    pub timer_poll_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -82,8 +86,10 @@ impl Default for Config {
                 url: "postgres://postgres:postgres@127.0.0.1:5432/circle".into(),
                 max_connections: 10,
             },
-            enrollment: ServiceConfig {
+            enrollment: EnrollmentConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+                seat_offer_hours: 48,
+                timer_poll_ms: 1_000,
             },
             projection: ProjectionConfig {
                 batch_size: 128,
@@ -159,6 +165,12 @@ impl Config {
         }
         if self.projection.max_attempts == 0 {
             return invalid("projection.max_attempts", "must be at least 1");
+        }
+        if !(1..=24 * 30).contains(&self.enrollment.seat_offer_hours) {
+            return invalid("enrollment.seat_offer_hours", "must be between 1 and 720");
+        }
+        if !(10..=60_000).contains(&self.enrollment.timer_poll_ms) {
+            return invalid("enrollment.timer_poll_ms", "must be between 10 and 60000");
         }
         if self.projection.ack_wait_secs == 0 {
             return invalid("projection.ack_wait_secs", "must be at least 1");

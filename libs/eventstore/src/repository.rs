@@ -29,6 +29,13 @@ pub struct Snapshot<A> {
     request_ids: HashMap<String, u64>,
 }
 
+impl<A> Snapshot<A> {
+    /// Whether a command with this request id already made a commit on the aggregate.
+    pub fn has_request(&self, request_id: &str) -> bool {
+        self.request_ids.contains_key(request_id)
+    }
+}
+
 impl<A: Aggregate> Snapshot<A> {
     fn apply(&mut self, commit: &StoredCommit) -> Result<(), StoreError> {
         self.state
@@ -49,20 +56,37 @@ impl<A: Aggregate> Snapshot<A> {
 pub enum Executed<A> {
     /// Appended now; `state` is the aggregate after the commit.
     Committed { commit: StoredCommit, state: A },
-    /// The request id was seen before; this is the commit it produced then.
+    /// The request id was seen before; this is the commit it produced then, and the
+    /// aggregate's current state.
     Replayed { commit: StoredCommit, state: A },
+    /// The command changed nothing (it asked for what already holds); nothing was
+    /// appended.
+    Unchanged { state: A, version: u64 },
 }
 
 impl<A> Executed<A> {
-    pub fn commit(&self) -> &StoredCommit {
+    /// The commit the command produced, now or on its first attempt.
+    pub fn commit(&self) -> Option<&StoredCommit> {
         match self {
-            Self::Committed { commit, .. } | Self::Replayed { commit, .. } => commit,
+            Self::Committed { commit, .. } | Self::Replayed { commit, .. } => Some(commit),
+            Self::Unchanged { .. } => None,
         }
     }
 
     pub fn state(&self) -> &A {
         match self {
-            Self::Committed { state, .. } | Self::Replayed { state, .. } => state,
+            Self::Committed { state, .. }
+            | Self::Replayed { state, .. }
+            | Self::Unchanged { state, .. } => state,
+        }
+    }
+
+    /// The version this answer reflects: the commit's, or the aggregate's when
+    /// nothing changed.
+    pub fn version(&self) -> u64 {
+        match self {
+            Self::Committed { commit, .. } | Self::Replayed { commit, .. } => commit.sequence,
+            Self::Unchanged { version, .. } => *version,
         }
     }
 }
@@ -150,6 +174,12 @@ impl<A: Aggregate> Repository<A> {
                 return Ok(self.replay(sequence, &snapshot).await?);
             }
             let events = decide(&snapshot).map_err(ExecuteError::Rejected)?;
+            if events.is_empty() {
+                return Ok(Executed::Unchanged {
+                    state: snapshot.state.clone(),
+                    version: snapshot.version,
+                });
+            }
             match self.store.append(key, snapshot.version, meta, events).await {
                 Ok(AppendOutcome::Stored { sequence }) => {
                     let commit = self.store.read_commit(sequence).await?;

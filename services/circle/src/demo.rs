@@ -12,8 +12,19 @@ const CLINICS: [(&str, &str, &str); 2] = [
     ("lakeview", "Lakeview Behavioral Health", "America/New_York"),
 ];
 
-/// (clinic, group id, name, modality, level of care, capacity)
-const GROUPS: [(&str, &str, &str, &str, &str, u32); 3] = [
+/// (clinic, group id, name, modality, level of care, capacity, weekday, start time)
+type DemoGroup = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    u32,
+    pb::Weekday,
+    &'static str,
+);
+
+const GROUPS: [DemoGroup; 3] = [
     (
         "riverside",
         "relapse-prevention-mon",
@@ -21,6 +32,8 @@ const GROUPS: [(&str, &str, &str, &str, &str, u32); 3] = [
         "relapse-prevention",
         "intensive-outpatient",
         8,
+        pb::Weekday::Monday,
+        "18:00",
     ),
     (
         "riverside",
@@ -29,6 +42,8 @@ const GROUPS: [(&str, &str, &str, &str, &str, u32); 3] = [
         "process",
         "outpatient",
         12,
+        pb::Weekday::Thursday,
+        "17:30",
     ),
     (
         "lakeview",
@@ -37,6 +52,8 @@ const GROUPS: [(&str, &str, &str, &str, &str, u32); 3] = [
         "dbt-skills",
         "outpatient",
         4,
+        pb::Weekday::Wednesday,
+        "10:00",
     ),
 ];
 
@@ -103,7 +120,17 @@ pub async fn seed(client: &mut EnrollmentServiceClient<Channel>) -> anyhow::Resu
             .clinics
             .extend(created.clinic.map(|clinic| clinic.name));
     }
-    for (clinic_id, group_id, display_name, modality, level_of_care, capacity) in GROUPS {
+    for (
+        clinic_id,
+        group_id,
+        display_name,
+        modality,
+        level_of_care,
+        capacity,
+        weekday,
+        start_time,
+    ) in GROUPS
+    {
         let created = client
             .create_group(request(pb::CreateGroupRequest {
                 parent: format!("networks/{NETWORK}/clinics/{clinic_id}"),
@@ -114,6 +141,17 @@ pub async fn seed(client: &mut EnrollmentServiceClient<Channel>) -> anyhow::Resu
                     level_of_care: level_of_care.into(),
                     capacity,
                     admission_mode: pb::AdmissionMode::Rolling as i32,
+                    facilitators: vec![pb::Facilitator {
+                        staff_id: format!("staff-{clinic_id}-lead"),
+                        role: pb::FacilitatorRole::Lead as i32,
+                    }],
+                    schedule: Some(pb::Schedule {
+                        days: vec![weekday as i32],
+                        start_time: start_time.into(),
+                        duration_minutes: 90,
+                        start_date: "2026-01-05".into(),
+                        ..Default::default()
+                    }),
                     ..Default::default()
                 }),
                 request_id: format!("demo-group-{group_id}"),
@@ -130,8 +168,11 @@ pub async fn seed(client: &mut EnrollmentServiceClient<Channel>) -> anyhow::Resu
                 participant_id: participant_id.clone(),
                 participant: Some(pb::Participant {
                     home_clinic: format!("networks/{NETWORK}/clinics/{clinic_id}"),
-                    given_name: given_name.into(),
-                    family_name: family_name.into(),
+                    profile: Some(pb::ParticipantProfile {
+                        given_name: given_name.into(),
+                        family_name: family_name.into(),
+                        ..Default::default()
+                    }),
                     ..Default::default()
                 }),
                 request_id: format!("demo-register-{participant_id}"),
@@ -151,7 +192,7 @@ pub async fn seed(client: &mut EnrollmentServiceClient<Channel>) -> anyhow::Resu
                 parent: group,
                 participant: registered.participant.map(|p| p.name).unwrap_or_default(),
                 request_id: format!("demo-enroll-{participant_id}"),
-                etag: String::new(),
+                ..Default::default()
             }))
             .await?
             .into_inner();

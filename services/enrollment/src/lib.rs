@@ -1,14 +1,18 @@
 //! The enrollment service: who is in which group. A library with a thin `main.rs`, so
 //! tests and `circle dev` start it in-process on any port.
 //!
-//! Write side: gRPC command → pure `domain::decide_*` → one commit appended to the
+//! Write side: gRPC command → pure `domain::*::decide` → one commit appended to the
 //! ENROLLMENT stream (optimistic concurrency on the aggregate's subject). Read side:
 //! the `enrollment-read-model` projection fills schema `enrollment`; queries read it,
-//! waiting for a consistency token when one is given.
+//! waiting for a consistency token when one is given. Process managers (offer expiry,
+//! transfers) run from the same stream, in schema `enrollment_process`.
 
 pub mod api;
+pub mod clock;
 pub mod codec;
+pub mod commands;
 pub mod domain;
+pub mod process;
 pub mod read_model;
 
 use std::net::SocketAddr;
@@ -22,6 +26,8 @@ use circle_proto::enrollment::v1::enrollment_service_server::EnrollmentServiceSe
 use sqlx::postgres::PgPoolOptions;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+pub use clock::{Clock, ManualClock, SystemClock};
 
 pub const SERVICE: &str = "enrollment";
 
@@ -47,7 +53,6 @@ pub struct Running {
     pub task: JoinHandle<Result<(), StartError>>,
 }
 
-/// The parts of the service the tests and the CLI need besides the gRPC address.
 pub fn stream_spec(config: &Config) -> StreamSpec {
     StreamSpec {
         name: config.stream_name(SERVICE),
@@ -57,12 +62,29 @@ pub fn stream_spec(config: &Config) -> StreamSpec {
     }
 }
 
-/// Connects, provisions the stream and schema, starts the projection and the gRPC
-/// server, and returns once the server is listening. Everything stops when `shutdown`
-/// resolves: the server stops taking calls and drains, the projection finishes its
-/// batch.
+pub fn projection_settings(config: &Config) -> ProjectionSettings {
+    ProjectionSettings {
+        batch_size: config.projection.batch_size,
+        ack_wait: Duration::from_secs(config.projection.ack_wait_secs),
+        max_attempts: config.projection.max_attempts,
+    }
+}
+
+/// `start_with_clock` on the system clock.
 pub async fn start(
     config: &Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<Running, StartError> {
+    start_with_clock(config, Arc::new(SystemClock), shutdown).await
+}
+
+/// Connects, provisions the stream and schemas, starts the projection, the process
+/// managers and the gRPC server, and returns once the server is listening. Everything
+/// stops when `shutdown` resolves: the server stops taking calls and drains, the
+/// projections finish their batch.
+pub async fn start_with_clock(
+    config: &Config,
+    clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Running, StartError> {
     let nats = async_nats::connect(&config.nats.url)
@@ -86,18 +108,42 @@ pub async fn start(
             url: config.nats.url.clone(),
             reason: error.to_string(),
         })?;
-    let runner = ProjectionRunner::new(
+    let settings = projection_settings(config);
+    let commands = Arc::new(commands::Commands::new(
+        store,
+        clock,
+        chrono::Duration::hours(i64::from(config.enrollment.seat_offer_hours)),
+    ));
+    let read_model = ProjectionRunner::new(
         Arc::new(read_model::ReadModel),
         pool.clone(),
         read_model::SCHEMA,
+        stream.clone(),
+        settings.clone(),
+    )
+    .await?;
+    let offer_timers = ProjectionRunner::new(
+        Arc::new(process::OfferTimers),
+        pool.clone(),
+        process::SCHEMA,
+        stream.clone(),
+        settings.clone(),
+    )
+    .await?;
+    let transfers = ProjectionRunner::new(
+        Arc::new(process::Transfers {
+            commands: commands.clone(),
+        }),
+        pool.clone(),
+        process::SCHEMA,
         stream,
-        projection_settings(config),
+        settings,
     )
     .await?;
     let api = api::EnrollmentApi::new(
-        store,
+        commands.clone(),
         pool.clone(),
-        runner.handle(),
+        read_model.handle(),
         Duration::from_millis(config.projection.read_your_writes_timeout_ms),
     );
 
@@ -125,13 +171,23 @@ pub async fn start(
     health
         .set_serving::<EnrollmentServiceServer<api::EnrollmentApi>>()
         .await;
-    tokio::spawn(watch_readiness(health, nats, pool, stopped.clone()));
+    tokio::spawn(watch_readiness(health, nats, pool.clone(), stopped.clone()));
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(circle_proto::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|error| StartError::Server(error.to_string()))?;
 
-    let projection = tokio::spawn(runner.run(until_stopped(stopped.clone())));
+    let background = vec![
+        tokio::spawn(read_model.run(until_stopped(stopped.clone()))),
+        tokio::spawn(offer_timers.run(until_stopped(stopped.clone()))),
+        tokio::spawn(transfers.run(until_stopped(stopped.clone()))),
+    ];
+    let timers = tokio::spawn(process::fire_offer_timers(
+        pool,
+        commands,
+        Duration::from_millis(config.enrollment.timer_poll_ms),
+        until_stopped(stopped.clone()),
+    ));
     let server = tonic::transport::Server::builder()
         .concurrency_limit_per_connection(256)
         .add_service(health_service)
@@ -145,12 +201,15 @@ pub async fn start(
         let served = server
             .await
             .map_err(|error| StartError::Server(error.to_string()));
-        let projected = projection
+        for runner in background {
+            runner
+                .await
+                .map_err(|error| StartError::Server(error.to_string()))??;
+        }
+        timers
             .await
             .map_err(|error| StartError::Server(error.to_string()))?;
-        served?;
-        projected?;
-        Ok(())
+        served
     });
     tracing::info!(%local_addr, "enrollment service listening");
     Ok(Running { local_addr, task })
@@ -166,14 +225,6 @@ pub async fn run(
         .task
         .await
         .map_err(|error| StartError::Server(error.to_string()))?
-}
-
-pub fn projection_settings(config: &Config) -> ProjectionSettings {
-    ProjectionSettings {
-        batch_size: config.projection.batch_size,
-        ack_wait: Duration::from_secs(config.projection.ack_wait_secs),
-        max_attempts: config.projection.max_attempts,
-    }
 }
 
 /// Readiness follows the dependencies: NOT_SERVING while NATS or PostgreSQL is gone.

@@ -101,7 +101,7 @@ async fn sixteen_concurrent_writers_write_every_version_exactly_once() -> anyhow
                         .await;
                     match result {
                         Ok(executed) => {
-                            acknowledged.push((request_id.clone(), executed.commit().sequence));
+                            acknowledged.push((request_id.clone(), executed.version()));
                             break;
                         }
                         // Retrying with the same request id is always safe.
@@ -167,7 +167,7 @@ async fn a_retried_command_returns_the_original_commit() -> anyhow::Result<()> {
     // A retry of the first command, after another command: answered from the log.
     let retry = repository.execute(&key, &meta("req-1"), decide).await?;
     assert!(matches!(retry, Executed::Replayed { .. }));
-    assert_eq!(retry.commit().sequence, first.commit().sequence);
+    assert_eq!(retry.version(), first.version());
     assert_eq!(
         decisions.load(Ordering::SeqCst),
         2,
@@ -177,7 +177,7 @@ async fn a_retried_command_returns_the_original_commit() -> anyhow::Result<()> {
     // A fresh repository (a restarted replica) recognises it too.
     let restarted = Repository::<Counter>::new(store.clone());
     let retry = restarted.execute(&key, &meta("req-1"), decide).await?;
-    assert_eq!(retry.commit().sequence, first.commit().sequence);
+    assert_eq!(retry.version(), first.version());
     assert_eq!(
         store.read(&key, 0, store.version(&key).await?).await?.len(),
         2
@@ -328,6 +328,32 @@ async fn the_trace_context_travels_in_the_commit_headers() -> anyhow::Result<()>
             .get("Circle-Event-Types")
             .map(|value| value.as_str()),
         Some("test.Counted")
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_command_that_changes_nothing_appends_nothing() -> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let store = open(&env).await?;
+    let repository = Repository::<Counter>::new(store.clone());
+    let key = key("quiet");
+    repository
+        .execute(&key, &meta("a"), |snapshot| {
+            Ok::<_, std::convert::Infallible>(increment(snapshot.version, 1))
+        })
+        .await?;
+    let unchanged = repository
+        .execute(&key, &meta("b"), |_| {
+            Ok::<_, std::convert::Infallible>(Vec::new())
+        })
+        .await?;
+    assert!(
+        matches!(unchanged, Executed::Unchanged { version, .. } if version == store.version(&key).await?)
+    );
+    assert_eq!(
+        store.read(&key, 0, store.version(&key).await?).await?.len(),
+        1
     );
     Ok(())
 }

@@ -120,6 +120,7 @@ async fn unknown_resources_are_not_found_and_append_nothing() -> anyhow::Result<
         participant: participant.into(),
         request_id: String::new(),
         etag: String::new(),
+        facilitator_override: false,
     };
     let error = service
         .client

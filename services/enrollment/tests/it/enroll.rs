@@ -26,6 +26,7 @@ async fn forty_concurrent_enrolls_into_twelve_seats() -> anyhow::Result<()> {
             participant: participant.clone(),
             request_id: format!("enroll-{index}"),
             etag: String::new(),
+            facilitator_override: false,
         };
         async move { client.enroll_participant(admin(request)).await }
     });
@@ -167,6 +168,7 @@ async fn a_retried_enroll_returns_the_original_result_and_appends_nothing() -> a
         participant: participant.into(),
         request_id: request_id.into(),
         etag: String::new(),
+        facilitator_override: false,
     };
     let original = service
         .client
@@ -212,6 +214,7 @@ async fn a_stale_etag_is_refused_and_a_current_one_accepted() -> anyhow::Result<
             participant: one,
             request_id: String::new(),
             etag: String::new(),
+            facilitator_override: false,
         }))
         .await?
         .into_inner();
@@ -220,6 +223,7 @@ async fn a_stale_etag_is_refused_and_a_current_one_accepted() -> anyhow::Result<
         participant: two.clone(),
         request_id: String::new(),
         etag: "1".into(),
+        facilitator_override: false,
     };
     let error = service
         .client
@@ -233,6 +237,7 @@ async fn a_stale_etag_is_refused_and_a_current_one_accepted() -> anyhow::Result<
         participant: two,
         request_id: String::new(),
         etag: first.etag,
+        facilitator_override: false,
     };
     service.client.enroll_participant(admin(current)).await?;
     Ok(())
@@ -267,6 +272,7 @@ async fn capacity_holds_when_two_replicas_enroll_concurrently() -> anyhow::Resul
             participant: participant.clone(),
             request_id: format!("enroll-{index}"),
             etag: String::new(),
+            facilitator_override: false,
         };
         async move { client.enroll_participant(admin(request)).await }
     });
@@ -288,11 +294,11 @@ async fn capacity_holds_when_two_replicas_enroll_concurrently() -> anyhow::Resul
     for commit in &commits {
         state.apply(commit)?;
         assert!(
-            state.active.len() <= 12,
+            state.occupied() <= state.capacity(),
             "capacity exceeded at {}",
             commit.sequence
         );
     }
-    assert_eq!((state.active.len(), state.waitlist.len()), (12, 28));
+    assert_eq!((state.members.len(), state.waitlist.len()), (12, 28));
     Ok(())
 }

@@ -105,8 +105,11 @@ impl Service {
                 participant_id: participant_id.into(),
                 participant: Some(pb::Participant {
                     home_clinic: clinic.into(),
-                    given_name: "Sam".into(),
-                    family_name: "Rivera".into(),
+                    profile: Some(pb::ParticipantProfile {
+                        given_name: "Sam".into(),
+                        family_name: "Rivera".into(),
+                        ..Default::default()
+                    }),
                     ..Default::default()
                 }),
                 request_id: String::new(),

@@ -1,0 +1,581 @@
+//! Wire types to domain types and back: resource names, field validation (collected
+//! into one `INVALID_ARGUMENT` naming every bad field), and views of aggregates.
+
+use std::collections::BTreeSet;
+
+use chrono::{NaiveDate, NaiveTime, Timelike};
+use circle_eventstore::StoredCommit;
+use circle_grpc::Violations;
+use circle_proto::enrollment::v1 as pb;
+
+use crate::codec;
+use crate::domain::schedule::{MAX_DURATION_MINUTES, MIN_DURATION_MINUTES, time_zone};
+use crate::domain::{
+    AdmissionMode, Clinic, ConsentTerms, DischargeReason, Event, Facilitator, FacilitatorRole,
+    Group, MemberState, PeerDisplay, Profile, Schedule, Time,
+};
+
+pub const MAX_CAPACITY: u32 = 50;
+pub const MAX_FACILITATORS: usize = 10;
+
+pub fn clinic_name(network: &str, clinic: &str) -> String {
+    format!("networks/{network}/clinics/{clinic}")
+}
+
+pub fn group_name(network: &str, clinic: &str, group: &str) -> String {
+    format!("networks/{network}/clinics/{clinic}/groups/{group}")
+}
+
+pub fn membership_name(network: &str, clinic: &str, group: &str, participant: &str) -> String {
+    format!(
+        "{}/memberships/{participant}",
+        group_name(network, clinic, group)
+    )
+}
+
+pub fn participant_name(network: &str, participant: &str) -> String {
+    format!("networks/{network}/participants/{participant}")
+}
+
+pub fn consent_name(network: &str, participant: &str, consent: &str) -> String {
+    format!(
+        "{}/consents/{consent}",
+        participant_name(network, participant)
+    )
+}
+
+/// Parses a resource name into its ids, recording a violation against `field`.
+pub fn parse(
+    violations: &mut Violations,
+    field: &str,
+    name: &str,
+    collections: &[&str],
+) -> Option<Vec<String>> {
+    violations.check(field, circle_grpc::parse_name(name, collections))
+}
+
+pub const CLINIC: &[&str] = &["networks", "clinics"];
+pub const GROUP: &[&str] = &["networks", "clinics", "groups"];
+pub const MEMBERSHIP: &[&str] = &["networks", "clinics", "groups", "memberships"];
+pub const PARTICIPANT: &[&str] = &["networks", "participants"];
+pub const CONSENT: &[&str] = &["networks", "participants", "consents"];
+pub const NETWORK: &[&str] = &["networks"];
+
+/// Resource id: the client's, or one derived from the request id so that a retry of a
+/// create without an id lands on the same record.
+pub fn resource_id(
+    violations: &mut Violations,
+    field: &str,
+    given: &str,
+    network: &str,
+    request_id: &str,
+) -> String {
+    if given.is_empty() {
+        let seed = format!("{network}/{field}/{request_id}");
+        return uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, seed.as_bytes()).to_string();
+    }
+    violations.check(field, circle_grpc::check_id(given));
+    given.to_owned()
+}
+
+pub fn text(value: &str, max_chars: usize) -> Result<String, String> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        return Err("must not be empty".into());
+    }
+    optional_text(trimmed, max_chars)
+}
+
+pub fn optional_text(value: &str, max_chars: usize) -> Result<String, String> {
+    let trimmed = value.trim();
+    if trimmed.chars().count() > max_chars {
+        return Err(format!("must be at most {max_chars} characters"));
+    }
+    if trimmed.chars().any(char::is_control) {
+        return Err("must not contain control characters".into());
+    }
+    Ok(trimmed.to_owned())
+}
+
+pub fn time_zone_name(value: &str) -> Result<String, String> {
+    match value.parse::<chrono_tz::Tz>() {
+        Ok(zone) => Ok(zone.name().to_owned()),
+        Err(_) => Err("must be an IANA time zone such as America/Chicago".into()),
+    }
+}
+
+pub fn slug(value: &str) -> Result<String, String> {
+    circle_grpc::check_id(value).map(|()| value.to_owned())
+}
+
+pub fn capacity(value: u32) -> Result<u32, String> {
+    if (1..=MAX_CAPACITY).contains(&value) {
+        Ok(value)
+    } else {
+        Err(format!("must be between 1 and {MAX_CAPACITY}"))
+    }
+}
+
+/// Unspecified means rolling on create.
+pub fn admission_mode(value: i32) -> Result<AdmissionMode, String> {
+    match pb::AdmissionMode::try_from(value) {
+        Ok(pb::AdmissionMode::Unspecified | pb::AdmissionMode::Rolling) => {
+            Ok(AdmissionMode::Rolling)
+        }
+        Ok(pb::AdmissionMode::Closed) => Ok(AdmissionMode::Closed),
+        Err(_) => Err("unknown admission mode".into()),
+    }
+}
+
+pub fn facilitators(
+    violations: &mut Violations,
+    field: &str,
+    facilitators: &[pb::Facilitator],
+) -> Vec<Facilitator> {
+    if facilitators.len() > MAX_FACILITATORS {
+        violations.add(field, format!("at most {MAX_FACILITATORS} facilitators"));
+    }
+    let mut seen = BTreeSet::new();
+    let mut result = Vec::new();
+    for (index, facilitator) in facilitators.iter().enumerate() {
+        let staff_field = format!("{field}[{index}].staff_id");
+        if violations
+            .check(&staff_field, circle_grpc::check_id(&facilitator.staff_id))
+            .is_some()
+            && !seen.insert(facilitator.staff_id.clone())
+        {
+            violations.add(staff_field, "listed twice");
+        }
+        let role = match pb::FacilitatorRole::try_from(facilitator.role) {
+            Ok(pb::FacilitatorRole::Lead) => Some(FacilitatorRole::Lead),
+            Ok(pb::FacilitatorRole::CoFacilitator) => Some(FacilitatorRole::CoFacilitator),
+            Ok(pb::FacilitatorRole::PeerLeader) => Some(FacilitatorRole::PeerLeader),
+            _ => {
+                violations.add(
+                    format!("{field}[{index}].role"),
+                    "must be lead, co-facilitator or peer leader",
+                );
+                None
+            }
+        };
+        if let Some(role) = role {
+            result.push(Facilitator {
+                staff_id: facilitator.staff_id.clone(),
+                role,
+            });
+        }
+    }
+    result
+}
+
+fn date(value: &str) -> Result<NaiveDate, String> {
+    NaiveDate::parse_from_str(value, "%Y-%m-%d").map_err(|_| "must be a date YYYY-MM-DD".to_owned())
+}
+
+pub fn local_time(value: &str) -> Result<u32, String> {
+    NaiveTime::parse_from_str(value, "%H:%M")
+        .map(|time| time.hour() * 60 + time.minute())
+        .map_err(|_| "must be a local time HH:MM".to_owned())
+}
+
+pub fn iso_weekday(value: i32) -> Result<u32, String> {
+    match pb::Weekday::try_from(value) {
+        Ok(pb::Weekday::Unspecified) | Err(_) => Err("must name a weekday".into()),
+        Ok(day) => Ok(day as u32),
+    }
+}
+
+pub fn schedule(
+    violations: &mut Violations,
+    field: &str,
+    schedule: &pb::Schedule,
+) -> Option<Schedule> {
+    let mut days = BTreeSet::new();
+    if schedule.days.is_empty() {
+        violations.add(format!("{field}.days"), "must name at least one weekday");
+    }
+    for day in &schedule.days {
+        if let Some(day) = violations.check(&format!("{field}.days"), iso_weekday(*day)) {
+            days.insert(day);
+        }
+    }
+    let start_minute = violations.check(
+        &format!("{field}.start_time"),
+        local_time(&schedule.start_time),
+    );
+    if !(MIN_DURATION_MINUTES..=MAX_DURATION_MINUTES).contains(&schedule.duration_minutes) {
+        violations.add(
+            format!("{field}.duration_minutes"),
+            format!("must be between {MIN_DURATION_MINUTES} and {MAX_DURATION_MINUTES}"),
+        );
+    }
+    let start_date = violations.check(&format!("{field}.start_date"), date(&schedule.start_date));
+    let end_date = if schedule.end_date.is_empty() {
+        Some(None)
+    } else {
+        violations
+            .check(&format!("{field}.end_date"), date(&schedule.end_date))
+            .map(Some)
+    };
+    let mut exception_dates = BTreeSet::new();
+    for exception in &schedule.exception_dates {
+        if let Some(exception) =
+            violations.check(&format!("{field}.exception_dates"), date(exception))
+        {
+            exception_dates.insert(exception);
+        }
+    }
+    let result = Schedule {
+        iso_weekdays: days,
+        start_minute: start_minute?,
+        duration_minutes: schedule.duration_minutes,
+        start_date: start_date?,
+        end_date: end_date?,
+        exception_dates,
+    };
+    if let Err(problem) = result.check() {
+        violations.add(field, problem);
+        return None;
+    }
+    Some(result)
+}
+
+pub fn profile(
+    violations: &mut Violations,
+    field: &str,
+    profile: &pb::ParticipantProfile,
+) -> Profile {
+    Profile {
+        given_name: violations
+            .check(
+                &format!("{field}.given_name"),
+                text(&profile.given_name, 100),
+            )
+            .unwrap_or_default(),
+        family_name: violations
+            .check(
+                &format!("{field}.family_name"),
+                text(&profile.family_name, 100),
+            )
+            .unwrap_or_default(),
+        preferred_name: violations
+            .check(
+                &format!("{field}.preferred_name"),
+                optional_text(&profile.preferred_name, 100),
+            )
+            .unwrap_or_default(),
+        email: violations
+            .check(&format!("{field}.email"), email(&profile.email))
+            .unwrap_or_default(),
+        phone: violations
+            .check(&format!("{field}.phone"), phone(&profile.phone))
+            .unwrap_or_default(),
+    }
+}
+
+fn email(value: &str) -> Result<String, String> {
+    let value = optional_text(value, 254)?;
+    if value.is_empty() || (value.contains('@') && !value.contains(' ')) {
+        Ok(value)
+    } else {
+        Err("must be an email address".into())
+    }
+}
+
+fn phone(value: &str) -> Result<String, String> {
+    let value = optional_text(value, 32)?;
+    if value
+        .chars()
+        .all(|c| c.is_ascii_digit() || " +-().".contains(c))
+    {
+        Ok(value)
+    } else {
+        Err("must be a phone number".into())
+    }
+}
+
+pub fn consent_terms(violations: &mut Violations, consent: &pb::Consent) -> Option<ConsentTerms> {
+    match pb::ConsentKind::try_from(consent.kind) {
+        Ok(pb::ConsentKind::TreatmentDisclosure) => {
+            let recipient = violations.check("consent.recipient", text(&consent.recipient, 200));
+            let purpose = violations.check("consent.purpose", text(&consent.purpose, 200));
+            Some(ConsentTerms::TreatmentDisclosure {
+                recipient: recipient?,
+                purpose: purpose?,
+            })
+        }
+        Ok(pb::ConsentKind::PeerVisibility) => {
+            let display = match pb::PeerDisplay::try_from(consent.display) {
+                Ok(pb::PeerDisplay::FirstName) => Some(PeerDisplay::FirstName),
+                Ok(pb::PeerDisplay::Alias) => Some(PeerDisplay::Alias),
+                _ => {
+                    violations.add("consent.display", "must be first name or alias");
+                    None
+                }
+            };
+            let alias = if display == Some(PeerDisplay::Alias) {
+                violations.check("consent.alias", text(&consent.alias, 40))
+            } else {
+                violations.check("consent.alias", optional_text(&consent.alias, 40))
+            };
+            Some(ConsentTerms::PeerVisibility {
+                display: display?,
+                alias: alias?,
+                share_check_ins: consent.share_check_ins,
+                share_milestones: consent.share_milestones,
+            })
+        }
+        _ => {
+            violations.add(
+                "consent.kind",
+                "must be treatment disclosure or peer visibility",
+            );
+            None
+        }
+    }
+}
+
+pub fn discharge_reason(value: i32) -> Result<DischargeReason, String> {
+    match pb::EndReason::try_from(value) {
+        Ok(pb::EndReason::Completed) => Ok(DischargeReason::Completed),
+        Ok(pb::EndReason::Clinical) => Ok(DischargeReason::Clinical),
+        Ok(pb::EndReason::Administrative) => Ok(DischargeReason::Administrative),
+        Ok(pb::EndReason::NoShow) => Ok(DischargeReason::NoShow),
+        Ok(pb::EndReason::Withdrew) => Ok(DischargeReason::Withdrew),
+        _ => Err("must be completed, clinical, administrative, no-show or withdrew".into()),
+    }
+}
+
+pub fn end_reason_to_wire(reason: DischargeReason) -> pb::EndReason {
+    match reason {
+        DischargeReason::Completed => pb::EndReason::Completed,
+        DischargeReason::Clinical => pb::EndReason::Clinical,
+        DischargeReason::Administrative => pb::EndReason::Administrative,
+        DischargeReason::NoShow => pb::EndReason::NoShow,
+        DischargeReason::Withdrew => pb::EndReason::Withdrew,
+    }
+}
+
+pub fn end_reason_from_text(text: &str) -> pb::EndReason {
+    match text {
+        "completed" => pb::EndReason::Completed,
+        "clinical" => pb::EndReason::Clinical,
+        "administrative" => pb::EndReason::Administrative,
+        "no-show" => pb::EndReason::NoShow,
+        "withdrew" => pb::EndReason::Withdrew,
+        "transferred" => pb::EndReason::Transferred,
+        "offer-declined" => pb::EndReason::OfferDeclined,
+        "offer-expired" => pb::EndReason::OfferExpired,
+        _ => pb::EndReason::Unspecified,
+    }
+}
+
+pub fn membership_state_from_text(text: &str) -> pb::MembershipState {
+    use crate::read_model::state;
+    match text {
+        state::ACTIVE => pb::MembershipState::Active,
+        state::ON_HOLD => pb::MembershipState::OnHold,
+        state::WAITLISTED => pb::MembershipState::Waitlisted,
+        state::OFFERED => pb::MembershipState::Offered,
+        state::ENDED => pb::MembershipState::Ended,
+        _ => pb::MembershipState::Unspecified,
+    }
+}
+
+pub fn schedule_to_api(schedule: &Schedule) -> pb::Schedule {
+    pb::Schedule {
+        days: schedule
+            .iso_weekdays
+            .iter()
+            .map(|day| *day as i32)
+            .collect(),
+        start_time: format!(
+            "{:02}:{:02}",
+            schedule.start_minute / 60,
+            schedule.start_minute % 60
+        ),
+        duration_minutes: schedule.duration_minutes,
+        start_date: schedule.start_date.format("%Y-%m-%d").to_string(),
+        end_date: schedule
+            .end_date
+            .map(|end| end.format("%Y-%m-%d").to_string())
+            .unwrap_or_default(),
+        exception_dates: schedule
+            .exception_dates
+            .iter()
+            .map(|date| date.format("%Y-%m-%d").to_string())
+            .collect(),
+        rrule: schedule.rrule(),
+    }
+}
+
+pub fn facilitators_to_api(facilitators: &[Facilitator]) -> Vec<pb::Facilitator> {
+    facilitators
+        .iter()
+        .map(|facilitator| pb::Facilitator {
+            staff_id: facilitator.staff_id.clone(),
+            role: match facilitator.role {
+                FacilitatorRole::Lead => pb::FacilitatorRole::Lead,
+                FacilitatorRole::CoFacilitator => pb::FacilitatorRole::CoFacilitator,
+                FacilitatorRole::PeerLeader => pb::FacilitatorRole::PeerLeader,
+            } as i32,
+        })
+        .collect()
+}
+
+pub fn clinic_view(network: &str, clinic_id: &str, clinic: &Clinic, version: u64) -> pb::Clinic {
+    pb::Clinic {
+        name: clinic_name(network, clinic_id),
+        display_name: clinic.display_name.clone(),
+        time_zone: clinic.time_zone.clone(),
+        archived: clinic.archived,
+        etag: version.to_string(),
+    }
+}
+
+/// A group as the write side knows it right after a command.
+pub fn group_view(
+    network: &str,
+    group_id: &str,
+    group: &Group,
+    version: u64,
+    now: Time,
+) -> pb::Group {
+    let Some(details) = &group.details else {
+        return pb::Group::default();
+    };
+    let count = |wanted: MemberState| {
+        group
+            .members
+            .values()
+            .filter(|state| **state == wanted)
+            .count() as u32
+    };
+    pb::Group {
+        name: group_name(network, &details.clinic_id, group_id),
+        display_name: details.display_name.clone(),
+        modality: details.modality.clone(),
+        level_of_care: details.level_of_care.clone(),
+        capacity: details.capacity,
+        admission_mode: codec::admission_to_wire(details.admission_mode) as i32,
+        active_member_count: count(MemberState::Active),
+        waitlist_count: group.waitlist.len() as u32,
+        etag: version.to_string(),
+        facilitators: facilitators_to_api(&details.facilitators),
+        schedule: details.schedule.as_ref().map(schedule_to_api),
+        time_zone: details.time_zone.clone(),
+        on_hold_count: count(MemberState::OnHold),
+        open_offer_count: group.offers.len() as u32,
+        archived: group.archived,
+        next_session_time: details
+            .schedule
+            .as_ref()
+            .and_then(|schedule| schedule.next_session(time_zone(&details.time_zone), now))
+            .map(codec::timestamp),
+    }
+}
+
+/// The membership of `participant_id` as one commit left it: the original answer to
+/// the command that made the commit, whenever it is asked again.
+pub fn membership_from_commit(
+    network: &str,
+    clinic_id: &str,
+    group_id: &str,
+    participant_id: &str,
+    commit: &StoredCommit,
+) -> Option<pb::Membership> {
+    let events = codec::decode_commit(commit).ok()?;
+    let mut membership = pb::Membership {
+        name: membership_name(network, clinic_id, group_id, participant_id),
+        participant: participant_name(network, participant_id),
+        since: commit.commit.committed_at,
+        ..Default::default()
+    };
+    let mut found = false;
+    for event in events {
+        let (state, position, expires, reason) = match event {
+            Event::MemberAdmitted {
+                participant_id: p, ..
+            } if p == participant_id => (
+                pb::MembershipState::Active,
+                0,
+                None,
+                pb::EndReason::Unspecified,
+            ),
+            Event::MemberWaitlisted {
+                participant_id: p,
+                position,
+                ..
+            } if p == participant_id => (
+                pb::MembershipState::Waitlisted,
+                position,
+                None,
+                pb::EndReason::Unspecified,
+            ),
+            Event::SeatOffered {
+                participant_id: p,
+                expires_at,
+                ..
+            } if p == participant_id => (
+                pb::MembershipState::Offered,
+                0,
+                Some(expires_at),
+                pb::EndReason::Unspecified,
+            ),
+            Event::SeatOfferDeclined {
+                participant_id: p, ..
+            } if p == participant_id => (
+                pb::MembershipState::Ended,
+                0,
+                None,
+                pb::EndReason::OfferDeclined,
+            ),
+            Event::SeatOfferExpired {
+                participant_id: p, ..
+            } if p == participant_id => (
+                pb::MembershipState::Ended,
+                0,
+                None,
+                pb::EndReason::OfferExpired,
+            ),
+            Event::MemberHeld {
+                participant_id: p, ..
+            } if p == participant_id => (
+                pb::MembershipState::OnHold,
+                0,
+                None,
+                pb::EndReason::Unspecified,
+            ),
+            Event::MemberResumed { participant_id: p } if p == participant_id => (
+                pb::MembershipState::Active,
+                0,
+                None,
+                pb::EndReason::Unspecified,
+            ),
+            Event::MemberDischarged {
+                participant_id: p,
+                reason,
+            } if p == participant_id => (
+                pb::MembershipState::Ended,
+                0,
+                None,
+                end_reason_to_wire(reason),
+            ),
+            Event::MemberTransferredOut {
+                participant_id: p, ..
+            } if p == participant_id => (
+                pb::MembershipState::Ended,
+                0,
+                None,
+                pb::EndReason::Transferred,
+            ),
+            _ => continue,
+        };
+        found = true;
+        membership.state = state as i32;
+        membership.waitlist_position = position;
+        membership.offer_expire_time = expires.map(codec::timestamp);
+        membership.end_reason = reason as i32;
+    }
+    found.then_some(membership)
+}

@@ -1,0 +1,506 @@
+//! The gRPC edge of the enrollment service. Wire requests are validated and turned
+//! into domain commands in `convert` (all field errors at once), run through
+//! `Commands` in `write`, and queries read the projected tables in `read`. Who may do
+//! what is decided in `authorize`, before anything is looked up.
+
+mod convert;
+mod read;
+mod write;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use circle_eventstore::{CommitMeta, ExecuteError, StoreError};
+use circle_grpc::{ApiError, Caller, Role, Violations};
+use circle_projection::{LagError, ProjectionHandle};
+use circle_proto::enrollment::v1 as pb;
+use pb::enrollment_service_server::EnrollmentService;
+use sqlx::PgPool;
+use tonic::{Code, Request, Response, Status};
+
+use crate::commands::{CommandError, Commands};
+use crate::domain::DomainError;
+
+pub const ERROR_DOMAIN: &str = "circle.enrollment";
+
+pub struct EnrollmentApi {
+    commands: Arc<Commands>,
+    pool: PgPool,
+    read_model: ProjectionHandle,
+    read_your_writes_timeout: Duration,
+}
+
+impl EnrollmentApi {
+    pub fn new(
+        commands: Arc<Commands>,
+        pool: PgPool,
+        read_model: ProjectionHandle,
+        read_your_writes_timeout: Duration,
+    ) -> Self {
+        Self {
+            commands,
+            pool,
+            read_model,
+            read_your_writes_timeout,
+        }
+    }
+
+    /// Waits for the read model to include a write the client made, if it says so.
+    async fn consistent_read(&self, token: &str) -> ApiResult<()> {
+        let mut violations = Violations::default();
+        let wanted = violations
+            .check("consistency_token", circle_grpc::consistency_token(token))
+            .flatten();
+        violations.into_result()?;
+        let Some(wanted) = wanted else {
+            return Ok(());
+        };
+        self.read_model
+            .wait_for(wanted, self.read_your_writes_timeout)
+            .await
+            .map_err(|error| match error {
+                LagError::NotYet { .. } => ApiError::new(
+                    Code::Unavailable,
+                    "READ_MODEL_BEHIND",
+                    "the read model has not caught up with this write yet; retry shortly",
+                ),
+                LagError::Database(_) => ApiError::unavailable("the read model"),
+            })
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+fn status(error: ApiError) -> Status {
+    if error.code == Code::Internal {
+        tracing::error!(reason = error.reason, message = %error.message, "internal error");
+    }
+    error.into_status(ERROR_DOMAIN)
+}
+
+fn domain_error(error: DomainError) -> ApiError {
+    use DomainError as E;
+    let (code, reason) = match &error {
+        E::ClinicExists => (Code::AlreadyExists, "CLINIC_EXISTS"),
+        E::GroupExists => (Code::AlreadyExists, "GROUP_EXISTS"),
+        E::ParticipantExists => (Code::AlreadyExists, "PARTICIPANT_EXISTS"),
+        E::ConsentExists => (Code::AlreadyExists, "CONSENT_EXISTS"),
+        E::AlreadyActive => (Code::AlreadyExists, "ALREADY_ENROLLED"),
+        E::AlreadyWaitlisted => (Code::AlreadyExists, "ALREADY_WAITLISTED"),
+        E::AlreadyOffered => (Code::AlreadyExists, "ALREADY_OFFERED"),
+        E::ClinicNotFound => (Code::NotFound, "CLINIC_NOT_FOUND"),
+        E::GroupNotFound => (Code::NotFound, "GROUP_NOT_FOUND"),
+        E::ParticipantNotFound => (Code::NotFound, "PARTICIPANT_NOT_FOUND"),
+        E::ConsentNotFound => (Code::NotFound, "CONSENT_NOT_FOUND"),
+        E::ClinicArchived => (Code::FailedPrecondition, "CLINIC_ARCHIVED"),
+        E::GroupArchived => (Code::FailedPrecondition, "GROUP_ARCHIVED"),
+        E::GroupHasMembers => (Code::FailedPrecondition, "GROUP_HAS_MEMBERS"),
+        E::CapacityBelowOccupancy { .. } => (Code::FailedPrecondition, "CAPACITY_BELOW_OCCUPANCY"),
+        E::GroupClosed => (Code::FailedPrecondition, "GROUP_CLOSED"),
+        E::NotEnrolled => (Code::FailedPrecondition, "NOT_ENROLLED"),
+        E::NotActive => (Code::FailedPrecondition, "MEMBERSHIP_NOT_ACTIVE"),
+        E::NotOnHold => (Code::FailedPrecondition, "MEMBERSHIP_NOT_ON_HOLD"),
+        E::NoOpenOffer => (Code::FailedPrecondition, "NO_OPEN_OFFER"),
+        E::OfferExpired => (Code::FailedPrecondition, "OFFER_EXPIRED"),
+        E::TransferToSameGroup => (Code::InvalidArgument, "TRANSFER_TO_SAME_GROUP"),
+    };
+    ApiError::new(code, reason, error.to_string())
+}
+
+fn store_error(error: StoreError) -> ApiError {
+    match error {
+        StoreError::Conflict { .. } => ApiError::new(
+            Code::Aborted,
+            "CONCURRENT_MODIFICATION",
+            "the record changed concurrently; retry with the same request_id",
+        ),
+        StoreError::Unavailable(reason) => {
+            tracing::warn!(%reason, "event log unavailable");
+            ApiError::unavailable("the event log")
+        }
+        StoreError::UnsafeStream { .. } | StoreError::Corrupt { .. } => {
+            tracing::error!(%error, "event log error");
+            ApiError::internal()
+        }
+    }
+}
+
+fn command_error(error: ExecuteError<CommandError>) -> ApiError {
+    match error {
+        ExecuteError::Rejected(CommandError::Domain(error)) => domain_error(error),
+        ExecuteError::Rejected(CommandError::EtagMismatch { current }) => ApiError::new(
+            Code::Aborted,
+            "ETAG_MISMATCH",
+            "the record changed since the given etag; read it again",
+        )
+        .with_metadata("current_etag", current.to_string()),
+        ExecuteError::Rejected(CommandError::InvalidKey) => ApiError::internal(),
+        ExecuteError::Store(error) => store_error(error),
+        ExecuteError::TooMuchContention { .. } => ApiError::new(
+            Code::Aborted,
+            "CONCURRENT_MODIFICATION",
+            "the record is busy; retry with the same request_id",
+        ),
+    }
+}
+
+fn database_error(error: sqlx::Error) -> ApiError {
+    tracing::warn!(%error, "read model query failed");
+    ApiError::unavailable("the read model")
+}
+
+fn not_found(reason: &'static str, what: &str) -> ApiError {
+    ApiError::new(Code::NotFound, reason, format!("{what} not found"))
+}
+
+fn request_id_reused() -> ApiError {
+    ApiError::new(
+        Code::FailedPrecondition,
+        "REQUEST_ID_REUSED",
+        "this request_id was already used for a different request",
+    )
+}
+
+const ADMINS: &[Role] = &[Role::NetworkAdmin, Role::Service];
+const CLINIC_ADMINS: &[Role] = &[Role::NetworkAdmin, Role::ClinicAdmin, Role::Service];
+const STAFF: &[Role] = &[
+    Role::NetworkAdmin,
+    Role::ClinicAdmin,
+    Role::Facilitator,
+    Role::IntakeCoordinator,
+    Role::Service,
+];
+const OVERRIDERS: &[Role] = &[Role::NetworkAdmin, Role::ClinicAdmin, Role::Facilitator];
+
+/// Who may do what, checked before anything is looked up. Clinic-scoped roles must
+/// hold every clinic the request touches.
+fn authorize(caller: &Caller, allowed: &[Role], clinics: &[&str]) -> ApiResult<()> {
+    if !allowed.contains(&caller.role) {
+        return Err(ApiError::new(
+            Code::PermissionDenied,
+            "ROLE_NOT_ALLOWED",
+            format!("the {} role may not do this", caller.role.as_str()),
+        ));
+    }
+    let clinic_scoped = matches!(
+        caller.role,
+        Role::ClinicAdmin | Role::Facilitator | Role::IntakeCoordinator
+    );
+    if clinic_scoped
+        && clinics
+            .iter()
+            .any(|clinic| !caller.clinics.iter().any(|scoped| scoped == clinic))
+    {
+        return Err(ApiError::new(
+            Code::PermissionDenied,
+            "CLINIC_OUT_OF_SCOPE",
+            "the caller is not scoped to this clinic",
+        ));
+    }
+    Ok(())
+}
+
+/// Staff, or the participant acting for themselves.
+fn authorize_self_or_staff(
+    caller: &Caller,
+    participant_id: &str,
+    clinics: &[&str],
+) -> ApiResult<()> {
+    if caller.role == Role::Participant {
+        if caller.actor_id == participant_id {
+            return Ok(());
+        }
+        return Err(ApiError::new(
+            Code::PermissionDenied,
+            "NOT_YOUR_RECORD",
+            "participants may act only for themselves",
+        ));
+    }
+    authorize(caller, STAFF, clinics)
+}
+
+fn caller<T>(request: &Request<T>) -> ApiResult<Caller> {
+    Ok(Caller::from_metadata(request.metadata())?)
+}
+
+fn meta(caller: &Caller, request_id: String) -> CommitMeta {
+    CommitMeta {
+        request_id,
+        actor_role: caller.role.as_str().to_owned(),
+        actor_id: caller.actor_id.clone(),
+    }
+}
+
+#[tonic::async_trait]
+impl EnrollmentService for EnrollmentApi {
+    #[tracing::instrument(skip_all)]
+    async fn create_clinic(
+        &self,
+        request: Request<pb::CreateClinicRequest>,
+    ) -> Result<Response<pb::CreateClinicResponse>, Status> {
+        EnrollmentApi::create_clinic(self, request)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+    #[tracing::instrument(skip_all)]
+    async fn get_clinic(
+        &self,
+        request: Request<pb::GetClinicRequest>,
+    ) -> Result<Response<pb::GetClinicResponse>, Status> {
+        EnrollmentApi::get_clinic(self, request)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+    #[tracing::instrument(skip_all)]
+    async fn list_clinics(
+        &self,
+        request: Request<pb::ListClinicsRequest>,
+    ) -> Result<Response<pb::ListClinicsResponse>, Status> {
+        EnrollmentApi::list_clinics(self, request)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+    #[tracing::instrument(skip_all)]
+    async fn update_clinic(
+        &self,
+        request: Request<pb::UpdateClinicRequest>,
+    ) -> Result<Response<pb::UpdateClinicResponse>, Status> {
+        EnrollmentApi::update_clinic(self, request)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+    #[tracing::instrument(skip_all)]
+    async fn archive_clinic(
+        &self,
+        request: Request<pb::ArchiveClinicRequest>,
+    ) -> Result<Response<pb::ArchiveClinicResponse>, Status> {
+        EnrollmentApi::archive_clinic(self, request)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+    #[tracing::instrument(skip_all)]
+    async fn create_group(
+        &self,
+        request: Request<pb::CreateGroupRequest>,
+    ) -> Result<Response<pb::CreateGroupResponse>, Status> {
+        EnrollmentApi::create_group(self, request)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+    #[tracing::instrument(skip_all)]
+    async fn get_group(
+        &self,
+        request: Request<pb::GetGroupRequest>,
+    ) -> Result<Response<pb::GetGroupResponse>, Status> {
+        EnrollmentApi::get_group(self, request)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+    #[tracing::instrument(skip_all)]
+    async fn list_groups(
+        &self,
+        request: Request<pb::ListGroupsRequest>,
+    ) -> Result<Response<pb::ListGroupsResponse>, Status> {
+        EnrollmentApi::list_groups(self, request)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+    #[tracing::instrument(skip_all)]
+    async fn update_group(
+        &self,
+        request: Request<pb::UpdateGroupRequest>,
+    ) -> Result<Response<pb::UpdateGroupResponse>, Status> {
+        EnrollmentApi::update_group(self, request)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+    #[tracing::instrument(skip_all)]
+    async fn archive_group(
+        &self,
+        request: Request<pb::ArchiveGroupRequest>,
+    ) -> Result<Response<pb::ArchiveGroupResponse>, Status> {
+        EnrollmentApi::archive_group(self, request)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+    #[tracing::instrument(skip_all)]
+    async fn register_participant(
+        &self,
+        request: Request<pb::RegisterParticipantRequest>,
+    ) -> Result<Response<pb::RegisterParticipantResponse>, Status> {
+        EnrollmentApi::register_participant(self, request)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+    #[tracing::instrument(skip_all)]
+    async fn get_participant(
+        &self,
+        request: Request<pb::GetParticipantRequest>,
+    ) -> Result<Response<pb::GetParticipantResponse>, Status> {
+        EnrollmentApi::get_participant(self, request)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+    #[tracing::instrument(skip_all)]
+    async fn update_participant(
+        &self,
+        request: Request<pb::UpdateParticipantRequest>,
+    ) -> Result<Response<pb::UpdateParticipantResponse>, Status> {
+        EnrollmentApi::update_participant(self, request)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+    #[tracing::instrument(skip_all)]
+    async fn record_consent(
+        &self,
+        request: Request<pb::RecordConsentRequest>,
+    ) -> Result<Response<pb::RecordConsentResponse>, Status> {
+        EnrollmentApi::record_consent(self, request)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+    #[tracing::instrument(skip_all)]
+    async fn revoke_consent(
+        &self,
+        request: Request<pb::RevokeConsentRequest>,
+    ) -> Result<Response<pb::RevokeConsentResponse>, Status> {
+        EnrollmentApi::revoke_consent(self, request)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+    #[tracing::instrument(skip_all)]
+    async fn enroll_participant(
+        &self,
+        request: Request<pb::EnrollParticipantRequest>,
+    ) -> Result<Response<pb::EnrollParticipantResponse>, Status> {
+        EnrollmentApi::enroll_participant(self, request)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+    #[tracing::instrument(skip_all)]
+    async fn accept_seat_offer(
+        &self,
+        request: Request<pb::AcceptSeatOfferRequest>,
+    ) -> Result<Response<pb::AcceptSeatOfferResponse>, Status> {
+        EnrollmentApi::accept_seat_offer(self, request)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+    #[tracing::instrument(skip_all)]
+    async fn decline_seat_offer(
+        &self,
+        request: Request<pb::DeclineSeatOfferRequest>,
+    ) -> Result<Response<pb::DeclineSeatOfferResponse>, Status> {
+        EnrollmentApi::decline_seat_offer(self, request)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+    #[tracing::instrument(skip_all)]
+    async fn transfer_participant(
+        &self,
+        request: Request<pb::TransferParticipantRequest>,
+    ) -> Result<Response<pb::TransferParticipantResponse>, Status> {
+        EnrollmentApi::transfer_participant(self, request)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+    #[tracing::instrument(skip_all)]
+    async fn hold_membership(
+        &self,
+        request: Request<pb::HoldMembershipRequest>,
+    ) -> Result<Response<pb::HoldMembershipResponse>, Status> {
+        EnrollmentApi::hold_membership(self, request)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+    #[tracing::instrument(skip_all)]
+    async fn resume_membership(
+        &self,
+        request: Request<pb::ResumeMembershipRequest>,
+    ) -> Result<Response<pb::ResumeMembershipResponse>, Status> {
+        EnrollmentApi::resume_membership(self, request)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+    #[tracing::instrument(skip_all)]
+    async fn discharge_participant(
+        &self,
+        request: Request<pb::DischargeParticipantRequest>,
+    ) -> Result<Response<pb::DischargeParticipantResponse>, Status> {
+        EnrollmentApi::discharge_participant(self, request)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+    #[tracing::instrument(skip_all)]
+    async fn get_membership(
+        &self,
+        request: Request<pb::GetMembershipRequest>,
+    ) -> Result<Response<pb::GetMembershipResponse>, Status> {
+        EnrollmentApi::get_membership(self, request)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+    #[tracing::instrument(skip_all)]
+    async fn list_group_members(
+        &self,
+        request: Request<pb::ListGroupMembersRequest>,
+    ) -> Result<Response<pb::ListGroupMembersResponse>, Status> {
+        EnrollmentApi::list_group_members(self, request)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+    #[tracing::instrument(skip_all)]
+    async fn list_waitlist(
+        &self,
+        request: Request<pb::ListWaitlistRequest>,
+    ) -> Result<Response<pb::ListWaitlistResponse>, Status> {
+        EnrollmentApi::list_waitlist(self, request)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+    #[tracing::instrument(skip_all)]
+    async fn list_participant_memberships(
+        &self,
+        request: Request<pb::ListParticipantMembershipsRequest>,
+    ) -> Result<Response<pb::ListParticipantMembershipsResponse>, Status> {
+        EnrollmentApi::list_participant_memberships(self, request)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+    #[tracing::instrument(skip_all)]
+    async fn search_open_seats(
+        &self,
+        request: Request<pb::SearchOpenSeatsRequest>,
+    ) -> Result<Response<pb::SearchOpenSeatsResponse>, Status> {
+        EnrollmentApi::search_open_seats(self, request)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+}

@@ -1,0 +1,276 @@
+//! The participant aggregate: registration, profile (personal data), home clinic and
+//! consents. A new peer-visibility consent supersedes the previous one.
+
+use std::collections::BTreeMap;
+
+use super::{ConsentKind, ConsentTerms, DomainError, Event, Profile};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentState {
+    pub terms: ConsentTerms,
+    pub revoked: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Participant {
+    pub registered: bool,
+    pub home_clinic_id: String,
+    pub profile: Profile,
+    pub consents: BTreeMap<String, ConsentState>,
+}
+
+impl Participant {
+    /// The peer-visibility consent in force, if any.
+    pub fn peer_visibility(&self) -> Option<(&String, &ConsentState)> {
+        self.consents.iter().find(|(_, consent)| {
+            !consent.revoked && consent.terms.kind() == ConsentKind::PeerVisibility
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParticipantCommand {
+    Register {
+        home_clinic_id: String,
+        profile: Profile,
+    },
+    /// `home_clinic_id` is known to be an open clinic (checked before).
+    Update {
+        profile: Option<Profile>,
+        home_clinic_id: Option<String>,
+    },
+    RecordConsent {
+        consent_id: String,
+        terms: ConsentTerms,
+    },
+    RevokeConsent {
+        consent_id: String,
+    },
+}
+
+pub fn decide(state: &Participant, command: ParticipantCommand) -> Result<Vec<Event>, DomainError> {
+    if !state.registered && !matches!(command, ParticipantCommand::Register { .. }) {
+        return Err(DomainError::ParticipantNotFound);
+    }
+    match command {
+        ParticipantCommand::Register {
+            home_clinic_id,
+            profile,
+        } => {
+            if state.registered {
+                return Err(DomainError::ParticipantExists);
+            }
+            Ok(vec![Event::ParticipantRegistered {
+                home_clinic_id,
+                profile,
+            }])
+        }
+        ParticipantCommand::Update {
+            profile,
+            home_clinic_id,
+        } => {
+            let mut events = Vec::new();
+            if let Some(profile) = profile
+                && profile != state.profile
+            {
+                events.push(Event::ParticipantProfileChanged { profile });
+            }
+            if let Some(home_clinic_id) = home_clinic_id
+                && home_clinic_id != state.home_clinic_id
+            {
+                events.push(Event::ParticipantHomeClinicChanged { home_clinic_id });
+            }
+            Ok(events)
+        }
+        ParticipantCommand::RecordConsent { consent_id, terms } => {
+            if state.consents.contains_key(&consent_id) {
+                return Err(DomainError::ConsentExists);
+            }
+            let mut events = Vec::new();
+            if terms.kind() == ConsentKind::PeerVisibility
+                && let Some((previous, _)) = state.peer_visibility()
+            {
+                events.push(Event::ConsentRevoked {
+                    consent_id: previous.clone(),
+                    kind: ConsentKind::PeerVisibility,
+                });
+            }
+            events.push(Event::ConsentRecorded { consent_id, terms });
+            Ok(events)
+        }
+        ParticipantCommand::RevokeConsent { consent_id } => {
+            let consent = state
+                .consents
+                .get(&consent_id)
+                .ok_or(DomainError::ConsentNotFound)?;
+            if consent.revoked {
+                return Ok(Vec::new());
+            }
+            Ok(vec![Event::ConsentRevoked {
+                consent_id,
+                kind: consent.terms.kind(),
+            }])
+        }
+    }
+}
+
+pub fn evolve(mut state: Participant, event: &Event) -> Participant {
+    match event {
+        Event::ParticipantRegistered {
+            home_clinic_id,
+            profile,
+        } => {
+            state.registered = true;
+            state.home_clinic_id = home_clinic_id.clone();
+            state.profile = profile.clone();
+        }
+        Event::ParticipantProfileChanged { profile } => state.profile = profile.clone(),
+        Event::ParticipantHomeClinicChanged { home_clinic_id } => {
+            state.home_clinic_id = home_clinic_id.clone();
+        }
+        Event::ConsentRecorded { consent_id, terms } => {
+            state.consents.insert(
+                consent_id.clone(),
+                ConsentState {
+                    terms: terms.clone(),
+                    revoked: false,
+                },
+            );
+        }
+        Event::ConsentRevoked { consent_id, .. } => {
+            if let Some(consent) = state.consents.get_mut(consent_id) {
+                consent.revoked = true;
+            }
+        }
+        _ => {}
+    }
+    state
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::PeerDisplay;
+    use crate::domain::scenario::given;
+
+    fn registered() -> Event {
+        Event::ParticipantRegistered {
+            home_clinic_id: "north".into(),
+            profile: Profile {
+                given_name: "Sam".into(),
+                family_name: "Rivera".into(),
+                ..Profile::default()
+            },
+        }
+    }
+
+    fn when(events: &[Event], command: ParticipantCommand) -> Result<Vec<Event>, DomainError> {
+        decide(&given(events, evolve).state, command)
+    }
+
+    fn peer(alias: &str) -> ConsentTerms {
+        ConsentTerms::PeerVisibility {
+            display: PeerDisplay::Alias,
+            alias: alias.into(),
+            share_check_ins: true,
+            share_milestones: true,
+        }
+    }
+
+    #[test]
+    fn a_participant_is_registered_once() {
+        let register = ParticipantCommand::Register {
+            home_clinic_id: "north".into(),
+            profile: Profile::default(),
+        };
+        assert!(when(&[], register.clone()).is_ok());
+        assert_eq!(
+            when(&[registered()], register),
+            Err(DomainError::ParticipantExists)
+        );
+    }
+
+    #[test]
+    fn commands_on_an_unregistered_participant_are_refused() {
+        let revoke = ParticipantCommand::RevokeConsent {
+            consent_id: "c".into(),
+        };
+        assert_eq!(when(&[], revoke), Err(DomainError::ParticipantNotFound));
+    }
+
+    #[test]
+    fn an_update_records_only_what_changed() {
+        let update = ParticipantCommand::Update {
+            profile: None,
+            home_clinic_id: Some("south".into()),
+        };
+        assert_eq!(
+            when(&[registered()], update),
+            Ok(vec![Event::ParticipantHomeClinicChanged {
+                home_clinic_id: "south".into()
+            }])
+        );
+        let same = ParticipantCommand::Update {
+            profile: None,
+            home_clinic_id: Some("north".into()),
+        };
+        assert_eq!(when(&[registered()], same), Ok(vec![]));
+    }
+
+    #[test]
+    fn a_new_peer_visibility_consent_supersedes_the_previous_one() {
+        let first = Event::ConsentRecorded {
+            consent_id: "c1".into(),
+            terms: peer("Sunny"),
+        };
+        let record = ParticipantCommand::RecordConsent {
+            consent_id: "c2".into(),
+            terms: peer("River"),
+        };
+        assert_eq!(
+            when(&[registered(), first], record),
+            Ok(vec![
+                Event::ConsentRevoked {
+                    consent_id: "c1".into(),
+                    kind: ConsentKind::PeerVisibility
+                },
+                Event::ConsentRecorded {
+                    consent_id: "c2".into(),
+                    terms: peer("River")
+                },
+            ])
+        );
+    }
+
+    #[test]
+    fn revoking_applies_once_and_unknown_consents_are_refused() {
+        let recorded = Event::ConsentRecorded {
+            consent_id: "c1".into(),
+            terms: ConsentTerms::TreatmentDisclosure {
+                recipient: "County probation office".into(),
+                purpose: "court-ordered treatment compliance".into(),
+            },
+        };
+        let revoke = ParticipantCommand::RevokeConsent {
+            consent_id: "c1".into(),
+        };
+        let revoked = Event::ConsentRevoked {
+            consent_id: "c1".into(),
+            kind: ConsentKind::TreatmentDisclosure,
+        };
+        assert_eq!(
+            when(&[registered(), recorded.clone()], revoke.clone()),
+            Ok(vec![revoked.clone()])
+        );
+        assert_eq!(when(&[registered(), recorded, revoked], revoke), Ok(vec![]));
+        assert_eq!(
+            when(
+                &[registered()],
+                ParticipantCommand::RevokeConsent {
+                    consent_id: "zz".into()
+                }
+            ),
+            Err(DomainError::ConsentNotFound)
+        );
+    }
+}

@@ -1,0 +1,231 @@
+//! Process managers, run from the ENROLLMENT stream like projections (durable
+//! consumer, checkpoint in PostgreSQL schema `enrollment_process`) and acting through
+//! idempotent commands whose request ids derive from the event that triggered them. A
+//! step repeated after a restart is answered from the log and changes nothing.
+//!
+//! Seat offers themselves need no process manager: the group decides them in the same
+//! commit that frees the seat. What needs one is time (offers expire) and the second
+//! half of a transfer (releasing the old seat once the new one is taken).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use circle_eventstore::{CommitMeta, ExecuteError, StoredCommit};
+use circle_projection::{ApplyError, Projection};
+use sqlx::{PgConnection, PgPool};
+
+use crate::codec;
+use crate::commands::{CommandError, Commands};
+use crate::domain::{Event, GroupCommand};
+
+pub const SCHEMA: &str = "enrollment_process";
+
+fn meta(request_id: String) -> CommitMeta {
+    CommitMeta {
+        request_id,
+        actor_role: "service".into(),
+        actor_id: "enrollment-process".into(),
+    }
+}
+
+fn failure(error: ExecuteError<CommandError>) -> Result<(), ApplyError> {
+    match error {
+        // A refusal is final: the step no longer applies (say the group was archived).
+        ExecuteError::Rejected(reason) => {
+            tracing::warn!(%reason, "process step refused; skipped");
+            Ok(())
+        }
+        other => Err(ApplyError::Transient(other.to_string())),
+    }
+}
+
+/// Keeps one timer per open seat offer.
+pub struct OfferTimers;
+
+impl Projection for OfferTimers {
+    fn name(&self) -> &str {
+        "enrollment-offer-timers"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["CREATE TABLE IF NOT EXISTS offer_timers (
+            network text NOT NULL,
+            group_id text NOT NULL,
+            participant_id text NOT NULL,
+            offer_id text NOT NULL,
+            expires_at timestamptz NOT NULL,
+            PRIMARY KEY (network, group_id, offer_id)
+        )"]
+    }
+
+    async fn apply(
+        &self,
+        connection: &mut PgConnection,
+        commit: &StoredCommit,
+    ) -> Result<(), ApplyError> {
+        if commit.commit.aggregate_type != "group" {
+            return Ok(());
+        }
+        let (network, group_id) = (&commit.commit.network, &commit.commit.aggregate_id);
+        for event in
+            codec::decode_commit(commit).map_err(|error| ApplyError::Poison(error.to_string()))?
+        {
+            match event {
+                Event::SeatOffered {
+                    participant_id,
+                    offer_id,
+                    expires_at,
+                    ..
+                } => {
+                    sqlx::query(
+                        "INSERT INTO offer_timers (network, group_id, participant_id, offer_id, expires_at)
+                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(network)
+                    .bind(group_id)
+                    .bind(participant_id)
+                    .bind(offer_id)
+                    .bind(expires_at)
+                    .execute(&mut *connection)
+                    .await?;
+                }
+                Event::MemberAdmitted { participant_id, .. }
+                | Event::SeatOfferDeclined { participant_id, .. }
+                | Event::SeatOfferExpired { participant_id, .. }
+                | Event::MemberDischarged { participant_id, .. }
+                | Event::MemberTransferredOut { participant_id, .. } => {
+                    sqlx::query("DELETE FROM offer_timers WHERE network = $1 AND group_id = $2 AND participant_id = $3")
+                        .bind(network)
+                        .bind(group_id)
+                        .bind(participant_id)
+                        .execute(&mut *connection)
+                        .await?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Fires due offer timers: each becomes an `ExpireOffer` command (request id
+/// `expire-<offer>`), which expires the offer and offers the seat to the next person in
+/// the same commit. Runs until `shutdown`.
+pub async fn fire_offer_timers(
+    pool: PgPool,
+    commands: Arc<Commands>,
+    poll: Duration,
+    shutdown: impl Future<Output = ()> + Send,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => return,
+            () = tokio::time::sleep(poll) => {}
+        }
+        let now = commands.clock.now();
+        let due: Result<Vec<(String, String, String)>, sqlx::Error> = sqlx::query_as(
+            "SELECT network, group_id, offer_id FROM enrollment_process.offer_timers
+             WHERE expires_at <= $1 ORDER BY expires_at LIMIT 100",
+        )
+        .bind(now)
+        .fetch_all(&pool)
+        .await;
+        let due = match due {
+            Ok(due) => due,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read offer timers");
+                continue;
+            }
+        };
+        for (network, group_id, offer_id) in due {
+            let command = GroupCommand::ExpireOffer {
+                offer_id: offer_id.clone(),
+            };
+            let result = commands
+                .group(
+                    &network,
+                    None,
+                    &group_id,
+                    &meta(format!("expire-{offer_id}")),
+                    None,
+                    command,
+                )
+                .await;
+            let done = match result {
+                Ok(_) => true,
+                Err(error) => failure(error).is_ok(),
+            };
+            if done {
+                // The timer projection removes it too once it sees the expiry; removing
+                // it here keeps it from firing again in the meantime.
+                let _ = sqlx::query(
+                    "DELETE FROM enrollment_process.offer_timers WHERE network = $1 AND group_id = $2 AND offer_id = $3",
+                )
+                .bind(&network)
+                .bind(&group_id)
+                .bind(&offer_id)
+                .execute(&pool)
+                .await;
+            }
+        }
+    }
+}
+
+/// The second half of a transfer: once the participant holds a seat in the new group,
+/// release the old one (request id `release-<transfer>`).
+pub struct Transfers {
+    pub commands: Arc<Commands>,
+}
+
+impl Projection for Transfers {
+    fn name(&self) -> &str {
+        "enrollment-transfers"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    async fn apply(
+        &self,
+        _connection: &mut PgConnection,
+        commit: &StoredCommit,
+    ) -> Result<(), ApplyError> {
+        if commit.commit.aggregate_type != "group" {
+            return Ok(());
+        }
+        for event in
+            codec::decode_commit(commit).map_err(|error| ApplyError::Poison(error.to_string()))?
+        {
+            if let Event::MemberAdmitted {
+                participant_id,
+                transfer: Some(transfer),
+                ..
+            } = event
+            {
+                let request_id = format!("release-{}", transfer.transfer_id);
+                let from_group = transfer.from_group_id.clone();
+                let command = GroupCommand::ReleaseForTransfer {
+                    participant_id,
+                    transfer,
+                };
+                if let Err(error) = self
+                    .commands
+                    .group(
+                        &commit.commit.network,
+                        None,
+                        &from_group,
+                        &meta(request_id),
+                        None,
+                        command,
+                    )
+                    .await
+                {
+                    failure(error)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
