@@ -455,15 +455,31 @@ impl<P: Projection> ProjectionRunner<P> {
         Ok(locked)
     }
 
-    /// The durable consumer; created (at the checkpoint) if it does not exist yet.
-    pub async fn consumer(&self) -> Result<pull::Stream, ApplyError> {
+    /// The durable consumer; created at the checkpoint if it does not exist yet, and
+    /// recreated there if it has delivered past the checkpoint (the messages between
+    /// were never applied: a crash before commit, or a database restored from backup).
+    pub async fn consumer(&mut self) -> Result<pull::Stream, ApplyError> {
         let name = self.projection.name().to_owned();
         let checkpoint = read_checkpoint(&self.pool, &self.schema, &name).await?;
-        let consumer = self
+        let mut consumer: jetstream::consumer::PullConsumer = self
             .stream
             .get_or_create_consumer(&name, self.consumer_config(checkpoint))
             .await
             .map_err(|error| ApplyError::Transient(error.to_string()))?;
+        let delivered = consumer
+            .info()
+            .await
+            .map_err(|error| ApplyError::Transient(error.to_string()))?
+            .delivered
+            .stream_sequence;
+        if delivered > checkpoint {
+            self.reposition().await?;
+            consumer = self
+                .stream
+                .get_consumer(&name)
+                .await
+                .map_err(|error| ApplyError::Transient(error.to_string()))?;
+        }
         consumer
             .messages()
             .await
@@ -491,7 +507,7 @@ impl<P: Projection> ProjectionRunner<P> {
     async fn reposition(&mut self) -> Result<(), ApplyError> {
         let name = self.projection.name().to_owned();
         let checkpoint = read_checkpoint(&self.pool, &self.schema, &name).await?;
-        tracing::warn!(projection = %name, checkpoint, "consumer skipped messages; repositioning it at the checkpoint");
+        tracing::info!(projection = %name, checkpoint, "repositioning the consumer right after the checkpoint");
         let _ = self.stream.delete_consumer(&name).await;
         self.stream
             .create_consumer(self.consumer_config(checkpoint))

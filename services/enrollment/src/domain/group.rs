@@ -6,7 +6,7 @@
 //! raised) is offered to the head of the waitlist in the same commit that freed it, so
 //! there is never a moment with a free seat and people waiting.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::schedule::time_zone;
 use super::{
@@ -43,6 +43,8 @@ pub struct Group {
     /// Open offers by participant; each holds a seat.
     pub offers: BTreeMap<String, Offer>,
     pub offers_made: u64,
+    /// Whose last offer expired unanswered (so a late acceptance is told why).
+    pub expired_offers: BTreeSet<String>,
 }
 
 impl Group {
@@ -207,6 +209,9 @@ pub fn decide(
             }]
         }
         GroupCommand::AcceptOffer { participant_id } => {
+            if state.expired_offers.contains(&participant_id) {
+                return Err(DomainError::OfferExpired);
+            }
             let offer = state
                 .offers
                 .get(&participant_id)
@@ -418,6 +423,7 @@ pub fn evolve(mut state: Group, event: &Event) -> Group {
         }
         Event::GroupArchived => state.archived = true,
         Event::MemberAdmitted { participant_id, .. } => {
+            state.expired_offers.remove(participant_id);
             leave_waitlist(&mut state, participant_id);
             state.offers.remove(participant_id);
             state
@@ -428,10 +434,13 @@ pub fn evolve(mut state: Group, event: &Event) -> Group {
             participant_id,
             transfer,
             ..
-        } => state.waitlist.push_back(Waiting {
-            participant_id: participant_id.clone(),
-            transfer: transfer.clone(),
-        }),
+        } => {
+            state.expired_offers.remove(participant_id);
+            state.waitlist.push_back(Waiting {
+                participant_id: participant_id.clone(),
+                transfer: transfer.clone(),
+            });
+        }
         Event::SeatOffered {
             participant_id,
             offer_id,
@@ -449,9 +458,12 @@ pub fn evolve(mut state: Group, event: &Event) -> Group {
                 },
             );
         }
-        Event::SeatOfferDeclined { participant_id, .. }
-        | Event::SeatOfferExpired { participant_id, .. } => {
+        Event::SeatOfferDeclined { participant_id, .. } => {
             state.offers.remove(participant_id);
+        }
+        Event::SeatOfferExpired { participant_id, .. } => {
+            state.offers.remove(participant_id);
+            state.expired_offers.insert(participant_id.clone());
         }
         Event::MemberHeld { participant_id, .. } => {
             if let Some(member) = state.members.get_mut(participant_id) {
@@ -858,6 +870,16 @@ mod tests {
             when(&after, expire),
             Ok(vec![]),
             "already expired: nothing to do"
+        );
+        assert_eq!(
+            when(
+                &after,
+                GroupCommand::AcceptOffer {
+                    participant_id: "p2".into()
+                }
+            ),
+            Err(DomainError::OfferExpired),
+            "a late acceptance is told the offer expired"
         );
     }
 
