@@ -11,28 +11,25 @@ use tonic::transport::Channel;
 
 pub const NETWORK: &str = "acme";
 
+/// A started service: how to stop it, and its task.
+type Running = (
+    tokio::sync::oneshot::Sender<()>,
+    JoinHandle<Result<(), StartError>>,
+);
+
 pub struct Service {
     pub env: TestEnv,
     pub client: EnrollmentServiceClient<Channel>,
     /// The service's clock; it moves only when a test advances it.
     pub clock: Arc<ManualClock>,
-    running: Option<(
-        tokio::sync::oneshot::Sender<()>,
-        JoinHandle<Result<(), StartError>>,
-    )>,
+    running: Option<Running>,
     replicas: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
 async fn launch(
     config: &circle_config::Config,
     clock: Arc<ManualClock>,
-) -> anyhow::Result<(
-    EnrollmentServiceClient<Channel>,
-    (
-        tokio::sync::oneshot::Sender<()>,
-        JoinHandle<Result<(), StartError>>,
-    ),
-)> {
+) -> anyhow::Result<(EnrollmentServiceClient<Channel>, Running)> {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = circle_enrollment::start_with_clock(config, clock, async {
         let _ = stopped.await;
