@@ -1,0 +1,529 @@
+//! Clinics, groups and participants as records: updates by field mask, archiving,
+//! listing and searching, consents.
+
+use circle_proto::enrollment::v1 as pb;
+use tonic::Code;
+
+use crate::support::{
+    NETWORK, Service, admin, as_caller, code_and_reason, group_body, reason_and_fields,
+};
+
+fn schedule(day: pb::Weekday, start_time: &str) -> pb::Schedule {
+    pb::Schedule {
+        days: vec![day as i32],
+        start_time: start_time.into(),
+        duration_minutes: 90,
+        start_date: "2026-11-01".into(),
+        ..Default::default()
+    }
+}
+
+async fn scheduled_group(
+    service: &mut Service,
+    clinic: &str,
+    group_id: &str,
+    modality: &str,
+    capacity: u32,
+    schedule: pb::Schedule,
+) -> anyhow::Result<pb::Group> {
+    Ok(service
+        .client
+        .create_group(admin(pb::CreateGroupRequest {
+            parent: clinic.into(),
+            group_id: group_id.into(),
+            group: Some(pb::Group {
+                modality: modality.into(),
+                schedule: Some(schedule),
+                facilitators: vec![pb::Facilitator {
+                    staff_id: "staff-1".into(),
+                    role: pb::FacilitatorRole::Lead as i32,
+                }],
+                ..group_body(capacity)
+            }),
+            request_id: String::new(),
+        }))
+        .await?
+        .into_inner()
+        .group
+        .unwrap_or_default())
+}
+
+#[tokio::test]
+async fn a_group_is_updated_by_field_mask_and_archived_when_empty() -> anyhow::Result<()> {
+    let mut service = Service::start().await?;
+    let clinic = service.clinic("north").await?;
+    let created = scheduled_group(
+        &mut service,
+        &clinic,
+        "g",
+        "process",
+        8,
+        schedule(pb::Weekday::Tuesday, "18:30"),
+    )
+    .await?;
+    assert_eq!(
+        created.schedule.as_ref().map(|s| s.rrule.as_str()),
+        Some("FREQ=WEEKLY;BYDAY=TU")
+    );
+    assert_eq!(
+        created.time_zone, "America/Chicago",
+        "the clinic's time zone"
+    );
+
+    let updated = service
+        .client
+        .update_group(admin(pb::UpdateGroupRequest {
+            group: Some(pb::Group {
+                name: created.name.clone(),
+                display_name: "Renamed".into(),
+                modality: "ignored-because-not-in-mask".into(),
+                facilitators: vec![
+                    pb::Facilitator {
+                        staff_id: "staff-1".into(),
+                        role: pb::FacilitatorRole::Lead as i32,
+                    },
+                    pb::Facilitator {
+                        staff_id: "peer-9".into(),
+                        role: pb::FacilitatorRole::PeerLeader as i32,
+                    },
+                ],
+                schedule: Some(schedule(pb::Weekday::Thursday, "09:00")),
+                etag: created.etag.clone(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec![
+                    "display_name".into(),
+                    "facilitators".into(),
+                    "schedule".into(),
+                ],
+            }),
+            request_id: String::new(),
+        }))
+        .await?
+        .into_inner();
+    let group = service
+        .client
+        .get_group(admin(pb::GetGroupRequest {
+            name: created.name.clone(),
+            consistency_token: updated.consistency_token.clone(),
+        }))
+        .await?
+        .into_inner()
+        .group
+        .unwrap_or_default();
+    assert_eq!(
+        (group.display_name.as_str(), group.modality.as_str()),
+        ("Renamed", "process")
+    );
+    assert_eq!(group.facilitators.len(), 2);
+    assert_eq!(
+        group.schedule.as_ref().map(|s| s.start_time.as_str()),
+        Some("09:00")
+    );
+    assert_eq!(group.etag, updated.consistency_token);
+    // Thursday 26 Nov 2026 09:00 in Chicago; the clock stands at Friday 20 Nov noon.
+    assert_eq!(
+        group.next_session_time.map(|t| t.seconds),
+        Some(
+            "2026-11-26T15:00:00Z"
+                .parse::<chrono::DateTime<chrono::Utc>>()?
+                .timestamp()
+        )
+    );
+
+    // The schedule and facilitator changes are events other services consume.
+    let log = service.group_log("g").await?;
+    assert!(log.iter().any(|(_, e)| matches!(
+        e,
+        circle_enrollment::domain::Event::GroupScheduleChanged { .. }
+    )));
+    assert!(log.iter().any(|(_, e)| matches!(
+        e,
+        circle_enrollment::domain::Event::GroupFacilitatorsChanged { .. }
+    )));
+
+    // An old etag is refused; the current one archives the empty group.
+    let stale = service
+        .client
+        .archive_group(admin(pb::ArchiveGroupRequest {
+            name: created.name.clone(),
+            etag: created.etag.clone(),
+            request_id: String::new(),
+        }))
+        .await;
+    assert_eq!(
+        code_and_reason(stale),
+        (Code::Aborted, "ETAG_MISMATCH".to_owned())
+    );
+    let archived = service
+        .client
+        .archive_group(admin(pb::ArchiveGroupRequest {
+            name: created.name.clone(),
+            etag: group.etag.clone(),
+            request_id: String::new(),
+        }))
+        .await?
+        .into_inner();
+    assert!(archived.group.is_some_and(|g| g.archived));
+    let participant = service.participant(&clinic, "p").await?;
+    let refused = service
+        .client
+        .enroll_participant(admin(pb::EnrollParticipantRequest {
+            parent: created.name.clone(),
+            participant,
+            ..Default::default()
+        }))
+        .await;
+    assert_eq!(
+        code_and_reason(refused),
+        (Code::FailedPrecondition, "GROUP_ARCHIVED".to_owned())
+    );
+    let listed = service
+        .client
+        .list_groups(admin(pb::ListGroupsRequest {
+            parent: clinic.clone(),
+            consistency_token: archived.consistency_token.clone(),
+            ..Default::default()
+        }))
+        .await?
+        .into_inner();
+    assert!(
+        listed.groups.is_empty(),
+        "archived groups are left out unless asked for"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn groups_are_listed_with_filters_and_open_seats_found_soonest_first() -> anyhow::Result<()> {
+    let mut service = Service::start().await?;
+    let north = service.clinic("north").await?;
+    let south = service.clinic("south").await?;
+    // The clock stands at Friday 20 Nov 2026, 06:00 in Chicago.
+    scheduled_group(
+        &mut service,
+        &north,
+        "tue-evening",
+        "process",
+        2,
+        schedule(pb::Weekday::Tuesday, "18:30"),
+    )
+    .await?;
+    scheduled_group(
+        &mut service,
+        &north,
+        "sat-morning",
+        "process",
+        2,
+        schedule(pb::Weekday::Saturday, "10:00"),
+    )
+    .await?;
+    scheduled_group(
+        &mut service,
+        &south,
+        "mon-dbt",
+        "dbt-skills",
+        2,
+        schedule(pb::Weekday::Monday, "12:00"),
+    )
+    .await?;
+    let full = scheduled_group(
+        &mut service,
+        &south,
+        "full",
+        "process",
+        1,
+        schedule(pb::Weekday::Friday, "20:00"),
+    )
+    .await?;
+    let participant = service.participant(&south, "p").await?;
+    let last = service
+        .enroll(&full.name, &participant)
+        .await?
+        .consistency_token;
+
+    let process_groups = service
+        .client
+        .list_groups(admin(pb::ListGroupsRequest {
+            parent: format!("networks/{NETWORK}"),
+            modality: "process".into(),
+            consistency_token: last.clone(),
+            ..Default::default()
+        }))
+        .await?
+        .into_inner();
+    let names: Vec<String> = process_groups
+        .groups
+        .iter()
+        .map(|g| g.name.rsplit('/').next().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(names, ["sat-morning", "tue-evening", "full"]);
+
+    let search = |weekdays: Vec<i32>, earliest: &str, latest: &str| pb::SearchOpenSeatsRequest {
+        parent: format!("networks/{NETWORK}"),
+        weekdays,
+        earliest_start_time: earliest.into(),
+        latest_start_time: latest.into(),
+        consistency_token: last.clone(),
+        ..Default::default()
+    };
+    let open = service
+        .client
+        .search_open_seats(admin(search(vec![], "", "")))
+        .await?
+        .into_inner();
+    let found: Vec<(String, u32)> = open
+        .open_seats
+        .iter()
+        .map(|seat| {
+            (
+                seat.group
+                    .as_ref()
+                    .map(|g| g.name.rsplit('/').next().unwrap_or_default().to_owned())
+                    .unwrap_or_default(),
+                seat.free_seats,
+            )
+        })
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("sat-morning".to_owned(), 2),
+            ("mon-dbt".to_owned(), 2),
+            ("tue-evening".to_owned(), 2)
+        ],
+        "soonest next session first; the full group is left out"
+    );
+    let evenings = service
+        .client
+        .search_open_seats(admin(search(
+            vec![pb::Weekday::Tuesday as i32, pb::Weekday::Monday as i32],
+            "17:00",
+            "21:00",
+        )))
+        .await?
+        .into_inner();
+    assert_eq!(evenings.open_seats.len(), 1);
+    assert!(
+        evenings.open_seats[0]
+            .group
+            .as_ref()
+            .is_some_and(|g| g.name.ends_with("tue-evening"))
+    );
+
+    let backwards = service
+        .client
+        .search_open_seats(admin(search(vec![], "21:00", "17:00")))
+        .await;
+    let Err(status) = backwards else {
+        anyhow::bail!("a reversed window must be refused")
+    };
+    assert_eq!(
+        (status.code(), reason_and_fields(&status).1),
+        (Code::InvalidArgument, vec!["latest_start_time".to_owned()])
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn consents_are_recorded_superseded_and_revoked_going_forward() -> anyhow::Result<()> {
+    let mut service = Service::start().await?;
+    let clinic = service.clinic("north").await?;
+    let participant = service.participant(&clinic, "sam").await?;
+    let record = |consent: pb::Consent| pb::RecordConsentRequest {
+        parent: participant.clone(),
+        consent: Some(consent),
+        request_id: String::new(),
+    };
+    let disclosure = service
+        .client
+        .record_consent(admin(record(pb::Consent {
+            kind: pb::ConsentKind::TreatmentDisclosure as i32,
+            recipient: "County drug court".into(),
+            purpose: "Compliance with treatment conditions".into(),
+            ..Default::default()
+        })))
+        .await?
+        .into_inner()
+        .consent
+        .unwrap_or_default();
+    // The participant gives peer-visibility consent themselves, then changes it.
+    let own = |request| as_caller(request, "acme", "participant");
+    let mut first = own(record(pb::Consent {
+        kind: pb::ConsentKind::PeerVisibility as i32,
+        display: pb::PeerDisplay::Alias as i32,
+        alias: "Sunny".into(),
+        share_check_ins: true,
+        ..Default::default()
+    }));
+    first.metadata_mut().insert(
+        "x-circle-actor",
+        tonic::metadata::MetadataValue::from_static("sam"),
+    );
+    let first = service
+        .client
+        .record_consent(first)
+        .await?
+        .into_inner()
+        .consent
+        .unwrap_or_default();
+    let mut second = own(record(pb::Consent {
+        kind: pb::ConsentKind::PeerVisibility as i32,
+        display: pb::PeerDisplay::FirstName as i32,
+        share_check_ins: true,
+        share_milestones: true,
+        ..Default::default()
+    }));
+    second.metadata_mut().insert(
+        "x-circle-actor",
+        tonic::metadata::MetadataValue::from_static("sam"),
+    );
+    service.client.record_consent(second).await?;
+    // Somebody else may not.
+    let mut other = own(record(pb::Consent {
+        kind: pb::ConsentKind::PeerVisibility as i32,
+        display: 1,
+        ..Default::default()
+    }));
+    other.metadata_mut().insert(
+        "x-circle-actor",
+        tonic::metadata::MetadataValue::from_static("someone-else"),
+    );
+    assert_eq!(
+        code_and_reason(service.client.record_consent(other).await),
+        (Code::PermissionDenied, "NOT_YOUR_RECORD".to_owned())
+    );
+
+    let revoked = service
+        .client
+        .revoke_consent(admin(pb::RevokeConsentRequest {
+            name: disclosure.name.clone(),
+            request_id: String::new(),
+        }))
+        .await?
+        .into_inner();
+    assert!(
+        revoked
+            .consent
+            .as_ref()
+            .is_some_and(|c| c.revoke_time.is_some())
+    );
+    let shown = service
+        .client
+        .get_participant(admin(pb::GetParticipantRequest {
+            name: participant.clone(),
+            consistency_token: revoked.consistency_token,
+        }))
+        .await?
+        .into_inner()
+        .participant
+        .unwrap_or_default();
+    let states: Vec<(i32, bool)> = shown
+        .consents
+        .iter()
+        .map(|c| (c.kind, c.revoke_time.is_some()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            (pb::ConsentKind::TreatmentDisclosure as i32, true),
+            (pb::ConsentKind::PeerVisibility as i32, true),
+            (pb::ConsentKind::PeerVisibility as i32, false),
+        ]
+    );
+    assert!(
+        shown
+            .consents
+            .iter()
+            .any(|c| c.name == first.name && c.revoke_time.is_some()),
+        "the alias consent was superseded"
+    );
+
+    let bad = service
+        .client
+        .record_consent(admin(record(pb::Consent {
+            kind: pb::ConsentKind::PeerVisibility as i32,
+            display: pb::PeerDisplay::Alias as i32,
+            ..Default::default()
+        })))
+        .await;
+    let Err(status) = bad else {
+        anyhow::bail!("an alias display without an alias must be refused")
+    };
+    assert_eq!(
+        reason_and_fields(&status).1,
+        vec!["consent.alias".to_owned()]
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_participant_is_updated_by_field_mask_with_the_same_checks_as_at_registration()
+-> anyhow::Result<()> {
+    let mut service = Service::start().await?;
+    let north = service.clinic("north").await?;
+    let south = service.clinic("south").await?;
+    let participant = service.participant(&north, "sam").await?;
+    let update = |profile: pb::ParticipantProfile, paths: &[&str], home: &str| {
+        pb::UpdateParticipantRequest {
+            participant: Some(pb::Participant {
+                name: participant.clone(),
+                home_clinic: home.into(),
+                profile: Some(profile),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+            }),
+            request_id: String::new(),
+        }
+    };
+    let before = service.stream_last_sequence().await?;
+    let bad = service
+        .client
+        .update_participant(admin(update(
+            pb::ParticipantProfile {
+                email: "not an email".into(),
+                ..Default::default()
+            },
+            &["profile.email"],
+            "",
+        )))
+        .await;
+    let Err(status) = bad else {
+        anyhow::bail!("a bad email must be refused")
+    };
+    assert_eq!(
+        reason_and_fields(&status).1,
+        vec!["participant.profile.email".to_owned()]
+    );
+    assert_eq!(service.stream_last_sequence().await?, before);
+
+    let updated = service
+        .client
+        .update_participant(admin(update(
+            pb::ParticipantProfile {
+                preferred_name: "Sammy".into(),
+                email: "sam@example.org".into(),
+                ..Default::default()
+            },
+            &["profile.preferred_name", "profile.email", "home_clinic"],
+            &south,
+        )))
+        .await?
+        .into_inner()
+        .participant
+        .unwrap_or_default();
+    let profile = updated.profile.unwrap_or_default();
+    assert_eq!(
+        (
+            profile.given_name.as_str(),
+            profile.preferred_name.as_str(),
+            profile.email.as_str(),
+            updated.home_clinic.as_str()
+        ),
+        ("Sam", "Sammy", "sam@example.org", south.as_str())
+    );
+    Ok(())
+}
