@@ -527,3 +527,128 @@ async fn a_participant_is_updated_by_field_mask_with_the_same_checks_as_at_regis
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_clinic_is_read_listed_updated_and_archived_once_its_groups_are() -> anyhow::Result<()> {
+    let mut service = Service::start().await?;
+    let clinic = service.clinic("north").await?;
+    service.clinic("south").await?;
+    let group = service.group(&clinic, "g", 4).await?;
+    let updated = service
+        .client
+        .update_clinic(admin(pb::UpdateClinicRequest {
+            clinic: Some(pb::Clinic {
+                name: clinic.clone(),
+                time_zone: "America/Denver".into(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["time_zone".into()],
+            }),
+            request_id: String::new(),
+        }))
+        .await?
+        .into_inner();
+    let read = service
+        .client
+        .get_clinic(admin(pb::GetClinicRequest {
+            name: clinic.clone(),
+            consistency_token: updated.consistency_token.clone(),
+        }))
+        .await?
+        .into_inner()
+        .clinic
+        .unwrap_or_default();
+    assert_eq!(
+        (read.display_name.as_str(), read.time_zone.as_str()),
+        ("Clinic north", "America/Denver")
+    );
+
+    let bad_zone = service
+        .client
+        .update_clinic(admin(pb::UpdateClinicRequest {
+            clinic: Some(pb::Clinic {
+                name: clinic.clone(),
+                time_zone: "Mars/Olympus".into(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["time_zone".into()],
+            }),
+            request_id: String::new(),
+        }))
+        .await;
+    let Err(status) = bad_zone else {
+        anyhow::bail!("an unknown time zone must be refused")
+    };
+    assert_eq!(
+        reason_and_fields(&status).1,
+        vec!["clinic.time_zone".to_owned()]
+    );
+
+    let with_groups = service
+        .client
+        .archive_clinic(admin(pb::ArchiveClinicRequest {
+            name: clinic.clone(),
+            ..Default::default()
+        }))
+        .await;
+    assert_eq!(
+        code_and_reason(with_groups),
+        (Code::FailedPrecondition, "CLINIC_HAS_GROUPS".to_owned())
+    );
+    let archived_group = service
+        .client
+        .archive_group(admin(pb::ArchiveGroupRequest {
+            name: group,
+            ..Default::default()
+        }))
+        .await?
+        .into_inner();
+    service
+        .client
+        .get_group(admin(pb::GetGroupRequest {
+            name: archived_group.group.map(|g| g.name).unwrap_or_default(),
+            consistency_token: archived_group.consistency_token,
+        }))
+        .await?;
+    let archived = service
+        .client
+        .archive_clinic(admin(pb::ArchiveClinicRequest {
+            name: clinic.clone(),
+            ..Default::default()
+        }))
+        .await?
+        .into_inner();
+    assert!(archived.clinic.is_some_and(|c| c.archived));
+    let listed = service
+        .client
+        .list_clinics(admin(pb::ListClinicsRequest {
+            parent: format!("networks/{NETWORK}"),
+            consistency_token: archived.consistency_token.clone(),
+            ..Default::default()
+        }))
+        .await?
+        .into_inner();
+    assert_eq!(
+        listed
+            .clinics
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>(),
+        [format!("networks/{NETWORK}/clinics/south")]
+    );
+    let closed = service
+        .client
+        .create_group(admin(pb::CreateGroupRequest {
+            parent: clinic.clone(),
+            group: Some(group_body(4)),
+            ..Default::default()
+        }))
+        .await;
+    assert_eq!(
+        code_and_reason(closed),
+        (Code::FailedPrecondition, "CLINIC_ARCHIVED".to_owned())
+    );
+    Ok(())
+}
