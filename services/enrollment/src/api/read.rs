@@ -7,7 +7,7 @@ use sqlx::Row as _;
 use sqlx::postgres::PgRow;
 use tonic::Request;
 
-use super::convert::{self, CLINIC, GROUP, MEMBERSHIP, NETWORK, PARTICIPANT, parse};
+use super::convert::{self, CLINIC, GROUP, MEMBERSHIP, NETWORK, PARTICIPANT, owned};
 use super::{
     ApiResult, EnrollmentApi, STAFF, authorize, authorize_self_or_staff, caller, database_error,
     not_found,
@@ -18,20 +18,6 @@ use crate::read_model::{facilitators_from_column, schedule_from_column, state};
 
 const GROUP_COLUMNS: &str = "group_id, clinic_id, display_name, modality, level_of_care, capacity, admission_mode,
     time_zone, facilitators, schedule, active_count, on_hold_count, offer_count, waitlist_count, archived, version";
-
-fn owned(
-    caller: &Caller,
-    violations: &mut Violations,
-    field: &str,
-    name: &str,
-    collections: &[&str],
-) -> ApiResult<Option<Vec<String>>> {
-    let ids = parse(violations, field, name, collections);
-    if let Some(ids) = &ids {
-        caller.require_network(&ids[0], name)?;
-    }
-    Ok(ids)
-}
 
 fn page(violations: &mut Violations, page_size: i32, page_token: &str) -> (i64, i64) {
     match circle_grpc::page(page_size, page_token) {

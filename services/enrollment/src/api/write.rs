@@ -5,7 +5,7 @@ use circle_grpc::{ApiError, Caller, Violations};
 use circle_proto::enrollment::v1 as pb;
 use tonic::{Code, Request};
 
-use super::convert::{self, CLINIC, CONSENT, GROUP, MEMBERSHIP, NETWORK, PARTICIPANT, parse};
+use super::convert::{self, CLINIC, CONSENT, GROUP, MEMBERSHIP, NETWORK, PARTICIPANT, owned};
 use super::{
     ADMINS, ApiResult, CLINIC_ADMINS, EnrollmentApi, OVERRIDERS, STAFF, authorize,
     authorize_self_or_staff, caller, command_error, meta, request_id_reused,
@@ -13,21 +13,6 @@ use super::{
 use crate::domain::{
     ClinicCommand, GroupChanges, GroupCommand, GroupDetails, ParticipantCommand, TransferRef,
 };
-
-/// Parses `field` as a resource name and checks the caller's network owns it.
-fn owned(
-    caller: &Caller,
-    violations: &mut Violations,
-    field: &str,
-    name: &str,
-    collections: &[&str],
-) -> ApiResult<Option<Vec<String>>> {
-    let ids = parse(violations, field, name, collections);
-    if let Some(ids) = &ids {
-        caller.require_network(&ids[0], name)?;
-    }
-    Ok(ids)
-}
 
 fn request_id(violations: &mut Violations, value: &str) -> String {
     violations
