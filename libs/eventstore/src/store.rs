@@ -87,12 +87,14 @@ pub enum StoreError {
     Corrupt { sequence: u64, reason: String },
 }
 
-/// Who issued a command and its idempotency key.
-#[derive(Debug, Clone)]
+/// Who issued a command, its idempotency key, and when it happened by the service's
+/// clock (the time recorded on the commit; now when absent).
+#[derive(Debug, Clone, Default)]
 pub struct CommitMeta {
     pub request_id: String,
     pub actor_role: String,
     pub actor_id: String,
+    pub at: Option<std::time::SystemTime>,
 }
 
 /// One event to append: its protobuf type name and encoded payload.
@@ -295,7 +297,7 @@ impl EventStore {
         meta: &CommitMeta,
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, StoreError> {
-        let now = std::time::SystemTime::now();
+        let now = meta.at.unwrap_or_else(std::time::SystemTime::now);
         let timestamp = prost_types::Timestamp::from(now);
         let event_types = events
             .iter()

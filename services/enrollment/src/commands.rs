@@ -7,12 +7,12 @@ use circle_eventstore::{
     AggregateKey, CommitMeta, EventStore, ExecuteError, Executed, Repository, Snapshot,
 };
 
-use crate::clock::Clock;
 use crate::codec;
 use crate::domain::{
     Clinic, ClinicCommand, DomainError, Event, Group, GroupCommand, GroupContext, Participant,
     ParticipantCommand, clinic, group, participant,
 };
+use circle_calendar::Clock;
 
 /// Why a command did not run.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +69,14 @@ impl Commands {
         }
     }
 
+    /// The command's metadata with the time of the service's clock.
+    fn stamped(&self, meta: &CommitMeta) -> CommitMeta {
+        CommitMeta {
+            at: Some(self.clock.now().into()),
+            ..meta.clone()
+        }
+    }
+
     pub fn context(&self) -> GroupContext {
         GroupContext {
             now: self.clock.now(),
@@ -85,10 +93,14 @@ impl Commands {
         command: ClinicCommand,
     ) -> CommandResult<Clinic> {
         self.clinics
-            .execute(&key(network, "clinic", clinic_id)?, meta, |snapshot| {
-                check_etag(snapshot, etag)?;
-                Ok(encode(clinic::decide(&snapshot.state, command.clone())?))
-            })
+            .execute(
+                &key(network, "clinic", clinic_id)?,
+                &self.stamped(meta),
+                |snapshot| {
+                    check_etag(snapshot, etag)?;
+                    Ok(encode(clinic::decide(&snapshot.state, command.clone())?))
+                },
+            )
             .await
     }
 
@@ -105,20 +117,24 @@ impl Commands {
     ) -> CommandResult<Group> {
         // The time is read once per attempt, inside the aggregate's lock.
         self.groups
-            .execute(&key(network, "group", group_id)?, meta, |snapshot| {
-                if let (Some(clinic_id), Some(details)) =
-                    (clinic_id, snapshot.state.details.as_ref())
-                    && details.clinic_id != clinic_id
-                {
-                    return Err(DomainError::GroupNotFound.into());
-                }
-                check_etag(snapshot, etag)?;
-                Ok(encode(group::decide(
-                    &snapshot.state,
-                    command.clone(),
-                    self.context(),
-                )?))
-            })
+            .execute(
+                &key(network, "group", group_id)?,
+                &self.stamped(meta),
+                |snapshot| {
+                    if let (Some(clinic_id), Some(details)) =
+                        (clinic_id, snapshot.state.details.as_ref())
+                        && details.clinic_id != clinic_id
+                    {
+                        return Err(DomainError::GroupNotFound.into());
+                    }
+                    check_etag(snapshot, etag)?;
+                    Ok(encode(group::decide(
+                        &snapshot.state,
+                        command.clone(),
+                        self.context(),
+                    )?))
+                },
+            )
             .await
     }
 
@@ -133,7 +149,7 @@ impl Commands {
         self.participants
             .execute(
                 &key(network, "participant", participant_id)?,
-                meta,
+                &self.stamped(meta),
                 |snapshot| {
                     check_etag(snapshot, etag)?;
                     Ok(encode(participant::decide(

@@ -8,7 +8,6 @@
 //! transfers) run from the same stream, in schema `enrollment_process`.
 
 pub mod api;
-pub mod clock;
 pub mod codec;
 pub mod commands;
 pub mod domain;
@@ -27,7 +26,7 @@ use sqlx::postgres::PgPoolOptions;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use circle_calendar::{Clock, ManualClock, SystemClock};
 
 pub const SERVICE: &str = "enrollment";
 

@@ -25,6 +25,7 @@ fn meta(request_id: String) -> CommitMeta {
         request_id,
         actor_role: "service".into(),
         actor_id: "enrollment-process".into(),
+        at: None,
     }
 }
 

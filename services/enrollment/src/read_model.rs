@@ -114,6 +114,7 @@ impl Projection for ReadModel {
                 share_check_ins boolean NOT NULL DEFAULT false,
                 share_milestones boolean NOT NULL DEFAULT false,
                 recorded_at timestamptz NOT NULL,
+                recorded_version bigint NOT NULL,
                 revoked_at timestamptz,
                 PRIMARY KEY (network, participant_id, consent_id)
             )",
@@ -410,8 +411,8 @@ impl Row<'_> {
                 };
                 sqlx::query(
                     "INSERT INTO consents (network, participant_id, consent_id, kind, recipient, purpose,
-                        display, alias, share_check_ins, share_milestones, recorded_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                        display, alias, share_check_ins, share_milestones, recorded_at, recorded_version)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                 )
                 .bind(network)
                 .bind(id)
@@ -424,6 +425,7 @@ impl Row<'_> {
                 .bind(check_ins)
                 .bind(milestones)
                 .bind(self.at)
+                .bind(version)
                 .execute(&mut *connection)
                 .await?;
                 self.touch_participant(connection).await?;

@@ -58,6 +58,7 @@ fn meta(request_id: impl Into<String>) -> CommitMeta {
         request_id: request_id.into(),
         actor_role: "service".into(),
         actor_id: "test".into(),
+        at: None,
     }
 }
 

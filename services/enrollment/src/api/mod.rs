@@ -228,6 +228,7 @@ fn meta(caller: &Caller, request_id: String) -> CommitMeta {
         request_id,
         actor_role: caller.role.as_str().to_owned(),
         actor_id: caller.actor_id.clone(),
+        at: None,
     }
 }
 

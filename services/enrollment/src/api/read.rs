@@ -319,7 +319,7 @@ impl EnrollmentApi {
         let consents = sqlx::query(
             "SELECT consent_id, kind, recipient, purpose, display, alias, share_check_ins, share_milestones,
                     recorded_at, revoked_at
-             FROM enrollment.consents WHERE network = $1 AND participant_id = $2 ORDER BY recorded_at, consent_id",
+             FROM enrollment.consents WHERE network = $1 AND participant_id = $2 ORDER BY recorded_version, consent_id",
         )
         .bind(&ids[0])
         .bind(&ids[1])

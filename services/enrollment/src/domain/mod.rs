@@ -7,15 +7,18 @@
 pub mod clinic;
 pub mod group;
 pub mod participant;
-pub mod schedule;
 
+pub use circle_calendar::Schedule;
 pub use clinic::{Clinic, ClinicCommand};
 pub use group::{Group, GroupChanges, GroupCommand, GroupContext, MemberState, Offer, Waiting};
 pub use participant::{Participant, ParticipantCommand};
-pub use schedule::Schedule;
 
-/// A point in time (UTC).
-pub type Time = chrono::DateTime<chrono::Utc>;
+/// The weekly schedule math lives in `circle-calendar`, shared with sessions.
+pub mod schedule {
+    pub use circle_calendar::{MAX_DURATION_MINUTES, MIN_DURATION_MINUTES, Schedule, time_zone};
+}
+
+pub use circle_calendar::Time;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AdmissionMode {

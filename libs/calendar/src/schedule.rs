@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use chrono::{Datelike, Duration, NaiveDate, NaiveTime, TimeZone};
 use chrono_tz::Tz;
 
-use super::Time;
+use crate::Time;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Schedule {

@@ -3,7 +3,7 @@
 
 use std::sync::Mutex;
 
-use crate::domain::Time;
+use crate::Time;
 
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> Time;
