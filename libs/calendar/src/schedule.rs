@@ -87,6 +87,20 @@ impl Schedule {
         Some(start.with_timezone(&chrono::Utc))
     }
 
+    /// Every session between two local dates (inclusive): each date with its start.
+    pub fn occurrences(
+        &self,
+        time_zone: Tz,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Vec<(NaiveDate, Time)> {
+        from.iter_days()
+            .take_while(|date| *date <= to)
+            .filter(|date| self.occurs_on(*date))
+            .filter_map(|date| Some((date, self.start_on(time_zone, date)?)))
+            .collect()
+    }
+
     /// The first session starting at or after `after`, looking a little over a year ahead.
     pub fn next_session(&self, time_zone: Tz, after: Time) -> Option<Time> {
         let today = after.with_timezone(&time_zone).date_naive();
@@ -181,6 +195,39 @@ mod tests {
         assert_eq!(
             schedule.first_session(time_zone("UTC")),
             Some(utc("2026-10-05T17:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn occurrences_across_the_autumn_change_keep_their_local_time() {
+        let schedule = weekly(&[2], 18, 30);
+        let chicago = time_zone("America/Chicago");
+        let from = NaiveDate::from_ymd_opt(2026, 10, 20).expect("date");
+        let to = NaiveDate::from_ymd_opt(2026, 11, 10).expect("date");
+        let starts: Vec<Time> = schedule
+            .occurrences(chicago, from, to)
+            .into_iter()
+            .map(|(_, start)| start)
+            .collect();
+        assert_eq!(
+            starts,
+            [
+                utc("2026-10-20T23:30:00Z"),
+                utc("2026-10-27T23:30:00Z"),
+                utc("2026-11-04T00:30:00Z"),
+                utc("2026-11-11T00:30:00Z"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_start_in_the_spring_forward_gap_moves_to_the_first_valid_instant() {
+        // 8 Mar 2026, 02:30 does not exist in Chicago.
+        let schedule = weekly(&[7], 2, 30);
+        let date = NaiveDate::from_ymd_opt(2026, 3, 8).expect("date");
+        assert_eq!(
+            schedule.start_on(time_zone("America/Chicago"), date),
+            Some(utc("2026-03-08T08:30:00Z"))
         );
     }
 

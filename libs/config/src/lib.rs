@@ -16,6 +16,7 @@ pub struct Config {
     pub nats: NatsConfig,
     pub database: DatabaseConfig,
     pub enrollment: EnrollmentConfig,
+    pub sessions: SessionsConfig,
     pub projection: ProjectionConfig,
     pub telemetry: TelemetryConfig,
 }
@@ -49,6 +50,23 @@ pub struct EnrollmentConfig {
     pub seat_offer_hours: u32,
     /// How often due offer timers are looked for.
     pub timer_poll_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SessionsConfig {
+    /// Where the gRPC server listens; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Sessions are generated from schedules this many days ahead…
+    pub horizon_days: u32,
+    /// …and this many days back (for a schedule that starts in the past).
+    pub lookback_days: u32,
+    /// How often schedules are checked for sessions to generate.
+    pub materialize_poll_ms: u64,
+    /// The billing code of a group psychotherapy line.
+    pub billing_code: String,
+    /// Payers' cap on attendees for group psychotherapy; sessions above are flagged.
+    pub payer_cap: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -90,6 +108,14 @@ impl Default for Config {
                 listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
                 seat_offer_hours: 48,
                 timer_poll_ms: 1_000,
+            },
+            sessions: SessionsConfig {
+                listen: SocketAddr::from(([127, 0, 0, 1], 50052)),
+                horizon_days: 28,
+                lookback_days: 7,
+                materialize_poll_ms: 5_000,
+                billing_code: "90853".into(),
+                payer_cap: 12,
             },
             projection: ProjectionConfig {
                 batch_size: 128,
@@ -171,6 +197,24 @@ impl Config {
         }
         if !(10..=60_000).contains(&self.enrollment.timer_poll_ms) {
             return invalid("enrollment.timer_poll_ms", "must be between 10 and 60000");
+        }
+        if !(1..=366).contains(&self.sessions.horizon_days) {
+            return invalid("sessions.horizon_days", "must be between 1 and 366");
+        }
+        if self.sessions.lookback_days > 366 {
+            return invalid("sessions.lookback_days", "must be at most 366");
+        }
+        if !(10..=600_000).contains(&self.sessions.materialize_poll_ms) {
+            return invalid(
+                "sessions.materialize_poll_ms",
+                "must be between 10 and 600000",
+            );
+        }
+        if self.sessions.billing_code.trim().is_empty() {
+            return invalid("sessions.billing_code", "must not be empty");
+        }
+        if self.sessions.payer_cap == 0 {
+            return invalid("sessions.payer_cap", "must be at least 1");
         }
         if self.projection.ack_wait_secs == 0 {
             return invalid("projection.ack_wait_secs", "must be at least 1");

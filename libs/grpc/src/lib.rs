@@ -85,6 +85,94 @@ impl From<CallerError> for ApiError {
     }
 }
 
+/// Roles by what they may do.
+pub mod roles {
+    use super::Role;
+
+    pub const ADMINS: &[Role] = &[Role::NetworkAdmin, Role::Service];
+    pub const CLINIC_ADMINS: &[Role] = &[Role::NetworkAdmin, Role::ClinicAdmin, Role::Service];
+    pub const STAFF: &[Role] = &[
+        Role::NetworkAdmin,
+        Role::ClinicAdmin,
+        Role::Facilitator,
+        Role::IntakeCoordinator,
+        Role::Service,
+    ];
+    pub const CLINICIANS: &[Role] = &[
+        Role::NetworkAdmin,
+        Role::ClinicAdmin,
+        Role::Facilitator,
+        Role::Service,
+    ];
+}
+
+/// Whether a role's reach ends at the clinics it lists.
+pub fn is_clinic_scoped(role: Role) -> bool {
+    matches!(
+        role,
+        Role::ClinicAdmin | Role::Facilitator | Role::IntakeCoordinator
+    )
+}
+
+/// Who may do what, checked before anything is looked up. Clinic-scoped roles must
+/// hold every clinic the request touches.
+pub fn authorize(caller: &Caller, allowed: &[Role], clinics: &[&str]) -> Result<(), ApiError> {
+    if !allowed.contains(&caller.role) {
+        return Err(ApiError::new(
+            Code::PermissionDenied,
+            "ROLE_NOT_ALLOWED",
+            format!("the {} role may not do this", caller.role.as_str()),
+        ));
+    }
+    if is_clinic_scoped(caller.role)
+        && clinics
+            .iter()
+            .any(|clinic| !caller.clinics.iter().any(|scoped| scoped == clinic))
+    {
+        return Err(ApiError::new(
+            Code::PermissionDenied,
+            "CLINIC_OUT_OF_SCOPE",
+            "the caller is not scoped to this clinic",
+        ));
+    }
+    Ok(())
+}
+
+/// Staff (as `authorize` with `roles::STAFF`), or the participant acting for themselves.
+pub fn authorize_self_or_staff(
+    caller: &Caller,
+    participant_id: &str,
+    clinics: &[&str],
+) -> Result<(), ApiError> {
+    if caller.role == Role::Participant {
+        if caller.actor_id == participant_id {
+            return Ok(());
+        }
+        return Err(ApiError::new(
+            Code::PermissionDenied,
+            "NOT_YOUR_RECORD",
+            "participants may act only for themselves",
+        ));
+    }
+    authorize(caller, roles::STAFF, clinics)
+}
+
+/// Parses `field` as a resource name and checks the caller's network owns it (the
+/// tenant comes from the caller, never from the request).
+pub fn owned(
+    caller: &Caller,
+    violations: &mut Violations,
+    field: &str,
+    name: &str,
+    collections: &[&str],
+) -> Result<Option<Vec<String>>, ApiError> {
+    let ids = violations.check(field, parse_name(name, collections));
+    if let Some(ids) = &ids {
+        caller.require_network(&ids[0], name)?;
+    }
+    Ok(ids)
+}
+
 /// Collects field violations so a request reports all its bad fields at once.
 #[derive(Debug, Default)]
 pub struct Violations(Vec<(String, String)>);

@@ -23,3 +23,14 @@ pub mod enrollment {
         }
     }
 }
+
+pub mod sessions {
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/circle.sessions.v1.rs"));
+    }
+    pub mod events {
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/circle.sessions.events.v1.rs"));
+        }
+    }
+}

@@ -1,0 +1,381 @@
+//! The gRPC edge of the sessions service: `write` validates requests, resolves the
+//! roster and the other members' names, and runs commands; `read` answers queries from
+//! the read model and the roster projection.
+
+mod read;
+mod write;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use circle_eventstore::{CommitMeta, ExecuteError, StoreError};
+use circle_grpc::{ApiError, Caller, Violations};
+use circle_projection::{LagError, ProjectionHandle};
+use circle_proto::sessions::v1 as pb;
+use pb::sessions_service_server::SessionsService;
+use sqlx::PgPool;
+use tonic::{Code, Request, Response, Status};
+
+use crate::commands::{CommandError, Commands};
+use crate::domain::DomainError;
+
+pub const ERROR_DOMAIN: &str = "circle.sessions";
+
+/// Settings of the billing export.
+#[derive(Debug, Clone)]
+pub struct Billing {
+    pub code: String,
+    pub payer_cap: u32,
+}
+
+pub struct SessionsApi {
+    commands: Arc<Commands>,
+    pool: PgPool,
+    read_model: ProjectionHandle,
+    read_your_writes_timeout: Duration,
+    billing: Billing,
+}
+
+impl SessionsApi {
+    pub fn new(
+        commands: Arc<Commands>,
+        pool: PgPool,
+        read_model: ProjectionHandle,
+        read_your_writes_timeout: Duration,
+        billing: Billing,
+    ) -> Self {
+        Self {
+            commands,
+            pool,
+            read_model,
+            read_your_writes_timeout,
+            billing,
+        }
+    }
+
+    async fn consistent_read(&self, token: &str) -> ApiResult<()> {
+        let mut violations = Violations::default();
+        let wanted = violations
+            .check("consistency_token", circle_grpc::consistency_token(token))
+            .flatten();
+        violations.into_result()?;
+        let Some(wanted) = wanted else { return Ok(()) };
+        self.read_model
+            .wait_for(wanted, self.read_your_writes_timeout)
+            .await
+            .map_err(|error| match error {
+                LagError::NotYet { .. } => ApiError::new(
+                    Code::Unavailable,
+                    "READ_MODEL_BEHIND",
+                    "the read model has not caught up with this write yet; retry shortly",
+                ),
+                LagError::Database(_) => ApiError::unavailable("the read model"),
+            })
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+pub const GROUP: &[&str] = &["networks", "clinics", "groups"];
+pub const SESSION: &[&str] = &["networks", "clinics", "groups", "sessions"];
+pub const NOTE: &[&str] = &["networks", "clinics", "groups", "sessions", "notes"];
+pub const PARTICIPANT: &[&str] = &["networks", "participants"];
+pub const STAFF_MEMBER: &[&str] = &["networks", "staff"];
+pub const CLINIC: &[&str] = &["networks", "clinics"];
+
+pub fn session_name(network: &str, clinic: &str, group: &str, session: &str) -> String {
+    format!("networks/{network}/clinics/{clinic}/groups/{group}/sessions/{session}")
+}
+
+pub fn note_name(session: &str, note_key: &str) -> String {
+    if note_key.is_empty() {
+        format!("{session}/notes/shared")
+    } else {
+        format!("{session}/notes/{note_key}")
+    }
+}
+
+pub fn participant_name(network: &str, participant: &str) -> String {
+    format!("networks/{network}/participants/{participant}")
+}
+
+fn status(error: ApiError) -> Status {
+    if error.code == Code::Internal {
+        tracing::error!(reason = error.reason, message = %error.message, "internal error");
+    }
+    error.into_status(ERROR_DOMAIN)
+}
+
+fn domain_error(error: DomainError) -> ApiError {
+    use DomainError as E;
+    let (code, reason) = match &error {
+        E::SessionExists => (Code::AlreadyExists, "SESSION_EXISTS"),
+        E::SessionNotFound => (Code::NotFound, "SESSION_NOT_FOUND"),
+        E::NoteNotFound => (Code::NotFound, "NOTE_NOT_FOUND"),
+        E::SessionCancelled => (Code::FailedPrecondition, "SESSION_CANCELLED"),
+        E::SessionNotStarted => (Code::FailedPrecondition, "SESSION_NOT_STARTED"),
+        E::SessionAlreadyStarted => (Code::FailedPrecondition, "SESSION_ALREADY_STARTED"),
+        E::SessionNotInProgress => (Code::FailedPrecondition, "SESSION_NOT_IN_PROGRESS"),
+        E::NotOnRoster => (Code::FailedPrecondition, "NOT_ON_ROSTER"),
+        E::MemberAbsent => (Code::FailedPrecondition, "MEMBER_ABSENT"),
+        E::NoteSigned => (Code::FailedPrecondition, "NOTE_SIGNED"),
+        E::NoteNotSigned => (Code::FailedPrecondition, "NOTE_NOT_SIGNED"),
+        E::NoteAlreadySigned => (Code::FailedPrecondition, "NOTE_ALREADY_SIGNED"),
+        E::MinutesOverLength { .. } | E::MinutesForAbsentee | E::NoMinutesForAttendee => {
+            let mut bad = Violations::default();
+            bad.add("minutes_attended", error.to_string());
+            let mut api = bad.into_result().err().unwrap_or_else(ApiError::internal);
+            api.reason = "INVALID_MINUTES";
+            return api;
+        }
+        E::NamesAnotherMember { start, end } => {
+            let mut bad = Violations::default();
+            bad.add("text", error.to_string());
+            let mut api = bad.into_result().err().unwrap_or_else(ApiError::internal);
+            api.reason = "NAMES_ANOTHER_MEMBER";
+            return api
+                .with_metadata("span_start", start.to_string())
+                .with_metadata("span_end", end.to_string());
+        }
+    };
+    ApiError::new(code, reason, error.to_string())
+}
+
+fn store_error(error: StoreError) -> ApiError {
+    match error {
+        StoreError::Conflict { .. } => ApiError::new(
+            Code::Aborted,
+            "CONCURRENT_MODIFICATION",
+            "the session changed concurrently; retry with the same request_id",
+        ),
+        StoreError::Unavailable(reason) => {
+            tracing::warn!(%reason, "event log unavailable");
+            ApiError::unavailable("the event log")
+        }
+        StoreError::UnsafeStream { .. } | StoreError::Corrupt { .. } => {
+            tracing::error!(%error, "event log error");
+            ApiError::internal()
+        }
+    }
+}
+
+fn command_error(error: ExecuteError<CommandError>) -> ApiError {
+    match error {
+        ExecuteError::Rejected(CommandError::Domain(error)) => domain_error(error),
+        ExecuteError::Rejected(CommandError::WrongGroup) => ApiError::new(
+            Code::NotFound,
+            "SESSION_NOT_FOUND",
+            "no such session in this group",
+        ),
+        ExecuteError::Rejected(CommandError::EtagMismatch { current }) => ApiError::new(
+            Code::Aborted,
+            "ETAG_MISMATCH",
+            "the session changed since the given etag; read it again",
+        )
+        .with_metadata("current_etag", current.to_string()),
+        ExecuteError::Rejected(CommandError::InvalidKey) => ApiError::internal(),
+        ExecuteError::Store(error) => store_error(error),
+        ExecuteError::TooMuchContention { .. } => ApiError::new(
+            Code::Aborted,
+            "CONCURRENT_MODIFICATION",
+            "the session is busy; retry with the same request_id",
+        ),
+    }
+}
+
+fn database_error(error: sqlx::Error) -> ApiError {
+    tracing::warn!(%error, "read model query failed");
+    ApiError::unavailable("the read model")
+}
+
+fn caller<T>(request: &Request<T>) -> ApiResult<Caller> {
+    Ok(Caller::from_metadata(request.metadata())?)
+}
+
+fn meta(caller: &Caller, request_id: String) -> CommitMeta {
+    CommitMeta {
+        request_id,
+        actor_role: caller.role.as_str().to_owned(),
+        actor_id: caller.actor_id.clone(),
+        at: None,
+    }
+}
+
+#[tonic::async_trait]
+impl SessionsService for SessionsApi {
+    #[tracing::instrument(skip_all)]
+    async fn list_sessions(
+        &self,
+        request: Request<pb::ListSessionsRequest>,
+    ) -> Result<Response<pb::ListSessionsResponse>, Status> {
+        SessionsApi::list_sessions(self, request)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_session(
+        &self,
+        request: Request<pb::GetSessionRequest>,
+    ) -> Result<Response<pb::GetSessionResponse>, Status> {
+        SessionsApi::get_session(self, request)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn schedule_session(
+        &self,
+        request: Request<pb::ScheduleSessionRequest>,
+    ) -> Result<Response<pb::ScheduleSessionResponse>, Status> {
+        SessionsApi::schedule_session(self, request)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn reschedule_session(
+        &self,
+        request: Request<pb::RescheduleSessionRequest>,
+    ) -> Result<Response<pb::RescheduleSessionResponse>, Status> {
+        SessionsApi::reschedule_session(self, request)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn cancel_session(
+        &self,
+        request: Request<pb::CancelSessionRequest>,
+    ) -> Result<Response<pb::CancelSessionResponse>, Status> {
+        SessionsApi::cancel_session(self, request)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn start_session(
+        &self,
+        request: Request<pb::StartSessionRequest>,
+    ) -> Result<Response<pb::StartSessionResponse>, Status> {
+        SessionsApi::start_session(self, request)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn close_session(
+        &self,
+        request: Request<pb::CloseSessionRequest>,
+    ) -> Result<Response<pb::CloseSessionResponse>, Status> {
+        SessionsApi::close_session(self, request)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn record_attendance(
+        &self,
+        request: Request<pb::RecordAttendanceRequest>,
+    ) -> Result<Response<pb::RecordAttendanceResponse>, Status> {
+        SessionsApi::record_attendance(self, request)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn record_session_check_in(
+        &self,
+        request: Request<pb::RecordSessionCheckInRequest>,
+    ) -> Result<Response<pb::RecordSessionCheckInResponse>, Status> {
+        SessionsApi::record_session_check_in(self, request)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn write_shared_note(
+        &self,
+        request: Request<pb::WriteSharedNoteRequest>,
+    ) -> Result<Response<pb::WriteSharedNoteResponse>, Status> {
+        SessionsApi::write_shared_note(self, request)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn write_member_note(
+        &self,
+        request: Request<pb::WriteMemberNoteRequest>,
+    ) -> Result<Response<pb::WriteMemberNoteResponse>, Status> {
+        SessionsApi::write_member_note(self, request)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn sign_note(
+        &self,
+        request: Request<pb::SignNoteRequest>,
+    ) -> Result<Response<pb::SignNoteResponse>, Status> {
+        SessionsApi::sign_note(self, request)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn amend_note(
+        &self,
+        request: Request<pb::AmendNoteRequest>,
+    ) -> Result<Response<pb::AmendNoteResponse>, Status> {
+        SessionsApi::amend_note(self, request)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_unsigned_notes(
+        &self,
+        request: Request<pb::ListUnsignedNotesRequest>,
+    ) -> Result<Response<pb::ListUnsignedNotesResponse>, Status> {
+        SessionsApi::list_unsigned_notes(self, request)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_attendance_history(
+        &self,
+        request: Request<pb::GetAttendanceHistoryRequest>,
+    ) -> Result<Response<pb::GetAttendanceHistoryResponse>, Status> {
+        SessionsApi::get_attendance_history(self, request)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn export_billing(
+        &self,
+        request: Request<pb::ExportBillingRequest>,
+    ) -> Result<Response<pb::ExportBillingResponse>, Status> {
+        SessionsApi::export_billing(self, request)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+}
