@@ -6,7 +6,10 @@ pub mod demo;
 
 use std::net::SocketAddr;
 
+use std::sync::Arc;
+
 use anyhow::Context as _;
+use circle_calendar::{Clock, SystemClock};
 use circle_config::Config;
 use sqlx::Connection as _;
 
@@ -14,6 +17,7 @@ use sqlx::Connection as _;
 #[derive(Debug, Clone)]
 pub struct Addresses {
     pub enrollment: SocketAddr,
+    pub sessions: SocketAddr,
 }
 
 /// Creates the configured database if it does not exist (connecting to the server's
@@ -46,14 +50,37 @@ pub async fn start_all(
     config: &Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<(Addresses, tokio::task::JoinHandle<anyhow::Result<()>>)> {
-    let enrollment = circle_enrollment::start(config, shutdown)
+    start_all_with_clock(config, Arc::new(SystemClock), shutdown).await
+}
+
+/// `start_all` on a given clock, shared by every service (tests move it).
+pub async fn start_all_with_clock(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<(Addresses, tokio::task::JoinHandle<anyhow::Result<()>>)> {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|stopped| *stopped).await;
+    };
+    let enrollment =
+        circle_enrollment::start_with_clock(config, clock.clone(), until_stopped(stopped.clone()))
+            .await
+            .context("starting the enrollment service")?;
+    let sessions = circle_sessions::start_with_clock(config, clock, until_stopped(stopped))
         .await
-        .context("starting the enrollment service")?;
+        .context("starting the sessions service")?;
     let addresses = Addresses {
         enrollment: enrollment.local_addr,
+        sessions: sessions.local_addr,
     };
     let task = tokio::spawn(async move {
         enrollment.task.await??;
+        sessions.task.await??;
         Ok(())
     });
     Ok((addresses, task))

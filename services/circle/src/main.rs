@@ -54,6 +54,10 @@ async fn dev(config_file: Option<PathBuf>) -> anyhow::Result<()> {
         addresses.enrollment
     );
     println!(
+        "  sessions    grpc://{}  (circle.sessions.v1.SessionsService, health, reflection)",
+        addresses.sessions
+    );
+    println!(
         "Demo network 'demo': {} clinics, {} groups, {} participants ({} active, {} waitlisted).",
         seeded.clinics.len(),
         seeded.groups.len(),

@@ -1,0 +1,95 @@
+//! The whole system as `circle dev` starts it, with its demo data.
+
+use circle_proto::enrollment::v1 as pb;
+use circle_testkit::TestEnv;
+use pb::enrollment_service_client::EnrollmentServiceClient;
+
+fn as_demo_admin<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    let metadata = request.metadata_mut();
+    metadata.insert(
+        "x-circle-network",
+        tonic::metadata::MetadataValue::from_static("demo"),
+    );
+    metadata.insert(
+        "x-circle-role",
+        tonic::metadata::MetadataValue::from_static("network-admin"),
+    );
+    request
+}
+
+#[tokio::test]
+async fn dev_mode_seeds_the_demo_network_once_and_serves_it() -> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    circle_cli::ensure_database(&env.config).await?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (addresses, task) = circle_cli::start_all(&env.config, async {
+        let _ = stopped.await;
+    })
+    .await?;
+    let mut client =
+        EnrollmentServiceClient::connect(format!("http://{}", addresses.enrollment)).await?;
+    let seeded = circle_cli::demo::seed(&mut client).await?;
+    assert_eq!(
+        (
+            seeded.clinics.len(),
+            seeded.groups.len(),
+            seeded.participants
+        ),
+        (2, 3, 12)
+    );
+    assert_eq!((seeded.active, seeded.waitlisted), (10, 2));
+
+    // Seeding again (a restart of `circle dev`) is answered from the log: same result.
+    let again = circle_cli::demo::seed(&mut client).await?;
+    assert_eq!((again.active, again.waitlisted), (10, 2));
+
+    let stream = env.config.stream_name("enrollment");
+    let mut info = env.jetstream().get_stream(&stream).await?;
+    let last = info.info().await?.state.last_sequence;
+    assert_eq!(last, 2 + 3 + 12 + 12, "one commit per command, none twice");
+
+    let lakeview = "networks/demo/clinics/lakeview/groups/dbt-skills-wed";
+    let waitlist = client
+        .list_waitlist(as_demo_admin(pb::ListWaitlistRequest {
+            parent: lakeview.into(),
+            page_size: 0,
+            page_token: String::new(),
+            consistency_token: last.to_string(),
+        }))
+        .await?
+        .into_inner();
+    let positions: Vec<_> = waitlist
+        .memberships
+        .iter()
+        .map(|m| (m.participant.as_str(), m.waitlist_position))
+        .collect();
+    assert_eq!(
+        positions,
+        vec![
+            ("networks/demo/participants/participant-11", 1),
+            ("networks/demo/participants/participant-12", 2)
+        ]
+    );
+
+    // Standard health is served next to the API.
+    let channel =
+        tonic::transport::Channel::from_shared(format!("http://{}", addresses.enrollment))?
+            .connect()
+            .await?;
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let serving = health
+        .check(tonic::Request::new(tonic_health::pb::HealthCheckRequest {
+            service: "circle.enrollment.v1.EnrollmentService".into(),
+        }))
+        .await?
+        .into_inner();
+    assert_eq!(
+        serving.status(),
+        tonic_health::pb::health_check_response::ServingStatus::Serving
+    );
+
+    let _ = stop.send(());
+    task.await??;
+    Ok(())
+}

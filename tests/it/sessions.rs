@@ -1,0 +1,815 @@
+//! The sessions service fed by the enrollment service: rosters, schedules, attendance,
+//! check-ins, notes and the billing export.
+
+use circle_proto::enrollment::v1 as enrollment;
+use circle_proto::sessions::v1 as pb;
+use tonic::Code;
+
+use crate::support::{System, admin, as_caller, on_roster, refusal};
+
+fn utc(text: &str) -> anyhow::Result<i64> {
+    Ok(text.parse::<chrono::DateTime<chrono::Utc>>()?.timestamp())
+}
+
+#[tokio::test]
+async fn members_appear_on_future_sessions_only_and_leave_future_sessions_only()
+-> anyhow::Result<()> {
+    // Friday 20 Nov 2026, noon UTC.
+    let mut system = System::start_at("2026-11-20T12:00:00Z").await?;
+    let clinic = system.clinic("north").await?;
+    let group = system
+        .weekly_group(&clinic, "tuesday", "2026-11-01")
+        .await?;
+    let member = system.participant(&clinic, "sam", "Sam", "Rivera").await?;
+    let past = system.session_on(&group, "2026-11-17")?;
+    let next = system.session_on(&group, "2026-11-24")?;
+    let later = system.session_on(&group, "2026-12-01")?;
+    system.wait_for_session(&later, |_| true).await?;
+
+    system.enroll(&group, &member).await?;
+    system
+        .wait_for_session(&next, |session| on_roster(session, &member))
+        .await?;
+    assert!(
+        !on_roster(&system.wait_for_session(&past, |_| true).await?, &member),
+        "not on a session before joining"
+    );
+
+    // Tuesday's session takes place; on Thursday the member is discharged.
+    system.clock.advance(chrono::Duration::days(6));
+    system
+        .enrollment
+        .discharge_participant(admin(enrollment::DischargeParticipantRequest {
+            name: format!("{group}/memberships/sam"),
+            reason: enrollment::EndReason::Completed as i32,
+            request_id: String::new(),
+        }))
+        .await?;
+    system
+        .wait_for_session(&later, |session| !on_roster(session, &member))
+        .await?;
+    let attended = system.wait_for_session(&next, |_| true).await?;
+    assert!(
+        on_roster(&attended, &member),
+        "still on the session that happened before the discharge"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn generated_sessions_keep_their_local_time_across_the_daylight_saving_change()
+-> anyhow::Result<()> {
+    // Sunday 25 Oct 2026: Chicago changes from CDT to CST on 1 Nov.
+    let mut system = System::start_at("2026-10-25T12:00:00Z").await?;
+    let clinic = system.clinic("north").await?;
+    let group = system
+        .weekly_group(&clinic, "tuesday", "2026-10-01")
+        .await?;
+    let before = system
+        .wait_for_session(&system.session_on(&group, "2026-10-27")?, |_| true)
+        .await?;
+    let after = system
+        .wait_for_session(&system.session_on(&group, "2026-11-03")?, |_| true)
+        .await?;
+    assert_eq!(
+        before.start_time.map(|t| t.seconds),
+        Some(utc("2026-10-27T23:30:00Z")?),
+        "18:30 CDT"
+    );
+    assert_eq!(
+        after.start_time.map(|t| t.seconds),
+        Some(utc("2026-11-04T00:30:00Z")?),
+        "18:30 CST"
+    );
+    let listed = system
+        .sessions
+        .list_sessions(admin(pb::ListSessionsRequest {
+            parent: group.clone(),
+            start_time: Some(prost_types::Timestamp {
+                seconds: utc("2026-10-26T00:00:00Z")?,
+                nanos: 0,
+            }),
+            end_time: Some(prost_types::Timestamp {
+                seconds: utc("2026-11-12T00:00:00Z")?,
+                nanos: 0,
+            }),
+            ..Default::default()
+        }))
+        .await?
+        .into_inner();
+    assert_eq!(listed.sessions.len(), 3, "27 Oct, 3 Nov and 10 Nov");
+    Ok(())
+}
+
+/// A started ad hoc session of a group with two members, Sam (attends) and Jordan Kim
+/// (absent, known to the group as "Sunny"), and a registered non-member.
+struct Sheet {
+    system: System,
+    session: String,
+    sam: String,
+    jordan: String,
+    stranger: String,
+}
+
+async fn started_session() -> anyhow::Result<Sheet> {
+    let mut system = System::start_at("2026-11-20T12:00:00Z").await?;
+    let clinic = system.clinic("north").await?;
+    let group = system
+        .weekly_group(&clinic, "tuesday", "2026-11-01")
+        .await?;
+    let sam = system.participant(&clinic, "sam", "Sam", "Rivera").await?;
+    let jordan = system
+        .participant(&clinic, "jordan", "Jordan", "Kim")
+        .await?;
+    let stranger = system
+        .participant(&clinic, "stranger", "Alex", "Moreau")
+        .await?;
+    system
+        .enrollment
+        .record_consent(admin(enrollment::RecordConsentRequest {
+            parent: jordan.clone(),
+            consent: Some(enrollment::Consent {
+                kind: enrollment::ConsentKind::PeerVisibility as i32,
+                display: enrollment::PeerDisplay::Alias as i32,
+                alias: "Sunny".into(),
+                share_check_ins: true,
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        }))
+        .await?;
+    system.enroll(&group, &sam).await?;
+    system.enroll(&group, &jordan).await?;
+    // The sessions service learns of the group from the enrollment stream: wait until
+    // it has (its next generated session shows both members).
+    let next = system.session_on(&group, "2026-11-24")?;
+    system
+        .wait_for_session(&next, |s| s.roster.len() == 2)
+        .await?;
+    let scheduled = system
+        .sessions
+        .schedule_session(admin(pb::ScheduleSessionRequest {
+            parent: group.clone(),
+            session_id: "extra".into(),
+            start_time: Some(prost_types::Timestamp {
+                seconds: utc("2026-11-20T13:00:00Z")?,
+                nanos: 0,
+            }),
+            duration_minutes: 90,
+            request_id: String::new(),
+        }))
+        .await?
+        .into_inner();
+    let session = scheduled.session.map(|s| s.name).unwrap_or_default();
+    system
+        .wait_for_session(&session, |s| on_roster(s, &sam) && on_roster(s, &jordan))
+        .await?;
+    system.clock.advance(chrono::Duration::hours(1));
+    system
+        .sessions
+        .start_session(admin(pb::StartSessionRequest {
+            name: session.clone(),
+            request_id: String::new(),
+        }))
+        .await?;
+    Ok(Sheet {
+        system,
+        session,
+        sam,
+        jordan,
+        stranger,
+    })
+}
+
+fn attendance(
+    session: &str,
+    participant: &str,
+    status: pb::AttendanceStatus,
+    minutes: u32,
+) -> tonic::Request<pb::RecordAttendanceRequest> {
+    admin(pb::RecordAttendanceRequest {
+        name: session.into(),
+        participant: participant.into(),
+        status: status as i32,
+        minutes_attended: minutes,
+        request_id: String::new(),
+    })
+}
+
+fn member_note(
+    session: &str,
+    participant: &str,
+    text: &str,
+) -> tonic::Request<pb::WriteMemberNoteRequest> {
+    as_caller(
+        pb::WriteMemberNoteRequest {
+            name: session.into(),
+            participant: participant.into(),
+            text: text.into(),
+            request_id: String::new(),
+        },
+        "facilitator",
+        "staff-1",
+    )
+}
+
+#[tokio::test]
+async fn attendance_is_for_the_roster_within_the_session_length() -> anyhow::Result<()> {
+    let Sheet {
+        mut system,
+        session,
+        sam,
+        jordan,
+        stranger,
+    } = started_session().await?;
+    let before = system.sessions_stream_last_sequence().await?;
+    let walk_in = system
+        .sessions
+        .record_attendance(attendance(
+            &session,
+            &stranger,
+            pb::AttendanceStatus::Present,
+            90,
+        ))
+        .await;
+    assert_eq!(
+        refusal(walk_in),
+        (Code::FailedPrecondition, "NOT_ON_ROSTER".into(), vec![])
+    );
+    let too_long = system
+        .sessions
+        .record_attendance(attendance(
+            &session,
+            &sam,
+            pb::AttendanceStatus::Present,
+            120,
+        ))
+        .await;
+    assert_eq!(
+        refusal(too_long),
+        (
+            Code::InvalidArgument,
+            "INVALID_MINUTES".into(),
+            vec!["minutes_attended".into()]
+        )
+    );
+    let no_status = system
+        .sessions
+        .record_attendance(attendance(
+            &session,
+            &sam,
+            pb::AttendanceStatus::Unspecified,
+            90,
+        ))
+        .await;
+    assert_eq!(refusal(no_status).2, vec!["status".to_owned()]);
+    let unknown = system
+        .sessions
+        .record_attendance(attendance(
+            &format!("{}-nope", session),
+            &sam,
+            pb::AttendanceStatus::Present,
+            90,
+        ))
+        .await;
+    assert_eq!(refusal(unknown).0, Code::NotFound);
+    assert_eq!(
+        system.sessions_stream_last_sequence().await?,
+        before,
+        "nothing appended"
+    );
+
+    let recorded = system
+        .sessions
+        .record_attendance(attendance(&session, &sam, pb::AttendanceStatus::Late, 75))
+        .await?
+        .into_inner();
+    assert_eq!(
+        recorded.entry.map(|e| (e.attendance, e.minutes_attended)),
+        Some((pb::AttendanceStatus::Late as i32, 75))
+    );
+    system
+        .sessions
+        .record_attendance(attendance(
+            &session,
+            &jordan,
+            pb::AttendanceStatus::Absent,
+            0,
+        ))
+        .await?;
+
+    // Check-ins come from members who are there.
+    let check_in = |participant: &str, mood: u32| {
+        admin(pb::RecordSessionCheckInRequest {
+            name: session.clone(),
+            participant: participant.into(),
+            mood,
+            craving: 2,
+            share: "Thirty days today.".into(),
+            request_id: String::new(),
+        })
+    };
+    system
+        .sessions
+        .record_session_check_in(check_in(&sam, 7))
+        .await?;
+    assert_eq!(
+        refusal(
+            system
+                .sessions
+                .record_session_check_in(check_in(&jordan, 5))
+                .await
+        )
+        .1,
+        "MEMBER_ABSENT"
+    );
+    assert_eq!(
+        refusal(
+            system
+                .sessions
+                .record_session_check_in(check_in(&sam, 11))
+                .await
+        )
+        .2,
+        vec!["mood".to_owned()]
+    );
+
+    let sheet = system
+        .wait_for_session(&session, |s| {
+            s.roster
+                .iter()
+                .all(|e| e.attendance != pb::AttendanceStatus::Unspecified as i32)
+        })
+        .await?;
+    let rows: Vec<(String, i32, bool)> = sheet
+        .roster
+        .iter()
+        .map(|e| (e.participant.clone(), e.attendance, e.checked_in))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (jordan.clone(), pb::AttendanceStatus::Absent as i32, false),
+            (sam.clone(), pb::AttendanceStatus::Late as i32, true)
+        ]
+    );
+
+    // Nothing is recorded on a cancelled session.
+    let other = system
+        .sessions
+        .schedule_session(admin(pb::ScheduleSessionRequest {
+            parent: session
+                .rsplit_once("/sessions/")
+                .map(|(group, _)| group.to_owned())
+                .unwrap_or_default(),
+            session_id: "cancelled".into(),
+            start_time: Some(prost_types::Timestamp {
+                seconds: utc("2026-11-21T13:00:00Z")?,
+                nanos: 0,
+            }),
+            duration_minutes: 60,
+            request_id: String::new(),
+        }))
+        .await?
+        .into_inner()
+        .session
+        .map(|s| s.name)
+        .unwrap_or_default();
+    system
+        .sessions
+        .cancel_session(admin(pb::CancelSessionRequest {
+            name: other.clone(),
+            reason: "Clinic closed for snow".into(),
+            request_id: String::new(),
+        }))
+        .await?;
+    let on_cancelled = system
+        .sessions
+        .record_attendance(attendance(&other, &sam, pb::AttendanceStatus::Present, 60))
+        .await;
+    assert_eq!(refusal(on_cancelled).1, "SESSION_CANCELLED");
+    Ok(())
+}
+
+#[tokio::test]
+async fn member_notes_stand_alone_and_signed_notes_change_only_by_amendment() -> anyhow::Result<()>
+{
+    let Sheet {
+        mut system,
+        session,
+        sam,
+        jordan,
+        ..
+    } = started_session().await?;
+    system
+        .sessions
+        .record_attendance(attendance(
+            &session,
+            &sam,
+            pb::AttendanceStatus::Present,
+            90,
+        ))
+        .await?;
+    system
+        .sessions
+        .record_attendance(attendance(
+            &session,
+            &jordan,
+            pb::AttendanceStatus::Absent,
+            0,
+        ))
+        .await?;
+    let before = system.sessions_stream_last_sequence().await?;
+
+    let absent = system
+        .sessions
+        .write_member_note(member_note(&session, &jordan, "Did not attend."))
+        .await;
+    assert_eq!(refusal(absent).1, "MEMBER_ABSENT");
+    let naming = system
+        .sessions
+        .write_member_note(member_note(
+            &session,
+            &sam,
+            "Offered support to jordan after the break.",
+        ))
+        .await;
+    let Err(status) = naming else {
+        anyhow::bail!("a note naming another member must be refused")
+    };
+    use tonic_types::StatusExt;
+    let Some(info) = status.get_details_error_info() else {
+        anyhow::bail!("no ErrorInfo")
+    };
+    assert_eq!(
+        (status.code(), info.reason.as_str()),
+        (Code::InvalidArgument, "NAMES_ANOTHER_MEMBER")
+    );
+    assert_eq!(
+        (
+            info.metadata.get("span_start").map(String::as_str),
+            info.metadata.get("span_end").map(String::as_str)
+        ),
+        (Some("19"), Some("25")),
+        "the offending span is reported"
+    );
+    let alias = system
+        .sessions
+        .write_member_note(member_note(
+            &session,
+            &sam,
+            "Sunny's story moved the client.",
+        ))
+        .await;
+    assert_eq!(
+        refusal(alias).1,
+        "NAMES_ANOTHER_MEMBER",
+        "a peer alias counts as a name"
+    );
+    assert_eq!(
+        system.sessions_stream_last_sequence().await?,
+        before,
+        "nothing appended"
+    );
+
+    let written = system
+        .sessions
+        .write_member_note(member_note(
+            &session,
+            &sam,
+            "Engaged; described a new coping plan for weekends.",
+        ))
+        .await?
+        .into_inner();
+    let note = written.note.map(|n| n.name).unwrap_or_default();
+    assert!(note.ends_with("/notes/sam"));
+    let sign = || {
+        as_caller(
+            pb::SignNoteRequest {
+                name: note.clone(),
+                request_id: String::new(),
+            },
+            "facilitator",
+            "staff-1",
+        )
+    };
+    system.sessions.sign_note(sign()).await?;
+    assert_eq!(
+        refusal(system.sessions.sign_note(sign()).await).1,
+        "NOTE_ALREADY_SIGNED"
+    );
+    let edit = system
+        .sessions
+        .write_member_note(member_note(&session, &sam, "Changed my mind."))
+        .await;
+    assert_eq!(refusal(edit).1, "NOTE_SIGNED");
+    let amend = |text: &str| {
+        as_caller(
+            pb::AmendNoteRequest {
+                name: note.clone(),
+                text: text.into(),
+                request_id: String::new(),
+            },
+            "facilitator",
+            "staff-1",
+        )
+    };
+    assert_eq!(
+        refusal(
+            system
+                .sessions
+                .amend_note(amend("Spoke with Kim afterwards."))
+                .await
+        )
+        .1,
+        "NAMES_ANOTHER_MEMBER"
+    );
+    system
+        .sessions
+        .amend_note(amend("Correction: plan covers weekday evenings too."))
+        .await?;
+
+    // The shared narrative may name the group's work but is signed the same way.
+    let shared = system
+        .sessions
+        .write_shared_note(admin(pb::WriteSharedNoteRequest {
+            name: session.clone(),
+            text: "Theme: building routines for the holidays.".into(),
+            request_id: String::new(),
+        }))
+        .await?
+        .into_inner();
+    let shared_name = shared.note.map(|n| n.name).unwrap_or_default();
+    let latest = shared.consistency_token;
+    assert!(shared_name.ends_with("/notes/shared"));
+
+    let sheet = system
+        .sessions
+        .get_session(admin(pb::GetSessionRequest {
+            name: session.clone(),
+            consistency_token: latest,
+        }))
+        .await?
+        .into_inner()
+        .session
+        .unwrap_or_default();
+    let sams = sheet
+        .roster
+        .iter()
+        .find(|e| e.participant == sam)
+        .and_then(|e| e.note.clone())
+        .unwrap_or_default();
+    assert!(sams.signed);
+    assert_eq!(sams.signed_by, "staff-1");
+    assert_eq!(
+        sams.text, "Engaged; described a new coping plan for weekends.",
+        "the signed text is kept as signed"
+    );
+    assert_eq!(
+        sams.amendments
+            .iter()
+            .map(|a| a.text.as_str())
+            .collect::<Vec<_>>(),
+        ["Correction: plan covers weekday evenings too."]
+    );
+    assert!(sheet.shared_note.is_some_and(|n| !n.signed));
+
+    // The facilitator's queue holds the unsigned shared note and the unclosed session.
+    let queue = system
+        .sessions
+        .list_unsigned_notes(as_caller(
+            pb::ListUnsignedNotesRequest {
+                parent: "networks/acme/staff/staff-1".into(),
+                ..Default::default()
+            },
+            "facilitator",
+            "staff-1",
+        ))
+        .await?
+        .into_inner();
+    let items: Vec<(String, Option<String>)> = queue
+        .items
+        .iter()
+        .filter(|item| item.session.as_ref().is_some_and(|s| s.name == session))
+        .map(|item| {
+            (
+                item.session
+                    .as_ref()
+                    .map(|s| s.name.clone())
+                    .unwrap_or_default(),
+                item.note.as_ref().map(|n| n.name.clone()),
+            )
+        })
+        .collect();
+    assert_eq!(items, [(session.clone(), Some(shared_name.clone()))]);
+    let someone_elses = system
+        .sessions
+        .list_unsigned_notes(as_caller(
+            pb::ListUnsignedNotesRequest {
+                parent: "networks/acme/staff/staff-2".into(),
+                ..Default::default()
+            },
+            "facilitator",
+            "staff-1",
+        ))
+        .await;
+    assert_eq!(refusal(someone_elses).0, Code::PermissionDenied);
+    Ok(())
+}
+
+#[tokio::test]
+async fn billing_exports_attendees_only_and_flags_sessions_over_the_payer_cap() -> anyhow::Result<()>
+{
+    let mut system = System::start_with("2026-11-20T12:00:00Z", |config| {
+        config.sessions.payer_cap = 2
+    })
+    .await?;
+    let clinic = system.clinic("north").await?;
+    let group = system
+        .weekly_group(&clinic, "tuesday", "2026-11-01")
+        .await?;
+    let mut people = Vec::new();
+    for (id, given) in [
+        ("a", "Avery"),
+        ("b", "Blake"),
+        ("c", "Casey"),
+        ("d", "Drew"),
+    ] {
+        let participant = system.participant(&clinic, id, given, "Lopez").await?;
+        system.enroll(&group, &participant).await?;
+        people.push(participant);
+    }
+    let session = system.session_on(&group, "2026-11-24")?;
+    system
+        .wait_for_session(&session, |s| s.roster.len() == 4)
+        .await?;
+    system.clock.advance(chrono::Duration::days(4));
+    system
+        .sessions
+        .start_session(admin(pb::StartSessionRequest {
+            name: session.clone(),
+            request_id: String::new(),
+        }))
+        .await?;
+    for (participant, status, minutes) in [
+        (&people[0], pb::AttendanceStatus::Present, 90),
+        (&people[1], pb::AttendanceStatus::Late, 80),
+        (&people[2], pb::AttendanceStatus::LeftEarly, 45),
+        (&people[3], pb::AttendanceStatus::Absent, 0),
+    ] {
+        system
+            .sessions
+            .record_attendance(attendance(&session, participant, status, minutes))
+            .await?;
+    }
+    let closed = system
+        .sessions
+        .close_session(admin(pb::CloseSessionRequest {
+            name: session.clone(),
+            request_id: String::new(),
+        }))
+        .await?
+        .into_inner();
+    let export = system
+        .sessions
+        .export_billing(admin(pb::ExportBillingRequest {
+            clinic: clinic.clone(),
+            start_date: "2026-11-24".into(),
+            end_date: "2026-11-24".into(),
+            consistency_token: closed.consistency_token.clone(),
+        }))
+        .await?
+        .into_inner();
+    let lines: Vec<(String, String, u32, u32, bool)> = export
+        .lines
+        .iter()
+        .map(|l| {
+            (
+                l.participant.clone(),
+                l.code.clone(),
+                l.minutes_attended,
+                l.attendee_count,
+                l.over_payer_cap,
+            )
+        })
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            (people[0].clone(), "90853".into(), 90, 3, true),
+            (people[1].clone(), "90853".into(), 80, 3, true),
+            (people[2].clone(), "90853".into(), 45, 3, true),
+        ],
+        "the absentee is not billed"
+    );
+    let other_day = system
+        .sessions
+        .export_billing(admin(pb::ExportBillingRequest {
+            clinic: clinic.clone(),
+            start_date: "2026-11-25".into(),
+            end_date: "2026-11-30".into(),
+            consistency_token: String::new(),
+        }))
+        .await?
+        .into_inner();
+    assert!(
+        other_day.lines.is_empty(),
+        "the session is on the 24th, local time"
+    );
+
+    let history = system
+        .sessions
+        .get_attendance_history(admin(pb::GetAttendanceHistoryRequest {
+            participant: people[3].clone(),
+            consistency_token: closed.consistency_token,
+        }))
+        .await?
+        .into_inner();
+    assert_eq!(
+        (
+            history.sessions_attended,
+            history.sessions_missed,
+            history.attendance_rate
+        ),
+        (0, 1, 0.0)
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_roster_projection_survives_a_restart_and_a_rebuild() -> anyhow::Result<()> {
+    let mut system = System::start_at("2026-11-20T12:00:00Z").await?;
+    let clinic = system.clinic("north").await?;
+    let group = system
+        .weekly_group(&clinic, "tuesday", "2026-11-01")
+        .await?;
+    for id in ["a", "b", "c"] {
+        let participant = system.participant(&clinic, id, "Robin", id).await?;
+        system.enroll(&group, &participant).await?;
+    }
+    system
+        .enrollment
+        .hold_membership(admin(enrollment::HoldMembershipRequest {
+            name: format!("{group}/memberships/b"),
+            ..Default::default()
+        }))
+        .await?;
+    let next = system.session_on(&group, "2026-11-24")?;
+    system
+        .wait_for_session(&next, |s| s.roster.len() == 2)
+        .await?;
+
+    let pool = system.env.pool.clone();
+    let snapshot = || {
+        let pool = pool.clone();
+        async move {
+            let rows: Vec<(String,)> = sqlx::query_as(
+                "SELECT format('%s', t) FROM (
+                    SELECT 'group' AS kind, group_id AS id, clinic_id AS a, time_zone AS b, archived::text AS c FROM sessions_roster.groups
+                    UNION ALL SELECT 'period', participant_id, group_id, from_at::text, coalesce(to_at::text, '') FROM sessions_roster.member_periods
+                    UNION ALL SELECT 'name', participant_id, given_name, family_name, array_to_string(aliases, ',') FROM sessions_roster.member_names
+                 ) t ORDER BY 1",
+            )
+            .fetch_all(&pool)
+            .await?;
+            anyhow::Ok(rows)
+        }
+    };
+    let before = snapshot().await?;
+    assert_eq!(
+        before.len(),
+        1 + 3 + 3,
+        "one group, three periods (one closed by the hold), three names"
+    );
+
+    system.restart().await?;
+    assert_eq!(snapshot().await?, before, "a restart changes nothing");
+
+    let stream = system
+        .env
+        .jetstream()
+        .get_stream(system.env.config.stream_name("enrollment"))
+        .await?;
+    let settings = circle_projection::ProjectionSettings {
+        batch_size: 64,
+        ack_wait: std::time::Duration::from_secs(2),
+        max_attempts: 3,
+    };
+    let report = circle_projection::rebuild(
+        &circle_sessions::roster::Roster,
+        &pool,
+        circle_sessions::roster::SCHEMA,
+        &stream,
+        &settings,
+    )
+    .await?;
+    assert_eq!(report.dead_letters, 0);
+    assert_eq!(
+        snapshot().await?,
+        before,
+        "a rebuild from the log gives the same roster"
+    );
+    let sheet = system.wait_for_session(&next, |_| true).await?;
+    assert_eq!(sheet.roster.len(), 2);
+    Ok(())
+}

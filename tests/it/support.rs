@@ -1,0 +1,295 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use circle_calendar::ManualClock;
+use circle_proto::enrollment::v1 as enrollment;
+use circle_proto::sessions::v1 as sessions;
+use circle_testkit::TestEnv;
+use enrollment::enrollment_service_client::EnrollmentServiceClient;
+use sessions::sessions_service_client::SessionsServiceClient;
+use tonic::transport::Channel;
+
+pub const NETWORK: &str = "acme";
+
+type Stop = tokio::sync::oneshot::Sender<()>;
+type Task = tokio::task::JoinHandle<anyhow::Result<()>>;
+
+/// Every service, on one clock that only the test moves.
+pub struct System {
+    pub env: TestEnv,
+    pub clock: Arc<ManualClock>,
+    pub enrollment: EnrollmentServiceClient<Channel>,
+    pub sessions: SessionsServiceClient<Channel>,
+    running: Option<(Stop, Task)>,
+}
+
+impl System {
+    pub async fn start_at(now: &str) -> anyhow::Result<Self> {
+        Self::start_with(now, |_| {}).await
+    }
+
+    pub async fn start_with(
+        now: &str,
+        configure: impl FnOnce(&mut circle_config::Config),
+    ) -> anyhow::Result<Self> {
+        let mut env = TestEnv::new().await?;
+        configure(&mut env.config);
+        let clock = Arc::new(ManualClock::new(now.parse()?));
+        let (enrollment, sessions, running) = launch(&env, clock.clone()).await?;
+        Ok(Self {
+            env,
+            clock,
+            enrollment,
+            sessions,
+            running: Some(running),
+        })
+    }
+
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        if let Some((stop, task)) = self.running.take() {
+            let _ = stop.send(());
+            task.await??;
+        }
+        let (enrollment, sessions, running) = launch(&self.env, self.clock.clone()).await?;
+        self.enrollment = enrollment;
+        self.sessions = sessions;
+        self.running = Some(running);
+        Ok(())
+    }
+
+    pub async fn sessions_stream_last_sequence(&self) -> anyhow::Result<u64> {
+        let mut stream = self
+            .env
+            .jetstream()
+            .get_stream(self.env.config.stream_name("sessions"))
+            .await?;
+        Ok(stream.info().await?.state.last_sequence)
+    }
+
+    pub async fn clinic(&mut self, clinic_id: &str) -> anyhow::Result<String> {
+        let response = self
+            .enrollment
+            .create_clinic(admin(enrollment::CreateClinicRequest {
+                parent: format!("networks/{NETWORK}"),
+                clinic_id: clinic_id.into(),
+                clinic: Some(enrollment::Clinic {
+                    display_name: format!("Clinic {clinic_id}"),
+                    time_zone: "America/Chicago".into(),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            }))
+            .await?
+            .into_inner();
+        Ok(response
+            .clinic
+            .map(|clinic| clinic.name)
+            .unwrap_or_default())
+    }
+
+    /// A weekly group, Tuesdays 18:30 in Chicago, facilitated by `staff-1`.
+    pub async fn weekly_group(
+        &mut self,
+        clinic: &str,
+        group_id: &str,
+        start_date: &str,
+    ) -> anyhow::Result<String> {
+        let response = self
+            .enrollment
+            .create_group(admin(enrollment::CreateGroupRequest {
+                parent: clinic.into(),
+                group_id: group_id.into(),
+                group: Some(enrollment::Group {
+                    display_name: "Tuesday evening process group".into(),
+                    modality: "process".into(),
+                    level_of_care: "intensive-outpatient".into(),
+                    capacity: 12,
+                    facilitators: vec![enrollment::Facilitator {
+                        staff_id: "staff-1".into(),
+                        role: enrollment::FacilitatorRole::Lead as i32,
+                    }],
+                    schedule: Some(enrollment::Schedule {
+                        days: vec![enrollment::Weekday::Tuesday as i32],
+                        start_time: "18:30".into(),
+                        duration_minutes: 90,
+                        start_date: start_date.into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            }))
+            .await?
+            .into_inner();
+        Ok(response.group.map(|group| group.name).unwrap_or_default())
+    }
+
+    pub async fn participant(
+        &mut self,
+        clinic: &str,
+        participant_id: &str,
+        given_name: &str,
+        family_name: &str,
+    ) -> anyhow::Result<String> {
+        let response = self
+            .enrollment
+            .register_participant(admin(enrollment::RegisterParticipantRequest {
+                parent: format!("networks/{NETWORK}"),
+                participant_id: participant_id.into(),
+                participant: Some(enrollment::Participant {
+                    home_clinic: clinic.into(),
+                    profile: Some(enrollment::ParticipantProfile {
+                        given_name: given_name.into(),
+                        family_name: family_name.into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            }))
+            .await?
+            .into_inner();
+        Ok(response
+            .participant
+            .map(|participant| participant.name)
+            .unwrap_or_default())
+    }
+
+    pub async fn enroll(&mut self, group: &str, participant: &str) -> anyhow::Result<()> {
+        self.enrollment
+            .enroll_participant(admin(enrollment::EnrollParticipantRequest {
+                parent: group.into(),
+                participant: participant.into(),
+                ..Default::default()
+            }))
+            .await?;
+        Ok(())
+    }
+
+    /// The generated session of a group on a local date.
+    pub fn session_on(&self, group: &str, date: &str) -> anyhow::Result<String> {
+        let group_id = group.rsplit('/').next().unwrap_or_default();
+        let session_id = circle_sessions::process::session_id(NETWORK, group_id, date.parse()?);
+        Ok(format!("{group}/sessions/{session_id}"))
+    }
+
+    pub async fn session(&mut self, name: &str) -> anyhow::Result<Option<sessions::Session>> {
+        match self
+            .sessions
+            .get_session(admin(sessions::GetSessionRequest {
+                name: name.into(),
+                consistency_token: String::new(),
+            }))
+            .await
+        {
+            Ok(response) => Ok(response.into_inner().session),
+            Err(status) if status.code() == tonic::Code::NotFound => Ok(None),
+            Err(status) => Err(status.into()),
+        }
+    }
+
+    /// Waits (at most 15 s) until the session exists and `condition` holds for it.
+    pub async fn wait_for_session(
+        &mut self,
+        name: &str,
+        condition: impl Fn(&sessions::Session) -> bool,
+    ) -> anyhow::Result<sessions::Session> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let seen = self.session(name).await?;
+            if let Some(session) = &seen
+                && condition(session)
+            {
+                return Ok(session.clone());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                anyhow::bail!("{name}: condition not met; last seen {seen:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for System {
+    fn drop(&mut self) {
+        if let Some((stop, _)) = self.running.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+async fn launch(
+    env: &TestEnv,
+    clock: Arc<ManualClock>,
+) -> anyhow::Result<(
+    EnrollmentServiceClient<Channel>,
+    SessionsServiceClient<Channel>,
+    (Stop, Task),
+)> {
+    circle_cli::ensure_database(&env.config).await?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (addresses, task) = circle_cli::start_all_with_clock(&env.config, clock, async {
+        let _ = stopped.await;
+    })
+    .await?;
+    let enrollment =
+        EnrollmentServiceClient::connect(format!("http://{}", addresses.enrollment)).await?;
+    let sessions = SessionsServiceClient::connect(format!("http://{}", addresses.sessions)).await?;
+    Ok((enrollment, sessions, (stop, task)))
+}
+
+/// A request from a network admin of `acme`.
+pub fn admin<T>(message: T) -> tonic::Request<T> {
+    as_caller(message, "network-admin", "admin-1")
+}
+
+pub fn as_caller<T>(message: T, role: &'static str, actor: &'static str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    let metadata = request.metadata_mut();
+    metadata.insert(
+        "x-circle-network",
+        tonic::metadata::MetadataValue::from_static(NETWORK),
+    );
+    metadata.insert(
+        "x-circle-role",
+        tonic::metadata::MetadataValue::from_static(role),
+    );
+    metadata.insert(
+        "x-circle-actor",
+        tonic::metadata::MetadataValue::from_static(actor),
+    );
+    metadata.insert(
+        "x-circle-clinics",
+        tonic::metadata::MetadataValue::from_static("north"),
+    );
+    request.set_timeout(Duration::from_secs(30));
+    request
+}
+
+pub fn on_roster(session: &sessions::Session, participant: &str) -> bool {
+    session
+        .roster
+        .iter()
+        .any(|entry| entry.participant == participant)
+}
+
+/// Code, ErrorInfo reason and BadRequest fields of a refusal.
+pub fn refusal<T: std::fmt::Debug>(
+    result: Result<T, tonic::Status>,
+) -> (tonic::Code, String, Vec<String>) {
+    use tonic_types::StatusExt;
+    match result {
+        Ok(value) => panic!("expected a refusal, got {value:?}"),
+        Err(status) => (
+            status.code(),
+            status
+                .get_details_error_info()
+                .map(|info| info.reason)
+                .unwrap_or_default(),
+            status
+                .get_details_bad_request()
+                .map(|bad| bad.field_violations.into_iter().map(|v| v.field).collect())
+                .unwrap_or_default(),
+        ),
+    }
+}
