@@ -309,10 +309,12 @@ async fn attendance_is_for_the_roster_within_the_session_length() -> anyhow::Res
             request_id: String::new(),
         })
     };
-    system
+    let last_write = system
         .sessions
         .record_session_check_in(check_in(&sam, 7))
-        .await?;
+        .await?
+        .into_inner()
+        .consistency_token;
     assert_eq!(
         refusal(
             system
@@ -335,12 +337,15 @@ async fn attendance_is_for_the_roster_within_the_session_length() -> anyhow::Res
     );
 
     let sheet = system
-        .wait_for_session(&session, |s| {
-            s.roster
-                .iter()
-                .all(|e| e.attendance != pb::AttendanceStatus::Unspecified as i32)
-        })
-        .await?;
+        .sessions
+        .get_session(admin(pb::GetSessionRequest {
+            name: session.clone(),
+            consistency_token: last_write,
+        }))
+        .await?
+        .into_inner()
+        .session
+        .unwrap_or_default();
     let rows: Vec<(String, i32, bool)> = sheet
         .roster
         .iter()
