@@ -818,3 +818,101 @@ async fn the_roster_projection_survives_a_restart_and_a_rebuild() -> anyhow::Res
     assert_eq!(sheet.roster.len(), 2);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_session_is_rescheduled_only_before_it_starts_and_closed_only_after() -> anyhow::Result<()>
+{
+    let mut system = System::start_at("2026-11-20T12:00:00Z").await?;
+    let clinic = system.clinic("north").await?;
+    let group = system
+        .weekly_group(&clinic, "tuesday", "2026-11-01")
+        .await?;
+    let session = system.session_on(&group, "2026-11-24")?;
+    let generated = system.wait_for_session(&session, |_| true).await?;
+    let moved_to = prost_types::Timestamp {
+        seconds: utc("2026-11-25T00:00:00Z")?,
+        nanos: 0,
+    };
+    let stale = system
+        .sessions
+        .reschedule_session(admin(pb::RescheduleSessionRequest {
+            name: session.clone(),
+            start_time: Some(moved_to),
+            etag: "1".into(),
+            ..Default::default()
+        }))
+        .await;
+    assert_eq!(refusal(stale).1, "ETAG_MISMATCH");
+    let moved = system
+        .sessions
+        .reschedule_session(admin(pb::RescheduleSessionRequest {
+            name: session.clone(),
+            start_time: Some(moved_to),
+            duration_minutes: 60,
+            etag: generated.etag.clone(),
+            ..Default::default()
+        }))
+        .await?
+        .into_inner()
+        .session
+        .unwrap_or_default();
+    assert_eq!(
+        (moved.start_time, moved.duration_minutes),
+        (Some(moved_to), 60)
+    );
+    let before = system.sessions_stream_last_sequence().await?;
+    let close_early = system
+        .sessions
+        .close_session(admin(pb::CloseSessionRequest {
+            name: session.clone(),
+            request_id: String::new(),
+        }))
+        .await;
+    assert_eq!(
+        refusal(close_early),
+        (
+            Code::FailedPrecondition,
+            "SESSION_NOT_STARTED".into(),
+            vec![]
+        )
+    );
+    let unknown = system
+        .sessions
+        .start_session(admin(pb::StartSessionRequest {
+            name: format!("{group}/sessions/nope"),
+            request_id: String::new(),
+        }))
+        .await;
+    assert_eq!(refusal(unknown).0, Code::NotFound);
+    let no_reason = system
+        .sessions
+        .cancel_session(admin(pb::CancelSessionRequest {
+            name: session.clone(),
+            reason: " ".into(),
+            request_id: String::new(),
+        }))
+        .await;
+    assert_eq!(refusal(no_reason).2, vec!["reason".to_owned()]);
+    assert_eq!(
+        system.sessions_stream_last_sequence().await?,
+        before,
+        "nothing appended"
+    );
+    system
+        .sessions
+        .start_session(admin(pb::StartSessionRequest {
+            name: session.clone(),
+            request_id: String::new(),
+        }))
+        .await?;
+    let too_late = system
+        .sessions
+        .reschedule_session(admin(pb::RescheduleSessionRequest {
+            name: session.clone(),
+            start_time: Some(moved_to),
+            ..Default::default()
+        }))
+        .await;
+    assert_eq!(refusal(too_late).1, "SESSION_ALREADY_STARTED");
+    Ok(())
+}
