@@ -17,6 +17,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub enrollment: EnrollmentConfig,
     pub sessions: SessionsConfig,
+    pub accountability: AccountabilityConfig,
     pub projection: ProjectionConfig,
     pub telemetry: TelemetryConfig,
 }
@@ -71,6 +72,33 @@ pub struct SessionsConfig {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
+pub struct AccountabilityConfig {
+    /// Where the gRPC server listens; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// How often cadences are checked for nudges and milestones.
+    pub nudge_poll_ms: u64,
+    /// Quiet hours where a clinic set none, local "HH:MM" (no nudges from start to end).
+    pub quiet_hours_start: String,
+    pub quiet_hours_end: String,
+}
+
+impl AccountabilityConfig {
+    /// The default quiet hours in minutes after local midnight.
+    pub fn quiet_hours_minutes(&self) -> Option<(u32, u32)> {
+        let minute = |text: &str| -> Option<u32> {
+            let (hours, minutes) = text.split_once(':')?;
+            let (hours, minutes): (u32, u32) = (hours.parse().ok()?, minutes.parse().ok()?);
+            (hours < 24 && minutes < 60).then_some(hours * 60 + minutes)
+        };
+        Some((
+            minute(&self.quiet_hours_start)?,
+            minute(&self.quiet_hours_end)?,
+        ))
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct ProjectionConfig {
     /// Messages fetched and applied in one transaction.
     pub batch_size: usize,
@@ -116,6 +144,12 @@ impl Default for Config {
                 materialize_poll_ms: 5_000,
                 billing_code: "90853".into(),
                 payer_cap: 12,
+            },
+            accountability: AccountabilityConfig {
+                listen: SocketAddr::from(([127, 0, 0, 1], 50053)),
+                nudge_poll_ms: 60_000,
+                quiet_hours_start: "21:00".into(),
+                quiet_hours_end: "08:00".into(),
             },
             projection: ProjectionConfig {
                 batch_size: 128,
@@ -215,6 +249,18 @@ impl Config {
         }
         if self.sessions.payer_cap == 0 {
             return invalid("sessions.payer_cap", "must be at least 1");
+        }
+        if self.accountability.quiet_hours_minutes().is_none() {
+            return invalid(
+                "accountability.quiet_hours_start",
+                "quiet hours must be local times HH:MM",
+            );
+        }
+        if !(10..=3_600_000).contains(&self.accountability.nudge_poll_ms) {
+            return invalid(
+                "accountability.nudge_poll_ms",
+                "must be between 10 and 3600000",
+            );
         }
         if self.projection.ack_wait_secs == 0 {
             return invalid("projection.ack_wait_secs", "must be at least 1");

@@ -118,6 +118,14 @@ impl ProjectionHandle {
         *self.position.borrow()
     }
 
+    /// A receiver that wakes when this process's runner moves the projection on
+    /// (already marked as seen, so it waits for the next move).
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        let mut changes = self.position.clone();
+        changes.mark_unchanged();
+        changes
+    }
+
     /// Waits, at most `limit`, until the projection has applied `sequence`. Follows
     /// this process's runner and also polls the checkpoint, which another replica's
     /// runner may be moving.

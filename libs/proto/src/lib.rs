@@ -34,3 +34,17 @@ pub mod sessions {
         }
     }
 }
+
+pub mod accountability {
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/circle.accountability.v1.rs"));
+    }
+    pub mod events {
+        pub mod v1 {
+            include!(concat!(
+                env!("OUT_DIR"),
+                "/circle.accountability.events.v1.rs"
+            ));
+        }
+    }
+}

@@ -67,6 +67,8 @@ impl TestEnv {
         config.enrollment.timer_poll_ms = 50;
         config.sessions.listen = ([127, 0, 0, 1], 0).into();
         config.sessions.materialize_poll_ms = 50;
+        config.accountability.listen = ([127, 0, 0, 1], 0).into();
+        config.accountability.nudge_poll_ms = 50;
         config.projection.ack_wait_secs = 2;
         config.projection.max_attempts = 3;
         Ok(Self {

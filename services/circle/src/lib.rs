@@ -18,6 +18,7 @@ use sqlx::Connection as _;
 pub struct Addresses {
     pub enrollment: SocketAddr,
     pub sessions: SocketAddr,
+    pub accountability: SocketAddr,
 }
 
 /// Creates the configured database if it does not exist (connecting to the server's
@@ -71,16 +72,23 @@ pub async fn start_all_with_clock(
         circle_enrollment::start_with_clock(config, clock.clone(), until_stopped(stopped.clone()))
             .await
             .context("starting the enrollment service")?;
-    let sessions = circle_sessions::start_with_clock(config, clock, until_stopped(stopped))
-        .await
-        .context("starting the sessions service")?;
+    let sessions =
+        circle_sessions::start_with_clock(config, clock.clone(), until_stopped(stopped.clone()))
+            .await
+            .context("starting the sessions service")?;
+    let accountability =
+        circle_accountability::start_with_clock(config, clock, until_stopped(stopped))
+            .await
+            .context("starting the accountability service")?;
     let addresses = Addresses {
         enrollment: enrollment.local_addr,
         sessions: sessions.local_addr,
+        accountability: accountability.local_addr,
     };
     let task = tokio::spawn(async move {
         enrollment.task.await??;
         sessions.task.await??;
+        accountability.task.await??;
         Ok(())
     });
     Ok((addresses, task))

@@ -58,6 +58,10 @@ async fn dev(config_file: Option<PathBuf>) -> anyhow::Result<()> {
         addresses.sessions
     );
     println!(
+        "  accountability grpc://{}  (circle.accountability.v1.AccountabilityService, health, reflection)",
+        addresses.accountability
+    );
+    println!(
         "Demo network 'demo': {} clinics, {} groups, {} participants ({} active, {} waitlisted).",
         seeded.clinics.len(),
         seeded.groups.len(),

@@ -1,0 +1,401 @@
+//! Accountability events to and from their protobuf payloads, and the aggregates'
+//! folds (which also get the commit's time).
+
+use circle_eventstore::{Aggregate, DecodeError, NewEvent, StoredCommit, wire};
+use circle_proto::accountability::events::v1 as pb;
+use prost::{Message, Name};
+
+use crate::domain::journal::{self, Journal};
+use crate::domain::partnership::{self, Partnership};
+use crate::domain::{Cadence, Event, NudgeLevel, Progress, Time, Visibility};
+
+pub fn timestamp(time: Time) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: time.timestamp(),
+        nanos: time.timestamp_subsec_nanos() as i32,
+    }
+}
+
+pub fn from_timestamp(timestamp: prost_types::Timestamp) -> Option<Time> {
+    chrono::DateTime::from_timestamp(timestamp.seconds, u32::try_from(timestamp.nanos).ok()?)
+}
+
+pub fn cadence_to_wire(cadence: Cadence) -> i32 {
+    (match cadence {
+        Cadence::Daily => pb::Cadence::Daily,
+        Cadence::Weekly => pb::Cadence::Weekly,
+        Cadence::PerSession => pb::Cadence::PerSession,
+    }) as i32
+}
+
+/// The API enums share these numbers.
+pub fn cadence_from_wire(value: i32) -> Option<Cadence> {
+    Some(match pb::Cadence::try_from(value).ok()? {
+        pb::Cadence::Daily => Cadence::Daily,
+        pb::Cadence::Weekly => Cadence::Weekly,
+        pb::Cadence::PerSession => Cadence::PerSession,
+        pb::Cadence::Unspecified => return None,
+    })
+}
+
+pub fn progress_to_wire(progress: Progress) -> i32 {
+    (match progress {
+        Progress::OnTrack => pb::Progress::OnTrack,
+        Progress::Struggling => pb::Progress::Struggling,
+        Progress::Setback => pb::Progress::Setback,
+    }) as i32
+}
+
+pub fn progress_from_wire(value: i32) -> Option<Progress> {
+    Some(match pb::Progress::try_from(value).ok()? {
+        pb::Progress::OnTrack => Progress::OnTrack,
+        pb::Progress::Struggling => Progress::Struggling,
+        pb::Progress::Setback => Progress::Setback,
+        pb::Progress::Unspecified => return None,
+    })
+}
+
+pub fn visibility_to_wire(visibility: Visibility) -> i32 {
+    (match visibility {
+        Visibility::Group => pb::Visibility::Group,
+        Visibility::Partner => pb::Visibility::Partner,
+        Visibility::Facilitators => pb::Visibility::Facilitators,
+        Visibility::Private => pb::Visibility::Private,
+    }) as i32
+}
+
+pub fn visibility_from_wire(value: i32) -> Option<Visibility> {
+    Some(match pb::Visibility::try_from(value).ok()? {
+        pb::Visibility::Group => Visibility::Group,
+        pb::Visibility::Partner => Visibility::Partner,
+        pb::Visibility::Facilitators => Visibility::Facilitators,
+        pb::Visibility::Private => Visibility::Private,
+        pb::Visibility::Unspecified => return None,
+    })
+}
+
+fn level_to_wire(level: NudgeLevel) -> i32 {
+    (match level {
+        NudgeLevel::Participant => pb::NudgeLevel::Participant,
+        NudgeLevel::Partner => pb::NudgeLevel::Partner,
+        NudgeLevel::Facilitator => pb::NudgeLevel::Facilitator,
+    }) as i32
+}
+
+pub fn visibility_text(visibility: Visibility) -> &'static str {
+    match visibility {
+        Visibility::Group => "group",
+        Visibility::Partner => "partner",
+        Visibility::Facilitators => "facilitators",
+        Visibility::Private => "private",
+    }
+}
+
+pub fn visibility_from_text(text: &str) -> Visibility {
+    match text {
+        "group" => Visibility::Group,
+        "partner" => Visibility::Partner,
+        "facilitators" => Visibility::Facilitators,
+        _ => Visibility::Private,
+    }
+}
+
+pub fn level_text(level: NudgeLevel) -> &'static str {
+    match level {
+        NudgeLevel::Participant => "participant",
+        NudgeLevel::Partner => "partner",
+        NudgeLevel::Facilitator => "facilitator",
+    }
+}
+
+fn optional(text: &str) -> Option<String> {
+    (!text.is_empty()).then(|| text.to_owned())
+}
+
+pub fn encode(event: &Event) -> NewEvent {
+    match event {
+        Event::GoalSet {
+            goal_id,
+            text,
+            cadence,
+        } => NewEvent::from_message(&pb::GoalSet {
+            goal_id: goal_id.clone(),
+            text: text.clone(),
+            cadence: cadence_to_wire(*cadence),
+        }),
+        Event::GoalRevised {
+            goal_id,
+            text,
+            cadence,
+        } => NewEvent::from_message(&pb::GoalRevised {
+            goal_id: goal_id.clone(),
+            text: text.clone(),
+            cadence: cadence_to_wire(*cadence),
+        }),
+        Event::GoalCompleted { goal_id } => NewEvent::from_message(&pb::GoalCompleted {
+            goal_id: goal_id.clone(),
+        }),
+        Event::GoalAbandoned { goal_id } => NewEvent::from_message(&pb::GoalAbandoned {
+            goal_id: goal_id.clone(),
+        }),
+        Event::CheckInSubmitted {
+            check_in_id,
+            goal_id,
+            progress,
+            mood,
+            craving,
+            text,
+            visibility,
+            session_id,
+        } => NewEvent::from_message(&pb::CheckInSubmitted {
+            check_in_id: check_in_id.clone(),
+            goal_id: goal_id.clone().unwrap_or_default(),
+            progress: progress_to_wire(*progress),
+            mood: *mood,
+            craving: *craving,
+            text: text.clone(),
+            visibility: visibility_to_wire(*visibility),
+            session_id: session_id.clone().unwrap_or_default(),
+        }),
+        Event::EncouragementReceived {
+            check_in_id,
+            from_participant_id,
+            reaction,
+            message,
+        } => NewEvent::from_message(&pb::EncouragementReceived {
+            check_in_id: check_in_id.clone(),
+            from_participant_id: from_participant_id.clone(),
+            reaction: reaction.clone(),
+            message: message.clone(),
+        }),
+        Event::SetbackReported {
+            setback_id,
+            text,
+            visibility,
+        } => NewEvent::from_message(&pb::SetbackReported {
+            setback_id: setback_id.clone(),
+            text: text.clone(),
+            visibility: visibility_to_wire(*visibility),
+        }),
+        Event::MilestoneReached { kind, value } => NewEvent::from_message(&pb::MilestoneReached {
+            kind: kind.clone(),
+            value: *value,
+        }),
+        Event::NudgeSent {
+            nudge_id,
+            level,
+            reason,
+            goal_id,
+            recipient_id,
+            due_at,
+        } => NewEvent::from_message(&pb::NudgeSent {
+            nudge_id: nudge_id.clone(),
+            level: level_to_wire(*level),
+            reason: reason.clone(),
+            goal_id: goal_id.clone().unwrap_or_default(),
+            recipient_id: recipient_id.clone().unwrap_or_default(),
+            due_time: Some(timestamp(*due_at)),
+        }),
+        Event::SessionAttended {
+            session_id,
+            attended,
+        } => NewEvent::from_message(&pb::SessionAttended {
+            session_id: session_id.clone(),
+            attended: *attended,
+        }),
+        Event::PartnershipProposed {
+            group_id,
+            proposer_id,
+            invitee_id,
+        } => NewEvent::from_message(&pb::PartnershipProposed {
+            group_id: group_id.clone(),
+            proposer_id: proposer_id.clone(),
+            invitee_id: invitee_id.clone(),
+        }),
+        Event::PartnershipAccepted => NewEvent::from_message(&pb::PartnershipAccepted {}),
+        Event::PartnershipEnded { reason } => NewEvent::from_message(&pb::PartnershipEnded {
+            reason: reason.clone(),
+        }),
+        Event::QuietHoursSet {
+            start_minute,
+            end_minute,
+        } => NewEvent::from_message(&pb::QuietHoursSet {
+            start_minute: *start_minute,
+            end_minute: *end_minute,
+        }),
+    }
+}
+
+pub fn decode(event: &wire::Event) -> Result<Event, DecodeError> {
+    let fail = |reason: String| DecodeError {
+        event_type: event.event_type.clone(),
+        reason,
+    };
+    let payload = event.payload.as_slice();
+    let name = event.event_type.as_str();
+    macro_rules! message {
+        ($type:ty) => {
+            <$type>::decode(payload).map_err(|error| fail(error.to_string()))?
+        };
+    }
+    let bad = |what: &str| fail(format!("unknown {what}"));
+    Ok(if name == pb::GoalSet::full_name() {
+        let m = message!(pb::GoalSet);
+        Event::GoalSet {
+            cadence: cadence_from_wire(m.cadence).ok_or_else(|| bad("cadence"))?,
+            goal_id: m.goal_id,
+            text: m.text,
+        }
+    } else if name == pb::GoalRevised::full_name() {
+        let m = message!(pb::GoalRevised);
+        Event::GoalRevised {
+            cadence: cadence_from_wire(m.cadence).ok_or_else(|| bad("cadence"))?,
+            goal_id: m.goal_id,
+            text: m.text,
+        }
+    } else if name == pb::GoalCompleted::full_name() {
+        Event::GoalCompleted {
+            goal_id: message!(pb::GoalCompleted).goal_id,
+        }
+    } else if name == pb::GoalAbandoned::full_name() {
+        Event::GoalAbandoned {
+            goal_id: message!(pb::GoalAbandoned).goal_id,
+        }
+    } else if name == pb::CheckInSubmitted::full_name() {
+        let m = message!(pb::CheckInSubmitted);
+        Event::CheckInSubmitted {
+            progress: progress_from_wire(m.progress).ok_or_else(|| bad("progress"))?,
+            visibility: visibility_from_wire(m.visibility).ok_or_else(|| bad("visibility"))?,
+            goal_id: optional(&m.goal_id),
+            session_id: optional(&m.session_id),
+            check_in_id: m.check_in_id,
+            mood: m.mood,
+            craving: m.craving,
+            text: m.text,
+        }
+    } else if name == pb::EncouragementReceived::full_name() {
+        let m = message!(pb::EncouragementReceived);
+        Event::EncouragementReceived {
+            check_in_id: m.check_in_id,
+            from_participant_id: m.from_participant_id,
+            reaction: m.reaction,
+            message: m.message,
+        }
+    } else if name == pb::SetbackReported::full_name() {
+        let m = message!(pb::SetbackReported);
+        Event::SetbackReported {
+            visibility: visibility_from_wire(m.visibility).ok_or_else(|| bad("visibility"))?,
+            setback_id: m.setback_id,
+            text: m.text,
+        }
+    } else if name == pb::MilestoneReached::full_name() {
+        let m = message!(pb::MilestoneReached);
+        Event::MilestoneReached {
+            kind: m.kind,
+            value: m.value,
+        }
+    } else if name == pb::NudgeSent::full_name() {
+        let m = message!(pb::NudgeSent);
+        Event::NudgeSent {
+            level: match pb::NudgeLevel::try_from(m.level) {
+                Ok(pb::NudgeLevel::Participant) => NudgeLevel::Participant,
+                Ok(pb::NudgeLevel::Partner) => NudgeLevel::Partner,
+                Ok(pb::NudgeLevel::Facilitator) => NudgeLevel::Facilitator,
+                _ => return Err(bad("nudge level")),
+            },
+            due_at: m
+                .due_time
+                .and_then(from_timestamp)
+                .ok_or_else(|| bad("due time"))?,
+            goal_id: optional(&m.goal_id),
+            recipient_id: optional(&m.recipient_id),
+            nudge_id: m.nudge_id,
+            reason: m.reason,
+        }
+    } else if name == pb::SessionAttended::full_name() {
+        let m = message!(pb::SessionAttended);
+        Event::SessionAttended {
+            session_id: m.session_id,
+            attended: m.attended,
+        }
+    } else if name == pb::PartnershipProposed::full_name() {
+        let m = message!(pb::PartnershipProposed);
+        Event::PartnershipProposed {
+            group_id: m.group_id,
+            proposer_id: m.proposer_id,
+            invitee_id: m.invitee_id,
+        }
+    } else if name == pb::PartnershipAccepted::full_name() {
+        Event::PartnershipAccepted
+    } else if name == pb::PartnershipEnded::full_name() {
+        Event::PartnershipEnded {
+            reason: message!(pb::PartnershipEnded).reason,
+        }
+    } else if name == pb::QuietHoursSet::full_name() {
+        let m = message!(pb::QuietHoursSet);
+        Event::QuietHoursSet {
+            start_minute: m.start_minute,
+            end_minute: m.end_minute,
+        }
+    } else {
+        return Err(fail("unknown event type".into()));
+    })
+}
+
+pub fn decode_commit(commit: &StoredCommit) -> Result<Vec<Event>, DecodeError> {
+    commit.commit.events.iter().map(decode).collect()
+}
+
+pub fn commit_time(commit: &StoredCommit) -> Result<Time, DecodeError> {
+    commit
+        .commit
+        .committed_at
+        .and_then(from_timestamp)
+        .ok_or_else(|| DecodeError {
+            event_type: "commit".into(),
+            reason: "no valid commit time".into(),
+        })
+}
+
+impl Aggregate for Journal {
+    const TYPE: &'static str = "journal";
+    fn apply(&mut self, commit: &StoredCommit) -> Result<(), DecodeError> {
+        let at = commit_time(commit)?;
+        for event in decode_commit(commit)? {
+            *self = journal::evolve(std::mem::take(self), &event, at);
+        }
+        Ok(())
+    }
+}
+
+impl Aggregate for Partnership {
+    const TYPE: &'static str = "partnership";
+    fn apply(&mut self, commit: &StoredCommit) -> Result<(), DecodeError> {
+        for event in decode_commit(commit)? {
+            *self = partnership::evolve(std::mem::take(self), &event);
+        }
+        Ok(())
+    }
+}
+
+/// Quiet hours of a clinic, in minutes after local midnight.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClinicSettings {
+    pub quiet_hours: Option<(u32, u32)>,
+}
+
+impl Aggregate for ClinicSettings {
+    const TYPE: &'static str = "clinic-settings";
+    fn apply(&mut self, commit: &StoredCommit) -> Result<(), DecodeError> {
+        for event in decode_commit(commit)? {
+            if let Event::QuietHoursSet {
+                start_minute,
+                end_minute,
+            } = event
+            {
+                self.quiet_hours = Some((start_minute, end_minute));
+            }
+        }
+        Ok(())
+    }
+}

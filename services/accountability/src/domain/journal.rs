@@ -1,0 +1,842 @@
+//! A participant's journal: goals, check-ins, encouragement received, setbacks,
+//! milestones, nudges and sessions attended. A setback resets only the days since the
+//! last setback; days in recovery, the check-in streak, goals completed and sessions
+//! attended all survive it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::NaiveDate;
+
+use super::visibility::{Consent, widest_allowed};
+use super::{Cadence, DomainError, Event, NudgeLevel, Progress, Time, Visibility};
+
+pub const DAY_MILESTONES: [u32; 7] = [1, 7, 30, 60, 90, 180, 365];
+pub const GOAL_MILESTONES: [u32; 4] = [1, 5, 10, 25];
+pub const ATTENDANCE_RUN_MILESTONES: [u32; 4] = [4, 8, 12, 26];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GoalStatus {
+    Active,
+    Completed,
+    Abandoned,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Goal {
+    pub text: String,
+    pub cadence: Cadence,
+    pub status: GoalStatus,
+    pub set_at: Time,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckInFacts {
+    pub visibility: Visibility,
+    pub at: Time,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Journal {
+    pub started_at: Option<Time>,
+    pub goals: BTreeMap<String, Goal>,
+    pub check_ins: BTreeMap<String, CheckInFacts>,
+    pub last_check_in_at: Option<Time>,
+    pub last_progress: Option<Progress>,
+    pub last_craving: Option<u32>,
+    pub check_in_days: BTreeSet<NaiveDate>,
+    pub last_setback_at: Option<Time>,
+    pub goals_completed: u32,
+    pub encouragements: BTreeSet<(String, String)>,
+    pub milestones: BTreeSet<(String, u32)>,
+    pub nudges: BTreeSet<String>,
+    pub sessions: BTreeMap<String, bool>,
+    pub sessions_attended: u32,
+    pub attended_in_a_row: u32,
+    pub missed_in_a_row: u32,
+}
+
+/// The counters a board and a timeline show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counters {
+    pub days_since_setback: u32,
+    pub days_in_recovery: u32,
+    pub check_in_streak_days: u32,
+    pub sessions_attended: u32,
+    pub goals_completed: u32,
+}
+
+fn whole_days(from: Time, to: Time) -> u32 {
+    (to - from).num_days().max(0) as u32
+}
+
+/// The facts counters are computed from; the read model keeps the same ones.
+#[derive(Debug, Clone, Copy)]
+pub struct CounterFacts<'a> {
+    pub started_at: Option<Time>,
+    pub last_setback_at: Option<Time>,
+    pub check_in_days: &'a BTreeSet<NaiveDate>,
+    pub sessions_attended: u32,
+    pub goals_completed: u32,
+}
+
+impl CounterFacts<'_> {
+    pub fn counters(&self, now: Time) -> Counters {
+        let started = self.started_at.unwrap_or(now);
+        let since_setback = self.last_setback_at.unwrap_or(started);
+        Counters {
+            days_since_setback: whole_days(since_setback, now),
+            days_in_recovery: whole_days(started, now),
+            check_in_streak_days: streak(self.check_in_days, now.date_naive()),
+            sessions_attended: self.sessions_attended,
+            goals_completed: self.goals_completed,
+        }
+    }
+}
+
+/// Consecutive days with a check-in, ending today or yesterday.
+fn streak(days: &BTreeSet<NaiveDate>, today: NaiveDate) -> u32 {
+    let mut day = if days.contains(&today) {
+        today
+    } else {
+        today.pred_opt().unwrap_or(today)
+    };
+    let mut streak = 0;
+    while days.contains(&day) {
+        streak += 1;
+        match day.pred_opt() {
+            Some(previous) => day = previous,
+            None => break,
+        }
+    }
+    streak
+}
+
+impl Journal {
+    pub fn counters(&self, now: Time) -> Counters {
+        CounterFacts {
+            started_at: self.started_at,
+            last_setback_at: self.last_setback_at,
+            check_in_days: &self.check_in_days,
+            sessions_attended: self.sessions_attended,
+            goals_completed: self.goals_completed,
+        }
+        .counters(now)
+    }
+
+    fn milestone(&self, kind: &str, value: u32) -> Option<Event> {
+        (!self.milestones.contains(&(kind.to_owned(), value))).then(|| Event::MilestoneReached {
+            kind: kind.to_owned(),
+            value,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JournalCommand {
+    SetGoal {
+        goal_id: String,
+        text: String,
+        cadence: Cadence,
+    },
+    ReviseGoal {
+        goal_id: String,
+        text: String,
+        cadence: Cadence,
+    },
+    CompleteGoal {
+        goal_id: String,
+    },
+    AbandonGoal {
+        goal_id: String,
+    },
+    /// `consent` is the author's current peer-visibility consent.
+    SubmitCheckIn {
+        check_in_id: String,
+        goal_id: Option<String>,
+        progress: Progress,
+        mood: u32,
+        craving: u32,
+        text: String,
+        visibility: Visibility,
+        session_id: Option<String>,
+        consent: Consent,
+    },
+    /// `can_see`: the encourager is an active member of a group the author is in,
+    /// and may see this check-in.
+    Encourage {
+        check_in_id: String,
+        from_participant_id: String,
+        reaction: String,
+        message: String,
+        can_see: bool,
+    },
+    ReportSetback {
+        setback_id: String,
+        text: String,
+        visibility: Visibility,
+        consent: Consent,
+    },
+    /// Time-based milestones (days since the last setback) are recorded by the nudge
+    /// process; a no-op when already reached.
+    RecordDayMilestones {
+        now: Time,
+    },
+    SendNudge {
+        nudge_id: String,
+        level: NudgeLevel,
+        reason: String,
+        goal_id: Option<String>,
+        recipient_id: Option<String>,
+        due_at: Time,
+    },
+    RecordSessionAttendance {
+        session_id: String,
+        attended: bool,
+    },
+}
+
+fn active_goal<'a>(state: &'a Journal, goal_id: &str) -> Result<&'a Goal, DomainError> {
+    let goal = state.goals.get(goal_id).ok_or(DomainError::GoalNotFound)?;
+    if goal.status != GoalStatus::Active {
+        return Err(DomainError::GoalNotActive);
+    }
+    Ok(goal)
+}
+
+pub fn decide(state: &Journal, command: JournalCommand) -> Result<Vec<Event>, DomainError> {
+    let events = match command {
+        JournalCommand::SetGoal {
+            goal_id,
+            text,
+            cadence,
+        } => {
+            if state.goals.contains_key(&goal_id) {
+                return Err(DomainError::GoalExists);
+            }
+            vec![Event::GoalSet {
+                goal_id,
+                text,
+                cadence,
+            }]
+        }
+        JournalCommand::ReviseGoal {
+            goal_id,
+            text,
+            cadence,
+        } => {
+            let goal = active_goal(state, &goal_id)?;
+            if goal.text == text && goal.cadence == cadence {
+                return Ok(Vec::new());
+            }
+            vec![Event::GoalRevised {
+                goal_id,
+                text,
+                cadence,
+            }]
+        }
+        JournalCommand::CompleteGoal { goal_id } => {
+            active_goal(state, &goal_id)?;
+            let mut events = vec![Event::GoalCompleted { goal_id }];
+            let completed = state.goals_completed + 1;
+            if GOAL_MILESTONES.contains(&completed) {
+                events.extend(state.milestone("goals-completed", completed));
+            }
+            events
+        }
+        JournalCommand::AbandonGoal { goal_id } => {
+            active_goal(state, &goal_id)?;
+            vec![Event::GoalAbandoned { goal_id }]
+        }
+        JournalCommand::SubmitCheckIn {
+            check_in_id,
+            goal_id,
+            progress,
+            mood,
+            craving,
+            text,
+            visibility,
+            session_id,
+            consent,
+        } => {
+            if state.check_ins.contains_key(&check_in_id) {
+                return Ok(Vec::new());
+            }
+            if let Some(goal_id) = &goal_id {
+                active_goal(state, goal_id)?;
+            }
+            if visibility < widest_allowed(consent) {
+                return Err(DomainError::ConsentRequired);
+            }
+            vec![Event::CheckInSubmitted {
+                check_in_id,
+                goal_id,
+                progress,
+                mood,
+                craving,
+                text,
+                visibility,
+                session_id,
+            }]
+        }
+        JournalCommand::Encourage {
+            check_in_id,
+            from_participant_id,
+            reaction,
+            message,
+            can_see,
+        } => {
+            if !state.check_ins.contains_key(&check_in_id) {
+                return Err(DomainError::CheckInNotFound);
+            }
+            if !can_see {
+                return Err(DomainError::CannotSeeCheckIn);
+            }
+            if state
+                .encouragements
+                .contains(&(check_in_id.clone(), from_participant_id.clone()))
+            {
+                return Err(DomainError::AlreadyEncouraged);
+            }
+            vec![Event::EncouragementReceived {
+                check_in_id,
+                from_participant_id,
+                reaction,
+                message,
+            }]
+        }
+        JournalCommand::ReportSetback {
+            setback_id,
+            text,
+            visibility,
+            consent,
+        } => {
+            if visibility < widest_allowed(consent) {
+                return Err(DomainError::ConsentRequired);
+            }
+            vec![Event::SetbackReported {
+                setback_id,
+                text,
+                visibility,
+            }]
+        }
+        JournalCommand::RecordDayMilestones { now } => {
+            let days = state.counters(now).days_since_setback;
+            if state.started_at.is_none() {
+                return Ok(Vec::new());
+            }
+            DAY_MILESTONES
+                .iter()
+                .filter(|value| **value <= days)
+                .filter_map(|value| state.milestone("days-since-setback", *value))
+                .collect()
+        }
+        JournalCommand::SendNudge {
+            nudge_id,
+            level,
+            reason,
+            goal_id,
+            recipient_id,
+            due_at,
+        } => {
+            if state.nudges.contains(&nudge_id) {
+                return Ok(Vec::new());
+            }
+            vec![Event::NudgeSent {
+                nudge_id,
+                level,
+                reason,
+                goal_id,
+                recipient_id,
+                due_at,
+            }]
+        }
+        JournalCommand::RecordSessionAttendance {
+            session_id,
+            attended,
+        } => {
+            if state.sessions.get(&session_id) == Some(&attended) {
+                return Ok(Vec::new());
+            }
+            let mut events = vec![Event::SessionAttended {
+                session_id,
+                attended,
+            }];
+            let run = if attended {
+                state.attended_in_a_row + 1
+            } else {
+                0
+            };
+            if ATTENDANCE_RUN_MILESTONES.contains(&run) {
+                events.extend(state.milestone("sessions-attended-in-a-row", run));
+            }
+            events
+        }
+    };
+    Ok(events)
+}
+
+/// Folds an event in; `at` is the time of the commit it is in.
+pub fn evolve(mut state: Journal, event: &Event, at: Time) -> Journal {
+    if state.started_at.is_none() {
+        state.started_at = Some(at);
+    }
+    match event {
+        Event::GoalSet {
+            goal_id,
+            text,
+            cadence,
+        } => {
+            state.goals.insert(
+                goal_id.clone(),
+                Goal {
+                    text: text.clone(),
+                    cadence: *cadence,
+                    status: GoalStatus::Active,
+                    set_at: at,
+                },
+            );
+        }
+        Event::GoalRevised {
+            goal_id,
+            text,
+            cadence,
+        } => {
+            if let Some(goal) = state.goals.get_mut(goal_id) {
+                goal.text = text.clone();
+                goal.cadence = *cadence;
+            }
+        }
+        Event::GoalCompleted { goal_id } => {
+            if let Some(goal) = state.goals.get_mut(goal_id) {
+                goal.status = GoalStatus::Completed;
+                state.goals_completed += 1;
+            }
+        }
+        Event::GoalAbandoned { goal_id } => {
+            if let Some(goal) = state.goals.get_mut(goal_id) {
+                goal.status = GoalStatus::Abandoned;
+            }
+        }
+        Event::CheckInSubmitted {
+            check_in_id,
+            visibility,
+            progress,
+            craving,
+            ..
+        } => {
+            state.check_ins.insert(
+                check_in_id.clone(),
+                CheckInFacts {
+                    visibility: *visibility,
+                    at,
+                },
+            );
+            state.last_check_in_at = Some(at);
+            state.last_progress = Some(*progress);
+            state.last_craving = Some(*craving);
+            state.check_in_days.insert(at.date_naive());
+        }
+        Event::EncouragementReceived {
+            check_in_id,
+            from_participant_id,
+            ..
+        } => {
+            state
+                .encouragements
+                .insert((check_in_id.clone(), from_participant_id.clone()));
+        }
+        Event::SetbackReported { .. } => {
+            state.last_setback_at = Some(at);
+            // Day milestones count from the last setback: they can be reached again.
+            state
+                .milestones
+                .retain(|(kind, _)| kind != "days-since-setback");
+        }
+        Event::MilestoneReached { kind, value } => {
+            state.milestones.insert((kind.clone(), *value));
+        }
+        Event::NudgeSent { nudge_id, .. } => {
+            state.nudges.insert(nudge_id.clone());
+        }
+        Event::SessionAttended {
+            session_id,
+            attended,
+        } => {
+            let before = state.sessions.insert(session_id.clone(), *attended);
+            match (before, *attended) {
+                (Some(true), false) => {
+                    state.sessions_attended = state.sessions_attended.saturating_sub(1)
+                }
+                (Some(false) | None, true) => state.sessions_attended += 1,
+                _ => {}
+            }
+            if *attended {
+                state.attended_in_a_row += 1;
+                state.missed_in_a_row = 0;
+            } else {
+                state.attended_in_a_row = 0;
+                state.missed_in_a_row += 1;
+            }
+        }
+        Event::PartnershipProposed { .. }
+        | Event::PartnershipAccepted
+        | Event::PartnershipEnded { .. }
+        | Event::QuietHoursSet { .. } => {}
+    }
+    state
+}
+
+#[cfg(test)]
+mod tests {
+    //! Given events (with times), when a command, then events or an error.
+
+    use super::*;
+
+    fn at(text: &str) -> Time {
+        text.parse().expect("RFC 3339")
+    }
+
+    fn given(events: &[(&str, Event)]) -> Journal {
+        events
+            .iter()
+            .fold(Journal::default(), |state, (time, event)| {
+                evolve(state, event, at(time))
+            })
+    }
+
+    const SHARING: Consent = Consent {
+        share_check_ins: true,
+        share_milestones: true,
+    };
+
+    fn goal_set() -> (&'static str, Event) {
+        (
+            "2026-11-01T12:00:00Z",
+            Event::GoalSet {
+                goal_id: "g1".into(),
+                text: "Call my sponsor".into(),
+                cadence: Cadence::Daily,
+            },
+        )
+    }
+
+    fn check_in(visibility: Visibility, consent: Consent, goal: Option<&str>) -> JournalCommand {
+        JournalCommand::SubmitCheckIn {
+            check_in_id: "c1".into(),
+            goal_id: goal.map(str::to_owned),
+            progress: Progress::OnTrack,
+            mood: 7,
+            craving: 2,
+            text: "Called him twice.".into(),
+            visibility,
+            session_id: None,
+            consent,
+        }
+    }
+
+    #[test]
+    fn a_goal_is_set_revised_and_completed_with_a_first_milestone() {
+        assert!(
+            decide(
+                &Journal::default(),
+                JournalCommand::SetGoal {
+                    goal_id: "g1".into(),
+                    text: "t".into(),
+                    cadence: Cadence::Weekly
+                }
+            )
+            .is_ok()
+        );
+        let state = given(&[goal_set()]);
+        assert_eq!(
+            decide(
+                &state,
+                JournalCommand::SetGoal {
+                    goal_id: "g1".into(),
+                    text: "t".into(),
+                    cadence: Cadence::Weekly
+                }
+            ),
+            Err(DomainError::GoalExists)
+        );
+        assert_eq!(
+            decide(
+                &state,
+                JournalCommand::ReviseGoal {
+                    goal_id: "g1".into(),
+                    text: "Call my sponsor daily".into(),
+                    cadence: Cadence::Daily
+                }
+            ),
+            Ok(vec![Event::GoalRevised {
+                goal_id: "g1".into(),
+                text: "Call my sponsor daily".into(),
+                cadence: Cadence::Daily
+            }])
+        );
+        assert_eq!(
+            decide(
+                &state,
+                JournalCommand::CompleteGoal {
+                    goal_id: "g1".into()
+                }
+            ),
+            Ok(vec![
+                Event::GoalCompleted {
+                    goal_id: "g1".into()
+                },
+                Event::MilestoneReached {
+                    kind: "goals-completed".into(),
+                    value: 1
+                }
+            ])
+        );
+    }
+
+    #[test]
+    fn a_check_in_on_an_abandoned_goal_is_refused() {
+        let state = given(&[
+            goal_set(),
+            (
+                "2026-11-02T12:00:00Z",
+                Event::GoalAbandoned {
+                    goal_id: "g1".into(),
+                },
+            ),
+        ]);
+        assert_eq!(
+            decide(&state, check_in(Visibility::Group, SHARING, Some("g1"))),
+            Err(DomainError::GoalNotActive)
+        );
+        assert_eq!(
+            decide(&state, check_in(Visibility::Group, SHARING, Some("nope"))),
+            Err(DomainError::GoalNotFound)
+        );
+    }
+
+    #[test]
+    fn a_check_in_is_never_shared_wider_than_consent() {
+        let no_consent = Consent::default();
+        assert_eq!(
+            decide(
+                &Journal::default(),
+                check_in(Visibility::Group, no_consent, None)
+            ),
+            Err(DomainError::ConsentRequired)
+        );
+        assert_eq!(
+            decide(
+                &Journal::default(),
+                check_in(Visibility::Partner, no_consent, None)
+            ),
+            Err(DomainError::ConsentRequired)
+        );
+        assert!(
+            decide(
+                &Journal::default(),
+                check_in(Visibility::Facilitators, no_consent, None)
+            )
+            .is_ok()
+        );
+        assert!(
+            decide(
+                &Journal::default(),
+                check_in(Visibility::Group, SHARING, None)
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn encouragement_needs_a_visible_check_in_and_comes_once_per_member() {
+        let state = given(&[(
+            "2026-11-02T12:00:00Z",
+            Event::CheckInSubmitted {
+                check_in_id: "c1".into(),
+                goal_id: None,
+                progress: Progress::Struggling,
+                mood: 3,
+                craving: 6,
+                text: String::new(),
+                visibility: Visibility::Group,
+                session_id: None,
+            },
+        )]);
+        let encourage = |can_see| JournalCommand::Encourage {
+            check_in_id: "c1".into(),
+            from_participant_id: "p2".into(),
+            reaction: "strong".into(),
+            message: "You've got this".into(),
+            can_see,
+        };
+        assert!(decide(&state, encourage(true)).is_ok());
+        assert_eq!(
+            decide(&state, encourage(false)),
+            Err(DomainError::CannotSeeCheckIn)
+        );
+        let after = evolve(
+            state,
+            &Event::EncouragementReceived {
+                check_in_id: "c1".into(),
+                from_participant_id: "p2".into(),
+                reaction: "strong".into(),
+                message: String::new(),
+            },
+            at("2026-11-02T13:00:00Z"),
+        );
+        assert_eq!(
+            decide(&after, encourage(true)),
+            Err(DomainError::AlreadyEncouraged)
+        );
+    }
+
+    #[test]
+    fn a_setback_resets_only_the_days_since_the_last_setback() {
+        let mut state = given(&[goal_set()]);
+        for day in 1..=5 {
+            let time = format!("2026-11-0{day}T18:00:00Z");
+            state = evolve(
+                state,
+                &Event::CheckInSubmitted {
+                    check_in_id: format!("c{day}"),
+                    goal_id: Some("g1".into()),
+                    progress: Progress::OnTrack,
+                    mood: 6,
+                    craving: 2,
+                    text: String::new(),
+                    visibility: Visibility::Group,
+                    session_id: None,
+                },
+                at(&time),
+            );
+        }
+        state = evolve(
+            state,
+            &Event::SessionAttended {
+                session_id: "s1".into(),
+                attended: true,
+            },
+            at("2026-11-03T00:00:00Z"),
+        );
+        state = evolve(
+            state,
+            &Event::GoalCompleted {
+                goal_id: "g1".into(),
+            },
+            at("2026-11-04T00:00:00Z"),
+        );
+        let before = state.counters(at("2026-11-05T20:00:00Z"));
+        state = evolve(
+            state,
+            &Event::SetbackReported {
+                setback_id: "s".into(),
+                text: String::new(),
+                visibility: Visibility::Facilitators,
+            },
+            at("2026-11-05T20:00:00Z"),
+        );
+        let after = state.counters(at("2026-11-05T20:00:00Z"));
+        assert_eq!(before.days_since_setback, 4);
+        assert_eq!(after.days_since_setback, 0);
+        assert_eq!(
+            (
+                after.days_in_recovery,
+                after.check_in_streak_days,
+                after.sessions_attended,
+                after.goals_completed
+            ),
+            (
+                before.days_in_recovery,
+                before.check_in_streak_days,
+                before.sessions_attended,
+                before.goals_completed
+            )
+        );
+        assert_eq!(after.check_in_streak_days, 5);
+    }
+
+    #[test]
+    fn day_milestones_are_recorded_once_each() {
+        let state = given(&[goal_set()]);
+        let events = decide(
+            &state,
+            JournalCommand::RecordDayMilestones {
+                now: at("2026-11-09T12:00:00Z"),
+            },
+        )
+        .expect("ok");
+        assert_eq!(
+            events,
+            vec![
+                Event::MilestoneReached {
+                    kind: "days-since-setback".into(),
+                    value: 1
+                },
+                Event::MilestoneReached {
+                    kind: "days-since-setback".into(),
+                    value: 7
+                },
+            ]
+        );
+        let after = events
+            .iter()
+            .fold(state, |s, e| evolve(s, e, at("2026-11-09T12:00:00Z")));
+        assert_eq!(
+            decide(
+                &after,
+                JournalCommand::RecordDayMilestones {
+                    now: at("2026-11-09T12:00:00Z")
+                }
+            ),
+            Ok(vec![])
+        );
+    }
+
+    #[test]
+    fn a_nudge_is_sent_once_and_attendance_runs_become_milestones() {
+        let nudge = JournalCommand::SendNudge {
+            nudge_id: "n1".into(),
+            level: NudgeLevel::Participant,
+            reason: "missed-check-in".into(),
+            goal_id: None,
+            recipient_id: None,
+            due_at: at("2026-11-02T12:00:00Z"),
+        };
+        let events = decide(&Journal::default(), nudge.clone()).expect("ok");
+        let after = events.iter().fold(Journal::default(), |s, e| {
+            evolve(s, e, at("2026-11-02T13:00:00Z"))
+        });
+        assert_eq!(decide(&after, nudge), Ok(vec![]));
+
+        let mut state = Journal::default();
+        for n in 1..=3 {
+            state = evolve(
+                state,
+                &Event::SessionAttended {
+                    session_id: format!("s{n}"),
+                    attended: true,
+                },
+                at("2026-11-02T13:00:00Z"),
+            );
+        }
+        assert_eq!(
+            decide(
+                &state,
+                JournalCommand::RecordSessionAttendance {
+                    session_id: "s4".into(),
+                    attended: true
+                }
+            ),
+            Ok(vec![
+                Event::SessionAttended {
+                    session_id: "s4".into(),
+                    attended: true
+                },
+                Event::MilestoneReached {
+                    kind: "sessions-attended-in-a-row".into(),
+                    value: 4
+                }
+            ])
+        );
+    }
+}

@@ -1,0 +1,490 @@
+//! Process managers. From SESSIONS: attendance and session check-ins reach the
+//! journals. From ENROLLMENT: a partnership ends when either member leaves the group or
+//! withdraws peer-visibility consent. And the nudger, on the service's clock: missed
+//! check-ins nudge the participant, then the partner, then the facilitator; two missed
+//! sessions in a row reach the facilitator; nothing is sent in the clinic's quiet
+//! hours; day milestones are recorded as they come. Every step's request id (and nudge
+//! id) derives from what triggered it, so nothing is repeated after a restart.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use circle_calendar::time_zone;
+use circle_eventstore::{CommitMeta, ExecuteError, StoredCommit};
+use circle_projection::{ApplyError, Projection};
+use circle_proto::{enrollment::events::v1 as enrollment, sessions::events::v1 as sessions};
+use prost::{Message, Name};
+use sqlx::{PgConnection, PgPool};
+
+use crate::commands::{CommandError, Commands};
+use crate::domain::journal::{DAY_MILESTONES, JournalCommand};
+use crate::domain::partnership::PartnershipCommand;
+use crate::domain::visibility::{Consent, widest_allowed};
+use crate::domain::{Cadence, NudgeLevel, Progress, Time};
+
+pub const SCHEMA: &str = "accountability_process";
+
+fn meta(request_id: String) -> CommitMeta {
+    CommitMeta {
+        request_id,
+        actor_role: "service".into(),
+        actor_id: "accountability-process".into(),
+        at: None,
+    }
+}
+
+fn failure(error: ExecuteError<CommandError>) -> Result<(), ApplyError> {
+    match error {
+        ExecuteError::Rejected(reason) => {
+            tracing::warn!(%reason, "process step refused; skipped");
+            Ok(())
+        }
+        other => Err(ApplyError::Transient(other.to_string())),
+    }
+}
+
+/// The peer-visibility consent a participant has given, as the roster knows it.
+pub async fn consent_of(
+    connection: &mut PgConnection,
+    network: &str,
+    participant_id: &str,
+) -> Result<Consent, sqlx::Error> {
+    let row: Option<(bool, bool)> = sqlx::query_as(
+        "SELECT share_check_ins, share_milestones FROM accountability_roster.people WHERE network = $1 AND participant_id = $2",
+    )
+    .bind(network)
+    .bind(participant_id)
+    .fetch_optional(connection)
+    .await?;
+    Ok(row
+        .map(|(share_check_ins, share_milestones)| Consent {
+            share_check_ins,
+            share_milestones,
+        })
+        .unwrap_or_default())
+}
+
+/// Attendance and session check-ins from the sessions service.
+pub struct FromSessions {
+    pub commands: Arc<Commands>,
+}
+
+impl Projection for FromSessions {
+    fn name(&self) -> &str {
+        "accountability-from-sessions"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    async fn apply(
+        &self,
+        connection: &mut PgConnection,
+        commit: &StoredCommit,
+    ) -> Result<(), ApplyError> {
+        let network = commit.commit.network.as_str();
+        let session_id = commit.commit.aggregate_id.as_str();
+        for event in &commit.commit.events {
+            let payload = event.payload.as_slice();
+            let poison = |error: prost::DecodeError| ApplyError::Poison(error.to_string());
+            if event.event_type == sessions::AttendanceRecorded::full_name() {
+                let m = sessions::AttendanceRecorded::decode(payload).map_err(poison)?;
+                let attended = matches!(
+                    sessions::AttendanceStatus::try_from(m.status),
+                    Ok(sessions::AttendanceStatus::Present
+                        | sessions::AttendanceStatus::Late
+                        | sessions::AttendanceStatus::LeftEarly)
+                );
+                let excused = m.status == sessions::AttendanceStatus::Excused as i32;
+                if excused {
+                    continue;
+                }
+                let command = JournalCommand::RecordSessionAttendance {
+                    session_id: session_id.to_owned(),
+                    attended,
+                };
+                let request_id = format!("attendance-{session_id}-{}", commit.sequence);
+                if let Err(error) = self
+                    .commands
+                    .journal(network, &m.participant_id, &meta(request_id), command)
+                    .await
+                {
+                    failure(error)?;
+                }
+            } else if event.event_type == sessions::SessionCheckInRecorded::full_name() {
+                let m = sessions::SessionCheckInRecorded::decode(payload).map_err(poison)?;
+                let consent = consent_of(connection, network, &m.participant_id).await?;
+                let command = JournalCommand::SubmitCheckIn {
+                    check_in_id: format!("session-{session_id}"),
+                    goal_id: None,
+                    progress: if m.craving >= 7 {
+                        Progress::Struggling
+                    } else {
+                        Progress::OnTrack
+                    },
+                    mood: m.mood.min(10),
+                    craving: m.craving.min(10),
+                    text: m.share,
+                    visibility: widest_allowed(consent),
+                    session_id: Some(session_id.to_owned()),
+                    consent,
+                };
+                let request_id = format!("session-check-in-{session_id}");
+                if let Err(error) = self
+                    .commands
+                    .journal(network, &m.participant_id, &meta(request_id), command)
+                    .await
+                {
+                    failure(error)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Ends partnerships when a member leaves the group or withdraws consent.
+pub struct PartnershipGuard {
+    pub commands: Arc<Commands>,
+}
+
+impl Projection for PartnershipGuard {
+    fn name(&self) -> &str {
+        "accountability-partnership-guard"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    async fn apply(
+        &self,
+        connection: &mut PgConnection,
+        commit: &StoredCommit,
+    ) -> Result<(), ApplyError> {
+        let network = commit.commit.network.as_str();
+        for event in &commit.commit.events {
+            let payload = event.payload.as_slice();
+            let poison = |error: prost::DecodeError| ApplyError::Poison(error.to_string());
+            let (participant_id, group_id, reason) =
+                if event.event_type == enrollment::MemberDischarged::full_name() {
+                    let m = enrollment::MemberDischarged::decode(payload).map_err(poison)?;
+                    (
+                        m.participant_id,
+                        Some(commit.commit.aggregate_id.clone()),
+                        "left-group",
+                    )
+                } else if event.event_type == enrollment::MemberTransferredOut::full_name() {
+                    let m = enrollment::MemberTransferredOut::decode(payload).map_err(poison)?;
+                    (
+                        m.participant_id,
+                        Some(commit.commit.aggregate_id.clone()),
+                        "left-group",
+                    )
+                } else if event.event_type == enrollment::ConsentRevoked::full_name() {
+                    let m = enrollment::ConsentRevoked::decode(payload).map_err(poison)?;
+                    if m.kind != enrollment::ConsentKind::PeerVisibility as i32 {
+                        continue;
+                    }
+                    (commit.commit.aggregate_id.clone(), None, "consent-revoked")
+                } else {
+                    continue;
+                };
+            let partnerships: Vec<(String,)> = sqlx::query_as(
+                "SELECT partnership_id FROM accountability.partnerships
+                 WHERE network = $1 AND state IN ('proposed', 'active') AND (proposer_id = $2 OR invitee_id = $2)
+                   AND ($3::text IS NULL OR group_id = $3)",
+            )
+            .bind(network)
+            .bind(&participant_id)
+            .bind(group_id)
+            .fetch_all(&mut *connection)
+            .await?;
+            for (partnership_id,) in partnerships {
+                let request_id = format!("end-{partnership_id}-{}", commit.sequence);
+                let command = PartnershipCommand::End {
+                    reason: reason.to_owned(),
+                };
+                if let Err(error) = self
+                    .commands
+                    .partnership(network, &partnership_id, &meta(request_id), command)
+                    .await
+                {
+                    failure(error)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+pub struct Nudger {
+    pub pool: PgPool,
+    pub commands: Arc<Commands>,
+    /// Quiet hours where a clinic set none (minutes after local midnight).
+    pub default_quiet_hours: (u32, u32),
+}
+
+type JournalRow = (
+    String,
+    String,
+    Time,
+    Option<Time>,
+    Option<Time>,
+    i32,
+    String,
+);
+type GroupRow = (String, String, String, Vec<String>);
+
+pub fn in_quiet_hours(local_minute: u32, (start, end): (u32, u32)) -> bool {
+    if start == end {
+        false
+    } else if start < end {
+        (start..end).contains(&local_minute)
+    } else {
+        local_minute >= start || local_minute < end
+    }
+}
+
+impl Nudger {
+    pub async fn run(self, poll: Duration, shutdown: impl Future<Output = ()> + Send) {
+        tokio::pin!(shutdown);
+        loop {
+            if let Err(error) = self.once().await {
+                tracing::warn!(%error, "nudge pass failed; will retry");
+            }
+            tokio::select! {
+                () = &mut shutdown => return,
+                () = tokio::time::sleep(poll) => {}
+            }
+        }
+    }
+
+    pub async fn once(&self) -> Result<(), String> {
+        let journals: Vec<JournalRow> = sqlx::query_as(
+            "SELECT network, participant_id, started_at, last_check_in_at, last_setback_at, missed_in_a_row, last_missed_session
+             FROM accountability.journals",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|error| error.to_string())?;
+        let now = self.commands.clock.now();
+        for (
+            network,
+            participant_id,
+            started_at,
+            last_check_in_at,
+            last_setback_at,
+            missed_in_a_row,
+            last_missed_session,
+        ) in journals
+        {
+            self.day_milestones(&network, &participant_id, started_at, last_setback_at, now)
+                .await?;
+            let group: Option<GroupRow> = sqlx::query_as(
+                "SELECT g.group_id, g.clinic_id, g.time_zone, g.facilitators
+                 FROM accountability_roster.member_periods p
+                 JOIN accountability_roster.groups g ON g.network = p.network AND g.group_id = p.group_id
+                 WHERE p.network = $1 AND p.participant_id = $2 AND p.to_at IS NULL
+                 ORDER BY g.group_id LIMIT 1",
+            )
+            .bind(&network)
+            .bind(&participant_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|error| error.to_string())?;
+            // Nudges go to members of a group only.
+            let Some((group_id, clinic_id, zone, facilitators)) = group else {
+                continue;
+            };
+            let quiet: Option<(i32, i32)> = sqlx::query_as(
+                "SELECT start_minute, end_minute FROM accountability.quiet_hours WHERE network = $1 AND clinic_id = $2",
+            )
+            .bind(&network)
+            .bind(&clinic_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|error| error.to_string())?;
+            let quiet = quiet.map_or(self.default_quiet_hours, |(start, end)| {
+                (start.max(0) as u32, end.max(0) as u32)
+            });
+            let local = now.with_timezone(&time_zone(&zone));
+            let local_minute =
+                chrono::Timelike::hour(&local) * 60 + chrono::Timelike::minute(&local);
+            if in_quiet_hours(local_minute, quiet) {
+                continue;
+            }
+            let partner: Option<(String, String)> = sqlx::query_as(
+                "SELECT proposer_id, invitee_id FROM accountability.partnerships
+                 WHERE network = $1 AND group_id = $2 AND state = 'active' AND (proposer_id = $3 OR invitee_id = $3) LIMIT 1",
+            )
+            .bind(&network)
+            .bind(&group_id)
+            .bind(&participant_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|error| error.to_string())?;
+            let partner = partner.map(|(a, b)| if a == participant_id { b } else { a });
+            let facilitator = facilitators.first().cloned();
+            let goals: Vec<(String, String, Time)> = sqlx::query_as(
+                "SELECT goal_id, cadence, set_at FROM accountability.goals
+                 WHERE network = $1 AND participant_id = $2 AND status = 'active' ORDER BY goal_id",
+            )
+            .bind(&network)
+            .bind(&participant_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|error| error.to_string())?;
+            for (goal_id, cadence, set_at) in goals {
+                let cadence = match cadence.as_str() {
+                    "daily" => Cadence::Daily,
+                    "weekly" => Cadence::Weekly,
+                    _ => Cadence::PerSession,
+                };
+                let Some(period) = cadence.period() else {
+                    continue;
+                };
+                let reference = last_check_in_at.map_or(set_at, |last| last.max(set_at));
+                let misses =
+                    ((now - reference).num_seconds() / period.num_seconds()).clamp(0, 3) as u32;
+                for miss in 1..=misses {
+                    let (level, recipient) = match miss {
+                        1 => (NudgeLevel::Participant, None),
+                        2 => match &partner {
+                            Some(partner) => (NudgeLevel::Partner, Some(partner.clone())),
+                            None => continue,
+                        },
+                        _ => match &facilitator {
+                            Some(facilitator) => {
+                                (NudgeLevel::Facilitator, Some(facilitator.clone()))
+                            }
+                            None => continue,
+                        },
+                    };
+                    let nudge_id = format!("{goal_id}-{}-{miss}", reference.timestamp());
+                    let due_at = reference + period * miss as i32;
+                    self.nudge(
+                        &network,
+                        &participant_id,
+                        nudge_id,
+                        level,
+                        "missed-check-in",
+                        Some(goal_id.clone()),
+                        recipient,
+                        due_at,
+                    )
+                    .await?;
+                }
+            }
+            if missed_in_a_row >= 2
+                && let Some(facilitator) = &facilitator
+            {
+                let nudge_id = format!("missed-sessions-{last_missed_session}");
+                self.nudge(
+                    &network,
+                    &participant_id,
+                    nudge_id,
+                    NudgeLevel::Facilitator,
+                    "missed-sessions",
+                    None,
+                    Some(facilitator.clone()),
+                    now,
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn nudge(
+        &self,
+        network: &str,
+        participant_id: &str,
+        nudge_id: String,
+        level: NudgeLevel,
+        reason: &str,
+        goal_id: Option<String>,
+        recipient_id: Option<String>,
+        due_at: Time,
+    ) -> Result<(), String> {
+        let sent: Option<i64> = sqlx::query_scalar(
+            "SELECT 1::bigint FROM accountability.nudges WHERE network = $1 AND participant_id = $2 AND nudge_id = $3",
+        )
+        .bind(network)
+        .bind(participant_id)
+        .bind(&nudge_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|error| error.to_string())?;
+        if sent.is_some() {
+            return Ok(());
+        }
+        let request_id = format!("nudge-{nudge_id}");
+        let command = JournalCommand::SendNudge {
+            nudge_id,
+            level,
+            reason: reason.to_owned(),
+            goal_id,
+            recipient_id,
+            due_at,
+        };
+        match self
+            .commands
+            .journal(network, participant_id, &meta(request_id), command)
+            .await
+        {
+            Ok(_) | Err(ExecuteError::Rejected(_)) => Ok(()),
+            Err(error) => Err(error.to_string()),
+        }
+    }
+
+    async fn day_milestones(
+        &self,
+        network: &str,
+        participant_id: &str,
+        started_at: Time,
+        last_setback_at: Option<Time>,
+        now: Time,
+    ) -> Result<(), String> {
+        let since = last_setback_at.unwrap_or(started_at);
+        let days = (now - since).num_days().max(0) as u32;
+        let due: Vec<i32> = DAY_MILESTONES
+            .iter()
+            .filter(|value| **value <= days)
+            .map(|value| *value as i32)
+            .collect();
+        if due.is_empty() {
+            return Ok(());
+        }
+        let reached: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM accountability.milestones
+             WHERE network = $1 AND participant_id = $2 AND kind = 'days-since-setback' AND value = ANY($3) AND at >= $4",
+        )
+        .bind(network)
+        .bind(participant_id)
+        .bind(&due)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|error| error.to_string())?;
+        if reached as usize >= due.len() {
+            return Ok(());
+        }
+        let request_id = format!("days-{}-{days}", since.timestamp());
+        match self
+            .commands
+            .journal(
+                network,
+                participant_id,
+                &meta(request_id),
+                JournalCommand::RecordDayMilestones { now },
+            )
+            .await
+        {
+            Ok(_) | Err(ExecuteError::Rejected(_)) => Ok(()),
+            Err(error) => Err(error.to_string()),
+        }
+    }
+}
