@@ -1,7 +1,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use accountability::accountability_service_client::AccountabilityServiceClient;
 use circle_calendar::ManualClock;
+use circle_proto::accountability::v1 as accountability;
 use circle_proto::enrollment::v1 as enrollment;
 use circle_proto::sessions::v1 as sessions;
 use circle_testkit::TestEnv;
@@ -20,8 +22,15 @@ pub struct System {
     pub clock: Arc<ManualClock>,
     pub enrollment: EnrollmentServiceClient<Channel>,
     pub sessions: SessionsServiceClient<Channel>,
+    pub accountability: AccountabilityServiceClient<Channel>,
     running: Option<(Stop, Task)>,
 }
+
+type Clients = (
+    EnrollmentServiceClient<Channel>,
+    SessionsServiceClient<Channel>,
+    AccountabilityServiceClient<Channel>,
+);
 
 impl System {
     pub async fn start_at(now: &str) -> anyhow::Result<Self> {
@@ -35,12 +44,13 @@ impl System {
         let mut env = TestEnv::new().await?;
         configure(&mut env.config);
         let clock = Arc::new(ManualClock::new(now.parse()?));
-        let (enrollment, sessions, running) = launch(&env, clock.clone()).await?;
+        let ((enrollment, sessions, accountability), running) = launch(&env, clock.clone()).await?;
         Ok(Self {
             env,
             clock,
             enrollment,
             sessions,
+            accountability,
             running: Some(running),
         })
     }
@@ -50,9 +60,11 @@ impl System {
             let _ = stop.send(());
             task.await??;
         }
-        let (enrollment, sessions, running) = launch(&self.env, self.clock.clone()).await?;
+        let ((enrollment, sessions, accountability), running) =
+            launch(&self.env, self.clock.clone()).await?;
         self.enrollment = enrollment;
         self.sessions = sessions;
+        self.accountability = accountability;
         self.running = Some(running);
         Ok(())
     }
@@ -218,14 +230,7 @@ impl Drop for System {
     }
 }
 
-async fn launch(
-    env: &TestEnv,
-    clock: Arc<ManualClock>,
-) -> anyhow::Result<(
-    EnrollmentServiceClient<Channel>,
-    SessionsServiceClient<Channel>,
-    (Stop, Task),
-)> {
+async fn launch(env: &TestEnv, clock: Arc<ManualClock>) -> anyhow::Result<(Clients, (Stop, Task))> {
     circle_cli::ensure_database(&env.config).await?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let (addresses, task) = circle_cli::start_all_with_clock(&env.config, clock, async {
@@ -235,7 +240,10 @@ async fn launch(
     let enrollment =
         EnrollmentServiceClient::connect(format!("http://{}", addresses.enrollment)).await?;
     let sessions = SessionsServiceClient::connect(format!("http://{}", addresses.sessions)).await?;
-    Ok((enrollment, sessions, (stop, task)))
+    let accountability =
+        AccountabilityServiceClient::connect(format!("http://{}", addresses.accountability))
+            .await?;
+    Ok(((enrollment, sessions, accountability), (stop, task)))
 }
 
 /// A request from a network admin of `acme`.
@@ -292,4 +300,69 @@ pub fn refusal<T: std::fmt::Debug>(
                 .unwrap_or_default(),
         ),
     }
+}
+
+impl System {
+    /// Records peer-visibility consent for a participant.
+    pub async fn peer_consent(
+        &mut self,
+        participant: &str,
+        alias: Option<&str>,
+        share_milestones: bool,
+    ) -> anyhow::Result<()> {
+        self.enrollment
+            .record_consent(admin(enrollment::RecordConsentRequest {
+                parent: participant.into(),
+                consent: Some(enrollment::Consent {
+                    kind: enrollment::ConsentKind::PeerVisibility as i32,
+                    display: if alias.is_some() {
+                        enrollment::PeerDisplay::Alias
+                    } else {
+                        enrollment::PeerDisplay::FirstName
+                    } as i32,
+                    alias: alias.unwrap_or_default().into(),
+                    share_check_ins: true,
+                    share_milestones,
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            }))
+            .await?;
+        Ok(())
+    }
+
+    pub async fn accountability_stream_last_sequence(&self) -> anyhow::Result<u64> {
+        let mut stream = self
+            .env
+            .jetstream()
+            .get_stream(self.env.config.stream_name("accountability"))
+            .await?;
+        Ok(stream.info().await?.state.last_sequence)
+    }
+}
+
+/// Waits (at most 15 s) until `condition` holds for what `query` returns.
+pub async fn eventually<T: std::fmt::Debug, Fut>(
+    mut query: impl FnMut() -> Fut,
+    condition: impl Fn(&T) -> bool,
+) -> anyhow::Result<T>
+where
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let seen = query().await?;
+        if condition(&seen) {
+            return Ok(seen);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            anyhow::bail!("condition not met; last seen {seen:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// A request from a participant acting for themselves.
+pub fn as_participant<T>(message: T, participant_id: &'static str) -> tonic::Request<T> {
+    as_caller(message, "participant", participant_id)
 }
