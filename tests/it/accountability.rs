@@ -481,3 +481,497 @@ async fn each_viewer_sees_exactly_what_they_may_across_the_three_services() -> a
     .await?;
     Ok(())
 }
+
+/// Nudges of a participant, oldest first: (level, recipient, time).
+async fn nudges_of(system: &mut System, participant: &str) -> anyhow::Result<Vec<(String, i64)>> {
+    let timeline = system
+        .accountability
+        .get_participant_timeline(admin(pb::GetParticipantTimelineRequest {
+            participant: participant.into(),
+            ..Default::default()
+        }))
+        .await?
+        .into_inner();
+    Ok(timeline
+        .items
+        .into_iter()
+        .filter(|item| item.kind == "nudge")
+        .map(|item| {
+            (
+                item.detail,
+                item.time.map(|t| t.seconds).unwrap_or_default(),
+            )
+        })
+        .collect())
+}
+
+async fn wait_for_nudges(
+    system: &mut System,
+    participant: &str,
+    count: usize,
+) -> anyhow::Result<Vec<(String, i64)>> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let nudges = nudges_of(system, participant).await?;
+        if nudges.len() >= count {
+            return Ok(nudges);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            anyhow::bail!("expected {count} nudges, have {nudges:?}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
+
+fn at(text: &str) -> anyhow::Result<i64> {
+    Ok(text.parse::<chrono::DateTime<chrono::Utc>>()?.timestamp())
+}
+
+#[tokio::test]
+async fn the_nudge_ladder_climbs_with_the_clock_keeps_quiet_hours_and_never_repeats_after_a_restart()
+-> anyhow::Result<()> {
+    // Monday 16 Nov 2026, noon in Chicago (UTC-6).
+    let Circle {
+        mut system,
+        group,
+        sam,
+        jordan,
+        ..
+    } = circle("2026-11-16T18:00:00Z").await?;
+    system
+        .accountability
+        .set_quiet_hours(admin(pb::SetQuietHoursRequest {
+            clinic: "networks/acme/clinics/north".into(),
+            start_time: "21:00".into(),
+            end_time: "08:00".into(),
+            request_id: String::new(),
+        }))
+        .await?;
+    // Sam's journal starts with a check-in today; Jordan becomes Sam's partner.
+    system
+        .accountability
+        .submit_check_in(as_participant(
+            check_in(&sam, pb::Visibility::Group, "Starting out."),
+            "sam",
+        ))
+        .await?;
+    let proposed = system
+        .accountability
+        .propose_partnership(as_participant(
+            pb::ProposePartnershipRequest {
+                participant: sam.clone(),
+                invitee: jordan.clone(),
+                group: group.clone(),
+                request_id: String::new(),
+            },
+            "sam",
+        ))
+        .await?
+        .into_inner()
+        .partnership
+        .unwrap_or_default();
+    let not_sam = system
+        .accountability
+        .accept_partnership(as_participant(
+            pb::AcceptPartnershipRequest {
+                name: proposed.name.clone(),
+                request_id: String::new(),
+            },
+            "sam",
+        ))
+        .await;
+    assert_eq!(refusal(not_sam).1, "NOT_THE_INVITEE");
+    system
+        .accountability
+        .accept_partnership(as_participant(
+            pb::AcceptPartnershipRequest {
+                name: proposed.name.clone(),
+                request_id: String::new(),
+            },
+            "jordan",
+        ))
+        .await?;
+
+    // Friday noon: a daily goal is set, and then no check-in comes.
+    system.clock.advance(chrono::Duration::days(4));
+    let before = system.accountability_stream_last_sequence().await?;
+    let bad = system
+        .accountability
+        .set_goal(as_participant(
+            pb::SetGoalRequest {
+                parent: sam.clone(),
+                text: " ".into(),
+                cadence: 0,
+                request_id: String::new(),
+            },
+            "sam",
+        ))
+        .await;
+    assert_eq!(
+        refusal(bad).2,
+        vec!["text".to_owned(), "cadence".to_owned()]
+    );
+    assert_eq!(
+        system.accountability_stream_last_sequence().await?,
+        before,
+        "nothing appended"
+    );
+    system
+        .accountability
+        .set_goal(as_participant(
+            pb::SetGoalRequest {
+                parent: sam.clone(),
+                text: "Call my sponsor".into(),
+                cadence: pb::Cadence::Daily as i32,
+                request_id: String::new(),
+            },
+            "sam",
+        ))
+        .await?;
+
+    // Saturday 13:00: the first miss nudges Sam.
+    system.clock.advance(chrono::Duration::hours(25));
+    let nudges = wait_for_nudges(&mut system, &sam, 1).await?;
+    assert_eq!(
+        nudges,
+        [(
+            "participant: missed-check-in".to_owned(),
+            at("2026-11-21T19:00:00Z")?
+        )]
+    );
+    // Sunday 13:00: the second reaches the partner.
+    system.clock.advance(chrono::Duration::hours(24));
+    let nudges = wait_for_nudges(&mut system, &sam, 2).await?;
+    assert_eq!(
+        nudges[1],
+        (
+            "partner: missed-check-in".to_owned(),
+            at("2026-11-22T19:00:00Z")?
+        )
+    );
+
+    // Monday 22:00, in quiet hours, the third miss is due but waits. The week-one
+    // milestone (recorded on the same pass) shows the nudger has looked.
+    system.clock.advance(chrono::Duration::hours(33));
+    let client = system.accountability.clone();
+    let sam_name = sam.clone();
+    eventually(
+        || {
+            let mut client = client.clone();
+            let participant = sam_name.clone();
+            async move {
+                Ok(client
+                    .get_participant_timeline(admin(pb::GetParticipantTimelineRequest {
+                        participant,
+                        ..Default::default()
+                    }))
+                    .await?
+                    .into_inner()
+                    .items)
+            }
+        },
+        |items: &Vec<pb::TimelineItem>| {
+            items
+                .iter()
+                .any(|item| item.kind == "milestone" && item.detail == "days-since-setback 7")
+        },
+    )
+    .await?;
+    // Tuesday 08:30 the quiet hours end and the facilitator is told.
+    system
+        .clock
+        .advance(chrono::Duration::minutes(10 * 60 + 30));
+    let nudges = wait_for_nudges(&mut system, &sam, 3).await?;
+    assert_eq!(
+        nudges[2],
+        (
+            "facilitator: missed-check-in".to_owned(),
+            at("2026-11-24T14:30:00Z")?
+        ),
+        "sent after the quiet hours, not in them"
+    );
+
+    // A restart does not repeat a step; a new miss after a new check-in starts again.
+    system.restart().await?;
+    system.clock.advance(chrono::Duration::hours(1));
+    system
+        .accountability
+        .submit_check_in(as_participant(
+            check_in(&sam, pb::Visibility::Group, "Back at it."),
+            "sam",
+        ))
+        .await?;
+    system.clock.advance(chrono::Duration::hours(25));
+    let nudges = wait_for_nudges(&mut system, &sam, 4).await?;
+    assert_eq!(nudges.len(), 4, "{nudges:?}");
+    assert_eq!(nudges[3].0, "participant: missed-check-in");
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_feed_resumes_from_a_position_across_a_restart_with_nothing_missed_or_repeated()
+-> anyhow::Result<()> {
+    let Circle {
+        mut system,
+        group,
+        sam,
+        ..
+    } = circle("2026-11-20T18:00:00Z").await?;
+    system
+        .accountability
+        .submit_check_in(as_participant(
+            check_in(&sam, pb::Visibility::Group, "First."),
+            "sam",
+        ))
+        .await?;
+    let read = |system: &mut System, after: u64| {
+        let mut client = system.accountability.clone();
+        let group = group.clone();
+        async move {
+            let mut feed = client
+                .watch_group_feed(as_participant(
+                    pb::WatchGroupFeedRequest {
+                        group,
+                        after_position: after,
+                        heartbeat_seconds: 1,
+                    },
+                    "jordan",
+                ))
+                .await?
+                .into_inner();
+            let mut items = Vec::new();
+            while let Some(message) = feed.message().await? {
+                match message.event {
+                    Some(pb::watch_group_feed_response::Event::Item(item)) => items.push(item),
+                    Some(pb::watch_group_feed_response::Event::HeartbeatPosition(_)) => break,
+                    None => {}
+                }
+            }
+            anyhow::Ok(items)
+        }
+    };
+    let first = read(&mut system, 0).await?;
+    assert_eq!(
+        first
+            .iter()
+            .map(|i| i
+                .check_in
+                .as_ref()
+                .map(|c| c.text.as_str())
+                .unwrap_or_default())
+            .collect::<Vec<_>>(),
+        ["First."]
+    );
+    let position = first[0].position;
+
+    system.restart().await?;
+    system
+        .accountability
+        .submit_check_in(as_participant(
+            check_in(&sam, pb::Visibility::Group, "Second."),
+            "sam",
+        ))
+        .await?;
+    let last = system
+        .accountability
+        .submit_check_in(as_participant(
+            check_in(&sam, pb::Visibility::Group, "Third."),
+            "sam",
+        ))
+        .await?
+        .into_inner()
+        .consistency_token;
+    system
+        .accountability
+        .get_group_board(admin(pb::GetGroupBoardRequest {
+            group: group.clone(),
+            consistency_token: last,
+        }))
+        .await?;
+    let resumed = read(&mut system, position).await?;
+    let texts: Vec<&str> = resumed
+        .iter()
+        .map(|i| {
+            i.check_in
+                .as_ref()
+                .map(|c| c.text.as_str())
+                .unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(texts, ["Second.", "Third."]);
+    assert!(
+        resumed
+            .windows(2)
+            .all(|pair| pair[0].position < pair[1].position)
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_input_and_out_of_bounds_requests_are_refused_and_append_nothing() -> anyhow::Result<()>
+{
+    let Circle {
+        mut system,
+        group,
+        sam,
+        jordan,
+        ..
+    } = circle("2026-11-20T18:00:00Z").await?;
+    // Someone from another group.
+    let clinic = "networks/acme/clinics/north".to_owned();
+    let other_group = system.weekly_group(&clinic, "other", "2026-11-01").await?;
+    let outsider = system
+        .participant(&clinic, "outsider", "Pat", "Lee")
+        .await?;
+    system.peer_consent(&outsider, None, true).await?;
+    system.enroll(&other_group, &outsider).await?;
+    let outsider_next = system.session_on(&other_group, "2026-11-24")?;
+    system
+        .wait_for_session(&outsider_next, |s| s.roster.len() == 1)
+        .await?;
+
+    let shared = system
+        .accountability
+        .submit_check_in(as_participant(
+            check_in(&sam, pb::Visibility::Group, "Doing fine."),
+            "sam",
+        ))
+        .await?
+        .into_inner()
+        .check_in
+        .unwrap_or_default();
+    let goal = system
+        .accountability
+        .set_goal(as_participant(
+            pb::SetGoalRequest {
+                parent: sam.clone(),
+                text: "Walk daily".into(),
+                cadence: pb::Cadence::Daily as i32,
+                request_id: String::new(),
+            },
+            "sam",
+        ))
+        .await?
+        .into_inner()
+        .goal
+        .unwrap_or_default();
+    system
+        .accountability
+        .abandon_goal(as_participant(
+            pb::AbandonGoalRequest {
+                name: goal.name.clone(),
+                request_id: String::new(),
+            },
+            "sam",
+        ))
+        .await?;
+    let before = system.accountability_stream_last_sequence().await?;
+
+    let outside = system
+        .accountability
+        .encourage(as_participant(
+            pb::EncourageRequest {
+                check_in: shared.name.clone(),
+                participant: outsider.clone(),
+                reaction: "clap".into(),
+                message: String::new(),
+                request_id: String::new(),
+            },
+            "outsider",
+        ))
+        .await;
+    assert_eq!(
+        refusal(outside),
+        (Code::PermissionDenied, "CANNOT_SEE_CHECK_IN".into(), vec![])
+    );
+    let across = system
+        .accountability
+        .propose_partnership(as_participant(
+            pb::ProposePartnershipRequest {
+                participant: sam.clone(),
+                invitee: outsider.clone(),
+                group: group.clone(),
+                request_id: String::new(),
+            },
+            "sam",
+        ))
+        .await;
+    assert_eq!(
+        refusal(across),
+        (
+            Code::FailedPrecondition,
+            "NOT_ELIGIBLE_FOR_PARTNERSHIP".into(),
+            vec![]
+        )
+    );
+    let on_abandoned = pb::SubmitCheckInRequest {
+        goal: goal.name.clone(),
+        ..check_in(&sam, pb::Visibility::Group, "x")
+    };
+    assert_eq!(
+        refusal(
+            system
+                .accountability
+                .submit_check_in(as_participant(on_abandoned, "sam"))
+                .await
+        )
+        .1,
+        "GOAL_NOT_ACTIVE"
+    );
+    let too_wide = check_in(&sam, pb::Visibility::Group, "x");
+    let mut riley_wide = too_wide.clone();
+    riley_wide.parent = "networks/acme/participants/riley".into();
+    assert_eq!(
+        refusal(
+            system
+                .accountability
+                .submit_check_in(as_participant(riley_wide, "riley"))
+                .await
+        )
+        .1,
+        "CONSENT_REQUIRED"
+    );
+    let out_of_range = pb::SubmitCheckInRequest {
+        mood: 11,
+        craving: 12,
+        ..too_wide.clone()
+    };
+    assert_eq!(
+        refusal(
+            system
+                .accountability
+                .submit_check_in(as_participant(out_of_range, "sam"))
+                .await
+        )
+        .2,
+        vec!["mood".to_owned(), "craving".to_owned()]
+    );
+    let for_someone_else = system
+        .accountability
+        .submit_check_in(as_participant(
+            check_in(&jordan, pb::Visibility::Group, "x"),
+            "sam",
+        ))
+        .await;
+    assert_eq!(refusal(for_someone_else).1, "NOT_YOUR_RECORD");
+    let own = system
+        .accountability
+        .encourage(as_participant(
+            pb::EncourageRequest {
+                check_in: shared.name.clone(),
+                participant: sam.clone(),
+                reaction: "clap".into(),
+                message: String::new(),
+                request_id: String::new(),
+            },
+            "sam",
+        ))
+        .await;
+    assert_eq!(refusal(own).0, Code::InvalidArgument);
+    assert_eq!(
+        system.accountability_stream_last_sequence().await?,
+        before,
+        "nothing appended"
+    );
+    Ok(())
+}
