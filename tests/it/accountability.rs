@@ -479,6 +479,33 @@ async fn each_viewer_sees_exactly_what_they_may_across_the_three_services() -> a
         },
     )
     .await?;
+    let mut feed = system
+        .accountability
+        .watch_group_feed(as_participant(
+            pb::WatchGroupFeedRequest {
+                group: group.clone(),
+                after_position: 0,
+                heartbeat_seconds: 1,
+            },
+            "riley",
+        ))
+        .await?
+        .into_inner();
+    while let Some(message) = feed.message().await? {
+        match message.event {
+            Some(pb::watch_group_feed_response::Event::Item(item)) => {
+                assert!(
+                    !item
+                        .check_in
+                        .as_ref()
+                        .is_some_and(|c| c.name.starts_with(&sam)),
+                    "after revocation: {item:?}"
+                );
+            }
+            Some(pb::watch_group_feed_response::Event::HeartbeatPosition(_)) => break,
+            None => {}
+        }
+    }
     Ok(())
 }
 
@@ -705,6 +732,66 @@ async fn the_nudge_ladder_climbs_with_the_clock_keeps_quiet_hours_and_never_repe
     let nudges = wait_for_nudges(&mut system, &sam, 4).await?;
     assert_eq!(nudges.len(), 4, "{nudges:?}");
     assert_eq!(nudges[3].0, "participant: missed-check-in");
+
+    // A setback shared with the partner prompts the partner and the facilitator to support.
+    system
+        .accountability
+        .report_setback(as_participant(
+            pb::ReportSetbackRequest {
+                parent: sam.clone(),
+                text: "Used last night.".into(),
+                visibility: pb::Visibility::Partner as i32,
+                request_id: String::new(),
+            },
+            "sam",
+        ))
+        .await?;
+    let nudges = wait_for_nudges(&mut system, &sam, 6).await?;
+    let mut support: Vec<&str> = nudges[4..]
+        .iter()
+        .map(|(detail, _)| detail.as_str())
+        .collect();
+    support.sort_unstable();
+    assert_eq!(
+        support,
+        ["facilitator: setback-support", "partner: setback-support"]
+    );
+
+    // When Jordan leaves the group, the partnership ends by itself.
+    system
+        .enrollment
+        .discharge_participant(admin(
+            circle_proto::enrollment::v1::DischargeParticipantRequest {
+                name: format!("{group}/memberships/jordan"),
+                reason: circle_proto::enrollment::v1::EndReason::Completed as i32,
+                request_id: String::new(),
+            },
+        ))
+        .await?;
+    let pool = system.env.pool.clone();
+    let partnership_id = proposed
+        .name
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    eventually(
+        || {
+            let pool = pool.clone();
+            let partnership_id = partnership_id.clone();
+            async move {
+                let state: Option<String> = sqlx::query_scalar(
+                    "SELECT state FROM accountability.partnerships WHERE partnership_id = $1",
+                )
+                .bind(partnership_id)
+                .fetch_optional(&pool)
+                .await?;
+                Ok(state)
+            }
+        },
+        |state| state.as_deref() == Some("ended"),
+    )
+    .await?;
     Ok(())
 }
 

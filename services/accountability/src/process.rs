@@ -377,6 +377,50 @@ impl Nudger {
                     .await?;
                 }
             }
+            // A setback prompts support: the partner (when they may see it) and the
+            // facilitators, each once, outside quiet hours like every nudge.
+            let setbacks: Vec<(String, String, Time)> = sqlx::query_as(
+                "SELECT setback_id, visibility, at FROM accountability.setbacks
+                 WHERE network = $1 AND participant_id = $2 AND at > $3",
+            )
+            .bind(&network)
+            .bind(&participant_id)
+            .bind(now - chrono::Duration::days(7))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|error| error.to_string())?;
+            for (setback_id, visibility, at) in setbacks {
+                if let Some(partner) = &partner
+                    && (visibility == "group" || visibility == "partner")
+                {
+                    let nudge_id = format!("support-{setback_id}-partner");
+                    self.nudge(
+                        &network,
+                        &participant_id,
+                        nudge_id,
+                        NudgeLevel::Partner,
+                        "setback-support",
+                        None,
+                        Some(partner.clone()),
+                        at,
+                    )
+                    .await?;
+                }
+                if let Some(facilitator) = &facilitator {
+                    let nudge_id = format!("support-{setback_id}-facilitator");
+                    self.nudge(
+                        &network,
+                        &participant_id,
+                        nudge_id,
+                        NudgeLevel::Facilitator,
+                        "setback-support",
+                        None,
+                        Some(facilitator.clone()),
+                        at,
+                    )
+                    .await?;
+                }
+            }
             if missed_in_a_row >= 2
                 && let Some(facilitator) = &facilitator
             {
