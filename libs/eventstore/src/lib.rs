@@ -16,6 +16,7 @@ pub use key::{AggregateKey, KeyError};
 pub use repository::{Aggregate, DecodeError, ExecuteError, Executed, Repository, Snapshot};
 pub use store::{
     AppendOutcome, CommitMeta, EventStore, NewEvent, StoreError, StoredCommit, StreamSpec,
+    wait_for_stream,
 };
 pub use trace::{HeaderExtractor, HeaderInjector};
 

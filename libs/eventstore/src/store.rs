@@ -365,6 +365,25 @@ impl EventStore {
     }
 }
 
+/// Waits, at most `limit`, for another service's stream to exist. A service reads
+/// other services' streams but never creates them.
+pub async fn wait_for_stream(
+    jetstream: &jetstream::Context,
+    name: &str,
+    limit: Duration,
+) -> Result<stream::Stream, StoreError> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match jetstream.get_stream(name).await {
+            Ok(stream) => return Ok(stream),
+            Err(error) if tokio::time::Instant::now() >= deadline => {
+                return Err(StoreError::Unavailable(format!("stream {name}: {error}")));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
 /// The message id scopes the request id to the aggregate, so two clients that happen to
 /// pick the same request id for different aggregates do not swallow each other.
 fn message_id(key: &AggregateKey, request_id: &str) -> String {

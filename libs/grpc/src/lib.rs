@@ -2,6 +2,8 @@
 //! one `ErrorInfo` reason (and `BadRequest` field violations for bad input), resource
 //! name parsing, request ids, etags, consistency tokens and page tokens.
 
+pub mod host;
+
 use std::collections::HashMap;
 
 use tonic::{Code, Status};

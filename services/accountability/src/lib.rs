@@ -21,10 +21,10 @@ use std::time::Duration;
 use circle_calendar::{Clock, SystemClock};
 use circle_config::Config;
 use circle_eventstore::{EventStore, StreamSpec};
+use circle_grpc::host::{Host, Shutdown};
 use circle_projection::{ProjectionRunner, ProjectionSettings};
 use circle_proto::accountability::v1::accountability_service_server::AccountabilityServiceServer;
 use sqlx::postgres::PgPoolOptions;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub const SERVICE: &str = "accountability";
@@ -43,8 +43,8 @@ pub enum StartError {
     MissingStream(String),
     #[error("invalid configuration: {0}")]
     Config(String),
-    #[error("cannot listen on {addr}: {reason}")]
-    Listen { addr: SocketAddr, reason: String },
+    #[error(transparent)]
+    Host(#[from] circle_grpc::host::HostError),
     #[error("gRPC server: {0}")]
     Server(String),
 }
@@ -68,20 +68,6 @@ pub async fn start(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Running, StartError> {
     start_with_clock(config, Arc::new(SystemClock), shutdown).await
-}
-
-/// Waits (up to 30 s) for another service's stream; this service never creates it.
-async fn other_stream(
-    jetstream: &async_nats::jetstream::Context,
-    name: String,
-) -> Result<async_nats::jetstream::stream::Stream, StartError> {
-    for _ in 0..150 {
-        if let Ok(stream) = jetstream.get_stream(&name).await {
-            return Ok(stream);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    Err(StartError::MissingStream(name))
 }
 
 pub async fn start_with_clock(
@@ -112,9 +98,17 @@ pub async fn start_with_clock(
         .get_stream(&store.spec().name)
         .await
         .map_err(|error| nats_error(&error))?;
-    let enrollment_stream =
-        other_stream(store.jetstream(), config.stream_name("enrollment")).await?;
-    let sessions_stream = other_stream(store.jetstream(), config.stream_name("sessions")).await?;
+    let jetstream = store.jetstream().clone();
+    let other_stream = |name: String| {
+        let jetstream = jetstream.clone();
+        async move {
+            circle_eventstore::wait_for_stream(&jetstream, &name, Duration::from_secs(30))
+                .await
+                .map_err(|_| StartError::MissingStream(name))
+        }
+    };
+    let enrollment_stream = other_stream(config.stream_name("enrollment")).await?;
+    let sessions_stream = other_stream(config.stream_name("sessions")).await?;
     let settings = ProjectionSettings {
         batch_size: config.projection.batch_size,
         ack_wait: Duration::from_secs(config.projection.ack_wait_secs),
@@ -163,38 +157,22 @@ pub async fn start_with_clock(
         read_model.handle(),
         Duration::from_millis(config.projection.read_your_writes_timeout_ms),
     );
-    let listener = tokio::net::TcpListener::bind(config.accountability.listen)
-        .await
-        .map_err(|error| StartError::Listen {
-            addr: config.accountability.listen,
-            reason: error.to_string(),
-        })?;
-    let local_addr = listener.local_addr().map_err(|error| StartError::Listen {
-        addr: config.accountability.listen,
-        reason: error.to_string(),
-    })?;
-
-    let (stop, stopped) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop.send(true);
-    });
-    let until_stopped = |mut stopped: watch::Receiver<bool>| async move {
-        let _ = stopped.wait_for(|stopped| *stopped).await;
-    };
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<AccountabilityServiceServer<api::AccountabilityApi>>()
-        .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(circle_proto::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|error| StartError::Server(error.to_string()))?;
+    let shutdown = Shutdown::new(shutdown);
+    let host = Host::bind(
+        config.accountability.listen,
+        "circle.accountability.v1.AccountabilityService",
+        circle_proto::FILE_DESCRIPTOR_SET,
+        nats,
+        pool.clone(),
+        shutdown.clone(),
+    )
+    .await?;
+    let local_addr = host.local_addr;
     let background = vec![
-        tokio::spawn(roster_runner.run(until_stopped(stopped.clone()))),
-        tokio::spawn(read_model.run(until_stopped(stopped.clone()))),
-        tokio::spawn(from_sessions.run(until_stopped(stopped.clone()))),
-        tokio::spawn(guard.run(until_stopped(stopped.clone()))),
+        tokio::spawn(roster_runner.run(shutdown.signal())),
+        tokio::spawn(read_model.run(shutdown.signal())),
+        tokio::spawn(from_sessions.run(shutdown.signal())),
+        tokio::spawn(guard.run(shutdown.signal())),
     ];
     let nudger = process::Nudger {
         pool,
@@ -203,19 +181,11 @@ pub async fn start_with_clock(
     };
     let nudging = tokio::spawn(nudger.run(
         Duration::from_millis(config.accountability.nudge_poll_ms),
-        until_stopped(stopped.clone()),
+        shutdown.signal(),
     ));
-    let server = tonic::transport::Server::builder()
-        .concurrency_limit_per_connection(256)
-        .add_service(health_service)
-        .add_service(reflection)
-        .add_service(AccountabilityServiceServer::new(api))
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            until_stopped(stopped),
-        );
     let task = tokio::spawn(async move {
-        let served = server
+        let served = host
+            .serve(|router| router.add_service(AccountabilityServiceServer::new(api)))
             .await
             .map_err(|error| StartError::Server(error.to_string()));
         for runner in background {

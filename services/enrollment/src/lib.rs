@@ -20,10 +20,10 @@ use std::time::Duration;
 
 use circle_config::Config;
 use circle_eventstore::{EventStore, StreamSpec};
+use circle_grpc::host::{Host, Shutdown};
 use circle_projection::{ProjectionRunner, ProjectionSettings};
 use circle_proto::enrollment::v1::enrollment_service_server::EnrollmentServiceServer;
 use sqlx::postgres::PgPoolOptions;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use circle_calendar::{Clock, ManualClock, SystemClock};
@@ -40,8 +40,8 @@ pub enum StartError {
     EventStore(#[from] circle_eventstore::StoreError),
     #[error("read model: {0}")]
     Projection(#[from] circle_projection::ApplyError),
-    #[error("cannot listen on {addr}: {reason}")]
-    Listen { addr: SocketAddr, reason: String },
+    #[error(transparent)]
+    Host(#[from] circle_grpc::host::HostError),
     #[error("gRPC server: {0}")]
     Server(String),
 }
@@ -146,58 +146,31 @@ pub async fn start_with_clock(
         Duration::from_millis(config.projection.read_your_writes_timeout_ms),
     );
 
-    let listener = tokio::net::TcpListener::bind(config.enrollment.listen)
-        .await
-        .map_err(|error| StartError::Listen {
-            addr: config.enrollment.listen,
-            reason: error.to_string(),
-        })?;
-    let local_addr = listener.local_addr().map_err(|error| StartError::Listen {
-        addr: config.enrollment.listen,
-        reason: error.to_string(),
-    })?;
-
-    let (stop, stopped) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop.send(true);
-    });
-    let until_stopped = |mut stopped: watch::Receiver<bool>| async move {
-        let _ = stopped.wait_for(|stopped| *stopped).await;
-    };
-
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<EnrollmentServiceServer<api::EnrollmentApi>>()
-        .await;
-    tokio::spawn(watch_readiness(health, nats, pool.clone(), stopped.clone()));
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(circle_proto::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|error| StartError::Server(error.to_string()))?;
-
+    let shutdown = Shutdown::new(shutdown);
+    let host = Host::bind(
+        config.enrollment.listen,
+        "circle.enrollment.v1.EnrollmentService",
+        circle_proto::FILE_DESCRIPTOR_SET,
+        nats,
+        pool.clone(),
+        shutdown.clone(),
+    )
+    .await?;
+    let local_addr = host.local_addr;
     let background = vec![
-        tokio::spawn(read_model.run(until_stopped(stopped.clone()))),
-        tokio::spawn(offer_timers.run(until_stopped(stopped.clone()))),
-        tokio::spawn(transfers.run(until_stopped(stopped.clone()))),
+        tokio::spawn(read_model.run(shutdown.signal())),
+        tokio::spawn(offer_timers.run(shutdown.signal())),
+        tokio::spawn(transfers.run(shutdown.signal())),
     ];
     let timers = tokio::spawn(process::fire_offer_timers(
         pool,
         commands,
         Duration::from_millis(config.enrollment.timer_poll_ms),
-        until_stopped(stopped.clone()),
+        shutdown.signal(),
     ));
-    let server = tonic::transport::Server::builder()
-        .concurrency_limit_per_connection(256)
-        .add_service(health_service)
-        .add_service(reflection)
-        .add_service(EnrollmentServiceServer::new(api))
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            until_stopped(stopped),
-        );
     let task = tokio::spawn(async move {
-        let served = server
+        let served = host
+            .serve(|router| router.add_service(EnrollmentServiceServer::new(api)))
             .await
             .map_err(|error| StartError::Server(error.to_string()));
         for runner in background {
@@ -224,40 +197,4 @@ pub async fn run(
         .task
         .await
         .map_err(|error| StartError::Server(error.to_string()))?
-}
-
-/// Readiness follows the dependencies: NOT_SERVING while NATS or PostgreSQL is gone.
-async fn watch_readiness(
-    health: tonic_health::server::HealthReporter,
-    nats: async_nats::Client,
-    pool: sqlx::PgPool,
-    mut stopped: watch::Receiver<bool>,
-) {
-    use tonic_health::ServingStatus;
-    let mut ready = true;
-    loop {
-        tokio::select! {
-            changed = stopped.changed() => {
-                if changed.is_err() || *stopped.borrow() {
-                    health.set_not_serving::<EnrollmentServiceServer<api::EnrollmentApi>>().await;
-                    return;
-                }
-            }
-            () = tokio::time::sleep(Duration::from_secs(5)) => {}
-        }
-        let nats_up = nats.connection_state() == async_nats::connection::State::Connected;
-        let database_up = sqlx::query("SELECT 1").execute(&pool).await.is_ok();
-        if (nats_up && database_up) != ready {
-            ready = nats_up && database_up;
-            let status = if ready {
-                ServingStatus::Serving
-            } else {
-                ServingStatus::NotServing
-            };
-            health
-                .set_service_status("circle.enrollment.v1.EnrollmentService", status)
-                .await;
-            tracing::warn!(nats_up, database_up, "readiness changed");
-        }
-    }
 }

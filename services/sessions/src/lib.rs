@@ -21,10 +21,10 @@ use std::time::Duration;
 use circle_calendar::{Clock, SystemClock};
 use circle_config::Config;
 use circle_eventstore::{EventStore, StreamSpec};
+use circle_grpc::host::{Host, Shutdown};
 use circle_projection::{ProjectionRunner, ProjectionSettings};
 use circle_proto::sessions::v1::sessions_service_server::SessionsServiceServer;
 use sqlx::postgres::PgPoolOptions;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub const SERVICE: &str = "sessions";
@@ -41,8 +41,8 @@ pub enum StartError {
     Projection(#[from] circle_projection::ApplyError),
     #[error("the enrollment stream {0} does not exist; start the enrollment service first")]
     NoEnrollmentStream(String),
-    #[error("cannot listen on {addr}: {reason}")]
-    Listen { addr: SocketAddr, reason: String },
+    #[error(transparent)]
+    Host(#[from] circle_grpc::host::HostError),
     #[error("gRPC server: {0}")]
     Server(String),
 }
@@ -103,17 +103,13 @@ pub async fn start_with_clock(
         .get_stream(&store.spec().name)
         .await
         .map_err(|error| nats_error(&error))?;
-    let enrollment_name = config.stream_name("enrollment");
-    let mut enrollment_stream = None;
-    for _ in 0..150 {
-        if let Ok(stream) = store.jetstream().get_stream(&enrollment_name).await {
-            enrollment_stream = Some(stream);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let enrollment_stream =
-        enrollment_stream.ok_or_else(|| StartError::NoEnrollmentStream(enrollment_name.clone()))?;
+    let enrollment_stream = circle_eventstore::wait_for_stream(
+        store.jetstream(),
+        &config.stream_name("enrollment"),
+        Duration::from_secs(30),
+    )
+    .await
+    .map_err(|_| StartError::NoEnrollmentStream(config.stream_name("enrollment")))?;
     let settings = projection_settings(config);
     let commands = Arc::new(commands::Commands::new(store, clock));
     let roster_runner = ProjectionRunner::new(
@@ -142,36 +138,20 @@ pub async fn start_with_clock(
             payer_cap: config.sessions.payer_cap,
         },
     );
-    let listener = tokio::net::TcpListener::bind(config.sessions.listen)
-        .await
-        .map_err(|error| StartError::Listen {
-            addr: config.sessions.listen,
-            reason: error.to_string(),
-        })?;
-    let local_addr = listener.local_addr().map_err(|error| StartError::Listen {
-        addr: config.sessions.listen,
-        reason: error.to_string(),
-    })?;
-
-    let (stop, stopped) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop.send(true);
-    });
-    let until_stopped = |mut stopped: watch::Receiver<bool>| async move {
-        let _ = stopped.wait_for(|stopped| *stopped).await;
-    };
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<SessionsServiceServer<api::SessionsApi>>()
-        .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(circle_proto::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|error| StartError::Server(error.to_string()))?;
+    let shutdown = Shutdown::new(shutdown);
+    let host = Host::bind(
+        config.sessions.listen,
+        "circle.sessions.v1.SessionsService",
+        circle_proto::FILE_DESCRIPTOR_SET,
+        nats,
+        pool.clone(),
+        shutdown.clone(),
+    )
+    .await?;
+    let local_addr = host.local_addr;
     let background = vec![
-        tokio::spawn(roster_runner.run(until_stopped(stopped.clone()))),
-        tokio::spawn(read_model.run(until_stopped(stopped.clone()))),
+        tokio::spawn(roster_runner.run(shutdown.signal())),
+        tokio::spawn(read_model.run(shutdown.signal())),
     ];
     let materializer = process::Materializer {
         pool,
@@ -181,19 +161,11 @@ pub async fn start_with_clock(
     };
     let materializing = tokio::spawn(materializer.run(
         Duration::from_millis(config.sessions.materialize_poll_ms),
-        until_stopped(stopped.clone()),
+        shutdown.signal(),
     ));
-    let server = tonic::transport::Server::builder()
-        .concurrency_limit_per_connection(256)
-        .add_service(health_service)
-        .add_service(reflection)
-        .add_service(SessionsServiceServer::new(api))
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            until_stopped(stopped),
-        );
     let task = tokio::spawn(async move {
-        let served = server
+        let served = host
+            .serve(|router| router.add_service(SessionsServiceServer::new(api)))
             .await
             .map_err(|error| StartError::Server(error.to_string()));
         for runner in background {

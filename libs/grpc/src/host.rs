@@ -1,0 +1,148 @@
+//! What every Circle service does to serve gRPC: bind (port 0 for any), a shutdown
+//! signal its tasks share, standard health with readiness that follows NATS and
+//! PostgreSQL, and server reflection.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tonic::transport::server::Router;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+/// A shutdown signal many tasks can wait on.
+#[derive(Clone)]
+pub struct Shutdown {
+    stopped: watch::Receiver<bool>,
+}
+
+impl Shutdown {
+    /// Fires when `signal` resolves.
+    pub fn new(signal: impl Future<Output = ()> + Send + 'static) -> Self {
+        let (stop, stopped) = watch::channel(false);
+        tokio::spawn(async move {
+            signal.await;
+            let _ = stop.send(true);
+        });
+        Self { stopped }
+    }
+
+    /// Resolves once shutdown has been asked for.
+    pub fn signal(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut stopped = self.stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|stopped| *stopped).await;
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen { addr: SocketAddr, reason: String },
+    #[error("server reflection: {0}")]
+    Reflection(String),
+}
+
+/// A bound listener with health and reflection ready to serve.
+pub struct Host {
+    listener: TcpListener,
+    pub local_addr: SocketAddr,
+    pub shutdown: Shutdown,
+    router: Router,
+}
+
+impl Host {
+    /// Binds `addr`, reports `service` (its full gRPC name) SERVING while NATS and
+    /// PostgreSQL answer, and registers reflection for `descriptors`.
+    pub async fn bind(
+        addr: SocketAddr,
+        service: &'static str,
+        descriptors: &'static [u8],
+        nats: async_nats::Client,
+        pool: sqlx::PgPool,
+        shutdown: Shutdown,
+    ) -> Result<Self, HostError> {
+        let listen_error = |error: std::io::Error| HostError::Listen {
+            addr,
+            reason: error.to_string(),
+        };
+        let listener = TcpListener::bind(addr).await.map_err(listen_error)?;
+        let local_addr = listener.local_addr().map_err(listen_error)?;
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health
+            .set_service_status(service, ServingStatus::Serving)
+            .await;
+        tokio::spawn(follow_readiness(
+            health,
+            service,
+            nats,
+            pool,
+            shutdown.clone(),
+        ));
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(descriptors)
+            .build_v1()
+            .map_err(|error| HostError::Reflection(error.to_string()))?;
+        let router = tonic::transport::Server::builder()
+            .concurrency_limit_per_connection(256)
+            .add_service(health_service)
+            .add_service(reflection);
+        Ok(Self {
+            listener,
+            local_addr,
+            shutdown,
+            router,
+        })
+    }
+
+    /// Serves the routes `add` puts next to health and reflection until shutdown,
+    /// draining calls in flight.
+    pub async fn serve(
+        self,
+        add: impl FnOnce(Router) -> Router,
+    ) -> Result<(), tonic::transport::Error> {
+        add(self.router)
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(self.listener),
+                self.shutdown.signal(),
+            )
+            .await
+    }
+}
+
+/// Readiness follows the dependencies: NOT_SERVING while NATS or PostgreSQL is gone,
+/// and once shutdown starts.
+async fn follow_readiness(
+    health: HealthReporter,
+    service: &'static str,
+    nats: async_nats::Client,
+    pool: sqlx::PgPool,
+    shutdown: Shutdown,
+) {
+    let mut ready = true;
+    let stopped = shutdown.signal();
+    tokio::pin!(stopped);
+    loop {
+        tokio::select! {
+            () = &mut stopped => {
+                health.set_service_status(service, ServingStatus::NotServing).await;
+                return;
+            }
+            () = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+        let nats_up = nats.connection_state() == async_nats::connection::State::Connected;
+        let database_up = sqlx::query("SELECT 1").execute(&pool).await.is_ok();
+        if (nats_up && database_up) != ready {
+            ready = nats_up && database_up;
+            let status = if ready {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            health.set_service_status(service, status).await;
+            tracing::warn!(service, nats_up, database_up, "readiness changed");
+        }
+    }
+}
