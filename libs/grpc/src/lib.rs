@@ -268,6 +268,45 @@ pub fn request_id(value: &str) -> Result<String, String> {
     Ok(value.to_owned())
 }
 
+/// A request id read into `violations` (a fresh one when absent).
+pub fn request_id_field(violations: &mut Violations, value: &str) -> String {
+    violations
+        .check("request_id", request_id(value))
+        .unwrap_or_default()
+}
+
+/// A single line of text, trimmed: at most `max_chars`, no control characters, and
+/// not empty when `required`.
+pub fn line(value: &str, max_chars: usize, required: bool) -> Result<String, String> {
+    checked_text(value, max_chars, required, |c| c.is_control())
+}
+
+/// Free text, trimmed, that may run over several lines (newlines and tabs allowed).
+pub fn paragraphs(value: &str, max_chars: usize, required: bool) -> Result<String, String> {
+    checked_text(value, max_chars, required, |c| {
+        c.is_control() && c != '\n' && c != '\t'
+    })
+}
+
+fn checked_text(
+    value: &str,
+    max_chars: usize,
+    required: bool,
+    forbidden: impl Fn(char) -> bool,
+) -> Result<String, String> {
+    let trimmed = value.trim();
+    if required && trimmed.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if trimmed.chars().count() > max_chars {
+        return Err(format!("must be at most {max_chars} characters"));
+    }
+    if trimmed.chars().any(forbidden) {
+        return Err("must not contain control characters".into());
+    }
+    Ok(trimmed.to_owned())
+}
+
 /// An etag is the aggregate's version, in decimal; empty means no precondition.
 pub fn etag(value: &str) -> Result<Option<u64>, String> {
     if value.is_empty() {
@@ -358,6 +397,17 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn text_is_trimmed_bounded_and_single_line_where_asked() {
+        assert_eq!(line("  Sam ", 10, true), Ok("Sam".to_owned()));
+        assert!(line("   ", 10, true).is_err());
+        assert_eq!(line("", 10, false), Ok(String::new()));
+        assert!(line("two\nlines", 20, true).is_err());
+        assert!(paragraphs("two\nlines", 20, true).is_ok());
+        assert!(paragraphs("bell\u{7}", 20, true).is_err());
+        assert!(line(&"x".repeat(11), 10, true).is_err());
     }
 
     #[test]

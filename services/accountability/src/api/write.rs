@@ -17,26 +17,6 @@ use crate::domain::visibility::{Viewer, can_see_check_in};
 const MAX_GOAL_CHARS: usize = 500;
 const MAX_CHECK_IN_CHARS: usize = 1000;
 
-fn request_id(violations: &mut Violations, value: &str) -> String {
-    violations
-        .check("request_id", circle_grpc::request_id(value))
-        .unwrap_or_default()
-}
-
-fn text(value: &str, max_chars: usize, required: bool) -> Result<String, String> {
-    let trimmed = value.trim();
-    if required && trimmed.is_empty() {
-        return Err("must not be empty".into());
-    }
-    if trimmed.chars().count() > max_chars {
-        return Err(format!("must be at most {max_chars} characters"));
-    }
-    if trimmed.chars().any(|c| c.is_control() && c != '\n') {
-        return Err("must not contain control characters".into());
-    }
-    Ok(trimmed.to_owned())
-}
-
 fn derived_id(parent: &str, kind: &str, request_id: &str) -> String {
     let seed = format!("{parent}/{kind}/{request_id}");
     uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, seed.as_bytes()).to_string()
@@ -93,7 +73,7 @@ impl AccountabilityApi {
         command: impl FnOnce(String) -> JournalCommand,
     ) -> ApiResult<(pb::Goal, String)> {
         let ids = owned(request_caller, &mut violations, "name", name, GOAL)?;
-        let request_id = request_id(&mut violations, request_id_value);
+        let request_id = circle_grpc::request_id_field(&mut violations, request_id_value);
         violations.into_result()?;
         let Some(ids) = ids else {
             return Err(ApiError::internal());
@@ -135,8 +115,11 @@ impl AccountabilityApi {
             &request.parent,
             PARTICIPANT,
         )?;
-        let request_id = request_id(&mut violations, &request.request_id);
-        let text = violations.check("text", text(&request.text, MAX_GOAL_CHARS, true));
+        let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
+        let text = violations.check(
+            "text",
+            circle_grpc::paragraphs(&request.text, MAX_GOAL_CHARS, true),
+        );
         let cadence = violations.check(
             "cadence",
             codec::cadence_from_wire(request.cadence)
@@ -182,7 +165,10 @@ impl AccountabilityApi {
         let request = request.into_inner();
         let mut violations = Violations::default();
         let text = violations
-            .check("text", text(&request.text, MAX_GOAL_CHARS, true))
+            .check(
+                "text",
+                circle_grpc::paragraphs(&request.text, MAX_GOAL_CHARS, true),
+            )
             .unwrap_or_default();
         let cadence = violations.check(
             "cadence",
@@ -274,7 +260,7 @@ impl AccountabilityApi {
         {
             violations.add("goal", "must be one of the participant's own goals");
         }
-        let request_id = request_id(&mut violations, &request.request_id);
+        let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
         let progress = violations.check(
             "progress",
             codec::progress_from_wire(request.progress)
@@ -290,7 +276,10 @@ impl AccountabilityApi {
                 violations.add(field, "must be between 0 and 10");
             }
         }
-        let text = violations.check("text", text(&request.text, MAX_CHECK_IN_CHARS, false));
+        let text = violations.check(
+            "text",
+            circle_grpc::paragraphs(&request.text, MAX_CHECK_IN_CHARS, false),
+        );
         violations.into_result()?;
         let (Some(ids), Some(progress), Some(visibility), Some(text)) =
             (ids, progress, visibility, text)
@@ -361,12 +350,12 @@ impl AccountabilityApi {
             &request.participant,
             PARTICIPANT,
         )?;
-        let request_id = request_id(&mut violations, &request.request_id);
+        let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
         let reaction = violations
-            .check("reaction", text(&request.reaction, 32, false))
+            .check("reaction", circle_grpc::line(&request.reaction, 32, false))
             .unwrap_or_default();
         let message = violations
-            .check("message", text(&request.message, 280, false))
+            .check("message", circle_grpc::line(&request.message, 280, false))
             .unwrap_or_default();
         if reaction.is_empty() && message.is_empty() {
             violations.add("reaction", "a reaction or a message is needed");
@@ -430,8 +419,11 @@ impl AccountabilityApi {
             &request.parent,
             PARTICIPANT,
         )?;
-        let request_id = request_id(&mut violations, &request.request_id);
-        let text = violations.check("text", text(&request.text, MAX_CHECK_IN_CHARS, false));
+        let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
+        let text = violations.check(
+            "text",
+            circle_grpc::paragraphs(&request.text, MAX_CHECK_IN_CHARS, false),
+        );
         let visibility = violations.check(
             "visibility",
             match codec::visibility_from_wire(request.visibility) {
@@ -490,7 +482,7 @@ impl AccountabilityApi {
             PARTICIPANT,
         )?;
         let group = owned(&caller, &mut violations, "group", &request.group, GROUP)?;
-        let request_id = request_id(&mut violations, &request.request_id);
+        let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
         violations.into_result()?;
         let (Some(proposer), Some(invitee), Some(group)) = (proposer, invitee, group) else {
             return Err(ApiError::internal());
@@ -542,7 +534,7 @@ impl AccountabilityApi {
         let request = request.into_inner();
         let mut violations = Violations::default();
         let ids = owned(&caller, &mut violations, "name", &request.name, PARTNERSHIP)?;
-        let request_id = request_id(&mut violations, &request.request_id);
+        let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
         violations.into_result()?;
         let Some(ids) = ids else {
             return Err(ApiError::internal());
@@ -585,7 +577,7 @@ impl AccountabilityApi {
         let request = request.into_inner();
         let mut violations = Violations::default();
         let ids = owned(&caller, &mut violations, "name", &request.name, PARTNERSHIP)?;
-        let request_id = request_id(&mut violations, &request.request_id);
+        let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
         violations.into_result()?;
         let Some(ids) = ids else {
             return Err(ApiError::internal());
@@ -630,7 +622,7 @@ impl AccountabilityApi {
         let clinic = owned(&caller, &mut violations, "clinic", &request.clinic, CLINIC)?;
         let scope: Vec<&str> = clinic.iter().map(|ids| ids[1].as_str()).collect();
         authorize(&caller, roles::CLINIC_ADMINS, &scope)?;
-        let request_id = request_id(&mut violations, &request.request_id);
+        let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
         let minute = |value: &str| {
             chrono::NaiveTime::parse_from_str(value, "%H:%M")
                 .map(|time| chrono::Timelike::hour(&time) * 60 + chrono::Timelike::minute(&time))

@@ -95,22 +95,11 @@ pub fn resource_id(
 }
 
 pub fn text(value: &str, max_chars: usize) -> Result<String, String> {
-    let trimmed = value.trim();
-    if trimmed.is_empty() {
-        return Err("must not be empty".into());
-    }
-    optional_text(trimmed, max_chars)
+    circle_grpc::line(value, max_chars, true)
 }
 
 pub fn optional_text(value: &str, max_chars: usize) -> Result<String, String> {
-    let trimmed = value.trim();
-    if trimmed.chars().count() > max_chars {
-        return Err(format!("must be at most {max_chars} characters"));
-    }
-    if trimmed.chars().any(char::is_control) {
-        return Err("must not contain control characters".into());
-    }
-    Ok(trimmed.to_owned())
+    circle_grpc::line(value, max_chars, false)
 }
 
 pub fn time_zone_name(value: &str) -> Result<String, String> {

@@ -14,12 +14,6 @@ use crate::domain::{
     ClinicCommand, GroupChanges, GroupCommand, GroupDetails, ParticipantCommand, TransferRef,
 };
 
-fn request_id(violations: &mut Violations, value: &str) -> String {
-    violations
-        .check("request_id", circle_grpc::request_id(value))
-        .unwrap_or_default()
-}
-
 fn etag(violations: &mut Violations, field: &str, value: &str) -> Option<u64> {
     violations.check(field, circle_grpc::etag(value)).flatten()
 }
@@ -62,7 +56,7 @@ impl EnrollmentApi {
         let mut violations = Violations::default();
         owned(&caller, &mut violations, "parent", &request.parent, NETWORK)?;
         authorize(&caller, ADMINS, &[])?;
-        let request_id = request_id(&mut violations, &request.request_id);
+        let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
         let clinic = request.clinic.unwrap_or_default();
         let display_name = violations.check(
             "clinic.display_name",
@@ -137,7 +131,7 @@ impl EnrollmentApi {
             CLINIC,
         )?;
         authorize(&caller, ADMINS, &[])?;
-        let request_id = request_id(&mut violations, &request.request_id);
+        let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
         let etag = etag(&mut violations, "clinic.etag", &clinic.etag);
         let paths = paths(
             &mut violations,
@@ -199,7 +193,7 @@ impl EnrollmentApi {
         let mut violations = Violations::default();
         let ids = owned(&caller, &mut violations, "name", &request.name, CLINIC)?;
         authorize(&caller, ADMINS, &[])?;
-        let request_id = request_id(&mut violations, &request.request_id);
+        let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
         let etag = etag(&mut violations, "etag", &request.etag);
         violations.into_result()?;
         let Some(ids) = ids else {
@@ -254,7 +248,7 @@ impl EnrollmentApi {
         let parent = owned(&caller, &mut violations, "parent", &request.parent, CLINIC)?;
         let scope: Vec<&str> = parent.iter().map(|ids| ids[1].as_str()).collect();
         authorize(&caller, CLINIC_ADMINS, &scope)?;
-        let request_id = request_id(&mut violations, &request.request_id);
+        let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
         let group = request.group.unwrap_or_default();
         let display_name = violations.check(
             "group.display_name",
@@ -366,7 +360,7 @@ impl EnrollmentApi {
         let ids = owned(&caller, &mut violations, "group.name", &group.name, GROUP)?;
         let scope: Vec<&str> = ids.iter().map(|ids| ids[1].as_str()).collect();
         authorize(&caller, CLINIC_ADMINS, &scope)?;
-        let request_id = request_id(&mut violations, &request.request_id);
+        let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
         let etag = etag(&mut violations, "group.etag", &group.etag);
         let paths = paths(
             &mut violations,
@@ -462,7 +456,7 @@ impl EnrollmentApi {
         let ids = owned(&caller, &mut violations, "name", &request.name, GROUP)?;
         let scope: Vec<&str> = ids.iter().map(|ids| ids[1].as_str()).collect();
         authorize(&caller, CLINIC_ADMINS, &scope)?;
-        let request_id = request_id(&mut violations, &request.request_id);
+        let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
         let etag = etag(&mut violations, "etag", &request.etag);
         violations.into_result()?;
         let Some(ids) = ids else {
@@ -511,7 +505,7 @@ impl EnrollmentApi {
         )?;
         let scope: Vec<&str> = home.iter().map(|ids| ids[1].as_str()).collect();
         authorize(&caller, STAFF, &scope)?;
-        let request_id = request_id(&mut violations, &request.request_id);
+        let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
         let profile = convert::profile(
             &mut violations,
             "participant.profile",
@@ -613,7 +607,7 @@ impl EnrollmentApi {
         } else {
             None
         };
-        let request_id = request_id(&mut violations, &request.request_id);
+        let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
         let etag = etag(&mut violations, "participant.etag", &participant.etag);
         violations.into_result()?;
         let Some(ids) = ids else {
@@ -705,7 +699,7 @@ impl EnrollmentApi {
             &request.parent,
             PARTICIPANT,
         )?;
-        let request_id = request_id(&mut violations, &request.request_id);
+        let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
         let consent = request.consent.unwrap_or_default();
         let terms = convert::consent_terms(&mut violations, &consent);
         violations.into_result()?;
@@ -762,7 +756,7 @@ impl EnrollmentApi {
         let request = request.into_inner();
         let mut violations = Violations::default();
         let ids = owned(&caller, &mut violations, "name", &request.name, CONSENT)?;
-        let request_id = request_id(&mut violations, &request.request_id);
+        let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
         violations.into_result()?;
         let Some(ids) = ids else {
             return Err(ApiError::internal());
@@ -821,7 +815,7 @@ impl EnrollmentApi {
                 )
             })?;
         }
-        let request_id = request_id(&mut violations, &request.request_id);
+        let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
         let etag = etag(&mut violations, "etag", &request.etag);
         violations.into_result()?;
         let (Some(group), Some(participant)) = (group, participant) else {
@@ -896,7 +890,7 @@ impl EnrollmentApi {
                 authorize(caller, STAFF, &[ids[1].as_str()])?;
             }
         }
-        let request_id = self::request_id(&mut violations, request_id);
+        let request_id = circle_grpc::request_id_field(&mut violations, request_id);
         violations.into_result()?;
         let Some(ids) = ids else {
             return Err(ApiError::internal());
@@ -1075,7 +1069,7 @@ impl EnrollmentApi {
         {
             violations.add("target_group", "must be a different group");
         }
-        let request_id = request_id(&mut violations, &request.request_id);
+        let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
         violations.into_result()?;
         let (Some(from), Some(to)) = (from, to) else {
             return Err(ApiError::internal());

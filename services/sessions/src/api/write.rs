@@ -17,29 +17,6 @@ use crate::domain::{NoteKey, Origin, Session, SessionCommand, SessionState, Time
 pub const MAX_NOTE_CHARS: usize = 20_000;
 pub const MAX_SHARE_CHARS: usize = 280;
 
-fn request_id(violations: &mut Violations, value: &str) -> String {
-    violations
-        .check("request_id", circle_grpc::request_id(value))
-        .unwrap_or_default()
-}
-
-fn text(value: &str, max_chars: usize) -> Result<String, String> {
-    let trimmed = value.trim();
-    if trimmed.is_empty() {
-        return Err("must not be empty".into());
-    }
-    if trimmed.chars().count() > max_chars {
-        return Err(format!("must be at most {max_chars} characters"));
-    }
-    if trimmed
-        .chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\t')
-    {
-        return Err("must not contain control characters".into());
-    }
-    Ok(trimmed.to_owned())
-}
-
 fn duration(value: u32) -> Result<u32, String> {
     if (MIN_DURATION_MINUTES..=MAX_DURATION_MINUTES).contains(&value) {
         Ok(value)
@@ -213,7 +190,7 @@ impl SessionsApi {
         let group = owned(&caller, &mut violations, "parent", &request.parent, GROUP)?;
         let scope: Vec<&str> = group.iter().map(|ids| ids[1].as_str()).collect();
         authorize(&caller, roles::CLINICIANS, &scope)?;
-        let request_id = request_id(&mut violations, &request.request_id);
+        let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
         let starts_at = violations.check("start_time", start_time(request.start_time));
         let duration = violations.check("duration_minutes", duration(request.duration_minutes));
         let session_id = if request.session_id.is_empty() {
@@ -282,7 +259,7 @@ impl SessionsApi {
         let request = request.into_inner();
         let mut violations = Violations::default();
         let ids = self.session_ids(&caller, &mut violations, "name", &request.name)?;
-        let request_id = request_id(&mut violations, &request.request_id);
+        let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
         let starts_at = violations.check("start_time", start_time(request.start_time));
         let duration = if request.duration_minutes == 0 {
             Some(None)
@@ -327,8 +304,8 @@ impl SessionsApi {
         let request = request.into_inner();
         let mut violations = Violations::default();
         let ids = self.session_ids(&caller, &mut violations, "name", &request.name)?;
-        let request_id = request_id(&mut violations, &request.request_id);
-        let reason = violations.check("reason", text(&request.reason, 200));
+        let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
+        let reason = violations.check("reason", circle_grpc::line(&request.reason, 200, true));
         violations.into_result()?;
         let (Some(ids), Some(reason)) = (ids, reason) else {
             return Err(ApiError::internal());
@@ -360,7 +337,7 @@ impl SessionsApi {
         let request = request.into_inner();
         let mut violations = Violations::default();
         let ids = self.session_ids(&caller, &mut violations, "name", &request.name)?;
-        let request_id = request_id(&mut violations, &request.request_id);
+        let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
         violations.into_result()?;
         let Some(ids) = ids else {
             return Err(ApiError::internal());
@@ -384,7 +361,7 @@ impl SessionsApi {
         let request = request.into_inner();
         let mut violations = Violations::default();
         let ids = self.session_ids(&caller, &mut violations, "name", &request.name)?;
-        let request_id = request_id(&mut violations, &request.request_id);
+        let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
         violations.into_result()?;
         let Some(ids) = ids else {
             return Err(ApiError::internal());
@@ -415,7 +392,7 @@ impl SessionsApi {
             &request.participant,
             PARTICIPANT,
         )?;
-        let request_id = request_id(&mut violations, &request.request_id);
+        let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
         let status = violations.check(
             "status",
             codec::status_from_wire(request.status)
@@ -476,7 +453,7 @@ impl SessionsApi {
         if let (Some(ids), Some(participant)) = (&ids, &participant) {
             authorize_self_or_staff(&caller, &participant[1], &[ids[1].as_str()])?;
         }
-        let request_id = request_id(&mut violations, &request.request_id);
+        let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
         for (field, value) in [("mood", request.mood), ("craving", request.craving)] {
             if value > 10 {
                 violations.add(field, "must be between 0 and 10");
@@ -524,8 +501,11 @@ impl SessionsApi {
         let request = request.into_inner();
         let mut violations = Violations::default();
         let ids = self.session_ids(&caller, &mut violations, "name", &request.name)?;
-        let request_id = request_id(&mut violations, &request.request_id);
-        let text = violations.check("text", text(&request.text, MAX_NOTE_CHARS));
+        let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
+        let text = violations.check(
+            "text",
+            circle_grpc::paragraphs(&request.text, MAX_NOTE_CHARS, true),
+        );
         violations.into_result()?;
         let (Some(ids), Some(text)) = (ids, text) else {
             return Err(ApiError::internal());
@@ -560,8 +540,11 @@ impl SessionsApi {
             &request.participant,
             PARTICIPANT,
         )?;
-        let request_id = request_id(&mut violations, &request.request_id);
-        let text = violations.check("text", text(&request.text, MAX_NOTE_CHARS));
+        let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
+        let text = violations.check(
+            "text",
+            circle_grpc::paragraphs(&request.text, MAX_NOTE_CHARS, true),
+        );
         violations.into_result()?;
         let (Some(ids), Some(participant), Some(text)) = (ids, participant, text) else {
             return Err(ApiError::internal());
@@ -614,7 +597,7 @@ impl SessionsApi {
         let request = request.into_inner();
         let mut violations = Violations::default();
         let parsed = self.note_ids(&caller, &mut violations, &request.name)?;
-        let request_id = request_id(&mut violations, &request.request_id);
+        let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
         violations.into_result()?;
         let Some((ids, note, session_name)) = parsed else {
             return Err(ApiError::internal());
@@ -638,8 +621,11 @@ impl SessionsApi {
         let request = request.into_inner();
         let mut violations = Violations::default();
         let parsed = self.note_ids(&caller, &mut violations, &request.name)?;
-        let request_id = request_id(&mut violations, &request.request_id);
-        let text = violations.check("text", text(&request.text, MAX_NOTE_CHARS));
+        let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
+        let text = violations.check(
+            "text",
+            circle_grpc::paragraphs(&request.text, MAX_NOTE_CHARS, true),
+        );
         violations.into_result()?;
         let (Some((ids, note, session_name)), Some(text)) = (parsed, text) else {
             return Err(ApiError::internal());
