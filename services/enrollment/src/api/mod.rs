@@ -161,63 +161,11 @@ fn request_id_reused() -> ApiError {
     )
 }
 
-const ADMINS: &[Role] = &[Role::NetworkAdmin, Role::Service];
-const CLINIC_ADMINS: &[Role] = &[Role::NetworkAdmin, Role::ClinicAdmin, Role::Service];
-const STAFF: &[Role] = &[
-    Role::NetworkAdmin,
-    Role::ClinicAdmin,
-    Role::Facilitator,
-    Role::IntakeCoordinator,
-    Role::Service,
-];
+pub(crate) use circle_grpc::roles::{ADMINS, CLINIC_ADMINS, STAFF};
+pub(crate) use circle_grpc::{authorize, authorize_self_or_staff};
+
+/// Who may admit into a closed group after its first session.
 const OVERRIDERS: &[Role] = &[Role::NetworkAdmin, Role::ClinicAdmin, Role::Facilitator];
-
-/// Who may do what, checked before anything is looked up. Clinic-scoped roles must
-/// hold every clinic the request touches.
-fn authorize(caller: &Caller, allowed: &[Role], clinics: &[&str]) -> ApiResult<()> {
-    if !allowed.contains(&caller.role) {
-        return Err(ApiError::new(
-            Code::PermissionDenied,
-            "ROLE_NOT_ALLOWED",
-            format!("the {} role may not do this", caller.role.as_str()),
-        ));
-    }
-    let clinic_scoped = matches!(
-        caller.role,
-        Role::ClinicAdmin | Role::Facilitator | Role::IntakeCoordinator
-    );
-    if clinic_scoped
-        && clinics
-            .iter()
-            .any(|clinic| !caller.clinics.iter().any(|scoped| scoped == clinic))
-    {
-        return Err(ApiError::new(
-            Code::PermissionDenied,
-            "CLINIC_OUT_OF_SCOPE",
-            "the caller is not scoped to this clinic",
-        ));
-    }
-    Ok(())
-}
-
-/// Staff, or the participant acting for themselves.
-fn authorize_self_or_staff(
-    caller: &Caller,
-    participant_id: &str,
-    clinics: &[&str],
-) -> ApiResult<()> {
-    if caller.role == Role::Participant {
-        if caller.actor_id == participant_id {
-            return Ok(());
-        }
-        return Err(ApiError::new(
-            Code::PermissionDenied,
-            "NOT_YOUR_RECORD",
-            "participants may act only for themselves",
-        ));
-    }
-    authorize(caller, STAFF, clinics)
-}
 
 fn caller<T>(request: &Request<T>) -> ApiResult<Caller> {
     Ok(Caller::from_metadata(request.metadata())?)
