@@ -49,6 +49,48 @@ async fn dev_mode_seeds_the_demo_network_once_and_serves_it() -> anyhow::Result<
     let last = info.info().await?.state.last_sequence;
     assert_eq!(last, 2 + 3 + 12 + 12, "one commit per command, none twice");
 
+    // Accountability demo data, seeded twice as well: one goal and one shared check-in
+    // each for three members, no more.
+    let mut accountability = circle_proto::accountability::v1::accountability_service_client::AccountabilityServiceClient::connect(format!(
+        "http://{}",
+        addresses.accountability
+    ))
+    .await?;
+    assert_eq!(
+        circle_cli::demo::seed_accountability(&mut client, &mut accountability).await?,
+        3
+    );
+    assert_eq!(
+        circle_cli::demo::seed_accountability(&mut client, &mut accountability).await?,
+        3
+    );
+    let mut info = env
+        .jetstream()
+        .get_stream(env.config.stream_name("accountability"))
+        .await?;
+    assert_eq!(
+        info.info().await?.state.last_sequence,
+        3 + 3,
+        "three goals and three check-ins"
+    );
+    let board = accountability
+        .get_group_board(as_demo_admin(
+            circle_proto::accountability::v1::GetGroupBoardRequest {
+                group: "networks/demo/clinics/riverside/groups/relapse-prevention-mon".into(),
+                consistency_token: "6".into(),
+            },
+        ))
+        .await?
+        .into_inner();
+    assert_eq!(
+        board
+            .entries
+            .iter()
+            .filter(|entry| entry.last_check_in.is_some())
+            .count(),
+        3
+    );
+
     let lakeview = "networks/demo/clinics/lakeview/groups/dbt-skills-wed";
     let waitlist = client
         .list_waitlist(as_demo_admin(pb::ListWaitlistRequest {

@@ -204,3 +204,84 @@ pub async fn seed(client: &mut EnrollmentServiceClient<Channel>) -> anyhow::Resu
     }
     Ok(seeded)
 }
+
+/// Accountability demo data for the first three Riverside participants: peer
+/// consent, a daily goal and a check-in shared with the group. The accountability
+/// service learns of consents from the enrollment stream, so a refused check-in
+/// (consent not seen yet) is retried for a few seconds.
+pub async fn seed_accountability(
+    enrollment: &mut EnrollmentServiceClient<Channel>,
+    accountability: &mut circle_proto::accountability::v1::accountability_service_client::AccountabilityServiceClient<Channel>,
+) -> anyhow::Result<usize> {
+    use circle_proto::accountability::v1 as acc;
+    let people = [
+        (
+            "participant-01",
+            "Morning walk before work",
+            "Walked 30 minutes, felt clear-headed.",
+        ),
+        (
+            "participant-02",
+            "Call my sponsor",
+            "Called Dana; we talked through the weekend.",
+        ),
+        (
+            "participant-03",
+            "No drinking at home",
+            "Quiet evening, made tea instead.",
+        ),
+    ];
+    let mut check_ins = 0;
+    for (participant_id, goal, text) in people {
+        let participant = format!("networks/{NETWORK}/participants/{participant_id}");
+        enrollment
+            .record_consent(request(pb::RecordConsentRequest {
+                parent: participant.clone(),
+                consent: Some(pb::Consent {
+                    kind: pb::ConsentKind::PeerVisibility as i32,
+                    display: pb::PeerDisplay::FirstName as i32,
+                    share_check_ins: true,
+                    share_milestones: true,
+                    ..Default::default()
+                }),
+                request_id: format!("demo-consent-{participant_id}"),
+            }))
+            .await?;
+        accountability
+            .set_goal(request(acc::SetGoalRequest {
+                parent: participant.clone(),
+                text: goal.into(),
+                cadence: acc::Cadence::Daily as i32,
+                request_id: format!("demo-goal-{participant_id}"),
+            }))
+            .await?;
+        let check_in = acc::SubmitCheckInRequest {
+            parent: participant.clone(),
+            progress: acc::Progress::OnTrack as i32,
+            mood: 7,
+            craving: 2,
+            text: text.into(),
+            visibility: acc::Visibility::Group as i32,
+            request_id: format!("demo-check-in-{participant_id}"),
+            ..Default::default()
+        };
+        let mut attempts = 0;
+        loop {
+            match accountability
+                .submit_check_in(request(check_in.clone()))
+                .await
+            {
+                Ok(_) => break,
+                Err(status)
+                    if status.code() == tonic::Code::FailedPrecondition && attempts < 100 =>
+                {
+                    attempts += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(status) => return Err(status.into()),
+            }
+        }
+        check_ins += 1;
+    }
+    Ok(check_ins)
+}

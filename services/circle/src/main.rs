@@ -48,6 +48,12 @@ async fn dev(config_file: Option<PathBuf>) -> anyhow::Result<()> {
     let mut client =
         EnrollmentServiceClient::connect(format!("http://{}", addresses.enrollment)).await?;
     let seeded = circle_cli::demo::seed(&mut client).await?;
+    let mut accountability = circle_proto::accountability::v1::accountability_service_client::AccountabilityServiceClient::connect(format!(
+        "http://{}",
+        addresses.accountability
+    ))
+    .await?;
+    let check_ins = circle_cli::demo::seed_accountability(&mut client, &mut accountability).await?;
     println!("Circle is running (Ctrl-C stops it).");
     println!(
         "  enrollment  grpc://{}  (circle.enrollment.v1.EnrollmentService, health, reflection)",
@@ -68,6 +74,9 @@ async fn dev(config_file: Option<PathBuf>) -> anyhow::Result<()> {
         seeded.participants,
         seeded.active,
         seeded.waitlisted
+    );
+    println!(
+        "Accountability: {check_ins} members with a daily goal and a check-in shared with their group."
     );
     println!(
         "Try: grpcurl -plaintext -H 'x-circle-network: demo' -H 'x-circle-role: network-admin' \\"
