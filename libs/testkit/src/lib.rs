@@ -25,6 +25,47 @@ pub struct TestEnv {
     pub nats: async_nats::Client,
     pub pool: PgPool,
     pub namespace: String,
+    admin_url: String,
+    database: String,
+}
+
+impl Drop for TestEnv {
+    /// Drops the test's database and streams, so a test run leaves nothing behind
+    /// (what a crash leaves is swept by a later run).
+    fn drop(&mut self) {
+        let (admin_url, database, nats_url) = (
+            self.admin_url.clone(),
+            self.database.clone(),
+            self.config.nats.url.clone(),
+        );
+        let suffix = format!("_{}", self.namespace.to_ascii_uppercase());
+        let cleanup = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async move {
+                if let Ok(mut admin) = PgConnection::connect(&admin_url).await {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {database} WITH (FORCE)"
+                    )))
+                    .execute(&mut admin)
+                    .await;
+                }
+                if let Ok(nats) = async_nats::connect(&nats_url).await {
+                    let jetstream = async_nats::jetstream::new(nats);
+                    for stream in drain_names(&jetstream).await {
+                        if stream.ends_with(&suffix) {
+                            let _ = jetstream.delete_stream(&stream).await;
+                        }
+                    }
+                }
+            });
+        });
+        let _ = cleanup.join();
+    }
 }
 
 impl TestEnv {
@@ -53,6 +94,7 @@ impl TestEnv {
             .await
             .context("creating the test database")?;
         let database_url = replace_database(&admin_url, &database);
+        drop(admin);
         let pool = PgPoolOptions::new()
             .max_connections(10)
             .acquire_timeout(Duration::from_secs(10))
@@ -76,6 +118,8 @@ impl TestEnv {
             nats,
             pool,
             namespace,
+            admin_url,
+            database,
         })
     }
 
