@@ -456,6 +456,11 @@ impl AccountabilityApi {
         .map_err(database_error)?;
         let mut items: Vec<pb::FeedItem> = Vec::new();
         let mut last = after;
+        // Each person's relation to the viewer, consent and display, looked up once per page.
+        let mut people: std::collections::HashMap<
+            String,
+            (Viewer, crate::domain::visibility::Consent, String),
+        > = std::collections::HashMap::new();
         for row in &rows {
             let kind: String = row.try_get("kind").map_err(database_error)?;
             let position = row
@@ -464,13 +469,12 @@ impl AccountabilityApi {
                 .max(0) as u64;
             last = last.max(position);
             let author: String = row.try_get("participant_id").map_err(database_error)?;
-            let viewer = self.viewer(caller, network, &author).await?;
-            let consent = self.consent(network, &author).await?;
+            let (viewer, consent, display) =
+                self.person(&mut people, caller, network, &author).await?;
             let visibility: String = row.try_get("visibility").map_err(database_error)?;
             if !can_see_check_in(viewer, codec::visibility_from_text(&visibility), consent) {
                 continue;
             }
-            let display = self.display_name(viewer, network, &author).await?;
             let check_in = check_in_from_row(network, row, display).map_err(database_error)?;
             let mut item = pb::FeedItem {
                 position,
@@ -481,8 +485,7 @@ impl AccountabilityApi {
             };
             if kind == "encouragement" {
                 let from: String = row.try_get("from_id").map_err(database_error)?;
-                let from_viewer = self.viewer(caller, network, &from).await?;
-                item.from_display = self.display_name(from_viewer, network, &from).await?;
+                item.from_display = self.person(&mut people, caller, network, &from).await?.2;
                 item.reaction = row.try_get("reaction").map_err(database_error)?;
                 item.message = row.try_get("message").map_err(database_error)?;
             }
@@ -495,11 +498,11 @@ impl AccountabilityApi {
                 break;
             }
             last = last.max(position);
-            let viewer = self.viewer(caller, network, &author).await?;
-            if !can_see_milestones(viewer, self.consent(network, &author).await?) {
+            let (viewer, consent, display) =
+                self.person(&mut people, caller, network, &author).await?;
+            if !can_see_milestones(viewer, consent) {
                 continue;
             }
-            let display = self.display_name(viewer, network, &author).await?;
             items.push(pb::FeedItem {
                 position,
                 kind: "milestone".into(),
@@ -511,6 +514,30 @@ impl AccountabilityApi {
         }
         items.sort_by_key(|item| item.position);
         Ok((items, last))
+    }
+
+    /// A person's relation to the caller, consent and display name, cached for a page.
+    async fn person(
+        &self,
+        people: &mut std::collections::HashMap<
+            String,
+            (Viewer, crate::domain::visibility::Consent, String),
+        >,
+        caller: &circle_grpc::Caller,
+        network: &str,
+        participant_id: &str,
+    ) -> ApiResult<(Viewer, crate::domain::visibility::Consent, String)> {
+        if let Some(known) = people.get(participant_id) {
+            return Ok(known.clone());
+        }
+        let viewer = self.viewer(caller, network, participant_id).await?;
+        let consent = self.consent(network, participant_id).await?;
+        let display = self.display_name(viewer, network, participant_id).await?;
+        people.insert(
+            participant_id.to_owned(),
+            (viewer, consent, display.clone()),
+        );
+        Ok((viewer, consent, display))
     }
 
     /// Streams the group feed after `after_position`: what is there now, then what
