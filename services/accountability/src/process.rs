@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use circle_calendar::time_zone;
+use circle_enrollment_events::Fact;
 use circle_eventstore::{CommitMeta, ExecuteError, StoredCommit};
 use circle_projection::{ApplyError, Projection};
 use circle_proto::{enrollment::events::v1 as enrollment, sessions::events::v1 as sessions};
@@ -165,32 +166,24 @@ impl Projection for PartnershipGuard {
     ) -> Result<(), ApplyError> {
         let network = commit.commit.network.as_str();
         for event in &commit.commit.events {
-            let payload = event.payload.as_slice();
-            let poison = |error: prost::DecodeError| ApplyError::Poison(error.to_string());
-            let (participant_id, group_id, reason) =
-                if event.event_type == enrollment::MemberDischarged::full_name() {
-                    let m = enrollment::MemberDischarged::decode(payload).map_err(poison)?;
-                    (
-                        m.participant_id,
-                        Some(commit.commit.aggregate_id.clone()),
-                        "left-group",
-                    )
-                } else if event.event_type == enrollment::MemberTransferredOut::full_name() {
-                    let m = enrollment::MemberTransferredOut::decode(payload).map_err(poison)?;
-                    (
-                        m.participant_id,
-                        Some(commit.commit.aggregate_id.clone()),
-                        "left-group",
-                    )
-                } else if event.event_type == enrollment::ConsentRevoked::full_name() {
-                    let m = enrollment::ConsentRevoked::decode(payload).map_err(poison)?;
-                    if m.kind != enrollment::ConsentKind::PeerVisibility as i32 {
-                        continue;
-                    }
+            let fact = circle_enrollment_events::decode(event)
+                .map_err(|error| ApplyError::Poison(error.to_string()))?;
+            let (participant_id, group_id, reason) = match fact {
+                Some(Fact::PeriodClosed {
+                    participant_id,
+                    left_group: true,
+                }) => (
+                    participant_id,
+                    Some(commit.commit.aggregate_id.clone()),
+                    "left-group",
+                ),
+                Some(Fact::ConsentRevoked(revoked))
+                    if revoked.kind == enrollment::ConsentKind::PeerVisibility as i32 =>
+                {
                     (commit.commit.aggregate_id.clone(), None, "consent-revoked")
-                } else {
-                    continue;
-                };
+                }
+                _ => continue,
+            };
             let partnerships: Vec<(String,)> = sqlx::query_as(
                 "SELECT partnership_id FROM accountability.partnerships
                  WHERE network = $1 AND state IN ('proposed', 'active') AND (proposer_id = $2 OR invitee_id = $2)

@@ -3,10 +3,10 @@
 //! active periods, peer-visibility consent as it stands now, and first names and
 //! aliases (personal data; shown to peers only as the consent allows).
 
+use circle_enrollment_events::{self as facts, Fact};
 use circle_eventstore::StoredCommit;
 use circle_projection::{ApplyError, Projection};
 use circle_proto::enrollment::events::v1 as pb;
-use prost::{Message, Name};
 use sqlx::PgConnection;
 
 pub const SCHEMA: &str = "accountability_roster";
@@ -60,106 +60,66 @@ impl Projection for Roster {
         let at = crate::codec::commit_time(commit)
             .map_err(|error| ApplyError::Poison(error.to_string()))?;
         for event in &commit.commit.events {
-            let payload = event.payload.as_slice();
-            let poison = |error: prost::DecodeError| {
-                ApplyError::Poison(format!("{}: {error}", event.event_type))
-            };
-            let name = event.event_type.as_str();
-            let staff = |facilitators: &[pb::Facilitator]| {
-                facilitators
-                    .iter()
-                    .map(|f| f.staff_id.clone())
-                    .collect::<Vec<_>>()
-            };
-            if name == pb::GroupCreated::full_name() {
-                let m = pb::GroupCreated::decode(payload).map_err(poison)?;
-                sqlx::query("INSERT INTO groups (network, group_id, clinic_id, time_zone, facilitators) VALUES ($1, $2, $3, $4, $5)")
-                    .bind(network)
-                    .bind(id)
-                    .bind(&m.clinic_id)
-                    .bind(&m.time_zone)
-                    .bind(staff(&m.facilitators))
-                    .execute(&mut *connection)
-                    .await?;
-            } else if name == pb::GroupFacilitatorsChanged::full_name() {
-                let m = pb::GroupFacilitatorsChanged::decode(payload).map_err(poison)?;
-                sqlx::query(
-                    "UPDATE groups SET facilitators = $3 WHERE network = $1 AND group_id = $2",
-                )
-                .bind(network)
-                .bind(id)
-                .bind(staff(&m.facilitators))
-                .execute(&mut *connection)
-                .await?;
-            } else if name == pb::MemberAdmitted::full_name()
-                || name == pb::MemberResumed::full_name()
-            {
-                let participant_id = if name == pb::MemberAdmitted::full_name() {
-                    pb::MemberAdmitted::decode(payload)
-                        .map_err(poison)?
-                        .participant_id
-                } else {
-                    pb::MemberResumed::decode(payload)
-                        .map_err(poison)?
-                        .participant_id
-                };
-                sqlx::query("INSERT INTO member_periods (network, group_id, participant_id, from_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
-                    .bind(network)
-                    .bind(id)
-                    .bind(participant_id)
-                    .bind(at)
-                    .execute(&mut *connection)
-                    .await?;
-            } else if name == pb::MemberHeld::full_name()
-                || name == pb::MemberDischarged::full_name()
-                || name == pb::MemberTransferredOut::full_name()
-            {
-                let participant_id = if name == pb::MemberHeld::full_name() {
-                    pb::MemberHeld::decode(payload)
-                        .map_err(poison)?
-                        .participant_id
-                } else if name == pb::MemberDischarged::full_name() {
-                    pb::MemberDischarged::decode(payload)
-                        .map_err(poison)?
-                        .participant_id
-                } else {
-                    pb::MemberTransferredOut::decode(payload)
-                        .map_err(poison)?
-                        .participant_id
-                };
-                sqlx::query("UPDATE member_periods SET to_at = $4 WHERE network = $1 AND group_id = $2 AND participant_id = $3 AND to_at IS NULL")
-                    .bind(network)
-                    .bind(id)
-                    .bind(participant_id)
-                    .bind(at)
-                    .execute(&mut *connection)
-                    .await?;
-            } else if name == pb::ParticipantRegistered::full_name()
-                || name == pb::ParticipantProfileChanged::full_name()
-            {
-                let profile = if name == pb::ParticipantRegistered::full_name() {
-                    pb::ParticipantRegistered::decode(payload)
-                        .map_err(poison)?
-                        .profile
-                } else {
-                    pb::ParticipantProfileChanged::decode(payload)
-                        .map_err(poison)?
-                        .profile
+            let fact =
+                facts::decode(event).map_err(|error| ApplyError::Poison(error.to_string()))?;
+            match fact {
+                Some(Fact::GroupCreated(group)) => {
+                    sqlx::query("INSERT INTO groups (network, group_id, clinic_id, time_zone, facilitators) VALUES ($1, $2, $3, $4, $5)")
+                        .bind(network)
+                        .bind(id)
+                        .bind(&group.clinic_id)
+                        .bind(&group.time_zone)
+                        .bind(facts::staff_ids(&group.facilitators))
+                        .execute(&mut *connection)
+                        .await?;
                 }
-                .unwrap_or_default();
-                sqlx::query(
-                    "INSERT INTO people (network, participant_id, given_name) VALUES ($1, $2, $3)
-                     ON CONFLICT (network, participant_id) DO UPDATE SET given_name = EXCLUDED.given_name",
-                )
-                .bind(network)
-                .bind(id)
-                .bind(profile.given_name)
-                .execute(&mut *connection)
-                .await?;
-            } else if name == pb::ConsentRecorded::full_name() {
-                let m = pb::ConsentRecorded::decode(payload).map_err(poison)?;
-                if m.kind == pb::ConsentKind::PeerVisibility as i32 {
-                    let display = if m.display == pb::PeerDisplay::Alias as i32 {
+                Some(Fact::GroupFacilitatorsChanged(staff)) => {
+                    sqlx::query(
+                        "UPDATE groups SET facilitators = $3 WHERE network = $1 AND group_id = $2",
+                    )
+                    .bind(network)
+                    .bind(id)
+                    .bind(staff)
+                    .execute(&mut *connection)
+                    .await?;
+                }
+                Some(Fact::PeriodOpened { participant_id }) => {
+                    sqlx::query(
+                        "INSERT INTO member_periods (network, group_id, participant_id, from_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(network)
+                    .bind(id)
+                    .bind(participant_id)
+                    .bind(at)
+                    .execute(&mut *connection)
+                    .await?;
+                }
+                Some(Fact::PeriodClosed { participant_id, .. }) => {
+                    sqlx::query(
+                        "UPDATE member_periods SET to_at = $4 WHERE network = $1 AND group_id = $2 AND participant_id = $3 AND to_at IS NULL",
+                    )
+                    .bind(network)
+                    .bind(id)
+                    .bind(participant_id)
+                    .bind(at)
+                    .execute(&mut *connection)
+                    .await?;
+                }
+                Some(Fact::Profile(profile)) => {
+                    sqlx::query(
+                        "INSERT INTO people (network, participant_id, given_name) VALUES ($1, $2, $3)
+                         ON CONFLICT (network, participant_id) DO UPDATE SET given_name = EXCLUDED.given_name",
+                    )
+                    .bind(network)
+                    .bind(id)
+                    .bind(profile.given_name)
+                    .execute(&mut *connection)
+                    .await?;
+                }
+                Some(Fact::ConsentRecorded(consent))
+                    if consent.kind == pb::ConsentKind::PeerVisibility as i32 =>
+                {
+                    let display = if consent.display == pb::PeerDisplay::Alias as i32 {
                         "alias"
                     } else {
                         "first-name"
@@ -170,25 +130,26 @@ impl Projection for Roster {
                     )
                     .bind(network)
                     .bind(id)
-                    .bind(&m.consent_id)
+                    .bind(&consent.consent_id)
                     .bind(display)
-                    .bind(&m.alias)
-                    .bind(m.share_check_ins)
-                    .bind(m.share_milestones)
+                    .bind(&consent.alias)
+                    .bind(consent.share_check_ins)
+                    .bind(consent.share_milestones)
                     .execute(&mut *connection)
                     .await?;
                 }
-            } else if name == pb::ConsentRevoked::full_name() {
-                let m = pb::ConsentRevoked::decode(payload).map_err(poison)?;
-                sqlx::query(
-                    "UPDATE people SET peer_consent_id = '', display = '', alias = '', share_check_ins = false, share_milestones = false
-                     WHERE network = $1 AND participant_id = $2 AND peer_consent_id = $3",
-                )
-                .bind(network)
-                .bind(id)
-                .bind(&m.consent_id)
-                .execute(&mut *connection)
-                .await?;
+                Some(Fact::ConsentRevoked(revoked)) => {
+                    sqlx::query(
+                        "UPDATE people SET peer_consent_id = '', display = '', alias = '', share_check_ins = false, share_milestones = false
+                         WHERE network = $1 AND participant_id = $2 AND peer_consent_id = $3",
+                    )
+                    .bind(network)
+                    .bind(id)
+                    .bind(&revoked.consent_id)
+                    .execute(&mut *connection)
+                    .await?;
+                }
+                _ => {}
             }
         }
         Ok(())

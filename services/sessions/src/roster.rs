@@ -6,10 +6,11 @@
 //! table, used only to keep individual notes from naming other members.
 
 use circle_calendar::Schedule;
+use circle_enrollment_events::{self as facts, Fact};
 use circle_eventstore::StoredCommit;
 use circle_projection::{ApplyError, Projection};
 use circle_proto::enrollment::events::v1 as pb;
-use prost::{Message, Name};
+use prost::Message;
 use sqlx::PgConnection;
 
 pub const SCHEMA: &str = "sessions_roster";
@@ -89,133 +90,95 @@ impl Projection for Roster {
             .and_then(crate::codec::from_timestamp)
             .ok_or_else(|| ApplyError::Poison("commit without a valid time".into()))?;
         for event in &commit.commit.events {
-            let payload = event.payload.as_slice();
-            let poison = |error: prost::DecodeError| {
-                ApplyError::Poison(format!("{}: {error}", event.event_type))
-            };
-            let name = event.event_type.as_str();
-            if name == pb::GroupCreated::full_name() {
-                let message = pb::GroupCreated::decode(payload).map_err(poison)?;
-                sqlx::query(
-                    "INSERT INTO groups (network, group_id, clinic_id, time_zone, schedule, facilitators, version)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                )
-                .bind(network)
-                .bind(id)
-                .bind(&message.clinic_id)
-                .bind(&message.time_zone)
-                .bind(message.schedule.as_ref().map(Message::encode_to_vec))
-                .bind(message.facilitators.iter().map(|f| f.staff_id.clone()).collect::<Vec<_>>())
-                .bind(version)
-                .execute(&mut *connection)
-                .await?;
-            } else if name == pb::GroupScheduleChanged::full_name() {
-                let message = pb::GroupScheduleChanged::decode(payload).map_err(poison)?;
-                sqlx::query("UPDATE groups SET schedule = $3, version = $4 WHERE network = $1 AND group_id = $2")
+            let fact =
+                facts::decode(event).map_err(|error| ApplyError::Poison(error.to_string()))?;
+            match fact {
+                Some(Fact::GroupCreated(group)) => {
+                    sqlx::query(
+                        "INSERT INTO groups (network, group_id, clinic_id, time_zone, schedule, facilitators, version)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    )
                     .bind(network)
                     .bind(id)
-                    .bind(message.schedule.as_ref().map(Message::encode_to_vec))
+                    .bind(&group.clinic_id)
+                    .bind(&group.time_zone)
+                    .bind(group.schedule.as_ref().map(Message::encode_to_vec))
+                    .bind(facts::staff_ids(&group.facilitators))
                     .bind(version)
                     .execute(&mut *connection)
                     .await?;
-            } else if name == pb::GroupFacilitatorsChanged::full_name() {
-                let message = pb::GroupFacilitatorsChanged::decode(payload).map_err(poison)?;
-                sqlx::query("UPDATE groups SET facilitators = $3, version = $4 WHERE network = $1 AND group_id = $2")
-                    .bind(network)
-                    .bind(id)
-                    .bind(message.facilitators.iter().map(|f| f.staff_id.clone()).collect::<Vec<_>>())
-                    .bind(version)
-                    .execute(&mut *connection)
-                    .await?;
-            } else if name == pb::GroupArchived::full_name() {
-                sqlx::query("UPDATE groups SET archived = true, version = $3 WHERE network = $1 AND group_id = $2")
-                    .bind(network)
-                    .bind(id)
-                    .bind(version)
-                    .execute(&mut *connection)
-                    .await?;
-            } else if name == pb::MemberAdmitted::full_name()
-                || name == pb::MemberResumed::full_name()
-            {
-                let participant_id = if name == pb::MemberAdmitted::full_name() {
-                    pb::MemberAdmitted::decode(payload)
-                        .map_err(poison)?
-                        .participant_id
-                } else {
-                    pb::MemberResumed::decode(payload)
-                        .map_err(poison)?
-                        .participant_id
-                };
-                sqlx::query(
-                    "INSERT INTO member_periods (network, group_id, participant_id, from_at)
-                     VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                )
-                .bind(network)
-                .bind(id)
-                .bind(participant_id)
-                .bind(at)
-                .execute(&mut *connection)
-                .await?;
-            } else if name == pb::MemberHeld::full_name()
-                || name == pb::MemberDischarged::full_name()
-                || name == pb::MemberTransferredOut::full_name()
-            {
-                let participant_id = if name == pb::MemberHeld::full_name() {
-                    pb::MemberHeld::decode(payload)
-                        .map_err(poison)?
-                        .participant_id
-                } else if name == pb::MemberDischarged::full_name() {
-                    pb::MemberDischarged::decode(payload)
-                        .map_err(poison)?
-                        .participant_id
-                } else {
-                    pb::MemberTransferredOut::decode(payload)
-                        .map_err(poison)?
-                        .participant_id
-                };
-                sqlx::query(
-                    "UPDATE member_periods SET to_at = $4
-                     WHERE network = $1 AND group_id = $2 AND participant_id = $3 AND to_at IS NULL",
-                )
-                .bind(network)
-                .bind(id)
-                .bind(participant_id)
-                .bind(at)
-                .execute(&mut *connection)
-                .await?;
-            } else if name == pb::ParticipantRegistered::full_name()
-                || name == pb::ParticipantProfileChanged::full_name()
-            {
-                let profile = if name == pb::ParticipantRegistered::full_name() {
-                    pb::ParticipantRegistered::decode(payload)
-                        .map_err(poison)?
-                        .profile
-                } else {
-                    pb::ParticipantProfileChanged::decode(payload)
-                        .map_err(poison)?
-                        .profile
                 }
-                .unwrap_or_default();
-                sqlx::query(
-                    "INSERT INTO member_names (network, participant_id, given_name, family_name, preferred_name)
-                     VALUES ($1, $2, $3, $4, $5)
-                     ON CONFLICT (network, participant_id) DO UPDATE SET
-                        given_name = EXCLUDED.given_name, family_name = EXCLUDED.family_name,
-                        preferred_name = EXCLUDED.preferred_name",
-                )
-                .bind(network)
-                .bind(id)
-                .bind(profile.given_name)
-                .bind(profile.family_name)
-                .bind(profile.preferred_name)
-                .execute(&mut *connection)
-                .await?;
-            } else if name == pb::ConsentRecorded::full_name() {
+                Some(Fact::GroupScheduleChanged(change)) => {
+                    sqlx::query("UPDATE groups SET schedule = $3, version = $4 WHERE network = $1 AND group_id = $2")
+                        .bind(network)
+                        .bind(id)
+                        .bind(change.schedule.as_ref().map(Message::encode_to_vec))
+                        .bind(version)
+                        .execute(&mut *connection)
+                        .await?;
+                }
+                Some(Fact::GroupFacilitatorsChanged(staff)) => {
+                    sqlx::query("UPDATE groups SET facilitators = $3, version = $4 WHERE network = $1 AND group_id = $2")
+                        .bind(network)
+                        .bind(id)
+                        .bind(staff)
+                        .bind(version)
+                        .execute(&mut *connection)
+                        .await?;
+                }
+                Some(Fact::GroupArchived) => {
+                    sqlx::query("UPDATE groups SET archived = true, version = $3 WHERE network = $1 AND group_id = $2")
+                        .bind(network)
+                        .bind(id)
+                        .bind(version)
+                        .execute(&mut *connection)
+                        .await?;
+                }
+                Some(Fact::PeriodOpened { participant_id }) => {
+                    sqlx::query(
+                        "INSERT INTO member_periods (network, group_id, participant_id, from_at)
+                         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(network)
+                    .bind(id)
+                    .bind(participant_id)
+                    .bind(at)
+                    .execute(&mut *connection)
+                    .await?;
+                }
+                Some(Fact::PeriodClosed { participant_id, .. }) => {
+                    sqlx::query(
+                        "UPDATE member_periods SET to_at = $4
+                         WHERE network = $1 AND group_id = $2 AND participant_id = $3 AND to_at IS NULL",
+                    )
+                    .bind(network)
+                    .bind(id)
+                    .bind(participant_id)
+                    .bind(at)
+                    .execute(&mut *connection)
+                    .await?;
+                }
+                Some(Fact::Profile(profile)) => {
+                    sqlx::query(
+                        "INSERT INTO member_names (network, participant_id, given_name, family_name, preferred_name)
+                         VALUES ($1, $2, $3, $4, $5)
+                         ON CONFLICT (network, participant_id) DO UPDATE SET
+                            given_name = EXCLUDED.given_name, family_name = EXCLUDED.family_name,
+                            preferred_name = EXCLUDED.preferred_name",
+                    )
+                    .bind(network)
+                    .bind(id)
+                    .bind(profile.given_name)
+                    .bind(profile.family_name)
+                    .bind(profile.preferred_name)
+                    .execute(&mut *connection)
+                    .await?;
+                }
                 // An alias a member was known by stays on the list even after the consent
                 // is revoked: it still identifies them in a note.
-                let message = pb::ConsentRecorded::decode(payload).map_err(poison)?;
-                if message.kind == pb::ConsentKind::PeerVisibility as i32
-                    && !message.alias.trim().is_empty()
+                Some(Fact::ConsentRecorded(consent))
+                    if consent.kind == pb::ConsentKind::PeerVisibility as i32
+                        && !consent.alias.trim().is_empty() =>
                 {
                     sqlx::query(
                         "UPDATE member_names SET aliases = array_append(aliases, $3)
@@ -223,10 +186,11 @@ impl Projection for Roster {
                     )
                     .bind(network)
                     .bind(id)
-                    .bind(message.alias.trim())
+                    .bind(consent.alias.trim())
                     .execute(&mut *connection)
                     .await?;
                 }
+                _ => {}
             }
         }
         Ok(())
