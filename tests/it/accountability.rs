@@ -220,6 +220,8 @@ async fn each_viewer_sees_exactly_what_they_may_across_the_three_services() -> a
         refusal(peeking),
         (Code::PermissionDenied, "CANNOT_SEE_CHECK_IN".into(), vec![])
     );
+    // A day later Sam reports a setback to the facilitators only.
+    system.clock.advance(chrono::Duration::days(1));
     let setback = system
         .accountability
         .report_setback(as_participant(
@@ -258,7 +260,15 @@ async fn each_viewer_sees_exactly_what_they_may_across_the_three_services() -> a
             .map(|c| (c.text.as_str(), c.encouragement_count)),
         Some(("Ten days, feeling steady.", 1))
     );
-    assert!(sunny.counters.is_some(), "Sam shares milestones");
+    let sunny_counters = sunny.counters.unwrap_or_default();
+    assert_eq!(
+        (
+            sunny_counters.days_since_setback,
+            sunny_counters.days_in_recovery
+        ),
+        (1, 1),
+        "a setback shared with facilitators only does not show in a peer's counters"
+    );
     assert!(!sunny.at_risk, "peers never see who is at risk");
     let mine = entry(&jordans, &jordan);
     assert_eq!(
@@ -315,6 +325,10 @@ async fn each_viewer_sees_exactly_what_they_may_across_the_three_services() -> a
     )
     .await?;
     assert!(entry(&staff, &sam).at_risk);
+    assert_eq!(
+        entry(&staff, &sam).counters.map(|c| c.days_since_setback),
+        Some(0)
+    );
     assert!(
         entry(&staff, &jordan).last_check_in.is_none(),
         "private means private, from staff too"

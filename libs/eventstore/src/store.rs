@@ -384,10 +384,17 @@ pub async fn wait_for_stream(
     }
 }
 
-/// The message id scopes the request id to the aggregate, so two clients that happen to
-/// pick the same request id for different aggregates do not swallow each other.
+/// The message id scopes the request id to the aggregate (tenant included), so two
+/// clients that pick the same request id for different aggregates — or for the same id
+/// in another network — do not swallow each other (deduplication is stream-wide).
 fn message_id(key: &AggregateKey, request_id: &str) -> String {
-    format!("{}.{}.{}", key.aggregate_type(), key.id(), request_id)
+    format!(
+        "{}.{}.{}.{}",
+        key.network(),
+        key.aggregate_type(),
+        key.id(),
+        request_id
+    )
 }
 
 fn is_stream_not_found(error: &jetstream::context::GetStreamError) -> bool {
@@ -433,14 +440,22 @@ fn check_existing(spec: &StreamSpec, config: &stream::Config) -> Result<(), Stor
     if config.storage != StorageType::File {
         return Err(unsafe_because("it is not stored on disk (must be file)"));
     }
-    let has_limit = config.max_messages > 0
-        || config.max_bytes > 0
-        || config.max_messages_per_subject > 0
-        || !config.max_age.is_zero();
+    if !config.max_age.is_zero() {
+        return Err(unsafe_because("it has a max age, which expires old events"));
+    }
+    if config.max_messages_per_subject > 0 && !config.discard_new_per_subject {
+        return Err(unsafe_because(
+            "it keeps a limited number of events per subject and discards an aggregate's oldest",
+        ));
+    }
+    let has_limit = config.max_messages > 0 || config.max_bytes > 0;
     if has_limit && config.discard != DiscardPolicy::New {
         return Err(unsafe_because(
-            "it has a size or age limit that discards old events (use discard new or no limits)",
+            "it has a size limit that discards old events (use discard new or no limits)",
         ));
+    }
+    if !config.deny_delete || !config.deny_purge {
+        return Err(unsafe_because("it allows deleting or purging events"));
     }
     if config.allow_rollup {
         return Err(unsafe_because("it allows rollups, which delete events"));
@@ -468,12 +483,35 @@ mod tests {
     fn limits_that_drop_old_events_are_refused() {
         let spec = StreamSpec::new("ENROLLMENT", "enrollment");
         let mut config = spec.desired_config();
-        config.max_age = Duration::from_secs(3600);
+        config.max_messages = 1_000_000;
         config.discard = DiscardPolicy::Old;
         let error = check_existing(&spec, &config).expect_err("must refuse");
         assert!(error.to_string().contains("discards old events"), "{error}");
         config.discard = DiscardPolicy::New;
-        assert!(check_existing(&spec, &config).is_ok());
+        assert!(
+            check_existing(&spec, &config).is_ok(),
+            "a size limit that refuses new events loses nothing"
+        );
+
+        // Age and per-subject limits expire old events whatever the discard policy.
+        let mut aged = spec.desired_config();
+        aged.max_age = Duration::from_secs(3600);
+        aged.discard = DiscardPolicy::New;
+        assert!(check_existing(&spec, &aged).is_err());
+        let mut per_subject = spec.desired_config();
+        per_subject.max_messages_per_subject = 100;
+        per_subject.discard = DiscardPolicy::New;
+        assert!(check_existing(&spec, &per_subject).is_err());
+        per_subject.discard_new_per_subject = true;
+        assert!(check_existing(&spec, &per_subject).is_ok());
+    }
+
+    #[test]
+    fn a_stream_that_allows_deleting_events_is_refused() {
+        let spec = StreamSpec::new("ENROLLMENT", "enrollment");
+        let mut config = spec.desired_config();
+        config.deny_purge = false;
+        assert!(check_existing(&spec, &config).is_err());
     }
 
     #[test]

@@ -69,6 +69,15 @@ impl ApiError {
         )
     }
 
+    /// A retried request id whose original commit was for a different request.
+    pub fn request_id_reused() -> Self {
+        Self::new(
+            Code::FailedPrecondition,
+            "REQUEST_ID_REUSED",
+            "this request_id was already used for a different request",
+        )
+    }
+
     pub fn internal() -> Self {
         Self::new(Code::Internal, "INTERNAL", "internal error")
     }

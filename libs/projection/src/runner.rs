@@ -132,6 +132,7 @@ impl ProjectionHandle {
     pub async fn wait_for(&self, sequence: u64, limit: Duration) -> Result<(), LagError> {
         let deadline = tokio::time::Instant::now() + limit;
         let mut position = self.position.clone();
+        let mut runner_alive = true;
         loop {
             if *position.borrow_and_update() >= sequence {
                 return Ok(());
@@ -151,9 +152,14 @@ impl ProjectionHandle {
             let poll = tokio::time::sleep_until(
                 deadline.min(tokio::time::Instant::now() + Duration::from_millis(50)),
             );
-            tokio::select! {
-                _ = position.changed() => {}
-                () = poll => {}
+            if runner_alive {
+                tokio::select! {
+                    changed = position.changed() => runner_alive = changed.is_ok(),
+                    () = poll => {}
+                }
+            } else {
+                // The runner of this process has stopped: poll the checkpoint only.
+                poll.await;
             }
         }
     }
@@ -447,7 +453,7 @@ impl<P: Projection> ProjectionRunner<P> {
         if self.leader.is_some() {
             return Ok(true);
         }
-        let mut connection = self.pool.acquire().await?.detach();
+        let mut connection = self.pool.acquire().await?;
         let lock_key = format!(
             "circle.projection.{}.{}",
             self.schema,
@@ -455,10 +461,11 @@ impl<P: Projection> ProjectionRunner<P> {
         );
         let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
             .bind(&lock_key)
-            .fetch_one(&mut connection)
+            .fetch_one(&mut *connection)
             .await?;
         if locked {
-            self.leader = Some(connection);
+            // The lock lives with the session: keep the connection out of the pool.
+            self.leader = Some(connection.detach());
         }
         Ok(locked)
     }
@@ -652,8 +659,14 @@ impl<P: Projection> ProjectionRunner<P> {
                 match self.apply_batch(&pending).await {
                     Ok(applied) => {
                         if applied.covered > 0 {
-                            // Ack-all: acknowledging the last applied message covers the prefix.
-                            if let Err(error) = pending[applied.covered - 1].ack().await {
+                            // Ack-all acknowledges every stream sequence up to the one acked:
+                            // ack the highest applied (a redelivery may come last).
+                            let highest = pending[..applied.covered].iter().max_by_key(|message| {
+                                message.info().map(|info| info.stream_sequence).unwrap_or(0)
+                            });
+                            if let Some(message) = highest
+                                && let Err(error) = message.ack().await
+                            {
                                 tracing::warn!(%error, "ack failed; the batch will be redelivered and skipped");
                             }
                             pending.drain(..applied.covered);

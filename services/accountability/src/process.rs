@@ -105,7 +105,7 @@ impl Projection for FromSessions {
                     session_id: session_id.to_owned(),
                     attended,
                 };
-                let request_id = format!("attendance-{session_id}-{}", commit.sequence);
+                let request_id = format!("pm:attendance-{session_id}-{}", commit.sequence);
                 if let Err(error) = self
                     .commands
                     .journal(network, &m.participant_id, &meta(request_id), command)
@@ -131,7 +131,7 @@ impl Projection for FromSessions {
                     session_id: Some(session_id.to_owned()),
                     consent,
                 };
-                let request_id = format!("session-check-in-{session_id}");
+                let request_id = format!("pm:session-check-in-{session_id}");
                 if let Err(error) = self
                     .commands
                     .journal(network, &m.participant_id, &meta(request_id), command)
@@ -195,7 +195,7 @@ impl Projection for PartnershipGuard {
             .fetch_all(&mut *connection)
             .await?;
             for (partnership_id,) in partnerships {
-                let request_id = format!("end-{partnership_id}-{}", commit.sequence);
+                let request_id = format!("pm:end-{partnership_id}-{}", commit.sequence);
                 let command = PartnershipCommand::End {
                     reason: reason.to_owned(),
                 };
@@ -458,7 +458,7 @@ impl Nudger {
         if sent.is_some() {
             return Ok(());
         }
-        let request_id = format!("nudge-{nudge_id}");
+        let request_id = format!("pm:nudge-{nudge_id}");
         let command = JournalCommand::SendNudge {
             nudge_id,
             level,
@@ -509,7 +509,7 @@ impl Nudger {
         if reached as usize >= due.len() {
             return Ok(());
         }
-        let request_id = format!("days-{}-{days}", since.timestamp());
+        let request_id = format!("pm:days-{}-{days}", since.timestamp());
         match self
             .commands
             .journal(

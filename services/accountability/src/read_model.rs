@@ -104,7 +104,7 @@ impl Projection for ReadModel {
                 value integer NOT NULL,
                 at timestamptz NOT NULL,
                 position bigint NOT NULL,
-                PRIMARY KEY (network, participant_id, kind, value)
+                PRIMARY KEY (network, participant_id, position)
             )",
             "CREATE TABLE IF NOT EXISTS nudges (
                 network text NOT NULL,

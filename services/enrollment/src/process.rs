@@ -148,7 +148,7 @@ pub async fn fire_offer_timers(
                     &network,
                     None,
                     &group_id,
-                    &meta(format!("expire-{offer_id}")),
+                    &meta(format!("pm:expire-{offer_id}")),
                     None,
                     command,
                 )
@@ -205,7 +205,7 @@ impl Projection for Transfers {
                 ..
             } = event
             {
-                let request_id = format!("release-{}", transfer.transfer_id);
+                let request_id = format!("pm:release-{}", transfer.transfer_id);
                 let from_group = transfer.from_group_id.clone();
                 let command = GroupCommand::ReleaseForTransfer {
                     participant_id,

@@ -36,12 +36,13 @@ impl Commands {
         }
     }
 
-    /// Runs a session command. With `group_id`, a session of another group is "not
-    /// found" (resource names carry the group).
+    /// Runs a session command. With `place` (clinic, group), a session of another
+    /// clinic or group is "not found": resource names carry both, and the caller was
+    /// authorized for the clinic in the name.
     pub async fn session(
         &self,
         network: &str,
-        group_id: Option<&str>,
+        place: Option<(&str, &str)>,
         session_id: &str,
         meta: &CommitMeta,
         etag: Option<u64>,
@@ -55,8 +56,9 @@ impl Commands {
         };
         self.sessions
             .execute(&key, &meta, |snapshot| {
-                if let (Some(group_id), Some(details)) = (group_id, snapshot.state.details.as_ref())
-                    && details.group_id != group_id
+                if let (Some((clinic_id, group_id)), Some(details)) =
+                    (place, snapshot.state.details.as_ref())
+                    && (details.group_id != group_id || details.clinic_id != clinic_id)
                 {
                     return Err(CommandError::WrongGroup);
                 }

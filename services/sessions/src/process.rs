@@ -133,7 +133,7 @@ impl Materializer {
                 network,
                 None,
                 session_id,
-                &meta(format!("materialize-{session_id}")),
+                &meta(format!("pm:materialize-{session_id}")),
                 None,
                 command,
             )
@@ -188,7 +188,7 @@ impl Materializer {
                     network,
                     None,
                     &session_id,
-                    &meta(format!("unschedule-{session_id}")),
+                    &meta(format!("pm:unschedule-{session_id}")),
                     None,
                     command,
                 )

@@ -271,7 +271,7 @@ async fn an_existing_stream_that_could_drop_events_is_refused() -> anyhow::Resul
     let Err(StoreError::UnsafeStream { reason, .. }) = result else {
         anyhow::bail!("an unsafe stream must be refused");
     };
-    assert!(reason.contains("discards old events"), "{reason}");
+    assert!(reason.contains("expires old events"), "{reason}");
     Ok(())
 }
 

@@ -75,6 +75,16 @@ impl AccountabilityApi {
             })
     }
 
+    /// The clinic a group belongs to, as the roster knows it.
+    async fn group_clinic(&self, network: &str, group_id: &str) -> ApiResult<Option<String>> {
+        sqlx::query_scalar("SELECT clinic_id FROM accountability_roster.groups WHERE network = $1 AND group_id = $2")
+            .bind(network)
+            .bind(group_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(database_error)
+    }
+
     /// The clinics of the groups a participant is active in.
     async fn clinics_of(&self, network: &str, participant_id: &str) -> ApiResult<Vec<String>> {
         sqlx::query_scalar(

@@ -155,6 +155,42 @@ impl AccountabilityApi {
         Ok(Standing { counters, at_risk })
     }
 
+    /// Days since the last setback a peer may see (or since the journal began): a
+    /// setback shared with facilitators only must not show in a peer's counters.
+    async fn days_since_visible_setback(
+        &self,
+        network: &str,
+        participant_id: &str,
+        viewer: Viewer,
+        consent: crate::domain::visibility::Consent,
+        now: Time,
+    ) -> ApiResult<u32> {
+        let setbacks: Vec<(String, Time)> =
+            sqlx::query_as("SELECT visibility, at FROM accountability.setbacks WHERE network = $1 AND participant_id = $2")
+                .bind(network)
+                .bind(participant_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(database_error)?;
+        let started: Option<Time> =
+            sqlx::query_scalar("SELECT started_at FROM accountability.journals WHERE network = $1 AND participant_id = $2")
+                .bind(network)
+                .bind(participant_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(database_error)?;
+        let since = setbacks
+            .into_iter()
+            .filter(|(visibility, _)| {
+                can_see_check_in(viewer, codec::visibility_from_text(visibility), consent)
+            })
+            .map(|(_, at)| at)
+            .max()
+            .or(started)
+            .unwrap_or(now);
+        Ok((now - since).num_days().max(0) as u32)
+    }
+
     /// The group's active members, and how the caller may view the group.
     async fn group_and_members(
         &self,
@@ -187,6 +223,15 @@ impl AccountabilityApi {
             }
         } else {
             authorize(caller, roles::STAFF, &[ids[1].as_str()])?;
+        }
+        // Permission first, then existence: the clinic in the name must be the group's,
+        // since that is the clinic the caller was authorized for.
+        if self.group_clinic(&ids[0], &ids[2]).await?.as_deref() != Some(ids[1].as_str()) {
+            return Err(ApiError::new(
+                Code::NotFound,
+                "GROUP_NOT_FOUND",
+                format!("{name} not found"),
+            ));
         }
         Ok((ids, members))
     }
@@ -242,7 +287,12 @@ impl AccountabilityApi {
                     break;
                 }
             }
-            let standing = self.standing(network, &member, now).await?;
+            let mut standing = self.standing(network, &member, now).await?;
+            if matches!(viewer, Viewer::Peer { .. }) {
+                standing.counters.days_since_setback = self
+                    .days_since_visible_setback(network, &member, viewer, consent, now)
+                    .await?;
+            }
             entries.push(pb::BoardEntry {
                 participant: participant_name(network, &member),
                 display_name: display.clone(),
@@ -384,10 +434,13 @@ impl AccountabilityApi {
         let members: Vec<(String, String, String)> = sqlx::query_as(
             "SELECT DISTINCT p.participant_id, g.group_id, g.clinic_id FROM accountability_roster.groups g
              JOIN accountability_roster.member_periods p ON p.network = g.network AND p.group_id = g.group_id AND p.to_at IS NULL
-             WHERE g.network = $1 AND $2 = ANY(g.facilitators) ORDER BY g.group_id, p.participant_id",
+             WHERE g.network = $1 AND $2 = ANY(g.facilitators) AND (NOT $3 OR g.clinic_id = ANY($4))
+             ORDER BY g.group_id, p.participant_id",
         )
         .bind(&staff[0])
         .bind(&staff[1])
+        .bind(circle_grpc::is_clinic_scoped(caller.role))
+        .bind(&caller.clinics)
         .fetch_all(&self.pool)
         .await
         .map_err(database_error)?;
@@ -442,8 +495,14 @@ impl AccountabilityApi {
         .fetch_all(&self.pool)
         .await
         .map_err(database_error)?;
-        let milestones: Vec<(String, String, i32, Time, i64)> = sqlx::query_as(
-            "SELECT m.participant_id, m.kind, m.value, m.at, m.position FROM accountability.milestones m
+        // A day milestone reached again after a setback is flagged as a repeat: peers do
+        // not see repeats, which would tell them a setback happened.
+        let milestones: Vec<(String, String, i32, Time, i64, bool)> = sqlx::query_as(
+            "SELECT m.participant_id, m.kind, m.value, m.at, m.position,
+                    EXISTS (SELECT 1 FROM accountability.milestones e WHERE e.network = m.network
+                        AND e.participant_id = m.participant_id AND e.kind = m.kind AND e.value = m.value
+                        AND e.position < m.position) AS repeated
+             FROM accountability.milestones m
              JOIN accountability_roster.member_periods p ON p.network = m.network AND p.participant_id = m.participant_id AND p.group_id = $2
                AND p.from_at <= m.at AND (p.to_at IS NULL OR p.to_at > m.at)
              WHERE m.network = $1 AND m.position > $3 ORDER BY m.position LIMIT 200",
@@ -492,7 +551,7 @@ impl AccountabilityApi {
             items.push(item);
         }
         let cutoff = if rows.len() == 200 { last } else { u64::MAX };
-        for (author, kind, value, at, position) in milestones {
+        for (author, kind, value, at, position, repeated) in milestones {
             let position = position.max(0) as u64;
             if position > cutoff {
                 break;
@@ -500,7 +559,9 @@ impl AccountabilityApi {
             last = last.max(position);
             let (viewer, consent, display) =
                 self.person(&mut people, caller, network, &author).await?;
-            if !can_see_milestones(viewer, consent) {
+            if !can_see_milestones(viewer, consent)
+                || (repeated && matches!(viewer, Viewer::Peer { .. }))
+            {
                 continue;
             }
             items.push(pb::FeedItem {
@@ -600,7 +661,8 @@ impl AccountabilityApi {
                 let mut changes = api.read_model.changes();
                 tokio::select! {
                     () = sender.closed() => return,
-                    _ = changes.changed() => {}
+                    // Once this process's projection runner has stopped, only the timer wakes us.
+                    Ok(()) = changes.changed() => {}
                     () = tokio::time::sleep(Duration::from_millis(250)) => {}
                 }
             }

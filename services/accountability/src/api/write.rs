@@ -94,7 +94,7 @@ impl AccountabilityApi {
             .state()
             .goals
             .get(&ids[2])
-            .ok_or_else(ApiError::internal)?;
+            .ok_or_else(ApiError::request_id_reused)?;
         Ok((
             goal_view(&ids[0], &ids[1], &ids[2], goal),
             executed.version().to_string(),
@@ -150,7 +150,7 @@ impl AccountabilityApi {
             .state()
             .goals
             .get(&goal_id)
-            .ok_or_else(ApiError::internal)?;
+            .ok_or_else(ApiError::request_id_reused)?;
         Ok(pb::SetGoalResponse {
             goal: Some(goal_view(&ids[0], &ids[1], &goal_id, goal)),
             consistency_token: executed.version().to_string(),
@@ -310,7 +310,8 @@ impl AccountabilityApi {
             .state()
             .check_ins
             .get(&check_in_id)
-            .map(|facts| facts.at);
+            .map(|facts| facts.at)
+            .ok_or_else(ApiError::request_id_reused)?;
         Ok(pb::SubmitCheckInResponse {
             check_in: Some(pb::CheckIn {
                 name: format!("{}/check-ins/{check_in_id}", request.parent),
@@ -320,7 +321,7 @@ impl AccountabilityApi {
                 craving: request.craving,
                 text,
                 visibility: request.visibility,
-                submit_time: at.map(codec::timestamp),
+                submit_time: Some(codec::timestamp(at)),
                 ..Default::default()
             }),
             consistency_token: executed.version().to_string(),
@@ -551,7 +552,11 @@ impl AccountabilityApi {
             current.invitee_id.clone()
         };
         if caller.role != Role::Participant {
-            authorize(&caller, roles::STAFF, &[])?;
+            let clinic = self
+                .group_clinic(&ids[0], &current.group_id)
+                .await?
+                .unwrap_or_default();
+            authorize(&caller, roles::STAFF, &[clinic.as_str()])?;
         }
         let executed = self
             .commands
@@ -596,7 +601,11 @@ impl AccountabilityApi {
                 ));
             }
         } else {
-            authorize(&caller, roles::STAFF, &[])?;
+            let clinic = self
+                .group_clinic(&ids[0], &current.group_id)
+                .await?
+                .unwrap_or_default();
+            authorize(&caller, roles::STAFF, &[clinic.as_str()])?;
         }
         let command = PartnershipCommand::End {
             reason: "ended-by-member".into(),

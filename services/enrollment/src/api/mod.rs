@@ -154,11 +154,7 @@ fn not_found(reason: &'static str, what: &str) -> ApiError {
 }
 
 fn request_id_reused() -> ApiError {
-    ApiError::new(
-        Code::FailedPrecondition,
-        "REQUEST_ID_REUSED",
-        "this request_id was already used for a different request",
-    )
+    ApiError::request_id_reused()
 }
 
 pub(crate) use circle_grpc::roles::{ADMINS, CLINIC_ADMINS, STAFF};

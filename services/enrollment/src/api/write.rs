@@ -622,7 +622,8 @@ impl EnrollmentApi {
         if let Some(home) = &home {
             scope.push(home[1].as_str());
         }
-        authorize_self_or_staff(&caller, &ids[1], &scope)?;
+        // Profile and home clinic are the care team's to change, not the participant's.
+        authorize(&caller, STAFF, &scope)?;
         if !current.registered {
             return Err(super::domain_error(
                 crate::domain::DomainError::ParticipantNotFound,

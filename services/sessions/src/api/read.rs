@@ -291,6 +291,7 @@ impl SessionsApi {
              JOIN sessions_roster.groups g ON g.network = s.network AND g.group_id = s.group_id
              LEFT JOIN sessions.notes n ON n.network = s.network AND n.session_id = s.session_id AND NOT n.signed
              WHERE s.network = $1 AND $2 = ANY(g.facilitators)
+               AND (NOT $6 OR s.clinic_id = ANY($7))
                AND (n.note_key IS NOT NULL OR s.state = 'started' OR (s.state = 'scheduled' AND s.starts_at < $3))
              ORDER BY s.starts_at, s.session_id, n.note_key NULLS FIRST LIMIT $4 OFFSET $5"
         )))
@@ -299,6 +300,8 @@ impl SessionsApi {
         .bind(now)
         .bind(size)
         .bind(offset)
+        .bind(circle_grpc::is_clinic_scoped(caller.role))
+        .bind(&caller.clinics)
         .fetch_all(&self.pool)
         .await
         .map_err(database_error)?;
@@ -406,7 +409,9 @@ impl SessionsApi {
             violations.check(
                 field,
                 NaiveDate::parse_from_str(value, "%Y-%m-%d")
-                    .map_err(|_| "must be a date YYYY-MM-DD".to_owned()),
+                    .ok()
+                    .filter(|date| (1900..=9999).contains(&chrono::Datelike::year(date)))
+                    .ok_or_else(|| "must be a date YYYY-MM-DD between 1900 and 9999".to_owned()),
             )
         };
         let start = date("start_date", &request.start_date, &mut violations);

@@ -121,6 +121,7 @@ impl SessionsApi {
     async fn load(
         &self,
         network: &str,
+        clinic_id: &str,
         group_id: &str,
         session_id: &str,
         name: &str,
@@ -134,7 +135,9 @@ impl SessionsApi {
             .await
             .map_err(super::store_error)?;
         match &snapshot.state.details {
-            Some(details) if details.group_id == group_id => Ok(snapshot.state.clone()),
+            Some(details) if details.group_id == group_id && details.clinic_id == clinic_id => {
+                Ok(snapshot.state.clone())
+            }
             _ => Err(ApiError::new(
                 Code::NotFound,
                 "SESSION_NOT_FOUND",
@@ -169,7 +172,7 @@ impl SessionsApi {
             .commands
             .session(
                 &ids[0],
-                Some(&ids[2]),
+                Some((&ids[1], &ids[2])),
                 &ids[3],
                 &meta(caller, request_id),
                 etag,
@@ -402,7 +405,9 @@ impl SessionsApi {
         let (Some(ids), Some(participant), Some(status)) = (ids, participant, status) else {
             return Err(ApiError::internal());
         };
-        let session = self.load(&ids[0], &ids[2], &ids[3], &request.name).await?;
+        let session = self
+            .load(&ids[0], &ids[1], &ids[2], &ids[3], &request.name)
+            .await?;
         let starts_at = session
             .details
             .as_ref()
@@ -422,7 +427,7 @@ impl SessionsApi {
             .attendance
             .get(&participant[1])
             .copied()
-            .ok_or_else(ApiError::internal)?;
+            .ok_or_else(ApiError::request_id_reused)?;
         Ok(pb::RecordAttendanceResponse {
             entry: Some(pb::RosterEntry {
                 participant: request.participant.clone(),
@@ -471,7 +476,9 @@ impl SessionsApi {
         let (Some(ids), Some(participant)) = (ids, participant) else {
             return Err(ApiError::internal());
         };
-        let session = self.load(&ids[0], &ids[2], &ids[3], &request.name).await?;
+        let session = self
+            .load(&ids[0], &ids[1], &ids[2], &ids[3], &request.name)
+            .await?;
         let starts_at = session
             .details
             .as_ref()
