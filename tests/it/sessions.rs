@@ -916,3 +916,59 @@ async fn a_session_is_rescheduled_only_before_it_starts_and_closed_only_after() 
     assert_eq!(refusal(too_late).1, "SESSION_ALREADY_STARTED");
     Ok(())
 }
+
+#[tokio::test]
+async fn staff_of_one_clinic_cannot_reach_another_clinics_sessions_through_their_own_clinic_name()
+-> anyhow::Result<()> {
+    let mut system = System::start_at("2026-11-20T12:00:00Z").await?;
+    system.clinic("north").await?;
+    let south = system.clinic("south").await?;
+    let group = system
+        .weekly_group(&south, "southern", "2026-11-01")
+        .await?;
+    let session = system.session_on(&group, "2026-11-24")?;
+    system.wait_for_session(&session, |_| true).await?;
+    let disguised = session.replace("/clinics/south/", "/clinics/north/");
+    let before = system.sessions_stream_last_sequence().await?;
+    // A facilitator scoped to north names the south session under north.
+    let start = system
+        .sessions
+        .start_session(as_caller(
+            pb::StartSessionRequest {
+                name: disguised.clone(),
+                request_id: String::new(),
+            },
+            "facilitator",
+            "staff-9",
+        ))
+        .await;
+    assert_eq!(refusal(start).0, Code::NotFound);
+    let read = system
+        .sessions
+        .get_session(as_caller(
+            pb::GetSessionRequest {
+                name: disguised,
+                consistency_token: String::new(),
+            },
+            "facilitator",
+            "staff-9",
+        ))
+        .await;
+    assert_eq!(refusal(read).0, Code::NotFound);
+    assert_eq!(system.sessions_stream_last_sequence().await?, before);
+    // Billing dates out of any sensible range are bad input, not a crash.
+    let far = system
+        .sessions
+        .export_billing(admin(pb::ExportBillingRequest {
+            clinic: south,
+            start_date: "+262143-12-29".into(),
+            end_date: "+262143-12-31".into(),
+            consistency_token: String::new(),
+        }))
+        .await;
+    assert_eq!(
+        refusal(far).2,
+        vec!["start_date".to_owned(), "end_date".to_owned()]
+    );
+    Ok(())
+}

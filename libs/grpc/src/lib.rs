@@ -420,6 +420,13 @@ mod tests {
     }
 
     #[test]
+    fn client_request_ids_cannot_take_the_form_process_managers_use() {
+        assert!(request_id("5b2f0c1e-7a4d-4c1b-9f0e-1d2c3b4a5f60").is_ok());
+        assert!(request_id("pm:expire-offer-1").is_err());
+        assert!(request_id("").is_ok_and(|generated| !generated.is_empty()));
+    }
+
+    #[test]
     fn page_tokens_round_trip() {
         let (size, offset) = page(0, "").expect("first page");
         assert_eq!((size, offset), (DEFAULT_PAGE_SIZE, 0));

@@ -358,3 +358,21 @@ async fn a_command_that_changes_nothing_appends_nothing() -> anyhow::Result<()> 
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn the_same_request_id_on_the_same_id_in_two_networks_stores_both() -> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let store = open(&env).await?;
+    let acme = AggregateKey::new("acme", Counter::TYPE, "g-1")?;
+    let other = AggregateKey::new("other", Counter::TYPE, "g-1")?;
+    let first = store.append(&acme, 0, &meta("r1"), increment(0, 1)).await?;
+    let second = store
+        .append(&other, 0, &meta("r1"), increment(0, 1))
+        .await?;
+    assert!(matches!(first, AppendOutcome::Stored { .. }));
+    assert!(
+        matches!(second, AppendOutcome::Stored { .. }),
+        "not a duplicate of the other tenant's commit: {second:?}"
+    );
+    Ok(())
+}

@@ -652,3 +652,40 @@ async fn a_clinic_is_read_listed_updated_and_archived_once_its_groups_are() -> a
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_participant_cannot_change_their_own_record() -> anyhow::Result<()> {
+    let mut service = Service::start().await?;
+    let north = service.clinic("north").await?;
+    let participant = service.participant(&north, "sam").await?;
+    let before = service.stream_last_sequence().await?;
+    let mut request = as_caller(
+        pb::UpdateParticipantRequest {
+            participant: Some(pb::Participant {
+                name: participant.clone(),
+                profile: Some(pb::ParticipantProfile {
+                    preferred_name: "S".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["profile.preferred_name".into()],
+            }),
+            request_id: String::new(),
+        },
+        "acme",
+        "participant",
+    );
+    request.metadata_mut().insert(
+        "x-circle-actor",
+        tonic::metadata::MetadataValue::from_static("sam"),
+    );
+    let refused = service.client.update_participant(request).await;
+    assert_eq!(
+        code_and_reason(refused),
+        (Code::PermissionDenied, "ROLE_NOT_ALLOWED".to_owned())
+    );
+    assert_eq!(service.stream_last_sequence().await?, before);
+    Ok(())
+}
