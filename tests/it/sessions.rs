@@ -972,3 +972,62 @@ async fn staff_of_one_clinic_cannot_reach_another_clinics_sessions_through_their
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_schedule_change_moves_generated_sessions_but_not_ones_staff_moved() -> anyhow::Result<()>
+{
+    let mut system = System::start_at("2026-11-20T12:00:00Z").await?;
+    let clinic = system.clinic("north").await?;
+    let group = system
+        .weekly_group(&clinic, "tuesday", "2026-11-01")
+        .await?;
+    let first = system.session_on(&group, "2026-11-24")?;
+    let second = system.session_on(&group, "2026-12-01")?;
+    system.wait_for_session(&second, |_| true).await?;
+    // Staff move the first session by an hour themselves.
+    let moved_by_staff = prost_types::Timestamp {
+        seconds: utc("2026-11-25T02:00:00Z")?,
+        nanos: 0,
+    };
+    system
+        .sessions
+        .reschedule_session(admin(pb::RescheduleSessionRequest {
+            name: first.clone(),
+            start_time: Some(moved_by_staff),
+            ..Default::default()
+        }))
+        .await?;
+    // The group moves to 19:30.
+    system
+        .enrollment
+        .update_group(admin(circle_proto::enrollment::v1::UpdateGroupRequest {
+            group: Some(circle_proto::enrollment::v1::Group {
+                name: group.clone(),
+                schedule: Some(circle_proto::enrollment::v1::Schedule {
+                    days: vec![circle_proto::enrollment::v1::Weekday::Tuesday as i32],
+                    start_time: "19:30".into(),
+                    duration_minutes: 60,
+                    start_date: "2026-11-01".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["schedule".into()],
+            }),
+            request_id: String::new(),
+        }))
+        .await?;
+    let later = utc("2026-12-02T01:30:00Z")?;
+    let moved = system
+        .wait_for_session(&second, |s| s.start_time.map(|t| t.seconds) == Some(later))
+        .await?;
+    assert_eq!(moved.duration_minutes, 60);
+    let kept = system.wait_for_session(&first, |_| true).await?;
+    assert_eq!(
+        kept.start_time,
+        Some(moved_by_staff),
+        "a session staff moved stays where they put it"
+    );
+    Ok(())
+}

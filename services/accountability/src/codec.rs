@@ -199,9 +199,11 @@ pub fn encode(event: &Event) -> NewEvent {
         Event::SessionAttended {
             session_id,
             attended,
+            excused,
         } => NewEvent::from_message(&pb::SessionAttended {
             session_id: session_id.clone(),
             attended: *attended,
+            excused: *excused,
         }),
         Event::PartnershipProposed {
             group_id,
@@ -317,6 +319,7 @@ pub fn decode(event: &wire::Event) -> Result<Event, DecodeError> {
         Event::SessionAttended {
             session_id: m.session_id,
             attended: m.attended,
+            excused: m.excused,
         }
     } else if name == pb::PartnershipProposed::full_name() {
         let m = message!(pb::PartnershipProposed);

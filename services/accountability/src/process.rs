@@ -98,12 +98,9 @@ impl Projection for FromSessions {
                         | sessions::AttendanceStatus::LeftEarly)
                 );
                 let excused = m.status == sessions::AttendanceStatus::Excused as i32;
-                if excused {
-                    continue;
-                }
                 let command = JournalCommand::RecordSessionAttendance {
                     session_id: session_id.to_owned(),
-                    attended,
+                    outcome: (!excused).then_some(attended),
                 };
                 let request_id = format!("pm:attendance-{session_id}-{}", commit.sequence);
                 if let Err(error) = self
@@ -165,9 +162,20 @@ impl Projection for PartnershipGuard {
         commit: &StoredCommit,
     ) -> Result<(), ApplyError> {
         let network = commit.commit.network.as_str();
-        for event in &commit.commit.events {
-            let fact = circle_enrollment_events::decode(event)
-                .map_err(|error| ApplyError::Poison(error.to_string()))?;
+        let facts = commit
+            .commit
+            .events
+            .iter()
+            .map(circle_enrollment_events::decode)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|error| ApplyError::Poison(error.to_string()))?;
+        // A new peer-visibility consent supersedes the old one in the same commit: the
+        // partnership survives if the new consent still shares check-ins.
+        let still_sharing = facts.iter().any(|fact| {
+            matches!(fact, Some(Fact::ConsentRecorded(consent))
+                if consent.kind == enrollment::ConsentKind::PeerVisibility as i32 && consent.share_check_ins)
+        });
+        for fact in facts {
             let (participant_id, group_id, reason) = match fact {
                 Some(Fact::PeriodClosed {
                     participant_id,
@@ -178,7 +186,14 @@ impl Projection for PartnershipGuard {
                     "left-group",
                 ),
                 Some(Fact::ConsentRevoked(revoked))
-                    if revoked.kind == enrollment::ConsentKind::PeerVisibility as i32 =>
+                    if revoked.kind == enrollment::ConsentKind::PeerVisibility as i32
+                        && !still_sharing =>
+                {
+                    (commit.commit.aggregate_id.clone(), None, "consent-revoked")
+                }
+                Some(Fact::ConsentRecorded(consent))
+                    if consent.kind == enrollment::ConsentKind::PeerVisibility as i32
+                        && !consent.share_check_ins =>
                 {
                     (commit.commit.aggregate_id.clone(), None, "consent-revoked")
                 }
@@ -288,7 +303,7 @@ impl Nudger {
             .await
             .map_err(|error| error.to_string())?;
             // Nudges go to members of a group only.
-            let Some((group_id, clinic_id, zone, facilitators)) = group else {
+            let Some((_group_id, clinic_id, zone, facilitators)) = group else {
                 continue;
             };
             let quiet: Option<(i32, i32)> = sqlx::query_as(
@@ -310,10 +325,10 @@ impl Nudger {
             }
             let partner: Option<(String, String)> = sqlx::query_as(
                 "SELECT proposer_id, invitee_id FROM accountability.partnerships
-                 WHERE network = $1 AND group_id = $2 AND state = 'active' AND (proposer_id = $3 OR invitee_id = $3) LIMIT 1",
+                 WHERE network = $1 AND state = 'active' AND (proposer_id = $2 OR invitee_id = $2)
+                 ORDER BY group_id LIMIT 1",
             )
             .bind(&network)
-            .bind(&group_id)
             .bind(&participant_id)
             .fetch_optional(&self.pool)
             .await

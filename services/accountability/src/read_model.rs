@@ -123,6 +123,7 @@ impl Projection for ReadModel {
                 participant_id text NOT NULL,
                 session_id text NOT NULL,
                 attended boolean NOT NULL,
+                excused boolean NOT NULL DEFAULT false,
                 PRIMARY KEY (network, participant_id, session_id)
             )",
             "CREATE TABLE IF NOT EXISTS partnerships (
@@ -307,21 +308,38 @@ impl Projection for ReadModel {
                 Event::SessionAttended {
                     session_id,
                     attended,
+                    excused,
                 } => {
-                    run("INSERT INTO sessions_seen (network, participant_id, session_id, attended) VALUES ($1, $2, $3, $4)
-                         ON CONFLICT (network, participant_id, session_id) DO UPDATE SET attended = EXCLUDED.attended")
+                    // As the journal counts: an absence corrected to excused is taken back.
+                    let before: Option<(bool, bool)> = sqlx::query_as(
+                        "SELECT attended, excused FROM sessions_seen WHERE network = $1 AND participant_id = $2 AND session_id = $3",
+                    )
+                    .bind(network)
+                    .bind(id)
+                    .bind(&session_id)
+                    .fetch_optional(&mut *connection)
+                    .await?;
+                    let was_missed = before == Some((false, false));
+                    run("INSERT INTO sessions_seen (network, participant_id, session_id, attended, excused) VALUES ($1, $2, $3, $4, $5)
+                         ON CONFLICT (network, participant_id, session_id) DO UPDATE SET attended = EXCLUDED.attended, excused = EXCLUDED.excused")
                         .bind(&session_id)
                         .bind(attended)
+                        .bind(excused)
                         .execute(&mut *connection)
                         .await?;
                     run("UPDATE journals SET
                             sessions_attended = (SELECT count(*) FROM sessions_seen s
                                 WHERE s.network = $1 AND s.participant_id = $2 AND s.attended),
-                            missed_in_a_row = CASE WHEN $3 THEN 0 ELSE missed_in_a_row + 1 END,
-                            last_missed_session = CASE WHEN $3 THEN last_missed_session ELSE $4 END
+                            missed_in_a_row = CASE
+                                WHEN $3 THEN 0
+                                WHEN $5 THEN CASE WHEN $6 THEN greatest(missed_in_a_row - 1, 0) ELSE missed_in_a_row END
+                                ELSE missed_in_a_row + 1 END,
+                            last_missed_session = CASE WHEN $3 OR $5 THEN last_missed_session ELSE $4 END
                          WHERE network = $1 AND participant_id = $2")
                     .bind(attended)
                     .bind(session_id)
+                    .bind(excused)
+                    .bind(was_missed)
                     .execute(&mut *connection)
                     .await?;
                 }

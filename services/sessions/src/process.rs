@@ -109,15 +109,42 @@ impl Materializer {
         starts_at: Time,
         duration_minutes: u32,
     ) -> Result<(), String> {
-        let known: Option<i64> = sqlx::query_scalar(
-            "SELECT 1::bigint FROM sessions.sessions WHERE network = $1 AND session_id = $2",
+        let known: Option<(String, String, Time, i32, bool)> = sqlx::query_as(
+            "SELECT state, origin, starts_at, duration_minutes, moved_by_staff FROM sessions.sessions
+             WHERE network = $1 AND session_id = $2",
         )
         .bind(network)
         .bind(session_id)
         .fetch_optional(&self.pool)
         .await
         .map_err(|error| error.to_string())?;
-        if known.is_some() {
+        if let Some((state, origin, known_start, known_duration, moved_by_staff)) = known {
+            // A schedule change of time or length moves the generated sessions still to
+            // come — but not one staff moved themselves.
+            let differs = known_start != starts_at || known_duration != duration_minutes as i32;
+            if differs
+                && state == "scheduled"
+                && origin == "schedule"
+                && !moved_by_staff
+                && known_start > self.commands.clock.now()
+            {
+                let command = SessionCommand::Reschedule {
+                    starts_at,
+                    duration_minutes: Some(duration_minutes),
+                };
+                let request_id = format!(
+                    "pm:reschedule-{session_id}-{}-{duration_minutes}",
+                    starts_at.timestamp()
+                );
+                match self
+                    .commands
+                    .session(network, None, session_id, &meta(request_id), None, command)
+                    .await
+                {
+                    Ok(_) | Err(ExecuteError::Rejected(_)) => {}
+                    Err(error) => return Err(error.to_string()),
+                }
+            }
             return Ok(());
         }
         let command = SessionCommand::Schedule {

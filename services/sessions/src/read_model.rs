@@ -47,6 +47,7 @@ impl Projection for ReadModel {
                 origin text NOT NULL,
                 state text NOT NULL,
                 cancel_reason text NOT NULL DEFAULT '',
+                moved_by_staff boolean NOT NULL DEFAULT false,
                 version bigint NOT NULL,
                 PRIMARY KEY (network, session_id)
             )",
@@ -142,8 +143,15 @@ impl Projection for ReadModel {
                     starts_at,
                     duration_minutes,
                 } => {
+                    // A move made by staff is theirs: the materialiser leaves it alone.
+                    let by_staff = commit
+                        .commit
+                        .actor
+                        .as_ref()
+                        .is_none_or(|actor| actor.role != "service");
                     sqlx::query(
-                        "UPDATE sessions SET starts_at = $3, duration_minutes = $4, version = $5
+                        "UPDATE sessions SET starts_at = $3, duration_minutes = $4, version = $5,
+                            moved_by_staff = moved_by_staff OR $6
                          WHERE network = $1 AND session_id = $2",
                     )
                     .bind(network)
@@ -151,6 +159,7 @@ impl Projection for ReadModel {
                     .bind(starts_at)
                     .bind(duration_minutes as i32)
                     .bind(version)
+                    .bind(by_staff)
                     .execute(&mut *connection)
                     .await?;
                 }

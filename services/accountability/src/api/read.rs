@@ -109,7 +109,7 @@ impl AccountabilityApi {
         let row = sqlx::query(
             "SELECT started_at, last_setback_at, check_in_days, sessions_attended, goals_completed, last_progress, last_craving, missed_in_a_row,
                     (SELECT count(*) FROM accountability.nudges n WHERE n.network = j.network AND n.participant_id = j.participant_id
-                       AND n.level IN ('partner', 'facilitator') AND n.at > $3) AS escalations
+                       AND n.level IN ('partner', 'facilitator') AND n.reason = 'missed-check-in' AND n.at > $3) AS escalations
              FROM accountability.journals j WHERE network = $1 AND participant_id = $2",
         )
         .bind(network)
@@ -513,6 +513,21 @@ impl AccountabilityApi {
         .fetch_all(&self.pool)
         .await
         .map_err(database_error)?;
+        // Both queries are capped; a full one only covers positions up to its last row, so
+        // this page stops there and the next page resumes after it.
+        const PAGE: usize = 200;
+        let mut cutoff = u64::MAX;
+        if rows.len() == PAGE {
+            let highest = rows
+                .last()
+                .and_then(|row| row.try_get::<i64, _>("item_position").ok())
+                .unwrap_or(0);
+            cutoff = cutoff.min(highest.max(0) as u64);
+        }
+        if milestones.len() == PAGE {
+            let highest = milestones.last().map(|milestone| milestone.4).unwrap_or(0);
+            cutoff = cutoff.min(highest.max(0) as u64);
+        }
         let mut items: Vec<pb::FeedItem> = Vec::new();
         let mut last = after;
         // Each person's relation to the viewer, consent and display, looked up once per page.
@@ -526,6 +541,9 @@ impl AccountabilityApi {
                 .try_get::<i64, _>("item_position")
                 .map_err(database_error)?
                 .max(0) as u64;
+            if position > cutoff {
+                break;
+            }
             last = last.max(position);
             let author: String = row.try_get("participant_id").map_err(database_error)?;
             let (viewer, consent, display) =
@@ -550,7 +568,6 @@ impl AccountabilityApi {
             }
             items.push(item);
         }
-        let cutoff = if rows.len() == 200 { last } else { u64::MAX };
         for (author, kind, value, at, position, repeated) in milestones {
             let position = position.max(0) as u64;
             if position > cutoff {
@@ -613,6 +630,11 @@ impl AccountabilityApi {
         let (ids, _) = self
             .group_and_members(&caller, &request.group, "group")
             .await?;
+        if i64::try_from(request.after_position).is_err() {
+            let mut violations = Violations::default();
+            violations.add("after_position", "must be a position this feed sent");
+            violations.into_result()?;
+        }
         let heartbeat = Duration::from_secs(u64::from(if request.heartbeat_seconds == 0 {
             15
         } else {

@@ -49,7 +49,8 @@ pub struct Journal {
     pub encouragements: BTreeSet<(String, String)>,
     pub milestones: BTreeSet<(String, u32)>,
     pub nudges: BTreeSet<String>,
-    pub sessions: BTreeMap<String, bool>,
+    /// Per session: attended (`Some(true)`), missed (`Some(false)`) or excused (`None`).
+    pub sessions: BTreeMap<String, Option<bool>>,
     pub sessions_attended: u32,
     pub attended_in_a_row: u32,
     pub missed_in_a_row: u32,
@@ -189,9 +190,10 @@ pub enum JournalCommand {
         recipient_id: Option<String>,
         due_at: Time,
     },
+    /// `outcome`: attended, missed, or `None` for excused.
     RecordSessionAttendance {
         session_id: String,
-        attended: bool,
+        outcome: Option<bool>,
     },
 }
 
@@ -352,21 +354,23 @@ pub fn decide(state: &Journal, command: JournalCommand) -> Result<Vec<Event>, Do
         }
         JournalCommand::RecordSessionAttendance {
             session_id,
-            attended,
+            outcome,
         } => {
-            if state.sessions.get(&session_id) == Some(&attended) {
+            if state.sessions.get(&session_id) == Some(&outcome) {
                 return Ok(Vec::new());
             }
+            let attended = outcome == Some(true);
             let mut events = vec![Event::SessionAttended {
                 session_id,
                 attended,
+                excused: outcome.is_none(),
             }];
             let run = if attended {
                 state.attended_in_a_row + 1
             } else {
                 0
             };
-            if ATTENDANCE_RUN_MILESTONES.contains(&run) {
+            if attended && ATTENDANCE_RUN_MILESTONES.contains(&run) {
                 events.extend(state.milestone("sessions-attended-in-a-row", run));
             }
             events
@@ -461,21 +465,31 @@ pub fn evolve(mut state: Journal, event: &Event, at: Time) -> Journal {
         Event::SessionAttended {
             session_id,
             attended,
+            excused,
         } => {
-            let before = state.sessions.insert(session_id.clone(), *attended);
-            match (before, *attended) {
-                (Some(true), false) => {
-                    state.sessions_attended = state.sessions_attended.saturating_sub(1)
-                }
-                (Some(false) | None, true) => state.sessions_attended += 1,
-                _ => {}
+            let outcome = if *excused { None } else { Some(*attended) };
+            let before = state.sessions.insert(session_id.clone(), outcome);
+            if outcome == Some(true) && before != Some(Some(true)) {
+                state.sessions_attended += 1;
             }
-            if *attended {
-                state.attended_in_a_row += 1;
-                state.missed_in_a_row = 0;
-            } else {
-                state.attended_in_a_row = 0;
-                state.missed_in_a_row += 1;
+            if before == Some(Some(true)) && outcome != Some(true) {
+                state.sessions_attended = state.sessions_attended.saturating_sub(1);
+            }
+            match outcome {
+                Some(true) => {
+                    state.attended_in_a_row += 1;
+                    state.missed_in_a_row = 0;
+                }
+                Some(false) => {
+                    state.attended_in_a_row = 0;
+                    state.missed_in_a_row += 1;
+                }
+                // Excused counts neither way; an absence corrected to excused is taken back.
+                None => {
+                    if before == Some(Some(false)) {
+                        state.missed_in_a_row = state.missed_in_a_row.saturating_sub(1);
+                    }
+                }
             }
         }
         Event::PartnershipProposed { .. }
@@ -715,6 +729,7 @@ mod tests {
             &Event::SessionAttended {
                 session_id: "s1".into(),
                 attended: true,
+                excused: false,
             },
             at("2026-11-03T00:00:00Z"),
         );
@@ -753,6 +768,53 @@ mod tests {
             )
         );
         assert_eq!(after.check_in_streak_days, 5);
+    }
+
+    #[test]
+    fn an_absence_corrected_to_excused_no_longer_counts_as_missed() {
+        let mut state = Journal::default();
+        for (session, outcome) in [("s1", Some(false)), ("s2", Some(false))] {
+            let events = decide(
+                &state,
+                JournalCommand::RecordSessionAttendance {
+                    session_id: session.into(),
+                    outcome,
+                },
+            )
+            .expect("ok");
+            state = events
+                .iter()
+                .fold(state, |s, e| evolve(s, e, at("2026-11-02T13:00:00Z")));
+        }
+        assert_eq!(state.missed_in_a_row, 2);
+        let events = decide(
+            &state,
+            JournalCommand::RecordSessionAttendance {
+                session_id: "s1".into(),
+                outcome: None,
+            },
+        )
+        .expect("ok");
+        assert_eq!(
+            events,
+            vec![Event::SessionAttended {
+                session_id: "s1".into(),
+                attended: false,
+                excused: true
+            }]
+        );
+        state = events
+            .iter()
+            .fold(state, |s, e| evolve(s, e, at("2026-11-02T14:00:00Z")));
+        assert_eq!((state.missed_in_a_row, state.sessions_attended), (1, 0));
+        let again = decide(
+            &state,
+            JournalCommand::RecordSessionAttendance {
+                session_id: "s1".into(),
+                outcome: None,
+            },
+        );
+        assert_eq!(again, Ok(vec![]), "the same outcome twice changes nothing");
     }
 
     #[test]
@@ -815,6 +877,7 @@ mod tests {
                 &Event::SessionAttended {
                     session_id: format!("s{n}"),
                     attended: true,
+                    excused: false,
                 },
                 at("2026-11-02T13:00:00Z"),
             );
@@ -824,13 +887,14 @@ mod tests {
                 &state,
                 JournalCommand::RecordSessionAttendance {
                     session_id: "s4".into(),
-                    attended: true
+                    outcome: Some(true)
                 }
             ),
             Ok(vec![
                 Event::SessionAttended {
                     session_id: "s4".into(),
-                    attended: true
+                    attended: true,
+                    excused: false
                 },
                 Event::MilestoneReached {
                     kind: "sessions-attended-in-a-row".into(),

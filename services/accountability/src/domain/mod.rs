@@ -107,6 +107,7 @@ pub enum Event {
     SessionAttended {
         session_id: String,
         attended: bool,
+        excused: bool,
     },
     PartnershipProposed {
         group_id: String,

@@ -519,6 +519,10 @@ impl EnrollmentApi {
             &network,
             &request_id,
         );
+        if participant_id == "shared" {
+            // Reserved: `.../notes/shared` names a session's shared note.
+            violations.add("participant_id", "\"shared\" is reserved");
+        }
         violations.into_result()?;
         let Some(home) = home else {
             return Err(ApiError::internal());
@@ -1098,7 +1102,17 @@ impl EnrollmentApi {
             return Err(super::domain_error(crate::domain::DomainError::NotEnrolled));
         }
         let transfer = TransferRef {
-            transfer_id: format!("{}-{}", from[2], request_id),
+            // Unique per network, groups, participant and request: two transfers out of one
+            // group never share the id their release is keyed on.
+            transfer_id: uuid::Uuid::new_v5(
+                &uuid::Uuid::NAMESPACE_OID,
+                format!(
+                    "{network}/{}/{}/{participant_id}/{request_id}",
+                    from[2], to[2]
+                )
+                .as_bytes(),
+            )
+            .to_string(),
             from_group_id: from[2].clone(),
             to_group_id: to[2].clone(),
         };
