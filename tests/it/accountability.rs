@@ -47,15 +47,18 @@ async fn circle(now: &str) -> anyhow::Result<Circle> {
             let mut client = client.clone();
             let group = group_name.clone();
             async move {
-                Ok(client
+                // Until accountability's roster has the group, it is not found.
+                match client
                     .get_group_board(admin(pb::GetGroupBoardRequest {
                         group,
                         ..Default::default()
                     }))
-                    .await?
-                    .into_inner()
-                    .entries
-                    .len())
+                    .await
+                {
+                    Ok(board) => Ok(board.into_inner().entries.len()),
+                    Err(status) if status.code() == Code::NotFound => Ok(0),
+                    Err(status) => Err(status.into()),
+                }
             }
         },
         |count| *count == 3,
