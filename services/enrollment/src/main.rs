@@ -1,37 +1,10 @@
-//! `circle-enrollment`: runs the enrollment service alone. Configuration: defaults,
-//! then the TOML file named by `CIRCLE_CONFIG` (if set), then `CIRCLE_…` variables.
-
-use std::path::PathBuf;
+//! `circle-enrollment`: runs the enrollment service alone (see `circle_service::main` for its
+//! configuration and exit codes).
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let file = std::env::var_os("CIRCLE_CONFIG").map(PathBuf::from);
-    let config = match circle_config::Config::load(file.as_deref()) {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("circle-enrollment: {error}");
-            return std::process::ExitCode::from(2);
-        }
-    };
-    let _telemetry = match circle_telemetry::init(
-        "circle-enrollment",
-        &config.telemetry.log_filter,
-        config.telemetry.otlp_endpoint.as_deref(),
-    ) {
-        Ok(guard) => guard,
-        Err(error) => {
-            eprintln!("circle-enrollment: {error}");
-            return std::process::ExitCode::from(2);
-        }
-    };
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    match circle_enrollment::run(config, shutdown).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!(%error, "enrollment service stopped");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    circle_service::main("circle-enrollment", |config, shutdown| {
+        circle_enrollment::run(config, shutdown)
+    })
+    .await
 }

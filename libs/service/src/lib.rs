@@ -1,0 +1,233 @@
+//! The start-up and shutdown every Circle service shares, so a service's `start`
+//! names only what is its own (its projections, loops and API):
+//!
+//! 1. [`connect`]: NATS, the PostgreSQL pool, the service's own stream (provisioned
+//!    and checked by the event store) and the projection settings;
+//! 2. [`Connected::other_stream`]: wait for a stream another service writes;
+//! 3. [`Tasks`]: projections and background loops, spawned on the host's shutdown;
+//! 4. [`serve`]: the gRPC host, joined with every task once it stops;
+//! 5. [`main`]: configuration, telemetry and Ctrl-C for a service binary.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_nats::jetstream::stream::Stream;
+use circle_config::Config;
+use circle_eventstore::{EventStore, StreamSpec};
+use circle_grpc::host::{Host, Shutdown};
+use circle_projection::{Projection, ProjectionRunner, ProjectionSettings};
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use tokio::task::JoinHandle;
+use tonic::transport::server::Router;
+
+/// How long a service waits at start-up for a stream another service writes.
+const OTHER_STREAM_WAIT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot connect to NATS at {url}: {reason}")]
+    Nats { url: String, reason: String },
+    #[error("cannot connect to PostgreSQL: {0}")]
+    Database(String),
+    #[error("event log: {0}")]
+    EventStore(#[from] circle_eventstore::StoreError),
+    #[error("projection: {0}")]
+    Projection(#[from] circle_projection::ApplyError),
+    #[error("the stream {0} does not exist; start the service that writes it first")]
+    MissingStream(String),
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Host(#[from] circle_grpc::host::HostError),
+    #[error("gRPC server: {0}")]
+    Server(String),
+}
+
+/// A started service: where it listens, and its task (which ends after shutdown,
+/// once the server has drained and every projection and loop has stopped).
+pub struct Running {
+    pub local_addr: SocketAddr,
+    pub task: JoinHandle<Result<(), StartError>>,
+}
+
+impl Running {
+    /// Waits for the service to stop.
+    pub async fn finished(self) -> Result<(), StartError> {
+        self.task
+            .await
+            .map_err(|error| StartError::Server(error.to_string()))?
+    }
+}
+
+/// The stream `service` appends to, named by the configuration.
+pub fn stream_spec(config: &Config, service: &str) -> StreamSpec {
+    StreamSpec {
+        name: config.stream_name(service),
+        subject_root: config.subject_root(service),
+        replicas: config.nats.replicas,
+        duplicate_window: Duration::from_secs(config.nats.duplicate_window_secs),
+    }
+}
+
+pub fn projection_settings(config: &Config) -> ProjectionSettings {
+    ProjectionSettings {
+        batch_size: config.projection.batch_size,
+        ack_wait: Duration::from_secs(config.projection.ack_wait_secs),
+        max_attempts: config.projection.max_attempts,
+    }
+}
+
+/// What a service starts from.
+pub struct Connected {
+    pub nats: async_nats::Client,
+    pub pool: PgPool,
+    pub store: EventStore,
+    /// The service's own stream, for its read-model projection.
+    pub own_stream: Stream,
+    pub settings: ProjectionSettings,
+}
+
+/// Connects to NATS and PostgreSQL and opens `service`'s stream.
+pub async fn connect(config: &Config, service: &str) -> Result<Connected, StartError> {
+    let nats_error = |error: &dyn std::fmt::Display| StartError::Nats {
+        url: config.nats.url.clone(),
+        reason: error.to_string(),
+    };
+    let nats = async_nats::connect(&config.nats.url)
+        .await
+        .map_err(|error| nats_error(&error))?;
+    let pool = PgPoolOptions::new()
+        .max_connections(config.database.max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(&config.database.url)
+        .await
+        .map_err(|error| StartError::Database(error.to_string()))?;
+    let store = EventStore::open(nats.clone(), stream_spec(config, service)).await?;
+    let own_stream = store
+        .jetstream()
+        .get_stream(&store.spec().name)
+        .await
+        .map_err(|error| nats_error(&error))?;
+    Ok(Connected {
+        nats,
+        pool,
+        store,
+        own_stream,
+        settings: projection_settings(config),
+    })
+}
+
+impl Connected {
+    /// The stream another service writes, waiting a while for it to be created.
+    pub async fn other_stream(&self, name: String) -> Result<Stream, StartError> {
+        circle_eventstore::wait_for_stream(self.store.jetstream(), &name, OTHER_STREAM_WAIT)
+            .await
+            .map_err(|_| StartError::MissingStream(name))
+    }
+}
+
+/// A service's projections and background loops, each stopped by the shutdown.
+pub struct Tasks {
+    shutdown: Shutdown,
+    handles: Vec<JoinHandle<Result<(), StartError>>>,
+}
+
+impl Tasks {
+    pub fn new(shutdown: &Shutdown) -> Self {
+        Self {
+            shutdown: shutdown.clone(),
+            handles: Vec::new(),
+        }
+    }
+
+    pub fn projection<P: Projection>(&mut self, runner: ProjectionRunner<P>) {
+        let stopped = self.shutdown.signal();
+        self.handles.push(tokio::spawn(async move {
+            runner.run(stopped).await.map_err(StartError::from)
+        }));
+    }
+
+    /// Resolves at shutdown; for the loops given to [`Tasks::spawn`].
+    pub fn signal(&self) -> impl Future<Output = ()> + Send + 'static {
+        self.shutdown.signal()
+    }
+
+    /// A loop that ends at shutdown (it is given [`Tasks::signal`]).
+    pub fn spawn(&mut self, running: impl Future<Output = ()> + Send + 'static) {
+        self.handles.push(tokio::spawn(async move {
+            running.await;
+            Ok(())
+        }));
+    }
+}
+
+/// Serves `host` with the router `add` builds; the returned task ends when the
+/// server has stopped and every task has finished.
+pub fn serve(
+    service: &'static str,
+    host: Host,
+    add: impl FnOnce(Router) -> Router + Send + 'static,
+    tasks: Tasks,
+) -> Running {
+    let local_addr = host.local_addr;
+    let task = tokio::spawn(async move {
+        let served = host
+            .serve(add)
+            .await
+            .map_err(|error| StartError::Server(error.to_string()));
+        for handle in tasks.handles {
+            handle
+                .await
+                .map_err(|error| StartError::Server(error.to_string()))??;
+        }
+        served
+    });
+    tracing::info!(%local_addr, service, "listening");
+    Running { local_addr, task }
+}
+
+/// The whole `main` of a service binary `name`: configuration (defaults, then the
+/// TOML file named by `CIRCLE_CONFIG`, then `CIRCLE_…` variables), telemetry, and
+/// `run` until Ctrl-C. Exit code 2 for bad configuration, 1 when the service fails.
+pub async fn main<R>(
+    name: &'static str,
+    run: impl FnOnce(Config, ShutdownSignal) -> R,
+) -> std::process::ExitCode
+where
+    R: Future<Output = Result<(), StartError>>,
+{
+    let file = std::env::var_os("CIRCLE_CONFIG").map(PathBuf::from);
+    let config = match Config::load(file.as_deref()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("{name}: {error}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let _telemetry = match circle_telemetry::init(
+        name,
+        &config.telemetry.log_filter,
+        config.telemetry.otlp_endpoint.as_deref(),
+    ) {
+        Ok(guard) => guard,
+        Err(error) => {
+            eprintln!("{name}: {error}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let shutdown: ShutdownSignal = Box::pin(async {
+        let _ = tokio::signal::ctrl_c().await;
+    });
+    match run(config, shutdown).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, service = name, "stopped");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// A future that resolves when the service should stop.
+pub type ShutdownSignal = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
