@@ -5,7 +5,7 @@ use circle_proto::accountability::v1 as pb;
 use circle_proto::sessions::v1 as sessions;
 use tonic::Code;
 
-use crate::support::{System, admin, as_caller, as_participant, eventually, on_roster, refusal};
+use crate::support::{System, admin, as_caller, as_participant, eventually, refusal};
 
 /// A group with Sam (alias "Sunny", shares check-ins and milestones), Jordan (first
 /// name, shares check-ins only) and Riley (no consent), facilitated by staff-1.
@@ -150,7 +150,11 @@ async fn each_viewer_sees_exactly_what_they_may_across_the_three_services() -> a
         }))
         .await?;
     system
-        .wait_for_session(&session, |s| on_roster(s, &sam))
+        .wait_for_session(&session, |s| {
+            s.roster
+                .iter()
+                .any(|entry| entry.participant == sam && entry.checked_in)
+        })
         .await?;
     // The session check-in reaches Sam's journal through the sessions stream.
     let client = system.accountability.clone();
@@ -496,6 +500,14 @@ async fn each_viewer_sees_exactly_what_they_may_across_the_three_services() -> a
         },
     )
     .await?;
+    // Jordan still shares; Riley's feed shows that and nothing of Sam's any more.
+    system
+        .accountability
+        .submit_check_in(as_participant(
+            check_in(&jordan, pb::Visibility::Group, "Still with you all."),
+            "jordan",
+        ))
+        .await?;
     let mut feed = system
         .accountability
         .watch_group_feed(as_participant(
@@ -508,21 +520,30 @@ async fn each_viewer_sees_exactly_what_they_may_across_the_three_services() -> a
         ))
         .await?
         .into_inner();
-    while let Some(message) = feed.message().await? {
-        match message.event {
-            Some(pb::watch_group_feed_response::Event::Item(item)) => {
-                assert!(
-                    !item
-                        .check_in
-                        .as_ref()
-                        .is_some_and(|c| c.name.starts_with(&sam)),
-                    "after revocation: {item:?}"
-                );
+    let mut after = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        while let Some(message) = feed.message().await? {
+            if let Some(pb::watch_group_feed_response::Event::Item(item)) = message.event {
+                let done = item
+                    .check_in
+                    .as_ref()
+                    .is_some_and(|c| c.text == "Still with you all.");
+                after.push(item);
+                if done {
+                    return Ok(());
+                }
             }
-            Some(pb::watch_group_feed_response::Event::HeartbeatPosition(_)) => break,
-            None => {}
         }
-    }
+        anyhow::bail!("the feed ended before Jordan's check-in")
+    })
+    .await??;
+    assert!(
+        !after.iter().any(|item| item
+            .check_in
+            .as_ref()
+            .is_some_and(|c| c.name.starts_with(&sam))),
+        "after revocation: {after:?}"
+    );
     Ok(())
 }
 

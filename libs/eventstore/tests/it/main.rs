@@ -91,7 +91,9 @@ async fn sixteen_concurrent_writers_write_every_version_exactly_once() -> anyhow
             let mut acknowledged = Vec::new();
             for command in 0..COMMANDS_EACH {
                 let request_id = format!("w{writer}-c{command}");
-                loop {
+                // Bounded: a writer that never gets through fails the test.
+                for attempt in 0.. {
+                    anyhow::ensure!(attempt < 1_000, "{request_id} never got through");
                     let result = repository
                         .execute(&key, &meta(&request_id), |snapshot| {
                             Ok::<_, std::convert::Infallible>(increment(
@@ -178,7 +180,9 @@ async fn a_retried_command_returns_the_original_commit() -> anyhow::Result<()> {
     // A fresh repository (a restarted replica) recognises it too.
     let restarted = Repository::<Counter>::new(store.clone());
     let retry = restarted.execute(&key, &meta("req-1"), decide).await?;
+    assert!(matches!(retry, Executed::Replayed { .. }));
     assert_eq!(retry.version(), first.version());
+    assert_eq!(decisions.load(Ordering::SeqCst), 2, "nor on a restart");
     assert_eq!(
         store.read(&key, 0, store.version(&key).await?).await?.len(),
         2

@@ -168,9 +168,13 @@ async fn a_message_delivered_twice_is_applied_once() -> anyhow::Result<()> {
     let mut runner = fixture.runner().await?;
     let mut messages = runner.consumer().await?;
     let mut batch = Vec::new();
-    while batch.len() < 2 {
-        batch.extend(runner.next_batch(&mut messages).await?);
-    }
+    tokio::time::timeout(std::time::Duration::from_secs(15), async {
+        while batch.len() < 2 {
+            batch.extend(runner.next_batch(&mut messages).await?);
+        }
+        anyhow::Ok(())
+    })
+    .await??;
     let applied = runner.apply_batch(&batch).await?;
     assert_eq!(
         (applied.covered, applied.retry.is_none(), applied.gap),
@@ -204,9 +208,13 @@ async fn a_crash_between_commit_and_ack_leaves_the_read_model_as_if_delivered_on
         let mut runner = fixture.runner().await?;
         let mut messages = runner.consumer().await?;
         let mut batch = Vec::new();
-        while batch.len() < 10 {
-            batch.extend(runner.next_batch(&mut messages).await?);
-        }
+        tokio::time::timeout(std::time::Duration::from_secs(15), async {
+            while batch.len() < 10 {
+                batch.extend(runner.next_batch(&mut messages).await?);
+            }
+            anyhow::Ok(())
+        })
+        .await??;
         runner.apply_batch(&batch).await?;
     }
     assert_eq!(fixture.checkpoint().await?, last as i64);

@@ -683,21 +683,21 @@ mod tests {
             message: "You've got this".into(),
             can_see,
         };
-        assert!(decide(&state, encourage(true)).is_ok());
+        let events = decide(&state, encourage(true)).expect("a member who can see it");
+        assert_eq!(
+            events,
+            vec![Event::EncouragementReceived {
+                check_in_id: "c1".into(),
+                from_participant_id: "p2".into(),
+                reaction: "strong".into(),
+                message: "You've got this".into(),
+            }]
+        );
         assert_eq!(
             decide(&state, encourage(false)),
             Err(DomainError::CannotSeeCheckIn)
         );
-        let after = evolve(
-            state,
-            &Event::EncouragementReceived {
-                check_in_id: "c1".into(),
-                from_participant_id: "p2".into(),
-                reaction: "strong".into(),
-                message: String::new(),
-            },
-            at("2026-11-02T13:00:00Z"),
-        );
+        let after = evolve(state, &events[0], at("2026-11-02T13:00:00Z"));
         assert_eq!(
             decide(&after, encourage(true)),
             Err(DomainError::AlreadyEncouraged)

@@ -77,12 +77,17 @@ async fn capacity_is_never_exceeded_under_a_random_concurrent_mix() -> anyhow::R
                             .await
                             .map(|response| response.into_inner().memberships)
                     };
-                    if let Ok(listed) = listed
-                        && !listed.is_empty()
-                    {
-                        person = listed[rng.random_range(0..listed.len())]
-                            .participant
-                            .clone();
+                    match listed {
+                        Ok(listed) if !listed.is_empty() => {
+                            person = listed[rng.random_range(0..listed.len())]
+                                .participant
+                                .clone();
+                        }
+                        Ok(_) => {}
+                        // A list never refuses; its failure fails the test below.
+                        Err(status) => {
+                            outcomes.push(("list", Err((seed, Code::Internal, status.to_string()))))
+                        }
                     }
                 }
                 let person = &person;

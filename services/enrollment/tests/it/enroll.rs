@@ -3,7 +3,7 @@ use std::collections::HashSet;
 use circle_proto::enrollment::v1 as pb;
 use futures::future::join_all;
 
-use crate::support::{Service, admin, reason_and_fields};
+use crate::support::{Service, admin, group_body, reason_and_fields};
 
 #[tokio::test]
 async fn forty_concurrent_enrolls_into_twelve_seats() -> anyhow::Result<()> {
@@ -59,23 +59,22 @@ async fn forty_concurrent_enrolls_into_twelve_seats() -> anyhow::Result<()> {
 
     // Arrival order is the order of the commits on the group: positions 1..=28 follow
     // the etags (stream sequences) of the commits that waitlisted them.
-    waitlisted.sort_by_key(|response| response.etag.parse::<u64>().unwrap_or(u64::MAX));
+    let etag = |response: &&pb::EnrollParticipantResponse| -> u64 {
+        response.etag.parse().expect("an etag is a stream sequence")
+    };
+    waitlisted.sort_by_key(etag);
     let positions: Vec<u32> = waitlisted
         .iter()
         .filter_map(|response| response.membership.as_ref().map(|m| m.waitlist_position))
         .collect();
     assert_eq!(positions, (1..=28).collect::<Vec<_>>());
     // Every admission came before every waitlisting.
-    let last_admission = active
-        .iter()
-        .filter_map(|r| r.etag.parse::<u64>().ok())
-        .max()
-        .unwrap_or(0);
-    let first_waitlisting = waitlisted
-        .first()
-        .and_then(|r| r.etag.parse::<u64>().ok())
-        .unwrap_or(0);
-    assert!(last_admission < first_waitlisting);
+    let last_admission = active.iter().map(etag).max();
+    let first_waitlisting = waitlisted.iter().map(etag).min();
+    assert!(
+        last_admission.is_some() && last_admission < first_waitlisting,
+        "{last_admission:?} < {first_waitlisting:?}"
+    );
 
     // The read model agrees once it has caught up with the last write.
     let token = responses
@@ -204,7 +203,19 @@ async fn a_retried_enroll_returns_the_original_result_and_appends_nothing() -> a
 async fn a_stale_etag_is_refused_and_a_current_one_accepted() -> anyhow::Result<()> {
     let mut service = Service::start().await?;
     let clinic = service.clinic("north").await?;
-    let group = service.group(&clinic, "g", 5).await?;
+    let created = service
+        .client
+        .create_group(admin(pb::CreateGroupRequest {
+            parent: clinic.clone(),
+            group_id: "g".into(),
+            group: Some(group_body(5)),
+            request_id: String::new(),
+        }))
+        .await?
+        .into_inner()
+        .group
+        .unwrap_or_default();
+    let group = created.name.clone();
     let one = service.participant(&clinic, "one").await?;
     let two = service.participant(&clinic, "two").await?;
     let first = service
@@ -222,7 +233,8 @@ async fn a_stale_etag_is_refused_and_a_current_one_accepted() -> anyhow::Result<
         parent: group.clone(),
         participant: two.clone(),
         request_id: String::new(),
-        etag: "1".into(),
+        // The group's etag when it was created: stale since the first enroll.
+        etag: created.etag,
         facilitator_override: false,
     };
     let error = service
@@ -239,7 +251,15 @@ async fn a_stale_etag_is_refused_and_a_current_one_accepted() -> anyhow::Result<
         etag: first.etag,
         facilitator_override: false,
     };
-    service.client.enroll_participant(admin(current)).await?;
+    let accepted = service
+        .client
+        .enroll_participant(admin(current))
+        .await?
+        .into_inner();
+    assert_eq!(
+        accepted.membership.map(|m| m.state),
+        Some(pb::MembershipState::Active as i32)
+    );
     Ok(())
 }
 

@@ -356,9 +356,10 @@ async fn a_transfer_into_a_free_seat_moves_at_once() -> anyhow::Result<()> {
         moved.membership.map(|m| m.state),
         Some(State::Active as i32)
     );
-    service
+    let left = service
         .wait_for_state(&membership_of(&old_group, &mover), State::Ended)
         .await?;
+    assert_eq!(left.end_reason, pb::EndReason::Transferred as i32);
     // The seat the mover left is offered to the old group's waitlist.
     service
         .wait_for_state(&membership_of(&old_group, &waiting), State::Offered)
