@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::key::AggregateKey;
-use crate::store::{AppendOutcome, CommitMeta, EventStore, NewEvent, StoreError, StoredCommit};
+use crate::store::{Appended, CommitMeta, EventStore, NewEvent, StoreError, StoredCommit};
 
 /// State rebuilt from an aggregate's commits. Implemented by each service next to its
 /// wire codec; the state itself lives in the service's pure domain module.
@@ -180,16 +180,22 @@ impl<A: Aggregate> Repository<A> {
                     version: snapshot.version,
                 });
             }
-            match self.store.append(key, snapshot.version, meta, events).await {
-                Ok(AppendOutcome::Stored { sequence }) => {
-                    let commit = self.store.read_commit(sequence).await?;
+            match self
+                .store
+                .append_commit(key, snapshot.version, meta, events)
+                .await
+            {
+                Ok(Appended::Stored(commit)) => {
                     let mut next = (*snapshot).clone();
                     next.apply(&commit)?;
                     let state = next.state.clone();
                     self.remember(subject, Arc::new(next));
-                    return Ok(Executed::Committed { commit, state });
+                    return Ok(Executed::Committed {
+                        commit: *commit,
+                        state,
+                    });
                 }
-                Ok(AppendOutcome::Duplicate { .. }) => {
+                Ok(Appended::Duplicate { .. }) => {
                     // Stored by an earlier attempt whose answer was lost: reload so the
                     // request id is found in the aggregate and answered from there.
                     self.forget(&subject);

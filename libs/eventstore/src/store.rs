@@ -125,6 +125,13 @@ pub struct StoredCommit {
     pub headers: HeaderMap,
 }
 
+/// What [`EventStore::append_commit`] did.
+#[derive(Debug)]
+pub(crate) enum Appended {
+    Stored(Box<StoredCommit>),
+    Duplicate { sequence: u64 },
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AppendOutcome {
     /// Newly stored at this stream sequence.
@@ -289,7 +296,6 @@ impl EventStore {
     /// sequence. Servers 2.12+ check the expected sequence before deduplication and
     /// answer a retry with "wrong last sequence"; then the aggregate's last commit is
     /// read and a matching request id is a duplicate too.
-    #[tracing::instrument(skip_all, fields(aggregate = %key, expected_version), err)]
     pub async fn append(
         &self,
         key: &AggregateKey,
@@ -297,6 +303,30 @@ impl EventStore {
         meta: &CommitMeta,
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, StoreError> {
+        Ok(
+            match self
+                .append_commit(key, expected_version, meta, events)
+                .await?
+            {
+                Appended::Stored(stored) => AppendOutcome::Stored {
+                    sequence: stored.sequence,
+                },
+                Appended::Duplicate { sequence } => AppendOutcome::Duplicate { sequence },
+            },
+        )
+    }
+
+    /// [`EventStore::append`], answering with the stored commit as the log now holds
+    /// it (built here from what was sent and the acknowledged sequence, so a command
+    /// costs no read-back).
+    #[tracing::instrument(skip_all, fields(aggregate = %key, expected_version), err)]
+    pub(crate) async fn append_commit(
+        &self,
+        key: &AggregateKey,
+        expected_version: u64,
+        meta: &CommitMeta,
+        events: Vec<NewEvent>,
+    ) -> Result<Appended, StoreError> {
         let now = meta.at.unwrap_or_else(std::time::SystemTime::now);
         let timestamp = prost_types::Timestamp::from(now);
         let event_types = events
@@ -331,29 +361,32 @@ impl EventStore {
         trace::inject_current(&mut headers);
         let publish = PublishMessage::build()
             .payload(commit.encode_to_vec().into())
-            .headers(headers)
+            .headers(headers.clone())
             .message_id(message_id(key, &meta.request_id))
             .expected_last_subject_sequence(expected_version);
         let subject = self.subject(key);
         let acknowledgement = self
             .jetstream
-            .send_publish(subject, publish)
+            .send_publish(subject.clone(), publish)
             .await
             .map_err(|error| StoreError::Unavailable(error.to_string()))?
             .await;
         match acknowledgement {
-            Ok(ack) if ack.duplicate => Ok(AppendOutcome::Duplicate {
+            Ok(ack) if ack.duplicate => Ok(Appended::Duplicate {
                 sequence: ack.sequence,
             }),
-            Ok(ack) => Ok(AppendOutcome::Stored {
+            Ok(ack) => Ok(Appended::Stored(Box::new(StoredCommit {
                 sequence: ack.sequence,
-            }),
+                subject,
+                commit,
+                headers,
+            }))),
             Err(error) if matches!(error.kind(), PublishErrorKind::WrongLastSequence) => {
                 let last = self.version(key).await?;
                 if last > 0 {
                     let stored = self.read_commit(last).await?;
                     if stored.commit.request_id == meta.request_id {
-                        return Ok(AppendOutcome::Duplicate { sequence: last });
+                        return Ok(Appended::Duplicate { sequence: last });
                     }
                 }
                 Err(StoreError::Conflict {
