@@ -194,6 +194,11 @@ impl EventStore {
         &self.jetstream
     }
 
+    /// The service's stream, as opened (for its own projections).
+    pub fn stream(&self) -> &stream::Stream {
+        &self.stream
+    }
+
     pub fn subject(&self, key: &AggregateKey) -> String {
         key.subject(&self.spec.subject_root)
     }

@@ -105,11 +105,7 @@ pub async fn connect(config: &Config, service: &str) -> Result<Connected, StartE
         .await
         .map_err(|error| StartError::Database(error.to_string()))?;
     let store = EventStore::open(nats.clone(), stream_spec(config, service)).await?;
-    let own_stream = store
-        .jetstream()
-        .get_stream(&store.spec().name)
-        .await
-        .map_err(|error| nats_error(&error))?;
+    let own_stream = store.stream().clone();
     Ok(Connected {
         nats,
         pool,

@@ -60,26 +60,16 @@ pub async fn start_all_with_clock(
     clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<(Addresses, tokio::task::JoinHandle<anyhow::Result<()>>)> {
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop.send(true);
-    });
-    let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = stopped.wait_for(|stopped| *stopped).await;
-    };
-    let enrollment =
-        circle_enrollment::start_with_clock(config, clock.clone(), until_stopped(stopped.clone()))
-            .await
-            .context("starting the enrollment service")?;
-    let sessions =
-        circle_sessions::start_with_clock(config, clock.clone(), until_stopped(stopped.clone()))
-            .await
-            .context("starting the sessions service")?;
-    let accountability =
-        circle_accountability::start_with_clock(config, clock, until_stopped(stopped))
-            .await
-            .context("starting the accountability service")?;
+    let shutdown = circle_grpc::host::Shutdown::new(shutdown);
+    let enrollment = circle_enrollment::start_with_clock(config, clock.clone(), shutdown.signal())
+        .await
+        .context("starting the enrollment service")?;
+    let sessions = circle_sessions::start_with_clock(config, clock.clone(), shutdown.signal())
+        .await
+        .context("starting the sessions service")?;
+    let accountability = circle_accountability::start_with_clock(config, clock, shutdown.signal())
+        .await
+        .context("starting the accountability service")?;
     let addresses = Addresses {
         enrollment: enrollment.local_addr,
         sessions: sessions.local_addr,

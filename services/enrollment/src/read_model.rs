@@ -11,9 +11,7 @@ use prost::Message as _;
 use sqlx::PgConnection;
 
 use crate::codec;
-use crate::domain::{
-    AdmissionMode, ConsentKind, ConsentTerms, DischargeReason, Event, PeerDisplay, Time,
-};
+use crate::domain::{AdmissionMode, ConsentTerms, DischargeReason, Event, PeerDisplay, Time};
 
 pub const SCHEMA: &str = "enrollment";
 pub const PROJECTION_NAME: &str = "enrollment-read-model";
@@ -800,12 +798,4 @@ pub fn facilitators_from_column(bytes: &[u8]) -> Vec<crate::domain::Facilitator>
 pub fn schedule_from_column(bytes: Option<&[u8]>) -> Option<crate::domain::Schedule> {
     let message = pb::Schedule::decode(bytes?).ok()?;
     codec::schedule_from_wire(&message).ok()
-}
-
-/// Consent kinds as stored.
-pub fn consent_kind_text(kind: ConsentKind) -> &'static str {
-    match kind {
-        ConsentKind::TreatmentDisclosure => "treatment-disclosure",
-        ConsentKind::PeerVisibility => "peer-visibility",
-    }
 }

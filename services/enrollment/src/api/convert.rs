@@ -44,31 +44,7 @@ pub fn consent_name(network: &str, participant: &str, consent: &str) -> String {
     )
 }
 
-/// Parses `field` as a resource name and checks the caller's network owns it (the
-/// tenant comes from the caller, never from the request).
-pub fn owned(
-    caller: &circle_grpc::Caller,
-    violations: &mut Violations,
-    field: &str,
-    name: &str,
-    collections: &[&str],
-) -> Result<Option<Vec<String>>, circle_grpc::ApiError> {
-    let ids = parse(violations, field, name, collections);
-    if let Some(ids) = &ids {
-        caller.require_network(&ids[0], name)?;
-    }
-    Ok(ids)
-}
-
-/// Parses a resource name into its ids, recording a violation against `field`.
-pub fn parse(
-    violations: &mut Violations,
-    field: &str,
-    name: &str,
-    collections: &[&str],
-) -> Option<Vec<String>> {
-    violations.check(field, circle_grpc::parse_name(name, collections))
-}
+pub use circle_grpc::owned;
 
 pub const CLINIC: &[&str] = &["networks", "clinics"];
 pub const GROUP: &[&str] = &["networks", "clinics", "groups"];

@@ -529,12 +529,7 @@ impl EnrollmentApi {
         };
         self.consistent_read(&request.consistency_token).await?;
         // Clinic-scoped staff see only the memberships in their clinics.
-        let scoped = matches!(
-            caller.role,
-            circle_grpc::Role::ClinicAdmin
-                | circle_grpc::Role::Facilitator
-                | circle_grpc::Role::IntakeCoordinator
-        );
+        let scoped = circle_grpc::is_clinic_scoped(caller.role);
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {MEMBERSHIP_COLUMNS}, (SELECT count(*) FROM enrollment.memberships w
                 WHERE w.network = m.network AND w.group_id = m.group_id AND w.state = 'waitlisted'

@@ -51,7 +51,6 @@ pub enum NoteKey {
 pub struct Note {
     pub text: String,
     pub signed: bool,
-    pub amendments: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -378,11 +377,9 @@ pub fn evolve(mut state: Session, event: &Event) -> Session {
                 existing.signed = true;
             }
         }
-        Event::NoteAmended { note, .. } => {
-            if let Some(existing) = state.notes.get_mut(note) {
-                existing.amendments += 1;
-            }
-        }
+        // An amendment is kept beside the signed note (read model); the note and its
+        // lock are unchanged.
+        Event::NoteAmended { .. } => {}
     }
     state
 }
