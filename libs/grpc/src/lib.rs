@@ -11,6 +11,12 @@ use tonic_types::{ErrorDetail, ErrorInfo, FieldViolation, StatusExt};
 
 pub use circle_auth::{Caller, CallerError, Role};
 
+/// The caller of a request, from its metadata (the one place the JWT check will
+/// replace).
+pub fn caller<T>(request: &tonic::Request<T>) -> Result<Caller, ApiError> {
+    Ok(Caller::from_metadata(request.metadata())?)
+}
+
 /// An error as a client should see it: a code, a stable reason, a message, and for
 /// bad input the offending fields. Built deliberately; never from `e.to_string()` of
 /// an internal error.

@@ -6,7 +6,9 @@
 //! 2. [`Connected::other_stream`]: wait for a stream another service writes;
 //! 3. [`Tasks`]: projections and background loops, spawned on the host's shutdown;
 //! 4. [`serve`]: the gRPC host, joined with every task once it stops;
-//! 5. [`main`]: configuration, telemetry and Ctrl-C for a service binary.
+//! 5. [`main`]: configuration, telemetry and Ctrl-C for a service binary;
+//!
+//! and, at the edge, [`consistent_read`] (read-your-writes) and [`commit_meta`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,9 +16,12 @@ use std::time::Duration;
 
 use async_nats::jetstream::stream::Stream;
 use circle_config::Config;
-use circle_eventstore::{EventStore, StreamSpec};
+use circle_eventstore::{CommitMeta, EventStore, StreamSpec};
 use circle_grpc::host::{Host, Shutdown};
-use circle_projection::{Projection, ProjectionRunner, ProjectionSettings};
+use circle_grpc::{ApiError, Caller, Violations};
+use circle_projection::{
+    LagError, Projection, ProjectionHandle, ProjectionRunner, ProjectionSettings,
+};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use tokio::task::JoinHandle;
@@ -227,3 +232,41 @@ where
 
 /// A future that resolves when the service should stop.
 pub type ShutdownSignal = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Read-your-writes at the edge: waits (at most `timeout`) for `read_model` to include
+/// the write a client's consistency token names; no token, no wait.
+pub async fn consistent_read(
+    read_model: &ProjectionHandle,
+    timeout: Duration,
+    token: &str,
+) -> Result<(), ApiError> {
+    let mut violations = Violations::default();
+    let wanted = violations
+        .check("consistency_token", circle_grpc::consistency_token(token))
+        .flatten();
+    violations.into_result()?;
+    let Some(wanted) = wanted else {
+        return Ok(());
+    };
+    read_model
+        .wait_for(wanted, timeout)
+        .await
+        .map_err(|error| match error {
+            LagError::NotYet { .. } => ApiError::new(
+                tonic::Code::Unavailable,
+                "READ_MODEL_BEHIND",
+                "the read model has not caught up with this write yet; retry shortly",
+            ),
+            LagError::Database(_) => ApiError::unavailable("the read model"),
+        })
+}
+
+/// The commit metadata of a command the caller sent.
+pub fn commit_meta(caller: &Caller, request_id: String) -> CommitMeta {
+    CommitMeta {
+        request_id,
+        actor_role: caller.role.as_str().to_owned(),
+        actor_id: caller.actor_id.clone(),
+        at: None,
+    }
+}

@@ -8,10 +8,12 @@ mod write;
 use std::sync::Arc;
 use std::time::Duration;
 
-use circle_eventstore::{CommitMeta, ExecuteError, StoreError};
-use circle_grpc::{ApiError, Caller, Violations};
-use circle_projection::{LagError, ProjectionHandle};
+use circle_eventstore::{ExecuteError, StoreError};
+use circle_grpc::caller;
+use circle_grpc::{ApiError, Violations};
+use circle_projection::ProjectionHandle;
 use circle_proto::sessions::v1 as pb;
+use circle_service::commit_meta as meta;
 use pb::sessions_service_server::SessionsService;
 use sqlx::PgPool;
 use tonic::{Code, Request, Response, Status};
@@ -54,23 +56,8 @@ impl SessionsApi {
     }
 
     async fn consistent_read(&self, token: &str) -> ApiResult<()> {
-        let mut violations = Violations::default();
-        let wanted = violations
-            .check("consistency_token", circle_grpc::consistency_token(token))
-            .flatten();
-        violations.into_result()?;
-        let Some(wanted) = wanted else { return Ok(()) };
-        self.read_model
-            .wait_for(wanted, self.read_your_writes_timeout)
+        circle_service::consistent_read(&self.read_model, self.read_your_writes_timeout, token)
             .await
-            .map_err(|error| match error {
-                LagError::NotYet { .. } => ApiError::new(
-                    Code::Unavailable,
-                    "READ_MODEL_BEHIND",
-                    "the read model has not caught up with this write yet; retry shortly",
-                ),
-                LagError::Database(_) => ApiError::unavailable("the read model"),
-            })
     }
 }
 
@@ -186,19 +173,6 @@ fn command_error(error: ExecuteError<CommandError>) -> ApiError {
 fn database_error(error: sqlx::Error) -> ApiError {
     tracing::warn!(%error, "read model query failed");
     ApiError::unavailable("the read model")
-}
-
-fn caller<T>(request: &Request<T>) -> ApiResult<Caller> {
-    Ok(Caller::from_metadata(request.metadata())?)
-}
-
-fn meta(caller: &Caller, request_id: String) -> CommitMeta {
-    CommitMeta {
-        request_id,
-        actor_role: caller.role.as_str().to_owned(),
-        actor_id: caller.actor_id.clone(),
-        at: None,
-    }
 }
 
 #[tonic::async_trait]
