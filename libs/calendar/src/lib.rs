@@ -11,3 +11,16 @@ pub use schedule::{MAX_DURATION_MINUTES, MIN_DURATION_MINUTES, Schedule, time_zo
 
 /// A point in time (UTC).
 pub type Time = chrono::DateTime<chrono::Utc>;
+
+/// A time as a protobuf `Timestamp` (events and API messages carry these).
+pub fn timestamp(time: Time) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: time.timestamp(),
+        nanos: time.timestamp_subsec_nanos() as i32,
+    }
+}
+
+/// A protobuf `Timestamp` as a time; `None` when it is out of range.
+pub fn from_timestamp(timestamp: prost_types::Timestamp) -> Option<Time> {
+    chrono::DateTime::from_timestamp(timestamp.seconds, u32::try_from(timestamp.nanos).ok()?)
+}

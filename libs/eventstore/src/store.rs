@@ -205,14 +205,30 @@ impl EventStore {
 
     /// The aggregate's version: the stream sequence of its last commit, 0 if none.
     pub async fn version(&self, key: &AggregateKey) -> Result<u64, StoreError> {
+        Ok(self
+            .last_commit(key)
+            .await?
+            .map_or(0, |stored| stored.sequence))
+    }
+
+    /// The aggregate's newest commit, if it has any.
+    async fn last_commit(&self, key: &AggregateKey) -> Result<Option<StoredCommit>, StoreError> {
         use async_nats::jetstream::stream::LastRawMessageErrorKind;
         match self
             .stream
             .get_last_raw_message_by_subject(&self.subject(key))
             .await
         {
-            Ok(message) => Ok(message.sequence),
-            Err(error) if matches!(error.kind(), LastRawMessageErrorKind::NoMessageFound) => Ok(0),
+            Ok(message) => decode_commit(
+                message.sequence,
+                message.subject.to_string(),
+                message.headers,
+                &message.payload,
+            )
+            .map(Some),
+            Err(error) if matches!(error.kind(), LastRawMessageErrorKind::NoMessageFound) => {
+                Ok(None)
+            }
             Err(error) => Err(StoreError::Unavailable(error.to_string())),
         }
     }
@@ -387,12 +403,12 @@ impl EventStore {
                 headers,
             }))),
             Err(error) if matches!(error.kind(), PublishErrorKind::WrongLastSequence) => {
-                let last = self.version(key).await?;
-                if last > 0 {
-                    let stored = self.read_commit(last).await?;
-                    if stored.commit.request_id == meta.request_id {
-                        return Ok(Appended::Duplicate { sequence: last });
-                    }
+                if let Some(last) = self.last_commit(key).await?
+                    && last.commit.request_id == meta.request_id
+                {
+                    return Ok(Appended::Duplicate {
+                        sequence: last.sequence,
+                    });
                 }
                 Err(StoreError::Conflict {
                     expected: expected_version,

@@ -9,16 +9,7 @@ use crate::domain::journal::{self, Journal};
 use crate::domain::partnership::{self, Partnership};
 use crate::domain::{Cadence, Event, NudgeLevel, Progress, Time, Visibility};
 
-pub fn timestamp(time: Time) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: time.timestamp(),
-        nanos: time.timestamp_subsec_nanos() as i32,
-    }
-}
-
-pub fn from_timestamp(timestamp: prost_types::Timestamp) -> Option<Time> {
-    chrono::DateTime::from_timestamp(timestamp.seconds, u32::try_from(timestamp.nanos).ok()?)
-}
+pub use circle_calendar::{from_timestamp, timestamp};
 
 pub fn cadence_to_wire(cadence: Cadence) -> i32 {
     (match cadence {

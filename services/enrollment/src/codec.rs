@@ -11,7 +11,7 @@ use prost::{Message, Name};
 use crate::domain::{
     AdmissionMode, AdmissionPath, Clinic, ConsentKind, ConsentTerms, DischargeReason, Event,
     Facilitator, FacilitatorRole, Group, GroupDetails, Participant, PeerDisplay, Profile, Schedule,
-    Time, TransferRef, clinic, group, participant,
+    TransferRef, clinic, group, participant,
 };
 
 const DATE_FORMAT: &str = "%Y-%m-%d";
@@ -395,16 +395,7 @@ pub fn decode_commit(commit: &StoredCommit) -> Result<Vec<Event>, DecodeError> {
     commit.commit.events.iter().map(decode).collect()
 }
 
-pub fn timestamp(time: Time) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: time.timestamp(),
-        nanos: time.timestamp_subsec_nanos() as i32,
-    }
-}
-
-pub fn from_timestamp(timestamp: prost_types::Timestamp) -> Option<Time> {
-    chrono::DateTime::from_timestamp(timestamp.seconds, u32::try_from(timestamp.nanos).ok()?)
-}
+pub use circle_calendar::{from_timestamp, timestamp};
 
 pub fn admission_to_wire(mode: AdmissionMode) -> pb::AdmissionMode {
     match mode {
@@ -629,7 +620,7 @@ mod tests {
             email: "sam@example.org".into(),
             phone: "+1 555 0100".into(),
         };
-        let at: Time = "2026-11-20T12:00:00Z".parse().expect("time");
+        let at: crate::domain::Time = "2026-11-20T12:00:00Z".parse().expect("time");
         for event in [
             Event::ClinicCreated {
                 display_name: "North".into(),

@@ -4,18 +4,9 @@ use circle_eventstore::{Aggregate, DecodeError, NewEvent, StoredCommit, wire};
 use circle_proto::sessions::events::v1 as pb;
 use prost::{Message, Name};
 
-use crate::domain::{AttendanceStatus, Event, NoteKey, Origin, Session, Time, evolve};
+use crate::domain::{AttendanceStatus, Event, NoteKey, Origin, Session, evolve};
 
-pub fn timestamp(time: Time) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: time.timestamp(),
-        nanos: time.timestamp_subsec_nanos() as i32,
-    }
-}
-
-pub fn from_timestamp(timestamp: prost_types::Timestamp) -> Option<Time> {
-    chrono::DateTime::from_timestamp(timestamp.seconds, u32::try_from(timestamp.nanos).ok()?)
-}
+pub use circle_calendar::{from_timestamp, timestamp};
 
 pub fn status_to_wire(status: AttendanceStatus) -> pb::AttendanceStatus {
     match status {
@@ -238,7 +229,7 @@ mod tests {
 
     #[test]
     fn every_event_survives_the_wire() {
-        let at: Time = "2026-11-24T00:30:00Z".parse().expect("time");
+        let at: crate::domain::Time = "2026-11-24T00:30:00Z".parse().expect("time");
         for event in [
             Event::SessionScheduled {
                 group_id: "g".into(),
