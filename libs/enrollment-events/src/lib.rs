@@ -114,6 +114,34 @@ pub fn decode(event: &wire::Event) -> Result<Option<Fact>, UndecodableEvent> {
     }))
 }
 
+/// A group's schedule as enrollment records it (dates as `YYYY-MM-DD`); the one
+/// decoding of it, for enrollment itself and for every consumer.
+pub fn schedule(schedule: &pb::Schedule) -> Result<circle_calendar::Schedule, String> {
+    let date = |text: &str| {
+        chrono::NaiveDate::parse_from_str(text, SCHEDULE_DATE)
+            .map_err(|_| format!("bad date {text:?}"))
+    };
+    Ok(circle_calendar::Schedule {
+        iso_weekdays: schedule.iso_weekdays.iter().copied().collect(),
+        start_minute: schedule.start_minute,
+        duration_minutes: schedule.duration_minutes,
+        start_date: date(&schedule.start_date)?,
+        end_date: if schedule.end_date.is_empty() {
+            None
+        } else {
+            Some(date(&schedule.end_date)?)
+        },
+        exception_dates: schedule
+            .exception_dates
+            .iter()
+            .map(|text| date(text))
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+/// How schedule dates are written in enrollment's events.
+pub const SCHEDULE_DATE: &str = "%Y-%m-%d";
+
 #[cfg(test)]
 mod tests {
     use super::*;

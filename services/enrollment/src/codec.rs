@@ -1,9 +1,6 @@
 //! Domain events to and from their protobuf payloads: the one place where event wire
 //! types meet the domain.
 
-use std::collections::BTreeSet;
-
-use chrono::NaiveDate;
 use circle_eventstore::{Aggregate, DecodeError, NewEvent, StoredCommit, wire};
 use circle_proto::enrollment::events::v1 as pb;
 use prost::{Message, Name};
@@ -14,7 +11,7 @@ use crate::domain::{
     TransferRef, clinic, group, participant,
 };
 
-const DATE_FORMAT: &str = "%Y-%m-%d";
+use circle_enrollment_events::SCHEDULE_DATE as DATE_FORMAT;
 
 pub fn encode(event: &Event) -> NewEvent {
     match event {
@@ -492,27 +489,7 @@ pub fn schedule_to_wire(schedule: &Schedule) -> pb::Schedule {
     }
 }
 
-pub fn schedule_from_wire(schedule: &pb::Schedule) -> Result<Schedule, String> {
-    let date = |text: &str| {
-        NaiveDate::parse_from_str(text, DATE_FORMAT).map_err(|_| format!("bad date {text:?}"))
-    };
-    Ok(Schedule {
-        iso_weekdays: schedule.iso_weekdays.iter().copied().collect(),
-        start_minute: schedule.start_minute,
-        duration_minutes: schedule.duration_minutes,
-        start_date: date(&schedule.start_date)?,
-        end_date: if schedule.end_date.is_empty() {
-            None
-        } else {
-            Some(date(&schedule.end_date)?)
-        },
-        exception_dates: schedule
-            .exception_dates
-            .iter()
-            .map(|text| date(text))
-            .collect::<Result<BTreeSet<_>, _>>()?,
-    })
-}
+pub use circle_enrollment_events::schedule as schedule_from_wire;
 
 fn profile_to_wire(profile: &Profile) -> pb::ParticipantProfile {
     pb::ParticipantProfile {
@@ -570,6 +547,10 @@ aggregate!(Participant, "participant", participant::evolve);
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
+    use chrono::NaiveDate;
+
     use super::*;
 
     fn round_trip(event: Event) {

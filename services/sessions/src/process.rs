@@ -16,7 +16,6 @@ use sqlx::PgPool;
 
 use crate::commands::{CommandError, Commands};
 use crate::domain::{DomainError, Origin, SessionCommand, Time};
-use crate::roster;
 
 pub struct Materializer {
     pub pool: PgPool,
@@ -71,7 +70,7 @@ impl Materializer {
                 .and_then(|bytes| {
                     circle_proto::enrollment::events::v1::Schedule::decode(bytes).ok()
                 })
-                .and_then(|schedule| roster::schedule_from_event(&schedule));
+                .and_then(|schedule| circle_enrollment_events::schedule(&schedule).ok());
             let mut desired = BTreeSet::new();
             if let (Some(schedule), false) = (&schedule, archived) {
                 let tz = time_zone(&zone);

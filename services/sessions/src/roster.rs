@@ -5,7 +5,6 @@
 //! out), and the names and aliases of participants — personal data, kept in their own
 //! table, used only to keep individual notes from naming other members.
 
-use circle_calendar::Schedule;
 use circle_enrollment_events::{self as facts, Fact};
 use circle_eventstore::StoredCommit;
 use circle_projection::{ApplyError, Projection};
@@ -16,27 +15,6 @@ use sqlx::PgConnection;
 pub const SCHEMA: &str = "sessions_roster";
 
 pub struct Roster;
-
-/// The schedule as enrollment recorded it.
-pub fn schedule_from_event(schedule: &pb::Schedule) -> Option<Schedule> {
-    let date = |text: &str| chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").ok();
-    Some(Schedule {
-        iso_weekdays: schedule.iso_weekdays.iter().copied().collect(),
-        start_minute: schedule.start_minute,
-        duration_minutes: schedule.duration_minutes,
-        start_date: date(&schedule.start_date)?,
-        end_date: if schedule.end_date.is_empty() {
-            None
-        } else {
-            Some(date(&schedule.end_date)?)
-        },
-        exception_dates: schedule
-            .exception_dates
-            .iter()
-            .filter_map(|text| date(text))
-            .collect(),
-    })
-}
 
 impl Projection for Roster {
     fn name(&self) -> &str {
