@@ -223,6 +223,13 @@ impl Violations {
         error.violations = self.0;
         Err(error)
     }
+
+    /// [`Violations::into_result`], then the value a check produced: with no
+    /// violations recorded every check passed, so a missing value is a bug (INTERNAL).
+    pub fn finish<T>(self, checked: Option<T>) -> Result<T, ApiError> {
+        self.into_result()?;
+        checked.ok_or_else(ApiError::internal)
+    }
 }
 
 /// An id segment of a resource name: 1–63 of `[a-z0-9-]`, not starting with '-'.

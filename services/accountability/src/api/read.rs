@@ -200,10 +200,7 @@ impl AccountabilityApi {
     ) -> ApiResult<(Vec<String>, Vec<String>)> {
         let mut violations = Violations::default();
         let ids = owned(caller, &mut violations, field, name, GROUP)?;
-        violations.into_result()?;
-        let Some(ids) = ids else {
-            return Err(ApiError::internal());
-        };
+        let ids = violations.finish(ids)?;
         let members: Vec<String> = sqlx::query_scalar(
             "SELECT DISTINCT participant_id FROM accountability_roster.member_periods
              WHERE network = $1 AND group_id = $2 AND to_at IS NULL ORDER BY participant_id",
@@ -329,10 +326,7 @@ impl AccountabilityApi {
             &request.participant,
             PARTICIPANT,
         )?;
-        violations.into_result()?;
-        let Some(ids) = ids else {
-            return Err(ApiError::internal());
-        };
+        let ids = violations.finish(ids)?;
         self.require_self_or_staff(&caller, &ids[0], &ids[1])
             .await?;
         self.consistent_read(&request.consistency_token).await?;
@@ -419,10 +413,7 @@ impl AccountabilityApi {
             STAFF_MEMBER,
         )?;
         authorize(&caller, roles::CLINICIANS, &[])?;
-        violations.into_result()?;
-        let Some(staff) = staff else {
-            return Err(ApiError::internal());
-        };
+        let staff = violations.finish(staff)?;
         if caller.role == Role::Facilitator && caller.actor_id != staff[1] {
             return Err(ApiError::new(
                 Code::PermissionDenied,

@@ -74,10 +74,7 @@ impl AccountabilityApi {
     ) -> ApiResult<(pb::Goal, String)> {
         let ids = owned(request_caller, &mut violations, "name", name, GOAL)?;
         let request_id = circle_grpc::request_id_field(&mut violations, request_id_value);
-        violations.into_result()?;
-        let Some(ids) = ids else {
-            return Err(ApiError::internal());
-        };
+        let ids = violations.finish(ids)?;
         self.require_self_or_staff(request_caller, &ids[0], &ids[1])
             .await?;
         let executed = self
@@ -536,10 +533,7 @@ impl AccountabilityApi {
         let mut violations = Violations::default();
         let ids = owned(&caller, &mut violations, "name", &request.name, PARTNERSHIP)?;
         let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
-        violations.into_result()?;
-        let Some(ids) = ids else {
-            return Err(ApiError::internal());
-        };
+        let ids = violations.finish(ids)?;
         let current = self
             .commands
             .load_partnership(&ids[0], &ids[1])
@@ -583,10 +577,7 @@ impl AccountabilityApi {
         let mut violations = Violations::default();
         let ids = owned(&caller, &mut violations, "name", &request.name, PARTNERSHIP)?;
         let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
-        violations.into_result()?;
-        let Some(ids) = ids else {
-            return Err(ApiError::internal());
-        };
+        let ids = violations.finish(ids)?;
         let current = self
             .commands
             .load_partnership(&ids[0], &ids[1])

@@ -108,10 +108,7 @@ impl EnrollmentApi {
         let mut violations = Violations::default();
         let ids = owned(&caller, &mut violations, "name", &request.name, CLINIC)?;
         authorize(&caller, STAFF, &[])?;
-        violations.into_result()?;
-        let Some(ids) = ids else {
-            return Err(ApiError::internal());
-        };
+        let ids = violations.finish(ids)?;
         self.consistent_read(&request.consistency_token).await?;
         let row: Option<(String, String, bool, i64)> = sqlx::query_as(
             "SELECT display_name, time_zone, archived, version FROM enrollment.clinics WHERE network = $1 AND clinic_id = $2",
@@ -144,10 +141,7 @@ impl EnrollmentApi {
         let ids = owned(&caller, &mut violations, "parent", &request.parent, NETWORK)?;
         authorize(&caller, STAFF, &[])?;
         let (size, offset) = page(&mut violations, request.page_size, &request.page_token);
-        violations.into_result()?;
-        let Some(ids) = ids else {
-            return Err(ApiError::internal());
-        };
+        let ids = violations.finish(ids)?;
         self.consistent_read(&request.consistency_token).await?;
         let rows: Vec<(String, String, String, bool, i64)> = sqlx::query_as(
             "SELECT clinic_id, display_name, time_zone, archived, version FROM enrollment.clinics
@@ -190,10 +184,7 @@ impl EnrollmentApi {
         let ids = owned(caller, &mut violations, field, name, GROUP)?;
         let scope: Vec<&str> = ids.iter().map(|ids| ids[1].as_str()).collect();
         authorize(caller, STAFF, &scope)?;
-        violations.into_result()?;
-        let Some(ids) = ids else {
-            return Err(ApiError::internal());
-        };
+        let ids = violations.finish(ids)?;
         self.consistent_read(token).await?;
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {GROUP_COLUMNS} FROM enrollment.groups WHERE network = $1 AND group_id = $2 AND clinic_id = $3"
@@ -248,10 +239,7 @@ impl EnrollmentApi {
             violations.check("level_of_care", convert::slug(&request.level_of_care));
         }
         let (size, offset) = page(&mut violations, request.page_size, &request.page_token);
-        violations.into_result()?;
-        let Some(network) = network else {
-            return Err(ApiError::internal());
-        };
+        let network = violations.finish(network)?;
         self.consistent_read(&request.consistency_token).await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {GROUP_COLUMNS} FROM enrollment.groups
@@ -289,10 +277,7 @@ impl EnrollmentApi {
         let request = request.into_inner();
         let mut violations = Violations::default();
         let ids = owned(&caller, &mut violations, "name", &request.name, PARTICIPANT)?;
-        violations.into_result()?;
-        let Some(ids) = ids else {
-            return Err(ApiError::internal());
-        };
+        let ids = violations.finish(ids)?;
         if caller.role == circle_grpc::Role::Participant {
             authorize_self_or_staff(&caller, &ids[1], &[])?;
         } else {
@@ -361,10 +346,7 @@ impl EnrollmentApi {
         if let Some(ids) = &ids {
             authorize_self_or_staff(&caller, &ids[3], &[ids[1].as_str()])?;
         }
-        violations.into_result()?;
-        let Some(ids) = ids else {
-            return Err(ApiError::internal());
-        };
+        let ids = violations.finish(ids)?;
         self.consistent_read(&request.consistency_token).await?;
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {MEMBERSHIP_COLUMNS}, (SELECT count(*) FROM enrollment.memberships w
@@ -523,10 +505,7 @@ impl EnrollmentApi {
             authorize_self_or_staff(&caller, &ids[1], &[])?;
         }
         let (size, offset) = page(&mut violations, request.page_size, &request.page_token);
-        violations.into_result()?;
-        let Some(ids) = ids else {
-            return Err(ApiError::internal());
-        };
+        let ids = violations.finish(ids)?;
         self.consistent_read(&request.consistency_token).await?;
         // Clinic-scoped staff see only the memberships in their clinics.
         let scoped = circle_grpc::is_clinic_scoped(caller.role);

@@ -154,10 +154,7 @@ impl EnrollmentApi {
         } else {
             None
         };
-        violations.into_result()?;
-        let Some(ids) = ids else {
-            return Err(ApiError::internal());
-        };
+        let ids = violations.finish(ids)?;
         let executed = self
             .commands
             .clinic(
@@ -195,10 +192,7 @@ impl EnrollmentApi {
         authorize(&caller, ADMINS, &[])?;
         let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
         let etag = etag(&mut violations, "etag", &request.etag);
-        violations.into_result()?;
-        let Some(ids) = ids else {
-            return Err(ApiError::internal());
-        };
+        let ids = violations.finish(ids)?;
         // Best effort on the read model: a clinic with open groups is not archived.
         let open_groups: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM enrollment.groups WHERE network = $1 AND clinic_id = $2 AND NOT archived",
@@ -417,10 +411,7 @@ impl EnrollmentApi {
                 None => None,
             });
         }
-        violations.into_result()?;
-        let Some(ids) = ids else {
-            return Err(ApiError::internal());
-        };
+        let ids = violations.finish(ids)?;
         let executed = self
             .commands
             .group(
@@ -458,10 +449,7 @@ impl EnrollmentApi {
         authorize(&caller, CLINIC_ADMINS, &scope)?;
         let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
         let etag = etag(&mut violations, "etag", &request.etag);
-        violations.into_result()?;
-        let Some(ids) = ids else {
-            return Err(ApiError::internal());
-        };
+        let ids = violations.finish(ids)?;
         let executed = self
             .commands
             .group(
@@ -523,10 +511,7 @@ impl EnrollmentApi {
             // Reserved: `.../notes/shared` names a session's shared note.
             violations.add("participant_id", "\"shared\" is reserved");
         }
-        violations.into_result()?;
-        let Some(home) = home else {
-            return Err(ApiError::internal());
-        };
+        let home = violations.finish(home)?;
         let clinic = self
             .commands
             .load_clinic(&network, &home[1])
@@ -613,10 +598,7 @@ impl EnrollmentApi {
         };
         let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
         let etag = etag(&mut violations, "participant.etag", &participant.etag);
-        violations.into_result()?;
-        let Some(ids) = ids else {
-            return Err(ApiError::internal());
-        };
+        let ids = violations.finish(ids)?;
         let current = self
             .commands
             .load_participant(&ids[0], &ids[1])
@@ -762,10 +744,7 @@ impl EnrollmentApi {
         let mut violations = Violations::default();
         let ids = owned(&caller, &mut violations, "name", &request.name, CONSENT)?;
         let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
-        violations.into_result()?;
-        let Some(ids) = ids else {
-            return Err(ApiError::internal());
-        };
+        let ids = violations.finish(ids)?;
         let participant = self
             .commands
             .load_participant(&ids[0], &ids[1])
@@ -896,10 +875,7 @@ impl EnrollmentApi {
             }
         }
         let request_id = circle_grpc::request_id_field(&mut violations, request_id);
-        violations.into_result()?;
-        let Some(ids) = ids else {
-            return Err(ApiError::internal());
-        };
+        let ids = violations.finish(ids)?;
         let (network, clinic_id, group_id, participant_id) = (&ids[0], &ids[1], &ids[2], &ids[3]);
         let executed = self
             .commands

@@ -95,10 +95,7 @@ impl SessionsApi {
             violations.add("end_time", "must not be before start_time");
         }
         let (size, offset) = page(&mut violations, request.page_size, &request.page_token);
-        violations.into_result()?;
-        let Some(group) = group else {
-            return Err(ApiError::internal());
-        };
+        let group = violations.finish(group)?;
         self.consistent_read(&request.consistency_token).await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {SESSION_COLUMNS} FROM sessions.sessions s
@@ -139,10 +136,7 @@ impl SessionsApi {
         let ids = owned(&caller, &mut violations, "name", &request.name, SESSION)?;
         let scope: Vec<&str> = ids.iter().map(|ids| ids[1].as_str()).collect();
         authorize(&caller, roles::STAFF, &scope)?;
-        violations.into_result()?;
-        let Some(ids) = ids else {
-            return Err(ApiError::internal());
-        };
+        let ids = violations.finish(ids)?;
         self.consistent_read(&request.consistency_token).await?;
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {SESSION_COLUMNS} FROM sessions.sessions s
@@ -279,10 +273,7 @@ impl SessionsApi {
             ));
         }
         let (size, offset) = page(&mut violations, request.page_size, &request.page_token);
-        violations.into_result()?;
-        let Some(staff) = staff else {
-            return Err(ApiError::internal());
-        };
+        let staff = violations.finish(staff)?;
         self.consistent_read(&request.consistency_token).await?;
         let now = self.commands.clock.now();
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -345,10 +336,7 @@ impl SessionsApi {
         if let Some(participant) = &participant {
             authorize_self_or_staff(&caller, &participant[1], &[])?;
         }
-        violations.into_result()?;
-        let Some(participant) = participant else {
-            return Err(ApiError::internal());
-        };
+        let participant = violations.finish(participant)?;
         self.consistent_read(&request.consistency_token).await?;
         // Clinic-scoped staff see only the sessions of their clinics.
         let scoped = circle_grpc::is_clinic_scoped(caller.role);

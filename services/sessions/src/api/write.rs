@@ -341,10 +341,7 @@ impl SessionsApi {
         let mut violations = Violations::default();
         let ids = self.session_ids(&caller, &mut violations, "name", &request.name)?;
         let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
-        violations.into_result()?;
-        let Some(ids) = ids else {
-            return Err(ApiError::internal());
-        };
+        let ids = violations.finish(ids)?;
         let (session, version) = self
             .run(&caller, &ids, request_id, None, SessionCommand::Start)
             .await?;
@@ -365,10 +362,7 @@ impl SessionsApi {
         let mut violations = Violations::default();
         let ids = self.session_ids(&caller, &mut violations, "name", &request.name)?;
         let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
-        violations.into_result()?;
-        let Some(ids) = ids else {
-            return Err(ApiError::internal());
-        };
+        let ids = violations.finish(ids)?;
         let (session, version) = self
             .run(&caller, &ids, request_id, None, SessionCommand::Close)
             .await?;
