@@ -856,7 +856,7 @@ impl EnrollmentApi {
 
     /// Runs a command on one membership and answers with the membership as the
     /// commit left it.
-    async fn membership_command(
+    async fn membership_command<R: MembershipReply>(
         &self,
         caller: &Caller,
         name: &str,
@@ -864,7 +864,7 @@ impl EnrollmentApi {
         extra: Violations,
         allow_self: bool,
         command: impl FnOnce(String) -> GroupCommand,
-    ) -> ApiResult<(pb::Membership, u64)> {
+    ) -> ApiResult<R> {
         let mut violations = extra;
         let ids = owned(caller, &mut violations, "name", name, MEMBERSHIP)?;
         if let Some(ids) = &ids {
@@ -893,7 +893,8 @@ impl EnrollmentApi {
         let membership =
             convert::membership_from_commit(network, clinic_id, group_id, participant_id, commit)
                 .ok_or_else(request_id_reused)?;
-        Ok((membership, commit.sequence))
+        let version = commit.sequence.to_string();
+        Ok(R::new(membership, version.clone(), version))
     }
 
     pub(super) async fn accept_seat_offer(
@@ -902,21 +903,15 @@ impl EnrollmentApi {
     ) -> ApiResult<pb::AcceptSeatOfferResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
-        let (membership, version) = self
-            .membership_command(
-                &caller,
-                &request.name,
-                &request.request_id,
-                Violations::default(),
-                true,
-                |participant_id| GroupCommand::AcceptOffer { participant_id },
-            )
-            .await?;
-        Ok(pb::AcceptSeatOfferResponse {
-            membership: Some(membership),
-            etag: version.to_string(),
-            consistency_token: version.to_string(),
-        })
+        self.membership_command(
+            &caller,
+            &request.name,
+            &request.request_id,
+            Violations::default(),
+            true,
+            |participant_id| GroupCommand::AcceptOffer { participant_id },
+        )
+        .await
     }
 
     pub(super) async fn decline_seat_offer(
@@ -925,21 +920,15 @@ impl EnrollmentApi {
     ) -> ApiResult<pb::DeclineSeatOfferResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
-        let (membership, version) = self
-            .membership_command(
-                &caller,
-                &request.name,
-                &request.request_id,
-                Violations::default(),
-                true,
-                |participant_id| GroupCommand::DeclineOffer { participant_id },
-            )
-            .await?;
-        Ok(pb::DeclineSeatOfferResponse {
-            membership: Some(membership),
-            etag: version.to_string(),
-            consistency_token: version.to_string(),
-        })
+        self.membership_command(
+            &caller,
+            &request.name,
+            &request.request_id,
+            Violations::default(),
+            true,
+            |participant_id| GroupCommand::DeclineOffer { participant_id },
+        )
+        .await
     }
 
     pub(super) async fn hold_membership(
@@ -952,24 +941,18 @@ impl EnrollmentApi {
         let reason = violations
             .check("reason", convert::optional_text(&request.reason, 500))
             .unwrap_or_default();
-        let (membership, version) = self
-            .membership_command(
-                &caller,
-                &request.name,
-                &request.request_id,
-                violations,
-                false,
-                |participant_id| GroupCommand::Hold {
-                    participant_id,
-                    reason,
-                },
-            )
-            .await?;
-        Ok(pb::HoldMembershipResponse {
-            membership: Some(membership),
-            etag: version.to_string(),
-            consistency_token: version.to_string(),
-        })
+        self.membership_command(
+            &caller,
+            &request.name,
+            &request.request_id,
+            violations,
+            false,
+            |participant_id| GroupCommand::Hold {
+                participant_id,
+                reason,
+            },
+        )
+        .await
     }
 
     pub(super) async fn resume_membership(
@@ -978,21 +961,15 @@ impl EnrollmentApi {
     ) -> ApiResult<pb::ResumeMembershipResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
-        let (membership, version) = self
-            .membership_command(
-                &caller,
-                &request.name,
-                &request.request_id,
-                Violations::default(),
-                false,
-                |participant_id| GroupCommand::Resume { participant_id },
-            )
-            .await?;
-        Ok(pb::ResumeMembershipResponse {
-            membership: Some(membership),
-            etag: version.to_string(),
-            consistency_token: version.to_string(),
-        })
+        self.membership_command(
+            &caller,
+            &request.name,
+            &request.request_id,
+            Violations::default(),
+            false,
+            |participant_id| GroupCommand::Resume { participant_id },
+        )
+        .await
     }
 
     pub(super) async fn discharge_participant(
@@ -1003,24 +980,18 @@ impl EnrollmentApi {
         let request = request.into_inner();
         let mut violations = Violations::default();
         let reason = violations.check("reason", convert::discharge_reason(request.reason));
-        let (membership, version) = self
-            .membership_command(
-                &caller,
-                &request.name,
-                &request.request_id,
-                violations,
-                false,
-                |participant_id| GroupCommand::Discharge {
-                    participant_id,
-                    reason: reason.unwrap_or(crate::domain::DischargeReason::Administrative),
-                },
-            )
-            .await?;
-        Ok(pb::DischargeParticipantResponse {
-            membership: Some(membership),
-            etag: version.to_string(),
-            consistency_token: version.to_string(),
-        })
+        self.membership_command(
+            &caller,
+            &request.name,
+            &request.request_id,
+            violations,
+            false,
+            |participant_id| GroupCommand::Discharge {
+                participant_id,
+                reason: reason.unwrap_or(crate::domain::DischargeReason::Administrative),
+            },
+        )
+        .await
     }
 
     /// The first half of a transfer runs here: the new group takes the participant
@@ -1190,3 +1161,30 @@ fn consent_view(
     }
     view
 }
+
+/// A response that carries the membership a command changed.
+trait MembershipReply {
+    fn new(membership: pb::Membership, etag: String, consistency_token: String) -> Self;
+}
+
+macro_rules! membership_reply {
+    ($($response:ty),* $(,)?) => {$(
+        impl MembershipReply for $response {
+            fn new(membership: pb::Membership, etag: String, consistency_token: String) -> Self {
+                Self {
+                    membership: Some(membership),
+                    etag,
+                    consistency_token,
+                }
+            }
+        }
+    )*};
+}
+
+membership_reply!(
+    pb::AcceptSeatOfferResponse,
+    pb::DeclineSeatOfferResponse,
+    pb::HoldMembershipResponse,
+    pb::ResumeMembershipResponse,
+    pb::DischargeParticipantResponse
+);
