@@ -331,6 +331,26 @@ impl System {
         Ok(())
     }
 
+    /// The event types of the commits callers (not process managers, whose request
+    /// ids start with `pm:`) appended to a service's stream after sequence `before`:
+    /// "a refused request changed nothing", while the nudger or the materialiser may
+    /// still be writing.
+    pub async fn client_commits_since(
+        &self,
+        spec: circle_eventstore::StreamSpec,
+        before: u64,
+    ) -> anyhow::Result<Vec<String>> {
+        let store = circle_eventstore::EventStore::open(self.env.nats.clone(), spec).await?;
+        let mut appended = Vec::new();
+        for sequence in before + 1..=store.last_sequence().await? {
+            let stored = store.read_commit(sequence).await?;
+            if !stored.commit.request_id.starts_with("pm:") {
+                appended.extend(stored.commit.events.into_iter().map(|e| e.event_type));
+            }
+        }
+        Ok(appended)
+    }
+
     pub async fn accountability_stream_last_sequence(&self) -> anyhow::Result<u64> {
         let mut stream = self
             .env
