@@ -224,6 +224,14 @@ impl Violations {
         Err(error)
     }
 
+    /// The (size, offset) of a page request, recording bad page fields.
+    pub fn page(&mut self, page_size: i32, page_token: &str) -> (i64, i64) {
+        page(page_size, page_token).unwrap_or_else(|(field, description)| {
+            self.add(field, description);
+            (0, 0)
+        })
+    }
+
     /// [`Violations::into_result`], then the value a check produced: with no
     /// violations recorded every check passed, so a missing value is a bug (INTERNAL).
     pub fn finish<T>(self, checked: Option<T>) -> Result<T, ApiError> {

@@ -104,18 +104,18 @@ impl AccountabilityApi {
         Ok(clinics.iter().any(|clinic| caller.clinics.contains(clinic)))
     }
 
-    /// The participant themselves, or staff who reach them.
+    /// The participant themselves (`Author`), or staff who reach them (`Staff`).
     async fn require_self_or_staff(
         &self,
         caller: &Caller,
         network: &str,
         participant_id: &str,
-    ) -> ApiResult<()> {
+    ) -> ApiResult<Viewer> {
         if caller.role == Role::Participant && caller.actor_id == participant_id {
-            return Ok(());
+            return Ok(Viewer::Author);
         }
         if self.staff_reaches(caller, network, participant_id).await? {
-            return Ok(());
+            return Ok(Viewer::Staff);
         }
         Err(ApiError::new(
             Code::PermissionDenied,

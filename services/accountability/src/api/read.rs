@@ -327,11 +327,11 @@ impl AccountabilityApi {
             PARTICIPANT,
         )?;
         let ids = violations.finish(ids)?;
-        self.require_self_or_staff(&caller, &ids[0], &ids[1])
+        let (network, participant) = (&ids[0], &ids[1]);
+        let viewer = self
+            .require_self_or_staff(&caller, network, participant)
             .await?;
         self.consistent_read(&request.consistency_token).await?;
-        let (network, participant) = (&ids[0], &ids[1]);
-        let viewer = self.viewer(&caller, network, participant).await?;
         let consent = self.consent(network, participant).await?;
         let display = self.display_name(viewer, network, participant).await?;
         let mut items: Vec<(Time, i64, pb::TimelineItem)> = Vec::new();

@@ -19,16 +19,6 @@ use crate::read_model::{facilitators_from_column, schedule_from_column, state};
 const GROUP_COLUMNS: &str = "group_id, clinic_id, display_name, modality, level_of_care, capacity, admission_mode,
     time_zone, facilitators, schedule, active_count, on_hold_count, offer_count, waitlist_count, archived, version";
 
-fn page(violations: &mut Violations, page_size: i32, page_token: &str) -> (i64, i64) {
-    match circle_grpc::page(page_size, page_token) {
-        Ok(page) => page,
-        Err((field, description)) => {
-            violations.add(field, description);
-            (0, 0)
-        }
-    }
-}
-
 fn group_from_row(
     network: &str,
     row: &PgRow,
@@ -140,7 +130,7 @@ impl EnrollmentApi {
         let mut violations = Violations::default();
         let ids = owned(&caller, &mut violations, "parent", &request.parent, NETWORK)?;
         authorize(&caller, STAFF, &[])?;
-        let (size, offset) = page(&mut violations, request.page_size, &request.page_token);
+        let (size, offset) = violations.page(request.page_size, &request.page_token);
         let ids = violations.finish(ids)?;
         self.consistent_read(&request.consistency_token).await?;
         let rows: Vec<(String, String, String, bool, i64)> = sqlx::query_as(
@@ -238,7 +228,7 @@ impl EnrollmentApi {
         if !request.level_of_care.is_empty() {
             violations.check("level_of_care", convert::slug(&request.level_of_care));
         }
-        let (size, offset) = page(&mut violations, request.page_size, &request.page_token);
+        let (size, offset) = violations.page(request.page_size, &request.page_token);
         let network = violations.finish(network)?;
         self.consistent_read(&request.consistency_token).await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -400,7 +390,7 @@ impl EnrollmentApi {
         page_token: &str,
     ) -> ApiResult<(Vec<pb::Membership>, String)> {
         let mut violations = Violations::default();
-        let (size, offset) = page(&mut violations, page_size, page_token);
+        let (size, offset) = violations.page(page_size, page_token);
         violations.into_result()?;
         let states: Vec<String> = states.iter().map(|state| (*state).to_owned()).collect();
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -504,7 +494,7 @@ impl EnrollmentApi {
         if let Some(ids) = &ids {
             authorize_self_or_staff(&caller, &ids[1], &[])?;
         }
-        let (size, offset) = page(&mut violations, request.page_size, &request.page_token);
+        let (size, offset) = violations.page(request.page_size, &request.page_token);
         let ids = violations.finish(ids)?;
         self.consistent_read(&request.consistency_token).await?;
         // Clinic-scoped staff see only the memberships in their clinics.
@@ -594,7 +584,7 @@ impl EnrollmentApi {
                 "must not be before earliest_start_time",
             );
         }
-        let (size, offset) = page(&mut violations, request.page_size, &request.page_token);
+        let (size, offset) = violations.page(request.page_size, &request.page_token);
         violations.into_result()?;
         let (Some(ids), Some(earliest), Some(latest)) = (ids, earliest, latest) else {
             return Err(ApiError::internal());

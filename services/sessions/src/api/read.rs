@@ -66,16 +66,6 @@ fn attended(text: &str) -> bool {
     matches!(text, "present" | "late" | "left-early")
 }
 
-fn page(violations: &mut Violations, page_size: i32, page_token: &str) -> (i64, i64) {
-    match circle_grpc::page(page_size, page_token) {
-        Ok(page) => page,
-        Err((field, description)) => {
-            violations.add(field, description);
-            (0, 0)
-        }
-    }
-}
-
 impl SessionsApi {
     pub(super) async fn list_sessions(
         &self,
@@ -94,7 +84,7 @@ impl SessionsApi {
         {
             violations.add("end_time", "must not be before start_time");
         }
-        let (size, offset) = page(&mut violations, request.page_size, &request.page_token);
+        let (size, offset) = violations.page(request.page_size, &request.page_token);
         let group = violations.finish(group)?;
         self.consistent_read(&request.consistency_token).await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -272,7 +262,7 @@ impl SessionsApi {
                 "facilitators see their own queue",
             ));
         }
-        let (size, offset) = page(&mut violations, request.page_size, &request.page_token);
+        let (size, offset) = violations.page(request.page_size, &request.page_token);
         let staff = violations.finish(staff)?;
         self.consistent_read(&request.consistency_token).await?;
         let now = self.commands.clock.now();
