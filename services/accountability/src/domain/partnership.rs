@@ -138,7 +138,10 @@ mod tests {
 
     #[test]
     fn partners_must_be_eligible_and_distinct() {
-        assert!(decide(&Partnership::default(), propose(true)).is_ok());
+        assert!(matches!(
+            decide(&Partnership::default(), propose(true)).as_deref(),
+            Ok([Event::PartnershipProposed { .. }])
+        ));
         assert_eq!(
             decide(&Partnership::default(), propose(false)),
             Err(DomainError::NotEligibleForPartnership)
@@ -192,7 +195,10 @@ mod tests {
             Ok(vec![])
         );
         assert!(
-            decide(&ended, propose(true)).is_ok(),
+            matches!(
+                decide(&ended, propose(true)).as_deref(),
+                Ok([Event::PartnershipProposed { .. }])
+            ),
             "a pair may start again"
         );
     }

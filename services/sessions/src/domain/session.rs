@@ -564,7 +564,10 @@ mod tests {
             craving: 3,
             share: "Two weeks sober today".into(),
         };
-        assert!(when(&started, check_in(true)).is_ok());
+        assert!(matches!(
+            when(&started, check_in(true)).as_deref(),
+            Ok([Event::SessionCheckInRecorded { .. }])
+        ));
         assert_eq!(
             when(&started, check_in(false)),
             Err(DomainError::NotOnRoster)
