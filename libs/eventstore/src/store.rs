@@ -206,26 +206,37 @@ impl EventStore {
     /// The aggregate's version: the stream sequence of its last commit, 0 if none.
     pub async fn version(&self, key: &AggregateKey) -> Result<u64, StoreError> {
         Ok(self
-            .last_commit(key)
+            .last_message(key)
             .await?
-            .map_or(0, |stored| stored.sequence))
+            .map_or(0, |message| message.sequence))
     }
 
     /// The aggregate's newest commit, if it has any.
     async fn last_commit(&self, key: &AggregateKey) -> Result<Option<StoredCommit>, StoreError> {
+        self.last_message(key)
+            .await?
+            .map(|message| {
+                decode_commit(
+                    message.sequence,
+                    message.subject.to_string(),
+                    message.headers,
+                    &message.payload,
+                )
+            })
+            .transpose()
+    }
+
+    async fn last_message(
+        &self,
+        key: &AggregateKey,
+    ) -> Result<Option<jetstream::message::StreamMessage>, StoreError> {
         use async_nats::jetstream::stream::LastRawMessageErrorKind;
         match self
             .stream
             .get_last_raw_message_by_subject(&self.subject(key))
             .await
         {
-            Ok(message) => decode_commit(
-                message.sequence,
-                message.subject.to_string(),
-                message.headers,
-                &message.payload,
-            )
-            .map(Some),
+            Ok(message) => Ok(Some(message)),
             Err(error) if matches!(error.kind(), LastRawMessageErrorKind::NoMessageFound) => {
                 Ok(None)
             }
