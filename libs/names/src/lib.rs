@@ -386,7 +386,9 @@ mod tests {
         }
         let long = "a".repeat(64);
         assert!(ParticipantName::parse(&format!("networks/acme/participants/{long}")).is_err());
-        assert!(ParticipantName::parse(&format!("networks/acme/participants/{}", &long[1..])).is_ok());
+        assert!(
+            ParticipantName::parse(&format!("networks/acme/participants/{}", &long[1..])).is_ok()
+        );
     }
 
     #[test]
@@ -406,6 +408,9 @@ mod tests {
         let group = GroupName::parse("networks/acme/clinics/c/groups/g").expect("valid");
         let membership = group.membership(id("m1"));
         assert_eq!(membership.group_name(), group);
-        assert_eq!(group.clinic_name().network_name().to_string(), "networks/acme");
+        assert_eq!(
+            group.clinic_name().network_name().to_string(),
+            "networks/acme"
+        );
     }
 }

@@ -17,11 +17,17 @@ use circle_proto::{enrollment::events::v1 as enrollment, sessions::events::v1 as
 use prost::{Message, Name};
 use sqlx::{PgConnection, PgPool};
 
+use crate::codec::visibility_from_text;
 use crate::commands::{CommandError, Commands};
 use crate::domain::journal::{DAY_MILESTONES, JournalCommand};
+use crate::domain::nudges::{
+    ActiveGoal, DueNudge, RecentSetback, SETBACK_PROMPT_WINDOW, Situation, due_nudges,
+};
 use crate::domain::partnership::PartnershipCommand;
+use crate::domain::settings::{ClinicSettings, QuietHours};
 use crate::domain::visibility::{Consent, widest_allowed};
-use crate::domain::{Cadence, NudgeLevel, Progress, Time};
+use crate::domain::{Progress, Time};
+use crate::read_model::cadence_from_text;
 
 pub const SCHEMA: &str = "accountability_process";
 
@@ -243,16 +249,13 @@ type JournalRow = (
     i32,
     String,
 );
-type GroupRow = (String, String, String, Vec<String>);
+type GroupRow = (String, String, Vec<String>, bool, bool);
 
-pub fn in_quiet_hours(local_minute: u32, (start, end): (u32, u32)) -> bool {
-    if start == end {
-        false
-    } else if start < end {
-        (start..end).contains(&local_minute)
-    } else {
-        local_minute >= start || local_minute < end
-    }
+/// What the journals read model says of a member, beside their group.
+struct JournalFacts {
+    last_check_in_at: Option<Time>,
+    missed_sessions_in_a_row: u32,
+    last_missed_session: String,
 }
 
 impl Nudger {
@@ -269,6 +272,8 @@ impl Nudger {
         }
     }
 
+    /// One pass: for every journal, records due day milestones, loads the member's
+    /// situation, asks the nudge policy what is due and sends what was not sent yet.
     pub async fn once(&self) -> Result<(), String> {
         let journals: Vec<JournalRow> = sqlx::query_as(
             "SELECT network, participant_id, started_at, last_check_in_at, last_setback_at, missed_in_a_row, last_missed_session
@@ -290,177 +295,148 @@ impl Nudger {
         {
             self.day_milestones(&network, &participant_id, started_at, last_setback_at, now)
                 .await?;
-            let group: Option<GroupRow> = sqlx::query_as(
-                "SELECT g.group_id, g.clinic_id, g.time_zone, g.facilitators
-                 FROM accountability_roster.member_periods p
-                 JOIN accountability_roster.groups g ON g.network = p.network AND g.group_id = p.group_id
-                 WHERE p.network = $1 AND p.participant_id = $2 AND p.to_at IS NULL
-                 ORDER BY g.group_id LIMIT 1",
-            )
-            .bind(&network)
-            .bind(&participant_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|error| error.to_string())?;
-            // Nudges go to members of a group only.
-            let Some((_group_id, clinic_id, zone, facilitators)) = group else {
+            let journal = JournalFacts {
+                last_check_in_at,
+                missed_sessions_in_a_row: missed_in_a_row.max(0).unsigned_abs(),
+                last_missed_session,
+            };
+            let Some(situation) = self
+                .situation(&network, &participant_id, journal, now)
+                .await?
+            else {
                 continue;
             };
-            let quiet: Option<(i32, i32)> = sqlx::query_as(
-                "SELECT start_minute, end_minute FROM accountability.quiet_hours WHERE network = $1 AND clinic_id = $2",
-            )
-            .bind(&network)
-            .bind(&clinic_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|error| error.to_string())?;
-            let quiet = quiet.map_or(self.default_quiet_hours, |(start, end)| {
-                (start.max(0) as u32, end.max(0) as u32)
-            });
-            let local = now.with_timezone(&time_zone(&zone));
-            let local_minute =
-                chrono::Timelike::hour(&local) * 60 + chrono::Timelike::minute(&local);
-            if in_quiet_hours(local_minute, quiet) {
-                continue;
-            }
-            let partner: Option<(String, String)> = sqlx::query_as(
-                "SELECT proposer_id, invitee_id FROM accountability.partnerships
-                 WHERE network = $1 AND state = 'active' AND (proposer_id = $2 OR invitee_id = $2)
-                 ORDER BY group_id LIMIT 1",
-            )
-            .bind(&network)
-            .bind(&participant_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|error| error.to_string())?;
-            let partner = partner.map(|(a, b)| if a == participant_id { b } else { a });
-            let facilitator = facilitators.first().cloned();
-            let goals: Vec<(String, String, Time)> = sqlx::query_as(
-                "SELECT goal_id, cadence, set_at FROM accountability.goals
-                 WHERE network = $1 AND participant_id = $2 AND status = 'active' ORDER BY goal_id",
-            )
-            .bind(&network)
-            .bind(&participant_id)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|error| error.to_string())?;
-            for (goal_id, cadence, set_at) in goals {
-                let cadence = match cadence.as_str() {
-                    "daily" => Cadence::Daily,
-                    "weekly" => Cadence::Weekly,
-                    _ => Cadence::PerSession,
-                };
-                let Some(period) = cadence.period() else {
-                    continue;
-                };
-                let reference = last_check_in_at.map_or(set_at, |last| last.max(set_at));
-                let misses =
-                    ((now - reference).num_seconds() / period.num_seconds()).clamp(0, 3) as u32;
-                for miss in 1..=misses {
-                    let (level, recipient) = match miss {
-                        1 => (NudgeLevel::Participant, None),
-                        2 => match &partner {
-                            Some(partner) => (NudgeLevel::Partner, Some(partner.clone())),
-                            None => continue,
-                        },
-                        _ => match &facilitator {
-                            Some(facilitator) => {
-                                (NudgeLevel::Facilitator, Some(facilitator.clone()))
-                            }
-                            None => continue,
-                        },
-                    };
-                    let nudge_id = format!("{goal_id}-{}-{miss}", reference.timestamp());
-                    let due_at = reference + period * miss as i32;
-                    self.nudge(
-                        &network,
-                        &participant_id,
-                        nudge_id,
-                        level,
-                        "missed-check-in",
-                        Some(goal_id.clone()),
-                        recipient,
-                        due_at,
-                    )
-                    .await?;
-                }
-            }
-            // A setback prompts support: the partner (when they may see it) and the
-            // facilitators, each once, outside quiet hours like every nudge.
-            let setbacks: Vec<(String, String, Time)> = sqlx::query_as(
-                "SELECT setback_id, visibility, at FROM accountability.setbacks
-                 WHERE network = $1 AND participant_id = $2 AND at > $3",
-            )
-            .bind(&network)
-            .bind(&participant_id)
-            .bind(now - chrono::Duration::days(7))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|error| error.to_string())?;
-            for (setback_id, visibility, at) in setbacks {
-                if let Some(partner) = &partner
-                    && (visibility == "group" || visibility == "partner")
-                {
-                    let nudge_id = format!("support-{setback_id}-partner");
-                    self.nudge(
-                        &network,
-                        &participant_id,
-                        nudge_id,
-                        NudgeLevel::Partner,
-                        "setback-support",
-                        None,
-                        Some(partner.clone()),
-                        at,
-                    )
-                    .await?;
-                }
-                if let Some(facilitator) = &facilitator {
-                    let nudge_id = format!("support-{setback_id}-facilitator");
-                    self.nudge(
-                        &network,
-                        &participant_id,
-                        nudge_id,
-                        NudgeLevel::Facilitator,
-                        "setback-support",
-                        None,
-                        Some(facilitator.clone()),
-                        at,
-                    )
-                    .await?;
-                }
-            }
-            if missed_in_a_row >= 2
-                && let Some(facilitator) = &facilitator
-            {
-                let nudge_id = format!("missed-sessions-{last_missed_session}");
-                self.nudge(
-                    &network,
-                    &participant_id,
-                    nudge_id,
-                    NudgeLevel::Facilitator,
-                    "missed-sessions",
-                    None,
-                    Some(facilitator.clone()),
-                    now,
-                )
-                .await?;
+            for nudge in due_nudges(&situation) {
+                self.nudge(&network, &participant_id, nudge).await?;
             }
         }
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// What the nudge policy needs to know of a member, from the read models; `None`
+    /// for someone in no active group (nudges go to group members only).
+    async fn situation(
+        &self,
+        network: &str,
+        participant_id: &str,
+        journal: JournalFacts,
+        now: Time,
+    ) -> Result<Option<Situation>, String> {
+        let group: Option<GroupRow> = sqlx::query_as(
+            "SELECT g.clinic_id, g.time_zone, g.facilitators,
+                    coalesce(pe.share_check_ins, false), coalesce(pe.share_milestones, false)
+             FROM accountability_roster.member_periods p
+             JOIN accountability_roster.groups g ON g.network = p.network AND g.group_id = p.group_id
+             LEFT JOIN accountability_roster.people pe
+               ON pe.network = p.network AND pe.participant_id = p.participant_id
+             WHERE p.network = $1 AND p.participant_id = $2 AND p.to_at IS NULL
+             ORDER BY g.group_id LIMIT 1",
+        )
+        .bind(network)
+        .bind(participant_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|error| error.to_string())?;
+        let Some((clinic_id, zone, facilitator_ids, share_check_ins, share_milestones)) = group
+        else {
+            return Ok(None);
+        };
+        let quiet: Option<(i32, i32)> = sqlx::query_as(
+            "SELECT start_minute, end_minute FROM accountability.quiet_hours WHERE network = $1 AND clinic_id = $2",
+        )
+        .bind(network)
+        .bind(&clinic_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|error| error.to_string())?;
+        let default_quiet_hours =
+            QuietHours::new(self.default_quiet_hours.0, self.default_quiet_hours.1)
+                .map_err(|error| format!("default quiet hours: {error}"))?;
+        let clinic = ClinicSettings {
+            quiet_hours: quiet.and_then(|(start, end)| {
+                QuietHours::new(start.max(0).unsigned_abs(), end.max(0).unsigned_abs()).ok()
+            }),
+        };
+        let partner: Option<(String, String)> = sqlx::query_as(
+            "SELECT proposer_id, invitee_id FROM accountability.partnerships
+             WHERE network = $1 AND state = 'active' AND (proposer_id = $2 OR invitee_id = $2)
+             ORDER BY group_id LIMIT 1",
+        )
+        .bind(network)
+        .bind(participant_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|error| error.to_string())?;
+        let partner_id = partner.map(|(a, b)| if a == participant_id { b } else { a });
+        let goals: Vec<(String, String, Time)> = sqlx::query_as(
+            "SELECT goal_id, cadence, set_at FROM accountability.goals
+             WHERE network = $1 AND participant_id = $2 AND status = 'active' ORDER BY goal_id",
+        )
+        .bind(network)
+        .bind(participant_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|error| error.to_string())?;
+        let goals = goals
+            .into_iter()
+            .map(|(goal_id, cadence, set_at)| ActiveGoal {
+                goal_id,
+                cadence: cadence_from_text(&cadence),
+                set_at,
+            })
+            .collect();
+        let setbacks: Vec<(String, String, Time)> = sqlx::query_as(
+            "SELECT setback_id, visibility, at FROM accountability.setbacks
+             WHERE network = $1 AND participant_id = $2 AND at > $3",
+        )
+        .bind(network)
+        .bind(participant_id)
+        .bind(now - SETBACK_PROMPT_WINDOW)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|error| error.to_string())?;
+        let setbacks = setbacks
+            .into_iter()
+            .map(|(setback_id, visibility, at)| RecentSetback {
+                setback_id,
+                visibility: visibility_from_text(&visibility),
+                at,
+            })
+            .collect();
+        Ok(Some(Situation {
+            now,
+            time_zone: time_zone(&zone),
+            quiet_hours: clinic.quiet_hours_or(default_quiet_hours),
+            last_check_in_at: journal.last_check_in_at,
+            goals,
+            partner_id,
+            facilitator_ids,
+            consent: Consent {
+                share_check_ins,
+                share_milestones,
+            },
+            setbacks,
+            missed_sessions_in_a_row: journal.missed_sessions_in_a_row,
+            last_missed_session: journal.last_missed_session,
+        }))
+    }
+
+    /// Sends a due nudge unless the read model shows it sent (the journal refuses an id
+    /// twice in any case, so a lagging read model repeats nothing).
     async fn nudge(
         &self,
         network: &str,
         participant_id: &str,
-        nudge_id: String,
-        level: NudgeLevel,
-        reason: &str,
-        goal_id: Option<String>,
-        recipient_id: Option<String>,
-        due_at: Time,
+        nudge: DueNudge,
     ) -> Result<(), String> {
+        let DueNudge {
+            nudge_id,
+            level,
+            reason,
+            goal_id,
+            recipient_id,
+            due_at,
+        } = nudge;
         let sent: Option<i64> = sqlx::query_scalar(
             "SELECT 1::bigint FROM accountability.nudges WHERE network = $1 AND participant_id = $2 AND nudge_id = $3",
         )
@@ -477,7 +453,7 @@ impl Nudger {
         let command = JournalCommand::SendNudge {
             nudge_id,
             level,
-            reason: reason.to_owned(),
+            reason: reason.as_str().to_owned(),
             goal_id,
             recipient_id,
             due_at,

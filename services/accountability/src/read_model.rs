@@ -22,6 +22,16 @@ pub fn cadence_text(cadence: Cadence) -> &'static str {
     }
 }
 
+/// The read model's text back to a cadence (an unknown text, which this projection
+/// never writes, reads as per-session: it is never nudged on a clock).
+pub fn cadence_from_text(text: &str) -> Cadence {
+    match text {
+        "daily" => Cadence::Daily,
+        "weekly" => Cadence::Weekly,
+        _ => Cadence::PerSession,
+    }
+}
+
 pub fn progress_text(progress: Progress) -> &'static str {
     match progress {
         Progress::OnTrack => "on-track",

@@ -6,7 +6,9 @@
 //! before the command is built. `evolve` also receives the commit's time.
 
 pub mod journal;
+pub mod nudges;
 pub mod partnership;
+pub mod settings;
 pub mod visibility;
 
 pub use circle_calendar::Time;
