@@ -5,3 +5,4 @@ mod accountability;
 mod dev;
 mod sessions;
 mod support;
+mod time_inputs;
