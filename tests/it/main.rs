@@ -6,3 +6,4 @@ mod dev;
 mod sessions;
 mod support;
 mod time_inputs;
+mod timeline;
