@@ -9,15 +9,15 @@ use crate::support::{System, admin, as_caller, as_participant, eventually, refus
 
 /// A group with Sam (alias "Sunny", shares check-ins and milestones), Jordan (first
 /// name, shares check-ins only) and Riley (no consent), facilitated by staff-1.
-struct Circle {
-    system: System,
-    group: String,
-    sam: String,
-    jordan: String,
-    riley: String,
+pub(crate) struct Circle {
+    pub system: System,
+    pub group: String,
+    pub sam: String,
+    pub jordan: String,
+    pub riley: String,
 }
 
-async fn circle(now: &str) -> anyhow::Result<Circle> {
+pub(crate) async fn circle(now: &str) -> anyhow::Result<Circle> {
     let mut system = System::start_at(now).await?;
     let clinic = system.clinic("north").await?;
     let group = system

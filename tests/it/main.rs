@@ -2,6 +2,9 @@
 //! runs them, against real NATS and PostgreSQL, driven over gRPC.
 
 mod accountability;
+mod answer_names;
 mod dev;
 mod sessions;
 mod support;
+mod time_inputs;
+mod timeline;

@@ -72,6 +72,18 @@ impl Projection for ReadModel {
                 set_at timestamptz NOT NULL,
                 PRIMARY KEY (network, participant_id, goal_id)
             )",
+            // The timeline's goal items: one row per goal event, never updated, with
+            // the goal's text as of that event.
+            "CREATE TABLE IF NOT EXISTS goal_history (
+                network text NOT NULL,
+                participant_id text NOT NULL,
+                position bigint NOT NULL,
+                goal_id text NOT NULL,
+                kind text NOT NULL,
+                text text NOT NULL,
+                at timestamptz NOT NULL,
+                PRIMARY KEY (network, participant_id, position)
+            )",
             "CREATE TABLE IF NOT EXISTS check_ins (
                 network text NOT NULL,
                 participant_id text NOT NULL,
@@ -185,11 +197,13 @@ impl Projection for ReadModel {
                     cadence,
                 } => {
                     run("INSERT INTO goals (network, participant_id, goal_id, text, cadence, status, set_at) VALUES ($1, $2, $3, $4, $5, 'active', $6)")
-                        .bind(goal_id)
-                        .bind(text)
+                        .bind(&goal_id)
+                        .bind(&text)
                         .bind(cadence_text(cadence))
                         .bind(at)
                         .execute(&mut *connection)
+                        .await?;
+                    goal_history(connection, network, id, position, &goal_id, "goal-set", at)
                         .await?;
                 }
                 Event::GoalRevised {
@@ -198,26 +212,56 @@ impl Projection for ReadModel {
                     cadence,
                 } => {
                     run("UPDATE goals SET text = $4, cadence = $5 WHERE network = $1 AND participant_id = $2 AND goal_id = $3")
-                        .bind(goal_id)
+                        .bind(&goal_id)
                         .bind(text)
                         .bind(cadence_text(cadence))
                         .execute(&mut *connection)
                         .await?;
+                    goal_history(
+                        connection,
+                        network,
+                        id,
+                        position,
+                        &goal_id,
+                        "goal-revised",
+                        at,
+                    )
+                    .await?;
                 }
                 Event::GoalCompleted { goal_id } => {
                     run("UPDATE goals SET status = 'completed' WHERE network = $1 AND participant_id = $2 AND goal_id = $3")
-                        .bind(goal_id)
+                        .bind(&goal_id)
                         .execute(&mut *connection)
                         .await?;
+                    goal_history(
+                        connection,
+                        network,
+                        id,
+                        position,
+                        &goal_id,
+                        "goal-completed",
+                        at,
+                    )
+                    .await?;
                     run("UPDATE journals SET goals_completed = goals_completed + 1 WHERE network = $1 AND participant_id = $2")
                         .execute(&mut *connection)
                         .await?;
                 }
                 Event::GoalAbandoned { goal_id } => {
                     run("UPDATE goals SET status = 'abandoned' WHERE network = $1 AND participant_id = $2 AND goal_id = $3")
-                        .bind(goal_id)
+                        .bind(&goal_id)
                         .execute(&mut *connection)
                         .await?;
+                    goal_history(
+                        connection,
+                        network,
+                        id,
+                        position,
+                        &goal_id,
+                        "goal-abandoned",
+                        at,
+                    )
+                    .await?;
                 }
                 Event::CheckInSubmitted {
                     check_in_id,
@@ -394,4 +438,31 @@ impl Projection for ReadModel {
         }
         Ok(())
     }
+}
+
+/// Appends a goal event to the timeline's history with the goal's text as the `goals`
+/// row holds it after the event (so a later revision leaves this row as it was).
+async fn goal_history(
+    connection: &mut PgConnection,
+    network: &str,
+    participant_id: &str,
+    position: i64,
+    goal_id: &str,
+    kind: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<(), ApplyError> {
+    sqlx::query(
+        "INSERT INTO goal_history (network, participant_id, position, goal_id, kind, text, at)
+         SELECT network, participant_id, $3, goal_id, $5, text, $6 FROM goals
+         WHERE network = $1 AND participant_id = $2 AND goal_id = $4",
+    )
+    .bind(network)
+    .bind(participant_id)
+    .bind(position)
+    .bind(goal_id)
+    .bind(kind)
+    .bind(at)
+    .execute(connection)
+    .await?;
+    Ok(())
 }

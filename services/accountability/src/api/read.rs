@@ -360,12 +360,34 @@ impl AccountabilityApi {
                     time: Some(codec::timestamp(at)),
                     check_in: Some(check_in),
                     detail: String::new(),
+                    goal: String::new(),
+                },
+            ));
+        }
+        let goal_changes: Vec<(String, Time, i64, String, String)> = sqlx::query_as(
+            "SELECT kind, at, position, goal_id, text FROM accountability.goal_history
+             WHERE network = $1 AND participant_id = $2",
+        )
+        .bind(network)
+        .bind(participant)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(database_error)?;
+        for (kind, at, position, goal_id, text) in goal_changes {
+            items.push((
+                at,
+                position,
+                pb::TimelineItem {
+                    kind,
+                    time: Some(codec::timestamp(at)),
+                    check_in: None,
+                    detail: text,
+                    goal: format!("{}/goals/{goal_id}", participant_name(network, participant)),
                 },
             ));
         }
         let others: Vec<(String, Time, String)> = sqlx::query_as(
-            "SELECT 'goal-set', set_at, text FROM accountability.goals WHERE network = $1 AND participant_id = $2
-             UNION ALL SELECT 'setback', at, CASE WHEN $3 THEN text ELSE '' END FROM accountability.setbacks WHERE network = $1 AND participant_id = $2
+            "SELECT 'setback', at, CASE WHEN $3 THEN text ELSE '' END FROM accountability.setbacks WHERE network = $1 AND participant_id = $2
              UNION ALL SELECT 'milestone', at, kind || ' ' || value FROM accountability.milestones WHERE network = $1 AND participant_id = $2
              UNION ALL SELECT 'encouragement', at, reaction FROM accountability.encouragements WHERE network = $1 AND participant_id = $2
              UNION ALL SELECT 'nudge', at, level || ': ' || reason FROM accountability.nudges WHERE network = $1 AND participant_id = $2",
@@ -385,6 +407,7 @@ impl AccountabilityApi {
                     time: Some(codec::timestamp(at)),
                     check_in: None,
                     detail,
+                    goal: String::new(),
                 },
             ));
         }

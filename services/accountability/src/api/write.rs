@@ -43,14 +43,20 @@ fn goal_view(
     }
 }
 
+/// A partnership as answered; `clinic_id` is the clinic of its group, so the group is
+/// named in full.
 fn partnership_view(
     network: &str,
     partnership_id: &str,
+    clinic_id: &str,
     partnership: &Partnership,
 ) -> pb::Partnership {
     pb::Partnership {
         name: format!("networks/{network}/partnerships/{partnership_id}"),
-        group: partnership.group_id.clone(),
+        group: format!(
+            "networks/{network}/clinics/{clinic_id}/groups/{}",
+            partnership.group_id
+        ),
         proposer: participant_name(network, &partnership.proposer_id),
         invitee: participant_name(network, &partnership.invitee_id),
         state: match partnership.state {
@@ -64,6 +70,22 @@ fn partnership_view(
 }
 
 impl AccountabilityApi {
+    /// The clinic of a partnership's group (empty for a partnership never proposed,
+    /// which the command refuses). A partnership is proposed only in a group the
+    /// roster knows, so an unknown group means the roster is not readable now.
+    async fn partnership_clinic(
+        &self,
+        network: &str,
+        partnership: &Partnership,
+    ) -> ApiResult<String> {
+        if partnership.state == PartnershipState::None {
+            return Ok(String::new());
+        }
+        self.group_clinic(network, &partnership.group_id)
+            .await?
+            .ok_or_else(|| ApiError::unavailable("the roster"))
+    }
+
     async fn goal_command(
         &self,
         request_caller: &circle_grpc::Caller,
@@ -488,6 +510,19 @@ impl AccountabilityApi {
         self.require_self_or_staff(&caller, &proposer[0], &proposer[1])
             .await?;
         let network = &proposer[0];
+        // The group's clinic is checked against the record: a group of another clinic
+        // is not found. (A group the roster does not know yet is not eligible below.)
+        if self
+            .group_clinic(network, &group[2])
+            .await?
+            .is_some_and(|clinic| clinic != group[1])
+        {
+            return Err(ApiError::new(
+                Code::NotFound,
+                "GROUP_NOT_FOUND",
+                format!("{} not found", request.group),
+            ));
+        }
         let active_in_group: i64 = sqlx::query_scalar(
             "SELECT count(DISTINCT participant_id) FROM accountability_roster.member_periods
              WHERE network = $1 AND group_id = $2 AND participant_id IN ($3, $4) AND to_at IS NULL",
@@ -519,7 +554,12 @@ impl AccountabilityApi {
             .await
             .map_err(command_error)?;
         Ok(pb::ProposePartnershipResponse {
-            partnership: Some(partnership_view(network, &partnership_id, executed.state())),
+            partnership: Some(partnership_view(
+                network,
+                &partnership_id,
+                &group[1],
+                executed.state(),
+            )),
             consistency_token: executed.version().to_string(),
         })
     }
@@ -545,11 +585,8 @@ impl AccountabilityApi {
         } else {
             current.invitee_id.clone()
         };
+        let clinic = self.partnership_clinic(&ids[0], &current).await?;
         if caller.role != Role::Participant {
-            let clinic = self
-                .group_clinic(&ids[0], &current.group_id)
-                .await?
-                .unwrap_or_default();
             authorize(&caller, roles::STAFF, &[clinic.as_str()])?;
         }
         let executed = self
@@ -563,7 +600,12 @@ impl AccountabilityApi {
             .await
             .map_err(command_error)?;
         Ok(pb::AcceptPartnershipResponse {
-            partnership: Some(partnership_view(&ids[0], &ids[1], executed.state())),
+            partnership: Some(partnership_view(
+                &ids[0],
+                &ids[1],
+                &clinic,
+                executed.state(),
+            )),
             consistency_token: executed.version().to_string(),
         })
     }
@@ -583,6 +625,7 @@ impl AccountabilityApi {
             .load_partnership(&ids[0], &ids[1])
             .await
             .map_err(command_error)?;
+        let clinic = self.partnership_clinic(&ids[0], &current).await?;
         if caller.role == Role::Participant {
             if !current.involves(&caller.actor_id) {
                 return Err(ApiError::new(
@@ -592,10 +635,6 @@ impl AccountabilityApi {
                 ));
             }
         } else {
-            let clinic = self
-                .group_clinic(&ids[0], &current.group_id)
-                .await?
-                .unwrap_or_default();
             authorize(&caller, roles::STAFF, &[clinic.as_str()])?;
         }
         let command = PartnershipCommand::End {
@@ -607,7 +646,12 @@ impl AccountabilityApi {
             .await
             .map_err(command_error)?;
         Ok(pb::EndPartnershipResponse {
-            partnership: Some(partnership_view(&ids[0], &ids[1], executed.state())),
+            partnership: Some(partnership_view(
+                &ids[0],
+                &ids[1],
+                &clinic,
+                executed.state(),
+            )),
             consistency_token: executed.version().to_string(),
         })
     }

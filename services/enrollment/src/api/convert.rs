@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 
 use chrono::{NaiveDate, NaiveTime, Timelike};
+use circle_calendar::DateRange;
 use circle_eventstore::StoredCommit;
 use circle_grpc::Violations;
 use circle_proto::enrollment::v1 as pb;
@@ -149,8 +150,22 @@ pub fn facilitators(
     result
 }
 
-fn date(value: &str) -> Result<NaiveDate, String> {
-    NaiveDate::parse_from_str(value, "%Y-%m-%d").map_err(|_| "must be a date YYYY-MM-DD".to_owned())
+/// The earliest date a schedule may name. Fixed rather than relative to today, so an
+/// unchanged schedule of a long-running group is still accepted when sent again.
+const SCHEDULE_EARLIEST: (i32, u32, u32) = (2000, 1, 1);
+/// How far ahead of today a schedule may start.
+pub const SCHEDULE_START_YEARS_AHEAD: u32 = 5;
+/// How far ahead of today a schedule's end and exception dates may be.
+pub const SCHEDULE_DATES_YEARS_AHEAD: u32 = 10;
+
+fn schedule_dates(today: NaiveDate, years_ahead: u32) -> DateRange {
+    let (year, month, day) = SCHEDULE_EARLIEST;
+    DateRange::between(
+        NaiveDate::from_ymd_opt(year, month, day).unwrap_or(NaiveDate::MIN),
+        today
+            .checked_add_months(chrono::Months::new(years_ahead.saturating_mul(12)))
+            .unwrap_or(NaiveDate::MAX),
+    )
 }
 
 pub fn local_time(value: &str) -> Result<u32, String> {
@@ -166,11 +181,17 @@ pub fn iso_weekday(value: i32) -> Result<u32, String> {
     }
 }
 
+/// A schedule from the API. Its dates are from 2000-01-01 to five years from `today`
+/// (the start) or ten (the end and exceptions).
 pub fn schedule(
     violations: &mut Violations,
     field: &str,
     schedule: &pb::Schedule,
+    today: NaiveDate,
 ) -> Option<Schedule> {
+    let start_dates = schedule_dates(today, SCHEDULE_START_YEARS_AHEAD);
+    let other_dates = schedule_dates(today, SCHEDULE_DATES_YEARS_AHEAD);
+    let date = |value: &str, range: &DateRange| circle_calendar::parse_date(value, range);
     let mut days = BTreeSet::new();
     if schedule.days.is_empty() {
         violations.add(format!("{field}.days"), "must name at least one weekday");
@@ -190,19 +211,26 @@ pub fn schedule(
             format!("must be between {MIN_DURATION_MINUTES} and {MAX_DURATION_MINUTES}"),
         );
     }
-    let start_date = violations.check(&format!("{field}.start_date"), date(&schedule.start_date));
+    let start_date = violations.check(
+        &format!("{field}.start_date"),
+        date(&schedule.start_date, &start_dates),
+    );
     let end_date = if schedule.end_date.is_empty() {
         Some(None)
     } else {
         violations
-            .check(&format!("{field}.end_date"), date(&schedule.end_date))
+            .check(
+                &format!("{field}.end_date"),
+                date(&schedule.end_date, &other_dates),
+            )
             .map(Some)
     };
     let mut exception_dates = BTreeSet::new();
     for exception in &schedule.exception_dates {
-        if let Some(exception) =
-            violations.check(&format!("{field}.exception_dates"), date(exception))
-        {
+        if let Some(exception) = violations.check(
+            &format!("{field}.exception_dates"),
+            date(exception, &other_dates),
+        ) {
             exception_dates.insert(exception);
         }
     }

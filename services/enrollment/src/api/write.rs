@@ -258,10 +258,11 @@ impl EnrollmentApi {
         );
         let facilitators =
             convert::facilitators(&mut violations, "group.facilitators", &group.facilitators);
+        let today = self.commands.clock.now().date_naive();
         let schedule = group
             .schedule
             .as_ref()
-            .map(|schedule| convert::schedule(&mut violations, "group.schedule", schedule));
+            .map(|schedule| convert::schedule(&mut violations, "group.schedule", schedule, today));
         let network = caller.network.clone();
         let group_id = convert::resource_id(
             &mut violations,
@@ -407,7 +408,12 @@ impl EnrollmentApi {
         }
         if has("schedule") {
             changes.schedule = Some(match &group.schedule {
-                Some(schedule) => convert::schedule(&mut violations, "group.schedule", schedule),
+                Some(schedule) => convert::schedule(
+                    &mut violations,
+                    "group.schedule",
+                    schedule,
+                    self.commands.clock.now().date_naive(),
+                ),
                 None => None,
             });
         }

@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 
-use chrono::NaiveDate;
 use circle_calendar::time_zone;
 use circle_grpc::{ApiError, Violations, authorize, authorize_self_or_staff, owned, roles};
 use circle_proto::sessions::v1 as pb;
@@ -16,6 +15,10 @@ use super::{
 };
 use crate::codec;
 use crate::domain::Time;
+
+/// How far back and ahead of today a billing export's dates may be.
+pub const BILLING_YEARS_BACK: u32 = 10;
+pub const BILLING_YEARS_AHEAD: u32 = 1;
 
 const SESSION_COLUMNS: &str = "s.network, s.session_id, s.group_id, s.clinic_id, s.starts_at, s.duration_minutes, s.origin, s.state, s.cancel_reason, s.version";
 
@@ -77,8 +80,19 @@ impl SessionsApi {
         let group = owned(&caller, &mut violations, "parent", &request.parent, GROUP)?;
         let scope: Vec<&str> = group.iter().map(|ids| ids[1].as_str()).collect();
         authorize(&caller, roles::STAFF, &scope)?;
-        let from = request.start_time.and_then(codec::from_timestamp);
-        let until = request.end_time.and_then(codec::from_timestamp);
+        let any_time = circle_calendar::TimeRange::protobuf();
+        let from = violations
+            .check(
+                "start_time",
+                circle_calendar::parse_optional_time(request.start_time, &any_time),
+            )
+            .flatten();
+        let until = violations
+            .check(
+                "end_time",
+                circle_calendar::parse_optional_time(request.end_time, &any_time),
+            )
+            .flatten();
         if let (Some(from), Some(until)) = (from, until)
             && until < from
         {
@@ -383,14 +397,13 @@ impl SessionsApi {
         let clinic = owned(&caller, &mut violations, "clinic", &request.clinic, CLINIC)?;
         let scope: Vec<&str> = clinic.iter().map(|ids| ids[1].as_str()).collect();
         authorize(&caller, roles::CLINIC_ADMINS, &scope)?;
+        let billable = circle_calendar::DateRange::around(
+            self.commands.clock.now().date_naive(),
+            BILLING_YEARS_BACK,
+            BILLING_YEARS_AHEAD,
+        );
         let date = |field: &str, value: &str, violations: &mut Violations| {
-            violations.check(
-                field,
-                NaiveDate::parse_from_str(value, "%Y-%m-%d")
-                    .ok()
-                    .filter(|date| (1900..=9999).contains(&chrono::Datelike::year(date)))
-                    .ok_or_else(|| "must be a date YYYY-MM-DD between 1900 and 9999".to_owned()),
-            )
+            violations.check(field, circle_calendar::parse_date(value, &billable))
         };
         let start = date("start_date", &request.start_date, &mut violations);
         let end = date("end_date", &request.end_date, &mut violations);

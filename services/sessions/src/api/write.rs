@@ -27,10 +27,19 @@ fn duration(value: u32) -> Result<u32, String> {
     }
 }
 
-fn start_time(value: Option<prost_types::Timestamp>) -> Result<Time, String> {
-    value
-        .and_then(codec::from_timestamp)
-        .ok_or_else(|| "must be a time".to_owned())
+/// How far back a session may start (recording one that took place) and how far ahead.
+pub const SESSION_START_YEARS_BACK: u32 = 1;
+pub const SESSION_START_YEARS_AHEAD: u32 = 2;
+
+fn start_time(value: Option<prost_types::Timestamp>, now: Time) -> Result<Time, String> {
+    circle_calendar::parse_required_time(
+        value,
+        &circle_calendar::TimeRange::around(
+            now,
+            SESSION_START_YEARS_BACK,
+            SESSION_START_YEARS_AHEAD,
+        ),
+    )
 }
 
 pub fn state_to_wire(state: SessionState) -> pb::SessionState {
@@ -194,7 +203,10 @@ impl SessionsApi {
         let scope: Vec<&str> = group.iter().map(|ids| ids[1].as_str()).collect();
         authorize(&caller, roles::CLINICIANS, &scope)?;
         let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
-        let starts_at = violations.check("start_time", start_time(request.start_time));
+        let starts_at = violations.check(
+            "start_time",
+            start_time(request.start_time, self.commands.clock.now()),
+        );
         let duration = violations.check("duration_minutes", duration(request.duration_minutes));
         let session_id = if request.session_id.is_empty() {
             let seed = format!("{}/ad-hoc/{request_id}", request.parent);
@@ -263,7 +275,10 @@ impl SessionsApi {
         let mut violations = Violations::default();
         let ids = self.session_ids(&caller, &mut violations, "name", &request.name)?;
         let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
-        let starts_at = violations.check("start_time", start_time(request.start_time));
+        let starts_at = violations.check(
+            "start_time",
+            start_time(request.start_time, self.commands.clock.now()),
+        );
         let duration = if request.duration_minutes == 0 {
             Some(None)
         } else {
