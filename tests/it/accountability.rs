@@ -1006,6 +1006,31 @@ async fn bad_input_and_out_of_bounds_requests_are_refused_and_append_nothing() -
     system
         .wait_for_session(&outsider_next, |s| s.roster.len() == 1)
         .await?;
+    // The refusals below are about the outsider's group: wait until accountability's
+    // own roster has them there, not only the sessions service's.
+    let client = system.accountability.clone();
+    let other = other_group.clone();
+    eventually(
+        || {
+            let mut client = client.clone();
+            let group = other.clone();
+            async move {
+                match client
+                    .get_group_board(admin(pb::GetGroupBoardRequest {
+                        group,
+                        ..Default::default()
+                    }))
+                    .await
+                {
+                    Ok(board) => Ok(board.into_inner().entries.len()),
+                    Err(status) if status.code() == Code::NotFound => Ok(0),
+                    Err(status) => Err(status.into()),
+                }
+            }
+        },
+        |count| *count == 1,
+    )
+    .await?;
 
     let shared = system
         .accountability
