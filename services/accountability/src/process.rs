@@ -12,6 +12,7 @@ use std::time::Duration;
 use circle_calendar::time_zone;
 use circle_enrollment_events::Fact;
 use circle_eventstore::{CommitMeta, ExecuteError, StoredCommit};
+use circle_grpc::Caller;
 use circle_projection::{ApplyError, Projection};
 use circle_proto::{enrollment::events::v1 as enrollment, sessions::events::v1 as sessions};
 use prost::{Message, Name};
@@ -25,13 +26,13 @@ use crate::domain::{Cadence, NudgeLevel, Progress, Time};
 
 pub const SCHEMA: &str = "accountability_process";
 
-fn meta(request_id: String) -> CommitMeta {
-    CommitMeta {
+/// The commit metadata of this service's process managers: an in-process caller that
+/// no client can claim to be (whatever role a client states).
+fn meta(network: &str, request_id: String) -> CommitMeta {
+    circle_service::commit_meta(
+        &Caller::process_manager(network, "accountability-process"),
         request_id,
-        actor_role: "service".into(),
-        actor_id: "accountability-process".into(),
-        at: None,
-    }
+    )
 }
 
 fn failure(error: ExecuteError<CommandError>) -> Result<(), ApplyError> {
@@ -105,7 +106,12 @@ impl Projection for FromSessions {
                 let request_id = format!("pm:attendance-{session_id}-{}", commit.sequence);
                 if let Err(error) = self
                     .commands
-                    .journal(network, &m.participant_id, &meta(request_id), command)
+                    .journal(
+                        network,
+                        &m.participant_id,
+                        &meta(network, request_id),
+                        command,
+                    )
                     .await
                 {
                     failure(error)?;
@@ -131,7 +137,12 @@ impl Projection for FromSessions {
                 let request_id = format!("pm:session-check-in-{session_id}");
                 if let Err(error) = self
                     .commands
-                    .journal(network, &m.participant_id, &meta(request_id), command)
+                    .journal(
+                        network,
+                        &m.participant_id,
+                        &meta(network, request_id),
+                        command,
+                    )
                     .await
                 {
                     failure(error)?;
@@ -216,7 +227,12 @@ impl Projection for PartnershipGuard {
                 };
                 if let Err(error) = self
                     .commands
-                    .partnership(network, &partnership_id, &meta(request_id), command)
+                    .partnership(
+                        network,
+                        &partnership_id,
+                        &meta(network, request_id),
+                        command,
+                    )
                     .await
                 {
                     failure(error)?;
@@ -484,7 +500,7 @@ impl Nudger {
         };
         match self
             .commands
-            .journal(network, participant_id, &meta(request_id), command)
+            .journal(network, participant_id, &meta(network, request_id), command)
             .await
         {
             Ok(_) | Err(ExecuteError::Rejected(_)) => Ok(()),
@@ -530,7 +546,7 @@ impl Nudger {
             .journal(
                 network,
                 participant_id,
-                &meta(request_id),
+                &meta(network, request_id),
                 JournalCommand::RecordDayMilestones { now },
             )
             .await

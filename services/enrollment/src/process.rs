@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use circle_eventstore::{CommitMeta, ExecuteError, StoredCommit};
+use circle_grpc::Caller;
 use circle_projection::{ApplyError, Projection};
 use sqlx::{PgConnection, PgPool};
 
@@ -20,13 +21,13 @@ use crate::domain::{Event, GroupCommand};
 
 pub const SCHEMA: &str = "enrollment_process";
 
-fn meta(request_id: String) -> CommitMeta {
-    CommitMeta {
+/// The commit metadata of this service's process managers: an in-process caller that
+/// no client can claim to be (whatever role a client states).
+fn meta(network: &str, request_id: String) -> CommitMeta {
+    circle_service::commit_meta(
+        &Caller::process_manager(network, "enrollment-process"),
         request_id,
-        actor_role: "service".into(),
-        actor_id: "enrollment-process".into(),
-        at: None,
-    }
+    )
 }
 
 fn failure(error: ExecuteError<CommandError>) -> Result<(), ApplyError> {
@@ -148,7 +149,7 @@ pub async fn fire_offer_timers(
                     &network,
                     None,
                     &group_id,
-                    &meta(format!("pm:expire-{offer_id}")),
+                    &meta(&network, format!("pm:expire-{offer_id}")),
                     None,
                     command,
                 )
@@ -217,7 +218,7 @@ impl Projection for Transfers {
                         &commit.commit.network,
                         None,
                         &from_group,
-                        &meta(request_id),
+                        &meta(&commit.commit.network, request_id),
                         None,
                         command,
                     )

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use circle_calendar::time_zone;
 use circle_eventstore::{CommitMeta, ExecuteError};
+use circle_grpc::Caller;
 use prost::Message;
 use sqlx::PgPool;
 
@@ -30,13 +31,13 @@ pub fn session_id(network: &str, group_id: &str, date: chrono::NaiveDate) -> Str
     uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, seed.as_bytes()).to_string()
 }
 
-fn meta(request_id: String) -> CommitMeta {
-    CommitMeta {
+/// The commit metadata of this service's process managers: an in-process caller that
+/// no client can claim to be (whatever role a client states).
+fn meta(network: &str, request_id: String) -> CommitMeta {
+    circle_service::commit_meta(
+        &Caller::process_manager(network, "sessions-materializer"),
         request_id,
-        actor_role: "service".into(),
-        actor_id: "sessions-materializer".into(),
-        at: None,
-    }
+    )
 }
 
 type GroupRow = (String, String, String, String, Option<Vec<u8>>, bool);
@@ -137,7 +138,14 @@ impl Materializer {
                 );
                 match self
                     .commands
-                    .session(network, None, session_id, &meta(request_id), None, command)
+                    .session(
+                        network,
+                        None,
+                        session_id,
+                        &meta(network, request_id),
+                        None,
+                        command,
+                    )
                     .await
                 {
                     Ok(_) | Err(ExecuteError::Rejected(_)) => {}
@@ -159,7 +167,7 @@ impl Materializer {
                 network,
                 None,
                 session_id,
-                &meta(format!("pm:materialize-{session_id}")),
+                &meta(network, format!("pm:materialize-{session_id}")),
                 None,
                 command,
             )
@@ -214,7 +222,7 @@ impl Materializer {
                     network,
                     None,
                     &session_id,
-                    &meta(format!("pm:unschedule-{session_id}")),
+                    &meta(network, format!("pm:unschedule-{session_id}")),
                     None,
                     command,
                 )
