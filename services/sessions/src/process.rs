@@ -109,8 +109,8 @@ impl Materializer {
         starts_at: Time,
         duration_minutes: u32,
     ) -> Result<(), String> {
-        let known: Option<(String, String, Time, i32, bool)> = sqlx::query_as(
-            "SELECT state, origin, starts_at, duration_minutes, moved_by_staff FROM sessions.sessions
+        let known: Option<(String, String, Time, i32, bool, i64)> = sqlx::query_as(
+            "SELECT state, origin, starts_at, duration_minutes, moved_by_staff, version FROM sessions.sessions
              WHERE network = $1 AND session_id = $2",
         )
         .bind(network)
@@ -118,7 +118,7 @@ impl Materializer {
         .fetch_optional(&self.pool)
         .await
         .map_err(|error| error.to_string())?;
-        if let Some((state, origin, known_start, known_duration, moved_by_staff)) = known {
+        if let Some((state, origin, known_start, known_duration, moved_by_staff, version)) = known {
             // A schedule change of time or length moves the generated sessions still to
             // come — but not one staff moved themselves.
             let differs = known_start != starts_at || known_duration != duration_minutes as i32;
@@ -132,10 +132,10 @@ impl Materializer {
                     starts_at,
                     duration_minutes: Some(duration_minutes),
                 };
-                let request_id = format!(
-                    "pm:reschedule-{session_id}-{}-{duration_minutes}",
-                    starts_at.timestamp()
-                );
+                // One move per version of the session it was decided from: a retry of
+                // this decision is answered from the log, while a later schedule change
+                // (even back to an earlier time) is a new decision with a new id.
+                let request_id = format!("pm:reschedule-{session_id}-from-{version}");
                 match self
                     .commands
                     .session(
