@@ -136,6 +136,10 @@ impl Materializer {
                 // this decision is answered from the log, while a later schedule change
                 // (even back to an earlier time) is a new decision with a new id.
                 let request_id = format!("pm:reschedule-{session_id}-from-{version}");
+                // The read model may lag behind the log: the move is made only while the
+                // session is still at the version it was decided from. A staff move the
+                // read model does not show yet makes it ETAG_MISMATCH (a refusal, skipped),
+                // and a later pass decides again from the row that shows the move.
                 match self
                     .commands
                     .session(
@@ -143,7 +147,7 @@ impl Materializer {
                         None,
                         session_id,
                         &meta(network, request_id),
-                        None,
+                        Some(version as u64),
                         command,
                     )
                     .await
