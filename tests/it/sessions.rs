@@ -1328,13 +1328,18 @@ async fn a_schedule_that_cannot_be_decoded_changes_no_session() -> anyhow::Resul
         .execute(&system.env.pool)
         .await?;
     let before = system.sessions_stream_last_sequence().await?;
-    materializer.once().await.map_err(anyhow::Error::msg)?;
+    let pass = materializer.once().await.map_err(anyhow::Error::msg)?;
     assert_eq!(
         system
             .request_ids_since(circle_sessions::stream_spec(&system.env.config), before)
             .await?,
         Vec::<String>::new(),
         "no generated session is cancelled or moved"
+    );
+    assert_eq!(
+        pass.unreadable_schedules,
+        [("acme".to_owned(), "tuesday".to_owned())],
+        "the unreadable schedule is reported"
     );
     Ok(())
 }

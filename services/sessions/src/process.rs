@@ -42,12 +42,56 @@ fn meta(network: &str, request_id: String) -> CommitMeta {
 
 type GroupRow = (String, String, String, String, Option<Vec<u8>>, bool);
 
+/// What a pass found that needs someone's attention.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Pass {
+    /// Groups (network, group id) whose recorded schedule this service cannot read
+    /// (say, written by a newer enrollment service). Their sessions are left exactly
+    /// as they are: an unreadable schedule is not "no schedule".
+    pub unreadable_schedules: Vec<(String, String)>,
+}
+
+/// A group's schedule as the roster recorded it.
+enum RecordedSchedule {
+    /// The group has no schedule (or is archived): no generated session is wanted.
+    None,
+    Readable(circle_calendar::Schedule),
+    Unreadable(String),
+}
+
+fn recorded_schedule(bytes: Option<&[u8]>) -> RecordedSchedule {
+    let Some(bytes) = bytes else {
+        return RecordedSchedule::None;
+    };
+    match circle_proto::enrollment::events::v1::Schedule::decode(bytes) {
+        Err(error) => RecordedSchedule::Unreadable(error.to_string()),
+        Ok(schedule) => match circle_enrollment_events::schedule(&schedule) {
+            Ok(schedule) => RecordedSchedule::Readable(schedule),
+            Err(error) => RecordedSchedule::Unreadable(error.to_string()),
+        },
+    }
+}
+
 impl Materializer {
     pub async fn run(self, poll: Duration, shutdown: impl Future<Output = ()> + Send) {
         tokio::pin!(shutdown);
+        // Reported once when a group's schedule becomes unreadable, not on every pass.
+        let mut unreadable = BTreeSet::new();
         loop {
-            if let Err(error) = self.once().await {
-                tracing::warn!(%error, "materialising sessions failed; will retry");
+            match self.once().await {
+                Ok(pass) => {
+                    let now_unreadable: BTreeSet<_> =
+                        pass.unreadable_schedules.into_iter().collect();
+                    for (network, group_id) in now_unreadable.difference(&unreadable) {
+                        tracing::error!(
+                            %network,
+                            %group_id,
+                            "the group's schedule cannot be read; its sessions are left as they are"
+                        );
+                    }
+                    unreadable = now_unreadable;
+                }
+                Err(error) => tracing::warn!(%error, "materialising sessions failed; will retry"),
             }
             tokio::select! {
                 () = &mut shutdown => return,
@@ -57,7 +101,7 @@ impl Materializer {
     }
 
     /// One pass over every group.
-    pub async fn once(&self) -> Result<(), String> {
+    pub async fn once(&self) -> Result<Pass, String> {
         let groups: Vec<GroupRow> = sqlx::query_as(
             "SELECT network, group_id, clinic_id, time_zone, schedule, archived FROM sessions_roster.groups",
         )
@@ -65,13 +109,17 @@ impl Materializer {
         .await
         .map_err(|error| error.to_string())?;
         let now = self.commands.clock.now();
+        let mut pass = Pass::default();
         for (network, group_id, clinic_id, zone, schedule, archived) in groups {
-            let schedule = schedule
-                .as_deref()
-                .and_then(|bytes| {
-                    circle_proto::enrollment::events::v1::Schedule::decode(bytes).ok()
-                })
-                .and_then(|schedule| circle_enrollment_events::schedule(&schedule).ok());
+            let schedule = match recorded_schedule(schedule.as_deref()) {
+                RecordedSchedule::Unreadable(reason) if !archived => {
+                    tracing::debug!(%network, %group_id, %reason, "unreadable schedule");
+                    pass.unreadable_schedules.push((network, group_id));
+                    continue;
+                }
+                RecordedSchedule::Readable(schedule) => Some(schedule),
+                RecordedSchedule::None | RecordedSchedule::Unreadable(_) => None,
+            };
             let mut desired = BTreeSet::new();
             if let (Some(schedule), false) = (&schedule, archived) {
                 let tz = time_zone(&zone);
@@ -97,7 +145,7 @@ impl Materializer {
             self.cancel_leftovers(&network, &group_id, &desired, now, archived)
                 .await?;
         }
-        Ok(())
+        Ok(pass)
     }
 
     async fn ensure(
