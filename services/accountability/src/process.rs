@@ -119,8 +119,19 @@ impl Projection for FromSessions {
             } else if event.event_type == sessions::SessionCheckInRecorded::full_name() {
                 let m = sessions::SessionCheckInRecorded::decode(payload).map_err(poison)?;
                 let consent = consent_of(connection, network, &m.participant_id).await?;
+                // Each recorded session check-in (a correction too) is its own journal
+                // check-in: id and request id derive from the commit that recorded it.
+                let check_in_id = uuid::Uuid::new_v5(
+                    &uuid::Uuid::NAMESPACE_OID,
+                    format!(
+                        "{network}/sessions/{session_id}/check-in/{}",
+                        commit.sequence
+                    )
+                    .as_bytes(),
+                )
+                .to_string();
                 let command = JournalCommand::SubmitCheckIn {
-                    check_in_id: format!("session-{session_id}"),
+                    check_in_id,
                     goal_id: None,
                     progress: if m.craving >= 7 {
                         Progress::Struggling
@@ -134,7 +145,7 @@ impl Projection for FromSessions {
                     session_id: Some(session_id.to_owned()),
                     consent,
                 };
-                let request_id = format!("pm:session-check-in-{session_id}");
+                let request_id = format!("pm:session-check-in-{session_id}-{}", commit.sequence);
                 if let Err(error) = self
                     .commands
                     .journal(
