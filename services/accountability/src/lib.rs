@@ -80,7 +80,7 @@ pub async fn start_with_clock(
             commands: commands.clone(),
         }),
         pool.clone(),
-        process::SCHEMA,
+        process::FROM_SESSIONS_SCHEMA,
         sessions_stream,
         settings.clone(),
     )
@@ -90,7 +90,7 @@ pub async fn start_with_clock(
             commands: commands.clone(),
         }),
         pool.clone(),
-        process::SCHEMA,
+        process::PARTNERSHIP_GUARD_SCHEMA,
         enrollment_stream,
         settings,
     )

@@ -24,7 +24,11 @@ use crate::domain::partnership::PartnershipCommand;
 use crate::domain::visibility::{Consent, widest_allowed};
 use crate::domain::{Cadence, NudgeLevel, Progress, Time};
 
-pub const SCHEMA: &str = "accountability_process";
+/// The schema of [`FromSessions`] (its checkpoint). Each projection owns its schema: a
+/// rebuild swaps the whole schema.
+pub const FROM_SESSIONS_SCHEMA: &str = "accountability_from_sessions";
+/// The schema of [`PartnershipGuard`] (its checkpoint).
+pub const PARTNERSHIP_GUARD_SCHEMA: &str = "accountability_partnership_guard";
 
 /// The commit metadata of this service's process managers: an in-process caller that
 /// no client can claim to be (whatever role a client states).
