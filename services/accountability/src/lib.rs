@@ -95,13 +95,14 @@ pub async fn start_with_clock(
         settings,
     )
     .await?;
+    let shutdown = Shutdown::new(shutdown);
     let api = api::AccountabilityApi::new(
         commands.clone(),
         pool.clone(),
         read_model.handle(),
         Duration::from_millis(config.projection.read_your_writes_timeout_ms),
+        shutdown.clone(),
     );
-    let shutdown = Shutdown::new(shutdown);
     let host = Host::bind(
         config.accountability.listen,
         "circle.accountability.v1.AccountabilityService",
