@@ -1006,6 +1006,31 @@ async fn bad_input_and_out_of_bounds_requests_are_refused_and_append_nothing() -
     system
         .wait_for_session(&outsider_next, |s| s.roster.len() == 1)
         .await?;
+    // The refusals below are about the outsider's group: wait until accountability's
+    // own roster has them there, not only the sessions service's.
+    let client = system.accountability.clone();
+    let other = other_group.clone();
+    eventually(
+        || {
+            let mut client = client.clone();
+            let group = other.clone();
+            async move {
+                match client
+                    .get_group_board(admin(pb::GetGroupBoardRequest {
+                        group,
+                        ..Default::default()
+                    }))
+                    .await
+                {
+                    Ok(board) => Ok(board.into_inner().entries.len()),
+                    Err(status) if status.code() == Code::NotFound => Ok(0),
+                    Err(status) => Err(status.into()),
+                }
+            }
+        },
+        |count| *count == 1,
+    )
+    .await?;
 
     let shared = system
         .accountability
@@ -1154,6 +1179,224 @@ async fn bad_input_and_out_of_bounds_requests_are_refused_and_append_nothing() -
             .await?,
         Vec::<String>::new(),
         "nothing appended"
+    );
+    Ok(())
+}
+
+/// The texts of the check-ins on a participant's timeline, as staff see it.
+async fn check_in_texts(system: &System, participant: &str) -> anyhow::Result<Vec<String>> {
+    let mut client = system.accountability.clone();
+    Ok(client
+        .get_participant_timeline(admin(pb::GetParticipantTimelineRequest {
+            participant: participant.into(),
+            ..Default::default()
+        }))
+        .await?
+        .into_inner()
+        .items
+        .into_iter()
+        .filter_map(|item| item.check_in.map(|c| c.text))
+        .collect())
+}
+
+#[tokio::test]
+async fn a_corrected_session_check_in_reaches_the_journal_too() -> anyhow::Result<()> {
+    let Circle {
+        mut system,
+        group,
+        sam,
+        ..
+    } = circle("2026-11-20T18:00:00Z").await?;
+    let session = system.session_on(&group, "2026-11-24")?;
+    system.clock.advance(chrono::Duration::days(4));
+    system
+        .sessions
+        .start_session(admin(sessions::StartSessionRequest {
+            name: session.clone(),
+            request_id: String::new(),
+        }))
+        .await?;
+    system
+        .sessions
+        .record_attendance(admin(sessions::RecordAttendanceRequest {
+            name: session.clone(),
+            participant: sam.clone(),
+            status: sessions::AttendanceStatus::Present as i32,
+            minutes_attended: 90,
+            request_id: String::new(),
+        }))
+        .await?;
+    // The facilitator records Sam's check-in, then corrects it.
+    for (mood, share) in [
+        (6, "Glad to be here."),
+        (4, "Glad to be here, a bit shaky."),
+    ] {
+        system
+            .sessions
+            .record_session_check_in(admin(sessions::RecordSessionCheckInRequest {
+                name: session.clone(),
+                participant: sam.clone(),
+                mood,
+                craving: 3,
+                share: share.into(),
+                request_id: String::new(),
+            }))
+            .await?;
+    }
+    let texts = eventually(
+        || check_in_texts(&system, &sam),
+        |texts: &Vec<String>| texts.iter().any(|t| t == "Glad to be here, a bit shaky."),
+    )
+    .await?;
+    assert!(
+        texts.iter().any(|t| t == "Glad to be here."),
+        "the first check-in stays on the timeline: {texts:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_open_feed_ends_when_the_service_shuts_down() -> anyhow::Result<()> {
+    let Circle {
+        mut system, group, ..
+    } = circle("2026-11-20T18:00:00Z").await?;
+    let mut feed = system
+        .accountability
+        .watch_group_feed(as_participant(
+            pb::WatchGroupFeedRequest {
+                group: group.clone(),
+                after_position: 0,
+                heartbeat_seconds: 1,
+            },
+            "riley",
+        ))
+        .await?
+        .into_inner();
+    // The feed is open: its first heartbeat arrives.
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while let Some(message) = feed.message().await? {
+            if let Some(pb::watch_group_feed_response::Event::HeartbeatPosition(_)) = message.event
+            {
+                return anyhow::Ok(());
+            }
+        }
+        anyhow::bail!("the feed ended before its first heartbeat")
+    })
+    .await??;
+
+    let asked = tokio::time::Instant::now();
+    system.stop(std::time::Duration::from_secs(5)).await?;
+    // The client sees the stream end: with UNAVAILABLE (reconnect later, from the last
+    // position) rather than an end that looks like a finished feed.
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            match feed.message().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => return None,
+                Err(status) => return Some(status.code()),
+            }
+        }
+    })
+    .await
+    .map_err(|_| anyhow::anyhow!("the feed is still open after shutdown"))?;
+    assert_eq!(ended, Some(Code::Unavailable));
+    assert!(asked.elapsed() < std::time::Duration::from_secs(10));
+    Ok(())
+}
+
+/// Every projection's checkpoint in the database: name → (schema, last sequence).
+async fn checkpoints(
+    pool: &sqlx::PgPool,
+) -> anyhow::Result<std::collections::BTreeMap<String, (String, i64)>> {
+    let schemas: Vec<String> = sqlx::query_scalar(
+        "SELECT table_schema::text FROM information_schema.tables WHERE table_name = 'projection_checkpoint'",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut checkpoints = std::collections::BTreeMap::new();
+    for schema in schemas {
+        let rows: Vec<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT projection, last_sequence FROM {schema}.projection_checkpoint"
+        )))
+        .fetch_all(pool)
+        .await?;
+        for (projection, last_sequence) in rows {
+            checkpoints.insert(projection, (schema.clone(), last_sequence));
+        }
+    }
+    Ok(checkpoints)
+}
+
+#[tokio::test]
+async fn rebuilding_one_process_manager_leaves_the_others_checkpoint() -> anyhow::Result<()> {
+    use circle_projection::Projection;
+    let Circle { system, .. } = circle("2026-11-20T18:00:00Z").await?;
+    let pool = system.env.pool.clone();
+    let (from_sessions, guard) = (
+        "accountability-from-sessions",
+        "accountability-partnership-guard",
+    );
+    let before = eventually(
+        || checkpoints(&pool),
+        |checkpoints| {
+            checkpoints.get(from_sessions).is_some_and(|c| c.1 > 0)
+                && checkpoints.get(guard).is_some_and(|c| c.1 > 0)
+        },
+    )
+    .await?;
+    let commands = std::sync::Arc::new(circle_accountability::commands::Commands::new(
+        circle_eventstore::EventStore::open(
+            system.env.nats.clone(),
+            circle_accountability::stream_spec(&system.env.config),
+        )
+        .await?,
+        system.clock.clone(),
+    ));
+    let settings = circle_projection::ProjectionSettings {
+        batch_size: 64,
+        ack_wait: std::time::Duration::from_secs(2),
+        max_attempts: 3,
+    };
+    let jetstream = system.env.jetstream();
+    let sessions_stream = jetstream
+        .get_stream(system.env.config.stream_name("sessions"))
+        .await?;
+    let enrollment_stream = jetstream
+        .get_stream(system.env.config.stream_name("enrollment"))
+        .await?;
+
+    let rebuilt = circle_accountability::process::FromSessions {
+        commands: commands.clone(),
+    };
+    circle_projection::rebuild(
+        &rebuilt,
+        &pool,
+        &before[rebuilt.name()].0,
+        &sessions_stream,
+        &settings,
+    )
+    .await?;
+    let after = checkpoints(&pool).await?;
+    assert!(
+        after.get(guard).is_some_and(|c| c.1 >= before[guard].1),
+        "the partnership guard's checkpoint survives a rebuild of from-sessions: {after:?}"
+    );
+
+    let rebuilt = circle_accountability::process::PartnershipGuard { commands };
+    circle_projection::rebuild(
+        &rebuilt,
+        &pool,
+        &after[rebuilt.name()].0,
+        &enrollment_stream,
+        &settings,
+    )
+    .await?;
+    let after = checkpoints(&pool).await?;
+    assert!(
+        after
+            .get(from_sessions)
+            .is_some_and(|c| c.1 >= before[from_sessions].1),
+        "from-sessions' checkpoint survives a rebuild of the partnership guard: {after:?}"
     );
     Ok(())
 }

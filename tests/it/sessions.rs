@@ -84,23 +84,49 @@ async fn generated_sessions_keep_their_local_time_across_the_daylight_saving_cha
         Some(utc("2026-11-04T00:30:00Z")?),
         "18:30 CST"
     );
-    let listed = system
-        .sessions
-        .list_sessions(admin(pb::ListSessionsRequest {
-            parent: group.clone(),
-            start_time: Some(prost_types::Timestamp {
-                seconds: utc("2026-10-26T00:00:00Z")?,
-                nanos: 0,
-            }),
-            end_time: Some(prost_types::Timestamp {
-                seconds: utc("2026-11-12T00:00:00Z")?,
-                nanos: 0,
-            }),
-            ..Default::default()
-        }))
-        .await?
-        .into_inner();
-    assert_eq!(listed.sessions.len(), 3, "27 Oct, 3 Nov and 10 Nov");
+    // The materialiser creates the sessions one by one: wait for the third, then check
+    // that the window holds exactly these three.
+    let (start, end) = (utc("2026-10-26T00:00:00Z")?, utc("2026-11-12T00:00:00Z")?);
+    let client = system.sessions.clone();
+    let listed = eventually(
+        || {
+            let mut client = client.clone();
+            let parent = group.clone();
+            async move {
+                Ok(client
+                    .list_sessions(admin(pb::ListSessionsRequest {
+                        parent,
+                        start_time: Some(prost_types::Timestamp {
+                            seconds: start,
+                            nanos: 0,
+                        }),
+                        end_time: Some(prost_types::Timestamp {
+                            seconds: end,
+                            nanos: 0,
+                        }),
+                        ..Default::default()
+                    }))
+                    .await?
+                    .into_inner()
+                    .sessions)
+            }
+        },
+        |sessions: &Vec<pb::Session>| sessions.len() >= 3,
+    )
+    .await?;
+    let local_starts: Vec<i64> = listed
+        .iter()
+        .filter_map(|session| session.start_time.map(|t| t.seconds))
+        .collect();
+    assert_eq!(
+        local_starts,
+        [
+            utc("2026-10-27T23:30:00Z")?,
+            utc("2026-11-04T00:30:00Z")?,
+            utc("2026-11-11T00:30:00Z")?
+        ],
+        "27 Oct, 3 Nov and 10 Nov, each at 18:30 local time"
+    );
     Ok(())
 }
 
@@ -755,9 +781,11 @@ async fn the_roster_projection_survives_a_restart_and_a_rebuild() -> anyhow::Res
     let group = system
         .weekly_group(&clinic, "tuesday", "2026-11-01")
         .await?;
+    let mut members = Vec::new();
     for id in ["a", "b", "c"] {
         let participant = system.participant(&clinic, id, "Robin", id).await?;
         system.enroll(&group, &participant).await?;
+        members.push(participant);
     }
     system
         .enrollment
@@ -766,9 +794,14 @@ async fn the_roster_projection_survives_a_restart_and_a_rebuild() -> anyhow::Res
             ..Default::default()
         }))
         .await?;
+    // Two on the roster is also the state before c's admission is projected: wait for
+    // exactly a and c (b on hold), which only the whole log gives.
     let next = system.session_on(&group, "2026-11-24")?;
+    let (a, c) = (members[0].clone(), members[2].clone());
     system
-        .wait_for_session(&next, |s| s.roster.len() == 2)
+        .wait_for_session(&next, |s| {
+            s.roster.len() == 2 && on_roster(s, &a) && on_roster(s, &c)
+        })
         .await?;
 
     let pool = system.env.pool.clone();
@@ -1057,6 +1090,256 @@ async fn a_schedule_change_moves_generated_sessions_but_not_ones_staff_moved() -
         kept.start_time,
         Some(moved_by_staff),
         "a session staff moved stays where they put it"
+    );
+    Ok(())
+}
+
+/// Moves the group's weekly Tuesday schedule to `start_time` (local), 90 minutes.
+async fn move_schedule(system: &mut System, group: &str, start_time: &str) -> anyhow::Result<()> {
+    system
+        .enrollment
+        .update_group(admin(enrollment::UpdateGroupRequest {
+            group: Some(enrollment::Group {
+                name: group.into(),
+                schedule: Some(enrollment::Schedule {
+                    days: vec![enrollment::Weekday::Tuesday as i32],
+                    start_time: start_time.into(),
+                    duration_minutes: 90,
+                    start_date: "2026-11-01".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["schedule".into()],
+            }),
+            request_id: String::new(),
+        }))
+        .await?;
+    Ok(())
+}
+
+/// The schedule of a group as the sessions service's roster holds it, once it differs
+/// from `known` (waits at most 15 s).
+async fn roster_schedule_other_than(
+    system: &System,
+    group_id: &str,
+    known: Option<Vec<u8>>,
+) -> anyhow::Result<Option<Vec<u8>>> {
+    let pool = system.env.pool.clone();
+    eventually(
+        || {
+            let pool = pool.clone();
+            async move {
+                let schedule: Option<Option<Vec<u8>>> = sqlx::query_scalar(
+                    "SELECT schedule FROM sessions_roster.groups WHERE group_id = $1",
+                )
+                .bind(group_id)
+                .fetch_optional(&pool)
+                .await?;
+                anyhow::Ok(schedule.flatten())
+            }
+        },
+        |schedule| schedule.is_some() && *schedule != known,
+    )
+    .await
+}
+
+/// A system whose own materialiser passes only at start (before any group exists), so
+/// the test runs every pass itself.
+async fn system_with_manual_materializer() -> anyhow::Result<System> {
+    System::start_with("2026-11-20T12:00:00Z", |config| {
+        config.sessions.materialize_poll_ms = 600_000
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_schedule_that_flips_back_and_forth_moves_generated_sessions_every_time()
+-> anyhow::Result<()> {
+    let mut system = System::start_at("2026-11-20T12:00:00Z").await?;
+    let clinic = system.clinic("north").await?;
+    let group = system
+        .weekly_group(&clinic, "tuesday", "2026-11-01")
+        .await?;
+    let session = system.session_on(&group, "2026-12-01")?;
+    system.wait_for_session(&session, |_| true).await?;
+    // 18:30 and 19:30 in Chicago (CST) on 1 Dec.
+    let (evening, later) = (utc("2026-12-02T00:30:00Z")?, utc("2026-12-02T01:30:00Z")?);
+    for (start_time, expected) in [("19:30", later), ("18:30", evening), ("19:30", later)] {
+        move_schedule(&mut system, &group, start_time).await?;
+        system
+            .wait_for_session(&session, |s| {
+                s.start_time.map(|t| t.seconds) == Some(expected)
+            })
+            .await?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_client_claiming_the_service_role_moves_a_session_as_staff_do() -> anyhow::Result<()> {
+    let mut system = System::start_at("2026-11-20T12:00:00Z").await?;
+    let clinic = system.clinic("north").await?;
+    let group = system
+        .weekly_group(&clinic, "tuesday", "2026-11-01")
+        .await?;
+    let first = system.session_on(&group, "2026-11-24")?;
+    let second = system.session_on(&group, "2026-12-01")?;
+    system.wait_for_session(&second, |_| true).await?;
+    // A client with role `service` moves the first session itself; it is not the
+    // materialiser, whatever role it claims.
+    let moved_by_client = prost_types::Timestamp {
+        seconds: utc("2026-11-25T02:00:00Z")?,
+        nanos: 0,
+    };
+    let token = system
+        .sessions
+        .reschedule_session(as_caller(
+            pb::RescheduleSessionRequest {
+                name: first.clone(),
+                start_time: Some(moved_by_client),
+                ..Default::default()
+            },
+            "service",
+            "integration-1",
+        ))
+        .await?
+        .into_inner()
+        .consistency_token;
+    system
+        .sessions
+        .get_session(admin(pb::GetSessionRequest {
+            name: first.clone(),
+            consistency_token: token,
+        }))
+        .await?;
+    move_schedule(&mut system, &group, "19:30").await?;
+    let later = utc("2026-12-02T01:30:00Z")?;
+    system
+        .wait_for_session(&second, |s| s.start_time.map(|t| t.seconds) == Some(later))
+        .await?;
+    let kept = system.wait_for_session(&first, |_| true).await?;
+    assert_eq!(
+        kept.start_time,
+        Some(moved_by_client),
+        "a session a client moved stays where they put it"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_materialiser_never_overwrites_a_staff_move_its_read_model_has_not_seen_yet()
+-> anyhow::Result<()> {
+    let mut system = system_with_manual_materializer().await?;
+    let materializer = system.materializer().await?;
+    let clinic = system.clinic("north").await?;
+    let group = system
+        .weekly_group(&clinic, "tuesday", "2026-11-01")
+        .await?;
+    let schedule = roster_schedule_other_than(&system, "tuesday", None).await?;
+    materializer.once().await.map_err(anyhow::Error::msg)?;
+    let session = system.session_on(&group, "2026-12-01")?;
+    system.wait_for_session(&session, |_| true).await?;
+    let session_id = session.rsplit('/').next().unwrap_or_default().to_owned();
+    let pool = system.env.pool.clone();
+    let row = |pool: sqlx::PgPool, session_id: String| async move {
+        let row: (chrono::DateTime<chrono::Utc>, i64, bool) = sqlx::query_as(
+            "SELECT starts_at, version, moved_by_staff FROM sessions.sessions WHERE session_id = $1",
+        )
+        .bind(session_id)
+        .fetch_one(&pool)
+        .await?;
+        anyhow::Ok(row)
+    };
+    let generated = row(pool.clone(), session_id.clone()).await?;
+
+    // Staff move the session; the move is in the log.
+    let moved_by_staff = prost_types::Timestamp {
+        seconds: utc("2026-12-02T02:00:00Z")?,
+        nanos: 0,
+    };
+    let token = system
+        .sessions
+        .reschedule_session(admin(pb::RescheduleSessionRequest {
+            name: session.clone(),
+            start_time: Some(moved_by_staff),
+            ..Default::default()
+        }))
+        .await?
+        .into_inner()
+        .consistency_token;
+    system
+        .sessions
+        .get_session(admin(pb::GetSessionRequest {
+            name: session.clone(),
+            consistency_token: token,
+        }))
+        .await?;
+    // The materialiser's read model has not seen the move yet: put its row back as it
+    // was before the move (as a lagging projection would show it).
+    sqlx::query(
+        "UPDATE sessions.sessions SET starts_at = $2, version = $3, moved_by_staff = $4 WHERE session_id = $1",
+    )
+    .bind(&session_id)
+    .bind(generated.0)
+    .bind(generated.1)
+    .bind(generated.2)
+    .execute(&pool)
+    .await?;
+
+    // The group moves to 19:30, and the materialiser makes a pass.
+    move_schedule(&mut system, &group, "19:30").await?;
+    roster_schedule_other_than(&system, "tuesday", schedule).await?;
+    let before = system.sessions_stream_last_sequence().await?;
+    materializer.once().await.map_err(anyhow::Error::msg)?;
+    let reschedules: Vec<String> = system
+        .request_ids_since(circle_sessions::stream_spec(&system.env.config), before)
+        .await?
+        .into_iter()
+        .filter(|request_id| request_id.contains(&session_id))
+        .collect();
+    assert_eq!(
+        reschedules,
+        Vec::<String>::new(),
+        "the session staff moved is not moved back to the schedule"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_schedule_that_cannot_be_decoded_changes_no_session() -> anyhow::Result<()> {
+    let mut system = system_with_manual_materializer().await?;
+    let materializer = system.materializer().await?;
+    let clinic = system.clinic("north").await?;
+    let group = system
+        .weekly_group(&clinic, "tuesday", "2026-11-01")
+        .await?;
+    roster_schedule_other_than(&system, "tuesday", None).await?;
+    materializer.once().await.map_err(anyhow::Error::msg)?;
+    let session = system.session_on(&group, "2026-12-01")?;
+    system.wait_for_session(&session, |_| true).await?;
+
+    // The recorded schedule is one this service cannot read (say, written by a newer
+    // enrollment service).
+    sqlx::query("UPDATE sessions_roster.groups SET schedule = $2 WHERE group_id = $1")
+        .bind("tuesday")
+        .bind(vec![0xff_u8, 0xff, 0xff])
+        .execute(&system.env.pool)
+        .await?;
+    let before = system.sessions_stream_last_sequence().await?;
+    let pass = materializer.once().await.map_err(anyhow::Error::msg)?;
+    assert_eq!(
+        system
+            .request_ids_since(circle_sessions::stream_spec(&system.env.config), before)
+            .await?,
+        Vec::<String>::new(),
+        "no generated session is cancelled or moved"
+    );
+    assert_eq!(
+        pass.unreadable_schedules,
+        [("acme".to_owned(), "tuesday".to_owned())],
+        "the unreadable schedule is reported"
     );
     Ok(())
 }

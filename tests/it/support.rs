@@ -69,6 +69,51 @@ impl System {
         Ok(())
     }
 
+    /// Stops every service and waits (at most `limit`) until they have shut down.
+    pub async fn stop(&mut self, limit: Duration) -> anyhow::Result<()> {
+        if let Some((stop, task)) = self.running.take() {
+            let _ = stop.send(());
+            tokio::time::timeout(limit, task)
+                .await
+                .map_err(|_| anyhow::anyhow!("the services did not stop within {limit:?}"))???;
+        }
+        Ok(())
+    }
+
+    /// A schedule materialiser of its own, on the test's clock, for tests that decide
+    /// when a pass happens (start the system with a long `sessions.materialize_poll_ms`).
+    pub async fn materializer(&self) -> anyhow::Result<circle_sessions::process::Materializer> {
+        let config = &self.env.config;
+        let store = circle_eventstore::EventStore::open(
+            self.env.nats.clone(),
+            circle_sessions::stream_spec(config),
+        )
+        .await?;
+        Ok(circle_sessions::process::Materializer {
+            pool: self.env.pool.clone(),
+            commands: Arc::new(circle_sessions::commands::Commands::new(
+                store,
+                self.clock.clone(),
+            )),
+            horizon: chrono::Duration::days(i64::from(config.sessions.horizon_days)),
+            lookback: chrono::Duration::days(i64::from(config.sessions.lookback_days)),
+        })
+    }
+
+    /// The request ids of the commits appended to a service's stream after `before`.
+    pub async fn request_ids_since(
+        &self,
+        spec: circle_eventstore::StreamSpec,
+        before: u64,
+    ) -> anyhow::Result<Vec<String>> {
+        let store = circle_eventstore::EventStore::open(self.env.nats.clone(), spec).await?;
+        let mut request_ids = Vec::new();
+        for sequence in before + 1..=store.last_sequence().await? {
+            request_ids.push(store.read_commit(sequence).await?.commit.request_id);
+        }
+        Ok(request_ids)
+    }
+
     pub async fn sessions_stream_last_sequence(&self) -> anyhow::Result<u64> {
         let mut stream = self
             .env

@@ -6,6 +6,10 @@
 //! `network-admin`, `clinic-admin`, `facilitator`, `intake-coordinator`,
 //! `participant` or `service`), `x-circle-actor` (the staff or participant id), and
 //! `x-circle-clinics` (comma-separated clinic ids a staff member is scoped to).
+//!
+//! A service's own process managers act as [`Caller::process_manager`], whose role
+//! ([`Role::ProcessManager`]) no metadata can name: a client claiming `service` (or
+//! anything else) is a client, and gets no process manager's treatment.
 
 use tonic::metadata::MetadataMap;
 
@@ -16,7 +20,11 @@ pub enum Role {
     Facilitator,
     IntakeCoordinator,
     Participant,
+    /// A trusted client (an integration, the demo seeding): a client like any other.
     Service,
+    /// One of a service's own process managers (the materialiser, the nudger, …),
+    /// acting in process. [`Caller::from_metadata`] never yields it.
+    ProcessManager,
 }
 
 impl Role {
@@ -28,9 +36,11 @@ impl Role {
             Self::IntakeCoordinator => "intake-coordinator",
             Self::Participant => "participant",
             Self::Service => "service",
+            Self::ProcessManager => "process-manager",
         }
     }
 
+    /// The roles a client may state; never [`Role::ProcessManager`].
     fn parse(value: &str) -> Option<Self> {
         Some(match value {
             "network-admin" => Self::NetworkAdmin,
@@ -104,6 +114,22 @@ impl Caller {
         })
     }
 
+    /// One of the service's own process managers, `name` saying which. Only code in
+    /// the service can make this caller; no request metadata reads as it.
+    pub fn process_manager(network: &str, name: &str) -> Self {
+        Self {
+            network: network.to_owned(),
+            role: Role::ProcessManager,
+            actor_id: name.to_owned(),
+            clinics: Vec::new(),
+        }
+    }
+
+    /// Whether this caller is one of the service's own process managers.
+    pub fn is_process_manager(&self) -> bool {
+        self.role == Role::ProcessManager
+    }
+
     /// The tenant comes from the caller, never from the request body: a resource of
     /// another network is refused before anything else is looked at.
     pub fn require_network(&self, network: &str, resource: &str) -> Result<(), CallerError> {
@@ -153,5 +179,24 @@ mod tests {
             Caller::from_metadata(&metadata(&[(NETWORK_KEY, "acme"), (ROLE_KEY, "root")])),
             Err(CallerError::Invalid { key: ROLE_KEY })
         );
+    }
+
+    #[test]
+    fn no_client_can_be_a_process_manager() {
+        assert_eq!(
+            Caller::from_metadata(&metadata(&[
+                (NETWORK_KEY, "acme"),
+                (ROLE_KEY, "process-manager")
+            ])),
+            Err(CallerError::Invalid { key: ROLE_KEY })
+        );
+        let service = Caller::from_metadata(&metadata(&[
+            (NETWORK_KEY, "acme"),
+            (ROLE_KEY, "service"),
+            (ACTOR_KEY, "sessions-materializer"),
+        ]))
+        .expect("a valid client");
+        assert!(!service.is_process_manager());
+        assert!(Caller::process_manager("acme", "sessions-materializer").is_process_manager());
     }
 }

@@ -37,6 +37,12 @@ pub enum ApplyError {
     /// retried a bounded number of times, then dead-lettered.
     #[error("{0}")]
     Poison(String),
+    /// The schema already holds another projection's checkpoint. A projection owns its
+    /// schema (a rebuild swaps the whole schema), so two may never share one.
+    #[error(
+        "schema {schema} belongs to projection {owner}; each projection needs a schema of its own"
+    )]
+    SchemaTaken { schema: String, owner: String },
 }
 
 impl From<sqlx::Error> for ApplyError {
@@ -192,12 +198,14 @@ const RUNTIME_TABLES: [&str; 2] = [
     )",
 ];
 
-/// Creates the schema and all tables (runtime and projection) if missing.
+/// Creates the schema and all tables (runtime and projection) if missing. Refuses a
+/// schema that holds another projection: a rebuild swaps the whole schema, and would
+/// drop the other one's tables and checkpoint with it.
 async fn prepare_schema<P: Projection>(
     pool: &PgPool,
     schema: &str,
     projection: &P,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), ApplyError> {
     let mut transaction = pool.begin().await?;
     // Concurrent starts in one database must not race on CREATE SCHEMA.
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
@@ -213,6 +221,18 @@ async fn prepare_schema<P: Projection>(
     for statement in RUNTIME_TABLES.iter().chain(projection.tables()) {
         sqlx::query(*statement).execute(&mut *transaction).await?;
     }
+    let owner: Option<String> = sqlx::query_scalar(
+        "SELECT projection FROM projection_checkpoint WHERE projection <> $1 LIMIT 1",
+    )
+    .bind(projection.name())
+    .fetch_optional(&mut *transaction)
+    .await?;
+    if let Some(owner) = owner {
+        return Err(ApplyError::SchemaTaken {
+            schema: schema.to_owned(),
+            owner,
+        });
+    }
     sqlx::query(
         "INSERT INTO projection_checkpoint (projection, last_sequence) VALUES ($1, 0)
          ON CONFLICT (projection) DO NOTHING",
@@ -220,7 +240,7 @@ async fn prepare_schema<P: Projection>(
     .bind(projection.name())
     .execute(&mut *transaction)
     .await?;
-    transaction.commit().await
+    Ok(transaction.commit().await?)
 }
 
 async fn set_search_path(connection: &mut PgConnection, schema: &str) -> Result<(), sqlx::Error> {
@@ -302,7 +322,9 @@ impl<P: Projection> Applier<'_, P> {
                     self.attempts.remove(&delivery.sequence);
                     checkpoint = delivery.sequence;
                 }
-                Err(ApplyError::Transient(reason)) => return Err(ApplyError::Transient(reason)),
+                Err(error @ (ApplyError::Transient(_) | ApplyError::SchemaTaken { .. })) => {
+                    return Err(error);
+                }
                 Err(ApplyError::Poison(reason)) => {
                     sqlx::query("ROLLBACK TO SAVEPOINT apply_one")
                         .execute(&mut *transaction)

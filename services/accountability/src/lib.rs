@@ -80,7 +80,7 @@ pub async fn start_with_clock(
             commands: commands.clone(),
         }),
         pool.clone(),
-        process::SCHEMA,
+        process::FROM_SESSIONS_SCHEMA,
         sessions_stream,
         settings.clone(),
     )
@@ -90,18 +90,19 @@ pub async fn start_with_clock(
             commands: commands.clone(),
         }),
         pool.clone(),
-        process::SCHEMA,
+        process::PARTNERSHIP_GUARD_SCHEMA,
         enrollment_stream,
         settings,
     )
     .await?;
+    let shutdown = Shutdown::new(shutdown);
     let api = api::AccountabilityApi::new(
         commands.clone(),
         pool.clone(),
         read_model.handle(),
         Duration::from_millis(config.projection.read_your_writes_timeout_ms),
+        shutdown.clone(),
     );
-    let shutdown = Shutdown::new(shutdown);
     let host = Host::bind(
         config.accountability.listen,
         "circle.accountability.v1.AccountabilityService",

@@ -12,6 +12,7 @@ use std::time::Duration;
 use circle_calendar::time_zone;
 use circle_enrollment_events::Fact;
 use circle_eventstore::{CommitMeta, ExecuteError, StoredCommit};
+use circle_grpc::Caller;
 use circle_projection::{ApplyError, Projection};
 use circle_proto::{enrollment::events::v1 as enrollment, sessions::events::v1 as sessions};
 use prost::{Message, Name};
@@ -29,15 +30,19 @@ use crate::domain::visibility::{Consent, widest_allowed};
 use crate::domain::{Progress, Time};
 use crate::read_model::cadence_from_text;
 
-pub const SCHEMA: &str = "accountability_process";
+/// The schema of [`FromSessions`] (its checkpoint). Each projection owns its schema: a
+/// rebuild swaps the whole schema.
+pub const FROM_SESSIONS_SCHEMA: &str = "accountability_from_sessions";
+/// The schema of [`PartnershipGuard`] (its checkpoint).
+pub const PARTNERSHIP_GUARD_SCHEMA: &str = "accountability_partnership_guard";
 
-fn meta(request_id: String) -> CommitMeta {
-    CommitMeta {
+/// The commit metadata of this service's process managers: an in-process caller that
+/// no client can claim to be (whatever role a client states).
+fn meta(network: &str, request_id: String) -> CommitMeta {
+    circle_service::commit_meta(
+        &Caller::process_manager(network, "accountability-process"),
         request_id,
-        actor_role: "service".into(),
-        actor_id: "accountability-process".into(),
-        at: None,
-    }
+    )
 }
 
 fn failure(error: ExecuteError<CommandError>) -> Result<(), ApplyError> {
@@ -111,7 +116,12 @@ impl Projection for FromSessions {
                 let request_id = format!("pm:attendance-{session_id}-{}", commit.sequence);
                 if let Err(error) = self
                     .commands
-                    .journal(network, &m.participant_id, &meta(request_id), command)
+                    .journal(
+                        network,
+                        &m.participant_id,
+                        &meta(network, request_id),
+                        command,
+                    )
                     .await
                 {
                     failure(error)?;
@@ -119,8 +129,19 @@ impl Projection for FromSessions {
             } else if event.event_type == sessions::SessionCheckInRecorded::full_name() {
                 let m = sessions::SessionCheckInRecorded::decode(payload).map_err(poison)?;
                 let consent = consent_of(connection, network, &m.participant_id).await?;
+                // Each recorded session check-in (a correction too) is its own journal
+                // check-in: id and request id derive from the commit that recorded it.
+                let check_in_id = uuid::Uuid::new_v5(
+                    &uuid::Uuid::NAMESPACE_OID,
+                    format!(
+                        "{network}/sessions/{session_id}/check-in/{}",
+                        commit.sequence
+                    )
+                    .as_bytes(),
+                )
+                .to_string();
                 let command = JournalCommand::SubmitCheckIn {
-                    check_in_id: format!("session-{session_id}"),
+                    check_in_id,
                     goal_id: None,
                     progress: if m.craving >= 7 {
                         Progress::Struggling
@@ -134,10 +155,15 @@ impl Projection for FromSessions {
                     session_id: Some(session_id.to_owned()),
                     consent,
                 };
-                let request_id = format!("pm:session-check-in-{session_id}");
+                let request_id = format!("pm:session-check-in-{session_id}-{}", commit.sequence);
                 if let Err(error) = self
                     .commands
-                    .journal(network, &m.participant_id, &meta(request_id), command)
+                    .journal(
+                        network,
+                        &m.participant_id,
+                        &meta(network, request_id),
+                        command,
+                    )
                     .await
                 {
                     failure(error)?;
@@ -222,7 +248,12 @@ impl Projection for PartnershipGuard {
                 };
                 if let Err(error) = self
                     .commands
-                    .partnership(network, &partnership_id, &meta(request_id), command)
+                    .partnership(
+                        network,
+                        &partnership_id,
+                        &meta(network, request_id),
+                        command,
+                    )
                     .await
                 {
                     failure(error)?;
@@ -460,7 +491,7 @@ impl Nudger {
         };
         match self
             .commands
-            .journal(network, participant_id, &meta(request_id), command)
+            .journal(network, participant_id, &meta(network, request_id), command)
             .await
         {
             Ok(_) | Err(ExecuteError::Rejected(_)) => Ok(()),
@@ -506,7 +537,7 @@ impl Nudger {
             .journal(
                 network,
                 participant_id,
-                &meta(request_id),
+                &meta(network, request_id),
                 JournalCommand::RecordDayMilestones { now },
             )
             .await

@@ -5,7 +5,7 @@
 //! ENROLLMENT stream (optimistic concurrency on the aggregate's subject). Read side:
 //! the `enrollment-read-model` projection fills schema `enrollment`; queries read it,
 //! waiting for a consistency token when one is given. Process managers (offer expiry,
-//! transfers) run from the same stream, in schema `enrollment_process`.
+//! transfers) run from the same stream, each in a schema of its own.
 
 pub mod api;
 pub mod codec;
@@ -70,7 +70,7 @@ pub async fn start_with_clock(
     let offer_timers = ProjectionRunner::new(
         Arc::new(process::OfferTimers),
         pool.clone(),
-        process::SCHEMA,
+        process::OFFER_TIMERS_SCHEMA,
         stream.clone(),
         settings.clone(),
     )
@@ -80,7 +80,7 @@ pub async fn start_with_clock(
             commands: commands.clone(),
         }),
         pool.clone(),
-        process::SCHEMA,
+        process::TRANSFERS_SCHEMA,
         stream,
         settings,
     )

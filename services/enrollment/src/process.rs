@@ -1,5 +1,5 @@
 //! Process managers, run from the ENROLLMENT stream like projections (durable
-//! consumer, checkpoint in PostgreSQL schema `enrollment_process`) and acting through
+//! consumer, checkpoint in a PostgreSQL schema of each one's own) and acting through
 //! idempotent commands whose request ids derive from the event that triggered them. A
 //! step repeated after a restart is answered from the log and changes nothing.
 //!
@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use circle_eventstore::{CommitMeta, ExecuteError, StoredCommit};
+use circle_grpc::Caller;
 use circle_projection::{ApplyError, Projection};
 use sqlx::{PgConnection, PgPool};
 
@@ -18,15 +19,19 @@ use crate::codec;
 use crate::commands::{CommandError, Commands};
 use crate::domain::{Event, GroupCommand};
 
-pub const SCHEMA: &str = "enrollment_process";
+/// The schema of [`OfferTimers`] (its timers and checkpoint). Each projection owns its
+/// schema: a rebuild swaps the whole schema.
+pub const OFFER_TIMERS_SCHEMA: &str = "enrollment_offer_timers";
+/// The schema of [`Transfers`] (its checkpoint only).
+pub const TRANSFERS_SCHEMA: &str = "enrollment_transfers";
 
-fn meta(request_id: String) -> CommitMeta {
-    CommitMeta {
+/// The commit metadata of this service's process managers: an in-process caller that
+/// no client can claim to be (whatever role a client states).
+fn meta(network: &str, request_id: String) -> CommitMeta {
+    circle_service::commit_meta(
+        &Caller::process_manager(network, "enrollment-process"),
         request_id,
-        actor_role: "service".into(),
-        actor_id: "enrollment-process".into(),
-        at: None,
-    }
+    )
 }
 
 fn failure(error: ExecuteError<CommandError>) -> Result<(), ApplyError> {
@@ -126,7 +131,7 @@ pub async fn fire_offer_timers(
         }
         let now = commands.clock.now();
         let due: Result<Vec<(String, String, String)>, sqlx::Error> = sqlx::query_as(
-            "SELECT network, group_id, offer_id FROM enrollment_process.offer_timers
+            "SELECT network, group_id, offer_id FROM enrollment_offer_timers.offer_timers
              WHERE expires_at <= $1 ORDER BY expires_at LIMIT 100",
         )
         .bind(now)
@@ -148,7 +153,7 @@ pub async fn fire_offer_timers(
                     &network,
                     None,
                     &group_id,
-                    &meta(format!("pm:expire-{offer_id}")),
+                    &meta(&network, format!("pm:expire-{offer_id}")),
                     None,
                     command,
                 )
@@ -161,7 +166,7 @@ pub async fn fire_offer_timers(
                 // The timer projection removes it too once it sees the expiry; removing
                 // it here keeps it from firing again in the meantime.
                 let _ = sqlx::query(
-                    "DELETE FROM enrollment_process.offer_timers WHERE network = $1 AND group_id = $2 AND offer_id = $3",
+                    "DELETE FROM enrollment_offer_timers.offer_timers WHERE network = $1 AND group_id = $2 AND offer_id = $3",
                 )
                 .bind(&network)
                 .bind(&group_id)
@@ -217,7 +222,7 @@ impl Projection for Transfers {
                         &commit.commit.network,
                         None,
                         &from_group,
-                        &meta(request_id),
+                        &meta(&commit.commit.network, request_id),
                         None,
                         command,
                     )

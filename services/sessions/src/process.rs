@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use circle_calendar::time_zone;
 use circle_eventstore::{CommitMeta, ExecuteError};
+use circle_grpc::Caller;
 use prost::Message;
 use sqlx::PgPool;
 
@@ -30,23 +31,67 @@ pub fn session_id(network: &str, group_id: &str, date: chrono::NaiveDate) -> Str
     uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, seed.as_bytes()).to_string()
 }
 
-fn meta(request_id: String) -> CommitMeta {
-    CommitMeta {
+/// The commit metadata of this service's process managers: an in-process caller that
+/// no client can claim to be (whatever role a client states).
+fn meta(network: &str, request_id: String) -> CommitMeta {
+    circle_service::commit_meta(
+        &Caller::process_manager(network, "sessions-materializer"),
         request_id,
-        actor_role: "service".into(),
-        actor_id: "sessions-materializer".into(),
-        at: None,
-    }
+    )
 }
 
 type GroupRow = (String, String, String, String, Option<Vec<u8>>, bool);
 
+/// What a pass found that needs someone's attention.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Pass {
+    /// Groups (network, group id) whose recorded schedule this service cannot read
+    /// (say, written by a newer enrollment service). Their sessions are left exactly
+    /// as they are: an unreadable schedule is not "no schedule".
+    pub unreadable_schedules: Vec<(String, String)>,
+}
+
+/// A group's schedule as the roster recorded it.
+enum RecordedSchedule {
+    /// The group has no schedule (or is archived): no generated session is wanted.
+    None,
+    Readable(circle_calendar::Schedule),
+    Unreadable(String),
+}
+
+fn recorded_schedule(bytes: Option<&[u8]>) -> RecordedSchedule {
+    let Some(bytes) = bytes else {
+        return RecordedSchedule::None;
+    };
+    match circle_proto::enrollment::events::v1::Schedule::decode(bytes) {
+        Err(error) => RecordedSchedule::Unreadable(error.to_string()),
+        Ok(schedule) => match circle_enrollment_events::schedule(&schedule) {
+            Ok(schedule) => RecordedSchedule::Readable(schedule),
+            Err(error) => RecordedSchedule::Unreadable(error.to_string()),
+        },
+    }
+}
+
 impl Materializer {
     pub async fn run(self, poll: Duration, shutdown: impl Future<Output = ()> + Send) {
         tokio::pin!(shutdown);
+        // Reported once when a group's schedule becomes unreadable, not on every pass.
+        let mut unreadable = BTreeSet::new();
         loop {
-            if let Err(error) = self.once().await {
-                tracing::warn!(%error, "materialising sessions failed; will retry");
+            match self.once().await {
+                Ok(pass) => {
+                    let now_unreadable: BTreeSet<_> =
+                        pass.unreadable_schedules.into_iter().collect();
+                    for (network, group_id) in now_unreadable.difference(&unreadable) {
+                        tracing::error!(
+                            %network,
+                            %group_id,
+                            "the group's schedule cannot be read; its sessions are left as they are"
+                        );
+                    }
+                    unreadable = now_unreadable;
+                }
+                Err(error) => tracing::warn!(%error, "materialising sessions failed; will retry"),
             }
             tokio::select! {
                 () = &mut shutdown => return,
@@ -56,7 +101,7 @@ impl Materializer {
     }
 
     /// One pass over every group.
-    pub async fn once(&self) -> Result<(), String> {
+    pub async fn once(&self) -> Result<Pass, String> {
         let groups: Vec<GroupRow> = sqlx::query_as(
             "SELECT network, group_id, clinic_id, time_zone, schedule, archived FROM sessions_roster.groups",
         )
@@ -64,13 +109,17 @@ impl Materializer {
         .await
         .map_err(|error| error.to_string())?;
         let now = self.commands.clock.now();
+        let mut pass = Pass::default();
         for (network, group_id, clinic_id, zone, schedule, archived) in groups {
-            let schedule = schedule
-                .as_deref()
-                .and_then(|bytes| {
-                    circle_proto::enrollment::events::v1::Schedule::decode(bytes).ok()
-                })
-                .and_then(|schedule| circle_enrollment_events::schedule(&schedule).ok());
+            let schedule = match recorded_schedule(schedule.as_deref()) {
+                RecordedSchedule::Unreadable(reason) if !archived => {
+                    tracing::debug!(%network, %group_id, %reason, "unreadable schedule");
+                    pass.unreadable_schedules.push((network, group_id));
+                    continue;
+                }
+                RecordedSchedule::Readable(schedule) => Some(schedule),
+                RecordedSchedule::None | RecordedSchedule::Unreadable(_) => None,
+            };
             let mut desired = BTreeSet::new();
             if let (Some(schedule), false) = (&schedule, archived) {
                 let tz = time_zone(&zone);
@@ -96,7 +145,7 @@ impl Materializer {
             self.cancel_leftovers(&network, &group_id, &desired, now, archived)
                 .await?;
         }
-        Ok(())
+        Ok(pass)
     }
 
     async fn ensure(
@@ -108,8 +157,8 @@ impl Materializer {
         starts_at: Time,
         duration_minutes: u32,
     ) -> Result<(), String> {
-        let known: Option<(String, String, Time, i32, bool)> = sqlx::query_as(
-            "SELECT state, origin, starts_at, duration_minutes, moved_by_staff FROM sessions.sessions
+        let known: Option<(String, String, Time, i32, bool, i64)> = sqlx::query_as(
+            "SELECT state, origin, starts_at, duration_minutes, moved_by_staff, version FROM sessions.sessions
              WHERE network = $1 AND session_id = $2",
         )
         .bind(network)
@@ -117,7 +166,7 @@ impl Materializer {
         .fetch_optional(&self.pool)
         .await
         .map_err(|error| error.to_string())?;
-        if let Some((state, origin, known_start, known_duration, moved_by_staff)) = known {
+        if let Some((state, origin, known_start, known_duration, moved_by_staff, version)) = known {
             // A schedule change of time or length moves the generated sessions still to
             // come — but not one staff moved themselves.
             let differs = known_start != starts_at || known_duration != duration_minutes as i32;
@@ -131,13 +180,24 @@ impl Materializer {
                     starts_at,
                     duration_minutes: Some(duration_minutes),
                 };
-                let request_id = format!(
-                    "pm:reschedule-{session_id}-{}-{duration_minutes}",
-                    starts_at.timestamp()
-                );
+                // One move per version of the session it was decided from: a retry of
+                // this decision is answered from the log, while a later schedule change
+                // (even back to an earlier time) is a new decision with a new id.
+                let request_id = format!("pm:reschedule-{session_id}-from-{version}");
+                // The read model may lag behind the log: the move is made only while the
+                // session is still at the version it was decided from. A staff move the
+                // read model does not show yet makes it ETAG_MISMATCH (a refusal, skipped),
+                // and a later pass decides again from the row that shows the move.
                 match self
                     .commands
-                    .session(network, None, session_id, &meta(request_id), None, command)
+                    .session(
+                        network,
+                        None,
+                        session_id,
+                        &meta(network, request_id),
+                        Some(version as u64),
+                        command,
+                    )
                     .await
                 {
                     Ok(_) | Err(ExecuteError::Rejected(_)) => {}
@@ -159,7 +219,7 @@ impl Materializer {
                 network,
                 None,
                 session_id,
-                &meta(format!("pm:materialize-{session_id}")),
+                &meta(network, format!("pm:materialize-{session_id}")),
                 None,
                 command,
             )
@@ -214,7 +274,7 @@ impl Materializer {
                     network,
                     None,
                     &session_id,
-                    &meta(format!("pm:unschedule-{session_id}")),
+                    &meta(network, format!("pm:unschedule-{session_id}")),
                     None,
                     command,
                 )

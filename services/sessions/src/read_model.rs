@@ -3,6 +3,7 @@
 //! `note_amendments` and `check_ins`.
 
 use circle_eventstore::StoredCommit;
+use circle_grpc::Role;
 use circle_projection::{ApplyError, Projection};
 use sqlx::PgConnection;
 
@@ -143,12 +144,14 @@ impl Projection for ReadModel {
                     starts_at,
                     duration_minutes,
                 } => {
-                    // A move made by staff is theirs: the materialiser leaves it alone.
+                    // A move made by a client (staff, or any client whatever role it
+                    // claims) is theirs: the materialiser leaves it alone. Only the
+                    // in-process materialiser records the process-manager role.
                     let by_staff = commit
                         .commit
                         .actor
                         .as_ref()
-                        .is_none_or(|actor| actor.role != "service");
+                        .is_none_or(|actor| actor.role != Role::ProcessManager.as_str());
                     sqlx::query(
                         "UPDATE sessions SET starts_at = $3, duration_minutes = $4, version = $5,
                             moved_by_staff = moved_by_staff OR $6

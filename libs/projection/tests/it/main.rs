@@ -444,3 +444,64 @@ async fn of_two_replicas_one_writes_and_the_other_takes_over_when_it_stops() -> 
     );
     Ok(())
 }
+
+/// Tally under another name: a second projection.
+struct OtherTally;
+
+impl Projection for OtherTally {
+    fn name(&self) -> &str {
+        "other-tally"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        Tally.tables()
+    }
+
+    async fn apply(
+        &self,
+        connection: &mut PgConnection,
+        commit: &StoredCommit,
+    ) -> Result<(), ApplyError> {
+        Tally.apply(connection, commit).await
+    }
+}
+
+#[tokio::test]
+async fn a_projection_cannot_share_another_projections_schema() -> anyhow::Result<()> {
+    let fixture = Fixture::new().await?;
+    fixture.append("a", 1).await?;
+    let _tally = fixture.runner().await?;
+    let sharing = ProjectionRunner::new(
+        Arc::new(OtherTally),
+        fixture.env.pool.clone(),
+        SCHEMA,
+        fixture.stream.clone(),
+        fixture.settings.clone(),
+    )
+    .await;
+    assert!(
+        matches!(&sharing, Err(ApplyError::SchemaTaken { schema, owner }) if schema == SCHEMA && owner == "tally"),
+        "{:?}",
+        sharing.err()
+    );
+    let rebuilt_into_it = rebuild(
+        &OtherTally,
+        &fixture.env.pool,
+        SCHEMA,
+        &fixture.stream,
+        &fixture.settings,
+    )
+    .await;
+    assert!(
+        matches!(rebuilt_into_it, Err(ApplyError::SchemaTaken { .. })),
+        "a rebuild into a schema another projection holds is refused"
+    );
+    assert_eq!(
+        sqlx::query_scalar::<_, String>("SELECT projection FROM tally.projection_checkpoint")
+            .fetch_all(&fixture.env.pool)
+            .await?,
+        ["tally"],
+        "the schema is left as it was"
+    );
+    Ok(())
+}

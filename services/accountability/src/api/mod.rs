@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use circle_eventstore::{ExecuteError, StoreError};
 use circle_grpc::caller;
+use circle_grpc::host::Shutdown;
 use circle_grpc::{ApiError, Caller, Role};
 use circle_projection::ProjectionHandle;
 use circle_proto::accountability::v1 as pb;
@@ -38,6 +39,8 @@ pub struct AccountabilityApi {
     pool: PgPool,
     read_model: ProjectionHandle,
     read_your_writes_timeout: Duration,
+    /// Open feeds end when shutdown starts, so they never hold up the drain.
+    shutdown: Shutdown,
 }
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -48,12 +51,14 @@ impl AccountabilityApi {
         pool: PgPool,
         read_model: ProjectionHandle,
         read_your_writes_timeout: Duration,
+        shutdown: Shutdown,
     ) -> Self {
         Self {
             commands,
             pool,
             read_model,
             read_your_writes_timeout,
+            shutdown,
         }
     }
 

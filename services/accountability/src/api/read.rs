@@ -656,50 +656,70 @@ impl AccountabilityApi {
         }));
         let (sender, receiver) = tokio::sync::mpsc::channel(64);
         let api = self.clone();
+        let stopping = self.shutdown.signal();
         tokio::spawn(async move {
-            let mut position = request.after_position;
-            let mut last_sent = tokio::time::Instant::now();
-            loop {
-                match api.feed_page(&caller, &ids, position).await {
-                    Ok((items, last)) => {
-                        for item in items {
-                            if sender
-                                .send(Ok(pb::WatchGroupFeedResponse {
-                                    event: Some(pb::watch_group_feed_response::Event::Item(item)),
-                                }))
-                                .await
-                                .is_err()
-                            {
-                                return;
+            let feed = async {
+                let mut position = request.after_position;
+                let mut last_sent = tokio::time::Instant::now();
+                loop {
+                    match api.feed_page(&caller, &ids, position).await {
+                        Ok((items, last)) => {
+                            for item in items {
+                                if sender
+                                    .send(Ok(pb::WatchGroupFeedResponse {
+                                        event: Some(pb::watch_group_feed_response::Event::Item(
+                                            item,
+                                        )),
+                                    }))
+                                    .await
+                                    .is_err()
+                                {
+                                    return;
+                                }
+                                last_sent = tokio::time::Instant::now();
                             }
-                            last_sent = tokio::time::Instant::now();
+                            position = last;
                         }
-                        position = last;
+                        Err(error) => {
+                            let _ = sender
+                                .send(Err(error.into_status(super::ERROR_DOMAIN)))
+                                .await;
+                            return;
+                        }
                     }
-                    Err(error) => {
-                        let _ = sender
-                            .send(Err(error.into_status(super::ERROR_DOMAIN)))
-                            .await;
-                        return;
+                    if last_sent.elapsed() >= heartbeat {
+                        let beat = pb::WatchGroupFeedResponse {
+                            event: Some(pb::watch_group_feed_response::Event::HeartbeatPosition(
+                                position,
+                            )),
+                        };
+                        if sender.send(Ok(beat)).await.is_err() {
+                            return;
+                        }
+                        last_sent = tokio::time::Instant::now();
+                    }
+                    let mut changes = api.read_model.changes();
+                    tokio::select! {
+                        () = sender.closed() => return,
+                        // Once this process's projection runner has stopped, only the timer wakes us.
+                        Ok(()) = changes.changed() => {}
+                        () = tokio::time::sleep(Duration::from_millis(250)) => {}
                     }
                 }
-                if last_sent.elapsed() >= heartbeat {
-                    let beat = pb::WatchGroupFeedResponse {
-                        event: Some(pb::watch_group_feed_response::Event::HeartbeatPosition(
-                            position,
-                        )),
-                    };
-                    if sender.send(Ok(beat)).await.is_err() {
-                        return;
-                    }
-                    last_sent = tokio::time::Instant::now();
-                }
-                let mut changes = api.read_model.changes();
-                tokio::select! {
-                    () = sender.closed() => return,
-                    // Once this process's projection runner has stopped, only the timer wakes us.
-                    Ok(()) = changes.changed() => {}
-                    () = tokio::time::sleep(Duration::from_millis(250)) => {}
+            };
+            tokio::select! {
+                () = feed => {}
+                // Shutdown ends the feed at once (a graceful drain waits for every open
+                // call): the client is told to reconnect and resume from the last
+                // position it received. If the client is not reading, the stream just
+                // ends when the sender is dropped.
+                () = stopping => {
+                    let _ = sender.try_send(Err(ApiError::new(
+                        Code::Unavailable,
+                        "SHUTTING_DOWN",
+                        "the service is shutting down; reconnect and resume after the last position received",
+                    )
+                    .into_status(super::ERROR_DOMAIN)));
                 }
             }
         });

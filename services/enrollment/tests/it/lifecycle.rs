@@ -23,9 +23,13 @@ fn expiries_of(log: &[(u64, Event)], participant: &str) -> usize {
 /// Forgets what the process managers have done, as if they had died before
 /// committing any progress: after a restart they see every event again.
 async fn forget_process_progress(service: &Service) -> anyhow::Result<()> {
-    sqlx::query("UPDATE enrollment_process.projection_checkpoint SET last_sequence = 0")
+    for schema in ["enrollment_offer_timers", "enrollment_transfers"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE {schema}.projection_checkpoint SET last_sequence = 0"
+        )))
         .execute(&service.env.pool)
         .await?;
+    }
     Ok(())
 }
 

@@ -6,4 +6,5 @@ mod bad_input;
 mod concurrency;
 mod enroll;
 mod lifecycle;
+mod projections;
 mod records;

@@ -325,7 +325,10 @@ impl Service {
             let pool = pool.clone();
             async move {
                 let behind: i64 = sqlx::query_scalar(
-                    "SELECT count(*) FROM enrollment_process.projection_checkpoint WHERE last_sequence < $1",
+                    "SELECT count(*) FROM (
+                        SELECT last_sequence FROM enrollment_offer_timers.projection_checkpoint
+                        UNION ALL SELECT last_sequence FROM enrollment_transfers.projection_checkpoint
+                     ) checkpoints WHERE last_sequence < $1",
                 )
                 .bind(last)
                 .fetch_one(&pool)
