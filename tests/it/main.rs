@@ -3,5 +3,6 @@
 
 mod accountability;
 mod dev;
+mod edge;
 mod sessions;
 mod support;
