@@ -7,9 +7,13 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use bytes::{Buf as _, BufMut as _, Bytes};
 use circle_proto::sessions::v1 as sessions;
 use circle_testkit::TestEnv;
+use tonic::Code;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic_reflection::pb::v1 as reflection;
+use tonic_types::StatusExt as _;
 
 use crate::support::{System, admin};
 
@@ -130,6 +134,130 @@ async fn reflection_on_each_port_lists_what_the_port_serves_when_started_alone()
     enrollment.finished().await?;
     sessions.finished().await?;
     accountability.finished().await?;
+    Ok(())
+}
+
+/// Sends bytes as they are, and takes the answer's bytes as they are: a client that
+/// can send what no generated client would.
+#[derive(Debug, Clone, Default)]
+struct RawCodec;
+
+impl Codec for RawCodec {
+    type Encode = Bytes;
+    type Decode = Bytes;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawCodec
+    }
+}
+
+impl Encoder for RawCodec {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, item: Bytes, buf: &mut EncodeBuf<'_>) -> Result<(), Self::Error> {
+        buf.put(item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawCodec {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Self::Error> {
+        Ok(Some(buf.copy_to_bytes(buf.remaining())))
+    }
+}
+
+async fn send_raw(
+    address: SocketAddr,
+    path: &'static str,
+    body: &'static [u8],
+) -> anyhow::Result<Result<Bytes, tonic::Status>> {
+    let channel = tonic::transport::Channel::from_shared(format!("http://{address}"))?
+        .connect()
+        .await?;
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await?;
+    let mut request = tonic::Request::new(Bytes::from_static(body));
+    request.set_timeout(Duration::from_secs(30));
+    Ok(grpc
+        .unary(
+            request,
+            tonic::codegen::http::uri::PathAndQuery::from_static(path),
+            RawCodec,
+        )
+        .await
+        .map(tonic::Response::into_inner))
+}
+
+#[tokio::test]
+async fn a_request_that_is_not_valid_protobuf_is_invalid_argument_with_a_reason()
+-> anyhow::Result<()> {
+    let system = System::start_at("2026-11-20T12:00:00Z").await?;
+    // A method of each service whose field 1 is a string.
+    let methods = [
+        (
+            system.addresses.enrollment,
+            "/circle.enrollment.v1.EnrollmentService/CreateClinic",
+            "circle.enrollment",
+        ),
+        (
+            system.addresses.sessions,
+            "/circle.sessions.v1.SessionsService/GetSession",
+            "circle.sessions",
+        ),
+        (
+            system.addresses.accountability,
+            "/circle.accountability.v1.AccountabilityService/GetGroupBoard",
+            "circle.accountability",
+        ),
+    ];
+    let malformed: [(&str, &'static [u8]); 3] = [
+        // Field 1, length 2: not UTF-8.
+        ("invalid UTF-8 in a string", &[0x0A, 0x02, 0xC3, 0x28]),
+        // Field 1 says 5 bytes follow; 1 does.
+        ("a truncated field", &[0x0A, 0x05, b'a']),
+        // Field 1 (a string) sent as a varint.
+        ("a wrong wire type", &[0x08, 0x01]),
+    ];
+    for (address, path, domain) in methods {
+        for (case, body) in malformed {
+            let status = match send_raw(address, path, body).await? {
+                Ok(answer) => panic!("{path}, {case}: answered {answer:?}"),
+                Err(status) => status,
+            };
+            assert_eq!(
+                status.code(),
+                Code::InvalidArgument,
+                "{path}, {case}: {status:?}"
+            );
+            let info = status
+                .get_details_error_info()
+                .with_context(|| format!("{path}, {case}: no ErrorInfo in {status:?}"))?;
+            assert_eq!(
+                (info.reason.as_str(), info.domain.as_str()),
+                ("MALFORMED_REQUEST", domain),
+                "{path}, {case}"
+            );
+        }
+        // The same method with valid protobuf gets past decoding (whatever it then says).
+        if let Err(status) = send_raw(address, path, &[0x0A, 0x01, b'x']).await? {
+            let reason = status
+                .get_details_error_info()
+                .map(|info| info.reason)
+                .unwrap_or_default();
+            assert_ne!(reason, "MALFORMED_REQUEST", "{path}: {status:?}");
+            assert_ne!(status.code(), Code::Unimplemented, "{path}: {status:?}");
+        }
+    }
     Ok(())
 }
 
