@@ -15,7 +15,7 @@ use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic_reflection::pb::v1 as reflection;
 use tonic_types::StatusExt as _;
 
-use crate::support::{System, admin};
+use crate::support::{System, admin, refusal};
 
 const ENROLLMENT: &str = "circle.enrollment.v1.EnrollmentService";
 const SESSIONS: &str = "circle.sessions.v1.SessionsService";
@@ -302,6 +302,51 @@ async fn answers_of_some_hundred_bytes_on_one_connection_are_not_held_back() -> 
         durations[0] < Duration::from_millis(25),
         "the fastest of 20 calls took {:?} (all: {durations:?})",
         durations[0]
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_consistency_token_beyond_the_log_is_invalid_argument() -> anyhow::Result<()> {
+    let mut system = System::start_at("2026-11-20T12:00:00Z").await?;
+    let clinic = system.clinic("north").await?;
+    let group = system
+        .weekly_group(&clinic, "tuesday", "2026-11-01")
+        .await?;
+    let session = system.session_on(&group, "2026-11-24")?;
+    system.wait_for_session(&session, |_| true).await?;
+    let get = |token: String| {
+        admin(sessions::GetSessionRequest {
+            name: session.clone(),
+            consistency_token: token,
+        })
+    };
+
+    let started = Instant::now();
+    let refused = system.sessions.get_session(get(u64::MAX.to_string())).await;
+    assert_eq!(
+        refusal(refused),
+        (
+            Code::InvalidArgument,
+            "INVALID_ARGUMENT".to_owned(),
+            vec!["consistency_token".to_owned()]
+        )
+    );
+    let beyond = system.sessions_stream_last_sequence().await? + 1_000_000;
+    let refused = system.sessions.get_session(get(beyond.to_string())).await;
+    assert_eq!(refusal(refused).0, Code::InvalidArgument);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "refused at once, without waiting for the read model ({:?})",
+        started.elapsed()
+    );
+
+    // A token of a write that happened is served.
+    let last = system.sessions_stream_last_sequence().await?;
+    let served = system.sessions.get_session(get(last.to_string())).await?;
+    assert_eq!(
+        served.into_inner().session.map(|session| session.name),
+        Some(session.clone())
     );
     Ok(())
 }
