@@ -2,6 +2,7 @@
 //! runs them, against real NATS and PostgreSQL, driven over gRPC.
 
 mod accountability;
+mod binaries;
 mod dev;
 mod edge;
 mod sessions;

@@ -190,7 +190,8 @@ pub fn serve(
 }
 
 /// The whole `main` of a service binary `name`: configuration (defaults, then the
-/// TOML file named by `CIRCLE_CONFIG`, then `CIRCLE_…` variables), telemetry, and
+/// TOML file named by `CIRCLE_CONFIG`, then `CIRCLE_<SECTION>__<KEY>` variables; other
+/// `CIRCLE_…` variables are ignored), telemetry, and
 /// `run` until Ctrl-C. Exit code 2 for bad configuration, 1 when the service fails.
 pub async fn main<R>(
     name: &'static str,
@@ -199,7 +200,7 @@ pub async fn main<R>(
 where
     R: Future<Output = Result<(), StartError>>,
 {
-    let file = std::env::var_os("CIRCLE_CONFIG").map(PathBuf::from);
+    let file = std::env::var_os(circle_config::FILE_VARIABLE).map(PathBuf::from);
     let config = match Config::load(file.as_deref()) {
         Ok(config) => config,
         Err(error) => {
