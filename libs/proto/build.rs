@@ -25,6 +25,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // Malformed requests are INVALID_ARGUMENT, not tonic-prost's INTERNAL.
+        .codec_path("crate::codec::ProtoCodec")
         .compile_fds_with_config(descriptors, config)?;
     Ok(())
 }

@@ -3,7 +3,9 @@
 
 mod accountability;
 mod answer_names;
+mod binaries;
 mod dev;
+mod edge;
 mod sessions;
 mod support;
 mod time_inputs;

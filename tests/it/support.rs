@@ -23,6 +23,8 @@ pub struct System {
     pub enrollment: EnrollmentServiceClient<Channel>,
     pub sessions: SessionsServiceClient<Channel>,
     pub accountability: AccountabilityServiceClient<Channel>,
+    /// Where each service listens (changes on restart).
+    pub addresses: circle_cli::Addresses,
     running: Option<(Stop, Task)>,
 }
 
@@ -30,6 +32,7 @@ type Clients = (
     EnrollmentServiceClient<Channel>,
     SessionsServiceClient<Channel>,
     AccountabilityServiceClient<Channel>,
+    circle_cli::Addresses,
 );
 
 impl System {
@@ -44,13 +47,15 @@ impl System {
         let mut env = TestEnv::new().await?;
         configure(&mut env.config);
         let clock = Arc::new(ManualClock::new(now.parse()?));
-        let ((enrollment, sessions, accountability), running) = launch(&env, clock.clone()).await?;
+        let ((enrollment, sessions, accountability, addresses), running) =
+            launch(&env, clock.clone()).await?;
         Ok(Self {
             env,
             clock,
             enrollment,
             sessions,
             accountability,
+            addresses,
             running: Some(running),
         })
     }
@@ -60,8 +65,9 @@ impl System {
             let _ = stop.send(());
             task.await??;
         }
-        let ((enrollment, sessions, accountability), running) =
+        let ((enrollment, sessions, accountability, addresses), running) =
             launch(&self.env, self.clock.clone()).await?;
+        self.addresses = addresses;
         self.enrollment = enrollment;
         self.sessions = sessions;
         self.accountability = accountability;
@@ -288,7 +294,10 @@ async fn launch(env: &TestEnv, clock: Arc<ManualClock>) -> anyhow::Result<(Clien
     let accountability =
         AccountabilityServiceClient::connect(format!("http://{}", addresses.accountability))
             .await?;
-    Ok(((enrollment, sessions, accountability), (stop, task)))
+    Ok((
+        (enrollment, sessions, accountability, addresses),
+        (stop, task),
+    ))
 }
 
 /// A request from a network admin of `acme`.

@@ -1,7 +1,11 @@
 //! Circle's configuration: built-in defaults, then an optional TOML file, then
-//! `CIRCLE_…` environment variables (`__` separates sections, e.g.
-//! `CIRCLE_DATABASE__URL`). Invalid configuration fails at start with a message that
-//! names the key.
+//! environment variables `CIRCLE_<SECTION>__<KEY>` (two underscores between section
+//! and key, e.g. `CIRCLE_DATABASE__URL`). Only variables with the double underscore
+//! are configuration; `CIRCLE_CONFIG` names the file for a service binary, and any
+//! other `CIRCLE_…` variable (`CIRCLE_TEST_…`, …) is none of this crate's business —
+//! except `CIRCLE_<SECTION>_<KEY>` with one underscore, a likely typo that is refused
+//! rather than silently ignored. Invalid configuration fails at start with a message
+//! that names the key.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -171,16 +175,80 @@ pub enum ConfigError {
     Parse(#[from] Box<figment::Error>),
     #[error("invalid configuration: {key}: {reason}")]
     Invalid { key: &'static str, reason: String },
+    #[error(
+        "invalid configuration: {variable}: configuration variables separate section and \
+         key with two underscores; did you mean {meant}?"
+    )]
+    OneUnderscore { variable: String, meant: String },
+}
+
+/// The variable that names the TOML file of a service binary.
+pub const FILE_VARIABLE: &str = "CIRCLE_CONFIG";
+const PREFIX: &str = "CIRCLE_";
+const SECTIONS: [&str; 7] = [
+    "nats",
+    "database",
+    "enrollment",
+    "sessions",
+    "accountability",
+    "projection",
+    "telemetry",
+];
+
+/// Whether an environment variable is configuration: `CIRCLE_<SECTION>__<KEY>`.
+pub fn is_config_variable(name: &str) -> bool {
+    name.strip_prefix(PREFIX)
+        .is_some_and(|key| key.contains("__"))
+}
+
+/// Refuses `CIRCLE_<SECTION>_<KEY>` (one underscore) for a known section, which
+/// would otherwise be ignored; every other name passes.
+pub fn check_variable_names<I, S>(names: I) -> Result<(), ConfigError>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    for name in names {
+        let name = name.as_ref();
+        let Some(rest) = name.strip_prefix(PREFIX) else {
+            continue;
+        };
+        if rest.contains("__") {
+            continue;
+        }
+        for section in SECTIONS {
+            let Some(key) = rest
+                .get(..section.len())
+                .filter(|head| head.eq_ignore_ascii_case(section))
+                .and_then(|_| rest[section.len()..].strip_prefix('_'))
+                .filter(|key| !key.is_empty())
+            else {
+                continue;
+            };
+            return Err(ConfigError::OneUnderscore {
+                variable: name.to_owned(),
+                meant: format!("{PREFIX}{}__{key}", &rest[..section.len()]),
+            });
+        }
+    }
+    Ok(())
 }
 
 impl Config {
-    /// Defaults, then `file` if given (it must exist), then `CIRCLE_…` variables.
+    /// Defaults, then `file` if given (it must exist), then the `CIRCLE_<SECTION>__<KEY>`
+    /// variables of the process environment (others are ignored, see the crate docs).
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        check_variable_names(
+            std::env::vars_os().map(|(name, _)| name.to_string_lossy().into_owned()),
+        )?;
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(file) = file {
             figment = figment.merge(Toml::file_exact(file));
         }
-        Self::extract(figment.merge(Env::prefixed("CIRCLE_").split("__")))
+        let variables = Env::prefixed(PREFIX)
+            .filter(|key| key.as_str().contains("__"))
+            .split("__");
+        Self::extract(figment.merge(variables))
     }
 
     /// Extracts and validates a configuration from any figment (tests use this to
@@ -312,6 +380,44 @@ mod tests {
             .merge(Toml::string("[database]\nurl = \"mysql://x\"\n"));
         let error = Config::extract(figment).expect_err("must fail");
         assert!(error.to_string().contains("database.url"), "{error}");
+    }
+
+    #[test]
+    fn only_variables_with_a_double_underscore_are_configuration() {
+        assert!(is_config_variable("CIRCLE_DATABASE__URL"));
+        assert!(
+            is_config_variable("CIRCLE_NATS__REPLICA"),
+            "a typo of a key still fails, named"
+        );
+        assert!(!is_config_variable("CIRCLE_CONFIG"));
+        assert!(!is_config_variable("CIRCLE_TEST_DATABASE_URL"));
+        assert!(!is_config_variable("DATABASE__URL"));
+    }
+
+    #[test]
+    fn a_section_variable_with_one_underscore_is_refused_with_the_name_meant() {
+        assert!(
+            check_variable_names([
+                "CIRCLE_CONFIG",
+                "CIRCLE_TEST_DATABASE_URL",
+                "CIRCLE_TEST_NATS_URL",
+                "CIRCLE_DATABASE__URL",
+                "CIRCLE_APT_UPDATED",
+                "CIRCLE_NATSY",
+                "PATH",
+            ])
+            .is_ok()
+        );
+        let error = check_variable_names(["CIRCLE_DATABASE_URL"]).expect_err("one underscore");
+        assert!(
+            error.to_string().contains("CIRCLE_DATABASE__URL"),
+            "{error}"
+        );
+        let error = check_variable_names(["CIRCLE_Sessions_HORIZON_DAYS"]).expect_err("any case");
+        assert!(
+            error.to_string().contains("CIRCLE_Sessions__HORIZON_DAYS"),
+            "{error}"
+        );
     }
 
     #[test]

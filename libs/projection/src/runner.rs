@@ -109,6 +109,8 @@ pub struct ProjectionHandle {
     schema: String,
     pool: PgPool,
     position: watch::Receiver<u64>,
+    /// The stream the projection consumes, for where it ends.
+    stream: jetstream::stream::Stream,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +119,10 @@ pub enum LagError {
     NotYet { wanted: u64, reached: u64 },
     #[error("cannot read the projection checkpoint: {0}")]
     Database(String),
+    /// The stream ends before `wanted`: no write has that sequence (yet), so waiting
+    /// is pointless.
+    #[error("the stream ends at {last}; nothing has version {wanted}")]
+    BeyondStream { wanted: u64, last: u64 },
 }
 
 impl ProjectionHandle {
@@ -134,11 +140,13 @@ impl ProjectionHandle {
 
     /// Waits, at most `limit`, until the projection has applied `sequence`. Follows
     /// this process's runner and also polls the checkpoint, which another replica's
-    /// runner may be moving.
+    /// runner may be moving. A sequence beyond the end of the stream is refused at
+    /// once (`BeyondStream`); if the stream cannot be asked, it is waited for.
     pub async fn wait_for(&self, sequence: u64, limit: Duration) -> Result<(), LagError> {
         let deadline = tokio::time::Instant::now() + limit;
         let mut position = self.position.clone();
         let mut runner_alive = true;
+        let mut end_checked = false;
         loop {
             if *position.borrow_and_update() >= sequence {
                 return Ok(());
@@ -148,6 +156,17 @@ impl ProjectionHandle {
                 .map_err(|error| LagError::Database(error.to_string()))?;
             if stored >= sequence {
                 return Ok(());
+            }
+            if !end_checked {
+                end_checked = true;
+                if let Ok(info) = self.stream.get_info().await
+                    && sequence > info.state.last_sequence
+                {
+                    return Err(LagError::BeyondStream {
+                        wanted: sequence,
+                        last: info.state.last_sequence,
+                    });
+                }
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(LagError::NotYet {
@@ -467,6 +486,7 @@ impl<P: Projection> ProjectionRunner<P> {
             schema: self.schema.clone(),
             pool: self.pool.clone(),
             position: self.position.subscribe(),
+            stream: self.stream.clone(),
         }
     }
 

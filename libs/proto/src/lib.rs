@@ -1,18 +1,21 @@
 //! Generated types for Circle's gRPC APIs and event payloads. Nothing here is written
-//! by hand except the module tree; the types are regenerated from `proto/` on build.
+//! by hand except the module tree and [`codec`] (the codec the generated services and
+//! clients use); the types are regenerated from `proto/` on build.
 
-#![allow(clippy::all, clippy::pedantic, missing_docs)]
+pub mod codec;
 
 /// Encoded `FileDescriptorSet` of every Circle proto, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/circle_descriptor.bin"));
 
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
 pub mod eventstore {
     pub mod v1 {
         include!(concat!(env!("OUT_DIR"), "/circle.eventstore.v1.rs"));
     }
 }
 
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
 pub mod enrollment {
     pub mod v1 {
         include!(concat!(env!("OUT_DIR"), "/circle.enrollment.v1.rs"));
@@ -24,6 +27,7 @@ pub mod enrollment {
     }
 }
 
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
 pub mod sessions {
     pub mod v1 {
         include!(concat!(env!("OUT_DIR"), "/circle.sessions.v1.rs"));
@@ -35,6 +39,7 @@ pub mod sessions {
     }
 }
 
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
 pub mod accountability {
     pub mod v1 {
         include!(concat!(env!("OUT_DIR"), "/circle.accountability.v1.rs"));

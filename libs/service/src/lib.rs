@@ -190,7 +190,8 @@ pub fn serve(
 }
 
 /// The whole `main` of a service binary `name`: configuration (defaults, then the
-/// TOML file named by `CIRCLE_CONFIG`, then `CIRCLE_…` variables), telemetry, and
+/// TOML file named by `CIRCLE_CONFIG`, then `CIRCLE_<SECTION>__<KEY>` variables; other
+/// `CIRCLE_…` variables are ignored), telemetry, and
 /// `run` until Ctrl-C. Exit code 2 for bad configuration, 1 when the service fails.
 pub async fn main<R>(
     name: &'static str,
@@ -199,7 +200,7 @@ pub async fn main<R>(
 where
     R: Future<Output = Result<(), StartError>>,
 {
-    let file = std::env::var_os("CIRCLE_CONFIG").map(PathBuf::from);
+    let file = std::env::var_os(circle_config::FILE_VARIABLE).map(PathBuf::from);
     let config = match Config::load(file.as_deref()) {
         Ok(config) => config,
         Err(error) => {
@@ -234,7 +235,10 @@ where
 pub type ShutdownSignal = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Read-your-writes at the edge: waits (at most `timeout`) for `read_model` to include
-/// the write a client's consistency token names; no token, no wait.
+/// the write a client's consistency token names; no token, no wait. A token beyond
+/// the end of the service's stream is `INVALID_ARGUMENT` at once (retrying cannot
+/// help); a read model that has not caught up in time is `UNAVAILABLE`
+/// (`READ_MODEL_BEHIND`).
 pub async fn consistent_read(
     read_model: &ProjectionHandle,
     timeout: Duration,
@@ -258,6 +262,19 @@ pub async fn consistent_read(
                 "the read model has not caught up with this write yet; retry shortly",
             ),
             LagError::Database(_) => ApiError::unavailable("the read model"),
+            // A token this service never issued: no wait or retry makes it valid.
+            LagError::BeyondStream { .. } => {
+                let mut refusal = ApiError::new(
+                    tonic::Code::InvalidArgument,
+                    "INVALID_ARGUMENT",
+                    "invalid request: consistency_token",
+                );
+                refusal.violations = vec![(
+                    "consistency_token".to_owned(),
+                    "names no write of this service (beyond the end of its log)".to_owned(),
+                )];
+                refusal
+            }
         })
 }
 

@@ -505,3 +505,22 @@ async fn a_projection_cannot_share_another_projections_schema() -> anyhow::Resul
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn waiting_for_a_version_beyond_the_stream_is_refused_at_once() -> anyhow::Result<()> {
+    let fixture = Fixture::new().await?;
+    let sequence = fixture.append("a", 1).await?;
+    let runner = fixture.runner().await?;
+    let handle = runner.handle();
+    // Refused without waiting out the limit.
+    let result = tokio::time::timeout(
+        Duration::from_secs(10),
+        handle.wait_for(u64::MAX, Duration::from_secs(60)),
+    )
+    .await?;
+    assert!(
+        matches!(result, Err(LagError::BeyondStream { wanted: u64::MAX, last }) if last == sequence),
+        "{result:?}"
+    );
+    Ok(())
+}

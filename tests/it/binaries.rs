@@ -1,0 +1,284 @@
+//! The binaries started the way the README says — a service binary with
+//! `CIRCLE_CONFIG=FILE`, `circle dev --config FILE` — with unrelated `CIRCLE_`
+//! variables in the environment (as `CIRCLE_TEST_…` are while tests run).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use circle_testkit::TestEnv;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+/// How long a binary gets to build (when the workspace build has not built it yet)
+/// and to start.
+const BUILD_LIMIT: Duration = Duration::from_secs(900);
+const START_LIMIT: Duration = Duration::from_secs(60);
+
+/// The path of a binary of this workspace, built now if needed (a test binary can
+/// name only its own crate's binaries with `CARGO_BIN_EXE_…`).
+async fn binary(name: &'static str) -> anyhow::Result<PathBuf> {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+    let build = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "--message-format=json", "--bin", name])
+            .arg("--manifest-path")
+            .arg(manifest)
+            .stderr(Stdio::inherit())
+            .output()
+    });
+    let output = tokio::time::timeout(BUILD_LIMIT, build)
+        .await
+        .with_context(|| format!("building {name} took over {BUILD_LIMIT:?}"))???;
+    anyhow::ensure!(output.status.success(), "building {name} failed");
+    let messages = String::from_utf8(output.stdout)?;
+    messages
+        .lines()
+        .filter_map(|line| line.split_once("\"executable\":\""))
+        .filter_map(|(_, rest)| rest.split('"').next())
+        .find(|path| Path::new(path).file_name().is_some_and(|file| file == name))
+        .map(PathBuf::from)
+        .with_context(|| format!("cargo built no executable {name}"))
+}
+
+/// A started binary, killed when dropped (also when the test fails). Its stdout and
+/// stderr go to files.
+struct Process {
+    child: Child,
+    stdout: PathBuf,
+    stderr: PathBuf,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.stdout);
+        let _ = std::fs::remove_file(&self.stderr);
+    }
+}
+
+impl Process {
+    fn start(
+        env: &TestEnv,
+        program: &Path,
+        configure: impl FnOnce(&mut Command),
+    ) -> anyhow::Result<Self> {
+        let stem = std::env::temp_dir().join(format!(
+            "{}-{}-{}",
+            env.namespace,
+            program
+                .file_name()
+                .and_then(|name| name.to_str())
+                .unwrap_or("binary"),
+            uuid_suffix()
+        ));
+        let stdout = stem.with_extension("out");
+        let stderr = stem.with_extension("err");
+        let mut command = Command::new(program);
+        command
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&stdout)?)
+            .stderr(std::fs::File::create(&stderr)?)
+            .env("NO_COLOR", "1")
+            // Unrelated CIRCLE_ variables (the test runner's own are inherited too).
+            .env("CIRCLE_TEST_UNRELATED", "1")
+            .env("CIRCLE_APT_UPDATED", "1");
+        configure(&mut command);
+        Ok(Self {
+            child: command.spawn()?,
+            stdout,
+            stderr,
+        })
+    }
+
+    fn output(&self) -> String {
+        let read = |path: &Path| std::fs::read_to_string(path).unwrap_or_default();
+        strip_ansi(&format!("{}{}", read(&self.stdout), read(&self.stderr)))
+    }
+
+    /// Waits until the output has a line containing `marker`, and returns that line;
+    /// fails at once if the process ends first.
+    async fn line_with(&mut self, marker: &str) -> anyhow::Result<String> {
+        let deadline = tokio::time::Instant::now() + START_LIMIT;
+        loop {
+            let output = self.output();
+            if let Some(line) = output.lines().find(|line| line.contains(marker)) {
+                return Ok(line.to_owned());
+            }
+            if let Some(status) = self.child.try_wait()? {
+                anyhow::bail!("exited ({status}) before {marker:?}:\n{output}");
+            }
+            if tokio::time::Instant::now() >= deadline {
+                anyhow::bail!("no {marker:?} within {START_LIMIT:?}:\n{output}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits for the process to end; its exit code and output.
+    async fn exited(&mut self) -> anyhow::Result<(Option<i32>, String)> {
+        let deadline = tokio::time::Instant::now() + START_LIMIT;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok((status.code(), self.output()));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                anyhow::bail!("still running after {START_LIMIT:?}:\n{}", self.output());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn uuid_suffix() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed).to_string()
+}
+
+fn strip_ansi(text: &str) -> String {
+    let mut plain = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ parameters… final letter.
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+}
+
+/// The test's configuration as a TOML file, every service on port 0.
+fn config_file(env: &TestEnv) -> anyhow::Result<PathBuf> {
+    let path = std::env::temp_dir().join(format!("{}-{}.toml", env.namespace, uuid_suffix()));
+    let config = &env.config;
+    std::fs::write(
+        &path,
+        format!(
+            "[nats]\nurl = {:?}\nnamespace = {:?}\n\n[database]\nurl = {:?}\n\n\
+             [enrollment]\nlisten = \"127.0.0.1:0\"\n\n[sessions]\nlisten = \"127.0.0.1:0\"\n\n\
+             [accountability]\nlisten = \"127.0.0.1:0\"\n",
+            config.nats.url, config.nats.namespace, config.database.url
+        ),
+    )?;
+    Ok(path)
+}
+
+/// Where a service binary listens, from its "listening" log line.
+fn listening_address(line: &str) -> anyhow::Result<SocketAddr> {
+    let address = line
+        .split_once("local_addr=")
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .with_context(|| format!("no local_addr in {line:?}"))?;
+    Ok(address.parse()?)
+}
+
+/// Waits until `address` reports `service` SERVING.
+async fn serving(address: SocketAddr, service: &str) -> anyhow::Result<()> {
+    let channel = tonic::transport::Channel::from_shared(format!("http://{address}"))?
+        .connect()
+        .await?;
+    let mut health = HealthClient::new(channel);
+    let deadline = tokio::time::Instant::now() + START_LIMIT;
+    loop {
+        let status = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .map(|answer| answer.into_inner().status());
+        if matches!(status, Ok(ServingStatus::Serving)) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            anyhow::bail!("{service} at {address}: {status:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn each_service_binary_starts_with_circle_config_and_unrelated_circle_variables()
+-> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let file = config_file(&env)?;
+    let mut running = Vec::new();
+    // In the order their streams are needed: sessions and accountability wait for the
+    // streams the services before them create.
+    for (name, service) in [
+        (
+            "circle-enrollment",
+            "circle.enrollment.v1.EnrollmentService",
+        ),
+        ("circle-sessions", "circle.sessions.v1.SessionsService"),
+        (
+            "circle-accountability",
+            "circle.accountability.v1.AccountabilityService",
+        ),
+    ] {
+        let program = binary(name).await?;
+        let mut process = Process::start(&env, &program, |command| {
+            command.env("CIRCLE_CONFIG", &file);
+        })?;
+        let line = process
+            .line_with("listening")
+            .await
+            .with_context(|| name.to_owned())?;
+        serving(listening_address(&line)?, service).await?;
+        running.push(process);
+    }
+    drop(running);
+    std::fs::remove_file(&file)?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn circle_dev_starts_with_its_config_file_and_unrelated_circle_variables()
+-> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let file = config_file(&env)?;
+    let program = binary("circle").await?;
+    let mut process = Process::start(&env, &program, |command| {
+        command.arg("dev").arg("--config").arg(&file);
+    })?;
+    let line = process.line_with("enrollment  grpc://").await?;
+    let address = line
+        .split_once("grpc://")
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .context("no address")?;
+    serving(address.parse()?, "circle.enrollment.v1.EnrollmentService").await?;
+    drop(process);
+    std::fs::remove_file(&file)?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_service_binary_refuses_an_unknown_key_of_a_known_section_naming_it() -> anyhow::Result<()>
+{
+    let env = TestEnv::new().await?;
+    let file = config_file(&env)?;
+    let program = binary("circle-enrollment").await?;
+    for (variable, named) in [
+        ("CIRCLE_NATS__REPLICA", "replica"),
+        ("CIRCLE_DATABASE_URL", "CIRCLE_DATABASE__URL"),
+    ] {
+        let mut process = Process::start(&env, &program, |command| {
+            command.env("CIRCLE_CONFIG", &file).env(variable, "3");
+        })?;
+        let (code, output) = process.exited().await?;
+        assert_eq!(code, Some(2), "{variable}: {output}");
+        assert!(output.contains(named), "{variable}: {output}");
+    }
+    std::fs::remove_file(&file)?;
+    Ok(())
+}
