@@ -328,6 +328,10 @@ impl EventStore {
     /// sequence. Servers 2.12+ check the expected sequence before deduplication and
     /// answer a retry with "wrong last sequence"; then the aggregate's last commit is
     /// read and a matching request id is a duplicate too.
+    ///
+    /// An error here reaches the caller, so it is logged as one (the repository's own
+    /// appends are not: a conflict it retries is routine).
+    #[tracing::instrument(skip_all, fields(aggregate = %key, expected_version), err)]
     pub async fn append(
         &self,
         key: &AggregateKey,
@@ -350,8 +354,9 @@ impl EventStore {
 
     /// [`EventStore::append`], answering with the stored commit as the log now holds
     /// it (built here from what was sent and the acknowledged sequence, so a command
-    /// costs no read-back).
-    #[tracing::instrument(skip_all, fields(aggregate = %key, expected_version), err)]
+    /// costs no read-back). Errors are not logged here: the caller decides whether one
+    /// is an error (a conflict the repository retries is not).
+    #[tracing::instrument(skip_all, fields(aggregate = %key, expected_version))]
     pub(crate) async fn append_commit(
         &self,
         key: &AggregateKey,

@@ -380,3 +380,91 @@ async fn the_same_request_id_on_the_same_id_in_two_networks_stores_both() -> any
     );
     Ok(())
 }
+
+/// A `tracing` writer into a shared buffer, to read what was logged.
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl LogBuffer {
+    fn text(&self) -> String {
+        let bytes = self.0.lock().map(|bytes| bytes.clone()).unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut buffer) = self.0.lock() {
+            buffer.extend_from_slice(bytes);
+        }
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
+    type Writer = LogBuffer;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflict_that_was_retried_and_succeeded_is_not_logged_as_an_error() -> anyhow::Result<()>
+{
+    let env = TestEnv::new().await?;
+    let store = open(&env).await?;
+    let key = key("raced");
+    let repository = Repository::<Counter>::new(store.clone());
+    let logs = LogBuffer::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(logs.clone())
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .finish();
+    // The command runs on this thread (the test's main future), so a scoped subscriber
+    // sees everything the repository logs for it.
+    let _scoped = tracing::subscriber::set_default(subscriber);
+    let other_writer = store.clone();
+    let raced = AtomicU32::new(0);
+    let executed = repository
+        .execute(&key, &meta("mine"), |snapshot| {
+            if raced.fetch_add(1, Ordering::SeqCst) == 0 {
+                // Another replica commits between this decision and its append: the
+                // append conflicts and the repository decides again.
+                let key = key.clone();
+                let other_writer = other_writer.clone();
+                let version = snapshot.version;
+                tokio::task::block_in_place(|| {
+                    tokio::runtime::Handle::current().block_on(async move {
+                        other_writer
+                            .append(&key, version, &meta("theirs"), increment(version, 1))
+                            .await
+                    })
+                })
+                .map_err(|error| std::io::Error::other(error.to_string()))?;
+            }
+            Ok::<_, std::io::Error>(increment(snapshot.version, snapshot.state.count + 1))
+        })
+        .await?;
+    assert!(matches!(executed, Executed::Committed { .. }));
+    assert_eq!(
+        raced.load(Ordering::SeqCst),
+        2,
+        "decided again after the conflict"
+    );
+    assert_eq!(executed.state().count, 2);
+    let text = logs.text();
+    assert!(
+        text.contains("append conflict"),
+        "the retried conflict is logged (at debug): {text}"
+    );
+    let errors: Vec<&str> = text.lines().filter(|line| line.contains("ERROR")).collect();
+    assert!(
+        errors.is_empty(),
+        "a conflict that was retried and succeeded is not an error: {errors:#?}"
+    );
+    Ok(())
+}
