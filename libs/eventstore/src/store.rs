@@ -87,14 +87,13 @@ pub enum StoreError {
     Corrupt { sequence: u64, reason: String },
 }
 
-/// Who issued a command, its idempotency key, and when it happened by the service's
-/// clock (the time recorded on the commit; now when absent).
+/// Who issued a command and its idempotency key. The commit's time is not the
+/// caller's to give: the repository stamps it (see [`crate::Repository`]).
 #[derive(Debug, Clone, Default)]
 pub struct CommitMeta {
     pub request_id: String,
     pub actor_role: String,
     pub actor_id: String,
-    pub at: Option<std::time::SystemTime>,
 }
 
 /// One event to append: its protobuf type name and encoded payload.
@@ -341,7 +340,7 @@ impl EventStore {
     ) -> Result<AppendOutcome, StoreError> {
         Ok(
             match self
-                .append_commit(key, expected_version, meta, events)
+                .append_commit(key, expected_version, meta, chrono::Utc::now(), events)
                 .await?
             {
                 Appended::Stored(stored) => AppendOutcome::Stored {
@@ -352,7 +351,7 @@ impl EventStore {
         )
     }
 
-    /// [`EventStore::append`], answering with the stored commit as the log now holds
+    /// [`EventStore::append`] at time `at`, answering with the stored commit as the log now holds
     /// it (built here from what was sent and the acknowledged sequence, so a command
     /// costs no read-back). Errors are not logged here: the caller decides whether one
     /// is an error (a conflict the repository retries is not).
@@ -362,10 +361,10 @@ impl EventStore {
         key: &AggregateKey,
         expected_version: u64,
         meta: &CommitMeta,
+        at: circle_calendar::Time,
         events: Vec<NewEvent>,
     ) -> Result<Appended, StoreError> {
-        let now = meta.at.unwrap_or_else(std::time::SystemTime::now);
-        let timestamp = prost_types::Timestamp::from(now);
+        let timestamp = circle_calendar::timestamp(at);
         let event_types = events
             .iter()
             .map(|event| event.event_type.as_str())

@@ -30,7 +30,6 @@ fn meta(request_id: String) -> CommitMeta {
         request_id,
         actor_role: "service".into(),
         actor_id: "accountability-process".into(),
-        at: None,
     }
 }
 

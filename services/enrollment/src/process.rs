@@ -25,7 +25,6 @@ fn meta(request_id: String) -> CommitMeta {
         request_id,
         actor_role: "service".into(),
         actor_id: "enrollment-process".into(),
-        at: None,
     }
 }
 

@@ -35,7 +35,6 @@ fn meta(request_id: String) -> CommitMeta {
         request_id,
         actor_role: "service".into(),
         actor_id: "sessions-materializer".into(),
-        at: None,
     }
 }
 
