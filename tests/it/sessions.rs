@@ -1060,3 +1060,61 @@ async fn a_schedule_change_moves_generated_sessions_but_not_ones_staff_moved() -
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_scheduled_start_time_reads_the_same_in_the_answer_and_every_later_read()
+-> anyhow::Result<()> {
+    let mut system = System::start_at("2026-11-20T12:00:00Z").await?;
+    let clinic = system.clinic("north").await?;
+    let group = system
+        .weekly_group(&clinic, "tuesday", "2026-11-01")
+        .await?;
+    // Once a generated session exists, the sessions service knows the group.
+    system
+        .wait_for_session(&system.session_on(&group, "2026-11-24")?, |_| true)
+        .await?;
+    let start_time = prost_types::Timestamp {
+        seconds: utc("2026-11-26T17:00:00Z")?,
+        nanos: 123_456_789,
+    };
+    let scheduled = system
+        .sessions
+        .schedule_session(admin(pb::ScheduleSessionRequest {
+            parent: group.clone(),
+            start_time: Some(start_time),
+            duration_minutes: 90,
+            request_id: "ad-hoc-nanos".into(),
+            ..Default::default()
+        }))
+        .await?
+        .into_inner()
+        .session
+        .unwrap_or_default();
+    let read = system.wait_for_session(&scheduled.name, |_| true).await?;
+    assert_eq!(
+        scheduled.start_time, read.start_time,
+        "ScheduleSession vs GetSession"
+    );
+    let moved = system
+        .sessions
+        .reschedule_session(admin(pb::RescheduleSessionRequest {
+            name: scheduled.name.clone(),
+            start_time: Some(prost_types::Timestamp {
+                seconds: utc("2026-11-27T17:00:00Z")?,
+                nanos: 987_654_321,
+            }),
+            ..Default::default()
+        }))
+        .await?
+        .into_inner()
+        .session
+        .unwrap_or_default();
+    let read = system
+        .wait_for_session(&scheduled.name, |session| session.etag == moved.etag)
+        .await?;
+    assert_eq!(
+        moved.start_time, read.start_time,
+        "RescheduleSession vs GetSession"
+    );
+    Ok(())
+}

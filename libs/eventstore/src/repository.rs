@@ -249,9 +249,10 @@ impl<A: Aggregate> Repository<A> {
     }
 
     /// The time of the next commit on the aggregate: now by the clock, or the
-    /// aggregate's last commit time when this replica's clock is behind.
+    /// aggregate's last commit time when this replica's clock is behind; to the whole
+    /// microsecond, as read models keep it, so an answer and a later read agree.
     fn commit_time(&self, snapshot: &Snapshot<A>) -> Time {
-        let now = self.clock.now();
+        let now = circle_calendar::whole_microseconds(self.clock.now());
         snapshot.committed_at.map_or(now, |last| now.max(last))
     }
 

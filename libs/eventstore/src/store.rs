@@ -340,7 +340,13 @@ impl EventStore {
     ) -> Result<AppendOutcome, StoreError> {
         Ok(
             match self
-                .append_commit(key, expected_version, meta, chrono::Utc::now(), events)
+                .append_commit(
+                    key,
+                    expected_version,
+                    meta,
+                    circle_calendar::whole_microseconds(chrono::Utc::now()),
+                    events,
+                )
                 .await?
             {
                 Appended::Stored(stored) => AppendOutcome::Stored {

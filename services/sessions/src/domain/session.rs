@@ -154,7 +154,7 @@ pub fn decide(state: &Session, command: SessionCommand) -> Result<Vec<Event>, Do
         return Ok(vec![Event::SessionScheduled {
             group_id,
             clinic_id,
-            starts_at,
+            starts_at: circle_calendar::whole_microseconds(starts_at),
             duration_minutes,
             origin,
         }]);
@@ -174,7 +174,7 @@ pub fn decide(state: &Session, command: SessionCommand) -> Result<Vec<Event>, Do
                 _ => return Err(DomainError::SessionAlreadyStarted),
             }
             vec![Event::SessionRescheduled {
-                starts_at,
+                starts_at: circle_calendar::whole_microseconds(starts_at),
                 duration_minutes: duration_minutes.unwrap_or(details.duration_minutes),
             }]
         }
