@@ -521,3 +521,48 @@ async fn commit_times_of_an_aggregate_never_go_backwards_across_replicas() -> an
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_commit_larger_than_the_servers_maximum_payload_is_refused_and_nothing_is_stored()
+-> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let store = open(&env).await?;
+    let repository = Repository::<Counter>::new(store.clone(), clock());
+    let key = key("too-large");
+    let limit = env.nats.server_info().max_payload;
+    assert!(limit > 0, "the server announced its maximum payload");
+    let oversized = vec![NewEvent {
+        event_type: "test.Counted".into(),
+        schema_version: 1,
+        payload: vec![7; limit],
+    }];
+    for _ in 0..2 {
+        let refused = repository
+            .execute(&key, &meta("big"), |_, _| {
+                Ok::<_, std::convert::Infallible>(oversized.clone())
+            })
+            .await;
+        assert!(
+            matches!(
+                refused,
+                Err(circle_eventstore::ExecuteError::Store(StoreError::TooLarge { size, limit: refused_limit }))
+                    if size > limit && refused_limit == limit
+            ),
+            "a commit over the limit is refused as too large, every time: {refused:?}"
+        );
+    }
+    assert_eq!(store.version(&key).await?, 0, "nothing stored");
+    // Just under the limit, with the envelope and headers counted, is stored.
+    let fits = vec![NewEvent {
+        event_type: "test.Counted".into(),
+        schema_version: 1,
+        payload: vec![7; limit - 2_048],
+    }];
+    let raw = store
+        .append(&key, 0, &meta("raw-big"), oversized.clone())
+        .await;
+    assert!(matches!(raw, Err(StoreError::TooLarge { .. })), "{raw:?}");
+    let stored = store.append(&key, 0, &meta("fits"), fits).await?;
+    assert!(matches!(stored, AppendOutcome::Stored { .. }));
+    Ok(())
+}
