@@ -1118,3 +1118,90 @@ async fn a_scheduled_start_time_reads_the_same_in_the_answer_and_every_later_rea
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn sign_and_amend_answer_with_the_note_as_a_read_shows_it() -> anyhow::Result<()> {
+    let Sheet {
+        mut system,
+        session,
+        ..
+    } = started_session().await?;
+    system
+        .sessions
+        .write_shared_note(admin(pb::WriteSharedNoteRequest {
+            name: session.clone(),
+            text: "We talked about the holidays.".into(),
+            request_id: String::new(),
+        }))
+        .await?;
+    let note_name = format!("{session}/notes/shared");
+    system
+        .clock
+        .advance(chrono::Duration::nanoseconds(1_234_567_891));
+    let signed = system
+        .sessions
+        .sign_note(as_caller(
+            pb::SignNoteRequest {
+                name: note_name.clone(),
+                request_id: String::new(),
+            },
+            "facilitator",
+            "staff-1",
+        ))
+        .await?
+        .into_inner();
+    let read = system
+        .sessions
+        .get_session(admin(pb::GetSessionRequest {
+            name: session.clone(),
+            consistency_token: signed.consistency_token.clone(),
+        }))
+        .await?
+        .into_inner()
+        .session
+        .and_then(|session| session.shared_note);
+    assert_eq!(
+        signed.note, read,
+        "SignNote's answer is what GetSession shows"
+    );
+    assert_eq!(
+        signed.note.as_ref().map(|note| note.signed_by.as_str()),
+        Some("staff-1")
+    );
+    system.clock.advance(chrono::Duration::minutes(5));
+    let amended = system
+        .sessions
+        .amend_note(as_caller(
+            pb::AmendNoteRequest {
+                name: note_name,
+                text: "Correction: and the new year.".into(),
+                request_id: String::new(),
+            },
+            "facilitator",
+            "staff-2",
+        ))
+        .await?
+        .into_inner();
+    let read = system
+        .sessions
+        .get_session(admin(pb::GetSessionRequest {
+            name: session.clone(),
+            consistency_token: amended.consistency_token.clone(),
+        }))
+        .await?
+        .into_inner()
+        .session
+        .and_then(|session| session.shared_note);
+    assert_eq!(
+        amended.note, read,
+        "AmendNote's answer is what GetSession shows"
+    );
+    assert_eq!(
+        amended
+            .note
+            .map(|note| note.amendments.len())
+            .unwrap_or_default(),
+        1
+    );
+    Ok(())
+}
