@@ -1343,3 +1343,148 @@ async fn a_schedule_that_cannot_be_decoded_changes_no_session() -> anyhow::Resul
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_scheduled_start_time_reads_the_same_in_the_answer_and_every_later_read()
+-> anyhow::Result<()> {
+    let mut system = System::start_at("2026-11-20T12:00:00Z").await?;
+    let clinic = system.clinic("north").await?;
+    let group = system
+        .weekly_group(&clinic, "tuesday", "2026-11-01")
+        .await?;
+    // Once a generated session exists, the sessions service knows the group.
+    system
+        .wait_for_session(&system.session_on(&group, "2026-11-24")?, |_| true)
+        .await?;
+    let start_time = prost_types::Timestamp {
+        seconds: utc("2026-11-26T17:00:00Z")?,
+        nanos: 123_456_789,
+    };
+    let scheduled = system
+        .sessions
+        .schedule_session(admin(pb::ScheduleSessionRequest {
+            parent: group.clone(),
+            start_time: Some(start_time),
+            duration_minutes: 90,
+            request_id: "ad-hoc-nanos".into(),
+            ..Default::default()
+        }))
+        .await?
+        .into_inner()
+        .session
+        .unwrap_or_default();
+    let read = system.wait_for_session(&scheduled.name, |_| true).await?;
+    assert_eq!(
+        scheduled.start_time, read.start_time,
+        "ScheduleSession vs GetSession"
+    );
+    let moved = system
+        .sessions
+        .reschedule_session(admin(pb::RescheduleSessionRequest {
+            name: scheduled.name.clone(),
+            start_time: Some(prost_types::Timestamp {
+                seconds: utc("2026-11-27T17:00:00Z")?,
+                nanos: 987_654_321,
+            }),
+            ..Default::default()
+        }))
+        .await?
+        .into_inner()
+        .session
+        .unwrap_or_default();
+    let read = system
+        .wait_for_session(&scheduled.name, |session| session.etag == moved.etag)
+        .await?;
+    assert_eq!(
+        moved.start_time, read.start_time,
+        "RescheduleSession vs GetSession"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn sign_and_amend_answer_with_the_note_as_a_read_shows_it() -> anyhow::Result<()> {
+    let Sheet {
+        mut system,
+        session,
+        ..
+    } = started_session().await?;
+    system
+        .sessions
+        .write_shared_note(admin(pb::WriteSharedNoteRequest {
+            name: session.clone(),
+            text: "We talked about the holidays.".into(),
+            request_id: String::new(),
+        }))
+        .await?;
+    let note_name = format!("{session}/notes/shared");
+    system
+        .clock
+        .advance(chrono::Duration::nanoseconds(1_234_567_891));
+    let signed = system
+        .sessions
+        .sign_note(as_caller(
+            pb::SignNoteRequest {
+                name: note_name.clone(),
+                request_id: String::new(),
+            },
+            "facilitator",
+            "staff-1",
+        ))
+        .await?
+        .into_inner();
+    let read = system
+        .sessions
+        .get_session(admin(pb::GetSessionRequest {
+            name: session.clone(),
+            consistency_token: signed.consistency_token.clone(),
+        }))
+        .await?
+        .into_inner()
+        .session
+        .and_then(|session| session.shared_note);
+    assert_eq!(
+        signed.note, read,
+        "SignNote's answer is what GetSession shows"
+    );
+    assert_eq!(
+        signed.note.as_ref().map(|note| note.signed_by.as_str()),
+        Some("staff-1")
+    );
+    system.clock.advance(chrono::Duration::minutes(5));
+    let amended = system
+        .sessions
+        .amend_note(as_caller(
+            pb::AmendNoteRequest {
+                name: note_name,
+                text: "Correction: and the new year.".into(),
+                request_id: String::new(),
+            },
+            "facilitator",
+            "staff-2",
+        ))
+        .await?
+        .into_inner();
+    let read = system
+        .sessions
+        .get_session(admin(pb::GetSessionRequest {
+            name: session.clone(),
+            consistency_token: amended.consistency_token.clone(),
+        }))
+        .await?
+        .into_inner()
+        .session
+        .and_then(|session| session.shared_note);
+    assert_eq!(
+        amended.note, read,
+        "AmendNote's answer is what GetSession shows"
+    );
+    assert_eq!(
+        amended
+            .note
+            .map(|note| note.amendments.len())
+            .unwrap_or_default(),
+        1
+    );
+    Ok(())
+}

@@ -17,6 +17,14 @@ pub use schedule::{MAX_DURATION_MINUTES, MIN_DURATION_MINUTES, Schedule, time_zo
 /// A point in time (UTC).
 pub type Time = chrono::DateTime<chrono::Utc>;
 
+/// The time to the whole microsecond, earlier digits dropped: the precision PostgreSQL
+/// keeps, so a time a service records (a commit's, or one a client sent) reads the same
+/// in a command's answer, in the events and in every read model.
+pub fn whole_microseconds(time: Time) -> Time {
+    let nanos = time.timestamp_subsec_nanos();
+    time - chrono::Duration::nanoseconds(i64::from(nanos % 1_000))
+}
+
 /// A time as a protobuf `Timestamp` (events and API messages carry these).
 pub fn timestamp(time: Time) -> prost_types::Timestamp {
     prost_types::Timestamp {
@@ -29,4 +37,22 @@ pub fn timestamp(time: Time) -> prost_types::Timestamp {
 /// hold it. Request inputs go through [`parse_time`], which also checks the ranges.
 pub fn from_timestamp(timestamp: prost_types::Timestamp) -> Option<Time> {
     chrono::DateTime::from_timestamp(timestamp.seconds, u32::try_from(timestamp.nanos).ok()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_microseconds_drops_only_the_sub_microsecond_digits() {
+        let time: Time = "2026-11-20T12:00:00.123456789Z".parse().expect("time");
+        let expected: Time = "2026-11-20T12:00:00.123456Z".parse().expect("time");
+        assert_eq!(whole_microseconds(time), expected);
+        assert_eq!(whole_microseconds(expected), expected);
+        let before_epoch: Time = "1969-12-31T23:59:59.999999999Z".parse().expect("time");
+        assert_eq!(
+            whole_microseconds(before_epoch),
+            "1969-12-31T23:59:59.999999Z".parse::<Time>().expect("time")
+        );
+    }
 }

@@ -3,6 +3,8 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use circle_calendar::{Clock, Time};
+
 use crate::key::AggregateKey;
 use crate::store::{Appended, CommitMeta, EventStore, NewEvent, StoreError, StoredCommit};
 
@@ -27,9 +29,16 @@ pub struct Snapshot<A> {
     pub state: A,
     pub version: u64,
     request_ids: HashMap<String, u64>,
+    /// The time of the aggregate's last commit: the next one is never stamped earlier.
+    committed_at: Option<Time>,
 }
 
 impl<A> Snapshot<A> {
+    /// The time of the aggregate's last commit, if it has one.
+    pub fn committed_at(&self) -> Option<Time> {
+        self.committed_at
+    }
+
     /// Whether a command with this request id already made a commit on the aggregate.
     pub fn has_request(&self, request_id: &str) -> bool {
         self.request_ids.contains_key(request_id)
@@ -45,6 +54,13 @@ impl<A: Aggregate> Snapshot<A> {
                 reason: error.to_string(),
             })?;
         self.version = commit.sequence;
+        if let Some(at) = commit
+            .commit
+            .committed_at
+            .and_then(circle_calendar::from_timestamp)
+        {
+            self.committed_at = Some(self.committed_at.map_or(at, |last| last.max(at)));
+        }
         self.request_ids
             .insert(commit.commit.request_id.clone(), commit.sequence);
         Ok(())
@@ -112,14 +128,17 @@ const MAX_ATTEMPTS: u32 = 32;
 /// again, a bounded number of times.
 pub struct Repository<A> {
     store: EventStore,
+    clock: Arc<dyn Clock>,
     cache: Mutex<HashMap<String, Arc<Snapshot<A>>>>,
     locks: Vec<tokio::sync::Mutex<()>>,
 }
 
 impl<A: Aggregate> Repository<A> {
-    pub fn new(store: EventStore) -> Self {
+    /// A repository whose commits are stamped by `clock` (the service's clock).
+    pub fn new(store: EventStore, clock: Arc<dyn Clock>) -> Self {
         Self {
             store,
+            clock,
             cache: Mutex::new(HashMap::new()),
             locks: (0..LOCK_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))
@@ -157,6 +176,10 @@ impl<A: Aggregate> Repository<A> {
     /// Loads the aggregate, asks `decide` for the events of the command, and appends
     /// them as one commit. A request id already stored on the aggregate is answered
     /// with its original commit and nothing is appended.
+    ///
+    /// `decide` gets the time the commit will carry: the clock's, but never earlier
+    /// than the aggregate's last commit (replicas' clocks differ by milliseconds, and an
+    /// aggregate's history must not go back in time).
     pub async fn execute<E, F>(
         &self,
         key: &AggregateKey,
@@ -164,7 +187,7 @@ impl<A: Aggregate> Repository<A> {
         mut decide: F,
     ) -> Result<Executed<A>, ExecuteError<E>>
     where
-        F: FnMut(&Snapshot<A>) -> Result<Vec<NewEvent>, E>,
+        F: FnMut(&Snapshot<A>, Time) -> Result<Vec<NewEvent>, E>,
     {
         let subject = self.store.subject(key);
         let _serialised = self.lock_for(&subject).lock().await;
@@ -173,7 +196,8 @@ impl<A: Aggregate> Repository<A> {
             if let Some(&sequence) = snapshot.request_ids.get(&meta.request_id) {
                 return Ok(self.replay(sequence, &snapshot).await?);
             }
-            let events = decide(&snapshot).map_err(ExecuteError::Rejected)?;
+            let at = self.commit_time(&snapshot);
+            let events = decide(&snapshot, at).map_err(ExecuteError::Rejected)?;
             if events.is_empty() {
                 return Ok(Executed::Unchanged {
                     state: snapshot.state.clone(),
@@ -182,7 +206,7 @@ impl<A: Aggregate> Repository<A> {
             }
             match self
                 .store
-                .append_commit(key, snapshot.version, meta, events)
+                .append_commit(key, snapshot.version, meta, at, events)
                 .await
             {
                 Ok(Appended::Stored(commit)) => {
@@ -222,6 +246,14 @@ impl<A: Aggregate> Repository<A> {
         Err(ExecuteError::TooMuchContention {
             attempts: MAX_ATTEMPTS,
         })
+    }
+
+    /// The time of the next commit on the aggregate: now by the clock, or the
+    /// aggregate's last commit time when this replica's clock is behind; to the whole
+    /// microsecond, as read models keep it, so an answer and a later read agree.
+    fn commit_time(&self, snapshot: &Snapshot<A>) -> Time {
+        let now = circle_calendar::whole_microseconds(self.clock.now());
+        snapshot.committed_at.map_or(now, |last| now.max(last))
     }
 
     async fn replay(

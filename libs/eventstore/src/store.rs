@@ -82,19 +82,22 @@ pub enum StoreError {
     /// The existing stream is configured in a way that could lose or rewrite events.
     #[error("stream {stream} has an unsafe configuration: {reason}")]
     UnsafeStream { stream: String, reason: String },
+    /// The commit is larger than the NATS server accepts in one message: the same
+    /// command can never be stored, so this is not worth retrying.
+    #[error("the commit is {size} bytes, over the event log's limit of {limit} bytes")]
+    TooLarge { size: usize, limit: usize },
     /// A stored message could not be decoded.
     #[error("stored commit at sequence {sequence} is unreadable: {reason}")]
     Corrupt { sequence: u64, reason: String },
 }
 
-/// Who issued a command, its idempotency key, and when it happened by the service's
-/// clock (the time recorded on the commit; now when absent).
+/// Who issued a command and its idempotency key. The commit's time is not the
+/// caller's to give: the repository stamps it (see [`crate::Repository`]).
 #[derive(Debug, Clone, Default)]
 pub struct CommitMeta {
     pub request_id: String,
     pub actor_role: String,
     pub actor_id: String,
-    pub at: Option<std::time::SystemTime>,
 }
 
 /// One event to append: its protobuf type name and encoded payload.
@@ -201,6 +204,16 @@ impl EventStore {
 
     pub fn subject(&self, key: &AggregateKey) -> String {
         key.subject(&self.spec.subject_root)
+    }
+
+    /// The largest message the NATS server accepts (headers and payload), as it
+    /// announced when the connection was made.
+    fn max_payload(&self) -> usize {
+        let client = self.jetstream.client();
+        match client.server_info().max_payload {
+            0 => client.max_payload(),
+            announced => announced,
+        }
     }
 
     /// The aggregate's version: the stream sequence of its last commit, 0 if none.
@@ -328,6 +341,10 @@ impl EventStore {
     /// sequence. Servers 2.12+ check the expected sequence before deduplication and
     /// answer a retry with "wrong last sequence"; then the aggregate's last commit is
     /// read and a matching request id is a duplicate too.
+    ///
+    /// An error here reaches the caller, so it is logged as one (the repository's own
+    /// appends are not: a conflict it retries is routine).
+    #[tracing::instrument(skip_all, fields(aggregate = %key, expected_version), err)]
     pub async fn append(
         &self,
         key: &AggregateKey,
@@ -337,7 +354,13 @@ impl EventStore {
     ) -> Result<AppendOutcome, StoreError> {
         Ok(
             match self
-                .append_commit(key, expected_version, meta, events)
+                .append_commit(
+                    key,
+                    expected_version,
+                    meta,
+                    circle_calendar::whole_microseconds(chrono::Utc::now()),
+                    events,
+                )
                 .await?
             {
                 Appended::Stored(stored) => AppendOutcome::Stored {
@@ -348,19 +371,20 @@ impl EventStore {
         )
     }
 
-    /// [`EventStore::append`], answering with the stored commit as the log now holds
+    /// [`EventStore::append`] at time `at`, answering with the stored commit as the log now holds
     /// it (built here from what was sent and the acknowledged sequence, so a command
-    /// costs no read-back).
-    #[tracing::instrument(skip_all, fields(aggregate = %key, expected_version), err)]
+    /// costs no read-back). Errors are not logged here: the caller decides whether one
+    /// is an error (a conflict the repository retries is not).
+    #[tracing::instrument(skip_all, fields(aggregate = %key, expected_version))]
     pub(crate) async fn append_commit(
         &self,
         key: &AggregateKey,
         expected_version: u64,
         meta: &CommitMeta,
+        at: circle_calendar::Time,
         events: Vec<NewEvent>,
     ) -> Result<Appended, StoreError> {
-        let now = meta.at.unwrap_or_else(std::time::SystemTime::now);
-        let timestamp = prost_types::Timestamp::from(now);
+        let timestamp = circle_calendar::timestamp(at);
         let event_types = events
             .iter()
             .map(|event| event.event_type.as_str())
@@ -391,10 +415,17 @@ impl EventStore {
         headers.insert(EVENT_TYPES_HEADER, event_types.as_str());
         headers.insert(ENVELOPE_HEADER, ENVELOPE_VERSION);
         trace::inject_current(&mut headers);
+        let payload = commit.encode_to_vec();
+        let message_id = message_id(key, &meta.request_id);
+        let size = message_size(&headers, &message_id, expected_version, payload.len());
+        let limit = self.max_payload();
+        if size > limit {
+            return Err(StoreError::TooLarge { size, limit });
+        }
         let publish = PublishMessage::build()
-            .payload(commit.encode_to_vec().into())
+            .payload(payload.into())
             .headers(headers.clone())
-            .message_id(message_id(key, &meta.request_id))
+            .message_id(message_id)
             .expected_last_subject_sequence(expected_version);
         let subject = self.subject(key);
         let acknowledgement = self
@@ -460,6 +491,32 @@ fn message_id(key: &AggregateKey, request_id: &str) -> String {
         key.id(),
         request_id
     )
+}
+
+/// The size of a commit message on the wire as the server counts it against its
+/// maximum payload: the header block ("NATS/1.0", each "name: value" line, the
+/// JetStream headers the publish adds) and the payload.
+fn message_size(
+    headers: &HeaderMap,
+    message_id: &str,
+    expected_version: u64,
+    payload: usize,
+) -> usize {
+    const LINE_END: usize = 2;
+    const SEPARATOR: usize = 2;
+    let line = |name: &str, value: usize| name.len() + SEPARATOR + value + LINE_END;
+    let mut size = "NATS/1.0".len() + LINE_END + LINE_END;
+    for (name, values) in headers.iter() {
+        for value in values {
+            size += line(name.as_ref(), value.as_str().len());
+        }
+    }
+    size += line("Nats-Msg-Id", message_id.len());
+    size += line(
+        "Nats-Expected-Last-Subject-Sequence",
+        expected_version.to_string().len(),
+    );
+    size + payload
 }
 
 fn is_stream_not_found(error: &jetstream::context::GetStreamError) -> bool {

@@ -284,6 +284,5 @@ pub fn commit_meta(caller: &Caller, request_id: String) -> CommitMeta {
         request_id,
         actor_role: caller.role.as_str().to_owned(),
         actor_id: caller.actor_id.clone(),
-        at: None,
     }
 }

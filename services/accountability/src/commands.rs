@@ -44,17 +44,10 @@ pub fn partnership_id(network: &str, group_id: &str, first: &str, second: &str) 
 impl Commands {
     pub fn new(store: EventStore, clock: Arc<dyn Clock>) -> Self {
         Self {
-            journals: Repository::new(store.clone()),
-            partnerships: Repository::new(store.clone()),
-            settings: Repository::new(store),
+            journals: Repository::new(store.clone(), clock.clone()),
+            partnerships: Repository::new(store.clone(), clock.clone()),
+            settings: Repository::new(store, clock.clone()),
             clock,
-        }
-    }
-
-    fn stamped(&self, meta: &CommitMeta) -> CommitMeta {
-        CommitMeta {
-            at: Some(self.clock.now().into()),
-            ..meta.clone()
         }
     }
 
@@ -69,7 +62,7 @@ impl Commands {
         let key = AggregateKey::new(network, A::TYPE, id)
             .map_err(|_| ExecuteError::Rejected(CommandError::InvalidKey))?;
         repository
-            .execute(&key, &self.stamped(meta), |snapshot| {
+            .execute(&key, meta, |snapshot, _| {
                 Ok(decide(&snapshot.state)?.iter().map(codec::encode).collect())
             })
             .await

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use circle_calendar::time_zone;
 use circle_enrollment_events::Fact;
-use circle_eventstore::{CommitMeta, ExecuteError, StoredCommit};
+use circle_eventstore::{CommitMeta, ExecuteError, StoreError, StoredCommit};
 use circle_grpc::Caller;
 use circle_projection::{ApplyError, Projection};
 use circle_proto::{enrollment::events::v1 as enrollment, sessions::events::v1 as sessions};
@@ -50,6 +50,10 @@ fn failure(error: ExecuteError<CommandError>) -> Result<(), ApplyError> {
         ExecuteError::Rejected(reason) => {
             tracing::warn!(%reason, "process step refused; skipped");
             Ok(())
+        }
+        // A step too large for the event log fails the same way every time.
+        ExecuteError::Store(error @ StoreError::TooLarge { .. }) => {
+            Err(ApplyError::Poison(error.to_string()))
         }
         other => Err(ApplyError::Transient(other.to_string())),
     }

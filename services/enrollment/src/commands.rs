@@ -61,26 +61,11 @@ fn encode(events: Vec<Event>) -> Vec<circle_eventstore::NewEvent> {
 impl Commands {
     pub fn new(store: EventStore, clock: Arc<dyn Clock>, offer_ttl: chrono::Duration) -> Self {
         Self {
-            clinics: Repository::new(store.clone()),
-            groups: Repository::new(store.clone()),
-            participants: Repository::new(store),
+            clinics: Repository::new(store.clone(), clock.clone()),
+            groups: Repository::new(store.clone(), clock.clone()),
+            participants: Repository::new(store, clock.clone()),
             clock,
             offer_ttl,
-        }
-    }
-
-    /// The command's metadata with the time of the service's clock.
-    fn stamped(&self, meta: &CommitMeta) -> CommitMeta {
-        CommitMeta {
-            at: Some(self.clock.now().into()),
-            ..meta.clone()
-        }
-    }
-
-    pub fn context(&self) -> GroupContext {
-        GroupContext {
-            now: self.clock.now(),
-            offer_ttl: self.offer_ttl,
         }
     }
 
@@ -93,14 +78,10 @@ impl Commands {
         command: ClinicCommand,
     ) -> CommandResult<Clinic> {
         self.clinics
-            .execute(
-                &key(network, "clinic", clinic_id)?,
-                &self.stamped(meta),
-                |snapshot| {
-                    check_etag(snapshot, etag)?;
-                    Ok(encode(clinic::decide(&snapshot.state, command.clone())?))
-                },
-            )
+            .execute(&key(network, "clinic", clinic_id)?, meta, |snapshot, _| {
+                check_etag(snapshot, etag)?;
+                Ok(encode(clinic::decide(&snapshot.state, command.clone())?))
+            })
             .await
     }
 
@@ -115,26 +96,26 @@ impl Commands {
         etag: Option<u64>,
         command: GroupCommand,
     ) -> CommandResult<Group> {
-        // The time is read once per attempt, inside the aggregate's lock.
+        // The decision's time is the commit's: read once per attempt, inside the
+        // aggregate's lock.
         self.groups
-            .execute(
-                &key(network, "group", group_id)?,
-                &self.stamped(meta),
-                |snapshot| {
-                    if let (Some(clinic_id), Some(details)) =
-                        (clinic_id, snapshot.state.details.as_ref())
-                        && details.clinic_id != clinic_id
-                    {
-                        return Err(DomainError::GroupNotFound.into());
-                    }
-                    check_etag(snapshot, etag)?;
-                    Ok(encode(group::decide(
-                        &snapshot.state,
-                        command.clone(),
-                        self.context(),
-                    )?))
-                },
-            )
+            .execute(&key(network, "group", group_id)?, meta, |snapshot, at| {
+                if let (Some(clinic_id), Some(details)) =
+                    (clinic_id, snapshot.state.details.as_ref())
+                    && details.clinic_id != clinic_id
+                {
+                    return Err(DomainError::GroupNotFound.into());
+                }
+                check_etag(snapshot, etag)?;
+                Ok(encode(group::decide(
+                    &snapshot.state,
+                    command.clone(),
+                    GroupContext {
+                        now: at,
+                        offer_ttl: self.offer_ttl,
+                    },
+                )?))
+            })
             .await
     }
 
@@ -149,8 +130,8 @@ impl Commands {
         self.participants
             .execute(
                 &key(network, "participant", participant_id)?,
-                &self.stamped(meta),
-                |snapshot| {
+                meta,
+                |snapshot, _| {
                     check_etag(snapshot, etag)?;
                     Ok(encode(participant::decide(
                         &snapshot.state,

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use circle_eventstore::{CommitMeta, ExecuteError, StoredCommit};
+use circle_eventstore::{CommitMeta, ExecuteError, StoreError, StoredCommit};
 use circle_grpc::Caller;
 use circle_projection::{ApplyError, Projection};
 use sqlx::{PgConnection, PgPool};
@@ -40,6 +40,10 @@ fn failure(error: ExecuteError<CommandError>) -> Result<(), ApplyError> {
         ExecuteError::Rejected(reason) => {
             tracing::warn!(%reason, "process step refused; skipped");
             Ok(())
+        }
+        // A step too large for the event log fails the same way every time.
+        ExecuteError::Store(error @ StoreError::TooLarge { .. }) => {
+            Err(ApplyError::Poison(error.to_string()))
         }
         other => Err(ApplyError::Transient(other.to_string())),
     }

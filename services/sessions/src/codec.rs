@@ -213,11 +213,24 @@ pub fn decode_commit(commit: &StoredCommit) -> Result<Vec<Event>, DecodeError> {
     commit.commit.events.iter().map(decode).collect()
 }
 
+/// The time a commit was recorded.
+pub fn commit_time(commit: &StoredCommit) -> Result<crate::domain::Time, DecodeError> {
+    commit
+        .commit
+        .committed_at
+        .and_then(from_timestamp)
+        .ok_or_else(|| DecodeError {
+            event_type: "commit".into(),
+            reason: "no valid commit time".into(),
+        })
+}
+
 impl Aggregate for Session {
     const TYPE: &'static str = "session";
     fn apply(&mut self, commit: &StoredCommit) -> Result<(), DecodeError> {
+        let at = commit_time(commit)?;
         for event in decode_commit(commit)? {
-            *self = evolve(std::mem::take(self), &event);
+            *self = evolve(std::mem::take(self), &event, at);
         }
         Ok(())
     }

@@ -31,7 +31,7 @@ pub struct Commands {
 impl Commands {
     pub fn new(store: EventStore, clock: Arc<dyn Clock>) -> Self {
         Self {
-            sessions: Repository::new(store),
+            sessions: Repository::new(store, clock.clone()),
             clock,
         }
     }
@@ -50,12 +50,8 @@ impl Commands {
     ) -> CommandResult {
         let key = AggregateKey::new(network, "session", session_id)
             .map_err(|_| ExecuteError::Rejected(CommandError::InvalidKey))?;
-        let meta = CommitMeta {
-            at: Some(self.clock.now().into()),
-            ..meta.clone()
-        };
         self.sessions
-            .execute(&key, &meta, |snapshot| {
+            .execute(&key, meta, |snapshot, _| {
                 if let (Some((clinic_id, group_id)), Some(details)) =
                     (place, snapshot.state.details.as_ref())
                     && (details.group_id != group_id || details.clinic_id != clinic_id)

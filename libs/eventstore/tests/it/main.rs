@@ -58,7 +58,6 @@ fn meta(request_id: impl Into<String>) -> CommitMeta {
         request_id: request_id.into(),
         actor_role: "service".into(),
         actor_id: "test".into(),
-        at: None,
     }
 }
 
@@ -68,6 +67,10 @@ async fn open(env: &TestEnv) -> anyhow::Result<EventStore> {
         env.config.subject_root("evtest"),
     );
     Ok(EventStore::open(env.nats.clone(), spec).await?)
+}
+
+fn clock() -> Arc<dyn circle_calendar::Clock> {
+    Arc::new(circle_calendar::SystemClock)
 }
 
 fn key(id: &str) -> AggregateKey {
@@ -85,7 +88,7 @@ async fn sixteen_concurrent_writers_write_every_version_exactly_once() -> anyhow
     for writer in 0..WRITERS {
         // One repository per writer: separate caches and locks, like separate replicas,
         // so the only thing that orders them is the server's expected-sequence check.
-        let repository = Repository::<Counter>::new(store.clone());
+        let repository = Repository::<Counter>::new(store.clone(), clock());
         let key = key.clone();
         tasks.push(tokio::spawn(async move {
             let mut acknowledged = Vec::new();
@@ -95,7 +98,7 @@ async fn sixteen_concurrent_writers_write_every_version_exactly_once() -> anyhow
                 for attempt in 0.. {
                     anyhow::ensure!(attempt < 1_000, "{request_id} never got through");
                     let result = repository
-                        .execute(&key, &meta(&request_id), |snapshot| {
+                        .execute(&key, &meta(&request_id), |snapshot, _| {
                             Ok::<_, std::convert::Infallible>(increment(
                                 snapshot.version,
                                 snapshot.state.count + 1,
@@ -156,10 +159,10 @@ async fn sixteen_concurrent_writers_write_every_version_exactly_once() -> anyhow
 async fn a_retried_command_returns_the_original_commit() -> anyhow::Result<()> {
     let env = TestEnv::new().await?;
     let store = open(&env).await?;
-    let repository = Repository::<Counter>::new(store.clone());
+    let repository = Repository::<Counter>::new(store.clone(), clock());
     let key = key("retry");
     let decisions = AtomicU32::new(0);
-    let decide = |snapshot: &circle_eventstore::Snapshot<Counter>| {
+    let decide = |snapshot: &circle_eventstore::Snapshot<Counter>, _| {
         decisions.fetch_add(1, Ordering::SeqCst);
         Ok::<_, std::convert::Infallible>(increment(snapshot.version, snapshot.state.count + 1))
     };
@@ -178,7 +181,7 @@ async fn a_retried_command_returns_the_original_commit() -> anyhow::Result<()> {
     );
 
     // A fresh repository (a restarted replica) recognises it too.
-    let restarted = Repository::<Counter>::new(store.clone());
+    let restarted = Repository::<Counter>::new(store.clone(), clock());
     let retry = restarted.execute(&key, &meta("req-1"), decide).await?;
     assert!(matches!(retry, Executed::Replayed { .. }));
     assert_eq!(retry.version(), first.version());
@@ -238,7 +241,7 @@ async fn an_aggregate_of_a_thousand_events_loads_correctly() -> anyhow::Result<(
     store
         .append(&key_other(), 0, &meta("x"), increment(0, 1))
         .await?;
-    let repository = Repository::<Counter>::new(store.clone());
+    let repository = Repository::<Counter>::new(store.clone(), clock());
     let snapshot = repository.load(&key).await?;
     assert_eq!(snapshot.state.count, 1000);
     assert_eq!(snapshot.version, version);
@@ -341,15 +344,15 @@ async fn the_trace_context_travels_in_the_commit_headers() -> anyhow::Result<()>
 async fn a_command_that_changes_nothing_appends_nothing() -> anyhow::Result<()> {
     let env = TestEnv::new().await?;
     let store = open(&env).await?;
-    let repository = Repository::<Counter>::new(store.clone());
+    let repository = Repository::<Counter>::new(store.clone(), clock());
     let key = key("quiet");
     repository
-        .execute(&key, &meta("a"), |snapshot| {
+        .execute(&key, &meta("a"), |snapshot, _| {
             Ok::<_, std::convert::Infallible>(increment(snapshot.version, 1))
         })
         .await?;
     let unchanged = repository
-        .execute(&key, &meta("b"), |_| {
+        .execute(&key, &meta("b"), |_, _| {
             Ok::<_, std::convert::Infallible>(Vec::new())
         })
         .await?;
@@ -378,5 +381,188 @@ async fn the_same_request_id_on_the_same_id_in_two_networks_stores_both() -> any
         matches!(second, AppendOutcome::Stored { .. }),
         "not a duplicate of the other tenant's commit: {second:?}"
     );
+    Ok(())
+}
+
+/// A `tracing` writer into a shared buffer, to read what was logged.
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl LogBuffer {
+    fn text(&self) -> String {
+        let bytes = self.0.lock().map(|bytes| bytes.clone()).unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut buffer) = self.0.lock() {
+            buffer.extend_from_slice(bytes);
+        }
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
+    type Writer = LogBuffer;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflict_that_was_retried_and_succeeded_is_not_logged_as_an_error() -> anyhow::Result<()>
+{
+    let env = TestEnv::new().await?;
+    let store = open(&env).await?;
+    let key = key("raced");
+    let repository = Repository::<Counter>::new(store.clone(), clock());
+    let logs = LogBuffer::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(logs.clone())
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .finish();
+    // The command runs on this thread (the test's main future), so a scoped subscriber
+    // sees everything the repository logs for it.
+    let _scoped = tracing::subscriber::set_default(subscriber);
+    let other_writer = store.clone();
+    let raced = AtomicU32::new(0);
+    let executed = repository
+        .execute(&key, &meta("mine"), |snapshot, _| {
+            if raced.fetch_add(1, Ordering::SeqCst) == 0 {
+                // Another replica commits between this decision and its append: the
+                // append conflicts and the repository decides again.
+                let key = key.clone();
+                let other_writer = other_writer.clone();
+                let version = snapshot.version;
+                tokio::task::block_in_place(|| {
+                    tokio::runtime::Handle::current().block_on(async move {
+                        other_writer
+                            .append(&key, version, &meta("theirs"), increment(version, 1))
+                            .await
+                    })
+                })
+                .map_err(|error| std::io::Error::other(error.to_string()))?;
+            }
+            Ok::<_, std::io::Error>(increment(snapshot.version, snapshot.state.count + 1))
+        })
+        .await?;
+    assert!(matches!(executed, Executed::Committed { .. }));
+    assert_eq!(
+        raced.load(Ordering::SeqCst),
+        2,
+        "decided again after the conflict"
+    );
+    assert_eq!(executed.state().count, 2);
+    let text = logs.text();
+    assert!(
+        text.contains("append conflict"),
+        "the retried conflict is logged (at debug): {text}"
+    );
+    let errors: Vec<&str> = text.lines().filter(|line| line.contains("ERROR")).collect();
+    assert!(
+        errors.is_empty(),
+        "a conflict that was retried and succeeded is not an error: {errors:#?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn commit_times_of_an_aggregate_never_go_backwards_across_replicas() -> anyhow::Result<()> {
+    use circle_calendar::{Clock, ManualClock};
+    let env = TestEnv::new().await?;
+    let store = open(&env).await?;
+    let key = key("two-replicas");
+    let start: circle_calendar::Time = "2026-03-01T09:00:00Z".parse()?;
+    // Two replicas whose clocks disagree by 25 ms, as two hosts' clocks do.
+    let ahead = Arc::new(ManualClock::new(start + chrono::Duration::milliseconds(25)));
+    let behind = Arc::new(ManualClock::new(start));
+    let replicas = [
+        Repository::<Counter>::new(store.clone(), ahead.clone()),
+        Repository::<Counter>::new(store.clone(), behind.clone()),
+    ];
+    for command in 0..6 {
+        let repository = &replicas[command % 2];
+        repository
+            .execute(&key, &meta(format!("c{command}")), |snapshot, _| {
+                Ok::<_, std::convert::Infallible>(increment(
+                    snapshot.version,
+                    snapshot.state.count + 1,
+                ))
+            })
+            .await?;
+        ahead.advance(chrono::Duration::milliseconds(1));
+        behind.advance(chrono::Duration::milliseconds(1));
+    }
+    let commits = store.read(&key, 0, store.version(&key).await?).await?;
+    assert_eq!(commits.len(), 6);
+    let times: Vec<circle_calendar::Time> = commits
+        .iter()
+        .map(|commit| {
+            commit
+                .commit
+                .committed_at
+                .and_then(circle_calendar::from_timestamp)
+                .ok_or_else(|| anyhow::anyhow!("commit without a time"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    assert!(
+        times.windows(2).all(|pair| pair[0] <= pair[1]),
+        "commit times go backwards: {times:?}"
+    );
+    assert!(
+        times[0] >= ahead.now() - chrono::Duration::milliseconds(6),
+        "the first commit is stamped by its replica's clock: {times:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_commit_larger_than_the_servers_maximum_payload_is_refused_and_nothing_is_stored()
+-> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let store = open(&env).await?;
+    let repository = Repository::<Counter>::new(store.clone(), clock());
+    let key = key("too-large");
+    let limit = env.nats.server_info().max_payload;
+    assert!(limit > 0, "the server announced its maximum payload");
+    let oversized = vec![NewEvent {
+        event_type: "test.Counted".into(),
+        schema_version: 1,
+        payload: vec![7; limit],
+    }];
+    for _ in 0..2 {
+        let refused = repository
+            .execute(&key, &meta("big"), |_, _| {
+                Ok::<_, std::convert::Infallible>(oversized.clone())
+            })
+            .await;
+        assert!(
+            matches!(
+                refused,
+                Err(circle_eventstore::ExecuteError::Store(StoreError::TooLarge { size, limit: refused_limit }))
+                    if size > limit && refused_limit == limit
+            ),
+            "a commit over the limit is refused as too large, every time: {refused:?}"
+        );
+    }
+    assert_eq!(store.version(&key).await?, 0, "nothing stored");
+    // Just under the limit, with the envelope and headers counted, is stored.
+    let fits = vec![NewEvent {
+        event_type: "test.Counted".into(),
+        schema_version: 1,
+        payload: vec![7; limit - 2_048],
+    }];
+    let raw = store
+        .append(&key, 0, &meta("raw-big"), oversized.clone())
+        .await;
+    assert!(matches!(raw, Err(StoreError::TooLarge { .. })), "{raw:?}");
+    let stored = store.append(&key, 0, &meta("fits"), fits).await?;
+    assert!(matches!(stored, AppendOutcome::Stored { .. }));
     Ok(())
 }

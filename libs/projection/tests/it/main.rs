@@ -125,7 +125,6 @@ impl Fixture {
             request_id: uuid_like(id, version),
             actor_role: "service".into(),
             actor_id: "test".into(),
-            at: None,
         };
         let event = NewEvent {
             event_type: "test.Value".into(),

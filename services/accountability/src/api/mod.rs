@@ -262,6 +262,13 @@ fn command_error(error: ExecuteError<CommandError>) -> ApiError {
             "CONCURRENT_MODIFICATION",
             "the record is busy; retry with the same request_id",
         ),
+        ExecuteError::Store(StoreError::TooLarge { size, limit }) => ApiError::new(
+            Code::InvalidArgument,
+            "COMMIT_TOO_LARGE",
+            format!(
+                "the change is {size} bytes, over the limit of {limit} bytes; send less at once"
+            ),
+        ),
         ExecuteError::Store(error) => {
             tracing::error!(%error, "event log error");
             ApiError::internal()

@@ -18,6 +18,10 @@ use crate::domain::{
 
 pub const MAX_CAPACITY: u32 = 50;
 pub const MAX_FACILITATORS: usize = 10;
+/// A schedule's dates with no session (documented on `Schedule.exception_dates`).
+pub const MAX_EXCEPTION_DATES: usize = 500;
+/// Weekdays in a list of weekdays: each at most once.
+pub const MAX_WEEKDAYS: usize = 7;
 
 pub fn clinic_name(network: &str, clinic: &str) -> String {
     format!("networks/{network}/clinics/{clinic}")
@@ -196,9 +200,16 @@ pub fn schedule(
     if schedule.days.is_empty() {
         violations.add(format!("{field}.days"), "must name at least one weekday");
     }
-    for day in &schedule.days {
-        if let Some(day) = violations.check(&format!("{field}.days"), iso_weekday(*day)) {
-            days.insert(day);
+    if schedule.days.len() > MAX_WEEKDAYS {
+        violations.add(
+            format!("{field}.days"),
+            format!("at most {MAX_WEEKDAYS} weekdays"),
+        );
+    } else {
+        for day in &schedule.days {
+            if let Some(day) = violations.check(&format!("{field}.days"), iso_weekday(*day)) {
+                days.insert(day);
+            }
         }
     }
     let start_minute = violations.check(
@@ -226,6 +237,13 @@ pub fn schedule(
             .map(Some)
     };
     let mut exception_dates = BTreeSet::new();
+    if schedule.exception_dates.len() > MAX_EXCEPTION_DATES {
+        violations.add(
+            format!("{field}.exception_dates"),
+            format!("at most {MAX_EXCEPTION_DATES} dates"),
+        );
+        return None;
+    }
     for exception in &schedule.exception_dates {
         if let Some(exception) = violations.check(
             &format!("{field}.exception_dates"),

@@ -103,6 +103,13 @@ fn store_error(error: StoreError) -> ApiError {
             tracing::warn!(%reason, "event log unavailable");
             ApiError::unavailable("the event log")
         }
+        StoreError::TooLarge { size, limit } => ApiError::new(
+            Code::InvalidArgument,
+            "COMMIT_TOO_LARGE",
+            format!(
+                "the change is {size} bytes, over the limit of {limit} bytes; send less at once"
+            ),
+        ),
         StoreError::UnsafeStream { .. } | StoreError::Corrupt { .. } => {
             tracing::error!(%error, "event log error");
             ApiError::internal()

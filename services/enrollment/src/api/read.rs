@@ -551,9 +551,16 @@ impl EnrollmentApi {
         if !request.level_of_care.is_empty() {
             violations.check("level_of_care", convert::slug(&request.level_of_care));
         }
+        if request.weekdays.len() > convert::MAX_WEEKDAYS {
+            violations.add(
+                "weekdays",
+                format!("at most {} weekdays", convert::MAX_WEEKDAYS),
+            );
+        }
         let weekdays: Vec<i32> = request
             .weekdays
             .iter()
+            .take(convert::MAX_WEEKDAYS)
             .filter_map(|day| {
                 violations
                     .check("weekdays", convert::iso_weekday(*day))

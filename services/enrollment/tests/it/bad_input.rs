@@ -224,3 +224,55 @@ async fn the_caller_must_belong_to_the_network_and_hold_a_staff_role() -> anyhow
     assert_eq!(service.stream_last_sequence().await?, before);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_group_with_too_many_exception_dates_is_refused_for_good_and_appends_nothing()
+-> anyhow::Result<()> {
+    let mut service = Service::start().await?;
+    let clinic = service.clinic("north").await?;
+    let before = service.stream_last_sequence().await?;
+    // 100,000 dates: a commit larger than the NATS server's maximum payload.
+    let exception_dates: Vec<String> = (0..100_000)
+        .map(|day| {
+            (chrono::NaiveDate::from_ymd_opt(2027, 1, 1).unwrap_or_default()
+                + chrono::Duration::days(day))
+            .to_string()
+        })
+        .collect();
+    let request = || {
+        admin(pb::CreateGroupRequest {
+            parent: clinic.clone(),
+            group_id: "huge".into(),
+            group: Some(pb::Group {
+                schedule: Some(pb::Schedule {
+                    days: vec![pb::Weekday::Tuesday as i32],
+                    start_time: "18:00".into(),
+                    duration_minutes: 90,
+                    start_date: "2027-01-01".into(),
+                    exception_dates: exception_dates.clone(),
+                    ..Default::default()
+                }),
+                ..group_body(12)
+            }),
+            request_id: "huge-1".into(),
+        })
+    };
+    for attempt in 0..2 {
+        let Err(refused) = service.client.create_group(request()).await else {
+            anyhow::bail!("attempt {attempt}: 100,000 exception dates were accepted");
+        };
+        assert_eq!(
+            refused.code(),
+            Code::InvalidArgument,
+            "attempt {attempt}: a request that can never succeed is not to be retried: {refused:?}"
+        );
+        let (_, fields) = reason_and_fields(&refused);
+        assert_eq!(fields, vec!["group.schedule.exception_dates"]);
+    }
+    assert_eq!(
+        service.stream_last_sequence().await?,
+        before,
+        "nothing appended"
+    );
+    Ok(())
+}

@@ -681,3 +681,70 @@ async fn a_closed_group_takes_newcomers_after_its_first_session_only_by_facilita
     )));
     Ok(())
 }
+
+#[tokio::test]
+async fn membership_times_in_command_answers_read_the_same_as_later_reads() -> anyhow::Result<()> {
+    let mut service = Service::start().await?;
+    let clinic = service.clinic("north").await?;
+    let group = service.group(&clinic, "g", 1).await?;
+    let first = service.participant(&clinic, "first").await?;
+    let second = service.participant(&clinic, "second").await?;
+    // A clock with sub-microsecond digits, as a real one has.
+    service
+        .clock
+        .advance(chrono::Duration::nanoseconds(123_456_789));
+    let enrolled = service.enroll(&group, &first).await?;
+    let waitlisted = service.enroll(&group, &second).await?;
+    service
+        .clock
+        .advance(chrono::Duration::nanoseconds(987_654_321));
+    let discharged = service
+        .discharge(&membership_of(&group, &first), pb::EndReason::Completed)
+        .await?;
+    let answers = [
+        (&first, enrolled.membership, enrolled.consistency_token),
+        (&second, waitlisted.membership, waitlisted.consistency_token),
+        (
+            &first,
+            discharged.membership.clone(),
+            discharged.consistency_token.clone(),
+        ),
+    ];
+    for (participant, answer, token) in answers {
+        let answer = answer.unwrap_or_default();
+        let read = service
+            .membership(&membership_of(&group, participant), &token)
+            .await?;
+        if read.state == answer.state {
+            assert_eq!(answer.since, read.since, "since of {}", answer.name);
+        }
+        assert!(
+            answer.since.is_some_and(|since| since.nanos % 1_000 == 0),
+            "{:?} is to the microsecond",
+            answer.since
+        );
+    }
+    // The second member was offered the freed seat in the discharge's commit; the
+    // offer's expiry reads the same in the log's answer and in the read model.
+    let offered = service
+        .wait_for_state(&membership_of(&group, &second), State::Offered)
+        .await?;
+    let offer_expiry = offered.offer_expire_time.unwrap_or_default();
+    assert_eq!(offer_expiry.nanos % 1_000, 0, "{offer_expiry:?}");
+    let read = service
+        .membership(
+            &membership_of(&group, &first),
+            &discharged.consistency_token,
+        )
+        .await?;
+    let discharged = discharged.membership.unwrap_or_default();
+    assert!(
+        read.history
+            .iter()
+            .any(|entry| entry.time == discharged.since),
+        "the discharge's time {:?} is in the history: {:?}",
+        discharged.since,
+        read.history
+    );
+    Ok(())
+}

@@ -673,6 +673,16 @@ fn note_view(session_name: &str, session: &Session, key: &NoteKey) -> pb::Note {
         name: note_name(session_name, &crate::read_model::note_key_text(key)),
         text: note.text,
         signed: note.signed,
-        ..Default::default()
+        signed_by: note.signed_by,
+        sign_time: note.signed_at.map(codec::timestamp),
+        amendments: note
+            .amendments
+            .into_iter()
+            .map(|amendment| pb::Amendment {
+                text: amendment.text,
+                staff_id: amendment.staff_id,
+                time: Some(codec::timestamp(amendment.at)),
+            })
+            .collect(),
     }
 }

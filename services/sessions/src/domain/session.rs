@@ -51,6 +51,18 @@ pub enum NoteKey {
 pub struct Note {
     pub text: String,
     pub signed: bool,
+    /// Who signed it and when (the signing commit's time); empty until signed.
+    pub signed_by: String,
+    pub signed_at: Option<Time>,
+    /// Changes after signing, oldest first; the signed text itself never changes.
+    pub amendments: Vec<Amendment>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Amendment {
+    pub text: String,
+    pub staff_id: String,
+    pub at: Time,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,7 +166,7 @@ pub fn decide(state: &Session, command: SessionCommand) -> Result<Vec<Event>, Do
         return Ok(vec![Event::SessionScheduled {
             group_id,
             clinic_id,
-            starts_at,
+            starts_at: circle_calendar::whole_microseconds(starts_at),
             duration_minutes,
             origin,
         }]);
@@ -174,7 +186,7 @@ pub fn decide(state: &Session, command: SessionCommand) -> Result<Vec<Event>, Do
                 _ => return Err(DomainError::SessionAlreadyStarted),
             }
             vec![Event::SessionRescheduled {
-                starts_at,
+                starts_at: circle_calendar::whole_microseconds(starts_at),
                 duration_minutes: duration_minutes.unwrap_or(details.duration_minutes),
             }]
         }
@@ -317,7 +329,8 @@ pub fn decide(state: &Session, command: SessionCommand) -> Result<Vec<Event>, Do
     Ok(events)
 }
 
-pub fn evolve(mut state: Session, event: &Event) -> Session {
+/// Applies one event recorded at `at` (its commit's time).
+pub fn evolve(mut state: Session, event: &Event, at: Time) -> Session {
     match event {
         Event::SessionScheduled {
             group_id,
@@ -372,14 +385,28 @@ pub fn evolve(mut state: Session, event: &Event) -> Session {
                 .or_default()
                 .text = text.clone();
         }
-        Event::NoteSigned { note, .. } => {
+        Event::NoteSigned { note, staff_id } => {
             if let Some(existing) = state.notes.get_mut(note) {
                 existing.signed = true;
+                existing.signed_by = staff_id.clone();
+                existing.signed_at = Some(at);
             }
         }
-        // An amendment is kept beside the signed note (read model); the note and its
-        // lock are unchanged.
-        Event::NoteAmended { .. } => {}
+        // An amendment is kept beside the signed note; the note and its lock are
+        // unchanged.
+        Event::NoteAmended {
+            note,
+            text,
+            staff_id,
+        } => {
+            if let Some(existing) = state.notes.get_mut(note) {
+                existing.amendments.push(Amendment {
+                    text: text.clone(),
+                    staff_id: staff_id.clone(),
+                    at,
+                });
+            }
+        }
     }
     state
 }
@@ -405,7 +432,10 @@ mod tests {
     }
 
     fn when(events: &[Event], command: SessionCommand) -> Result<Vec<Event>, DomainError> {
-        decide(&events.iter().fold(Session::default(), evolve), command)
+        let state = events.iter().fold(Session::default(), |state, event| {
+            evolve(state, event, at("2026-11-24T01:00:00Z"))
+        });
+        decide(&state, command)
     }
 
     fn attendance(participant: &str, status: AttendanceStatus, minutes: u32) -> SessionCommand {
@@ -606,6 +636,59 @@ mod tests {
         assert_eq!(
             when(&started, member_note("p2", "Quiet today.")),
             Err(DomainError::MemberAbsent)
+        );
+    }
+
+    #[test]
+    fn a_note_remembers_who_signed_it_when_and_its_amendments() {
+        let events = [
+            (scheduled(), at("2026-11-24T00:00:00Z")),
+            (Event::SessionStarted, at("2026-11-24T00:30:00Z")),
+            (
+                Event::SharedNoteWritten {
+                    text: "Topic.".into(),
+                },
+                at("2026-11-24T02:00:00Z"),
+            ),
+            (
+                Event::NoteSigned {
+                    note: NoteKey::Shared,
+                    staff_id: "s1".into(),
+                },
+                at("2026-11-24T02:05:00Z"),
+            ),
+            (
+                Event::NoteAmended {
+                    note: NoteKey::Shared,
+                    text: "Late entry.".into(),
+                    staff_id: "s2".into(),
+                },
+                at("2026-11-25T09:00:00Z"),
+            ),
+        ];
+        let state = events
+            .iter()
+            .fold(Session::default(), |state, (event, time)| {
+                evolve(state, event, *time)
+            });
+        let note = state
+            .notes
+            .get(&NoteKey::Shared)
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(
+            note,
+            Note {
+                text: "Topic.".into(),
+                signed: true,
+                signed_by: "s1".into(),
+                signed_at: Some(at("2026-11-24T02:05:00Z")),
+                amendments: vec![Amendment {
+                    text: "Late entry.".into(),
+                    staff_id: "s2".into(),
+                    at: at("2026-11-25T09:00:00Z"),
+                }],
+            }
         );
     }
 
