@@ -174,6 +174,95 @@ pub fn authorize_self_or_staff(
     authorize(caller, roles::STAFF, clinics)
 }
 
+/// How far a permission reaches for one operation of a service's access table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Anywhere in the caller's network, whatever clinics a clinic-scoped role lists
+    /// (e.g. the network-wide open-seat search).
+    Network,
+    /// Clinic-scoped roles only in the clinics they hold; network-wide roles anywhere.
+    Clinics,
+    /// A participant on their own record; staff as in [`Scope::Clinics`].
+    OwnRecordOrClinics,
+    /// A participant who is an active member of the group the operation touches;
+    /// staff as in [`Scope::Clinics`].
+    OwnGroupsOrClinics,
+}
+
+/// One row of a service's access table: which roles may run an operation, and on
+/// which scope. Each service keeps its whole table in one place
+/// (`app::access::rule(Operation)`), so it can be read, documented and tested as a
+/// matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rule {
+    pub roles: &'static [Role],
+    pub scope: Scope,
+}
+
+/// What an operation touches, for the scope check: the clinics in its resource
+/// names, the participant whose record it is, and whether the caller is an active
+/// member of the group it touches (resolved by the application where it matters).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Target<'a> {
+    pub clinics: &'a [&'a str],
+    pub participant: Option<&'a str>,
+    pub caller_is_member: bool,
+}
+
+impl Rule {
+    pub const fn new(roles: &'static [Role], scope: Scope) -> Self {
+        Self { roles, scope }
+    }
+
+    /// Whether `role` appears in this rule at all (a participant's own-record or
+    /// own-group access also needs the role listed).
+    pub fn allows_role(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+
+    /// Checks the caller against this rule, before anything is looked up.
+    pub fn check(&self, caller: &Caller, target: &Target<'_>) -> Result<(), ApiError> {
+        if !self.allows_role(caller.role) {
+            return Err(ApiError::new(
+                Code::PermissionDenied,
+                "ROLE_NOT_ALLOWED",
+                format!("the {} role may not do this", caller.role.as_str()),
+            ));
+        }
+        if caller.role == Role::Participant {
+            return match self.scope {
+                Scope::Network => Ok(()),
+                Scope::OwnRecordOrClinics if target.participant == Some(&caller.actor_id) => Ok(()),
+                Scope::OwnGroupsOrClinics if target.caller_is_member => Ok(()),
+                Scope::OwnGroupsOrClinics => Err(ApiError::new(
+                    Code::PermissionDenied,
+                    "NOT_A_MEMBER",
+                    "participants see only the groups they are members of",
+                )),
+                Scope::Clinics | Scope::OwnRecordOrClinics => Err(ApiError::new(
+                    Code::PermissionDenied,
+                    "NOT_YOUR_RECORD",
+                    "participants may act only for themselves",
+                )),
+            };
+        }
+        if self.scope != Scope::Network
+            && is_clinic_scoped(caller.role)
+            && target
+                .clinics
+                .iter()
+                .any(|clinic| !caller.clinics.iter().any(|scoped| scoped == clinic))
+        {
+            return Err(ApiError::new(
+                Code::PermissionDenied,
+                "CLINIC_OUT_OF_SCOPE",
+                "the caller is not scoped to this clinic",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Parses `field` as a resource name and checks the caller's network owns it (the
 /// tenant comes from the caller, never from the request).
 pub fn owned(
@@ -401,6 +490,72 @@ pub fn next_page_token(offset: i64, size: i64, returned: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn caller(role: Role, actor: &str, clinics: &[&str]) -> Caller {
+        Caller {
+            network: "acme".into(),
+            role,
+            actor_id: actor.into(),
+            clinics: clinics.iter().map(|clinic| (*clinic).to_owned()).collect(),
+        }
+    }
+
+    fn reason(result: Result<(), ApiError>) -> &'static str {
+        result.err().map_or("OK", |error| error.reason)
+    }
+
+    #[test]
+    fn an_access_rule_checks_role_then_scope() {
+        const STAFF_OR_SELF: Rule = Rule::new(
+            &[Role::NetworkAdmin, Role::Facilitator, Role::Participant],
+            Scope::OwnRecordOrClinics,
+        );
+        let north = Target {
+            clinics: &["north"],
+            participant: Some("p1"),
+            caller_is_member: false,
+        };
+        let admin = caller(Role::NetworkAdmin, "a", &[]);
+        let facilitator = caller(Role::Facilitator, "f", &["north"]);
+        let elsewhere = caller(Role::Facilitator, "f", &["south"]);
+        let owner = caller(Role::Participant, "p1", &[]);
+        let other = caller(Role::Participant, "p2", &[]);
+        let intake = caller(Role::IntakeCoordinator, "i", &["north"]);
+        assert_eq!(reason(STAFF_OR_SELF.check(&admin, &north)), "OK");
+        assert_eq!(reason(STAFF_OR_SELF.check(&facilitator, &north)), "OK");
+        assert_eq!(
+            reason(STAFF_OR_SELF.check(&elsewhere, &north)),
+            "CLINIC_OUT_OF_SCOPE"
+        );
+        assert_eq!(reason(STAFF_OR_SELF.check(&owner, &north)), "OK");
+        assert_eq!(
+            reason(STAFF_OR_SELF.check(&other, &north)),
+            "NOT_YOUR_RECORD"
+        );
+        assert_eq!(
+            reason(STAFF_OR_SELF.check(&intake, &north)),
+            "ROLE_NOT_ALLOWED"
+        );
+
+        const NETWORK_WIDE: Rule = Rule::new(&[Role::Facilitator], Scope::Network);
+        assert_eq!(reason(NETWORK_WIDE.check(&elsewhere, &north)), "OK");
+
+        const MEMBERS: Rule = Rule::new(
+            &[Role::Facilitator, Role::Participant],
+            Scope::OwnGroupsOrClinics,
+        );
+        assert_eq!(reason(MEMBERS.check(&other, &north)), "NOT_A_MEMBER");
+        let member = Target {
+            caller_is_member: true,
+            ..north
+        };
+        assert_eq!(reason(MEMBERS.check(&other, &member)), "OK");
+        assert_eq!(
+            reason(MEMBERS.check(&elsewhere, &member)),
+            "CLINIC_OUT_OF_SCOPE",
+            "membership is a participant's way in, not staff's"
+        );
+    }
 
     #[test]
     fn parses_a_resource_name_network_first() {
