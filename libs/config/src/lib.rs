@@ -201,8 +201,10 @@ pub fn is_config_variable(name: &str) -> bool {
         .is_some_and(|key| key.contains("__"))
 }
 
-/// Refuses `CIRCLE_<SECTION>_<KEY>` (one underscore) for a known section, which
-/// would otherwise be ignored; every other name passes.
+/// Refuses `CIRCLE_<SECTION>_<KEY>` (one underscore) where `<KEY>` is a real key of
+/// that section, which would otherwise be ignored; every other name passes (other
+/// programs' variables, such as the `CIRCLE_SESSIONS_PORT` service links Kubernetes
+/// injects for a Service named `circle-sessions`, must not stop a service).
 pub fn check_variable_names<I, S>(names: I) -> Result<(), ConfigError>
 where
     I: IntoIterator<Item = S>,
@@ -221,7 +223,7 @@ where
                 .get(..section.len())
                 .filter(|head| head.eq_ignore_ascii_case(section))
                 .and_then(|_| rest[section.len()..].strip_prefix('_'))
-                .filter(|key| !key.is_empty())
+                .filter(|key| is_key_of(section, key))
             else {
                 continue;
             };
@@ -232,6 +234,17 @@ where
         }
     }
     Ok(())
+}
+
+/// Whether `key` (any case) is a key of `section` of [`Config`], optional ones included.
+fn is_key_of(section: &str, key: &str) -> bool {
+    let mut every_key_set = Config::default();
+    every_key_set.telemetry.otlp_endpoint = Some(String::new());
+    Figment::from(Serialized::defaults(every_key_set))
+        .find_value(section)
+        .ok()
+        .and_then(|value| value.into_dict())
+        .is_some_and(|keys| keys.contains_key(&key.to_ascii_lowercase()))
 }
 
 impl Config {
@@ -416,6 +429,30 @@ mod tests {
         let error = check_variable_names(["CIRCLE_Sessions_HORIZON_DAYS"]).expect_err("any case");
         assert!(
             error.to_string().contains("CIRCLE_Sessions__HORIZON_DAYS"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn kubernetes_service_links_do_not_stop_a_service() {
+        // Kubernetes injects these for Services named circle-sessions, circle-nats, …
+        assert!(
+            check_variable_names([
+                "CIRCLE_SESSIONS_PORT",
+                "CIRCLE_SESSIONS_SERVICE_HOST",
+                "CIRCLE_ENROLLMENT_PORT_50051_TCP",
+                "CIRCLE_ENROLLMENT_PORT_50051_TCP_ADDR",
+                "CIRCLE_NATS_SERVICE_PORT",
+                "CIRCLE_DATABASE_PORT",
+            ])
+            .is_ok()
+        );
+        // A real key of the section with one underscore is still refused, an optional
+        // one too.
+        let error = check_variable_names(["CIRCLE_TELEMETRY_OTLP_ENDPOINT"])
+            .expect_err("one underscore before a real key");
+        assert!(
+            error.to_string().contains("CIRCLE_TELEMETRY__OTLP_ENDPOINT"),
             "{error}"
         );
     }
