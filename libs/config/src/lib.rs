@@ -452,7 +452,9 @@ mod tests {
         let error = check_variable_names(["CIRCLE_TELEMETRY_OTLP_ENDPOINT"])
             .expect_err("one underscore before a real key");
         assert!(
-            error.to_string().contains("CIRCLE_TELEMETRY__OTLP_ENDPOINT"),
+            error
+                .to_string()
+                .contains("CIRCLE_TELEMETRY__OTLP_ENDPOINT"),
             "{error}"
         );
     }

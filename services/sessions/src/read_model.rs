@@ -146,12 +146,10 @@ impl Projection for ReadModel {
                 } => {
                     // A move made by a client (staff, or any client whatever role it
                     // claims) is theirs: the materialiser leaves it alone. Only the
-                    // in-process materialiser records the process-manager role.
-                    let by_staff = commit
-                        .commit
-                        .actor
-                        .as_ref()
-                        .is_none_or(|actor| actor.role != Role::ProcessManager.as_str());
+                    // in-process materialiser records the process-manager role; its
+                    // commits from before that role existed are known by their `pm:`
+                    // request ids, which no client can send.
+                    let by_staff = !by_process_manager(&commit.commit);
                     sqlx::query(
                         "UPDATE sessions SET starts_at = $3, duration_minutes = $4, version = $5,
                             moved_by_staff = moved_by_staff OR $6
@@ -312,5 +310,49 @@ impl ReadModel {
             .execute(&mut *connection)
             .await?;
         Ok(())
+    }
+}
+
+/// Whether a process manager made this commit: the in-process caller's role, or a
+/// `pm:` request id (clients' request ids cannot take that form), which also marks the
+/// commits process managers wrote before the role existed.
+fn by_process_manager(commit: &circle_eventstore::wire::Commit) -> bool {
+    commit.request_id.starts_with("pm:")
+        || commit
+            .actor
+            .as_ref()
+            .is_some_and(|actor| actor.role == Role::ProcessManager.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use circle_eventstore::wire;
+
+    fn commit(request_id: &str, role: &str) -> wire::Commit {
+        wire::Commit {
+            request_id: request_id.into(),
+            actor: Some(wire::Actor {
+                role: role.into(),
+                id: "sessions-materializer".into(),
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_materialisers_moves_are_known_old_and_new_and_clients_never_pass_for_it() {
+        assert!(by_process_manager(&commit(
+            "pm:reschedule-s-from-7",
+            "process-manager"
+        )));
+        // Written before the process-manager role existed: role `service`, a `pm:` id.
+        assert!(by_process_manager(&commit(
+            "pm:reschedule-s-1796171400-90",
+            "service"
+        )));
+        // A client claiming the service role (and the materialiser's name) moved it.
+        assert!(!by_process_manager(&commit("5b2f0c1e-7a4d", "service")));
+        assert!(!by_process_manager(&commit("5b2f0c1e-7a4d", "facilitator")));
     }
 }
