@@ -26,6 +26,19 @@ pub trait Projection: Send + Sync + 'static {
         connection: &mut PgConnection,
         commit: &StoredCommit,
     ) -> impl Future<Output = Result<(), ApplyError>> + Send;
+    /// The shape of the tables: bump it when `tables` or `apply` change what the tables
+    /// hold. A runner that finds an older shape rebuilds the projection before it starts
+    /// (a new table of an old projection would otherwise stay empty of the past).
+    fn shape_version(&self) -> u32 {
+        1
+    }
+    /// For a process manager that keeps nothing but its checkpoint and was moved to a
+    /// schema of its own: the schema its checkpoint was kept in before. Its first start
+    /// in the new schema resumes from there instead of replaying the stream from the
+    /// start (a replay would issue its commands again under the new code's ids).
+    fn checkpoint_formerly_in(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -200,12 +213,14 @@ async fn read_checkpoint(pool: &PgPool, schema: &str, name: &str) -> Result<u64,
     Ok(value.unwrap_or(0).max(0) as u64)
 }
 
-const RUNTIME_TABLES: [&str; 2] = [
+const RUNTIME_TABLES: [&str; 3] = [
     "CREATE TABLE IF NOT EXISTS projection_checkpoint (
         projection text PRIMARY KEY,
         last_sequence bigint NOT NULL,
         updated_at timestamptz NOT NULL DEFAULT now()
     )",
+    // Rows written before shapes were versioned are shape 1.
+    "ALTER TABLE projection_checkpoint ADD COLUMN IF NOT EXISTS shape_version integer NOT NULL DEFAULT 1",
     "CREATE TABLE IF NOT EXISTS dead_letters (
         projection text NOT NULL,
         sequence bigint NOT NULL,
@@ -253,13 +268,107 @@ async fn prepare_schema<P: Projection>(
         });
     }
     sqlx::query(
-        "INSERT INTO projection_checkpoint (projection, last_sequence) VALUES ($1, 0)
+        "INSERT INTO projection_checkpoint (projection, last_sequence, shape_version)
+         VALUES ($1, 0, $2)
          ON CONFLICT (projection) DO NOTHING",
     )
     .bind(projection.name())
+    .bind(i32::try_from(projection.shape_version()).unwrap_or(i32::MAX))
     .execute(&mut *transaction)
     .await?;
     Ok(transaction.commit().await?)
+}
+
+/// A stateless process manager's first start in a schema of its own resumes from the
+/// checkpoint it kept in its former schema (see [`Projection::checkpoint_formerly_in`]).
+/// Only a checkpoint that has never moved is replaced, so this runs once.
+async fn adopt_former_checkpoint<P: Projection>(
+    pool: &PgPool,
+    schema: &str,
+    projection: &P,
+) -> Result<(), ApplyError> {
+    let Some(former) = projection.checkpoint_formerly_in() else {
+        return Ok(());
+    };
+    let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
+        .bind(format!("{former}.projection_checkpoint"))
+        .fetch_one(pool)
+        .await?;
+    if exists.is_none() {
+        return Ok(());
+    }
+    let adopted = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE {schema}.projection_checkpoint AS live SET last_sequence = former.last_sequence
+         FROM {former}.projection_checkpoint AS former
+         WHERE live.projection = $1 AND former.projection = $1 AND live.last_sequence = 0"
+    )))
+    .bind(projection.name())
+    .execute(pool)
+    .await?;
+    if adopted.rows_affected() > 0 {
+        tracing::info!(
+            projection = projection.name(),
+            former,
+            schema,
+            "resumed from the checkpoint of the former schema"
+        );
+    }
+    Ok(())
+}
+
+/// Rebuilds the projection when its tables are of an older shape than the code's (see
+/// [`Projection::shape_version`]); one replica at a time, under an advisory lock.
+async fn upgrade_shape<P: Projection>(
+    pool: &PgPool,
+    schema: &str,
+    projection: &P,
+    stream: &jetstream::stream::Stream,
+    settings: &ProjectionSettings,
+) -> Result<(), ApplyError> {
+    let wanted = i32::try_from(projection.shape_version()).unwrap_or(i32::MAX);
+    let mut guard = pool.acquire().await?;
+    let lock_key = format!("circle.projection.shape.{schema}");
+    sqlx::query("SELECT pg_advisory_lock(hashtext($1))")
+        .bind(&lock_key)
+        .execute(&mut *guard)
+        .await?;
+    let upgraded: Result<(), ApplyError> = async {
+        let (stored, last_sequence): (i32, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT shape_version, last_sequence FROM {schema}.projection_checkpoint WHERE projection = $1"
+        )))
+        .bind(projection.name())
+        .fetch_one(pool)
+        .await?;
+        if stored >= wanted {
+            return Ok(());
+        }
+        if last_sequence > 0 {
+            let report = rebuild(projection, pool, schema, stream, settings).await?;
+            tracing::info!(
+                projection = projection.name(),
+                from = stored,
+                to = wanted,
+                applied_through = report.applied_through,
+                "rebuilt for a new shape of its tables"
+            );
+        }
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE {schema}.projection_checkpoint SET shape_version = $2 WHERE projection = $1"
+        )))
+        .bind(projection.name())
+        .bind(wanted)
+        .execute(pool)
+        .await?;
+        Ok(())
+    }
+    .await;
+    let unlocked = sqlx::query("SELECT pg_advisory_unlock(hashtext($1))")
+        .bind(&lock_key)
+        .execute(&mut *guard)
+        .await;
+    upgraded?;
+    unlocked?;
+    Ok(())
 }
 
 async fn set_search_path(connection: &mut PgConnection, schema: &str) -> Result<(), sqlx::Error> {
@@ -465,6 +574,8 @@ impl<P: Projection> ProjectionRunner<P> {
         settings: ProjectionSettings,
     ) -> Result<Self, ApplyError> {
         prepare_schema(&pool, schema, projection.as_ref()).await?;
+        adopt_former_checkpoint(&pool, schema, projection.as_ref()).await?;
+        upgrade_shape(&pool, schema, projection.as_ref(), &stream, &settings).await?;
         let start = read_checkpoint(&pool, schema, projection.name()).await?;
         let (position, _) = watch::channel(start);
         Ok(Self {

@@ -94,6 +94,13 @@ impl Projection for FromSessions {
         &[]
     }
 
+    /// Its checkpoint was kept in the schema it shared with the other process
+    /// manager until each got its own: resume from there (a replay would submit every
+    /// past session check-in again under the new ids).
+    fn checkpoint_formerly_in(&self) -> Option<&'static str> {
+        Some("accountability_process")
+    }
+
     async fn apply(
         &self,
         connection: &mut PgConnection,
@@ -190,6 +197,13 @@ impl Projection for PartnershipGuard {
 
     fn tables(&self) -> &'static [&'static str] {
         &[]
+    }
+
+    /// Its checkpoint was kept in the schema it shared with the other process
+    /// manager until each got its own: resume from there (a replay would end today's
+    /// partnerships for departures and consent changes of long ago).
+    fn checkpoint_formerly_in(&self) -> Option<&'static str> {
+        Some("accountability_process")
     }
 
     async fn apply(

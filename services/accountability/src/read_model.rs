@@ -167,6 +167,12 @@ impl Projection for ReadModel {
         ]
     }
 
+    /// 2: `goal_history` (the timeline's goal items) was added; older read models
+    /// are rebuilt so it holds the past too.
+    fn shape_version(&self) -> u32 {
+        2
+    }
+
     async fn apply(
         &self,
         connection: &mut PgConnection,

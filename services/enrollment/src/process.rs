@@ -197,6 +197,12 @@ impl Projection for Transfers {
         &[]
     }
 
+    /// Its checkpoint was kept in the schema it shared with the offer timers until
+    /// each got its own: resume from there instead of replaying every transfer.
+    fn checkpoint_formerly_in(&self) -> Option<&'static str> {
+        Some("enrollment_process")
+    }
+
     async fn apply(
         &self,
         _connection: &mut PgConnection,

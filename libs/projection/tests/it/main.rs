@@ -523,3 +523,171 @@ async fn waiting_for_a_version_beyond_the_stream_is_refused_at_once() -> anyhow:
     );
     Ok(())
 }
+
+/// Tally with one more table, `values_seen` (one row per value applied): a new shape.
+struct TallyWithValues;
+
+impl Projection for TallyWithValues {
+    fn name(&self) -> &str {
+        "tally"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &[
+            "CREATE TABLE IF NOT EXISTS totals (aggregate text PRIMARY KEY, total bigint NOT NULL, applied bigint NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS seen (sequence bigint PRIMARY KEY, aggregate text NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS values_seen (sequence bigint PRIMARY KEY, value bigint NOT NULL)",
+        ]
+    }
+
+    fn shape_version(&self) -> u32 {
+        2
+    }
+
+    async fn apply(
+        &self,
+        connection: &mut PgConnection,
+        commit: &StoredCommit,
+    ) -> Result<(), ApplyError> {
+        Tally.apply(connection, commit).await?;
+        for event in &commit.commit.events {
+            let value = prost_types_lite::decode(&event.payload)
+                .map_err(|error| ApplyError::Poison(error.to_string()))?;
+            sqlx::query("INSERT INTO values_seen (sequence, value) VALUES ($1, $2)")
+                .bind(commit.sequence as i64)
+                .bind(value)
+                .execute(&mut *connection)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_new_shape_of_the_tables_is_filled_from_the_whole_log_before_the_runner_starts()
+-> anyhow::Result<()> {
+    let fixture = Fixture::new().await?;
+    fixture.append("a", 1).await?;
+    let last = fixture.append("a", 2).await?;
+    let runner = fixture.runner().await?;
+    let handle = runner.handle();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(runner.run(async {
+        let _ = stopped.await;
+    }));
+    handle.wait_for(last, Duration::from_secs(15)).await?;
+    let _ = stop.send(());
+    task.await??;
+
+    // The next version of the code adds a table: it holds the past, not only what
+    // comes after the upgrade, and nothing is applied twice.
+    let upgraded = ProjectionRunner::new(
+        Arc::new(TallyWithValues),
+        fixture.env.pool.clone(),
+        SCHEMA,
+        fixture.stream.clone(),
+        fixture.settings.clone(),
+    )
+    .await?;
+    let values: Vec<(i64,)> =
+        sqlx::query_as("SELECT value FROM tally.values_seen ORDER BY sequence")
+            .fetch_all(&fixture.env.pool)
+            .await?;
+    assert_eq!(values, vec![(1,), (2,)]);
+    assert_eq!(fixture.totals().await?, vec![("a".to_owned(), 3, 2)]);
+    let (shape, checkpoint): (i32, i64) = sqlx::query_as(
+        "SELECT shape_version, last_sequence FROM tally.projection_checkpoint WHERE projection = 'tally'",
+    )
+    .fetch_one(&fixture.env.pool)
+    .await?;
+    assert_eq!((shape, checkpoint), (2, last as i64));
+    drop(upgraded);
+
+    // Starting again at the same shape rebuilds nothing.
+    sqlx::query("INSERT INTO tally.values_seen (sequence, value) VALUES (0, 0)")
+        .execute(&fixture.env.pool)
+        .await?;
+    ProjectionRunner::new(
+        Arc::new(TallyWithValues),
+        fixture.env.pool.clone(),
+        SCHEMA,
+        fixture.stream.clone(),
+        fixture.settings.clone(),
+    )
+    .await?;
+    let marker: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM tally.values_seen WHERE sequence = 0")
+            .fetch_one(&fixture.env.pool)
+            .await?;
+    assert_eq!(marker, 1, "no second rebuild at the same shape");
+    Ok(())
+}
+
+/// A stateless process manager that moved to a schema of its own.
+struct MovedStep;
+
+impl Projection for MovedStep {
+    fn name(&self) -> &str {
+        "moved-step"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    fn checkpoint_formerly_in(&self) -> Option<&'static str> {
+        Some("shared_steps")
+    }
+
+    async fn apply(
+        &self,
+        _connection: &mut PgConnection,
+        _commit: &StoredCommit,
+    ) -> Result<(), ApplyError> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_process_manager_moved_to_its_own_schema_resumes_where_it_was() -> anyhow::Result<()> {
+    let fixture = Fixture::new().await?;
+    for value in 1..=3 {
+        fixture.append("a", value).await?;
+    }
+    // The former layout: two process managers' checkpoints in one schema.
+    for statement in [
+        "CREATE SCHEMA shared_steps",
+        "CREATE TABLE shared_steps.projection_checkpoint (projection text PRIMARY KEY, last_sequence bigint NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())",
+        "INSERT INTO shared_steps.projection_checkpoint (projection, last_sequence) VALUES ('moved-step', 2), ('sibling', 3)",
+    ] {
+        sqlx::query(statement).execute(&fixture.env.pool).await?;
+    }
+    let runner = ProjectionRunner::new(
+        Arc::new(MovedStep),
+        fixture.env.pool.clone(),
+        "moved_step",
+        fixture.stream.clone(),
+        fixture.settings.clone(),
+    )
+    .await?;
+    assert_eq!(
+        runner.handle().position(),
+        2,
+        "resumes after what it had done, not from the start of the log"
+    );
+    drop(runner);
+    // Once it has its own checkpoint, the former one no longer matters.
+    sqlx::query("UPDATE moved_step.projection_checkpoint SET last_sequence = 3")
+        .execute(&fixture.env.pool)
+        .await?;
+    let again = ProjectionRunner::new(
+        Arc::new(MovedStep),
+        fixture.env.pool.clone(),
+        "moved_step",
+        fixture.stream.clone(),
+        fixture.settings.clone(),
+    )
+    .await?;
+    assert_eq!(again.handle().position(), 3);
+    Ok(())
+}
