@@ -16,6 +16,10 @@ else
   run_tests() { cargo test --no-fail-fast "$@"; }
 fi
 
+# The end-to-end tests start the binaries as a user would; build them once here so
+# those tests find them current instead of building them while other tests run.
+say "building the binaries"
+cargo build --workspace --bins
 say "all tests against NATS at 127.0.0.1:4222"
 CIRCLE_TEST_NATS_URL=nats://127.0.0.1:4222 run_tests --workspace
 say "all tests again on the current NATS server (127.0.0.1:4333)"

@@ -100,7 +100,8 @@ pub fn evolve(state: &mut ClinicSettings, event: &Event) {
     } = *event
     {
         // Recorded events were checked when decided; an out-of-range one from an
-        // older writer is kept as "no quiet hours" rather than failing the load.
+        // older writer reads as "not set" (the service's default applies) rather
+        // than failing the load.
         state.quiet_hours = QuietHours::new(start_minute, end_minute).ok();
     }
 }
