@@ -1,5 +1,6 @@
-//! The application layer of the accountability service: what the gRPC edge and the
-//! process managers call. `access` is the service's one access table; `queries`
+//! The application layer of the accountability service, which the gRPC edge calls
+//! (and the process managers, once the command side moves here). `access` is the
+//! service's one access table; `queries`
 //! answers every query (board, timeline, at-risk list, the group feed) from the read
 //! models, filtered through `domain::visibility` for the viewer asking. Inputs are
 //! typed names (`circle_names`) and checked values, answers plain structs, errors
