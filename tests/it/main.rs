@@ -1,6 +1,7 @@
 //! End-to-end tests: the services started together in one process, as `circle dev`
 //! runs them, against real NATS and PostgreSQL, driven over gRPC.
 
+mod access;
 mod accountability;
 mod answer_names;
 mod binaries;

@@ -7,6 +7,7 @@
 //! projects it into schema `accountability`.
 
 pub mod api;
+pub mod app;
 pub mod codec;
 pub mod commands;
 pub mod domain;
@@ -58,7 +59,7 @@ pub async fn start_with_clock(
     let settings = base.settings;
     let own_stream = base.own_stream;
     let pool = base.pool;
-    let commands = Arc::new(commands::Commands::new(base.store, clock));
+    let commands = Arc::new(commands::Commands::new(base.store, clock.clone()));
     let roster_runner = ProjectionRunner::new(
         Arc::new(roster::Roster),
         pool.clone(),
@@ -96,13 +97,14 @@ pub async fn start_with_clock(
     )
     .await?;
     let shutdown = Shutdown::new(shutdown);
-    let api = api::AccountabilityApi::new(
-        commands.clone(),
+    let queries = app::Queries::new(
         pool.clone(),
         read_model.handle(),
         Duration::from_millis(config.projection.read_your_writes_timeout_ms),
+        clock,
         shutdown.clone(),
     );
+    let api = api::AccountabilityApi::new(commands.clone(), pool.clone(), queries);
     let host = Host::bind(
         config.accountability.listen,
         "circle.accountability.v1.AccountabilityService",

@@ -1,24 +1,26 @@
-//! The gRPC edge of the accountability service. `write` runs commands, `read` answers
-//! queries and streams the group feed. What a viewer may see is decided by
-//! `domain::visibility`, with the viewer's relation resolved here.
+//! The gRPC edge of the accountability service: it translates protobuf to the
+//! application's types and back and maps errors to gRPC, nothing else. `write` runs
+//! commands, `read` answers queries and streams the group feed through
+//! `app::Queries`, which authorizes them against `app::access` and reads the read
+//! models.
 
 mod read;
 mod write;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use circle_eventstore::{ExecuteError, StoreError};
 use circle_grpc::caller;
-use circle_grpc::host::Shutdown;
-use circle_grpc::{ApiError, Caller, Role};
-use circle_projection::ProjectionHandle;
+use circle_grpc::{ApiError, Caller};
 use circle_proto::accountability::v1 as pb;
 use circle_service::commit_meta as meta;
 use pb::accountability_service_server::AccountabilityService;
 use sqlx::PgPool;
 use tonic::{Code, Request, Response, Status};
 
+use crate::app::Queries;
+use crate::app::database_error;
+use crate::app::queries::participant_name;
 use crate::commands::{CommandError, Commands};
 use crate::domain::DomainError;
 use crate::domain::visibility::{Consent, Viewer};
@@ -31,192 +33,56 @@ pub const CHECK_IN: &[&str] = &["networks", "participants", "check-ins"];
 pub const GROUP: &[&str] = &["networks", "clinics", "groups"];
 pub const CLINIC: &[&str] = &["networks", "clinics"];
 pub const PARTNERSHIP: &[&str] = &["networks", "partnerships"];
-pub const STAFF_MEMBER: &[&str] = &["networks", "staff"];
 
 #[derive(Clone)]
 pub struct AccountabilityApi {
     commands: Arc<Commands>,
+    /// The command side's one remaining read (`write.rs`), until it moves into `app/`.
     pool: PgPool,
-    read_model: ProjectionHandle,
-    read_your_writes_timeout: Duration,
-    /// Open feeds end when shutdown starts, so they never hold up the drain.
-    shutdown: Shutdown,
+    queries: Queries,
 }
 
 type ApiResult<T> = Result<T, ApiError>;
 
 impl AccountabilityApi {
-    pub fn new(
-        commands: Arc<Commands>,
-        pool: PgPool,
-        read_model: ProjectionHandle,
-        read_your_writes_timeout: Duration,
-        shutdown: Shutdown,
-    ) -> Self {
+    pub fn new(commands: Arc<Commands>, pool: PgPool, queries: Queries) -> Self {
         Self {
             commands,
             pool,
-            read_model,
-            read_your_writes_timeout,
-            shutdown,
+            queries,
         }
     }
 
-    async fn consistent_read(&self, token: &str) -> ApiResult<()> {
-        circle_service::consistent_read(&self.read_model, self.read_your_writes_timeout, token)
-            .await
-    }
+    // What the commands ask of the read models, answered by the application layer.
 
-    /// The clinic a group belongs to, as the roster knows it.
     async fn group_clinic(&self, network: &str, group_id: &str) -> ApiResult<Option<String>> {
-        sqlx::query_scalar("SELECT clinic_id FROM accountability_roster.groups WHERE network = $1 AND group_id = $2")
-            .bind(network)
-            .bind(group_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(database_error)
+        self.queries.group_clinic(network, group_id).await
     }
 
-    /// The clinics of the groups a participant is active in.
-    async fn clinics_of(&self, network: &str, participant_id: &str) -> ApiResult<Vec<String>> {
-        sqlx::query_scalar(
-            "SELECT DISTINCT g.clinic_id FROM accountability_roster.member_periods p
-             JOIN accountability_roster.groups g ON g.network = p.network AND g.group_id = p.group_id
-             WHERE p.network = $1 AND p.participant_id = $2 AND p.to_at IS NULL",
-        )
-        .bind(network)
-        .bind(participant_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(database_error)
-    }
-
-    /// Staff may reach a participant when their role does: clinic-scoped roles need a
-    /// clinic of one of the participant's groups.
-    async fn staff_reaches(
-        &self,
-        caller: &Caller,
-        network: &str,
-        participant_id: &str,
-    ) -> ApiResult<bool> {
-        if !circle_grpc::roles::STAFF.contains(&caller.role) {
-            return Ok(false);
-        }
-        if !circle_grpc::is_clinic_scoped(caller.role) {
-            return Ok(true);
-        }
-        let clinics = self.clinics_of(network, participant_id).await?;
-        Ok(clinics.iter().any(|clinic| caller.clinics.contains(clinic)))
-    }
-
-    /// The participant themselves (`Author`), or staff who reach them (`Staff`).
     async fn require_self_or_staff(
         &self,
         caller: &Caller,
         network: &str,
         participant_id: &str,
     ) -> ApiResult<Viewer> {
-        if caller.role == Role::Participant && caller.actor_id == participant_id {
-            return Ok(Viewer::Author);
-        }
-        if self.staff_reaches(caller, network, participant_id).await? {
-            return Ok(Viewer::Staff);
-        }
-        Err(ApiError::new(
-            Code::PermissionDenied,
-            "NOT_YOUR_RECORD",
-            "only the participant or their care team may do this",
-        ))
+        self.queries
+            .require_self_or_staff(caller, network, participant_id)
+            .await
     }
 
-    /// How a caller relates to an author, for the visibility rules.
-    async fn viewer(&self, caller: &Caller, network: &str, author_id: &str) -> ApiResult<Viewer> {
-        if caller.role == Role::Participant {
-            if caller.actor_id == author_id {
-                return Ok(Viewer::Author);
-            }
-            return self
-                .peer_relation(network, &caller.actor_id, author_id)
-                .await;
-        }
-        Ok(if self.staff_reaches(caller, network, author_id).await? {
-            Viewer::Staff
-        } else {
-            Viewer::Stranger
-        })
-    }
-
-    /// Peers share an active group; partners also an active partnership.
     async fn peer_relation(
         &self,
         network: &str,
         viewer_id: &str,
         author_id: &str,
     ) -> ApiResult<Viewer> {
-        let shared: Option<String> = sqlx::query_scalar(
-            "SELECT a.group_id FROM accountability_roster.member_periods a
-             JOIN accountability_roster.member_periods b ON b.network = a.network AND b.group_id = a.group_id
-             WHERE a.network = $1 AND a.participant_id = $2 AND b.participant_id = $3 AND a.to_at IS NULL AND b.to_at IS NULL
-             LIMIT 1",
-        )
-        .bind(network)
-        .bind(viewer_id)
-        .bind(author_id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(database_error)?;
-        if shared.is_none() {
-            return Ok(Viewer::Stranger);
-        }
-        let partner: Option<i64> = sqlx::query_scalar(
-            "SELECT 1::bigint FROM accountability.partnerships
-             WHERE network = $1 AND state = 'active'
-               AND ((proposer_id = $2 AND invitee_id = $3) OR (proposer_id = $3 AND invitee_id = $2)) LIMIT 1",
-        )
-        .bind(network)
-        .bind(viewer_id)
-        .bind(author_id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(database_error)?;
-        Ok(Viewer::Peer {
-            partner: partner.is_some(),
-        })
+        self.queries
+            .peer_relation(network, viewer_id, author_id)
+            .await
     }
 
     async fn consent(&self, network: &str, participant_id: &str) -> ApiResult<Consent> {
-        let mut connection = self.pool.acquire().await.map_err(database_error)?;
-        crate::process::consent_of(&mut connection, network, participant_id)
-            .await
-            .map_err(database_error)
-    }
-
-    /// How a viewer may call a participant: peers by first name or alias as the
-    /// consent says (or not at all without it); staff and the person by first name.
-    async fn display_name(
-        &self,
-        viewer: Viewer,
-        network: &str,
-        participant_id: &str,
-    ) -> ApiResult<String> {
-        let row: Option<(String, String, String)> = sqlx::query_as(
-            "SELECT given_name, display, alias FROM accountability_roster.people WHERE network = $1 AND participant_id = $2",
-        )
-        .bind(network)
-        .bind(participant_id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(database_error)?;
-        let (given, display, alias) = row.unwrap_or_default();
-        Ok(match viewer {
-            Viewer::Author | Viewer::Staff => given,
-            Viewer::Peer { .. } => match display.as_str() {
-                "alias" => alias,
-                "first-name" => given,
-                _ => "A group member".to_owned(),
-            },
-            Viewer::Stranger => String::new(),
-        })
+        self.queries.consent(network, participant_id).await
     }
 }
 
@@ -274,15 +140,6 @@ fn command_error(error: ExecuteError<CommandError>) -> ApiError {
             ApiError::internal()
         }
     }
-}
-
-fn database_error(error: sqlx::Error) -> ApiError {
-    tracing::warn!(%error, "read model query failed");
-    ApiError::unavailable("the read model")
-}
-
-pub fn participant_name(network: &str, participant_id: &str) -> String {
-    format!("networks/{network}/participants/{participant_id}")
 }
 
 #[tonic::async_trait]

@@ -1,0 +1,341 @@
+//! The service's one access table: which roles may run each operation, and on which
+//! scope. Queries check their rule here before anything is looked up; commands check
+//! the same permissions in `api/write.rs` until the command side moves here.
+//!
+//! Beyond the table, a few rules depend on the record itself and are decided where it
+//! is loaded: a participant encourages only as themselves, accepts only a partnership
+//! they were invited to, ends only their own; a facilitator lists only their own
+//! at-risk members; clinic-scoped roles see at-risk members of their clinics only; and
+//! what a viewer sees of a record is `domain::visibility`'s decision.
+
+use circle_grpc::{ApiError, Caller, Role, Rule, Scope, Target, roles};
+
+/// Every RPC of `circle.accountability.v1.AccountabilityService`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    SetGoal,
+    ReviseGoal,
+    CompleteGoal,
+    AbandonGoal,
+    SubmitCheckIn,
+    Encourage,
+    ReportSetback,
+    ProposePartnership,
+    AcceptPartnership,
+    EndPartnership,
+    SetQuietHours,
+    GetGroupBoard,
+    GetParticipantTimeline,
+    ListAtRisk,
+    WatchGroupFeed,
+}
+
+impl Operation {
+    pub const ALL: [Operation; 15] = [
+        Self::SetGoal,
+        Self::ReviseGoal,
+        Self::CompleteGoal,
+        Self::AbandonGoal,
+        Self::SubmitCheckIn,
+        Self::Encourage,
+        Self::ReportSetback,
+        Self::ProposePartnership,
+        Self::AcceptPartnership,
+        Self::EndPartnership,
+        Self::SetQuietHours,
+        Self::GetGroupBoard,
+        Self::GetParticipantTimeline,
+        Self::ListAtRisk,
+        Self::WatchGroupFeed,
+    ];
+
+    /// The RPC's name, as the proto spells it.
+    pub fn rpc(self) -> &'static str {
+        match self {
+            Self::SetGoal => "SetGoal",
+            Self::ReviseGoal => "ReviseGoal",
+            Self::CompleteGoal => "CompleteGoal",
+            Self::AbandonGoal => "AbandonGoal",
+            Self::SubmitCheckIn => "SubmitCheckIn",
+            Self::Encourage => "Encourage",
+            Self::ReportSetback => "ReportSetback",
+            Self::ProposePartnership => "ProposePartnership",
+            Self::AcceptPartnership => "AcceptPartnership",
+            Self::EndPartnership => "EndPartnership",
+            Self::SetQuietHours => "SetQuietHours",
+            Self::GetGroupBoard => "GetGroupBoard",
+            Self::GetParticipantTimeline => "GetParticipantTimeline",
+            Self::ListAtRisk => "ListAtRisk",
+            Self::WatchGroupFeed => "WatchGroupFeed",
+        }
+    }
+}
+
+/// Staff, and the participant on their own record or in their own groups.
+const STAFF_AND_PARTICIPANTS: &[Role] = &[
+    Role::NetworkAdmin,
+    Role::ClinicAdmin,
+    Role::Facilitator,
+    Role::IntakeCoordinator,
+    Role::Service,
+    Role::Participant,
+];
+
+/// Participants only (acting for themselves).
+const PARTICIPANTS: &[Role] = &[Role::Participant];
+
+/// The access rule of `operation`. A participant's record reaches the clinics of the
+/// groups they are active in: clinic-scoped staff reach it through any one of them.
+pub fn rule(operation: Operation) -> Rule {
+    use Operation as O;
+    match operation {
+        // A participant's journal: the person, or their care team.
+        O::SetGoal
+        | O::ReviseGoal
+        | O::CompleteGoal
+        | O::AbandonGoal
+        | O::SubmitCheckIn
+        | O::ReportSetback
+        | O::GetParticipantTimeline => Rule::new(STAFF_AND_PARTICIPANTS, Scope::OwnRecordOrClinics),
+        // Members encourage for themselves; what they may see is the domain's call.
+        O::Encourage => Rule::new(PARTICIPANTS, Scope::OwnRecordOrClinics),
+        // The proposer's record; staff may propose for them.
+        O::ProposePartnership => Rule::new(STAFF_AND_PARTICIPANTS, Scope::OwnRecordOrClinics),
+        // The invitee accepts, either partner ends; staff of the group's clinic may
+        // record either for them.
+        O::AcceptPartnership | O::EndPartnership => {
+            Rule::new(STAFF_AND_PARTICIPANTS, Scope::OwnRecordOrClinics)
+        }
+        O::SetQuietHours => Rule::new(roles::CLINIC_ADMINS, Scope::Clinics),
+        // A group's board and feed: its members, or staff of its clinic.
+        O::GetGroupBoard | O::WatchGroupFeed => {
+            Rule::new(STAFF_AND_PARTICIPANTS, Scope::OwnGroupsOrClinics)
+        }
+        // Who is at risk is for clinicians only, never intake or participants.
+        O::ListAtRisk => Rule::new(roles::CLINICIANS, Scope::Clinics),
+    }
+}
+
+/// Checks `operation`'s rule for the caller against what the request touches.
+pub fn check(caller: &Caller, operation: Operation, target: &Target<'_>) -> Result<(), ApiError> {
+    rule(operation).check(caller, target)
+}
+
+/// The role part of `operation`'s rule alone, which needs nothing from the request.
+pub fn check_role(caller: &Caller, operation: Operation) -> Result<(), ApiError> {
+    let rule = rule(operation);
+    if rule.allows_role(caller.role) {
+        Ok(())
+    } else {
+        rule.check(caller, &Target::default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller(role: Role, actor: &str, clinics: &[&str]) -> Caller {
+        Caller {
+            network: "acme".into(),
+            role,
+            actor_id: actor.into(),
+            clinics: clinics.iter().map(|clinic| (*clinic).to_owned()).collect(),
+        }
+    }
+
+    fn outcome(result: Result<(), ApiError>) -> &'static str {
+        result.err().map_or("OK", |error| error.reason)
+    }
+
+    const CLIENT_ROLES: [Role; 6] = [
+        Role::NetworkAdmin,
+        Role::ClinicAdmin,
+        Role::Facilitator,
+        Role::IntakeCoordinator,
+        Role::Participant,
+        Role::Service,
+    ];
+
+    fn scope_text(scope: Scope) -> &'static str {
+        match scope {
+            Scope::Network => "the network",
+            Scope::Clinics => "staff: their clinics",
+            Scope::OwnRecordOrClinics => "participant: own record; staff: their clinics",
+            Scope::OwnGroupsOrClinics => "participant: own groups; staff: their clinics",
+        }
+    }
+
+    /// The table as README.md shows it, one row per operation.
+    fn printed() -> Vec<String> {
+        Operation::ALL
+            .into_iter()
+            .map(|operation| {
+                let rule = rule(operation);
+                let roles: Vec<&str> = rule.roles.iter().map(|role| role.as_str()).collect();
+                format!(
+                    "| {} | {} | {} |",
+                    operation.rpc(),
+                    roles.join(", "),
+                    scope_text(rule.scope)
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_operation_has_exactly_one_row_and_the_readme_shows_the_table() {
+        let mut seen = std::collections::HashSet::new();
+        for operation in Operation::ALL {
+            assert!(seen.insert(operation), "{operation:?} twice");
+        }
+        assert_eq!(seen.len(), 15, "one row per RPC of the service");
+        let readme = include_str!("../../README.md");
+        for row in printed() {
+            println!("{row}");
+            assert!(readme.contains(&row), "README.md lacks the row\n{row}");
+        }
+    }
+
+    #[test]
+    fn who_is_at_risk_is_for_clinicians_only() {
+        let north = Target {
+            clinics: &["north"],
+            ..Target::default()
+        };
+        let expected = [
+            (Role::NetworkAdmin, "OK"),
+            (Role::ClinicAdmin, "OK"),
+            (Role::Facilitator, "OK"),
+            (Role::IntakeCoordinator, "ROLE_NOT_ALLOWED"),
+            (Role::Participant, "ROLE_NOT_ALLOWED"),
+            (Role::Service, "OK"),
+        ];
+        for (role, reason) in expected {
+            let who = caller(role, "someone", &["north"]);
+            assert_eq!(
+                outcome(check(&who, Operation::ListAtRisk, &north)),
+                reason,
+                "{role:?}"
+            );
+            assert_eq!(
+                outcome(check_role(&who, Operation::ListAtRisk)),
+                reason,
+                "{role:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_intake_coordinator_sees_a_board_of_their_clinic_but_not_who_is_at_risk() {
+        let intake = caller(Role::IntakeCoordinator, "i-1", &["north"]);
+        let north = Target {
+            clinics: &["north"],
+            ..Target::default()
+        };
+        let south = Target {
+            clinics: &["south"],
+            ..Target::default()
+        };
+        assert_eq!(
+            outcome(check(&intake, Operation::GetGroupBoard, &north)),
+            "OK"
+        );
+        assert_eq!(
+            outcome(check(&intake, Operation::GetGroupBoard, &south)),
+            "CLINIC_OUT_OF_SCOPE"
+        );
+        assert_eq!(
+            outcome(check(&intake, Operation::ListAtRisk, &north)),
+            "ROLE_NOT_ALLOWED"
+        );
+        assert_eq!(
+            outcome(check(&intake, Operation::SetQuietHours, &north)),
+            "ROLE_NOT_ALLOWED"
+        );
+    }
+
+    #[test]
+    fn a_participant_reads_their_own_record_and_the_groups_they_are_in() {
+        let sam = caller(Role::Participant, "sam", &[]);
+        let own = Target {
+            participant: Some("sam"),
+            ..Target::default()
+        };
+        let someone_else = Target {
+            participant: Some("jordan"),
+            ..Target::default()
+        };
+        assert_eq!(
+            outcome(check(&sam, Operation::GetParticipantTimeline, &own)),
+            "OK"
+        );
+        assert_eq!(
+            outcome(check(
+                &sam,
+                Operation::GetParticipantTimeline,
+                &someone_else
+            )),
+            "NOT_YOUR_RECORD"
+        );
+        for operation in [Operation::GetGroupBoard, Operation::WatchGroupFeed] {
+            let member = Target {
+                clinics: &["north"],
+                caller_is_member: true,
+                ..Target::default()
+            };
+            assert_eq!(outcome(check(&sam, operation, &member)), "OK");
+            let outsider = Target {
+                caller_is_member: false,
+                ..member
+            };
+            assert_eq!(outcome(check(&sam, operation, &outsider)), "NOT_A_MEMBER");
+        }
+    }
+
+    #[test]
+    fn journal_commands_are_the_participants_or_their_care_teams() {
+        let own = Target {
+            participant: Some("sam"),
+            clinics: &["north"],
+            ..Target::default()
+        };
+        for operation in [
+            Operation::SetGoal,
+            Operation::ReviseGoal,
+            Operation::CompleteGoal,
+            Operation::AbandonGoal,
+            Operation::SubmitCheckIn,
+            Operation::ReportSetback,
+            Operation::ProposePartnership,
+        ] {
+            for role in CLIENT_ROLES {
+                let who = caller(role, "sam", &["north"]);
+                assert_eq!(outcome(check(&who, operation, &own)), "OK", "{role:?}");
+            }
+            let elsewhere = caller(Role::Facilitator, "f", &["south"]);
+            assert_eq!(
+                outcome(check(&elsewhere, operation, &own)),
+                "CLINIC_OUT_OF_SCOPE"
+            );
+        }
+        // Encouragement is a member's own act: staff do not encourage for anyone.
+        let facilitator = caller(Role::Facilitator, "f", &["north"]);
+        assert_eq!(
+            outcome(check(&facilitator, Operation::Encourage, &own)),
+            "ROLE_NOT_ALLOWED"
+        );
+        let sam = caller(Role::Participant, "sam", &[]);
+        assert_eq!(outcome(check(&sam, Operation::Encourage, &own)), "OK");
+        // Quiet hours are a clinic setting for its admins.
+        let clinic_admin = caller(Role::ClinicAdmin, "a", &["north"]);
+        assert_eq!(
+            outcome(check(&clinic_admin, Operation::SetQuietHours, &own)),
+            "OK"
+        );
+        assert_eq!(
+            outcome(check(&facilitator, Operation::SetQuietHours, &own)),
+            "ROLE_NOT_ALLOWED"
+        );
+    }
+}

@@ -1,0 +1,965 @@
+//! Every query of the accountability service, each filtered through the visibility
+//! rules for the viewer asking: the group board, the participant timeline, the at-risk
+//! list and the live group feed. Each checks its row of the access table before
+//! anything is looked up, then reads the read models (schemas `accountability` and
+//! `accountability_roster`).
+
+use std::collections::{BTreeSet, HashMap};
+use std::pin::Pin;
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use circle_grpc::{ApiError, Caller, Role, Target, Violations};
+use circle_names::{GroupName, ParticipantName, StaffName};
+use sqlx::Row as _;
+use tonic::Code;
+
+use super::access::{self, Operation};
+use super::{Queries, database_error};
+use crate::codec;
+use crate::domain::journal::{CounterFacts, Counters};
+use crate::domain::visibility::{Consent, Viewer, can_see_check_in, can_see_milestones};
+use crate::domain::{Cadence, Progress, Time, Visibility};
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// A participant's full resource name.
+pub fn participant_name(network: &str, participant_id: &str) -> String {
+    format!("networks/{network}/participants/{participant_id}")
+}
+
+/// A check-in as a viewer may see it; names are full resource names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckInView {
+    pub name: String,
+    pub author_display: String,
+    /// The goal it reports on, if any.
+    pub goal: Option<String>,
+    /// `None` for a text the read model does not know.
+    pub progress: Option<Progress>,
+    pub mood: u32,
+    pub craving: u32,
+    pub text: String,
+    pub visibility: Visibility,
+    pub submit_time: Time,
+    pub encouragement_count: u32,
+}
+
+/// An active goal on the board.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActiveGoal {
+    pub name: String,
+    pub text: String,
+    /// `None` for a text the read model does not know.
+    pub cadence: Option<Cadence>,
+}
+
+/// One member on a group's board, as the viewer may see them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BoardEntry {
+    pub participant: String,
+    pub display_name: String,
+    pub active_goals: Vec<ActiveGoal>,
+    pub last_check_in: Option<CheckInView>,
+    /// Only when the viewer may see the member's milestones.
+    pub counters: Option<Counters>,
+    /// Only the care team sees who is at risk.
+    pub at_risk: bool,
+}
+
+/// One dated item of a participant's history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimelineItem {
+    /// `check-in`, `goal-set`, `goal-revised`, `goal-completed`, `goal-abandoned`,
+    /// `setback`, `milestone`, `encouragement` or `nudge`.
+    pub kind: String,
+    pub time: Time,
+    pub check_in: Option<CheckInView>,
+    pub detail: String,
+    /// The goal a goal item is about.
+    pub goal: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timeline {
+    pub items: Vec<TimelineItem>,
+    pub counters: Counters,
+}
+
+/// A member at risk, with why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AtRiskEntry {
+    pub participant: String,
+    pub group: String,
+    pub reasons: Vec<&'static str>,
+}
+
+/// One item of the group feed.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct FeedItem {
+    pub position: u64,
+    /// `check-in`, `encouragement` or `milestone`.
+    pub kind: String,
+    /// The check-in's time (also for an encouragement of it), or the milestone's.
+    pub time: Option<Time>,
+    pub check_in: Option<CheckInView>,
+    pub from_display: String,
+    pub reaction: String,
+    pub message: String,
+    pub milestone: String,
+}
+
+/// What an open feed sends: an item, or the position it has reached while quiet.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FeedEvent {
+    Item(Box<FeedItem>),
+    Heartbeat(u64),
+}
+
+pub type FeedStream =
+    Pin<Box<dyn futures::Stream<Item = Result<FeedEvent, ApiError>> + Send + 'static>>;
+
+/// A journal row's counters and at-risk reasons.
+struct Standing {
+    counters: Counters,
+    at_risk: Vec<&'static str>,
+}
+
+/// A person's relation to the caller, their consent and how the caller may call them.
+type Person = (Viewer, Consent, String);
+
+fn get<T>(result: Result<T, sqlx::Error>) -> Result<T, ApiError> {
+    result.map_err(database_error)
+}
+
+fn progress_from_text(text: &str) -> Option<Progress> {
+    match text {
+        "on-track" => Some(Progress::OnTrack),
+        "struggling" => Some(Progress::Struggling),
+        "setback" => Some(Progress::Setback),
+        _ => None,
+    }
+}
+
+fn cadence_from_text(text: &str) -> Option<Cadence> {
+    match text {
+        "daily" => Some(Cadence::Daily),
+        "weekly" => Some(Cadence::Weekly),
+        "per-session" => Some(Cadence::PerSession),
+        _ => None,
+    }
+}
+
+const CHECK_IN_COLUMNS: &str = "c.participant_id, c.check_in_id, c.goal_id, c.progress, c.mood, c.craving, c.text, c.visibility, c.at, c.position,
+    (SELECT count(*) FROM accountability.encouragements e WHERE e.network = c.network AND e.participant_id = c.participant_id AND e.check_in_id = c.check_in_id) AS encouragements";
+
+fn check_in_from_row(
+    network: &str,
+    row: &sqlx::postgres::PgRow,
+    author_display: String,
+) -> Result<CheckInView, sqlx::Error> {
+    let participant_id: String = row.try_get("participant_id")?;
+    let goal_id: String = row.try_get("goal_id")?;
+    let visibility: String = row.try_get("visibility")?;
+    let participant = participant_name(network, &participant_id);
+    Ok(CheckInView {
+        name: format!(
+            "{participant}/check-ins/{}",
+            row.try_get::<String, _>("check_in_id")?
+        ),
+        author_display,
+        goal: (!goal_id.is_empty()).then(|| format!("{participant}/goals/{goal_id}")),
+        progress: progress_from_text(&row.try_get::<String, _>("progress")?),
+        mood: row.try_get::<i32, _>("mood")?.max(0) as u32,
+        craving: row.try_get::<i32, _>("craving")?.max(0) as u32,
+        text: row.try_get("text")?,
+        visibility: codec::visibility_from_text(&visibility),
+        submit_time: row.try_get("at")?,
+        encouragement_count: row.try_get::<i64, _>("encouragements")?.max(0) as u32,
+    })
+}
+
+/// Staff who do not reach a participant, or another participant.
+fn not_your_record() -> ApiError {
+    ApiError::new(
+        Code::PermissionDenied,
+        "NOT_YOUR_RECORD",
+        "only the participant or their care team may do this",
+    )
+}
+
+// How callers relate to participants and groups, as the roster knows it.
+impl Queries {
+    /// The clinic a group belongs to, as the roster knows it.
+    pub async fn group_clinic(&self, network: &str, group_id: &str) -> ApiResult<Option<String>> {
+        sqlx::query_scalar("SELECT clinic_id FROM accountability_roster.groups WHERE network = $1 AND group_id = $2")
+            .bind(network)
+            .bind(group_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(database_error)
+    }
+
+    /// The clinics of the groups a participant is active in.
+    async fn clinics_of(&self, network: &str, participant_id: &str) -> ApiResult<Vec<String>> {
+        sqlx::query_scalar(
+            "SELECT DISTINCT g.clinic_id FROM accountability_roster.member_periods p
+             JOIN accountability_roster.groups g ON g.network = p.network AND g.group_id = p.group_id
+             WHERE p.network = $1 AND p.participant_id = $2 AND p.to_at IS NULL",
+        )
+        .bind(network)
+        .bind(participant_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(database_error)
+    }
+
+    /// Staff may reach a participant when their role does: clinic-scoped roles need a
+    /// clinic of one of the participant's groups.
+    async fn staff_reaches(
+        &self,
+        caller: &Caller,
+        network: &str,
+        participant_id: &str,
+    ) -> ApiResult<bool> {
+        if !circle_grpc::roles::STAFF.contains(&caller.role) {
+            return Ok(false);
+        }
+        if !circle_grpc::is_clinic_scoped(caller.role) {
+            return Ok(true);
+        }
+        let clinics = self.clinics_of(network, participant_id).await?;
+        Ok(clinics.iter().any(|clinic| caller.clinics.contains(clinic)))
+    }
+
+    /// The participant themselves (`Author`), or staff who reach them (`Staff`).
+    pub async fn require_self_or_staff(
+        &self,
+        caller: &Caller,
+        network: &str,
+        participant_id: &str,
+    ) -> ApiResult<Viewer> {
+        if caller.role == Role::Participant && caller.actor_id == participant_id {
+            return Ok(Viewer::Author);
+        }
+        if self.staff_reaches(caller, network, participant_id).await? {
+            return Ok(Viewer::Staff);
+        }
+        Err(not_your_record())
+    }
+
+    /// `operation`'s rule on a participant's record (role and own record first, with
+    /// nothing looked up), then, for clinic-scoped staff, whether they reach the
+    /// participant through a clinic of one of their groups.
+    async fn authorize_record(
+        &self,
+        caller: &Caller,
+        operation: Operation,
+        participant: &ParticipantName,
+    ) -> ApiResult<Viewer> {
+        access::check(
+            caller,
+            operation,
+            &Target {
+                participant: Some(participant.participant.as_str()),
+                ..Target::default()
+            },
+        )?;
+        self.require_self_or_staff(
+            caller,
+            participant.network.as_str(),
+            participant.participant.as_str(),
+        )
+        .await
+    }
+
+    /// How a caller relates to an author, for the visibility rules.
+    async fn viewer(&self, caller: &Caller, network: &str, author_id: &str) -> ApiResult<Viewer> {
+        if caller.role == Role::Participant {
+            if caller.actor_id == author_id {
+                return Ok(Viewer::Author);
+            }
+            return self
+                .peer_relation(network, &caller.actor_id, author_id)
+                .await;
+        }
+        Ok(if self.staff_reaches(caller, network, author_id).await? {
+            Viewer::Staff
+        } else {
+            Viewer::Stranger
+        })
+    }
+
+    /// Peers share an active group; partners also an active partnership.
+    pub async fn peer_relation(
+        &self,
+        network: &str,
+        viewer_id: &str,
+        author_id: &str,
+    ) -> ApiResult<Viewer> {
+        let shared: Option<String> = sqlx::query_scalar(
+            "SELECT a.group_id FROM accountability_roster.member_periods a
+             JOIN accountability_roster.member_periods b ON b.network = a.network AND b.group_id = a.group_id
+             WHERE a.network = $1 AND a.participant_id = $2 AND b.participant_id = $3 AND a.to_at IS NULL AND b.to_at IS NULL
+             LIMIT 1",
+        )
+        .bind(network)
+        .bind(viewer_id)
+        .bind(author_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(database_error)?;
+        if shared.is_none() {
+            return Ok(Viewer::Stranger);
+        }
+        let partner: Option<i64> = sqlx::query_scalar(
+            "SELECT 1::bigint FROM accountability.partnerships
+             WHERE network = $1 AND state = 'active'
+               AND ((proposer_id = $2 AND invitee_id = $3) OR (proposer_id = $3 AND invitee_id = $2)) LIMIT 1",
+        )
+        .bind(network)
+        .bind(viewer_id)
+        .bind(author_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(database_error)?;
+        Ok(Viewer::Peer {
+            partner: partner.is_some(),
+        })
+    }
+
+    /// The peer-visibility consent a participant has given.
+    pub async fn consent(&self, network: &str, participant_id: &str) -> ApiResult<Consent> {
+        let mut connection = self.pool.acquire().await.map_err(database_error)?;
+        crate::process::consent_of(&mut connection, network, participant_id)
+            .await
+            .map_err(database_error)
+    }
+
+    /// How a viewer may call a participant: peers by first name or alias as the
+    /// consent says (or not at all without it); staff and the person by first name.
+    async fn display_name(
+        &self,
+        viewer: Viewer,
+        network: &str,
+        participant_id: &str,
+    ) -> ApiResult<String> {
+        let row: Option<(String, String, String)> = sqlx::query_as(
+            "SELECT given_name, display, alias FROM accountability_roster.people WHERE network = $1 AND participant_id = $2",
+        )
+        .bind(network)
+        .bind(participant_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(database_error)?;
+        let (given, display, alias) = row.unwrap_or_default();
+        Ok(match viewer {
+            Viewer::Author | Viewer::Staff => given,
+            Viewer::Peer { .. } => match display.as_str() {
+                "alias" => alias,
+                "first-name" => given,
+                _ => "A group member".to_owned(),
+            },
+            Viewer::Stranger => String::new(),
+        })
+    }
+
+    /// A person's relation to the caller, consent and display name, cached for a page.
+    async fn person(
+        &self,
+        people: &mut HashMap<String, Person>,
+        caller: &Caller,
+        network: &str,
+        participant_id: &str,
+    ) -> ApiResult<Person> {
+        if let Some(known) = people.get(participant_id) {
+            return Ok(known.clone());
+        }
+        let viewer = self.viewer(caller, network, participant_id).await?;
+        let consent = self.consent(network, participant_id).await?;
+        let display = self.display_name(viewer, network, participant_id).await?;
+        people.insert(
+            participant_id.to_owned(),
+            (viewer, consent, display.clone()),
+        );
+        Ok((viewer, consent, display))
+    }
+
+    /// `operation`'s rule on a group (a board or its feed): staff are checked against
+    /// the clinic in the name before anything is looked up, participants must be
+    /// active members. Then the group must exist in that clinic. Returns the members.
+    async fn authorize_group(
+        &self,
+        caller: &Caller,
+        operation: Operation,
+        group: &GroupName,
+    ) -> ApiResult<Vec<String>> {
+        let clinics = [group.clinic.as_str()];
+        let mut target = Target {
+            clinics: &clinics,
+            ..Target::default()
+        };
+        if caller.role != Role::Participant {
+            access::check(caller, operation, &target)?;
+        }
+        let members: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT participant_id FROM accountability_roster.member_periods
+             WHERE network = $1 AND group_id = $2 AND to_at IS NULL ORDER BY participant_id",
+        )
+        .bind(group.network.as_str())
+        .bind(group.group.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(database_error)?;
+        if caller.role == Role::Participant {
+            target.caller_is_member = members.contains(&caller.actor_id);
+            access::check(caller, operation, &target)?;
+        }
+        // Permission first, then existence: the clinic in the name must be the group's,
+        // since that is the clinic the caller was authorized for.
+        if self
+            .group_clinic(group.network.as_str(), group.group.as_str())
+            .await?
+            .as_deref()
+            != Some(group.clinic.as_str())
+        {
+            return Err(ApiError::new(
+                Code::NotFound,
+                "GROUP_NOT_FOUND",
+                format!("{group} not found"),
+            ));
+        }
+        Ok(members)
+    }
+}
+
+// Counters and at-risk reasons.
+impl Queries {
+    async fn standing(
+        &self,
+        network: &str,
+        participant_id: &str,
+        now: Time,
+    ) -> ApiResult<Standing> {
+        let row = sqlx::query(
+            "SELECT started_at, last_setback_at, check_in_days, sessions_attended, goals_completed, last_progress, last_craving, missed_in_a_row,
+                    (SELECT count(*) FROM accountability.nudges n WHERE n.network = j.network AND n.participant_id = j.participant_id
+                       AND n.level IN ('partner', 'facilitator') AND n.reason = 'missed-check-in' AND n.at > $3) AS escalations
+             FROM accountability.journals j WHERE network = $1 AND participant_id = $2",
+        )
+        .bind(network)
+        .bind(participant_id)
+        .bind(now - chrono::Duration::days(7))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(database_error)?;
+        let Some(row) = row else {
+            return Ok(Standing {
+                counters: Counters::default(),
+                at_risk: Vec::new(),
+            });
+        };
+        let days: Vec<NaiveDate> = get(row.try_get("check_in_days"))?;
+        let days: BTreeSet<NaiveDate> = days.into_iter().collect();
+        let last_setback_at: Option<Time> = get(row.try_get("last_setback_at"))?;
+        let counters = CounterFacts {
+            started_at: Some(get(row.try_get("started_at"))?),
+            last_setback_at,
+            check_in_days: &days,
+            sessions_attended: get(row.try_get::<i32, _>("sessions_attended"))?.max(0) as u32,
+            goals_completed: get(row.try_get::<i32, _>("goals_completed"))?.max(0) as u32,
+        }
+        .counters(now);
+        let mut at_risk = Vec::new();
+        if last_setback_at.is_some_and(|at| now - at < chrono::Duration::days(7)) {
+            at_risk.push("setback");
+        }
+        let progress: String = get(row.try_get("last_progress"))?;
+        if progress == "struggling" || progress == "setback" {
+            at_risk.push("struggling");
+        }
+        if get(row.try_get::<Option<i32>, _>("last_craving"))?.is_some_and(|craving| craving >= 8) {
+            at_risk.push("high-craving");
+        }
+        if get(row.try_get::<i64, _>("escalations"))? > 0 {
+            at_risk.push("missed-check-ins");
+        }
+        if get(row.try_get::<i32, _>("missed_in_a_row"))? >= 2 {
+            at_risk.push("missed-sessions");
+        }
+        Ok(Standing { counters, at_risk })
+    }
+
+    /// Days since the last setback a peer may see (or since the journal began): a
+    /// setback shared with facilitators only must not show in a peer's counters.
+    async fn days_since_visible_setback(
+        &self,
+        network: &str,
+        participant_id: &str,
+        viewer: Viewer,
+        consent: Consent,
+        now: Time,
+    ) -> ApiResult<u32> {
+        let setbacks: Vec<(String, Time)> =
+            sqlx::query_as("SELECT visibility, at FROM accountability.setbacks WHERE network = $1 AND participant_id = $2")
+                .bind(network)
+                .bind(participant_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(database_error)?;
+        let started: Option<Time> =
+            sqlx::query_scalar("SELECT started_at FROM accountability.journals WHERE network = $1 AND participant_id = $2")
+                .bind(network)
+                .bind(participant_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(database_error)?;
+        let since = setbacks
+            .into_iter()
+            .filter(|(visibility, _)| {
+                can_see_check_in(viewer, codec::visibility_from_text(visibility), consent)
+            })
+            .map(|(_, at)| at)
+            .max()
+            .or(started)
+            .unwrap_or(now);
+        Ok((now - since).num_days().max(0) as u32)
+    }
+}
+
+// The queries.
+impl Queries {
+    /// The group's active members as the caller may see them: goals, last check-in,
+    /// counters and (for staff) whether they are at risk.
+    pub async fn get_group_board(
+        &self,
+        caller: &Caller,
+        group: &GroupName,
+        consistency_token: &str,
+    ) -> ApiResult<Vec<BoardEntry>> {
+        let members = self
+            .authorize_group(caller, Operation::GetGroupBoard, group)
+            .await?;
+        self.consistent_read(consistency_token).await?;
+        let network = group.network.as_str();
+        let now = self.clock.now();
+        let mut entries = Vec::new();
+        for member in members {
+            let viewer = self.viewer(caller, network, &member).await?;
+            let consent = self.consent(network, &member).await?;
+            let display = self.display_name(viewer, network, &member).await?;
+            let sees_check_ins = |visibility| can_see_check_in(viewer, visibility, consent);
+            let goals: Vec<(String, String, String)> = if sees_check_ins(Visibility::Group)
+                || matches!(viewer, Viewer::Author | Viewer::Staff)
+            {
+                sqlx::query_as("SELECT goal_id, text, cadence FROM accountability.goals WHERE network = $1 AND participant_id = $2 AND status = 'active' ORDER BY set_at, goal_id")
+                    .bind(network)
+                    .bind(&member)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(database_error)?
+            } else {
+                Vec::new()
+            };
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {CHECK_IN_COLUMNS} FROM accountability.check_ins c WHERE c.network = $1 AND c.participant_id = $2 ORDER BY c.position DESC"
+            )))
+            .bind(network)
+            .bind(&member)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(database_error)?;
+            let mut last_check_in = None;
+            for row in &rows {
+                let visibility: String = get(row.try_get("visibility"))?;
+                if sees_check_ins(codec::visibility_from_text(&visibility)) {
+                    last_check_in = Some(get(check_in_from_row(network, row, display.clone()))?);
+                    break;
+                }
+            }
+            let mut standing = self.standing(network, &member, now).await?;
+            if matches!(viewer, Viewer::Peer { .. }) {
+                standing.counters.days_since_setback = self
+                    .days_since_visible_setback(network, &member, viewer, consent, now)
+                    .await?;
+            }
+            let participant = participant_name(network, &member);
+            entries.push(BoardEntry {
+                active_goals: goals
+                    .into_iter()
+                    .map(|(goal_id, text, cadence)| ActiveGoal {
+                        name: format!("{participant}/goals/{goal_id}"),
+                        text,
+                        cadence: cadence_from_text(&cadence),
+                    })
+                    .collect(),
+                participant,
+                display_name: display,
+                last_check_in,
+                counters: can_see_milestones(viewer, consent).then_some(standing.counters),
+                // Only the care team sees who is at risk.
+                at_risk: viewer == Viewer::Staff && !standing.at_risk.is_empty(),
+            });
+        }
+        Ok(entries)
+    }
+
+    /// A participant's history, each change its own dated item, as the person or their
+    /// care team may see it.
+    pub async fn get_participant_timeline(
+        &self,
+        caller: &Caller,
+        participant: &ParticipantName,
+        consistency_token: &str,
+    ) -> ApiResult<Timeline> {
+        let viewer = self
+            .authorize_record(caller, Operation::GetParticipantTimeline, participant)
+            .await?;
+        self.consistent_read(consistency_token).await?;
+        let network = participant.network.as_str();
+        let participant_id = participant.participant.as_str();
+        let consent = self.consent(network, participant_id).await?;
+        let display = self.display_name(viewer, network, participant_id).await?;
+        let mut items: Vec<(Time, i64, TimelineItem)> = Vec::new();
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {CHECK_IN_COLUMNS} FROM accountability.check_ins c WHERE c.network = $1 AND c.participant_id = $2"
+        )))
+        .bind(network)
+        .bind(participant_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(database_error)?;
+        for row in &rows {
+            let visibility: String = get(row.try_get("visibility"))?;
+            if !can_see_check_in(viewer, codec::visibility_from_text(&visibility), consent) {
+                continue;
+            }
+            let at: Time = get(row.try_get("at"))?;
+            let position: i64 = get(row.try_get("position"))?;
+            let check_in = get(check_in_from_row(network, row, display.clone()))?;
+            items.push((
+                at,
+                position,
+                TimelineItem {
+                    kind: "check-in".into(),
+                    time: at,
+                    check_in: Some(check_in),
+                    detail: String::new(),
+                    goal: None,
+                },
+            ));
+        }
+        let goal_changes: Vec<(String, Time, i64, String, String)> = sqlx::query_as(
+            "SELECT kind, at, position, goal_id, text FROM accountability.goal_history
+             WHERE network = $1 AND participant_id = $2",
+        )
+        .bind(network)
+        .bind(participant_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(database_error)?;
+        for (kind, at, position, goal_id, text) in goal_changes {
+            items.push((
+                at,
+                position,
+                TimelineItem {
+                    kind,
+                    time: at,
+                    check_in: None,
+                    detail: text,
+                    goal: Some(format!("{participant}/goals/{goal_id}")),
+                },
+            ));
+        }
+        let others: Vec<(String, Time, String)> = sqlx::query_as(
+            "SELECT 'setback', at, CASE WHEN $3 THEN text ELSE '' END FROM accountability.setbacks WHERE network = $1 AND participant_id = $2
+             UNION ALL SELECT 'milestone', at, kind || ' ' || value FROM accountability.milestones WHERE network = $1 AND participant_id = $2
+             UNION ALL SELECT 'encouragement', at, reaction FROM accountability.encouragements WHERE network = $1 AND participant_id = $2
+             UNION ALL SELECT 'nudge', at, level || ': ' || reason FROM accountability.nudges WHERE network = $1 AND participant_id = $2",
+        )
+        .bind(network)
+        .bind(participant_id)
+        .bind(viewer == Viewer::Author)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(database_error)?;
+        for (kind, at, detail) in others {
+            items.push((
+                at,
+                i64::MAX,
+                TimelineItem {
+                    kind,
+                    time: at,
+                    check_in: None,
+                    detail,
+                    goal: None,
+                },
+            ));
+        }
+        items.sort_by_key(|item| (item.0, item.1));
+        let standing = self
+            .standing(network, participant_id, self.clock.now())
+            .await?;
+        Ok(Timeline {
+            items: items.into_iter().map(|(_, _, item)| item).collect(),
+            counters: standing.counters,
+        })
+    }
+
+    /// The members of a staff member's groups who are at risk. Facilitators see only
+    /// their own list; clinic-scoped roles only their clinics' groups.
+    pub async fn list_at_risk(
+        &self,
+        caller: &Caller,
+        staff: &StaffName,
+        consistency_token: &str,
+    ) -> ApiResult<Vec<AtRiskEntry>> {
+        // The list is filtered to the caller's clinics below, so no clinic is checked
+        // here: only the role.
+        access::check(caller, Operation::ListAtRisk, &Target::default())?;
+        if caller.role == Role::Facilitator && caller.actor_id != staff.staff.as_str() {
+            return Err(ApiError::new(
+                Code::PermissionDenied,
+                "NOT_YOUR_LIST",
+                "facilitators see their own groups",
+            ));
+        }
+        self.consistent_read(consistency_token).await?;
+        let network = staff.network.as_str();
+        let members: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT DISTINCT p.participant_id, g.group_id, g.clinic_id FROM accountability_roster.groups g
+             JOIN accountability_roster.member_periods p ON p.network = g.network AND p.group_id = g.group_id AND p.to_at IS NULL
+             WHERE g.network = $1 AND $2 = ANY(g.facilitators) AND (NOT $3 OR g.clinic_id = ANY($4))
+             ORDER BY g.group_id, p.participant_id",
+        )
+        .bind(network)
+        .bind(staff.staff.as_str())
+        .bind(circle_grpc::is_clinic_scoped(caller.role))
+        .bind(&caller.clinics)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(database_error)?;
+        let now = self.clock.now();
+        let mut entries = Vec::new();
+        for (participant, group_id, clinic_id) in members {
+            let standing = self.standing(network, &participant, now).await?;
+            if !standing.at_risk.is_empty() {
+                entries.push(AtRiskEntry {
+                    participant: participant_name(network, &participant),
+                    group: format!("networks/{network}/clinics/{clinic_id}/groups/{group_id}"),
+                    reasons: standing.at_risk,
+                });
+            }
+        }
+        Ok(entries)
+    }
+
+    /// Feed items after `after` that the caller may see, in position order, and the
+    /// position the page reached.
+    async fn feed_page(
+        &self,
+        caller: &Caller,
+        group: &GroupName,
+        after: u64,
+    ) -> ApiResult<(Vec<FeedItem>, u64)> {
+        let network = group.network.as_str();
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT 'check-in' AS kind, {CHECK_IN_COLUMNS}, c.position AS item_position, '' AS from_id, '' AS reaction, '' AS message, '' AS milestone
+             FROM accountability.check_ins c
+             JOIN accountability_roster.member_periods p ON p.network = c.network AND p.participant_id = c.participant_id AND p.group_id = $2
+               AND p.from_at <= c.at AND (p.to_at IS NULL OR p.to_at > c.at)
+             WHERE c.network = $1 AND c.position > $3
+             UNION ALL
+             SELECT 'encouragement', {CHECK_IN_COLUMNS}, e.position, e.from_participant_id, e.reaction, e.message, ''
+             FROM accountability.encouragements e
+             JOIN accountability.check_ins c ON c.network = e.network AND c.participant_id = e.participant_id AND c.check_in_id = e.check_in_id
+             JOIN accountability_roster.member_periods p ON p.network = c.network AND p.participant_id = c.participant_id AND p.group_id = $2
+               AND p.from_at <= c.at AND (p.to_at IS NULL OR p.to_at > c.at)
+             WHERE e.network = $1 AND e.position > $3
+             ORDER BY item_position LIMIT 200"
+        )))
+        .bind(network)
+        .bind(group.group.as_str())
+        .bind(after as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(database_error)?;
+        // A day milestone reached again after a setback is flagged as a repeat: peers do
+        // not see repeats, which would tell them a setback happened.
+        let milestones: Vec<(String, String, i32, Time, i64, bool)> = sqlx::query_as(
+            "SELECT m.participant_id, m.kind, m.value, m.at, m.position,
+                    EXISTS (SELECT 1 FROM accountability.milestones e WHERE e.network = m.network
+                        AND e.participant_id = m.participant_id AND e.kind = m.kind AND e.value = m.value
+                        AND e.position < m.position) AS repeated
+             FROM accountability.milestones m
+             JOIN accountability_roster.member_periods p ON p.network = m.network AND p.participant_id = m.participant_id AND p.group_id = $2
+               AND p.from_at <= m.at AND (p.to_at IS NULL OR p.to_at > m.at)
+             WHERE m.network = $1 AND m.position > $3 ORDER BY m.position LIMIT 200",
+        )
+        .bind(network)
+        .bind(group.group.as_str())
+        .bind(after as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(database_error)?;
+        // Both queries are capped; a full one only covers positions up to its last row, so
+        // this page stops there and the next page resumes after it.
+        const PAGE: usize = 200;
+        let mut cutoff = u64::MAX;
+        if rows.len() == PAGE {
+            let highest = rows
+                .last()
+                .and_then(|row| row.try_get::<i64, _>("item_position").ok())
+                .unwrap_or(0);
+            cutoff = cutoff.min(highest.max(0) as u64);
+        }
+        if milestones.len() == PAGE {
+            let highest = milestones.last().map(|milestone| milestone.4).unwrap_or(0);
+            cutoff = cutoff.min(highest.max(0) as u64);
+        }
+        let mut items: Vec<FeedItem> = Vec::new();
+        let mut last = after;
+        // Each person's relation to the viewer, consent and display, looked up once per page.
+        let mut people: HashMap<String, Person> = HashMap::new();
+        for row in &rows {
+            let kind: String = get(row.try_get("kind"))?;
+            let position = get(row.try_get::<i64, _>("item_position"))?.max(0) as u64;
+            if position > cutoff {
+                break;
+            }
+            last = last.max(position);
+            let author: String = get(row.try_get("participant_id"))?;
+            let (viewer, consent, display) =
+                self.person(&mut people, caller, network, &author).await?;
+            let visibility: String = get(row.try_get("visibility"))?;
+            if !can_see_check_in(viewer, codec::visibility_from_text(&visibility), consent) {
+                continue;
+            }
+            let check_in = get(check_in_from_row(network, row, display))?;
+            let mut item = FeedItem {
+                position,
+                time: Some(check_in.submit_time),
+                check_in: Some(check_in),
+                ..Default::default()
+            };
+            if kind == "encouragement" {
+                let from: String = get(row.try_get("from_id"))?;
+                item.from_display = self.person(&mut people, caller, network, &from).await?.2;
+                item.reaction = get(row.try_get("reaction"))?;
+                item.message = get(row.try_get("message"))?;
+            }
+            item.kind = kind;
+            items.push(item);
+        }
+        for (author, kind, value, at, position, repeated) in milestones {
+            let position = position.max(0) as u64;
+            if position > cutoff {
+                break;
+            }
+            last = last.max(position);
+            let (viewer, consent, display) =
+                self.person(&mut people, caller, network, &author).await?;
+            if !can_see_milestones(viewer, consent)
+                || (repeated && matches!(viewer, Viewer::Peer { .. }))
+            {
+                continue;
+            }
+            items.push(FeedItem {
+                position,
+                kind: "milestone".into(),
+                time: Some(at),
+                from_display: display,
+                milestone: format!("{kind} {value}"),
+                ..Default::default()
+            });
+        }
+        items.sort_by_key(|item| item.position);
+        Ok((items, last))
+    }
+
+    /// Streams the group feed after `after_position`: what is there now, then what
+    /// happens, with a heartbeat when quiet for `heartbeat`. A client that reconnects
+    /// with the last position it saw misses and repeats nothing. The feed ends with
+    /// `UNAVAILABLE`/`SHUTTING_DOWN` as soon as shutdown starts.
+    pub async fn watch_group_feed(
+        &self,
+        caller: &Caller,
+        group: &GroupName,
+        after_position: u64,
+        heartbeat: Duration,
+    ) -> ApiResult<FeedStream> {
+        self.authorize_group(caller, Operation::WatchGroupFeed, group)
+            .await?;
+        if i64::try_from(after_position).is_err() {
+            let mut violations = Violations::default();
+            violations.add("after_position", "must be a position this feed sent");
+            violations.into_result()?;
+        }
+        let (sender, receiver) = tokio::sync::mpsc::channel(64);
+        let queries = self.clone();
+        let caller = caller.clone();
+        let group = group.clone();
+        let stopping = self.shutdown.signal();
+        tokio::spawn(async move {
+            let feed = async {
+                let mut position = after_position;
+                let mut last_sent = tokio::time::Instant::now();
+                loop {
+                    match queries.feed_page(&caller, &group, position).await {
+                        Ok((items, last)) => {
+                            for item in items {
+                                if sender
+                                    .send(Ok(FeedEvent::Item(Box::new(item))))
+                                    .await
+                                    .is_err()
+                                {
+                                    return;
+                                }
+                                last_sent = tokio::time::Instant::now();
+                            }
+                            position = last;
+                        }
+                        Err(error) => {
+                            let _ = sender.send(Err(error)).await;
+                            return;
+                        }
+                    }
+                    if last_sent.elapsed() >= heartbeat {
+                        if sender
+                            .send(Ok(FeedEvent::Heartbeat(position)))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                        last_sent = tokio::time::Instant::now();
+                    }
+                    let mut changes = queries.read_model.changes();
+                    tokio::select! {
+                        () = sender.closed() => return,
+                        // Once this process's projection runner has stopped, only the timer wakes us.
+                        Ok(()) = changes.changed() => {}
+                        () = tokio::time::sleep(Duration::from_millis(250)) => {}
+                    }
+                }
+            };
+            tokio::select! {
+                () = feed => {}
+                // Shutdown ends the feed at once (a graceful drain waits for every open
+                // call): the client is told to reconnect and resume from the last
+                // position it received. If the client is not reading, the stream just
+                // ends when the sender is dropped.
+                () = stopping => {
+                    let _ = sender.try_send(Err(ApiError::new(
+                        Code::Unavailable,
+                        "SHUTTING_DOWN",
+                        "the service is shutting down; reconnect and resume after the last position received",
+                    )));
+                }
+            }
+        });
+        Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(
+            receiver,
+        )))
+    }
+}
