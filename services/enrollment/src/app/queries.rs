@@ -165,8 +165,16 @@ fn memberships_with_position(condition: &str) -> String {
     )
 }
 
-/// Checks `caller` against the row of `operation`, before anything is looked up.
-fn permit(caller: &Caller, operation: Operation, target: Target<'_>) -> Result<(), ApiError> {
+/// Checks `caller` against the row of `operation`, before anything is looked up: the
+/// tenant first (the edge has refused another network's names already; this keeps
+/// every other caller of the application to the same rule), then the access table.
+fn permit(
+    caller: &Caller,
+    operation: Operation,
+    network: &Id,
+    target: Target<'_>,
+) -> Result<(), ApiError> {
+    caller.require_network(network.as_str(), &format!("networks/{network}"))?;
     access::rule(operation).check(caller, &target)
 }
 
@@ -297,6 +305,7 @@ impl Queries {
         permit(
             caller,
             Operation::GetClinic,
+            &name.network,
             clinics(&[name.clinic.as_str()]),
         )?;
         self.read_after(consistency_token).await?;
@@ -327,7 +336,12 @@ impl Queries {
         page: Page,
         consistency_token: &str,
     ) -> Result<Vec<ClinicView>, ApiError> {
-        permit(caller, Operation::ListClinics, Target::default())?;
+        permit(
+            caller,
+            Operation::ListClinics,
+            &network.network,
+            Target::default(),
+        )?;
         self.read_after(consistency_token).await?;
         let rows: Vec<(String, String, String, bool, i64)> = sqlx::query_as(
             "SELECT clinic_id, display_name, time_zone, archived, version FROM enrollment.clinics
@@ -366,7 +380,12 @@ impl Queries {
         name: &GroupName,
         consistency_token: &str,
     ) -> Result<GroupView, ApiError> {
-        permit(caller, operation, clinics(&[name.clinic.as_str()]))?;
+        permit(
+            caller,
+            operation,
+            &name.network,
+            clinics(&[name.clinic.as_str()]),
+        )?;
         self.read_after(consistency_token).await?;
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {GROUP_COLUMNS} FROM enrollment.groups WHERE network = $1 AND group_id = $2 AND clinic_id = $3"
@@ -403,7 +422,7 @@ impl Queries {
             GroupsIn::Clinic(clinic) => (&clinic.network, Some(clinic.clinic.as_str())),
         };
         let scope: Vec<&str> = clinic.into_iter().collect();
-        permit(caller, Operation::ListGroups, clinics(&scope))?;
+        permit(caller, Operation::ListGroups, network, clinics(&scope))?;
         self.read_after(consistency_token).await?;
         let optional = |id: &Option<Id>| id.as_ref().map(Id::as_str).unwrap_or_default().to_owned();
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -438,6 +457,7 @@ impl Queries {
         permit(
             caller,
             Operation::GetParticipant,
+            &name.network,
             Target {
                 participant: own,
                 ..Target::default()
@@ -461,6 +481,7 @@ impl Queries {
         permit(
             caller,
             Operation::GetParticipant,
+            &name.network,
             Target {
                 clinics: &[home_clinic.as_str()],
                 participant: own,
@@ -507,6 +528,7 @@ impl Queries {
         permit(
             caller,
             Operation::GetMembership,
+            &name.network,
             Target {
                 clinics: &[name.clinic.as_str()],
                 participant: Some(name.membership.as_str()),
@@ -623,6 +645,7 @@ impl Queries {
         permit(
             caller,
             Operation::ListParticipantMemberships,
+            &participant.network,
             Target {
                 participant: Some(participant.participant.as_str()),
                 ..Target::default()
@@ -664,7 +687,12 @@ impl Queries {
             .iter()
             .map(|clinic| clinic.clinic.as_str())
             .collect();
-        permit(caller, Operation::SearchOpenSeats, clinics(&scope))?;
+        permit(
+            caller,
+            Operation::SearchOpenSeats,
+            &search.network.network,
+            clinics(&scope),
+        )?;
         self.read_after(consistency_token).await?;
         let optional = |id: &Option<Id>| id.as_ref().map(Id::as_str).unwrap_or_default().to_owned();
         let weekdays: Vec<i32> = search.weekdays.iter().map(|day| *day as i32).collect();
@@ -728,5 +756,30 @@ impl Queries {
             more: offset.saturating_add(seats.len()) < total,
             seats,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use circle_grpc::Role;
+
+    use super::*;
+
+    #[test]
+    fn the_application_keeps_every_caller_to_its_own_network_before_the_table() {
+        let caller = Caller {
+            network: "acme".into(),
+            role: Role::NetworkAdmin,
+            actor_id: "a".into(),
+            clinics: Vec::new(),
+        };
+        let other = Id::parse("other").expect("valid id");
+        let own = Id::parse("acme").expect("valid id");
+        let refused = permit(&caller, Operation::GetGroup, &other, Target::default());
+        assert_eq!(
+            refused.err().map(|error| error.reason),
+            Some("WRONG_NETWORK")
+        );
+        assert!(permit(&caller, Operation::GetGroup, &own, Target::default()).is_ok());
     }
 }
