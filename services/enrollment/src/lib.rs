@@ -8,6 +8,7 @@
 //! transfers) run from the same stream, each in a schema of its own.
 
 pub mod api;
+pub mod app;
 pub mod codec;
 pub mod commands;
 pub mod domain;
@@ -56,7 +57,7 @@ pub async fn start_with_clock(
     let pool = base.pool;
     let commands = Arc::new(commands::Commands::new(
         base.store,
-        clock,
+        clock.clone(),
         chrono::Duration::hours(i64::from(config.enrollment.seat_offer_hours)),
     ));
     let read_model = ProjectionRunner::new(
@@ -85,12 +86,13 @@ pub async fn start_with_clock(
         settings,
     )
     .await?;
-    let api = api::EnrollmentApi::new(
-        commands.clone(),
+    let queries = Arc::new(app::Queries::new(
         pool.clone(),
         read_model.handle(),
         Duration::from_millis(config.projection.read_your_writes_timeout_ms),
-    );
+        clock,
+    ));
+    let api = api::EnrollmentApi::new(commands.clone(), queries, pool.clone());
 
     let shutdown = Shutdown::new(shutdown);
     let host = Host::bind(

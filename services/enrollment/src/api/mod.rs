@@ -1,25 +1,28 @@
-//! The gRPC edge of the enrollment service. Wire requests are validated and turned
-//! into domain commands in `convert` (all field errors at once), run through
-//! `Commands` in `write`, and queries read the projected tables in `read`. Who may do
-//! what is decided in `authorize`, before anything is looked up.
+//! The gRPC edge of the enrollment service. It translates protobuf to application
+//! types and back and maps errors once (`ApiError::into_status`). Queries (`read`)
+//! parse their requests into typed names and checked fields and call `app::Queries`,
+//! which decides access from the service's table and reads. Commands are validated and
+//! turned into domain commands in `convert` (all field errors at once) and run through
+//! `Commands` in `write`, which still checks its own permissions (the same rows as
+//! `app::access`) until the write side moves into `app/`.
 
 mod convert;
 mod read;
 mod write;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use circle_eventstore::{ExecuteError, StoreError};
 use circle_grpc::caller;
 use circle_grpc::{ApiError, Role};
-use circle_projection::ProjectionHandle;
 use circle_proto::enrollment::v1 as pb;
 use circle_service::commit_meta as meta;
 use pb::enrollment_service_server::EnrollmentService;
 use sqlx::PgPool;
 use tonic::{Code, Request, Response, Status};
 
+use crate::app::Queries;
+pub(crate) use crate::app::{database_error, not_found};
 use crate::commands::{CommandError, Commands};
 use crate::domain::DomainError;
 
@@ -27,30 +30,19 @@ pub const ERROR_DOMAIN: &str = "circle.enrollment";
 
 pub struct EnrollmentApi {
     commands: Arc<Commands>,
+    queries: Arc<Queries>,
+    /// For the write side's read-model check before archiving a clinic, until it moves
+    /// into `app/`.
     pool: PgPool,
-    read_model: ProjectionHandle,
-    read_your_writes_timeout: Duration,
 }
 
 impl EnrollmentApi {
-    pub fn new(
-        commands: Arc<Commands>,
-        pool: PgPool,
-        read_model: ProjectionHandle,
-        read_your_writes_timeout: Duration,
-    ) -> Self {
+    pub fn new(commands: Arc<Commands>, queries: Arc<Queries>, pool: PgPool) -> Self {
         Self {
             commands,
+            queries,
             pool,
-            read_model,
-            read_your_writes_timeout,
         }
-    }
-
-    /// Waits for the read model to include a write the client made, if it says so.
-    async fn consistent_read(&self, token: &str) -> ApiResult<()> {
-        circle_service::consistent_read(&self.read_model, self.read_your_writes_timeout, token)
-            .await
     }
 }
 
@@ -134,15 +126,6 @@ fn command_error(error: ExecuteError<CommandError>) -> ApiError {
             "the record is busy; retry with the same request_id",
         ),
     }
-}
-
-fn database_error(error: sqlx::Error) -> ApiError {
-    tracing::warn!(%error, "read model query failed");
-    ApiError::unavailable("the read model")
-}
-
-fn not_found(reason: &'static str, what: &str) -> ApiError {
-    ApiError::new(Code::NotFound, reason, format!("{what} not found"))
 }
 
 fn request_id_reused() -> ApiError {

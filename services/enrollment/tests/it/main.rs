@@ -2,6 +2,7 @@
 
 mod support;
 
+mod access;
 mod bad_input;
 mod concurrency;
 mod enroll;

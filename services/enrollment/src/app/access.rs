@@ -1,0 +1,331 @@
+//! The enrollment service's one access table: for every RPC, which roles may run it
+//! and on which scope (`circle_grpc::Rule`). Queries check their row here before
+//! anything is looked up; commands still check the same permissions in `api/write.rs`
+//! (their rows below match those checks) until the write side moves into `app/`.
+//!
+//! Enrollment keeps no clinical notes: its protected records are rosters, waitlists,
+//! memberships and participants' profiles and consents (42 CFR Part 2), all staff
+//! work, with clinic-scoped roles (clinic admin, facilitator, intake coordinator)
+//! held to their clinics. A participant acts only on their own record: their profile
+//! and consents, their memberships and seat offers.
+
+use circle_grpc::roles::{ADMINS, CLINIC_ADMINS, STAFF};
+use circle_grpc::{Role, Rule, Scope};
+
+/// Every RPC of `circle.enrollment.v1.EnrollmentService`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    CreateClinic,
+    GetClinic,
+    ListClinics,
+    UpdateClinic,
+    ArchiveClinic,
+    CreateGroup,
+    GetGroup,
+    ListGroups,
+    UpdateGroup,
+    ArchiveGroup,
+    RegisterParticipant,
+    GetParticipant,
+    UpdateParticipant,
+    RecordConsent,
+    RevokeConsent,
+    EnrollParticipant,
+    AcceptSeatOffer,
+    DeclineSeatOffer,
+    TransferParticipant,
+    HoldMembership,
+    ResumeMembership,
+    DischargeParticipant,
+    GetMembership,
+    ListGroupMembers,
+    ListWaitlist,
+    ListParticipantMemberships,
+    SearchOpenSeats,
+}
+
+impl Operation {
+    pub const ALL: [Operation; 27] = [
+        Self::CreateClinic,
+        Self::GetClinic,
+        Self::ListClinics,
+        Self::UpdateClinic,
+        Self::ArchiveClinic,
+        Self::CreateGroup,
+        Self::GetGroup,
+        Self::ListGroups,
+        Self::UpdateGroup,
+        Self::ArchiveGroup,
+        Self::RegisterParticipant,
+        Self::GetParticipant,
+        Self::UpdateParticipant,
+        Self::RecordConsent,
+        Self::RevokeConsent,
+        Self::EnrollParticipant,
+        Self::AcceptSeatOffer,
+        Self::DeclineSeatOffer,
+        Self::TransferParticipant,
+        Self::HoldMembership,
+        Self::ResumeMembership,
+        Self::DischargeParticipant,
+        Self::GetMembership,
+        Self::ListGroupMembers,
+        Self::ListWaitlist,
+        Self::ListParticipantMemberships,
+        Self::SearchOpenSeats,
+    ];
+}
+
+/// Staff, or a participant on their own record.
+const STAFF_OR_PARTICIPANT: &[Role] = &[
+    Role::NetworkAdmin,
+    Role::ClinicAdmin,
+    Role::Facilitator,
+    Role::IntakeCoordinator,
+    Role::Service,
+    Role::Participant,
+];
+
+/// Who may admit into a closed group after its first session
+/// (`EnrollParticipant` with `facilitator_override`), on top of that operation's row.
+pub const CLOSED_ADMISSION_OVERRIDE: Rule = Rule::new(
+    &[Role::NetworkAdmin, Role::ClinicAdmin, Role::Facilitator],
+    Scope::Clinics,
+);
+
+/// The row of `operation`. The clinics of a `Scope::Clinics` row are those in the
+/// resource names the request carries (a participant's: their home clinic; a
+/// transfer: both groups' clinics).
+pub fn rule(operation: Operation) -> Rule {
+    use Operation as O;
+    match operation {
+        // The network's clinics: network admins (and trusted services) only.
+        O::CreateClinic | O::UpdateClinic | O::ArchiveClinic => Rule::new(ADMINS, Scope::Network),
+        // Any staff member may read any clinic of the network.
+        O::GetClinic | O::ListClinics => Rule::new(STAFF, Scope::Network),
+        O::CreateGroup | O::UpdateGroup | O::ArchiveGroup => {
+            Rule::new(CLINIC_ADMINS, Scope::Clinics)
+        }
+        // A group and its roster and waitlist; listing by clinic is held to the
+        // caller's clinics (listing the whole network is not filtered).
+        O::GetGroup | O::ListGroups | O::ListGroupMembers | O::ListWaitlist => {
+            Rule::new(STAFF, Scope::Clinics)
+        }
+        // Registering and changing a participant: the home clinic (old and new).
+        O::RegisterParticipant | O::UpdateParticipant => Rule::new(STAFF, Scope::Clinics),
+        // Staff of the participant's home clinic, or the participant.
+        O::GetParticipant | O::RecordConsent | O::RevokeConsent => {
+            Rule::new(STAFF_OR_PARTICIPANT, Scope::OwnRecordOrClinics)
+        }
+        // Staff of the membership's clinic, or the participant whose membership it
+        // is. A participant's own list shows all their memberships; clinic-scoped
+        // staff see only those in their clinics.
+        O::GetMembership
+        | O::ListParticipantMemberships
+        | O::AcceptSeatOffer
+        | O::DeclineSeatOffer => Rule::new(STAFF_OR_PARTICIPANT, Scope::OwnRecordOrClinics),
+        O::EnrollParticipant
+        | O::TransferParticipant
+        | O::HoldMembership
+        | O::ResumeMembership
+        | O::DischargeParticipant => Rule::new(STAFF, Scope::Clinics),
+        // Finding a seat for someone spans the network, whatever clinics the caller
+        // holds.
+        O::SearchOpenSeats => Rule::new(STAFF, Scope::Network),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use circle_grpc::{ApiError, Caller, Target};
+
+    use super::*;
+
+    fn caller(role: Role, actor: &str, clinics: &[&str]) -> Caller {
+        Caller {
+            network: "acme".into(),
+            role,
+            actor_id: actor.into(),
+            clinics: clinics.iter().map(|clinic| (*clinic).to_owned()).collect(),
+        }
+    }
+
+    fn outcome(result: Result<(), ApiError>) -> &'static str {
+        result.err().map_or("OK", |error| error.reason)
+    }
+
+    fn role_name(role: Role) -> &'static str {
+        role.as_str()
+    }
+
+    fn scope_name(scope: Scope) -> &'static str {
+        match scope {
+            Scope::Network => "network",
+            Scope::Clinics => "their clinics",
+            Scope::OwnRecordOrClinics => "own record, or their clinics",
+            Scope::OwnGroupsOrClinics => "own groups, or their clinics",
+        }
+    }
+
+    /// The table as README.md shows it (printed with `--nocapture`).
+    #[test]
+    fn every_operation_has_a_row() {
+        assert_eq!(Operation::ALL.len(), 27, "one per RPC of the service");
+        for operation in Operation::ALL {
+            let rule = rule(operation);
+            assert!(!rule.roles.is_empty(), "{operation:?}");
+            assert!(
+                !rule.allows_role(Role::ProcessManager),
+                "process managers call the application, not the API: {operation:?}"
+            );
+            let roles: Vec<&str> = rule.roles.iter().copied().map(role_name).collect();
+            println!(
+                "| {operation:?} | {} | {} |",
+                roles.join(", "),
+                scope_name(rule.scope)
+            );
+        }
+    }
+
+    #[test]
+    fn an_intake_coordinator_sees_rosters_and_enrolls_in_their_clinics_only() {
+        let intake = caller(Role::IntakeCoordinator, "i-1", &["north"]);
+        let north = Target {
+            clinics: &["north"],
+            ..Target::default()
+        };
+        let south = Target {
+            clinics: &["south"],
+            ..Target::default()
+        };
+        for operation in [
+            Operation::GetGroup,
+            Operation::ListGroupMembers,
+            Operation::ListWaitlist,
+            Operation::EnrollParticipant,
+            Operation::RegisterParticipant,
+            Operation::DischargeParticipant,
+        ] {
+            assert_eq!(outcome(rule(operation).check(&intake, &north)), "OK");
+            assert_eq!(
+                outcome(rule(operation).check(&intake, &south)),
+                "CLINIC_OUT_OF_SCOPE",
+                "{operation:?}"
+            );
+        }
+        // Clinics and open seats are network-wide.
+        assert_eq!(
+            outcome(rule(Operation::GetClinic).check(&intake, &south)),
+            "OK"
+        );
+        assert_eq!(
+            outcome(rule(Operation::SearchOpenSeats).check(&intake, &south)),
+            "OK"
+        );
+        // Groups and clinics are administrators' to shape.
+        for operation in [
+            Operation::CreateGroup,
+            Operation::UpdateGroup,
+            Operation::ArchiveGroup,
+            Operation::CreateClinic,
+        ] {
+            assert_eq!(
+                outcome(rule(operation).check(&intake, &north)),
+                "ROLE_NOT_ALLOWED",
+                "{operation:?}"
+            );
+        }
+        // Closed admission is overridden by facilitators and admins, not intake.
+        assert!(!CLOSED_ADMISSION_OVERRIDE.allows_role(Role::IntakeCoordinator));
+        assert!(!CLOSED_ADMISSION_OVERRIDE.allows_role(Role::Service));
+        assert!(CLOSED_ADMISSION_OVERRIDE.allows_role(Role::Facilitator));
+    }
+
+    #[test]
+    fn a_participant_reads_and_decides_only_on_their_own_record() {
+        let sam = caller(Role::Participant, "sam", &[]);
+        let own = Target {
+            clinics: &["north"],
+            participant: Some("sam"),
+            caller_is_member: false,
+        };
+        let other = Target {
+            participant: Some("pat"),
+            ..own
+        };
+        for operation in [
+            Operation::GetParticipant,
+            Operation::RecordConsent,
+            Operation::RevokeConsent,
+            Operation::GetMembership,
+            Operation::ListParticipantMemberships,
+            Operation::AcceptSeatOffer,
+            Operation::DeclineSeatOffer,
+        ] {
+            assert_eq!(outcome(rule(operation).check(&sam, &own)), "OK");
+            assert_eq!(
+                outcome(rule(operation).check(&sam, &other)),
+                "NOT_YOUR_RECORD",
+                "{operation:?}"
+            );
+        }
+        // Everything else — rosters, clinics, the profile's changes, enrolling — is
+        // staff work.
+        for operation in [
+            Operation::GetGroup,
+            Operation::ListGroups,
+            Operation::ListGroupMembers,
+            Operation::ListWaitlist,
+            Operation::GetClinic,
+            Operation::ListClinics,
+            Operation::SearchOpenSeats,
+            Operation::UpdateParticipant,
+            Operation::EnrollParticipant,
+            Operation::HoldMembership,
+            Operation::TransferParticipant,
+        ] {
+            assert_eq!(
+                outcome(rule(operation).check(&sam, &own)),
+                "ROLE_NOT_ALLOWED",
+                "{operation:?}"
+            );
+        }
+    }
+
+    /// The command rows match the role sets `api/write.rs` checks today.
+    #[test]
+    fn command_rows_match_the_checks_the_write_side_makes() {
+        let rows: [(Operation, &[Role]); 9] = [
+            (Operation::CreateClinic, ADMINS),
+            (Operation::UpdateClinic, ADMINS),
+            (Operation::ArchiveClinic, ADMINS),
+            (Operation::CreateGroup, CLINIC_ADMINS),
+            (Operation::UpdateGroup, CLINIC_ADMINS),
+            (Operation::ArchiveGroup, CLINIC_ADMINS),
+            (Operation::RegisterParticipant, STAFF),
+            (Operation::UpdateParticipant, STAFF),
+            (Operation::TransferParticipant, STAFF),
+        ];
+        for (operation, roles) in rows {
+            assert_eq!(rule(operation).roles, roles, "{operation:?}");
+        }
+        let admin = caller(Role::NetworkAdmin, "a", &[]);
+        let facilitator = caller(Role::Facilitator, "f", &["north"]);
+        let north = Target {
+            clinics: &["north"],
+            ..Target::default()
+        };
+        assert_eq!(
+            outcome(rule(Operation::ArchiveClinic).check(&admin, &north)),
+            "OK"
+        );
+        assert_eq!(
+            outcome(rule(Operation::ArchiveClinic).check(&facilitator, &north)),
+            "ROLE_NOT_ALLOWED"
+        );
+        assert_eq!(
+            outcome(rule(Operation::HoldMembership).check(&facilitator, &north)),
+            "OK"
+        );
+    }
+}

@@ -1,0 +1,80 @@
+//! The application layer of the enrollment service: what the gRPC edge (and, as the
+//! write side moves here, the process managers) call. It takes typed inputs (resource
+//! names from `circle-names`, checked fields) and a typed caller, decides access from
+//! the service's one table (`access`), and answers with plain Rust views; errors are
+//! `ApiError` values, mapped to gRPC once at the edge.
+//!
+//! `queries` answers every query RPC from the read model (schema `enrollment`): the
+//! access rule first, before anything is looked up, then read-your-writes on the
+//! client's consistency token, then the read.
+
+pub mod access;
+pub mod queries;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use circle_calendar::Clock;
+use circle_grpc::ApiError;
+use circle_projection::ProjectionHandle;
+use sqlx::PgPool;
+use tonic::Code;
+
+pub use queries::{
+    ClinicView, ConsentView, GroupView, GroupsIn, GroupsWanted, MembershipEventView,
+    MembershipView, OpenSeat, OpenSeatSearch, OpenSeats, ParticipantView,
+};
+
+/// What the queries need: the pool, the read model they wait on for read-your-writes,
+/// how long they wait, and the clock (a group's next session is computed at read time).
+pub struct Queries {
+    pool: PgPool,
+    read_model: ProjectionHandle,
+    read_your_writes_timeout: Duration,
+    clock: Arc<dyn Clock>,
+}
+
+/// A page of a list: how many items, after how many.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    pub size: i64,
+    pub offset: i64,
+}
+
+impl Queries {
+    pub fn new(
+        pool: PgPool,
+        read_model: ProjectionHandle,
+        read_your_writes_timeout: Duration,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            pool,
+            read_model,
+            read_your_writes_timeout,
+            clock,
+        }
+    }
+
+    /// Waits for the read model to include the write a client's consistency token
+    /// names (none: no wait).
+    async fn read_after(&self, consistency_token: &str) -> Result<(), ApiError> {
+        circle_service::consistent_read(
+            &self.read_model,
+            self.read_your_writes_timeout,
+            consistency_token,
+        )
+        .await
+    }
+}
+
+/// A read model query that failed: the database is unavailable (never the client's
+/// fault, never INTERNAL).
+pub(crate) fn database_error(error: sqlx::Error) -> ApiError {
+    tracing::warn!(%error, "read model query failed");
+    ApiError::unavailable("the read model")
+}
+
+pub(crate) fn not_found(reason: &'static str, what: &str) -> ApiError {
+    ApiError::new(Code::NotFound, reason, format!("{what} not found"))
+}

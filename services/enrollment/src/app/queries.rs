@@ -1,0 +1,785 @@
+//! The queries of the enrollment service, one per query RPC, answered from the
+//! projected tables in schema `enrollment`. Each checks its row of the access table
+//! before anything is looked up, then waits for the client's consistency token, then
+//! reads. Answers are views (plain structs); the edge maps them to protobuf.
+
+use circle_grpc::{ApiError, Caller, Target};
+use circle_names::{
+    ClinicName, ConsentName, GroupName, Id, MembershipName, NetworkName, ParticipantName,
+};
+use sqlx::Row as _;
+use sqlx::postgres::PgRow;
+
+use super::access::{self, Operation};
+use super::{Page, Queries, database_error, not_found};
+use crate::domain::schedule::time_zone;
+use crate::domain::{
+    AdmissionMode, ConsentKind, Facilitator, PeerDisplay, Profile, Schedule, Time,
+};
+use crate::read_model::{facilitators_from_column, schedule_from_column, state};
+
+/// A clinic as the read model shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClinicView {
+    pub name: ClinicName,
+    pub display_name: String,
+    pub time_zone: String,
+    pub archived: bool,
+    pub version: u64,
+}
+
+/// A group as the read model shows it, with its next session computed now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupView {
+    pub name: GroupName,
+    pub display_name: String,
+    pub modality: String,
+    pub level_of_care: String,
+    pub capacity: u32,
+    pub admission_mode: AdmissionMode,
+    pub time_zone: String,
+    pub facilitators: Vec<Facilitator>,
+    pub schedule: Option<Schedule>,
+    pub next_session: Option<Time>,
+    pub active_count: u32,
+    pub on_hold_count: u32,
+    pub offer_count: u32,
+    pub waitlist_count: u32,
+    pub archived: bool,
+    pub version: u64,
+}
+
+/// Where to list groups: the whole network, or one clinic.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GroupsIn {
+    Network(NetworkName),
+    Clinic(ClinicName),
+}
+
+/// Which groups `list_groups` answers with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupsWanted {
+    pub parent: GroupsIn,
+    pub modality: Option<Id>,
+    pub level_of_care: Option<Id>,
+    pub include_archived: bool,
+}
+
+/// A participant's record: home clinic, profile (personal data) and consents.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParticipantView {
+    pub name: ParticipantName,
+    pub home_clinic: ClinicName,
+    pub profile: Profile,
+    pub version: u64,
+    pub consents: Vec<ConsentView>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConsentView {
+    pub name: ConsentName,
+    pub kind: ConsentKind,
+    pub recipient: String,
+    pub purpose: String,
+    /// How peers know the participant (peer-visibility consents only).
+    pub display: Option<PeerDisplay>,
+    pub alias: String,
+    pub share_check_ins: bool,
+    pub share_milestones: bool,
+    pub recorded_at: Time,
+    pub revoked_at: Option<Time>,
+}
+
+/// A membership (one group, one participant) as the read model shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MembershipView {
+    pub name: MembershipName,
+    pub participant: ParticipantName,
+    /// As stored (`read_model::state`).
+    pub state: String,
+    /// Place on the waitlist (1 first), 0 when not waitlisted.
+    pub waitlist_position: u32,
+    pub since: Time,
+    pub offer_expires_at: Option<Time>,
+    /// As stored: a discharge reason, `transferred`, `offer-declined`,
+    /// `offer-expired`, or empty.
+    pub end_reason: String,
+    /// The dated history, oldest first (only `get_membership` fills it).
+    pub history: Vec<MembershipEventView>,
+}
+
+/// One event of a membership's history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MembershipEventView {
+    pub kind: String,
+    /// As stored (`read_model::state`).
+    pub state_after: String,
+    pub at: Time,
+    pub version: u64,
+    pub detail: String,
+}
+
+/// What a search for open seats looks for. Times are minutes after local midnight;
+/// weekdays are ISO (1 = Monday).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenSeatSearch {
+    pub network: NetworkName,
+    pub clinic: Option<ClinicName>,
+    pub modality: Option<Id>,
+    pub level_of_care: Option<Id>,
+    pub weekdays: Vec<u32>,
+    pub earliest_start_minute: u32,
+    pub latest_start_minute: u32,
+}
+
+/// A group with a free seat.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenSeat {
+    pub group: GroupView,
+    pub free_seats: u32,
+    pub next_session: Time,
+}
+
+/// A page of open seats, and whether more follow it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenSeats {
+    pub seats: Vec<OpenSeat>,
+    pub more: bool,
+}
+
+const GROUP_COLUMNS: &str = "group_id, clinic_id, display_name, modality, level_of_care, capacity, admission_mode,
+    time_zone, facilitators, schedule, active_count, on_hold_count, offer_count, waitlist_count, archived, version";
+
+const MEMBERSHIP_COLUMNS: &str =
+    "group_id, clinic_id, participant_id, state, since, offer_expires_at, end_reason";
+
+/// Memberships matching `condition` (on `m`), each with its place on its group's
+/// waitlist (as of arrival; meaningful only for the waitlisted).
+fn memberships_with_position(condition: &str) -> String {
+    format!(
+        "SELECT {MEMBERSHIP_COLUMNS}, (SELECT count(*) FROM enrollment.memberships w
+            WHERE w.network = m.network AND w.group_id = m.group_id AND w.state = 'waitlisted'
+              AND w.arrival <= m.arrival) AS waitlist_position
+         FROM enrollment.memberships m
+         WHERE {condition}"
+    )
+}
+
+/// Checks `caller` against the row of `operation`, before anything is looked up: the
+/// tenant first (the edge has refused another network's names already; this keeps
+/// every other caller of the application to the same rule), then the access table.
+fn permit(
+    caller: &Caller,
+    operation: Operation,
+    network: &Id,
+    target: Target<'_>,
+) -> Result<(), ApiError> {
+    caller.require_network(network.as_str(), &format!("networks/{network}"))?;
+    access::rule(operation).check(caller, &target)
+}
+
+fn clinics<'a>(clinic: &'a [&'a str]) -> Target<'a> {
+    Target {
+        clinics: clinic,
+        ..Target::default()
+    }
+}
+
+/// An id the read model stored; every id was checked before it was written, so one
+/// that does not parse is a bug.
+fn stored_id(value: &str) -> Result<Id, ApiError> {
+    Id::parse(value).map_err(|_| {
+        tracing::error!("the read model holds an invalid id");
+        ApiError::internal()
+    })
+}
+
+fn version(value: i64) -> u64 {
+    value.max(0) as u64
+}
+
+fn count(row: &PgRow, column: &str) -> Result<u32, ApiError> {
+    Ok(row
+        .try_get::<i32, _>(column)
+        .map_err(database_error)?
+        .max(0) as u32)
+}
+
+fn text(row: &PgRow, column: &str) -> Result<String, ApiError> {
+    row.try_get::<String, _>(column).map_err(database_error)
+}
+
+fn group_from_row(network: &Id, row: &PgRow, now: Time) -> Result<GroupView, ApiError> {
+    let zone = text(row, "time_zone")?;
+    let facilitators: Vec<u8> = row.try_get("facilitators").map_err(database_error)?;
+    let schedule: Option<Vec<u8>> = row.try_get("schedule").map_err(database_error)?;
+    let schedule = schedule_from_column(schedule.as_deref());
+    Ok(GroupView {
+        name: GroupName {
+            network: network.clone(),
+            clinic: stored_id(&text(row, "clinic_id")?)?,
+            group: stored_id(&text(row, "group_id")?)?,
+        },
+        display_name: text(row, "display_name")?,
+        modality: text(row, "modality")?,
+        level_of_care: text(row, "level_of_care")?,
+        capacity: count(row, "capacity")?,
+        admission_mode: if text(row, "admission_mode")? == "closed" {
+            AdmissionMode::Closed
+        } else {
+            AdmissionMode::Rolling
+        },
+        next_session: schedule
+            .as_ref()
+            .and_then(|schedule| schedule.next_session(time_zone(&zone), now)),
+        facilitators: facilitators_from_column(&facilitators),
+        schedule,
+        time_zone: zone,
+        active_count: count(row, "active_count")?,
+        on_hold_count: count(row, "on_hold_count")?,
+        offer_count: count(row, "offer_count")?,
+        waitlist_count: count(row, "waitlist_count")?,
+        archived: row.try_get("archived").map_err(database_error)?,
+        version: version(row.try_get("version").map_err(database_error)?),
+    })
+}
+
+fn membership_from_row(network: &Id, row: &PgRow) -> Result<MembershipView, ApiError> {
+    let participant = stored_id(&text(row, "participant_id")?)?;
+    let state = text(row, "state")?;
+    let position: Option<i64> = row.try_get("waitlist_position").ok();
+    Ok(MembershipView {
+        name: MembershipName {
+            network: network.clone(),
+            clinic: stored_id(&text(row, "clinic_id")?)?,
+            group: stored_id(&text(row, "group_id")?)?,
+            membership: participant.clone(),
+        },
+        participant: ParticipantName {
+            network: network.clone(),
+            participant,
+        },
+        waitlist_position: if state == state::WAITLISTED {
+            position.unwrap_or(0).max(0) as u32
+        } else {
+            0
+        },
+        state,
+        since: row.try_get("since").map_err(database_error)?,
+        offer_expires_at: row.try_get("offer_expires_at").map_err(database_error)?,
+        end_reason: text(row, "end_reason")?,
+        history: Vec::new(),
+    })
+}
+
+fn consent_from_row(participant: &ParticipantName, row: &PgRow) -> Result<ConsentView, ApiError> {
+    Ok(ConsentView {
+        name: participant.consent(stored_id(&text(row, "consent_id")?)?),
+        kind: if text(row, "kind")? == "peer-visibility" {
+            ConsentKind::PeerVisibility
+        } else {
+            ConsentKind::TreatmentDisclosure
+        },
+        recipient: text(row, "recipient")?,
+        purpose: text(row, "purpose")?,
+        display: match text(row, "display")?.as_str() {
+            "alias" => Some(PeerDisplay::Alias),
+            "first-name" => Some(PeerDisplay::FirstName),
+            _ => None,
+        },
+        alias: text(row, "alias")?,
+        share_check_ins: row.try_get("share_check_ins").map_err(database_error)?,
+        share_milestones: row.try_get("share_milestones").map_err(database_error)?,
+        recorded_at: row.try_get("recorded_at").map_err(database_error)?,
+        revoked_at: row.try_get("revoked_at").map_err(database_error)?,
+    })
+}
+
+impl Queries {
+    pub async fn get_clinic(
+        &self,
+        caller: &Caller,
+        name: &ClinicName,
+        consistency_token: &str,
+    ) -> Result<ClinicView, ApiError> {
+        permit(
+            caller,
+            Operation::GetClinic,
+            &name.network,
+            clinics(&[name.clinic.as_str()]),
+        )?;
+        self.read_after(consistency_token).await?;
+        let row: Option<(String, String, bool, i64)> = sqlx::query_as(
+            "SELECT display_name, time_zone, archived, version FROM enrollment.clinics WHERE network = $1 AND clinic_id = $2",
+        )
+        .bind(name.network.as_str())
+        .bind(name.clinic.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(database_error)?;
+        let (display_name, time_zone, archived, clinic_version) =
+            row.ok_or_else(|| not_found("CLINIC_NOT_FOUND", &name.to_string()))?;
+        Ok(ClinicView {
+            name: name.clone(),
+            display_name,
+            time_zone,
+            archived,
+            version: version(clinic_version),
+        })
+    }
+
+    pub async fn list_clinics(
+        &self,
+        caller: &Caller,
+        network: &NetworkName,
+        include_archived: bool,
+        page: Page,
+        consistency_token: &str,
+    ) -> Result<Vec<ClinicView>, ApiError> {
+        permit(
+            caller,
+            Operation::ListClinics,
+            &network.network,
+            Target::default(),
+        )?;
+        self.read_after(consistency_token).await?;
+        let rows: Vec<(String, String, String, bool, i64)> = sqlx::query_as(
+            "SELECT clinic_id, display_name, time_zone, archived, version FROM enrollment.clinics
+             WHERE network = $1 AND ($2 OR NOT archived) ORDER BY clinic_id LIMIT $3 OFFSET $4",
+        )
+        .bind(network.network.as_str())
+        .bind(include_archived)
+        .bind(page.size)
+        .bind(page.offset)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(database_error)?;
+        rows.into_iter()
+            .map(
+                |(clinic_id, display_name, time_zone, archived, clinic_version)| {
+                    Ok(ClinicView {
+                        name: ClinicName {
+                            network: network.network.clone(),
+                            clinic: stored_id(&clinic_id)?,
+                        },
+                        display_name,
+                        time_zone,
+                        archived,
+                        version: version(clinic_version),
+                    })
+                },
+            )
+            .collect()
+    }
+
+    /// The group's row, once the caller may run `operation` on it.
+    async fn group(
+        &self,
+        caller: &Caller,
+        operation: Operation,
+        name: &GroupName,
+        consistency_token: &str,
+    ) -> Result<GroupView, ApiError> {
+        permit(
+            caller,
+            operation,
+            &name.network,
+            clinics(&[name.clinic.as_str()]),
+        )?;
+        self.read_after(consistency_token).await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {GROUP_COLUMNS} FROM enrollment.groups WHERE network = $1 AND group_id = $2 AND clinic_id = $3"
+        )))
+        .bind(name.network.as_str())
+        .bind(name.group.as_str())
+        .bind(name.clinic.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(database_error)?
+        .ok_or_else(|| not_found("GROUP_NOT_FOUND", &name.to_string()))?;
+        group_from_row(&name.network, &row, self.clock.now())
+    }
+
+    pub async fn get_group(
+        &self,
+        caller: &Caller,
+        name: &GroupName,
+        consistency_token: &str,
+    ) -> Result<GroupView, ApiError> {
+        self.group(caller, Operation::GetGroup, name, consistency_token)
+            .await
+    }
+
+    pub async fn list_groups(
+        &self,
+        caller: &Caller,
+        wanted: &GroupsWanted,
+        page: Page,
+        consistency_token: &str,
+    ) -> Result<Vec<GroupView>, ApiError> {
+        let (network, clinic) = match &wanted.parent {
+            GroupsIn::Network(network) => (&network.network, None),
+            GroupsIn::Clinic(clinic) => (&clinic.network, Some(clinic.clinic.as_str())),
+        };
+        let scope: Vec<&str> = clinic.into_iter().collect();
+        permit(caller, Operation::ListGroups, network, clinics(&scope))?;
+        self.read_after(consistency_token).await?;
+        let optional = |id: &Option<Id>| id.as_ref().map(Id::as_str).unwrap_or_default().to_owned();
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {GROUP_COLUMNS} FROM enrollment.groups
+             WHERE network = $1 AND ($2 = '' OR clinic_id = $2) AND ($3 = '' OR modality = $3)
+               AND ($4 = '' OR level_of_care = $4) AND ($5 OR NOT archived)
+             ORDER BY clinic_id, group_id LIMIT $6 OFFSET $7"
+        )))
+        .bind(network.as_str())
+        .bind(clinic.unwrap_or_default())
+        .bind(optional(&wanted.modality))
+        .bind(optional(&wanted.level_of_care))
+        .bind(wanted.include_archived)
+        .bind(page.size)
+        .bind(page.offset)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(database_error)?;
+        let now = self.clock.now();
+        rows.iter()
+            .map(|row| group_from_row(network, row, now))
+            .collect()
+    }
+
+    pub async fn get_participant(
+        &self,
+        caller: &Caller,
+        name: &ParticipantName,
+        consistency_token: &str,
+    ) -> Result<ParticipantView, ApiError> {
+        let own = Some(name.participant.as_str());
+        permit(
+            caller,
+            Operation::GetParticipant,
+            &name.network,
+            Target {
+                participant: own,
+                ..Target::default()
+            },
+        )?;
+        self.read_after(consistency_token).await?;
+        let row = sqlx::query(
+            "SELECT p.home_clinic_id, p.version, f.given_name, f.family_name, f.preferred_name, f.email, f.phone
+             FROM enrollment.participants p JOIN enrollment.participant_profiles f USING (network, participant_id)
+             WHERE p.network = $1 AND p.participant_id = $2",
+        )
+        .bind(name.network.as_str())
+        .bind(name.participant.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(database_error)?
+        .ok_or_else(|| not_found("PARTICIPANT_NOT_FOUND", &name.to_string()))?;
+        let home_clinic = stored_id(&text(&row, "home_clinic_id")?)?;
+        // Clinic-scoped staff see the participants of their clinics: the home clinic
+        // is known only now.
+        permit(
+            caller,
+            Operation::GetParticipant,
+            &name.network,
+            Target {
+                clinics: &[home_clinic.as_str()],
+                participant: own,
+                caller_is_member: false,
+            },
+        )?;
+        let consents = sqlx::query(
+            "SELECT consent_id, kind, recipient, purpose, display, alias, share_check_ins, share_milestones,
+                    recorded_at, revoked_at
+             FROM enrollment.consents WHERE network = $1 AND participant_id = $2 ORDER BY recorded_version, consent_id",
+        )
+        .bind(name.network.as_str())
+        .bind(name.participant.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(database_error)?
+        .iter()
+        .map(|consent| consent_from_row(name, consent))
+        .collect::<Result<Vec<_>, _>>()?;
+        Ok(ParticipantView {
+            name: name.clone(),
+            home_clinic: ClinicName {
+                network: name.network.clone(),
+                clinic: home_clinic,
+            },
+            profile: Profile {
+                given_name: text(&row, "given_name")?,
+                family_name: text(&row, "family_name")?,
+                preferred_name: text(&row, "preferred_name")?,
+                email: text(&row, "email")?,
+                phone: text(&row, "phone")?,
+            },
+            version: version(row.try_get("version").map_err(database_error)?),
+            consents,
+        })
+    }
+
+    pub async fn get_membership(
+        &self,
+        caller: &Caller,
+        name: &MembershipName,
+        consistency_token: &str,
+    ) -> Result<MembershipView, ApiError> {
+        permit(
+            caller,
+            Operation::GetMembership,
+            &name.network,
+            Target {
+                clinics: &[name.clinic.as_str()],
+                participant: Some(name.membership.as_str()),
+                caller_is_member: false,
+            },
+        )?;
+        self.read_after(consistency_token).await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(memberships_with_position(
+            "network = $1 AND group_id = $2 AND participant_id = $3 AND clinic_id = $4",
+        )))
+        .bind(name.network.as_str())
+        .bind(name.group.as_str())
+        .bind(name.membership.as_str())
+        .bind(name.clinic.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(database_error)?
+        .ok_or_else(|| not_found("MEMBERSHIP_NOT_FOUND", &name.to_string()))?;
+        let mut membership = membership_from_row(&name.network, &row)?;
+        let history: Vec<(String, String, Time, i64, String)> = sqlx::query_as(
+            "SELECT kind, state_after, at, version, detail FROM enrollment.membership_history
+             WHERE network = $1 AND group_id = $2 AND participant_id = $3 ORDER BY version, position",
+        )
+        .bind(name.network.as_str())
+        .bind(name.group.as_str())
+        .bind(name.membership.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(database_error)?;
+        membership.history = history
+            .into_iter()
+            .map(
+                |(kind, state_after, at, event_version, detail)| MembershipEventView {
+                    kind,
+                    state_after,
+                    at,
+                    version: version(event_version),
+                    detail,
+                },
+            )
+            .collect();
+        Ok(membership)
+    }
+
+    /// Active and held members of a group, in order of arrival.
+    pub async fn list_group_members(
+        &self,
+        caller: &Caller,
+        group: &GroupName,
+        page: Page,
+        consistency_token: &str,
+    ) -> Result<Vec<MembershipView>, ApiError> {
+        self.group(
+            caller,
+            Operation::ListGroupMembers,
+            group,
+            consistency_token,
+        )
+        .await?;
+        self.group_memberships(group, &[state::ACTIVE, state::ON_HOLD], page)
+            .await
+    }
+
+    /// Open offers, then the waitlist in order, with positions.
+    pub async fn list_waitlist(
+        &self,
+        caller: &Caller,
+        group: &GroupName,
+        page: Page,
+        consistency_token: &str,
+    ) -> Result<Vec<MembershipView>, ApiError> {
+        self.group(caller, Operation::ListWaitlist, group, consistency_token)
+            .await?;
+        self.group_memberships(group, &[state::OFFERED, state::WAITLISTED], page)
+            .await
+    }
+
+    async fn group_memberships(
+        &self,
+        group: &GroupName,
+        states: &[&str],
+        page: Page,
+    ) -> Result<Vec<MembershipView>, ApiError> {
+        let states: Vec<String> = states.iter().map(|state| (*state).to_owned()).collect();
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {MEMBERSHIP_COLUMNS},
+                    row_number() OVER (PARTITION BY state ORDER BY arrival, participant_id) AS waitlist_position
+             FROM enrollment.memberships
+             WHERE network = $1 AND group_id = $2 AND state = ANY($3)
+             ORDER BY (state = 'waitlisted'), arrival, participant_id LIMIT $4 OFFSET $5"
+        )))
+        .bind(group.network.as_str())
+        .bind(group.group.as_str())
+        .bind(&states)
+        .bind(page.size)
+        .bind(page.offset)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(database_error)?;
+        rows.iter()
+            .map(|row| membership_from_row(&group.network, row))
+            .collect()
+    }
+
+    /// A participant's memberships, newest first. Clinic-scoped staff see only those
+    /// in their clinics.
+    pub async fn list_participant_memberships(
+        &self,
+        caller: &Caller,
+        participant: &ParticipantName,
+        page: Page,
+        consistency_token: &str,
+    ) -> Result<Vec<MembershipView>, ApiError> {
+        permit(
+            caller,
+            Operation::ListParticipantMemberships,
+            &participant.network,
+            Target {
+                participant: Some(participant.participant.as_str()),
+                ..Target::default()
+            },
+        )?;
+        self.read_after(consistency_token).await?;
+        let scoped = circle_grpc::is_clinic_scoped(caller.role);
+        let rows = sqlx::query(sqlx::AssertSqlSafe(memberships_with_position(
+            "network = $1 AND participant_id = $2 AND (NOT $3 OR clinic_id = ANY($4))
+             ORDER BY since DESC, group_id LIMIT $5 OFFSET $6",
+        )))
+        .bind(participant.network.as_str())
+        .bind(participant.participant.as_str())
+        .bind(scoped)
+        .bind(&caller.clinics)
+        .bind(page.size)
+        .bind(page.offset)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(database_error)?;
+        rows.iter()
+            .map(|row| membership_from_row(&participant.network, row))
+            .collect()
+    }
+
+    /// Groups with a free seat across the network, soonest next session first. The
+    /// weekday and time window are checked against the local schedule; the next
+    /// session is computed in each group's time zone. Closed groups that have started
+    /// take no one without an override, so they are not listed.
+    pub async fn search_open_seats(
+        &self,
+        caller: &Caller,
+        search: &OpenSeatSearch,
+        page: Page,
+        consistency_token: &str,
+    ) -> Result<OpenSeats, ApiError> {
+        let scope: Vec<&str> = search
+            .clinic
+            .iter()
+            .map(|clinic| clinic.clinic.as_str())
+            .collect();
+        permit(
+            caller,
+            Operation::SearchOpenSeats,
+            &search.network.network,
+            clinics(&scope),
+        )?;
+        self.read_after(consistency_token).await?;
+        let optional = |id: &Option<Id>| id.as_ref().map(Id::as_str).unwrap_or_default().to_owned();
+        let weekdays: Vec<i32> = search.weekdays.iter().map(|day| *day as i32).collect();
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {GROUP_COLUMNS} FROM enrollment.groups
+             WHERE network = $1 AND NOT archived
+               AND capacity > active_count + on_hold_count + offer_count AND waitlist_count = 0
+               AND ($2 = '' OR clinic_id = $2) AND ($3 = '' OR modality = $3) AND ($4 = '' OR level_of_care = $4)
+               AND schedule IS NOT NULL AND start_minute BETWEEN $5 AND $6
+               AND (cardinality($7::integer[]) = 0 OR schedule_days && $7)"
+        )))
+        .bind(search.network.network.as_str())
+        .bind(scope.first().copied().unwrap_or_default())
+        .bind(optional(&search.modality))
+        .bind(optional(&search.level_of_care))
+        .bind(search.earliest_start_minute as i32)
+        .bind(search.latest_start_minute as i32)
+        .bind(&weekdays)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(database_error)?;
+        let now = self.clock.now();
+        let mut open = Vec::new();
+        for row in &rows {
+            let group = group_from_row(&search.network.network, row, now)?;
+            let started_closed = group.admission_mode == AdmissionMode::Closed
+                && group
+                    .schedule
+                    .as_ref()
+                    .and_then(|schedule| schedule.first_session(time_zone(&group.time_zone)))
+                    .is_some_and(|first| first <= now);
+            let Some(next_session) = group.next_session else {
+                continue;
+            };
+            if started_closed {
+                continue;
+            }
+            let free_seats = group
+                .capacity
+                .saturating_sub(group.active_count + group.on_hold_count + group.offer_count);
+            open.push((
+                next_session.timestamp(),
+                group.name.to_string(),
+                OpenSeat {
+                    group,
+                    free_seats,
+                    next_session,
+                },
+            ));
+        }
+        open.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        let total = open.len();
+        let offset = usize::try_from(page.offset).unwrap_or(usize::MAX);
+        let seats: Vec<OpenSeat> = open
+            .into_iter()
+            .skip(offset)
+            .take(usize::try_from(page.size).unwrap_or(0))
+            .map(|(_, _, seat)| seat)
+            .collect();
+        Ok(OpenSeats {
+            more: offset.saturating_add(seats.len()) < total,
+            seats,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use circle_grpc::Role;
+
+    use super::*;
+
+    #[test]
+    fn the_application_keeps_every_caller_to_its_own_network_before_the_table() {
+        let caller = Caller {
+            network: "acme".into(),
+            role: Role::NetworkAdmin,
+            actor_id: "a".into(),
+            clinics: Vec::new(),
+        };
+        let other = Id::parse("other").expect("valid id");
+        let own = Id::parse("acme").expect("valid id");
+        let refused = permit(&caller, Operation::GetGroup, &other, Target::default());
+        assert_eq!(
+            refused.err().map(|error| error.reason),
+            Some("WRONG_NETWORK")
+        );
+        assert!(permit(&caller, Operation::GetGroup, &own, Target::default()).is_ok());
+    }
+}
