@@ -194,7 +194,9 @@ mod tests {
         use Operation as O;
         use Role as R;
         // Intake coordinators see the schedule and the session sheet, and record a
-        // check-in for someone, but run no session and touch no note.
+        // check-in for someone, but run no session, write or sign no note and have no
+        // queue. (The session sheet they see includes its notes, as it always has:
+        // a question for the authentication issue, not changed here.)
         for operation in [O::ListSessions, O::GetSession, O::RecordSessionCheckIn] {
             assert_eq!(outcome(operation, R::IntakeCoordinator, "north"), "OK");
         }

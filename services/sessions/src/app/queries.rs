@@ -154,7 +154,7 @@ where
     row.try_get(name).map_err(database_error)
 }
 
-fn count(value: i32) -> u32 {
+fn non_negative(value: i32) -> u32 {
     value.max(0).unsigned_abs()
 }
 
@@ -169,7 +169,7 @@ fn session_from_row(row: &PgRow) -> Result<SessionView, ApiError> {
         },
         state: read_model::state_from_text(&column::<String>(row, "state")?),
         starts_at: column(row, "starts_at")?,
-        duration_minutes: count(column(row, "duration_minutes")?),
+        duration_minutes: non_negative(column(row, "duration_minutes")?),
         origin: read_model::origin_from_text(&column::<String>(row, "origin")?),
         cancel_reason: column(row, "cancel_reason")?,
         version: column(row, "version")?,
@@ -275,7 +275,7 @@ impl Queries {
                         participant: stored_id(&participant_id)?,
                     },
                     attendance: status.as_deref().and_then(read_model::status_from_text),
-                    minutes_attended: count(minutes.unwrap_or(0)),
+                    minutes_attended: non_negative(minutes.unwrap_or(0)),
                     checked_in,
                     note: notes.remove(&participant_id),
                 })
@@ -428,7 +428,7 @@ impl Queries {
             history.records.push(AttendanceRecord {
                 session: session_from_row(row)?,
                 status,
-                minutes_attended: count(column(row, "minutes")?),
+                minutes_attended: non_negative(column(row, "minutes")?),
             });
         }
         let counted = history.sessions_attended + history.sessions_missed;
@@ -497,7 +497,7 @@ impl Queries {
                 },
                 session_start: starts_at,
                 code: self.billing.code.clone(),
-                minutes_attended: count(column(row, "minutes")?),
+                minutes_attended: non_negative(column(row, "minutes")?),
                 attendee_count,
                 over_payer_cap: attendee_count > self.billing.payer_cap,
             });
