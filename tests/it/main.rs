@@ -8,6 +8,7 @@ mod binaries;
 mod dev;
 mod edge;
 mod sessions;
+mod sessions_access;
 mod support;
 mod time_inputs;
 mod timeline;

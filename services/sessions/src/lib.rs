@@ -7,6 +7,7 @@
 //! schedules into sessions.
 
 pub mod api;
+pub mod app;
 pub mod codec;
 pub mod commands;
 pub mod domain;
@@ -53,7 +54,7 @@ pub async fn start_with_clock(
     let settings = base.settings;
     let sessions_stream = base.own_stream;
     let pool = base.pool;
-    let commands = Arc::new(commands::Commands::new(base.store, clock));
+    let commands = Arc::new(commands::Commands::new(base.store, clock.clone()));
     let roster_runner = ProjectionRunner::new(
         Arc::new(roster::Roster),
         pool.clone(),
@@ -70,16 +71,17 @@ pub async fn start_with_clock(
         settings,
     )
     .await?;
-    let api = api::SessionsApi::new(
-        commands.clone(),
+    let queries = app::Queries::new(
         pool.clone(),
         read_model.handle(),
         Duration::from_millis(config.projection.read_your_writes_timeout_ms),
-        api::Billing {
+        clock.clone(),
+        app::Billing {
             code: config.sessions.billing_code.clone(),
             payer_cap: config.sessions.payer_cap,
         },
     );
+    let api = api::SessionsApi::new(commands.clone(), pool.clone(), queries);
     let shutdown = Shutdown::new(shutdown);
     let host = Host::bind(
         config.sessions.listen,

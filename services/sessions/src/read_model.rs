@@ -8,7 +8,7 @@ use circle_projection::{ApplyError, Projection};
 use sqlx::PgConnection;
 
 use crate::codec;
-use crate::domain::{AttendanceStatus, Event, NoteKey, Origin};
+use crate::domain::{AttendanceStatus, Event, NoteKey, Origin, SessionState};
 
 pub const SCHEMA: &str = "sessions";
 
@@ -21,6 +21,39 @@ pub fn status_text(status: AttendanceStatus) -> &'static str {
         AttendanceStatus::LeftEarly => "left-early",
         AttendanceStatus::Absent => "absent",
         AttendanceStatus::Excused => "excused",
+    }
+}
+
+/// The inverse of [`status_text`]; `None` for a status this version does not know.
+pub fn status_from_text(text: &str) -> Option<AttendanceStatus> {
+    Some(match text {
+        "present" => AttendanceStatus::Present,
+        "late" => AttendanceStatus::Late,
+        "left-early" => AttendanceStatus::LeftEarly,
+        "absent" => AttendanceStatus::Absent,
+        "excused" => AttendanceStatus::Excused,
+        _ => return None,
+    })
+}
+
+/// A session's state as the `state` column holds it; `None` for a state this
+/// version does not know.
+pub fn state_from_text(text: &str) -> Option<SessionState> {
+    Some(match text {
+        "scheduled" => SessionState::Scheduled,
+        "started" => SessionState::Started,
+        "closed" => SessionState::Closed,
+        "cancelled" => SessionState::Cancelled,
+        _ => return None,
+    })
+}
+
+/// A session's origin as the `origin` column holds it (`ad-hoc`, else `schedule`).
+pub fn origin_from_text(text: &str) -> Origin {
+    if text == "ad-hoc" {
+        Origin::AdHoc
+    } else {
+        Origin::Schedule
     }
 }
 

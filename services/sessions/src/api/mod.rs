@@ -1,63 +1,41 @@
 //! The gRPC edge of the sessions service: `write` validates requests, resolves the
-//! roster and the other members' names, and runs commands; `read` answers queries from
-//! the read model and the roster projection.
+//! roster and the other members' names, and runs commands; `read` reads query requests
+//! into the application's inputs, runs them on [`crate::app::Queries`] and maps the
+//! answers to protobuf.
 
 mod read;
 mod write;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use circle_eventstore::{ExecuteError, StoreError};
 use circle_grpc::caller;
 use circle_grpc::{ApiError, Violations};
-use circle_projection::ProjectionHandle;
 use circle_proto::sessions::v1 as pb;
 use circle_service::commit_meta as meta;
 use pb::sessions_service_server::SessionsService;
 use sqlx::PgPool;
 use tonic::{Code, Request, Response, Status};
 
+use crate::app::{Queries, database_error};
 use crate::commands::{CommandError, Commands};
 use crate::domain::DomainError;
 
 pub const ERROR_DOMAIN: &str = "circle.sessions";
 
-/// Settings of the billing export.
-#[derive(Debug, Clone)]
-pub struct Billing {
-    pub code: String,
-    pub payer_cap: u32,
-}
-
 pub struct SessionsApi {
     commands: Arc<Commands>,
     pool: PgPool,
-    read_model: ProjectionHandle,
-    read_your_writes_timeout: Duration,
-    billing: Billing,
+    queries: Queries,
 }
 
 impl SessionsApi {
-    pub fn new(
-        commands: Arc<Commands>,
-        pool: PgPool,
-        read_model: ProjectionHandle,
-        read_your_writes_timeout: Duration,
-        billing: Billing,
-    ) -> Self {
+    pub fn new(commands: Arc<Commands>, pool: PgPool, queries: Queries) -> Self {
         Self {
             commands,
             pool,
-            read_model,
-            read_your_writes_timeout,
-            billing,
+            queries,
         }
-    }
-
-    async fn consistent_read(&self, token: &str) -> ApiResult<()> {
-        circle_service::consistent_read(&self.read_model, self.read_your_writes_timeout, token)
-            .await
     }
 }
 
@@ -67,8 +45,6 @@ pub const GROUP: &[&str] = &["networks", "clinics", "groups"];
 pub const SESSION: &[&str] = &["networks", "clinics", "groups", "sessions"];
 pub const NOTE: &[&str] = &["networks", "clinics", "groups", "sessions", "notes"];
 pub const PARTICIPANT: &[&str] = &["networks", "participants"];
-pub const STAFF_MEMBER: &[&str] = &["networks", "staff"];
-pub const CLINIC: &[&str] = &["networks", "clinics"];
 
 pub fn session_name(network: &str, clinic: &str, group: &str, session: &str) -> String {
     format!("networks/{network}/clinics/{clinic}/groups/{group}/sessions/{session}")
@@ -80,10 +56,6 @@ pub fn note_name(session: &str, note_key: &str) -> String {
     } else {
         format!("{session}/notes/{note_key}")
     }
-}
-
-pub fn participant_name(network: &str, participant: &str) -> String {
-    format!("networks/{network}/participants/{participant}")
 }
 
 fn status(error: ApiError) -> Status {
@@ -175,11 +147,6 @@ fn command_error(error: ExecuteError<CommandError>) -> ApiError {
             "the session is busy; retry with the same request_id",
         ),
     }
-}
-
-fn database_error(error: sqlx::Error) -> ApiError {
-    tracing::warn!(%error, "read model query failed");
-    ApiError::unavailable("the read model")
 }
 
 #[tonic::async_trait]

@@ -1,0 +1,340 @@
+//! The sessions service's access table: for every operation (each RPC, commands and
+//! queries alike), which roles may run it and on which scope. It is the one place
+//! these permissions are written down; `README.md` shows it, and a test keeps the
+//! two the same.
+//!
+//! Queries are checked against it in [`super::Queries`], before anything is looked up.
+//! Commands are still checked by the edge (`api/write.rs`) with the same roles and
+//! scopes; their rows are here so the table is whole.
+
+use circle_grpc::{ApiError, Caller, Role, Rule, Scope, Target, roles};
+use circle_names::Id;
+
+/// Every RPC of `circle.sessions.v1.SessionsService`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    ListSessions,
+    GetSession,
+    ScheduleSession,
+    RescheduleSession,
+    CancelSession,
+    StartSession,
+    CloseSession,
+    RecordAttendance,
+    RecordSessionCheckIn,
+    WriteSharedNote,
+    WriteMemberNote,
+    SignNote,
+    AmendNote,
+    ListUnsignedNotes,
+    GetAttendanceHistory,
+    ExportBilling,
+}
+
+impl Operation {
+    pub const ALL: [Operation; 16] = [
+        Operation::ListSessions,
+        Operation::GetSession,
+        Operation::ScheduleSession,
+        Operation::RescheduleSession,
+        Operation::CancelSession,
+        Operation::StartSession,
+        Operation::CloseSession,
+        Operation::RecordAttendance,
+        Operation::RecordSessionCheckIn,
+        Operation::WriteSharedNote,
+        Operation::WriteMemberNote,
+        Operation::SignNote,
+        Operation::AmendNote,
+        Operation::ListUnsignedNotes,
+        Operation::GetAttendanceHistory,
+        Operation::ExportBilling,
+    ];
+
+    /// The RPC's name, as the service definition spells it.
+    pub fn rpc(self) -> &'static str {
+        match self {
+            Operation::ListSessions => "ListSessions",
+            Operation::GetSession => "GetSession",
+            Operation::ScheduleSession => "ScheduleSession",
+            Operation::RescheduleSession => "RescheduleSession",
+            Operation::CancelSession => "CancelSession",
+            Operation::StartSession => "StartSession",
+            Operation::CloseSession => "CloseSession",
+            Operation::RecordAttendance => "RecordAttendance",
+            Operation::RecordSessionCheckIn => "RecordSessionCheckIn",
+            Operation::WriteSharedNote => "WriteSharedNote",
+            Operation::WriteMemberNote => "WriteMemberNote",
+            Operation::SignNote => "SignNote",
+            Operation::AmendNote => "AmendNote",
+            Operation::ListUnsignedNotes => "ListUnsignedNotes",
+            Operation::GetAttendanceHistory => "GetAttendanceHistory",
+            Operation::ExportBilling => "ExportBilling",
+        }
+    }
+}
+
+/// Staff, or a participant on their own record.
+const STAFF_OR_PARTICIPANT: &[Role] = &[
+    Role::NetworkAdmin,
+    Role::ClinicAdmin,
+    Role::Facilitator,
+    Role::IntakeCoordinator,
+    Role::Service,
+    Role::Participant,
+];
+
+/// Who may run `operation`, and where.
+///
+/// Beyond the table, `ListUnsignedNotes` keeps a facilitator to their own queue
+/// (`NOT_YOUR_QUEUE`), and queries over several clinics (`ListUnsignedNotes`,
+/// `GetAttendanceHistory`) show clinic-scoped staff only the sessions of their clinics.
+pub fn rule(operation: Operation) -> Rule {
+    use Operation as O;
+    match operation {
+        // The schedule and the session sheet (roster, attendance, check-ins, notes).
+        O::ListSessions | O::GetSession => Rule::new(roles::STAFF, Scope::Clinics),
+        // Running a session and its notes is clinical work.
+        O::ScheduleSession
+        | O::RescheduleSession
+        | O::CancelSession
+        | O::StartSession
+        | O::CloseSession
+        | O::RecordAttendance
+        | O::WriteSharedNote
+        | O::WriteMemberNote
+        | O::SignNote
+        | O::AmendNote => Rule::new(roles::CLINICIANS, Scope::Clinics),
+        // A participant checks in for themselves; staff may record it for them.
+        O::RecordSessionCheckIn => Rule::new(STAFF_OR_PARTICIPANT, Scope::OwnRecordOrClinics),
+        // A clinician's queue: the facilitator's own, or anyone's for admins.
+        O::ListUnsignedNotes => Rule::new(roles::CLINICIANS, Scope::Clinics),
+        O::GetAttendanceHistory => Rule::new(STAFF_OR_PARTICIPANT, Scope::OwnRecordOrClinics),
+        O::ExportBilling => Rule::new(roles::CLINIC_ADMINS, Scope::Clinics),
+    }
+}
+
+/// Checks `caller` against the table for `operation`, before anything is looked up.
+/// `target` is what the request names; `None` when its resource name did not parse:
+/// then only the role is checked (a caller who may not run the operation at all is
+/// told so), and the bad name is reported with the request's other bad fields.
+pub fn check(
+    caller: &Caller,
+    operation: Operation,
+    target: Option<Target<'_>>,
+) -> Result<(), ApiError> {
+    let rule = rule(operation);
+    match target {
+        Some(target) => rule.check(caller, &target),
+        None if rule.allows_role(caller.role) => Ok(()),
+        // Refused on the role, whatever the target.
+        None => rule.check(caller, &Target::default()),
+    }
+}
+
+/// [`check`] for a request about something in one clinic (`None`: its name did not
+/// parse).
+pub fn check_in_clinic(
+    caller: &Caller,
+    operation: Operation,
+    clinic: Option<&Id>,
+) -> Result<(), ApiError> {
+    match clinic {
+        Some(clinic) => check(
+            caller,
+            operation,
+            Some(Target {
+                clinics: &[clinic.as_str()],
+                ..Target::default()
+            }),
+        ),
+        None => check(caller, operation, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROLES: [Role; 7] = [
+        Role::NetworkAdmin,
+        Role::ClinicAdmin,
+        Role::Facilitator,
+        Role::IntakeCoordinator,
+        Role::Participant,
+        Role::Service,
+        Role::ProcessManager,
+    ];
+
+    fn caller(role: Role, actor: &str) -> Caller {
+        Caller {
+            network: "acme".into(),
+            role,
+            actor_id: actor.into(),
+            clinics: vec!["north".into()],
+        }
+    }
+
+    /// The outcome for a caller of `role` (scoped to clinic north, actor p-1) on a
+    /// request that names clinic `clinic` and participant p-1.
+    fn outcome(operation: Operation, role: Role, clinic: &str) -> &'static str {
+        let clinics = [clinic];
+        let target = Target {
+            clinics: &clinics,
+            participant: Some("p-1"),
+            caller_is_member: false,
+        };
+        check(&caller(role, "p-1"), operation, Some(target))
+            .err()
+            .map_or("OK", |error| error.reason)
+    }
+
+    #[test]
+    fn the_table_keeps_what_the_service_enforced_before_it() {
+        use Operation as O;
+        use Role as R;
+        // Intake coordinators see the schedule and the session sheet, and record a
+        // check-in for someone, but run no session, write or sign no note and have no
+        // queue. (The session sheet they see includes its notes, as it always has:
+        // a question for the authentication issue, not changed here.)
+        for operation in [O::ListSessions, O::GetSession, O::RecordSessionCheckIn] {
+            assert_eq!(outcome(operation, R::IntakeCoordinator, "north"), "OK");
+        }
+        for operation in [
+            O::StartSession,
+            O::RecordAttendance,
+            O::WriteMemberNote,
+            O::SignNote,
+            O::AmendNote,
+            O::ListUnsignedNotes,
+            O::ExportBilling,
+        ] {
+            assert_eq!(
+                outcome(operation, R::IntakeCoordinator, "north"),
+                "ROLE_NOT_ALLOWED",
+                "{operation:?}"
+            );
+        }
+        // Participants: their own check-in and attendance history, nothing else.
+        for operation in Operation::ALL {
+            let expected = match operation {
+                O::RecordSessionCheckIn | O::GetAttendanceHistory => "OK",
+                _ => "ROLE_NOT_ALLOWED",
+            };
+            assert_eq!(
+                outcome(operation, R::Participant, "south"),
+                expected,
+                "{operation:?}"
+            );
+        }
+        let someone_else = Target {
+            participant: Some("p-2"),
+            ..Target::default()
+        };
+        assert_eq!(
+            check(
+                &caller(R::Participant, "p-1"),
+                O::GetAttendanceHistory,
+                Some(someone_else)
+            )
+            .err()
+            .map(|error| error.reason),
+            Some("NOT_YOUR_RECORD")
+        );
+        // Clinic-scoped staff stay in their clinics; network admins and service
+        // clients go anywhere; billing is for admins.
+        assert_eq!(
+            outcome(O::GetSession, R::Facilitator, "south"),
+            "CLINIC_OUT_OF_SCOPE"
+        );
+        assert_eq!(outcome(O::SignNote, R::Facilitator, "north"), "OK");
+        assert_eq!(
+            outcome(O::ExportBilling, R::Facilitator, "north"),
+            "ROLE_NOT_ALLOWED"
+        );
+        assert_eq!(outcome(O::ExportBilling, R::ClinicAdmin, "north"), "OK");
+        assert_eq!(
+            outcome(O::ExportBilling, R::ClinicAdmin, "south"),
+            "CLINIC_OUT_OF_SCOPE"
+        );
+        for operation in Operation::ALL {
+            assert_eq!(outcome(operation, R::NetworkAdmin, "south"), "OK");
+            assert_eq!(outcome(operation, R::Service, "south"), "OK");
+            // The materialiser runs its commands in process, not through the table.
+            assert_eq!(
+                outcome(operation, R::ProcessManager, "north"),
+                "ROLE_NOT_ALLOWED"
+            );
+        }
+    }
+
+    #[test]
+    fn a_name_that_did_not_parse_still_has_its_role_checked() {
+        let participant = caller(Role::Participant, "p-1");
+        assert_eq!(
+            check(&participant, Operation::ListSessions, None)
+                .err()
+                .map(|error| error.reason),
+            Some("ROLE_NOT_ALLOWED")
+        );
+        // Allowed to ask at all: the bad name is reported as a bad field instead.
+        assert!(check(&participant, Operation::GetAttendanceHistory, None).is_ok());
+    }
+
+    /// The table as `README.md` shows it: operation, roles, scope.
+    fn markdown() -> String {
+        let mut table = String::from("| operation | roles | scope |\n|---|---|---|\n");
+        for operation in Operation::ALL {
+            let rule = rule(operation);
+            let roles: Vec<&str> = ROLES
+                .iter()
+                .filter(|role| rule.allows_role(**role))
+                .map(|role| role.as_str())
+                .collect();
+            let scope = match rule.scope {
+                Scope::Network => "network",
+                Scope::Clinics => "their clinics",
+                Scope::OwnRecordOrClinics => "own record (participant), their clinics (staff)",
+                Scope::OwnGroupsOrClinics => "own groups (participant), their clinics (staff)",
+            };
+            table.push_str(&format!(
+                "| `{}` | {} | {scope} |\n",
+                operation.rpc(),
+                roles.join(", ")
+            ));
+        }
+        table
+    }
+
+    #[test]
+    fn the_readme_shows_the_table() {
+        let table = markdown();
+        println!("{table}");
+        let readme = include_str!("../../../../README.md");
+        assert!(
+            readme.contains(&table),
+            "README.md must show the sessions access table as:\n{table}"
+        );
+    }
+
+    #[test]
+    fn every_rpc_of_the_service_has_one_row() -> Result<(), prost::DecodeError> {
+        use prost::Message as _;
+        let descriptors =
+            prost_types::FileDescriptorSet::decode(circle_proto::FILE_DESCRIPTOR_SET)?;
+        let mut rpcs: Vec<&str> = descriptors
+            .file
+            .iter()
+            .filter(|file| file.package() == "circle.sessions.v1")
+            .flat_map(|file| &file.service)
+            .filter(|service| service.name() == "SessionsService")
+            .flat_map(|service| &service.method)
+            .map(|method| method.name())
+            .collect();
+        rpcs.sort_unstable();
+        let mut operations: Vec<&str> = Operation::ALL.iter().map(|op| op.rpc()).collect();
+        operations.sort_unstable();
+        assert_eq!(operations, rpcs);
+        Ok(())
+    }
+}

@@ -1,0 +1,97 @@
+//! The application layer of the sessions service: what a caller may do and what a
+//! query reads, whoever carried the request. `access.rs` is the service's access
+//! table; `queries.rs` answers queries from the read model and the roster
+//! projection. Inputs are application types (typed resource names, checked fields),
+//! answers plain structs, errors [`ApiError`] values; protobuf stays at the edge.
+
+pub mod access;
+pub mod queries;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use circle_calendar::Clock;
+use circle_grpc::ApiError;
+use circle_projection::ProjectionHandle;
+use sqlx::PgPool;
+
+pub use queries::{
+    AttendanceHistory, AttendanceRecord, BillingLine, BillingPeriod, NoteView, RosterLine,
+    SessionFilter, SessionSheet, SessionView, UnsignedItem,
+};
+
+/// Settings of the billing export.
+#[derive(Debug, Clone)]
+pub struct Billing {
+    pub code: String,
+    pub payer_cap: u32,
+}
+
+/// What the queries need: the pool, the read model's handle (to read a caller's own
+/// write), how long to wait for it, the clock and the billing settings.
+pub struct Queries {
+    pool: PgPool,
+    read_model: ProjectionHandle,
+    read_your_writes_timeout: Duration,
+    clock: Arc<dyn Clock>,
+    billing: Billing,
+}
+
+impl Queries {
+    pub fn new(
+        pool: PgPool,
+        read_model: ProjectionHandle,
+        read_your_writes_timeout: Duration,
+        clock: Arc<dyn Clock>,
+        billing: Billing,
+    ) -> Self {
+        Self {
+            pool,
+            read_model,
+            read_your_writes_timeout,
+            clock,
+            billing,
+        }
+    }
+
+    /// The input's parts once it is whole, after waiting for the write its
+    /// consistency token names.
+    async fn read_after<R, F>(&self, input: Input<R, F>) -> Result<(R, F), ApiError> {
+        let fields = input.fields?;
+        let resource = input.resource.ok_or_else(ApiError::internal)?;
+        circle_service::consistent_read(
+            &self.read_model,
+            self.read_your_writes_timeout,
+            &input.consistency_token,
+        )
+        .await?;
+        Ok((resource, fields))
+    }
+}
+
+/// A query as the edge read it from a request: the resource it is about (`None` when
+/// its name did not parse), the rest of its input or every bad field (the name's
+/// included), and the consistency token of a write to read after (empty: none).
+///
+/// The application checks the caller against the access table on the resource first,
+/// so a caller who may not run the query is told so whatever else is wrong with the
+/// request; only then are bad fields reported.
+#[derive(Debug)]
+pub struct Input<R, F> {
+    pub resource: Option<R>,
+    pub fields: Result<F, ApiError>,
+    pub consistency_token: String,
+}
+
+/// A page of a list: at most `size` items after skipping `offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    pub size: i64,
+    pub offset: i64,
+}
+
+/// A read-model query that failed: the read model is unavailable (retryable).
+pub(crate) fn database_error(error: sqlx::Error) -> ApiError {
+    tracing::warn!(%error, "read model query failed");
+    ApiError::unavailable("the read model")
+}
