@@ -219,8 +219,16 @@ const RUNTIME_TABLES: [&str; 3] = [
         last_sequence bigint NOT NULL,
         updated_at timestamptz NOT NULL DEFAULT now()
     )",
-    // Rows written before shapes were versioned are shape 1.
-    "ALTER TABLE projection_checkpoint ADD COLUMN IF NOT EXISTS shape_version integer NOT NULL DEFAULT 1",
+    // Rows written before shapes were versioned are shape 1. Checked first: ALTER TABLE
+    // would lock the live checkpoint on every start even when the column exists.
+    "DO $$ BEGIN
+        IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                       WHERE table_schema = current_schema()
+                         AND table_name = 'projection_checkpoint'
+                         AND column_name = 'shape_version') THEN
+            ALTER TABLE projection_checkpoint ADD COLUMN shape_version integer NOT NULL DEFAULT 1;
+        END IF;
+    END $$",
     "CREATE TABLE IF NOT EXISTS dead_letters (
         projection text NOT NULL,
         sequence bigint NOT NULL,
@@ -317,7 +325,9 @@ async fn adopt_former_checkpoint<P: Projection>(
 }
 
 /// Rebuilds the projection when its tables are of an older shape than the code's (see
-/// [`Projection::shape_version`]); one replica at a time, under an advisory lock.
+/// [`Projection::shape_version`]). The runner calls it as the projection's one writer,
+/// before it applies anything; an advisory lock also keeps it apart from any other
+/// caller.
 async fn upgrade_shape<P: Projection>(
     pool: &PgPool,
     schema: &str,
@@ -326,18 +336,20 @@ async fn upgrade_shape<P: Projection>(
     settings: &ProjectionSettings,
 ) -> Result<(), ApplyError> {
     let wanted = i32::try_from(projection.shape_version()).unwrap_or(i32::MAX);
-    let mut guard = pool.acquire().await?;
+    // A connection of its own (detached: the pool opens another in its place, and the
+    // lock goes with the connection if this future is dropped).
+    let mut guard = pool.acquire().await?.detach();
     let lock_key = format!("circle.projection.shape.{schema}");
     sqlx::query("SELECT pg_advisory_lock(hashtext($1))")
         .bind(&lock_key)
-        .execute(&mut *guard)
+        .execute(&mut guard)
         .await?;
     let upgraded: Result<(), ApplyError> = async {
         let (stored, last_sequence): (i32, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT shape_version, last_sequence FROM {schema}.projection_checkpoint WHERE projection = $1"
         )))
         .bind(projection.name())
-        .fetch_one(pool)
+        .fetch_one(&mut guard)
         .await?;
         if stored >= wanted {
             return Ok(());
@@ -357,14 +369,14 @@ async fn upgrade_shape<P: Projection>(
         )))
         .bind(projection.name())
         .bind(wanted)
-        .execute(pool)
+        .execute(&mut guard)
         .await?;
         Ok(())
     }
     .await;
     let unlocked = sqlx::query("SELECT pg_advisory_unlock(hashtext($1))")
         .bind(&lock_key)
-        .execute(&mut *guard)
+        .execute(&mut guard)
         .await;
     upgraded?;
     unlocked?;
@@ -560,6 +572,8 @@ pub struct ProjectionRunner<P> {
     attempts: HashMap<u64, u32>,
     leader: Option<PgConnection>,
     accept_gap_after: Option<u64>,
+    /// Whether this runner, as the writer, has brought the tables to the code's shape.
+    shape_checked: bool,
 }
 
 const LEADER_POLL: Duration = Duration::from_millis(200);
@@ -575,7 +589,6 @@ impl<P: Projection> ProjectionRunner<P> {
     ) -> Result<Self, ApplyError> {
         prepare_schema(&pool, schema, projection.as_ref()).await?;
         adopt_former_checkpoint(&pool, schema, projection.as_ref()).await?;
-        upgrade_shape(&pool, schema, projection.as_ref(), &stream, &settings).await?;
         let start = read_checkpoint(&pool, schema, projection.name()).await?;
         let (position, _) = watch::channel(start);
         Ok(Self {
@@ -588,6 +601,7 @@ impl<P: Projection> ProjectionRunner<P> {
             attempts: HashMap::new(),
             leader: None,
             accept_gap_after: None,
+            shape_checked: false,
         })
     }
 
@@ -782,6 +796,30 @@ impl<P: Projection> ProjectionRunner<P> {
                     tracing::warn!(projection = self.projection.name(), %error, "cannot reach PostgreSQL, retrying");
                     pause!();
                     continue 'connect;
+                }
+            }
+            if !self.shape_checked {
+                // As the one writer (a replica still running older code holds the
+                // writer's lock until it stops), bring the tables to the code's shape
+                // before applying anything; queries read the live tables meanwhile.
+                let upgraded = tokio::select! {
+                    () = &mut shutdown => return Ok(()),
+                    upgraded = upgrade_shape(&self.pool, &self.schema, self.projection.as_ref(), &self.stream, &self.settings) => upgraded,
+                };
+                match upgraded {
+                    Ok(()) => {
+                        self.shape_checked = true;
+                        if let Ok(checkpoint) =
+                            read_checkpoint(&self.pool, &self.schema, self.projection.name()).await
+                        {
+                            self.position.send_replace(checkpoint);
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(projection = self.projection.name(), %error, "cannot bring the tables to the new shape, retrying");
+                        pause!();
+                        continue 'connect;
+                    }
                 }
             }
             let mut messages = tokio::select! {

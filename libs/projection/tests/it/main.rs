@@ -564,7 +564,7 @@ impl Projection for TallyWithValues {
 }
 
 #[tokio::test]
-async fn a_new_shape_of_the_tables_is_filled_from_the_whole_log_before_the_runner_starts()
+async fn a_new_shape_of_the_tables_is_filled_from_the_whole_log_before_anything_new_is_applied()
 -> anyhow::Result<()> {
     let fixture = Fixture::new().await?;
     fixture.append("a", 1).await?;
@@ -579,8 +579,8 @@ async fn a_new_shape_of_the_tables_is_filled_from_the_whole_log_before_the_runne
     let _ = stop.send(());
     task.await??;
 
-    // The next version of the code adds a table: it holds the past, not only what
-    // comes after the upgrade, and nothing is applied twice.
+    // The next version of the code adds a table: its writer fills it with the past
+    // before applying anything new, and nothing is applied twice.
     let upgraded = ProjectionRunner::new(
         Arc::new(TallyWithValues),
         fixture.env.pool.clone(),
@@ -589,25 +589,34 @@ async fn a_new_shape_of_the_tables_is_filled_from_the_whole_log_before_the_runne
         fixture.settings.clone(),
     )
     .await?;
+    let handle = upgraded.handle();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(upgraded.run(async {
+        let _ = stopped.await;
+    }));
+    let next = fixture.append("a", 4).await?;
+    handle.wait_for(next, Duration::from_secs(15)).await?;
+    let _ = stop.send(());
+    task.await??;
     let values: Vec<(i64,)> =
         sqlx::query_as("SELECT value FROM tally.values_seen ORDER BY sequence")
             .fetch_all(&fixture.env.pool)
             .await?;
-    assert_eq!(values, vec![(1,), (2,)]);
-    assert_eq!(fixture.totals().await?, vec![("a".to_owned(), 3, 2)]);
+    assert_eq!(values, vec![(1,), (2,), (4,)]);
+    assert_eq!(fixture.totals().await?, vec![("a".to_owned(), 7, 3)]);
     let (shape, checkpoint): (i32, i64) = sqlx::query_as(
         "SELECT shape_version, last_sequence FROM tally.projection_checkpoint WHERE projection = 'tally'",
     )
     .fetch_one(&fixture.env.pool)
     .await?;
-    assert_eq!((shape, checkpoint), (2, last as i64));
-    drop(upgraded);
+    assert_eq!((shape, checkpoint), (2, next as i64));
+    assert!(last < next);
 
     // Starting again at the same shape rebuilds nothing.
     sqlx::query("INSERT INTO tally.values_seen (sequence, value) VALUES (0, 0)")
         .execute(&fixture.env.pool)
         .await?;
-    ProjectionRunner::new(
+    let again = ProjectionRunner::new(
         Arc::new(TallyWithValues),
         fixture.env.pool.clone(),
         SCHEMA,
@@ -615,6 +624,15 @@ async fn a_new_shape_of_the_tables_is_filled_from_the_whole_log_before_the_runne
         fixture.settings.clone(),
     )
     .await?;
+    let handle = again.handle();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(again.run(async {
+        let _ = stopped.await;
+    }));
+    let after = fixture.append("a", 8).await?;
+    handle.wait_for(after, Duration::from_secs(15)).await?;
+    let _ = stop.send(());
+    task.await??;
     let marker: i64 =
         sqlx::query_scalar("SELECT count(*) FROM tally.values_seen WHERE sequence = 0")
             .fetch_one(&fixture.env.pool)
