@@ -45,10 +45,14 @@ fn meta(network: &str, request_id: String) -> CommitMeta {
     )
 }
 
-fn failure(error: ExecuteError<CommandError>) -> Result<(), ApplyError> {
+fn failure(error: CommandError) -> Result<(), ApplyError> {
     match error {
         ExecuteError::Rejected(reason) => {
             tracing::warn!(%reason, "process step refused; skipped");
+            Ok(())
+        }
+        ExecuteError::EtagMismatch { .. } | ExecuteError::InvalidKey(_) => {
+            tracing::warn!(%error, "process step refused; skipped");
             Ok(())
         }
         // A step too large for the event log fails the same way every time.

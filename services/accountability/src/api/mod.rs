@@ -248,10 +248,16 @@ fn domain_error(error: DomainError) -> ApiError {
     ApiError::new(code, reason, error.to_string())
 }
 
-fn command_error(error: ExecuteError<CommandError>) -> ApiError {
+fn command_error(error: CommandError) -> ApiError {
     match error {
-        ExecuteError::Rejected(CommandError::Domain(error)) => domain_error(error),
-        ExecuteError::Rejected(CommandError::InvalidKey) => ApiError::internal(),
+        ExecuteError::Rejected(error) => domain_error(error),
+        ExecuteError::InvalidKey(_) => ApiError::internal(),
+        ExecuteError::EtagMismatch { current } => ApiError::new(
+            Code::Aborted,
+            "ETAG_MISMATCH",
+            "the record changed since the given etag; read it again",
+        )
+        .with_metadata("current_etag", current.to_string()),
         ExecuteError::Store(StoreError::Unavailable(reason)) => {
             tracing::warn!(%reason, "event log unavailable");
             ApiError::unavailable("the event log")

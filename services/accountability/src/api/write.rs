@@ -12,6 +12,7 @@ use crate::codec;
 use crate::commands::partnership_id;
 use crate::domain::journal::{GoalStatus, JournalCommand};
 use crate::domain::partnership::{Partnership, PartnershipCommand, PartnershipState};
+use crate::domain::settings::QuietHours;
 use crate::domain::visibility::{Viewer, can_see_check_in};
 
 const MAX_GOAL_CHARS: usize = 500;
@@ -674,8 +675,15 @@ impl AccountabilityApi {
         };
         let start = violations.check("start_time", minute(&request.start_time));
         let end = violations.check("end_time", minute(&request.end_time));
+        let quiet_hours = match (start, end) {
+            (Some(start), Some(end)) => violations.check(
+                "start_time",
+                QuietHours::new(start, end).map_err(|error| error.to_string()),
+            ),
+            _ => None,
+        };
         violations.into_result()?;
-        let (Some(clinic), Some(start), Some(end)) = (clinic, start, end) else {
+        let (Some(clinic), Some(quiet_hours)) = (clinic, quiet_hours) else {
             return Err(ApiError::internal());
         };
         let executed = self
@@ -684,8 +692,7 @@ impl AccountabilityApi {
                 &clinic[0],
                 &clinic[1],
                 &meta(&caller, request_id),
-                start,
-                end,
+                quiet_hours,
             )
             .await
             .map_err(command_error)?;

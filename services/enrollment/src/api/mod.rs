@@ -117,16 +117,16 @@ fn store_error(error: StoreError) -> ApiError {
     }
 }
 
-fn command_error(error: ExecuteError<CommandError>) -> ApiError {
+fn command_error(error: CommandError) -> ApiError {
     match error {
-        ExecuteError::Rejected(CommandError::Domain(error)) => domain_error(error),
-        ExecuteError::Rejected(CommandError::EtagMismatch { current }) => ApiError::new(
+        ExecuteError::Rejected(error) => domain_error(error),
+        ExecuteError::EtagMismatch { current } => ApiError::new(
             Code::Aborted,
             "ETAG_MISMATCH",
             "the record changed since the given etag; read it again",
         )
         .with_metadata("current_etag", current.to_string()),
-        ExecuteError::Rejected(CommandError::InvalidKey) => ApiError::internal(),
+        ExecuteError::InvalidKey(_) => ApiError::internal(),
         ExecuteError::Store(error) => store_error(error),
         ExecuteError::TooMuchContention { .. } => ApiError::new(
             Code::Aborted,

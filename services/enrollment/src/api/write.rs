@@ -10,8 +10,9 @@ use super::{
     ADMINS, ApiResult, CLINIC_ADMINS, EnrollmentApi, OVERRIDERS, STAFF, authorize,
     authorize_self_or_staff, caller, command_error, meta, request_id_reused,
 };
+use crate::codec;
 use crate::domain::{
-    ClinicCommand, GroupChanges, GroupCommand, GroupDetails, ParticipantCommand, TransferRef,
+    ClinicCommand, Event, GroupChanges, GroupCommand, GroupDetails, ParticipantCommand, TransferRef,
 };
 
 fn etag(violations: &mut Violations, field: &str, value: &str) -> Option<u64> {
@@ -41,7 +42,9 @@ fn paths(
     paths
 }
 
-fn version_and_commit<A>(executed: &circle_eventstore::Executed<A>) -> (u64, String) {
+fn version_and_commit<A: circle_eventstore::Aggregate>(
+    executed: &circle_eventstore::Executed<A>,
+) -> (u64, String) {
     let version = executed.version();
     (version, version.to_string())
 }
@@ -95,13 +98,7 @@ impl EnrollmentApi {
         let Some(commit) = executed.commit() else {
             return Err(ApiError::internal());
         };
-        if commit
-            .commit
-            .events
-            .first()
-            .map(|event| event.event_type.as_str())
-            != Some("circle.enrollment.events.v1.ClinicCreated")
-        {
+        if !matches!(commit.events.first(), Some(Event::ClinicCreated { .. })) {
             return Err(request_id_reused());
         }
         Ok(pb::CreateClinicResponse {
@@ -323,13 +320,7 @@ impl EnrollmentApi {
         let Some(commit) = executed.commit() else {
             return Err(ApiError::internal());
         };
-        if commit
-            .commit
-            .events
-            .first()
-            .map(|event| event.event_type.as_str())
-            != Some("circle.enrollment.events.v1.GroupCreated")
-        {
+        if !matches!(commit.events.first(), Some(Event::GroupCreated { .. })) {
             return Err(request_id_reused());
         }
         Ok(pb::CreateGroupResponse {
@@ -542,13 +533,10 @@ impl EnrollmentApi {
         let Some(commit) = executed.commit() else {
             return Err(ApiError::internal());
         };
-        if commit
-            .commit
-            .events
-            .first()
-            .map(|event| event.event_type.as_str())
-            != Some("circle.enrollment.events.v1.ParticipantRegistered")
-        {
+        if !matches!(
+            commit.events.first(),
+            Some(Event::ParticipantRegistered { .. })
+        ) {
             return Err(request_id_reused());
         }
         Ok(pb::RegisterParticipantResponse {
@@ -734,7 +722,7 @@ impl EnrollmentApi {
                 &ids[1],
                 &consent_id,
                 recorded,
-                commit.commit.committed_at,
+                Some(codec::timestamp(commit.committed_at)),
                 None,
             )),
             consistency_token: commit.sequence.to_string(),
@@ -768,9 +756,7 @@ impl EnrollmentApi {
         let Some(consent) = executed.state().consents.get(&ids[2]) else {
             return Err(ApiError::internal());
         };
-        let revoked_at = executed
-            .commit()
-            .and_then(|commit| commit.commit.committed_at);
+        let revoked_at = executed.committed_at().map(codec::timestamp);
         Ok(pb::RevokeConsentResponse {
             consent: Some(consent_view(
                 &ids[0], &ids[1], &ids[2], consent, None, revoked_at,

@@ -18,7 +18,7 @@ use pb::sessions_service_server::SessionsService;
 use sqlx::PgPool;
 use tonic::{Code, Request, Response, Status};
 
-use crate::commands::{CommandError, Commands};
+use crate::commands::{CommandError, Commands, Refusal};
 use crate::domain::DomainError;
 
 pub const ERROR_DOMAIN: &str = "circle.sessions";
@@ -153,21 +153,21 @@ fn store_error(error: StoreError) -> ApiError {
     }
 }
 
-fn command_error(error: ExecuteError<CommandError>) -> ApiError {
+fn command_error(error: CommandError) -> ApiError {
     match error {
-        ExecuteError::Rejected(CommandError::Domain(error)) => domain_error(error),
-        ExecuteError::Rejected(CommandError::WrongGroup) => ApiError::new(
+        ExecuteError::Rejected(Refusal::Domain(error)) => domain_error(error),
+        ExecuteError::Rejected(Refusal::WrongGroup) => ApiError::new(
             Code::NotFound,
             "SESSION_NOT_FOUND",
             "no such session in this group",
         ),
-        ExecuteError::Rejected(CommandError::EtagMismatch { current }) => ApiError::new(
+        ExecuteError::EtagMismatch { current } => ApiError::new(
             Code::Aborted,
             "ETAG_MISMATCH",
             "the session changed since the given etag; read it again",
         )
         .with_metadata("current_etag", current.to_string()),
-        ExecuteError::Rejected(CommandError::InvalidKey) => ApiError::internal(),
+        ExecuteError::InvalidKey(_) => ApiError::internal(),
         ExecuteError::Store(error) => store_error(error),
         ExecuteError::TooMuchContention { .. } => ApiError::new(
             Code::Aborted,
