@@ -6,6 +6,7 @@ mod answer_names;
 mod binaries;
 mod dev;
 mod edge;
+mod retries;
 mod sessions;
 mod support;
 mod time_inputs;

@@ -50,9 +50,24 @@ pub struct Recorded<E> {
 pub struct Snapshot<A> {
     pub state: A,
     pub version: u64,
-    request_ids: HashMap<String, u64>,
+    request_ids: HashMap<String, Request>,
     /// The time of the aggregate's last commit: the next one is never stamped earlier.
     committed_at: Option<Time>,
+}
+
+/// A command stored on an aggregate: its commit and what it asked.
+#[derive(Debug, Clone)]
+struct Request {
+    sequence: u64,
+    fingerprint: String,
+}
+
+impl Request {
+    /// Whether a command with `fingerprint` is a retry of this one. An empty
+    /// fingerprint (a commit written before fingerprints, or a process step) matches.
+    fn is_retried_by(&self, fingerprint: &str) -> bool {
+        self.fingerprint.is_empty() || fingerprint.is_empty() || self.fingerprint == fingerprint
+    }
 }
 
 impl<A> Snapshot<A> {
@@ -71,12 +86,16 @@ impl<A: Aggregate> Snapshot<A> {
     /// Applies a stored commit: each event decoded once.
     fn apply_stored(&mut self, commit: &StoredCommit) -> Result<Recorded<A::Event>, StoreError> {
         let recorded = decode_recorded::<A>(commit)?;
-        self.apply(&commit.commit.request_id, &recorded);
+        self.apply(
+            &commit.commit.request_id,
+            &commit.commit.command_fingerprint,
+            &recorded,
+        );
         Ok(recorded)
     }
 
     /// Applies a commit's domain events (decided now, or decoded from the log).
-    fn apply(&mut self, request_id: &str, commit: &Recorded<A::Event>) {
+    fn apply(&mut self, request_id: &str, fingerprint: &str, commit: &Recorded<A::Event>) {
         for event in &commit.events {
             self.state = std::mem::take(&mut self.state).evolve(event, commit.committed_at);
         }
@@ -85,8 +104,13 @@ impl<A: Aggregate> Snapshot<A> {
             self.committed_at
                 .map_or(commit.committed_at, |last| last.max(commit.committed_at)),
         );
-        self.request_ids
-            .insert(request_id.to_owned(), commit.sequence);
+        self.request_ids.insert(
+            request_id.to_owned(),
+            Request {
+                sequence: commit.sequence,
+                fingerprint: fingerprint.to_owned(),
+            },
+        );
     }
 }
 
@@ -186,6 +210,10 @@ pub enum ExecuteError<E> {
     /// is a fault of the caller's code).
     #[error(transparent)]
     InvalidKey(#[from] KeyError),
+    /// The request id was used before on this aggregate for a command that asked
+    /// something else; nothing was decided or appended.
+    #[error("the request id was used before for another command")]
+    RequestIdReused,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("gave up after {attempts} concurrent modifications")]
@@ -280,8 +308,8 @@ impl<A: Aggregate> Repository<A> {
         let _serialised = self.lock_for(&subject).lock().await;
         for attempt in 1..=MAX_ATTEMPTS {
             let snapshot = self.load(key).await?;
-            if let Some(&sequence) = snapshot.request_ids.get(&meta.request_id) {
-                return Ok(self.replay(key, sequence, &snapshot).await?);
+            if let Some(stored) = snapshot.request_ids.get(&meta.request_id) {
+                return self.replay(key, meta, stored, &snapshot).await;
             }
             if let Some(expected) = etag
                 && expected != snapshot.version
@@ -311,7 +339,7 @@ impl<A: Aggregate> Repository<A> {
                         events,
                     };
                     let mut next = (*snapshot).clone();
-                    next.apply(&meta.request_id, &commit);
+                    next.apply(&meta.request_id, &meta.fingerprint, &commit);
                     let state = next.state.clone();
                     self.remember(subject, Arc::new(next));
                     return Ok(Executed::Committed { commit, state });
@@ -321,8 +349,8 @@ impl<A: Aggregate> Repository<A> {
                     // request id is found in the aggregate and answered from there.
                     self.forget(&subject);
                     let snapshot = self.load(key).await?;
-                    if let Some(&sequence) = snapshot.request_ids.get(&meta.request_id) {
-                        return Ok(self.replay(key, sequence, &snapshot).await?);
+                    if let Some(stored) = snapshot.request_ids.get(&meta.request_id) {
+                        return self.replay(key, meta, stored, &snapshot).await;
                     }
                     return Err(StoreError::Corrupt {
                         sequence: snapshot.version,
@@ -353,10 +381,25 @@ impl<A: Aggregate> Repository<A> {
         snapshot.committed_at.map_or(now, |last| now.max(last))
     }
 
-    /// The answer to a retry: the events of the commit at `sequence` and the state
-    /// right after it. The state is rebuilt from the log up to that commit unless it
-    /// is the aggregate's last.
-    async fn replay(
+    /// The answer to a request id already on the aggregate, decided here for every
+    /// command of every service: another command under the same id is refused
+    /// ([`ExecuteError::RequestIdReused`]); a retry gets the events of the original
+    /// commit and the state right after it (rebuilt from the log up to that commit
+    /// unless it is the aggregate's last).
+    async fn replay<E>(
+        &self,
+        key: &AggregateKey,
+        meta: &CommitMeta,
+        stored: &Request,
+        snapshot: &Snapshot<A>,
+    ) -> Result<Executed<A>, ExecuteError<E>> {
+        if !stored.is_retried_by(&meta.fingerprint) {
+            return Err(ExecuteError::RequestIdReused);
+        }
+        Ok(self.replay_commit(key, stored.sequence, snapshot).await?)
+    }
+
+    async fn replay_commit(
         &self,
         key: &AggregateKey,
         sequence: u64,

@@ -28,7 +28,7 @@ pub const TRANSFERS_SCHEMA: &str = "enrollment_transfers";
 /// The commit metadata of this service's process managers: an in-process caller that
 /// no client can claim to be (whatever role a client states).
 fn meta(network: &str, request_id: String) -> CommitMeta {
-    circle_service::commit_meta(
+    circle_service::step_meta(
         &Caller::process_manager(network, "enrollment-process"),
         request_id,
     )

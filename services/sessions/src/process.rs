@@ -34,7 +34,7 @@ pub fn session_id(network: &str, group_id: &str, date: chrono::NaiveDate) -> Str
 /// The commit metadata of this service's process managers: an in-process caller that
 /// no client can claim to be (whatever role a client states).
 fn meta(network: &str, request_id: String) -> CommitMeta {
-    circle_service::commit_meta(
+    circle_service::step_meta(
         &Caller::process_manager(network, "sessions-materializer"),
         request_id,
     )

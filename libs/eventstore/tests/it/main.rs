@@ -71,6 +71,7 @@ fn meta(request_id: impl Into<String>) -> CommitMeta {
         request_id: request_id.into(),
         actor_role: "service".into(),
         actor_id: "test".into(),
+        fingerprint: String::new(),
     }
 }
 
@@ -606,5 +607,58 @@ async fn a_commit_larger_than_the_servers_maximum_payload_is_refused_and_nothing
     assert!(matches!(raw, Err(StoreError::TooLarge { .. })), "{raw:?}");
     let stored = store.append(&key, 0, &meta("fits"), fits).await?;
     assert!(matches!(stored, AppendOutcome::Stored { .. }));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_request_id_used_again_for_another_command_is_refused_and_a_retry_is_answered()
+-> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let store = open(&env).await?;
+    let repository = Repository::<Counter>::new(store.clone(), clock());
+    let key = key("fingerprints");
+    let asking = |fingerprint: &str| CommitMeta {
+        fingerprint: fingerprint.into(),
+        ..meta("req-1")
+    };
+    let decide = |snapshot: &circle_eventstore::Snapshot<Counter>, _| {
+        Ok::<_, std::convert::Infallible>(increment(snapshot.version, snapshot.state.count + 1))
+    };
+    let first = repository
+        .execute(&key, &asking("one"), None, decide)
+        .await?;
+    let other = repository.execute(&key, &asking("two"), None, decide).await;
+    assert!(
+        matches!(other, Err(circle_eventstore::ExecuteError::RequestIdReused)),
+        "{other:?}"
+    );
+    let retry = repository
+        .execute(&key, &asking("one"), None, decide)
+        .await?;
+    assert!(matches!(retry, Executed::Replayed { .. }));
+    assert_eq!(retry.commit(), first.commit());
+    assert_eq!(
+        store.version(&key).await?,
+        first.version(),
+        "nothing appended"
+    );
+
+    // A commit without a fingerprint (written before them) matches any command.
+    let legacy = key_other();
+    repository
+        .execute(&legacy, &meta("old"), None, decide)
+        .await?;
+    let retry = repository
+        .execute(
+            &legacy,
+            &CommitMeta {
+                fingerprint: "anything".into(),
+                ..meta("old")
+            },
+            None,
+            decide,
+        )
+        .await?;
+    assert!(matches!(retry, Executed::Replayed { .. }));
     Ok(())
 }

@@ -252,6 +252,7 @@ fn command_error(error: CommandError) -> ApiError {
     match error {
         ExecuteError::Rejected(error) => domain_error(error),
         ExecuteError::InvalidKey(_) => ApiError::internal(),
+        ExecuteError::RequestIdReused => ApiError::request_id_reused(),
         ExecuteError::EtagMismatch { current } => ApiError::new(
             Code::Aborted,
             "ETAG_MISMATCH",

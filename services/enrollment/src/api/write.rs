@@ -3,6 +3,7 @@
 
 use circle_grpc::{ApiError, Caller, Violations};
 use circle_proto::enrollment::v1 as pb;
+use circle_service::Fingerprint;
 use tonic::{Code, Request};
 
 use super::convert::{self, CLINIC, CONSENT, GROUP, MEMBERSHIP, NETWORK, PARTICIPANT, owned};
@@ -12,7 +13,7 @@ use super::{
 };
 use crate::codec;
 use crate::domain::{
-    ClinicCommand, Event, GroupChanges, GroupCommand, GroupDetails, ParticipantCommand, TransferRef,
+    ClinicCommand, GroupChanges, GroupCommand, GroupDetails, ParticipantCommand, TransferRef,
 };
 
 fn etag(violations: &mut Violations, field: &str, value: &str) -> Option<u64> {
@@ -56,6 +57,7 @@ impl EnrollmentApi {
     ) -> ApiResult<pb::CreateClinicResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
         let mut violations = Violations::default();
         owned(&caller, &mut violations, "parent", &request.parent, NETWORK)?;
         authorize(&caller, ADMINS, &[])?;
@@ -86,7 +88,7 @@ impl EnrollmentApi {
             .clinic(
                 &network,
                 &clinic_id,
-                &meta(&caller, request_id),
+                &meta(&caller, request_id, fingerprint),
                 None,
                 ClinicCommand::Create {
                     display_name,
@@ -98,9 +100,6 @@ impl EnrollmentApi {
         let Some(commit) = executed.commit() else {
             return Err(ApiError::internal());
         };
-        if !matches!(commit.events.first(), Some(Event::ClinicCreated { .. })) {
-            return Err(request_id_reused());
-        }
         Ok(pb::CreateClinicResponse {
             clinic: Some(convert::clinic_view(
                 &network,
@@ -118,6 +117,7 @@ impl EnrollmentApi {
     ) -> ApiResult<pb::UpdateClinicResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
         let clinic = request.clinic.unwrap_or_default();
         let mut violations = Violations::default();
         let ids = owned(
@@ -157,7 +157,7 @@ impl EnrollmentApi {
             .clinic(
                 &ids[0],
                 &ids[1],
-                &meta(&caller, request_id),
+                &meta(&caller, request_id, fingerprint),
                 etag,
                 ClinicCommand::Update {
                     display_name,
@@ -184,6 +184,7 @@ impl EnrollmentApi {
     ) -> ApiResult<pb::ArchiveClinicResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
         let mut violations = Violations::default();
         let ids = owned(&caller, &mut violations, "name", &request.name, CLINIC)?;
         authorize(&caller, ADMINS, &[])?;
@@ -211,7 +212,7 @@ impl EnrollmentApi {
             .clinic(
                 &ids[0],
                 &ids[1],
-                &meta(&caller, request_id),
+                &meta(&caller, request_id, fingerprint),
                 etag,
                 ClinicCommand::Archive,
             )
@@ -235,6 +236,7 @@ impl EnrollmentApi {
     ) -> ApiResult<pb::CreateGroupResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
         let mut violations = Violations::default();
         let parent = owned(&caller, &mut violations, "parent", &request.parent, CLINIC)?;
         let scope: Vec<&str> = parent.iter().map(|ids| ids[1].as_str()).collect();
@@ -311,7 +313,7 @@ impl EnrollmentApi {
                 &network,
                 None,
                 &group_id,
-                &meta(&caller, request_id),
+                &meta(&caller, request_id, fingerprint),
                 None,
                 GroupCommand::Create(details),
             )
@@ -320,9 +322,6 @@ impl EnrollmentApi {
         let Some(commit) = executed.commit() else {
             return Err(ApiError::internal());
         };
-        if !matches!(commit.events.first(), Some(Event::GroupCreated { .. })) {
-            return Err(request_id_reused());
-        }
         Ok(pb::CreateGroupResponse {
             group: Some(convert::group_view(
                 &network,
@@ -341,6 +340,7 @@ impl EnrollmentApi {
     ) -> ApiResult<pb::UpdateGroupResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
         let group = request.group.unwrap_or_default();
         let mut violations = Violations::default();
         let ids = owned(&caller, &mut violations, "group.name", &group.name, GROUP)?;
@@ -415,7 +415,7 @@ impl EnrollmentApi {
                 &ids[0],
                 Some(&ids[1]),
                 &ids[2],
-                &meta(&caller, request_id),
+                &meta(&caller, request_id, fingerprint),
                 etag,
                 GroupCommand::Update(changes),
             )
@@ -440,6 +440,7 @@ impl EnrollmentApi {
     ) -> ApiResult<pb::ArchiveGroupResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
         let mut violations = Violations::default();
         let ids = owned(&caller, &mut violations, "name", &request.name, GROUP)?;
         let scope: Vec<&str> = ids.iter().map(|ids| ids[1].as_str()).collect();
@@ -453,7 +454,7 @@ impl EnrollmentApi {
                 &ids[0],
                 Some(&ids[1]),
                 &ids[2],
-                &meta(&caller, request_id),
+                &meta(&caller, request_id, fingerprint),
                 etag,
                 GroupCommand::Archive,
             )
@@ -478,6 +479,7 @@ impl EnrollmentApi {
     ) -> ApiResult<pb::RegisterParticipantResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
         let mut violations = Violations::default();
         owned(&caller, &mut violations, "parent", &request.parent, NETWORK)?;
         let participant = request.participant.unwrap_or_default();
@@ -524,7 +526,7 @@ impl EnrollmentApi {
             .participant(
                 &network,
                 &participant_id,
-                &meta(&caller, request_id),
+                &meta(&caller, request_id, fingerprint),
                 None,
                 command,
             )
@@ -533,12 +535,6 @@ impl EnrollmentApi {
         let Some(commit) = executed.commit() else {
             return Err(ApiError::internal());
         };
-        if !matches!(
-            commit.events.first(),
-            Some(Event::ParticipantRegistered { .. })
-        ) {
-            return Err(request_id_reused());
-        }
         Ok(pb::RegisterParticipantResponse {
             participant: Some(participant_view(
                 &network,
@@ -556,6 +552,7 @@ impl EnrollmentApi {
     ) -> ApiResult<pb::UpdateParticipantResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
         let participant = request.participant.unwrap_or_default();
         let mut violations = Violations::default();
         let ids = owned(
@@ -651,7 +648,13 @@ impl EnrollmentApi {
         };
         let executed = self
             .commands
-            .participant(&ids[0], &ids[1], &meta(&caller, request_id), etag, command)
+            .participant(
+                &ids[0],
+                &ids[1],
+                &meta(&caller, request_id, fingerprint),
+                etag,
+                command,
+            )
             .await
             .map_err(command_error)?;
         let (version, token) = version_and_commit(&executed);
@@ -672,6 +675,7 @@ impl EnrollmentApi {
     ) -> ApiResult<pb::RecordConsentResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
         let mut violations = Violations::default();
         let ids = owned(
             &caller,
@@ -706,7 +710,13 @@ impl EnrollmentApi {
         };
         let executed = self
             .commands
-            .participant(&ids[0], &ids[1], &meta(&caller, request_id), None, command)
+            .participant(
+                &ids[0],
+                &ids[1],
+                &meta(&caller, request_id, fingerprint),
+                None,
+                command,
+            )
             .await
             .map_err(command_error)?;
         let Some(commit) = executed.commit() else {
@@ -735,6 +745,7 @@ impl EnrollmentApi {
     ) -> ApiResult<pb::RevokeConsentResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
         let mut violations = Violations::default();
         let ids = owned(&caller, &mut violations, "name", &request.name, CONSENT)?;
         let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
@@ -750,7 +761,13 @@ impl EnrollmentApi {
         };
         let executed = self
             .commands
-            .participant(&ids[0], &ids[1], &meta(&caller, request_id), None, command)
+            .participant(
+                &ids[0],
+                &ids[1],
+                &meta(&caller, request_id, fingerprint),
+                None,
+                command,
+            )
             .await
             .map_err(command_error)?;
         let Some(consent) = executed.state().consents.get(&ids[2]) else {
@@ -771,6 +788,7 @@ impl EnrollmentApi {
     ) -> ApiResult<pb::EnrollParticipantResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
         let mut violations = Violations::default();
         let group = owned(&caller, &mut violations, "parent", &request.parent, GROUP)?;
         let participant = owned(
@@ -811,7 +829,7 @@ impl EnrollmentApi {
                 network,
                 Some(clinic_id),
                 group_id,
-                &meta(&caller, request_id),
+                &meta(&caller, request_id, fingerprint),
                 etag,
                 command,
             )
@@ -852,7 +870,7 @@ impl EnrollmentApi {
         &self,
         caller: &Caller,
         name: &str,
-        request_id: &str,
+        (request_id, fingerprint): (&str, Fingerprint),
         extra: Violations,
         allow_self: bool,
         command: impl FnOnce(String) -> GroupCommand,
@@ -875,7 +893,7 @@ impl EnrollmentApi {
                 network,
                 Some(clinic_id),
                 group_id,
-                &meta(caller, request_id),
+                &meta(caller, request_id, fingerprint),
                 None,
                 command(participant_id.clone()),
             )
@@ -895,10 +913,11 @@ impl EnrollmentApi {
     ) -> ApiResult<pb::AcceptSeatOfferResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
         self.membership_command(
             &caller,
             &request.name,
-            &request.request_id,
+            (&request.request_id, fingerprint),
             Violations::default(),
             true,
             |participant_id| GroupCommand::AcceptOffer { participant_id },
@@ -912,10 +931,11 @@ impl EnrollmentApi {
     ) -> ApiResult<pb::DeclineSeatOfferResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
         self.membership_command(
             &caller,
             &request.name,
-            &request.request_id,
+            (&request.request_id, fingerprint),
             Violations::default(),
             true,
             |participant_id| GroupCommand::DeclineOffer { participant_id },
@@ -929,6 +949,7 @@ impl EnrollmentApi {
     ) -> ApiResult<pb::HoldMembershipResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
         let mut violations = Violations::default();
         let reason = violations
             .check("reason", convert::optional_text(&request.reason, 500))
@@ -936,7 +957,7 @@ impl EnrollmentApi {
         self.membership_command(
             &caller,
             &request.name,
-            &request.request_id,
+            (&request.request_id, fingerprint),
             violations,
             false,
             |participant_id| GroupCommand::Hold {
@@ -953,10 +974,11 @@ impl EnrollmentApi {
     ) -> ApiResult<pb::ResumeMembershipResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
         self.membership_command(
             &caller,
             &request.name,
-            &request.request_id,
+            (&request.request_id, fingerprint),
             Violations::default(),
             false,
             |participant_id| GroupCommand::Resume { participant_id },
@@ -970,12 +992,13 @@ impl EnrollmentApi {
     ) -> ApiResult<pb::DischargeParticipantResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
         let mut violations = Violations::default();
         let reason = violations.check("reason", convert::discharge_reason(request.reason));
         self.membership_command(
             &caller,
             &request.name,
-            &request.request_id,
+            (&request.request_id, fingerprint),
             violations,
             false,
             |participant_id| GroupCommand::Discharge {
@@ -995,6 +1018,7 @@ impl EnrollmentApi {
     ) -> ApiResult<pb::TransferParticipantResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
         let mut violations = Violations::default();
         let from = owned(&caller, &mut violations, "name", &request.name, MEMBERSHIP)?;
         let to = owned(
@@ -1066,7 +1090,7 @@ impl EnrollmentApi {
                 network,
                 Some(&to[1]),
                 &to[2],
-                &meta(&caller, request_id),
+                &meta(&caller, request_id, fingerprint),
                 None,
                 command,
             )

@@ -168,6 +168,7 @@ fn command_error(error: CommandError) -> ApiError {
         )
         .with_metadata("current_etag", current.to_string()),
         ExecuteError::InvalidKey(_) => ApiError::internal(),
+        ExecuteError::RequestIdReused => ApiError::request_id_reused(),
         ExecuteError::Store(error) => store_error(error),
         ExecuteError::TooMuchContention { .. } => ApiError::new(
             Code::Aborted,
