@@ -8,8 +8,11 @@
 //! 4. [`serve`]: the gRPC host, joined with every task once it stops;
 //! 5. [`main`]: configuration, telemetry and Ctrl-C for a service binary;
 //!
-//! and, at the edge, [`consistent_read`] (read-your-writes) and [`commit_meta`] (with
-//! the command's [`Fingerprint`]).
+//! and, at the edge, [`consistent_read`] (read-your-writes), [`commit_meta`] (with the
+//! command's [`Fingerprint`]) and [`errors`], the one mapping of store, command and
+//! database errors to gRPC codes and reasons.
+
+pub mod errors;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

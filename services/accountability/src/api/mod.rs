@@ -8,13 +8,13 @@ mod write;
 use std::sync::Arc;
 use std::time::Duration;
 
-use circle_eventstore::{ExecuteError, StoreError};
 use circle_grpc::caller;
 use circle_grpc::host::Shutdown;
 use circle_grpc::{ApiError, Caller, Role};
 use circle_projection::ProjectionHandle;
 use circle_proto::accountability::v1 as pb;
 use circle_service::commit_meta as meta;
+use circle_service::errors::database_error;
 use pb::accountability_service_server::AccountabilityService;
 use sqlx::PgPool;
 use tonic::{Code, Request, Response, Status};
@@ -248,44 +248,9 @@ fn domain_error(error: DomainError) -> ApiError {
     ApiError::new(code, reason, error.to_string())
 }
 
+/// Errors of a command: the shared mapping, with this service's domain table.
 fn command_error(error: CommandError) -> ApiError {
-    match error {
-        ExecuteError::Rejected(error) => domain_error(error),
-        ExecuteError::InvalidKey(_) => ApiError::internal(),
-        ExecuteError::RequestIdReused => ApiError::request_id_reused(),
-        ExecuteError::EtagMismatch { current } => ApiError::new(
-            Code::Aborted,
-            "ETAG_MISMATCH",
-            "the record changed since the given etag; read it again",
-        )
-        .with_metadata("current_etag", current.to_string()),
-        ExecuteError::Store(StoreError::Unavailable(reason)) => {
-            tracing::warn!(%reason, "event log unavailable");
-            ApiError::unavailable("the event log")
-        }
-        ExecuteError::Store(StoreError::Conflict { .. })
-        | ExecuteError::TooMuchContention { .. } => ApiError::new(
-            Code::Aborted,
-            "CONCURRENT_MODIFICATION",
-            "the record is busy; retry with the same request_id",
-        ),
-        ExecuteError::Store(StoreError::TooLarge { size, limit }) => ApiError::new(
-            Code::InvalidArgument,
-            "COMMIT_TOO_LARGE",
-            format!(
-                "the change is {size} bytes, over the limit of {limit} bytes; send less at once"
-            ),
-        ),
-        ExecuteError::Store(error) => {
-            tracing::error!(%error, "event log error");
-            ApiError::internal()
-        }
-    }
-}
-
-fn database_error(error: sqlx::Error) -> ApiError {
-    tracing::warn!(%error, "read model query failed");
-    ApiError::unavailable("the read model")
+    circle_service::errors::execute_error(error, domain_error)
 }
 
 pub fn participant_name(network: &str, participant_id: &str) -> String {

@@ -10,12 +10,12 @@ mod write;
 use std::sync::Arc;
 use std::time::Duration;
 
-use circle_eventstore::{ExecuteError, StoreError};
 use circle_grpc::caller;
 use circle_grpc::{ApiError, Role};
 use circle_projection::ProjectionHandle;
 use circle_proto::enrollment::v1 as pb;
 use circle_service::commit_meta as meta;
+use circle_service::errors::database_error;
 use pb::enrollment_service_server::EnrollmentService;
 use sqlx::PgPool;
 use tonic::{Code, Request, Response, Status};
@@ -92,54 +92,9 @@ fn domain_error(error: DomainError) -> ApiError {
     ApiError::new(code, reason, error.to_string())
 }
 
-fn store_error(error: StoreError) -> ApiError {
-    match error {
-        StoreError::Conflict { .. } => ApiError::new(
-            Code::Aborted,
-            "CONCURRENT_MODIFICATION",
-            "the record changed concurrently; retry with the same request_id",
-        ),
-        StoreError::Unavailable(reason) => {
-            tracing::warn!(%reason, "event log unavailable");
-            ApiError::unavailable("the event log")
-        }
-        StoreError::TooLarge { size, limit } => ApiError::new(
-            Code::InvalidArgument,
-            "COMMIT_TOO_LARGE",
-            format!(
-                "the change is {size} bytes, over the limit of {limit} bytes; send less at once"
-            ),
-        ),
-        StoreError::UnsafeStream { .. } | StoreError::Corrupt { .. } => {
-            tracing::error!(%error, "event log error");
-            ApiError::internal()
-        }
-    }
-}
-
+/// Errors of a command: the shared mapping, with this service's domain table.
 fn command_error(error: CommandError) -> ApiError {
-    match error {
-        ExecuteError::Rejected(error) => domain_error(error),
-        ExecuteError::EtagMismatch { current } => ApiError::new(
-            Code::Aborted,
-            "ETAG_MISMATCH",
-            "the record changed since the given etag; read it again",
-        )
-        .with_metadata("current_etag", current.to_string()),
-        ExecuteError::InvalidKey(_) => ApiError::internal(),
-        ExecuteError::RequestIdReused => ApiError::request_id_reused(),
-        ExecuteError::Store(error) => store_error(error),
-        ExecuteError::TooMuchContention { .. } => ApiError::new(
-            Code::Aborted,
-            "CONCURRENT_MODIFICATION",
-            "the record is busy; retry with the same request_id",
-        ),
-    }
-}
-
-fn database_error(error: sqlx::Error) -> ApiError {
-    tracing::warn!(%error, "read model query failed");
-    ApiError::unavailable("the read model")
+    circle_service::errors::execute_error(error, domain_error)
 }
 
 fn not_found(reason: &'static str, what: &str) -> ApiError {
