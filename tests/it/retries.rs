@@ -53,25 +53,32 @@ async fn start_session(system: &mut System, group: &str) -> anyhow::Result<Strin
 }
 
 #[tokio::test]
-async fn a_request_id_reused_for_other_content_is_refused_by_every_service() -> anyhow::Result<()> {
+async fn submit_check_in_with_a_request_id_used_for_another_check_in_is_refused()
+-> anyhow::Result<()> {
     let Circle {
-        mut system,
-        group,
-        sam,
-        ..
+        mut system, sam, ..
     } = circle("2026-11-20T18:00:00Z").await?;
-
-    // Accountability: the same request id for a different check-in.
     let first = system
         .accountability
         .submit_check_in(admin(check_in(&sam, "check-in-1", "A good week.", 7)))
         .await?
         .into_inner();
+    let before = system.accountability_stream_last_sequence().await?;
     let other = system
         .accountability
         .submit_check_in(admin(check_in(&sam, "check-in-1", "A hard week.", 3)))
         .await;
     assert_eq!(reused(other), request_id_reused());
+    assert_eq!(
+        system
+            .client_commits_since(
+                circle_accountability::stream_spec(&system.env.config),
+                before
+            )
+            .await?,
+        Vec::<String>::new(),
+        "nothing is stored"
+    );
     let retry = system
         .accountability
         .submit_check_in(admin(check_in(&sam, "check-in-1", "A good week.", 7)))
@@ -81,8 +88,18 @@ async fn a_request_id_reused_for_other_content_is_refused_by_every_service() -> 
         retry, first,
         "the same request again is the original answer"
     );
+    Ok(())
+}
 
-    // Enrollment: the same request id for a hold with another reason.
+#[tokio::test]
+async fn hold_membership_with_a_request_id_used_for_another_hold_is_refused() -> anyhow::Result<()>
+{
+    let Circle {
+        mut system,
+        group,
+        sam,
+        ..
+    } = circle("2026-11-20T18:00:00Z").await?;
     let membership = membership_of(&group, &sam);
     let hold = |reason: &str| enrollment::HoldMembershipRequest {
         name: membership.clone(),
@@ -98,8 +115,15 @@ async fn a_request_id_reused_for_other_content_is_refused_by_every_service() -> 
         .hold_membership(admin(hold("In hospital")))
         .await;
     assert_eq!(reused(other), request_id_reused());
+    Ok(())
+}
 
-    // Sessions: the same request id for another shared note.
+#[tokio::test]
+async fn write_shared_note_with_a_request_id_used_for_another_note_is_refused() -> anyhow::Result<()>
+{
+    let Circle {
+        mut system, group, ..
+    } = circle("2026-11-20T18:00:00Z").await?;
     let session = start_session(&mut system, &group).await?;
     let note = |text: &str| sessions::WriteSharedNoteRequest {
         name: session.clone(),
