@@ -7,6 +7,7 @@ mod answer_names;
 mod binaries;
 mod dev;
 mod edge;
+mod retries;
 mod sessions;
 mod sessions_access;
 mod support;

@@ -13,7 +13,9 @@ mod store;
 mod trace;
 
 pub use key::{AggregateKey, KeyError};
-pub use repository::{Aggregate, DecodeError, ExecuteError, Executed, Repository, Snapshot};
+pub use repository::{
+    Aggregate, DecodeError, ExecuteError, Executed, Recorded, Repository, Snapshot,
+};
 pub use store::{
     AppendOutcome, CommitMeta, EventStore, NewEvent, StoreError, StoredCommit, StreamSpec,
     wait_for_stream,

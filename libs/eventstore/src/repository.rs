@@ -1,18 +1,31 @@
 use std::collections::HashMap;
+use std::fmt;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use circle_calendar::{Clock, Time};
 
-use crate::key::AggregateKey;
+use crate::key::{AggregateKey, KeyError};
 use crate::store::{Appended, CommitMeta, EventStore, NewEvent, StoreError, StoredCommit};
+use crate::wire;
 
-/// State rebuilt from an aggregate's commits. Implemented by each service next to its
-/// wire codec; the state itself lives in the service's pure domain module.
+/// State rebuilt from an aggregate's events, typed on the service's domain events.
+/// Implemented by each service next to its codec; the state and `evolve` live in the
+/// service's pure domain module.
+///
+/// A write encodes each decided event once and evolves the state from the same domain
+/// events; a load decodes each stored event once.
 pub trait Aggregate: Default + Clone + Send + Sync + 'static {
     const TYPE: &'static str;
-    fn apply(&mut self, commit: &StoredCommit) -> Result<(), DecodeError>;
+    /// The service's domain event.
+    type Event: Clone + fmt::Debug + Send + Sync + 'static;
+    /// The protobuf payload of an event (the service's codec).
+    fn encode(event: &Self::Event) -> NewEvent;
+    /// The domain event of a stored payload (the service's codec).
+    fn decode(event: &wire::Event) -> Result<Self::Event, DecodeError>;
+    /// The state after `event`, recorded in a commit at `at`.
+    fn evolve(self, event: &Self::Event, at: Time) -> Self;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -22,15 +35,39 @@ pub struct DecodeError {
     pub reason: String,
 }
 
+/// One commit of an aggregate as domain events: what a command decided, and when.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recorded<E> {
+    /// The stream sequence: the aggregate's version (its etag) after this commit.
+    pub sequence: u64,
+    pub committed_at: Time,
+    pub events: Vec<E>,
+}
+
 /// An aggregate's state at a version, with the request ids of every commit that made it
 /// (so a retry of any earlier command is recognised, however old).
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot<A> {
     pub state: A,
     pub version: u64,
-    request_ids: HashMap<String, u64>,
+    request_ids: HashMap<String, Request>,
     /// The time of the aggregate's last commit: the next one is never stamped earlier.
     committed_at: Option<Time>,
+}
+
+/// A command stored on an aggregate: its commit and what it asked.
+#[derive(Debug, Clone)]
+struct Request {
+    sequence: u64,
+    fingerprint: String,
+}
+
+impl Request {
+    /// Whether a command with `fingerprint` is a retry of this one. An empty
+    /// fingerprint (a commit written before fingerprints, or a process step) matches.
+    fn is_retried_by(&self, fingerprint: &str) -> bool {
+        self.fingerprint.is_empty() || fingerprint.is_empty() || self.fingerprint == fingerprint
+    }
 }
 
 impl<A> Snapshot<A> {
@@ -46,49 +83,103 @@ impl<A> Snapshot<A> {
 }
 
 impl<A: Aggregate> Snapshot<A> {
-    fn apply(&mut self, commit: &StoredCommit) -> Result<(), StoreError> {
-        self.state
-            .apply(commit)
-            .map_err(|error| StoreError::Corrupt {
-                sequence: commit.sequence,
-                reason: error.to_string(),
-            })?;
-        self.version = commit.sequence;
-        if let Some(at) = commit
-            .commit
-            .committed_at
-            .and_then(circle_calendar::from_timestamp)
-        {
-            self.committed_at = Some(self.committed_at.map_or(at, |last| last.max(at)));
-        }
-        self.request_ids
-            .insert(commit.commit.request_id.clone(), commit.sequence);
-        Ok(())
+    /// Applies a stored commit: each event decoded once.
+    fn apply_stored(&mut self, commit: &StoredCommit) -> Result<Recorded<A::Event>, StoreError> {
+        let recorded = decode_recorded::<A>(commit)?;
+        self.apply(
+            &commit.commit.request_id,
+            &commit.commit.command_fingerprint,
+            &recorded,
+        );
+        Ok(recorded)
     }
+
+    /// Applies a commit's domain events (decided now, or decoded from the log).
+    fn apply(&mut self, request_id: &str, fingerprint: &str, commit: &Recorded<A::Event>) {
+        for event in &commit.events {
+            self.state = std::mem::take(&mut self.state).evolve(event, commit.committed_at);
+        }
+        self.version = commit.sequence;
+        self.committed_at = Some(
+            self.committed_at
+                .map_or(commit.committed_at, |last| last.max(commit.committed_at)),
+        );
+        self.request_ids.insert(
+            request_id.to_owned(),
+            Request {
+                sequence: commit.sequence,
+                fingerprint: fingerprint.to_owned(),
+            },
+        );
+    }
+}
+
+/// A stored commit's domain events, each decoded once.
+fn decode_recorded<A: Aggregate>(commit: &StoredCommit) -> Result<Recorded<A::Event>, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt {
+        sequence: commit.sequence,
+        reason,
+    };
+    let committed_at = commit
+        .commit
+        .committed_at
+        .and_then(circle_calendar::from_timestamp)
+        .ok_or_else(|| corrupt("no valid commit time".into()))?;
+    let events = commit
+        .commit
+        .events
+        .iter()
+        .map(A::decode)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| corrupt(error.to_string()))?;
+    Ok(Recorded {
+        sequence: commit.sequence,
+        committed_at,
+        events,
+    })
 }
 
 /// What a command did.
 #[derive(Debug, Clone)]
-pub enum Executed<A> {
-    /// Appended now; `state` is the aggregate after the commit.
-    Committed { commit: StoredCommit, state: A },
-    /// The request id was seen before; this is the commit it produced then, and the
-    /// aggregate's current state.
-    Replayed { commit: StoredCommit, state: A },
+pub enum Executed<A: Aggregate> {
+    /// Appended now: the events decided, and the aggregate right after the commit.
+    Committed {
+        commit: Recorded<A::Event>,
+        state: A,
+    },
+    /// The request id was seen before: the events its commit recorded then, and the
+    /// aggregate as it was right after that commit (not as it is now), so a retry is
+    /// answered exactly as the first attempt was.
+    Replayed {
+        commit: Recorded<A::Event>,
+        state: A,
+    },
     /// The command changed nothing (it asked for what already holds); nothing was
     /// appended.
     Unchanged { state: A, version: u64 },
 }
 
-impl<A> Executed<A> {
+impl<A: Aggregate> Executed<A> {
     /// The commit the command produced, now or on its first attempt.
-    pub fn commit(&self) -> Option<&StoredCommit> {
+    pub fn commit(&self) -> Option<&Recorded<A::Event>> {
         match self {
             Self::Committed { commit, .. } | Self::Replayed { commit, .. } => Some(commit),
             Self::Unchanged { .. } => None,
         }
     }
 
+    /// The events of the command's commit (none when nothing changed).
+    pub fn events(&self) -> &[A::Event] {
+        self.commit().map_or(&[], |commit| commit.events.as_slice())
+    }
+
+    /// The time of the command's commit, if it made one.
+    pub fn committed_at(&self) -> Option<Time> {
+        self.commit().map(|commit| commit.committed_at)
+    }
+
+    /// The aggregate right after the command's commit (or as it stood, when nothing
+    /// changed).
     pub fn state(&self) -> &A {
         match self {
             Self::Committed { state, .. }
@@ -109,8 +200,20 @@ impl<A> Executed<A> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExecuteError<E> {
+    /// The decision refused the command.
     #[error(transparent)]
     Rejected(E),
+    /// The caller's etag names another version than the aggregate's current one.
+    #[error("the record changed since the given etag")]
+    EtagMismatch { current: u64 },
+    /// The aggregate id cannot name a subject (ids are checked at the edge, so this
+    /// is a fault of the caller's code).
+    #[error(transparent)]
+    InvalidKey(#[from] KeyError),
+    /// The request id was used before on this aggregate for a command that asked
+    /// something else; nothing was decided or appended.
+    #[error("the request id was used before for another command")]
+    RequestIdReused,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("gave up after {attempts} concurrent modifications")]
@@ -121,7 +224,8 @@ const LOCK_STRIPES: usize = 64;
 const CACHE_CAPACITY: usize = 4096;
 const MAX_ATTEMPTS: u32 = 32;
 
-/// Runs commands against aggregates of one type.
+/// Runs commands against aggregates of one type: the one path by which a service
+/// changes an aggregate (its API and its process managers alike).
 ///
 /// Commands on one aggregate are serialised inside this process (striped locks), so
 /// optimistic conflicts only arise between replicas; a conflict reloads and decides
@@ -150,6 +254,11 @@ impl<A: Aggregate> Repository<A> {
         &self.store
     }
 
+    /// The key of this repository's aggregate `id` in `network`.
+    pub fn key(&self, network: &str, id: &str) -> Result<AggregateKey, KeyError> {
+        AggregateKey::new(network, A::TYPE, id)
+    }
+
     /// Loads the aggregate at its current version: one round trip when the cached
     /// state is current, otherwise only the commits after the cached version are read.
     pub async fn load(&self, key: &AggregateKey) -> Result<Arc<Snapshot<A>>, StoreError> {
@@ -166,16 +275,21 @@ impl<A: Aggregate> Repository<A> {
             _ => Snapshot::default(),
         };
         for commit in self.store.read(key, snapshot.version, current).await? {
-            snapshot.apply(&commit)?;
+            snapshot.apply_stored(&commit)?;
         }
         let snapshot = Arc::new(snapshot);
         self.remember(subject, snapshot.clone());
         Ok(snapshot)
     }
 
-    /// Loads the aggregate, asks `decide` for the events of the command, and appends
-    /// them as one commit. A request id already stored on the aggregate is answered
-    /// with its original commit and nothing is appended.
+    /// Loads the aggregate, asks `decide` for the events of the command, encodes each
+    /// once and appends them as one commit, and evolves the cached state from the same
+    /// events. A request id already stored on the aggregate is answered with its
+    /// original commit and nothing is decided or appended.
+    ///
+    /// With `etag` (the version the caller last saw), a command on an aggregate that
+    /// has moved on is refused with [`ExecuteError::EtagMismatch`] (a retry of a stored
+    /// command is still answered: its etag was current then).
     ///
     /// `decide` gets the time the commit will carry: the clock's, but never earlier
     /// than the aggregate's last commit (replicas' clocks differ by milliseconds, and an
@@ -184,17 +298,25 @@ impl<A: Aggregate> Repository<A> {
         &self,
         key: &AggregateKey,
         meta: &CommitMeta,
+        etag: Option<u64>,
         mut decide: F,
     ) -> Result<Executed<A>, ExecuteError<E>>
     where
-        F: FnMut(&Snapshot<A>, Time) -> Result<Vec<NewEvent>, E>,
+        F: FnMut(&Snapshot<A>, Time) -> Result<Vec<A::Event>, E>,
     {
         let subject = self.store.subject(key);
         let _serialised = self.lock_for(&subject).lock().await;
         for attempt in 1..=MAX_ATTEMPTS {
             let snapshot = self.load(key).await?;
-            if let Some(&sequence) = snapshot.request_ids.get(&meta.request_id) {
-                return Ok(self.replay(sequence, &snapshot).await?);
+            if let Some(stored) = snapshot.request_ids.get(&meta.request_id) {
+                return self.replay(key, meta, stored, &snapshot).await;
+            }
+            if let Some(expected) = etag
+                && expected != snapshot.version
+            {
+                return Err(ExecuteError::EtagMismatch {
+                    current: snapshot.version,
+                });
             }
             let at = self.commit_time(&snapshot);
             let events = decide(&snapshot, at).map_err(ExecuteError::Rejected)?;
@@ -204,28 +326,31 @@ impl<A: Aggregate> Repository<A> {
                     version: snapshot.version,
                 });
             }
+            let encoded = events.iter().map(A::encode).collect();
             match self
                 .store
-                .append_commit(key, snapshot.version, meta, at, events)
+                .append_commit(key, snapshot.version, meta, at, encoded)
                 .await
             {
-                Ok(Appended::Stored(commit)) => {
+                Ok(Appended::Stored(stored)) => {
+                    let commit = Recorded {
+                        sequence: stored.sequence,
+                        committed_at: at,
+                        events,
+                    };
                     let mut next = (*snapshot).clone();
-                    next.apply(&commit)?;
+                    next.apply(&meta.request_id, &meta.fingerprint, &commit);
                     let state = next.state.clone();
                     self.remember(subject, Arc::new(next));
-                    return Ok(Executed::Committed {
-                        commit: *commit,
-                        state,
-                    });
+                    return Ok(Executed::Committed { commit, state });
                 }
                 Ok(Appended::Duplicate { .. }) => {
                     // Stored by an earlier attempt whose answer was lost: reload so the
                     // request id is found in the aggregate and answered from there.
                     self.forget(&subject);
                     let snapshot = self.load(key).await?;
-                    if let Some(&sequence) = snapshot.request_ids.get(&meta.request_id) {
-                        return Ok(self.replay(sequence, &snapshot).await?);
+                    if let Some(stored) = snapshot.request_ids.get(&meta.request_id) {
+                        return self.replay(key, meta, stored, &snapshot).await;
                     }
                     return Err(StoreError::Corrupt {
                         sequence: snapshot.version,
@@ -256,16 +381,52 @@ impl<A: Aggregate> Repository<A> {
         snapshot.committed_at.map_or(now, |last| now.max(last))
     }
 
-    async fn replay(
+    /// The answer to a request id already on the aggregate, decided here for every
+    /// command of every service: another command under the same id is refused
+    /// ([`ExecuteError::RequestIdReused`]); a retry gets the events of the original
+    /// commit and the state right after it (rebuilt from the log up to that commit
+    /// unless it is the aggregate's last).
+    async fn replay<E>(
         &self,
+        key: &AggregateKey,
+        meta: &CommitMeta,
+        stored: &Request,
+        snapshot: &Snapshot<A>,
+    ) -> Result<Executed<A>, ExecuteError<E>> {
+        if !stored.is_retried_by(&meta.fingerprint) {
+            return Err(ExecuteError::RequestIdReused);
+        }
+        Ok(self.replay_commit(key, stored.sequence, snapshot).await?)
+    }
+
+    async fn replay_commit(
+        &self,
+        key: &AggregateKey,
         sequence: u64,
         snapshot: &Snapshot<A>,
     ) -> Result<Executed<A>, StoreError> {
-        let commit = self.store.read_commit(sequence).await?;
-        Ok(Executed::Replayed {
-            commit,
-            state: snapshot.state.clone(),
-        })
+        if sequence == snapshot.version {
+            let stored = self.store.read_commit(sequence).await?;
+            return Ok(Executed::Replayed {
+                commit: decode_recorded::<A>(&stored)?,
+                state: snapshot.state.clone(),
+            });
+        }
+        let mut then = Snapshot::<A>::default();
+        let mut last = None;
+        for stored in self.store.read(key, 0, sequence).await? {
+            last = Some(then.apply_stored(&stored)?);
+        }
+        match last {
+            Some(commit) if commit.sequence == sequence => Ok(Executed::Replayed {
+                commit,
+                state: then.state,
+            }),
+            _ => Err(StoreError::Corrupt {
+                sequence,
+                reason: "a request id's commit is not on its aggregate".into(),
+            }),
+        }
     }
 
     fn lock_for(&self, subject: &str) -> &tokio::sync::Mutex<()> {

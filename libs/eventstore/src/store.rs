@@ -91,13 +91,17 @@ pub enum StoreError {
     Corrupt { sequence: u64, reason: String },
 }
 
-/// Who issued a command and its idempotency key. The commit's time is not the
-/// caller's to give: the repository stamps it (see [`crate::Repository`]).
+/// Who issued a command, its idempotency key and what it asked (its fingerprint). The
+/// commit's time is not the caller's to give: the repository stamps it (see
+/// [`crate::Repository`]).
 #[derive(Debug, Clone, Default)]
 pub struct CommitMeta {
     pub request_id: String,
     pub actor_role: String,
     pub actor_id: String,
+    /// A fingerprint of the command's content (without its request id); empty for a
+    /// step whose request id alone names what it does (a process manager's).
+    pub fingerprint: String,
 }
 
 /// One event to append: its protobuf type name and encoded payload.
@@ -400,6 +404,7 @@ impl EventStore {
                 id: meta.actor_id.clone(),
             }),
             committed_at: Some(timestamp),
+            command_fingerprint: meta.fingerprint.clone(),
             events: events
                 .into_iter()
                 .map(|event| wire::Event {

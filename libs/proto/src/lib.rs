@@ -4,6 +4,26 @@
 
 pub mod codec;
 
+/// An API request that carries an idempotency key (its `request_id` field): a command.
+/// Implemented (generated) for every such request.
+pub trait CommandRequest: prost::Message + prost::Name + Clone {
+    fn clear_request_id(&mut self);
+
+    /// What the command asks, without its request id: its full type name and its
+    /// encoding. Equal for a retry; different for another command sent under the same
+    /// request id.
+    fn content(&self) -> Vec<u8> {
+        let mut request = self.clone();
+        request.clear_request_id();
+        let mut content = Self::full_name().into_bytes();
+        content.push(0);
+        content.extend(request.encode_to_vec());
+        content
+    }
+}
+
+include!(concat!(env!("OUT_DIR"), "/command_requests.rs"));
+
 /// Encoded `FileDescriptorSet` of every Circle proto, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/circle_descriptor.bin"));

@@ -8,7 +8,11 @@
 //! 4. [`serve`]: the gRPC host, joined with every task once it stops;
 //! 5. [`main`]: configuration, telemetry and Ctrl-C for a service binary;
 //!
-//! and, at the edge, [`consistent_read`] (read-your-writes) and [`commit_meta`].
+//! and, at the edge, [`consistent_read`] (read-your-writes), [`commit_meta`] (with the
+//! command's [`Fingerprint`]) and [`errors`], the one mapping of store, command and
+//! database errors to gRPC codes and reasons.
+
+pub mod errors;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -22,6 +26,7 @@ use circle_grpc::{ApiError, Caller, Violations};
 use circle_projection::{
     LagError, Projection, ProjectionHandle, ProjectionRunner, ProjectionSettings,
 };
+use circle_proto::CommandRequest;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use tokio::task::JoinHandle;
@@ -278,11 +283,41 @@ pub async fn consistent_read(
         })
 }
 
-/// The commit metadata of a command the caller sent.
-pub fn commit_meta(caller: &Caller, request_id: String) -> CommitMeta {
+/// What a command asks, without its request id: the one fingerprint of a request,
+/// stored on its commit so a request id used again for other content is refused and
+/// a retry is answered from the original commit (see [`circle_eventstore::Repository`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fingerprint(String);
+
+impl Fingerprint {
+    /// A UUIDv5 over the request's full type name and its encoding with the request id
+    /// cleared.
+    pub fn of(request: &impl CommandRequest) -> Self {
+        Self(uuid::Uuid::new_v5(&FINGERPRINT_NAMESPACE, &request.content()).to_string())
+    }
+}
+
+/// The namespace of command fingerprints (fixed: a fingerprint never changes).
+const FINGERPRINT_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x5c6a_61f4_86e1_5d3a_9d0e_2b7c_41a8_e913);
+
+/// The commit metadata of a command the caller sent, with its fingerprint.
+pub fn commit_meta(caller: &Caller, request_id: String, fingerprint: Fingerprint) -> CommitMeta {
     CommitMeta {
         request_id,
         actor_role: caller.role.as_str().to_owned(),
         actor_id: caller.actor_id.clone(),
+        fingerprint: fingerprint.0,
+    }
+}
+
+/// The commit metadata of a process manager's step: its request id is derived from
+/// what caused it, so it names the step and no fingerprint is needed.
+pub fn step_meta(caller: &Caller, request_id: String) -> CommitMeta {
+    CommitMeta {
+        request_id,
+        actor_role: caller.role.as_str().to_owned(),
+        actor_id: caller.actor_id.clone(),
+        fingerprint: String::new(),
     }
 }

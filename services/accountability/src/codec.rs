@@ -7,6 +7,7 @@ use prost::{Message, Name};
 
 use crate::domain::journal::{self, Journal};
 use crate::domain::partnership::{self, Partnership};
+use crate::domain::settings::{self, ClinicSettings};
 use crate::domain::{Cadence, Event, NudgeLevel, Progress, Time, Visibility};
 
 pub use circle_calendar::{from_timestamp, timestamp};
@@ -353,43 +354,44 @@ pub fn commit_time(commit: &StoredCommit) -> Result<Time, DecodeError> {
 
 impl Aggregate for Journal {
     const TYPE: &'static str = "journal";
-    fn apply(&mut self, commit: &StoredCommit) -> Result<(), DecodeError> {
-        let at = commit_time(commit)?;
-        for event in decode_commit(commit)? {
-            *self = journal::evolve(std::mem::take(self), &event, at);
-        }
-        Ok(())
+    type Event = Event;
+    fn encode(event: &Event) -> NewEvent {
+        encode(event)
+    }
+    fn decode(event: &wire::Event) -> Result<Event, DecodeError> {
+        decode(event)
+    }
+    fn evolve(self, event: &Event, at: Time) -> Self {
+        journal::evolve(self, event, at)
     }
 }
 
 impl Aggregate for Partnership {
     const TYPE: &'static str = "partnership";
-    fn apply(&mut self, commit: &StoredCommit) -> Result<(), DecodeError> {
-        for event in decode_commit(commit)? {
-            *self = partnership::evolve(std::mem::take(self), &event);
-        }
-        Ok(())
+    type Event = Event;
+    fn encode(event: &Event) -> NewEvent {
+        encode(event)
+    }
+    fn decode(event: &wire::Event) -> Result<Event, DecodeError> {
+        decode(event)
+    }
+    fn evolve(self, event: &Event, _at: Time) -> Self {
+        partnership::evolve(self, event)
     }
 }
 
-/// Quiet hours of a clinic, in minutes after local midnight.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ClinicSettings {
-    pub quiet_hours: Option<(u32, u32)>,
-}
-
+/// A clinic's settings: the pure `domain::settings` aggregate.
 impl Aggregate for ClinicSettings {
     const TYPE: &'static str = "clinic-settings";
-    fn apply(&mut self, commit: &StoredCommit) -> Result<(), DecodeError> {
-        for event in decode_commit(commit)? {
-            if let Event::QuietHoursSet {
-                start_minute,
-                end_minute,
-            } = event
-            {
-                self.quiet_hours = Some((start_minute, end_minute));
-            }
-        }
-        Ok(())
+    type Event = Event;
+    fn encode(event: &Event) -> NewEvent {
+        encode(event)
+    }
+    fn decode(event: &wire::Event) -> Result<Event, DecodeError> {
+        decode(event)
+    }
+    fn evolve(mut self, event: &Event, _at: Time) -> Self {
+        settings::evolve(&mut self, event);
+        self
     }
 }

@@ -1,27 +1,22 @@
 //! Runs accountability commands against the event log: the one path by which the API
 //! and the process managers change a journal, a partnership or a clinic's settings.
+//! The repository does the plumbing every command shares (key, retries, answering a
+//! retry); each method here only names the aggregate and its pure decision.
 
 use std::sync::Arc;
 
 use circle_calendar::Clock;
-use circle_eventstore::{
-    Aggregate, AggregateKey, CommitMeta, EventStore, ExecuteError, Executed, Repository,
-};
+use circle_eventstore::{CommitMeta, EventStore, ExecuteError, Executed, Repository};
 
-use crate::codec::{self, ClinicSettings};
+use crate::domain::DomainError;
 use crate::domain::journal::{self, Journal, JournalCommand};
 use crate::domain::partnership::{self, Partnership, PartnershipCommand};
-use crate::domain::{DomainError, Event};
+use crate::domain::settings::{self, ClinicSettings, QuietHours, SettingsCommand};
 
-#[derive(Debug, thiserror::Error)]
-pub enum CommandError {
-    #[error(transparent)]
-    Domain(#[from] DomainError),
-    #[error("invalid aggregate id")]
-    InvalidKey,
-}
+/// Why a command did not run: the domain refused it, or the store could not run it.
+pub type CommandError = ExecuteError<DomainError>;
 
-pub type CommandResult<A> = Result<Executed<A>, ExecuteError<CommandError>>;
+pub type CommandResult<A> = Result<Executed<A>, CommandError>;
 
 pub struct Commands {
     pub journals: Repository<Journal>,
@@ -51,23 +46,6 @@ impl Commands {
         }
     }
 
-    async fn run<A: Aggregate>(
-        &self,
-        repository: &Repository<A>,
-        network: &str,
-        id: &str,
-        meta: &CommitMeta,
-        mut decide: impl FnMut(&A) -> Result<Vec<Event>, DomainError>,
-    ) -> CommandResult<A> {
-        let key = AggregateKey::new(network, A::TYPE, id)
-            .map_err(|_| ExecuteError::Rejected(CommandError::InvalidKey))?;
-        repository
-            .execute(&key, meta, |snapshot, _| {
-                Ok(decide(&snapshot.state)?.iter().map(codec::encode).collect())
-            })
-            .await
-    }
-
     pub async fn journal(
         &self,
         network: &str,
@@ -75,10 +53,12 @@ impl Commands {
         meta: &CommitMeta,
         command: JournalCommand,
     ) -> CommandResult<Journal> {
-        self.run(&self.journals, network, participant_id, meta, |state| {
-            journal::decide(state, command.clone())
-        })
-        .await
+        let key = self.journals.key(network, participant_id)?;
+        self.journals
+            .execute(&key, meta, None, |snapshot, _| {
+                journal::decide(&snapshot.state, command.clone())
+            })
+            .await
     }
 
     pub async fn partnership(
@@ -88,10 +68,12 @@ impl Commands {
         meta: &CommitMeta,
         command: PartnershipCommand,
     ) -> CommandResult<Partnership> {
-        self.run(&self.partnerships, network, partnership_id, meta, |state| {
-            partnership::decide(state, command.clone())
-        })
-        .await
+        let key = self.partnerships.key(network, partnership_id)?;
+        self.partnerships
+            .execute(&key, meta, None, |snapshot, _| {
+                partnership::decide(&snapshot.state, command.clone())
+            })
+            .await
     }
 
     pub async fn quiet_hours(
@@ -99,29 +81,25 @@ impl Commands {
         network: &str,
         clinic_id: &str,
         meta: &CommitMeta,
-        start_minute: u32,
-        end_minute: u32,
+        quiet_hours: QuietHours,
     ) -> CommandResult<ClinicSettings> {
-        self.run(&self.settings, network, clinic_id, meta, |state| {
-            if state.quiet_hours == Some((start_minute, end_minute)) {
-                Ok(Vec::new())
-            } else {
-                Ok(vec![Event::QuietHoursSet {
-                    start_minute,
-                    end_minute,
-                }])
-            }
-        })
-        .await
+        let key = self.settings.key(network, clinic_id)?;
+        self.settings
+            .execute(&key, meta, None, |snapshot, _| {
+                Ok(settings::decide(
+                    &snapshot.state,
+                    SettingsCommand::SetQuietHours(quiet_hours),
+                ))
+            })
+            .await
     }
 
     pub async fn load_journal(
         &self,
         network: &str,
         participant_id: &str,
-    ) -> Result<Journal, ExecuteError<CommandError>> {
-        let key = AggregateKey::new(network, Journal::TYPE, participant_id)
-            .map_err(|_| ExecuteError::Rejected(CommandError::InvalidKey))?;
+    ) -> Result<Journal, CommandError> {
+        let key = self.journals.key(network, participant_id)?;
         Ok(self.journals.load(&key).await?.state.clone())
     }
 
@@ -129,9 +107,8 @@ impl Commands {
         &self,
         network: &str,
         partnership_id: &str,
-    ) -> Result<Partnership, ExecuteError<CommandError>> {
-        let key = AggregateKey::new(network, Partnership::TYPE, partnership_id)
-            .map_err(|_| ExecuteError::Rejected(CommandError::InvalidKey))?;
+    ) -> Result<Partnership, CommandError> {
+        let key = self.partnerships.key(network, partnership_id)?;
         Ok(self.partnerships.load(&key).await?.state.clone())
     }
 }

@@ -39,16 +39,20 @@ pub const PARTNERSHIP_GUARD_SCHEMA: &str = "accountability_partnership_guard";
 /// The commit metadata of this service's process managers: an in-process caller that
 /// no client can claim to be (whatever role a client states).
 fn meta(network: &str, request_id: String) -> CommitMeta {
-    circle_service::commit_meta(
+    circle_service::step_meta(
         &Caller::process_manager(network, "accountability-process"),
         request_id,
     )
 }
 
-fn failure(error: ExecuteError<CommandError>) -> Result<(), ApplyError> {
+fn failure(error: CommandError) -> Result<(), ApplyError> {
     match error {
         ExecuteError::Rejected(reason) => {
             tracing::warn!(%reason, "process step refused; skipped");
+            Ok(())
+        }
+        ExecuteError::EtagMismatch { .. } | ExecuteError::InvalidKey(_) => {
+            tracing::warn!(%error, "process step refused; skipped");
             Ok(())
         }
         // A step too large for the event log fails the same way every time.

@@ -531,11 +531,15 @@ macro_rules! aggregate {
     ($state:ty, $type_name:literal, $evolve:path) => {
         impl Aggregate for $state {
             const TYPE: &'static str = $type_name;
-            fn apply(&mut self, commit: &StoredCommit) -> Result<(), DecodeError> {
-                for event in decode_commit(commit)? {
-                    *self = $evolve(std::mem::take(self), &event);
-                }
-                Ok(())
+            type Event = Event;
+            fn encode(event: &Event) -> NewEvent {
+                encode(event)
+            }
+            fn decode(event: &wire::Event) -> Result<Event, DecodeError> {
+                decode(event)
+            }
+            fn evolve(self, event: &Event, _at: circle_calendar::Time) -> Self {
+                $evolve(self, event)
             }
         }
     };

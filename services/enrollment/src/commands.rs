@@ -1,32 +1,23 @@
 //! Runs domain commands against the event log: the one path by which the API and the
-//! process managers change an aggregate.
+//! process managers change an aggregate. The repository does the plumbing every command
+//! shares (key, etag precondition, retries, answering a retry); what is left here is
+//! enrollment's own: the group's clinic check, the offer lifetime, and the decision's
+//! time, which is the time recorded on the commit.
 
 use std::sync::Arc;
 
-use circle_eventstore::{
-    AggregateKey, CommitMeta, EventStore, ExecuteError, Executed, Repository, Snapshot,
-};
+use circle_eventstore::{CommitMeta, EventStore, ExecuteError, Executed, Repository, Snapshot};
 
-use crate::codec;
 use crate::domain::{
-    Clinic, ClinicCommand, DomainError, Event, Group, GroupCommand, GroupContext, Participant,
+    Clinic, ClinicCommand, DomainError, Group, GroupCommand, GroupContext, Participant,
     ParticipantCommand, clinic, group, participant,
 };
 use circle_calendar::Clock;
 
-/// Why a command did not run.
-#[derive(Debug, thiserror::Error)]
-pub enum CommandError {
-    #[error(transparent)]
-    Domain(#[from] DomainError),
-    /// The caller's etag no longer matches the aggregate.
-    #[error("the record changed since the given etag")]
-    EtagMismatch { current: u64 },
-    #[error("invalid aggregate id")]
-    InvalidKey,
-}
+/// Why a command did not run: the domain refused it, or the store could not run it.
+pub type CommandError = ExecuteError<DomainError>;
 
-pub type CommandResult<A> = Result<Executed<A>, ExecuteError<CommandError>>;
+pub type CommandResult<A> = Result<Executed<A>, CommandError>;
 
 pub struct Commands {
     pub clinics: Repository<Clinic>,
@@ -34,28 +25,6 @@ pub struct Commands {
     pub participants: Repository<Participant>,
     pub clock: Arc<dyn Clock>,
     pub offer_ttl: chrono::Duration,
-}
-
-fn key(
-    network: &str,
-    aggregate_type: &'static str,
-    id: &str,
-) -> Result<AggregateKey, ExecuteError<CommandError>> {
-    AggregateKey::new(network, aggregate_type, id)
-        .map_err(|_| ExecuteError::Rejected(CommandError::InvalidKey))
-}
-
-fn check_etag<A>(snapshot: &Snapshot<A>, etag: Option<u64>) -> Result<(), CommandError> {
-    match etag {
-        Some(expected) if expected != snapshot.version => Err(CommandError::EtagMismatch {
-            current: snapshot.version,
-        }),
-        _ => Ok(()),
-    }
-}
-
-fn encode(events: Vec<Event>) -> Vec<circle_eventstore::NewEvent> {
-    events.iter().map(codec::encode).collect()
 }
 
 impl Commands {
@@ -77,10 +46,10 @@ impl Commands {
         etag: Option<u64>,
         command: ClinicCommand,
     ) -> CommandResult<Clinic> {
+        let key = self.clinics.key(network, clinic_id)?;
         self.clinics
-            .execute(&key(network, "clinic", clinic_id)?, meta, |snapshot, _| {
-                check_etag(snapshot, etag)?;
-                Ok(encode(clinic::decide(&snapshot.state, command.clone())?))
+            .execute(&key, meta, etag, |snapshot, _| {
+                clinic::decide(&snapshot.state, command.clone())
             })
             .await
     }
@@ -96,25 +65,25 @@ impl Commands {
         etag: Option<u64>,
         command: GroupCommand,
     ) -> CommandResult<Group> {
+        let key = self.groups.key(network, group_id)?;
         // The decision's time is the commit's: read once per attempt, inside the
         // aggregate's lock.
         self.groups
-            .execute(&key(network, "group", group_id)?, meta, |snapshot, at| {
+            .execute(&key, meta, etag, |snapshot, at| {
                 if let (Some(clinic_id), Some(details)) =
                     (clinic_id, snapshot.state.details.as_ref())
                     && details.clinic_id != clinic_id
                 {
-                    return Err(DomainError::GroupNotFound.into());
+                    return Err(DomainError::GroupNotFound);
                 }
-                check_etag(snapshot, etag)?;
-                Ok(encode(group::decide(
+                group::decide(
                     &snapshot.state,
                     command.clone(),
                     GroupContext {
                         now: at,
                         offer_ttl: self.offer_ttl,
                     },
-                )?))
+                )
             })
             .await
     }
@@ -127,18 +96,11 @@ impl Commands {
         etag: Option<u64>,
         command: ParticipantCommand,
     ) -> CommandResult<Participant> {
+        let key = self.participants.key(network, participant_id)?;
         self.participants
-            .execute(
-                &key(network, "participant", participant_id)?,
-                meta,
-                |snapshot, _| {
-                    check_etag(snapshot, etag)?;
-                    Ok(encode(participant::decide(
-                        &snapshot.state,
-                        command.clone(),
-                    )?))
-                },
-            )
+            .execute(&key, meta, etag, |snapshot, _| {
+                participant::decide(&snapshot.state, command.clone())
+            })
             .await
     }
 
@@ -146,33 +108,26 @@ impl Commands {
         &self,
         network: &str,
         clinic_id: &str,
-    ) -> Result<Clinic, ExecuteError<CommandError>> {
-        Ok(self
-            .clinics
-            .load(&key(network, "clinic", clinic_id)?)
-            .await?
-            .state
-            .clone())
+    ) -> Result<Clinic, CommandError> {
+        let key = self.clinics.key(network, clinic_id)?;
+        Ok(self.clinics.load(&key).await?.state.clone())
     }
 
     pub async fn load_group(
         &self,
         network: &str,
         group_id: &str,
-    ) -> Result<Arc<Snapshot<Group>>, ExecuteError<CommandError>> {
-        Ok(self.groups.load(&key(network, "group", group_id)?).await?)
+    ) -> Result<Arc<Snapshot<Group>>, CommandError> {
+        let key = self.groups.key(network, group_id)?;
+        Ok(self.groups.load(&key).await?)
     }
 
     pub async fn load_participant(
         &self,
         network: &str,
         participant_id: &str,
-    ) -> Result<Participant, ExecuteError<CommandError>> {
-        Ok(self
-            .participants
-            .load(&key(network, "participant", participant_id)?)
-            .await?
-            .state
-            .clone())
+    ) -> Result<Participant, CommandError> {
+        let key = self.participants.key(network, participant_id)?;
+        Ok(self.participants.load(&key).await?.state.clone())
     }
 }

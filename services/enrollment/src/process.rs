@@ -28,17 +28,21 @@ pub const TRANSFERS_SCHEMA: &str = "enrollment_transfers";
 /// The commit metadata of this service's process managers: an in-process caller that
 /// no client can claim to be (whatever role a client states).
 fn meta(network: &str, request_id: String) -> CommitMeta {
-    circle_service::commit_meta(
+    circle_service::step_meta(
         &Caller::process_manager(network, "enrollment-process"),
         request_id,
     )
 }
 
-fn failure(error: ExecuteError<CommandError>) -> Result<(), ApplyError> {
+fn failure(error: CommandError) -> Result<(), ApplyError> {
     match error {
         // A refusal is final: the step no longer applies (say the group was archived).
         ExecuteError::Rejected(reason) => {
             tracing::warn!(%reason, "process step refused; skipped");
+            Ok(())
+        }
+        ExecuteError::EtagMismatch { .. } | ExecuteError::InvalidKey(_) => {
+            tracing::warn!(%error, "process step refused; skipped");
             Ok(())
         }
         // A step too large for the event log fails the same way every time.

@@ -227,12 +227,15 @@ pub fn commit_time(commit: &StoredCommit) -> Result<crate::domain::Time, DecodeE
 
 impl Aggregate for Session {
     const TYPE: &'static str = "session";
-    fn apply(&mut self, commit: &StoredCommit) -> Result<(), DecodeError> {
-        let at = commit_time(commit)?;
-        for event in decode_commit(commit)? {
-            *self = evolve(std::mem::take(self), &event, at);
-        }
-        Ok(())
+    type Event = Event;
+    fn encode(event: &Event) -> NewEvent {
+        encode(event)
+    }
+    fn decode(event: &wire::Event) -> Result<Event, DecodeError> {
+        decode(event)
+    }
+    fn evolve(self, event: &Event, at: crate::domain::Time) -> Self {
+        evolve(self, event, at)
     }
 }
 

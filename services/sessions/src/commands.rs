@@ -1,27 +1,28 @@
 //! Runs session commands against the event log: the one path by which the API and the
-//! schedule materialiser change a session.
+//! schedule materialiser change a session. The repository does the plumbing every
+//! command shares (key, etag precondition, retries, answering a retry); what is left
+//! here is the session's own check that it belongs to the group in the name.
 
 use std::sync::Arc;
 
 use circle_calendar::Clock;
-use circle_eventstore::{AggregateKey, CommitMeta, EventStore, ExecuteError, Executed, Repository};
+use circle_eventstore::{CommitMeta, EventStore, ExecuteError, Executed, Repository};
 
-use crate::codec;
 use crate::domain::{DomainError, Session, SessionCommand, decide};
 
+/// Why a session command was refused.
 #[derive(Debug, thiserror::Error)]
-pub enum CommandError {
+pub enum Refusal {
     #[error(transparent)]
     Domain(#[from] DomainError),
-    #[error("the session changed since the given etag")]
-    EtagMismatch { current: u64 },
     #[error("the session belongs to another group")]
     WrongGroup,
-    #[error("invalid aggregate id")]
-    InvalidKey,
 }
 
-pub type CommandResult = Result<Executed<Session>, ExecuteError<CommandError>>;
+/// Why a command did not run: refused, or the store could not run it.
+pub type CommandError = ExecuteError<Refusal>;
+
+pub type CommandResult = Result<Executed<Session>, CommandError>;
 
 pub struct Commands {
     pub sessions: Repository<Session>,
@@ -48,25 +49,16 @@ impl Commands {
         etag: Option<u64>,
         command: SessionCommand,
     ) -> CommandResult {
-        let key = AggregateKey::new(network, "session", session_id)
-            .map_err(|_| ExecuteError::Rejected(CommandError::InvalidKey))?;
+        let key = self.sessions.key(network, session_id)?;
         self.sessions
-            .execute(&key, meta, |snapshot, _| {
+            .execute(&key, meta, etag, |snapshot, _| {
                 if let (Some((clinic_id, group_id)), Some(details)) =
                     (place, snapshot.state.details.as_ref())
                     && (details.group_id != group_id || details.clinic_id != clinic_id)
                 {
-                    return Err(CommandError::WrongGroup);
+                    return Err(Refusal::WrongGroup);
                 }
-                if let Some(expected) = etag
-                    && expected != snapshot.version
-                {
-                    return Err(CommandError::EtagMismatch {
-                        current: snapshot.version,
-                    });
-                }
-                let events = decide(&snapshot.state, command.clone())?;
-                Ok(events.iter().map(codec::encode).collect())
+                Ok(decide(&snapshot.state, command.clone())?)
             })
             .await
     }

@@ -15,7 +15,7 @@ use circle_grpc::Caller;
 use prost::Message;
 use sqlx::PgPool;
 
-use crate::commands::{CommandError, Commands};
+use crate::commands::{Commands, Refusal};
 use crate::domain::{DomainError, Origin, SessionCommand, Time};
 
 pub struct Materializer {
@@ -34,7 +34,7 @@ pub fn session_id(network: &str, group_id: &str, date: chrono::NaiveDate) -> Str
 /// The commit metadata of this service's process managers: an in-process caller that
 /// no client can claim to be (whatever role a client states).
 fn meta(network: &str, request_id: String) -> CommitMeta {
-    circle_service::commit_meta(
+    circle_service::step_meta(
         &Caller::process_manager(network, "sessions-materializer"),
         request_id,
     )
@@ -200,7 +200,11 @@ impl Materializer {
                     )
                     .await
                 {
-                    Ok(_) | Err(ExecuteError::Rejected(_)) => {}
+                    // The session moved on since the row was read (etag) or the
+                    // move no longer applies: a later pass decides again.
+                    Ok(_)
+                    | Err(ExecuteError::Rejected(_))
+                    | Err(ExecuteError::EtagMismatch { .. }) => {}
                     Err(error) => return Err(error.to_string()),
                 }
             }
@@ -225,8 +229,7 @@ impl Materializer {
             )
             .await
         {
-            Ok(_)
-            | Err(ExecuteError::Rejected(CommandError::Domain(DomainError::SessionExists))) => {
+            Ok(_) | Err(ExecuteError::Rejected(Refusal::Domain(DomainError::SessionExists))) => {
                 Ok(())
             }
             Err(error) => Err(error.to_string()),

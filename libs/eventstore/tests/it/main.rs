@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use async_nats::jetstream::stream::{self, DiscardPolicy, StorageType};
 use circle_eventstore::{
     Aggregate, AggregateKey, AppendOutcome, CommitMeta, DecodeError, EventStore, Executed,
-    NewEvent, Repository, StoreError, StoredCommit, StreamSpec,
+    NewEvent, Repository, StoreError, StreamSpec,
 };
 use circle_testkit::TestEnv;
 use prost::Message;
@@ -19,6 +19,9 @@ struct Counted {
     seen_version: u64,
     #[prost(uint64, tag = "2")]
     count: u64,
+    /// Filler, to make a commit as large as a test needs.
+    #[prost(bytes = "vec", tag = "3")]
+    padding: Vec<u8>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -28,29 +31,39 @@ struct Counter {
 
 impl Aggregate for Counter {
     const TYPE: &'static str = "counter";
-    fn apply(&mut self, commit: &StoredCommit) -> Result<(), DecodeError> {
-        for event in &commit.commit.events {
-            let counted =
-                Counted::decode(event.payload.as_slice()).map_err(|error| DecodeError {
-                    event_type: event.event_type.clone(),
-                    reason: error.to_string(),
-                })?;
-            self.count = counted.count;
+    type Event = Counted;
+    fn encode(event: &Counted) -> NewEvent {
+        NewEvent {
+            event_type: "test.Counted".into(),
+            schema_version: 1,
+            payload: event.encode_to_vec(),
         }
-        Ok(())
+    }
+    fn decode(event: &circle_eventstore::wire::Event) -> Result<Counted, DecodeError> {
+        Counted::decode(event.payload.as_slice()).map_err(|error| DecodeError {
+            event_type: event.event_type.clone(),
+            reason: error.to_string(),
+        })
+    }
+    fn evolve(self, event: &Counted, _at: circle_calendar::Time) -> Self {
+        Self { count: event.count }
     }
 }
 
-fn increment(seen_version: u64, count: u64) -> Vec<NewEvent> {
-    vec![NewEvent {
-        event_type: "test.Counted".into(),
-        schema_version: 1,
-        payload: Counted {
-            seen_version,
-            count,
-        }
-        .encode_to_vec(),
+fn increment(seen_version: u64, count: u64) -> Vec<Counted> {
+    vec![Counted {
+        seen_version,
+        count,
+        padding: Vec::new(),
     }]
+}
+
+/// [`increment`] as the store appends it.
+fn increment_raw(seen_version: u64, count: u64) -> Vec<NewEvent> {
+    increment(seen_version, count)
+        .iter()
+        .map(Counter::encode)
+        .collect()
 }
 
 fn meta(request_id: impl Into<String>) -> CommitMeta {
@@ -58,6 +71,7 @@ fn meta(request_id: impl Into<String>) -> CommitMeta {
         request_id: request_id.into(),
         actor_role: "service".into(),
         actor_id: "test".into(),
+        fingerprint: String::new(),
     }
 }
 
@@ -98,7 +112,7 @@ async fn sixteen_concurrent_writers_write_every_version_exactly_once() -> anyhow
                 for attempt in 0.. {
                     anyhow::ensure!(attempt < 1_000, "{request_id} never got through");
                     let result = repository
-                        .execute(&key, &meta(&request_id), |snapshot, _| {
+                        .execute(&key, &meta(&request_id), None, |snapshot, _| {
                             Ok::<_, std::convert::Infallible>(increment(
                                 snapshot.version,
                                 snapshot.state.count + 1,
@@ -166,14 +180,30 @@ async fn a_retried_command_returns_the_original_commit() -> anyhow::Result<()> {
         decisions.fetch_add(1, Ordering::SeqCst);
         Ok::<_, std::convert::Infallible>(increment(snapshot.version, snapshot.state.count + 1))
     };
-    let first = repository.execute(&key, &meta("req-1"), decide).await?;
+    let first = repository
+        .execute(&key, &meta("req-1"), None, decide)
+        .await?;
     assert!(matches!(first, Executed::Committed { .. }));
-    repository.execute(&key, &meta("req-2"), decide).await?;
+    repository
+        .execute(&key, &meta("req-2"), None, decide)
+        .await?;
 
     // A retry of the first command, after another command: answered from the log.
-    let retry = repository.execute(&key, &meta("req-1"), decide).await?;
+    let retry = repository
+        .execute(&key, &meta("req-1"), None, decide)
+        .await?;
     assert!(matches!(retry, Executed::Replayed { .. }));
     assert_eq!(retry.version(), first.version());
+    assert_eq!(
+        retry.commit(),
+        first.commit(),
+        "the retry is answered with the first attempt's events and commit time"
+    );
+    assert_eq!(
+        retry.state().count,
+        1,
+        "and with the aggregate as that commit left it, not as it is now"
+    );
     assert_eq!(
         decisions.load(Ordering::SeqCst),
         2,
@@ -182,9 +212,13 @@ async fn a_retried_command_returns_the_original_commit() -> anyhow::Result<()> {
 
     // A fresh repository (a restarted replica) recognises it too.
     let restarted = Repository::<Counter>::new(store.clone(), clock());
-    let retry = restarted.execute(&key, &meta("req-1"), decide).await?;
+    let retry = restarted
+        .execute(&key, &meta("req-1"), None, decide)
+        .await?;
     assert!(matches!(retry, Executed::Replayed { .. }));
     assert_eq!(retry.version(), first.version());
+    assert_eq!(retry.commit(), first.commit());
+    assert_eq!(retry.state().count, 1);
     assert_eq!(decisions.load(Ordering::SeqCst), 2, "nor on a restart");
     assert_eq!(
         store.read(&key, 0, store.version(&key).await?).await?.len(),
@@ -199,7 +233,7 @@ async fn a_raw_append_retry_is_a_duplicate_on_every_server_version() -> anyhow::
     let store = open(&env).await?;
     let key = key("raw");
     let stored = store
-        .append(&key, 0, &meta("once"), increment(0, 1))
+        .append(&key, 0, &meta("once"), increment_raw(0, 1))
         .await?;
     let AppendOutcome::Stored { sequence } = stored else {
         anyhow::bail!("first append must store, got {stored:?}");
@@ -207,11 +241,13 @@ async fn a_raw_append_retry_is_a_duplicate_on_every_server_version() -> anyhow::
     // Same request, same expected version: 2.9 answers from its dedupe window, 2.12+
     // with "wrong last sequence"; both must come out as the original sequence.
     let retried = store
-        .append(&key, 0, &meta("once"), increment(0, 1))
+        .append(&key, 0, &meta("once"), increment_raw(0, 1))
         .await?;
     assert_eq!(retried, AppendOutcome::Duplicate { sequence });
     // A different request on a stale version is a conflict and writes nothing.
-    let stale = store.append(&key, 0, &meta("other"), increment(0, 1)).await;
+    let stale = store
+        .append(&key, 0, &meta("other"), increment_raw(0, 1))
+        .await;
     assert!(
         matches!(stale, Err(StoreError::Conflict { expected: 0 })),
         "{stale:?}"
@@ -232,14 +268,14 @@ async fn an_aggregate_of_a_thousand_events_loads_correctly() -> anyhow::Result<(
                 &key,
                 version,
                 &meta(format!("r{count}")),
-                increment(version, count),
+                increment_raw(version, count),
             )
             .await?
             .sequence();
     }
     // Interleave another aggregate so the stream sequence and the version differ.
     store
-        .append(&key_other(), 0, &meta("x"), increment(0, 1))
+        .append(&key_other(), 0, &meta("x"), increment_raw(0, 1))
         .await?;
     let repository = Repository::<Counter>::new(store.clone(), clock());
     let snapshot = repository.load(&key).await?;
@@ -287,7 +323,7 @@ async fn opening_twice_reuses_the_stream() -> anyhow::Result<()> {
     let env = TestEnv::new().await?;
     let first = Arc::new(open(&env).await?);
     first
-        .append(&key("a"), 0, &meta("1"), increment(0, 1))
+        .append(&key("a"), 0, &meta("1"), increment_raw(0, 1))
         .await?;
     let second = open(&env).await?;
     assert_eq!(second.version(&key("a")).await?, 1);
@@ -315,7 +351,7 @@ async fn the_trace_context_travels_in_the_commit_headers() -> anyhow::Result<()>
     let trace_id = span.context().span().span_context().trace_id();
     assert_ne!(trace_id, opentelemetry::trace::TraceId::INVALID);
     let sequence = store
-        .append(&key("traced"), 0, &meta("t1"), increment(0, 1))
+        .append(&key("traced"), 0, &meta("t1"), increment_raw(0, 1))
         .instrument(span)
         .await?
         .sequence();
@@ -347,12 +383,12 @@ async fn a_command_that_changes_nothing_appends_nothing() -> anyhow::Result<()> 
     let repository = Repository::<Counter>::new(store.clone(), clock());
     let key = key("quiet");
     repository
-        .execute(&key, &meta("a"), |snapshot, _| {
+        .execute(&key, &meta("a"), None, |snapshot, _| {
             Ok::<_, std::convert::Infallible>(increment(snapshot.version, 1))
         })
         .await?;
     let unchanged = repository
-        .execute(&key, &meta("b"), |_, _| {
+        .execute(&key, &meta("b"), None, |_, _| {
             Ok::<_, std::convert::Infallible>(Vec::new())
         })
         .await?;
@@ -372,9 +408,11 @@ async fn the_same_request_id_on_the_same_id_in_two_networks_stores_both() -> any
     let store = open(&env).await?;
     let acme = AggregateKey::new("acme", Counter::TYPE, "g-1")?;
     let other = AggregateKey::new("other", Counter::TYPE, "g-1")?;
-    let first = store.append(&acme, 0, &meta("r1"), increment(0, 1)).await?;
+    let first = store
+        .append(&acme, 0, &meta("r1"), increment_raw(0, 1))
+        .await?;
     let second = store
-        .append(&other, 0, &meta("r1"), increment(0, 1))
+        .append(&other, 0, &meta("r1"), increment_raw(0, 1))
         .await?;
     assert!(matches!(first, AppendOutcome::Stored { .. }));
     assert!(
@@ -433,7 +471,7 @@ async fn a_conflict_that_was_retried_and_succeeded_is_not_logged_as_an_error() -
     let other_writer = store.clone();
     let raced = AtomicU32::new(0);
     let executed = repository
-        .execute(&key, &meta("mine"), |snapshot, _| {
+        .execute(&key, &meta("mine"), None, |snapshot, _| {
             if raced.fetch_add(1, Ordering::SeqCst) == 0 {
                 // Another replica commits between this decision and its append: the
                 // append conflicts and the repository decides again.
@@ -443,7 +481,7 @@ async fn a_conflict_that_was_retried_and_succeeded_is_not_logged_as_an_error() -
                 tokio::task::block_in_place(|| {
                     tokio::runtime::Handle::current().block_on(async move {
                         other_writer
-                            .append(&key, version, &meta("theirs"), increment(version, 1))
+                            .append(&key, version, &meta("theirs"), increment_raw(version, 1))
                             .await
                     })
                 })
@@ -489,7 +527,7 @@ async fn commit_times_of_an_aggregate_never_go_backwards_across_replicas() -> an
     for command in 0..6 {
         let repository = &replicas[command % 2];
         repository
-            .execute(&key, &meta(format!("c{command}")), |snapshot, _| {
+            .execute(&key, &meta(format!("c{command}")), None, |snapshot, _| {
                 Ok::<_, std::convert::Infallible>(increment(
                     snapshot.version,
                     snapshot.state.count + 1,
@@ -531,14 +569,14 @@ async fn a_commit_larger_than_the_servers_maximum_payload_is_refused_and_nothing
     let key = key("too-large");
     let limit = env.nats.server_info().max_payload;
     assert!(limit > 0, "the server announced its maximum payload");
-    let oversized = vec![NewEvent {
-        event_type: "test.Counted".into(),
-        schema_version: 1,
-        payload: vec![7; limit],
+    let oversized = vec![Counted {
+        seen_version: 0,
+        count: 1,
+        padding: vec![7; limit],
     }];
     for _ in 0..2 {
         let refused = repository
-            .execute(&key, &meta("big"), |_, _| {
+            .execute(&key, &meta("big"), None, |_, _| {
                 Ok::<_, std::convert::Infallible>(oversized.clone())
             })
             .await;
@@ -553,16 +591,74 @@ async fn a_commit_larger_than_the_servers_maximum_payload_is_refused_and_nothing
     }
     assert_eq!(store.version(&key).await?, 0, "nothing stored");
     // Just under the limit, with the envelope and headers counted, is stored.
-    let fits = vec![NewEvent {
-        event_type: "test.Counted".into(),
-        schema_version: 1,
-        payload: vec![7; limit - 2_048],
-    }];
+    let fits = vec![Counter::encode(&Counted {
+        seen_version: 0,
+        count: 1,
+        padding: vec![7; limit - 2_048],
+    })];
     let raw = store
-        .append(&key, 0, &meta("raw-big"), oversized.clone())
+        .append(
+            &key,
+            0,
+            &meta("raw-big"),
+            oversized.iter().map(Counter::encode).collect(),
+        )
         .await;
     assert!(matches!(raw, Err(StoreError::TooLarge { .. })), "{raw:?}");
     let stored = store.append(&key, 0, &meta("fits"), fits).await?;
     assert!(matches!(stored, AppendOutcome::Stored { .. }));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_request_id_used_again_for_another_command_is_refused_and_a_retry_is_answered()
+-> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let store = open(&env).await?;
+    let repository = Repository::<Counter>::new(store.clone(), clock());
+    let key = key("fingerprints");
+    let asking = |fingerprint: &str| CommitMeta {
+        fingerprint: fingerprint.into(),
+        ..meta("req-1")
+    };
+    let decide = |snapshot: &circle_eventstore::Snapshot<Counter>, _| {
+        Ok::<_, std::convert::Infallible>(increment(snapshot.version, snapshot.state.count + 1))
+    };
+    let first = repository
+        .execute(&key, &asking("one"), None, decide)
+        .await?;
+    let other = repository.execute(&key, &asking("two"), None, decide).await;
+    assert!(
+        matches!(other, Err(circle_eventstore::ExecuteError::RequestIdReused)),
+        "{other:?}"
+    );
+    let retry = repository
+        .execute(&key, &asking("one"), None, decide)
+        .await?;
+    assert!(matches!(retry, Executed::Replayed { .. }));
+    assert_eq!(retry.commit(), first.commit());
+    assert_eq!(
+        store.version(&key).await?,
+        first.version(),
+        "nothing appended"
+    );
+
+    // A commit without a fingerprint (written before them) matches any command.
+    let legacy = key_other();
+    repository
+        .execute(&legacy, &meta("old"), None, decide)
+        .await?;
+    let retry = repository
+        .execute(
+            &legacy,
+            &CommitMeta {
+                fingerprint: "anything".into(),
+                ..meta("old")
+            },
+            None,
+            decide,
+        )
+        .await?;
+    assert!(matches!(retry, Executed::Replayed { .. }));
     Ok(())
 }

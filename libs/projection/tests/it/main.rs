@@ -125,6 +125,7 @@ impl Fixture {
             request_id: uuid_like(id, version),
             actor_role: "service".into(),
             actor_id: "test".into(),
+            fingerprint: String::new(),
         };
         let event = NewEvent {
             event_type: "test.Value".into(),

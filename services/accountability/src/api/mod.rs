@@ -9,17 +9,16 @@ mod write;
 
 use std::sync::Arc;
 
-use circle_eventstore::{ExecuteError, StoreError};
 use circle_grpc::caller;
 use circle_grpc::{ApiError, Caller};
 use circle_proto::accountability::v1 as pb;
 use circle_service::commit_meta as meta;
+use circle_service::errors::database_error;
 use pb::accountability_service_server::AccountabilityService;
 use sqlx::PgPool;
 use tonic::{Code, Request, Response, Status};
 
 use crate::app::Queries;
-use crate::app::database_error;
 use crate::app::queries::participant_name;
 use crate::commands::{CommandError, Commands};
 use crate::domain::DomainError;
@@ -114,32 +113,9 @@ fn domain_error(error: DomainError) -> ApiError {
     ApiError::new(code, reason, error.to_string())
 }
 
-fn command_error(error: ExecuteError<CommandError>) -> ApiError {
-    match error {
-        ExecuteError::Rejected(CommandError::Domain(error)) => domain_error(error),
-        ExecuteError::Rejected(CommandError::InvalidKey) => ApiError::internal(),
-        ExecuteError::Store(StoreError::Unavailable(reason)) => {
-            tracing::warn!(%reason, "event log unavailable");
-            ApiError::unavailable("the event log")
-        }
-        ExecuteError::Store(StoreError::Conflict { .. })
-        | ExecuteError::TooMuchContention { .. } => ApiError::new(
-            Code::Aborted,
-            "CONCURRENT_MODIFICATION",
-            "the record is busy; retry with the same request_id",
-        ),
-        ExecuteError::Store(StoreError::TooLarge { size, limit }) => ApiError::new(
-            Code::InvalidArgument,
-            "COMMIT_TOO_LARGE",
-            format!(
-                "the change is {size} bytes, over the limit of {limit} bytes; send less at once"
-            ),
-        ),
-        ExecuteError::Store(error) => {
-            tracing::error!(%error, "event log error");
-            ApiError::internal()
-        }
-    }
+/// Errors of a command: the shared mapping, with this service's domain table.
+fn command_error(error: CommandError) -> ApiError {
+    circle_service::errors::execute_error(error, domain_error)
 }
 
 #[tonic::async_trait]

@@ -2,6 +2,7 @@
 
 use circle_grpc::{ApiError, Role, Violations, authorize, owned, roles};
 use circle_proto::accountability::v1 as pb;
+use circle_service::Fingerprint;
 use tonic::{Code, Request};
 
 use super::{
@@ -10,8 +11,10 @@ use super::{
 };
 use crate::codec;
 use crate::commands::partnership_id;
+use crate::domain::Event;
 use crate::domain::journal::{GoalStatus, JournalCommand};
 use crate::domain::partnership::{Partnership, PartnershipCommand, PartnershipState};
+use crate::domain::settings::QuietHours;
 use crate::domain::visibility::{Viewer, can_see_check_in};
 
 const MAX_GOAL_CHARS: usize = 500;
@@ -91,6 +94,7 @@ impl AccountabilityApi {
         request_caller: &circle_grpc::Caller,
         name: &str,
         request_id_value: &str,
+        fingerprint: Fingerprint,
         mut violations: Violations,
         command: impl FnOnce(String) -> JournalCommand,
     ) -> ApiResult<(pb::Goal, String)> {
@@ -104,7 +108,7 @@ impl AccountabilityApi {
             .journal(
                 &ids[0],
                 &ids[1],
-                &meta(request_caller, request_id),
+                &meta(request_caller, request_id, fingerprint),
                 command(ids[2].clone()),
             )
             .await
@@ -126,6 +130,7 @@ impl AccountabilityApi {
     ) -> ApiResult<pb::SetGoalResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
         let mut violations = Violations::default();
         let ids = owned(
             &caller,
@@ -156,7 +161,7 @@ impl AccountabilityApi {
             .journal(
                 &ids[0],
                 &ids[1],
-                &meta(&caller, request_id),
+                &meta(&caller, request_id, fingerprint),
                 JournalCommand::SetGoal {
                     goal_id: goal_id.clone(),
                     text,
@@ -182,6 +187,7 @@ impl AccountabilityApi {
     ) -> ApiResult<pb::ReviseGoalResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
         let mut violations = Violations::default();
         let text = violations
             .check(
@@ -199,6 +205,7 @@ impl AccountabilityApi {
                 &caller,
                 &request.name,
                 &request.request_id,
+                fingerprint,
                 violations,
                 |goal_id| JournalCommand::ReviseGoal {
                     goal_id,
@@ -219,11 +226,13 @@ impl AccountabilityApi {
     ) -> ApiResult<pb::CompleteGoalResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
         let (goal, token) = self
             .goal_command(
                 &caller,
                 &request.name,
                 &request.request_id,
+                fingerprint,
                 Violations::default(),
                 |goal_id| JournalCommand::CompleteGoal { goal_id },
             )
@@ -240,11 +249,13 @@ impl AccountabilityApi {
     ) -> ApiResult<pb::AbandonGoalResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
         let (goal, token) = self
             .goal_command(
                 &caller,
                 &request.name,
                 &request.request_id,
+                fingerprint,
                 Violations::default(),
                 |goal_id| JournalCommand::AbandonGoal { goal_id },
             )
@@ -261,6 +272,7 @@ impl AccountabilityApi {
     ) -> ApiResult<pb::SubmitCheckInResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
         let mut violations = Violations::default();
         let ids = owned(
             &caller,
@@ -322,24 +334,48 @@ impl AccountabilityApi {
         };
         let executed = self
             .commands
-            .journal(&ids[0], &ids[1], &meta(&caller, request_id), command)
+            .journal(
+                &ids[0],
+                &ids[1],
+                &meta(&caller, request_id, fingerprint),
+                command,
+            )
             .await
             .map_err(command_error)?;
-        let at = executed
-            .state()
-            .check_ins
-            .get(&check_in_id)
-            .map(|facts| facts.at)
-            .ok_or_else(ApiError::request_id_reused)?;
+        // The answer is the check-in the commit recorded (on a retry, the original).
+        let recorded = executed.events().iter().find_map(|event| match event {
+            Event::CheckInSubmitted {
+                check_in_id: id,
+                goal_id,
+                progress,
+                mood,
+                craving,
+                text,
+                visibility,
+                ..
+            } if *id == check_in_id => {
+                Some((goal_id, *progress, *mood, *craving, text, *visibility))
+            }
+            _ => None,
+        });
+        let (Some((goal_id, progress, mood, craving, text, visibility)), Some(at)) =
+            (recorded, executed.committed_at())
+        else {
+            // Only a commit from before fingerprints can be another command here.
+            return Err(ApiError::request_id_reused());
+        };
         Ok(pb::SubmitCheckInResponse {
             check_in: Some(pb::CheckIn {
                 name: format!("{}/check-ins/{check_in_id}", request.parent),
-                goal: request.goal.clone(),
-                progress: request.progress,
-                mood: request.mood,
-                craving: request.craving,
-                text,
-                visibility: request.visibility,
+                goal: goal_id
+                    .as_ref()
+                    .map(|goal_id| format!("{}/goals/{goal_id}", request.parent))
+                    .unwrap_or_default(),
+                progress: codec::progress_to_wire(progress),
+                mood,
+                craving,
+                text: text.clone(),
+                visibility: codec::visibility_to_wire(visibility),
                 submit_time: Some(codec::timestamp(at)),
                 ..Default::default()
             }),
@@ -355,6 +391,7 @@ impl AccountabilityApi {
     ) -> ApiResult<pb::EncourageResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
         let mut violations = Violations::default();
         let check_in = owned(
             &caller,
@@ -417,7 +454,12 @@ impl AccountabilityApi {
         };
         let executed = self
             .commands
-            .journal(network, author, &meta(&caller, request_id), command)
+            .journal(
+                network,
+                author,
+                &meta(&caller, request_id, fingerprint),
+                command,
+            )
             .await
             .map_err(command_error)?;
         Ok(pb::EncourageResponse {
@@ -431,6 +473,7 @@ impl AccountabilityApi {
     ) -> ApiResult<pb::ReportSetbackResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
         let mut violations = Violations::default();
         let ids = owned(
             &caller,
@@ -470,7 +513,12 @@ impl AccountabilityApi {
         };
         let executed = self
             .commands
-            .journal(&ids[0], &ids[1], &meta(&caller, request_id), command)
+            .journal(
+                &ids[0],
+                &ids[1],
+                &meta(&caller, request_id, fingerprint),
+                command,
+            )
             .await
             .map_err(command_error)?;
         let counters = executed.state().counters(self.commands.clock.now());
@@ -486,6 +534,7 @@ impl AccountabilityApi {
     ) -> ApiResult<pb::ProposePartnershipResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
         let mut violations = Violations::default();
         let proposer = owned(
             &caller,
@@ -548,7 +597,7 @@ impl AccountabilityApi {
             .partnership(
                 network,
                 &partnership_id,
-                &meta(&caller, request_id),
+                &meta(&caller, request_id, fingerprint),
                 command,
             )
             .await
@@ -570,6 +619,7 @@ impl AccountabilityApi {
     ) -> ApiResult<pb::AcceptPartnershipResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
         let mut violations = Violations::default();
         let ids = owned(&caller, &mut violations, "name", &request.name, PARTNERSHIP)?;
         let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
@@ -594,7 +644,7 @@ impl AccountabilityApi {
             .partnership(
                 &ids[0],
                 &ids[1],
-                &meta(&caller, request_id),
+                &meta(&caller, request_id, fingerprint),
                 PartnershipCommand::Accept { by },
             )
             .await
@@ -616,6 +666,7 @@ impl AccountabilityApi {
     ) -> ApiResult<pb::EndPartnershipResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
         let mut violations = Violations::default();
         let ids = owned(&caller, &mut violations, "name", &request.name, PARTNERSHIP)?;
         let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
@@ -642,7 +693,12 @@ impl AccountabilityApi {
         };
         let executed = self
             .commands
-            .partnership(&ids[0], &ids[1], &meta(&caller, request_id), command)
+            .partnership(
+                &ids[0],
+                &ids[1],
+                &meta(&caller, request_id, fingerprint),
+                command,
+            )
             .await
             .map_err(command_error)?;
         Ok(pb::EndPartnershipResponse {
@@ -662,6 +718,7 @@ impl AccountabilityApi {
     ) -> ApiResult<pb::SetQuietHoursResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
         let mut violations = Violations::default();
         let clinic = owned(&caller, &mut violations, "clinic", &request.clinic, CLINIC)?;
         let scope: Vec<&str> = clinic.iter().map(|ids| ids[1].as_str()).collect();
@@ -674,8 +731,15 @@ impl AccountabilityApi {
         };
         let start = violations.check("start_time", minute(&request.start_time));
         let end = violations.check("end_time", minute(&request.end_time));
+        let quiet_hours = match (start, end) {
+            (Some(start), Some(end)) => violations.check(
+                "start_time",
+                QuietHours::new(start, end).map_err(|error| error.to_string()),
+            ),
+            _ => None,
+        };
         violations.into_result()?;
-        let (Some(clinic), Some(start), Some(end)) = (clinic, start, end) else {
+        let (Some(clinic), Some(quiet_hours)) = (clinic, quiet_hours) else {
             return Err(ApiError::internal());
         };
         let executed = self
@@ -683,9 +747,8 @@ impl AccountabilityApi {
             .quiet_hours(
                 &clinic[0],
                 &clinic[1],
-                &meta(&caller, request_id),
-                start,
-                end,
+                &meta(&caller, request_id, fingerprint),
+                quiet_hours,
             )
             .await
             .map_err(command_error)?;

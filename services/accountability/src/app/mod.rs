@@ -57,8 +57,5 @@ impl Queries {
     }
 }
 
-/// A read model that cannot be read now: the client may retry.
-pub(crate) fn database_error(error: sqlx::Error) -> ApiError {
-    tracing::warn!(%error, "read model query failed");
-    ApiError::unavailable("the read model")
-}
+/// A read model that cannot be queried: the one mapping every service shares.
+pub(crate) use circle_service::errors::database_error;

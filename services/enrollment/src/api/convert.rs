@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use chrono::{NaiveDate, NaiveTime, Timelike};
 use circle_calendar::DateRange;
-use circle_eventstore::StoredCommit;
+use circle_eventstore::Recorded;
 use circle_grpc::Violations;
 use circle_proto::enrollment::v1 as pb;
 
@@ -509,17 +509,16 @@ pub fn membership_from_commit(
     clinic_id: &str,
     group_id: &str,
     participant_id: &str,
-    commit: &StoredCommit,
+    commit: &Recorded<Event>,
 ) -> Option<pb::Membership> {
-    let events = codec::decode_commit(commit).ok()?;
     let mut membership = pb::Membership {
         name: membership_name(network, clinic_id, group_id, participant_id),
         participant: participant_name(network, participant_id),
-        since: commit.commit.committed_at,
+        since: Some(codec::timestamp(commit.committed_at)),
         ..Default::default()
     };
     let mut found = false;
-    for event in events {
+    for event in &commit.events {
         let (state, position, expires, reason) = match event {
             Event::MemberAdmitted {
                 participant_id: p, ..
@@ -535,7 +534,7 @@ pub fn membership_from_commit(
                 ..
             } if p == participant_id => (
                 pb::MembershipState::Waitlisted,
-                position,
+                *position,
                 None,
                 pb::EndReason::Unspecified,
             ),
@@ -546,7 +545,7 @@ pub fn membership_from_commit(
             } if p == participant_id => (
                 pb::MembershipState::Offered,
                 0,
-                Some(expires_at),
+                Some(*expires_at),
                 pb::EndReason::Unspecified,
             ),
             Event::SeatOfferDeclined {
@@ -586,7 +585,7 @@ pub fn membership_from_commit(
                 pb::MembershipState::Ended,
                 0,
                 None,
-                end_reason_to_wire(reason),
+                end_reason_to_wire(*reason),
             ),
             Event::MemberTransferredOut {
                 participant_id: p, ..

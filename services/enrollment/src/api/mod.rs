@@ -12,17 +12,17 @@ mod write;
 
 use std::sync::Arc;
 
-use circle_eventstore::{ExecuteError, StoreError};
 use circle_grpc::caller;
 use circle_grpc::{ApiError, Role};
 use circle_proto::enrollment::v1 as pb;
 use circle_service::commit_meta as meta;
+use circle_service::errors::database_error;
 use pb::enrollment_service_server::EnrollmentService;
 use sqlx::PgPool;
 use tonic::{Code, Request, Response, Status};
 
 use crate::app::Queries;
-pub(crate) use crate::app::{database_error, not_found};
+pub(crate) use crate::app::not_found;
 use crate::commands::{CommandError, Commands};
 use crate::domain::DomainError;
 
@@ -84,48 +84,9 @@ fn domain_error(error: DomainError) -> ApiError {
     ApiError::new(code, reason, error.to_string())
 }
 
-fn store_error(error: StoreError) -> ApiError {
-    match error {
-        StoreError::Conflict { .. } => ApiError::new(
-            Code::Aborted,
-            "CONCURRENT_MODIFICATION",
-            "the record changed concurrently; retry with the same request_id",
-        ),
-        StoreError::Unavailable(reason) => {
-            tracing::warn!(%reason, "event log unavailable");
-            ApiError::unavailable("the event log")
-        }
-        StoreError::TooLarge { size, limit } => ApiError::new(
-            Code::InvalidArgument,
-            "COMMIT_TOO_LARGE",
-            format!(
-                "the change is {size} bytes, over the limit of {limit} bytes; send less at once"
-            ),
-        ),
-        StoreError::UnsafeStream { .. } | StoreError::Corrupt { .. } => {
-            tracing::error!(%error, "event log error");
-            ApiError::internal()
-        }
-    }
-}
-
-fn command_error(error: ExecuteError<CommandError>) -> ApiError {
-    match error {
-        ExecuteError::Rejected(CommandError::Domain(error)) => domain_error(error),
-        ExecuteError::Rejected(CommandError::EtagMismatch { current }) => ApiError::new(
-            Code::Aborted,
-            "ETAG_MISMATCH",
-            "the record changed since the given etag; read it again",
-        )
-        .with_metadata("current_etag", current.to_string()),
-        ExecuteError::Rejected(CommandError::InvalidKey) => ApiError::internal(),
-        ExecuteError::Store(error) => store_error(error),
-        ExecuteError::TooMuchContention { .. } => ApiError::new(
-            Code::Aborted,
-            "CONCURRENT_MODIFICATION",
-            "the record is busy; retry with the same request_id",
-        ),
-    }
+/// Errors of a command: the shared mapping, with this service's domain table.
+fn command_error(error: CommandError) -> ApiError {
+    circle_service::errors::execute_error(error, domain_error)
 }
 
 fn request_id_reused() -> ApiError {

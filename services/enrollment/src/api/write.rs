@@ -3,6 +3,7 @@
 
 use circle_grpc::{ApiError, Caller, Violations};
 use circle_proto::enrollment::v1 as pb;
+use circle_service::Fingerprint;
 use tonic::{Code, Request};
 
 use super::convert::{self, CLINIC, CONSENT, GROUP, MEMBERSHIP, NETWORK, PARTICIPANT, owned};
@@ -10,6 +11,7 @@ use super::{
     ADMINS, ApiResult, CLINIC_ADMINS, EnrollmentApi, OVERRIDERS, STAFF, authorize,
     authorize_self_or_staff, caller, command_error, meta, request_id_reused,
 };
+use crate::codec;
 use crate::domain::{
     ClinicCommand, GroupChanges, GroupCommand, GroupDetails, ParticipantCommand, TransferRef,
 };
@@ -41,7 +43,9 @@ fn paths(
     paths
 }
 
-fn version_and_commit<A>(executed: &circle_eventstore::Executed<A>) -> (u64, String) {
+fn version_and_commit<A: circle_eventstore::Aggregate>(
+    executed: &circle_eventstore::Executed<A>,
+) -> (u64, String) {
     let version = executed.version();
     (version, version.to_string())
 }
@@ -53,6 +57,7 @@ impl EnrollmentApi {
     ) -> ApiResult<pb::CreateClinicResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
         let mut violations = Violations::default();
         owned(&caller, &mut violations, "parent", &request.parent, NETWORK)?;
         authorize(&caller, ADMINS, &[])?;
@@ -83,7 +88,7 @@ impl EnrollmentApi {
             .clinic(
                 &network,
                 &clinic_id,
-                &meta(&caller, request_id),
+                &meta(&caller, request_id, fingerprint),
                 None,
                 ClinicCommand::Create {
                     display_name,
@@ -95,15 +100,6 @@ impl EnrollmentApi {
         let Some(commit) = executed.commit() else {
             return Err(ApiError::internal());
         };
-        if commit
-            .commit
-            .events
-            .first()
-            .map(|event| event.event_type.as_str())
-            != Some("circle.enrollment.events.v1.ClinicCreated")
-        {
-            return Err(request_id_reused());
-        }
         Ok(pb::CreateClinicResponse {
             clinic: Some(convert::clinic_view(
                 &network,
@@ -121,6 +117,7 @@ impl EnrollmentApi {
     ) -> ApiResult<pb::UpdateClinicResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
         let clinic = request.clinic.unwrap_or_default();
         let mut violations = Violations::default();
         let ids = owned(
@@ -160,7 +157,7 @@ impl EnrollmentApi {
             .clinic(
                 &ids[0],
                 &ids[1],
-                &meta(&caller, request_id),
+                &meta(&caller, request_id, fingerprint),
                 etag,
                 ClinicCommand::Update {
                     display_name,
@@ -187,6 +184,7 @@ impl EnrollmentApi {
     ) -> ApiResult<pb::ArchiveClinicResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
         let mut violations = Violations::default();
         let ids = owned(&caller, &mut violations, "name", &request.name, CLINIC)?;
         authorize(&caller, ADMINS, &[])?;
@@ -214,7 +212,7 @@ impl EnrollmentApi {
             .clinic(
                 &ids[0],
                 &ids[1],
-                &meta(&caller, request_id),
+                &meta(&caller, request_id, fingerprint),
                 etag,
                 ClinicCommand::Archive,
             )
@@ -238,6 +236,7 @@ impl EnrollmentApi {
     ) -> ApiResult<pb::CreateGroupResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
         let mut violations = Violations::default();
         let parent = owned(&caller, &mut violations, "parent", &request.parent, CLINIC)?;
         let scope: Vec<&str> = parent.iter().map(|ids| ids[1].as_str()).collect();
@@ -314,7 +313,7 @@ impl EnrollmentApi {
                 &network,
                 None,
                 &group_id,
-                &meta(&caller, request_id),
+                &meta(&caller, request_id, fingerprint),
                 None,
                 GroupCommand::Create(details),
             )
@@ -323,15 +322,6 @@ impl EnrollmentApi {
         let Some(commit) = executed.commit() else {
             return Err(ApiError::internal());
         };
-        if commit
-            .commit
-            .events
-            .first()
-            .map(|event| event.event_type.as_str())
-            != Some("circle.enrollment.events.v1.GroupCreated")
-        {
-            return Err(request_id_reused());
-        }
         Ok(pb::CreateGroupResponse {
             group: Some(convert::group_view(
                 &network,
@@ -350,6 +340,7 @@ impl EnrollmentApi {
     ) -> ApiResult<pb::UpdateGroupResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
         let group = request.group.unwrap_or_default();
         let mut violations = Violations::default();
         let ids = owned(&caller, &mut violations, "group.name", &group.name, GROUP)?;
@@ -424,7 +415,7 @@ impl EnrollmentApi {
                 &ids[0],
                 Some(&ids[1]),
                 &ids[2],
-                &meta(&caller, request_id),
+                &meta(&caller, request_id, fingerprint),
                 etag,
                 GroupCommand::Update(changes),
             )
@@ -449,6 +440,7 @@ impl EnrollmentApi {
     ) -> ApiResult<pb::ArchiveGroupResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
         let mut violations = Violations::default();
         let ids = owned(&caller, &mut violations, "name", &request.name, GROUP)?;
         let scope: Vec<&str> = ids.iter().map(|ids| ids[1].as_str()).collect();
@@ -462,7 +454,7 @@ impl EnrollmentApi {
                 &ids[0],
                 Some(&ids[1]),
                 &ids[2],
-                &meta(&caller, request_id),
+                &meta(&caller, request_id, fingerprint),
                 etag,
                 GroupCommand::Archive,
             )
@@ -487,6 +479,7 @@ impl EnrollmentApi {
     ) -> ApiResult<pb::RegisterParticipantResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
         let mut violations = Violations::default();
         owned(&caller, &mut violations, "parent", &request.parent, NETWORK)?;
         let participant = request.participant.unwrap_or_default();
@@ -533,7 +526,7 @@ impl EnrollmentApi {
             .participant(
                 &network,
                 &participant_id,
-                &meta(&caller, request_id),
+                &meta(&caller, request_id, fingerprint),
                 None,
                 command,
             )
@@ -542,15 +535,6 @@ impl EnrollmentApi {
         let Some(commit) = executed.commit() else {
             return Err(ApiError::internal());
         };
-        if commit
-            .commit
-            .events
-            .first()
-            .map(|event| event.event_type.as_str())
-            != Some("circle.enrollment.events.v1.ParticipantRegistered")
-        {
-            return Err(request_id_reused());
-        }
         Ok(pb::RegisterParticipantResponse {
             participant: Some(participant_view(
                 &network,
@@ -568,6 +552,7 @@ impl EnrollmentApi {
     ) -> ApiResult<pb::UpdateParticipantResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
         let participant = request.participant.unwrap_or_default();
         let mut violations = Violations::default();
         let ids = owned(
@@ -663,7 +648,13 @@ impl EnrollmentApi {
         };
         let executed = self
             .commands
-            .participant(&ids[0], &ids[1], &meta(&caller, request_id), etag, command)
+            .participant(
+                &ids[0],
+                &ids[1],
+                &meta(&caller, request_id, fingerprint),
+                etag,
+                command,
+            )
             .await
             .map_err(command_error)?;
         let (version, token) = version_and_commit(&executed);
@@ -684,6 +675,7 @@ impl EnrollmentApi {
     ) -> ApiResult<pb::RecordConsentResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
         let mut violations = Violations::default();
         let ids = owned(
             &caller,
@@ -718,7 +710,13 @@ impl EnrollmentApi {
         };
         let executed = self
             .commands
-            .participant(&ids[0], &ids[1], &meta(&caller, request_id), None, command)
+            .participant(
+                &ids[0],
+                &ids[1],
+                &meta(&caller, request_id, fingerprint),
+                None,
+                command,
+            )
             .await
             .map_err(command_error)?;
         let Some(commit) = executed.commit() else {
@@ -734,7 +732,7 @@ impl EnrollmentApi {
                 &ids[1],
                 &consent_id,
                 recorded,
-                commit.commit.committed_at,
+                Some(codec::timestamp(commit.committed_at)),
                 None,
             )),
             consistency_token: commit.sequence.to_string(),
@@ -747,6 +745,7 @@ impl EnrollmentApi {
     ) -> ApiResult<pb::RevokeConsentResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
         let mut violations = Violations::default();
         let ids = owned(&caller, &mut violations, "name", &request.name, CONSENT)?;
         let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
@@ -762,15 +761,19 @@ impl EnrollmentApi {
         };
         let executed = self
             .commands
-            .participant(&ids[0], &ids[1], &meta(&caller, request_id), None, command)
+            .participant(
+                &ids[0],
+                &ids[1],
+                &meta(&caller, request_id, fingerprint),
+                None,
+                command,
+            )
             .await
             .map_err(command_error)?;
         let Some(consent) = executed.state().consents.get(&ids[2]) else {
             return Err(ApiError::internal());
         };
-        let revoked_at = executed
-            .commit()
-            .and_then(|commit| commit.commit.committed_at);
+        let revoked_at = executed.committed_at().map(codec::timestamp);
         Ok(pb::RevokeConsentResponse {
             consent: Some(consent_view(
                 &ids[0], &ids[1], &ids[2], consent, None, revoked_at,
@@ -785,6 +788,7 @@ impl EnrollmentApi {
     ) -> ApiResult<pb::EnrollParticipantResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
         let mut violations = Violations::default();
         let group = owned(&caller, &mut violations, "parent", &request.parent, GROUP)?;
         let participant = owned(
@@ -825,7 +829,7 @@ impl EnrollmentApi {
                 network,
                 Some(clinic_id),
                 group_id,
-                &meta(&caller, request_id),
+                &meta(&caller, request_id, fingerprint),
                 etag,
                 command,
             )
@@ -866,7 +870,7 @@ impl EnrollmentApi {
         &self,
         caller: &Caller,
         name: &str,
-        request_id: &str,
+        (request_id, fingerprint): (&str, Fingerprint),
         extra: Violations,
         allow_self: bool,
         command: impl FnOnce(String) -> GroupCommand,
@@ -889,7 +893,7 @@ impl EnrollmentApi {
                 network,
                 Some(clinic_id),
                 group_id,
-                &meta(caller, request_id),
+                &meta(caller, request_id, fingerprint),
                 None,
                 command(participant_id.clone()),
             )
@@ -909,10 +913,11 @@ impl EnrollmentApi {
     ) -> ApiResult<pb::AcceptSeatOfferResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
         self.membership_command(
             &caller,
             &request.name,
-            &request.request_id,
+            (&request.request_id, fingerprint),
             Violations::default(),
             true,
             |participant_id| GroupCommand::AcceptOffer { participant_id },
@@ -926,10 +931,11 @@ impl EnrollmentApi {
     ) -> ApiResult<pb::DeclineSeatOfferResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
         self.membership_command(
             &caller,
             &request.name,
-            &request.request_id,
+            (&request.request_id, fingerprint),
             Violations::default(),
             true,
             |participant_id| GroupCommand::DeclineOffer { participant_id },
@@ -943,6 +949,7 @@ impl EnrollmentApi {
     ) -> ApiResult<pb::HoldMembershipResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
         let mut violations = Violations::default();
         let reason = violations
             .check("reason", convert::optional_text(&request.reason, 500))
@@ -950,7 +957,7 @@ impl EnrollmentApi {
         self.membership_command(
             &caller,
             &request.name,
-            &request.request_id,
+            (&request.request_id, fingerprint),
             violations,
             false,
             |participant_id| GroupCommand::Hold {
@@ -967,10 +974,11 @@ impl EnrollmentApi {
     ) -> ApiResult<pb::ResumeMembershipResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
         self.membership_command(
             &caller,
             &request.name,
-            &request.request_id,
+            (&request.request_id, fingerprint),
             Violations::default(),
             false,
             |participant_id| GroupCommand::Resume { participant_id },
@@ -984,12 +992,13 @@ impl EnrollmentApi {
     ) -> ApiResult<pb::DischargeParticipantResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
         let mut violations = Violations::default();
         let reason = violations.check("reason", convert::discharge_reason(request.reason));
         self.membership_command(
             &caller,
             &request.name,
-            &request.request_id,
+            (&request.request_id, fingerprint),
             violations,
             false,
             |participant_id| GroupCommand::Discharge {
@@ -1009,6 +1018,7 @@ impl EnrollmentApi {
     ) -> ApiResult<pb::TransferParticipantResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
         let mut violations = Violations::default();
         let from = owned(&caller, &mut violations, "name", &request.name, MEMBERSHIP)?;
         let to = owned(
@@ -1080,7 +1090,7 @@ impl EnrollmentApi {
                 network,
                 Some(&to[1]),
                 &to[2],
-                &meta(&caller, request_id),
+                &meta(&caller, request_id, fingerprint),
                 None,
                 command,
             )

@@ -68,12 +68,8 @@ impl Queries {
     }
 }
 
-/// A read model query that failed: the database is unavailable (never the client's
-/// fault, never INTERNAL).
-pub(crate) fn database_error(error: sqlx::Error) -> ApiError {
-    tracing::warn!(%error, "read model query failed");
-    ApiError::unavailable("the read model")
-}
+/// A read model that cannot be queried: the one mapping every service shares.
+pub(crate) use circle_service::errors::database_error;
 
 pub(crate) fn not_found(reason: &'static str, what: &str) -> ApiError {
     ApiError::new(Code::NotFound, reason, format!("{what} not found"))

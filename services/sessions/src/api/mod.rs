@@ -8,17 +8,18 @@ mod write;
 
 use std::sync::Arc;
 
-use circle_eventstore::{ExecuteError, StoreError};
 use circle_grpc::caller;
 use circle_grpc::{ApiError, Violations};
 use circle_proto::sessions::v1 as pb;
 use circle_service::commit_meta as meta;
+use circle_service::errors::database_error;
+use circle_service::errors::store_error;
 use pb::sessions_service_server::SessionsService;
 use sqlx::PgPool;
 use tonic::{Code, Request, Response, Status};
 
-use crate::app::{Queries, database_error};
-use crate::commands::{CommandError, Commands};
+use crate::app::Queries;
+use crate::commands::{CommandError, Commands, Refusal};
 use crate::domain::DomainError;
 
 pub const ERROR_DOMAIN: &str = "circle.sessions";
@@ -100,53 +101,16 @@ fn domain_error(error: DomainError) -> ApiError {
     ApiError::new(code, reason, error.to_string())
 }
 
-fn store_error(error: StoreError) -> ApiError {
-    match error {
-        StoreError::Conflict { .. } => ApiError::new(
-            Code::Aborted,
-            "CONCURRENT_MODIFICATION",
-            "the session changed concurrently; retry with the same request_id",
-        ),
-        StoreError::Unavailable(reason) => {
-            tracing::warn!(%reason, "event log unavailable");
-            ApiError::unavailable("the event log")
-        }
-        StoreError::TooLarge { size, limit } => ApiError::new(
-            Code::InvalidArgument,
-            "COMMIT_TOO_LARGE",
-            format!(
-                "the change is {size} bytes, over the limit of {limit} bytes; send less at once"
-            ),
-        ),
-        StoreError::UnsafeStream { .. } | StoreError::Corrupt { .. } => {
-            tracing::error!(%error, "event log error");
-            ApiError::internal()
-        }
-    }
-}
-
-fn command_error(error: ExecuteError<CommandError>) -> ApiError {
-    match error {
-        ExecuteError::Rejected(CommandError::Domain(error)) => domain_error(error),
-        ExecuteError::Rejected(CommandError::WrongGroup) => ApiError::new(
+/// Errors of a session command: the shared mapping, with the session's own refusals.
+fn command_error(error: CommandError) -> ApiError {
+    circle_service::errors::execute_error(error, |refusal| match refusal {
+        Refusal::Domain(error) => domain_error(error),
+        Refusal::WrongGroup => ApiError::new(
             Code::NotFound,
             "SESSION_NOT_FOUND",
             "no such session in this group",
         ),
-        ExecuteError::Rejected(CommandError::EtagMismatch { current }) => ApiError::new(
-            Code::Aborted,
-            "ETAG_MISMATCH",
-            "the session changed since the given etag; read it again",
-        )
-        .with_metadata("current_etag", current.to_string()),
-        ExecuteError::Rejected(CommandError::InvalidKey) => ApiError::internal(),
-        ExecuteError::Store(error) => store_error(error),
-        ExecuteError::TooMuchContention { .. } => ApiError::new(
-            Code::Aborted,
-            "CONCURRENT_MODIFICATION",
-            "the session is busy; retry with the same request_id",
-        ),
-    }
+    })
 }
 
 #[tonic::async_trait]

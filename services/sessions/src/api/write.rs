@@ -4,6 +4,7 @@
 use circle_eventstore::AggregateKey;
 use circle_grpc::{ApiError, Caller, Violations, authorize, authorize_self_or_staff, owned, roles};
 use circle_proto::sessions::v1 as pb;
+use circle_service::Fingerprint;
 use tonic::{Code, Request};
 
 use super::{
@@ -174,6 +175,7 @@ impl SessionsApi {
         caller: &Caller,
         ids: &[String],
         request_id: String,
+        fingerprint: Fingerprint,
         etag: Option<u64>,
         command: SessionCommand,
     ) -> ApiResult<(Session, u64)> {
@@ -183,7 +185,7 @@ impl SessionsApi {
                 &ids[0],
                 Some((&ids[1], &ids[2])),
                 &ids[3],
-                &meta(caller, request_id),
+                &meta(caller, request_id, fingerprint),
                 etag,
                 command,
             )
@@ -198,6 +200,7 @@ impl SessionsApi {
     ) -> ApiResult<pb::ScheduleSessionResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
         let mut violations = Violations::default();
         let group = owned(&caller, &mut violations, "parent", &request.parent, GROUP)?;
         let scope: Vec<&str> = group.iter().map(|ids| ids[1].as_str()).collect();
@@ -257,7 +260,9 @@ impl SessionsApi {
             duration_minutes: duration,
             origin: Origin::AdHoc,
         };
-        let (session, version) = self.run(&caller, &ids, request_id, None, command).await?;
+        let (session, version) = self
+            .run(&caller, &ids, request_id, fingerprint, None, command)
+            .await?;
         Ok(pb::ScheduleSessionResponse {
             session: Some(session_view(
                 &ids[0], &ids[1], &ids[2], &ids[3], &session, version,
@@ -272,6 +277,7 @@ impl SessionsApi {
     ) -> ApiResult<pb::RescheduleSessionResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
         let mut violations = Violations::default();
         let ids = self.session_ids(&caller, &mut violations, "name", &request.name)?;
         let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
@@ -299,6 +305,7 @@ impl SessionsApi {
                 &caller,
                 &ids,
                 request_id,
+                fingerprint,
                 etag,
                 SessionCommand::Reschedule {
                     starts_at,
@@ -320,6 +327,7 @@ impl SessionsApi {
     ) -> ApiResult<pb::CancelSessionResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
         let mut violations = Violations::default();
         let ids = self.session_ids(&caller, &mut violations, "name", &request.name)?;
         let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
@@ -333,6 +341,7 @@ impl SessionsApi {
                 &caller,
                 &ids,
                 request_id,
+                fingerprint,
                 None,
                 SessionCommand::Cancel {
                     reason: reason.clone(),
@@ -353,12 +362,20 @@ impl SessionsApi {
     ) -> ApiResult<pb::StartSessionResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
         let mut violations = Violations::default();
         let ids = self.session_ids(&caller, &mut violations, "name", &request.name)?;
         let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
         let ids = violations.finish(ids)?;
         let (session, version) = self
-            .run(&caller, &ids, request_id, None, SessionCommand::Start)
+            .run(
+                &caller,
+                &ids,
+                request_id,
+                fingerprint,
+                None,
+                SessionCommand::Start,
+            )
             .await?;
         Ok(pb::StartSessionResponse {
             session: Some(session_view(
@@ -374,12 +391,20 @@ impl SessionsApi {
     ) -> ApiResult<pb::CloseSessionResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
         let mut violations = Violations::default();
         let ids = self.session_ids(&caller, &mut violations, "name", &request.name)?;
         let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
         let ids = violations.finish(ids)?;
         let (session, version) = self
-            .run(&caller, &ids, request_id, None, SessionCommand::Close)
+            .run(
+                &caller,
+                &ids,
+                request_id,
+                fingerprint,
+                None,
+                SessionCommand::Close,
+            )
             .await?;
         Ok(pb::CloseSessionResponse {
             session: Some(session_view(
@@ -395,6 +420,7 @@ impl SessionsApi {
     ) -> ApiResult<pb::RecordAttendanceResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
         let mut violations = Violations::default();
         let ids = self.session_ids(&caller, &mut violations, "name", &request.name)?;
         let participant = owned(
@@ -431,7 +457,9 @@ impl SessionsApi {
             status,
             minutes: request.minutes_attended,
         };
-        let (session, version) = self.run(&caller, &ids, request_id, None, command).await?;
+        let (session, version) = self
+            .run(&caller, &ids, request_id, fingerprint, None, command)
+            .await?;
         let (status, minutes) = session
             .attendance
             .get(&participant[1])
@@ -455,6 +483,7 @@ impl SessionsApi {
     ) -> ApiResult<pb::RecordSessionCheckInResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
         let mut violations = Violations::default();
         let ids = owned(&caller, &mut violations, "name", &request.name, SESSION)?;
         let participant = owned(
@@ -503,7 +532,9 @@ impl SessionsApi {
             craving: request.craving,
             share: request.share.trim().to_owned(),
         };
-        let (_, version) = self.run(&caller, &ids, request_id, None, command).await?;
+        let (_, version) = self
+            .run(&caller, &ids, request_id, fingerprint, None, command)
+            .await?;
         Ok(pb::RecordSessionCheckInResponse {
             consistency_token: version.to_string(),
         })
@@ -515,6 +546,7 @@ impl SessionsApi {
     ) -> ApiResult<pb::WriteSharedNoteResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
         let mut violations = Violations::default();
         let ids = self.session_ids(&caller, &mut violations, "name", &request.name)?;
         let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
@@ -531,6 +563,7 @@ impl SessionsApi {
                 &caller,
                 &ids,
                 request_id,
+                fingerprint,
                 None,
                 SessionCommand::WriteSharedNote { text },
             )
@@ -547,6 +580,7 @@ impl SessionsApi {
     ) -> ApiResult<pb::WriteMemberNoteResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
         let mut violations = Violations::default();
         let ids = self.session_ids(&caller, &mut violations, "name", &request.name)?;
         let participant = owned(
@@ -573,7 +607,9 @@ impl SessionsApi {
             text,
             other_member_names,
         };
-        let (session, version) = self.run(&caller, &ids, request_id, None, command).await?;
+        let (session, version) = self
+            .run(&caller, &ids, request_id, fingerprint, None, command)
+            .await?;
         Ok(pb::WriteMemberNoteResponse {
             note: Some(note_view(
                 &request.name,
@@ -611,6 +647,7 @@ impl SessionsApi {
     ) -> ApiResult<pb::SignNoteResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
         let mut violations = Violations::default();
         let parsed = self.note_ids(&caller, &mut violations, &request.name)?;
         let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
@@ -622,7 +659,9 @@ impl SessionsApi {
             note: note.clone(),
             staff_id: caller.actor_id.clone(),
         };
-        let (session, version) = self.run(&caller, &ids, request_id, None, command).await?;
+        let (session, version) = self
+            .run(&caller, &ids, request_id, fingerprint, None, command)
+            .await?;
         Ok(pb::SignNoteResponse {
             note: Some(note_view(&session_name, &session, &note)),
             consistency_token: version.to_string(),
@@ -635,6 +674,7 @@ impl SessionsApi {
     ) -> ApiResult<pb::AmendNoteResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
         let mut violations = Violations::default();
         let parsed = self.note_ids(&caller, &mut violations, &request.name)?;
         let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
@@ -659,7 +699,9 @@ impl SessionsApi {
             staff_id: caller.actor_id.clone(),
             other_member_names,
         };
-        let (session, version) = self.run(&caller, &ids, request_id, None, command).await?;
+        let (session, version) = self
+            .run(&caller, &ids, request_id, fingerprint, None, command)
+            .await?;
         Ok(pb::AmendNoteResponse {
             note: Some(note_view(&session_name, &session, &note)),
             consistency_token: version.to_string(),

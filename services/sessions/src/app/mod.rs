@@ -90,8 +90,5 @@ pub struct Page {
     pub offset: i64,
 }
 
-/// A read-model query that failed: the read model is unavailable (retryable).
-pub(crate) fn database_error(error: sqlx::Error) -> ApiError {
-    tracing::warn!(%error, "read model query failed");
-    ApiError::unavailable("the read model")
-}
+/// A read model that cannot be queried: the one mapping every service shares.
+pub(crate) use circle_service::errors::database_error;
