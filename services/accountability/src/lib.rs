@@ -104,7 +104,7 @@ pub async fn start_with_clock(
         clock,
         shutdown.clone(),
     );
-    let api = api::AccountabilityApi::new(commands.clone(), pool.clone(), queries);
+    let api = api::AccountabilityApi::new(commands.clone(), queries);
     let host = Host::bind(
         config.accountability.listen,
         "circle.accountability.v1.AccountabilityService",

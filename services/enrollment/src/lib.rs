@@ -92,7 +92,7 @@ pub async fn start_with_clock(
         Duration::from_millis(config.projection.read_your_writes_timeout_ms),
         clock,
     ));
-    let api = api::EnrollmentApi::new(commands.clone(), queries, pool.clone());
+    let api = api::EnrollmentApi::new(commands.clone(), queries);
 
     let shutdown = Shutdown::new(shutdown);
     let host = Host::bind(

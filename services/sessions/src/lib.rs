@@ -81,7 +81,7 @@ pub async fn start_with_clock(
             payer_cap: config.sessions.payer_cap,
         },
     );
-    let api = api::SessionsApi::new(commands.clone(), pool.clone(), queries);
+    let api = api::SessionsApi::new(commands.clone(), queries);
     let shutdown = Shutdown::new(shutdown);
     let host = Host::bind(
         config.sessions.listen,

@@ -13,9 +13,7 @@ use circle_grpc::caller;
 use circle_grpc::{ApiError, Caller};
 use circle_proto::accountability::v1 as pb;
 use circle_service::commit_meta as meta;
-use circle_service::errors::database_error;
 use pb::accountability_service_server::AccountabilityService;
-use sqlx::PgPool;
 use tonic::{Code, Request, Response, Status};
 
 use crate::app::Queries;
@@ -37,19 +35,14 @@ pub const PARTNERSHIP: &[&str] = &["networks", "partnerships"];
 pub struct AccountabilityApi {
     commands: Arc<Commands>,
     /// The command side's one remaining read (`write.rs`), until it moves into `app/`.
-    pool: PgPool,
     queries: Queries,
 }
 
 type ApiResult<T> = Result<T, ApiError>;
 
 impl AccountabilityApi {
-    pub fn new(commands: Arc<Commands>, pool: PgPool, queries: Queries) -> Self {
-        Self {
-            commands,
-            pool,
-            queries,
-        }
+    pub fn new(commands: Arc<Commands>, queries: Queries) -> Self {
+        Self { commands, queries }
     }
 
     // What the commands ask of the read models, answered by the application layer.

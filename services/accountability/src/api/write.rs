@@ -572,17 +572,10 @@ impl AccountabilityApi {
                 format!("{} not found", request.group),
             ));
         }
-        let active_in_group: i64 = sqlx::query_scalar(
-            "SELECT count(DISTINCT participant_id) FROM accountability_roster.member_periods
-             WHERE network = $1 AND group_id = $2 AND participant_id IN ($3, $4) AND to_at IS NULL",
-        )
-        .bind(network)
-        .bind(&group[2])
-        .bind(&proposer[1])
-        .bind(&invitee[1])
-        .fetch_one(&self.pool)
-        .await
-        .map_err(super::database_error)?;
+        let active_in_group = self
+            .queries
+            .active_members_among(network, &group[2], [&proposer[1], &invitee[1]])
+            .await?;
         let consented = self.consent(network, &proposer[1]).await?.share_check_ins
             && self.consent(network, &invitee[1]).await?.share_check_ins;
         let partnership_id = partnership_id(network, &group[2], &proposer[1], &invitee[1]);

@@ -7,6 +7,7 @@
 //! `ApiError`s; the edge translates protobuf and nothing else.
 
 pub mod access;
+mod facts;
 pub mod queries;
 
 use std::sync::Arc;

@@ -16,9 +16,7 @@ use circle_grpc::caller;
 use circle_grpc::{ApiError, Role};
 use circle_proto::enrollment::v1 as pb;
 use circle_service::commit_meta as meta;
-use circle_service::errors::database_error;
 use pb::enrollment_service_server::EnrollmentService;
-use sqlx::PgPool;
 use tonic::{Code, Request, Response, Status};
 
 use crate::app::Queries;
@@ -31,18 +29,11 @@ pub const ERROR_DOMAIN: &str = "circle.enrollment";
 pub struct EnrollmentApi {
     commands: Arc<Commands>,
     queries: Arc<Queries>,
-    /// For the write side's read-model check before archiving a clinic, until it moves
-    /// into `app/`.
-    pool: PgPool,
 }
 
 impl EnrollmentApi {
-    pub fn new(commands: Arc<Commands>, queries: Arc<Queries>, pool: PgPool) -> Self {
-        Self {
-            commands,
-            queries,
-            pool,
-        }
+    pub fn new(commands: Arc<Commands>, queries: Arc<Queries>) -> Self {
+        Self { commands, queries }
     }
 }
 

@@ -192,14 +192,7 @@ impl EnrollmentApi {
         let etag = etag(&mut violations, "etag", &request.etag);
         let ids = violations.finish(ids)?;
         // Best effort on the read model: a clinic with open groups is not archived.
-        let open_groups: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM enrollment.groups WHERE network = $1 AND clinic_id = $2 AND NOT archived",
-        )
-        .bind(&ids[0])
-        .bind(&ids[1])
-        .fetch_one(&self.pool)
-        .await
-        .map_err(super::database_error)?;
+        let open_groups = self.queries.open_groups_of_clinic(&ids[0], &ids[1]).await?;
         if open_groups > 0 {
             return Err(ApiError::new(
                 Code::FailedPrecondition,

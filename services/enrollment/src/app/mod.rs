@@ -9,6 +9,7 @@
 //! client's consistency token, then the read.
 
 pub mod access;
+mod facts;
 pub mod queries;
 
 use std::sync::Arc;

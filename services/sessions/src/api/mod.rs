@@ -12,10 +12,8 @@ use circle_grpc::caller;
 use circle_grpc::{ApiError, Violations};
 use circle_proto::sessions::v1 as pb;
 use circle_service::commit_meta as meta;
-use circle_service::errors::database_error;
 use circle_service::errors::store_error;
 use pb::sessions_service_server::SessionsService;
-use sqlx::PgPool;
 use tonic::{Code, Request, Response, Status};
 
 use crate::app::Queries;
@@ -26,17 +24,12 @@ pub const ERROR_DOMAIN: &str = "circle.sessions";
 
 pub struct SessionsApi {
     commands: Arc<Commands>,
-    pool: PgPool,
     queries: Queries,
 }
 
 impl SessionsApi {
-    pub fn new(commands: Arc<Commands>, pool: PgPool, queries: Queries) -> Self {
-        Self {
-            commands,
-            pool,
-            queries,
-        }
+    pub fn new(commands: Arc<Commands>, queries: Queries) -> Self {
+        Self { commands, queries }
     }
 }
 

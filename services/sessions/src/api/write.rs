@@ -8,9 +8,10 @@ use circle_service::Fingerprint;
 use tonic::{Code, Request};
 
 use super::{
-    ApiResult, GROUP, NOTE, PARTICIPANT, SESSION, SessionsApi, caller, command_error,
-    database_error, meta, note_name, session_name,
+    ApiResult, GROUP, NOTE, PARTICIPANT, SESSION, SessionsApi, caller, command_error, meta,
+    note_name, session_name,
 };
+use crate::app::facts::GroupPlace;
 use crate::codec;
 use crate::domain::session::{MAX_DURATION_MINUTES, MIN_DURATION_MINUTES};
 use crate::domain::{NoteKey, Origin, Session, SessionCommand, SessionState, Time};
@@ -77,57 +78,6 @@ pub fn session_view(
 }
 
 impl SessionsApi {
-    /// Was the participant an active member of the group when the session started?
-    async fn on_roster(
-        &self,
-        network: &str,
-        group_id: &str,
-        participant_id: &str,
-        starts_at: Time,
-    ) -> ApiResult<bool> {
-        let found: Option<i64> = sqlx::query_scalar(
-            "SELECT 1::bigint FROM sessions_roster.member_periods
-             WHERE network = $1 AND group_id = $2 AND participant_id = $3
-               AND from_at <= $4 AND (to_at IS NULL OR to_at > $4) LIMIT 1",
-        )
-        .bind(network)
-        .bind(group_id)
-        .bind(participant_id)
-        .bind(starts_at)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(database_error)?;
-        Ok(found.is_some())
-    }
-
-    /// Names and aliases of everyone else who has been a member of the group.
-    async fn other_member_names(
-        &self,
-        network: &str,
-        group_id: &str,
-        participant_id: &str,
-    ) -> ApiResult<Vec<String>> {
-        let rows: Vec<(String, String, String, Vec<String>)> = sqlx::query_as(
-            "SELECT n.given_name, n.family_name, n.preferred_name, n.aliases
-             FROM sessions_roster.member_names n
-             WHERE n.network = $1 AND n.participant_id <> $3 AND n.participant_id IN (
-                SELECT participant_id FROM sessions_roster.member_periods WHERE network = $1 AND group_id = $2)",
-        )
-        .bind(network)
-        .bind(group_id)
-        .bind(participant_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(database_error)?;
-        Ok(rows
-            .into_iter()
-            .flat_map(|(given, family, preferred, aliases)| {
-                [given, family, preferred].into_iter().chain(aliases)
-            })
-            .filter(|name| !name.trim().is_empty())
-            .collect())
-    }
-
     async fn load(
         &self,
         network: &str,
@@ -222,17 +172,15 @@ impl SessionsApi {
         let (Some(group), Some(starts_at), Some(duration)) = (group, starts_at, duration) else {
             return Err(ApiError::internal());
         };
-        let known: Option<(String, bool)> = sqlx::query_as(
-            "SELECT clinic_id, archived FROM sessions_roster.groups WHERE network = $1 AND group_id = $2",
-        )
-        .bind(&group[0])
-        .bind(&group[2])
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(database_error)?;
-        match known {
-            Some((clinic, false)) if clinic == group[1] => {}
-            Some((clinic, true)) if clinic == group[1] => {
+        match self.queries.group_place(&group[0], &group[2]).await? {
+            Some(GroupPlace {
+                clinic_id,
+                archived: false,
+            }) if clinic_id == group[1] => {}
+            Some(GroupPlace {
+                clinic_id,
+                archived: true,
+            }) if clinic_id == group[1] => {
                 return Err(ApiError::new(
                     Code::FailedPrecondition,
                     "GROUP_ARCHIVED",
@@ -449,6 +397,7 @@ impl SessionsApi {
             .map(|details| details.starts_at)
             .ok_or_else(ApiError::internal)?;
         let on_roster = self
+            .queries
             .on_roster(&ids[0], &ids[2], &participant[1], starts_at)
             .await?;
         let command = SessionCommand::RecordAttendance {
@@ -523,6 +472,7 @@ impl SessionsApi {
             .map(|details| details.starts_at)
             .ok_or_else(ApiError::internal)?;
         let on_roster = self
+            .queries
             .on_roster(&ids[0], &ids[2], &participant[1], starts_at)
             .await?;
         let command = SessionCommand::RecordCheckIn {
@@ -600,6 +550,7 @@ impl SessionsApi {
             return Err(ApiError::internal());
         };
         let other_member_names = self
+            .queries
             .other_member_names(&ids[0], &ids[2], &participant[1])
             .await?;
         let command = SessionCommand::WriteMemberNote {
@@ -688,7 +639,8 @@ impl SessionsApi {
         };
         let other_member_names = match &note {
             NoteKey::Member(participant_id) => {
-                self.other_member_names(&ids[0], &ids[2], participant_id)
+                self.queries
+                    .other_member_names(&ids[0], &ids[2], participant_id)
                     .await?
             }
             NoteKey::Shared => Vec::new(),

@@ -5,6 +5,7 @@
 //! answers plain structs, errors [`ApiError`] values; protobuf stays at the edge.
 
 pub mod access;
+pub mod facts;
 pub mod queries;
 
 use std::sync::Arc;

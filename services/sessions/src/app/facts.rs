@@ -1,0 +1,89 @@
+//! What the roster projection knows that a command checks before it runs: who was on
+//! a group's roster, the other members' names (for the note check) and where a group
+//! is. Best effort: the roster follows the enrollment log by a moment.
+
+use circle_grpc::ApiError;
+
+use super::{Queries, database_error};
+use crate::domain::Time;
+
+/// Where a group is, as the roster knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupPlace {
+    pub clinic_id: String,
+    pub archived: bool,
+}
+
+impl Queries {
+    /// Was the participant an active member of the group at `starts_at`?
+    pub async fn on_roster(
+        &self,
+        network: &str,
+        group_id: &str,
+        participant_id: &str,
+        starts_at: Time,
+    ) -> Result<bool, ApiError> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT 1::bigint FROM sessions_roster.member_periods
+             WHERE network = $1 AND group_id = $2 AND participant_id = $3
+               AND from_at <= $4 AND (to_at IS NULL OR to_at > $4) LIMIT 1",
+        )
+        .bind(network)
+        .bind(group_id)
+        .bind(participant_id)
+        .bind(starts_at)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(database_error)?;
+        Ok(found.is_some())
+    }
+
+    /// Names and aliases of everyone else who has been a member of the group.
+    pub async fn other_member_names(
+        &self,
+        network: &str,
+        group_id: &str,
+        participant_id: &str,
+    ) -> Result<Vec<String>, ApiError> {
+        let rows: Vec<(String, String, String, Vec<String>)> = sqlx::query_as(
+            "SELECT n.given_name, n.family_name, n.preferred_name, n.aliases
+             FROM sessions_roster.member_names n
+             WHERE n.network = $1 AND n.participant_id <> $3 AND n.participant_id IN (
+                SELECT participant_id FROM sessions_roster.member_periods WHERE network = $1 AND group_id = $2)",
+        )
+        .bind(network)
+        .bind(group_id)
+        .bind(participant_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(database_error)?;
+        Ok(rows
+            .into_iter()
+            .flat_map(|(given, family, preferred, aliases)| {
+                [given, family, preferred].into_iter().chain(aliases)
+            })
+            .filter(|name| !name.trim().is_empty())
+            .collect())
+    }
+
+    /// The group's clinic and whether it is archived; `None` for a group the roster
+    /// does not know.
+    pub async fn group_place(
+        &self,
+        network: &str,
+        group_id: &str,
+    ) -> Result<Option<GroupPlace>, ApiError> {
+        let known: Option<(String, bool)> = sqlx::query_as(
+            "SELECT clinic_id, archived FROM sessions_roster.groups WHERE network = $1 AND group_id = $2",
+        )
+        .bind(network)
+        .bind(group_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(database_error)?;
+        Ok(known.map(|(clinic_id, archived)| GroupPlace {
+            clinic_id,
+            archived,
+        }))
+    }
+}
