@@ -220,15 +220,23 @@ impl Rule {
         self.roles.contains(&role)
     }
 
-    /// Checks the caller against this rule, before anything is looked up.
-    pub fn check(&self, caller: &Caller, target: &Target<'_>) -> Result<(), ApiError> {
-        if !self.allows_role(caller.role) {
-            return Err(ApiError::new(
+    /// Checks only the caller's role (for a request whose names did not parse, so its
+    /// scope is unknown).
+    pub fn check_role(&self, caller: &Caller) -> Result<(), ApiError> {
+        if self.allows_role(caller.role) {
+            Ok(())
+        } else {
+            Err(ApiError::new(
                 Code::PermissionDenied,
                 "ROLE_NOT_ALLOWED",
                 format!("the {} role may not do this", caller.role.as_str()),
-            ));
+            ))
         }
+    }
+
+    /// Checks the caller against this rule, before anything is looked up.
+    pub fn check(&self, caller: &Caller, target: &Target<'_>) -> Result<(), ApiError> {
+        self.check_role(caller)?;
         if caller.role == Role::Participant {
             return match self.scope {
                 Scope::Network => Ok(()),

@@ -2,13 +2,14 @@
 //! every bad field collected), call `app::Queries`, which checks access and reads, and
 //! map its views to protobuf. Page tokens are read and made here.
 
-use circle_grpc::{ApiError, Caller, Violations};
+use circle_grpc::{ApiError, Caller, Target, Violations};
 use circle_names::{ClinicName, GroupName, MembershipName, NetworkName, ParticipantName};
 use circle_proto::enrollment::v1 as pb;
 use tonic::Request;
 
 use super::convert::{self, named, optional_id};
 use super::{ApiResult, EnrollmentApi, caller};
+use crate::app::access::{self, Operation};
 use crate::app::{
     ClinicView, ConsentView, GroupView, GroupsIn, GroupsWanted, MembershipView, OpenSeatSearch,
     Page, ParticipantView,
@@ -42,6 +43,12 @@ impl EnrollmentApi {
         let request = request.into_inner();
         let mut violations = Violations::default();
         let name = named::<ClinicName>(&caller, &mut violations, "name", &request.name)?;
+        early(
+            &caller,
+            Operation::GetClinic,
+            name.as_ref().map(|name| [name.clinic.as_str()]),
+            None,
+        )?;
         let name = violations.finish(name)?;
         let clinic = self
             .queries
@@ -60,6 +67,12 @@ impl EnrollmentApi {
         let request = request.into_inner();
         let mut violations = Violations::default();
         let network = named::<NetworkName>(&caller, &mut violations, "parent", &request.parent)?;
+        early(
+            &caller,
+            Operation::ListClinics,
+            network.as_ref().map(|_| []),
+            None,
+        )?;
         let page = page(&mut violations, request.page_size, &request.page_token);
         let network = violations.finish(network)?;
         let clinics = self
@@ -86,6 +99,12 @@ impl EnrollmentApi {
         let request = request.into_inner();
         let mut violations = Violations::default();
         let name = named::<GroupName>(&caller, &mut violations, "name", &request.name)?;
+        early(
+            &caller,
+            Operation::GetGroup,
+            name.as_ref().map(|name| [name.clinic.as_str()]),
+            None,
+        )?;
         let name = violations.finish(name)?;
         let group = self
             .queries
@@ -112,6 +131,20 @@ impl EnrollmentApi {
             Err(_) => named::<ClinicName>(&caller, &mut violations, "parent", &request.parent)?
                 .map(GroupsIn::Clinic),
         };
+        match &parent {
+            Some(GroupsIn::Clinic(clinic)) => {
+                early(
+                    &caller,
+                    Operation::ListGroups,
+                    Some([clinic.clinic.as_str()]),
+                    None,
+                )?;
+            }
+            Some(GroupsIn::Network(_)) => {
+                early(&caller, Operation::ListGroups, Some([]), None)?;
+            }
+            None => early::<0>(&caller, Operation::ListGroups, None, None)?,
+        }
         let modality = optional_id(&mut violations, "modality", &request.modality);
         let level_of_care = optional_id(&mut violations, "level_of_care", &request.level_of_care);
         let page = page(&mut violations, request.page_size, &request.page_token);
@@ -158,6 +191,12 @@ impl EnrollmentApi {
         let request = request.into_inner();
         let mut violations = Violations::default();
         let name = named::<MembershipName>(&caller, &mut violations, "name", &request.name)?;
+        early(
+            &caller,
+            Operation::GetMembership,
+            name.as_ref().map(|name| [name.clinic.as_str()]),
+            name.as_ref().map(|name| name.membership.as_str()),
+        )?;
         let name = violations.finish(name)?;
         let membership = self
             .queries
@@ -224,6 +263,16 @@ impl EnrollmentApi {
     ) -> ApiResult<(Vec<pb::Membership>, String)> {
         let mut violations = Violations::default();
         let group = named::<GroupName>(caller, &mut violations, "parent", parent)?;
+        let operation = match roster {
+            Roster::Members => Operation::ListGroupMembers,
+            Roster::Waitlist => Operation::ListWaitlist,
+        };
+        early(
+            caller,
+            operation,
+            group.as_ref().map(|group| [group.clinic.as_str()]),
+            None,
+        )?;
         let page = page(&mut violations, page_size, page_token);
         let group = violations.finish(group)?;
         let memberships = match roster {
@@ -254,6 +303,14 @@ impl EnrollmentApi {
         let mut violations = Violations::default();
         let participant =
             named::<ParticipantName>(&caller, &mut violations, "parent", &request.parent)?;
+        early(
+            &caller,
+            Operation::ListParticipantMemberships,
+            participant.as_ref().map(|_| []),
+            participant
+                .as_ref()
+                .map(|participant| participant.participant.as_str()),
+        )?;
         let page = page(&mut violations, request.page_size, &request.page_token);
         let participant = violations.finish(participant)?;
         let memberships = self
@@ -453,4 +510,21 @@ fn consent_to_api(consent: ConsentView) -> pb::Consent {
         record_time: Some(codec::timestamp(consent.recorded_at)),
         revoke_time: consent.revoked_at.map(codec::timestamp),
     }
+}
+
+/// Role and scope before bad fields ([`access::check_early`]): `clinics` are those the
+/// request's names show (`None` when they did not parse: the role only), `participant`
+/// the record it names.
+fn early<const N: usize>(
+    caller: &Caller,
+    operation: Operation,
+    clinics: Option<[&str; N]>,
+    participant: Option<&str>,
+) -> ApiResult<()> {
+    let target = clinics.as_ref().map(|clinics| Target {
+        clinics,
+        participant,
+        caller_is_member: false,
+    });
+    access::check_early(caller, operation, target)
 }

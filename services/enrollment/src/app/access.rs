@@ -10,7 +10,7 @@
 //! and consents, their memberships and seat offers.
 
 use circle_grpc::roles::{ADMINS, CLINIC_ADMINS, STAFF};
-use circle_grpc::{Role, Rule, Scope};
+use circle_grpc::{ApiError, Caller, Role, Rule, Scope, Target};
 
 /// Every RPC of `circle.enrollment.v1.EnrollmentService`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -92,6 +92,20 @@ pub const CLOSED_ADMISSION_OVERRIDE: Rule = Rule::new(
     &[Role::NetworkAdmin, Role::ClinicAdmin, Role::Facilitator],
     Scope::Clinics,
 );
+
+/// The check the edge makes before it reports a request's bad fields (role and scope
+/// come first, as in every service): the whole rule with what the request's names show,
+/// or only the role when they did not parse.
+pub fn check_early(
+    caller: &Caller,
+    operation: Operation,
+    target: Option<Target<'_>>,
+) -> Result<(), ApiError> {
+    match target {
+        Some(target) => rule(operation).check(caller, &target),
+        None => rule(operation).check_role(caller),
+    }
+}
 
 /// The row of `operation`. The clinics of a `Scope::Clinics` row are those in the
 /// resource names the request carries (a participant's: their home clinic; a

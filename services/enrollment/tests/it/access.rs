@@ -292,3 +292,87 @@ async fn queries_follow_the_access_table_for_scoped_staff_and_participants() -> 
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn role_and_scope_are_refused_before_bad_fields_are_reported() -> anyhow::Result<()> {
+    let mut service = Service::start().await?;
+    let north = service.clinic("north").await?;
+    let south = service.clinic("south").await?;
+    let south_group = service.group(&south, "g-south", 5).await?;
+    let out_of_scope = (Code::PermissionDenied, "CLINIC_OUT_OF_SCOPE".to_owned());
+    let role_not_allowed = (Code::PermissionDenied, "ROLE_NOT_ALLOWED".to_owned());
+    let client = &mut service.client;
+    let bad_token = "not-a-page-token".to_owned();
+
+    // A participant may not list clinics, whatever else is wrong with the request.
+    assert_eq!(
+        refused(
+            client
+                .list_clinics(from(
+                    pb::ListClinicsRequest {
+                        parent: "networks/acme".into(),
+                        page_token: bad_token.clone(),
+                        ..Default::default()
+                    },
+                    "participant",
+                    "sam",
+                    "",
+                ))
+                .await
+        ),
+        role_not_allowed
+    );
+    // North's intake coordinator is out of scope in south before the page is read.
+    for roster in [true, false] {
+        let result = if roster {
+            client
+                .list_group_members(from(
+                    pb::ListGroupMembersRequest {
+                        parent: south_group.clone(),
+                        page_token: bad_token.clone(),
+                        ..Default::default()
+                    },
+                    "intake-coordinator",
+                    "i-1",
+                    "north",
+                ))
+                .await
+                .map(|_| ())
+        } else {
+            client
+                .list_waitlist(from(
+                    pb::ListWaitlistRequest {
+                        parent: south_group.clone(),
+                        page_token: bad_token.clone(),
+                        ..Default::default()
+                    },
+                    "intake-coordinator",
+                    "i-1",
+                    "north",
+                ))
+                .await
+                .map(|_| ())
+        };
+        assert_eq!(refused(result), out_of_scope);
+    }
+    // In scope, the bad field is what is wrong.
+    let (code, reason) = refused(
+        client
+            .list_groups(from(
+                pb::ListGroupsRequest {
+                    parent: north.clone(),
+                    page_token: bad_token.clone(),
+                    ..Default::default()
+                },
+                "intake-coordinator",
+                "i-1",
+                "north",
+            ))
+            .await,
+    );
+    assert_eq!(
+        (code, reason.as_str()),
+        (Code::InvalidArgument, "INVALID_ARGUMENT")
+    );
+    Ok(())
+}
