@@ -40,30 +40,7 @@ pub(crate) async fn circle(now: &str) -> anyhow::Result<Circle> {
     system
         .wait_for_session(&next, |s| s.roster.len() == 3)
         .await?;
-    let client = system.accountability.clone();
-    let group_name = group.clone();
-    eventually(
-        || {
-            let mut client = client.clone();
-            let group = group_name.clone();
-            async move {
-                // Until accountability's roster has the group, it is not found.
-                match client
-                    .get_group_board(admin(pb::GetGroupBoardRequest {
-                        group,
-                        ..Default::default()
-                    }))
-                    .await
-                {
-                    Ok(board) => Ok(board.into_inner().entries.len()),
-                    Err(status) if status.code() == Code::NotFound => Ok(0),
-                    Err(status) => Err(status.into()),
-                }
-            }
-        },
-        |count| *count == 3,
-    )
-    .await?;
+    wait_for_board(&system, &group, 3).await?;
     Ok(Circle {
         system,
         group,
@@ -1008,29 +985,7 @@ async fn bad_input_and_out_of_bounds_requests_are_refused_and_append_nothing() -
         .await?;
     // The refusals below are about the outsider's group: wait until accountability's
     // own roster has them there, not only the sessions service's.
-    let client = system.accountability.clone();
-    let other = other_group.clone();
-    eventually(
-        || {
-            let mut client = client.clone();
-            let group = other.clone();
-            async move {
-                match client
-                    .get_group_board(admin(pb::GetGroupBoardRequest {
-                        group,
-                        ..Default::default()
-                    }))
-                    .await
-                {
-                    Ok(board) => Ok(board.into_inner().entries.len()),
-                    Err(status) if status.code() == Code::NotFound => Ok(0),
-                    Err(status) => Err(status.into()),
-                }
-            }
-        },
-        |count| *count == 1,
-    )
-    .await?;
+    wait_for_board(&system, &other_group, 1).await?;
 
     let shared = system
         .accountability
@@ -1398,5 +1353,38 @@ async fn rebuilding_one_process_manager_leaves_the_others_checkpoint() -> anyhow
             .is_some_and(|c| c.1 >= before[from_sessions].1),
         "from-sessions' checkpoint survives a rebuild of the partnership guard: {after:?}"
     );
+    Ok(())
+}
+
+/// Waits until accountability's own roster shows `members` on the group's board
+/// (until it has the group at all, the group is not found).
+pub(crate) async fn wait_for_board(
+    system: &System,
+    group: &str,
+    members: usize,
+) -> anyhow::Result<()> {
+    let client = system.accountability.clone();
+    let group = group.to_owned();
+    eventually(
+        || {
+            let mut client = client.clone();
+            let group = group.clone();
+            async move {
+                match client
+                    .get_group_board(admin(pb::GetGroupBoardRequest {
+                        group,
+                        ..Default::default()
+                    }))
+                    .await
+                {
+                    Ok(board) => Ok(board.into_inner().entries.len()),
+                    Err(status) if status.code() == Code::NotFound => Ok(0),
+                    Err(status) => Err(status.into()),
+                }
+            }
+        },
+        |count| *count == members,
+    )
+    .await?;
     Ok(())
 }
