@@ -5,6 +5,8 @@ use circle_proto::accountability::v1 as pb;
 use circle_proto::sessions::v1 as sessions;
 use tonic::Code;
 
+use circle_accountability::domain::settings::QuietHours;
+
 use crate::support::{System, admin, as_caller, as_participant, eventually, refusal};
 
 /// A group with Sam (alias "Sunny", shares check-ins and milestones), Jordan (first
@@ -756,6 +758,7 @@ async fn the_nudge_ladder_climbs_with_the_clock_keeps_quiet_hours_and_never_repe
         default_quiet_hours: config
             .accountability
             .quiet_hours_minutes()
+            .and_then(|(start, end)| QuietHours::new(start, end).ok())
             .ok_or_else(|| anyhow::anyhow!("quiet hours"))?,
     };
     fresh.once().await.map_err(anyhow::Error::msg)?;

@@ -26,6 +26,8 @@ use circle_projection::ProjectionRunner;
 use circle_proto::accountability::v1::accountability_service_server::AccountabilityServiceServer;
 use circle_service::Tasks;
 
+use crate::domain::settings::QuietHours;
+
 pub use circle_service::{Running, StartError};
 
 pub const SERVICE: &str = "accountability";
@@ -52,6 +54,7 @@ pub async fn start_with_clock(
     let default_quiet_hours = config
         .accountability
         .quiet_hours_minutes()
+        .and_then(|(start, end)| QuietHours::new(start, end).ok())
         .ok_or_else(|| StartError::Config("accountability quiet hours".into()))?;
     let base = circle_service::connect(config, SERVICE).await?;
     let enrollment_stream = base.other_stream(config.stream_name("enrollment")).await?;

@@ -289,8 +289,8 @@ impl Projection for PartnershipGuard {
 pub struct Nudger {
     pub pool: PgPool,
     pub commands: Arc<Commands>,
-    /// Quiet hours where a clinic set none (minutes after local midnight).
-    pub default_quiet_hours: (u32, u32),
+    /// Quiet hours where a clinic set none.
+    pub default_quiet_hours: QuietHours,
 }
 
 type JournalRow = (
@@ -367,7 +367,8 @@ impl Nudger {
     }
 
     /// What the nudge policy needs to know of a member, from the read models; `None`
-    /// for someone in no active group (nudges go to group members only).
+    /// for someone in no active group (nudges go to group members only) or in their
+    /// clinic's quiet hours.
     async fn situation(
         &self,
         network: &str,
@@ -402,14 +403,17 @@ impl Nudger {
         .fetch_optional(&self.pool)
         .await
         .map_err(|error| error.to_string())?;
-        let default_quiet_hours =
-            QuietHours::new(self.default_quiet_hours.0, self.default_quiet_hours.1)
-                .map_err(|error| format!("default quiet hours: {error}"))?;
         let clinic = ClinicSettings {
             quiet_hours: quiet.and_then(|(start, end)| {
                 QuietHours::new(start.max(0).unsigned_abs(), end.max(0).unsigned_abs()).ok()
             }),
         };
+        let quiet_hours = clinic.quiet_hours_or(self.default_quiet_hours);
+        let time_zone = time_zone(&zone);
+        // Nothing is due in quiet hours (the policy says so too): skip the rest.
+        if quiet_hours.contains_time(now, time_zone) {
+            return Ok(None);
+        }
         let partner: Option<(String, String)> = sqlx::query_as(
             "SELECT proposer_id, invitee_id FROM accountability.partnerships
              WHERE network = $1 AND state = 'active' AND (proposer_id = $2 OR invitee_id = $2)
@@ -458,8 +462,8 @@ impl Nudger {
             .collect();
         Ok(Some(Situation {
             now,
-            time_zone: time_zone(&zone),
-            quiet_hours: clinic.quiet_hours_or(default_quiet_hours),
+            time_zone,
+            quiet_hours,
             last_check_in_at: journal.last_check_in_at,
             goals,
             partner_id,
