@@ -59,10 +59,24 @@ pub fn execute_error<E>(error: ExecuteError<E>, refused: impl FnOnce(E) -> ApiEr
     }
 }
 
-/// What a client sees when a read model cannot be queried.
+/// What a client sees when a read model cannot be queried: unavailable (retry) when
+/// the database may recover, internal when a row does not read as the code expects
+/// (a retry would fail the same way).
 pub fn database_error(error: sqlx::Error) -> ApiError {
-    tracing::warn!(%error, "read model query failed");
-    ApiError::unavailable("the read model")
+    match error {
+        sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::ColumnNotFound(_)
+        | sqlx::Error::ColumnIndexOutOfBounds { .. }
+        | sqlx::Error::TypeNotFound { .. } => {
+            tracing::error!(%error, "a read model row does not match the code");
+            ApiError::internal()
+        }
+        error => {
+            tracing::warn!(%error, "read model query failed");
+            ApiError::unavailable("the read model")
+        }
+    }
 }
 
 fn concurrent_modification() -> ApiError {
@@ -134,6 +148,16 @@ mod tests {
         assert_eq!(
             seen(database_error(sqlx::Error::PoolTimedOut)),
             (Code::Unavailable, "BACKEND_UNAVAILABLE")
+        );
+    }
+
+    #[test]
+    fn a_row_that_does_not_read_as_the_code_expects_is_internal_not_a_retry() {
+        assert_eq!(
+            seen(database_error(sqlx::Error::ColumnNotFound(
+                "starts_at".into()
+            ))),
+            (Code::Internal, "INTERNAL")
         );
     }
 }
