@@ -339,20 +339,9 @@ impl Violations {
 
 /// An id segment of a resource name: 1–63 of `[a-z0-9-]`, not starting with '-'.
 pub fn check_id(value: &str) -> Result<(), String> {
-    if is_id(value) {
-        Ok(())
-    } else {
-        Err("must be 1 to 63 lowercase letters, digits or '-', not starting with '-'".into())
-    }
-}
-
-fn is_id(value: &str) -> bool {
-    !value.is_empty()
-        && value.len() <= 63
-        && !value.starts_with('-')
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    circle_names::Id::parse(value)
+        .map(|_| ())
+        .map_err(|error| error.to_string())
 }
 
 /// Parses a resource name against a pattern of collection ids, e.g.

@@ -522,6 +522,18 @@ async fn waiting_for_a_version_beyond_the_stream_is_refused_at_once() -> anyhow:
         matches!(result, Err(LagError::BeyondStream { wanted: u64::MAX, last }) if last == sequence),
         "{result:?}"
     );
+    // The boundary: one past the last sequence is beyond; the last one is only not
+    // reached yet (this runner is not running).
+    let next = handle.wait_for(sequence + 1, Duration::from_secs(60)).await;
+    assert!(
+        matches!(next, Err(LagError::BeyondStream { last, .. }) if last == sequence),
+        "{next:?}"
+    );
+    let last = handle.wait_for(sequence, Duration::from_millis(300)).await;
+    assert!(
+        matches!(&last, Err(error) if !matches!(error, LagError::BeyondStream { .. })),
+        "{last:?}"
+    );
     Ok(())
 }
 
