@@ -234,6 +234,19 @@ impl Rule {
         }
     }
 
+    /// [`Rule::check`] for a request whose names may not have parsed: with `None` only
+    /// the role is checked (the bad name is reported with the request's other fields).
+    pub fn check_parsed(
+        &self,
+        caller: &Caller,
+        target: Option<&Target<'_>>,
+    ) -> Result<(), ApiError> {
+        match target {
+            Some(target) => self.check(caller, target),
+            None => self.check_role(caller),
+        }
+    }
+
     /// Checks the caller against this rule, before anything is looked up.
     pub fn check(&self, caller: &Caller, target: &Target<'_>) -> Result<(), ApiError> {
         self.check_role(caller)?;

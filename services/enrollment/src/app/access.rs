@@ -101,10 +101,7 @@ pub fn check_early(
     operation: Operation,
     target: Option<Target<'_>>,
 ) -> Result<(), ApiError> {
-    match target {
-        Some(target) => rule(operation).check(caller, &target),
-        None => rule(operation).check_role(caller),
-    }
+    rule(operation).check_parsed(caller, target.as_ref())
 }
 
 /// The row of `operation`. The clinics of a `Scope::Clinics` row are those in the

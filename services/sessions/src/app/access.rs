@@ -123,13 +123,7 @@ pub fn check(
     operation: Operation,
     target: Option<Target<'_>>,
 ) -> Result<(), ApiError> {
-    let rule = rule(operation);
-    match target {
-        Some(target) => rule.check(caller, &target),
-        None if rule.allows_role(caller.role) => Ok(()),
-        // Refused on the role, whatever the target.
-        None => rule.check(caller, &Target::default()),
-    }
+    rule(operation).check_parsed(caller, target.as_ref())
 }
 
 /// [`check`] for a request about something in one clinic (`None`: its name did not
