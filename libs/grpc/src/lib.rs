@@ -284,6 +284,23 @@ impl Rule {
     }
 }
 
+/// Parses `field` as a resource name of type `N` (`circle-names`), recording a
+/// violation if it is not one, and refuses at once (`PERMISSION_DENIED`,
+/// `WRONG_NETWORK`) a name of another network than the caller's: the tenant comes from
+/// the caller, never from the request.
+pub fn named<N: circle_names::Tenant>(
+    caller: &Caller,
+    violations: &mut Violations,
+    field: &str,
+    value: &str,
+) -> Result<Option<N>, ApiError> {
+    let name = violations.check(field, value.parse::<N>().map_err(|error| error.to_string()));
+    if let Some(name) = &name {
+        caller.require_network(name.network().as_str(), value)?;
+    }
+    Ok(name)
+}
+
 /// Parses `field` as a resource name and checks the caller's network owns it (the
 /// tenant comes from the caller, never from the request).
 pub fn owned(

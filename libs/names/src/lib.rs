@@ -77,6 +77,12 @@ pub struct NameError {
     pub pattern: &'static str,
 }
 
+/// A resource name that starts with its network (the tenant): every name type here.
+pub trait Tenant: std::str::FromStr<Err = NameError> {
+    /// The network the name belongs to.
+    fn network(&self) -> &Id;
+}
+
 /// Splits `name` into the ids of `collections` (in order), or `None`.
 fn split<const N: usize>(name: &str, collections: [&str; N]) -> Option<[Id; N]> {
     let mut segments = name.split('/');
@@ -139,6 +145,12 @@ macro_rules! resource_name {
             type Err = NameError;
             fn from_str(name: &str) -> Result<Self, NameError> {
                 Self::parse(name)
+            }
+        }
+
+        impl Tenant for $name {
+            fn network(&self) -> &Id {
+                &self.network
             }
         }
     };

@@ -2,11 +2,10 @@
 //! collected), ask `app::Queries`, map the answer to protobuf.
 
 use std::pin::Pin;
-use std::str::FromStr;
 use std::time::Duration;
 
 use circle_grpc::{Caller, Violations};
-use circle_names::{GroupName, Id, NameError, ParticipantName, StaffName};
+use circle_names::{GroupName, ParticipantName, StaffName};
 use circle_proto::accountability::v1 as pb;
 use futures::StreamExt as _;
 use tonic::{Request, Status};
@@ -26,22 +25,6 @@ pub type FeedStream = Pin<
 /// How long an open feed may stay quiet before a heartbeat, when the client does not say.
 const DEFAULT_HEARTBEAT_SECONDS: u32 = 15;
 const MAX_HEARTBEAT_SECONDS: u32 = 300;
-
-/// Parses `field` as a resource name into `violations`, and checks the caller's network
-/// owns it (the tenant comes from the caller, never from the request).
-fn name<N: FromStr<Err = NameError>>(
-    caller: &Caller,
-    violations: &mut Violations,
-    field: &str,
-    value: &str,
-    network: fn(&N) -> &Id,
-) -> ApiResult<Option<N>> {
-    let parsed = violations.check(field, value.parse::<N>().map_err(|error| error.to_string()));
-    if let Some(parsed) = &parsed {
-        caller.require_network(network(parsed).as_str(), value)?;
-    }
-    Ok(parsed)
-}
 
 pub fn counters_view(counters: Counters) -> pb::Counters {
     pb::Counters {
@@ -145,13 +128,7 @@ impl AccountabilityApi {
     /// The `group` field of a board or feed request.
     fn group_field(caller: &Caller, group: &str) -> ApiResult<GroupName> {
         let mut violations = Violations::default();
-        let group = name(
-            caller,
-            &mut violations,
-            "group",
-            group,
-            |group: &GroupName| &group.network,
-        )?;
+        let group = circle_grpc::named::<GroupName>(caller, &mut violations, "group", group)?;
         violations.finish(group)
     }
 
@@ -178,12 +155,11 @@ impl AccountabilityApi {
         let caller = caller(&request)?;
         let request = request.into_inner();
         let mut violations = Violations::default();
-        let participant = name(
+        let participant = circle_grpc::named::<ParticipantName>(
             &caller,
             &mut violations,
             "participant",
             &request.participant,
-            |participant: &ParticipantName| &participant.network,
         )?;
         let participant = violations.finish(participant)?;
         let timeline = self
@@ -203,13 +179,8 @@ impl AccountabilityApi {
         let caller = caller(&request)?;
         let request = request.into_inner();
         let mut violations = Violations::default();
-        let staff = name(
-            &caller,
-            &mut violations,
-            "parent",
-            &request.parent,
-            |staff: &StaffName| &staff.network,
-        )?;
+        let staff =
+            circle_grpc::named::<StaffName>(&caller, &mut violations, "parent", &request.parent)?;
         // As before, a role that may not list at all is refused before its input is read.
         access::check_role(&caller, Operation::ListAtRisk)?;
         let staff = violations.finish(staff)?;

@@ -606,51 +606,7 @@ pub fn membership_from_commit(
     found.then_some(membership)
 }
 
-/// A resource name type of `circle-names`, which starts with its network.
-pub trait TenantName: Sized {
-    fn parse_name(name: &str) -> Result<Self, circle_names::NameError>;
-    fn network_id(&self) -> &circle_names::Id;
-}
-
-macro_rules! tenant_name {
-    ($($name:ident),+) => {
-        $(impl TenantName for circle_names::$name {
-            fn parse_name(name: &str) -> Result<Self, circle_names::NameError> {
-                Self::parse(name)
-            }
-            fn network_id(&self) -> &circle_names::Id {
-                &self.network
-            }
-        })+
-    };
-}
-
-tenant_name!(
-    NetworkName,
-    ClinicName,
-    GroupName,
-    MembershipName,
-    ParticipantName
-);
-
-/// Parses `field` as a resource name of type `N`, recording a violation if it is not
-/// one, and refuses at once a name of another network than the caller's (the tenant
-/// comes from the caller, never from the request).
-pub fn named<N: TenantName>(
-    caller: &circle_grpc::Caller,
-    violations: &mut Violations,
-    field: &str,
-    value: &str,
-) -> Result<Option<N>, circle_grpc::ApiError> {
-    let name = violations.check(
-        field,
-        N::parse_name(value).map_err(|error| error.to_string()),
-    );
-    if let Some(name) = &name {
-        caller.require_network(name.network_id().as_str(), value)?;
-    }
-    Ok(name)
-}
+pub use circle_grpc::named;
 
 /// An optional id-like filter (`modality`, `level_of_care`): empty means any.
 pub fn optional_id(

@@ -3,8 +3,8 @@
 //! [`crate::app::Queries`] (which checks the caller against the access table first),
 //! and its answer mapped to protobuf.
 
-use circle_grpc::{Caller, Violations};
-use circle_names::{ClinicName, GroupName, Id, NameError, ParticipantName, SessionName, StaffName};
+use circle_grpc::Violations;
+use circle_names::{ClinicName, GroupName, ParticipantName, SessionName, StaffName};
 use circle_proto::sessions::v1 as pb;
 use tonic::Request;
 
@@ -16,24 +16,6 @@ use crate::app::{
 };
 use crate::codec;
 use crate::domain::{AttendanceStatus, Origin};
-
-/// A resource name of type `N` from `field`, recorded in `violations` when it does not
-/// parse. A name of another network than the caller's is refused at once: the tenant
-/// comes from the caller, never from the request.
-fn resource<N>(
-    caller: &Caller,
-    violations: &mut Violations,
-    field: &str,
-    value: &str,
-    parse: fn(&str) -> Result<N, NameError>,
-    network: fn(&N) -> &Id,
-) -> ApiResult<Option<N>> {
-    let name = violations.check(field, parse(value).map_err(|error| error.to_string()));
-    if let Some(name) = &name {
-        caller.require_network(network(name).as_str(), value)?;
-    }
-    Ok(name)
-}
 
 /// The page a request asks for, recording bad page fields.
 fn page(violations: &mut Violations, page_size: i32, page_token: &str) -> Page {
@@ -139,14 +121,8 @@ impl SessionsApi {
         let caller = caller(&request)?;
         let request = request.into_inner();
         let mut violations = Violations::default();
-        let group = resource(
-            &caller,
-            &mut violations,
-            "parent",
-            &request.parent,
-            GroupName::parse,
-            |group| &group.network,
-        )?;
+        let group =
+            circle_grpc::named::<GroupName>(&caller, &mut violations, "parent", &request.parent)?;
         let any_time = circle_calendar::TimeRange::protobuf();
         let from = violations
             .check(
@@ -187,14 +163,8 @@ impl SessionsApi {
         let caller = caller(&request)?;
         let request = request.into_inner();
         let mut violations = Violations::default();
-        let session = resource(
-            &caller,
-            &mut violations,
-            "name",
-            &request.name,
-            SessionName::parse,
-            |session| &session.network,
-        )?;
+        let session =
+            circle_grpc::named::<SessionName>(&caller, &mut violations, "name", &request.name)?;
         let input = Input {
             resource: session,
             fields: violations.into_result(),
@@ -216,14 +186,8 @@ impl SessionsApi {
         let caller = caller(&request)?;
         let request = request.into_inner();
         let mut violations = Violations::default();
-        let staff = resource(
-            &caller,
-            &mut violations,
-            "parent",
-            &request.parent,
-            StaffName::parse,
-            |staff| &staff.network,
-        )?;
+        let staff =
+            circle_grpc::named::<StaffName>(&caller, &mut violations, "parent", &request.parent)?;
         let page = page(&mut violations, request.page_size, &request.page_token);
         let input = Input {
             resource: staff,
@@ -244,13 +208,11 @@ impl SessionsApi {
         let caller = caller(&request)?;
         let request = request.into_inner();
         let mut violations = Violations::default();
-        let participant = resource(
+        let participant = circle_grpc::named::<ParticipantName>(
             &caller,
             &mut violations,
             "participant",
             &request.participant,
-            ParticipantName::parse,
-            |participant| &participant.network,
         )?;
         let input = Input {
             resource: participant,
@@ -278,14 +240,8 @@ impl SessionsApi {
         let caller = caller(&request)?;
         let request = request.into_inner();
         let mut violations = Violations::default();
-        let clinic = resource(
-            &caller,
-            &mut violations,
-            "clinic",
-            &request.clinic,
-            ClinicName::parse,
-            |clinic| &clinic.network,
-        )?;
+        let clinic =
+            circle_grpc::named::<ClinicName>(&caller, &mut violations, "clinic", &request.clinic)?;
         let billable = self.queries.billable_dates();
         let start = violations.check(
             "start_date",
@@ -318,7 +274,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_session_maps_to_the_wire_with_its_full_name_and_etag() -> Result<(), NameError> {
+    fn a_session_maps_to_the_wire_with_its_full_name_and_etag() -> Result<(), circle_names::NameError> {
         let name = SessionName::parse("networks/acme/clinics/north/groups/tue/sessions/s-1")?;
         let starts_at = "2026-11-24T00:30:00Z".parse().unwrap_or_default();
         let wire = session_to_wire(SessionView {
