@@ -16,7 +16,7 @@ use tonic::Code;
 use super::access::{self, Operation};
 use super::{Input, Page, Queries, database_error};
 use crate::domain::session::{Amendment, Note};
-use crate::domain::{AttendanceStatus, Origin, SessionState, Time};
+use crate::domain::{AttendanceStatus, NoteKey, Origin, SessionState, Time};
 use crate::read_model;
 
 /// How far back and ahead of today a billing export's dates may be.
@@ -178,7 +178,11 @@ fn session_from_row(row: &PgRow) -> Result<SessionView, ApiError> {
 
 /// A note's name from its key in the read model (empty for the shared note).
 fn note_name(session: &SessionName, key: &str) -> Result<NoteName, ApiError> {
-    Ok(session.note(stored_id(if key.is_empty() { "shared" } else { key })?))
+    Ok(session.note(stored_id(if key.is_empty() {
+        NoteKey::SHARED_ID
+    } else {
+        key
+    })?))
 }
 
 impl Queries {

@@ -47,6 +47,29 @@ pub enum NoteKey {
     Member(String),
 }
 
+impl NoteKey {
+    /// The id of the shared note in a note's resource name (`…/notes/shared`); a
+    /// member's note has the participant's id.
+    pub const SHARED_ID: &'static str = "shared";
+
+    /// The note a resource name's note id names.
+    pub fn from_id(id: &str) -> Self {
+        if id == Self::SHARED_ID {
+            Self::Shared
+        } else {
+            Self::Member(id.to_owned())
+        }
+    }
+
+    /// The note's id in its resource name.
+    pub fn id(&self) -> &str {
+        match self {
+            Self::Shared => Self::SHARED_ID,
+            Self::Member(participant_id) => participant_id,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Note {
     pub text: String,
