@@ -97,8 +97,9 @@ impl System {
         .await?;
         Ok(circle_sessions::process::Materializer {
             pool: self.env.pool.clone(),
-            commands: Arc::new(circle_sessions::commands::Commands::new(
+            commands: Arc::new(circle_sessions::app::Commands::new(
                 store,
+                self.env.pool.clone(),
                 self.clock.clone(),
             )),
             horizon: chrono::Duration::days(i64::from(config.sessions.horizon_days)),

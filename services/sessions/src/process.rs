@@ -3,20 +3,22 @@
 //! cancels generated sessions that a schedule change or an archived group left behind.
 //! Session ids derive from the group and the local date, and each command's request
 //! id from the session id, so running it again — after a restart, on two replicas —
-//! creates nothing twice.
+//! creates nothing twice. It runs the application's commands
+//! ([`crate::app::Commands`]) as the service's process manager
+//! ([`Caller::process_manager`]).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use circle_calendar::time_zone;
-use circle_eventstore::{CommitMeta, ExecuteError};
-use circle_grpc::Caller;
+use circle_grpc::{ApiError, Caller};
+use circle_names::{GroupName, Id, SessionName};
 use prost::Message;
 use sqlx::PgPool;
 
-use crate::commands::{Commands, Refusal};
-use crate::domain::{DomainError, Origin, SessionCommand, Time};
+use crate::app::{Command, Commands, Move, NewSession};
+use crate::domain::{Origin, Time};
 
 pub struct Materializer {
     pub pool: PgPool,
@@ -31,13 +33,39 @@ pub fn session_id(network: &str, group_id: &str, date: chrono::NaiveDate) -> Str
     uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, seed.as_bytes()).to_string()
 }
 
-/// The commit metadata of this service's process managers: an in-process caller that
+/// Who the materialiser acts as: the service's process manager, an in-process caller
 /// no client can claim to be (whatever role a client states).
-fn meta(network: &str, request_id: String) -> CommitMeta {
-    circle_service::step_meta(
-        &Caller::process_manager(network, "sessions-materializer"),
-        request_id,
-    )
+fn materializer(network: &str) -> Caller {
+    Caller::process_manager(network, "sessions-materializer")
+}
+
+/// The refusals of a command the materialiser decided from a row the session has
+/// moved on from since (it started, was cancelled or does not exist): the move no
+/// longer applies, and a later pass decides again.
+const MOVED_ON: [&str; 3] = [
+    "SESSION_NOT_FOUND",
+    "SESSION_CANCELLED",
+    "SESSION_ALREADY_STARTED",
+];
+
+/// A command's error as the pass reports it.
+fn failed(error: ApiError) -> String {
+    format!("{}: {}", error.reason, error.message)
+}
+
+/// A group's name from its roster row (every id was valid when enrollment took it).
+fn group_name(network: &str, clinic_id: &str, group_id: &str) -> Result<GroupName, String> {
+    let id = |value: &str| Id::parse(value).map_err(|error| format!("{value:?}: {error}"));
+    Ok(GroupName {
+        network: id(network)?,
+        clinic: id(clinic_id)?,
+        group: id(group_id)?,
+    })
+}
+
+fn session_name(group: &GroupName, session_id: &str) -> Result<SessionName, String> {
+    let id = Id::parse(session_id).map_err(|error| format!("{session_id:?}: {error}"))?;
+    Ok(group.session(id))
 }
 
 type GroupRow = (String, String, String, String, Option<Vec<u8>>, bool);
@@ -108,7 +136,7 @@ impl Materializer {
         .fetch_all(&self.pool)
         .await
         .map_err(|error| error.to_string())?;
-        let now = self.commands.clock.now();
+        let now = self.commands.now();
         let mut pass = Pass::default();
         for (network, group_id, clinic_id, zone, schedule, archived) in groups {
             let schedule = match recorded_schedule(schedule.as_deref()) {
@@ -120,6 +148,7 @@ impl Materializer {
                 RecordedSchedule::Readable(schedule) => Some(schedule),
                 RecordedSchedule::None | RecordedSchedule::Unreadable(_) => None,
             };
+            let group = group_name(&network, &clinic_id, &group_id)?;
             let mut desired = BTreeSet::new();
             if let (Some(schedule), false) = (&schedule, archived) {
                 let tz = time_zone(&zone);
@@ -132,9 +161,7 @@ impl Materializer {
                     let session_id = session_id(&network, &group_id, date);
                     desired.insert(session_id.clone());
                     self.ensure(
-                        &network,
-                        &group_id,
-                        &clinic_id,
+                        &group,
                         &session_id,
                         starts_at,
                         schedule.duration_minutes,
@@ -142,7 +169,7 @@ impl Materializer {
                     .await?;
                 }
             }
-            self.cancel_leftovers(&network, &group_id, &desired, now, archived)
+            self.cancel_leftovers(&group, &desired, now, archived)
                 .await?;
         }
         Ok(pass)
@@ -150,13 +177,14 @@ impl Materializer {
 
     async fn ensure(
         &self,
-        network: &str,
-        group_id: &str,
-        clinic_id: &str,
+        group: &GroupName,
         session_id: &str,
         starts_at: Time,
         duration_minutes: u32,
     ) -> Result<(), String> {
+        let network = group.network.as_str();
+        let caller = materializer(network);
+        let name = session_name(group, session_id)?;
         let known: Option<(String, String, Time, i32, bool, i64)> = sqlx::query_as(
             "SELECT state, origin, starts_at, duration_minutes, moved_by_staff, version FROM sessions.sessions
              WHERE network = $1 AND session_id = $2",
@@ -174,12 +202,8 @@ impl Materializer {
                 && state == "scheduled"
                 && origin == "schedule"
                 && !moved_by_staff
-                && known_start > self.commands.clock.now()
+                && known_start > self.commands.now()
             {
-                let command = SessionCommand::Reschedule {
-                    starts_at,
-                    duration_minutes: Some(duration_minutes),
-                };
                 // One move per version of the session it was decided from: a retry of
                 // this decision is answered from the log, while a later schedule change
                 // (even back to an earlier time) is a new decision with a new id.
@@ -188,51 +212,50 @@ impl Materializer {
                 // session is still at the version it was decided from. A staff move the
                 // read model does not show yet makes it ETAG_MISMATCH (a refusal, skipped),
                 // and a later pass decides again from the row that shows the move.
+                let moved = Move {
+                    starts_at,
+                    duration_minutes: Some(duration_minutes),
+                    etag: Some(version as u64),
+                };
                 match self
                     .commands
-                    .session(
-                        network,
-                        None,
-                        session_id,
-                        &meta(network, request_id),
-                        Some(version as u64),
-                        command,
-                    )
+                    .reschedule_session(&caller, Command::step(name, moved, request_id))
                     .await
                 {
                     // The session moved on since the row was read (etag) or the
                     // move no longer applies: a later pass decides again.
-                    Ok(_)
-                    | Err(ExecuteError::Rejected(_))
-                    | Err(ExecuteError::EtagMismatch { .. }) => {}
-                    Err(error) => return Err(error.to_string()),
+                    Ok(_) => {}
+                    Err(error)
+                        if error.reason == "ETAG_MISMATCH" || MOVED_ON.contains(&error.reason) => {}
+                    Err(error) => return Err(failed(error)),
                 }
             }
             return Ok(());
         }
-        let command = SessionCommand::Schedule {
-            group_id: group_id.to_owned(),
-            clinic_id: clinic_id.to_owned(),
+        let new = NewSession {
+            session: Some(name.session.clone()),
             starts_at,
             duration_minutes,
             origin: Origin::Schedule,
         };
+        let request_id = format!("pm:materialize-{session_id}");
         match self
             .commands
-            .session(
-                network,
-                None,
-                session_id,
-                &meta(network, format!("pm:materialize-{session_id}")),
-                None,
-                command,
-            )
+            .schedule_session(&caller, Command::step(group.clone(), new, request_id))
             .await
         {
-            Ok(_) | Err(ExecuteError::Rejected(Refusal::Domain(DomainError::SessionExists))) => {
+            // Already there; or the group was archived (or is gone) since this pass
+            // read it, and a later pass cancels what it left.
+            Ok(_) => Ok(()),
+            Err(error)
+                if matches!(
+                    error.reason,
+                    "SESSION_EXISTS" | "GROUP_ARCHIVED" | "GROUP_NOT_FOUND"
+                ) =>
+            {
                 Ok(())
             }
-            Err(error) => Err(error.to_string()),
+            Err(error) => Err(failed(error)),
         }
     }
 
@@ -240,8 +263,7 @@ impl Materializer {
     /// longer produces.
     async fn cancel_leftovers(
         &self,
-        network: &str,
-        group_id: &str,
+        group: &GroupName,
         desired: &BTreeSet<String>,
         now: Time,
         archived: bool,
@@ -252,8 +274,8 @@ impl Materializer {
              WHERE network = $1 AND group_id = $2 AND origin = 'schedule' AND state = 'scheduled'
                AND starts_at > $3 AND starts_at <= $4",
         )
-        .bind(network)
-        .bind(group_id)
+        .bind(group.network.as_str())
+        .bind(group.group.as_str())
         .bind(now)
         .bind(horizon_end)
         .fetch_all(&self.pool)
@@ -268,23 +290,19 @@ impl Materializer {
             } else {
                 "the group's schedule changed"
             };
-            let command = SessionCommand::Cancel {
-                reason: reason.into(),
-            };
+            let name = session_name(group, &session_id)?;
+            let request_id = format!("pm:unschedule-{session_id}");
             match self
                 .commands
-                .session(
-                    network,
-                    None,
-                    &session_id,
-                    &meta(network, format!("pm:unschedule-{session_id}")),
-                    None,
-                    command,
+                .cancel_session(
+                    &materializer(group.network.as_str()),
+                    Command::step(name, reason.to_owned(), request_id),
                 )
                 .await
             {
-                Ok(_) | Err(ExecuteError::Rejected(_)) => {}
-                Err(error) => return Err(error.to_string()),
+                Ok(_) => {}
+                Err(error) if MOVED_ON.contains(&error.reason) => {}
+                Err(error) => return Err(failed(error)),
             }
         }
         Ok(())

@@ -1,24 +1,22 @@
-//! The gRPC edge of the sessions service: `write` validates requests, resolves the
-//! roster and the other members' names, and runs commands; `read` reads query requests
-//! into the application's inputs, runs them on [`crate::app::Queries`] and maps the
-//! answers to protobuf.
+//! The gRPC edge of the sessions service: it reads requests into the application's
+//! inputs (typed resource names, checked fields, every bad field at once), runs them
+//! on [`crate::app::Commands`] (`write`) or [`crate::app::Queries`] (`read`), maps the
+//! answers to protobuf (`wire`, shared by both) and errors to `google.rpc.Status`. It
+//! decides no permission and holds no SQL and no event-log call.
 
 mod read;
+mod wire;
 mod write;
 
 use std::sync::Arc;
 
+use circle_grpc::ApiError;
 use circle_grpc::caller;
-use circle_grpc::{ApiError, Violations};
 use circle_proto::sessions::v1 as pb;
-use circle_service::commit_meta as meta;
-use circle_service::errors::store_error;
 use pb::sessions_service_server::SessionsService;
 use tonic::{Code, Request, Response, Status};
 
-use crate::app::Queries;
-use crate::commands::{CommandError, Commands, Refusal};
-use crate::domain::DomainError;
+use crate::app::{Commands, Queries};
 
 pub const ERROR_DOMAIN: &str = "circle.sessions";
 
@@ -35,75 +33,11 @@ impl SessionsApi {
 
 type ApiResult<T> = Result<T, ApiError>;
 
-pub const GROUP: &[&str] = &["networks", "clinics", "groups"];
-pub const SESSION: &[&str] = &["networks", "clinics", "groups", "sessions"];
-pub const NOTE: &[&str] = &["networks", "clinics", "groups", "sessions", "notes"];
-pub const PARTICIPANT: &[&str] = &["networks", "participants"];
-
-pub fn session_name(network: &str, clinic: &str, group: &str, session: &str) -> String {
-    format!("networks/{network}/clinics/{clinic}/groups/{group}/sessions/{session}")
-}
-
-pub fn note_name(session: &str, note_key: &str) -> String {
-    if note_key.is_empty() {
-        format!("{session}/notes/shared")
-    } else {
-        format!("{session}/notes/{note_key}")
-    }
-}
-
 fn status(error: ApiError) -> Status {
     if error.code == Code::Internal {
         tracing::error!(reason = error.reason, message = %error.message, "internal error");
     }
     error.into_status(ERROR_DOMAIN)
-}
-
-fn domain_error(error: DomainError) -> ApiError {
-    use DomainError as E;
-    let (code, reason) = match &error {
-        E::SessionExists => (Code::AlreadyExists, "SESSION_EXISTS"),
-        E::SessionNotFound => (Code::NotFound, "SESSION_NOT_FOUND"),
-        E::NoteNotFound => (Code::NotFound, "NOTE_NOT_FOUND"),
-        E::SessionCancelled => (Code::FailedPrecondition, "SESSION_CANCELLED"),
-        E::SessionNotStarted => (Code::FailedPrecondition, "SESSION_NOT_STARTED"),
-        E::SessionAlreadyStarted => (Code::FailedPrecondition, "SESSION_ALREADY_STARTED"),
-        E::SessionNotInProgress => (Code::FailedPrecondition, "SESSION_NOT_IN_PROGRESS"),
-        E::NotOnRoster => (Code::FailedPrecondition, "NOT_ON_ROSTER"),
-        E::MemberAbsent => (Code::FailedPrecondition, "MEMBER_ABSENT"),
-        E::NoteSigned => (Code::FailedPrecondition, "NOTE_SIGNED"),
-        E::NoteNotSigned => (Code::FailedPrecondition, "NOTE_NOT_SIGNED"),
-        E::NoteAlreadySigned => (Code::FailedPrecondition, "NOTE_ALREADY_SIGNED"),
-        E::MinutesOverLength { .. } | E::MinutesForAbsentee | E::NoMinutesForAttendee => {
-            let mut bad = Violations::default();
-            bad.add("minutes_attended", error.to_string());
-            let mut api = bad.into_result().err().unwrap_or_else(ApiError::internal);
-            api.reason = "INVALID_MINUTES";
-            return api;
-        }
-        E::NamesAnotherMember { start, end } => {
-            let mut bad = Violations::default();
-            bad.add("text", error.to_string());
-            let mut api = bad.into_result().err().unwrap_or_else(ApiError::internal);
-            api.reason = "NAMES_ANOTHER_MEMBER";
-            return api
-                .with_metadata("span_start", start.to_string())
-                .with_metadata("span_end", end.to_string());
-        }
-    };
-    ApiError::new(code, reason, error.to_string())
-}
-
-/// Errors of a session command: the shared mapping, with the session's own refusals.
-fn command_error(error: CommandError) -> ApiError {
-    circle_service::errors::execute_error(error, |refusal| match refusal {
-        Refusal::Domain(error) => domain_error(error),
-        Refusal::WrongGroup => ApiError::new(
-            Code::NotFound,
-            "SESSION_NOT_FOUND",
-            "no such session in this group",
-        ),
-    })
 }
 
 #[tonic::async_trait]

@@ -8,14 +8,12 @@ use circle_names::{ClinicName, GroupName, ParticipantName, SessionName, StaffNam
 use circle_proto::sessions::v1 as pb;
 use tonic::Request;
 
-use super::write::state_to_wire;
+use super::wire::{attendance_to_wire, note_to_wire, roster_entry_to_wire, session_to_wire};
 use super::{ApiResult, SessionsApi, caller};
 use crate::app::{
-    AttendanceRecord, BillingLine, BillingPeriod, Input, NoteView, Page, RosterLine, SessionFilter,
-    SessionView, UnsignedItem,
+    AttendanceRecord, BillingLine, BillingPeriod, Input, Page, SessionFilter, UnsignedItem,
 };
 use crate::codec;
-use crate::domain::{AttendanceStatus, Origin};
 
 /// The page a request asks for, recording bad page fields.
 fn page(violations: &mut Violations, page_size: i32, page_token: &str) -> Page {
@@ -25,65 +23,6 @@ fn page(violations: &mut Violations, page_size: i32, page_token: &str) -> Page {
 
 fn next_page_token(page: Page, returned: usize) -> String {
     circle_grpc::next_page_token(page.offset, page.size, returned)
-}
-
-fn attendance_to_wire(status: Option<AttendanceStatus>) -> pb::AttendanceStatus {
-    match status {
-        Some(AttendanceStatus::Present) => pb::AttendanceStatus::Present,
-        Some(AttendanceStatus::Late) => pb::AttendanceStatus::Late,
-        Some(AttendanceStatus::LeftEarly) => pb::AttendanceStatus::LeftEarly,
-        Some(AttendanceStatus::Absent) => pb::AttendanceStatus::Absent,
-        Some(AttendanceStatus::Excused) => pb::AttendanceStatus::Excused,
-        None => pb::AttendanceStatus::Unspecified,
-    }
-}
-
-fn session_to_wire(session: SessionView) -> pb::Session {
-    pb::Session {
-        name: session.name.to_string(),
-        state: session
-            .state
-            .map_or(pb::SessionState::Unspecified, state_to_wire) as i32,
-        start_time: Some(codec::timestamp(session.starts_at)),
-        duration_minutes: session.duration_minutes,
-        origin: match session.origin {
-            Origin::AdHoc => pb::SessionOrigin::AdHoc,
-            Origin::Schedule => pb::SessionOrigin::Schedule,
-        } as i32,
-        cancel_reason: session.cancel_reason,
-        etag: session.version.to_string(),
-        ..Default::default()
-    }
-}
-
-fn note_to_wire(view: NoteView) -> pb::Note {
-    let note = view.note;
-    pb::Note {
-        name: view.name.to_string(),
-        text: note.text,
-        signed: note.signed,
-        signed_by: note.signed_by,
-        sign_time: note.signed_at.map(codec::timestamp),
-        amendments: note
-            .amendments
-            .into_iter()
-            .map(|amendment| pb::Amendment {
-                text: amendment.text,
-                staff_id: amendment.staff_id,
-                time: Some(codec::timestamp(amendment.at)),
-            })
-            .collect(),
-    }
-}
-
-fn roster_entry_to_wire(line: RosterLine) -> pb::RosterEntry {
-    pb::RosterEntry {
-        participant: line.participant.to_string(),
-        attendance: attendance_to_wire(line.attendance) as i32,
-        minutes_attended: line.minutes_attended,
-        checked_in: line.checked_in,
-        note: line.note.map(note_to_wire),
-    }
 }
 
 fn unsigned_item_to_wire(item: UnsignedItem) -> pb::UnsignedItem {
@@ -272,9 +211,12 @@ impl SessionsApi {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app::SessionView;
+    use crate::domain::Origin;
 
     #[test]
-    fn a_session_maps_to_the_wire_with_its_full_name_and_etag() -> Result<(), circle_names::NameError> {
+    fn a_session_maps_to_the_wire_with_its_full_name_and_etag()
+    -> Result<(), circle_names::NameError> {
         let name = SessionName::parse("networks/acme/clinics/north/groups/tue/sessions/s-1")?;
         let starts_at = "2026-11-24T00:30:00Z".parse().unwrap_or_default();
         let wire = session_to_wire(SessionView {

@@ -3,9 +3,13 @@
 //! these permissions are written down; `README.md` shows it, and a test keeps the
 //! two the same.
 //!
-//! Queries are checked against it in [`super::Queries`], before anything is looked up.
-//! Commands are still checked by the edge (`api/write.rs`) with the same roles and
-//! scopes; their rows are here so the table is whole.
+//! Queries are checked against it in [`super::Queries`] and commands in
+//! [`super::Commands`], before anything is looked up or loaded.
+//!
+//! The table is what clients may do. The service's own process manager (the
+//! materialiser, [`Role::ProcessManager`], a role no client can claim) is not in it:
+//! it calls the application in process, and [`process_manager_may`] lists what it
+//! does there.
 
 use circle_grpc::{ApiError, Caller, Role, Rule, Scope, Target, roles};
 use circle_names::Id;
@@ -124,6 +128,28 @@ pub fn check(
     target: Option<Target<'_>>,
 ) -> Result<(), ApiError> {
     rule(operation).check_parsed(caller, target.as_ref())
+}
+
+/// The commands the service's own process manager runs (the materialiser schedules,
+/// moves and cancels generated sessions); it runs nothing else.
+pub fn process_manager_may(operation: Operation) -> bool {
+    matches!(
+        operation,
+        Operation::ScheduleSession | Operation::RescheduleSession | Operation::CancelSession
+    )
+}
+
+/// [`check`] for a command: the table for clients, [`process_manager_may`] for the
+/// service's own process manager.
+pub fn check_command(
+    caller: &Caller,
+    operation: Operation,
+    target: Option<Target<'_>>,
+) -> Result<(), ApiError> {
+    if caller.is_process_manager() && process_manager_may(operation) {
+        return Ok(());
+    }
+    check(caller, operation, target)
 }
 
 /// [`check`] for a request about something in one clinic (`None`: its name did not

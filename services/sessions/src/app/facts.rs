@@ -3,23 +3,23 @@
 //! is. Best effort: the roster follows the enrollment log by a moment.
 
 use circle_grpc::ApiError;
+use circle_names::{GroupName, SessionName};
 
-use super::{Queries, database_error};
+use super::{Commands, database_error};
 use crate::domain::Time;
 
 /// Where a group is, as the roster knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GroupPlace {
+pub(super) struct GroupPlace {
     pub clinic_id: String,
     pub archived: bool,
 }
 
-impl Queries {
+impl Commands {
     /// Was the participant an active member of the group at `starts_at`?
-    pub async fn on_roster(
+    pub(super) async fn on_roster(
         &self,
-        network: &str,
-        group_id: &str,
+        session: &SessionName,
         participant_id: &str,
         starts_at: Time,
     ) -> Result<bool, ApiError> {
@@ -28,8 +28,8 @@ impl Queries {
              WHERE network = $1 AND group_id = $2 AND participant_id = $3
                AND from_at <= $4 AND (to_at IS NULL OR to_at > $4) LIMIT 1",
         )
-        .bind(network)
-        .bind(group_id)
+        .bind(session.network.as_str())
+        .bind(session.group.as_str())
         .bind(participant_id)
         .bind(starts_at)
         .fetch_optional(&self.pool)
@@ -39,10 +39,9 @@ impl Queries {
     }
 
     /// Names and aliases of everyone else who has been a member of the group.
-    pub async fn other_member_names(
+    pub(super) async fn other_member_names(
         &self,
-        network: &str,
-        group_id: &str,
+        session: &SessionName,
         participant_id: &str,
     ) -> Result<Vec<String>, ApiError> {
         let rows: Vec<(String, String, String, Vec<String>)> = sqlx::query_as(
@@ -51,8 +50,8 @@ impl Queries {
              WHERE n.network = $1 AND n.participant_id <> $3 AND n.participant_id IN (
                 SELECT participant_id FROM sessions_roster.member_periods WHERE network = $1 AND group_id = $2)",
         )
-        .bind(network)
-        .bind(group_id)
+        .bind(session.network.as_str())
+        .bind(session.group.as_str())
         .bind(participant_id)
         .fetch_all(&self.pool)
         .await
@@ -68,16 +67,15 @@ impl Queries {
 
     /// The group's clinic and whether it is archived; `None` for a group the roster
     /// does not know.
-    pub async fn group_place(
+    pub(super) async fn group_place(
         &self,
-        network: &str,
-        group_id: &str,
+        group: &GroupName,
     ) -> Result<Option<GroupPlace>, ApiError> {
         let known: Option<(String, bool)> = sqlx::query_as(
             "SELECT clinic_id, archived FROM sessions_roster.groups WHERE network = $1 AND group_id = $2",
         )
-        .bind(network)
-        .bind(group_id)
+        .bind(group.network.as_str())
+        .bind(group.group.as_str())
         .fetch_optional(&self.pool)
         .await
         .map_err(database_error)?;

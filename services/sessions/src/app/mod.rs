@@ -1,11 +1,17 @@
-//! The application layer of the sessions service: what a caller may do and what a
-//! query reads, whoever carried the request. `access.rs` is the service's access
-//! table; `queries.rs` answers queries from the read model and the roster
-//! projection. Inputs are application types (typed resource names, checked fields),
-//! answers plain structs, errors [`ApiError`] values; protobuf stays at the edge.
+//! The application layer of the sessions service: what a caller may do, what a
+//! command changes and what a query reads, whoever carried the request (the gRPC edge
+//! or the materialiser). `access.rs` is the service's access table; `commands.rs`
+//! runs commands (over `aggregates.rs`, the event log, with `facts.rs`, what the
+//! roster projection knows, and `errors.rs`, the table of the domain's refusals);
+//! `queries.rs` answers queries from the read model and the roster projection. Inputs
+//! are application types (typed resource names, checked fields), answers plain
+//! structs, errors [`ApiError`] values; protobuf stays at the edge.
 
 pub mod access;
-pub mod facts;
+mod aggregates;
+pub mod commands;
+mod errors;
+mod facts;
 pub mod queries;
 
 use std::sync::Arc;
@@ -16,6 +22,7 @@ use circle_grpc::ApiError;
 use circle_projection::ProjectionHandle;
 use sqlx::PgPool;
 
+pub use commands::{Attendance, CheckIn, Command, Commands, MemberNote, Move, NewSession, Written};
 pub use queries::{
     AttendanceHistory, AttendanceRecord, BillingLine, BillingPeriod, NoteView, RosterLine,
     SessionFilter, SessionSheet, SessionView, UnsignedItem,
