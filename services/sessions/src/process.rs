@@ -160,13 +160,8 @@ impl Materializer {
                 for (date, starts_at) in schedule.occurrences(tz, from, to) {
                     let session_id = session_id(&network, &group_id, date);
                     desired.insert(session_id.clone());
-                    self.ensure(
-                        &group,
-                        &session_id,
-                        starts_at,
-                        schedule.duration_minutes,
-                    )
-                    .await?;
+                    self.ensure(&group, &session_id, starts_at, schedule.duration_minutes)
+                        .await?;
                 }
             }
             self.cancel_leftovers(&group, &desired, now, archived)

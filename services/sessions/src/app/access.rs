@@ -289,6 +289,39 @@ mod tests {
     }
 
     #[test]
+    fn the_process_manager_runs_only_the_materialisers_commands() {
+        let materializer = Caller::process_manager("acme", "sessions-materializer");
+        let clinics = ["north"];
+        let target = Target {
+            clinics: &clinics,
+            ..Target::default()
+        };
+        for operation in Operation::ALL {
+            let expected = match operation {
+                Operation::ScheduleSession
+                | Operation::RescheduleSession
+                | Operation::CancelSession => "OK",
+                _ => "ROLE_NOT_ALLOWED",
+            };
+            let outcome = check_command(&materializer, operation, Some(target))
+                .err()
+                .map_or("OK", |error| error.reason);
+            assert_eq!(outcome, expected, "{operation:?}");
+        }
+        // A client is checked against the table, commands and queries alike.
+        assert_eq!(
+            check_command(
+                &caller(Role::Participant, "p-1"),
+                Operation::CancelSession,
+                None
+            )
+            .err()
+            .map(|error| error.reason),
+            Some("ROLE_NOT_ALLOWED")
+        );
+    }
+
+    #[test]
     fn a_name_that_did_not_parse_still_has_its_role_checked() {
         let participant = caller(Role::Participant, "p-1");
         assert_eq!(

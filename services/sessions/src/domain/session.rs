@@ -440,6 +440,15 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn a_note_id_names_the_shared_note_or_a_members() {
+        assert_eq!(NoteKey::from_id("shared"), NoteKey::Shared);
+        assert_eq!(NoteKey::from_id("p1"), NoteKey::Member("p1".into()));
+        for key in [NoteKey::Shared, NoteKey::Member("p1".into())] {
+            assert_eq!(NoteKey::from_id(key.id()), key);
+        }
+    }
+
     fn at(text: &str) -> Time {
         text.parse().expect("RFC 3339")
     }
