@@ -1,12 +1,14 @@
-//! Process managers, which run their steps through the application layer
-//! (`app::Commands`) as `Caller::process_manager`, each step checked against its row
-//! of the access table (`app::access::step_rule`). From SESSIONS: attendance and session check-ins reach the
+//! Process managers. Each runs its steps through the application layer
+//! (`app::Commands`) as `Caller::process_manager`, every step checked against its row
+//! of the access table (`app::access::step_rule`), and treats a step that did not run
+//! in one way (`failure`). From SESSIONS: attendance and session check-ins reach the
 //! journals. From ENROLLMENT: a partnership ends when either member leaves the group or
 //! withdraws peer-visibility consent. And the nudger, on the service's clock: missed
 //! check-ins nudge the participant, then the partner, then the facilitator; two missed
 //! sessions in a row reach the facilitator; nothing is sent in the clinic's quiet
-//! hours; day milestones are recorded as they come. Every step's request id (and nudge
-//! id) derives from what triggered it, so nothing is repeated after a restart.
+//! hours (what is due is the pure policy's decision, `domain::nudges`); day milestones
+//! are recorded as they come. Every step's request id (and nudge id) derives from what
+//! triggered it, so nothing is repeated after a restart.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,9 +46,10 @@ fn process_manager(network: &str) -> Caller {
     Caller::process_manager(network, "accountability-process")
 }
 
-/// What a projection's step that did not run means for the projection: a refused
-/// step is skipped, one that fails the same way every time is poison, the rest is
-/// retried.
+/// What a step that did not run means for its process manager: a refused step is
+/// skipped (it ran before, or no longer applies), one that fails the same way every
+/// time is poison, the rest is retried (a projection retries the commit, the nudger
+/// its next pass).
 fn failure(result: Result<(), StepError>) -> Result<(), ApplyError> {
     match result {
         Ok(()) => Ok(()),
@@ -61,15 +64,6 @@ fn failure(result: Result<(), StepError>) -> Result<(), ApplyError> {
         // A step too large for the event log fails the same way every time.
         Err(StepError::Poison(error)) => Err(ApplyError::Poison(error)),
         Err(StepError::Transient(error)) => Err(ApplyError::Transient(error)),
-    }
-}
-
-/// What a nudger's step that did not run means for its pass: a refused step is done
-/// with (sent or recorded before), anything else ends the pass, retried at the next.
-fn nudger_failure(result: Result<(), StepError>) -> Result<(), String> {
-    match result {
-        Ok(()) | Err(StepError::Rejected(_)) => Ok(()),
-        Err(error) => Err(error.to_string()),
     }
 }
 
@@ -490,11 +484,12 @@ impl Nudger {
             return Ok(());
         }
         let request_id = format!("pm:nudge-{}", nudge.nudge_id);
-        nudger_failure(
+        failure(
             self.commands
                 .send_nudge(&process_manager(network), participant_id, nudge, request_id)
                 .await,
         )
+        .map_err(|error| error.to_string())
     }
 
     async fn day_milestones(
@@ -530,10 +525,11 @@ impl Nudger {
             return Ok(());
         }
         let request_id = format!("pm:days-{}-{days}", since.timestamp());
-        nudger_failure(
+        failure(
             self.commands
                 .record_day_milestones(&process_manager(network), participant_id, now, request_id)
                 .await,
         )
+        .map_err(|error| error.to_string())
     }
 }
