@@ -708,7 +708,7 @@ impl Commands {
 
 /// Why a process manager's step did not run, as the process manager acts on it.
 #[derive(Debug)]
-pub enum StepError {
+pub(crate) enum StepError {
     /// The domain refused the step (it ran before, or no longer applies).
     Rejected(DomainError),
     /// The step cannot run as asked, now or ever: a caller its rule refuses, a stale
