@@ -747,12 +747,13 @@ async fn the_nudge_ladder_climbs_with_the_clock_keeps_quiet_hours_and_never_repe
     let config = &system.env.config;
     let fresh = circle_accountability::process::Nudger {
         pool: system.env.pool.clone(),
-        commands: std::sync::Arc::new(circle_accountability::commands::Commands::new(
+        commands: std::sync::Arc::new(circle_accountability::app::Commands::new(
             circle_eventstore::EventStore::open(
                 system.env.nats.clone(),
                 circle_accountability::stream_spec(config),
             )
             .await?,
+            system.env.pool.clone(),
             system.clock.clone(),
         )),
         default_quiet_hours: config
@@ -1302,12 +1303,13 @@ async fn rebuilding_one_process_manager_leaves_the_others_checkpoint() -> anyhow
         },
     )
     .await?;
-    let commands = std::sync::Arc::new(circle_accountability::commands::Commands::new(
+    let commands = std::sync::Arc::new(circle_accountability::app::Commands::new(
         circle_eventstore::EventStore::open(
             system.env.nats.clone(),
             circle_accountability::stream_spec(&system.env.config),
         )
         .await?,
+        pool.clone(),
         system.clock.clone(),
     ));
     let settings = circle_projection::ProjectionSettings {

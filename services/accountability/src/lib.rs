@@ -9,7 +9,6 @@
 pub mod api;
 pub mod app;
 pub mod codec;
-pub mod commands;
 pub mod domain;
 pub mod process;
 pub mod read_model;
@@ -62,7 +61,7 @@ pub async fn start_with_clock(
     let settings = base.settings;
     let own_stream = base.own_stream;
     let pool = base.pool;
-    let commands = Arc::new(commands::Commands::new(base.store, clock.clone()));
+    let commands = Arc::new(app::Commands::new(base.store, pool.clone(), clock.clone()));
     let roster_runner = ProjectionRunner::new(
         Arc::new(roster::Roster),
         pool.clone(),

@@ -1,33 +1,37 @@
-//! Process managers. From SESSIONS: attendance and session check-ins reach the
+//! Process managers. Each runs its steps through the application layer
+//! (`app::Commands`) as `Caller::process_manager`, every step checked against its row
+//! of the access table (`app::access::step_rule`), and treats a step that did not run
+//! in one way (`failure`). From SESSIONS: attendance and session check-ins reach the
 //! journals. From ENROLLMENT: a partnership ends when either member leaves the group or
 //! withdraws peer-visibility consent. And the nudger, on the service's clock: missed
 //! check-ins nudge the participant, then the partner, then the facilitator; two missed
 //! sessions in a row reach the facilitator; nothing is sent in the clinic's quiet
-//! hours; day milestones are recorded as they come. Every step's request id (and nudge
-//! id) derives from what triggered it, so nothing is repeated after a restart.
+//! hours (what is due is the pure policy's decision, `domain::nudges`); day milestones
+//! are recorded as they come. Every step's request id (and nudge id) derives from what
+//! triggered it, so nothing is repeated after a restart.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use circle_calendar::time_zone;
 use circle_enrollment_events::Fact;
-use circle_eventstore::{CommitMeta, ExecuteError, StoreError, StoredCommit};
+use circle_eventstore::StoredCommit;
 use circle_grpc::Caller;
 use circle_projection::{ApplyError, Projection};
 use circle_proto::{enrollment::events::v1 as enrollment, sessions::events::v1 as sessions};
 use prost::{Message, Name};
 use sqlx::{PgConnection, PgPool};
 
+use crate::app::Commands;
+use crate::app::commands::{SessionCheckIn, StepError};
 use crate::codec::visibility_from_text;
-use crate::commands::{CommandError, Commands};
-use crate::domain::journal::{DAY_MILESTONES, JournalCommand};
+use crate::domain::Time;
+use crate::domain::journal::DAY_MILESTONES;
 use crate::domain::nudges::{
     ActiveGoal, DueNudge, RecentSetback, SETBACK_PROMPT_WINDOW, Situation, due_nudges,
 };
-use crate::domain::partnership::PartnershipCommand;
 use crate::domain::settings::{ClinicSettings, QuietHours};
-use crate::domain::visibility::{Consent, widest_allowed};
-use crate::domain::{Progress, Time};
+use crate::domain::visibility::Consent;
 use crate::read_model::cadence_from_text;
 
 /// The schema of [`FromSessions`] (its checkpoint). Each projection owns its schema: a
@@ -36,30 +40,30 @@ pub const FROM_SESSIONS_SCHEMA: &str = "accountability_from_sessions";
 /// The schema of [`PartnershipGuard`] (its checkpoint).
 pub const PARTNERSHIP_GUARD_SCHEMA: &str = "accountability_partnership_guard";
 
-/// The commit metadata of this service's process managers: an in-process caller that
-/// no client can claim to be (whatever role a client states).
-fn meta(network: &str, request_id: String) -> CommitMeta {
-    circle_service::step_meta(
-        &Caller::process_manager(network, "accountability-process"),
-        request_id,
-    )
+/// The caller of this service's process managers in `network`: an in-process caller
+/// that no client can claim to be (whatever role a client states).
+fn process_manager(network: &str) -> Caller {
+    Caller::process_manager(network, "accountability-process")
 }
 
-fn failure(error: CommandError) -> Result<(), ApplyError> {
-    match error {
-        ExecuteError::Rejected(reason) => {
+/// What a step that did not run means for its process manager: a refused step is
+/// skipped (it ran before, or no longer applies), one that fails the same way every
+/// time is poison, the rest is retried (a projection retries the commit, the nudger
+/// its next pass).
+fn failure(result: Result<(), StepError>) -> Result<(), ApplyError> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(StepError::Rejected(reason)) => {
             tracing::warn!(%reason, "process step refused; skipped");
             Ok(())
         }
-        ExecuteError::EtagMismatch { .. } | ExecuteError::InvalidKey(_) => {
+        Err(StepError::Invalid(error)) => {
             tracing::warn!(%error, "process step refused; skipped");
             Ok(())
         }
         // A step too large for the event log fails the same way every time.
-        ExecuteError::Store(error @ StoreError::TooLarge { .. }) => {
-            Err(ApplyError::Poison(error.to_string()))
-        }
-        other => Err(ApplyError::Transient(other.to_string())),
+        Err(StepError::Poison(error)) => Err(ApplyError::Poison(error)),
+        Err(StepError::Transient(error)) => Err(ApplyError::Transient(error)),
     }
 }
 
@@ -124,23 +128,18 @@ impl Projection for FromSessions {
                         | sessions::AttendanceStatus::LeftEarly)
                 );
                 let excused = m.status == sessions::AttendanceStatus::Excused as i32;
-                let command = JournalCommand::RecordSessionAttendance {
-                    session_id: session_id.to_owned(),
-                    outcome: (!excused).then_some(attended),
-                };
                 let request_id = format!("pm:attendance-{session_id}-{}", commit.sequence);
-                if let Err(error) = self
-                    .commands
-                    .journal(
-                        network,
-                        &m.participant_id,
-                        &meta(network, request_id),
-                        command,
-                    )
-                    .await
-                {
-                    failure(error)?;
-                }
+                failure(
+                    self.commands
+                        .record_attendance(
+                            &process_manager(network),
+                            &m.participant_id,
+                            session_id,
+                            (!excused).then_some(attended),
+                            request_id,
+                        )
+                        .await,
+                )?;
             } else if event.event_type == sessions::SessionCheckInRecorded::full_name() {
                 let m = sessions::SessionCheckInRecorded::decode(payload).map_err(poison)?;
                 let consent = consent_of(connection, network, &m.participant_id).await?;
@@ -155,34 +154,25 @@ impl Projection for FromSessions {
                     .as_bytes(),
                 )
                 .to_string();
-                let command = JournalCommand::SubmitCheckIn {
+                let check_in = SessionCheckIn {
                     check_in_id,
-                    goal_id: None,
-                    progress: if m.craving >= 7 {
-                        Progress::Struggling
-                    } else {
-                        Progress::OnTrack
-                    },
-                    mood: m.mood.min(10),
-                    craving: m.craving.min(10),
+                    session_id: session_id.to_owned(),
+                    mood: m.mood,
+                    craving: m.craving,
                     text: m.share,
-                    visibility: widest_allowed(consent),
-                    session_id: Some(session_id.to_owned()),
                     consent,
                 };
                 let request_id = format!("pm:session-check-in-{session_id}-{}", commit.sequence);
-                if let Err(error) = self
-                    .commands
-                    .journal(
-                        network,
-                        &m.participant_id,
-                        &meta(network, request_id),
-                        command,
-                    )
-                    .await
-                {
-                    failure(error)?;
-                }
+                failure(
+                    self.commands
+                        .submit_session_check_in(
+                            &process_manager(network),
+                            &m.participant_id,
+                            check_in,
+                            request_id,
+                        )
+                        .await,
+                )?;
             }
         }
         Ok(())
@@ -265,21 +255,16 @@ impl Projection for PartnershipGuard {
             .await?;
             for (partnership_id,) in partnerships {
                 let request_id = format!("pm:end-{partnership_id}-{}", commit.sequence);
-                let command = PartnershipCommand::End {
-                    reason: reason.to_owned(),
-                };
-                if let Err(error) = self
-                    .commands
-                    .partnership(
-                        network,
-                        &partnership_id,
-                        &meta(network, request_id),
-                        command,
-                    )
-                    .await
-                {
-                    failure(error)?;
-                }
+                failure(
+                    self.commands
+                        .end_partnership_for(
+                            &process_manager(network),
+                            &partnership_id,
+                            reason,
+                            request_id,
+                        )
+                        .await,
+                )?;
             }
         }
         Ok(())
@@ -335,7 +320,7 @@ impl Nudger {
         .fetch_all(&self.pool)
         .await
         .map_err(|error| error.to_string())?;
-        let now = self.commands.clock.now();
+        let now = self.commands.now();
         for (
             network,
             participant_id,
@@ -486,43 +471,25 @@ impl Nudger {
         participant_id: &str,
         nudge: DueNudge,
     ) -> Result<(), String> {
-        let DueNudge {
-            nudge_id,
-            level,
-            reason,
-            goal_id,
-            recipient_id,
-            due_at,
-        } = nudge;
         let sent: Option<i64> = sqlx::query_scalar(
             "SELECT 1::bigint FROM accountability.nudges WHERE network = $1 AND participant_id = $2 AND nudge_id = $3",
         )
         .bind(network)
         .bind(participant_id)
-        .bind(&nudge_id)
+        .bind(&nudge.nudge_id)
         .fetch_optional(&self.pool)
         .await
         .map_err(|error| error.to_string())?;
         if sent.is_some() {
             return Ok(());
         }
-        let request_id = format!("pm:nudge-{nudge_id}");
-        let command = JournalCommand::SendNudge {
-            nudge_id,
-            level,
-            reason: reason.as_str().to_owned(),
-            goal_id,
-            recipient_id,
-            due_at,
-        };
-        match self
-            .commands
-            .journal(network, participant_id, &meta(network, request_id), command)
-            .await
-        {
-            Ok(_) | Err(ExecuteError::Rejected(_)) => Ok(()),
-            Err(error) => Err(error.to_string()),
-        }
+        let request_id = format!("pm:nudge-{}", nudge.nudge_id);
+        failure(
+            self.commands
+                .send_nudge(&process_manager(network), participant_id, nudge, request_id)
+                .await,
+        )
+        .map_err(|error| error.to_string())
     }
 
     async fn day_milestones(
@@ -558,18 +525,11 @@ impl Nudger {
             return Ok(());
         }
         let request_id = format!("pm:days-{}-{days}", since.timestamp());
-        match self
-            .commands
-            .journal(
-                network,
-                participant_id,
-                &meta(network, request_id),
-                JournalCommand::RecordDayMilestones { now },
-            )
-            .await
-        {
-            Ok(_) | Err(ExecuteError::Rejected(_)) => Ok(()),
-            Err(error) => Err(error.to_string()),
-        }
+        failure(
+            self.commands
+                .record_day_milestones(&process_manager(network), participant_id, now, request_id)
+                .await,
+        )
+        .map_err(|error| error.to_string())
     }
 }

@@ -1,40 +1,27 @@
 //! The gRPC edge of the accountability service: it translates protobuf to the
-//! application's types and back and maps errors to gRPC, nothing else. `write` runs
-//! commands, `read` answers queries and streams the group feed through
-//! `app::Queries`, which authorizes them against `app::access` and reads the read
-//! models.
+//! application's types and back and maps errors to gRPC, nothing else. `write` reads
+//! command requests into `app::Commands`' inputs, `read` query requests into
+//! `app::Queries`'; the application authorizes each against `app::access` and runs
+//! it.
 
 mod read;
 mod write;
 
 use std::sync::Arc;
 
+use circle_grpc::ApiError;
 use circle_grpc::caller;
-use circle_grpc::{ApiError, Caller};
 use circle_proto::accountability::v1 as pb;
-use circle_service::commit_meta as meta;
 use pb::accountability_service_server::AccountabilityService;
 use tonic::{Code, Request, Response, Status};
 
-use crate::app::Queries;
-use crate::app::queries::participant_name;
-use crate::commands::{CommandError, Commands};
-use crate::domain::DomainError;
-use crate::domain::visibility::{Consent, Viewer};
+use crate::app::{Commands, Queries};
 
 pub const ERROR_DOMAIN: &str = "circle.accountability";
-
-pub const PARTICIPANT: &[&str] = &["networks", "participants"];
-pub const GOAL: &[&str] = &["networks", "participants", "goals"];
-pub const CHECK_IN: &[&str] = &["networks", "participants", "check-ins"];
-pub const GROUP: &[&str] = &["networks", "clinics", "groups"];
-pub const CLINIC: &[&str] = &["networks", "clinics"];
-pub const PARTNERSHIP: &[&str] = &["networks", "partnerships"];
 
 #[derive(Clone)]
 pub struct AccountabilityApi {
     commands: Arc<Commands>,
-    /// The command side's one remaining read (`write.rs`), until it moves into `app/`.
     queries: Queries,
 }
 
@@ -44,38 +31,6 @@ impl AccountabilityApi {
     pub fn new(commands: Arc<Commands>, queries: Queries) -> Self {
         Self { commands, queries }
     }
-
-    // What the commands ask of the read models, answered by the application layer.
-
-    async fn group_clinic(&self, network: &str, group_id: &str) -> ApiResult<Option<String>> {
-        self.queries.group_clinic(network, group_id).await
-    }
-
-    async fn require_self_or_staff(
-        &self,
-        caller: &Caller,
-        network: &str,
-        participant_id: &str,
-    ) -> ApiResult<Viewer> {
-        self.queries
-            .require_self_or_staff(caller, network, participant_id)
-            .await
-    }
-
-    async fn peer_relation(
-        &self,
-        network: &str,
-        viewer_id: &str,
-        author_id: &str,
-    ) -> ApiResult<Viewer> {
-        self.queries
-            .peer_relation(network, viewer_id, author_id)
-            .await
-    }
-
-    async fn consent(&self, network: &str, participant_id: &str) -> ApiResult<Consent> {
-        self.queries.consent(network, participant_id).await
-    }
 }
 
 fn status(error: ApiError) -> Status {
@@ -83,32 +38,6 @@ fn status(error: ApiError) -> Status {
         tracing::error!(reason = error.reason, message = %error.message, "internal error");
     }
     error.into_status(ERROR_DOMAIN)
-}
-
-fn domain_error(error: DomainError) -> ApiError {
-    use DomainError as E;
-    let (code, reason) = match &error {
-        E::GoalExists => (Code::AlreadyExists, "GOAL_EXISTS"),
-        E::AlreadyEncouraged => (Code::AlreadyExists, "ALREADY_ENCOURAGED"),
-        E::PartnershipExists => (Code::AlreadyExists, "PARTNERSHIP_EXISTS"),
-        E::GoalNotFound => (Code::NotFound, "GOAL_NOT_FOUND"),
-        E::CheckInNotFound => (Code::NotFound, "CHECK_IN_NOT_FOUND"),
-        E::PartnershipNotFound => (Code::NotFound, "PARTNERSHIP_NOT_FOUND"),
-        E::GoalNotActive => (Code::FailedPrecondition, "GOAL_NOT_ACTIVE"),
-        E::ConsentRequired => (Code::FailedPrecondition, "CONSENT_REQUIRED"),
-        E::CannotSeeCheckIn => (Code::PermissionDenied, "CANNOT_SEE_CHECK_IN"),
-        E::OwnCheckIn => (Code::InvalidArgument, "OWN_CHECK_IN"),
-        E::NotEligibleForPartnership => (Code::FailedPrecondition, "NOT_ELIGIBLE_FOR_PARTNERSHIP"),
-        E::NotTheInvitee => (Code::PermissionDenied, "NOT_THE_INVITEE"),
-        E::NotProposed => (Code::FailedPrecondition, "PARTNERSHIP_NOT_PROPOSED"),
-        E::SelfPartnership => (Code::InvalidArgument, "SELF_PARTNERSHIP"),
-    };
-    ApiError::new(code, reason, error.to_string())
-}
-
-/// Errors of a command: the shared mapping, with this service's domain table.
-fn command_error(error: CommandError) -> ApiError {
-    circle_service::errors::execute_error(error, domain_error)
 }
 
 #[tonic::async_trait]

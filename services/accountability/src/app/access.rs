@@ -1,6 +1,10 @@
 //! The service's one access table: which roles may run each operation, and on which
-//! scope. Queries check their rule here before anything is looked up; commands check
-//! the same permissions in `api/write.rs` until the command side moves here.
+//! scope. Every command and query of `app` checks its row here before anything is
+//! looked up (as far as its names show: a partnership's name shows neither the
+//! partners nor the clinic, so only the role is checked before it is loaded, the rest
+//! against the partnership loaded). The process managers' own steps, which no RPC
+//! runs, have their rows apart (`Step`, `step_rule`): for `Role::ProcessManager` only,
+//! a caller that only `Caller::process_manager`, in process, makes.
 //!
 //! Beyond the table, a few rules depend on the record itself and are decided where it
 //! is loaded: a participant encourages only as themselves, accepts only a partnership
@@ -116,6 +120,48 @@ pub fn rule(operation: Operation) -> Rule {
     }
 }
 
+/// A step of the service's process managers that no RPC runs (`Operation::ALL` lists
+/// exactly the RPCs; these are not among them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Step {
+    /// Attendance from SESSIONS reaches the journal (`FromSessions`).
+    RecordAttendance,
+    /// A session check-in from SESSIONS becomes a journal check-in (`FromSessions`).
+    SubmitSessionCheckIn,
+    /// A partnership ends when a member leaves the group or withdraws consent
+    /// (`PartnershipGuard`).
+    EndPartnership,
+    /// Day milestones are recorded as they come (`Nudger`).
+    RecordDayMilestones,
+    /// A due nudge is sent (`Nudger`).
+    SendNudge,
+}
+
+impl Step {
+    pub const ALL: [Step; 5] = [
+        Self::RecordAttendance,
+        Self::SubmitSessionCheckIn,
+        Self::EndPartnership,
+        Self::RecordDayMilestones,
+        Self::SendNudge,
+    ];
+}
+
+/// The service's own process managers, in process; no client can be one.
+const PROCESS_MANAGERS: &[Role] = &[Role::ProcessManager];
+
+/// The access rule of a process manager's `step`: the process managers only, anywhere
+/// in the network they act for (their caller's network is the tenant of the step).
+pub fn step_rule(step: Step) -> Rule {
+    match step {
+        Step::RecordAttendance
+        | Step::SubmitSessionCheckIn
+        | Step::EndPartnership
+        | Step::RecordDayMilestones
+        | Step::SendNudge => Rule::new(PROCESS_MANAGERS, Scope::Network),
+    }
+}
+
 /// Checks `operation`'s rule for the caller against what the request touches.
 pub fn check(caller: &Caller, operation: Operation, target: &Target<'_>) -> Result<(), ApiError> {
     rule(operation).check(caller, target)
@@ -189,6 +235,59 @@ mod tests {
         for row in printed() {
             println!("{row}");
             assert!(readme.contains(&row), "README.md lacks the row\n{row}");
+        }
+    }
+
+    #[test]
+    fn every_rpc_of_the_service_has_one_row() -> Result<(), prost::DecodeError> {
+        use prost::Message as _;
+        let descriptors =
+            prost_types::FileDescriptorSet::decode(circle_proto::FILE_DESCRIPTOR_SET)?;
+        let mut rpcs: Vec<&str> = descriptors
+            .file
+            .iter()
+            .filter(|file| file.package() == "circle.accountability.v1")
+            .flat_map(|file| &file.service)
+            .filter(|service| service.name() == "AccountabilityService")
+            .flat_map(|service| &service.method)
+            .map(|method| method.name())
+            .collect();
+        rpcs.sort_unstable();
+        assert!(!rpcs.is_empty(), "the descriptor has the service");
+        let mut operations: Vec<&str> = Operation::ALL.iter().map(|op| op.rpc()).collect();
+        operations.sort_unstable();
+        assert_eq!(operations, rpcs);
+        Ok(())
+    }
+
+    #[test]
+    fn the_process_managers_steps_are_theirs_alone() {
+        let anywhere = Target {
+            clinics: &["north"],
+            participant: Some("sam"),
+            caller_is_member: true,
+        };
+        for step in Step::ALL {
+            let rule = step_rule(step);
+            for role in CLIENT_ROLES {
+                let who = caller(role, "sam", &["north"]);
+                assert_eq!(
+                    outcome(rule.check(&who, &anywhere)),
+                    "ROLE_NOT_ALLOWED",
+                    "{step:?} {role:?}"
+                );
+            }
+            let process = Caller::process_manager("acme", "accountability-process");
+            assert_eq!(outcome(rule.check(&process, &Target::default())), "OK");
+        }
+        // And no RPC's row lets a process manager in: the steps are the way in.
+        let process = Caller::process_manager("acme", "accountability-process");
+        for operation in Operation::ALL {
+            assert_eq!(
+                outcome(check_role(&process, operation)),
+                "ROLE_NOT_ALLOWED",
+                "{operation:?}"
+            );
         }
     }
 

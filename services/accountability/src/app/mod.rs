@@ -1,12 +1,18 @@
-//! The application layer of the accountability service, which the gRPC edge calls
-//! (and the process managers, once the command side moves here). `access` is the
-//! service's one access table; `queries`
+//! The application layer of the accountability service, which both the gRPC edge and
+//! the process managers call. `access` is the service's one access table (every RPC,
+//! and the process managers' own steps); `commands` runs every command, `queries`
 //! answers every query (board, timeline, at-risk list, the group feed) from the read
-//! models, filtered through `domain::visibility` for the viewer asking. Inputs are
+//! models, filtered through `domain::visibility` for the viewer asking. Each checks its
+//! rule first, then resolves what it needs: aggregates through `aggregates` (the
+//! repository runner, private to this layer), roster facts through `facts`. Inputs are
 //! typed names (`circle_names`) and checked values, answers plain structs, errors
-//! `ApiError`s; the edge translates protobuf and nothing else.
+//! `ApiError`s (`errors` maps the domain's refusals); the edge translates protobuf and
+//! nothing else.
 
 pub mod access;
+mod aggregates;
+pub mod commands;
+mod errors;
 mod facts;
 pub mod queries;
 
@@ -20,12 +26,15 @@ use circle_projection::ProjectionHandle;
 use sqlx::PgPool;
 
 pub use access::Operation;
+pub use commands::Commands;
+use facts::Facts;
 
 /// What the queries need: the read models, how long a read waits for the caller's own
 /// write, the service's clock, and the shutdown signal that ends open feeds.
 #[derive(Clone)]
 pub struct Queries {
     pool: PgPool,
+    facts: Facts,
     read_model: ProjectionHandle,
     read_your_writes_timeout: Duration,
     clock: Arc<dyn Clock>,
@@ -42,6 +51,7 @@ impl Queries {
         shutdown: Shutdown,
     ) -> Self {
         Self {
+            facts: Facts::new(pool.clone()),
             pool,
             read_model,
             read_your_writes_timeout,

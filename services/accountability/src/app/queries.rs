@@ -179,100 +179,8 @@ fn check_in_from_row(
     })
 }
 
-/// Staff who do not reach a participant, or another participant.
-fn not_your_record() -> ApiError {
-    ApiError::new(
-        Code::PermissionDenied,
-        "NOT_YOUR_RECORD",
-        "only the participant or their care team may do this",
-    )
-}
-
 // How callers relate to participants and groups, as the roster knows it.
 impl Queries {
-    /// The clinic a group belongs to, as the roster knows it.
-    pub async fn group_clinic(&self, network: &str, group_id: &str) -> ApiResult<Option<String>> {
-        sqlx::query_scalar("SELECT clinic_id FROM accountability_roster.groups WHERE network = $1 AND group_id = $2")
-            .bind(network)
-            .bind(group_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(database_error)
-    }
-
-    /// The clinics of the groups a participant is active in.
-    async fn clinics_of(&self, network: &str, participant_id: &str) -> ApiResult<Vec<String>> {
-        sqlx::query_scalar(
-            "SELECT DISTINCT g.clinic_id FROM accountability_roster.member_periods p
-             JOIN accountability_roster.groups g ON g.network = p.network AND g.group_id = p.group_id
-             WHERE p.network = $1 AND p.participant_id = $2 AND p.to_at IS NULL",
-        )
-        .bind(network)
-        .bind(participant_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(database_error)
-    }
-
-    /// Staff may reach a participant when their role does: clinic-scoped roles need a
-    /// clinic of one of the participant's groups.
-    async fn staff_reaches(
-        &self,
-        caller: &Caller,
-        network: &str,
-        participant_id: &str,
-    ) -> ApiResult<bool> {
-        if !circle_grpc::roles::STAFF.contains(&caller.role) {
-            return Ok(false);
-        }
-        if !circle_grpc::is_clinic_scoped(caller.role) {
-            return Ok(true);
-        }
-        let clinics = self.clinics_of(network, participant_id).await?;
-        Ok(clinics.iter().any(|clinic| caller.clinics.contains(clinic)))
-    }
-
-    /// The participant themselves (`Author`), or staff who reach them (`Staff`).
-    pub async fn require_self_or_staff(
-        &self,
-        caller: &Caller,
-        network: &str,
-        participant_id: &str,
-    ) -> ApiResult<Viewer> {
-        if caller.role == Role::Participant && caller.actor_id == participant_id {
-            return Ok(Viewer::Author);
-        }
-        if self.staff_reaches(caller, network, participant_id).await? {
-            return Ok(Viewer::Staff);
-        }
-        Err(not_your_record())
-    }
-
-    /// `operation`'s rule on a participant's record (role and own record first, with
-    /// nothing looked up), then, for clinic-scoped staff, whether they reach the
-    /// participant through a clinic of one of their groups.
-    async fn authorize_record(
-        &self,
-        caller: &Caller,
-        operation: Operation,
-        participant: &ParticipantName,
-    ) -> ApiResult<Viewer> {
-        access::check(
-            caller,
-            operation,
-            &Target {
-                participant: Some(participant.participant.as_str()),
-                ..Target::default()
-            },
-        )?;
-        self.require_self_or_staff(
-            caller,
-            participant.network.as_str(),
-            participant.participant.as_str(),
-        )
-        .await
-    }
-
     /// How a caller relates to an author, for the visibility rules.
     async fn viewer(&self, caller: &Caller, network: &str, author_id: &str) -> ApiResult<Viewer> {
         if caller.role == Role::Participant {
@@ -280,60 +188,17 @@ impl Queries {
                 return Ok(Viewer::Author);
             }
             return self
+                .facts
                 .peer_relation(network, &caller.actor_id, author_id)
                 .await;
         }
-        Ok(if self.staff_reaches(caller, network, author_id).await? {
-            Viewer::Staff
-        } else {
-            Viewer::Stranger
-        })
-    }
-
-    /// Peers share an active group; partners also an active partnership.
-    pub async fn peer_relation(
-        &self,
-        network: &str,
-        viewer_id: &str,
-        author_id: &str,
-    ) -> ApiResult<Viewer> {
-        let shared: Option<String> = sqlx::query_scalar(
-            "SELECT a.group_id FROM accountability_roster.member_periods a
-             JOIN accountability_roster.member_periods b ON b.network = a.network AND b.group_id = a.group_id
-             WHERE a.network = $1 AND a.participant_id = $2 AND b.participant_id = $3 AND a.to_at IS NULL AND b.to_at IS NULL
-             LIMIT 1",
+        Ok(
+            if self.facts.staff_reaches(caller, network, author_id).await? {
+                Viewer::Staff
+            } else {
+                Viewer::Stranger
+            },
         )
-        .bind(network)
-        .bind(viewer_id)
-        .bind(author_id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(database_error)?;
-        if shared.is_none() {
-            return Ok(Viewer::Stranger);
-        }
-        let partner: Option<i64> = sqlx::query_scalar(
-            "SELECT 1::bigint FROM accountability.partnerships
-             WHERE network = $1 AND state = 'active'
-               AND ((proposer_id = $2 AND invitee_id = $3) OR (proposer_id = $3 AND invitee_id = $2)) LIMIT 1",
-        )
-        .bind(network)
-        .bind(viewer_id)
-        .bind(author_id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(database_error)?;
-        Ok(Viewer::Peer {
-            partner: partner.is_some(),
-        })
-    }
-
-    /// The peer-visibility consent a participant has given.
-    pub async fn consent(&self, network: &str, participant_id: &str) -> ApiResult<Consent> {
-        let mut connection = self.pool.acquire().await.map_err(database_error)?;
-        crate::process::consent_of(&mut connection, network, participant_id)
-            .await
-            .map_err(database_error)
     }
 
     /// How a viewer may call a participant: peers by first name or alias as the
@@ -376,7 +241,7 @@ impl Queries {
             return Ok(known.clone());
         }
         let viewer = self.viewer(caller, network, participant_id).await?;
-        let consent = self.consent(network, participant_id).await?;
+        let consent = self.facts.consent(network, participant_id).await?;
         let display = self.display_name(viewer, network, participant_id).await?;
         people.insert(
             participant_id.to_owned(),
@@ -418,6 +283,7 @@ impl Queries {
         // Permission first, then existence: the clinic in the name must be the group's,
         // since that is the clinic the caller was authorized for.
         if self
+            .facts
             .group_clinic(group.network.as_str(), group.group.as_str())
             .await?
             .as_deref()
@@ -546,7 +412,7 @@ impl Queries {
         let mut entries = Vec::new();
         for member in members {
             let viewer = self.viewer(caller, network, &member).await?;
-            let consent = self.consent(network, &member).await?;
+            let consent = self.facts.consent(network, &member).await?;
             let display = self.display_name(viewer, network, &member).await?;
             let sees_check_ins = |visibility| can_see_check_in(viewer, visibility, consent);
             let goals: Vec<(String, String, String)> = if sees_check_ins(Visibility::Group)
@@ -613,12 +479,13 @@ impl Queries {
         consistency_token: &str,
     ) -> ApiResult<Timeline> {
         let viewer = self
+            .facts
             .authorize_record(caller, Operation::GetParticipantTimeline, participant)
             .await?;
         self.consistent_read(consistency_token).await?;
         let network = participant.network.as_str();
         let participant_id = participant.participant.as_str();
-        let consent = self.consent(network, participant_id).await?;
+        let consent = self.facts.consent(network, participant_id).await?;
         let display = self.display_name(viewer, network, participant_id).await?;
         let mut items: Vec<(Time, i64, TimelineItem)> = Vec::new();
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(

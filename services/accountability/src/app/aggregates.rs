@@ -1,7 +1,9 @@
-//! Runs accountability commands against the event log: the one path by which the API
-//! and the process managers change a journal, a partnership or a clinic's settings.
-//! The repository does the plumbing every command shares (key, retries, answering a
-//! retry); each method here only names the aggregate and its pure decision.
+//! The repository runner of the application layer: the one path by which a command
+//! (of the API or a process manager) loads or changes a journal, a partnership or a
+//! clinic's settings. The repository does the plumbing every command shares (key,
+//! retries, answering a retry); each method here only names the aggregate and its pure
+//! decision. Private to `app`: the edge and the process managers go through
+//! `app::Commands`.
 
 use std::sync::Arc;
 
@@ -14,19 +16,18 @@ use crate::domain::partnership::{self, Partnership, PartnershipCommand};
 use crate::domain::settings::{self, ClinicSettings, QuietHours, SettingsCommand};
 
 /// Why a command did not run: the domain refused it, or the store could not run it.
-pub type CommandError = ExecuteError<DomainError>;
+pub(super) type CommandError = ExecuteError<DomainError>;
 
-pub type CommandResult<A> = Result<Executed<A>, CommandError>;
+pub(super) type CommandResult<A> = Result<Executed<A>, CommandError>;
 
-pub struct Commands {
-    pub journals: Repository<Journal>,
-    pub partnerships: Repository<Partnership>,
-    pub settings: Repository<ClinicSettings>,
-    pub clock: Arc<dyn Clock>,
+pub(super) struct Aggregates {
+    journals: Repository<Journal>,
+    partnerships: Repository<Partnership>,
+    settings: Repository<ClinicSettings>,
 }
 
 /// A partnership's id: stable for a group and a pair, whoever proposed.
-pub fn partnership_id(network: &str, group_id: &str, first: &str, second: &str) -> String {
+pub(super) fn partnership_id(network: &str, group_id: &str, first: &str, second: &str) -> String {
     let (a, b) = if first <= second {
         (first, second)
     } else {
@@ -36,17 +37,16 @@ pub fn partnership_id(network: &str, group_id: &str, first: &str, second: &str) 
     uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, seed.as_bytes()).to_string()
 }
 
-impl Commands {
-    pub fn new(store: EventStore, clock: Arc<dyn Clock>) -> Self {
+impl Aggregates {
+    pub(super) fn new(store: EventStore, clock: Arc<dyn Clock>) -> Self {
         Self {
             journals: Repository::new(store.clone(), clock.clone()),
             partnerships: Repository::new(store.clone(), clock.clone()),
-            settings: Repository::new(store, clock.clone()),
-            clock,
+            settings: Repository::new(store, clock),
         }
     }
 
-    pub async fn journal(
+    pub(super) async fn journal(
         &self,
         network: &str,
         participant_id: &str,
@@ -61,7 +61,7 @@ impl Commands {
             .await
     }
 
-    pub async fn partnership(
+    pub(super) async fn partnership(
         &self,
         network: &str,
         partnership_id: &str,
@@ -76,7 +76,7 @@ impl Commands {
             .await
     }
 
-    pub async fn quiet_hours(
+    pub(super) async fn quiet_hours(
         &self,
         network: &str,
         clinic_id: &str,
@@ -94,7 +94,7 @@ impl Commands {
             .await
     }
 
-    pub async fn load_journal(
+    pub(super) async fn load_journal(
         &self,
         network: &str,
         participant_id: &str,
@@ -103,7 +103,7 @@ impl Commands {
         Ok(self.journals.load(&key).await?.state.clone())
     }
 
-    pub async fn load_partnership(
+    pub(super) async fn load_partnership(
         &self,
         network: &str,
         partnership_id: &str,
