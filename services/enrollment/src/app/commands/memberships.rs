@@ -353,3 +353,61 @@ fn membership_from_commit(
     }
     found.then_some(membership)
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone as _;
+
+    use super::*;
+
+    fn membership(name: &str) -> MembershipName {
+        MembershipName::parse(name).expect("valid name")
+    }
+
+    fn commit(events: Vec<Event>) -> Recorded<Event> {
+        Recorded {
+            sequence: 7,
+            committed_at: chrono::Utc
+                .with_ymd_and_hms(2026, 11, 24, 18, 0, 0)
+                .single()
+                .expect("valid time"),
+            events,
+        }
+    }
+
+    #[test]
+    fn a_commit_answers_for_the_membership_it_touched_with_its_last_state() {
+        let name = membership("networks/acme/clinics/north/groups/tue/memberships/sam");
+        let answer = membership_from_commit(
+            name.clone(),
+            &commit(vec![
+                Event::MemberResumed {
+                    participant_id: "pat".into(),
+                },
+                Event::MemberDischarged {
+                    participant_id: "sam".into(),
+                    reason: DischargeReason::Completed,
+                },
+            ]),
+        )
+        .expect("the commit touched sam");
+        assert_eq!(answer.name, name);
+        assert_eq!(
+            answer.participant.to_string(),
+            "networks/acme/participants/sam"
+        );
+        assert_eq!(answer.state, state::ENDED);
+        assert_eq!(answer.end_reason, "completed");
+        assert_eq!(answer.offer_expires_at, None);
+        assert!(answer.history.is_empty());
+    }
+
+    #[test]
+    fn a_commit_that_did_not_touch_the_membership_answers_nothing() {
+        let name = membership("networks/acme/clinics/north/groups/tue/memberships/sam");
+        let other = commit(vec![Event::MemberResumed {
+            participant_id: "pat".into(),
+        }]);
+        assert_eq!(membership_from_commit(name, &other), None);
+    }
+}

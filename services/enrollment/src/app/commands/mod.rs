@@ -103,3 +103,23 @@ pub fn derived_id(network: &str, field: &str, seed: &str) -> Option<Id> {
     let seed = format!("{network}/{field}/{seed}");
     Id::parse(&uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, seed.as_bytes()).to_string()).ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A create retried without an id must land on the record the first attempt made:
+    /// the derivation never changes.
+    #[test]
+    fn a_derived_id_is_the_same_for_the_same_request() {
+        let id = derived_id("acme", "clinic_id", "r-1").expect("a uuid is an id");
+        let expected =
+            uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, b"acme/clinic_id/r-1").to_string();
+        assert_eq!(id.as_str(), expected);
+        assert_eq!(derived_id("acme", "clinic_id", "r-1"), Some(id));
+        assert_ne!(
+            derived_id("acme", "group_id", "r-1"),
+            derived_id("acme", "clinic_id", "r-1")
+        );
+    }
+}

@@ -386,3 +386,39 @@ fn phone(value: &str) -> Result<String, String> {
         Err("must be a phone number".into())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_profile_change_replaces_only_the_given_fields_and_is_checked_merged() {
+        let current = Profile {
+            given_name: "Sam".into(),
+            family_name: "Doe".into(),
+            preferred_name: String::new(),
+            email: "sam@example.org".into(),
+            phone: String::new(),
+        };
+        let changes = ProfileChanges {
+            email: Some("not an email".into()),
+            preferred_name: Some(" Sammy ".into()),
+            ..ProfileChanges::default()
+        };
+        assert!(!changes.is_empty());
+        assert!(ProfileChanges::default().is_empty());
+        let merged = changes.merged_into(current);
+        assert_eq!(merged.given_name, "Sam");
+        assert_eq!(merged.email, "not an email");
+        let mut violations = Violations::default();
+        let checked = checked_profile(&mut violations, "participant.profile", &merged);
+        assert_eq!(checked.preferred_name, "Sammy");
+        let error = violations.into_result().expect_err("the email is checked");
+        let fields: Vec<&str> = error
+            .violations
+            .iter()
+            .map(|(field, _)| field.as_str())
+            .collect();
+        assert_eq!(fields, ["participant.profile.email"]);
+    }
+}
