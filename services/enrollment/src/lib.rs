@@ -1,8 +1,9 @@
 //! The enrollment service: who is in which group. A library with a thin `main.rs`, so
 //! tests and `circle dev` start it in-process on any port.
 //!
-//! Write side: gRPC command → pure `domain::*::decide` → one commit appended to the
-//! ENROLLMENT stream (optimistic concurrency on the aggregate's subject). Read side:
+//! Write side: gRPC command → `app::Commands` (access table, what the command needs)
+//! → pure `domain::*::decide` → one commit appended to the ENROLLMENT stream
+//! (optimistic concurrency on the aggregate's subject). Read side:
 //! the `enrollment-read-model` projection fills schema `enrollment`; queries read it,
 //! waiting for a consistency token when one is given. Process managers (offer expiry,
 //! transfers) run from the same stream, each in a schema of its own.
@@ -10,7 +11,6 @@
 pub mod api;
 pub mod app;
 pub mod codec;
-pub mod commands;
 pub mod domain;
 pub mod process;
 pub mod read_model;
@@ -55,8 +55,9 @@ pub async fn start_with_clock(
     let settings = base.settings;
     let stream = base.own_stream;
     let pool = base.pool;
-    let commands = Arc::new(commands::Commands::new(
+    let commands = Arc::new(app::Commands::new(
         base.store,
+        pool.clone(),
         clock.clone(),
         chrono::Duration::hours(i64::from(config.enrollment.seat_offer_hours)),
     ));

@@ -1,7 +1,9 @@
 //! Process managers, run from the ENROLLMENT stream like projections (durable
 //! consumer, checkpoint in a PostgreSQL schema of each one's own) and acting through
 //! idempotent commands whose request ids derive from the event that triggered them. A
-//! step repeated after a restart is answered from the log and changes nothing.
+//! step repeated after a restart is answered from the log and changes nothing. They
+//! act through the application layer (`app::Commands`, its process-manager steps) as
+//! `Caller::process_manager`, whose row in the access table is theirs alone.
 //!
 //! Seat offers themselves need no process manager: the group decides them in the same
 //! commit that frees the seat. What needs one is time (offers expire) and the second
@@ -10,14 +12,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use circle_eventstore::{CommitMeta, ExecuteError, StoreError, StoredCommit};
+use circle_eventstore::{ExecuteError, StoreError, StoredCommit};
 use circle_grpc::Caller;
 use circle_projection::{ApplyError, Projection};
 use sqlx::{PgConnection, PgPool};
 
+use crate::app::Commands;
+use crate::app::commands::StepError;
 use crate::codec;
-use crate::commands::{CommandError, Commands};
-use crate::domain::{Event, GroupCommand};
+use crate::domain::Event;
 
 /// The schema of [`OfferTimers`] (its timers and checkpoint). Each projection owns its
 /// schema: a rebuild swaps the whole schema.
@@ -25,16 +28,25 @@ pub const OFFER_TIMERS_SCHEMA: &str = "enrollment_offer_timers";
 /// The schema of [`Transfers`] (its checkpoint only).
 pub const TRANSFERS_SCHEMA: &str = "enrollment_transfers";
 
-/// The commit metadata of this service's process managers: an in-process caller that
-/// no client can claim to be (whatever role a client states).
-fn meta(network: &str, request_id: String) -> CommitMeta {
-    circle_service::step_meta(
-        &Caller::process_manager(network, "enrollment-process"),
-        request_id,
-    )
+/// This service's process managers: an in-process caller that no client can claim to
+/// be (whatever role a client states).
+fn process_manager(network: &str) -> Caller {
+    Caller::process_manager(network, "enrollment-process")
 }
 
-fn failure(error: CommandError) -> Result<(), ApplyError> {
+fn failure(error: StepError) -> Result<(), ApplyError> {
+    let error = match error {
+        StepError::Command(error) => error,
+        // Only this service's process managers take steps: a refusal is a bug, and
+        // fails the same way every time.
+        StepError::Refused(refusal) => {
+            tracing::error!(
+                reason = refusal.reason,
+                "process step refused by the access table"
+            );
+            return Err(ApplyError::Poison(refusal.message));
+        }
+    };
     match error {
         // A refusal is final: the step no longer applies (say the group was archived).
         ExecuteError::Rejected(reason) => {
@@ -137,7 +149,7 @@ pub async fn fire_offer_timers(
             () = &mut shutdown => return,
             () = tokio::time::sleep(poll) => {}
         }
-        let now = commands.clock.now();
+        let now = commands.now();
         let due: Result<Vec<(String, String, String)>, sqlx::Error> = sqlx::query_as(
             "SELECT network, group_id, offer_id FROM enrollment_offer_timers.offer_timers
              WHERE expires_at <= $1 ORDER BY expires_at LIMIT 100",
@@ -153,18 +165,8 @@ pub async fn fire_offer_timers(
             }
         };
         for (network, group_id, offer_id) in due {
-            let command = GroupCommand::ExpireOffer {
-                offer_id: offer_id.clone(),
-            };
             let result = commands
-                .group(
-                    &network,
-                    None,
-                    &group_id,
-                    &meta(&network, format!("pm:expire-{offer_id}")),
-                    None,
-                    command,
-                )
+                .expire_offer(&process_manager(&network), &network, &group_id, &offer_id)
                 .await;
             let done = match result {
                 Ok(_) => true,
@@ -224,21 +226,14 @@ impl Projection for Transfers {
                 ..
             } = event
             {
-                let request_id = format!("pm:release-{}", transfer.transfer_id);
-                let from_group = transfer.from_group_id.clone();
-                let command = GroupCommand::ReleaseForTransfer {
-                    participant_id,
-                    transfer,
-                };
+                let network = &commit.commit.network;
                 if let Err(error) = self
                     .commands
-                    .group(
-                        &commit.commit.network,
-                        None,
-                        &from_group,
-                        &meta(&commit.commit.network, request_id),
-                        None,
-                        command,
+                    .release_for_transfer(
+                        &process_manager(network),
+                        network,
+                        participant_id,
+                        transfer,
                     )
                     .await
                 {

@@ -5,15 +5,14 @@ use std::collections::BTreeSet;
 
 use chrono::{NaiveDate, NaiveTime, Timelike};
 use circle_calendar::DateRange;
-use circle_eventstore::Recorded;
 use circle_grpc::Violations;
 use circle_proto::enrollment::v1 as pb;
 
 use crate::codec;
 use crate::domain::schedule::{MAX_DURATION_MINUTES, MIN_DURATION_MINUTES, time_zone};
 use crate::domain::{
-    AdmissionMode, Clinic, ConsentTerms, DischargeReason, Event, Facilitator, FacilitatorRole,
-    Group, MemberState, PeerDisplay, Profile, Schedule, Time,
+    AdmissionMode, Clinic, ConsentTerms, DischargeReason, Facilitator, FacilitatorRole, Group,
+    MemberState, PeerDisplay, Profile, Schedule, Time,
 };
 
 pub const MAX_CAPACITY: u32 = 50;
@@ -31,13 +30,6 @@ pub fn group_name(network: &str, clinic: &str, group: &str) -> String {
     format!("networks/{network}/clinics/{clinic}/groups/{group}")
 }
 
-pub fn membership_name(network: &str, clinic: &str, group: &str, participant: &str) -> String {
-    format!(
-        "{}/memberships/{participant}",
-        group_name(network, clinic, group)
-    )
-}
-
 pub fn participant_name(network: &str, participant: &str) -> String {
     format!("networks/{network}/participants/{participant}")
 }
@@ -49,30 +41,23 @@ pub fn consent_name(network: &str, participant: &str, consent: &str) -> String {
     )
 }
 
-pub use circle_grpc::owned;
-
-pub const CLINIC: &[&str] = &["networks", "clinics"];
-pub const GROUP: &[&str] = &["networks", "clinics", "groups"];
-pub const MEMBERSHIP: &[&str] = &["networks", "clinics", "groups", "memberships"];
-pub const PARTICIPANT: &[&str] = &["networks", "participants"];
-pub const CONSENT: &[&str] = &["networks", "participants", "consents"];
-pub const NETWORK: &[&str] = &["networks"];
-
 /// Resource id: the client's, or one derived from the request id so that a retry of a
-/// create without an id lands on the same record.
+/// create without an id lands on the same record. `None` when the given one is not an
+/// id (recorded in `violations`).
 pub fn resource_id(
     violations: &mut Violations,
     field: &str,
     given: &str,
     network: &str,
     request_id: &str,
-) -> String {
+) -> Option<circle_names::Id> {
     if given.is_empty() {
-        let seed = format!("{network}/{field}/{request_id}");
-        return uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, seed.as_bytes()).to_string();
+        return crate::app::derived_id(network, field, request_id);
     }
-    violations.check(field, circle_grpc::check_id(given));
-    given.to_owned()
+    violations.check(
+        field,
+        circle_names::Id::parse(given).map_err(|error| error.to_string()),
+    )
 }
 
 pub fn text(value: &str, max_chars: usize) -> Result<String, String> {
@@ -267,58 +252,23 @@ pub fn schedule(
     Some(result)
 }
 
+/// A profile from the API, checked as the application checks every profile.
 pub fn profile(
     violations: &mut Violations,
     field: &str,
     profile: &pb::ParticipantProfile,
 ) -> Profile {
-    Profile {
-        given_name: violations
-            .check(
-                &format!("{field}.given_name"),
-                text(&profile.given_name, 100),
-            )
-            .unwrap_or_default(),
-        family_name: violations
-            .check(
-                &format!("{field}.family_name"),
-                text(&profile.family_name, 100),
-            )
-            .unwrap_or_default(),
-        preferred_name: violations
-            .check(
-                &format!("{field}.preferred_name"),
-                optional_text(&profile.preferred_name, 100),
-            )
-            .unwrap_or_default(),
-        email: violations
-            .check(&format!("{field}.email"), email(&profile.email))
-            .unwrap_or_default(),
-        phone: violations
-            .check(&format!("{field}.phone"), phone(&profile.phone))
-            .unwrap_or_default(),
-    }
-}
-
-fn email(value: &str) -> Result<String, String> {
-    let value = optional_text(value, 254)?;
-    if value.is_empty() || (value.contains('@') && !value.contains(' ')) {
-        Ok(value)
-    } else {
-        Err("must be an email address".into())
-    }
-}
-
-fn phone(value: &str) -> Result<String, String> {
-    let value = optional_text(value, 32)?;
-    if value
-        .chars()
-        .all(|c| c.is_ascii_digit() || " +-().".contains(c))
-    {
-        Ok(value)
-    } else {
-        Err("must be a phone number".into())
-    }
+    crate::app::checked_profile(
+        violations,
+        field,
+        &Profile {
+            given_name: profile.given_name.clone(),
+            family_name: profile.family_name.clone(),
+            preferred_name: profile.preferred_name.clone(),
+            email: profile.email.clone(),
+            phone: profile.phone.clone(),
+        },
+    )
 }
 
 pub fn consent_terms(violations: &mut Violations, consent: &pb::Consent) -> Option<ConsentTerms> {
@@ -370,16 +320,6 @@ pub fn discharge_reason(value: i32) -> Result<DischargeReason, String> {
         Ok(pb::EndReason::NoShow) => Ok(DischargeReason::NoShow),
         Ok(pb::EndReason::Withdrew) => Ok(DischargeReason::Withdrew),
         _ => Err("must be completed, clinical, administrative, no-show or withdrew".into()),
-    }
-}
-
-pub fn end_reason_to_wire(reason: DischargeReason) -> pb::EndReason {
-    match reason {
-        DischargeReason::Completed => pb::EndReason::Completed,
-        DischargeReason::Clinical => pb::EndReason::Clinical,
-        DischargeReason::Administrative => pb::EndReason::Administrative,
-        DischargeReason::NoShow => pb::EndReason::NoShow,
-        DischargeReason::Withdrew => pb::EndReason::Withdrew,
     }
 }
 
@@ -500,110 +440,6 @@ pub fn group_view(
             .and_then(|schedule| schedule.next_session(time_zone(&details.time_zone), now))
             .map(codec::timestamp),
     }
-}
-
-/// The membership of `participant_id` as one commit left it: the original answer to
-/// the command that made the commit, whenever it is asked again.
-pub fn membership_from_commit(
-    network: &str,
-    clinic_id: &str,
-    group_id: &str,
-    participant_id: &str,
-    commit: &Recorded<Event>,
-) -> Option<pb::Membership> {
-    let mut membership = pb::Membership {
-        name: membership_name(network, clinic_id, group_id, participant_id),
-        participant: participant_name(network, participant_id),
-        since: Some(codec::timestamp(commit.committed_at)),
-        ..Default::default()
-    };
-    let mut found = false;
-    for event in &commit.events {
-        let (state, position, expires, reason) = match event {
-            Event::MemberAdmitted {
-                participant_id: p, ..
-            } if p == participant_id => (
-                pb::MembershipState::Active,
-                0,
-                None,
-                pb::EndReason::Unspecified,
-            ),
-            Event::MemberWaitlisted {
-                participant_id: p,
-                position,
-                ..
-            } if p == participant_id => (
-                pb::MembershipState::Waitlisted,
-                *position,
-                None,
-                pb::EndReason::Unspecified,
-            ),
-            Event::SeatOffered {
-                participant_id: p,
-                expires_at,
-                ..
-            } if p == participant_id => (
-                pb::MembershipState::Offered,
-                0,
-                Some(*expires_at),
-                pb::EndReason::Unspecified,
-            ),
-            Event::SeatOfferDeclined {
-                participant_id: p, ..
-            } if p == participant_id => (
-                pb::MembershipState::Ended,
-                0,
-                None,
-                pb::EndReason::OfferDeclined,
-            ),
-            Event::SeatOfferExpired {
-                participant_id: p, ..
-            } if p == participant_id => (
-                pb::MembershipState::Ended,
-                0,
-                None,
-                pb::EndReason::OfferExpired,
-            ),
-            Event::MemberHeld {
-                participant_id: p, ..
-            } if p == participant_id => (
-                pb::MembershipState::OnHold,
-                0,
-                None,
-                pb::EndReason::Unspecified,
-            ),
-            Event::MemberResumed { participant_id: p } if p == participant_id => (
-                pb::MembershipState::Active,
-                0,
-                None,
-                pb::EndReason::Unspecified,
-            ),
-            Event::MemberDischarged {
-                participant_id: p,
-                reason,
-            } if p == participant_id => (
-                pb::MembershipState::Ended,
-                0,
-                None,
-                end_reason_to_wire(*reason),
-            ),
-            Event::MemberTransferredOut {
-                participant_id: p, ..
-            } if p == participant_id => (
-                pb::MembershipState::Ended,
-                0,
-                None,
-                pb::EndReason::Transferred,
-            ),
-            _ => continue,
-        };
-        found = true;
-        membership.state = state as i32;
-        membership.waitlist_position = position;
-        membership.offer_expire_time = expires.map(codec::timestamp);
-        membership.end_reason = reason as i32;
-    }
-    found.then_some(membership)
 }
 
 pub use circle_grpc::named;

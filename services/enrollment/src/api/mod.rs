@@ -1,10 +1,11 @@
 //! The gRPC edge of the enrollment service. It translates protobuf to application
 //! types and back and maps errors once (`ApiError::into_status`). Queries (`read`)
 //! parse their requests into typed names and checked fields and call `app::Queries`,
-//! which decides access from the service's table and reads. Commands are validated and
-//! turned into domain commands in `convert` (all field errors at once) and run through
-//! `Commands` in `write`, which still checks its own permissions (the same rows as
-//! `app::access`) until the write side moves into `app/`.
+//! which decides access from the service's table and reads. Commands (`write`) are
+//! parsed the same way (`convert`: names, every bad field at once, domain values) and
+//! call `app::Commands`, which decides access from the same table, loads and runs
+//! them. The edge checks the table early, as far as a request's names show, so role
+//! and scope are reported before bad fields; it holds no SQL and no event-store call.
 
 mod convert;
 mod read;
@@ -12,17 +13,13 @@ mod write;
 
 use std::sync::Arc;
 
+use circle_grpc::ApiError;
 use circle_grpc::caller;
-use circle_grpc::{ApiError, Role};
 use circle_proto::enrollment::v1 as pb;
-use circle_service::commit_meta as meta;
 use pb::enrollment_service_server::EnrollmentService;
 use tonic::{Code, Request, Response, Status};
 
-use crate::app::Queries;
-pub(crate) use crate::app::not_found;
-use crate::commands::{CommandError, Commands};
-use crate::domain::DomainError;
+use crate::app::{Commands, Queries};
 
 pub const ERROR_DOMAIN: &str = "circle.enrollment";
 
@@ -45,50 +42,6 @@ fn status(error: ApiError) -> Status {
     }
     error.into_status(ERROR_DOMAIN)
 }
-
-fn domain_error(error: DomainError) -> ApiError {
-    use DomainError as E;
-    let (code, reason) = match &error {
-        E::ClinicExists => (Code::AlreadyExists, "CLINIC_EXISTS"),
-        E::GroupExists => (Code::AlreadyExists, "GROUP_EXISTS"),
-        E::ParticipantExists => (Code::AlreadyExists, "PARTICIPANT_EXISTS"),
-        E::ConsentExists => (Code::AlreadyExists, "CONSENT_EXISTS"),
-        E::AlreadyActive => (Code::AlreadyExists, "ALREADY_ENROLLED"),
-        E::AlreadyWaitlisted => (Code::AlreadyExists, "ALREADY_WAITLISTED"),
-        E::AlreadyOffered => (Code::AlreadyExists, "ALREADY_OFFERED"),
-        E::ClinicNotFound => (Code::NotFound, "CLINIC_NOT_FOUND"),
-        E::GroupNotFound => (Code::NotFound, "GROUP_NOT_FOUND"),
-        E::ParticipantNotFound => (Code::NotFound, "PARTICIPANT_NOT_FOUND"),
-        E::ConsentNotFound => (Code::NotFound, "CONSENT_NOT_FOUND"),
-        E::ClinicArchived => (Code::FailedPrecondition, "CLINIC_ARCHIVED"),
-        E::GroupArchived => (Code::FailedPrecondition, "GROUP_ARCHIVED"),
-        E::GroupHasMembers => (Code::FailedPrecondition, "GROUP_HAS_MEMBERS"),
-        E::CapacityBelowOccupancy { .. } => (Code::FailedPrecondition, "CAPACITY_BELOW_OCCUPANCY"),
-        E::GroupClosed => (Code::FailedPrecondition, "GROUP_CLOSED"),
-        E::NotEnrolled => (Code::FailedPrecondition, "NOT_ENROLLED"),
-        E::NotActive => (Code::FailedPrecondition, "MEMBERSHIP_NOT_ACTIVE"),
-        E::NotOnHold => (Code::FailedPrecondition, "MEMBERSHIP_NOT_ON_HOLD"),
-        E::NoOpenOffer => (Code::FailedPrecondition, "NO_OPEN_OFFER"),
-        E::OfferExpired => (Code::FailedPrecondition, "OFFER_EXPIRED"),
-        E::TransferToSameGroup => (Code::InvalidArgument, "TRANSFER_TO_SAME_GROUP"),
-    };
-    ApiError::new(code, reason, error.to_string())
-}
-
-/// Errors of a command: the shared mapping, with this service's domain table.
-fn command_error(error: CommandError) -> ApiError {
-    circle_service::errors::execute_error(error, domain_error)
-}
-
-fn request_id_reused() -> ApiError {
-    ApiError::request_id_reused()
-}
-
-pub(crate) use circle_grpc::roles::{ADMINS, CLINIC_ADMINS, STAFF};
-pub(crate) use circle_grpc::{authorize, authorize_self_or_staff};
-
-/// Who may admit into a closed group after its first session.
-const OVERRIDERS: &[Role] = &[Role::NetworkAdmin, Role::ClinicAdmin, Role::Facilitator];
 
 #[tonic::async_trait]
 impl EnrollmentService for EnrollmentApi {

@@ -443,7 +443,7 @@ fn group_to_api(group: GroupView) -> pb::Group {
     }
 }
 
-fn membership_to_api(membership: MembershipView) -> pb::Membership {
+pub(super) fn membership_to_api(membership: MembershipView) -> pb::Membership {
     pb::Membership {
         name: membership.name.to_string(),
         participant: membership.participant.to_string(),

@@ -1,20 +1,48 @@
-//! Commands: validate, authorize, resolve what the command needs from elsewhere, run
-//! it, and answer from the commit (so a retry gets the original answer).
+//! Commands at the edge: read the caller, parse the request (resource names into
+//! `circle-names` types — another network's name is refused at once —, role and scope
+//! as far as the names show, then every bad field collected), call `app::Commands`,
+//! which checks access from the service's table, loads, runs and answers from the
+//! commit (so a retry gets the original answer), and map its answer to protobuf.
 
-use circle_grpc::{ApiError, Caller, Violations};
+use circle_grpc::{Caller, Target, Violations, request_id_field};
+use circle_names::{
+    ClinicName, ConsentName, GroupName, Id, MembershipName, NetworkName, ParticipantName,
+};
 use circle_proto::enrollment::v1 as pb;
 use circle_service::Fingerprint;
-use tonic::{Code, Request};
+use tonic::Request;
 
-use super::convert::{self, CLINIC, CONSENT, GROUP, MEMBERSHIP, NETWORK, PARTICIPANT, owned};
-use super::{
-    ADMINS, ApiResult, CLINIC_ADMINS, EnrollmentApi, OVERRIDERS, STAFF, authorize,
-    authorize_self_or_staff, caller, command_error, meta, request_id_reused,
+use super::convert::{self, named};
+use super::read::membership_to_api;
+use super::{ApiResult, EnrollmentApi, caller};
+use crate::app::access::{self, Operation};
+use crate::app::{
+    ArchiveClinic, ArchiveGroup, ClinicAnswer, ConsentAnswer, CreateClinic, CreateGroup,
+    DischargeParticipant, EnrollParticipant, GroupAnswer, HoldMembership, MembershipAnswer,
+    NewGroup, OnMembership, ParticipantAnswer, ProfileChanges, RecordConsent, RegisterParticipant,
+    RevokeConsent, Sent, TransferParticipant, UpdateClinic, UpdateGroup, UpdateParticipant,
 };
 use crate::codec;
-use crate::domain::{
-    ClinicCommand, GroupChanges, GroupCommand, GroupDetails, ParticipantCommand, TransferRef,
-};
+use crate::domain::{ConsentTerms, DischargeReason, GroupChanges, PeerDisplay};
+
+/// The access check before bad fields are reported: the operation's row with the
+/// clinics (and participant) the request's names show.
+fn early(
+    caller: &Caller,
+    operation: Operation,
+    clinics: &[&str],
+    participant: Option<&str>,
+) -> ApiResult<()> {
+    access::check_early(
+        caller,
+        operation,
+        Some(Target {
+            clinics,
+            participant,
+            caller_is_member: false,
+        }),
+    )
+}
 
 fn etag(violations: &mut Violations, field: &str, value: &str) -> Option<u64> {
     violations.check(field, circle_grpc::etag(value)).flatten()
@@ -43,11 +71,19 @@ fn paths(
     paths
 }
 
-fn version_and_commit<A: circle_eventstore::Aggregate>(
-    executed: &circle_eventstore::Executed<A>,
-) -> (u64, String) {
-    let version = executed.version();
-    (version, version.to_string())
+fn sent(request_id: String, fingerprint: Fingerprint) -> Sent {
+    Sent {
+        request_id,
+        fingerprint,
+    }
+}
+
+/// A clinic of `network` named by an id the request gives or its request id derives.
+fn clinic_of(network: &NetworkName, clinic: Id) -> ClinicName {
+    ClinicName {
+        network: network.network.clone(),
+        clinic,
+    }
 }
 
 impl EnrollmentApi {
@@ -59,9 +95,9 @@ impl EnrollmentApi {
         let request = request.into_inner();
         let fingerprint = Fingerprint::of(&request);
         let mut violations = Violations::default();
-        owned(&caller, &mut violations, "parent", &request.parent, NETWORK)?;
-        authorize(&caller, ADMINS, &[])?;
-        let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
+        let parent = named::<NetworkName>(&caller, &mut violations, "parent", &request.parent)?;
+        early(&caller, Operation::CreateClinic, &[], None)?;
+        let request_id = request_id_field(&mut violations, &request.request_id);
         let clinic = request.clinic.unwrap_or_default();
         let display_name = violations.check(
             "clinic.display_name",
@@ -71,43 +107,34 @@ impl EnrollmentApi {
             "clinic.time_zone",
             convert::time_zone_name(&clinic.time_zone),
         );
-        let network = caller.network.clone();
         let clinic_id = convert::resource_id(
             &mut violations,
             "clinic_id",
             &request.clinic_id,
-            &network,
+            &caller.network,
             &request_id,
         );
         violations.into_result()?;
-        let (Some(display_name), Some(time_zone)) = (display_name, time_zone) else {
-            return Err(ApiError::internal());
+        let (Some(parent), Some(display_name), Some(time_zone), Some(clinic_id)) =
+            (parent, display_name, time_zone, clinic_id)
+        else {
+            return Err(circle_grpc::ApiError::internal());
         };
-        let executed = self
+        let answer = self
             .commands
-            .clinic(
-                &network,
-                &clinic_id,
-                &meta(&caller, request_id, fingerprint),
-                None,
-                ClinicCommand::Create {
+            .create_clinic(
+                &caller,
+                CreateClinic {
+                    name: clinic_of(&parent, clinic_id),
                     display_name,
                     time_zone,
+                    sent: sent(request_id, fingerprint),
                 },
             )
-            .await
-            .map_err(command_error)?;
-        let Some(commit) = executed.commit() else {
-            return Err(ApiError::internal());
-        };
+            .await?;
         Ok(pb::CreateClinicResponse {
-            clinic: Some(convert::clinic_view(
-                &network,
-                &clinic_id,
-                executed.state(),
-                commit.sequence,
-            )),
-            consistency_token: commit.sequence.to_string(),
+            consistency_token: answer.version.to_string(),
+            clinic: Some(clinic_to_api(&answer)),
         })
     }
 
@@ -120,15 +147,9 @@ impl EnrollmentApi {
         let fingerprint = Fingerprint::of(&request);
         let clinic = request.clinic.unwrap_or_default();
         let mut violations = Violations::default();
-        let ids = owned(
-            &caller,
-            &mut violations,
-            "clinic.name",
-            &clinic.name,
-            CLINIC,
-        )?;
-        authorize(&caller, ADMINS, &[])?;
-        let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
+        let name = named::<ClinicName>(&caller, &mut violations, "clinic.name", &clinic.name)?;
+        early(&caller, Operation::UpdateClinic, &[], None)?;
+        let request_id = request_id_field(&mut violations, &request.request_id);
         let etag = etag(&mut violations, "clinic.etag", &clinic.etag);
         let paths = paths(
             &mut violations,
@@ -151,30 +172,23 @@ impl EnrollmentApi {
         } else {
             None
         };
-        let ids = violations.finish(ids)?;
-        let executed = self
+        let name = violations.finish(name)?;
+        let answer = self
             .commands
-            .clinic(
-                &ids[0],
-                &ids[1],
-                &meta(&caller, request_id, fingerprint),
-                etag,
-                ClinicCommand::Update {
+            .update_clinic(
+                &caller,
+                UpdateClinic {
+                    name,
                     display_name,
                     time_zone,
+                    etag,
+                    sent: sent(request_id, fingerprint),
                 },
             )
-            .await
-            .map_err(command_error)?;
-        let (version, token) = version_and_commit(&executed);
+            .await?;
         Ok(pb::UpdateClinicResponse {
-            clinic: Some(convert::clinic_view(
-                &ids[0],
-                &ids[1],
-                executed.state(),
-                version,
-            )),
-            consistency_token: token,
+            consistency_token: answer.version.to_string(),
+            clinic: Some(clinic_to_api(&answer)),
         })
     }
 
@@ -186,40 +200,25 @@ impl EnrollmentApi {
         let request = request.into_inner();
         let fingerprint = Fingerprint::of(&request);
         let mut violations = Violations::default();
-        let ids = owned(&caller, &mut violations, "name", &request.name, CLINIC)?;
-        authorize(&caller, ADMINS, &[])?;
-        let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
+        let name = named::<ClinicName>(&caller, &mut violations, "name", &request.name)?;
+        early(&caller, Operation::ArchiveClinic, &[], None)?;
+        let request_id = request_id_field(&mut violations, &request.request_id);
         let etag = etag(&mut violations, "etag", &request.etag);
-        let ids = violations.finish(ids)?;
-        // Best effort on the read model: a clinic with open groups is not archived.
-        let open_groups = self.queries.open_groups_of_clinic(&ids[0], &ids[1]).await?;
-        if open_groups > 0 {
-            return Err(ApiError::new(
-                Code::FailedPrecondition,
-                "CLINIC_HAS_GROUPS",
-                "archive the clinic's groups first",
-            ));
-        }
-        let executed = self
+        let name = violations.finish(name)?;
+        let answer = self
             .commands
-            .clinic(
-                &ids[0],
-                &ids[1],
-                &meta(&caller, request_id, fingerprint),
-                etag,
-                ClinicCommand::Archive,
+            .archive_clinic(
+                &caller,
+                ArchiveClinic {
+                    name,
+                    etag,
+                    sent: sent(request_id, fingerprint),
+                },
             )
-            .await
-            .map_err(command_error)?;
-        let (version, token) = version_and_commit(&executed);
+            .await?;
         Ok(pb::ArchiveClinicResponse {
-            clinic: Some(convert::clinic_view(
-                &ids[0],
-                &ids[1],
-                executed.state(),
-                version,
-            )),
-            consistency_token: token,
+            consistency_token: answer.version.to_string(),
+            clinic: Some(clinic_to_api(&answer)),
         })
     }
 
@@ -231,10 +230,10 @@ impl EnrollmentApi {
         let request = request.into_inner();
         let fingerprint = Fingerprint::of(&request);
         let mut violations = Violations::default();
-        let parent = owned(&caller, &mut violations, "parent", &request.parent, CLINIC)?;
-        let scope: Vec<&str> = parent.iter().map(|ids| ids[1].as_str()).collect();
-        authorize(&caller, CLINIC_ADMINS, &scope)?;
-        let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
+        let parent = named::<ClinicName>(&caller, &mut violations, "parent", &request.parent)?;
+        let scope: Vec<&str> = parent.iter().map(|name| name.clinic.as_str()).collect();
+        early(&caller, Operation::CreateGroup, &scope, None)?;
+        let request_id = request_id_field(&mut violations, &request.request_id);
         let group = request.group.unwrap_or_default();
         let display_name = violations.check(
             "group.display_name",
@@ -250,17 +249,16 @@ impl EnrollmentApi {
         );
         let facilitators =
             convert::facilitators(&mut violations, "group.facilitators", &group.facilitators);
-        let today = self.commands.clock.now().date_naive();
+        let today = self.commands.now().date_naive();
         let schedule = group
             .schedule
             .as_ref()
             .map(|schedule| convert::schedule(&mut violations, "group.schedule", schedule, today));
-        let network = caller.network.clone();
         let group_id = convert::resource_id(
             &mut violations,
             "group_id",
             &request.group_id,
-            &network,
+            &caller.network,
             &request_id,
         );
         violations.into_result()?;
@@ -271,6 +269,7 @@ impl EnrollmentApi {
             Some(level_of_care),
             Some(capacity),
             Some(admission_mode),
+            Some(group_id),
         ) = (
             parent,
             display_name,
@@ -278,52 +277,38 @@ impl EnrollmentApi {
             level_of_care,
             capacity,
             admission_mode,
+            group_id,
         )
         else {
-            return Err(ApiError::internal());
+            return Err(circle_grpc::ApiError::internal());
         };
-        let clinic_id = parent[1].clone();
-        let clinic = self
-            .commands
-            .load_clinic(&network, &clinic_id)
-            .await
-            .map_err(command_error)?;
-        crate::domain::clinic::require_open(&clinic).map_err(super::domain_error)?;
-        let details = GroupDetails {
-            clinic_id,
-            display_name,
-            modality,
-            level_of_care,
-            capacity,
-            admission_mode,
-            time_zone: clinic.time_zone.clone(),
-            facilitators,
-            schedule: schedule.flatten(),
+        let name = GroupName {
+            network: parent.network,
+            clinic: parent.clinic,
+            group: group_id,
         };
-        let executed = self
+        let answer = self
             .commands
-            .group(
-                &network,
-                None,
-                &group_id,
-                &meta(&caller, request_id, fingerprint),
-                None,
-                GroupCommand::Create(details),
+            .create_group(
+                &caller,
+                CreateGroup {
+                    name,
+                    group: NewGroup {
+                        display_name,
+                        modality,
+                        level_of_care,
+                        capacity,
+                        admission_mode,
+                        facilitators,
+                        schedule: schedule.flatten(),
+                    },
+                    sent: sent(request_id, fingerprint),
+                },
             )
-            .await
-            .map_err(command_error)?;
-        let Some(commit) = executed.commit() else {
-            return Err(ApiError::internal());
-        };
+            .await?;
         Ok(pb::CreateGroupResponse {
-            group: Some(convert::group_view(
-                &network,
-                &group_id,
-                executed.state(),
-                commit.sequence,
-                self.commands.clock.now(),
-            )),
-            consistency_token: commit.sequence.to_string(),
+            consistency_token: answer.version.to_string(),
+            group: Some(group_to_api(&answer)),
         })
     }
 
@@ -336,10 +321,10 @@ impl EnrollmentApi {
         let fingerprint = Fingerprint::of(&request);
         let group = request.group.unwrap_or_default();
         let mut violations = Violations::default();
-        let ids = owned(&caller, &mut violations, "group.name", &group.name, GROUP)?;
-        let scope: Vec<&str> = ids.iter().map(|ids| ids[1].as_str()).collect();
-        authorize(&caller, CLINIC_ADMINS, &scope)?;
-        let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
+        let name = named::<GroupName>(&caller, &mut violations, "group.name", &group.name)?;
+        let scope: Vec<&str> = name.iter().map(|name| name.clinic.as_str()).collect();
+        early(&caller, Operation::UpdateGroup, &scope, None)?;
+        let request_id = request_id_field(&mut violations, &request.request_id);
         let etag = etag(&mut violations, "group.etag", &group.etag);
         let paths = paths(
             &mut violations,
@@ -396,34 +381,27 @@ impl EnrollmentApi {
                     &mut violations,
                     "group.schedule",
                     schedule,
-                    self.commands.clock.now().date_naive(),
+                    self.commands.now().date_naive(),
                 ),
                 None => None,
             });
         }
-        let ids = violations.finish(ids)?;
-        let executed = self
+        let name = violations.finish(name)?;
+        let answer = self
             .commands
-            .group(
-                &ids[0],
-                Some(&ids[1]),
-                &ids[2],
-                &meta(&caller, request_id, fingerprint),
-                etag,
-                GroupCommand::Update(changes),
+            .update_group(
+                &caller,
+                UpdateGroup {
+                    name,
+                    changes,
+                    etag,
+                    sent: sent(request_id, fingerprint),
+                },
             )
-            .await
-            .map_err(command_error)?;
-        let (version, token) = version_and_commit(&executed);
+            .await?;
         Ok(pb::UpdateGroupResponse {
-            group: Some(convert::group_view(
-                &ids[0],
-                &ids[2],
-                executed.state(),
-                version,
-                self.commands.clock.now(),
-            )),
-            consistency_token: token,
+            consistency_token: answer.version.to_string(),
+            group: Some(group_to_api(&answer)),
         })
     }
 
@@ -435,34 +413,26 @@ impl EnrollmentApi {
         let request = request.into_inner();
         let fingerprint = Fingerprint::of(&request);
         let mut violations = Violations::default();
-        let ids = owned(&caller, &mut violations, "name", &request.name, GROUP)?;
-        let scope: Vec<&str> = ids.iter().map(|ids| ids[1].as_str()).collect();
-        authorize(&caller, CLINIC_ADMINS, &scope)?;
-        let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
+        let name = named::<GroupName>(&caller, &mut violations, "name", &request.name)?;
+        let scope: Vec<&str> = name.iter().map(|name| name.clinic.as_str()).collect();
+        early(&caller, Operation::ArchiveGroup, &scope, None)?;
+        let request_id = request_id_field(&mut violations, &request.request_id);
         let etag = etag(&mut violations, "etag", &request.etag);
-        let ids = violations.finish(ids)?;
-        let executed = self
+        let name = violations.finish(name)?;
+        let answer = self
             .commands
-            .group(
-                &ids[0],
-                Some(&ids[1]),
-                &ids[2],
-                &meta(&caller, request_id, fingerprint),
-                etag,
-                GroupCommand::Archive,
+            .archive_group(
+                &caller,
+                ArchiveGroup {
+                    name,
+                    etag,
+                    sent: sent(request_id, fingerprint),
+                },
             )
-            .await
-            .map_err(command_error)?;
-        let (version, token) = version_and_commit(&executed);
+            .await?;
         Ok(pb::ArchiveGroupResponse {
-            group: Some(convert::group_view(
-                &ids[0],
-                &ids[2],
-                executed.state(),
-                version,
-                self.commands.clock.now(),
-            )),
-            consistency_token: token,
+            consistency_token: answer.version.to_string(),
+            group: Some(group_to_api(&answer)),
         })
     }
 
@@ -474,68 +444,56 @@ impl EnrollmentApi {
         let request = request.into_inner();
         let fingerprint = Fingerprint::of(&request);
         let mut violations = Violations::default();
-        owned(&caller, &mut violations, "parent", &request.parent, NETWORK)?;
+        let parent = named::<NetworkName>(&caller, &mut violations, "parent", &request.parent)?;
         let participant = request.participant.unwrap_or_default();
-        let home = owned(
+        let home = named::<ClinicName>(
             &caller,
             &mut violations,
             "participant.home_clinic",
             &participant.home_clinic,
-            CLINIC,
         )?;
-        let scope: Vec<&str> = home.iter().map(|ids| ids[1].as_str()).collect();
-        authorize(&caller, STAFF, &scope)?;
-        let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
+        let scope: Vec<&str> = home.iter().map(|home| home.clinic.as_str()).collect();
+        early(&caller, Operation::RegisterParticipant, &scope, None)?;
+        let request_id = request_id_field(&mut violations, &request.request_id);
         let profile = convert::profile(
             &mut violations,
             "participant.profile",
             &participant.profile.unwrap_or_default(),
         );
-        let network = caller.network.clone();
         let participant_id = convert::resource_id(
             &mut violations,
             "participant_id",
             &request.participant_id,
-            &network,
+            &caller.network,
             &request_id,
         );
-        if participant_id == "shared" {
+        if participant_id.as_ref().is_some_and(|id| id == "shared") {
             // Reserved: `.../notes/shared` names a session's shared note.
             violations.add("participant_id", "\"shared\" is reserved");
         }
-        let home = violations.finish(home)?;
-        let clinic = self
-            .commands
-            .load_clinic(&network, &home[1])
-            .await
-            .map_err(command_error)?;
-        crate::domain::clinic::require_open(&clinic).map_err(super::domain_error)?;
-        let command = ParticipantCommand::Register {
-            home_clinic_id: home[1].clone(),
-            profile,
+        violations.into_result()?;
+        let (Some(parent), Some(home), Some(participant_id)) = (parent, home, participant_id)
+        else {
+            return Err(circle_grpc::ApiError::internal());
         };
-        let executed = self
+        let answer = self
             .commands
-            .participant(
-                &network,
-                &participant_id,
-                &meta(&caller, request_id, fingerprint),
-                None,
-                command,
+            .register_participant(
+                &caller,
+                RegisterParticipant {
+                    name: ParticipantName {
+                        network: parent.network,
+                        participant: participant_id,
+                    },
+                    home_clinic: home,
+                    profile,
+                    sent: sent(request_id, fingerprint),
+                },
             )
-            .await
-            .map_err(command_error)?;
-        let Some(commit) = executed.commit() else {
-            return Err(ApiError::internal());
-        };
+            .await?;
         Ok(pb::RegisterParticipantResponse {
-            participant: Some(participant_view(
-                &network,
-                &participant_id,
-                executed.state(),
-                commit.sequence,
-            )),
-            consistency_token: commit.sequence.to_string(),
+            consistency_token: answer.version.to_string(),
+            participant: Some(participant_to_api(&answer)),
         })
     }
 
@@ -548,12 +506,11 @@ impl EnrollmentApi {
         let fingerprint = Fingerprint::of(&request);
         let participant = request.participant.unwrap_or_default();
         let mut violations = Violations::default();
-        let ids = owned(
+        let name = named::<ParticipantName>(
             &caller,
             &mut violations,
             "participant.name",
             &participant.name,
-            PARTICIPANT,
         )?;
         const PROFILE_FIELDS: [&str; 5] = [
             "given_name",
@@ -569,96 +526,51 @@ impl EnrollmentApi {
             .collect();
         allowed.extend(profile_paths.iter().map(String::as_str));
         let paths = paths(&mut violations, request.update_mask.as_ref(), &allowed);
-        let home = if paths.iter().any(|path| path == "home_clinic") {
-            owned(
+        let home_clinic = if paths.iter().any(|path| path == "home_clinic") {
+            named::<ClinicName>(
                 &caller,
                 &mut violations,
                 "participant.home_clinic",
                 &participant.home_clinic,
-                CLINIC,
             )?
         } else {
             None
         };
-        let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
+        let request_id = request_id_field(&mut violations, &request.request_id);
         let etag = etag(&mut violations, "participant.etag", &participant.etag);
-        let ids = violations.finish(ids)?;
-        let current = self
-            .commands
-            .load_participant(&ids[0], &ids[1])
-            .await
-            .map_err(command_error)?;
-        let mut scope = vec![current.home_clinic_id.as_str()];
-        if let Some(home) = &home {
-            scope.push(home[1].as_str());
-        }
-        // Profile and home clinic are the care team's to change, not the participant's.
-        authorize(&caller, STAFF, &scope)?;
-        if !current.registered {
-            return Err(super::domain_error(
-                crate::domain::DomainError::ParticipantNotFound,
-            ));
-        }
-        // The changed fields replace the current ones; the merged profile is checked as
-        // at registration (the unchanged fields were valid already).
+        let name = violations.finish(name)?;
+        // The changed fields replace the current ones (the application checks the
+        // merged profile, and who may change it, once it has the record).
         let given = participant.profile.unwrap_or_default();
-        let mut merged = pb_profile(&current.profile);
-        let mut profile_changed = false;
-        for field in PROFILE_FIELDS {
-            if !paths
+        let changed = |field: &str| {
+            paths
                 .iter()
                 .any(|path| path == "profile" || *path == format!("profile.{field}"))
-            {
-                continue;
-            }
-            profile_changed = true;
-            match field {
-                "given_name" => merged.given_name = given.given_name.clone(),
-                "family_name" => merged.family_name = given.family_name.clone(),
-                "preferred_name" => merged.preferred_name = given.preferred_name.clone(),
-                "email" => merged.email = given.email.clone(),
-                _ => merged.phone = given.phone.clone(),
-            }
-        }
-        let mut violations = Violations::default();
-        let merged = convert::profile(&mut violations, "participant.profile", &merged);
-        violations.into_result()?;
-        let home_clinic_id = match home {
-            Some(home) => {
-                let clinic = self
-                    .commands
-                    .load_clinic(&ids[0], &home[1])
-                    .await
-                    .map_err(command_error)?;
-                crate::domain::clinic::require_open(&clinic).map_err(super::domain_error)?;
-                Some(home[1].clone())
-            }
-            None => None,
         };
-        let command = ParticipantCommand::Update {
-            profile: profile_changed.then_some(merged),
-            home_clinic_id,
+        let pick = |field: &str, value: &String| changed(field).then(|| value.clone());
+        let profile = ProfileChanges {
+            given_name: pick("given_name", &given.given_name),
+            family_name: pick("family_name", &given.family_name),
+            preferred_name: pick("preferred_name", &given.preferred_name),
+            email: pick("email", &given.email),
+            phone: pick("phone", &given.phone),
         };
-        let executed = self
+        let answer = self
             .commands
-            .participant(
-                &ids[0],
-                &ids[1],
-                &meta(&caller, request_id, fingerprint),
-                etag,
-                command,
+            .update_participant(
+                &caller,
+                UpdateParticipant {
+                    name,
+                    home_clinic,
+                    profile,
+                    etag,
+                    sent: sent(request_id, fingerprint),
+                },
             )
-            .await
-            .map_err(command_error)?;
-        let (version, token) = version_and_commit(&executed);
+            .await?;
         Ok(pb::UpdateParticipantResponse {
-            participant: Some(participant_view(
-                &ids[0],
-                &ids[1],
-                executed.state(),
-                version,
-            )),
-            consistency_token: token,
+            consistency_token: answer.version.to_string(),
+            participant: Some(participant_to_api(&answer)),
         })
     }
 
@@ -670,65 +582,29 @@ impl EnrollmentApi {
         let request = request.into_inner();
         let fingerprint = Fingerprint::of(&request);
         let mut violations = Violations::default();
-        let ids = owned(
-            &caller,
-            &mut violations,
-            "parent",
-            &request.parent,
-            PARTICIPANT,
-        )?;
-        let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
+        let participant =
+            named::<ParticipantName>(&caller, &mut violations, "parent", &request.parent)?;
+        let request_id = request_id_field(&mut violations, &request.request_id);
         let consent = request.consent.unwrap_or_default();
         let terms = convert::consent_terms(&mut violations, &consent);
         violations.into_result()?;
-        let (Some(ids), Some(terms)) = (ids, terms) else {
-            return Err(ApiError::internal());
+        let (Some(participant), Some(terms)) = (participant, terms) else {
+            return Err(circle_grpc::ApiError::internal());
         };
-        let participant = self
+        let answer = self
             .commands
-            .load_participant(&ids[0], &ids[1])
-            .await
-            .map_err(command_error)?;
-        authorize_self_or_staff(&caller, &ids[1], &[participant.home_clinic_id.as_str()])?;
-        let consent_id = convert::resource_id(
-            &mut Violations::default(),
-            "consent_id",
-            "",
-            &ids[0],
-            &format!("{}/{request_id}", ids[1]),
-        );
-        let command = ParticipantCommand::RecordConsent {
-            consent_id: consent_id.clone(),
-            terms,
-        };
-        let executed = self
-            .commands
-            .participant(
-                &ids[0],
-                &ids[1],
-                &meta(&caller, request_id, fingerprint),
-                None,
-                command,
+            .record_consent(
+                &caller,
+                RecordConsent {
+                    participant,
+                    terms,
+                    sent: sent(request_id, fingerprint),
+                },
             )
-            .await
-            .map_err(command_error)?;
-        let Some(commit) = executed.commit() else {
-            return Err(ApiError::internal());
-        };
-        let state = executed.state();
-        let Some(recorded) = state.consents.get(&consent_id) else {
-            return Err(request_id_reused());
-        };
+            .await?;
         Ok(pb::RecordConsentResponse {
-            consent: Some(consent_view(
-                &ids[0],
-                &ids[1],
-                &consent_id,
-                recorded,
-                Some(codec::timestamp(commit.committed_at)),
-                None,
-            )),
-            consistency_token: commit.sequence.to_string(),
+            consistency_token: answer.version.to_string(),
+            consent: Some(consent_answer_to_api(&answer)),
         })
     }
 
@@ -740,38 +616,22 @@ impl EnrollmentApi {
         let request = request.into_inner();
         let fingerprint = Fingerprint::of(&request);
         let mut violations = Violations::default();
-        let ids = owned(&caller, &mut violations, "name", &request.name, CONSENT)?;
-        let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
-        let ids = violations.finish(ids)?;
-        let participant = self
+        let name = named::<ConsentName>(&caller, &mut violations, "name", &request.name)?;
+        let request_id = request_id_field(&mut violations, &request.request_id);
+        let name = violations.finish(name)?;
+        let answer = self
             .commands
-            .load_participant(&ids[0], &ids[1])
-            .await
-            .map_err(command_error)?;
-        authorize_self_or_staff(&caller, &ids[1], &[participant.home_clinic_id.as_str()])?;
-        let command = ParticipantCommand::RevokeConsent {
-            consent_id: ids[2].clone(),
-        };
-        let executed = self
-            .commands
-            .participant(
-                &ids[0],
-                &ids[1],
-                &meta(&caller, request_id, fingerprint),
-                None,
-                command,
+            .revoke_consent(
+                &caller,
+                RevokeConsent {
+                    name,
+                    sent: sent(request_id, fingerprint),
+                },
             )
-            .await
-            .map_err(command_error)?;
-        let Some(consent) = executed.state().consents.get(&ids[2]) else {
-            return Err(ApiError::internal());
-        };
-        let revoked_at = executed.committed_at().map(codec::timestamp);
+            .await?;
         Ok(pb::RevokeConsentResponse {
-            consent: Some(consent_view(
-                &ids[0], &ids[1], &ids[2], consent, None, revoked_at,
-            )),
-            consistency_token: executed.version().to_string(),
+            consistency_token: answer.version.to_string(),
+            consent: Some(consent_answer_to_api(&answer)),
         })
     }
 
@@ -783,121 +643,72 @@ impl EnrollmentApi {
         let request = request.into_inner();
         let fingerprint = Fingerprint::of(&request);
         let mut violations = Violations::default();
-        let group = owned(&caller, &mut violations, "parent", &request.parent, GROUP)?;
-        let participant = owned(
+        let group = named::<GroupName>(&caller, &mut violations, "parent", &request.parent)?;
+        let participant = named::<ParticipantName>(
             &caller,
             &mut violations,
             "participant",
             &request.participant,
-            PARTICIPANT,
         )?;
-        let scope: Vec<&str> = group.iter().map(|ids| ids[1].as_str()).collect();
-        authorize(&caller, STAFF, &scope)?;
+        let scope: Vec<&str> = group.iter().map(|group| group.clinic.as_str()).collect();
+        early(&caller, Operation::EnrollParticipant, &scope, None)?;
         if request.facilitator_override {
-            authorize(&caller, OVERRIDERS, &scope).map_err(|_| {
-                ApiError::new(
-                    Code::PermissionDenied,
-                    "OVERRIDE_NOT_ALLOWED",
-                    "only facilitators and admins may override closed admission",
-                )
-            })?;
+            access::check_closed_admission_override(
+                &caller,
+                Some(&Target {
+                    clinics: &scope,
+                    ..Target::default()
+                }),
+            )?;
         }
-        let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
+        let request_id = request_id_field(&mut violations, &request.request_id);
         let etag = etag(&mut violations, "etag", &request.etag);
         violations.into_result()?;
         let (Some(group), Some(participant)) = (group, participant) else {
-            return Err(ApiError::internal());
+            return Err(circle_grpc::ApiError::internal());
         };
-        let (network, clinic_id, group_id, participant_id) =
-            (&group[0], &group[1], &group[2], &participant[1]);
-        self.require_participant(network, participant_id, &request.participant)
-            .await?;
-        let command = GroupCommand::Enroll {
-            participant_id: participant_id.clone(),
-            facilitator_override: request.facilitator_override,
-        };
-        let executed = self
+        let answer = self
             .commands
-            .group(
-                network,
-                Some(clinic_id),
-                group_id,
-                &meta(&caller, request_id, fingerprint),
-                etag,
-                command,
+            .enroll_participant(
+                &caller,
+                EnrollParticipant {
+                    group,
+                    participant,
+                    facilitator_override: request.facilitator_override,
+                    etag,
+                    sent: sent(request_id, fingerprint),
+                },
             )
-            .await
-            .map_err(command_error)?;
-        let commit = executed.commit().ok_or_else(ApiError::internal)?;
-        let membership =
-            convert::membership_from_commit(network, clinic_id, group_id, participant_id, commit)
-                .ok_or_else(request_id_reused)?;
+            .await?;
+        let version = answer.version.to_string();
         Ok(pb::EnrollParticipantResponse {
-            membership: Some(membership),
-            etag: commit.sequence.to_string(),
-            consistency_token: commit.sequence.to_string(),
+            membership: Some(membership_to_api(answer.membership)),
+            etag: version.clone(),
+            consistency_token: version,
         })
     }
 
-    async fn require_participant(
-        &self,
-        network: &str,
-        participant_id: &str,
-        name: &str,
-    ) -> ApiResult<()> {
-        let participant = self
-            .commands
-            .load_participant(network, participant_id)
-            .await
-            .map_err(command_error)?;
-        if participant.registered {
-            Ok(())
-        } else {
-            Err(super::not_found("PARTICIPANT_NOT_FOUND", name))
-        }
-    }
-
-    /// Runs a command on one membership and answers with the membership as the
-    /// commit left it.
-    async fn membership_command<R: MembershipReply>(
-        &self,
+    /// A command on one membership: `extra` holds the violations of its other fields
+    /// (reported first, as before the name); the access check is early only once the
+    /// name parsed.
+    fn membership_request(
         caller: &Caller,
+        operation: Operation,
         name: &str,
-        (request_id, fingerprint): (&str, Fingerprint),
-        extra: Violations,
-        allow_self: bool,
-        command: impl FnOnce(String) -> GroupCommand,
-    ) -> ApiResult<R> {
-        let mut violations = extra;
-        let ids = owned(caller, &mut violations, "name", name, MEMBERSHIP)?;
-        if let Some(ids) = &ids {
-            if allow_self {
-                authorize_self_or_staff(caller, &ids[3], &[ids[1].as_str()])?;
-            } else {
-                authorize(caller, STAFF, &[ids[1].as_str()])?;
-            }
+        request_id: &str,
+        mut violations: Violations,
+    ) -> ApiResult<(MembershipName, String)> {
+        let name = named::<MembershipName>(caller, &mut violations, "name", name)?;
+        if let Some(name) = &name {
+            early(
+                caller,
+                operation,
+                &[name.clinic.as_str()],
+                Some(name.membership.as_str()),
+            )?;
         }
-        let request_id = circle_grpc::request_id_field(&mut violations, request_id);
-        let ids = violations.finish(ids)?;
-        let (network, clinic_id, group_id, participant_id) = (&ids[0], &ids[1], &ids[2], &ids[3]);
-        let executed = self
-            .commands
-            .group(
-                network,
-                Some(clinic_id),
-                group_id,
-                &meta(caller, request_id, fingerprint),
-                None,
-                command(participant_id.clone()),
-            )
-            .await
-            .map_err(command_error)?;
-        let commit = executed.commit().ok_or_else(ApiError::internal)?;
-        let membership =
-            convert::membership_from_commit(network, clinic_id, group_id, participant_id, commit)
-                .ok_or_else(request_id_reused)?;
-        let version = commit.sequence.to_string();
-        Ok(R::new(membership, version.clone(), version))
+        let request_id = request_id_field(&mut violations, request_id);
+        Ok((violations.finish(name)?, request_id))
     }
 
     pub(super) async fn accept_seat_offer(
@@ -907,15 +718,24 @@ impl EnrollmentApi {
         let caller = caller(&request)?;
         let request = request.into_inner();
         let fingerprint = Fingerprint::of(&request);
-        self.membership_command(
+        let (name, request_id) = Self::membership_request(
             &caller,
+            Operation::AcceptSeatOffer,
             &request.name,
-            (&request.request_id, fingerprint),
+            &request.request_id,
             Violations::default(),
-            true,
-            |participant_id| GroupCommand::AcceptOffer { participant_id },
-        )
-        .await
+        )?;
+        let answer = self
+            .commands
+            .accept_seat_offer(
+                &caller,
+                OnMembership {
+                    name,
+                    sent: sent(request_id, fingerprint),
+                },
+            )
+            .await?;
+        Ok(MembershipReply::from_answer(answer))
     }
 
     pub(super) async fn decline_seat_offer(
@@ -925,15 +745,24 @@ impl EnrollmentApi {
         let caller = caller(&request)?;
         let request = request.into_inner();
         let fingerprint = Fingerprint::of(&request);
-        self.membership_command(
+        let (name, request_id) = Self::membership_request(
             &caller,
+            Operation::DeclineSeatOffer,
             &request.name,
-            (&request.request_id, fingerprint),
+            &request.request_id,
             Violations::default(),
-            true,
-            |participant_id| GroupCommand::DeclineOffer { participant_id },
-        )
-        .await
+        )?;
+        let answer = self
+            .commands
+            .decline_seat_offer(
+                &caller,
+                OnMembership {
+                    name,
+                    sent: sent(request_id, fingerprint),
+                },
+            )
+            .await?;
+        Ok(MembershipReply::from_answer(answer))
     }
 
     pub(super) async fn hold_membership(
@@ -947,18 +776,25 @@ impl EnrollmentApi {
         let reason = violations
             .check("reason", convert::optional_text(&request.reason, 500))
             .unwrap_or_default();
-        self.membership_command(
+        let (name, request_id) = Self::membership_request(
             &caller,
+            Operation::HoldMembership,
             &request.name,
-            (&request.request_id, fingerprint),
+            &request.request_id,
             violations,
-            false,
-            |participant_id| GroupCommand::Hold {
-                participant_id,
-                reason,
-            },
-        )
-        .await
+        )?;
+        let answer = self
+            .commands
+            .hold_membership(
+                &caller,
+                HoldMembership {
+                    name,
+                    reason,
+                    sent: sent(request_id, fingerprint),
+                },
+            )
+            .await?;
+        Ok(MembershipReply::from_answer(answer))
     }
 
     pub(super) async fn resume_membership(
@@ -968,15 +804,24 @@ impl EnrollmentApi {
         let caller = caller(&request)?;
         let request = request.into_inner();
         let fingerprint = Fingerprint::of(&request);
-        self.membership_command(
+        let (name, request_id) = Self::membership_request(
             &caller,
+            Operation::ResumeMembership,
             &request.name,
-            (&request.request_id, fingerprint),
+            &request.request_id,
             Violations::default(),
-            false,
-            |participant_id| GroupCommand::Resume { participant_id },
-        )
-        .await
+        )?;
+        let answer = self
+            .commands
+            .resume_membership(
+                &caller,
+                OnMembership {
+                    name,
+                    sent: sent(request_id, fingerprint),
+                },
+            )
+            .await?;
+        Ok(MembershipReply::from_answer(answer))
     }
 
     pub(super) async fn discharge_participant(
@@ -988,23 +833,27 @@ impl EnrollmentApi {
         let fingerprint = Fingerprint::of(&request);
         let mut violations = Violations::default();
         let reason = violations.check("reason", convert::discharge_reason(request.reason));
-        self.membership_command(
+        let (name, request_id) = Self::membership_request(
             &caller,
+            Operation::DischargeParticipant,
             &request.name,
-            (&request.request_id, fingerprint),
+            &request.request_id,
             violations,
-            false,
-            |participant_id| GroupCommand::Discharge {
-                participant_id,
-                reason: reason.unwrap_or(crate::domain::DischargeReason::Administrative),
-            },
-        )
-        .await
+        )?;
+        let answer = self
+            .commands
+            .discharge_participant(
+                &caller,
+                DischargeParticipant {
+                    name,
+                    reason: reason.unwrap_or(DischargeReason::Administrative),
+                    sent: sent(request_id, fingerprint),
+                },
+            )
+            .await?;
+        Ok(MembershipReply::from_answer(answer))
     }
 
-    /// The first half of a transfer runs here: the new group takes the participant
-    /// (seat or waitlist). The old group releases them once they hold the new seat —
-    /// the transfers process manager does that from the log.
     pub(super) async fn transfer_participant(
         &self,
         request: Request<pb::TransferParticipantRequest>,
@@ -1013,94 +862,66 @@ impl EnrollmentApi {
         let request = request.into_inner();
         let fingerprint = Fingerprint::of(&request);
         let mut violations = Violations::default();
-        let from = owned(&caller, &mut violations, "name", &request.name, MEMBERSHIP)?;
-        let to = owned(
+        let from = named::<MembershipName>(&caller, &mut violations, "name", &request.name)?;
+        let to = named::<GroupName>(
             &caller,
             &mut violations,
             "target_group",
             &request.target_group,
-            GROUP,
         )?;
         let mut scope: Vec<&str> = Vec::new();
-        scope.extend(from.iter().map(|ids| ids[1].as_str()));
-        scope.extend(to.iter().map(|ids| ids[1].as_str()));
-        authorize(&caller, STAFF, &scope)?;
+        scope.extend(from.iter().map(|from| from.clinic.as_str()));
+        scope.extend(to.iter().map(|to| to.clinic.as_str()));
+        early(&caller, Operation::TransferParticipant, &scope, None)?;
         if let (Some(from), Some(to)) = (&from, &to)
-            && from[2] == to[2]
+            && from.group == to.group
         {
             violations.add("target_group", "must be a different group");
         }
-        let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
+        let request_id = request_id_field(&mut violations, &request.request_id);
         violations.into_result()?;
         let (Some(from), Some(to)) = (from, to) else {
-            return Err(ApiError::internal());
+            return Err(circle_grpc::ApiError::internal());
         };
-        let (network, participant_id) = (&from[0], &from[3]);
-        let source = self
+        let answer = self
             .commands
-            .load_group(network, &from[2])
-            .await
-            .map_err(command_error)?;
-        let in_source = source
-            .state
-            .details
-            .as_ref()
-            .is_some_and(|details| details.clinic_id == from[1])
-            && source.state.members.contains_key(participant_id);
-        // A retry is answered by the new group even after the old seat was released.
-        let retried = self
-            .commands
-            .load_group(network, &to[2])
-            .await
-            .map_err(command_error)?
-            .has_request(&request_id);
-        if !in_source && !retried {
-            return Err(super::domain_error(crate::domain::DomainError::NotEnrolled));
-        }
-        let transfer = TransferRef {
-            // Unique per network, groups, participant and request: two transfers out of one
-            // group never share the id their release is keyed on.
-            transfer_id: uuid::Uuid::new_v5(
-                &uuid::Uuid::NAMESPACE_OID,
-                format!(
-                    "{network}/{}/{}/{participant_id}/{request_id}",
-                    from[2], to[2]
-                )
-                .as_bytes(),
+            .transfer_participant(
+                &caller,
+                TransferParticipant {
+                    from,
+                    to,
+                    sent: sent(request_id, fingerprint),
+                },
             )
-            .to_string(),
-            from_group_id: from[2].clone(),
-            to_group_id: to[2].clone(),
-        };
-        let command = GroupCommand::TransferIn {
-            participant_id: participant_id.clone(),
-            transfer,
-            facilitator_override: false,
-        };
-        let executed = self
-            .commands
-            .group(
-                network,
-                Some(&to[1]),
-                &to[2],
-                &meta(&caller, request_id, fingerprint),
-                None,
-                command,
-            )
-            .await
-            .map_err(command_error)?;
-        let commit = executed.commit().ok_or_else(ApiError::internal)?;
-        let membership =
-            convert::membership_from_commit(network, &to[1], &to[2], participant_id, commit)
-                .ok_or_else(request_id_reused)?;
+            .await?;
         Ok(pb::TransferParticipantResponse {
-            membership: Some(membership),
-            consistency_token: commit.sequence.to_string(),
+            consistency_token: answer.version.to_string(),
+            membership: Some(membership_to_api(answer.membership)),
         })
     }
 }
 
-fn pb_profile(profile: &crate::domain::Profile) -> pb::ParticipantProfile {
+fn clinic_to_api(answer: &ClinicAnswer) -> pb::Clinic {
+    convert::clinic_view(
+        answer.name.network.as_str(),
+        answer.name.clinic.as_str(),
+        &answer.clinic,
+        answer.version,
+    )
+}
+
+/// A group as the command left it (its name's clinic is the group's own).
+fn group_to_api(answer: &GroupAnswer) -> pb::Group {
+    convert::group_view(
+        answer.name.network.as_str(),
+        answer.name.group.as_str(),
+        &answer.group,
+        answer.version,
+        answer.now,
+    )
+}
+
+fn profile_to_api(profile: &crate::domain::Profile) -> pb::ParticipantProfile {
     pb::ParticipantProfile {
         given_name: profile.given_name.clone(),
         family_name: profile.family_name.clone(),
@@ -1110,38 +931,49 @@ fn pb_profile(profile: &crate::domain::Profile) -> pb::ParticipantProfile {
     }
 }
 
-fn participant_view(
-    network: &str,
-    participant_id: &str,
-    participant: &crate::domain::Participant,
-    version: u64,
-) -> pb::Participant {
+fn participant_to_api(answer: &ParticipantAnswer) -> pb::Participant {
+    let (name, participant) = (&answer.name, &answer.participant);
     pb::Participant {
-        name: convert::participant_name(network, participant_id),
-        home_clinic: convert::clinic_name(network, &participant.home_clinic_id),
-        profile: Some(pb_profile(&participant.profile)),
-        etag: version.to_string(),
+        name: name.to_string(),
+        home_clinic: convert::clinic_name(name.network.as_str(), &participant.home_clinic_id),
+        profile: Some(profile_to_api(&participant.profile)),
+        etag: answer.version.to_string(),
         consents: participant
             .consents
             .iter()
             .map(|(consent_id, consent)| {
-                consent_view(network, participant_id, consent_id, consent, None, None)
+                consent_to_api(
+                    &convert::consent_name(
+                        name.network.as_str(),
+                        name.participant.as_str(),
+                        consent_id,
+                    ),
+                    consent,
+                    None,
+                    None,
+                )
             })
             .collect(),
     }
 }
 
-fn consent_view(
-    network: &str,
-    participant_id: &str,
-    consent_id: &str,
+fn consent_answer_to_api(answer: &ConsentAnswer) -> pb::Consent {
+    consent_to_api(
+        &answer.name.to_string(),
+        &answer.consent,
+        answer.recorded_at.map(codec::timestamp),
+        answer.revoked_at.map(codec::timestamp),
+    )
+}
+
+fn consent_to_api(
+    name: &str,
     consent: &crate::domain::participant::ConsentState,
     recorded: Option<prost_types::Timestamp>,
     revoked: Option<prost_types::Timestamp>,
 ) -> pb::Consent {
-    use crate::domain::{ConsentTerms, PeerDisplay};
     let mut view = pb::Consent {
-        name: convert::consent_name(network, participant_id, consent_id),
+        name: name.to_owned(),
         record_time: recorded,
         revoke_time: if consent.revoked { revoked } else { None },
         ..Default::default()
@@ -1171,9 +1003,19 @@ fn consent_view(
     view
 }
 
-/// A response that carries the membership a command changed.
-trait MembershipReply {
+/// A response that carries the membership a command changed, its etag and the
+/// consistency token (both the commit's version).
+trait MembershipReply: Sized {
     fn new(membership: pb::Membership, etag: String, consistency_token: String) -> Self;
+
+    fn from_answer(answer: MembershipAnswer) -> Self {
+        let version = answer.version.to_string();
+        Self::new(
+            membership_to_api(answer.membership),
+            version.clone(),
+            version,
+        )
+    }
 }
 
 macro_rules! membership_reply {

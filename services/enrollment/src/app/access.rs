@@ -1,7 +1,9 @@
 //! The enrollment service's one access table: for every RPC, which roles may run it
-//! and on which scope (`circle_grpc::Rule`). Queries check their row here before
-//! anything is looked up; commands still check the same permissions in `api/write.rs`
-//! (their rows below match those checks) until the write side moves into `app/`.
+//! and on which scope (`circle_grpc::Rule`). Queries and commands check their row
+//! here before anything is looked up or loaded; the edge checks the same rows early,
+//! as far as a request's names show, before it reports bad fields. The steps only the
+//! service's own process managers take (`Step`) have rows of their own, apart from the
+//! RPCs.
 //!
 //! Enrollment keeps no clinical notes: its protected records are rosters, waitlists,
 //! memberships and participants' profiles and consents (42 CFR Part 2), all staff
@@ -11,6 +13,8 @@
 
 use circle_grpc::roles::{ADMINS, CLINIC_ADMINS, STAFF};
 use circle_grpc::{ApiError, Caller, Role, Rule, Scope, Target};
+use circle_names::Id;
+use tonic::Code;
 
 /// Every RPC of `circle.enrollment.v1.EnrollmentService`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -74,6 +78,39 @@ impl Operation {
         Self::ListParticipantMemberships,
         Self::SearchOpenSeats,
     ];
+
+    /// The RPC's name, as the service definition spells it.
+    pub fn rpc(self) -> &'static str {
+        match self {
+            Self::CreateClinic => "CreateClinic",
+            Self::GetClinic => "GetClinic",
+            Self::ListClinics => "ListClinics",
+            Self::UpdateClinic => "UpdateClinic",
+            Self::ArchiveClinic => "ArchiveClinic",
+            Self::CreateGroup => "CreateGroup",
+            Self::GetGroup => "GetGroup",
+            Self::ListGroups => "ListGroups",
+            Self::UpdateGroup => "UpdateGroup",
+            Self::ArchiveGroup => "ArchiveGroup",
+            Self::RegisterParticipant => "RegisterParticipant",
+            Self::GetParticipant => "GetParticipant",
+            Self::UpdateParticipant => "UpdateParticipant",
+            Self::RecordConsent => "RecordConsent",
+            Self::RevokeConsent => "RevokeConsent",
+            Self::EnrollParticipant => "EnrollParticipant",
+            Self::AcceptSeatOffer => "AcceptSeatOffer",
+            Self::DeclineSeatOffer => "DeclineSeatOffer",
+            Self::TransferParticipant => "TransferParticipant",
+            Self::HoldMembership => "HoldMembership",
+            Self::ResumeMembership => "ResumeMembership",
+            Self::DischargeParticipant => "DischargeParticipant",
+            Self::GetMembership => "GetMembership",
+            Self::ListGroupMembers => "ListGroupMembers",
+            Self::ListWaitlist => "ListWaitlist",
+            Self::ListParticipantMemberships => "ListParticipantMemberships",
+            Self::SearchOpenSeats => "SearchOpenSeats",
+        }
+    }
 }
 
 /// Staff, or a participant on their own record.
@@ -92,6 +129,71 @@ pub const CLOSED_ADMISSION_OVERRIDE: Rule = Rule::new(
     &[Role::NetworkAdmin, Role::ClinicAdmin, Role::Facilitator],
     Scope::Clinics,
 );
+
+/// Admitting into a closed group after its first session: who may not is
+/// `OVERRIDE_NOT_ALLOWED` (with `None`, only the role is checked: the names did not
+/// parse).
+pub fn check_closed_admission_override(
+    caller: &Caller,
+    target: Option<&Target<'_>>,
+) -> Result<(), ApiError> {
+    CLOSED_ADMISSION_OVERRIDE
+        .check_parsed(caller, target)
+        .map_err(|_| {
+            ApiError::new(
+                Code::PermissionDenied,
+                "OVERRIDE_NOT_ALLOWED",
+                "only facilitators and admins may override closed admission",
+            )
+        })
+}
+
+/// Checks `caller` against `rule`, before anything is looked up: the tenant first (the
+/// edge has refused another network's names already; this keeps every other caller of
+/// the application to the same rule), then the rule.
+pub(super) fn permit_rule(
+    caller: &Caller,
+    rule: Rule,
+    network: &str,
+    target: Target<'_>,
+) -> Result<(), ApiError> {
+    caller.require_network(network, &format!("networks/{network}"))?;
+    rule.check(caller, &target)
+}
+
+/// [`permit_rule`] with the row of `operation`.
+pub(super) fn permit(
+    caller: &Caller,
+    operation: Operation,
+    network: &Id,
+    target: Target<'_>,
+) -> Result<(), ApiError> {
+    permit_rule(caller, rule(operation), network.as_str(), target)
+}
+
+/// The steps only the service's own process managers take: not RPCs (no client can
+/// ask for them), so not in `Operation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Step {
+    /// A seat offer's time is up (`OfferTimers`).
+    ExpireOffer,
+    /// The old seat of a transfer whose new seat is taken (`Transfers`).
+    ReleaseForTransfer,
+}
+
+impl Step {
+    pub const ALL: [Step; 2] = [Self::ExpireOffer, Self::ReleaseForTransfer];
+}
+
+/// The row of a process-manager step: the service's process managers, anywhere in the
+/// network they act for.
+pub fn step_rule(step: Step) -> Rule {
+    match step {
+        Step::ExpireOffer | Step::ReleaseForTransfer => {
+            Rule::new(&[Role::ProcessManager], Scope::Network)
+        }
+    }
+}
 
 /// The check the edge makes before it reports a request's bad fields (role and scope
 /// come first, as in every service): the whole rule with what the request's names show,
@@ -303,7 +405,8 @@ mod tests {
         }
     }
 
-    /// The command rows match the role sets `api/write.rs` checks today.
+    /// The command rows keep the role sets the edge checked before commands moved
+    /// into the application.
     #[test]
     fn command_rows_match_the_checks_the_write_side_makes() {
         let rows: [(Operation, &[Role]); 9] = [
@@ -338,5 +441,55 @@ mod tests {
             outcome(rule(Operation::HoldMembership).check(&facilitator, &north)),
             "OK"
         );
+    }
+
+    #[test]
+    fn process_manager_steps_are_for_process_managers_only() {
+        let pm = Caller::process_manager("acme", "enrollment-process");
+        let elsewhere = Target {
+            clinics: &["north"],
+            ..Target::default()
+        };
+        for step in Step::ALL {
+            assert_eq!(outcome(step_rule(step).check(&pm, &elsewhere)), "OK");
+            for role in [
+                Role::NetworkAdmin,
+                Role::ClinicAdmin,
+                Role::Facilitator,
+                Role::IntakeCoordinator,
+                Role::Service,
+                Role::Participant,
+            ] {
+                assert_eq!(
+                    outcome(step_rule(step).check(&caller(role, "x", &["north"]), &elsewhere)),
+                    "ROLE_NOT_ALLOWED",
+                    "{step:?} {role:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_rpc_of_the_service_has_one_row() -> Result<(), prost::DecodeError> {
+        use prost::Message as _;
+        let descriptors =
+            prost_types::FileDescriptorSet::decode(circle_proto::FILE_DESCRIPTOR_SET)?;
+        let mut rpcs: Vec<&str> = descriptors
+            .file
+            .iter()
+            .filter(|file| file.package() == "circle.enrollment.v1")
+            .flat_map(|file| &file.service)
+            .filter(|service| service.name() == "EnrollmentService")
+            .flat_map(|service| &service.method)
+            .map(|method| method.name())
+            .collect();
+        rpcs.sort_unstable();
+        assert!(!rpcs.is_empty(), "the descriptor holds the service");
+        let mut operations: Vec<&str> = Operation::ALL.iter().map(|op| op.rpc()).collect();
+        operations.sort_unstable();
+        let distinct: std::collections::BTreeSet<&str> = operations.iter().copied().collect();
+        assert_eq!(distinct.len(), operations.len(), "each RPC once");
+        assert_eq!(operations, rpcs);
+        Ok(())
     }
 }

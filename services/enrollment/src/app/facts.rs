@@ -2,23 +2,22 @@
 //! read model may lag the log by a moment).
 
 use circle_grpc::ApiError;
+use sqlx::PgPool;
 
-use super::{Queries, database_error};
+use super::database_error;
 
-impl Queries {
-    /// How many groups of the clinic are not archived.
-    pub async fn open_groups_of_clinic(
-        &self,
-        network: &str,
-        clinic_id: &str,
-    ) -> Result<i64, ApiError> {
-        sqlx::query_scalar(
-            "SELECT count(*) FROM enrollment.groups WHERE network = $1 AND clinic_id = $2 AND NOT archived",
-        )
-        .bind(network)
-        .bind(clinic_id)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(database_error)
-    }
+/// How many groups of the clinic are not archived.
+pub(super) async fn open_groups_of_clinic(
+    pool: &PgPool,
+    network: &str,
+    clinic_id: &str,
+) -> Result<i64, ApiError> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM enrollment.groups WHERE network = $1 AND clinic_id = $2 AND NOT archived",
+    )
+    .bind(network)
+    .bind(clinic_id)
+    .fetch_one(pool)
+    .await
+    .map_err(database_error)
 }

@@ -1,14 +1,21 @@
-//! The application layer of the enrollment service: what the gRPC edge (and, as the
-//! write side moves here, the process managers) call. It takes typed inputs (resource
-//! names from `circle-names`, checked fields) and a typed caller, decides access from
-//! the service's one table (`access`), and answers with plain Rust views; errors are
-//! `ApiError` values, mapped to gRPC once at the edge.
+//! The application layer of the enrollment service: what the gRPC edge and the
+//! process managers call. It takes typed inputs (resource names from `circle-names`,
+//! checked fields) and a typed caller, decides access from the service's one table
+//! (`access`), and answers with plain Rust values; errors are `ApiError` values,
+//! mapped to gRPC once at the edge.
 //!
-//! `queries` answers every query RPC from the read model (schema `enrollment`): the
-//! access rule first, before anything is looked up, then read-your-writes on the
-//! client's consistency token, then the read.
+//! `commands` runs every command RPC (and the process managers' steps): the access
+//! rule first, before anything is loaded, then what the command needs (other
+//! aggregates, read-model facts from `facts`), then the command through `aggregates`
+//! (the repositories over the ENROLLMENT stream, seen only here); `errors` is the
+//! domain's error table. `queries` answers every query RPC from the read model (schema
+//! `enrollment`): the access rule first, before anything is looked up, then
+//! read-your-writes on the client's consistency token, then the read.
 
 pub mod access;
+mod aggregates;
+pub mod commands;
+mod errors;
 mod facts;
 pub mod queries;
 
@@ -21,6 +28,13 @@ use circle_projection::ProjectionHandle;
 use sqlx::PgPool;
 use tonic::Code;
 
+pub use commands::{
+    ArchiveClinic, ArchiveGroup, ClinicAnswer, Commands, ConsentAnswer, CreateClinic, CreateGroup,
+    DischargeParticipant, EnrollParticipant, GroupAnswer, HoldMembership, MembershipAnswer,
+    NewGroup, OnMembership, ParticipantAnswer, ProfileChanges, RecordConsent, RegisterParticipant,
+    RevokeConsent, Sent, TransferParticipant, UpdateClinic, UpdateGroup, UpdateParticipant,
+    checked_profile, derived_id,
+};
 pub use queries::{
     ClinicView, ConsentView, GroupView, GroupsIn, GroupsWanted, MembershipEventView,
     MembershipView, OpenSeat, OpenSeatSearch, OpenSeats, ParticipantView,

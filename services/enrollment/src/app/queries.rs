@@ -10,7 +10,7 @@ use circle_names::{
 use sqlx::Row as _;
 use sqlx::postgres::PgRow;
 
-use super::access::{self, Operation};
+use super::access::{Operation, permit};
 use super::{Page, Queries, database_error, not_found};
 use crate::domain::schedule::time_zone;
 use crate::domain::{
@@ -163,19 +163,6 @@ fn memberships_with_position(condition: &str) -> String {
          FROM enrollment.memberships m
          WHERE {condition}"
     )
-}
-
-/// Checks `caller` against the row of `operation`, before anything is looked up: the
-/// tenant first (the edge has refused another network's names already; this keeps
-/// every other caller of the application to the same rule), then the access table.
-fn permit(
-    caller: &Caller,
-    operation: Operation,
-    network: &Id,
-    target: Target<'_>,
-) -> Result<(), ApiError> {
-    caller.require_network(network.as_str(), &format!("networks/{network}"))?;
-    access::rule(operation).check(caller, &target)
 }
 
 fn clinics<'a>(clinic: &'a [&'a str]) -> Target<'a> {

@@ -72,12 +72,13 @@ async fn rebuilding_one_process_manager_leaves_the_others_tables_and_checkpoint(
     );
 
     let transfers_manager = circle_enrollment::process::Transfers {
-        commands: std::sync::Arc::new(circle_enrollment::commands::Commands::new(
+        commands: std::sync::Arc::new(circle_enrollment::app::Commands::new(
             circle_eventstore::EventStore::open(
                 service.env.nats.clone(),
                 circle_enrollment::stream_spec(&service.env.config),
             )
             .await?,
+            service.env.pool.clone(),
             service.clock.clone(),
             chrono::Duration::hours(i64::from(service.env.config.enrollment.seat_offer_hours)),
         )),

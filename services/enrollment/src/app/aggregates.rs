@@ -1,44 +1,47 @@
-//! Runs domain commands against the event log: the one path by which the API and the
-//! process managers change an aggregate. The repository does the plumbing every command
-//! shares (key, etag precondition, retries, answering a retry); what is left here is
-//! enrollment's own: the group's clinic check, the offer lifetime, and the decision's
-//! time, which is the time recorded on the commit.
+//! Runs domain commands against the event log: the one path by which an aggregate
+//! changes (the application's commands and its process-manager steps alike). The
+//! repository does the plumbing every command shares (key, etag precondition, retries,
+//! answering a retry); what is left here is enrollment's own: the group's clinic check,
+//! the offer lifetime, and the decision's time, which is the time recorded on the
+//! commit.
 
 use std::sync::Arc;
 
+use circle_calendar::Clock;
 use circle_eventstore::{CommitMeta, EventStore, ExecuteError, Executed, Repository, Snapshot};
 
 use crate::domain::{
     Clinic, ClinicCommand, DomainError, Group, GroupCommand, GroupContext, Participant,
     ParticipantCommand, clinic, group, participant,
 };
-use circle_calendar::Clock;
 
 /// Why a command did not run: the domain refused it, or the store could not run it.
-pub type CommandError = ExecuteError<DomainError>;
+pub(crate) type CommandError = ExecuteError<DomainError>;
 
-pub type CommandResult<A> = Result<Executed<A>, CommandError>;
+pub(super) type CommandResult<A> = Result<Executed<A>, CommandError>;
 
-pub struct Commands {
-    pub clinics: Repository<Clinic>,
-    pub groups: Repository<Group>,
-    pub participants: Repository<Participant>,
-    pub clock: Arc<dyn Clock>,
-    pub offer_ttl: chrono::Duration,
+pub(super) struct Aggregates {
+    clinics: Repository<Clinic>,
+    groups: Repository<Group>,
+    participants: Repository<Participant>,
+    offer_ttl: chrono::Duration,
 }
 
-impl Commands {
-    pub fn new(store: EventStore, clock: Arc<dyn Clock>, offer_ttl: chrono::Duration) -> Self {
+impl Aggregates {
+    pub(super) fn new(
+        store: EventStore,
+        clock: Arc<dyn Clock>,
+        offer_ttl: chrono::Duration,
+    ) -> Self {
         Self {
             clinics: Repository::new(store.clone(), clock.clone()),
             groups: Repository::new(store.clone(), clock.clone()),
-            participants: Repository::new(store, clock.clone()),
-            clock,
+            participants: Repository::new(store, clock),
             offer_ttl,
         }
     }
 
-    pub async fn clinic(
+    pub(super) async fn clinic(
         &self,
         network: &str,
         clinic_id: &str,
@@ -56,7 +59,7 @@ impl Commands {
 
     /// Runs a group command. With `clinic_id`, a group of another clinic is "not found"
     /// (resource names carry the clinic).
-    pub async fn group(
+    pub(super) async fn group(
         &self,
         network: &str,
         clinic_id: Option<&str>,
@@ -88,7 +91,7 @@ impl Commands {
             .await
     }
 
-    pub async fn participant(
+    pub(super) async fn participant(
         &self,
         network: &str,
         participant_id: &str,
@@ -104,7 +107,7 @@ impl Commands {
             .await
     }
 
-    pub async fn load_clinic(
+    pub(super) async fn load_clinic(
         &self,
         network: &str,
         clinic_id: &str,
@@ -113,7 +116,7 @@ impl Commands {
         Ok(self.clinics.load(&key).await?.state.clone())
     }
 
-    pub async fn load_group(
+    pub(super) async fn load_group(
         &self,
         network: &str,
         group_id: &str,
@@ -122,7 +125,7 @@ impl Commands {
         Ok(self.groups.load(&key).await?)
     }
 
-    pub async fn load_participant(
+    pub(super) async fn load_participant(
         &self,
         network: &str,
         participant_id: &str,
