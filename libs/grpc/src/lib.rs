@@ -131,49 +131,6 @@ pub fn is_clinic_scoped(role: Role) -> bool {
     )
 }
 
-/// Who may do what, checked before anything is looked up. Clinic-scoped roles must
-/// hold every clinic the request touches.
-pub fn authorize(caller: &Caller, allowed: &[Role], clinics: &[&str]) -> Result<(), ApiError> {
-    if !allowed.contains(&caller.role) {
-        return Err(ApiError::new(
-            Code::PermissionDenied,
-            "ROLE_NOT_ALLOWED",
-            format!("the {} role may not do this", caller.role.as_str()),
-        ));
-    }
-    if is_clinic_scoped(caller.role)
-        && clinics
-            .iter()
-            .any(|clinic| !caller.clinics.iter().any(|scoped| scoped == clinic))
-    {
-        return Err(ApiError::new(
-            Code::PermissionDenied,
-            "CLINIC_OUT_OF_SCOPE",
-            "the caller is not scoped to this clinic",
-        ));
-    }
-    Ok(())
-}
-
-/// Staff (as `authorize` with `roles::STAFF`), or the participant acting for themselves.
-pub fn authorize_self_or_staff(
-    caller: &Caller,
-    participant_id: &str,
-    clinics: &[&str],
-) -> Result<(), ApiError> {
-    if caller.role == Role::Participant {
-        if caller.actor_id == participant_id {
-            return Ok(());
-        }
-        return Err(ApiError::new(
-            Code::PermissionDenied,
-            "NOT_YOUR_RECORD",
-            "participants may act only for themselves",
-        ));
-    }
-    authorize(caller, roles::STAFF, clinics)
-}
-
 /// How far a permission reaches for one operation of a service's access table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
@@ -301,22 +258,6 @@ pub fn named<N: circle_names::Tenant>(
     Ok(name)
 }
 
-/// Parses `field` as a resource name and checks the caller's network owns it (the
-/// tenant comes from the caller, never from the request).
-pub fn owned(
-    caller: &Caller,
-    violations: &mut Violations,
-    field: &str,
-    name: &str,
-    collections: &[&str],
-) -> Result<Option<Vec<String>>, ApiError> {
-    let ids = violations.check(field, parse_name(name, collections));
-    if let Some(ids) = &ids {
-        caller.require_network(&ids[0], name)?;
-    }
-    Ok(ids)
-}
-
 /// Collects field violations so a request reports all its bad fields at once.
 #[derive(Debug, Default)]
 pub struct Violations(Vec<(String, String)>);
@@ -372,31 +313,6 @@ pub fn check_id(value: &str) -> Result<(), String> {
     circle_names::Id::parse(value)
         .map(|_| ())
         .map_err(|error| error.to_string())
-}
-
-/// Parses a resource name against a pattern of collection ids, e.g.
-/// `["networks", "clinics", "groups"]` for `networks/{n}/clinics/{c}/groups/{g}`,
-/// returning the ids in order.
-pub fn parse_name(name: &str, collections: &[&str]) -> Result<Vec<String>, String> {
-    let expected = collections
-        .iter()
-        .map(|collection| format!("{collection}/{{id}}"))
-        .collect::<Vec<_>>()
-        .join("/");
-    let segments: Vec<&str> = name.split('/').collect();
-    if segments.len() != collections.len() * 2 {
-        return Err(format!("must be of the form {expected}"));
-    }
-    let mut ids = Vec::with_capacity(collections.len());
-    for (pair, collection) in segments.chunks(2).zip(collections) {
-        if pair[0] != *collection || check_id(pair[1]).is_err() {
-            return Err(format!(
-                "must be of the form {expected}, with ids of lowercase letters, digits or '-'"
-            ));
-        }
-        ids.push(pair[1].to_owned());
-    }
-    Ok(ids)
 }
 
 /// A request id (AIP-155): empty means "not retried" and gets a fresh one.
@@ -585,30 +501,35 @@ mod tests {
     }
 
     #[test]
-    fn parses_a_resource_name_network_first() {
-        let ids = parse_name(
-            "networks/acme/clinics/north/groups/g-1",
-            &["networks", "clinics", "groups"],
-        )
-        .expect("valid");
-        assert_eq!(ids, vec!["acme", "north", "g-1"]);
-    }
-
-    #[test]
-    fn malformed_names_are_refused() {
-        for bad in [
-            "",
-            "networks/acme",
-            "networks/acme/clinic/north/groups/g",
-            "networks/acme/clinics/North/groups/g",
-            "networks/acme/clinics/a.b/groups/g",
-            "networks/acme/clinics/north/groups/g/extra",
-        ] {
-            assert!(
-                parse_name(bad, &["networks", "clinics", "groups"]).is_err(),
-                "{bad:?}"
-            );
-        }
+    fn a_name_is_parsed_and_held_to_the_callers_network() {
+        let admin = caller(Role::NetworkAdmin, "a", &[]);
+        let mut violations = Violations::default();
+        let name = named::<circle_names::ClinicName>(
+            &admin,
+            &mut violations,
+            "name",
+            "networks/acme/clinics/north",
+        );
+        assert_eq!(
+            name.ok().flatten().map(|name| name.clinic.into_string()),
+            Some("north".to_owned())
+        );
+        let other = named::<circle_names::ClinicName>(
+            &admin,
+            &mut violations,
+            "name",
+            "networks/other/clinics/north",
+        );
+        assert_eq!(other.err().map(|error| error.reason), Some("WRONG_NETWORK"));
+        assert!(violations.into_result().is_ok());
+        let mut violations = Violations::default();
+        let bad = named::<circle_names::ClinicName>(&admin, &mut violations, "name", "clinics/x");
+        assert!(matches!(bad, Ok(None)));
+        let error = violations.into_result().err().map(|error| error.violations);
+        assert_eq!(
+            error.map(|violations| violations[0].0.clone()),
+            Some("name".to_owned())
+        );
     }
 
     #[test]

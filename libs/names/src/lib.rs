@@ -119,11 +119,6 @@ macro_rules! resource_name {
                 let [$($field),+] = split(name, [$($collection),+]).ok_or(error)?;
                 Ok(Self { $($field),+ })
             }
-
-            /// The form of this name without the trailing '/'.
-            pub fn pattern() -> &'static str {
-                Self::PATTERN.trim_end_matches('/')
-            }
         }
 
         impl fmt::Display for $name {
@@ -229,14 +224,6 @@ resource_name!(
     /// `networks/{network}/staff/{staff}`
     StaffName { "networks" / network, "staff" / staff }
 );
-
-impl ClinicName {
-    pub fn network_name(&self) -> NetworkName {
-        NetworkName {
-            network: self.network.clone(),
-        }
-    }
-}
 
 impl GroupName {
     pub fn clinic_name(&self) -> ClinicName {
@@ -408,7 +395,10 @@ mod tests {
         assert!(ClinicName::parse("networks/acme/participants/p1").is_err());
         assert!(CheckInName::parse("networks/acme/participants/p1/check-ins/c1").is_ok());
         assert!(GoalName::parse("networks/acme/participants/p1/check-ins/c1").is_err());
-        assert_eq!(NetworkName::pattern(), "networks/{network}");
+        assert_eq!(
+            NetworkName::parse("networks/acme/x").map_err(|error| error.pattern),
+            Err("networks/{network}")
+        );
     }
 
     #[test]
@@ -420,9 +410,6 @@ mod tests {
         let group = GroupName::parse("networks/acme/clinics/c/groups/g").expect("valid");
         let membership = group.membership(id("m1"));
         assert_eq!(membership.group_name(), group);
-        assert_eq!(
-            group.clinic_name().network_name().to_string(),
-            "networks/acme"
-        );
+        assert_eq!(group.clinic_name().to_string(), "networks/acme/clinics/c");
     }
 }
