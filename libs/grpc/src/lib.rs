@@ -204,6 +204,20 @@ impl Rule {
         }
     }
 
+    /// The check an application makes before anything is looked up: the tenant first
+    /// (`network` is the network of the names the operation touches; the edge has
+    /// refused another network's names already, this holds every other caller of the
+    /// application to the same wall), then [`Rule::check`].
+    pub fn permit(
+        &self,
+        caller: &Caller,
+        network: &str,
+        target: &Target<'_>,
+    ) -> Result<(), ApiError> {
+        caller.require_network(network, &format!("networks/{network}"))?;
+        self.check(caller, target)
+    }
+
     /// Checks the caller against this rule, before anything is looked up.
     pub fn check(&self, caller: &Caller, target: &Target<'_>) -> Result<(), ApiError> {
         self.check_role(caller)?;

@@ -157,8 +157,7 @@ pub(super) fn permit_rule(
     network: &str,
     target: Target<'_>,
 ) -> Result<(), ApiError> {
-    caller.require_network(network, &format!("networks/{network}"))?;
-    rule.check(caller, &target)
+    rule.permit(caller, network, &target)
 }
 
 /// [`permit_rule`] with the row of `operation`.
