@@ -625,6 +625,32 @@ async fn the_nudge_ladder_climbs_with_the_clock_keeps_quiet_hours_and_never_repe
         ))
         .await;
     assert_eq!(refusal(not_sam).1, "NOT_THE_INVITEE");
+    // Someone outside the partnership is refused before anything about it shows: the
+    // same answer for a partnership of others and for one that does not exist.
+    for name in [
+        proposed.name.clone(),
+        "networks/acme/partnerships/no-such-partnership".to_owned(),
+    ] {
+        let outsider = system
+            .accountability
+            .accept_partnership(as_participant(
+                pb::AcceptPartnershipRequest {
+                    name: name.clone(),
+                    request_id: String::new(),
+                },
+                "riley",
+            ))
+            .await;
+        assert_eq!(
+            refusal(outsider),
+            (
+                tonic::Code::PermissionDenied,
+                "NOT_YOUR_RECORD".to_owned(),
+                vec![]
+            ),
+            "{name}"
+        );
+    }
     system
         .accountability
         .accept_partnership(as_participant(

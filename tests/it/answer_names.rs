@@ -91,8 +91,9 @@ async fn partnership_answers_name_the_group_in_full() -> anyhow::Result<()> {
     assert_eq!(ended.group, group, "end: {ended:?}");
     assert_eq!(ended.state, "ended");
 
-    // A partnership never proposed has no group to name: it is not found, for
-    // staff and partners alike.
+    // A partnership never proposed has no group to name: staff are told it is not
+    // found; a participant, as for any partnership they are not in, that it is not
+    // theirs (permission before existence: probing reveals nothing).
     let unknown = format!("networks/{}/partnerships/never", crate::support::NETWORK);
     let refused = system
         .accountability
@@ -104,7 +105,11 @@ async fn partnership_answers_name_the_group_in_full() -> anyhow::Result<()> {
             "jordan",
         ))
         .await;
-    assert_eq!(refusal(refused).0, Code::NotFound);
+    let (code, reason, _) = refusal(refused);
+    assert_eq!(
+        (code, reason.as_str()),
+        (Code::PermissionDenied, "NOT_YOUR_RECORD")
+    );
     let refused = system
         .accountability
         .end_partnership(admin(pb::EndPartnershipRequest {

@@ -46,10 +46,10 @@ fn process_manager(network: &str) -> Caller {
     Caller::process_manager(network, "accountability-process")
 }
 
-/// What a step that did not run means for its process manager: a refused step is
-/// skipped (it ran before, or no longer applies), one that fails the same way every
-/// time is poison, the rest is retried (a projection retries the commit, the nudger
-/// its next pass).
+/// What a step that did not run means for a projection-driven process manager: a step
+/// the domain or the log refused is skipped (it ran before, or no longer applies), one
+/// the access table refused (a bug) or that fails the same way every time is poison
+/// (dead-lettered, logged at ERROR), the rest is retried with the commit.
 fn failure(result: Result<(), StepError>) -> Result<(), ApplyError> {
     match result {
         Ok(()) => Ok(()),
@@ -61,9 +61,24 @@ fn failure(result: Result<(), StepError>) -> Result<(), ApplyError> {
             tracing::warn!(%error, "process step refused; skipped");
             Ok(())
         }
+        Err(StepError::Refused(error)) => {
+            tracing::error!(%error, "process step refused by the access table");
+            Err(ApplyError::Poison(error))
+        }
         // A step too large for the event log fails the same way every time.
         Err(StepError::Poison(error)) => Err(ApplyError::Poison(error)),
         Err(StepError::Transient(error)) => Err(ApplyError::Transient(error)),
+    }
+}
+
+/// What a step that did not run means for the nudger: one the domain refused is done
+/// (the journal has it already, or it no longer applies) and stays quiet, since the
+/// read model it decides from may lag; anything else ends the pass, which the next one
+/// retries.
+fn nudger_failure(result: Result<(), StepError>) -> Result<(), String> {
+    match result {
+        Ok(()) | Err(StepError::Rejected(_)) => Ok(()),
+        Err(error) => Err(error.to_string()),
     }
 }
 
@@ -484,12 +499,11 @@ impl Nudger {
             return Ok(());
         }
         let request_id = format!("pm:nudge-{}", nudge.nudge_id);
-        failure(
+        nudger_failure(
             self.commands
                 .send_nudge(&process_manager(network), participant_id, nudge, request_id)
                 .await,
         )
-        .map_err(|error| error.to_string())
     }
 
     async fn day_milestones(
@@ -525,11 +539,10 @@ impl Nudger {
             return Ok(());
         }
         let request_id = format!("pm:days-{}-{days}", since.timestamp());
-        failure(
+        nudger_failure(
             self.commands
                 .record_day_milestones(&process_manager(network), participant_id, now, request_id)
                 .await,
         )
-        .map_err(|error| error.to_string())
     }
 }

@@ -189,7 +189,7 @@ pub async fn fire_offer_timers(
 }
 
 /// The second half of a transfer: once the participant holds a seat in the new group,
-/// release the old one (request id `release-<transfer>`).
+/// release the old one (request id `pm:release-<transfer>`).
 pub struct Transfers {
     pub commands: Arc<Commands>,
 }

@@ -162,9 +162,15 @@ pub fn step_rule(step: Step) -> Rule {
     }
 }
 
-/// Checks `operation`'s rule for the caller against what the request touches.
-pub fn check(caller: &Caller, operation: Operation, target: &Target<'_>) -> Result<(), ApiError> {
-    rule(operation).check(caller, target)
+/// Checks `operation`'s rule for the caller against what the request touches in
+/// `network` (the tenant first: `Rule::permit`).
+pub fn permit(
+    caller: &Caller,
+    operation: Operation,
+    network: &str,
+    target: &Target<'_>,
+) -> Result<(), ApiError> {
+    rule(operation).permit(caller, network, target)
 }
 
 /// The role part of `operation`'s rule alone, which needs nothing from the request.
@@ -308,7 +314,7 @@ mod tests {
         for (role, reason) in expected {
             let who = caller(role, "someone", &["north"]);
             assert_eq!(
-                outcome(check(&who, Operation::ListAtRisk, &north)),
+                outcome(permit(&who, Operation::ListAtRisk, "acme", &north)),
                 reason,
                 "{role:?}"
             );
@@ -332,21 +338,29 @@ mod tests {
             ..Target::default()
         };
         assert_eq!(
-            outcome(check(&intake, Operation::GetGroupBoard, &north)),
+            outcome(permit(&intake, Operation::GetGroupBoard, "acme", &north)),
             "OK"
         );
         assert_eq!(
-            outcome(check(&intake, Operation::GetGroupBoard, &south)),
+            outcome(permit(&intake, Operation::GetGroupBoard, "acme", &south)),
             "CLINIC_OUT_OF_SCOPE"
         );
         assert_eq!(
-            outcome(check(&intake, Operation::ListAtRisk, &north)),
+            outcome(permit(&intake, Operation::ListAtRisk, "acme", &north)),
             "ROLE_NOT_ALLOWED"
         );
         assert_eq!(
-            outcome(check(&intake, Operation::SetQuietHours, &north)),
+            outcome(permit(&intake, Operation::SetQuietHours, "acme", &north)),
             "ROLE_NOT_ALLOWED"
         );
+        // The tenant before anything else, for every operation and every role.
+        for operation in Operation::ALL {
+            assert_eq!(
+                outcome(permit(&intake, operation, "other", &north)),
+                "WRONG_NETWORK",
+                "{operation:?}"
+            );
+        }
     }
 
     #[test]
@@ -361,13 +375,19 @@ mod tests {
             ..Target::default()
         };
         assert_eq!(
-            outcome(check(&sam, Operation::GetParticipantTimeline, &own)),
+            outcome(permit(
+                &sam,
+                Operation::GetParticipantTimeline,
+                "acme",
+                &own
+            )),
             "OK"
         );
         assert_eq!(
-            outcome(check(
+            outcome(permit(
                 &sam,
                 Operation::GetParticipantTimeline,
+                "acme",
                 &someone_else
             )),
             "NOT_YOUR_RECORD"
@@ -378,12 +398,15 @@ mod tests {
                 caller_is_member: true,
                 ..Target::default()
             };
-            assert_eq!(outcome(check(&sam, operation, &member)), "OK");
+            assert_eq!(outcome(permit(&sam, operation, "acme", &member)), "OK");
             let outsider = Target {
                 caller_is_member: false,
                 ..member
             };
-            assert_eq!(outcome(check(&sam, operation, &outsider)), "NOT_A_MEMBER");
+            assert_eq!(
+                outcome(permit(&sam, operation, "acme", &outsider)),
+                "NOT_A_MEMBER"
+            );
         }
     }
 
@@ -405,30 +428,42 @@ mod tests {
         ] {
             for role in CLIENT_ROLES {
                 let who = caller(role, "sam", &["north"]);
-                assert_eq!(outcome(check(&who, operation, &own)), "OK", "{role:?}");
+                assert_eq!(
+                    outcome(permit(&who, operation, "acme", &own)),
+                    "OK",
+                    "{role:?}"
+                );
             }
             let elsewhere = caller(Role::Facilitator, "f", &["south"]);
             assert_eq!(
-                outcome(check(&elsewhere, operation, &own)),
+                outcome(permit(&elsewhere, operation, "acme", &own)),
                 "CLINIC_OUT_OF_SCOPE"
             );
         }
         // Encouragement is a member's own act: staff do not encourage for anyone.
         let facilitator = caller(Role::Facilitator, "f", &["north"]);
         assert_eq!(
-            outcome(check(&facilitator, Operation::Encourage, &own)),
+            outcome(permit(&facilitator, Operation::Encourage, "acme", &own)),
             "ROLE_NOT_ALLOWED"
         );
         let sam = caller(Role::Participant, "sam", &[]);
-        assert_eq!(outcome(check(&sam, Operation::Encourage, &own)), "OK");
+        assert_eq!(
+            outcome(permit(&sam, Operation::Encourage, "acme", &own)),
+            "OK"
+        );
         // Quiet hours are a clinic setting for its admins.
         let clinic_admin = caller(Role::ClinicAdmin, "a", &["north"]);
         assert_eq!(
-            outcome(check(&clinic_admin, Operation::SetQuietHours, &own)),
+            outcome(permit(
+                &clinic_admin,
+                Operation::SetQuietHours,
+                "acme",
+                &own
+            )),
             "OK"
         );
         assert_eq!(
-            outcome(check(&facilitator, Operation::SetQuietHours, &own)),
+            outcome(permit(&facilitator, Operation::SetQuietHours, "acme", &own)),
             "ROLE_NOT_ALLOWED"
         );
     }

@@ -408,8 +408,14 @@ impl Commands {
     /// encourages it; the encourager acts for themselves (the table's row: a
     /// participant, on their own record).
     pub async fn encourage(&self, caller: &Caller, input: Encourage) -> ApiResult<Committed> {
-        access::rule(Operation::Encourage).check(caller, &record(&input.participant))?;
+        access::permit(
+            caller,
+            Operation::Encourage,
+            input.participant.network.as_str(),
+            &record(&input.participant),
+        )?;
         let check_in = &input.check_in;
+        caller.require_network(check_in.network.as_str(), &check_in.to_string())?;
         let network = check_in.network.as_str();
         let author = check_in.participant.as_str();
         let from = input.participant.participant.as_str();
@@ -498,6 +504,8 @@ impl Commands {
             .authorize_record(caller, Operation::ProposePartnership, proposer)
             .await?;
         let network = proposer.network.as_str();
+        caller.require_network(invitee.network.as_str(), &invitee.to_string())?;
+        caller.require_network(group.network.as_str(), &group.to_string())?;
         let group_id = group.group.as_str();
         // The group's clinic is checked against the record: a group of another clinic
         // is not found. (A group the roster does not know yet is not eligible below.)
@@ -565,10 +573,11 @@ impl Commands {
         input: PartnershipChange,
     ) -> ApiResult<PartnershipAnswer> {
         let rule = access::rule(Operation::AcceptPartnership);
-        // The name shows neither the partners nor the clinic: the role first, the
-        // scope against the partnership.
-        rule.check_role(caller)?;
+        // The name shows neither the partners nor the clinic: the tenant and the role
+        // first, the scope against the partnership.
         let name = &input.partnership;
+        caller.require_network(name.network.as_str(), &name.to_string())?;
+        rule.check_role(caller)?;
         let network = name.network.as_str();
         let current = self
             .aggregates
@@ -581,13 +590,18 @@ impl Commands {
             current.invitee_id.clone()
         };
         let clinic = self.partnership_clinic(network, &current).await?;
-        // A participant accepts as themselves (the domain refuses anyone but the
-        // invitee); staff in the clinic of the partnership's group.
-        rule.check(
+        // A participant's own record is a partnership they are in (so a partnership of
+        // others, or none, is refused alike: probing reveals nothing); the domain then
+        // refuses anyone but the invitee. Staff act in the clinic of its group.
+        let partner = current
+            .involves(&caller.actor_id)
+            .then_some(caller.actor_id.as_str());
+        rule.permit(
             caller,
+            network,
             &Target {
                 clinics: &[clinic.as_str()],
-                participant: Some(by.as_str()),
+                participant: partner,
                 caller_is_member: false,
             },
         )?;
@@ -616,10 +630,11 @@ impl Commands {
         input: PartnershipChange,
     ) -> ApiResult<PartnershipAnswer> {
         let rule = access::rule(Operation::EndPartnership);
-        // The name shows neither the partners nor the clinic: the role first, the
-        // scope against the partnership.
-        rule.check_role(caller)?;
+        // The name shows neither the partners nor the clinic: the tenant and the role
+        // first, the scope against the partnership.
         let name = &input.partnership;
+        caller.require_network(name.network.as_str(), &name.to_string())?;
+        rule.check_role(caller)?;
         let network = name.network.as_str();
         let current = self
             .aggregates
@@ -631,8 +646,9 @@ impl Commands {
         let partner = current
             .involves(&caller.actor_id)
             .then_some(caller.actor_id.as_str());
-        rule.check(
+        rule.permit(
             caller,
+            network,
             &Target {
                 clinics: &[clinic.as_str()],
                 participant: partner,
@@ -683,8 +699,10 @@ impl Commands {
         input: SetQuietHours,
     ) -> ApiResult<Committed> {
         let clinic = &input.clinic;
-        access::rule(Operation::SetQuietHours).check(
+        access::permit(
             caller,
+            Operation::SetQuietHours,
+            clinic.network.as_str(),
             &Target {
                 clinics: &[clinic.clinic.as_str()],
                 ..Target::default()
@@ -711,8 +729,11 @@ impl Commands {
 pub(crate) enum StepError {
     /// The domain refused the step (it ran before, or no longer applies).
     Rejected(DomainError),
-    /// The step cannot run as asked, now or ever: a caller its rule refuses, a stale
-    /// etag, an id that is no subject.
+    /// The access table refused the caller: a bug in the service, never a reason to
+    /// skip what the step stands for.
+    Refused(String),
+    /// The step cannot run as asked, now or ever: a stale etag, an id that is no
+    /// subject.
     Invalid(String),
     /// The step fails the same way every time it is tried (over the event log's
     /// limit).
@@ -725,9 +746,10 @@ impl fmt::Display for StepError {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Rejected(reason) => reason.fmt(formatter),
-            Self::Invalid(error) | Self::Poison(error) | Self::Transient(error) => {
-                formatter.write_str(error)
-            }
+            Self::Refused(error)
+            | Self::Invalid(error)
+            | Self::Poison(error)
+            | Self::Transient(error) => formatter.write_str(error),
         }
     }
 }
@@ -766,7 +788,7 @@ impl Commands {
     fn allow(caller: &Caller, step: Step) -> Result<(), StepError> {
         access::step_rule(step)
             .check(caller, &Target::default())
-            .map_err(|error| StepError::Invalid(error.message))
+            .map_err(|error| StepError::Refused(error.message))
     }
 
     async fn journal_step(

@@ -105,9 +105,10 @@ impl Facts {
         operation: Operation,
         participant: &ParticipantName,
     ) -> ApiResult<Viewer> {
-        access::check(
+        access::permit(
             caller,
             operation,
+            participant.network.as_str(),
             &Target {
                 participant: Some(participant.participant.as_str()),
                 ..Target::default()

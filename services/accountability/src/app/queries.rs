@@ -265,7 +265,7 @@ impl Queries {
             ..Target::default()
         };
         if caller.role != Role::Participant {
-            access::check(caller, operation, &target)?;
+            access::permit(caller, operation, group.network.as_str(), &target)?;
         }
         let members: Vec<String> = sqlx::query_scalar(
             "SELECT DISTINCT participant_id FROM accountability_roster.member_periods
@@ -278,7 +278,7 @@ impl Queries {
         .map_err(database_error)?;
         if caller.role == Role::Participant {
             target.caller_is_member = members.contains(&caller.actor_id);
-            access::check(caller, operation, &target)?;
+            access::permit(caller, operation, group.network.as_str(), &target)?;
         }
         // Permission first, then existence: the clinic in the name must be the group's,
         // since that is the clinic the caller was authorized for.
@@ -583,7 +583,12 @@ impl Queries {
     ) -> ApiResult<Vec<AtRiskEntry>> {
         // The list is filtered to the caller's clinics below, so no clinic is checked
         // here: only the role.
-        access::check(caller, Operation::ListAtRisk, &Target::default())?;
+        access::permit(
+            caller,
+            Operation::ListAtRisk,
+            staff.network.as_str(),
+            &Target::default(),
+        )?;
         if caller.role == Role::Facilitator && caller.actor_id != staff.staff.as_str() {
             return Err(ApiError::new(
                 Code::PermissionDenied,

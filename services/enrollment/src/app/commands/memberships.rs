@@ -188,6 +188,8 @@ impl Commands {
             &from.network,
             clinics(&[from.clinic.as_str(), to.clinic.as_str()]),
         )?;
+        // Both groups are the caller's network's (the edge refused another's already).
+        caller.require_network(to.network.as_str(), &to.to_string())?;
         let network = from.network.as_str();
         let participant_id = from.membership.as_str();
         let source = self
