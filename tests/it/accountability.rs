@@ -206,6 +206,16 @@ async fn each_viewer_sees_exactly_what_they_may_across_the_three_services() -> a
         refusal(peeking),
         (Code::PermissionDenied, "CANNOT_SEE_CHECK_IN".into(), vec![])
     );
+    // Encouragement is a member's own act: staff may not send it, even for a member
+    // (the table's row lists participants only).
+    let by_staff = system
+        .accountability
+        .encourage(admin(encourage(&shared.name, &jordan)))
+        .await;
+    assert_eq!(
+        refusal(by_staff),
+        (Code::PermissionDenied, "ROLE_NOT_ALLOWED".into(), vec![])
+    );
     // A day later Sam reports a setback to the facilitators only.
     system.clock.advance(chrono::Duration::days(1));
     let setback = system
