@@ -689,3 +689,158 @@ async fn a_participant_cannot_change_their_own_record() -> anyhow::Result<()> {
     assert_eq!(service.stream_last_sequence().await?, before);
     Ok(())
 }
+
+/// A participant command's answer is what a read shows at its consistency token: the
+/// whole `Participant` (consents with their recorded and revoked times included), or
+/// the consent it recorded or revoked. The clock moves by odd nanoseconds between
+/// commands, so each time is a different one, kept to the microsecond as commits are.
+#[tokio::test]
+async fn a_participant_command_answers_with_what_a_read_of_its_token_shows() -> anyhow::Result<()> {
+    let mut service = Service::start().await?;
+    let north = service.clinic("north").await?;
+    let south = service.clinic("south").await?;
+    let step = |service: &Service| {
+        service
+            .clock
+            .advance(chrono::Duration::nanoseconds(1_234_567_891))
+    };
+    async fn read(
+        service: &mut Service,
+        participant: &str,
+        token: &str,
+    ) -> anyhow::Result<pb::Participant> {
+        Ok(service
+            .client
+            .get_participant(admin(pb::GetParticipantRequest {
+                name: participant.into(),
+                consistency_token: token.into(),
+            }))
+            .await?
+            .into_inner()
+            .participant
+            .unwrap_or_default())
+    }
+    fn consent_named<'a>(participant: &'a pb::Participant, name: &str) -> Option<&'a pb::Consent> {
+        participant
+            .consents
+            .iter()
+            .find(|consent| consent.name == name)
+    }
+
+    step(&service);
+    let registered = service
+        .client
+        .register_participant(admin(pb::RegisterParticipantRequest {
+            parent: format!("networks/{NETWORK}"),
+            participant_id: "sam".into(),
+            participant: Some(pb::Participant {
+                home_clinic: north.clone(),
+                profile: Some(pb::ParticipantProfile {
+                    given_name: "Sam".into(),
+                    family_name: "Rivera".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        }))
+        .await?
+        .into_inner();
+    let answered = registered.participant.unwrap_or_default();
+    let participant = answered.name.clone();
+    assert_eq!(
+        answered,
+        read(&mut service, &participant, &registered.consistency_token).await?,
+        "RegisterParticipant"
+    );
+
+    let record = |consent: pb::Consent| pb::RecordConsentRequest {
+        parent: participant.clone(),
+        consent: Some(consent),
+        request_id: String::new(),
+    };
+    let mut recorded = Vec::new();
+    for consent in [
+        pb::Consent {
+            kind: pb::ConsentKind::TreatmentDisclosure as i32,
+            recipient: "County drug court".into(),
+            purpose: "Compliance with treatment conditions".into(),
+            ..Default::default()
+        },
+        pb::Consent {
+            kind: pb::ConsentKind::PeerVisibility as i32,
+            display: pb::PeerDisplay::Alias as i32,
+            alias: "Sunny".into(),
+            share_check_ins: true,
+            ..Default::default()
+        },
+        // Supersedes the alias consent in the same commit.
+        pb::Consent {
+            kind: pb::ConsentKind::PeerVisibility as i32,
+            display: pb::PeerDisplay::FirstName as i32,
+            share_milestones: true,
+            ..Default::default()
+        },
+    ] {
+        step(&service);
+        let answer = service
+            .client
+            .record_consent(admin(record(consent)))
+            .await?
+            .into_inner();
+        let consent = answer.consent.unwrap_or_default();
+        let shown = read(&mut service, &participant, &answer.consistency_token).await?;
+        assert_eq!(
+            Some(&consent),
+            consent_named(&shown, &consent.name),
+            "RecordConsent"
+        );
+        assert!(consent.record_time.is_some());
+        recorded.push(consent);
+    }
+
+    step(&service);
+    let revoked = service
+        .client
+        .revoke_consent(admin(pb::RevokeConsentRequest {
+            name: recorded[0].name.clone(),
+            request_id: String::new(),
+        }))
+        .await?
+        .into_inner();
+    let consent = revoked.consent.unwrap_or_default();
+    let shown = read(&mut service, &participant, &revoked.consistency_token).await?;
+    assert_eq!(
+        Some(&consent),
+        consent_named(&shown, &consent.name),
+        "RevokeConsent"
+    );
+    assert!(consent.revoke_time.is_some());
+
+    step(&service);
+    let updated = service
+        .client
+        .update_participant(admin(pb::UpdateParticipantRequest {
+            participant: Some(pb::Participant {
+                name: participant.clone(),
+                home_clinic: south.clone(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["home_clinic".into()],
+            }),
+            request_id: String::new(),
+        }))
+        .await?
+        .into_inner();
+    let answered = updated.participant.unwrap_or_default();
+    let shown = read(&mut service, &participant, &updated.consistency_token).await?;
+    assert_eq!(answered, shown, "UpdateParticipant");
+    let times: Vec<(bool, bool)> = shown
+        .consents
+        .iter()
+        .map(|consent| (consent.record_time.is_some(), consent.revoke_time.is_some()))
+        .collect();
+    assert_eq!(times, [(true, true), (true, true), (true, false)]);
+    Ok(())
+}
