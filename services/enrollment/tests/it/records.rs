@@ -844,3 +844,131 @@ async fn a_participant_command_answers_with_what_a_read_of_its_token_shows() -> 
     assert_eq!(times, [(true, true), (true, true), (true, false)]);
     Ok(())
 }
+
+/// A clinic's and a group's command answers are what a read at their consistency
+/// token shows: one view, one mapping to protobuf (the group's next session included,
+/// computed at the same time, and its counts once it has a member and a waitlist).
+#[tokio::test]
+async fn clinic_and_group_command_answers_are_what_a_read_of_their_token_shows()
+-> anyhow::Result<()> {
+    let mut service = Service::start().await?;
+    let created = service
+        .client
+        .create_clinic(admin(pb::CreateClinicRequest {
+            parent: format!("networks/{NETWORK}"),
+            clinic_id: "north".into(),
+            clinic: Some(pb::Clinic {
+                display_name: "North".into(),
+                time_zone: "America/Chicago".into(),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        }))
+        .await?
+        .into_inner();
+    let clinic = created.clinic.unwrap_or_default();
+    let read_clinic = |token: String| pb::GetClinicRequest {
+        name: clinic.name.clone(),
+        consistency_token: token,
+    };
+    assert_eq!(
+        Some(clinic.clone()),
+        service
+            .client
+            .get_clinic(admin(read_clinic(created.consistency_token)))
+            .await?
+            .into_inner()
+            .clinic
+    );
+    let updated = service
+        .client
+        .update_clinic(admin(pb::UpdateClinicRequest {
+            clinic: Some(pb::Clinic {
+                name: clinic.name.clone(),
+                display_name: "North side".into(),
+                etag: clinic.etag.clone(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["display_name".into()],
+            }),
+            request_id: String::new(),
+        }))
+        .await?
+        .into_inner();
+    assert_eq!(
+        updated.clinic,
+        service
+            .client
+            .get_clinic(admin(read_clinic(updated.consistency_token)))
+            .await?
+            .into_inner()
+            .clinic
+    );
+
+    let group = scheduled_group(
+        &mut service,
+        &clinic.name,
+        "g",
+        "process",
+        1,
+        schedule(pb::Weekday::Tuesday, "18:30"),
+    )
+    .await?;
+    let read_group = |token: &str| pb::GetGroupRequest {
+        name: group.name.clone(),
+        consistency_token: token.into(),
+    };
+    assert!(group.next_session_time.is_some());
+    assert_eq!(
+        Some(group.clone()),
+        service
+            .client
+            .get_group(admin(read_group(&group.etag)))
+            .await?
+            .into_inner()
+            .group
+    );
+    let first = service.participant(&clinic.name, "sam").await?;
+    let second = service.participant(&clinic.name, "pat").await?;
+    service.enroll(&group.name, &first).await?;
+    let waitlisted = service.enroll(&group.name, &second).await?;
+    let current = service
+        .client
+        .get_group(admin(read_group(&waitlisted.consistency_token)))
+        .await?
+        .into_inner()
+        .group
+        .unwrap_or_default();
+    let updated = service
+        .client
+        .update_group(admin(pb::UpdateGroupRequest {
+            group: Some(pb::Group {
+                name: group.name.clone(),
+                display_name: "Renamed".into(),
+                etag: current.etag.clone(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["display_name".into()],
+            }),
+            request_id: String::new(),
+        }))
+        .await?
+        .into_inner();
+    let answered = updated.group.unwrap_or_default();
+    assert_eq!(
+        (answered.active_member_count, answered.waitlist_count),
+        (1, 1)
+    );
+    assert_eq!(
+        Some(answered),
+        service
+            .client
+            .get_group(admin(read_group(&updated.consistency_token)))
+            .await?
+            .into_inner()
+            .group
+    );
+    Ok(())
+}
