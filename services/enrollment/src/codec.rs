@@ -527,8 +527,9 @@ fn transfer_from_wire(transfer: pb::Transfer) -> TransferRef {
     }
 }
 
+/// `$evolve` is given the state, the event and its commit's time.
 macro_rules! aggregate {
-    ($state:ty, $type_name:literal, $evolve:path) => {
+    ($state:ty, $type_name:literal, $evolve:expr) => {
         impl Aggregate for $state {
             const TYPE: &'static str = $type_name;
             type Event = Event;
@@ -538,15 +539,20 @@ macro_rules! aggregate {
             fn decode(event: &wire::Event) -> Result<Event, DecodeError> {
                 decode(event)
             }
-            fn evolve(self, event: &Event, _at: circle_calendar::Time) -> Self {
-                $evolve(self, event)
+            fn evolve(self, event: &Event, at: circle_calendar::Time) -> Self {
+                ($evolve)(self, event, at)
             }
         }
     };
 }
 
-aggregate!(Clinic, "clinic", clinic::evolve);
-aggregate!(Group, "group", group::evolve);
+aggregate!(Clinic, "clinic", |state, event, _at| clinic::evolve(
+    state, event
+));
+aggregate!(Group, "group", |state, event, _at| group::evolve(
+    state, event
+));
+// A participant's consents keep the times of the commits that recorded and revoked them.
 aggregate!(Participant, "participant", participant::evolve);
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! Wire types to domain types and back: resource names, field validation (collected
-//! into one `INVALID_ARGUMENT` naming every bad field), and views of aggregates.
+//! Wire types to domain types: resource ids, field validation (collected into one
+//! `INVALID_ARGUMENT` naming every bad field). The way back is `wire`.
 
 use std::collections::BTreeSet;
 
@@ -8,11 +8,10 @@ use circle_calendar::DateRange;
 use circle_grpc::Violations;
 use circle_proto::enrollment::v1 as pb;
 
-use crate::codec;
-use crate::domain::schedule::{MAX_DURATION_MINUTES, MIN_DURATION_MINUTES, time_zone};
+use crate::domain::schedule::{MAX_DURATION_MINUTES, MIN_DURATION_MINUTES};
 use crate::domain::{
-    AdmissionMode, Clinic, ConsentTerms, DischargeReason, Facilitator, FacilitatorRole, Group,
-    MemberState, PeerDisplay, Profile, Schedule, Time,
+    AdmissionMode, ConsentTerms, DischargeReason, Facilitator, FacilitatorRole, PeerDisplay,
+    Profile, Schedule,
 };
 
 pub const MAX_CAPACITY: u32 = 50;
@@ -21,25 +20,6 @@ pub const MAX_FACILITATORS: usize = 10;
 pub const MAX_EXCEPTION_DATES: usize = 500;
 /// Weekdays in a list of weekdays: each at most once.
 pub const MAX_WEEKDAYS: usize = 7;
-
-pub fn clinic_name(network: &str, clinic: &str) -> String {
-    format!("networks/{network}/clinics/{clinic}")
-}
-
-pub fn group_name(network: &str, clinic: &str, group: &str) -> String {
-    format!("networks/{network}/clinics/{clinic}/groups/{group}")
-}
-
-pub fn participant_name(network: &str, participant: &str) -> String {
-    format!("networks/{network}/participants/{participant}")
-}
-
-pub fn consent_name(network: &str, participant: &str, consent: &str) -> String {
-    format!(
-        "{}/consents/{consent}",
-        participant_name(network, participant)
-    )
-}
 
 /// Resource id: the client's, or one derived from the request id so that a retry of a
 /// create without an id lands on the same record. `None` when the given one is not an
@@ -320,125 +300,6 @@ pub fn discharge_reason(value: i32) -> Result<DischargeReason, String> {
         Ok(pb::EndReason::NoShow) => Ok(DischargeReason::NoShow),
         Ok(pb::EndReason::Withdrew) => Ok(DischargeReason::Withdrew),
         _ => Err("must be completed, clinical, administrative, no-show or withdrew".into()),
-    }
-}
-
-pub fn end_reason_from_text(text: &str) -> pb::EndReason {
-    match text {
-        "completed" => pb::EndReason::Completed,
-        "clinical" => pb::EndReason::Clinical,
-        "administrative" => pb::EndReason::Administrative,
-        "no-show" => pb::EndReason::NoShow,
-        "withdrew" => pb::EndReason::Withdrew,
-        "transferred" => pb::EndReason::Transferred,
-        "offer-declined" => pb::EndReason::OfferDeclined,
-        "offer-expired" => pb::EndReason::OfferExpired,
-        _ => pb::EndReason::Unspecified,
-    }
-}
-
-pub fn membership_state_from_text(text: &str) -> pb::MembershipState {
-    use crate::read_model::state;
-    match text {
-        state::ACTIVE => pb::MembershipState::Active,
-        state::ON_HOLD => pb::MembershipState::OnHold,
-        state::WAITLISTED => pb::MembershipState::Waitlisted,
-        state::OFFERED => pb::MembershipState::Offered,
-        state::ENDED => pb::MembershipState::Ended,
-        _ => pb::MembershipState::Unspecified,
-    }
-}
-
-pub fn schedule_to_api(schedule: &Schedule) -> pb::Schedule {
-    pb::Schedule {
-        days: schedule
-            .iso_weekdays
-            .iter()
-            .map(|day| *day as i32)
-            .collect(),
-        start_time: format!(
-            "{:02}:{:02}",
-            schedule.start_minute / 60,
-            schedule.start_minute % 60
-        ),
-        duration_minutes: schedule.duration_minutes,
-        start_date: schedule.start_date.format("%Y-%m-%d").to_string(),
-        end_date: schedule
-            .end_date
-            .map(|end| end.format("%Y-%m-%d").to_string())
-            .unwrap_or_default(),
-        exception_dates: schedule
-            .exception_dates
-            .iter()
-            .map(|date| date.format("%Y-%m-%d").to_string())
-            .collect(),
-        rrule: schedule.rrule(),
-    }
-}
-
-pub fn facilitators_to_api(facilitators: &[Facilitator]) -> Vec<pb::Facilitator> {
-    facilitators
-        .iter()
-        .map(|facilitator| pb::Facilitator {
-            staff_id: facilitator.staff_id.clone(),
-            role: match facilitator.role {
-                FacilitatorRole::Lead => pb::FacilitatorRole::Lead,
-                FacilitatorRole::CoFacilitator => pb::FacilitatorRole::CoFacilitator,
-                FacilitatorRole::PeerLeader => pb::FacilitatorRole::PeerLeader,
-            } as i32,
-        })
-        .collect()
-}
-
-pub fn clinic_view(network: &str, clinic_id: &str, clinic: &Clinic, version: u64) -> pb::Clinic {
-    pb::Clinic {
-        name: clinic_name(network, clinic_id),
-        display_name: clinic.display_name.clone(),
-        time_zone: clinic.time_zone.clone(),
-        archived: clinic.archived,
-        etag: version.to_string(),
-    }
-}
-
-/// A group as the write side knows it right after a command.
-pub fn group_view(
-    network: &str,
-    group_id: &str,
-    group: &Group,
-    version: u64,
-    now: Time,
-) -> pb::Group {
-    let Some(details) = &group.details else {
-        return pb::Group::default();
-    };
-    let count = |wanted: MemberState| {
-        group
-            .members
-            .values()
-            .filter(|state| **state == wanted)
-            .count() as u32
-    };
-    pb::Group {
-        name: group_name(network, &details.clinic_id, group_id),
-        display_name: details.display_name.clone(),
-        modality: details.modality.clone(),
-        level_of_care: details.level_of_care.clone(),
-        capacity: details.capacity,
-        admission_mode: codec::admission_to_wire(details.admission_mode) as i32,
-        active_member_count: count(MemberState::Active),
-        waitlist_count: group.waitlist.len() as u32,
-        etag: version.to_string(),
-        facilitators: facilitators_to_api(&details.facilitators),
-        schedule: details.schedule.as_ref().map(schedule_to_api),
-        time_zone: details.time_zone.clone(),
-        on_hold_count: count(MemberState::OnHold),
-        open_offer_count: group.offers.len() as u32,
-        archived: group.archived,
-        next_session_time: details
-            .schedule
-            .as_ref()
-            .and_then(|schedule| schedule.next_session(time_zone(&details.time_zone), now))
-            .map(codec::timestamp),
     }
 }
 

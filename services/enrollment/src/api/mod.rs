@@ -4,11 +4,13 @@
 //! which decides access from the service's table and reads. Commands (`write`) are
 //! parsed the same way (`convert`: names, every bad field at once, domain values) and
 //! call `app::Commands`, which decides access from the same table, loads and runs
-//! them. The edge checks the table early, as far as a request's names show, so role
+//! them. Both answer with the application's views, mapped to protobuf once (`wire`).
+//! The edge checks the table early, as far as a request's names show, so role
 //! and scope are reported before bad fields; it holds no SQL and no event-store call.
 
 mod convert;
 mod read;
+mod wire;
 mod write;
 
 use std::sync::Arc;

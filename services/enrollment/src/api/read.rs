@@ -1,6 +1,6 @@
 //! Queries at the edge: parse the request (resource names into `circle-names` types,
 //! every bad field collected), call `app::Queries`, which checks access and reads, and
-//! map its views to protobuf. Page tokens are read and made here.
+//! map its views to protobuf (`wire`). Page tokens are read and made here.
 
 use circle_grpc::{ApiError, Caller, Target, Violations};
 use circle_names::{ClinicName, GroupName, MembershipName, NetworkName, ParticipantName};
@@ -8,14 +8,10 @@ use circle_proto::enrollment::v1 as pb;
 use tonic::Request;
 
 use super::convert::{self, named, optional_id};
-use super::{ApiResult, EnrollmentApi, caller};
+use super::{ApiResult, EnrollmentApi, caller, wire};
 use crate::app::access::{self, Operation};
-use crate::app::{
-    ClinicView, ConsentView, GroupView, GroupsIn, GroupsWanted, MembershipView, OpenSeatSearch,
-    Page, ParticipantView,
-};
+use crate::app::{GroupsIn, GroupsWanted, OpenSeatSearch, Page};
 use crate::codec;
-use crate::domain::{ConsentKind, PeerDisplay, Profile};
 
 /// The page a request asks for, recording bad page fields.
 fn page(violations: &mut Violations, page_size: i32, page_token: &str) -> Page {
@@ -55,7 +51,7 @@ impl EnrollmentApi {
             .get_clinic(&caller, &name, &request.consistency_token)
             .await?;
         Ok(pb::GetClinicResponse {
-            clinic: Some(clinic_to_api(clinic)),
+            clinic: Some(wire::clinic(clinic)),
         })
     }
 
@@ -87,7 +83,7 @@ impl EnrollmentApi {
             .await?;
         Ok(pb::ListClinicsResponse {
             next_page_token: next_page_token(page, clinics.len()),
-            clinics: clinics.into_iter().map(clinic_to_api).collect(),
+            clinics: clinics.into_iter().map(wire::clinic).collect(),
         })
     }
 
@@ -111,7 +107,7 @@ impl EnrollmentApi {
             .get_group(&caller, &name, &request.consistency_token)
             .await?;
         Ok(pb::GetGroupResponse {
-            group: Some(group_to_api(group)),
+            group: Some(wire::group(group)),
         })
     }
 
@@ -161,7 +157,7 @@ impl EnrollmentApi {
             .await?;
         Ok(pb::ListGroupsResponse {
             next_page_token: next_page_token(page, groups.len()),
-            groups: groups.into_iter().map(group_to_api).collect(),
+            groups: groups.into_iter().map(wire::group).collect(),
         })
     }
 
@@ -179,7 +175,7 @@ impl EnrollmentApi {
             .get_participant(&caller, &name, &request.consistency_token)
             .await?;
         Ok(pb::GetParticipantResponse {
-            participant: Some(participant_to_api(participant)),
+            participant: Some(wire::participant(participant)),
         })
     }
 
@@ -203,7 +199,7 @@ impl EnrollmentApi {
             .get_membership(&caller, &name, &request.consistency_token)
             .await?;
         Ok(pb::GetMembershipResponse {
-            membership: Some(membership_to_api(membership)),
+            membership: Some(wire::membership(membership)),
         })
     }
 
@@ -289,7 +285,7 @@ impl EnrollmentApi {
         };
         let next_page_token = next_page_token(page, memberships.len());
         Ok((
-            memberships.into_iter().map(membership_to_api).collect(),
+            memberships.into_iter().map(wire::membership).collect(),
             next_page_token,
         ))
     }
@@ -319,7 +315,7 @@ impl EnrollmentApi {
             .await?;
         Ok(pb::ListParticipantMembershipsResponse {
             next_page_token: next_page_token(page, memberships.len()),
-            memberships: memberships.into_iter().map(membership_to_api).collect(),
+            memberships: memberships.into_iter().map(wire::membership).collect(),
         })
     }
 
@@ -404,111 +400,11 @@ impl EnrollmentApi {
                 .map(|seat| pb::OpenSeat {
                     free_seats: seat.free_seats,
                     next_session_time: Some(codec::timestamp(seat.next_session)),
-                    group: Some(group_to_api(seat.group)),
+                    group: Some(wire::group(seat.group)),
                 })
                 .collect(),
             next_page_token,
         })
-    }
-}
-
-fn clinic_to_api(clinic: ClinicView) -> pb::Clinic {
-    pb::Clinic {
-        name: clinic.name.to_string(),
-        display_name: clinic.display_name,
-        time_zone: clinic.time_zone,
-        archived: clinic.archived,
-        etag: clinic.version.to_string(),
-    }
-}
-
-fn group_to_api(group: GroupView) -> pb::Group {
-    pb::Group {
-        name: group.name.to_string(),
-        display_name: group.display_name,
-        modality: group.modality,
-        level_of_care: group.level_of_care,
-        capacity: group.capacity,
-        admission_mode: codec::admission_to_wire(group.admission_mode) as i32,
-        active_member_count: group.active_count,
-        waitlist_count: group.waitlist_count,
-        etag: group.version.to_string(),
-        facilitators: convert::facilitators_to_api(&group.facilitators),
-        next_session_time: group.next_session.map(codec::timestamp),
-        schedule: group.schedule.as_ref().map(convert::schedule_to_api),
-        time_zone: group.time_zone,
-        on_hold_count: group.on_hold_count,
-        open_offer_count: group.offer_count,
-        archived: group.archived,
-    }
-}
-
-pub(super) fn membership_to_api(membership: MembershipView) -> pb::Membership {
-    pb::Membership {
-        name: membership.name.to_string(),
-        participant: membership.participant.to_string(),
-        state: convert::membership_state_from_text(&membership.state) as i32,
-        waitlist_position: membership.waitlist_position,
-        since: Some(codec::timestamp(membership.since)),
-        offer_expire_time: membership.offer_expires_at.map(codec::timestamp),
-        end_reason: convert::end_reason_from_text(&membership.end_reason) as i32,
-        history: membership
-            .history
-            .into_iter()
-            .map(|event| pb::MembershipEvent {
-                kind: event.kind,
-                state_after: convert::membership_state_from_text(&event.state_after) as i32,
-                time: Some(codec::timestamp(event.at)),
-                version: event.version,
-                detail: event.detail,
-            })
-            .collect(),
-    }
-}
-
-fn participant_to_api(participant: ParticipantView) -> pb::Participant {
-    pb::Participant {
-        name: participant.name.to_string(),
-        home_clinic: participant.home_clinic.to_string(),
-        profile: Some(profile_to_api(participant.profile)),
-        etag: participant.version.to_string(),
-        consents: participant
-            .consents
-            .into_iter()
-            .map(consent_to_api)
-            .collect(),
-    }
-}
-
-fn profile_to_api(profile: Profile) -> pb::ParticipantProfile {
-    pb::ParticipantProfile {
-        given_name: profile.given_name,
-        family_name: profile.family_name,
-        preferred_name: profile.preferred_name,
-        email: profile.email,
-        phone: profile.phone,
-    }
-}
-
-fn consent_to_api(consent: ConsentView) -> pb::Consent {
-    pb::Consent {
-        name: consent.name.to_string(),
-        kind: match consent.kind {
-            ConsentKind::PeerVisibility => pb::ConsentKind::PeerVisibility,
-            ConsentKind::TreatmentDisclosure => pb::ConsentKind::TreatmentDisclosure,
-        } as i32,
-        recipient: consent.recipient,
-        purpose: consent.purpose,
-        display: match consent.display {
-            Some(PeerDisplay::Alias) => pb::PeerDisplay::Alias,
-            Some(PeerDisplay::FirstName) => pb::PeerDisplay::FirstName,
-            None => pb::PeerDisplay::Unspecified,
-        } as i32,
-        alias: consent.alias,
-        share_check_ins: consent.share_check_ins,
-        share_milestones: consent.share_milestones,
-        record_time: Some(codec::timestamp(consent.recorded_at)),
-        revoke_time: consent.revoked_at.map(codec::timestamp),
     }
 }
 

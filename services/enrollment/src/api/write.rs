@@ -2,7 +2,8 @@
 //! `circle-names` types — another network's name is refused at once —, role and scope
 //! as far as the names show, then every bad field collected), call `app::Commands`,
 //! which checks access from the service's table, loads, runs and answers from the
-//! commit (so a retry gets the original answer), and map its answer to protobuf.
+//! commit (so a retry gets the original answer), and map its answer to protobuf
+//! (`wire`, as the queries' answers are).
 
 use circle_grpc::{Caller, Target, Violations, request_id_field};
 use circle_names::{
@@ -13,17 +14,15 @@ use circle_service::Fingerprint;
 use tonic::Request;
 
 use super::convert::{self, named};
-use super::read::membership_to_api;
-use super::{ApiResult, EnrollmentApi, caller};
+use super::{ApiResult, EnrollmentApi, caller, wire};
 use crate::app::access::{self, Operation};
 use crate::app::{
-    ArchiveClinic, ArchiveGroup, ClinicAnswer, ConsentAnswer, CreateClinic, CreateGroup,
-    DischargeParticipant, EnrollParticipant, GroupAnswer, HoldMembership, MembershipAnswer,
-    NewGroup, OnMembership, ParticipantAnswer, ProfileChanges, RecordConsent, RegisterParticipant,
-    RevokeConsent, Sent, TransferParticipant, UpdateClinic, UpdateGroup, UpdateParticipant,
+    ArchiveClinic, ArchiveGroup, CreateClinic, CreateGroup, DischargeParticipant,
+    EnrollParticipant, HoldMembership, MembershipAnswer, NewGroup, OnMembership, ProfileChanges,
+    RecordConsent, RegisterParticipant, RevokeConsent, Sent, TransferParticipant, UpdateClinic,
+    UpdateGroup, UpdateParticipant,
 };
-use crate::codec;
-use crate::domain::{ConsentTerms, DischargeReason, GroupChanges, PeerDisplay};
+use crate::domain::{DischargeReason, GroupChanges};
 
 /// The access check before bad fields are reported: the operation's row with the
 /// clinics (and participant) the request's names show.
@@ -120,7 +119,7 @@ impl EnrollmentApi {
         else {
             return Err(circle_grpc::ApiError::internal());
         };
-        let answer = self
+        let clinic = self
             .commands
             .create_clinic(
                 &caller,
@@ -133,8 +132,8 @@ impl EnrollmentApi {
             )
             .await?;
         Ok(pb::CreateClinicResponse {
-            consistency_token: answer.version.to_string(),
-            clinic: Some(clinic_to_api(&answer)),
+            consistency_token: clinic.version.to_string(),
+            clinic: Some(wire::clinic(clinic)),
         })
     }
 
@@ -173,7 +172,7 @@ impl EnrollmentApi {
             None
         };
         let name = violations.finish(name)?;
-        let answer = self
+        let clinic = self
             .commands
             .update_clinic(
                 &caller,
@@ -187,8 +186,8 @@ impl EnrollmentApi {
             )
             .await?;
         Ok(pb::UpdateClinicResponse {
-            consistency_token: answer.version.to_string(),
-            clinic: Some(clinic_to_api(&answer)),
+            consistency_token: clinic.version.to_string(),
+            clinic: Some(wire::clinic(clinic)),
         })
     }
 
@@ -205,7 +204,7 @@ impl EnrollmentApi {
         let request_id = request_id_field(&mut violations, &request.request_id);
         let etag = etag(&mut violations, "etag", &request.etag);
         let name = violations.finish(name)?;
-        let answer = self
+        let clinic = self
             .commands
             .archive_clinic(
                 &caller,
@@ -217,8 +216,8 @@ impl EnrollmentApi {
             )
             .await?;
         Ok(pb::ArchiveClinicResponse {
-            consistency_token: answer.version.to_string(),
-            clinic: Some(clinic_to_api(&answer)),
+            consistency_token: clinic.version.to_string(),
+            clinic: Some(wire::clinic(clinic)),
         })
     }
 
@@ -287,7 +286,7 @@ impl EnrollmentApi {
             clinic: parent.clinic,
             group: group_id,
         };
-        let answer = self
+        let group = self
             .commands
             .create_group(
                 &caller,
@@ -307,8 +306,8 @@ impl EnrollmentApi {
             )
             .await?;
         Ok(pb::CreateGroupResponse {
-            consistency_token: answer.version.to_string(),
-            group: Some(group_to_api(&answer)),
+            consistency_token: group.version.to_string(),
+            group: Some(wire::group(group)),
         })
     }
 
@@ -387,7 +386,7 @@ impl EnrollmentApi {
             });
         }
         let name = violations.finish(name)?;
-        let answer = self
+        let group = self
             .commands
             .update_group(
                 &caller,
@@ -400,8 +399,8 @@ impl EnrollmentApi {
             )
             .await?;
         Ok(pb::UpdateGroupResponse {
-            consistency_token: answer.version.to_string(),
-            group: Some(group_to_api(&answer)),
+            consistency_token: group.version.to_string(),
+            group: Some(wire::group(group)),
         })
     }
 
@@ -419,7 +418,7 @@ impl EnrollmentApi {
         let request_id = request_id_field(&mut violations, &request.request_id);
         let etag = etag(&mut violations, "etag", &request.etag);
         let name = violations.finish(name)?;
-        let answer = self
+        let group = self
             .commands
             .archive_group(
                 &caller,
@@ -431,8 +430,8 @@ impl EnrollmentApi {
             )
             .await?;
         Ok(pb::ArchiveGroupResponse {
-            consistency_token: answer.version.to_string(),
-            group: Some(group_to_api(&answer)),
+            consistency_token: group.version.to_string(),
+            group: Some(wire::group(group)),
         })
     }
 
@@ -476,7 +475,7 @@ impl EnrollmentApi {
         else {
             return Err(circle_grpc::ApiError::internal());
         };
-        let answer = self
+        let participant = self
             .commands
             .register_participant(
                 &caller,
@@ -492,8 +491,8 @@ impl EnrollmentApi {
             )
             .await?;
         Ok(pb::RegisterParticipantResponse {
-            consistency_token: answer.version.to_string(),
-            participant: Some(participant_to_api(&answer)),
+            consistency_token: participant.version.to_string(),
+            participant: Some(wire::participant(participant)),
         })
     }
 
@@ -555,7 +554,7 @@ impl EnrollmentApi {
             email: pick("email", &given.email),
             phone: pick("phone", &given.phone),
         };
-        let answer = self
+        let participant = self
             .commands
             .update_participant(
                 &caller,
@@ -569,8 +568,8 @@ impl EnrollmentApi {
             )
             .await?;
         Ok(pb::UpdateParticipantResponse {
-            consistency_token: answer.version.to_string(),
-            participant: Some(participant_to_api(&answer)),
+            consistency_token: participant.version.to_string(),
+            participant: Some(wire::participant(participant)),
         })
     }
 
@@ -604,7 +603,7 @@ impl EnrollmentApi {
             .await?;
         Ok(pb::RecordConsentResponse {
             consistency_token: answer.version.to_string(),
-            consent: Some(consent_answer_to_api(&answer)),
+            consent: Some(wire::consent(answer.consent)),
         })
     }
 
@@ -631,7 +630,7 @@ impl EnrollmentApi {
             .await?;
         Ok(pb::RevokeConsentResponse {
             consistency_token: answer.version.to_string(),
-            consent: Some(consent_answer_to_api(&answer)),
+            consent: Some(wire::consent(answer.consent)),
         })
     }
 
@@ -682,7 +681,7 @@ impl EnrollmentApi {
             .await?;
         let version = answer.version.to_string();
         Ok(pb::EnrollParticipantResponse {
-            membership: Some(membership_to_api(answer.membership)),
+            membership: Some(wire::membership(answer.membership)),
             etag: version.clone(),
             consistency_token: version,
         })
@@ -896,111 +895,9 @@ impl EnrollmentApi {
             .await?;
         Ok(pb::TransferParticipantResponse {
             consistency_token: answer.version.to_string(),
-            membership: Some(membership_to_api(answer.membership)),
+            membership: Some(wire::membership(answer.membership)),
         })
     }
-}
-
-fn clinic_to_api(answer: &ClinicAnswer) -> pb::Clinic {
-    convert::clinic_view(
-        answer.name.network.as_str(),
-        answer.name.clinic.as_str(),
-        &answer.clinic,
-        answer.version,
-    )
-}
-
-/// A group as the command left it (its name's clinic is the group's own).
-fn group_to_api(answer: &GroupAnswer) -> pb::Group {
-    convert::group_view(
-        answer.name.network.as_str(),
-        answer.name.group.as_str(),
-        &answer.group,
-        answer.version,
-        answer.now,
-    )
-}
-
-fn profile_to_api(profile: &crate::domain::Profile) -> pb::ParticipantProfile {
-    pb::ParticipantProfile {
-        given_name: profile.given_name.clone(),
-        family_name: profile.family_name.clone(),
-        preferred_name: profile.preferred_name.clone(),
-        email: profile.email.clone(),
-        phone: profile.phone.clone(),
-    }
-}
-
-fn participant_to_api(answer: &ParticipantAnswer) -> pb::Participant {
-    let (name, participant) = (&answer.name, &answer.participant);
-    pb::Participant {
-        name: name.to_string(),
-        home_clinic: convert::clinic_name(name.network.as_str(), &participant.home_clinic_id),
-        profile: Some(profile_to_api(&participant.profile)),
-        etag: answer.version.to_string(),
-        consents: participant
-            .consents
-            .iter()
-            .map(|(consent_id, consent)| {
-                consent_to_api(
-                    &convert::consent_name(
-                        name.network.as_str(),
-                        name.participant.as_str(),
-                        consent_id,
-                    ),
-                    consent,
-                    None,
-                    None,
-                )
-            })
-            .collect(),
-    }
-}
-
-fn consent_answer_to_api(answer: &ConsentAnswer) -> pb::Consent {
-    consent_to_api(
-        &answer.name.to_string(),
-        &answer.consent,
-        answer.recorded_at.map(codec::timestamp),
-        answer.revoked_at.map(codec::timestamp),
-    )
-}
-
-fn consent_to_api(
-    name: &str,
-    consent: &crate::domain::participant::ConsentState,
-    recorded: Option<prost_types::Timestamp>,
-    revoked: Option<prost_types::Timestamp>,
-) -> pb::Consent {
-    let mut view = pb::Consent {
-        name: name.to_owned(),
-        record_time: recorded,
-        revoke_time: if consent.revoked { revoked } else { None },
-        ..Default::default()
-    };
-    match &consent.terms {
-        ConsentTerms::TreatmentDisclosure { recipient, purpose } => {
-            view.kind = pb::ConsentKind::TreatmentDisclosure as i32;
-            view.recipient = recipient.clone();
-            view.purpose = purpose.clone();
-        }
-        ConsentTerms::PeerVisibility {
-            display,
-            alias,
-            share_check_ins,
-            share_milestones,
-        } => {
-            view.kind = pb::ConsentKind::PeerVisibility as i32;
-            view.display = match display {
-                PeerDisplay::FirstName => pb::PeerDisplay::FirstName,
-                PeerDisplay::Alias => pb::PeerDisplay::Alias,
-            } as i32;
-            view.alias = alias.clone();
-            view.share_check_ins = *share_check_ins;
-            view.share_milestones = *share_milestones;
-        }
-    }
-    view
 }
 
 /// A response that carries the membership a command changed, its etag and the
@@ -1011,7 +908,7 @@ trait MembershipReply: Sized {
     fn from_answer(answer: MembershipAnswer) -> Self {
         let version = answer.version.to_string();
         Self::new(
-            membership_to_api(answer.membership),
+            wire::membership(answer.membership),
             version.clone(),
             version,
         )

@@ -10,7 +10,9 @@
 //! (the repositories over the ENROLLMENT stream, seen only here); `errors` is the
 //! domain's error table. `queries` answers every query RPC from the read model (schema
 //! `enrollment`): the access rule first, before anything is looked up, then
-//! read-your-writes on the client's consistency token, then the read.
+//! read-your-writes on the client's consistency token, then the read. Both answer with
+//! the same `views`: a command builds its view from the state its commit left, a query
+//! reads it from the read model.
 
 pub mod access;
 mod aggregates;
@@ -18,6 +20,7 @@ pub mod commands;
 mod errors;
 mod facts;
 pub mod queries;
+mod views;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,15 +32,14 @@ use sqlx::PgPool;
 use tonic::Code;
 
 pub use commands::{
-    ArchiveClinic, ArchiveGroup, ClinicAnswer, Commands, ConsentAnswer, CreateClinic, CreateGroup,
-    DischargeParticipant, EnrollParticipant, GroupAnswer, HoldMembership, MembershipAnswer,
-    NewGroup, OnMembership, ParticipantAnswer, ProfileChanges, RecordConsent, RegisterParticipant,
-    RevokeConsent, Sent, TransferParticipant, UpdateClinic, UpdateGroup, UpdateParticipant,
-    checked_profile, derived_id,
+    ArchiveClinic, ArchiveGroup, Commands, ConsentAnswer, CreateClinic, CreateGroup,
+    DischargeParticipant, EnrollParticipant, HoldMembership, MembershipAnswer, NewGroup,
+    OnMembership, ProfileChanges, RecordConsent, RegisterParticipant, RevokeConsent, Sent,
+    TransferParticipant, UpdateClinic, UpdateGroup, UpdateParticipant, checked_profile, derived_id,
 };
-pub use queries::{
-    ClinicView, ConsentView, GroupView, GroupsIn, GroupsWanted, MembershipEventView,
-    MembershipView, OpenSeat, OpenSeatSearch, OpenSeats, ParticipantView,
+pub use queries::{GroupsIn, GroupsWanted, OpenSeat, OpenSeatSearch, OpenSeats};
+pub use views::{
+    ClinicView, ConsentView, GroupView, MembershipEventView, MembershipView, ParticipantView,
 };
 
 /// What the queries need: the pool, the read model they wait on for read-your-writes,

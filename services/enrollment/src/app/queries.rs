@@ -1,53 +1,21 @@
 //! The queries of the enrollment service, one per query RPC, answered from the
 //! projected tables in schema `enrollment`. Each checks its row of the access table
 //! before anything is looked up, then waits for the client's consistency token, then
-//! reads. Answers are views (plain structs); the edge maps them to protobuf.
+//! reads. Answers are views (plain structs, `views`); the edge maps them to protobuf.
 
 use circle_grpc::{ApiError, Caller, Target};
-use circle_names::{
-    ClinicName, ConsentName, GroupName, Id, MembershipName, NetworkName, ParticipantName,
-};
+use circle_names::{ClinicName, GroupName, Id, MembershipName, NetworkName, ParticipantName};
 use sqlx::Row as _;
 use sqlx::postgres::PgRow;
 
 use super::access::{Operation, permit};
+use super::views::{
+    ClinicView, ConsentView, GroupView, MembershipEventView, MembershipView, ParticipantView,
+};
 use super::{Page, Queries, database_error, not_found};
 use crate::domain::schedule::time_zone;
-use crate::domain::{
-    AdmissionMode, ConsentKind, Facilitator, PeerDisplay, Profile, Schedule, Time,
-};
+use crate::domain::{AdmissionMode, ConsentKind, PeerDisplay, Profile, Time};
 use crate::read_model::{facilitators_from_column, schedule_from_column, state};
-
-/// A clinic as the read model shows it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ClinicView {
-    pub name: ClinicName,
-    pub display_name: String,
-    pub time_zone: String,
-    pub archived: bool,
-    pub version: u64,
-}
-
-/// A group as the read model shows it, with its next session computed now.
-#[derive(Debug, Clone, PartialEq)]
-pub struct GroupView {
-    pub name: GroupName,
-    pub display_name: String,
-    pub modality: String,
-    pub level_of_care: String,
-    pub capacity: u32,
-    pub admission_mode: AdmissionMode,
-    pub time_zone: String,
-    pub facilitators: Vec<Facilitator>,
-    pub schedule: Option<Schedule>,
-    pub next_session: Option<Time>,
-    pub active_count: u32,
-    pub on_hold_count: u32,
-    pub offer_count: u32,
-    pub waitlist_count: u32,
-    pub archived: bool,
-    pub version: u64,
-}
 
 /// Where to list groups: the whole network, or one clinic.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,60 +31,6 @@ pub struct GroupsWanted {
     pub modality: Option<Id>,
     pub level_of_care: Option<Id>,
     pub include_archived: bool,
-}
-
-/// A participant's record: home clinic, profile (personal data) and consents.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ParticipantView {
-    pub name: ParticipantName,
-    pub home_clinic: ClinicName,
-    pub profile: Profile,
-    pub version: u64,
-    pub consents: Vec<ConsentView>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct ConsentView {
-    pub name: ConsentName,
-    pub kind: ConsentKind,
-    pub recipient: String,
-    pub purpose: String,
-    /// How peers know the participant (peer-visibility consents only).
-    pub display: Option<PeerDisplay>,
-    pub alias: String,
-    pub share_check_ins: bool,
-    pub share_milestones: bool,
-    pub recorded_at: Time,
-    pub revoked_at: Option<Time>,
-}
-
-/// A membership (one group, one participant) as the read model shows it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MembershipView {
-    pub name: MembershipName,
-    pub participant: ParticipantName,
-    /// As stored (`read_model::state`).
-    pub state: String,
-    /// Place on the waitlist (1 first), 0 when not waitlisted.
-    pub waitlist_position: u32,
-    pub since: Time,
-    pub offer_expires_at: Option<Time>,
-    /// As stored: a discharge reason, `transferred`, `offer-declined`,
-    /// `offer-expired`, or empty.
-    pub end_reason: String,
-    /// The dated history, oldest first (only `get_membership` fills it).
-    pub history: Vec<MembershipEventView>,
-}
-
-/// One event of a membership's history.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MembershipEventView {
-    pub kind: String,
-    /// As stored (`read_model::state`).
-    pub state_after: String,
-    pub at: Time,
-    pub version: u64,
-    pub detail: String,
 }
 
 /// What a search for open seats looks for. Times are minutes after local midnight;

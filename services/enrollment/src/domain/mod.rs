@@ -1,6 +1,7 @@
 //! The enrollment domain, pure and synchronous: for each aggregate (clinic, group,
 //! participant) a `decide(&state, command, …)` returns the events a command produces
-//! or why it is refused, and `evolve(state, &event)` folds an event into the state. No
+//! or why it is refused, and `evolve(state, &event)` folds an event into the state (the
+//! participant's also takes its commit's time, which its consents keep). No
 //! IO here: whatever a command needs from elsewhere (that a clinic or participant
 //! exists, the current time) is resolved before the command is built.
 

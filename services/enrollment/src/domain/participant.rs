@@ -1,14 +1,29 @@
 //! The participant aggregate: registration, profile (personal data), home clinic and
-//! consents. A new peer-visibility consent supersedes the previous one.
+//! consents. A new peer-visibility consent supersedes the previous one. Each consent
+//! keeps when it was recorded and revoked (its commits' times), so a command's answer
+//! shows what a read shows.
 
 use std::collections::BTreeMap;
 
-use super::{ConsentKind, ConsentTerms, DomainError, Event, Profile};
+use super::{ConsentKind, ConsentTerms, DomainError, Event, Profile, Time};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsentState {
     pub terms: ConsentTerms,
-    pub revoked: bool,
+    /// The time of the commit that recorded it, to the whole microsecond.
+    pub recorded_at: Time,
+    /// The time of the commit that revoked or superseded it, likewise.
+    pub revoked_at: Option<Time>,
+    /// How many of the participant's consents were recorded before it: their order
+    /// of recording (one consent is recorded per commit, so this is also the order of
+    /// the versions that recorded them).
+    pub recorded_index: usize,
+}
+
+impl ConsentState {
+    pub fn is_revoked(&self) -> bool {
+        self.revoked_at.is_some()
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -23,7 +38,7 @@ impl Participant {
     /// The peer-visibility consent in force, if any.
     pub fn peer_visibility(&self) -> Option<(&String, &ConsentState)> {
         self.consents.iter().find(|(_, consent)| {
-            !consent.revoked && consent.terms.kind() == ConsentKind::PeerVisibility
+            !consent.is_revoked() && consent.terms.kind() == ConsentKind::PeerVisibility
         })
     }
 }
@@ -103,7 +118,7 @@ pub fn decide(state: &Participant, command: ParticipantCommand) -> Result<Vec<Ev
                 .consents
                 .get(&consent_id)
                 .ok_or(DomainError::ConsentNotFound)?;
-            if consent.revoked {
+            if consent.is_revoked() {
                 return Ok(Vec::new());
             }
             Ok(vec![Event::ConsentRevoked {
@@ -114,7 +129,10 @@ pub fn decide(state: &Participant, command: ParticipantCommand) -> Result<Vec<Ev
     }
 }
 
-pub fn evolve(mut state: Participant, event: &Event) -> Participant {
+/// Applies one event recorded at `at` (its commit's time, kept to the whole
+/// microsecond as commits and the read model keep it).
+pub fn evolve(mut state: Participant, event: &Event, at: Time) -> Participant {
+    let at = circle_calendar::whole_microseconds(at);
     match event {
         Event::ParticipantRegistered {
             home_clinic_id,
@@ -129,17 +147,22 @@ pub fn evolve(mut state: Participant, event: &Event) -> Participant {
             state.home_clinic_id = home_clinic_id.clone();
         }
         Event::ConsentRecorded { consent_id, terms } => {
+            let recorded_index = state.consents.len();
             state.consents.insert(
                 consent_id.clone(),
                 ConsentState {
                     terms: terms.clone(),
-                    revoked: false,
+                    recorded_at: at,
+                    revoked_at: None,
+                    recorded_index,
                 },
             );
         }
         Event::ConsentRevoked { consent_id, .. } => {
-            if let Some(consent) = state.consents.get_mut(consent_id) {
-                consent.revoked = true;
+            if let Some(consent) = state.consents.get_mut(consent_id)
+                && consent.revoked_at.is_none()
+            {
+                consent.revoked_at = Some(at);
             }
         }
         _ => {}
@@ -151,7 +174,6 @@ pub fn evolve(mut state: Participant, event: &Event) -> Participant {
 mod tests {
     use super::*;
     use crate::domain::PeerDisplay;
-    use crate::domain::scenario::given;
 
     fn registered() -> Event {
         Event::ParticipantRegistered {
@@ -164,8 +186,23 @@ mod tests {
         }
     }
 
+    fn at(rfc3339: &str) -> Time {
+        rfc3339.parse().expect("a valid time")
+    }
+
+    /// Each event in a commit of its own, a second after the one before.
+    fn replayed(events: &[Event]) -> Participant {
+        let start = at("2026-11-20T12:00:00Z");
+        events
+            .iter()
+            .zip(1..)
+            .fold(Participant::default(), |state, (event, seconds)| {
+                evolve(state, event, start + chrono::Duration::seconds(seconds))
+            })
+    }
+
     fn when(events: &[Event], command: ParticipantCommand) -> Result<Vec<Event>, DomainError> {
-        decide(&given(events, evolve).state, command)
+        decide(&replayed(events), command)
     }
 
     fn peer(alias: &str) -> ConsentTerms {
@@ -274,6 +311,60 @@ mod tests {
                 }
             ),
             Err(DomainError::ConsentNotFound)
+        );
+    }
+
+    #[test]
+    fn a_consent_keeps_the_times_of_the_commits_that_recorded_and_revoked_it() {
+        let recorded = Event::ConsentRecorded {
+            consent_id: "c1".into(),
+            terms: peer("Sunny"),
+        };
+        let superseding = [
+            Event::ConsentRevoked {
+                consent_id: "c1".into(),
+                kind: ConsentKind::PeerVisibility,
+            },
+            Event::ConsentRecorded {
+                consent_id: "c2".into(),
+                terms: peer("River"),
+            },
+        ];
+        let state = evolve(
+            evolve(
+                Participant::default(),
+                &registered(),
+                at("2026-11-20T12:00:00Z"),
+            ),
+            &recorded,
+            at("2026-11-20T12:00:01.123456789Z"),
+        );
+        // One commit: the superseded consent is revoked when the new one is recorded.
+        let superseded_at = at("2026-11-20T12:00:02.000000999Z");
+        let state = superseding
+            .iter()
+            .fold(state, |state, event| evolve(state, event, superseded_at));
+        let times = |id: &str| {
+            state.consents.get(id).map(|consent| {
+                (
+                    consent.recorded_at,
+                    consent.revoked_at,
+                    consent.recorded_index,
+                )
+            })
+        };
+        assert_eq!(
+            times("c1"),
+            Some((
+                at("2026-11-20T12:00:01.123456Z"),
+                Some(at("2026-11-20T12:00:02Z")),
+                0
+            ))
+        );
+        assert_eq!(times("c2"), Some((at("2026-11-20T12:00:02Z"), None, 1)));
+        assert_eq!(
+            state.peer_visibility().map(|(id, _)| id.as_str()),
+            Some("c2")
         );
     }
 }

@@ -689,3 +689,286 @@ async fn a_participant_cannot_change_their_own_record() -> anyhow::Result<()> {
     assert_eq!(service.stream_last_sequence().await?, before);
     Ok(())
 }
+
+/// A participant command's answer is what a read shows at its consistency token: the
+/// whole `Participant` (consents with their recorded and revoked times included), or
+/// the consent it recorded or revoked. The clock moves by odd nanoseconds between
+/// commands, so each time is a different one, kept to the microsecond as commits are.
+#[tokio::test]
+async fn a_participant_command_answers_with_what_a_read_of_its_token_shows() -> anyhow::Result<()> {
+    let mut service = Service::start().await?;
+    let north = service.clinic("north").await?;
+    let south = service.clinic("south").await?;
+    let step = |service: &Service| {
+        service
+            .clock
+            .advance(chrono::Duration::nanoseconds(1_234_567_891))
+    };
+    async fn read(
+        service: &mut Service,
+        participant: &str,
+        token: &str,
+    ) -> anyhow::Result<pb::Participant> {
+        Ok(service
+            .client
+            .get_participant(admin(pb::GetParticipantRequest {
+                name: participant.into(),
+                consistency_token: token.into(),
+            }))
+            .await?
+            .into_inner()
+            .participant
+            .unwrap_or_default())
+    }
+    fn consent_named<'a>(participant: &'a pb::Participant, name: &str) -> Option<&'a pb::Consent> {
+        participant
+            .consents
+            .iter()
+            .find(|consent| consent.name == name)
+    }
+
+    step(&service);
+    let registered = service
+        .client
+        .register_participant(admin(pb::RegisterParticipantRequest {
+            parent: format!("networks/{NETWORK}"),
+            participant_id: "sam".into(),
+            participant: Some(pb::Participant {
+                home_clinic: north.clone(),
+                profile: Some(pb::ParticipantProfile {
+                    given_name: "Sam".into(),
+                    family_name: "Rivera".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        }))
+        .await?
+        .into_inner();
+    let answered = registered.participant.unwrap_or_default();
+    let participant = answered.name.clone();
+    assert_eq!(
+        answered,
+        read(&mut service, &participant, &registered.consistency_token).await?,
+        "RegisterParticipant"
+    );
+
+    let record = |consent: pb::Consent| pb::RecordConsentRequest {
+        parent: participant.clone(),
+        consent: Some(consent),
+        request_id: String::new(),
+    };
+    let mut recorded = Vec::new();
+    for consent in [
+        pb::Consent {
+            kind: pb::ConsentKind::TreatmentDisclosure as i32,
+            recipient: "County drug court".into(),
+            purpose: "Compliance with treatment conditions".into(),
+            ..Default::default()
+        },
+        pb::Consent {
+            kind: pb::ConsentKind::PeerVisibility as i32,
+            display: pb::PeerDisplay::Alias as i32,
+            alias: "Sunny".into(),
+            share_check_ins: true,
+            ..Default::default()
+        },
+        // Supersedes the alias consent in the same commit.
+        pb::Consent {
+            kind: pb::ConsentKind::PeerVisibility as i32,
+            display: pb::PeerDisplay::FirstName as i32,
+            share_milestones: true,
+            ..Default::default()
+        },
+    ] {
+        step(&service);
+        let answer = service
+            .client
+            .record_consent(admin(record(consent)))
+            .await?
+            .into_inner();
+        let consent = answer.consent.unwrap_or_default();
+        let shown = read(&mut service, &participant, &answer.consistency_token).await?;
+        assert_eq!(
+            Some(&consent),
+            consent_named(&shown, &consent.name),
+            "RecordConsent"
+        );
+        assert!(consent.record_time.is_some());
+        recorded.push(consent);
+    }
+
+    step(&service);
+    let revoked = service
+        .client
+        .revoke_consent(admin(pb::RevokeConsentRequest {
+            name: recorded[0].name.clone(),
+            request_id: String::new(),
+        }))
+        .await?
+        .into_inner();
+    let consent = revoked.consent.unwrap_or_default();
+    let shown = read(&mut service, &participant, &revoked.consistency_token).await?;
+    assert_eq!(
+        Some(&consent),
+        consent_named(&shown, &consent.name),
+        "RevokeConsent"
+    );
+    assert!(consent.revoke_time.is_some());
+
+    step(&service);
+    let updated = service
+        .client
+        .update_participant(admin(pb::UpdateParticipantRequest {
+            participant: Some(pb::Participant {
+                name: participant.clone(),
+                home_clinic: south.clone(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["home_clinic".into()],
+            }),
+            request_id: String::new(),
+        }))
+        .await?
+        .into_inner();
+    let answered = updated.participant.unwrap_or_default();
+    let shown = read(&mut service, &participant, &updated.consistency_token).await?;
+    assert_eq!(answered, shown, "UpdateParticipant");
+    let times: Vec<(bool, bool)> = shown
+        .consents
+        .iter()
+        .map(|consent| (consent.record_time.is_some(), consent.revoke_time.is_some()))
+        .collect();
+    assert_eq!(times, [(true, true), (true, true), (true, false)]);
+    Ok(())
+}
+
+/// A clinic's and a group's command answers are what a read at their consistency
+/// token shows: one view, one mapping to protobuf (the group's next session included,
+/// computed at the same time, and its counts once it has a member and a waitlist).
+#[tokio::test]
+async fn clinic_and_group_command_answers_are_what_a_read_of_their_token_shows()
+-> anyhow::Result<()> {
+    let mut service = Service::start().await?;
+    let created = service
+        .client
+        .create_clinic(admin(pb::CreateClinicRequest {
+            parent: format!("networks/{NETWORK}"),
+            clinic_id: "north".into(),
+            clinic: Some(pb::Clinic {
+                display_name: "North".into(),
+                time_zone: "America/Chicago".into(),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        }))
+        .await?
+        .into_inner();
+    let clinic = created.clinic.unwrap_or_default();
+    let read_clinic = |token: String| pb::GetClinicRequest {
+        name: clinic.name.clone(),
+        consistency_token: token,
+    };
+    assert_eq!(
+        Some(clinic.clone()),
+        service
+            .client
+            .get_clinic(admin(read_clinic(created.consistency_token)))
+            .await?
+            .into_inner()
+            .clinic
+    );
+    let updated = service
+        .client
+        .update_clinic(admin(pb::UpdateClinicRequest {
+            clinic: Some(pb::Clinic {
+                name: clinic.name.clone(),
+                display_name: "North side".into(),
+                etag: clinic.etag.clone(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["display_name".into()],
+            }),
+            request_id: String::new(),
+        }))
+        .await?
+        .into_inner();
+    assert_eq!(
+        updated.clinic,
+        service
+            .client
+            .get_clinic(admin(read_clinic(updated.consistency_token)))
+            .await?
+            .into_inner()
+            .clinic
+    );
+
+    let group = scheduled_group(
+        &mut service,
+        &clinic.name,
+        "g",
+        "process",
+        1,
+        schedule(pb::Weekday::Tuesday, "18:30"),
+    )
+    .await?;
+    let read_group = |token: &str| pb::GetGroupRequest {
+        name: group.name.clone(),
+        consistency_token: token.into(),
+    };
+    assert!(group.next_session_time.is_some());
+    assert_eq!(
+        Some(group.clone()),
+        service
+            .client
+            .get_group(admin(read_group(&group.etag)))
+            .await?
+            .into_inner()
+            .group
+    );
+    let first = service.participant(&clinic.name, "sam").await?;
+    let second = service.participant(&clinic.name, "pat").await?;
+    service.enroll(&group.name, &first).await?;
+    let waitlisted = service.enroll(&group.name, &second).await?;
+    let current = service
+        .client
+        .get_group(admin(read_group(&waitlisted.consistency_token)))
+        .await?
+        .into_inner()
+        .group
+        .unwrap_or_default();
+    let updated = service
+        .client
+        .update_group(admin(pb::UpdateGroupRequest {
+            group: Some(pb::Group {
+                name: group.name.clone(),
+                display_name: "Renamed".into(),
+                etag: current.etag.clone(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["display_name".into()],
+            }),
+            request_id: String::new(),
+        }))
+        .await?
+        .into_inner();
+    let answered = updated.group.unwrap_or_default();
+    assert_eq!(
+        (answered.active_member_count, answered.waitlist_count),
+        (1, 1)
+    );
+    assert_eq!(
+        Some(answered),
+        service
+            .client
+            .get_group(admin(read_group(&updated.consistency_token)))
+            .await?
+            .into_inner()
+            .group
+    );
+    Ok(())
+}

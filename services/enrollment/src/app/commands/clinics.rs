@@ -1,4 +1,6 @@
-//! Clinics: created, changed and archived by the network's administrators.
+//! Clinics: created, changed and archived by the network's administrators. Each
+//! answers with the clinic as its commit left it (its version is the etag and the
+//! consistency token).
 
 use circle_grpc::{ApiError, Caller, Target};
 use circle_names::ClinicName;
@@ -7,8 +9,8 @@ use tonic::Code;
 use super::{Commands, Sent};
 use crate::app::access::{Operation, permit};
 use crate::app::errors::command_error;
-use crate::app::facts;
-use crate::domain::{Clinic, ClinicCommand};
+use crate::app::{ClinicView, facts};
+use crate::domain::ClinicCommand;
 
 pub struct CreateClinic {
     pub name: ClinicName,
@@ -32,20 +34,12 @@ pub struct ArchiveClinic {
     pub sent: Sent,
 }
 
-/// A clinic and its version (etag) as a command left it.
-#[derive(Debug, Clone)]
-pub struct ClinicAnswer {
-    pub name: ClinicName,
-    pub clinic: Clinic,
-    pub version: u64,
-}
-
 impl Commands {
     pub async fn create_clinic(
         &self,
         caller: &Caller,
         input: CreateClinic,
-    ) -> Result<ClinicAnswer, ApiError> {
+    ) -> Result<ClinicView, ApiError> {
         let CreateClinic {
             name,
             display_name,
@@ -73,18 +67,14 @@ impl Commands {
             .await
             .map_err(command_error)?;
         let commit = executed.commit().ok_or_else(ApiError::internal)?;
-        Ok(ClinicAnswer {
-            version: commit.sequence,
-            clinic: executed.state().clone(),
-            name,
-        })
+        Ok(ClinicView::of(name, executed.state(), commit.sequence))
     }
 
     pub async fn update_clinic(
         &self,
         caller: &Caller,
         input: UpdateClinic,
-    ) -> Result<ClinicAnswer, ApiError> {
+    ) -> Result<ClinicView, ApiError> {
         permit(
             caller,
             Operation::UpdateClinic,
@@ -104,7 +94,7 @@ impl Commands {
         &self,
         caller: &Caller,
         input: ArchiveClinic,
-    ) -> Result<ClinicAnswer, ApiError> {
+    ) -> Result<ClinicView, ApiError> {
         let name = &input.name;
         permit(
             caller,
@@ -139,7 +129,7 @@ impl Commands {
         sent: Sent,
         etag: Option<u64>,
         command: ClinicCommand,
-    ) -> Result<ClinicAnswer, ApiError> {
+    ) -> Result<ClinicView, ApiError> {
         let executed = self
             .aggregates
             .clinic(
@@ -151,10 +141,6 @@ impl Commands {
             )
             .await
             .map_err(command_error)?;
-        Ok(ClinicAnswer {
-            version: executed.version(),
-            clinic: executed.state().clone(),
-            name,
-        })
+        Ok(ClinicView::of(name, executed.state(), executed.version()))
     }
 }

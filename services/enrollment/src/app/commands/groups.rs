@@ -1,14 +1,16 @@
 //! Groups: created in an open clinic (taking its time zone), changed and archived.
+//! Each answers with the group as its commit left it, its next session computed at the
+//! time of the answer (its version is the etag and the consistency token).
 
 use circle_grpc::{ApiError, Caller};
 use circle_names::GroupName;
 
 use super::{Commands, Sent, clinics};
+use crate::app::GroupView;
 use crate::app::access::{Operation, permit};
 use crate::app::errors::{command_error, domain_error};
 use crate::domain::{
-    AdmissionMode, Facilitator, Group, GroupChanges, GroupCommand, GroupDetails, Schedule, Time,
-    clinic,
+    AdmissionMode, Facilitator, GroupChanges, GroupCommand, GroupDetails, Schedule, clinic,
 };
 
 /// A new group's own fields; its time zone is its clinic's.
@@ -41,23 +43,13 @@ pub struct ArchiveGroup {
     pub sent: Sent,
 }
 
-/// A group and its version as a command left it, with the time the answer was made
-/// (its next session is computed from it).
-#[derive(Debug, Clone)]
-pub struct GroupAnswer {
-    pub name: GroupName,
-    pub group: Group,
-    pub version: u64,
-    pub now: Time,
-}
-
 impl Commands {
     /// The group takes its clinic's time zone; the clinic must be open.
     pub async fn create_group(
         &self,
         caller: &Caller,
         input: CreateGroup,
-    ) -> Result<GroupAnswer, ApiError> {
+    ) -> Result<GroupView, ApiError> {
         let CreateGroup { name, group, sent } = input;
         permit(
             caller,
@@ -95,19 +87,15 @@ impl Commands {
             .await
             .map_err(command_error)?;
         let commit = executed.commit().ok_or_else(ApiError::internal)?;
-        Ok(GroupAnswer {
-            version: commit.sequence,
-            group: executed.state().clone(),
-            now: self.clock.now(),
-            name,
-        })
+        GroupView::of(name, executed.state(), commit.sequence, self.clock.now())
+            .ok_or_else(ApiError::internal)
     }
 
     pub async fn update_group(
         &self,
         caller: &Caller,
         input: UpdateGroup,
-    ) -> Result<GroupAnswer, ApiError> {
+    ) -> Result<GroupView, ApiError> {
         permit(
             caller,
             Operation::UpdateGroup,
@@ -128,7 +116,7 @@ impl Commands {
         &self,
         caller: &Caller,
         input: ArchiveGroup,
-    ) -> Result<GroupAnswer, ApiError> {
+    ) -> Result<GroupView, ApiError> {
         permit(
             caller,
             Operation::ArchiveGroup,
@@ -152,7 +140,7 @@ impl Commands {
         sent: Sent,
         etag: Option<u64>,
         command: GroupCommand,
-    ) -> Result<GroupAnswer, ApiError> {
+    ) -> Result<GroupView, ApiError> {
         let executed = self
             .aggregates
             .group(
@@ -165,11 +153,7 @@ impl Commands {
             )
             .await
             .map_err(command_error)?;
-        Ok(GroupAnswer {
-            version: executed.version(),
-            group: executed.state().clone(),
-            now: self.clock.now(),
-            name,
-        })
+        GroupView::of(name, executed.state(), executed.version(), self.clock.now())
+            .ok_or_else(ApiError::internal)
     }
 }

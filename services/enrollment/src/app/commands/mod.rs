@@ -5,7 +5,7 @@
 //! command needs (other aggregates, read-model facts), records who sent it
 //! (`circle_service::commit_meta`, with the request id and fingerprint the edge read)
 //! and runs it through the aggregates. The answer is built from the commit, so a retry
-//! gets the original answer. Errors are `ApiError`s (the domain's table in `errors`).
+//! gets the original answer, and is the view a query answers with (`views`). Errors are `ApiError`s (the domain's table in `errors`).
 //!
 //! One file per kind of record: `clinics`, `groups`, `participants` (profile, home
 //! clinic, consents), `memberships` (enrolling, offers, hold, discharge, transfer), and
@@ -29,15 +29,15 @@ use sqlx::PgPool;
 use super::aggregates::{Aggregates, CommandError};
 use crate::domain::Time;
 
-pub use clinics::{ArchiveClinic, ClinicAnswer, CreateClinic, UpdateClinic};
-pub use groups::{ArchiveGroup, CreateGroup, GroupAnswer, NewGroup, UpdateGroup};
+pub use clinics::{ArchiveClinic, CreateClinic, UpdateClinic};
+pub use groups::{ArchiveGroup, CreateGroup, NewGroup, UpdateGroup};
 pub use memberships::{
     DischargeParticipant, EnrollParticipant, HoldMembership, MembershipAnswer, OnMembership,
     TransferParticipant,
 };
 pub use participants::{
-    ConsentAnswer, ParticipantAnswer, ProfileChanges, RecordConsent, RegisterParticipant,
-    RevokeConsent, UpdateParticipant, checked_profile,
+    ConsentAnswer, ProfileChanges, RecordConsent, RegisterParticipant, RevokeConsent,
+    UpdateParticipant, checked_profile,
 };
 
 /// What the commands need: the aggregates (over the event store), the pool (for the

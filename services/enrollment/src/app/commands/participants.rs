@@ -1,5 +1,6 @@
 //! Participants: registration in an open home clinic, profile and home clinic
-//! changes, consents.
+//! changes, consents. Each answers with the record, or the consent, as its commit left
+//! it, times included: what a read at its consistency token shows.
 
 use circle_grpc::{ApiError, Caller, Target, Violations};
 use circle_names::{ClinicName, ConsentName, ParticipantName};
@@ -7,10 +8,8 @@ use circle_names::{ClinicName, ConsentName, ParticipantName};
 use super::{Commands, Sent, clinics, derived_id};
 use crate::app::access::{Operation, permit};
 use crate::app::errors::{command_error, domain_error};
-use crate::domain::participant::ConsentState;
-use crate::domain::{
-    ConsentTerms, DomainError, Participant, ParticipantCommand, Profile, Time, clinic,
-};
+use crate::app::{ConsentView, ParticipantView};
+use crate::domain::{ConsentTerms, DomainError, ParticipantCommand, Profile, clinic};
 
 pub struct RegisterParticipant {
     pub name: ParticipantName,
@@ -63,14 +62,6 @@ pub struct UpdateParticipant {
     pub sent: Sent,
 }
 
-/// A participant and their version as a command left them.
-#[derive(Debug, Clone)]
-pub struct ParticipantAnswer {
-    pub name: ParticipantName,
-    pub participant: Participant,
-    pub version: u64,
-}
-
 pub struct RecordConsent {
     pub participant: ParticipantName,
     pub terms: ConsentTerms,
@@ -82,14 +73,11 @@ pub struct RevokeConsent {
     pub sent: Sent,
 }
 
-/// A consent as a command left it: when it was recorded (answering a record) or
-/// revoked (answering a revocation), and the version of the participant's record.
+/// A consent as a command left it (when it was recorded, and revoked), and the
+/// version of the participant's record: the consistency token.
 #[derive(Debug, Clone)]
 pub struct ConsentAnswer {
-    pub name: ConsentName,
-    pub consent: ConsentState,
-    pub recorded_at: Option<Time>,
-    pub revoked_at: Option<Time>,
+    pub consent: ConsentView,
     pub version: u64,
 }
 
@@ -99,7 +87,7 @@ impl Commands {
         &self,
         caller: &Caller,
         input: RegisterParticipant,
-    ) -> Result<ParticipantAnswer, ApiError> {
+    ) -> Result<ParticipantView, ApiError> {
         let RegisterParticipant {
             name,
             home_clinic,
@@ -133,11 +121,7 @@ impl Commands {
             .await
             .map_err(command_error)?;
         let commit = executed.commit().ok_or_else(ApiError::internal)?;
-        Ok(ParticipantAnswer {
-            version: commit.sequence,
-            participant: executed.state().clone(),
-            name,
-        })
+        ParticipantView::of(name, executed.state(), commit.sequence)
     }
 
     /// Profile and home clinic are the care team's to change (the current home clinic
@@ -148,7 +132,7 @@ impl Commands {
         &self,
         caller: &Caller,
         input: UpdateParticipant,
-    ) -> Result<ParticipantAnswer, ApiError> {
+    ) -> Result<ParticipantView, ApiError> {
         let UpdateParticipant {
             name,
             home_clinic,
@@ -213,11 +197,7 @@ impl Commands {
             .participant(network, participant_id, &sent.meta(caller), etag, command)
             .await
             .map_err(command_error)?;
-        Ok(ParticipantAnswer {
-            version: executed.version(),
-            participant: executed.state().clone(),
-            name,
-        })
+        ParticipantView::of(name, executed.state(), executed.version())
     }
 
     /// Staff of the participant's home clinic, or the participant. The consent's id is
@@ -258,10 +238,7 @@ impl Commands {
             return Err(ApiError::request_id_reused());
         };
         Ok(ConsentAnswer {
-            name: participant.consent(consent_id),
-            consent: recorded.clone(),
-            recorded_at: Some(commit.committed_at),
-            revoked_at: None,
+            consent: ConsentView::of(participant.consent(consent_id), recorded),
             version: commit.sequence,
         })
     }
@@ -293,11 +270,8 @@ impl Commands {
             return Err(ApiError::internal());
         };
         Ok(ConsentAnswer {
-            consent: consent.clone(),
-            recorded_at: None,
-            revoked_at: executed.committed_at(),
+            consent: ConsentView::of(name, consent),
             version: executed.version(),
-            name,
         })
     }
 
