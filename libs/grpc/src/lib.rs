@@ -45,7 +45,12 @@ impl ApiError {
         self
     }
 
+    /// The status a client gets. An `INTERNAL` answer is a bug, so it is also logged at
+    /// ERROR here, the one place every service turns an error into a status.
     pub fn into_status(self, domain: &str) -> Status {
+        if self.code == Code::Internal {
+            tracing::error!(reason = self.reason, message = %self.message, "internal error");
+        }
         let metadata: HashMap<String, String> = self
             .metadata
             .into_iter()

@@ -13,7 +13,7 @@ use circle_grpc::ApiError;
 use circle_grpc::caller;
 use circle_proto::accountability::v1 as pb;
 use pb::accountability_service_server::AccountabilityService;
-use tonic::{Code, Request, Response, Status};
+use tonic::{Request, Response, Status};
 
 use crate::app::{Commands, Queries};
 
@@ -34,9 +34,6 @@ impl AccountabilityApi {
 }
 
 fn status(error: ApiError) -> Status {
-    if error.code == Code::Internal {
-        tracing::error!(reason = error.reason, message = %error.message, "internal error");
-    }
     error.into_status(ERROR_DOMAIN)
 }
 

@@ -19,7 +19,7 @@ use circle_grpc::ApiError;
 use circle_grpc::caller;
 use circle_proto::enrollment::v1 as pb;
 use pb::enrollment_service_server::EnrollmentService;
-use tonic::{Code, Request, Response, Status};
+use tonic::{Request, Response, Status};
 
 use crate::app::{Commands, Queries};
 
@@ -39,9 +39,6 @@ impl EnrollmentApi {
 type ApiResult<T> = Result<T, ApiError>;
 
 fn status(error: ApiError) -> Status {
-    if error.code == Code::Internal {
-        tracing::error!(reason = error.reason, message = %error.message, "internal error");
-    }
     error.into_status(ERROR_DOMAIN)
 }
 

@@ -14,7 +14,7 @@ use circle_grpc::ApiError;
 use circle_grpc::caller;
 use circle_proto::sessions::v1 as pb;
 use pb::sessions_service_server::SessionsService;
-use tonic::{Code, Request, Response, Status};
+use tonic::{Request, Response, Status};
 
 use crate::app::{Commands, Queries};
 
@@ -34,9 +34,6 @@ impl SessionsApi {
 type ApiResult<T> = Result<T, ApiError>;
 
 fn status(error: ApiError) -> Status {
-    if error.code == Code::Internal {
-        tracing::error!(reason = error.reason, message = %error.message, "internal error");
-    }
     error.into_status(ERROR_DOMAIN)
 }
 
