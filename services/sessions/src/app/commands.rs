@@ -133,6 +133,23 @@ impl Failure {
     }
 }
 
+// The request ids of the materialiser's steps, named after their cause. They must
+// never change: a step's id after an upgrade must be the one before it, or the step
+// would be taken twice.
+
+fn materialize_request_id(session: &Id) -> String {
+    format!("pm:materialize-{session}")
+}
+
+/// One move per version of the session it was decided from.
+fn move_request_id(session: &Id, version: i64) -> String {
+    format!("pm:reschedule-{session}-from-{version}")
+}
+
+fn unschedule_request_id(session: &Id) -> String {
+    format!("pm:unschedule-{session}")
+}
+
 /// Checks `caller` against the row of a process-manager step, in `network`.
 fn permit_step(caller: &Caller, step: Step, network: &Id) -> Result<(), StepError> {
     access::step_rule(step)
@@ -461,7 +478,7 @@ impl Commands {
         duration_minutes: u32,
     ) -> Result<(), StepError> {
         permit_step(caller, Step::MaterializeSession, &group.network)?;
-        let meta = circle_service::step_meta(caller, format!("pm:materialize-{session}"));
+        let meta = circle_service::step_meta(caller, materialize_request_id(&session));
         let new = NewSession {
             session: Some(session),
             starts_at,
@@ -500,7 +517,7 @@ impl Commands {
         version: i64,
     ) -> Result<(), StepError> {
         permit_step(caller, Step::MoveGeneratedSession, &name.network)?;
-        let request_id = format!("pm:reschedule-{}-from-{version}", name.session);
+        let request_id = move_request_id(&name.session, version);
         let meta = circle_service::step_meta(caller, request_id);
         let moved = Move {
             starts_at,
@@ -526,7 +543,7 @@ impl Commands {
         reason: &str,
     ) -> Result<(), StepError> {
         permit_step(caller, Step::CancelGeneratedSession, &name.network)?;
-        let request_id = format!("pm:unschedule-{}", name.session);
+        let request_id = unschedule_request_id(&name.session);
         let meta = circle_service::step_meta(caller, request_id);
         match self.cancel(name, reason.to_owned(), &meta).await {
             Ok(_) => Ok(()),
@@ -731,5 +748,52 @@ impl Commands {
             value: note_view(name, &session, &key),
             version,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(value: &str) -> Id {
+        Id::parse(value).unwrap_or_else(|error| panic!("{value:?}: {error}"))
+    }
+
+    #[test]
+    fn the_materialisers_request_ids_stay_as_they_were() {
+        let session = id("2f1d6c0e-52b4-5a8e-9e55-0d3f6a1c7b20");
+        assert_eq!(
+            materialize_request_id(&session),
+            "pm:materialize-2f1d6c0e-52b4-5a8e-9e55-0d3f6a1c7b20"
+        );
+        assert_eq!(
+            move_request_id(&session, 7),
+            "pm:reschedule-2f1d6c0e-52b4-5a8e-9e55-0d3f6a1c7b20-from-7"
+        );
+        assert_eq!(
+            unschedule_request_id(&session),
+            "pm:unschedule-2f1d6c0e-52b4-5a8e-9e55-0d3f6a1c7b20"
+        );
+    }
+
+    #[test]
+    fn a_session_moved_on_is_told_by_its_refusal_not_its_reason_text() {
+        let refused = |error: DomainError| Failure::Command(ExecuteError::Rejected(error.into()));
+        for error in [
+            DomainError::SessionNotFound,
+            DomainError::SessionCancelled,
+            DomainError::SessionAlreadyStarted,
+        ] {
+            assert!(refused(error).session_moved_on(false));
+        }
+        assert!(
+            Failure::Command(ExecuteError::Rejected(Refusal::WrongGroup)).session_moved_on(false)
+        );
+        let stale = || Failure::Command(ExecuteError::EtagMismatch { current: 3 });
+        assert!(stale().session_moved_on(true));
+        assert!(!stale().session_moved_on(false));
+        assert!(!refused(DomainError::SessionExists).session_moved_on(true));
+        assert!(!Failure::Command(ExecuteError::RequestIdReused).session_moved_on(true));
+        assert!(!Failure::Other(ApiError::internal()).session_moved_on(true));
     }
 }
