@@ -3,9 +3,11 @@
 //! cancels generated sessions that a schedule change or an archived group left behind.
 //! Session ids derive from the group and the local date, and each command's request
 //! id from the session id, so running it again — after a restart, on two replicas —
-//! creates nothing twice. It runs the application's commands
-//! ([`crate::app::Commands`]) as the service's process manager
-//! ([`Caller::process_manager`]).
+//! creates nothing twice. It takes the application's process-manager steps
+//! ([`crate::app::Commands`]'s `materialize_session`, `move_generated_session` and
+//! `cancel_generated_session`, each under its own row, `access::step_rule`) as the
+//! service's process manager ([`Caller::process_manager`]); the steps name their
+//! request ids after the session (and the version a move was decided from).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -17,8 +19,9 @@ use circle_names::{GroupName, Id, SessionName};
 use prost::Message;
 use sqlx::PgPool;
 
-use crate::app::{Command, Commands, Move, NewSession};
-use crate::domain::{Origin, Time};
+use crate::app::Commands;
+use crate::app::commands::StepError;
+use crate::domain::Time;
 
 pub struct Materializer {
     pub pool: PgPool,
@@ -39,18 +42,31 @@ fn materializer(network: &str) -> Caller {
     Caller::process_manager(network, "sessions-materializer")
 }
 
-/// The refusals of a command the materialiser decided from a row the session has
-/// moved on from since (it started, was cancelled or does not exist): the move no
-/// longer applies, and a later pass decides again.
-const MOVED_ON: [&str; 3] = [
-    "SESSION_NOT_FOUND",
-    "SESSION_CANCELLED",
-    "SESSION_ALREADY_STARTED",
-];
-
 /// A command's error as the pass reports it.
 fn failed(error: ApiError) -> String {
     format!("{}: {}", error.reason, error.message)
+}
+
+/// What the pass does with a step's outcome: a step the session or group moved on
+/// from since the pass read it no longer applies (a later pass decides again); any
+/// other failure fails the pass, retried on the next. A refusal by the access table
+/// is a bug (only this process manager takes these steps), logged as one.
+fn stepped(outcome: Result<(), StepError>) -> Result<(), String> {
+    match outcome {
+        Ok(()) => Ok(()),
+        Err(StepError::MovedOn(reason)) => {
+            tracing::debug!(reason = reason.reason, "step no longer applies; skipped");
+            Ok(())
+        }
+        Err(StepError::Refused(refusal)) => {
+            tracing::error!(
+                reason = refusal.reason,
+                "materialiser step refused by the access table"
+            );
+            Err(failed(refusal))
+        }
+        Err(StepError::Failed(error)) => Err(failed(error)),
+    }
 }
 
 /// A group's name from its roster row (every id was valid when enrollment took it).
@@ -201,57 +217,27 @@ impl Materializer {
             {
                 // One move per version of the session it was decided from: a retry of
                 // this decision is answered from the log, while a later schedule change
-                // (even back to an earlier time) is a new decision with a new id.
-                let request_id = format!("pm:reschedule-{session_id}-from-{version}");
-                // The read model may lag behind the log: the move is made only while the
-                // session is still at the version it was decided from. A staff move the
-                // read model does not show yet makes it ETAG_MISMATCH (a refusal, skipped),
-                // and a later pass decides again from the row that shows the move.
-                let moved = Move {
-                    starts_at,
-                    duration_minutes: Some(duration_minutes),
-                    etag: Some(version as u64),
-                };
-                match self
+                // (even back to an earlier time) is a new decision with a new id
+                // (`pm:reschedule-<session>-from-<version>`). The read model may lag
+                // behind the log: the move is made only while the session is still at
+                // the version it was decided from. A staff move the read model does not
+                // show yet makes it moved on (skipped), and a later pass decides again
+                // from the row that shows the move.
+                let moved = self
                     .commands
-                    .reschedule_session(&caller, Command::step(name, moved, request_id))
-                    .await
-                {
-                    // The session moved on since the row was read (etag) or the
-                    // move no longer applies: a later pass decides again.
-                    Ok(_) => {}
-                    Err(error)
-                        if error.reason == "ETAG_MISMATCH" || MOVED_ON.contains(&error.reason) => {}
-                    Err(error) => return Err(failed(error)),
-                }
+                    .move_generated_session(&caller, name, starts_at, duration_minutes, version)
+                    .await;
+                stepped(moved)?;
             }
             return Ok(());
         }
-        let new = NewSession {
-            session: Some(name.session.clone()),
-            starts_at,
-            duration_minutes,
-            origin: Origin::Schedule,
-        };
-        let request_id = format!("pm:materialize-{session_id}");
-        match self
+        // Already there; or the group was archived (or is gone) since this pass read
+        // it, and a later pass cancels what it left: moved on.
+        let materialized = self
             .commands
-            .schedule_session(&caller, Command::step(group.clone(), new, request_id))
-            .await
-        {
-            // Already there; or the group was archived (or is gone) since this pass
-            // read it, and a later pass cancels what it left.
-            Ok(_) => Ok(()),
-            Err(error)
-                if matches!(
-                    error.reason,
-                    "SESSION_EXISTS" | "GROUP_ARCHIVED" | "GROUP_NOT_FOUND"
-                ) =>
-            {
-                Ok(())
-            }
-            Err(error) => Err(failed(error)),
-        }
+            .materialize_session(&caller, group, name.session, starts_at, duration_minutes)
+            .await;
+        stepped(materialized)
     }
 
     /// Cancels generated sessions still scheduled in the future that the schedule no
@@ -286,19 +272,11 @@ impl Materializer {
                 "the group's schedule changed"
             };
             let name = session_name(group, &session_id)?;
-            let request_id = format!("pm:unschedule-{session_id}");
-            match self
+            let cancelled = self
                 .commands
-                .cancel_session(
-                    &materializer(group.network.as_str()),
-                    Command::step(name, reason.to_owned(), request_id),
-                )
-                .await
-            {
-                Ok(_) => {}
-                Err(error) if MOVED_ON.contains(&error.reason) => {}
-                Err(error) => return Err(failed(error)),
-            }
+                .cancel_generated_session(&materializer(group.network.as_str()), name, reason)
+                .await;
+            stepped(cancelled)?;
         }
         Ok(())
     }

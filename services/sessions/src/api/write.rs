@@ -13,7 +13,6 @@ use super::wire::{note_to_wire, roster_entry_to_wire, session_to_wire};
 use super::{ApiResult, SessionsApi, caller};
 use crate::app::{Attendance, CheckIn, Command, MemberNote, Move, NewSession};
 use crate::codec;
-use crate::domain::Origin;
 use crate::domain::session::{MAX_DURATION_MINUTES, MIN_DURATION_MINUTES};
 
 pub const MAX_NOTE_CHARS: usize = 20_000;
@@ -53,7 +52,7 @@ impl<N> Parts<N> {
             resource,
             fields: self.violations.finish(fields),
             request_id: self.request_id,
-            fingerprint: Some(self.fingerprint),
+            fingerprint: self.fingerprint,
         }
     }
 }
@@ -123,7 +122,6 @@ impl SessionsApi {
                 session,
                 starts_at,
                 duration_minutes,
-                origin: Origin::AdHoc,
             });
         let written = self
             .commands

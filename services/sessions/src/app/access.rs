@@ -6,10 +6,11 @@
 //! Queries are checked against it in [`super::Queries`] and commands in
 //! [`super::Commands`], before anything is looked up or loaded.
 //!
-//! The table is what clients may do. The service's own process manager (the
-//! materialiser, [`Role::ProcessManager`], a role no client can claim) is not in it:
-//! it calls the application in process, and [`process_manager_may`] lists what it
-//! does there.
+//! The table is what clients may do, and every check holds the caller to the network
+//! of the names first ([`permit`]). The service's own process manager (the
+//! materialiser, [`Role::ProcessManager`], a role no client can claim) is in no row of
+//! it: the steps it takes in process ([`Step`]) have rows of their own
+//! ([`step_rule`]), apart from the RPCs.
 
 use circle_grpc::{ApiError, Caller, Role, Rule, Scope, Target, roles};
 use circle_names::Id;
@@ -122,6 +123,9 @@ pub fn rule(operation: Operation) -> Rule {
 /// `target` is what the request names; `None` when its resource name did not parse:
 /// then only the role is checked (a caller who may not run the operation at all is
 /// told so), and the bad name is reported with the request's other bad fields.
+///
+/// This is the rule alone, without the tenant: the application checks requests with
+/// [`permit`], which holds the caller to the network of the names first.
 pub fn check(
     caller: &Caller,
     operation: Operation,
@@ -130,45 +134,74 @@ pub fn check(
     rule(operation).check_parsed(caller, target.as_ref())
 }
 
-/// The commands the service's own process manager runs (the materialiser schedules,
-/// moves and cancels generated sessions); it runs nothing else.
-pub fn process_manager_may(operation: Operation) -> bool {
-    matches!(
-        operation,
-        Operation::ScheduleSession | Operation::RescheduleSession | Operation::CancelSession
-    )
-}
-
-/// [`check`] for a command: the table for clients, [`process_manager_may`] for the
-/// service's own process manager.
-pub fn check_command(
+/// The check the application makes before anything is looked up: with the request's
+/// names parsed (`Some((network, target))`: the network they are in, and what they
+/// show), the tenant first and then the row of `operation` ([`Rule::permit`]); when a
+/// name did not parse (`None`), only the role (the bad name is reported with the
+/// request's other bad fields).
+pub fn permit(
     caller: &Caller,
     operation: Operation,
-    target: Option<Target<'_>>,
+    named: Option<(&Id, Target<'_>)>,
 ) -> Result<(), ApiError> {
-    if caller.is_process_manager() && process_manager_may(operation) {
-        return Ok(());
+    match named {
+        Some((network, target)) => rule(operation).permit(caller, network.as_str(), &target),
+        None => rule(operation).check_role(caller),
     }
-    check(caller, operation, target)
 }
 
-/// [`check`] for a request about something in one clinic (`None`: its name did not
-/// parse).
-pub fn check_in_clinic(
+/// [`permit`] for a request about something in one clinic of a network (`None`: its
+/// name did not parse).
+pub fn permit_in_clinic(
     caller: &Caller,
     operation: Operation,
-    clinic: Option<&Id>,
+    place: Option<(&Id, &Id)>,
 ) -> Result<(), ApiError> {
-    match clinic {
-        Some(clinic) => check(
+    match place {
+        Some((network, clinic)) => permit(
             caller,
             operation,
-            Some(Target {
-                clinics: &[clinic.as_str()],
-                ..Target::default()
-            }),
+            Some((
+                network,
+                Target {
+                    clinics: &[clinic.as_str()],
+                    ..Target::default()
+                },
+            )),
         ),
-        None => check(caller, operation, None),
+        None => permit(caller, operation, None),
+    }
+}
+
+/// The steps only the service's own process manager (the materialiser) takes: not
+/// RPCs (no client can ask for them), so not in [`Operation`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Step {
+    /// A group's schedule produces a session that does not exist yet: schedule it
+    /// (origin `schedule`).
+    MaterializeSession,
+    /// A schedule change of time or length moves a generated session still to come.
+    MoveGeneratedSession,
+    /// A generated session the schedule no longer produces (or whose group was
+    /// archived) is cancelled.
+    CancelGeneratedSession,
+}
+
+impl Step {
+    pub const ALL: [Step; 3] = [
+        Self::MaterializeSession,
+        Self::MoveGeneratedSession,
+        Self::CancelGeneratedSession,
+    ];
+}
+
+/// The row of a process-manager step: the service's process manager, anywhere in the
+/// network it acts for.
+pub fn step_rule(step: Step) -> Rule {
+    match step {
+        Step::MaterializeSession | Step::MoveGeneratedSession | Step::CancelGeneratedSession => {
+            Rule::new(&[Role::ProcessManager], Scope::Network)
+        }
     }
 }
 
@@ -289,36 +322,73 @@ mod tests {
     }
 
     #[test]
-    fn the_process_manager_runs_only_the_materialisers_commands() {
+    fn the_materialisers_steps_are_for_the_process_manager_only() {
         let materializer = Caller::process_manager("acme", "sessions-materializer");
-        let clinics = ["north"];
-        let target = Target {
+        let clinics = ["south"];
+        let elsewhere = Target {
             clinics: &clinics,
             ..Target::default()
         };
-        for operation in Operation::ALL {
-            let expected = match operation {
-                Operation::ScheduleSession
-                | Operation::RescheduleSession
-                | Operation::CancelSession => "OK",
-                _ => "ROLE_NOT_ALLOWED",
-            };
-            let outcome = check_command(&materializer, operation, Some(target))
-                .err()
-                .map_or("OK", |error| error.reason);
-            assert_eq!(outcome, expected, "{operation:?}");
+        for step in Step::ALL {
+            let row = step_rule(step);
+            assert!(
+                row.permit(&materializer, "acme", &elsewhere).is_ok(),
+                "{step:?}"
+            );
+            // Its own network only.
+            assert_eq!(
+                row.permit(&materializer, "other", &elsewhere)
+                    .err()
+                    .map(|error| error.reason),
+                Some("WRONG_NETWORK"),
+                "{step:?}"
+            );
+            for role in ROLES
+                .into_iter()
+                .filter(|role| *role != Role::ProcessManager)
+            {
+                assert_eq!(
+                    row.permit(&caller(role, "p-1"), "acme", &elsewhere)
+                        .err()
+                        .map(|error| error.reason),
+                    Some("ROLE_NOT_ALLOWED"),
+                    "{step:?} {role:?}"
+                );
+            }
         }
-        // A client is checked against the table, commands and queries alike.
-        assert_eq!(
-            check_command(
-                &caller(Role::Participant, "p-1"),
-                Operation::CancelSession,
-                None
-            )
-            .err()
-            .map(|error| error.reason),
-            Some("ROLE_NOT_ALLOWED")
-        );
+        // No RPC's row admits the process manager: it takes its steps, nothing else.
+        for operation in Operation::ALL {
+            assert!(
+                !rule(operation).allows_role(Role::ProcessManager),
+                "{operation:?}"
+            );
+            assert_eq!(
+                permit(&materializer, operation, Some((&id("acme"), elsewhere)))
+                    .err()
+                    .map(|error| error.reason),
+                Some("ROLE_NOT_ALLOWED"),
+                "{operation:?}"
+            );
+        }
+    }
+
+    fn id(value: &str) -> Id {
+        Id::parse(value).unwrap_or_else(|error| panic!("{value:?}: {error}"))
+    }
+
+    #[test]
+    fn a_name_of_another_network_is_refused_before_the_rule() {
+        let admin = caller(Role::NetworkAdmin, "a-1");
+        for operation in Operation::ALL {
+            assert_eq!(
+                permit_in_clinic(&admin, operation, Some((&id("other"), &id("north"))))
+                    .err()
+                    .map(|error| error.reason),
+                Some("WRONG_NETWORK"),
+                "{operation:?}"
+            );
+            assert!(permit_in_clinic(&admin, operation, Some((&id("acme"), &id("north")))).is_ok());
+        }
     }
 
     #[test]

@@ -12,7 +12,6 @@ use circle_names::SessionName;
 use circle_service::errors::store_error;
 use tonic::Code;
 
-use super::errors::command_error;
 use crate::domain::{DomainError, Session, SessionCommand, decide};
 
 /// Why a session command was refused.
@@ -70,11 +69,11 @@ impl Sessions {
         meta: &CommitMeta,
         etag: Option<u64>,
         command: SessionCommand,
-    ) -> Result<Executed<Session>, ApiError> {
+    ) -> Result<Executed<Session>, CommandError> {
         let key = self
             .repository
             .key(name.network.as_str(), name.session.as_str())
-            .map_err(|error| command_error(error.into()))?;
+            .map_err(ExecuteError::from)?;
         self.repository
             .execute(&key, meta, etag, |snapshot, _| {
                 if !in_place(&snapshot.state, name) {
@@ -83,6 +82,5 @@ impl Sessions {
                 Ok(decide(&snapshot.state, command.clone())?)
             })
             .await
-            .map_err(command_error)
     }
 }

@@ -1,26 +1,33 @@
-//! The commands of the sessions service, one function per command RPC, run alike for
-//! the gRPC edge and for the service's process manager (the materialiser). Each one
-//! checks the caller against the access table on the names it is given first (only
-//! the role when a name did not parse), then refuses bad fields, then resolves what
-//! the command needs (the session, roster facts, the other members' names), builds
-//! the commit metadata and runs it. Inputs are typed names and checked fields,
-//! answers the state the commit left (as the queries show it), errors [`ApiError`]s.
+//! The commands of the sessions service: one public function per command RPC, and
+//! the crate-private steps the service's own process manager (the materialiser)
+//! takes, which share the RPCs' internals. Each RPC function checks the caller
+//! against the access table on the names it is given first (the tenant, then the
+//! row; only the role when a name did not parse), then refuses bad fields, then
+//! resolves what the command needs (the session, roster facts, the other members'
+//! names), builds the commit metadata and runs it. Inputs are typed names and checked
+//! fields, answers the state the commit left (as the queries show it), errors
+//! [`ApiError`]s. Each step checks its own row (`access::step_rule`), names its
+//! request id after its cause and sets what only the materialiser may set (a
+//! session's origin `schedule`); it answers with a [`StepError`].
 
 use std::sync::Arc;
 
 use circle_calendar::{Clock, TimeRange};
-use circle_eventstore::{CommitMeta, EventStore};
+use circle_eventstore::{CommitMeta, EventStore, ExecuteError};
 use circle_grpc::{ApiError, Caller, Target};
 use circle_names::{GroupName, Id, NoteName, ParticipantName, SessionName};
 use circle_service::Fingerprint;
 use sqlx::PgPool;
 use tonic::Code;
 
-use super::access::{self, Operation};
-use super::aggregates::Sessions;
+use super::access::{self, Operation, Step};
+use super::aggregates::{CommandError, Refusal, Sessions};
+use super::errors::command_error;
 use super::facts::GroupPlace;
 use super::{NoteView, RosterLine, SessionView};
-use crate::domain::{AttendanceStatus, NoteKey, Origin, Session, SessionCommand, Time};
+use crate::domain::{
+    AttendanceStatus, DomainError, NoteKey, Origin, Session, SessionCommand, Time,
+};
 
 /// How far back a session may start (recording one that took place) and how far ahead.
 pub const SESSION_START_YEARS_BACK: u32 = 1;
@@ -38,35 +45,116 @@ pub struct Command<R, F> {
     pub resource: Option<R>,
     pub fields: Result<F, ApiError>,
     pub request_id: String,
-    /// `None` only for a process manager's step, whose request id (derived from its
-    /// cause) names it.
-    pub fingerprint: Option<Fingerprint>,
+    pub fingerprint: Fingerprint,
 }
 
 impl<R, F> Command<R, F> {
-    /// A process manager's step: whole, named by its request id.
-    pub fn step(resource: R, fields: F, request_id: String) -> Self {
-        Self {
-            resource: Some(resource),
-            fields: Ok(fields),
-            request_id,
-            fingerprint: None,
-        }
-    }
-
     /// The command's parts once it is whole, with its commit metadata.
     fn whole(self, caller: &Caller) -> Result<(R, F, CommitMeta), ApiError> {
         let fields = self.fields?;
         let resource = self.resource.ok_or_else(ApiError::internal)?;
-        let meta = match self.fingerprint {
-            Some(fingerprint) => circle_service::commit_meta(caller, self.request_id, fingerprint),
-            None if caller.is_process_manager() => {
-                circle_service::step_meta(caller, self.request_id)
-            }
-            None => return Err(ApiError::internal()),
-        };
+        let meta = circle_service::commit_meta(caller, self.request_id, self.fingerprint);
         Ok((resource, fields, meta))
     }
+}
+
+/// Why a process-manager step did not do what it was asked.
+#[derive(Debug)]
+pub(crate) enum StepError {
+    /// Refused by the access table: a bug (only the service's process manager takes
+    /// steps), failing the same way every time.
+    Refused(ApiError),
+    /// The session or group moved on since the materialiser read it (the session
+    /// exists, started, was cancelled, moved or is gone; the group was archived or is
+    /// gone): the step no longer applies, and a later pass decides again.
+    MovedOn(ApiError),
+    /// Anything else (the store or database unavailable, …): the pass fails and is
+    /// retried.
+    Failed(ApiError),
+}
+
+/// Why a command shared by an RPC and a step did not run, before it becomes what a
+/// client sees ([`Failure::into_api`]) or what the materialiser does
+/// ([`StepError`]).
+#[derive(Debug)]
+enum Failure {
+    GroupNotFound(String),
+    GroupArchived,
+    Command(CommandError),
+    Other(ApiError),
+}
+
+impl From<ApiError> for Failure {
+    fn from(error: ApiError) -> Self {
+        Failure::Other(error)
+    }
+}
+
+impl Failure {
+    fn into_api(self) -> ApiError {
+        match self {
+            Failure::GroupNotFound(group) => ApiError::new(
+                Code::NotFound,
+                "GROUP_NOT_FOUND",
+                format!("{group} not found"),
+            ),
+            Failure::GroupArchived => ApiError::new(
+                Code::FailedPrecondition,
+                "GROUP_ARCHIVED",
+                "the group is archived",
+            ),
+            Failure::Command(error) => command_error(error),
+            Failure::Other(error) => error,
+        }
+    }
+
+    /// Whether the session a step was decided from has moved on since: it started,
+    /// was cancelled or is not there (in this group). `etag`: a step made only at the
+    /// version it was decided from also moved on when the session changed since.
+    fn session_moved_on(&self, etag: bool) -> bool {
+        use DomainError as E;
+        match self {
+            Failure::Command(ExecuteError::Rejected(Refusal::Domain(
+                E::SessionNotFound | E::SessionCancelled | E::SessionAlreadyStarted,
+            ))) => true,
+            Failure::Command(ExecuteError::Rejected(Refusal::WrongGroup)) => true,
+            Failure::Command(ExecuteError::EtagMismatch { .. }) => etag,
+            _ => false,
+        }
+    }
+
+    /// A step's failure: moved on when `moved_on` says so, else failed.
+    fn step_error(self, moved_on: bool) -> StepError {
+        if moved_on {
+            StepError::MovedOn(self.into_api())
+        } else {
+            StepError::Failed(self.into_api())
+        }
+    }
+}
+
+// The request ids of the materialiser's steps, named after their cause. They must
+// never change: a step's id after an upgrade must be the one before it, or the step
+// would be taken twice.
+
+fn materialize_request_id(session: &Id) -> String {
+    format!("pm:materialize-{session}")
+}
+
+/// One move per version of the session it was decided from.
+fn move_request_id(session: &Id, version: i64) -> String {
+    format!("pm:reschedule-{session}-from-{version}")
+}
+
+fn unschedule_request_id(session: &Id) -> String {
+    format!("pm:unschedule-{session}")
+}
+
+/// Checks `caller` against the row of a process-manager step, in `network`.
+fn permit_step(caller: &Caller, step: Step, network: &Id) -> Result<(), StepError> {
+    access::step_rule(step)
+        .permit(caller, network.as_str(), &Target::default())
+        .map_err(StepError::Refused)
 }
 
 /// What a command left: its answer and the version of the commit (the consistency
@@ -84,13 +172,14 @@ impl<T> Written<T> {
 }
 
 /// A session to schedule in a group. Without an id, an ad-hoc session's id derives
-/// from the group and the request id, so a retry schedules it once.
+/// from the group and the request id, so a retry schedules it once. Its origin is the
+/// application's to set: `ad-hoc` for the RPC, `schedule` only for the materialiser's
+/// step.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewSession {
     pub session: Option<Id>,
     pub starts_at: Time,
     pub duration_minutes: u32,
-    pub origin: Origin,
 }
 
 /// A session's new time (and length, `None`: unchanged), made only while the session
@@ -131,45 +220,53 @@ pub struct Commands {
     clock: Arc<dyn Clock>,
 }
 
-/// A resource in one clinic: what the access check of most commands looks at.
+/// A resource in one clinic of a network: what the access check of most commands
+/// looks at.
 trait InClinic {
+    fn network(&self) -> &Id;
     fn clinic(&self) -> &Id;
 }
 
 impl InClinic for GroupName {
+    fn network(&self) -> &Id {
+        &self.network
+    }
     fn clinic(&self) -> &Id {
         &self.clinic
     }
 }
 
 impl InClinic for SessionName {
+    fn network(&self) -> &Id {
+        &self.network
+    }
     fn clinic(&self) -> &Id {
         &self.clinic
     }
 }
 
 impl InClinic for NoteName {
+    fn network(&self) -> &Id {
+        &self.network
+    }
     fn clinic(&self) -> &Id {
         &self.clinic
     }
 }
 
-/// Checks `caller` for `operation` on the clinic of the command's resource (only the
-/// role when its name did not parse), then takes the command's parts.
+/// Checks `caller` for `operation` on the network and clinic of the command's
+/// resource (only the role when its name did not parse), then takes the command's
+/// parts.
 fn checked<R: InClinic, F>(
     caller: &Caller,
     operation: Operation,
     input: Command<R, F>,
 ) -> Result<(R, F, CommitMeta), ApiError> {
-    let clinics = input
+    let place = input
         .resource
         .as_ref()
-        .map(|resource| [resource.clinic().as_str()]);
-    let target = clinics.as_ref().map(|clinics| Target {
-        clinics,
-        ..Target::default()
-    });
-    access::check_command(caller, operation, target)?;
+        .map(|resource| (resource.network(), resource.clinic()));
+    access::permit_in_clinic(caller, operation, place)?;
     input.whole(caller)
 }
 
@@ -234,6 +331,18 @@ impl Commands {
         etag: Option<u64>,
         command: SessionCommand,
     ) -> Result<(Session, u64), ApiError> {
+        self.execute(name, meta, etag, command)
+            .await
+            .map_err(command_error)
+    }
+
+    async fn execute(
+        &self,
+        name: &SessionName,
+        meta: &CommitMeta,
+        etag: Option<u64>,
+        command: SessionCommand,
+    ) -> Result<(Session, u64), CommandError> {
         let executed = self.sessions.execute(name, meta, etag, command).await?;
         Ok((executed.state().clone(), executed.version()))
     }
@@ -245,8 +354,11 @@ impl Commands {
         meta: &CommitMeta,
         etag: Option<u64>,
         command: SessionCommand,
-    ) -> Result<Written<SessionView>, ApiError> {
-        let (session, version) = self.run(&name, meta, etag, command).await?;
+    ) -> Result<Written<SessionView>, Failure> {
+        let (session, version) = self
+            .execute(&name, meta, etag, command)
+            .await
+            .map_err(Failure::Command)?;
         Ok(Written {
             value: session_view(name, &session, version)?,
             version,
@@ -254,12 +366,13 @@ impl Commands {
     }
 
     /// Schedules a session in a group the roster knows, not archived.
-    pub async fn schedule_session(
+    async fn schedule(
         &self,
-        caller: &Caller,
-        input: Command<GroupName, NewSession>,
-    ) -> Result<Written<SessionView>, ApiError> {
-        let (group, new, meta) = checked(caller, Operation::ScheduleSession, input)?;
+        group: GroupName,
+        new: NewSession,
+        origin: Origin,
+        meta: &CommitMeta,
+    ) -> Result<Written<SessionView>, Failure> {
         let session_id = match new.session {
             Some(id) => id,
             None => {
@@ -274,30 +387,60 @@ impl Commands {
                 archived,
             }) if group.clinic == clinic_id.as_str() => {
                 if archived {
-                    return Err(ApiError::new(
-                        Code::FailedPrecondition,
-                        "GROUP_ARCHIVED",
-                        "the group is archived",
-                    ));
+                    return Err(Failure::GroupArchived);
                 }
             }
-            _ => {
-                return Err(ApiError::new(
-                    Code::NotFound,
-                    "GROUP_NOT_FOUND",
-                    format!("{group} not found"),
-                ));
-            }
+            _ => return Err(Failure::GroupNotFound(group.to_string())),
         }
         let command = SessionCommand::Schedule {
             group_id: group.group.as_str().to_owned(),
             clinic_id: group.clinic.as_str().to_owned(),
             starts_at: new.starts_at,
             duration_minutes: new.duration_minutes,
-            origin: new.origin,
+            origin,
         };
-        self.session_answer(group.session(session_id), &meta, None, command)
+        self.session_answer(group.session(session_id), meta, None, command)
             .await
+    }
+
+    async fn reschedule(
+        &self,
+        name: SessionName,
+        moved: Move,
+        meta: &CommitMeta,
+    ) -> Result<Written<SessionView>, Failure> {
+        let command = SessionCommand::Reschedule {
+            starts_at: moved.starts_at,
+            duration_minutes: moved.duration_minutes,
+        };
+        self.session_answer(name, meta, moved.etag, command).await
+    }
+
+    /// Cancels a session for `reason`; the answer shows the reason given.
+    async fn cancel(
+        &self,
+        name: SessionName,
+        reason: String,
+        meta: &CommitMeta,
+    ) -> Result<Written<SessionView>, Failure> {
+        let command = SessionCommand::Cancel {
+            reason: reason.clone(),
+        };
+        let mut written = self.session_answer(name, meta, None, command).await?;
+        written.value.cancel_reason = reason;
+        Ok(written)
+    }
+
+    /// Schedules an ad-hoc session in a group the roster knows, not archived.
+    pub async fn schedule_session(
+        &self,
+        caller: &Caller,
+        input: Command<GroupName, NewSession>,
+    ) -> Result<Written<SessionView>, ApiError> {
+        let (group, new, meta) = checked(caller, Operation::ScheduleSession, input)?;
+        self.schedule(group, new, Origin::AdHoc, &meta)
+            .await
+            .map_err(Failure::into_api)
     }
 
     pub async fn reschedule_session(
@@ -306,11 +449,9 @@ impl Commands {
         input: Command<SessionName, Move>,
     ) -> Result<Written<SessionView>, ApiError> {
         let (name, moved, meta) = checked(caller, Operation::RescheduleSession, input)?;
-        let command = SessionCommand::Reschedule {
-            starts_at: moved.starts_at,
-            duration_minutes: moved.duration_minutes,
-        };
-        self.session_answer(name, &meta, moved.etag, command).await
+        self.reschedule(name, moved, &meta)
+            .await
+            .map_err(Failure::into_api)
     }
 
     /// Cancels a session for `reason`; the answer shows the reason given.
@@ -320,12 +461,97 @@ impl Commands {
         input: Command<SessionName, String>,
     ) -> Result<Written<SessionView>, ApiError> {
         let (name, reason, meta) = checked(caller, Operation::CancelSession, input)?;
-        let command = SessionCommand::Cancel {
-            reason: reason.clone(),
+        self.cancel(name, reason, &meta)
+            .await
+            .map_err(Failure::into_api)
+    }
+
+    /// The materialiser's step: a session a group's schedule produces, with origin
+    /// `schedule`. Request id `pm:materialize-<session>`. Moved on: the session
+    /// exists, or the group was archived (or is gone) since the pass read it.
+    pub(crate) async fn materialize_session(
+        &self,
+        caller: &Caller,
+        group: &GroupName,
+        session: Id,
+        starts_at: Time,
+        duration_minutes: u32,
+    ) -> Result<(), StepError> {
+        permit_step(caller, Step::MaterializeSession, &group.network)?;
+        let meta = circle_service::step_meta(caller, materialize_request_id(&session));
+        let new = NewSession {
+            session: Some(session),
+            starts_at,
+            duration_minutes,
         };
-        let mut written = self.session_answer(name, &meta, None, command).await?;
-        written.value.cancel_reason = reason;
-        Ok(written)
+        match self
+            .schedule(group.clone(), new, Origin::Schedule, &meta)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(failure) => {
+                let moved_on = matches!(
+                    failure,
+                    Failure::GroupArchived
+                        | Failure::GroupNotFound(_)
+                        | Failure::Command(ExecuteError::Rejected(Refusal::Domain(
+                            DomainError::SessionExists
+                        )))
+                );
+                Err(failure.step_error(moved_on))
+            }
+        }
+    }
+
+    /// The materialiser's step: a generated session still to come follows its
+    /// schedule's new time and length, made only while the session is at `version`,
+    /// the one it was decided from. Request id `pm:reschedule-<session>-from-<version>`:
+    /// a retry of this decision is answered from the log, a later decision is new.
+    /// Moved on: the session changed since (etag), started, was cancelled or is gone.
+    pub(crate) async fn move_generated_session(
+        &self,
+        caller: &Caller,
+        name: SessionName,
+        starts_at: Time,
+        duration_minutes: u32,
+        version: i64,
+    ) -> Result<(), StepError> {
+        permit_step(caller, Step::MoveGeneratedSession, &name.network)?;
+        let request_id = move_request_id(&name.session, version);
+        let meta = circle_service::step_meta(caller, request_id);
+        let moved = Move {
+            starts_at,
+            duration_minutes: Some(duration_minutes),
+            etag: Some(version as u64),
+        };
+        match self.reschedule(name, moved, &meta).await {
+            Ok(_) => Ok(()),
+            Err(failure) => {
+                let moved_on = failure.session_moved_on(true);
+                Err(failure.step_error(moved_on))
+            }
+        }
+    }
+
+    /// The materialiser's step: a generated session the schedule no longer produces
+    /// is cancelled for `reason`. Request id `pm:unschedule-<session>`. Moved on: the
+    /// session started, was cancelled or is gone.
+    pub(crate) async fn cancel_generated_session(
+        &self,
+        caller: &Caller,
+        name: SessionName,
+        reason: &str,
+    ) -> Result<(), StepError> {
+        permit_step(caller, Step::CancelGeneratedSession, &name.network)?;
+        let request_id = unschedule_request_id(&name.session);
+        let meta = circle_service::step_meta(caller, request_id);
+        match self.cancel(name, reason.to_owned(), &meta).await {
+            Ok(_) => Ok(()),
+            Err(failure) => {
+                let moved_on = failure.session_moved_on(false);
+                Err(failure.step_error(moved_on))
+            }
+        }
     }
 
     pub async fn start_session(
@@ -336,6 +562,7 @@ impl Commands {
         let (name, (), meta) = checked(caller, Operation::StartSession, input)?;
         self.session_answer(name, &meta, None, SessionCommand::Start)
             .await
+            .map_err(Failure::into_api)
     }
 
     pub async fn close_session(
@@ -346,6 +573,7 @@ impl Commands {
         let (name, (), meta) = checked(caller, Operation::CloseSession, input)?;
         self.session_answer(name, &meta, None, SessionCommand::Close)
             .await
+            .map_err(Failure::into_api)
     }
 
     /// When the session started, for the roster check (a session that exists has
@@ -401,16 +629,25 @@ impl Commands {
         input: Command<(SessionName, ParticipantName), CheckIn>,
     ) -> Result<Written<()>, ApiError> {
         match &input.resource {
-            Some((session, participant)) => access::check_command(
-                caller,
-                Operation::RecordSessionCheckIn,
-                Some(Target {
-                    clinics: &[session.clinic.as_str()],
-                    participant: Some(participant.participant.as_str()),
-                    caller_is_member: false,
-                }),
-            )?,
-            None => access::check_command(caller, Operation::RecordSessionCheckIn, None)?,
+            Some((session, participant)) => {
+                // Both names in the caller's network.
+                caller
+                    .require_network(participant.network.as_str(), &participant.to_string())
+                    .map_err(ApiError::from)?;
+                access::permit(
+                    caller,
+                    Operation::RecordSessionCheckIn,
+                    Some((
+                        &session.network,
+                        Target {
+                            clinics: &[session.clinic.as_str()],
+                            participant: Some(participant.participant.as_str()),
+                            caller_is_member: false,
+                        },
+                    )),
+                )?
+            }
+            None => access::permit(caller, Operation::RecordSessionCheckIn, None)?,
         }
         let ((name, participant), check_in, meta) = input.whole(caller)?;
         let participant_id = participant.participant.as_str();
@@ -511,5 +748,52 @@ impl Commands {
             value: note_view(name, &session, &key),
             version,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(value: &str) -> Id {
+        Id::parse(value).unwrap_or_else(|error| panic!("{value:?}: {error}"))
+    }
+
+    #[test]
+    fn the_materialisers_request_ids_stay_as_they_were() {
+        let session = id("2f1d6c0e-52b4-5a8e-9e55-0d3f6a1c7b20");
+        assert_eq!(
+            materialize_request_id(&session),
+            "pm:materialize-2f1d6c0e-52b4-5a8e-9e55-0d3f6a1c7b20"
+        );
+        assert_eq!(
+            move_request_id(&session, 7),
+            "pm:reschedule-2f1d6c0e-52b4-5a8e-9e55-0d3f6a1c7b20-from-7"
+        );
+        assert_eq!(
+            unschedule_request_id(&session),
+            "pm:unschedule-2f1d6c0e-52b4-5a8e-9e55-0d3f6a1c7b20"
+        );
+    }
+
+    #[test]
+    fn a_session_moved_on_is_told_by_its_refusal_not_its_reason_text() {
+        let refused = |error: DomainError| Failure::Command(ExecuteError::Rejected(error.into()));
+        for error in [
+            DomainError::SessionNotFound,
+            DomainError::SessionCancelled,
+            DomainError::SessionAlreadyStarted,
+        ] {
+            assert!(refused(error).session_moved_on(false));
+        }
+        assert!(
+            Failure::Command(ExecuteError::Rejected(Refusal::WrongGroup)).session_moved_on(false)
+        );
+        let stale = || Failure::Command(ExecuteError::EtagMismatch { current: 3 });
+        assert!(stale().session_moved_on(true));
+        assert!(!stale().session_moved_on(false));
+        assert!(!refused(DomainError::SessionExists).session_moved_on(true));
+        assert!(!Failure::Command(ExecuteError::RequestIdReused).session_moved_on(true));
+        assert!(!Failure::Other(ApiError::internal()).session_moved_on(true));
     }
 }

@@ -1,7 +1,8 @@
 //! The application layer of the sessions service: what a caller may do, what a
-//! command changes and what a query reads, whoever carried the request (the gRPC edge
-//! or the materialiser). `access.rs` is the service's access table; `commands.rs`
-//! runs commands (over `aggregates.rs`, the event log, with `facts.rs`, what the
+//! command changes and what a query reads, whoever carried the request (the gRPC edge,
+//! or the materialiser through its own steps). `access.rs` is the service's access
+//! table (a row per RPC, and per materialiser step); `commands.rs` runs commands and
+//! the materialiser's steps (over `aggregates.rs`, the event log, with `facts.rs`, what the
 //! roster projection knows, and `errors.rs`, the table of the domain's refusals);
 //! `queries.rs` answers queries from the read model and the roster projection. Inputs
 //! are application types (typed resource names, checked fields), answers plain

@@ -201,8 +201,11 @@ impl Queries {
         caller: &Caller,
         input: Input<GroupName, SessionFilter>,
     ) -> Result<Vec<SessionView>, ApiError> {
-        let clinic = input.resource.as_ref().map(|group| &group.clinic);
-        access::check_in_clinic(caller, Operation::ListSessions, clinic)?;
+        let place = input
+            .resource
+            .as_ref()
+            .map(|group| (&group.network, &group.clinic));
+        access::permit_in_clinic(caller, Operation::ListSessions, place)?;
         let (group, filter) = self.read_after(input).await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {SESSION_COLUMNS} FROM sessions.sessions s
@@ -230,8 +233,11 @@ impl Queries {
         caller: &Caller,
         input: Input<SessionName, ()>,
     ) -> Result<SessionSheet, ApiError> {
-        let clinic = input.resource.as_ref().map(|session| &session.clinic);
-        access::check_in_clinic(caller, Operation::GetSession, clinic)?;
+        let place = input
+            .resource
+            .as_ref()
+            .map(|session| (&session.network, &session.clinic));
+        access::permit_in_clinic(caller, Operation::GetSession, place)?;
         let (name, ()) = self.read_after(input).await?;
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {SESSION_COLUMNS} FROM sessions.sessions s
@@ -342,8 +348,11 @@ impl Queries {
         caller: &Caller,
         input: Input<StaffName, Page>,
     ) -> Result<Vec<UnsignedItem>, ApiError> {
-        let target = input.resource.as_ref().map(|_| Target::default());
-        access::check(caller, Operation::ListUnsignedNotes, target)?;
+        let named = input
+            .resource
+            .as_ref()
+            .map(|staff| (&staff.network, Target::default()));
+        access::permit(caller, Operation::ListUnsignedNotes, named)?;
         if let Some(staff) = &input.resource
             && caller.role == Role::Facilitator
             && staff.staff.as_str() != caller.actor_id
@@ -400,11 +409,16 @@ impl Queries {
         caller: &Caller,
         input: Input<ParticipantName, ()>,
     ) -> Result<AttendanceHistory, ApiError> {
-        let target = input.resource.as_ref().map(|participant| Target {
-            participant: Some(participant.participant.as_str()),
-            ..Target::default()
+        let named = input.resource.as_ref().map(|participant| {
+            (
+                &participant.network,
+                Target {
+                    participant: Some(participant.participant.as_str()),
+                    ..Target::default()
+                },
+            )
         });
-        access::check(caller, Operation::GetAttendanceHistory, target)?;
+        access::permit(caller, Operation::GetAttendanceHistory, named)?;
         let (participant, ()) = self.read_after(input).await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {SESSION_COLUMNS}, a.status, a.minutes FROM sessions.attendance a
@@ -452,8 +466,11 @@ impl Queries {
         caller: &Caller,
         input: Input<ClinicName, BillingPeriod>,
     ) -> Result<Vec<BillingLine>, ApiError> {
-        let clinic = input.resource.as_ref().map(|clinic| &clinic.clinic);
-        access::check_in_clinic(caller, Operation::ExportBilling, clinic)?;
+        let place = input
+            .resource
+            .as_ref()
+            .map(|clinic| (&clinic.network, &clinic.clinic));
+        access::permit_in_clinic(caller, Operation::ExportBilling, place)?;
         let (clinic, period) = self.read_after(input).await?;
         // Two days of margin either side cover every time zone; local dates are
         // checked exactly below.
