@@ -433,8 +433,10 @@ impl Row<'_> {
                 kind: _,
             } => {
                 sqlx::query(
+                    // The first revocation is the one in force (as the aggregate keeps it).
                     "UPDATE consents SET revoked_at = $4
-                     WHERE network = $1 AND participant_id = $2 AND consent_id = $3",
+                     WHERE network = $1 AND participant_id = $2 AND consent_id = $3
+                       AND revoked_at IS NULL",
                 )
                 .bind(network)
                 .bind(id)

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use circle_calendar::Clock;
 use circle_eventstore::{CommitMeta, EventStore, ExecuteError, StoreError};
-use circle_grpc::{ApiError, Caller, Role, Target};
+use circle_grpc::{ApiError, Caller, Role, Rule, Target};
 use circle_names::{
     CheckInName, ClinicName, GoalName, GroupName, Id, ParticipantName, PartnershipName,
 };
@@ -207,6 +207,23 @@ fn record(participant: &ParticipantName) -> Target<'_> {
         participant: Some(participant.participant.as_str()),
         ..Target::default()
     }
+}
+
+/// The caller, when they are one of the partnership's two partners. A participant who
+/// is not is refused here, before anything else about the partnership is looked up.
+fn own_partnership<'a>(
+    caller: &'a Caller,
+    network: &str,
+    rule: Rule,
+    current: &Partnership,
+) -> ApiResult<Option<&'a str>> {
+    let partner = current
+        .involves(&caller.actor_id)
+        .then_some(caller.actor_id.as_str());
+    if caller.role == Role::Participant && partner.is_none() {
+        rule.permit(caller, network, &Target::default())?;
+    }
+    Ok(partner)
 }
 
 fn partnership_answer(
@@ -500,12 +517,12 @@ impl Commands {
         input: ProposePartnership,
     ) -> ApiResult<PartnershipAnswer> {
         let (proposer, invitee, group) = (&input.proposer, &input.invitee, &input.group);
+        caller.require_network(invitee.network.as_str(), &invitee.to_string())?;
+        caller.require_network(group.network.as_str(), &group.to_string())?;
         self.facts
             .authorize_record(caller, Operation::ProposePartnership, proposer)
             .await?;
         let network = proposer.network.as_str();
-        caller.require_network(invitee.network.as_str(), &invitee.to_string())?;
-        caller.require_network(group.network.as_str(), &group.to_string())?;
         let group_id = group.group.as_str();
         // The group's clinic is checked against the record: a group of another clinic
         // is not found. (A group the roster does not know yet is not eligible below.)
@@ -589,13 +606,12 @@ impl Commands {
         } else {
             current.invitee_id.clone()
         };
-        let clinic = self.partnership_clinic(network, &current).await?;
         // A participant's own record is a partnership they are in (so a partnership of
-        // others, or none, is refused alike: probing reveals nothing); the domain then
-        // refuses anyone but the invitee. Staff act in the clinic of its group.
-        let partner = current
-            .involves(&caller.actor_id)
-            .then_some(caller.actor_id.as_str());
+        // others, or none, is refused alike, before its group is looked up: probing
+        // reveals nothing); the domain then refuses anyone but the invitee. Staff act
+        // in the clinic of its group.
+        let partner = own_partnership(caller, network, rule, &current)?;
+        let clinic = self.partnership_clinic(network, &current).await?;
         rule.permit(
             caller,
             network,
@@ -641,11 +657,9 @@ impl Commands {
             .load_partnership(network, name.partnership.as_str())
             .await
             .map_err(command_error)?;
-        let clinic = self.partnership_clinic(network, &current).await?;
         // A participant's own record is a partnership they are in.
-        let partner = current
-            .involves(&caller.actor_id)
-            .then_some(caller.actor_id.as_str());
+        let partner = own_partnership(caller, network, rule, &current)?;
+        let clinic = self.partnership_clinic(network, &current).await?;
         rule.permit(
             caller,
             network,

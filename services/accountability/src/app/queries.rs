@@ -264,7 +264,11 @@ impl Queries {
             clinics: &clinics,
             ..Target::default()
         };
-        if caller.role != Role::Participant {
+        if caller.role == Role::Participant {
+            // The tenant and the role before the group's members are read.
+            caller.require_network(group.network.as_str(), &group.to_string())?;
+            access::rule(operation).check_role(caller)?;
+        } else {
             access::permit(caller, operation, group.network.as_str(), &target)?;
         }
         let members: Vec<String> = sqlx::query_scalar(

@@ -125,8 +125,10 @@ pub fn rule(operation: Operation) -> Rule {
 /// told so), and the bad name is reported with the request's other bad fields.
 ///
 /// This is the rule alone, without the tenant: the application checks requests with
-/// [`permit`], which holds the caller to the network of the names first.
-pub fn check(
+/// [`permit`], which holds the caller to the network of the names first; only the
+/// table's tests use this.
+#[cfg(test)]
+fn check(
     caller: &Caller,
     operation: Operation,
     target: Option<Target<'_>>,

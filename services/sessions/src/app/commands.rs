@@ -594,6 +594,8 @@ impl Commands {
         input: Command<SessionName, Attendance>,
     ) -> Result<Written<RosterLine>, ApiError> {
         let (name, attendance, meta) = checked(caller, Operation::RecordAttendance, input)?;
+        let participant = &attendance.participant;
+        caller.require_network(participant.network.as_str(), &participant.to_string())?;
         let participant_id = attendance.participant.participant.as_str().to_owned();
         let starts_at = self.starts_at(&name).await?;
         let on_roster = self.on_roster(&name, &participant_id, starts_at).await?;
@@ -686,6 +688,8 @@ impl Commands {
         input: Command<SessionName, MemberNote>,
     ) -> Result<Written<NoteView>, ApiError> {
         let (name, note, meta) = checked(caller, Operation::WriteMemberNote, input)?;
+        let participant = &note.participant;
+        caller.require_network(participant.network.as_str(), &participant.to_string())?;
         let participant_id = note.participant.participant.as_str();
         let other_member_names = self.other_member_names(&name, participant_id).await?;
         let command = SessionCommand::WriteMemberNote {
