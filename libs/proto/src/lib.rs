@@ -28,6 +28,24 @@ include!(concat!(env!("OUT_DIR"), "/command_requests.rs"));
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/circle_descriptor.bin"));
 
+/// The method names of `service` in `package`, as the protos declare them, sorted (what
+/// a service's access table must cover, row for row).
+pub fn rpc_names(package: &str, service: &str) -> Result<Vec<String>, prost::DecodeError> {
+    use prost::Message as _;
+    let descriptors = prost_types::FileDescriptorSet::decode(FILE_DESCRIPTOR_SET)?;
+    let mut names: Vec<String> = descriptors
+        .file
+        .iter()
+        .filter(|file| file.package() == package)
+        .flat_map(|file| &file.service)
+        .filter(|declared| declared.name() == service)
+        .flat_map(|declared| &declared.method)
+        .map(|method| method.name().to_owned())
+        .collect();
+    names.sort_unstable();
+    Ok(names)
+}
+
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
 pub mod eventstore {
     pub mod v1 {

@@ -444,19 +444,7 @@ mod tests {
 
     #[test]
     fn every_rpc_of_the_service_has_one_row() -> Result<(), prost::DecodeError> {
-        use prost::Message as _;
-        let descriptors =
-            prost_types::FileDescriptorSet::decode(circle_proto::FILE_DESCRIPTOR_SET)?;
-        let mut rpcs: Vec<&str> = descriptors
-            .file
-            .iter()
-            .filter(|file| file.package() == "circle.sessions.v1")
-            .flat_map(|file| &file.service)
-            .filter(|service| service.name() == "SessionsService")
-            .flat_map(|service| &service.method)
-            .map(|method| method.name())
-            .collect();
-        rpcs.sort_unstable();
+        let rpcs = circle_proto::rpc_names("circle.sessions.v1", "SessionsService")?;
         let mut operations: Vec<&str> = Operation::ALL.iter().map(|op| op.rpc()).collect();
         operations.sort_unstable();
         assert_eq!(operations, rpcs);
