@@ -33,6 +33,14 @@ impl Id {
         }
     }
 
+    /// The id derived from `seed`: a UUIDv5 (OID namespace) of it, which is always a
+    /// valid id. Records created without a client-given id take one derived from what
+    /// the request names and its request id, so a retry lands on the same record; the
+    /// derivation never changes (ids already in the log depend on it).
+    pub fn derived(seed: &str) -> Self {
+        Self(uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, seed.as_bytes()).to_string())
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -399,6 +407,14 @@ mod tests {
             NetworkName::parse("networks/acme/x").map_err(|error| error.pattern),
             Err("networks/{network}")
         );
+    }
+
+    #[test]
+    fn a_derived_id_is_a_stable_valid_id() {
+        let derived = Id::derived("acme/clinic_id/r-1");
+        assert_eq!(Id::parse(derived.as_str()), Ok(derived.clone()));
+        assert_eq!(Id::derived("acme/clinic_id/r-1"), derived);
+        assert_ne!(Id::derived("acme/group_id/r-1"), derived);
     }
 
     #[test]

@@ -160,15 +160,11 @@ impl Projection for FromSessions {
                 let consent = consent_of(connection, network, &m.participant_id).await?;
                 // Each recorded session check-in (a correction too) is its own journal
                 // check-in: id and request id derive from the commit that recorded it.
-                let check_in_id = uuid::Uuid::new_v5(
-                    &uuid::Uuid::NAMESPACE_OID,
-                    format!(
-                        "{network}/sessions/{session_id}/check-in/{}",
-                        commit.sequence
-                    )
-                    .as_bytes(),
-                )
-                .to_string();
+                let check_in_id = circle_names::Id::derived(&format!(
+                    "{network}/sessions/{session_id}/check-in/{}",
+                    commit.sequence
+                ))
+                .into_string();
                 let check_in = SessionCheckIn {
                     check_in_id,
                     session_id: session_id.to_owned(),

@@ -32,8 +32,7 @@ pub struct Materializer {
 
 /// A generated session's id: stable for a group and a local date.
 pub fn session_id(network: &str, group_id: &str, date: chrono::NaiveDate) -> String {
-    let seed = format!("{network}/{group_id}/{date}");
-    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, seed.as_bytes()).to_string()
+    circle_names::Id::derived(&format!("{network}/{group_id}/{date}")).into_string()
 }
 
 /// Who the materialiser acts as: the service's process manager, an in-process caller

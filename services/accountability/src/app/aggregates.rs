@@ -33,8 +33,7 @@ pub(super) fn partnership_id(network: &str, group_id: &str, first: &str, second:
     } else {
         (second, first)
     };
-    let seed = format!("{network}/{group_id}/{a}/{b}");
-    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, seed.as_bytes()).to_string()
+    circle_names::Id::derived(&format!("{network}/{group_id}/{a}/{b}")).into_string()
 }
 
 impl Aggregates {

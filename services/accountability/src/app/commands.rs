@@ -191,8 +191,7 @@ pub struct Committed {
 /// An id derived from the parent's name and the request id, so a retry names the
 /// same record.
 fn derived_id(parent: &str, kind: &str, request_id: &str) -> String {
-    let seed = format!("{parent}/{kind}/{request_id}");
-    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, seed.as_bytes()).to_string()
+    Id::derived(&format!("{parent}/{kind}/{request_id}")).into_string()
 }
 
 /// An id this service derived or recorded, as a name segment (always one: a failure

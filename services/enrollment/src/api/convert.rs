@@ -32,7 +32,7 @@ pub fn resource_id(
     request_id: &str,
 ) -> Option<circle_names::Id> {
     if given.is_empty() {
-        return crate::app::derived_id(network, field, request_id);
+        return Some(crate::app::derived_id(network, field, request_id));
     }
     violations.check(
         field,

@@ -375,11 +375,7 @@ impl Commands {
     ) -> Result<Written<SessionView>, Failure> {
         let session_id = match new.session {
             Some(id) => id,
-            None => {
-                let seed = format!("{group}/ad-hoc/{}", meta.request_id);
-                let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, seed.as_bytes());
-                Id::parse(&id.to_string()).map_err(|_| ApiError::internal())?
-            }
+            None => Id::derived(&format!("{group}/ad-hoc/{}", meta.request_id)),
         };
         match self.group_place(&group).await? {
             Some(GroupPlace {

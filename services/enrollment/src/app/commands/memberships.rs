@@ -3,7 +3,7 @@
 
 use circle_eventstore::Recorded;
 use circle_grpc::{ApiError, Caller, Target};
-use circle_names::{GroupName, MembershipName, ParticipantName};
+use circle_names::{GroupName, Id, MembershipName, ParticipantName};
 
 use super::{Commands, Sent, clinics};
 use crate::app::access::{self, Operation, permit};
@@ -216,15 +216,11 @@ impl Commands {
         let transfer = TransferRef {
             // Unique per network, groups, participant and request: two transfers out
             // of one group never share the id their release is keyed on.
-            transfer_id: uuid::Uuid::new_v5(
-                &uuid::Uuid::NAMESPACE_OID,
-                format!(
-                    "{network}/{}/{}/{participant_id}/{}",
-                    from.group, to.group, sent.request_id
-                )
-                .as_bytes(),
-            )
-            .to_string(),
+            transfer_id: Id::derived(&format!(
+                "{network}/{}/{}/{participant_id}/{}",
+                from.group, to.group, sent.request_id
+            ))
+            .into_string(),
             from_group_id: from.group.to_string(),
             to_group_id: to.group.to_string(),
         };

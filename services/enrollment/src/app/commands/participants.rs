@@ -222,8 +222,7 @@ impl Commands {
             network,
             "consent_id",
             &format!("{participant_id}/{}", sent.request_id),
-        )
-        .ok_or_else(ApiError::internal)?;
+        );
         let command = ParticipantCommand::RecordConsent {
             consent_id: consent_id.to_string(),
             terms,
