@@ -280,3 +280,17 @@ impl Materializer {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// Generated sessions already in the log are found again by their id: the
+    /// derivation (UUIDv5 of network, group and local date) never changes.
+    #[test]
+    fn a_generated_sessions_id_stays_as_it_was() {
+        let date = chrono::NaiveDate::from_ymd_opt(2026, 11, 24).expect("a date");
+        assert_eq!(
+            super::session_id("acme", "tue-evening", date),
+            "3d69a33c-d79a-5a6e-a901-96aca5a345ec"
+        );
+    }
+}
