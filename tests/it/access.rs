@@ -16,12 +16,7 @@ fn in_clinic<T>(
     actor: &'static str,
     clinic: &'static str,
 ) -> tonic::Request<T> {
-    let mut request = as_caller(message, role, actor);
-    request.metadata_mut().insert(
-        "x-circle-clinics",
-        tonic::metadata::MetadataValue::from_static(clinic),
-    );
-    request
+    circle_testkit::request_as(message, crate::support::NETWORK, role, actor, &[clinic])
 }
 
 fn denied(reason: &str) -> (Code, String, Vec<String>) {

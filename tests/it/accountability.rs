@@ -238,14 +238,13 @@ async fn each_viewer_sees_exactly_what_they_may_across_the_three_services() -> a
     let token = setback.consistency_token;
 
     // Jordan's view: Sam as "Sunny" with the shared check-in and counters; Riley anonymous.
-    let mut as_jordan = as_participant(
+    let as_jordan = as_participant(
         pb::GetGroupBoardRequest {
             group: group.clone(),
             consistency_token: token.clone(),
         },
         "jordan",
     );
-    as_jordan.metadata_mut().remove("x-circle-clinics");
     let jordans = board(&mut system, &group, as_jordan).await?;
     let sunny = entry(&jordans, &sam);
     assert_eq!(sunny.display_name, "Sunny");

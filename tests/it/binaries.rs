@@ -228,7 +228,10 @@ async fn each_service_binary_starts_with_circle_config_and_unrelated_circle_vari
     ] {
         let program = binary(name).await?;
         let mut process = Process::start(&env, &program, |command| {
-            command.env("CIRCLE_CONFIG", &file);
+            command
+                .env("CIRCLE_CONFIG", &file)
+                .env("CIRCLE_AUTH__ISSUER", &env.config.auth.issuer)
+                .env("CIRCLE_AUTH__JWKS_FILE", &env.config.auth.jwks_file);
         })?;
         let line = process
             .line_with("listening")
@@ -248,16 +251,71 @@ async fn circle_dev_starts_with_its_config_file_and_unrelated_circle_variables()
     let env = TestEnv::new().await?;
     let file = config_file(&env)?;
     let program = binary("circle").await?;
+    // `circle dev` makes its development key here, and `circle token` signs with it.
+    let dev_dir = std::env::temp_dir().join(format!("{}-dev-{}", env.namespace, uuid_suffix()));
     let mut process = Process::start(&env, &program, |command| {
-        command.arg("dev").arg("--config").arg(&file);
+        command
+            .arg("dev")
+            .arg("--config")
+            .arg(&file)
+            .env("CIRCLE_DEV_DIR", &dev_dir);
     })?;
     let line = process.line_with("enrollment  grpc://").await?;
-    let address = line
+    let address: SocketAddr = line
         .split_once("grpc://")
         .and_then(|(_, rest)| rest.split_whitespace().next())
-        .context("no address")?;
-    serving(address.parse()?, "circle.enrollment.v1.EnrollmentService").await?;
+        .context("no address")?
+        .parse()?;
+    serving(address, "circle.enrollment.v1.EnrollmentService").await?;
+
+    // The second of the README's two steps: a token from `circle token`, then a call.
+    let minted = Command::new(&program)
+        .args(["token", "network-admin", "--config"])
+        .arg(&file)
+        .env("CIRCLE_DEV_DIR", &dev_dir)
+        .output()?;
+    assert!(minted.status.success(), "{minted:?}");
+    let token = String::from_utf8(minted.stdout)?.trim().to_owned();
+    let mut client =
+        circle_proto::enrollment::v1::enrollment_service_client::EnrollmentServiceClient::connect(
+            format!("http://{address}"),
+        )
+        .await?;
+    let mut request = tonic::Request::new(circle_proto::enrollment::v1::ListClinicsRequest {
+        parent: "networks/demo".into(),
+        ..Default::default()
+    });
+    circle_testkit::authorize(&mut request, &token);
+    let clinics = client.list_clinics(request).await?.into_inner().clinics;
+    assert_eq!(clinics.len(), 2, "the demo's clinics: {clinics:?}");
+    // Without a token, nothing.
+    let refused = client
+        .list_clinics(circle_proto::enrollment::v1::ListClinicsRequest {
+            parent: "networks/demo".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("a call without a token is refused");
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+
     drop(process);
+    std::fs::remove_file(&file)?;
+    std::fs::remove_dir_all(&dev_dir)?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_service_binary_without_token_keys_refuses_to_start_naming_the_keys() -> anyhow::Result<()>
+{
+    let env = TestEnv::new().await?;
+    let file = config_file(&env)?;
+    let program = binary("circle-enrollment").await?;
+    let mut process = Process::start(&env, &program, |command| {
+        command.env("CIRCLE_CONFIG", &file);
+    })?;
+    let (code, output) = process.exited().await?;
+    assert_ne!(code, Some(0), "{output}");
+    assert!(output.contains("auth.jwks_file"), "{output}");
     std::fs::remove_file(&file)?;
     Ok(())
 }

@@ -5,17 +5,12 @@ use circle_testkit::TestEnv;
 use pb::enrollment_service_client::EnrollmentServiceClient;
 
 fn as_demo_admin<T>(message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    let metadata = request.metadata_mut();
-    metadata.insert(
-        "x-circle-network",
-        tonic::metadata::MetadataValue::from_static("demo"),
-    );
-    metadata.insert(
-        "x-circle-role",
-        tonic::metadata::MetadataValue::from_static("network-admin"),
-    );
-    request
+    circle_testkit::request_as(message, "demo", "network-admin", "demo-admin", &[])
+}
+
+/// Tokens of the demo network, as `circle dev` mints them for its seeding.
+fn mint(role: &str, subject: &str, clinics: &[&str]) -> String {
+    circle_testkit::token("demo", subject, &[role], clinics)
 }
 
 #[tokio::test]
@@ -29,7 +24,7 @@ async fn dev_mode_seeds_the_demo_network_once_and_serves_it() -> anyhow::Result<
     .await?;
     let mut client =
         EnrollmentServiceClient::connect(format!("http://{}", addresses.enrollment)).await?;
-    let seeded = circle_cli::demo::seed(&mut client).await?;
+    let seeded = circle_cli::demo::seed(&mut client, &mint).await?;
     assert_eq!(
         (
             seeded.clinics.len(),
@@ -41,7 +36,7 @@ async fn dev_mode_seeds_the_demo_network_once_and_serves_it() -> anyhow::Result<
     assert_eq!((seeded.active, seeded.waitlisted), (10, 2));
 
     // Seeding again (a restart of `circle dev`) is answered from the log: same result.
-    let again = circle_cli::demo::seed(&mut client).await?;
+    let again = circle_cli::demo::seed(&mut client, &mint).await?;
     assert_eq!((again.active, again.waitlisted), (10, 2));
 
     let stream = env.config.stream_name("enrollment");
@@ -57,11 +52,11 @@ async fn dev_mode_seeds_the_demo_network_once_and_serves_it() -> anyhow::Result<
     ))
     .await?;
     assert_eq!(
-        circle_cli::demo::seed_accountability(&mut client, &mut accountability).await?,
+        circle_cli::demo::seed_accountability(&mut client, &mut accountability, &mint).await?,
         3
     );
     assert_eq!(
-        circle_cli::demo::seed_accountability(&mut client, &mut accountability).await?,
+        circle_cli::demo::seed_accountability(&mut client, &mut accountability, &mint).await?,
         3
     );
     let mut info = env

@@ -7,11 +7,10 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use bytes::{Buf as _, BufMut as _, Bytes};
+use bytes::Bytes;
 use circle_proto::sessions::v1 as sessions;
 use circle_testkit::TestEnv;
 use tonic::Code;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic_reflection::pb::v1 as reflection;
 use tonic_types::StatusExt as _;
 
@@ -137,65 +136,19 @@ async fn reflection_on_each_port_lists_what_the_port_serves_when_started_alone()
     Ok(())
 }
 
-/// Sends bytes as they are, and takes the answer's bytes as they are: a client that
-/// can send what no generated client would.
-#[derive(Debug, Clone, Default)]
-struct RawCodec;
-
-impl Codec for RawCodec {
-    type Encode = Bytes;
-    type Decode = Bytes;
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        RawCodec
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        RawCodec
-    }
-}
-
-impl Encoder for RawCodec {
-    type Item = Bytes;
-    type Error = tonic::Status;
-
-    fn encode(&mut self, item: Bytes, buf: &mut EncodeBuf<'_>) -> Result<(), Self::Error> {
-        buf.put(item);
-        Ok(())
-    }
-}
-
-impl Decoder for RawCodec {
-    type Item = Bytes;
-    type Error = tonic::Status;
-
-    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Self::Error> {
-        Ok(Some(buf.copy_to_bytes(buf.remaining())))
-    }
-}
-
 async fn send_raw(
     address: SocketAddr,
     path: &'static str,
     body: &'static [u8],
 ) -> anyhow::Result<Result<Bytes, tonic::Status>> {
-    let channel = tonic::transport::Channel::from_shared(format!("http://{address}"))?
-        .connect()
-        .await?;
-    let mut grpc = tonic::client::Grpc::new(channel);
-    grpc.ready().await?;
-    let mut request = tonic::Request::new(Bytes::from_static(body));
-    request.set_timeout(Duration::from_secs(30));
-    Ok(grpc
-        .unary(
-            request,
-            tonic::codegen::http::uri::PathAndQuery::from_static(path),
-            RawCodec,
-        )
-        .await
-        .map(tonic::Response::into_inner))
+    let token = circle_testkit::token(crate::support::NETWORK, "admin-1", &["network-admin"], &[]);
+    crate::support::call_raw(
+        address,
+        path,
+        Bytes::from_static(body),
+        Some(&format!("Bearer {token}")),
+    )
+    .await
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@
 mod access;
 mod accountability;
 mod answer_names;
+mod authn;
 mod binaries;
 mod dev;
 mod edge;

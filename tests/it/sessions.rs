@@ -1179,7 +1179,14 @@ async fn a_schedule_that_flips_back_and_forth_moves_generated_sessions_every_tim
 
 #[tokio::test]
 async fn a_client_claiming_the_service_role_moves_a_session_as_staff_do() -> anyhow::Result<()> {
-    let mut system = System::start_at("2026-11-20T12:00:00Z").await?;
+    // A calling service may move sessions: its identity is configured to.
+    let mut system = System::start_with("2026-11-20T12:00:00Z", |config| {
+        config.auth.services.insert(
+            "integration-1".to_owned(),
+            vec!["circle.sessions.v1.SessionsService/RescheduleSession".to_owned()],
+        );
+    })
+    .await?;
     let clinic = system.clinic("north").await?;
     let group = system
         .weekly_group(&clinic, "tuesday", "2026-11-01")

@@ -1,6 +1,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use accountability::accountability_service_client::AccountabilityServiceClient;
 use circle_calendar::ManualClock;
 use circle_proto::accountability::v1 as accountability;
@@ -306,27 +308,15 @@ pub fn admin<T>(message: T) -> tonic::Request<T> {
     as_caller(message, "network-admin", "admin-1")
 }
 
+/// A request from `actor` of `acme` with one `role`, scoped (if staff) to `north`,
+/// carrying a bearer token of the tests' issuer.
 pub fn as_caller<T>(message: T, role: &'static str, actor: &'static str) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    let metadata = request.metadata_mut();
-    metadata.insert(
-        "x-circle-network",
-        tonic::metadata::MetadataValue::from_static(NETWORK),
-    );
-    metadata.insert(
-        "x-circle-role",
-        tonic::metadata::MetadataValue::from_static(role),
-    );
-    metadata.insert(
-        "x-circle-actor",
-        tonic::metadata::MetadataValue::from_static(actor),
-    );
-    metadata.insert(
-        "x-circle-clinics",
-        tonic::metadata::MetadataValue::from_static("north"),
-    );
-    request.set_timeout(Duration::from_secs(30));
-    request
+    let clinics: &[&str] = if role == "participant" {
+        &[]
+    } else {
+        &["north"]
+    };
+    circle_testkit::request_as(message, NETWORK, role, actor, clinics)
 }
 
 pub fn on_roster(session: &sessions::Session, participant: &str) -> bool {
@@ -440,4 +430,81 @@ where
 /// A request from a participant acting for themselves.
 pub fn as_participant<T>(message: T, participant_id: &'static str) -> tonic::Request<T> {
     as_caller(message, "participant", participant_id)
+}
+
+/// Sends bytes as they are, and takes the answer's bytes as they are: a client that
+/// can send what no generated client would.
+#[derive(Debug, Clone, Default)]
+pub struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Bytes;
+    type Decode = Bytes;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: Bytes,
+        buf: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), Self::Error> {
+        bytes::BufMut::put(buf, item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        buf: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Bytes>, Self::Error> {
+        use bytes::Buf as _;
+        Ok(Some(buf.copy_to_bytes(buf.remaining())))
+    }
+}
+
+/// Calls `path` at `address` with `body` as the message's bytes and `authorization`
+/// (if any) as that metadata, over a new connection.
+pub async fn call_raw(
+    address: std::net::SocketAddr,
+    path: &'static str,
+    body: Bytes,
+    authorization: Option<&str>,
+) -> anyhow::Result<Result<Bytes, tonic::Status>> {
+    let channel = tonic::transport::Channel::from_shared(format!("http://{address}"))?
+        .connect()
+        .await?;
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await?;
+    let mut request = tonic::Request::new(body);
+    request.set_timeout(Duration::from_secs(30));
+    if let Some(value) = authorization {
+        request
+            .metadata_mut()
+            .insert("authorization", value.parse()?);
+    }
+    Ok(grpc
+        .unary(
+            request,
+            tonic::codegen::http::uri::PathAndQuery::from_static(path),
+            RawCodec,
+        )
+        .await
+        .map(tonic::Response::into_inner))
 }

@@ -1,29 +1,37 @@
-//! Who is calling. Until authentication lands, a trusted caller states it in request
-//! metadata; this module is the one place that reads it, and the JWT check will
-//! replace [`Caller::from_metadata`] without changing its callers.
+//! Who is calling, proven: a bearer JWT signed with an asymmetric key (RS256, ES256 or
+//! EdDSA) from a configured JWKS, checked for issuer, audience, expiry and not-before,
+//! and read into a [`Caller`] (network, subject, roles, clinics). The tenant is the
+//! verified token's `network`; nothing in a request body or header can name it.
 //!
-//! Metadata keys: `x-circle-network` (required), `x-circle-role` (required:
-//! `network-admin`, `clinic-admin`, `facilitator`, `intake-coordinator`,
-//! `participant` or `service`), `x-circle-actor` (the staff or participant id), and
-//! `x-circle-clinics` (comma-separated clinic ids a staff member is scoped to).
+//! - [`jwt`]: verifying a token against a [`jwks::KeySet`] into [`Claims`] and a
+//!   [`Caller`]. There is no symmetric (HMAC) path at all, so a token signed with a
+//!   public key as an HMAC secret, or with `alg: none`, has nothing to verify against.
+//! - [`jwks`]: the keys, from a file or a URL, refreshed in the background.
+//! - [`sign`]: signing tokens, for `circle token` (development keys) and tests.
 //!
 //! A service's own process managers act as [`Caller::process_manager`], whose role
-//! ([`Role::ProcessManager`]) no metadata can name: a client claiming `service` (or
-//! anything else) is a client, and gets no process manager's treatment.
+//! ([`Role::ProcessManager`]) no token can claim.
 
-use tonic::metadata::MetadataMap;
+pub mod jwks;
+pub mod jwt;
+pub mod sign;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub use jwks::{KeySet, KeySource, Keys};
+pub use jwt::{AuthError, Claims, Verifier, VerifierSettings};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Role {
     NetworkAdmin,
     ClinicAdmin,
     Facilitator,
     IntakeCoordinator,
     Participant,
-    /// A trusted client (an integration, the demo seeding): a client like any other.
+    /// Another service calling Circle (an EHR, billing, a messaging service). Its
+    /// token names it as `sub`; what it may call is configured per service identity
+    /// (`auth.services`), never claimed.
     Service,
     /// One of a service's own process managers (the materialiser, the nudger, …),
-    /// acting in process. [`Caller::from_metadata`] never yields it.
+    /// acting in process. No token yields it.
     ProcessManager,
 }
 
@@ -40,8 +48,8 @@ impl Role {
         }
     }
 
-    /// The roles a client may state; never [`Role::ProcessManager`].
-    fn parse(value: &str) -> Option<Self> {
+    /// The roles a token may claim; never [`Role::ProcessManager`].
+    pub fn parse_claimed(value: &str) -> Option<Self> {
         Some(match value {
             "network-admin" => Self::NetworkAdmin,
             "clinic-admin" => Self::ClinicAdmin,
@@ -52,82 +60,101 @@ impl Role {
             _ => return None,
         })
     }
+
+    /// Whether this role reaches the whole network (not only the clinics it lists).
+    pub fn is_network_wide(self) -> bool {
+        matches!(
+            self,
+            Self::NetworkAdmin | Self::Service | Self::ProcessManager
+        )
+    }
+
+    /// Whether this role's reach ends at the clinics it lists.
+    pub fn is_clinic_scoped(self) -> bool {
+        matches!(
+            self,
+            Self::ClinicAdmin | Self::Facilitator | Self::IntakeCoordinator
+        )
+    }
 }
 
+/// The authenticated caller of one request.
+///
+/// A token may hold several staff roles (a clinic admin who also facilitates); a
+/// participant's token holds only `participant`, and a calling service's only
+/// `service` (checked when the token is read), so a person is never both a patient and
+/// staff in one call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     pub network: String,
-    pub role: Role,
-    /// Opaque staff or participant id; never a name.
+    /// The verified subject: a staff or participant id, or a service identity. Never a
+    /// name.
     pub actor_id: String,
-    /// Clinics a staff member is scoped to; empty means the whole network for admins.
+    /// At least one role, sorted, without repeats.
+    pub roles: Vec<Role>,
+    /// Clinics a clinic-scoped staff member is scoped to.
     pub clinics: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CallerError {
-    #[error("request metadata {key} is missing")]
-    Missing { key: &'static str },
-    #[error("request metadata {key} is not valid")]
-    Invalid { key: &'static str },
     #[error("the caller's network does not own {resource}")]
     WrongNetwork { resource: String },
 }
 
-pub const NETWORK_KEY: &str = "x-circle-network";
-pub const ROLE_KEY: &str = "x-circle-role";
-pub const ACTOR_KEY: &str = "x-circle-actor";
-pub const CLINICS_KEY: &str = "x-circle-clinics";
-
 impl Caller {
-    pub fn from_metadata(metadata: &MetadataMap) -> Result<Self, CallerError> {
-        let text = |key: &'static str| -> Result<Option<&str>, CallerError> {
-            match metadata.get(key) {
-                None => Ok(None),
-                Some(value) => value
-                    .to_str()
-                    .map(|value| Some(value.trim()))
-                    .map_err(|_| CallerError::Invalid { key }),
-            }
-        };
-        let network = text(NETWORK_KEY)?
-            .filter(|value| !value.is_empty())
-            .ok_or(CallerError::Missing { key: NETWORK_KEY })?;
-        let role = text(ROLE_KEY)?.ok_or(CallerError::Missing { key: ROLE_KEY })?;
-        let role = Role::parse(role).ok_or(CallerError::Invalid { key: ROLE_KEY })?;
-        let actor_id = text(ACTOR_KEY)?.unwrap_or_default().to_owned();
-        let clinics = text(CLINICS_KEY)?
-            .map(|value| {
-                value
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|clinic| !clinic.is_empty())
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default();
-        Ok(Self {
+    /// A caller with the given roles (sorted and deduplicated here).
+    pub fn new(network: &str, actor_id: &str, roles: &[Role], clinics: &[&str]) -> Self {
+        let mut roles = roles.to_vec();
+        roles.sort();
+        roles.dedup();
+        Self {
             network: network.to_owned(),
-            role,
-            actor_id,
-            clinics,
-        })
+            actor_id: actor_id.to_owned(),
+            roles,
+            clinics: clinics.iter().map(|clinic| (*clinic).to_owned()).collect(),
+        }
     }
 
     /// One of the service's own process managers, `name` saying which. Only code in
-    /// the service can make this caller; no request metadata reads as it.
+    /// the service can make this caller; no token reads as it.
     pub fn process_manager(network: &str, name: &str) -> Self {
-        Self {
-            network: network.to_owned(),
-            role: Role::ProcessManager,
-            actor_id: name.to_owned(),
-            clinics: Vec::new(),
-        }
+        Self::new(network, name, &[Role::ProcessManager], &[])
     }
 
     /// Whether this caller is one of the service's own process managers.
     pub fn is_process_manager(&self) -> bool {
-        self.role == Role::ProcessManager
+        self.has(Role::ProcessManager)
+    }
+
+    pub fn has(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+
+    /// A participant acting for themselves (their token holds no other role).
+    pub fn is_participant(&self) -> bool {
+        self.has(Role::Participant)
+    }
+
+    /// Whether this caller is staff whose reach ends at their clinics: a clinic-scoped
+    /// role and no network-wide one.
+    pub fn is_clinic_scoped(&self) -> bool {
+        self.roles.iter().any(|role| role.is_clinic_scoped())
+            && !self.roles.iter().any(|role| role.is_network_wide())
+    }
+
+    /// The broadest of the caller's roles, recorded with what it commits.
+    pub fn primary_role(&self) -> Role {
+        self.roles.first().copied().unwrap_or(Role::Participant)
+    }
+
+    /// The roles, comma-separated (for commit metadata).
+    pub fn roles_text(&self) -> String {
+        self.roles
+            .iter()
+            .map(|role| role.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// The tenant comes from the caller, never from the request body: a resource of
@@ -147,56 +174,29 @@ impl Caller {
 mod tests {
     use super::*;
 
-    fn metadata(pairs: &[(&'static str, &'static str)]) -> MetadataMap {
-        let mut map = MetadataMap::new();
-        for (key, value) in pairs {
-            map.insert(*key, value.parse().expect("ascii"));
-        }
-        map
+    #[test]
+    fn roles_are_sorted_broadest_first_and_scope_follows_them() {
+        let both = Caller::new(
+            "acme",
+            "staff-7",
+            &[Role::Facilitator, Role::ClinicAdmin, Role::Facilitator],
+            &["north"],
+        );
+        assert_eq!(both.roles, vec![Role::ClinicAdmin, Role::Facilitator]);
+        assert_eq!(both.primary_role(), Role::ClinicAdmin);
+        assert!(both.is_clinic_scoped());
+        assert!(!both.is_participant());
+        let admin = Caller::new("acme", "a", &[Role::NetworkAdmin], &[]);
+        assert!(!admin.is_clinic_scoped());
+        assert!(!Caller::new("acme", "p", &[Role::Participant], &[]).is_clinic_scoped());
+        assert_eq!(both.roles_text(), "clinic-admin,facilitator");
     }
 
     #[test]
-    fn reads_the_caller_from_metadata() {
-        let caller = Caller::from_metadata(&metadata(&[
-            (NETWORK_KEY, "acme"),
-            (ROLE_KEY, "facilitator"),
-            (ACTOR_KEY, "staff-7"),
-            (CLINICS_KEY, "north, south"),
-        ]))
-        .expect("valid caller");
-        assert_eq!(caller.network, "acme");
-        assert_eq!(caller.role, Role::Facilitator);
-        assert_eq!(caller.clinics, vec!["north", "south"]);
-    }
-
-    #[test]
-    fn a_caller_without_network_or_with_an_unknown_role_is_refused() {
-        assert_eq!(
-            Caller::from_metadata(&metadata(&[(ROLE_KEY, "facilitator")])),
-            Err(CallerError::Missing { key: NETWORK_KEY })
-        );
-        assert_eq!(
-            Caller::from_metadata(&metadata(&[(NETWORK_KEY, "acme"), (ROLE_KEY, "root")])),
-            Err(CallerError::Invalid { key: ROLE_KEY })
-        );
-    }
-
-    #[test]
-    fn no_client_can_be_a_process_manager() {
-        assert_eq!(
-            Caller::from_metadata(&metadata(&[
-                (NETWORK_KEY, "acme"),
-                (ROLE_KEY, "process-manager")
-            ])),
-            Err(CallerError::Invalid { key: ROLE_KEY })
-        );
-        let service = Caller::from_metadata(&metadata(&[
-            (NETWORK_KEY, "acme"),
-            (ROLE_KEY, "service"),
-            (ACTOR_KEY, "sessions-materializer"),
-        ]))
-        .expect("a valid client");
-        assert!(!service.is_process_manager());
+    fn no_token_role_is_a_process_manager() {
+        assert_eq!(Role::parse_claimed("process-manager"), None);
+        assert_eq!(Role::parse_claimed("service"), Some(Role::Service));
         assert!(Caller::process_manager("acme", "sessions-materializer").is_process_manager());
+        assert!(!Caller::new("acme", "billing", &[Role::Service], &[]).is_process_manager());
     }
 }

@@ -7,6 +7,7 @@
 //! rather than silently ignored. Invalid configuration fails at start with a message
 //! that names the key.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 
@@ -24,6 +25,31 @@ pub struct Config {
     pub accountability: AccountabilityConfig,
     pub projection: ProjectionConfig,
     pub telemetry: TelemetryConfig,
+    pub auth: AuthConfig,
+}
+
+/// Who may call: every RPC needs a bearer JWT (RS256, ES256 or EdDSA) from `issuer`,
+/// signed by a key of the JWKS at `jwks_file` or `jwks_url` (exactly one), and meant for
+/// the called service (its `audience`, in its own section). Health is always open.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// The one trusted token issuer (`iss`).
+    pub issuer: String,
+    /// A JWKS file, read at start and re-read every `jwks_refresh_secs`.
+    pub jwks_file: String,
+    /// A JWKS URL (`https://…`), fetched at start and every `jwks_refresh_secs`.
+    pub jwks_url: String,
+    pub jwks_refresh_secs: u64,
+    /// Clock skew allowed on a token's `exp` and `nbf`.
+    pub leeway_secs: u64,
+    /// Whether gRPC server reflection is served (it lists the API to any caller).
+    pub reflection: bool,
+    /// Other services that call Circle, by identity (the `sub` of a token whose only
+    /// role is `service`), each with the RPCs it may call, as
+    /// `circle.<svc>.v1.<Service>/<Method>`. A service token whose identity is not here
+    /// may call nothing.
+    pub services: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -55,6 +81,8 @@ pub struct EnrollmentConfig {
     pub seat_offer_hours: u32,
     /// How often due offer timers are looked for.
     pub timer_poll_ms: u64,
+    /// The token audience (`aud`) this service accepts.
+    pub audience: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -72,6 +100,8 @@ pub struct SessionsConfig {
     pub billing_code: String,
     /// Payers' cap on attendees for group psychotherapy; sessions above are flagged.
     pub payer_cap: u32,
+    /// The token audience (`aud`) this service accepts.
+    pub audience: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -84,6 +114,8 @@ pub struct AccountabilityConfig {
     /// Quiet hours where a clinic set none, local "HH:MM" (no nudges from start to end).
     pub quiet_hours_start: String,
     pub quiet_hours_end: String,
+    /// The token audience (`aud`) this service accepts.
+    pub audience: String,
 }
 
 impl AccountabilityConfig {
@@ -140,6 +172,7 @@ impl Default for Config {
                 listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
                 seat_offer_hours: 48,
                 timer_poll_ms: 1_000,
+                audience: "circle-enrollment".into(),
             },
             sessions: SessionsConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], 50052)),
@@ -148,12 +181,14 @@ impl Default for Config {
                 materialize_poll_ms: 5_000,
                 billing_code: "90853".into(),
                 payer_cap: 12,
+                audience: "circle-sessions".into(),
             },
             accountability: AccountabilityConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], 50053)),
                 nudge_poll_ms: 60_000,
                 quiet_hours_start: "21:00".into(),
                 quiet_hours_end: "08:00".into(),
+                audience: "circle-accountability".into(),
             },
             projection: ProjectionConfig {
                 batch_size: 128,
@@ -164,6 +199,15 @@ impl Default for Config {
             telemetry: TelemetryConfig {
                 log_filter: "info".into(),
                 otlp_endpoint: None,
+            },
+            auth: AuthConfig {
+                issuer: String::new(),
+                jwks_file: String::new(),
+                jwks_url: String::new(),
+                jwks_refresh_secs: 300,
+                leeway_secs: 30,
+                reflection: true,
+                services: BTreeMap::new(),
             },
         }
     }
@@ -185,7 +229,7 @@ pub enum ConfigError {
 /// The variable that names the TOML file of a service binary.
 pub const FILE_VARIABLE: &str = "CIRCLE_CONFIG";
 const PREFIX: &str = "CIRCLE_";
-const SECTIONS: [&str; 7] = [
+const SECTIONS: [&str; 8] = [
     "nats",
     "database",
     "enrollment",
@@ -193,6 +237,7 @@ const SECTIONS: [&str; 7] = [
     "accountability",
     "projection",
     "telemetry",
+    "auth",
 ];
 
 /// Whether an environment variable is configuration: `CIRCLE_<SECTION>__<KEY>`.
@@ -346,6 +391,70 @@ impl Config {
         if self.projection.ack_wait_secs == 0 {
             return invalid("projection.ack_wait_secs", "must be at least 1");
         }
+        self.validate_auth()
+    }
+
+    fn validate_auth(&self) -> Result<(), ConfigError> {
+        let invalid = |key, reason: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                reason: reason.to_owned(),
+            })
+        };
+        let auth = &self.auth;
+        if !auth.jwks_file.is_empty() && !auth.jwks_url.is_empty() {
+            return invalid(
+                "auth.jwks_url",
+                "set auth.jwks_file or auth.jwks_url, not both",
+            );
+        }
+        if !auth.jwks_url.is_empty()
+            && !auth.jwks_url.starts_with("https://")
+            && !auth.jwks_url.starts_with("http://")
+        {
+            return invalid("auth.jwks_url", "must start with https:// or http://");
+        }
+        if !(10..=86_400).contains(&auth.jwks_refresh_secs) {
+            return invalid("auth.jwks_refresh_secs", "must be between 10 and 86400");
+        }
+        if auth.leeway_secs > 300 {
+            return invalid("auth.leeway_secs", "must be at most 300");
+        }
+        for (key, audience) in [
+            ("enrollment.audience", &self.enrollment.audience),
+            ("sessions.audience", &self.sessions.audience),
+            ("accountability.audience", &self.accountability.audience),
+        ] {
+            if audience.trim().is_empty() {
+                return invalid(key, "must not be empty");
+            }
+        }
+        for (identity, methods) in &auth.services {
+            let id_like = !identity.is_empty()
+                && identity.len() <= 63
+                && identity
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !id_like {
+                return invalid(
+                    "auth.services",
+                    &format!(
+                        "{identity:?} is not a service identity (lowercase letters, digits, '-')"
+                    ),
+                );
+            }
+            for method in methods {
+                let well_formed = method.split_once('/').is_some_and(|(service, name)| {
+                    service.starts_with("circle.") && !name.is_empty() && !name.contains('/')
+                });
+                if !well_formed {
+                    return invalid(
+                        "auth.services",
+                        &format!("{method:?} is not an RPC (circle.<svc>.v1.<Service>/<Method>)"),
+                    );
+                }
+            }
+        }
         Ok(())
     }
 
@@ -385,6 +494,50 @@ mod tests {
             .merge(Toml::string("[nats]\nreplica = 3\n"));
         let error = Config::extract(figment).expect_err("typo must fail");
         assert!(error.to_string().contains("replica"), "{error}");
+    }
+
+    #[test]
+    fn the_example_file_is_the_defaults_and_names_every_key() {
+        let example = include_str!("../../../deploy/circle.example.toml");
+        let figment =
+            Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(example));
+        let loaded = Config::extract(figment).expect("the example is valid");
+        assert_eq!(loaded, Config::default());
+        let every = toml_keys(example);
+        let mut expected = Config::default();
+        expected.telemetry.otlp_endpoint = Some(String::new());
+        for (section, keys) in Figment::from(Serialized::defaults(expected))
+            .extract::<BTreeMap<String, BTreeMap<String, figment::value::Value>>>()
+            .expect("sections")
+        {
+            for key in keys.keys() {
+                if section == "auth" && key == "services" {
+                    continue;
+                }
+                assert!(
+                    every.contains(&format!("{section}.{key}")),
+                    "the example does not name {section}.{key}"
+                );
+            }
+        }
+    }
+
+    /// `section.key` of every key in a TOML text, commented-out ones included.
+    fn toml_keys(text: &str) -> Vec<String> {
+        let mut section = String::new();
+        let mut keys = Vec::new();
+        for line in text.lines() {
+            let line = line.trim().trim_start_matches("# ");
+            if let Some(name) = line
+                .strip_prefix('[')
+                .and_then(|rest| rest.strip_suffix(']'))
+            {
+                section = name.to_owned();
+            } else if let Some((key, _)) = line.split_once(" = ") {
+                keys.push(format!("{section}.{}", key.trim()));
+            }
+        }
+        keys
     }
 
     #[test]

@@ -10,6 +10,21 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::server::NamedService;
 use tonic::transport::server::{Router, TcpIncoming};
+use tower_layer::{Identity, Stack};
+
+use crate::auth::{AuthLayer, Authenticator};
+
+/// The routes a host serves, every one behind the authentication layer.
+pub type Routes = Router<Stack<AuthLayer, Identity>>;
+
+/// Who may reach a host: every call but health (and reflection, when served) is
+/// authenticated.
+#[derive(Clone)]
+pub struct Access {
+    pub authenticator: std::sync::Arc<Authenticator>,
+    /// Whether server reflection is served.
+    pub reflection: bool,
+}
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
@@ -52,14 +67,16 @@ pub struct Host {
     listener: TcpListener,
     pub local_addr: SocketAddr,
     pub shutdown: Shutdown,
-    router: Router,
+    router: Routes,
 }
 
 impl Host {
     /// Binds `addr`, reports `service` (its full gRPC name) SERVING while NATS and
-    /// PostgreSQL answer, and serves reflection from `descriptors`, listing `service`,
-    /// health and reflection: what this port serves, not every service the
-    /// descriptors describe.
+    /// PostgreSQL answer, and (if `access.reflection`) serves reflection from
+    /// `descriptors`, listing `service`, health and reflection: what this port serves,
+    /// not every service the descriptors describe. Every route is behind
+    /// `access.authenticator`.
+    #[allow(clippy::too_many_arguments)]
     pub async fn bind(
         addr: SocketAddr,
         service: &'static str,
@@ -67,6 +84,7 @@ impl Host {
         nats: async_nats::Client,
         pool: sqlx::PgPool,
         shutdown: Shutdown,
+        access: Access,
     ) -> Result<Self, HostError> {
         let listen_error = |error: std::io::Error| HostError::Listen {
             addr,
@@ -96,8 +114,9 @@ impl Host {
         debug_assert_eq!(name_of(&reflection), REFLECTION_SERVICE);
         let router = tonic::transport::Server::builder()
             .concurrency_limit_per_connection(256)
+            .layer(AuthLayer::new(access.authenticator))
             .add_service(health_service)
-            .add_service(reflection);
+            .add_optional_service(access.reflection.then_some(reflection));
         Ok(Self {
             listener,
             local_addr,
@@ -110,7 +129,7 @@ impl Host {
     /// draining calls in flight.
     pub async fn serve(
         self,
-        add: impl FnOnce(Router) -> Router,
+        add: impl FnOnce(Routes) -> Routes,
     ) -> Result<(), tonic::transport::Error> {
         add(self.router)
             .serve_with_incoming_shutdown(incoming(self.listener), self.shutdown.signal())

@@ -2,6 +2,7 @@
 //! one `ErrorInfo` reason (and `BadRequest` field violations for bad input), resource
 //! name parsing, request ids, etags, consistency tokens and page tokens.
 
+pub mod auth;
 pub mod host;
 
 use std::collections::HashMap;
@@ -11,10 +12,20 @@ use tonic_types::{ErrorDetail, ErrorInfo, FieldViolation, StatusExt};
 
 pub use circle_auth::{Caller, CallerError, Role};
 
-/// The caller of a request, from its metadata (the one place the JWT check will
-/// replace).
+/// The caller of a request, as [`auth::AuthLayer`] verified it from the call's bearer
+/// token. A request that did not pass that layer has no caller.
 pub fn caller<T>(request: &tonic::Request<T>) -> Result<Caller, ApiError> {
-    Ok(Caller::from_metadata(request.metadata())?)
+    request
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        .ok_or_else(|| {
+            ApiError::new(
+                Code::Unauthenticated,
+                "TOKEN_MISSING",
+                "the call was not authenticated",
+            )
+        })
 }
 
 /// An error as a client should see it: a code, a stable reason, a message, and for
@@ -97,9 +108,6 @@ impl ApiError {
 impl From<CallerError> for ApiError {
     fn from(error: CallerError) -> Self {
         match error {
-            CallerError::Missing { .. } | CallerError::Invalid { .. } => {
-                Self::new(Code::Unauthenticated, "CALLER_UNKNOWN", error.to_string())
-            }
             CallerError::WrongNetwork { .. } => {
                 Self::new(Code::PermissionDenied, "WRONG_NETWORK", error.to_string())
             }
@@ -126,14 +134,6 @@ pub mod roles {
         Role::Facilitator,
         Role::Service,
     ];
-}
-
-/// Whether a role's reach ends at the clinics it lists.
-pub fn is_clinic_scoped(role: Role) -> bool {
-    matches!(
-        role,
-        Role::ClinicAdmin | Role::Facilitator | Role::IntakeCoordinator
-    )
 }
 
 /// How far a permission reaches for one operation of a service's access table.
@@ -182,16 +182,34 @@ impl Rule {
         self.roles.contains(&role)
     }
 
-    /// Checks only the caller's role (for a request whose names did not parse, so its
+    /// Whether `role` is the only one of the caller's roles this rule lists, so the
+    /// caller may do here only what that role may (a facilitator who is not also an
+    /// admin, say).
+    pub fn admits_only_as(&self, caller: &Caller, role: Role) -> bool {
+        caller.has(role)
+            && self.allows_role(role)
+            && caller
+                .roles
+                .iter()
+                .filter(|held| self.allows_role(**held))
+                .all(|held| *held == role)
+    }
+
+    /// Whether any of the caller's roles appears in this rule.
+    pub fn allows(&self, caller: &Caller) -> bool {
+        caller.roles.iter().any(|role| self.allows_role(*role))
+    }
+
+    /// Checks only the caller's roles (for a request whose names did not parse, so its
     /// scope is unknown).
     pub fn check_role(&self, caller: &Caller) -> Result<(), ApiError> {
-        if self.allows_role(caller.role) {
+        if self.allows(caller) {
             Ok(())
         } else {
             Err(ApiError::new(
                 Code::PermissionDenied,
                 "ROLE_NOT_ALLOWED",
-                format!("the {} role may not do this", caller.role.as_str()),
+                format!("the {} role may not do this", caller.roles_text()),
             ))
         }
     }
@@ -226,7 +244,7 @@ impl Rule {
     /// Checks the caller against this rule, before anything is looked up.
     pub fn check(&self, caller: &Caller, target: &Target<'_>) -> Result<(), ApiError> {
         self.check_role(caller)?;
-        if caller.role == Role::Participant {
+        if caller.is_participant() {
             return match self.scope {
                 Scope::Network => Ok(()),
                 Scope::OwnRecordOrClinics if target.participant == Some(&caller.actor_id) => Ok(()),
@@ -243,8 +261,14 @@ impl Rule {
                 )),
             };
         }
+        // A network-wide role the rule lists reaches every clinic; otherwise the roles
+        // that let the caller in end at the caller's clinics.
+        let network_wide = caller
+            .roles
+            .iter()
+            .any(|role| role.is_network_wide() && self.allows_role(*role));
         if self.scope != Scope::Network
-            && is_clinic_scoped(caller.role)
+            && !network_wide
             && target
                 .clinics
                 .iter()
@@ -454,12 +478,7 @@ mod tests {
     use super::*;
 
     fn caller(role: Role, actor: &str, clinics: &[&str]) -> Caller {
-        Caller {
-            network: "acme".into(),
-            role,
-            actor_id: actor.into(),
-            clinics: clinics.iter().map(|clinic| (*clinic).to_owned()).collect(),
-        }
+        Caller::new("acme", actor, &[role], clinics)
     }
 
     fn reason(result: Result<(), ApiError>) -> &'static str {
@@ -516,6 +535,40 @@ mod tests {
             reason(MEMBERS.check(&elsewhere, &member)),
             "CLINIC_OUT_OF_SCOPE",
             "membership is a participant's way in, not staff's"
+        );
+
+        // Several staff roles: any role the rule lists lets the caller in, and only a
+        // network-wide role the rule lists lifts the clinic wall.
+        const FACILITATORS: Rule = Rule::new(&[Role::Facilitator], Scope::Clinics);
+        let both = Caller::new(
+            "acme",
+            "s",
+            &[Role::ClinicAdmin, Role::Facilitator],
+            &["north"],
+        );
+        let south = Target {
+            clinics: &["south"],
+            ..north
+        };
+        assert_eq!(reason(FACILITATORS.check(&both, &north)), "OK");
+        assert_eq!(
+            reason(FACILITATORS.check(&both, &south)),
+            "CLINIC_OUT_OF_SCOPE"
+        );
+        let admin_and_facilitator = Caller::new(
+            "acme",
+            "s",
+            &[Role::NetworkAdmin, Role::Facilitator],
+            &["north"],
+        );
+        assert_eq!(
+            reason(FACILITATORS.check(&admin_and_facilitator, &south)),
+            "CLINIC_OUT_OF_SCOPE",
+            "the rule does not list network admins, so that role lifts nothing"
+        );
+        assert_eq!(
+            reason(STAFF_OR_SELF.check(&admin_and_facilitator, &south)),
+            "OK"
         );
     }
 

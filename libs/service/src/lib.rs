@@ -21,7 +21,8 @@ use std::time::Duration;
 use async_nats::jetstream::stream::Stream;
 use circle_config::Config;
 use circle_eventstore::{CommitMeta, EventStore, StreamSpec};
-use circle_grpc::host::{Host, Shutdown};
+use circle_grpc::auth::Authenticator;
+use circle_grpc::host::{Access, Host, Routes, Shutdown};
 use circle_grpc::{ApiError, Caller, Violations};
 use circle_projection::{
     LagError, Projection, ProjectionHandle, ProjectionRunner, ProjectionSettings,
@@ -30,7 +31,6 @@ use circle_proto::CommandRequest;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use tokio::task::JoinHandle;
-use tonic::transport::server::Router;
 
 /// How long a service waits at start-up for a stream another service writes.
 const OTHER_STREAM_WAIT: Duration = Duration::from_secs(30);
@@ -97,10 +97,13 @@ pub struct Connected {
     /// The service's own stream, for its read-model projection.
     pub own_stream: Stream,
     pub settings: ProjectionSettings,
+    /// Who may reach the service's gRPC host.
+    pub access: Access,
 }
 
 /// Connects to NATS and PostgreSQL and opens `service`'s stream.
 pub async fn connect(config: &Config, service: &str) -> Result<Connected, StartError> {
+    let access = access(config, service).await?;
     let nats_error = |error: &dyn std::fmt::Display| StartError::Nats {
         url: config.nats.url.clone(),
         reason: error.to_string(),
@@ -122,6 +125,55 @@ pub async fn connect(config: &Config, service: &str) -> Result<Connected, StartE
         store,
         own_stream,
         settings: projection_settings(config),
+        access,
+    })
+}
+
+/// Who may reach `service`'s host: tokens from `auth.issuer`, verified with the keys of
+/// `auth.jwks_file` or `auth.jwks_url` (read now: a service does not start without
+/// keys), for the service's own audience; calling services as `auth.services` says.
+pub async fn access(config: &Config, service: &str) -> Result<Access, StartError> {
+    let auth = &config.auth;
+    let source = match (auth.jwks_file.is_empty(), auth.jwks_url.is_empty()) {
+        (false, true) => circle_auth::KeySource::File(PathBuf::from(&auth.jwks_file)),
+        (true, false) => circle_auth::KeySource::Url(auth.jwks_url.clone()),
+        _ => {
+            return Err(StartError::Config(
+                "auth.jwks_file or auth.jwks_url must name the keys tokens are verified with \
+                 (`circle dev` makes development keys)"
+                    .to_owned(),
+            ));
+        }
+    };
+    if auth.issuer.trim().is_empty() {
+        return Err(StartError::Config(
+            "auth.issuer must name the trusted token issuer".to_owned(),
+        ));
+    }
+    let audience = match service {
+        "enrollment" => &config.enrollment.audience,
+        "sessions" => &config.sessions.audience,
+        "accountability" => &config.accountability.audience,
+        other => return Err(StartError::Config(format!("no audience for {other}"))),
+    };
+    let keys = circle_auth::Keys::load(source, Duration::from_secs(auth.jwks_refresh_secs))
+        .await
+        .map_err(|error| StartError::Config(error.to_string()))?;
+    let verifier = circle_auth::Verifier::new(
+        keys,
+        circle_auth::VerifierSettings {
+            issuer: auth.issuer.clone(),
+            leeway: Duration::from_secs(auth.leeway_secs),
+        },
+    );
+    Ok(Access {
+        authenticator: std::sync::Arc::new(Authenticator::new(
+            verifier,
+            audience,
+            &format!("circle.{service}"),
+            auth.services.clone(),
+        )),
+        reflection: auth.reflection,
     })
 }
 
@@ -174,7 +226,7 @@ impl Tasks {
 pub fn serve(
     service: &'static str,
     host: Host,
-    add: impl FnOnce(Router) -> Router + Send + 'static,
+    add: impl FnOnce(Routes) -> Routes + Send + 'static,
     tasks: Tasks,
 ) -> Running {
     let local_addr = host.local_addr;
@@ -305,7 +357,7 @@ const FINGERPRINT_NAMESPACE: uuid::Uuid =
 pub fn commit_meta(caller: &Caller, request_id: String, fingerprint: Fingerprint) -> CommitMeta {
     CommitMeta {
         request_id,
-        actor_role: caller.role.as_str().to_owned(),
+        actor_role: caller.roles_text(),
         actor_id: caller.actor_id.clone(),
         fingerprint: fingerprint.0,
     }
@@ -316,7 +368,7 @@ pub fn commit_meta(caller: &Caller, request_id: String, fingerprint: Fingerprint
 pub fn step_meta(caller: &Caller, request_id: String) -> CommitMeta {
     CommitMeta {
         request_id,
-        actor_role: caller.role.as_str().to_owned(),
+        actor_role: caller.roles_text(),
         actor_id: caller.actor_id.clone(),
         fingerprint: String::new(),
     }

@@ -6,6 +6,8 @@
 //! create databases) override the local defaults. Leftovers of earlier runs older than
 //! two hours are swept once per test process.
 
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -18,6 +20,92 @@ use sqlx::{Connection, PgConnection, PgPool};
 pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 pub const DEFAULT_ADMIN_DATABASE_URL: &str = "postgres://postgres:postgres@127.0.0.1:5432/postgres";
 const STALE_AFTER_SECS: u64 = 2 * 60 * 60;
+
+/// The issuer of the tokens tests sign.
+pub const ISSUER: &str = "circle-test";
+/// Every service's audience (the defaults); test tokens are good for all three.
+pub const AUDIENCES: [&str; 3] = [
+    "circle-enrollment",
+    "circle-sessions",
+    "circle-accountability",
+];
+
+/// This test process's signing key (Ed25519, made once per process).
+pub fn signing_key() -> &'static circle_auth::sign::SigningKey {
+    static KEY: OnceLock<circle_auth::sign::SigningKey> = OnceLock::new();
+    KEY.get_or_init(|| {
+        circle_auth::sign::SigningKey::generate_ed25519("circle-test")
+            .unwrap_or_else(|error| panic!("cannot make a test signing key: {error}"))
+    })
+}
+
+/// The JWKS file with this process's public key, which every [`TestEnv`]'s
+/// configuration trusts (written once per process; a later run's sweep removes it).
+pub fn jwks_file() -> anyhow::Result<&'static Path> {
+    static FILE: OnceLock<PathBuf> = OnceLock::new();
+    if let Some(path) = FILE.get() {
+        return Ok(path);
+    }
+    let path = std::env::temp_dir().join(format!(
+        "{JWKS_PREFIX}{}-{}.json",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::write(&path, circle_auth::sign::SigningKey::jwks(&[signing_key()]))
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(FILE.get_or_init(|| path))
+}
+
+const JWKS_PREFIX: &str = "circle-test-jwks-";
+
+/// A token of this process's issuer for `subject` in `network`, with `roles` and
+/// `clinics`, valid for an hour for every service.
+pub fn token(network: &str, subject: &str, roles: &[&str], clinics: &[&str]) -> String {
+    let now = i64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs()),
+    )
+    .unwrap_or(i64::MAX);
+    signing_key().sign(&circle_auth::sign::TokenClaims {
+        issuer: ISSUER.to_owned(),
+        audience: AUDIENCES
+            .iter()
+            .map(|audience| (*audience).to_owned())
+            .collect(),
+        subject: subject.to_owned(),
+        network: network.to_owned(),
+        roles: roles.iter().map(|role| (*role).to_owned()).collect(),
+        clinics: clinics.iter().map(|clinic| (*clinic).to_owned()).collect(),
+        issued_at: now,
+        not_before: Some(now),
+        expires_at: now + 3600,
+    })
+}
+
+/// Puts `token` on `request` as its bearer token.
+pub fn authorize<T>(request: &mut tonic::Request<T>, token: &str) {
+    match format!("Bearer {token}").parse() {
+        Ok(value) => {
+            request.metadata_mut().insert("authorization", value);
+        }
+        Err(error) => panic!("a token is ASCII: {error}"),
+    }
+}
+
+/// `message` as a request from `subject` in `network` with one `role` and `clinics`.
+pub fn request_as<T>(
+    message: T,
+    network: &str,
+    role: &str,
+    subject: &str,
+    clinics: &[&str],
+) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    authorize(&mut request, &token(network, subject, &[role], clinics));
+    request.set_timeout(Duration::from_secs(30));
+    request
+}
 
 pub struct TestEnv {
     /// A configuration pointing at this test's database and namespace, port 0.
@@ -113,6 +201,8 @@ impl TestEnv {
         config.accountability.nudge_poll_ms = 50;
         config.projection.ack_wait_secs = 2;
         config.projection.max_attempts = 3;
+        config.auth.issuer = ISSUER.to_owned();
+        config.auth.jwks_file = jwks_file()?.display().to_string();
         Ok(Self {
             config,
             nats,
@@ -183,6 +273,20 @@ async fn sweep_stale(nats: &async_nats::Client, admin: &mut PgConnection, now: u
             )))
             .execute(&mut *admin)
             .await;
+        }
+    }
+    // Earlier processes' JWKS files (a few hundred bytes each).
+    if let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) {
+        for entry in entries.flatten() {
+            let old = entry
+                .metadata()
+                .and_then(|metadata| metadata.modified())
+                .ok()
+                .and_then(|modified| modified.elapsed().ok())
+                .is_some_and(|age| age.as_secs() > STALE_AFTER_SECS);
+            if old && entry.file_name().to_string_lossy().starts_with(JWKS_PREFIX) {
+                let _ = std::fs::remove_file(entry.path());
+            }
         }
     }
     let jetstream = async_nats::jetstream::new(nats.clone());

@@ -82,38 +82,43 @@ pub struct Seeded {
     pub waitlisted: usize,
 }
 
-fn request<T>(message: T) -> tonic::Request<T> {
+/// Makes a bearer token of the demo network for (role, subject, clinics).
+pub type Mint<'a> = &'a (dyn Fn(&str, &str, &[&str]) -> String + Sync);
+
+/// The demo's network administrator, who seeds the network.
+pub const ADMIN: &str = "demo-admin";
+
+/// `message` with `token` as its bearer token (a token is base64url text, so always a
+/// valid header value; were it not, the call would be refused as unauthenticated).
+fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
-    let metadata = request.metadata_mut();
-    metadata.insert(
-        "x-circle-network",
-        tonic::metadata::MetadataValue::from_static(NETWORK),
-    );
-    metadata.insert(
-        "x-circle-role",
-        tonic::metadata::MetadataValue::from_static("service"),
-    );
-    metadata.insert(
-        "x-circle-actor",
-        tonic::metadata::MetadataValue::from_static("demo-seed"),
-    );
+    if let Ok(value) = format!("Bearer {token}").parse() {
+        request.metadata_mut().insert("authorization", value);
+    }
     request
 }
 
-pub async fn seed(client: &mut EnrollmentServiceClient<Channel>) -> anyhow::Result<Seeded> {
+pub async fn seed(
+    client: &mut EnrollmentServiceClient<Channel>,
+    mint: Mint<'_>,
+) -> anyhow::Result<Seeded> {
+    let admin = mint("network-admin", ADMIN, &[]);
     let mut seeded = Seeded::default();
     for (clinic_id, display_name, time_zone) in CLINICS {
         let created = client
-            .create_clinic(request(pb::CreateClinicRequest {
-                parent: format!("networks/{NETWORK}"),
-                clinic_id: clinic_id.into(),
-                clinic: Some(pb::Clinic {
-                    display_name: display_name.into(),
-                    time_zone: time_zone.into(),
-                    ..Default::default()
-                }),
-                request_id: format!("demo-clinic-{clinic_id}"),
-            }))
+            .create_clinic(with_token(
+                pb::CreateClinicRequest {
+                    parent: format!("networks/{NETWORK}"),
+                    clinic_id: clinic_id.into(),
+                    clinic: Some(pb::Clinic {
+                        display_name: display_name.into(),
+                        time_zone: time_zone.into(),
+                        ..Default::default()
+                    }),
+                    request_id: format!("demo-clinic-{clinic_id}"),
+                },
+                &admin,
+            ))
             .await?
             .into_inner();
         seeded
@@ -132,30 +137,33 @@ pub async fn seed(client: &mut EnrollmentServiceClient<Channel>) -> anyhow::Resu
     ) in GROUPS
     {
         let created = client
-            .create_group(request(pb::CreateGroupRequest {
-                parent: format!("networks/{NETWORK}/clinics/{clinic_id}"),
-                group_id: group_id.into(),
-                group: Some(pb::Group {
-                    display_name: display_name.into(),
-                    modality: modality.into(),
-                    level_of_care: level_of_care.into(),
-                    capacity,
-                    admission_mode: pb::AdmissionMode::Rolling as i32,
-                    facilitators: vec![pb::Facilitator {
-                        staff_id: format!("staff-{clinic_id}-lead"),
-                        role: pb::FacilitatorRole::Lead as i32,
-                    }],
-                    schedule: Some(pb::Schedule {
-                        days: vec![weekday as i32],
-                        start_time: start_time.into(),
-                        duration_minutes: 90,
-                        start_date: "2026-01-05".into(),
+            .create_group(with_token(
+                pb::CreateGroupRequest {
+                    parent: format!("networks/{NETWORK}/clinics/{clinic_id}"),
+                    group_id: group_id.into(),
+                    group: Some(pb::Group {
+                        display_name: display_name.into(),
+                        modality: modality.into(),
+                        level_of_care: level_of_care.into(),
+                        capacity,
+                        admission_mode: pb::AdmissionMode::Rolling as i32,
+                        facilitators: vec![pb::Facilitator {
+                            staff_id: format!("staff-{clinic_id}-lead"),
+                            role: pb::FacilitatorRole::Lead as i32,
+                        }],
+                        schedule: Some(pb::Schedule {
+                            days: vec![weekday as i32],
+                            start_time: start_time.into(),
+                            duration_minutes: 90,
+                            start_date: "2026-01-05".into(),
+                            ..Default::default()
+                        }),
                         ..Default::default()
                     }),
-                    ..Default::default()
-                }),
-                request_id: format!("demo-group-{group_id}"),
-            }))
+                    request_id: format!("demo-group-{group_id}"),
+                },
+                &admin,
+            ))
             .await?
             .into_inner();
         seeded.groups.extend(created.group.map(|group| group.name));
@@ -163,20 +171,23 @@ pub async fn seed(client: &mut EnrollmentServiceClient<Channel>) -> anyhow::Resu
     for (index, (clinic_id, given_name, family_name)) in PARTICIPANTS.into_iter().enumerate() {
         let participant_id = format!("participant-{:02}", index + 1);
         let registered = client
-            .register_participant(request(pb::RegisterParticipantRequest {
-                parent: format!("networks/{NETWORK}"),
-                participant_id: participant_id.clone(),
-                participant: Some(pb::Participant {
-                    home_clinic: format!("networks/{NETWORK}/clinics/{clinic_id}"),
-                    profile: Some(pb::ParticipantProfile {
-                        given_name: given_name.into(),
-                        family_name: family_name.into(),
+            .register_participant(with_token(
+                pb::RegisterParticipantRequest {
+                    parent: format!("networks/{NETWORK}"),
+                    participant_id: participant_id.clone(),
+                    participant: Some(pb::Participant {
+                        home_clinic: format!("networks/{NETWORK}/clinics/{clinic_id}"),
+                        profile: Some(pb::ParticipantProfile {
+                            given_name: given_name.into(),
+                            family_name: family_name.into(),
+                            ..Default::default()
+                        }),
                         ..Default::default()
                     }),
-                    ..Default::default()
-                }),
-                request_id: format!("demo-register-{participant_id}"),
-            }))
+                    request_id: format!("demo-register-{participant_id}"),
+                },
+                &admin,
+            ))
             .await?
             .into_inner();
         seeded.participants += 1;
@@ -188,12 +199,15 @@ pub async fn seed(client: &mut EnrollmentServiceClient<Channel>) -> anyhow::Resu
             .map(|group| format!("networks/{NETWORK}/clinics/{clinic_id}/groups/{}", group.1))
             .unwrap_or_default();
         let enrolled = client
-            .enroll_participant(request(pb::EnrollParticipantRequest {
-                parent: group,
-                participant: registered.participant.map(|p| p.name).unwrap_or_default(),
-                request_id: format!("demo-enroll-{participant_id}"),
-                ..Default::default()
-            }))
+            .enroll_participant(with_token(
+                pb::EnrollParticipantRequest {
+                    parent: group,
+                    participant: registered.participant.map(|p| p.name).unwrap_or_default(),
+                    request_id: format!("demo-enroll-{participant_id}"),
+                    ..Default::default()
+                },
+                &admin,
+            ))
             .await?
             .into_inner();
         match enrolled.membership.map(|membership| membership.state()) {
@@ -212,6 +226,7 @@ pub async fn seed(client: &mut EnrollmentServiceClient<Channel>) -> anyhow::Resu
 pub async fn seed_accountability(
     enrollment: &mut EnrollmentServiceClient<Channel>,
     accountability: &mut circle_proto::accountability::v1::accountability_service_client::AccountabilityServiceClient<Channel>,
+    mint: Mint<'_>,
 ) -> anyhow::Result<usize> {
     use circle_proto::accountability::v1 as acc;
     let people = [
@@ -233,27 +248,36 @@ pub async fn seed_accountability(
     ];
     let mut check_ins = 0;
     for (participant_id, goal, text) in people {
+        // Each participant gives their consent, sets their goal and checks in
+        // themselves.
+        let own = mint("participant", participant_id, &[]);
         let participant = format!("networks/{NETWORK}/participants/{participant_id}");
         enrollment
-            .record_consent(request(pb::RecordConsentRequest {
-                parent: participant.clone(),
-                consent: Some(pb::Consent {
-                    kind: pb::ConsentKind::PeerVisibility as i32,
-                    display: pb::PeerDisplay::FirstName as i32,
-                    share_check_ins: true,
-                    share_milestones: true,
-                    ..Default::default()
-                }),
-                request_id: format!("demo-consent-{participant_id}"),
-            }))
+            .record_consent(with_token(
+                pb::RecordConsentRequest {
+                    parent: participant.clone(),
+                    consent: Some(pb::Consent {
+                        kind: pb::ConsentKind::PeerVisibility as i32,
+                        display: pb::PeerDisplay::FirstName as i32,
+                        share_check_ins: true,
+                        share_milestones: true,
+                        ..Default::default()
+                    }),
+                    request_id: format!("demo-consent-{participant_id}"),
+                },
+                &own,
+            ))
             .await?;
         accountability
-            .set_goal(request(acc::SetGoalRequest {
-                parent: participant.clone(),
-                text: goal.into(),
-                cadence: acc::Cadence::Daily as i32,
-                request_id: format!("demo-goal-{participant_id}"),
-            }))
+            .set_goal(with_token(
+                acc::SetGoalRequest {
+                    parent: participant.clone(),
+                    text: goal.into(),
+                    cadence: acc::Cadence::Daily as i32,
+                    request_id: format!("demo-goal-{participant_id}"),
+                },
+                &own,
+            ))
             .await?;
         let check_in = acc::SubmitCheckInRequest {
             parent: participant.clone(),
@@ -268,7 +292,7 @@ pub async fn seed_accountability(
         let mut attempts = 0;
         loop {
             match accountability
-                .submit_check_in(request(check_in.clone()))
+                .submit_check_in(with_token(check_in.clone(), &own))
                 .await
             {
                 Ok(_) => break,

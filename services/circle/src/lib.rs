@@ -3,6 +3,7 @@
 //! seed a demo network through the public gRPC API.
 
 pub mod demo;
+pub mod dev_keys;
 
 use std::net::SocketAddr;
 

@@ -1,30 +1,38 @@
 //! `circle`: the command-line tool.
 //!
-//! - `circle dev [--config FILE]`: creates the database if needed, starts every service
-//!   in this process, seeds the demo network, prints the gRPC addresses, and runs until
-//!   Ctrl-C.
+//! - `circle dev [--config FILE]`: creates the database if needed, makes (once) a
+//!   development signing key and trusts it, starts every service in this process,
+//!   seeds the demo network, prints the gRPC addresses, and runs until Ctrl-C.
+//! - `circle token ROLE [--subject ID] [--clinic ID]... [--network ID]
+//!   [--ttl-minutes N] [--config FILE]`: prints a development bearer token for one of
+//!   the demo's people (signed with `circle dev`'s key; see `dev_keys`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use circle_cli::dev_keys::{self, DevKeys, TokenRequest};
 use circle_proto::enrollment::v1::enrollment_service_client::EnrollmentServiceClient;
 
-const USAGE: &str = "usage: circle dev [--config FILE]";
+const USAGE: &str = "usage: circle dev [--config FILE]
+       circle token ROLE [--subject ID] [--clinic ID]... [--network ID] [--ttl-minutes N] [--config FILE]
+         ROLE: network-admin, clinic-admin, facilitator, intake-coordinator, participant, service";
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let arguments: Vec<String> = std::env::args().skip(1).collect();
-    let config_file = match arguments.as_slice() {
-        [command] if command == "dev" => None,
-        [command, flag, file] if command == "dev" && flag == "--config" => {
-            Some(PathBuf::from(file))
-        }
-        _ => {
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
-        }
+    let result = match arguments.split_first() {
+        Some((command, rest)) if command == "dev" => match rest {
+            [] => dev(None).await,
+            [flag, file] if flag == "--config" => dev(Some(PathBuf::from(file))).await,
+            _ => return usage(),
+        },
+        Some((command, rest)) if command == "token" => match parse_token(rest) {
+            Some((request, config)) => token(request, config),
+            None => return usage(),
+        },
+        _ => return usage(),
     };
-    match dev(config_file).await {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("circle: {error:#}");
@@ -33,8 +41,54 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn dev(config_file: Option<PathBuf>) -> anyhow::Result<()> {
+fn usage() -> ExitCode {
+    eprintln!("{USAGE}");
+    ExitCode::from(2)
+}
+
+fn parse_token(arguments: &[String]) -> Option<(TokenRequest, Option<PathBuf>)> {
+    let (role, mut rest) = arguments.split_first()?;
+    let mut request = TokenRequest {
+        role: role.clone(),
+        network: circle_cli::demo::NETWORK.to_owned(),
+        subject: None,
+        clinics: Vec::new(),
+        audiences: Vec::new(),
+        ttl_minutes: 8 * 60,
+    };
+    let mut config = None;
+    while let [flag, value, tail @ ..] = rest {
+        match flag.as_str() {
+            "--subject" => request.subject = Some(value.clone()),
+            "--clinic" => request.clinics.push(value.clone()),
+            "--network" => request.network = value.clone(),
+            "--ttl-minutes" => request.ttl_minutes = value.parse().ok()?,
+            "--config" => config = Some(PathBuf::from(value)),
+            _ => return None,
+        }
+        rest = tail;
+    }
+    rest.is_empty().then_some((request, config))
+}
+
+fn token(mut request: TokenRequest, config_file: Option<PathBuf>) -> anyhow::Result<()> {
     let config = circle_config::Config::load(config_file.as_deref())?;
+    request.audiences = dev_keys::audiences(&config);
+    let keys = DevKeys::ensure(&dev_keys::dev_dir()?)?;
+    println!("{}", keys.token(&request.claims(dev_keys::now())?));
+    Ok(())
+}
+
+async fn dev(config_file: Option<PathBuf>) -> anyhow::Result<()> {
+    let mut config = circle_config::Config::load(config_file.as_deref())?;
+    anyhow::ensure!(
+        config.auth.jwks_file.is_empty() && config.auth.jwks_url.is_empty(),
+        "`circle dev` trusts its own development key; unset auth.jwks_file and auth.jwks_url \
+         (a deployment with real keys runs the service binaries)"
+    );
+    let keys = DevKeys::ensure(&dev_keys::dev_dir()?)?;
+    config.auth.issuer = dev_keys::ISSUER.to_owned();
+    config.auth.jwks_file = keys.jwks_file.display().to_string();
     let _telemetry = circle_telemetry::init(
         "circle-dev",
         &config.telemetry.log_filter,
@@ -45,15 +99,31 @@ async fn dev(config_file: Option<PathBuf>) -> anyhow::Result<()> {
         let _ = tokio::signal::ctrl_c().await;
     };
     let (addresses, task) = circle_cli::start_all(&config, shutdown).await?;
+    let audiences = dev_keys::audiences(&config);
+    let mint = |role: &str, subject: &str, clinics: &[&str]| -> String {
+        let request = TokenRequest {
+            role: role.to_owned(),
+            network: circle_cli::demo::NETWORK.to_owned(),
+            subject: Some(subject.to_owned()),
+            clinics: clinics.iter().map(|clinic| (*clinic).to_owned()).collect(),
+            audiences: audiences.clone(),
+            ttl_minutes: 60,
+        };
+        request
+            .claims(dev_keys::now())
+            .map(|claims| keys.token(&claims))
+            .unwrap_or_default()
+    };
     let mut client =
         EnrollmentServiceClient::connect(format!("http://{}", addresses.enrollment)).await?;
-    let seeded = circle_cli::demo::seed(&mut client).await?;
+    let seeded = circle_cli::demo::seed(&mut client, &mint).await?;
     let mut accountability = circle_proto::accountability::v1::accountability_service_client::AccountabilityServiceClient::connect(format!(
         "http://{}",
         addresses.accountability
     ))
     .await?;
-    let check_ins = circle_cli::demo::seed_accountability(&mut client, &mut accountability).await?;
+    let check_ins =
+        circle_cli::demo::seed_accountability(&mut client, &mut accountability, &mint).await?;
     println!("Circle is running (Ctrl-C stops it).");
     println!(
         "  enrollment  grpc://{}  (circle.enrollment.v1.EnrollmentService, health, reflection)",
@@ -79,7 +149,11 @@ async fn dev(config_file: Option<PathBuf>) -> anyhow::Result<()> {
         "Accountability: {check_ins} members with a daily goal and a check-in shared with their group."
     );
     println!(
-        "Try: grpcurl -plaintext -H 'x-circle-network: demo' -H 'x-circle-role: network-admin' \\"
+        "Every call needs a bearer token: `circle token ROLE` prints one for the demo's people \
+         (ROLE: network-admin, clinic-admin, facilitator, intake-coordinator, participant)."
+    );
+    println!(
+        "Try: grpcurl -plaintext -H \"authorization: Bearer $(cargo run -q -p circle-cli --bin circle -- token network-admin)\" \\"
     );
     println!(
         "       -d '{{\"parent\": \"{}\"}}' {} circle.enrollment.v1.EnrollmentService/ListWaitlist",

@@ -89,6 +89,7 @@ pub async fn start_with_clock(
         base.nats,
         pool.clone(),
         shutdown.clone(),
+        base.access.clone(),
     )
     .await?;
     let mut tasks = Tasks::new(&shutdown);

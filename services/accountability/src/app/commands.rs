@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use circle_calendar::Clock;
 use circle_eventstore::{CommitMeta, EventStore, ExecuteError, StoreError};
-use circle_grpc::{ApiError, Caller, Role, Rule, Target};
+use circle_grpc::{ApiError, Caller, Rule, Target};
 use circle_names::{
     CheckInName, ClinicName, GoalName, GroupName, Id, ParticipantName, PartnershipName,
 };
@@ -219,7 +219,7 @@ fn own_partnership<'a>(
     let partner = current
         .involves(&caller.actor_id)
         .then_some(caller.actor_id.as_str());
-    if caller.role == Role::Participant && partner.is_none() {
+    if caller.is_participant() && partner.is_none() {
         rule.permit(caller, network, &Target::default())?;
     }
     Ok(partner)
@@ -600,7 +600,7 @@ impl Commands {
             .load_partnership(network, name.partnership.as_str())
             .await
             .map_err(command_error)?;
-        let by = if caller.role == Role::Participant {
+        let by = if caller.is_participant() {
             caller.actor_id.clone()
         } else {
             current.invitee_id.clone()

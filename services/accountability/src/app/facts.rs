@@ -3,7 +3,7 @@
 //! commands ask before they run (best effort: the roster follows the enrollment log by
 //! a moment).
 
-use circle_grpc::{ApiError, Caller, Role, Target};
+use circle_grpc::{ApiError, Caller, Target};
 use circle_names::ParticipantName;
 use sqlx::PgPool;
 use tonic::Code;
@@ -70,10 +70,14 @@ impl Facts {
         network: &str,
         participant_id: &str,
     ) -> ApiResult<bool> {
-        if !circle_grpc::roles::STAFF.contains(&caller.role) {
+        if !caller
+            .roles
+            .iter()
+            .any(|role| circle_grpc::roles::STAFF.contains(role))
+        {
             return Ok(false);
         }
-        if !circle_grpc::is_clinic_scoped(caller.role) {
+        if !caller.is_clinic_scoped() {
             return Ok(true);
         }
         let clinics = self.clinics_of(network, participant_id).await?;
@@ -87,7 +91,7 @@ impl Facts {
         network: &str,
         participant_id: &str,
     ) -> ApiResult<Viewer> {
-        if caller.role == Role::Participant && caller.actor_id == participant_id {
+        if caller.is_participant() && caller.actor_id == participant_id {
             return Ok(Viewer::Author);
         }
         if self.staff_reaches(caller, network, participant_id).await? {

@@ -183,7 +183,7 @@ fn check_in_from_row(
 impl Queries {
     /// How a caller relates to an author, for the visibility rules.
     async fn viewer(&self, caller: &Caller, network: &str, author_id: &str) -> ApiResult<Viewer> {
-        if caller.role == Role::Participant {
+        if caller.is_participant() {
             if caller.actor_id == author_id {
                 return Ok(Viewer::Author);
             }
@@ -264,7 +264,7 @@ impl Queries {
             clinics: &clinics,
             ..Target::default()
         };
-        if caller.role == Role::Participant {
+        if caller.is_participant() {
             // The tenant and the role before the group's members are read.
             caller.require_network(group.network.as_str(), &group.to_string())?;
             access::rule(operation).check_role(caller)?;
@@ -280,7 +280,7 @@ impl Queries {
         .fetch_all(&self.pool)
         .await
         .map_err(database_error)?;
-        if caller.role == Role::Participant {
+        if caller.is_participant() {
             target.caller_is_member = members.contains(&caller.actor_id);
             access::permit(caller, operation, group.network.as_str(), &target)?;
         }
@@ -593,7 +593,9 @@ impl Queries {
             staff.network.as_str(),
             &Target::default(),
         )?;
-        if caller.role == Role::Facilitator && caller.actor_id != staff.staff.as_str() {
+        if access::rule(Operation::ListAtRisk).admits_only_as(caller, Role::Facilitator)
+            && caller.actor_id != staff.staff.as_str()
+        {
             return Err(ApiError::new(
                 Code::PermissionDenied,
                 "NOT_YOUR_LIST",
@@ -610,7 +612,7 @@ impl Queries {
         )
         .bind(network)
         .bind(staff.staff.as_str())
-        .bind(circle_grpc::is_clinic_scoped(caller.role))
+        .bind(caller.is_clinic_scoped())
         .bind(&caller.clinics)
         .fetch_all(&self.pool)
         .await

@@ -254,12 +254,7 @@ mod tests {
     use super::*;
 
     fn caller(role: Role, actor: &str, clinics: &[&str]) -> Caller {
-        Caller {
-            network: "acme".into(),
-            role,
-            actor_id: actor.into(),
-            clinics: clinics.iter().map(|clinic| (*clinic).to_owned()).collect(),
-        }
+        Caller::new("acme", actor, &[role], clinics)
     }
 
     fn outcome(result: Result<(), ApiError>) -> &'static str {

@@ -553,7 +553,7 @@ impl Queries {
             },
         )?;
         self.read_after(consistency_token).await?;
-        let scoped = circle_grpc::is_clinic_scoped(caller.role);
+        let scoped = caller.is_clinic_scoped();
         let rows = sqlx::query(sqlx::AssertSqlSafe(memberships_with_position(
             "network = $1 AND participant_id = $2 AND (NOT $3 OR clinic_id = ANY($4))
              ORDER BY since DESC, group_id LIMIT $5 OFFSET $6",
@@ -668,12 +668,7 @@ mod tests {
 
     #[test]
     fn the_application_keeps_every_caller_to_its_own_network_before_the_table() {
-        let caller = Caller {
-            network: "acme".into(),
-            role: Role::NetworkAdmin,
-            actor_id: "a".into(),
-            clinics: Vec::new(),
-        };
+        let caller = Caller::new("acme", "a", &[Role::NetworkAdmin], &[]);
         let other = Id::parse("other").expect("valid id");
         let own = Id::parse("acme").expect("valid id");
         let refused = permit(&caller, Operation::GetGroup, &other, Target::default());

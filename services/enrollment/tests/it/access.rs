@@ -14,17 +14,11 @@ fn from<T>(
     actor: &'static str,
     clinics: &'static str,
 ) -> tonic::Request<T> {
-    let mut request = crate::support::as_caller(message, crate::support::NETWORK, role);
-    let metadata = request.metadata_mut();
-    metadata.insert(
-        "x-circle-actor",
-        tonic::metadata::MetadataValue::from_static(actor),
-    );
-    metadata.insert(
-        "x-circle-clinics",
-        tonic::metadata::MetadataValue::from_static(clinics),
-    );
-    request
+    let clinics: Vec<&str> = clinics
+        .split(',')
+        .filter(|clinic| !clinic.is_empty())
+        .collect();
+    crate::support::from(message, crate::support::NETWORK, role, actor, &clinics)
 }
 
 fn refused<T: std::fmt::Debug>(result: Result<T, tonic::Status>) -> (Code, String) {

@@ -629,7 +629,7 @@ async fn a_closed_group_takes_newcomers_after_its_first_session_only_by_facilita
         code_and_reason(refused),
         (Code::FailedPrecondition, "GROUP_CLOSED".to_owned())
     );
-    let mut intake = as_caller(
+    let intake = crate::support::from(
         pb::EnrollParticipantRequest {
             parent: group.name.clone(),
             participant: late.clone(),
@@ -638,17 +638,15 @@ async fn a_closed_group_takes_newcomers_after_its_first_session_only_by_facilita
         },
         "acme",
         "intake-coordinator",
-    );
-    intake.metadata_mut().insert(
-        "x-circle-clinics",
-        tonic::metadata::MetadataValue::from_static("north"),
+        "staff-1",
+        &["north"],
     );
     let not_allowed = service.client.enroll_participant(intake).await;
     assert_eq!(
         code_and_reason(not_allowed),
         (Code::PermissionDenied, "OVERRIDE_NOT_ALLOWED".to_owned())
     );
-    let mut facilitator = as_caller(
+    let facilitator = crate::support::from(
         pb::EnrollParticipantRequest {
             parent: group.name.clone(),
             participant: late.clone(),
@@ -657,10 +655,8 @@ async fn a_closed_group_takes_newcomers_after_its_first_session_only_by_facilita
         },
         "acme",
         "facilitator",
-    );
-    facilitator.metadata_mut().insert(
-        "x-circle-clinics",
-        tonic::metadata::MetadataValue::from_static("north"),
+        "staff-1",
+        &["north"],
     );
     let admitted = service
         .client

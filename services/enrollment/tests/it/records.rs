@@ -4,9 +4,7 @@
 use circle_proto::enrollment::v1 as pb;
 use tonic::Code;
 
-use crate::support::{
-    NETWORK, Service, admin, as_caller, code_and_reason, group_body, reason_and_fields,
-};
+use crate::support::{NETWORK, Service, admin, code_and_reason, group_body, reason_and_fields};
 
 fn schedule(day: pb::Weekday, start_time: &str) -> pb::Schedule {
     pb::Schedule {
@@ -349,17 +347,16 @@ async fn consents_are_recorded_superseded_and_revoked_going_forward() -> anyhow:
         .consent
         .unwrap_or_default();
     // The participant gives peer-visibility consent themselves, then changes it.
-    let own = |request| as_caller(request, "acme", "participant");
-    let mut first = own(record(pb::Consent {
-        kind: pb::ConsentKind::PeerVisibility as i32,
-        display: pb::PeerDisplay::Alias as i32,
-        alias: "Sunny".into(),
-        share_check_ins: true,
-        ..Default::default()
-    }));
-    first.metadata_mut().insert(
-        "x-circle-actor",
-        tonic::metadata::MetadataValue::from_static("sam"),
+    let own = |request, actor| crate::support::from(request, "acme", "participant", actor, &[]);
+    let first = own(
+        record(pb::Consent {
+            kind: pb::ConsentKind::PeerVisibility as i32,
+            display: pb::PeerDisplay::Alias as i32,
+            alias: "Sunny".into(),
+            share_check_ins: true,
+            ..Default::default()
+        }),
+        "sam",
     );
     let first = service
         .client
@@ -368,27 +365,25 @@ async fn consents_are_recorded_superseded_and_revoked_going_forward() -> anyhow:
         .into_inner()
         .consent
         .unwrap_or_default();
-    let mut second = own(record(pb::Consent {
-        kind: pb::ConsentKind::PeerVisibility as i32,
-        display: pb::PeerDisplay::FirstName as i32,
-        share_check_ins: true,
-        share_milestones: true,
-        ..Default::default()
-    }));
-    second.metadata_mut().insert(
-        "x-circle-actor",
-        tonic::metadata::MetadataValue::from_static("sam"),
+    let second = own(
+        record(pb::Consent {
+            kind: pb::ConsentKind::PeerVisibility as i32,
+            display: pb::PeerDisplay::FirstName as i32,
+            share_check_ins: true,
+            share_milestones: true,
+            ..Default::default()
+        }),
+        "sam",
     );
     service.client.record_consent(second).await?;
     // Somebody else may not.
-    let mut other = own(record(pb::Consent {
-        kind: pb::ConsentKind::PeerVisibility as i32,
-        display: 1,
-        ..Default::default()
-    }));
-    other.metadata_mut().insert(
-        "x-circle-actor",
-        tonic::metadata::MetadataValue::from_static("someone-else"),
+    let other = own(
+        record(pb::Consent {
+            kind: pb::ConsentKind::PeerVisibility as i32,
+            display: 1,
+            ..Default::default()
+        }),
+        "someone-else",
     );
     assert_eq!(
         code_and_reason(service.client.record_consent(other).await),
@@ -659,7 +654,7 @@ async fn a_participant_cannot_change_their_own_record() -> anyhow::Result<()> {
     let north = service.clinic("north").await?;
     let participant = service.participant(&north, "sam").await?;
     let before = service.stream_last_sequence().await?;
-    let mut request = as_caller(
+    let request = crate::support::from(
         pb::UpdateParticipantRequest {
             participant: Some(pb::Participant {
                 name: participant.clone(),
@@ -676,10 +671,8 @@ async fn a_participant_cannot_change_their_own_record() -> anyhow::Result<()> {
         },
         "acme",
         "participant",
-    );
-    request.metadata_mut().insert(
-        "x-circle-actor",
-        tonic::metadata::MetadataValue::from_static("sam"),
+        "sam",
+        &[],
     );
     let refused = service.client.update_participant(request).await;
     assert_eq!(

@@ -180,29 +180,21 @@ pub fn admin<T>(message: T) -> tonic::Request<T> {
     as_caller(message, NETWORK, "network-admin")
 }
 
+/// A request from `staff-1` of `network` with one `role` and no clinics, carrying a
+/// bearer token of the tests' issuer.
 pub fn as_caller<T>(message: T, network: &'static str, role: &'static str) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    let metadata = request.metadata_mut();
-    metadata.insert(
-        circle_grpc_keys::NETWORK,
-        tonic::metadata::MetadataValue::from_static(network),
-    );
-    metadata.insert(
-        circle_grpc_keys::ROLE,
-        tonic::metadata::MetadataValue::from_static(role),
-    );
-    metadata.insert(
-        circle_grpc_keys::ACTOR,
-        tonic::metadata::MetadataValue::from_static("staff-1"),
-    );
-    request.set_timeout(Duration::from_secs(30));
-    request
+    from(message, network, role, "staff-1", &[])
 }
 
-mod circle_grpc_keys {
-    pub const NETWORK: &str = "x-circle-network";
-    pub const ROLE: &str = "x-circle-role";
-    pub const ACTOR: &str = "x-circle-actor";
+/// A request from `actor` of `network` with one `role`, scoped to `clinics`.
+pub fn from<T>(
+    message: T,
+    network: &str,
+    role: &str,
+    actor: &str,
+    clinics: &[&str],
+) -> tonic::Request<T> {
+    circle_testkit::request_as(message, network, role, actor, clinics)
 }
 
 /// The ErrorInfo reason and the BadRequest fields of a failed call.

@@ -222,12 +222,7 @@ mod tests {
     ];
 
     fn caller(role: Role, actor: &str) -> Caller {
-        Caller {
-            network: "acme".into(),
-            role,
-            actor_id: actor.into(),
-            clinics: vec!["north".into()],
-        }
+        Caller::new("acme", actor, &[role], &["north"])
     }
 
     /// The outcome for a caller of `role` (scoped to clinic north, actor p-1) on a

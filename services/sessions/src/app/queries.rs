@@ -354,7 +354,7 @@ impl Queries {
             .map(|staff| (&staff.network, Target::default()));
         access::permit(caller, Operation::ListUnsignedNotes, named)?;
         if let Some(staff) = &input.resource
-            && caller.role == Role::Facilitator
+            && access::rule(Operation::ListUnsignedNotes).admits_only_as(caller, Role::Facilitator)
             && staff.staff.as_str() != caller.actor_id
         {
             return Err(ApiError::new(
@@ -379,7 +379,7 @@ impl Queries {
         .bind(self.clock.now())
         .bind(page.size)
         .bind(page.offset)
-        .bind(circle_grpc::is_clinic_scoped(caller.role))
+        .bind(caller.is_clinic_scoped())
         .bind(&caller.clinics)
         .fetch_all(&self.pool)
         .await
@@ -429,7 +429,7 @@ impl Queries {
         )))
         .bind(participant.network.as_str())
         .bind(participant.participant.as_str())
-        .bind(circle_grpc::is_clinic_scoped(caller.role))
+        .bind(caller.is_clinic_scoped())
         .bind(&caller.clinics)
         .fetch_all(&self.pool)
         .await
