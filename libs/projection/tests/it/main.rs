@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use circle_eventstore::{AggregateKey, CommitMeta, EventStore, NewEvent, StoredCommit, StreamSpec};
 use circle_projection::{
-    ApplyError, LagError, Projection, ProjectionRunner, ProjectionSettings, rebuild,
+    ApplyError, Database, LagError, Projection, ProjectionRunner, ProjectionSettings, rebuild,
 };
 use circle_testkit::TestEnv;
 
@@ -25,8 +25,8 @@ impl Projection for Tally {
 
     fn tables(&self) -> &'static [&'static str] {
         &[
-            "CREATE TABLE IF NOT EXISTS totals (aggregate text PRIMARY KEY, total bigint NOT NULL, applied bigint NOT NULL)",
-            "CREATE TABLE IF NOT EXISTS seen (sequence bigint PRIMARY KEY, aggregate text NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS totals (network text NOT NULL, aggregate text PRIMARY KEY, total bigint NOT NULL, applied bigint NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS seen (network text NOT NULL, sequence bigint PRIMARY KEY, aggregate text NOT NULL)",
         ]
     }
 
@@ -42,17 +42,19 @@ impl Projection for Tally {
                 return Err(ApplyError::Poison("this value cannot be applied".into()));
             }
             sqlx::query(
-                "INSERT INTO totals (aggregate, total, applied) VALUES ($1, $2, 1)
+                "INSERT INTO totals (network, aggregate, total, applied) VALUES ($3, $1, $2, 1)
                  ON CONFLICT (aggregate) DO UPDATE SET total = totals.total + $2, applied = totals.applied + 1",
             )
             .bind(&commit.commit.aggregate_id)
             .bind(value)
+            .bind(&commit.commit.network)
             .execute(&mut *connection)
             .await?;
         }
-        sqlx::query("INSERT INTO seen (sequence, aggregate) VALUES ($1, $2)")
+        sqlx::query("INSERT INTO seen (network, sequence, aggregate) VALUES ($3, $1, $2)")
             .bind(commit.sequence as i64)
             .bind(&commit.commit.aggregate_id)
+            .bind(&commit.commit.network)
             .execute(&mut *connection)
             .await?;
         Ok(())
@@ -79,6 +81,8 @@ mod prost_types_lite {
 
 struct Fixture {
     env: TestEnv,
+    /// The test database as a service reaches it: the runtime role, the admin as owner.
+    database: Database,
     store: EventStore,
     stream: async_nats::jetstream::stream::Stream,
     settings: ProjectionSettings,
@@ -98,8 +102,10 @@ impl Fixture {
             ack_wait: Duration::from_secs(1),
             max_attempts: 3,
         };
+        let database = env.database().await?;
         Ok(Self {
             env,
+            database,
             store,
             stream,
             settings,
@@ -109,7 +115,7 @@ impl Fixture {
     async fn runner(&self) -> anyhow::Result<ProjectionRunner<Tally>> {
         Ok(ProjectionRunner::new(
             Arc::new(Tally),
-            self.env.pool.clone(),
+            &self.database,
             SCHEMA,
             self.stream.clone(),
             self.settings.clone(),
@@ -309,7 +315,7 @@ async fn a_rebuild_from_scratch_equals_the_live_tables_and_the_live_runner_goes_
         .await?;
     let report = rebuild(
         &Tally,
-        &fixture.env.pool,
+        &fixture.database,
         SCHEMA,
         &fixture.stream,
         &fixture.settings,
@@ -473,7 +479,7 @@ async fn a_projection_cannot_share_another_projections_schema() -> anyhow::Resul
     let _tally = fixture.runner().await?;
     let sharing = ProjectionRunner::new(
         Arc::new(OtherTally),
-        fixture.env.pool.clone(),
+        &fixture.database,
         SCHEMA,
         fixture.stream.clone(),
         fixture.settings.clone(),
@@ -486,7 +492,7 @@ async fn a_projection_cannot_share_another_projections_schema() -> anyhow::Resul
     );
     let rebuilt_into_it = rebuild(
         &OtherTally,
-        &fixture.env.pool,
+        &fixture.database,
         SCHEMA,
         &fixture.stream,
         &fixture.settings,
@@ -547,9 +553,9 @@ impl Projection for TallyWithValues {
 
     fn tables(&self) -> &'static [&'static str] {
         &[
-            "CREATE TABLE IF NOT EXISTS totals (aggregate text PRIMARY KEY, total bigint NOT NULL, applied bigint NOT NULL)",
-            "CREATE TABLE IF NOT EXISTS seen (sequence bigint PRIMARY KEY, aggregate text NOT NULL)",
-            "CREATE TABLE IF NOT EXISTS values_seen (sequence bigint PRIMARY KEY, value bigint NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS totals (network text NOT NULL, aggregate text PRIMARY KEY, total bigint NOT NULL, applied bigint NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS seen (network text NOT NULL, sequence bigint PRIMARY KEY, aggregate text NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS values_seen (network text NOT NULL, sequence bigint PRIMARY KEY, value bigint NOT NULL)",
         ]
     }
 
@@ -566,9 +572,10 @@ impl Projection for TallyWithValues {
         for event in &commit.commit.events {
             let value = prost_types_lite::decode(&event.payload)
                 .map_err(|error| ApplyError::Poison(error.to_string()))?;
-            sqlx::query("INSERT INTO values_seen (sequence, value) VALUES ($1, $2)")
+            sqlx::query("INSERT INTO values_seen (network, sequence, value) VALUES ($3, $1, $2)")
                 .bind(commit.sequence as i64)
                 .bind(value)
+                .bind(&commit.commit.network)
                 .execute(&mut *connection)
                 .await?;
         }
@@ -596,7 +603,7 @@ async fn a_new_shape_of_the_tables_is_filled_from_the_whole_log_before_anything_
     // before applying anything new, and nothing is applied twice.
     let upgraded = ProjectionRunner::new(
         Arc::new(TallyWithValues),
-        fixture.env.pool.clone(),
+        &fixture.database,
         SCHEMA,
         fixture.stream.clone(),
         fixture.settings.clone(),
@@ -626,12 +633,12 @@ async fn a_new_shape_of_the_tables_is_filled_from_the_whole_log_before_anything_
     assert!(last < next);
 
     // Starting again at the same shape rebuilds nothing.
-    sqlx::query("INSERT INTO tally.values_seen (sequence, value) VALUES (0, 0)")
+    sqlx::query("INSERT INTO tally.values_seen (network, sequence, value) VALUES ('acme', 0, 0)")
         .execute(&fixture.env.pool)
         .await?;
     let again = ProjectionRunner::new(
         Arc::new(TallyWithValues),
-        fixture.env.pool.clone(),
+        &fixture.database,
         SCHEMA,
         fixture.stream.clone(),
         fixture.settings.clone(),
@@ -695,7 +702,7 @@ async fn a_process_manager_moved_to_its_own_schema_resumes_where_it_was() -> any
     }
     let runner = ProjectionRunner::new(
         Arc::new(MovedStep),
-        fixture.env.pool.clone(),
+        &fixture.database,
         "moved_step",
         fixture.stream.clone(),
         fixture.settings.clone(),
@@ -713,7 +720,7 @@ async fn a_process_manager_moved_to_its_own_schema_resumes_where_it_was() -> any
         .await?;
     let again = ProjectionRunner::new(
         Arc::new(MovedStep),
-        fixture.env.pool.clone(),
+        &fixture.database,
         "moved_step",
         fixture.stream.clone(),
         fixture.settings.clone(),
