@@ -53,7 +53,7 @@ pub enum StartError {
     #[error("event log: {0}")]
     EventStore(#[from] circle_eventstore::StoreError),
     #[error("projection: {0}")]
-    Projection(#[from] circle_projection::ApplyError),
+    Projection(circle_projection::ApplyError),
     #[error("the stream {0} does not exist; start the service that writes it first")]
     MissingStream(String),
     #[error("invalid configuration: {0}")]
@@ -62,6 +62,17 @@ pub enum StartError {
     Host(#[from] circle_grpc::host::HostError),
     #[error("gRPC server: {0}")]
     Server(String),
+}
+
+impl From<circle_projection::ApplyError> for StartError {
+    /// A wall that would not hold (found by a projection's migration) is a refusal to
+    /// start like the role checks at connect, with the same words.
+    fn from(error: circle_projection::ApplyError) -> Self {
+        match error {
+            circle_projection::ApplyError::Wall(wall) => Self::Wall(wall),
+            other => Self::Projection(other),
+        }
+    }
 }
 
 /// A started service: where it listens, and its task (which ends after shutdown,
