@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use circle_eventstore::{AggregateKey, CommitMeta, EventStore, NewEvent, StoredCommit, StreamSpec};
 use circle_projection::{
-    ApplyError, Database, LagError, Projection, ProjectionRunner, ProjectionSettings, rebuild,
+    ApplyError, Database, LagError, Projection, ProjectionRunner, ProjectionSettings, WallError,
+    rebuild,
 };
 use circle_testkit::TestEnv;
 
@@ -727,5 +728,168 @@ async fn a_process_manager_moved_to_its_own_schema_resumes_where_it_was() -> any
     )
     .await?;
     assert_eq!(again.handle().position(), 3);
+    Ok(())
+}
+
+/// A projection with a table that does not carry its rows' network.
+struct Unwallable;
+
+impl Projection for Unwallable {
+    fn name(&self) -> &str {
+        "unwallable"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["CREATE TABLE IF NOT EXISTS loose (id text PRIMARY KEY)"]
+    }
+
+    async fn apply(
+        &self,
+        _connection: &mut PgConnection,
+        _commit: &StoredCommit,
+    ) -> Result<(), ApplyError> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_table_without_a_network_column_cannot_be_walled_and_is_refused() -> anyhow::Result<()> {
+    let fixture = Fixture::new().await?;
+    let refused = ProjectionRunner::new(
+        Arc::new(Unwallable),
+        &fixture.database,
+        "unwallable",
+        fixture.stream.clone(),
+        fixture.settings.clone(),
+    )
+    .await;
+    assert!(
+        matches!(&refused, Err(ApplyError::Wall(WallError::NoNetwork { table })) if table == "unwallable.loose"),
+        "{:?}",
+        refused.err()
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_commit_that_names_another_network_than_its_subject_writes_nothing_there()
+-> anyhow::Result<()> {
+    use prost::Message as _;
+    let fixture = Fixture::new().await?;
+    fixture.append("a", 1).await?;
+    // On acme's subject, a payload that says it is another network's.
+    let forged = circle_eventstore::wire::Commit {
+        request_id: "forged".into(),
+        network: "other".into(),
+        aggregate_type: "tally".into(),
+        aggregate_id: "a".into(),
+        events: vec![circle_eventstore::wire::Event {
+            event_type: "test.Value".into(),
+            schema_version: 1,
+            payload: prost_types_lite::encode(100),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let subject = format!("{}.acme.tally.a", fixture.env.config.subject_root("tally"));
+    let forged_sequence = fixture
+        .env
+        .jetstream()
+        .publish(subject, forged.encode_to_vec().into())
+        .await?
+        .await?
+        .sequence;
+    let last = fixture.append("a", 2).await?;
+    let runner = fixture.runner().await?;
+    let handle = runner.handle();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(runner.run(async {
+        let _ = stopped.await;
+    }));
+    handle.wait_for(last, Duration::from_secs(15)).await?;
+    let _ = stop.send(());
+    task.await??;
+    assert_eq!(
+        fixture.totals().await?,
+        vec![("a".to_owned(), 3, 2)],
+        "applied under acme's wall, the forged commit could not write"
+    );
+    let other: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM tally.totals WHERE network <> 'acme'")
+            .fetch_one(&fixture.env.pool)
+            .await?;
+    assert_eq!(other, 0);
+    let dead: Vec<(i64, String, String)> =
+        sqlx::query_as("SELECT sequence, network, error FROM tally.dead_letters")
+            .fetch_all(&fixture.env.pool)
+            .await?;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(
+        (dead[0].0, dead[0].1.as_str()),
+        (forged_sequence as i64, "acme"),
+        "dead-lettered under its subject's network"
+    );
+    assert!(dead[0].2.contains("row-level security"), "{}", dead[0].2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn tables_made_before_the_walls_are_walled_and_their_networks_remembered_at_start()
+-> anyhow::Result<()> {
+    let fixture = Fixture::new().await?;
+    // The layout before the walls, made by the role that is now the owner.
+    for statement in [
+        "CREATE SCHEMA tally",
+        "CREATE TABLE tally.projection_checkpoint (projection text PRIMARY KEY, last_sequence bigint NOT NULL,
+            updated_at timestamptz NOT NULL DEFAULT now(), shape_version integer NOT NULL DEFAULT 1)",
+        "INSERT INTO tally.projection_checkpoint (projection, last_sequence) VALUES ('tally', 0)",
+        "CREATE TABLE tally.dead_letters (projection text NOT NULL, sequence bigint NOT NULL, subject text NOT NULL,
+            error text NOT NULL, payload bytea NOT NULL, failed_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (projection, sequence))",
+        "INSERT INTO tally.dead_letters (projection, sequence, subject, error, payload)
+            VALUES ('tally', 7, 'tally-old.acme.tally.a', 'poison', '')",
+        "CREATE TABLE tally.totals (network text NOT NULL, aggregate text PRIMARY KEY, total bigint NOT NULL, applied bigint NOT NULL)",
+        "INSERT INTO tally.totals VALUES ('beta', 'b', 1, 1)",
+    ] {
+        sqlx::query(statement).execute(&fixture.env.pool).await?;
+    }
+    let _runner = fixture.runner().await?;
+    let networks = circle_projection::networks(&fixture.env.runtime_pool, SCHEMA).await?;
+    assert_eq!(networks, ["acme", "beta"], "from the rows already there");
+    let dead: Vec<(i64, String)> =
+        sqlx::query_as("SELECT sequence, network FROM tally.dead_letters")
+            .fetch_all(&fixture.env.pool)
+            .await?;
+    assert_eq!(
+        dead,
+        vec![(7, "acme".to_owned())],
+        "a dead letter's network is its subject's"
+    );
+    let walled: Vec<(String, bool, bool)> = sqlx::query_as(
+        "SELECT relname::text, relrowsecurity, relforcerowsecurity FROM pg_class
+         WHERE relnamespace = 'tally'::regnamespace AND relkind = 'r' ORDER BY 1",
+    )
+    .fetch_all(&fixture.env.pool)
+    .await?;
+    assert_eq!(
+        walled,
+        vec![
+            ("dead_letters".to_owned(), true, true),
+            ("networks".to_owned(), false, false),
+            ("projection_checkpoint".to_owned(), false, false),
+            ("seen".to_owned(), true, true),
+            ("totals".to_owned(), true, true),
+        ]
+    );
+    // The runtime role sees beta's row with beta set, and nothing without.
+    let mut runtime = fixture.env.runtime_pool.acquire().await?;
+    let unset: i64 = sqlx::query_scalar("SELECT count(*) FROM tally.totals")
+        .fetch_one(&mut *runtime)
+        .await?;
+    let mut beta = circle_projection::tenant_transaction(&fixture.env.runtime_pool, "beta").await?;
+    let set: i64 = sqlx::query_scalar("SELECT count(*) FROM tally.totals")
+        .fetch_one(&mut *beta)
+        .await?;
+    assert_eq!((unset, set), (0, 1));
     Ok(())
 }
