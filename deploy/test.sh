@@ -9,6 +9,8 @@ ensure_postgres
 ensure_nats
 ensure_current_nats
 
+# An admin connection: the tests create a database each, as its owner, and the services'
+# runtime role (circle_service, LOGIN NOSUPERUSER NOBYPASSRLS) where missing.
 export CIRCLE_TEST_DATABASE_URL="${CIRCLE_TEST_DATABASE_URL:-postgres://postgres:postgres@127.0.0.1:5432/postgres}"
 if cargo nextest --version >/dev/null 2>&1; then
   run_tests() { cargo nextest run --no-fail-fast "$@"; }

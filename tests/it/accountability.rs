@@ -781,14 +781,14 @@ async fn the_nudge_ladder_climbs_with_the_clock_keeps_quiet_hours_and_never_repe
     system.clock.advance(chrono::Duration::hours(1));
     let config = &system.env.config;
     let fresh = circle_accountability::process::Nudger {
-        pool: system.env.pool.clone(),
+        pool: system.env.runtime_pool.clone(),
         commands: std::sync::Arc::new(circle_accountability::app::Commands::new(
             circle_eventstore::EventStore::open(
                 system.env.nats.clone(),
                 circle_accountability::stream_spec(config),
             )
             .await?,
-            system.env.pool.clone(),
+            system.env.runtime_pool.clone(),
             system.clock.clone(),
         )),
         default_quiet_hours: config
@@ -1344,9 +1344,10 @@ async fn rebuilding_one_process_manager_leaves_the_others_checkpoint() -> anyhow
             circle_accountability::stream_spec(&system.env.config),
         )
         .await?,
-        pool.clone(),
+        system.env.runtime_pool.clone(),
         system.clock.clone(),
     ));
+    let database = system.env.database().await?;
     let settings = circle_projection::ProjectionSettings {
         batch_size: 64,
         ack_wait: std::time::Duration::from_secs(2),
@@ -1365,7 +1366,7 @@ async fn rebuilding_one_process_manager_leaves_the_others_checkpoint() -> anyhow
     };
     circle_projection::rebuild(
         &rebuilt,
-        &pool,
+        &database,
         &before[rebuilt.name()].0,
         &sessions_stream,
         &settings,
@@ -1380,7 +1381,7 @@ async fn rebuilding_one_process_manager_leaves_the_others_checkpoint() -> anyhow
     let rebuilt = circle_accountability::process::PartnershipGuard { commands };
     circle_projection::rebuild(
         &rebuilt,
-        &pool,
+        &database,
         &after[rebuilt.name()].0,
         &enrollment_stream,
         &settings,

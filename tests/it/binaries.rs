@@ -165,10 +165,10 @@ fn config_file(env: &TestEnv) -> anyhow::Result<PathBuf> {
     std::fs::write(
         &path,
         format!(
-            "[nats]\nurl = {:?}\nnamespace = {:?}\n\n[database]\nurl = {:?}\n\n\
+            "[nats]\nurl = {:?}\nnamespace = {:?}\n\n[database]\nurl = {:?}\nowner_url = {:?}\n\n\
              [enrollment]\nlisten = \"127.0.0.1:0\"\n\n[sessions]\nlisten = \"127.0.0.1:0\"\n\n\
              [accountability]\nlisten = \"127.0.0.1:0\"\n",
-            config.nats.url, config.nats.namespace, config.database.url
+            config.nats.url, config.nats.namespace, config.database.url, config.database.owner_url
         ),
     )?;
     Ok(path)

@@ -14,3 +14,4 @@ mod sessions_access;
 mod support;
 mod time_inputs;
 mod timeline;
+mod walls;

@@ -857,7 +857,7 @@ async fn the_roster_projection_survives_a_restart_and_a_rebuild() -> anyhow::Res
     };
     let report = circle_projection::rebuild(
         &circle_sessions::roster::Roster,
-        &pool,
+        &system.env.database().await?,
         circle_sessions::roster::SCHEMA,
         &stream,
         &settings,

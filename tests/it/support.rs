@@ -98,10 +98,10 @@ impl System {
         )
         .await?;
         Ok(circle_sessions::process::Materializer {
-            pool: self.env.pool.clone(),
+            pool: self.env.runtime_pool.clone(),
             commands: Arc::new(circle_sessions::app::Commands::new(
                 store,
-                self.env.pool.clone(),
+                self.env.runtime_pool.clone(),
                 self.clock.clone(),
             )),
             horizon: chrono::Duration::days(i64::from(config.sessions.horizon_days)),

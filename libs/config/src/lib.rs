@@ -68,7 +68,17 @@ pub struct NatsConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseConfig {
+    /// The runtime role's connection: every read and write of the services. The role
+    /// must be neither superuser nor BYPASSRLS nor an owner of the read-model tables
+    /// (row-level security holds it; a service refuses to start otherwise).
     pub url: String,
+    /// The owner's connection, for DDL only: the schema migrations each service runs at
+    /// start (tables, row-level security, grants to the runtime role) and a
+    /// projection's rebuild. Same database as `url`. Required: empty is refused (a
+    /// service cannot wall its tables without their owner).
+    pub owner_url: String,
+    /// Connections of the runtime pool (the owner's pool keeps at most two, and none
+    /// while idle).
     pub max_connections: u32,
 }
 
@@ -165,7 +175,8 @@ impl Default for Config {
                 namespace: String::new(),
             },
             database: DatabaseConfig {
-                url: "postgres://postgres:postgres@127.0.0.1:5432/circle".into(),
+                url: "postgres://circle_service:circle_service@127.0.0.1:5432/circle".into(),
+                owner_url: "postgres://postgres:postgres@127.0.0.1:5432/circle".into(),
                 max_connections: 10,
             },
             enrollment: EnrollmentConfig {
@@ -338,10 +349,20 @@ impl Config {
         {
             return invalid("nats.namespace", "only lowercase letters and digits");
         }
-        if !self.database.url.starts_with("postgres://")
-            && !self.database.url.starts_with("postgresql://")
-        {
+        let postgres_url =
+            |url: &str| url.starts_with("postgres://") || url.starts_with("postgresql://");
+        if !postgres_url(&self.database.url) {
             return invalid("database.url", "must start with postgres://");
+        }
+        if self.database.owner_url.trim().is_empty() {
+            return invalid(
+                "database.owner_url",
+                "must be set: the connection of the role that owns the schemas \
+                 (migrations run as it; database.url is the runtime role)",
+            );
+        }
+        if !postgres_url(&self.database.owner_url) {
+            return invalid("database.owner_url", "must start with postgres://");
         }
         if self.database.max_connections == 0 {
             return invalid("database.max_connections", "must be at least 1");
@@ -546,6 +567,23 @@ mod tests {
             .merge(Toml::string("[database]\nurl = \"mysql://x\"\n"));
         let error = Config::extract(figment).expect_err("must fail");
         assert!(error.to_string().contains("database.url"), "{error}");
+    }
+
+    #[test]
+    fn the_owner_connection_is_required() {
+        let figment = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string("[database]\nowner_url = \"\"\n"));
+        let error = Config::extract(figment).expect_err("must fail");
+        assert!(error.to_string().contains("database.owner_url"), "{error}");
+        assert!(error.to_string().contains("must be set"), "{error}");
+        let figment = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string("[database]\nowner_url = \"mysql://x\"\n"));
+        let error = Config::extract(figment).expect_err("must fail");
+        assert!(error.to_string().contains("database.owner_url"), "{error}");
+        assert!(
+            check_variable_names(["CIRCLE_DATABASE_OWNER_URL"]).is_err(),
+            "a real key, so one underscore is a typo"
+        );
     }
 
     #[test]

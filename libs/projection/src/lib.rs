@@ -7,13 +7,19 @@
 //! number of attempts and the projection goes on. [`rebuild`] replays the stream from
 //! sequence 1 into a fresh schema and swaps it in.
 //!
-//! Tables of a projection live in one PostgreSQL schema, together with its checkpoint
-//! and dead letters. Apply code uses unqualified table names: the runner sets the
-//! transaction's `search_path` to the live schema, or to the rebuild schema.
+//! Tables of a projection live in one PostgreSQL schema, together with its checkpoint,
+//! dead letters and the networks it has seen. Apply code uses unqualified table names:
+//! the runner sets the transaction's `search_path` to the live schema, or to the
+//! rebuild schema, and the network of each message before applying it.
+//!
+//! [`walls`]: row-level security on every table as a second tenant wall; the owner
+//! migrates, the runtime role ([`Database`]) reads and writes one network at a time.
 
 mod runner;
+pub mod walls;
 
 pub use runner::{
     Applied, ApplyError, Delivery, LagError, Projection, ProjectionHandle, ProjectionRunner,
     ProjectionSettings, RebuildReport, rebuild,
 };
+pub use walls::{Database, WallError, networks, set_network, tenant_transaction};

@@ -13,6 +13,8 @@ use sqlx::{PgConnection, PgPool};
 use tokio::sync::watch;
 use tracing::Instrument;
 
+use crate::walls::{self, Database, WallError};
+
 /// A read model fed from one stream.
 pub trait Projection: Send + Sync + 'static {
     /// Durable consumer name and checkpoint key, e.g. `enrollment-read-model`.
@@ -20,7 +22,9 @@ pub trait Projection: Send + Sync + 'static {
     /// Statements creating the projection's tables (unqualified names, idempotent). The
     /// read model is disposable: a change of shape is made by a rebuild, not by ALTER.
     fn tables(&self) -> &'static [&'static str];
-    /// Applies one commit. Runs inside the batch transaction with `search_path` set.
+    /// Applies one commit. Runs inside the batch transaction with `search_path` set and
+    /// the commit's network (its subject's) set (`walls::NETWORK_SETTING`): the tables
+    /// show and take only that network's rows.
     fn apply(
         &self,
         connection: &mut PgConnection,
@@ -56,6 +60,10 @@ pub enum ApplyError {
         "schema {schema} belongs to projection {owner}; each projection needs a schema of its own"
     )]
     SchemaTaken { schema: String, owner: String },
+    /// The tenant wall would not hold (the runtime role owns a table, a table has no
+    /// network): refused at start.
+    #[error(transparent)]
+    Wall(#[from] WallError),
 }
 
 impl From<sqlx::Error> for ApplyError {
@@ -213,7 +221,7 @@ async fn read_checkpoint(pool: &PgPool, schema: &str, name: &str) -> Result<u64,
     Ok(value.unwrap_or(0).max(0) as u64)
 }
 
-const RUNTIME_TABLES: [&str; 3] = [
+const RUNTIME_TABLES: [&str; 5] = [
     "CREATE TABLE IF NOT EXISTS projection_checkpoint (
         projection text PRIMARY KEY,
         last_sequence bigint NOT NULL,
@@ -229,6 +237,8 @@ const RUNTIME_TABLES: [&str; 3] = [
             ALTER TABLE projection_checkpoint ADD COLUMN shape_version integer NOT NULL DEFAULT 1;
         END IF;
     END $$",
+    // A dead letter's network is its subject's (`<root>.<network>.<type>.<id>`, the
+    // root has no dot): the one the runner set when it gave up on the message.
     "CREATE TABLE IF NOT EXISTS dead_letters (
         projection text NOT NULL,
         sequence bigint NOT NULL,
@@ -236,19 +246,39 @@ const RUNTIME_TABLES: [&str; 3] = [
         error text NOT NULL,
         payload bytea NOT NULL,
         failed_at timestamptz NOT NULL DEFAULT now(),
+        network text GENERATED ALWAYS AS (split_part(subject, '.', 2)) STORED,
         PRIMARY KEY (projection, sequence)
     )",
+    // Dead letters kept before the walls get their network (checked first, as above).
+    "DO $$ BEGIN
+        IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                       WHERE table_schema = current_schema()
+                         AND table_name = 'dead_letters'
+                         AND column_name = 'network') THEN
+            ALTER TABLE dead_letters
+                ADD COLUMN network text GENERATED ALWAYS AS (split_part(subject, '.', 2)) STORED;
+        END IF;
+    END $$",
+    "CREATE TABLE IF NOT EXISTS networks (network text PRIMARY KEY)",
 ];
 
-/// Creates the schema and all tables (runtime and projection) if missing. Refuses a
-/// schema that holds another projection: a rebuild swaps the whole schema, and would
-/// drop the other one's tables and checkpoint with it.
+/// The network of a stream message: its subject's second token
+/// (`<root>.<network>.<aggregate_type>.<id>`; a stream's subjects are `<root>.>`, so a
+/// message always has one).
+fn network_of(subject: &str) -> &str {
+    subject.split('.').nth(1).unwrap_or_default()
+}
+
+/// Creates the schema and all tables (runtime and projection) if missing, walls them
+/// (`walls::wall_schema`) and checks that the runtime role owns none of them; run by
+/// the owner. Refuses a schema that holds another projection: a rebuild swaps the
+/// whole schema, and would drop the other one's tables and checkpoint with it.
 async fn prepare_schema<P: Projection>(
-    pool: &PgPool,
+    database: &Database,
     schema: &str,
     projection: &P,
 ) -> Result<(), ApplyError> {
-    let mut transaction = pool.begin().await?;
+    let mut transaction = database.owner.begin().await?;
     // Concurrent starts in one database must not race on CREATE SCHEMA.
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
         .bind(schema)
@@ -260,9 +290,16 @@ async fn prepare_schema<P: Projection>(
     .execute(&mut *transaction)
     .await?;
     set_search_path(&mut transaction, schema).await?;
+    let had_networks: Option<String> = sqlx::query_scalar("SELECT to_regclass('networks')::text")
+        .fetch_one(&mut *transaction)
+        .await?;
     for statement in RUNTIME_TABLES.iter().chain(projection.tables()) {
         sqlx::query(*statement).execute(&mut *transaction).await?;
     }
+    if had_networks.is_none() {
+        remember_networks_of_rows(&mut transaction, schema).await?;
+    }
+    walls::wall_schema(&mut transaction, schema, database.runtime_role()).await?;
     let owner: Option<String> = sqlx::query_scalar(
         "SELECT projection FROM projection_checkpoint WHERE projection <> $1 LIMIT 1",
     )
@@ -287,9 +324,37 @@ async fn prepare_schema<P: Projection>(
     Ok(transaction.commit().await?)
 }
 
+/// Fills a new `networks` table from the rows the schema already holds (tables made
+/// before the walls, which the owner still sees whole): once, when it is created.
+async fn remember_networks_of_rows(
+    connection: &mut PgConnection,
+    schema: &str,
+) -> Result<(), ApplyError> {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_class c
+         JOIN pg_namespace n ON n.oid = c.relnamespace
+         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'network' AND NOT a.attisdropped
+         WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') ORDER BY 1",
+    )
+    .bind(schema)
+    .fetch_all(&mut *connection)
+    .await?;
+    for table in tables.iter().filter(|table| *table != "networks") {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO networks (network)
+             SELECT DISTINCT network FROM \"{table}\" WHERE network IS NOT NULL AND network <> ''
+             ON CONFLICT DO NOTHING"
+        )))
+        .execute(&mut *connection)
+        .await?;
+    }
+    Ok(())
+}
+
 /// A stateless process manager's first start in a schema of its own resumes from the
 /// checkpoint it kept in its former schema (see [`Projection::checkpoint_formerly_in`]).
-/// Only a checkpoint that has never moved is replaced, so this runs once.
+/// Only a checkpoint that has never moved is replaced, so this runs once. A migration:
+/// run by the owner (the former schema was made before the walls, by the owner).
 async fn adopt_former_checkpoint<P: Projection>(
     pool: &PgPool,
     schema: &str,
@@ -329,7 +394,7 @@ async fn adopt_former_checkpoint<P: Projection>(
 /// before it applies anything; an advisory lock also keeps it apart from any other
 /// caller.
 async fn upgrade_shape<P: Projection>(
-    pool: &PgPool,
+    database: &Database,
     schema: &str,
     projection: &P,
     stream: &jetstream::stream::Stream,
@@ -338,7 +403,7 @@ async fn upgrade_shape<P: Projection>(
     let wanted = i32::try_from(projection.shape_version()).unwrap_or(i32::MAX);
     // A connection of its own (detached: the pool opens another in its place, and the
     // lock goes with the connection if this future is dropped).
-    let mut guard = pool.acquire().await?.detach();
+    let mut guard = database.pool.acquire().await?.detach();
     let lock_key = format!("circle.projection.shape.{schema}");
     sqlx::query("SELECT pg_advisory_lock(hashtext($1))")
         .bind(&lock_key)
@@ -355,7 +420,7 @@ async fn upgrade_shape<P: Projection>(
             return Ok(());
         }
         if last_sequence > 0 {
-            let report = rebuild(projection, pool, schema, stream, settings).await?;
+            let report = rebuild(projection, database, schema, stream, settings).await?;
             tracing::info!(
                 projection = projection.name(),
                 from = stored,
@@ -414,6 +479,8 @@ struct BatchOutcome {
     stopped_by: Option<ApplyError>,
     /// Set when the deliveries skipped sequences after the checkpoint.
     gap: bool,
+    /// How many messages this batch dead-lettered.
+    dead_lettered: u64,
 }
 
 impl<P: Projection> Applier<'_, P> {
@@ -435,6 +502,10 @@ impl<P: Projection> Applier<'_, P> {
         let mut checkpoint = start;
         let mut stopped_by = None;
         let mut gap = false;
+        let mut dead_lettered = 0;
+        // The networks of the messages applied or dead-lettered, and the one set now.
+        let mut networks = Vec::<&str>::new();
+        let mut network_set: Option<&str> = None;
         for delivery in deliveries {
             if delivery.sequence <= checkpoint {
                 continue; // redelivered: already applied
@@ -450,6 +521,14 @@ impl<P: Projection> Applier<'_, P> {
                 gap = true;
                 break;
             }
+            // The tenant wall: the message sees and writes only its own network's rows
+            // (a commit whose payload names another network than its subject cannot
+            // write there). Set outside the savepoint, so it holds for a dead letter too.
+            let network = network_of(&delivery.subject);
+            if network_set != Some(network) {
+                walls::set_network(&mut transaction, network).await?;
+                network_set = Some(network);
+            }
             sqlx::query("SAVEPOINT apply_one")
                 .execute(&mut *transaction)
                 .await?;
@@ -461,8 +540,13 @@ impl<P: Projection> Applier<'_, P> {
                         .await?;
                     self.attempts.remove(&delivery.sequence);
                     checkpoint = delivery.sequence;
+                    networks.push(network);
                 }
-                Err(error @ (ApplyError::Transient(_) | ApplyError::SchemaTaken { .. })) => {
+                Err(
+                    error @ (ApplyError::Transient(_)
+                    | ApplyError::SchemaTaken { .. }
+                    | ApplyError::Wall(_)),
+                ) => {
                     return Err(error);
                 }
                 Err(ApplyError::Poison(reason)) => {
@@ -490,8 +574,20 @@ impl<P: Projection> Applier<'_, P> {
                     .await?;
                     self.attempts.remove(&delivery.sequence);
                     checkpoint = delivery.sequence;
+                    networks.push(network);
+                    dead_lettered += 1;
                 }
             }
+        }
+        networks.sort_unstable();
+        networks.dedup();
+        if !networks.is_empty() {
+            sqlx::query(
+                "INSERT INTO networks (network) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING",
+            )
+            .bind(&networks)
+            .execute(&mut *transaction)
+            .await?;
         }
         if checkpoint > start {
             sqlx::query(
@@ -508,6 +604,7 @@ impl<P: Projection> Applier<'_, P> {
             checkpoint,
             stopped_by,
             gap,
+            dead_lettered,
         })
     }
 
@@ -564,7 +661,7 @@ pub struct Applied {
 /// the lock and the right to write together. The others wait as standbys.
 pub struct ProjectionRunner<P> {
     projection: Arc<P>,
-    pool: PgPool,
+    database: Database,
     schema: String,
     stream: jetstream::stream::Stream,
     settings: ProjectionSettings,
@@ -579,21 +676,23 @@ pub struct ProjectionRunner<P> {
 const LEADER_POLL: Duration = Duration::from_millis(200);
 
 impl<P: Projection> ProjectionRunner<P> {
-    /// Prepares the schema and tables; the consumer is created when [`Self::run`] starts.
+    /// Prepares the schema and tables as the owner — the migration: tables, walls,
+    /// grants — and refuses a runtime role that owns any of them; the consumer is
+    /// created when [`Self::run`] starts. Everything after runs as the runtime role.
     pub async fn new(
         projection: Arc<P>,
-        pool: PgPool,
+        database: &Database,
         schema: &str,
         stream: jetstream::stream::Stream,
         settings: ProjectionSettings,
     ) -> Result<Self, ApplyError> {
-        prepare_schema(&pool, schema, projection.as_ref()).await?;
-        adopt_former_checkpoint(&pool, schema, projection.as_ref()).await?;
-        let start = read_checkpoint(&pool, schema, projection.name()).await?;
+        prepare_schema(database, schema, projection.as_ref()).await?;
+        adopt_former_checkpoint(&database.owner, schema, projection.as_ref()).await?;
+        let start = read_checkpoint(&database.pool, schema, projection.name()).await?;
         let (position, _) = watch::channel(start);
         Ok(Self {
             projection,
-            pool,
+            database: database.clone(),
             schema: schema.to_owned(),
             stream,
             settings,
@@ -609,7 +708,7 @@ impl<P: Projection> ProjectionRunner<P> {
         ProjectionHandle {
             name: self.projection.name().to_owned(),
             schema: self.schema.clone(),
-            pool: self.pool.clone(),
+            pool: self.database.pool.clone(),
             position: self.position.subscribe(),
             stream: self.stream.clone(),
         }
@@ -620,7 +719,7 @@ impl<P: Projection> ProjectionRunner<P> {
         if self.leader.is_some() {
             return Ok(true);
         }
-        let mut connection = self.pool.acquire().await?;
+        let mut connection = self.database.pool.acquire().await?;
         let lock_key = format!(
             "circle.projection.{}.{}",
             self.schema,
@@ -642,7 +741,7 @@ impl<P: Projection> ProjectionRunner<P> {
     /// were never applied: a crash before commit, or a database restored from backup).
     pub async fn consumer(&mut self) -> Result<pull::Stream, ApplyError> {
         let name = self.projection.name().to_owned();
-        let checkpoint = read_checkpoint(&self.pool, &self.schema, &name).await?;
+        let checkpoint = read_checkpoint(&self.database.pool, &self.schema, &name).await?;
         let mut consumer: jetstream::consumer::PullConsumer = self
             .stream
             .get_or_create_consumer(&name, self.consumer_config(checkpoint))
@@ -688,7 +787,7 @@ impl<P: Projection> ProjectionRunner<P> {
     /// Replaces the durable consumer with one that starts right after the checkpoint.
     async fn reposition(&mut self) -> Result<(), ApplyError> {
         let name = self.projection.name().to_owned();
-        let checkpoint = read_checkpoint(&self.pool, &self.schema, &name).await?;
+        let checkpoint = read_checkpoint(&self.database.pool, &self.schema, &name).await?;
         tracing::info!(projection = %name, checkpoint, "repositioning the consumer right after the checkpoint");
         let _ = self.stream.delete_consumer(&name).await;
         self.stream
@@ -804,13 +903,17 @@ impl<P: Projection> ProjectionRunner<P> {
                 // before applying anything; queries read the live tables meanwhile.
                 let upgraded = tokio::select! {
                     () = &mut shutdown => return Ok(()),
-                    upgraded = upgrade_shape(&self.pool, &self.schema, self.projection.as_ref(), &self.stream, &self.settings) => upgraded,
+                    upgraded = upgrade_shape(&self.database, &self.schema, self.projection.as_ref(), &self.stream, &self.settings) => upgraded,
                 };
                 match upgraded {
                     Ok(()) => {
                         self.shape_checked = true;
-                        if let Ok(checkpoint) =
-                            read_checkpoint(&self.pool, &self.schema, self.projection.name()).await
+                        if let Ok(checkpoint) = read_checkpoint(
+                            &self.database.pool,
+                            &self.schema,
+                            self.projection.name(),
+                        )
+                        .await
                         {
                             self.position.send_replace(checkpoint);
                         }
@@ -891,6 +994,8 @@ impl<P: Projection> ProjectionRunner<P> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RebuildReport {
     pub applied_through: u64,
+    /// The messages the rebuild dead-lettered (the rebuilt `dead_letters` holds them; a
+    /// count of the table would see none of them through the walls).
     pub dead_letters: u64,
 }
 
@@ -898,24 +1003,29 @@ pub struct RebuildReport {
 /// in place of the live one in one transaction and drops the old tables. Queries keep
 /// reading the live tables until the swap. The live runner's checkpoint row is locked
 /// for the final catch-up and the swap, so no message is applied to one copy only.
+///
+/// The schema work (creating the fresh schema with its walls, the swap, dropping the
+/// old tables) is the owner's; the replay runs as the runtime role, under the walls,
+/// exactly as the live runner applies.
 pub async fn rebuild<P: Projection>(
     projection: &P,
-    pool: &PgPool,
+    database: &Database,
     schema: &str,
     stream: &jetstream::stream::Stream,
     settings: &ProjectionSettings,
 ) -> Result<RebuildReport, ApplyError> {
+    let owner = &database.owner;
     let fresh = format!("{schema}_rebuild");
     let retired = format!("{schema}_retired");
     for old in [&fresh, &retired] {
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "DROP SCHEMA IF EXISTS {old} CASCADE"
         )))
-        .execute(pool)
+        .execute(owner)
         .await?;
     }
-    prepare_schema(pool, &fresh, projection).await?;
-    prepare_schema(pool, schema, projection).await?;
+    prepare_schema(database, &fresh, projection).await?;
+    prepare_schema(database, schema, projection).await?;
     let consumer = stream
         .create_consumer(pull::OrderedConfig {
             deliver_policy: DeliverPolicy::All,
@@ -936,8 +1046,9 @@ pub async fn rebuild<P: Projection>(
         accept_gap_after: None,
         check_gaps: false,
     };
-    let mut connection = pool.acquire().await?;
+    let mut connection = database.pool.acquire().await?;
     let mut rebuilt = 0;
+    let mut dead_letters = 0;
     let mut catch_up = async |target: u64, rebuilt: &mut u64| -> Result<(), ApplyError> {
         while *rebuilt < target {
             let mut batch = Vec::new();
@@ -968,6 +1079,7 @@ pub async fn rebuild<P: Projection>(
             while !remaining.is_empty() {
                 let outcome = applier.apply(&mut connection, remaining).await?;
                 *rebuilt = (*rebuilt).max(outcome.checkpoint);
+                dead_letters += outcome.dead_lettered;
                 let covered = remaining
                     .iter()
                     .take_while(|d| d.sequence <= outcome.checkpoint)
@@ -978,10 +1090,10 @@ pub async fn rebuild<P: Projection>(
         Ok(())
     };
     // Catch up with the live checkpoint without blocking the live runner…
-    let live_checkpoint = read_checkpoint(pool, schema, projection.name()).await?;
+    let live_checkpoint = read_checkpoint(&database.pool, schema, projection.name()).await?;
     catch_up(live_checkpoint, &mut rebuilt).await?;
     // …then lock it, take the last few messages, and swap.
-    let mut swap = pool.begin().await?;
+    let mut swap = owner.begin().await?;
     let locked: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT last_sequence FROM {schema}.projection_checkpoint WHERE projection = $1 FOR UPDATE"
     )))
@@ -1001,16 +1113,10 @@ pub async fn rebuild<P: Projection>(
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "DROP SCHEMA IF EXISTS {retired} CASCADE"
     )))
-    .execute(pool)
-    .await?;
-    let dead_letters: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT count(*) FROM {schema}.dead_letters WHERE projection = $1"
-    )))
-    .bind(projection.name())
-    .fetch_one(pool)
+    .execute(owner)
     .await?;
     Ok(RebuildReport {
         applied_through: rebuilt,
-        dead_letters: dead_letters.max(0) as u64,
+        dead_letters,
     })
 }

@@ -1,8 +1,10 @@
 //! The start-up and shutdown every Circle service shares, so a service's `start`
 //! names only what is its own (its projections, loops and API):
 //!
-//! 1. [`connect`]: NATS, the PostgreSQL pool, the service's own stream (provisioned
-//!    and checked by the event store) and the projection settings;
+//! 1. [`connect`]: NATS, PostgreSQL as its two roles ([`Database`]: the runtime role,
+//!    refused if superuser or BYPASSRLS, and the owner for migrations), the service's
+//!    own stream (provisioned and checked by the event store) and the projection
+//!    settings;
 //! 2. [`Connected::other_stream`]: wait for a stream another service writes;
 //! 3. [`Tasks`]: projections and background loops, spawned on the host's shutdown;
 //! 4. [`serve`]: the gRPC host, joined with every task once it stops;
@@ -10,7 +12,9 @@
 //!
 //! and, at the edge, [`consistent_read`] (read-your-writes), [`commit_meta`] (with the
 //! command's [`Fingerprint`]) and [`errors`], the one mapping of store, command and
-//! database errors to gRPC codes and reasons.
+//! database errors to gRPC codes and reasons; for every read and write of the read
+//! models, [`tenant_transaction`] (the tenant wall: a transaction that sees one
+//! network's rows).
 
 pub mod errors;
 
@@ -24,6 +28,7 @@ use circle_eventstore::{CommitMeta, EventStore, StreamSpec};
 use circle_grpc::auth::Authenticator;
 use circle_grpc::host::{Access, Host, Routes, Shutdown};
 use circle_grpc::{ApiError, Caller, Violations};
+pub use circle_projection::{Database, WallError, networks, tenant_transaction};
 use circle_projection::{
     LagError, Projection, ProjectionHandle, ProjectionRunner, ProjectionSettings,
 };
@@ -41,10 +46,14 @@ pub enum StartError {
     Nats { url: String, reason: String },
     #[error("cannot connect to PostgreSQL: {0}")]
     Database(String),
+    #[error("cannot connect to PostgreSQL as the owner (database.owner_url): {0}")]
+    OwnerDatabase(String),
+    #[error("refusing to start: {0}")]
+    Wall(#[from] WallError),
     #[error("event log: {0}")]
     EventStore(#[from] circle_eventstore::StoreError),
     #[error("projection: {0}")]
-    Projection(#[from] circle_projection::ApplyError),
+    Projection(circle_projection::ApplyError),
     #[error("the stream {0} does not exist; start the service that writes it first")]
     MissingStream(String),
     #[error("invalid configuration: {0}")]
@@ -53,6 +62,17 @@ pub enum StartError {
     Host(#[from] circle_grpc::host::HostError),
     #[error("gRPC server: {0}")]
     Server(String),
+}
+
+impl From<circle_projection::ApplyError> for StartError {
+    /// A wall that would not hold (found by a projection's migration) is a refusal to
+    /// start like the role checks at connect, with the same words.
+    fn from(error: circle_projection::ApplyError) -> Self {
+        match error {
+            circle_projection::ApplyError::Wall(wall) => Self::Wall(wall),
+            other => Self::Projection(other),
+        }
+    }
 }
 
 /// A started service: where it listens, and its task (which ends after shutdown,
@@ -92,7 +112,10 @@ pub fn projection_settings(config: &Config) -> ProjectionSettings {
 /// What a service starts from.
 pub struct Connected {
     pub nats: async_nats::Client,
+    /// The runtime role's pool (`database.pool`), for everything the service does.
     pub pool: PgPool,
+    /// Both roles: projections migrate their schemas as the owner.
+    pub database: Database,
     pub store: EventStore,
     /// The service's own stream, for its read-model projection.
     pub own_stream: Stream,
@@ -101,7 +124,10 @@ pub struct Connected {
     pub access: Access,
 }
 
-/// Connects to NATS and PostgreSQL and opens `service`'s stream.
+/// Connects to NATS and PostgreSQL and opens `service`'s stream. The runtime role
+/// (`database.url`) is refused if it is superuser or BYPASSRLS (the tenant wall would
+/// be off); the owner (`database.owner_url`) gets a small pool that holds no connection
+/// while idle, for the migrations and rebuilds.
 pub async fn connect(config: &Config, service: &str) -> Result<Connected, StartError> {
     let access = access(config, service).await?;
     let nats_error = |error: &dyn std::fmt::Display| StartError::Nats {
@@ -117,11 +143,21 @@ pub async fn connect(config: &Config, service: &str) -> Result<Connected, StartE
         .connect(&config.database.url)
         .await
         .map_err(|error| StartError::Database(error.to_string()))?;
+    let owner = PgPoolOptions::new()
+        .max_connections(2)
+        .min_connections(0)
+        .idle_timeout(Duration::from_secs(30))
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(&config.database.owner_url)
+        .await
+        .map_err(|error| StartError::OwnerDatabase(error.to_string()))?;
+    let database = Database::new(pool.clone(), owner).await?;
     let store = EventStore::open(nats.clone(), stream_spec(config, service)).await?;
     let own_stream = store.stream().clone();
     Ok(Connected {
         nats,
         pool,
+        database,
         store,
         own_stream,
         settings: projection_settings(config),

@@ -5,6 +5,11 @@
 //! `CIRCLE_TEST_NATS_URL` and `CIRCLE_TEST_DATABASE_URL` (an admin connection used to
 //! create databases) override the local defaults. Leftovers of earlier runs older than
 //! two hours are swept once per test process.
+//!
+//! The database is reached as the two roles a deployment has: the admin (who creates
+//! the database and so owns it) is `database.owner_url`, and [`RUNTIME_ROLE`] —
+//! provisioned here if missing, neither superuser nor BYPASSRLS — is `database.url`,
+//! so the services run under the tenant walls in every test.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -19,6 +24,9 @@ use sqlx::{Connection, PgConnection, PgPool};
 
 pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 pub const DEFAULT_ADMIN_DATABASE_URL: &str = "postgres://postgres:postgres@127.0.0.1:5432/postgres";
+/// The role the services run as in tests (and in `circle dev`): its password is its
+/// name (ignored where the server trusts local logins).
+pub const RUNTIME_ROLE: &str = "circle_service";
 const STALE_AFTER_SECS: u64 = 2 * 60 * 60;
 
 /// The issuer of the tokens tests sign.
@@ -111,7 +119,12 @@ pub struct TestEnv {
     /// A configuration pointing at this test's database and namespace, port 0.
     pub config: Config,
     pub nats: async_nats::Client,
+    /// The admin's (owner's) pool on this test's database: a superuser, who sees every
+    /// row through the walls — for a test to look at or arrange the tables.
     pub pool: PgPool,
+    /// The runtime role's pool on this test's database (`config.database.url`): what the
+    /// services see, one network per transaction.
+    pub runtime_pool: PgPool,
     pub namespace: String,
     admin_url: String,
     database: String,
@@ -182,17 +195,28 @@ impl TestEnv {
             .await
             .context("creating the test database")?;
         let database_url = replace_database(&admin_url, &database);
+        let runtime_url = replace_user(&database_url, RUNTIME_ROLE, RUNTIME_ROLE);
+        circle_projection::walls::provision_runtime_role(&mut admin, &runtime_url)
+            .await
+            .context("provisioning the runtime role")?;
         drop(admin);
         let pool = PgPoolOptions::new()
             .max_connections(10)
             .acquire_timeout(Duration::from_secs(10))
             .connect(&database_url)
             .await?;
+        let runtime_pool = PgPoolOptions::new()
+            .max_connections(10)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(&runtime_url)
+            .await
+            .with_context(|| format!("connecting as the runtime role {RUNTIME_ROLE}"))?;
 
         let mut config = Config::default();
         config.nats.url = nats_url;
         config.nats.namespace = namespace.clone();
-        config.database.url = database_url;
+        config.database.url = runtime_url;
+        config.database.owner_url = database_url;
         config.enrollment.listen = ([127, 0, 0, 1], 0).into();
         config.enrollment.timer_poll_ms = 50;
         config.sessions.listen = ([127, 0, 0, 1], 0).into();
@@ -207,6 +231,7 @@ impl TestEnv {
             config,
             nats,
             pool,
+            runtime_pool,
             namespace,
             admin_url,
             database,
@@ -215,6 +240,11 @@ impl TestEnv {
 
     pub fn jetstream(&self) -> async_nats::jetstream::Context {
         async_nats::jetstream::new(self.nats.clone())
+    }
+
+    /// The database as a service reaches it: the runtime role, and the admin as owner.
+    pub async fn database(&self) -> anyhow::Result<circle_projection::Database> {
+        Ok(circle_projection::Database::new(self.runtime_pool.clone(), self.pool.clone()).await?)
     }
 
     /// Waits until `condition` holds, checking every 20 ms, for at most `limit`.
@@ -249,6 +279,19 @@ fn replace_database(url: &str, database: &str) -> String {
         Some(query) => format!("{base}/{database}?{query}"),
         None => format!("{base}/{database}"),
     }
+}
+
+/// `url` with another user and password.
+pub fn replace_user(url: &str, user: &str, password: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    format!("{scheme}://{user}:{password}@{host}{path}")
 }
 
 /// Drops databases and streams that earlier test runs left behind (older than two
@@ -316,6 +359,18 @@ mod futures_util_lite {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replaces_only_the_user_of_a_url() {
+        assert_eq!(
+            replace_user("postgres://postgres:pw@127.0.0.1:5432/x", "svc", "s"),
+            "postgres://svc:s@127.0.0.1:5432/x"
+        );
+        assert_eq!(
+            replace_user("postgres://h/x?sslmode=disable", "svc", "s"),
+            "postgres://svc:s@h/x?sslmode=disable"
+        );
+    }
 
     #[test]
     fn replaces_only_the_database_of_a_url() {

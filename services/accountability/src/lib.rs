@@ -64,7 +64,7 @@ pub async fn start_with_clock(
     let commands = Arc::new(app::Commands::new(base.store, pool.clone(), clock.clone()));
     let roster_runner = ProjectionRunner::new(
         Arc::new(roster::Roster),
-        pool.clone(),
+        &base.database,
         roster::SCHEMA,
         enrollment_stream.clone(),
         settings.clone(),
@@ -72,7 +72,7 @@ pub async fn start_with_clock(
     .await?;
     let read_model = ProjectionRunner::new(
         Arc::new(read_model::ReadModel),
-        pool.clone(),
+        &base.database,
         read_model::SCHEMA,
         own_stream,
         settings.clone(),
@@ -82,7 +82,7 @@ pub async fn start_with_clock(
         Arc::new(process::FromSessions {
             commands: commands.clone(),
         }),
-        pool.clone(),
+        &base.database,
         process::FROM_SESSIONS_SCHEMA,
         sessions_stream,
         settings.clone(),
@@ -92,7 +92,7 @@ pub async fn start_with_clock(
         Arc::new(process::PartnershipGuard {
             commands: commands.clone(),
         }),
-        pool.clone(),
+        &base.database,
         process::PARTNERSHIP_GUARD_SCHEMA,
         enrollment_stream,
         settings,

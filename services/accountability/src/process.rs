@@ -323,12 +323,36 @@ impl Nudger {
 
     /// One pass: for every journal, records due day milestones, loads the member's
     /// situation, asks the nudge policy what is due and sends what was not sent yet.
+    /// Network by network (the tenant walls show one network's rows at a time; the
+    /// networks are those the journals' read model has seen).
     pub async fn once(&self) -> Result<(), String> {
+        let networks = circle_service::networks(&self.pool, crate::read_model::SCHEMA)
+            .await
+            .map_err(|error| error.to_string())?;
+        for network in networks {
+            self.network_once(&network).await?;
+        }
+        Ok(())
+    }
+
+    /// A transaction that sees `network`'s rows only.
+    async fn tenant(
+        &self,
+        network: &str,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, String> {
+        circle_service::tenant_transaction(&self.pool, network)
+            .await
+            .map_err(|error| error.to_string())
+    }
+
+    /// One pass over the journals of one network.
+    async fn network_once(&self, network: &str) -> Result<(), String> {
         let journals: Vec<JournalRow> = sqlx::query_as(
             "SELECT network, participant_id, started_at, last_check_in_at, last_setback_at, missed_in_a_row, last_missed_session
-             FROM accountability.journals",
+             FROM accountability.journals WHERE network = $1",
         )
-        .fetch_all(&self.pool)
+        .bind(network)
+        .fetch_all(&mut *self.tenant(network).await?)
         .await
         .map_err(|error| error.to_string())?;
         let now = self.commands.now();
@@ -384,7 +408,7 @@ impl Nudger {
         )
         .bind(network)
         .bind(participant_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.tenant(network).await?)
         .await
         .map_err(|error| error.to_string())?;
         let Some((clinic_id, zone, facilitator_ids, share_check_ins, share_milestones)) = group
@@ -396,7 +420,7 @@ impl Nudger {
         )
         .bind(network)
         .bind(&clinic_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.tenant(network).await?)
         .await
         .map_err(|error| error.to_string())?;
         let clinic = ClinicSettings {
@@ -417,7 +441,7 @@ impl Nudger {
         )
         .bind(network)
         .bind(participant_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.tenant(network).await?)
         .await
         .map_err(|error| error.to_string())?;
         let partner_id = partner.map(|(a, b)| if a == participant_id { b } else { a });
@@ -427,7 +451,7 @@ impl Nudger {
         )
         .bind(network)
         .bind(participant_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.tenant(network).await?)
         .await
         .map_err(|error| error.to_string())?;
         let goals = goals
@@ -445,7 +469,7 @@ impl Nudger {
         .bind(network)
         .bind(participant_id)
         .bind(now - SETBACK_PROMPT_WINDOW)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.tenant(network).await?)
         .await
         .map_err(|error| error.to_string())?;
         let setbacks = setbacks
@@ -488,7 +512,7 @@ impl Nudger {
         .bind(network)
         .bind(participant_id)
         .bind(&nudge.nudge_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.tenant(network).await?)
         .await
         .map_err(|error| error.to_string())?;
         if sent.is_some() {
@@ -528,7 +552,7 @@ impl Nudger {
         .bind(participant_id)
         .bind(&due)
         .bind(since)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *self.tenant(network).await?)
         .await
         .map_err(|error| error.to_string())?;
         if reached as usize >= due.len() {

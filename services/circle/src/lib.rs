@@ -22,28 +22,37 @@ pub struct Addresses {
     pub accountability: SocketAddr,
 }
 
-/// Creates the configured database if it does not exist (connecting to the server's
-/// `postgres` database to do so). Schemas and tables are created by each service.
+/// Prepares the database for the services: creates the configured database if it does
+/// not exist (as the owner, `database.owner_url`, connecting to the server's `postgres`
+/// database to do so) and the runtime role `database.url` logs in as, if missing
+/// (`LOGIN NOSUPERUSER NOBYPASSRLS`, with the URL's password). Both idempotent. Schemas,
+/// tables, walls and grants are made by each service at start, as the owner.
 pub async fn ensure_database(config: &Config) -> anyhow::Result<()> {
-    let url = &config.database.url;
-    if sqlx::PgConnection::connect(url).await.is_ok() {
-        return Ok(());
-    }
-    let (server, name) = url
-        .rsplit_once('/')
-        .context("database.url has no database name")?;
-    let name = name.split('?').next().unwrap_or(name);
-    anyhow::ensure!(
-        !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
-        "database name {name:?} must be letters, digits and '_'"
-    );
-    let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
+    let url = &config.database.owner_url;
+    let mut owner = match sqlx::PgConnection::connect(url).await {
+        Ok(owner) => owner,
+        Err(_) => {
+            let (server, name) = url
+                .rsplit_once('/')
+                .context("database.owner_url has no database name")?;
+            let name = name.split('?').next().unwrap_or(name);
+            anyhow::ensure!(
+                !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
+                "database name {name:?} must be letters, digits and '_'"
+            );
+            let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
+                .await
+                .with_context(|| "connecting to PostgreSQL to create the database".to_owned())?;
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&mut admin)
+                .await
+                .with_context(|| format!("creating database {name}"))?;
+            admin
+        }
+    };
+    circle_projection::walls::provision_runtime_role(&mut owner, &config.database.url)
         .await
-        .with_context(|| "connecting to PostgreSQL to create the database".to_owned())?;
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut admin)
-        .await
-        .with_context(|| format!("creating database {name}"))?;
+        .context("creating the runtime role of database.url")?;
     Ok(())
 }
 

@@ -63,7 +63,7 @@ pub async fn start_with_clock(
     ));
     let read_model = ProjectionRunner::new(
         Arc::new(read_model::ReadModel),
-        pool.clone(),
+        &base.database,
         read_model::SCHEMA,
         stream.clone(),
         settings.clone(),
@@ -71,7 +71,7 @@ pub async fn start_with_clock(
     .await?;
     let offer_timers = ProjectionRunner::new(
         Arc::new(process::OfferTimers),
-        pool.clone(),
+        &base.database,
         process::OFFER_TIMERS_SCHEMA,
         stream.clone(),
         settings.clone(),
@@ -81,7 +81,7 @@ pub async fn start_with_clock(
         Arc::new(process::Transfers {
             commands: commands.clone(),
         }),
-        pool.clone(),
+        &base.database,
         process::TRANSFERS_SCHEMA,
         stream,
         settings,

@@ -136,7 +136,9 @@ impl Projection for OfferTimers {
 
 /// Fires due offer timers: each becomes an `ExpireOffer` command (request id
 /// `expire-<offer>`), which expires the offer and offers the seat to the next person in
-/// the same commit. Runs until `shutdown`.
+/// the same commit. Runs until `shutdown`. Under the tenant walls it goes network by
+/// network (the networks the timer projection has seen), each read in a transaction of
+/// that network.
 pub async fn fire_offer_timers(
     pool: PgPool,
     commands: Arc<Commands>,
@@ -149,43 +151,72 @@ pub async fn fire_offer_timers(
             () = &mut shutdown => return,
             () = tokio::time::sleep(poll) => {}
         }
-        let now = commands.now();
-        let due: Result<Vec<(String, String, String)>, sqlx::Error> = sqlx::query_as(
-            "SELECT network, group_id, offer_id FROM enrollment_offer_timers.offer_timers
-             WHERE expires_at <= $1 ORDER BY expires_at LIMIT 100",
-        )
-        .bind(now)
-        .fetch_all(&pool)
-        .await;
-        let due = match due {
-            Ok(due) => due,
+        let networks = match circle_service::networks(&pool, OFFER_TIMERS_SCHEMA).await {
+            Ok(networks) => networks,
             Err(error) => {
-                tracing::warn!(%error, "cannot read offer timers");
+                tracing::warn!(%error, "cannot read the networks of the offer timers");
                 continue;
             }
         };
-        for (network, group_id, offer_id) in due {
-            let result = commands
-                .expire_offer(&process_manager(&network), &network, &group_id, &offer_id)
-                .await;
-            let done = match result {
-                Ok(_) => true,
-                Err(error) => failure(error).is_ok(),
-            };
-            if done {
-                // The timer projection removes it too once it sees the expiry; removing
-                // it here keeps it from firing again in the meantime.
-                let _ = sqlx::query(
-                    "DELETE FROM enrollment_offer_timers.offer_timers WHERE network = $1 AND group_id = $2 AND offer_id = $3",
-                )
-                .bind(&network)
-                .bind(&group_id)
-                .bind(&offer_id)
-                .execute(&pool)
-                .await;
+        for network in networks {
+            if let Err(error) = fire_due_offers(&pool, &commands, &network).await {
+                tracing::warn!(%error, "cannot read offer timers");
             }
         }
     }
+}
+
+/// Fires the due offer timers of one network (at most 100 a pass).
+async fn fire_due_offers(
+    pool: &PgPool,
+    commands: &Commands,
+    network: &str,
+) -> Result<(), sqlx::Error> {
+    let now = commands.now();
+    let due: Vec<(String, String)> = {
+        let mut tenant = circle_service::tenant_transaction(pool, network).await?;
+        sqlx::query_as(
+            "SELECT group_id, offer_id FROM enrollment_offer_timers.offer_timers
+             WHERE network = $1 AND expires_at <= $2 ORDER BY expires_at LIMIT 100",
+        )
+        .bind(network)
+        .bind(now)
+        .fetch_all(&mut *tenant)
+        .await?
+    };
+    for (group_id, offer_id) in due {
+        let result = commands
+            .expire_offer(&process_manager(network), network, &group_id, &offer_id)
+            .await;
+        let done = match result {
+            Ok(_) => true,
+            Err(error) => failure(error).is_ok(),
+        };
+        if done {
+            // The timer projection removes it too once it sees the expiry; removing
+            // it here keeps it from firing again in the meantime.
+            let _ = forget_timer(pool, network, &group_id, &offer_id).await;
+        }
+    }
+    Ok(())
+}
+
+async fn forget_timer(
+    pool: &PgPool,
+    network: &str,
+    group_id: &str,
+    offer_id: &str,
+) -> Result<(), sqlx::Error> {
+    let mut tenant = circle_service::tenant_transaction(pool, network).await?;
+    sqlx::query(
+        "DELETE FROM enrollment_offer_timers.offer_timers WHERE network = $1 AND group_id = $2 AND offer_id = $3",
+    )
+    .bind(network)
+    .bind(group_id)
+    .bind(offer_id)
+    .execute(&mut *tenant)
+    .await?;
+    tenant.commit().await
 }
 
 /// The second half of a transfer: once the participant holds a seat in the new group,

@@ -56,7 +56,7 @@ pub async fn start_with_clock(
     let commands = Arc::new(app::Commands::new(base.store, pool.clone(), clock.clone()));
     let roster_runner = ProjectionRunner::new(
         Arc::new(roster::Roster),
-        pool.clone(),
+        &base.database,
         roster::SCHEMA,
         enrollment_stream,
         settings.clone(),
@@ -64,7 +64,7 @@ pub async fn start_with_clock(
     .await?;
     let read_model = ProjectionRunner::new(
         Arc::new(read_model::ReadModel),
-        pool.clone(),
+        &base.database,
         read_model::SCHEMA,
         sessions_stream,
         settings,

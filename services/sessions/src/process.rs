@@ -143,16 +143,40 @@ impl Materializer {
         }
     }
 
-    /// One pass over every group.
+    /// One pass over every group, network by network (the tenant walls show one
+    /// network's rows at a time; the networks are those the roster has seen).
     pub async fn once(&self) -> Result<Pass, String> {
+        let networks = circle_service::networks(&self.pool, crate::roster::SCHEMA)
+            .await
+            .map_err(|error| error.to_string())?;
+        let mut pass = Pass::default();
+        for network in networks {
+            self.network_once(&network, &mut pass).await?;
+        }
+        Ok(pass)
+    }
+
+    /// A transaction that sees `network`'s rows only.
+    async fn tenant(
+        &self,
+        network: &str,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, String> {
+        circle_service::tenant_transaction(&self.pool, network)
+            .await
+            .map_err(|error| error.to_string())
+    }
+
+    /// One pass over the groups of one network.
+    async fn network_once(&self, network: &str, pass: &mut Pass) -> Result<(), String> {
         let groups: Vec<GroupRow> = sqlx::query_as(
-            "SELECT network, group_id, clinic_id, time_zone, schedule, archived FROM sessions_roster.groups",
+            "SELECT network, group_id, clinic_id, time_zone, schedule, archived FROM sessions_roster.groups
+             WHERE network = $1",
         )
-        .fetch_all(&self.pool)
+        .bind(network)
+        .fetch_all(&mut *self.tenant(network).await?)
         .await
         .map_err(|error| error.to_string())?;
         let now = self.commands.now();
-        let mut pass = Pass::default();
         for (network, group_id, clinic_id, zone, schedule, archived) in groups {
             let schedule = match recorded_schedule(schedule.as_deref()) {
                 RecordedSchedule::Unreadable(reason) if !archived => {
@@ -182,7 +206,7 @@ impl Materializer {
             self.cancel_leftovers(&group, &desired, now, archived)
                 .await?;
         }
-        Ok(pass)
+        Ok(())
     }
 
     async fn ensure(
@@ -201,7 +225,7 @@ impl Materializer {
         )
         .bind(network)
         .bind(session_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.tenant(network).await?)
         .await
         .map_err(|error| error.to_string())?;
         if let Some((state, origin, known_start, known_duration, moved_by_staff, version)) = known {
@@ -258,7 +282,7 @@ impl Materializer {
         .bind(group.group.as_str())
         .bind(now)
         .bind(horizon_end)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.tenant(group.network.as_str()).await?)
         .await
         .map_err(|error| error.to_string())?;
         for (session_id, _) in scheduled

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use circle_eventstore::{AggregateKey, CommitMeta, EventStore, NewEvent, StoredCommit, StreamSpec};
 use circle_projection::{
-    ApplyError, LagError, Projection, ProjectionRunner, ProjectionSettings, rebuild,
+    ApplyError, Database, LagError, Projection, ProjectionRunner, ProjectionSettings, WallError,
+    rebuild,
 };
 use circle_testkit::TestEnv;
 
@@ -25,8 +26,8 @@ impl Projection for Tally {
 
     fn tables(&self) -> &'static [&'static str] {
         &[
-            "CREATE TABLE IF NOT EXISTS totals (aggregate text PRIMARY KEY, total bigint NOT NULL, applied bigint NOT NULL)",
-            "CREATE TABLE IF NOT EXISTS seen (sequence bigint PRIMARY KEY, aggregate text NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS totals (network text NOT NULL, aggregate text PRIMARY KEY, total bigint NOT NULL, applied bigint NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS seen (network text NOT NULL, sequence bigint PRIMARY KEY, aggregate text NOT NULL)",
         ]
     }
 
@@ -42,17 +43,19 @@ impl Projection for Tally {
                 return Err(ApplyError::Poison("this value cannot be applied".into()));
             }
             sqlx::query(
-                "INSERT INTO totals (aggregate, total, applied) VALUES ($1, $2, 1)
+                "INSERT INTO totals (network, aggregate, total, applied) VALUES ($3, $1, $2, 1)
                  ON CONFLICT (aggregate) DO UPDATE SET total = totals.total + $2, applied = totals.applied + 1",
             )
             .bind(&commit.commit.aggregate_id)
             .bind(value)
+            .bind(&commit.commit.network)
             .execute(&mut *connection)
             .await?;
         }
-        sqlx::query("INSERT INTO seen (sequence, aggregate) VALUES ($1, $2)")
+        sqlx::query("INSERT INTO seen (network, sequence, aggregate) VALUES ($3, $1, $2)")
             .bind(commit.sequence as i64)
             .bind(&commit.commit.aggregate_id)
+            .bind(&commit.commit.network)
             .execute(&mut *connection)
             .await?;
         Ok(())
@@ -79,6 +82,8 @@ mod prost_types_lite {
 
 struct Fixture {
     env: TestEnv,
+    /// The test database as a service reaches it: the runtime role, the admin as owner.
+    database: Database,
     store: EventStore,
     stream: async_nats::jetstream::stream::Stream,
     settings: ProjectionSettings,
@@ -98,8 +103,10 @@ impl Fixture {
             ack_wait: Duration::from_secs(1),
             max_attempts: 3,
         };
+        let database = env.database().await?;
         Ok(Self {
             env,
+            database,
             store,
             stream,
             settings,
@@ -109,7 +116,7 @@ impl Fixture {
     async fn runner(&self) -> anyhow::Result<ProjectionRunner<Tally>> {
         Ok(ProjectionRunner::new(
             Arc::new(Tally),
-            self.env.pool.clone(),
+            &self.database,
             SCHEMA,
             self.stream.clone(),
             self.settings.clone(),
@@ -309,7 +316,7 @@ async fn a_rebuild_from_scratch_equals_the_live_tables_and_the_live_runner_goes_
         .await?;
     let report = rebuild(
         &Tally,
-        &fixture.env.pool,
+        &fixture.database,
         SCHEMA,
         &fixture.stream,
         &fixture.settings,
@@ -473,7 +480,7 @@ async fn a_projection_cannot_share_another_projections_schema() -> anyhow::Resul
     let _tally = fixture.runner().await?;
     let sharing = ProjectionRunner::new(
         Arc::new(OtherTally),
-        fixture.env.pool.clone(),
+        &fixture.database,
         SCHEMA,
         fixture.stream.clone(),
         fixture.settings.clone(),
@@ -486,7 +493,7 @@ async fn a_projection_cannot_share_another_projections_schema() -> anyhow::Resul
     );
     let rebuilt_into_it = rebuild(
         &OtherTally,
-        &fixture.env.pool,
+        &fixture.database,
         SCHEMA,
         &fixture.stream,
         &fixture.settings,
@@ -547,9 +554,9 @@ impl Projection for TallyWithValues {
 
     fn tables(&self) -> &'static [&'static str] {
         &[
-            "CREATE TABLE IF NOT EXISTS totals (aggregate text PRIMARY KEY, total bigint NOT NULL, applied bigint NOT NULL)",
-            "CREATE TABLE IF NOT EXISTS seen (sequence bigint PRIMARY KEY, aggregate text NOT NULL)",
-            "CREATE TABLE IF NOT EXISTS values_seen (sequence bigint PRIMARY KEY, value bigint NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS totals (network text NOT NULL, aggregate text PRIMARY KEY, total bigint NOT NULL, applied bigint NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS seen (network text NOT NULL, sequence bigint PRIMARY KEY, aggregate text NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS values_seen (network text NOT NULL, sequence bigint PRIMARY KEY, value bigint NOT NULL)",
         ]
     }
 
@@ -566,9 +573,10 @@ impl Projection for TallyWithValues {
         for event in &commit.commit.events {
             let value = prost_types_lite::decode(&event.payload)
                 .map_err(|error| ApplyError::Poison(error.to_string()))?;
-            sqlx::query("INSERT INTO values_seen (sequence, value) VALUES ($1, $2)")
+            sqlx::query("INSERT INTO values_seen (network, sequence, value) VALUES ($3, $1, $2)")
                 .bind(commit.sequence as i64)
                 .bind(value)
+                .bind(&commit.commit.network)
                 .execute(&mut *connection)
                 .await?;
         }
@@ -596,7 +604,7 @@ async fn a_new_shape_of_the_tables_is_filled_from_the_whole_log_before_anything_
     // before applying anything new, and nothing is applied twice.
     let upgraded = ProjectionRunner::new(
         Arc::new(TallyWithValues),
-        fixture.env.pool.clone(),
+        &fixture.database,
         SCHEMA,
         fixture.stream.clone(),
         fixture.settings.clone(),
@@ -626,12 +634,12 @@ async fn a_new_shape_of_the_tables_is_filled_from_the_whole_log_before_anything_
     assert!(last < next);
 
     // Starting again at the same shape rebuilds nothing.
-    sqlx::query("INSERT INTO tally.values_seen (sequence, value) VALUES (0, 0)")
+    sqlx::query("INSERT INTO tally.values_seen (network, sequence, value) VALUES ('acme', 0, 0)")
         .execute(&fixture.env.pool)
         .await?;
     let again = ProjectionRunner::new(
         Arc::new(TallyWithValues),
-        fixture.env.pool.clone(),
+        &fixture.database,
         SCHEMA,
         fixture.stream.clone(),
         fixture.settings.clone(),
@@ -695,7 +703,7 @@ async fn a_process_manager_moved_to_its_own_schema_resumes_where_it_was() -> any
     }
     let runner = ProjectionRunner::new(
         Arc::new(MovedStep),
-        fixture.env.pool.clone(),
+        &fixture.database,
         "moved_step",
         fixture.stream.clone(),
         fixture.settings.clone(),
@@ -713,12 +721,175 @@ async fn a_process_manager_moved_to_its_own_schema_resumes_where_it_was() -> any
         .await?;
     let again = ProjectionRunner::new(
         Arc::new(MovedStep),
-        fixture.env.pool.clone(),
+        &fixture.database,
         "moved_step",
         fixture.stream.clone(),
         fixture.settings.clone(),
     )
     .await?;
     assert_eq!(again.handle().position(), 3);
+    Ok(())
+}
+
+/// A projection with a table that does not carry its rows' network.
+struct Unwallable;
+
+impl Projection for Unwallable {
+    fn name(&self) -> &str {
+        "unwallable"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["CREATE TABLE IF NOT EXISTS loose (id text PRIMARY KEY)"]
+    }
+
+    async fn apply(
+        &self,
+        _connection: &mut PgConnection,
+        _commit: &StoredCommit,
+    ) -> Result<(), ApplyError> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_table_without_a_network_column_cannot_be_walled_and_is_refused() -> anyhow::Result<()> {
+    let fixture = Fixture::new().await?;
+    let refused = ProjectionRunner::new(
+        Arc::new(Unwallable),
+        &fixture.database,
+        "unwallable",
+        fixture.stream.clone(),
+        fixture.settings.clone(),
+    )
+    .await;
+    assert!(
+        matches!(&refused, Err(ApplyError::Wall(WallError::NoNetwork { table })) if table == "unwallable.loose"),
+        "{:?}",
+        refused.err()
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_commit_that_names_another_network_than_its_subject_writes_nothing_there()
+-> anyhow::Result<()> {
+    use prost::Message as _;
+    let fixture = Fixture::new().await?;
+    fixture.append("a", 1).await?;
+    // On acme's subject, a payload that says it is another network's.
+    let forged = circle_eventstore::wire::Commit {
+        request_id: "forged".into(),
+        network: "other".into(),
+        aggregate_type: "tally".into(),
+        aggregate_id: "a".into(),
+        events: vec![circle_eventstore::wire::Event {
+            event_type: "test.Value".into(),
+            schema_version: 1,
+            payload: prost_types_lite::encode(100),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let subject = format!("{}.acme.tally.a", fixture.env.config.subject_root("tally"));
+    let forged_sequence = fixture
+        .env
+        .jetstream()
+        .publish(subject, forged.encode_to_vec().into())
+        .await?
+        .await?
+        .sequence;
+    let last = fixture.append("a", 2).await?;
+    let runner = fixture.runner().await?;
+    let handle = runner.handle();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(runner.run(async {
+        let _ = stopped.await;
+    }));
+    handle.wait_for(last, Duration::from_secs(15)).await?;
+    let _ = stop.send(());
+    task.await??;
+    assert_eq!(
+        fixture.totals().await?,
+        vec![("a".to_owned(), 3, 2)],
+        "applied under acme's wall, the forged commit could not write"
+    );
+    let other: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM tally.totals WHERE network <> 'acme'")
+            .fetch_one(&fixture.env.pool)
+            .await?;
+    assert_eq!(other, 0);
+    let dead: Vec<(i64, String, String)> =
+        sqlx::query_as("SELECT sequence, network, error FROM tally.dead_letters")
+            .fetch_all(&fixture.env.pool)
+            .await?;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(
+        (dead[0].0, dead[0].1.as_str()),
+        (forged_sequence as i64, "acme"),
+        "dead-lettered under its subject's network"
+    );
+    assert!(dead[0].2.contains("row-level security"), "{}", dead[0].2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn tables_made_before_the_walls_are_walled_and_their_networks_remembered_at_start()
+-> anyhow::Result<()> {
+    let fixture = Fixture::new().await?;
+    // The layout before the walls, made by the role that is now the owner.
+    for statement in [
+        "CREATE SCHEMA tally",
+        "CREATE TABLE tally.projection_checkpoint (projection text PRIMARY KEY, last_sequence bigint NOT NULL,
+            updated_at timestamptz NOT NULL DEFAULT now(), shape_version integer NOT NULL DEFAULT 1)",
+        "INSERT INTO tally.projection_checkpoint (projection, last_sequence) VALUES ('tally', 0)",
+        "CREATE TABLE tally.dead_letters (projection text NOT NULL, sequence bigint NOT NULL, subject text NOT NULL,
+            error text NOT NULL, payload bytea NOT NULL, failed_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (projection, sequence))",
+        "INSERT INTO tally.dead_letters (projection, sequence, subject, error, payload)
+            VALUES ('tally', 7, 'tally-old.acme.tally.a', 'poison', '')",
+        "CREATE TABLE tally.totals (network text NOT NULL, aggregate text PRIMARY KEY, total bigint NOT NULL, applied bigint NOT NULL)",
+        "INSERT INTO tally.totals VALUES ('beta', 'b', 1, 1)",
+    ] {
+        sqlx::query(statement).execute(&fixture.env.pool).await?;
+    }
+    let _runner = fixture.runner().await?;
+    let networks = circle_projection::networks(&fixture.env.runtime_pool, SCHEMA).await?;
+    assert_eq!(networks, ["acme", "beta"], "from the rows already there");
+    let dead: Vec<(i64, String)> =
+        sqlx::query_as("SELECT sequence, network FROM tally.dead_letters")
+            .fetch_all(&fixture.env.pool)
+            .await?;
+    assert_eq!(
+        dead,
+        vec![(7, "acme".to_owned())],
+        "a dead letter's network is its subject's"
+    );
+    let walled: Vec<(String, bool, bool)> = sqlx::query_as(
+        "SELECT relname::text, relrowsecurity, relforcerowsecurity FROM pg_class
+         WHERE relnamespace = 'tally'::regnamespace AND relkind = 'r' ORDER BY 1",
+    )
+    .fetch_all(&fixture.env.pool)
+    .await?;
+    assert_eq!(
+        walled,
+        vec![
+            ("dead_letters".to_owned(), true, true),
+            ("networks".to_owned(), false, false),
+            ("projection_checkpoint".to_owned(), false, false),
+            ("seen".to_owned(), true, true),
+            ("totals".to_owned(), true, true),
+        ]
+    );
+    // The runtime role sees beta's row with beta set, and nothing without.
+    let mut runtime = fixture.env.runtime_pool.acquire().await?;
+    let unset: i64 = sqlx::query_scalar("SELECT count(*) FROM tally.totals")
+        .fetch_one(&mut *runtime)
+        .await?;
+    let mut beta = circle_projection::tenant_transaction(&fixture.env.runtime_pool, "beta").await?;
+    let set: i64 = sqlx::query_scalar("SELECT count(*) FROM tally.totals")
+        .fetch_one(&mut *beta)
+        .await?;
+    assert_eq!((unset, set), (0, 1));
     Ok(())
 }

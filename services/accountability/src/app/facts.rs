@@ -5,7 +5,7 @@
 
 use circle_grpc::{ApiError, Caller, Target};
 use circle_names::ParticipantName;
-use sqlx::PgPool;
+use sqlx::{PgPool, Postgres, Transaction};
 use tonic::Code;
 
 use super::access::{self, Operation};
@@ -34,6 +34,11 @@ impl Facts {
         Self { pool }
     }
 
+    /// A transaction that sees only `network`'s rows (the tenant wall).
+    async fn tenant(&self, network: &str) -> ApiResult<Transaction<'static, Postgres>> {
+        super::tenant(&self.pool, network).await
+    }
+
     /// The clinic a group belongs to, as the roster knows it.
     pub(crate) async fn group_clinic(
         &self,
@@ -43,7 +48,7 @@ impl Facts {
         sqlx::query_scalar("SELECT clinic_id FROM accountability_roster.groups WHERE network = $1 AND group_id = $2")
             .bind(network)
             .bind(group_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.tenant(network).await?)
             .await
             .map_err(database_error)
     }
@@ -57,7 +62,7 @@ impl Facts {
         )
         .bind(network)
         .bind(participant_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.tenant(network).await?)
         .await
         .map_err(database_error)
     }
@@ -142,7 +147,7 @@ impl Facts {
         .bind(network)
         .bind(viewer_id)
         .bind(author_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.tenant(network).await?)
         .await
         .map_err(database_error)?;
         if shared.is_none() {
@@ -156,7 +161,7 @@ impl Facts {
         .bind(network)
         .bind(viewer_id)
         .bind(author_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.tenant(network).await?)
         .await
         .map_err(database_error)?;
         Ok(Viewer::Peer {
@@ -166,8 +171,8 @@ impl Facts {
 
     /// The peer-visibility consent a participant has given.
     pub(crate) async fn consent(&self, network: &str, participant_id: &str) -> ApiResult<Consent> {
-        let mut connection = self.pool.acquire().await.map_err(database_error)?;
-        crate::process::consent_of(&mut connection, network, participant_id)
+        let mut tenant = self.tenant(network).await?;
+        crate::process::consent_of(&mut tenant, network, participant_id)
             .await
             .map_err(database_error)
     }
@@ -187,7 +192,7 @@ impl Facts {
         .bind(group_id)
         .bind(participants[0])
         .bind(participants[1])
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *self.tenant(network).await?)
         .await
         .map_err(database_error)
     }

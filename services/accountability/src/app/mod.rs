@@ -23,7 +23,7 @@ use circle_calendar::Clock;
 use circle_grpc::ApiError;
 use circle_grpc::host::Shutdown;
 use circle_projection::ProjectionHandle;
-use sqlx::PgPool;
+use sqlx::{PgPool, Postgres, Transaction};
 
 pub use access::Operation;
 pub use commands::Commands;
@@ -60,12 +60,25 @@ impl Queries {
         }
     }
 
+    /// A transaction that sees only `network`'s rows (the tenant wall); each read runs
+    /// in one of its own.
+    async fn tenant(&self, network: &str) -> Result<Transaction<'static, Postgres>, ApiError> {
+        tenant(&self.pool, network).await
+    }
+
     /// Waits until the read model has the write a consistency token names (any state
     /// for an empty token).
     async fn consistent_read(&self, token: &str) -> Result<(), ApiError> {
         circle_service::consistent_read(&self.read_model, self.read_your_writes_timeout, token)
             .await
     }
+}
+
+/// A transaction of `pool` that sees and writes only `network`'s rows.
+async fn tenant(pool: &PgPool, network: &str) -> Result<Transaction<'static, Postgres>, ApiError> {
+    circle_service::tenant_transaction(pool, network)
+        .await
+        .map_err(database_error)
 }
 
 /// A read model that cannot be queried: the one mapping every service shares.

@@ -214,7 +214,7 @@ impl Queries {
         )
         .bind(network)
         .bind(participant_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.tenant(network).await?)
         .await
         .map_err(database_error)?;
         let (given, display, alias) = row.unwrap_or_default();
@@ -277,7 +277,7 @@ impl Queries {
         )
         .bind(group.network.as_str())
         .bind(group.group.as_str())
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.tenant(group.network.as_str()).await?)
         .await
         .map_err(database_error)?;
         if caller.is_participant() {
@@ -320,7 +320,7 @@ impl Queries {
         .bind(network)
         .bind(participant_id)
         .bind(now - chrono::Duration::days(7))
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.tenant(network).await?)
         .await
         .map_err(database_error)?;
         let Some(row) = row else {
@@ -374,14 +374,14 @@ impl Queries {
             sqlx::query_as("SELECT visibility, at FROM accountability.setbacks WHERE network = $1 AND participant_id = $2")
                 .bind(network)
                 .bind(participant_id)
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.tenant(network).await?)
                 .await
                 .map_err(database_error)?;
         let started: Option<Time> =
             sqlx::query_scalar("SELECT started_at FROM accountability.journals WHERE network = $1 AND participant_id = $2")
                 .bind(network)
                 .bind(participant_id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *self.tenant(network).await?)
                 .await
                 .map_err(database_error)?;
         let since = setbacks
@@ -425,7 +425,7 @@ impl Queries {
                 sqlx::query_as("SELECT goal_id, text, cadence FROM accountability.goals WHERE network = $1 AND participant_id = $2 AND status = 'active' ORDER BY set_at, goal_id")
                     .bind(network)
                     .bind(&member)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *self.tenant(network).await?)
                     .await
                     .map_err(database_error)?
             } else {
@@ -436,7 +436,7 @@ impl Queries {
             )))
             .bind(network)
             .bind(&member)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.tenant(network).await?)
             .await
             .map_err(database_error)?;
             let mut last_check_in = None;
@@ -497,7 +497,7 @@ impl Queries {
         )))
         .bind(network)
         .bind(participant_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.tenant(network).await?)
         .await
         .map_err(database_error)?;
         for row in &rows {
@@ -526,7 +526,7 @@ impl Queries {
         )
         .bind(network)
         .bind(participant_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.tenant(network).await?)
         .await
         .map_err(database_error)?;
         for (kind, at, position, goal_id, text) in goal_changes {
@@ -551,7 +551,7 @@ impl Queries {
         .bind(network)
         .bind(participant_id)
         .bind(viewer == Viewer::Author)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.tenant(network).await?)
         .await
         .map_err(database_error)?;
         for (kind, at, detail) in others {
@@ -614,7 +614,7 @@ impl Queries {
         .bind(staff.staff.as_str())
         .bind(caller.is_clinic_scoped())
         .bind(&caller.clinics)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.tenant(network).await?)
         .await
         .map_err(database_error)?;
         let now = self.clock.now();
@@ -659,7 +659,7 @@ impl Queries {
         .bind(network)
         .bind(group.group.as_str())
         .bind(after as i64)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.tenant(network).await?)
         .await
         .map_err(database_error)?;
         // A day milestone reached again after a setback is flagged as a repeat: peers do
@@ -677,7 +677,7 @@ impl Queries {
         .bind(network)
         .bind(group.group.as_str())
         .bind(after as i64)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.tenant(network).await?)
         .await
         .map_err(database_error)?;
         // Both queries are capped; a full one only covers positions up to its last row, so

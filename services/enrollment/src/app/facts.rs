@@ -12,12 +12,15 @@ pub(super) async fn open_groups_of_clinic(
     network: &str,
     clinic_id: &str,
 ) -> Result<i64, ApiError> {
+    let mut tenant = circle_service::tenant_transaction(pool, network)
+        .await
+        .map_err(database_error)?;
     sqlx::query_scalar(
         "SELECT count(*) FROM enrollment.groups WHERE network = $1 AND clinic_id = $2 AND NOT archived",
     )
     .bind(network)
     .bind(clinic_id)
-    .fetch_one(pool)
+    .fetch_one(&mut *tenant)
     .await
     .map_err(database_error)
 }

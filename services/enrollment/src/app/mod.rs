@@ -27,8 +27,9 @@ use std::time::Duration;
 
 use circle_calendar::Clock;
 use circle_grpc::ApiError;
+use circle_names::Id;
 use circle_projection::ProjectionHandle;
-use sqlx::PgPool;
+use sqlx::{PgPool, Postgres, Transaction};
 use tonic::Code;
 
 pub use commands::{
@@ -71,6 +72,13 @@ impl Queries {
             read_your_writes_timeout,
             clock,
         }
+    }
+
+    /// A transaction that sees and reads only `network`'s rows (the tenant wall).
+    async fn tenant(&self, network: &Id) -> Result<Transaction<'static, Postgres>, ApiError> {
+        circle_service::tenant_transaction(&self.pool, network.as_str())
+            .await
+            .map_err(database_error)
     }
 
     /// Waits for the read model to include the write a client's consistency token

@@ -210,12 +210,13 @@ impl Queries {
             clinics(&[name.clinic.as_str()]),
         )?;
         self.read_after(consistency_token).await?;
+        let mut tenant = self.tenant(&name.network).await?;
         let row: Option<(String, String, bool, i64)> = sqlx::query_as(
             "SELECT display_name, time_zone, archived, version FROM enrollment.clinics WHERE network = $1 AND clinic_id = $2",
         )
         .bind(name.network.as_str())
         .bind(name.clinic.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tenant)
         .await
         .map_err(database_error)?;
         let (display_name, time_zone, archived, clinic_version) =
@@ -244,6 +245,7 @@ impl Queries {
             Target::default(),
         )?;
         self.read_after(consistency_token).await?;
+        let mut tenant = self.tenant(&network.network).await?;
         let rows: Vec<(String, String, String, bool, i64)> = sqlx::query_as(
             "SELECT clinic_id, display_name, time_zone, archived, version FROM enrollment.clinics
              WHERE network = $1 AND ($2 OR NOT archived) ORDER BY clinic_id LIMIT $3 OFFSET $4",
@@ -252,7 +254,7 @@ impl Queries {
         .bind(include_archived)
         .bind(page.size)
         .bind(page.offset)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tenant)
         .await
         .map_err(database_error)?;
         rows.into_iter()
@@ -288,13 +290,14 @@ impl Queries {
             clinics(&[name.clinic.as_str()]),
         )?;
         self.read_after(consistency_token).await?;
+        let mut tenant = self.tenant(&name.network).await?;
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {GROUP_COLUMNS} FROM enrollment.groups WHERE network = $1 AND group_id = $2 AND clinic_id = $3"
         )))
         .bind(name.network.as_str())
         .bind(name.group.as_str())
         .bind(name.clinic.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tenant)
         .await
         .map_err(database_error)?
         .ok_or_else(|| not_found("GROUP_NOT_FOUND", &name.to_string()))?;
@@ -325,6 +328,7 @@ impl Queries {
         let scope: Vec<&str> = clinic.into_iter().collect();
         permit(caller, Operation::ListGroups, network, clinics(&scope))?;
         self.read_after(consistency_token).await?;
+        let mut tenant = self.tenant(network).await?;
         let optional = |id: &Option<Id>| id.as_ref().map(Id::as_str).unwrap_or_default().to_owned();
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {GROUP_COLUMNS} FROM enrollment.groups
@@ -339,7 +343,7 @@ impl Queries {
         .bind(wanted.include_archived)
         .bind(page.size)
         .bind(page.offset)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tenant)
         .await
         .map_err(database_error)?;
         let now = self.clock.now();
@@ -365,6 +369,7 @@ impl Queries {
             },
         )?;
         self.read_after(consistency_token).await?;
+        let mut tenant = self.tenant(&name.network).await?;
         let row = sqlx::query(
             "SELECT p.home_clinic_id, p.version, f.given_name, f.family_name, f.preferred_name, f.email, f.phone
              FROM enrollment.participants p JOIN enrollment.participant_profiles f USING (network, participant_id)
@@ -372,7 +377,7 @@ impl Queries {
         )
         .bind(name.network.as_str())
         .bind(name.participant.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tenant)
         .await
         .map_err(database_error)?
         .ok_or_else(|| not_found("PARTICIPANT_NOT_FOUND", &name.to_string()))?;
@@ -396,7 +401,7 @@ impl Queries {
         )
         .bind(name.network.as_str())
         .bind(name.participant.as_str())
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tenant)
         .await
         .map_err(database_error)?
         .iter()
@@ -437,6 +442,7 @@ impl Queries {
             },
         )?;
         self.read_after(consistency_token).await?;
+        let mut tenant = self.tenant(&name.network).await?;
         let row = sqlx::query(sqlx::AssertSqlSafe(memberships_with_position(
             "network = $1 AND group_id = $2 AND participant_id = $3 AND clinic_id = $4",
         )))
@@ -444,7 +450,7 @@ impl Queries {
         .bind(name.group.as_str())
         .bind(name.membership.as_str())
         .bind(name.clinic.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tenant)
         .await
         .map_err(database_error)?
         .ok_or_else(|| not_found("MEMBERSHIP_NOT_FOUND", &name.to_string()))?;
@@ -456,7 +462,7 @@ impl Queries {
         .bind(name.network.as_str())
         .bind(name.group.as_str())
         .bind(name.membership.as_str())
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tenant)
         .await
         .map_err(database_error)?;
         membership.history = history
@@ -514,6 +520,7 @@ impl Queries {
         page: Page,
     ) -> Result<Vec<MembershipView>, ApiError> {
         let states: Vec<String> = states.iter().map(|state| (*state).to_owned()).collect();
+        let mut tenant = self.tenant(&group.network).await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {MEMBERSHIP_COLUMNS},
                     row_number() OVER (PARTITION BY state ORDER BY arrival, participant_id) AS waitlist_position
@@ -526,7 +533,7 @@ impl Queries {
         .bind(&states)
         .bind(page.size)
         .bind(page.offset)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tenant)
         .await
         .map_err(database_error)?;
         rows.iter()
@@ -553,6 +560,7 @@ impl Queries {
             },
         )?;
         self.read_after(consistency_token).await?;
+        let mut tenant = self.tenant(&participant.network).await?;
         let scoped = caller.is_clinic_scoped();
         let rows = sqlx::query(sqlx::AssertSqlSafe(memberships_with_position(
             "network = $1 AND participant_id = $2 AND (NOT $3 OR clinic_id = ANY($4))
@@ -564,7 +572,7 @@ impl Queries {
         .bind(&caller.clinics)
         .bind(page.size)
         .bind(page.offset)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tenant)
         .await
         .map_err(database_error)?;
         rows.iter()
@@ -595,6 +603,7 @@ impl Queries {
             clinics(&scope),
         )?;
         self.read_after(consistency_token).await?;
+        let mut tenant = self.tenant(&search.network.network).await?;
         let optional = |id: &Option<Id>| id.as_ref().map(Id::as_str).unwrap_or_default().to_owned();
         let weekdays: Vec<i32> = search.weekdays.iter().map(|day| *day as i32).collect();
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -612,7 +621,7 @@ impl Queries {
         .bind(search.earliest_start_minute as i32)
         .bind(search.latest_start_minute as i32)
         .bind(&weekdays)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tenant)
         .await
         .map_err(database_error)?;
         let now = self.clock.now();

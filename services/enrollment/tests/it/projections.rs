@@ -45,7 +45,8 @@ async fn rebuild(service: &Service, projection: &impl Projection) -> anyhow::Res
         ack_wait: std::time::Duration::from_secs(2),
         max_attempts: 3,
     };
-    circle_projection::rebuild(projection, pool, &schema, &stream, &settings).await?;
+    let database = service.env.database().await?;
+    circle_projection::rebuild(projection, &database, &schema, &stream, &settings).await?;
     Ok(())
 }
 
@@ -78,7 +79,7 @@ async fn rebuilding_one_process_manager_leaves_the_others_tables_and_checkpoint(
                 circle_enrollment::stream_spec(&service.env.config),
             )
             .await?,
-            service.env.pool.clone(),
+            service.env.runtime_pool.clone(),
             service.clock.clone(),
             chrono::Duration::hours(i64::from(service.env.config.enrollment.seat_offer_hours)),
         )),

@@ -5,7 +5,7 @@
 use circle_grpc::ApiError;
 use circle_names::{GroupName, SessionName};
 
-use super::{Commands, database_error};
+use super::{Commands, database_error, tenant};
 use crate::domain::Time;
 
 /// Where a group is, as the roster knows it.
@@ -23,6 +23,7 @@ impl Commands {
         participant_id: &str,
         starts_at: Time,
     ) -> Result<bool, ApiError> {
+        let mut tenant = tenant(&self.pool, &session.network).await?;
         let found: Option<i64> = sqlx::query_scalar(
             "SELECT 1::bigint FROM sessions_roster.member_periods
              WHERE network = $1 AND group_id = $2 AND participant_id = $3
@@ -32,7 +33,7 @@ impl Commands {
         .bind(session.group.as_str())
         .bind(participant_id)
         .bind(starts_at)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tenant)
         .await
         .map_err(database_error)?;
         Ok(found.is_some())
@@ -44,6 +45,7 @@ impl Commands {
         session: &SessionName,
         participant_id: &str,
     ) -> Result<Vec<String>, ApiError> {
+        let mut tenant = tenant(&self.pool, &session.network).await?;
         let rows: Vec<(String, String, String, Vec<String>)> = sqlx::query_as(
             "SELECT n.given_name, n.family_name, n.preferred_name, n.aliases
              FROM sessions_roster.member_names n
@@ -53,7 +55,7 @@ impl Commands {
         .bind(session.network.as_str())
         .bind(session.group.as_str())
         .bind(participant_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tenant)
         .await
         .map_err(database_error)?;
         Ok(rows
@@ -71,12 +73,13 @@ impl Commands {
         &self,
         group: &GroupName,
     ) -> Result<Option<GroupPlace>, ApiError> {
+        let mut tenant = tenant(&self.pool, &group.network).await?;
         let known: Option<(String, bool)> = sqlx::query_as(
             "SELECT clinic_id, archived FROM sessions_roster.groups WHERE network = $1 AND group_id = $2",
         )
         .bind(group.network.as_str())
         .bind(group.group.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tenant)
         .await
         .map_err(database_error)?;
         Ok(known.map(|(clinic_id, archived)| GroupPlace {

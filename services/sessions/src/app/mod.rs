@@ -20,8 +20,9 @@ use std::time::Duration;
 
 use circle_calendar::Clock;
 use circle_grpc::ApiError;
+use circle_names::Id;
 use circle_projection::ProjectionHandle;
-use sqlx::PgPool;
+use sqlx::{PgPool, Postgres, Transaction};
 
 pub use commands::{Attendance, CheckIn, Command, Commands, MemberNote, Move, NewSession, Written};
 pub use queries::{
@@ -34,6 +35,14 @@ pub use queries::{
 pub struct Billing {
     pub code: String,
     pub payer_cap: u32,
+}
+
+/// A transaction that sees and writes only `network`'s rows (the tenant wall): every
+/// read of the read models runs in one.
+async fn tenant(pool: &PgPool, network: &Id) -> Result<Transaction<'static, Postgres>, ApiError> {
+    circle_service::tenant_transaction(pool, network.as_str())
+        .await
+        .map_err(database_error)
 }
 
 /// What the queries need: the pool, the read model's handle (to read a caller's own

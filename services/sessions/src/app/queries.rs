@@ -9,12 +9,12 @@ use chrono::NaiveDate;
 use circle_calendar::{DateRange, time_zone};
 use circle_grpc::{ApiError, Caller, Role, Target};
 use circle_names::{ClinicName, GroupName, Id, NoteName, ParticipantName, SessionName, StaffName};
-use sqlx::Row as _;
 use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Row as _};
 use tonic::Code;
 
 use super::access::{self, Operation};
-use super::{Input, Page, Queries, database_error};
+use super::{Input, Page, Queries, database_error, tenant};
 use crate::domain::session::{Amendment, Note};
 use crate::domain::{AttendanceStatus, NoteKey, Origin, SessionState, Time};
 use crate::read_model;
@@ -207,6 +207,7 @@ impl Queries {
             .map(|group| (&group.network, &group.clinic));
         access::permit_in_clinic(caller, Operation::ListSessions, place)?;
         let (group, filter) = self.read_after(input).await?;
+        let mut tenant = tenant(&self.pool, &group.network).await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {SESSION_COLUMNS} FROM sessions.sessions s
              WHERE s.network = $1 AND s.group_id = $2 AND s.clinic_id = $3
@@ -220,7 +221,7 @@ impl Queries {
         .bind(filter.until)
         .bind(filter.page.size)
         .bind(filter.page.offset)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tenant)
         .await
         .map_err(database_error)?;
         rows.iter().map(session_from_row).collect()
@@ -239,6 +240,7 @@ impl Queries {
             .map(|session| (&session.network, &session.clinic));
         access::permit_in_clinic(caller, Operation::GetSession, place)?;
         let (name, ()) = self.read_after(input).await?;
+        let mut tenant = tenant(&self.pool, &name.network).await?;
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {SESSION_COLUMNS} FROM sessions.sessions s
              WHERE s.network = $1 AND s.session_id = $2 AND s.group_id = $3 AND s.clinic_id = $4"
@@ -247,7 +249,7 @@ impl Queries {
         .bind(name.session.as_str())
         .bind(name.group.as_str())
         .bind(name.clinic.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tenant)
         .await
         .map_err(database_error)?
         .ok_or_else(|| {
@@ -271,10 +273,10 @@ impl Queries {
         .bind(name.group.as_str())
         .bind(name.session.as_str())
         .bind(session.starts_at)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tenant)
         .await
         .map_err(database_error)?;
-        let mut notes = self.notes(&name).await?;
+        let mut notes = notes(&mut tenant, &name).await?;
         let shared_note = notes.remove("");
         let roster = roster
             .into_iter()
@@ -297,48 +299,54 @@ impl Queries {
             roster,
         })
     }
+}
 
-    /// A session's notes by key (empty for the shared note), amendments oldest first.
-    async fn notes(&self, session: &SessionName) -> Result<BTreeMap<String, NoteView>, ApiError> {
-        let rows: Vec<(String, String, bool, String, Option<Time>)> = sqlx::query_as(
-            "SELECT note_key, text, signed, signed_by, signed_at FROM sessions.notes WHERE network = $1 AND session_id = $2",
-        )
-        .bind(session.network.as_str())
-        .bind(session.session.as_str())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(database_error)?;
-        let amendments: Vec<(String, String, String, Time)> = sqlx::query_as(
-            "SELECT note_key, text, staff_id, at FROM sessions.note_amendments
-             WHERE network = $1 AND session_id = $2 ORDER BY version",
-        )
-        .bind(session.network.as_str())
-        .bind(session.session.as_str())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(database_error)?;
-        let mut notes = BTreeMap::new();
-        for (key, text, signed, signed_by, signed_at) in rows {
-            let note = NoteView {
-                name: note_name(session, &key)?,
-                note: Note {
-                    text,
-                    signed,
-                    signed_by,
-                    signed_at,
-                    amendments: Vec::new(),
-                },
-            };
-            notes.insert(key, note);
-        }
-        for (key, text, staff_id, at) in amendments {
-            if let Some(view) = notes.get_mut(&key) {
-                view.note.amendments.push(Amendment { text, staff_id, at });
-            }
-        }
-        Ok(notes)
+/// A session's notes by key (empty for the shared note), amendments oldest first, read
+/// in the caller's transaction of the session's network.
+async fn notes(
+    tenant: &mut PgConnection,
+    session: &SessionName,
+) -> Result<BTreeMap<String, NoteView>, ApiError> {
+    let rows: Vec<(String, String, bool, String, Option<Time>)> = sqlx::query_as(
+        "SELECT note_key, text, signed, signed_by, signed_at FROM sessions.notes WHERE network = $1 AND session_id = $2",
+    )
+    .bind(session.network.as_str())
+    .bind(session.session.as_str())
+    .fetch_all(&mut *tenant)
+    .await
+    .map_err(database_error)?;
+    let amendments: Vec<(String, String, String, Time)> = sqlx::query_as(
+        "SELECT note_key, text, staff_id, at FROM sessions.note_amendments
+         WHERE network = $1 AND session_id = $2 ORDER BY version",
+    )
+    .bind(session.network.as_str())
+    .bind(session.session.as_str())
+    .fetch_all(&mut *tenant)
+    .await
+    .map_err(database_error)?;
+    let mut notes = BTreeMap::new();
+    for (key, text, signed, signed_by, signed_at) in rows {
+        let note = NoteView {
+            name: note_name(session, &key)?,
+            note: Note {
+                text,
+                signed,
+                signed_by,
+                signed_at,
+                amendments: Vec::new(),
+            },
+        };
+        notes.insert(key, note);
     }
+    for (key, text, staff_id, at) in amendments {
+        if let Some(view) = notes.get_mut(&key) {
+            view.note.amendments.push(Amendment { text, staff_id, at });
+        }
+    }
+    Ok(notes)
+}
 
+impl Queries {
     /// A clinician's queue: unsigned notes and unclosed sessions (started, or
     /// scheduled and already past) across the groups the staff member facilitates,
     /// in the caller's clinics when the caller is clinic-scoped. A facilitator sees
@@ -364,6 +372,7 @@ impl Queries {
             ));
         }
         let (staff, page) = self.read_after(input).await?;
+        let mut tenant = tenant(&self.pool, &staff.network).await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {SESSION_COLUMNS}, n.note_key, n.text
              FROM sessions.sessions s
@@ -381,7 +390,7 @@ impl Queries {
         .bind(page.offset)
         .bind(caller.is_clinic_scoped())
         .bind(&caller.clinics)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tenant)
         .await
         .map_err(database_error)?;
         let mut items = Vec::with_capacity(rows.len());
@@ -420,6 +429,7 @@ impl Queries {
         });
         access::permit(caller, Operation::GetAttendanceHistory, named)?;
         let (participant, ()) = self.read_after(input).await?;
+        let mut tenant = tenant(&self.pool, &participant.network).await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {SESSION_COLUMNS}, a.status, a.minutes FROM sessions.attendance a
              JOIN sessions.sessions s ON s.network = a.network AND s.session_id = a.session_id
@@ -431,7 +441,7 @@ impl Queries {
         .bind(participant.participant.as_str())
         .bind(caller.is_clinic_scoped())
         .bind(&caller.clinics)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tenant)
         .await
         .map_err(database_error)?;
         let mut history = AttendanceHistory::default();
@@ -472,6 +482,7 @@ impl Queries {
             .map(|clinic| (&clinic.network, &clinic.clinic));
         access::permit_in_clinic(caller, Operation::ExportBilling, place)?;
         let (clinic, period) = self.read_after(input).await?;
+        let mut tenant = tenant(&self.pool, &clinic.network).await?;
         // Two days of margin either side cover every time zone; local dates are
         // checked exactly below.
         let from = period
@@ -497,7 +508,7 @@ impl Queries {
         .bind(clinic.clinic.as_str())
         .bind(from)
         .bind(until)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tenant)
         .await
         .map_err(database_error)?;
         let mut lines = Vec::new();
