@@ -181,7 +181,7 @@ fn identifier(value: &str) -> String {
 /// table without a `network` column is refused. Then checks that the runtime role owns
 /// none of the schema's tables. Each step runs only when missing, so a start that finds
 /// everything in place takes no lock beyond reading the catalog.
-pub(crate) async fn wall_schema(
+pub async fn wall_schema(
     connection: &mut PgConnection,
     schema: &str,
     runtime_role: &str,

@@ -17,6 +17,8 @@
 //! stack already; a participant's key seals far fewer than the 2^32 values after which
 //! random nonces would be a concern).
 
+pub mod store;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};

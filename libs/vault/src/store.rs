@@ -1,0 +1,229 @@
+//! The key store: one data key per participant, shared by the services, in the walled
+//! table `circle_vault.data_keys` (a row per network and participant: the key wrapped
+//! by a master key and that key's id, when it was made, and — once the participant is
+//! forgotten — when, with the wrapped key gone). The keys are the one state outside the
+//! log: no rebuild drops this schema.
+//!
+//! - [`KeyStore::sealing_key`]: the key to seal with, made on first use; a forgotten
+//!   participant gets none ([`StoreError::Forgotten`]), so nothing new is ever written
+//!   readable for them.
+//! - [`KeyStore::opening_key`]: the key to open with, or `None` once forgotten (the
+//!   reader shows [`crate::REDACTED`]).
+//! - [`KeyStore::forget`]: destroys the key, keeping the tombstone.
+//! - [`KeyStore::rewrap`]: re-wraps a network's keys with the current master key (the
+//!   rotation step before an old master key is retired).
+
+use std::sync::Arc;
+
+use circle_projection::Database;
+
+use crate::{DataKey, MasterKeys, VaultError, Wrapped};
+
+pub const SCHEMA: &str = "circle_vault";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the participant has been forgotten; nothing more is kept for them")]
+    Forgotten,
+    #[error("key store: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("key store walls: {0}")]
+    Wall(#[from] circle_projection::WallError),
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+}
+
+#[derive(Clone)]
+pub struct KeyStore {
+    database: Database,
+    master: Arc<MasterKeys>,
+}
+
+type Row = (Option<String>, Option<Vec<u8>>, bool);
+
+impl KeyStore {
+    /// Creates the schema if needed (as the owner, one service at a time), walls it,
+    /// and returns the store.
+    pub async fn open(database: Database, master: MasterKeys) -> Result<Self, StoreError> {
+        let mut migration = database.owner.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+            .bind(SCHEMA)
+            .execute(&mut *migration)
+            .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE SCHEMA IF NOT EXISTS {SCHEMA}"
+        )))
+        .execute(&mut *migration)
+        .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE TABLE IF NOT EXISTS {SCHEMA}.data_keys (
+                network text NOT NULL,
+                participant_id text NOT NULL,
+                master_key_id text,
+                wrapped bytea,
+                created_at timestamptz NOT NULL DEFAULT now(),
+                forgotten_at timestamptz,
+                PRIMARY KEY (network, participant_id),
+                CHECK ((forgotten_at IS NULL) = (wrapped IS NOT NULL))
+            )"
+        )))
+        .execute(&mut *migration)
+        .await?;
+        circle_projection::walls::wall_schema(&mut migration, SCHEMA, database.runtime_role())
+            .await?;
+        migration.commit().await?;
+        Ok(Self {
+            database,
+            master: Arc::new(master),
+        })
+    }
+
+    async fn row(
+        &self,
+        transaction: &mut sqlx::PgConnection,
+        network: &str,
+        participant: &str,
+    ) -> Result<Option<Row>, StoreError> {
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT master_key_id, wrapped, forgotten_at IS NOT NULL
+             FROM {SCHEMA}.data_keys WHERE network = $1 AND participant_id = $2"
+        )))
+        .bind(network)
+        .bind(participant)
+        .fetch_optional(transaction)
+        .await?)
+    }
+
+    fn unwrap(
+        &self,
+        row: Row,
+        network: &str,
+        participant: &str,
+    ) -> Result<Option<DataKey>, StoreError> {
+        match row {
+            (_, _, true) => Ok(None),
+            (Some(master_key_id), Some(bytes), false) => Ok(Some(self.master.unwrap(
+                &Wrapped {
+                    master_key_id,
+                    bytes,
+                },
+                network,
+                participant,
+            )?)),
+            _ => Err(StoreError::Vault(VaultError::Unwrap)),
+        }
+    }
+
+    /// The participant's key to seal with, made now if they have none.
+    pub async fn sealing_key(
+        &self,
+        network: &str,
+        participant: &str,
+    ) -> Result<DataKey, StoreError> {
+        let mut transaction =
+            circle_projection::tenant_transaction(&self.database.pool, network).await?;
+        if self
+            .row(&mut transaction, network, participant)
+            .await?
+            .is_none()
+        {
+            let fresh = DataKey::generate()?;
+            let wrapped = self.master.wrap(&fresh, network, participant)?;
+            // Two services may make a first key at once: the first insert wins and
+            // both use the stored one.
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO {SCHEMA}.data_keys (network, participant_id, master_key_id, wrapped)
+                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING"
+            )))
+            .bind(network)
+            .bind(participant)
+            .bind(&wrapped.master_key_id)
+            .bind(&wrapped.bytes)
+            .execute(&mut *transaction)
+            .await?;
+        }
+        let row = self
+            .row(&mut transaction, network, participant)
+            .await?
+            .ok_or(StoreError::Vault(VaultError::Unwrap))?;
+        transaction.commit().await?;
+        self.unwrap(row, network, participant)?
+            .ok_or(StoreError::Forgotten)
+    }
+
+    /// The participant's key to open with; `None` if they were forgotten or never had
+    /// one.
+    pub async fn opening_key(
+        &self,
+        network: &str,
+        participant: &str,
+    ) -> Result<Option<DataKey>, StoreError> {
+        let mut transaction =
+            circle_projection::tenant_transaction(&self.database.pool, network).await?;
+        match self.row(&mut transaction, network, participant).await? {
+            Some(row) => self.unwrap(row, network, participant),
+            None => Ok(None),
+        }
+    }
+
+    /// Destroys the participant's key (a tombstone stays, so no key is made for them
+    /// again). Whether there was a live key to destroy.
+    pub async fn forget(&self, network: &str, participant: &str) -> Result<bool, StoreError> {
+        let mut transaction =
+            circle_projection::tenant_transaction(&self.database.pool, network).await?;
+        let existed: Option<bool> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO {SCHEMA}.data_keys (network, participant_id, forgotten_at)
+             VALUES ($1, $2, now())
+             ON CONFLICT (network, participant_id) DO UPDATE
+               SET master_key_id = NULL, wrapped = NULL, forgotten_at = now()
+               WHERE {SCHEMA}.data_keys.forgotten_at IS NULL
+             RETURNING (xmax <> 0)"
+        )))
+        .bind(network)
+        .bind(participant)
+        .fetch_optional(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        Ok(existed.unwrap_or(false))
+    }
+
+    /// Re-wraps every live key of `network` not wrapped by the current master key; how
+    /// many were re-wrapped.
+    pub async fn rewrap(&self, network: &str) -> Result<u64, StoreError> {
+        let mut transaction =
+            circle_projection::tenant_transaction(&self.database.pool, network).await?;
+        let stale: Vec<(String, String, Vec<u8>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT participant_id, master_key_id, wrapped FROM {SCHEMA}.data_keys
+             WHERE network = $1 AND forgotten_at IS NULL AND master_key_id <> $2
+             FOR UPDATE"
+        )))
+        .bind(network)
+        .bind(self.master.current_id())
+        .fetch_all(&mut *transaction)
+        .await?;
+        let count = u64::try_from(stale.len()).unwrap_or(u64::MAX);
+        for (participant, master_key_id, bytes) in stale {
+            let key = self.master.unwrap(
+                &Wrapped {
+                    master_key_id,
+                    bytes,
+                },
+                network,
+                &participant,
+            )?;
+            let wrapped = self.master.wrap(&key, network, &participant)?;
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE {SCHEMA}.data_keys SET master_key_id = $3, wrapped = $4
+                 WHERE network = $1 AND participant_id = $2"
+            )))
+            .bind(network)
+            .bind(&participant)
+            .bind(&wrapped.master_key_id)
+            .bind(&wrapped.bytes)
+            .execute(&mut *transaction)
+            .await?;
+        }
+        transaction.commit().await?;
+        Ok(count)
+    }
+}

@@ -1,0 +1,107 @@
+//! The key store against a real PostgreSQL, as the services' runtime role.
+
+use circle_testkit::TestEnv;
+use circle_vault::store::{KeyStore, SCHEMA, StoreError};
+use circle_vault::{Context, MasterKeys};
+
+const SAM: Context<'static> = Context {
+    network: "acme",
+    participant: "sam",
+    field: "profile.given_name",
+};
+
+fn keys(entries: &[&str]) -> anyhow::Result<MasterKeys> {
+    Ok(MasterKeys::parse(&entries.join(","))?)
+}
+
+#[tokio::test]
+async fn a_participant_has_one_key_until_forgotten_and_none_after() -> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let k1 = MasterKeys::generate_entry("k1")?;
+    let store = KeyStore::open(env.database().await?, keys(&[&k1])?).await?;
+
+    // Two services making sam's first key at once end up with the same one.
+    let (first, second) = tokio::join!(
+        store.sealing_key("acme", "sam"),
+        store.sealing_key("acme", "sam")
+    );
+    let sealed = first?.seal(SAM, "Samantha")?;
+    assert_eq!(second?.open(SAM, &sealed)?, "Samantha");
+    let opening = store.opening_key("acme", "sam").await?;
+    assert_eq!(
+        opening
+            .map(|key| key.open(SAM, &sealed))
+            .transpose()?
+            .as_deref(),
+        Some("Samantha")
+    );
+    // Another network's sam is another person.
+    assert!(store.opening_key("other", "sam").await?.is_none());
+    let pat = store.sealing_key("acme", "pat").await?;
+    let pats = pat.seal(
+        Context {
+            participant: "pat",
+            ..SAM
+        },
+        "Pat",
+    )?;
+
+    assert!(store.forget("acme", "sam").await?, "sam had a key");
+    assert!(!store.forget("acme", "sam").await?, "already forgotten");
+    assert!(store.opening_key("acme", "sam").await?.is_none());
+    assert!(matches!(
+        store.sealing_key("acme", "sam").await,
+        Err(StoreError::Forgotten)
+    ));
+    // Pat is untouched.
+    let pat = store.opening_key("acme", "pat").await?.expect("pat's key");
+    assert_eq!(
+        pat.open(
+            Context {
+                participant: "pat",
+                ..SAM
+            },
+            &pats
+        )?,
+        "Pat"
+    );
+    // Someone forgotten before they had a key never gets one.
+    assert!(!store.forget("acme", "riley").await?);
+    assert!(matches!(
+        store.sealing_key("acme", "riley").await,
+        Err(StoreError::Forgotten)
+    ));
+
+    // Nothing of sam's key is left in the row.
+    let (wrapped, master): (Option<Vec<u8>>, Option<String>) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT wrapped, master_key_id FROM {SCHEMA}.data_keys WHERE network = 'acme' AND participant_id = 'sam'"
+    )))
+    .fetch_one(&env.pool)
+    .await?;
+    assert_eq!((wrapped, master), (None, None));
+    Ok(())
+}
+
+#[tokio::test]
+async fn keys_are_rewrapped_by_a_new_master_key_and_the_old_one_retired() -> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let k1 = MasterKeys::generate_entry("k1")?;
+    let k2 = MasterKeys::generate_entry("k2")?;
+    let old = KeyStore::open(env.database().await?, keys(&[&k1])?).await?;
+    let sealed = old
+        .sealing_key("acme", "sam")
+        .await?
+        .seal(SAM, "Samantha")?;
+
+    let rotated = KeyStore::open(env.database().await?, keys(&[&k2, &k1])?).await?;
+    assert_eq!(rotated.rewrap("acme").await?, 1);
+    assert_eq!(rotated.rewrap("acme").await?, 0, "nothing left to re-wrap");
+
+    let retired = KeyStore::open(env.database().await?, keys(&[&k2])?).await?;
+    let key = retired
+        .opening_key("acme", "sam")
+        .await?
+        .expect("re-wrapped");
+    assert_eq!(key.open(SAM, &sealed)?, "Samantha");
+    Ok(())
+}
