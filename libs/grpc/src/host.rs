@@ -1,7 +1,8 @@
 //! What every Circle service does to serve gRPC: bind (port 0 for any), a shutdown
 //! signal its tasks share, standard health with readiness that follows NATS and
-//! PostgreSQL, server reflection listing exactly what the port serves, and accepted
-//! connections with TCP_NODELAY.
+//! PostgreSQL, server reflection listing exactly what the port serves, accepted
+//! connections with TCP_NODELAY, TLS when configured ([`crate::tls`]) and the abuse
+//! limits ([`crate::limits`]) in front of every route.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -12,6 +13,26 @@ use tonic::server::NamedService;
 use tonic::transport::server::{Router, TcpIncoming};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
+use tower_layer::{Identity, Stack};
+
+use crate::limits::{LimitLayer, Limits};
+use crate::tls::ServerTls;
+
+/// The router a host serves: the services' routes behind the [`LimitLayer`].
+pub type Routes = Router<Stack<LimitLayer, Identity>>;
+
+/// How a host serves, beyond where: TLS (plaintext when `None`, for development) and
+/// the abuse limits of its service's routes.
+#[derive(Clone, Default)]
+pub struct HostOptions {
+    pub tls: Option<ServerTls>,
+    pub limits: Limits,
+}
+
+/// HTTP/2 streams one connection may have open beyond the service's own in-flight
+/// limit (health and reflection calls, and calls about to be refused), so the limit
+/// layer, not a client's wait for a free stream, is what a busy service answers with.
+const STREAM_HEADROOM: usize = 64;
 
 /// A shutdown signal many tasks can wait on.
 #[derive(Clone)]
@@ -45,6 +66,8 @@ pub enum HostError {
     Listen { addr: SocketAddr, reason: String },
     #[error("server reflection: {0}")]
     Reflection(String),
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// A bound listener with health and reflection ready to serve.
@@ -52,14 +75,16 @@ pub struct Host {
     listener: TcpListener,
     pub local_addr: SocketAddr,
     pub shutdown: Shutdown,
-    router: Router,
+    router: Routes,
 }
 
 impl Host {
     /// Binds `addr`, reports `service` (its full gRPC name) SERVING while NATS and
     /// PostgreSQL answer, and serves reflection from `descriptors`, listing `service`,
     /// health and reflection: what this port serves, not every service the
-    /// descriptors describe.
+    /// descriptors describe. With `options.tls` it serves TLS only (a certificate or
+    /// key rustls cannot use fails here, before anything is served); every route is
+    /// behind the [`LimitLayer`] with `options.limits` for `service`'s own routes.
     pub async fn bind(
         addr: SocketAddr,
         service: &'static str,
@@ -67,6 +92,7 @@ impl Host {
         nats: async_nats::Client,
         pool: sqlx::PgPool,
         shutdown: Shutdown,
+        options: HostOptions,
     ) -> Result<Self, HostError> {
         let listen_error = |error: std::io::Error| HostError::Listen {
             addr,
@@ -94,8 +120,18 @@ impl Host {
             .build_v1()
             .map_err(|error| HostError::Reflection(error.to_string()))?;
         debug_assert_eq!(name_of(&reflection), REFLECTION_SERVICE);
-        let router = tonic::transport::Server::builder()
-            .concurrency_limit_per_connection(256)
+        let mut server = tonic::transport::Server::builder();
+        if let Some(tls) = &options.tls {
+            server = server
+                .tls_config(tls.config())
+                .map_err(|error| HostError::Tls(error.to_string()))?;
+        }
+        // No per-connection concurrency limit: tonic's waits for a free place, and a
+        // busy service must answer RESOURCE_EXHAUSTED at once (the limit layer) instead.
+        let max_streams = options.limits.max_in_flight.saturating_add(STREAM_HEADROOM);
+        let router = server
+            .max_concurrent_streams(u32::try_from(max_streams).unwrap_or(u32::MAX))
+            .layer(LimitLayer::new(service, options.limits))
             .add_service(health_service)
             .add_service(reflection);
         Ok(Self {
@@ -110,7 +146,7 @@ impl Host {
     /// draining calls in flight.
     pub async fn serve(
         self,
-        add: impl FnOnce(Router) -> Router,
+        add: impl FnOnce(Routes) -> Routes,
     ) -> Result<(), tonic::transport::Error> {
         add(self.router)
             .serve_with_incoming_shutdown(incoming(self.listener), self.shutdown.signal())

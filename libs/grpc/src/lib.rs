@@ -3,6 +3,8 @@
 //! name parsing, request ids, etags, consistency tokens and page tokens.
 
 pub mod host;
+pub mod limits;
+pub mod tls;
 
 use std::collections::HashMap;
 
