@@ -8,6 +8,8 @@ source deploy/infra.sh
 ensure_postgres
 ensure_nats
 ensure_current_nats
+# The NATS users test (tests/it/nats_users.rs) starts a server of its own from this.
+export CIRCLE_TEST_NATS_SERVER="${CIRCLE_TEST_NATS_SERVER:-$(current_nats_server)}"
 
 export CIRCLE_TEST_DATABASE_URL="${CIRCLE_TEST_DATABASE_URL:-postgres://postgres:postgres@127.0.0.1:5432/postgres}"
 if cargo nextest --version >/dev/null 2>&1; then

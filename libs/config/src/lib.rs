@@ -690,6 +690,13 @@ mod tests {
     }
 
     #[test]
+    fn the_example_configuration_is_valid() {
+        let example = include_str!("../../../deploy/circle.example.toml");
+        let config = with(example).expect("deploy/circle.example.toml");
+        assert_eq!(config, Config::default(), "the example shows the defaults");
+    }
+
+    #[test]
     fn namespace_isolates_streams_and_subjects() {
         let mut config = Config::default();
         assert_eq!(config.stream_name("enrollment"), "ENROLLMENT");
