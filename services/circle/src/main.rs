@@ -35,6 +35,12 @@ async fn main() -> ExitCode {
 
 async fn dev(config_file: Option<PathBuf>) -> anyhow::Result<()> {
     let config = circle_config::Config::load(config_file.as_deref())?;
+    // It seeds its own services over plaintext: a development tool, not a deployment.
+    anyhow::ensure!(
+        config.grpc.tls_cert.is_none(),
+        "circle dev serves plaintext for development; unset grpc.tls_cert and grpc.tls_key \
+         (TLS is for the service binaries)"
+    );
     let _telemetry = circle_telemetry::init(
         "circle-dev",
         &config.telemetry.log_filter,
