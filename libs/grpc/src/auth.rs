@@ -156,6 +156,13 @@ where
         if !OPEN_PREFIXES.iter().any(|open| path.starts_with(open)) {
             match self.authenticator.authenticate(request.headers(), path) {
                 Ok(caller) => {
+                    // The per-caller limit counts a person or service in a network.
+                    request
+                        .extensions_mut()
+                        .insert(crate::limits::CallerKey(format!(
+                            "{}/{}",
+                            caller.network, caller.actor_id
+                        )));
                     request.extensions_mut().insert(caller);
                 }
                 Err(error) => {

@@ -1,21 +1,17 @@
 //! What every Circle service does to serve gRPC: bind (port 0 for any), a shutdown
 //! signal its tasks share, standard health with readiness that follows NATS and
-//! PostgreSQL, server reflection listing exactly what the port serves, and accepted
-//! connections with TCP_NODELAY.
+//! PostgreSQL, server reflection listing exactly what the port serves, accepted
+//! connections with TCP_NODELAY, TLS when configured ([`crate::tls`]) and the abuse
+//! limits ([`crate::limits`]) in front of every route.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::auth::{AuthLayer, Authenticator};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::server::NamedService;
 use tonic::transport::server::{Router, TcpIncoming};
-use tower_layer::{Identity, Stack};
-
-use crate::auth::{AuthLayer, Authenticator};
-
-/// The routes a host serves, every one behind the authentication layer.
-pub type Routes = Router<Stack<AuthLayer, Identity>>;
 
 /// Who may reach a host: every call but health (and reflection, when served) is
 /// authenticated.
@@ -27,6 +23,27 @@ pub struct Access {
 }
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
+use tower_layer::{Identity, Stack};
+
+use crate::limits::{LimitLayer, Limits};
+use crate::tls::ServerTls;
+
+/// The router a host serves: every route behind the authentication layer (outermost:
+/// it names the caller) and then the [`LimitLayer`] (which limits per caller).
+pub type Routes = Router<Stack<LimitLayer, Stack<AuthLayer, Identity>>>;
+
+/// How a host serves, beyond where: TLS (plaintext when `None`, for development) and
+/// the abuse limits of its service's routes.
+#[derive(Clone, Default)]
+pub struct HostOptions {
+    pub tls: Option<ServerTls>,
+    pub limits: Limits,
+}
+
+/// HTTP/2 streams one connection may have open beyond the service's own in-flight
+/// limit (health and reflection calls, and calls about to be refused), so the limit
+/// layer, not a client's wait for a free stream, is what a busy service answers with.
+const STREAM_HEADROOM: usize = 64;
 
 /// A shutdown signal many tasks can wait on.
 #[derive(Clone)]
@@ -60,6 +77,8 @@ pub enum HostError {
     Listen { addr: SocketAddr, reason: String },
     #[error("server reflection: {0}")]
     Reflection(String),
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// A bound listener with health and reflection ready to serve.
@@ -74,8 +93,10 @@ impl Host {
     /// Binds `addr`, reports `service` (its full gRPC name) SERVING while NATS and
     /// PostgreSQL answer, and (if `access.reflection`) serves reflection from
     /// `descriptors`, listing `service`, health and reflection: what this port serves,
-    /// not every service the descriptors describe. Every route is behind
-    /// `access.authenticator`.
+    /// not every service the descriptors describe. With `options.tls` it serves TLS
+    /// only (a certificate or key rustls cannot use fails here, before anything is
+    /// served); every route is behind `access.authenticator` and then the
+    /// [`LimitLayer`] with `options.limits` for `service`'s own routes.
     #[allow(clippy::too_many_arguments)]
     pub async fn bind(
         addr: SocketAddr,
@@ -85,6 +106,7 @@ impl Host {
         pool: sqlx::PgPool,
         shutdown: Shutdown,
         access: Access,
+        options: HostOptions,
     ) -> Result<Self, HostError> {
         let listen_error = |error: std::io::Error| HostError::Listen {
             addr,
@@ -112,9 +134,19 @@ impl Host {
             .build_v1()
             .map_err(|error| HostError::Reflection(error.to_string()))?;
         debug_assert_eq!(name_of(&reflection), REFLECTION_SERVICE);
-        let router = tonic::transport::Server::builder()
-            .concurrency_limit_per_connection(256)
+        let mut server = tonic::transport::Server::builder();
+        if let Some(tls) = &options.tls {
+            server = server
+                .tls_config(tls.config())
+                .map_err(|error| HostError::Tls(error.to_string()))?;
+        }
+        // No per-connection concurrency limit: tonic's waits for a free place, and a
+        // busy service must answer RESOURCE_EXHAUSTED at once (the limit layer) instead.
+        let max_streams = options.limits.max_in_flight.saturating_add(STREAM_HEADROOM);
+        let router = server
+            .max_concurrent_streams(u32::try_from(max_streams).unwrap_or(u32::MAX))
             .layer(AuthLayer::new(access.authenticator))
+            .layer(LimitLayer::new(service, options.limits))
             .add_service(health_service)
             .add_optional_service(access.reflection.then_some(reflection));
         Ok(Self {

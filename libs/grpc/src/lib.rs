@@ -4,6 +4,8 @@
 
 pub mod auth;
 pub mod host;
+pub mod limits;
+pub mod tls;
 
 use std::collections::HashMap;
 

@@ -1,13 +1,15 @@
 //! The start-up and shutdown every Circle service shares, so a service's `start`
 //! names only what is its own (its projections, loops and API):
 //!
-//! 1. [`connect`]: NATS, PostgreSQL as its two roles ([`Database`]: the runtime role,
-//!    refused if superuser or BYPASSRLS, and the owner for migrations), the service's
-//!    own stream (provisioned and checked by the event store) and the projection
-//!    settings;
+//! 1. [`connect`]: the host's access (token keys), NATS (with the TLS and credentials
+//!    of [`nats_options`]), PostgreSQL as its two roles ([`Database`]: the runtime
+//!    role, refused if superuser or BYPASSRLS, and the owner for migrations), the
+//!    service's own stream (provisioned and checked by the event store) and the
+//!    projection settings;
 //! 2. [`Connected::other_stream`]: wait for a stream another service writes;
 //! 3. [`Tasks`]: projections and background loops, spawned on the host's shutdown;
-//! 4. [`serve`]: the gRPC host, joined with every task once it stops;
+//! 4. [`serve`]: the gRPC host (bound with [`host_options`]: TLS and abuse limits),
+//!    joined with every task once it stops;
 //! 5. [`main`]: configuration, telemetry and Ctrl-C for a service binary;
 //!
 //! and, at the edge, [`consistent_read`] (read-your-writes), [`commit_meta`] (with the
@@ -26,7 +28,9 @@ use async_nats::jetstream::stream::Stream;
 use circle_config::Config;
 use circle_eventstore::{CommitMeta, EventStore, StreamSpec};
 use circle_grpc::auth::Authenticator;
-use circle_grpc::host::{Access, Host, Routes, Shutdown};
+use circle_grpc::host::{Access, Host, HostOptions, Routes, Shutdown};
+use circle_grpc::limits::Limits;
+use circle_grpc::tls::{ClientCertificates, ServerTls};
 use circle_grpc::{ApiError, Caller, Violations};
 pub use circle_projection::{Database, WallError, networks, tenant_transaction};
 use circle_projection::{
@@ -58,6 +62,8 @@ pub enum StartError {
     MissingStream(String),
     #[error("invalid configuration: {0}")]
     Config(String),
+    #[error("gRPC TLS: {0}")]
+    Tls(#[from] circle_grpc::tls::TlsError),
     #[error(transparent)]
     Host(#[from] circle_grpc::host::HostError),
     #[error("gRPC server: {0}")]
@@ -134,7 +140,9 @@ pub async fn connect(config: &Config, service: &str) -> Result<Connected, StartE
         url: config.nats.url.clone(),
         reason: error.to_string(),
     };
-    let nats = async_nats::connect(&config.nats.url)
+    let nats = nats_options(config, service)
+        .await?
+        .connect(config.nats.url.as_str())
         .await
         .map_err(|error| nats_error(&error))?;
     let pool = PgPoolOptions::new()
@@ -210,6 +218,87 @@ pub async fn access(config: &Config, service: &str) -> Result<Access, StartError
             auth.services.clone(),
         )),
         reflection: auth.reflection,
+    })
+}
+
+/// How `service` connects to NATS: TLS (the CA to trust, a client certificate, TLS
+/// required) and credentials as configured (see [`circle_config::NatsConfig`]), the
+/// connection named after the service, and its inboxes under `_INBOX.<subject root>`
+/// (e.g. `_INBOX.enrollment.…`), so a server can let each service user subscribe to
+/// its own replies only (`deploy/nats/users.conf`). The URL stays in the log of a
+/// failed connection; no credential does.
+pub async fn nats_options(
+    config: &Config,
+    service: &str,
+) -> Result<async_nats::ConnectOptions, StartError> {
+    let nats = &config.nats;
+    let failed = |reason: String| StartError::Nats {
+        url: nats.url.clone(),
+        reason,
+    };
+    let mut options = async_nats::ConnectOptions::new()
+        .name(format!("circle-{service}"))
+        .custom_inbox_prefix(format!("_INBOX.{}", config.subject_root(service)));
+    if let Some(ca) = &nats.tls_ca {
+        options = options.add_root_certificates(ca.clone());
+    }
+    if let (Some(cert), Some(key)) = (&nats.tls_cert, &nats.tls_key) {
+        options = options.add_client_certificate(cert.clone(), key.clone());
+    }
+    if nats.tls_required {
+        options = options.require_tls(true);
+    }
+    if let (Some(user), Some(password)) = (&nats.user, &nats.password) {
+        options = options.user_and_password(user.clone(), password.expose().to_owned());
+    }
+    if let Some(token) = &nats.token {
+        options = options.token(token.expose().to_owned());
+    }
+    if let Some(file) = &nats.credentials_file {
+        options = options.credentials_file(file).await.map_err(|error| {
+            failed(format!(
+                "cannot read the credentials file {}: {}",
+                file.display(),
+                error.kind()
+            ))
+        })?;
+    }
+    if let Some(file) = &nats.nkey_seed_file {
+        let seed = std::fs::read_to_string(file).map_err(|error| {
+            failed(format!(
+                "cannot read the nkey seed file {}: {}",
+                file.display(),
+                error.kind()
+            ))
+        })?;
+        options = options.nkey(seed.trim().to_owned());
+    }
+    Ok(options)
+}
+
+/// How a service's gRPC port serves, from `grpc.*`: TLS when a certificate is
+/// configured (its files read now, so a missing one stops the start), client
+/// certificates when a client CA is, and the in-flight limits.
+pub fn host_options(config: &Config) -> Result<HostOptions, StartError> {
+    let grpc = &config.grpc;
+    let tls = match (&grpc.tls_cert, &grpc.tls_key) {
+        (Some(cert), Some(key)) => {
+            let certificates = if grpc.require_client_cert {
+                ClientCertificates::Required
+            } else {
+                ClientCertificates::Optional
+            };
+            let client_ca = grpc.client_ca.as_deref().map(|path| (path, certificates));
+            Some(ServerTls::load(cert, key, client_ca)?)
+        }
+        _ => None,
+    };
+    Ok(HostOptions {
+        tls,
+        limits: Limits {
+            max_in_flight: grpc.max_in_flight,
+            max_in_flight_per_caller: grpc.max_in_flight_per_caller,
+        },
     })
 }
 

@@ -21,6 +21,7 @@ use circle_calendar::{Clock, SystemClock};
 use circle_config::Config;
 use circle_eventstore::StreamSpec;
 use circle_grpc::host::{Host, Shutdown};
+use circle_grpc::limits::{MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES};
 use circle_projection::ProjectionRunner;
 use circle_proto::accountability::v1::accountability_service_server::AccountabilityServiceServer;
 use circle_service::Tasks;
@@ -115,6 +116,7 @@ pub async fn start_with_clock(
         pool.clone(),
         shutdown.clone(),
         base.access.clone(),
+        circle_service::host_options(config)?,
     )
     .await?;
     let mut tasks = Tasks::new(&shutdown);
@@ -134,7 +136,13 @@ pub async fn start_with_clock(
     Ok(circle_service::serve(
         SERVICE,
         host,
-        |router| router.add_service(AccountabilityServiceServer::new(api)),
+        |router| {
+            router.add_service(
+                AccountabilityServiceServer::new(api)
+                    .max_decoding_message_size(MAX_REQUEST_BYTES)
+                    .max_encoding_message_size(MAX_RESPONSE_BYTES),
+            )
+        },
         tasks,
     ))
 }

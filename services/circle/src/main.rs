@@ -86,6 +86,12 @@ async fn dev(config_file: Option<PathBuf>) -> anyhow::Result<()> {
         "`circle dev` trusts its own development key; unset auth.jwks_file and auth.jwks_url \
          (a deployment with real keys runs the service binaries)"
     );
+    // It seeds its own services over plaintext: a development tool, not a deployment.
+    anyhow::ensure!(
+        config.grpc.tls_cert.is_none(),
+        "circle dev serves plaintext for development; unset grpc.tls_cert and grpc.tls_key \
+         (TLS is for the service binaries)"
+    );
     let keys = DevKeys::ensure(&dev_keys::dev_dir()?)?;
     config.auth.issuer = dev_keys::ISSUER.to_owned();
     config.auth.jwks_file = keys.jwks_file.display().to_string();

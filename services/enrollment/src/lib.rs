@@ -21,6 +21,7 @@ use std::time::Duration;
 use circle_config::Config;
 use circle_eventstore::StreamSpec;
 use circle_grpc::host::{Host, Shutdown};
+use circle_grpc::limits::{MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES};
 use circle_projection::ProjectionRunner;
 use circle_proto::enrollment::v1::enrollment_service_server::EnrollmentServiceServer;
 use circle_service::Tasks;
@@ -104,6 +105,7 @@ pub async fn start_with_clock(
         pool.clone(),
         shutdown.clone(),
         base.access.clone(),
+        circle_service::host_options(config)?,
     )
     .await?;
     let mut tasks = Tasks::new(&shutdown);
@@ -119,7 +121,13 @@ pub async fn start_with_clock(
     Ok(circle_service::serve(
         SERVICE,
         host,
-        |router| router.add_service(EnrollmentServiceServer::new(api)),
+        |router| {
+            router.add_service(
+                EnrollmentServiceServer::new(api)
+                    .max_decoding_message_size(MAX_REQUEST_BYTES)
+                    .max_encoding_message_size(MAX_RESPONSE_BYTES),
+            )
+        },
         tasks,
     ))
 }
