@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
@@ -488,5 +489,59 @@ async fn keys_can_come_from_a_jwks_url() -> anyhow::Result<()> {
         assert_ne!(code, Code::Unauthenticated, "{path}: {reason}");
     }
     served.abort();
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_feed_ends_when_the_token_that_opened_it_expires() -> anyhow::Result<()> {
+    use circle_proto::accountability::v1 as pb;
+    let mut system = System::start_at("2026-11-20T18:00:00Z").await?;
+    let clinic = system.clinic("north").await?;
+    let group = system
+        .weekly_group(&clinic, "tuesday", "2026-11-01")
+        .await?;
+    // Good for a few seconds only.
+    let short = circle_testkit::signing_key().sign(&TokenClaims {
+        expires_at: now() + 3,
+        ..claims()
+    });
+    let open = |group: String| {
+        let mut request = tonic::Request::new(pb::WatchGroupFeedRequest {
+            group,
+            after_position: 0,
+            heartbeat_seconds: 1,
+        });
+        circle_testkit::authorize(&mut request, &short);
+        request
+    };
+    // The feed opens once accountability knows the group.
+    let mut client = system.accountability.clone();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut feed = loop {
+        match client.watch_group_feed(open(group.clone())).await {
+            Ok(feed) => break feed.into_inner(),
+            Err(status) if tokio::time::Instant::now() < deadline => {
+                assert_ne!(status.code(), Code::Unauthenticated, "{status:?}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(status) => anyhow::bail!("the feed never opened: {status:?}"),
+        }
+    };
+    // Heartbeats until the token expires; then the feed ends, unauthenticated.
+    let ended = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match feed.message().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => break None,
+                Err(status) => break Some(status),
+            }
+        }
+    })
+    .await?;
+    let status = ended.context("the feed ended without a status")?;
+    assert_eq!(
+        (status.code(), reason(&status).as_str()),
+        (Code::Unauthenticated, "TOKEN_EXPIRED")
+    );
     Ok(())
 }

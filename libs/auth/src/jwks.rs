@@ -205,7 +205,8 @@ fn usable(key: RawKey) -> Option<(String, PublicKey)> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeySource {
     File(PathBuf),
-    /// `http://` or `https://` (verified against the web's root certificates).
+    /// `https://` (verified against the web's root certificates), or `http://` to a
+    /// loopback host only.
     Url(String),
 }
 
@@ -327,6 +328,14 @@ async fn refresh_keys(
     }
 }
 
+/// Whether `host` (a name or an address, without brackets) is this machine.
+pub fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|address| address.is_loopback())
+}
+
 /// A minimal HTTP/1.1 GET for the JWKS URL (plain or TLS with the web's roots).
 mod http {
     use std::sync::Arc;
@@ -345,13 +354,23 @@ mod http {
 
     async fn fetch(url: &str, limit: usize) -> Result<Vec<u8>, String> {
         let uri: hyper::Uri = url.parse().map_err(|_| "not a URL".to_owned())?;
+        let host = uri
+            .host()
+            .ok_or("the URL has no host")?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
         let tls = match uri.scheme_str() {
             Some("https") => true,
-            Some("http") => false,
-            _ => return Err("the URL must be http:// or https://".to_owned()),
+            // Keys fetched in the clear could be swapped by anyone on the path: plain
+            // HTTP only from this machine (tests, a local identity provider).
+            Some("http") if crate::jwks::is_loopback(&host) => false,
+            _ => return Err("the URL must be https:// (http:// only for loopback)".to_owned()),
         };
-        let host = uri.host().ok_or("the URL has no host")?.to_owned();
         let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        let authority = uri
+            .authority()
+            .map_or_else(|| host.clone(), |authority| authority.as_str().to_owned());
         let stream = tokio::net::TcpStream::connect((host.as_str(), port))
             .await
             .map_err(|error| error.to_string())?;
@@ -360,7 +379,7 @@ mod http {
             .map_or("/", |path| path.as_str())
             .to_owned();
         let request = hyper::Request::get(path)
-            .header(hyper::header::HOST, host.as_str())
+            .header(hyper::header::HOST, authority.as_str())
             .header(hyper::header::ACCEPT, "application/json")
             .body(Empty::<bytes::Bytes>::new())
             .map_err(|error| error.to_string())?;

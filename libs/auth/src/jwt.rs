@@ -89,7 +89,10 @@ pub struct Claims {
 impl Claims {
     pub fn caller(&self) -> Caller {
         let clinics: Vec<&str> = self.clinics.iter().map(String::as_str).collect();
-        Caller::new(&self.network, &self.subject, &self.roles, &clinics)
+        Caller {
+            expires_at: Some(self.expires_at),
+            ..Caller::new(&self.network, &self.subject, &self.roles, &clinics)
+        }
     }
 }
 

@@ -94,6 +94,9 @@ pub struct Caller {
     pub roles: Vec<Role>,
     /// Clinics a clinic-scoped staff member is scoped to.
     pub clinics: Vec<String>,
+    /// When the token this caller came with expires (seconds since the epoch); `None`
+    /// for the service's own process managers. A stream it opened ends then.
+    pub expires_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -113,7 +116,14 @@ impl Caller {
             actor_id: actor_id.to_owned(),
             roles,
             clinics: clinics.iter().map(|clinic| (*clinic).to_owned()).collect(),
+            expires_at: None,
         }
+    }
+
+    /// Whether the token this caller came with has expired at `now` (seconds since
+    /// the epoch).
+    pub fn expired_at(&self, now: i64) -> bool {
+        self.expires_at.is_some_and(|expires_at| now >= expires_at)
     }
 
     /// One of the service's own process managers, `name` saying which. Only code in

@@ -528,11 +528,32 @@ impl Config {
                 "set auth.jwks_file or auth.jwks_url, not both",
             );
         }
-        if !auth.jwks_url.is_empty()
-            && !auth.jwks_url.starts_with("https://")
-            && !auth.jwks_url.starts_with("http://")
-        {
-            return invalid("auth.jwks_url", "must start with https:// or http://");
+        if !auth.jwks_url.is_empty() && !auth.jwks_url.starts_with("https://") {
+            // Keys fetched in the clear could be swapped on the way: plain HTTP only
+            // from this machine.
+            let loopback = auth
+                .jwks_url
+                .strip_prefix("http://")
+                .and_then(|rest| rest.split(['/', '?']).next())
+                .map(|authority| {
+                    let host = match authority.rsplit_once(':') {
+                        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+                        _ => authority,
+                    };
+                    host.trim_start_matches('[').trim_end_matches(']')
+                })
+                .is_some_and(|host| {
+                    host.eq_ignore_ascii_case("localhost")
+                        || host
+                            .parse::<std::net::IpAddr>()
+                            .is_ok_and(|address| address.is_loopback())
+                });
+            if !loopback {
+                return invalid(
+                    "auth.jwks_url",
+                    "must start with https:// (http:// only to a loopback host)",
+                );
+            }
         }
         if !(10..=86_400).contains(&auth.jwks_refresh_secs) {
             return invalid("auth.jwks_refresh_secs", "must be between 10 and 86400");
@@ -551,6 +572,7 @@ impl Config {
         }
         for (identity, methods) in &auth.services {
             let id_like = !identity.is_empty()
+                && !identity.starts_with('-')
                 && identity.len() <= 63
                 && identity
                     .bytes()
@@ -717,6 +739,32 @@ mod tests {
             }
         }
         keys
+    }
+
+    #[test]
+    fn jwks_urls_are_https_except_to_this_machine() {
+        let check = |url: &str| {
+            Config::extract(
+                Figment::from(Serialized::defaults(Config::default()))
+                    .merge(Toml::string(&format!("[auth]\njwks_url = {url:?}\n"))),
+            )
+            .map(|_| ())
+            .map_err(|error| error.to_string())
+        };
+        assert!(check("https://idp.example/jwks.json").is_ok());
+        assert!(check("http://127.0.0.1:8080/jwks.json").is_ok());
+        assert!(check("http://localhost/jwks").is_ok());
+        assert!(check("http://[::1]:9000/jwks").is_ok());
+        for insecure in [
+            "http://idp.example/jwks.json",
+            "http://127.0.0.1.evil.example/jwks",
+            "ftp://idp.example/jwks",
+        ] {
+            assert!(
+                check(insecure).is_err_and(|error| error.contains("auth.jwks_url")),
+                "{insecure}"
+            );
+        }
     }
 
     #[test]

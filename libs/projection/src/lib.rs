@@ -22,4 +22,4 @@ pub use runner::{
     Applied, ApplyError, Delivery, LagError, Projection, ProjectionHandle, ProjectionRunner,
     ProjectionSettings, RebuildReport, rebuild,
 };
-pub use walls::{Database, WallError, networks, set_network, tenant_transaction};
+pub use walls::{Database, WallError, networks, set_network, tenant_snapshot, tenant_transaction};

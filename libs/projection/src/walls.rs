@@ -80,6 +80,11 @@ pub enum WallError {
          projection carries its rows' network"
     )]
     NoNetwork { table: String },
+    #[error(
+        "table {table} has a row-level security policy {policy:?} besides the wall; \
+         permissive policies are OR-ed, so it could open the wall. Drop it"
+    )]
+    OtherPolicy { table: String, policy: String },
     #[error("checking the database roles: {0}")]
     Database(#[from] sqlx::Error),
 }
@@ -115,6 +120,20 @@ impl Database {
             return Err(WallError::Privileged {
                 role,
                 what: "BYPASSRLS",
+            });
+        }
+        // A member of such a role could SET ROLE to it.
+        let privileged_member: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_roles r
+                 WHERE (r.rolsuper OR r.rolbypassrls) AND r.rolname <> current_user
+                   AND pg_has_role(current_user, r.oid, 'MEMBER'))",
+        )
+        .fetch_one(&pool)
+        .await?;
+        if privileged_member {
+            return Err(WallError::Privileged {
+                role,
+                what: "a member of a superuser or BYPASSRLS role",
             });
         }
         let owner_database: String = sqlx::query_scalar("SELECT current_database()::text")
@@ -160,6 +179,19 @@ pub async fn tenant_transaction(
     Ok(transaction)
 }
 
+/// A read-only transaction of `network` whose statements all see one snapshot
+/// (`REPEATABLE READ`), for a read of several statements that must agree.
+pub async fn tenant_snapshot(
+    pool: &PgPool,
+    network: &str,
+) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    let mut transaction = pool
+        .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .await?;
+    set_network(&mut transaction, network).await?;
+    Ok(transaction)
+}
+
 /// The networks a projection has applied events of (its schema's `networks`), for
 /// background loops that go through them one by one.
 pub async fn networks(pool: &PgPool, schema: &str) -> Result<Vec<String>, sqlx::Error> {
@@ -186,6 +218,34 @@ pub async fn wall_schema(
     schema: &str,
     runtime_role: &str,
 ) -> Result<(), WallError> {
+    wall_schema_granting(connection, schema, runtime_role, &WALLED_PRIVILEGES).await
+}
+
+/// [`wall_schema`], granting the runtime role only `privileges` on the walled tables
+/// (a table the services must never delete from, say).
+pub async fn wall_schema_granting(
+    connection: &mut PgConnection,
+    schema: &str,
+    runtime_role: &str,
+    privileges: &[&str],
+) -> Result<(), WallError> {
+    // The schema's owner (or anyone who may create in it) could drop a walled table
+    // and put an unwalled one in its place.
+    let (owns_schema, creates): (bool, bool) = sqlx::query_as(
+        "SELECT pg_has_role($1, n.nspowner, 'MEMBER'), has_schema_privilege($1, n.oid, 'CREATE')
+         FROM pg_namespace n WHERE n.nspname = $2",
+    )
+    .bind(runtime_role)
+    .bind(schema)
+    .fetch_one(&mut *connection)
+    .await?;
+    if owns_schema || creates {
+        return Err(WallError::Owner {
+            role: runtime_role.to_owned(),
+            table: format!("{schema} (the schema)"),
+        });
+    }
+    let walled_privileges = privileges;
     let has_usage: bool = sqlx::query_scalar("SELECT has_schema_privilege($1, $2, 'USAGE')")
         .bind(runtime_role)
         .bind(schema)
@@ -247,7 +307,20 @@ pub async fn wall_schema(
                     .execute(&mut *connection)
                     .await?;
                 }
-                &WALLED_PRIVILEGES[..]
+                let other: Option<String> = sqlx::query_scalar(
+                    "SELECT polname::text FROM pg_policy WHERE polrelid = $1::regclass AND polname <> $2 LIMIT 1",
+                )
+                .bind(&qualified)
+                .bind(WALL_POLICY)
+                .fetch_optional(&mut *connection)
+                .await?;
+                if let Some(policy) = other {
+                    return Err(WallError::OtherPolicy {
+                        table: format!("{schema}.{table}"),
+                        policy,
+                    });
+                }
+                walled_privileges
             }
         };
         let missing: Vec<String> = sqlx::query_scalar(

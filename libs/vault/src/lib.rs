@@ -10,7 +10,7 @@
 //! - [`DataKey`]: one participant's AES-256-GCM key; [`DataKey::seal`] and
 //!   [`DataKey::open`] for a field, bound (as associated data) to the network,
 //!   participant and field it belongs to, so a sealed value cannot be moved to another
-//!   record.
+//!   participant or field (within one participant's field it is only the value).
 //! - [`Sealed`]: a sealed field as text, `v1.<base64url of nonce || ciphertext>`.
 //!
 //! AEAD: ring's AES-256-GCM with random 96-bit nonces (ring is the crypto of the TLS
@@ -40,6 +40,8 @@ pub enum VaultError {
     Unwrap,
     #[error("a sealed value did not open (wrong key, wrong record or damaged)")]
     Open,
+    #[error("sealing failed")]
+    Seal,
     #[error("the system's random source failed")]
     Random,
 }
@@ -107,7 +109,7 @@ fn seal_bytes(key: &LessSafeKey, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>
         Aad::from(aad),
         &mut in_out,
     )
-    .map_err(|_| VaultError::Open)?;
+    .map_err(|_| VaultError::Seal)?;
     let mut sealed = nonce.to_vec();
     sealed.extend_from_slice(&in_out);
     Ok(sealed)

@@ -69,8 +69,42 @@ impl KeyStore {
         )))
         .execute(&mut *migration)
         .await?;
-        circle_projection::walls::wall_schema(&mut migration, SCHEMA, database.runtime_role())
+        // A forgotten participant stays forgotten: the services may not delete a row
+        // (no DELETE grant), and no update touches a tombstone.
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE OR REPLACE FUNCTION {SCHEMA}.keep_tombstones() RETURNS trigger
+             LANGUAGE plpgsql AS $$
+             BEGIN
+               IF OLD.forgotten_at IS NOT NULL THEN
+                 RAISE EXCEPTION 'participant % of network % is forgotten', OLD.participant_id, OLD.network
+                   USING ERRCODE = 'integrity_constraint_violation';
+               END IF;
+               RETURN NEW;
+             END $$"
+        )))
+        .execute(&mut *migration)
+        .await?;
+        let has_trigger: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'keep_tombstones'
+                 AND tgrelid = 'circle_vault.data_keys'::regclass)",
+        )
+        .fetch_one(&mut *migration)
+        .await?;
+        if !has_trigger {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "CREATE TRIGGER keep_tombstones BEFORE UPDATE OR DELETE ON {SCHEMA}.data_keys
+                 FOR EACH ROW EXECUTE FUNCTION {SCHEMA}.keep_tombstones()"
+            )))
+            .execute(&mut *migration)
             .await?;
+        }
+        circle_projection::walls::wall_schema_granting(
+            &mut migration,
+            SCHEMA,
+            database.runtime_role(),
+            &["SELECT", "INSERT", "UPDATE"],
+        )
+        .await?;
         migration.commit().await?;
         Ok(Self {
             database,
@@ -214,7 +248,7 @@ impl KeyStore {
             let wrapped = self.master.wrap(&key, network, &participant)?;
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "UPDATE {SCHEMA}.data_keys SET master_key_id = $3, wrapped = $4
-                 WHERE network = $1 AND participant_id = $2"
+                 WHERE network = $1 AND participant_id = $2 AND forgotten_at IS NULL"
             )))
             .bind(network)
             .bind(&participant)

@@ -35,8 +35,26 @@ async fn a_participant_has_one_key_until_forgotten_and_none_after() -> anyhow::R
             .as_deref(),
         Some("Samantha")
     );
-    // Another network's sam is another person.
-    assert!(store.opening_key("other", "sam").await?.is_none());
+    // Another network's sam is another person, and the wall keeps their key apart.
+    let others = store.sealing_key("other", "sam").await?;
+    let other_sealed = others.seal(
+        Context {
+            network: "other",
+            ..SAM
+        },
+        "Sam",
+    )?;
+    assert!(others.open(SAM, &sealed).is_err());
+    let seen_from_acme: i64 = {
+        let mut acme = circle_projection::tenant_transaction(&env.runtime_pool, "acme").await?;
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*) FROM {SCHEMA}.data_keys WHERE network = 'other'"
+        )))
+        .fetch_one(&mut *acme)
+        .await?
+    };
+    assert_eq!(seen_from_acme, 0);
+    let _ = other_sealed;
     let pat = store.sealing_key("acme", "pat").await?;
     let pats = pat.seal(
         Context {
@@ -79,6 +97,23 @@ async fn a_participant_has_one_key_until_forgotten_and_none_after() -> anyhow::R
     .fetch_one(&env.pool)
     .await?;
     assert_eq!((wrapped, master), (None, None));
+    // Not even the services' own role can bring a tombstone back or remove it.
+    let mut acme = circle_projection::tenant_transaction(&env.runtime_pool, "acme").await?;
+    let revived = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE {SCHEMA}.data_keys SET forgotten_at = NULL, wrapped = 'x', master_key_id = 'k1'
+         WHERE network = 'acme' AND participant_id = 'sam'"
+    )))
+    .execute(&mut *acme)
+    .await;
+    assert!(revived.is_err(), "a tombstone was updated: {revived:?}");
+    drop(acme);
+    let mut acme = circle_projection::tenant_transaction(&env.runtime_pool, "acme").await?;
+    let removed = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DELETE FROM {SCHEMA}.data_keys WHERE network = 'acme' AND participant_id = 'sam'"
+    )))
+    .execute(&mut *acme)
+    .await;
+    assert!(removed.is_err(), "a tombstone was deleted: {removed:?}");
     Ok(())
 }
 

@@ -329,10 +329,16 @@ impl Nudger {
         let networks = circle_service::networks(&self.pool, crate::read_model::SCHEMA)
             .await
             .map_err(|error| error.to_string())?;
+        // One network's failure does not hold back the others; the pass still reports
+        // it.
+        let mut failed = None;
         for network in networks {
-            self.network_once(&network).await?;
+            if let Err(error) = self.network_once(&network).await {
+                tracing::warn!(%network, %error, "a network's nudges were not run");
+                failed.get_or_insert(error);
+            }
         }
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
 
     /// A transaction that sees `network`'s rows only.

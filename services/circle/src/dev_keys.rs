@@ -42,6 +42,12 @@ impl DevKeys {
     /// again each time, so it always matches the key).
     pub fn ensure(dir: &Path) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            // The private key's directory is its owner's alone.
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("restricting {}", dir.display()))?;
+        }
         let key_file = dir.join(KEY_FILE);
         let key = match std::fs::read_to_string(&key_file) {
             Ok(pem) => SigningKey::from_pkcs8_pem(Algorithm::EdDsa, KID, &pem)

@@ -150,10 +150,19 @@ impl Materializer {
             .await
             .map_err(|error| error.to_string())?;
         let mut pass = Pass::default();
+        // One network's failure does not hold back the others; the pass still reports
+        // it.
+        let mut failed = None;
         for network in networks {
-            self.network_once(&network, &mut pass).await?;
+            if let Err(error) = self.network_once(&network, &mut pass).await {
+                tracing::warn!(%network, %error, "a network's sessions were not materialised");
+                failed.get_or_insert(error);
+            }
         }
-        Ok(pass)
+        match failed {
+            Some(error) => Err(error),
+            None => Ok(pass),
+        }
     }
 
     /// A transaction that sees `network`'s rows only.

@@ -641,6 +641,11 @@ impl Queries {
         after: u64,
     ) -> ApiResult<(Vec<FeedItem>, u64)> {
         let network = group.network.as_str();
+        // Both queries read one snapshot: with two, a batch committed between them
+        // (a check-in at P, a milestone at P+1) would move the page past P unseen.
+        let mut snapshot = circle_projection::tenant_snapshot(&self.pool, network)
+            .await
+            .map_err(database_error)?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT 'check-in' AS kind, {CHECK_IN_COLUMNS}, c.position AS item_position, '' AS from_id, '' AS reaction, '' AS message, '' AS milestone
              FROM accountability.check_ins c
@@ -659,7 +664,7 @@ impl Queries {
         .bind(network)
         .bind(group.group.as_str())
         .bind(after as i64)
-        .fetch_all(&mut *self.tenant(network).await?)
+        .fetch_all(&mut *snapshot)
         .await
         .map_err(database_error)?;
         // A day milestone reached again after a setback is flagged as a repeat: peers do
@@ -677,7 +682,7 @@ impl Queries {
         .bind(network)
         .bind(group.group.as_str())
         .bind(after as i64)
-        .fetch_all(&mut *self.tenant(network).await?)
+        .fetch_all(&mut *snapshot)
         .await
         .map_err(database_error)?;
         // Both queries are capped; a full one only covers positions up to its last row, so
@@ -783,6 +788,23 @@ impl Queries {
                 let mut position = after_position;
                 let mut last_sent = tokio::time::Instant::now();
                 loop {
+                    // A feed lives no longer than the token that opened it.
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |since| {
+                            i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
+                        });
+                    if caller.expired_at(now) {
+                        let _ = sender
+                            .send(Err(ApiError::new(
+                                Code::Unauthenticated,
+                                "TOKEN_EXPIRED",
+                                "the token that opened this feed has expired; reconnect with a new one \
+                                 and resume after the last position received",
+                            )))
+                            .await;
+                        return;
+                    }
                     match queries.feed_page(&caller, &group, position).await {
                         Ok((items, last)) => {
                             for item in items {
