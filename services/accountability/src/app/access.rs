@@ -173,6 +173,18 @@ pub fn permit(
     rule(operation).permit(caller, network, target)
 }
 
+/// [`permit`] for a request whose names show no clinic (`Rule::permit_unplaced`: the
+/// tenant, the role and a participant's own record): the caller must then be held to
+/// their reach on what is looked up, or by the query's filter.
+pub fn permit_unplaced(
+    caller: &Caller,
+    operation: Operation,
+    network: &str,
+    target: &Target<'_>,
+) -> Result<(), ApiError> {
+    rule(operation).permit_unplaced(caller, network, target)
+}
+
 /// The role part of `operation`'s rule alone, which needs nothing from the request.
 pub fn check_role(caller: &Caller, operation: Operation) -> Result<(), ApiError> {
     rule(operation).check_role(caller)
@@ -205,6 +217,13 @@ mod tests {
             Scope::Clinics => "staff: their clinics",
             Scope::OwnRecordOrClinics => "participant: own record; staff: their clinics",
             Scope::OwnGroupsOrClinics => "participant: own groups; staff: their clinics",
+            Scope::OwnRecordOrCareTeam => {
+                "participant: own record; facilitator: members of their groups; admins: their clinics"
+            }
+            Scope::OwnGroupsOrCareTeam => {
+                "participant: own groups; facilitator: their groups; admins: their clinics"
+            }
+            Scope::FacilitatedGroups => "facilitator: their groups",
         }
     }
 
@@ -255,6 +274,7 @@ mod tests {
             clinics: &["north"],
             participant: Some("sam"),
             caller_is_member: true,
+            caller_facilitates: true,
         };
         for step in Step::ALL {
             let rule = step_rule(step);

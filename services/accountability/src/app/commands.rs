@@ -617,7 +617,7 @@ impl Commands {
             &Target {
                 clinics: &[clinic.as_str()],
                 participant: partner,
-                caller_is_member: false,
+                ..Target::default()
             },
         )?;
         let executed = self
@@ -665,7 +665,7 @@ impl Commands {
             &Target {
                 clinics: &[clinic.as_str()],
                 participant: partner,
-                caller_is_member: false,
+                ..Target::default()
             },
         )?;
         let command = PartnershipCommand::End {

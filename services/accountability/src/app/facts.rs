@@ -109,7 +109,7 @@ impl Facts {
         operation: Operation,
         participant: &ParticipantName,
     ) -> ApiResult<Viewer> {
-        access::permit(
+        access::permit_unplaced(
             caller,
             operation,
             participant.network.as_str(),

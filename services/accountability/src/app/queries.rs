@@ -587,7 +587,7 @@ impl Queries {
     ) -> ApiResult<Vec<AtRiskEntry>> {
         // The list is filtered to the caller's clinics below, so no clinic is checked
         // here: only the role.
-        access::permit(
+        access::permit_unplaced(
             caller,
             Operation::ListAtRisk,
             staff.network.as_str(),

@@ -152,6 +152,22 @@ pub fn permit(
     }
 }
 
+/// [`permit`] for a request whose names show no clinic: a staff member's queue or a
+/// participant's history, which the query filters to the caller's clinics
+/// (`Rule::permit_unplaced`: the tenant, the role and a participant's own record).
+pub fn permit_unplaced(
+    caller: &Caller,
+    operation: Operation,
+    named: Option<(&Id, Target<'_>)>,
+) -> Result<(), ApiError> {
+    match named {
+        Some((network, target)) => {
+            rule(operation).permit_unplaced(caller, network.as_str(), &target)
+        }
+        None => rule(operation).check_role(caller),
+    }
+}
+
 /// [`permit`] for a request about something in one clinic of a network (`None`: its
 /// name did not parse).
 pub fn permit_in_clinic(
@@ -232,7 +248,7 @@ mod tests {
         let target = Target {
             clinics: &clinics,
             participant: Some("p-1"),
-            caller_is_member: false,
+            ..Target::default()
         };
         check(&caller(role, "p-1"), operation, Some(target))
             .err()
@@ -416,6 +432,8 @@ mod tests {
                 Scope::Clinics => "their clinics",
                 Scope::OwnRecordOrClinics => "own record (participant), their clinics (staff)",
                 Scope::OwnGroupsOrClinics => "own groups (participant), their clinics (staff)",
+                Scope::FacilitatedGroups => "the group's facilitators, in their clinics",
+                Scope::OwnRecordOrCareTeam | Scope::OwnGroupsOrCareTeam => "not used here",
             };
             table.push_str(&format!(
                 "| `{}` | {} | {scope} |\n",

@@ -640,7 +640,7 @@ impl Commands {
                         Target {
                             clinics: &[session.clinic.as_str()],
                             participant: Some(participant.participant.as_str()),
-                            caller_is_member: false,
+                            ..Target::default()
                         },
                     )),
                 )?

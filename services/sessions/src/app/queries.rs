@@ -352,7 +352,8 @@ impl Queries {
             .resource
             .as_ref()
             .map(|staff| (&staff.network, Target::default()));
-        access::permit(caller, Operation::ListUnsignedNotes, named)?;
+        // The queue is filtered to the caller's clinics below.
+        access::permit_unplaced(caller, Operation::ListUnsignedNotes, named)?;
         if let Some(staff) = &input.resource
             && access::rule(Operation::ListUnsignedNotes).admits_only_as(caller, Role::Facilitator)
             && staff.staff.as_str() != caller.actor_id
@@ -418,7 +419,8 @@ impl Queries {
                 },
             )
         });
-        access::permit(caller, Operation::GetAttendanceHistory, named)?;
+        // The history is filtered to the caller's clinics below.
+        access::permit_unplaced(caller, Operation::GetAttendanceHistory, named)?;
         let (participant, ()) = self.read_after(input).await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {SESSION_COLUMNS}, a.status, a.minutes FROM sessions.attendance a

@@ -279,7 +279,7 @@ fn permit_membership(
         Target {
             clinics: &[name.clinic.as_str()],
             participant: Some(name.membership.as_str()),
-            caller_is_member: false,
+            ..Target::default()
         },
     )
 }
