@@ -8,6 +8,7 @@ mod authn;
 mod binaries;
 mod dev;
 mod edge;
+mod matrix;
 mod retries;
 mod sessions;
 mod sessions_access;
