@@ -4,7 +4,8 @@
 //! callers' clinic); `network` (the network itself); `sam` and `pat` (a participant's
 //! record — `sam`'s home and group are in north, `pat`'s in south — or their membership
 //! in their `tue` group); `nobody` (a participant never registered); `across` (a
-//! transfer from north's `tue` to south's `thu`).
+//! transfer from north's `tue` to south's `thu`, or enrolling pat, of south, in north's
+//! `thu`).
 
 use circle_proto::enrollment::v1 as pb;
 use pb::enrollment_service_client::EnrollmentServiceClient;
@@ -58,6 +59,8 @@ const TABLE: &[Row] = &[
     ("RevokeConsent",                 "pat",      "pass   CLINIC CLINIC CLINIC CLINIC RECORD pass   pass"),
     ("EnrollParticipant",             "north",    "pass   pass   pass   pass   pass   ROLE   ROLE   pass"),
     ("EnrollParticipant",             "south",    "pass   CLINIC CLINIC CLINIC CLINIC ROLE   ROLE   pass"),
+    ("EnrollParticipant",             "across",   "pass   CLINIC CLINIC CLINIC CLINIC ROLE   ROLE   pass"),
+    ("EnrollParticipant",             "nobody",   "pass   CLINIC CLINIC CLINIC CLINIC ROLE   ROLE   pass"),
     ("AcceptSeatOffer",               "sam",      "pass   pass   pass   pass   pass   pass   RECORD pass"),
     ("AcceptSeatOffer",               "pat",      "pass   CLINIC CLINIC CLINIC CLINIC RECORD pass   pass"),
     ("DeclineSeatOffer",              "sam",      "pass   pass   pass   pass   pass   pass   RECORD pass"),
@@ -448,8 +451,17 @@ async fn call(
             client
                 .enroll_participant(with_token(
                     pb::EnrollParticipantRequest {
+                        // Across: pat, of south, into north's group; nobody: someone
+                        // never registered, into north's.
                         parent: group(n, clinic_id, "thu"),
-                        participant: participant(n, member),
+                        participant: participant(
+                            n,
+                            match place {
+                                "across" => "pat",
+                                "nobody" => "nobody",
+                                _ => member,
+                            },
+                        ),
                         request_id,
                         ..Default::default()
                     },

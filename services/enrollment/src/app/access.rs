@@ -227,7 +227,8 @@ pub fn check_early(
 
 /// The row of `operation`. The clinics of a `Scope::Clinics` row are those in the
 /// resource names the request carries (a participant's: their home clinic; a
-/// transfer: both groups' clinics).
+/// transfer: both groups' clinics; enrolling: the group's and the participant's home
+/// clinic).
 pub fn rule(operation: Operation) -> Rule {
     use Operation as O;
     match operation {
@@ -319,7 +320,6 @@ mod tests {
             | O::GetGroup
             | O::ListGroupMembers
             | O::ListWaitlist
-            | O::EnrollParticipant
             | O::HoldMembership
             | O::ResumeMembership
             | O::DischargeParticipant
@@ -328,6 +328,9 @@ mod tests {
             | O::DeclineSeatOffer => "the group's",
             O::ListGroups => "the clinic named; for the whole network, only theirs are listed",
             O::TransferParticipant => "both groups'",
+            O::EnrollParticipant => {
+                "the group's and the participant's home clinic (someone not registered is in none)"
+            }
             O::RegisterParticipant => "the home clinic",
             O::UpdateParticipant => "the home clinic, current and new",
             O::GetParticipant | O::RecordConsent | O::RevokeConsent => {
