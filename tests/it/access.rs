@@ -42,7 +42,8 @@ async fn the_queries_admit_exactly_whom_the_access_table_names() -> anyhow::Resu
     } = circle("2026-11-20T18:00:00Z").await?;
     let client = &mut system.accountability;
 
-    // A group's board: its members and the staff of its clinic.
+    // A group's board: its members and its care team (its facilitators, the admins
+    // of its clinic); not intake, not a facilitator of another group.
     let board = |group: &str| pb::GetGroupBoardRequest {
         group: group.to_owned(),
         ..Default::default()
@@ -51,13 +52,32 @@ async fn the_queries_admit_exactly_whom_the_access_table_names() -> anyhow::Resu
         .get_group_board(as_participant(board(&group), "sam"))
         .await?;
     client
-        .get_group_board(in_clinic(
-            board(&group),
-            "intake-coordinator",
-            "i-1",
-            "north",
-        ))
+        .get_group_board(in_clinic(board(&group), "facilitator", "staff-1", "north"))
         .await?;
+    client
+        .get_group_board(in_clinic(board(&group), "clinic-admin", "admin-2", "north"))
+        .await?;
+    assert_eq!(
+        refusal(
+            client
+                .get_group_board(in_clinic(
+                    board(&group),
+                    "intake-coordinator",
+                    "i-1",
+                    "north",
+                ))
+                .await
+        ),
+        denied("ROLE_NOT_ALLOWED")
+    );
+    assert_eq!(
+        refusal(
+            client
+                .get_group_board(in_clinic(board(&group), "facilitator", "staff-2", "north"))
+                .await
+        ),
+        denied("NOT_A_FACILITATOR")
+    );
     assert_eq!(
         refusal(
             client
@@ -106,7 +126,8 @@ async fn the_queries_admit_exactly_whom_the_access_table_names() -> anyhow::Resu
     );
     watch(as_participant(feed(0), "sam")).await?;
 
-    // A participant's timeline: the person, or staff of a clinic of their groups.
+    // A participant's timeline: the person, or their care team: a facilitator of one
+    // of their groups, an admin of its clinic.
     let timeline = |participant: &str| pb::GetParticipantTimelineRequest {
         participant: participant.to_owned(),
         ..Default::default()
@@ -115,13 +136,22 @@ async fn the_queries_admit_exactly_whom_the_access_table_names() -> anyhow::Resu
         .get_participant_timeline(as_participant(timeline(&sam), "sam"))
         .await?;
     client
-        .get_participant_timeline(in_clinic(
-            timeline(&sam),
-            "intake-coordinator",
-            "i-1",
-            "north",
-        ))
+        .get_participant_timeline(in_clinic(timeline(&sam), "facilitator", "staff-1", "north"))
         .await?;
+    for (role, actor, reason) in [
+        ("intake-coordinator", "i-1", "ROLE_NOT_ALLOWED"),
+        ("facilitator", "staff-2", "NOT_YOUR_RECORD"),
+    ] {
+        assert_eq!(
+            refusal(
+                client
+                    .get_participant_timeline(in_clinic(timeline(&sam), role, actor, "north"))
+                    .await
+            ),
+            denied(reason),
+            "{role} {actor}"
+        );
+    }
     assert_eq!(
         refusal(
             client
@@ -192,6 +222,70 @@ async fn the_queries_admit_exactly_whom_the_access_table_names() -> anyhow::Resu
     assert_eq!(
         refusal(client.list_at_risk(admin(at_risk("staff-1"))).await),
         invalid("parent")
+    );
+    Ok(())
+}
+
+/// An open feed checks the caller's access again before every page it reads: a member
+/// who leaves the group stops receiving, told so as a new call would be.
+#[tokio::test]
+async fn a_member_who_leaves_the_group_stops_receiving_its_feed() -> anyhow::Result<()> {
+    let Circle {
+        mut system,
+        group,
+        sam,
+        ..
+    } = circle("2026-11-20T18:00:00Z").await?;
+    let mut feed = system
+        .accountability
+        .watch_group_feed(as_participant(
+            pb::WatchGroupFeedRequest {
+                group: group.clone(),
+                after_position: 0,
+                heartbeat_seconds: 1,
+            },
+            "sam",
+        ))
+        .await?
+        .into_inner();
+    // Open and delivering (a heartbeat or an item).
+    let first = tokio::time::timeout(std::time::Duration::from_secs(15), feed.message()).await?;
+    assert!(matches!(first, Ok(Some(_))), "{first:?}");
+
+    let membership = format!(
+        "{group}/memberships/{}",
+        sam.rsplit('/').next().unwrap_or_default()
+    );
+    system
+        .enrollment
+        .discharge_participant(admin(
+            circle_proto::enrollment::v1::DischargeParticipantRequest {
+                name: membership,
+                reason: circle_proto::enrollment::v1::EndReason::Completed as i32,
+                ..Default::default()
+            },
+        ))
+        .await?;
+    // Whatever was read while Sam was a member may still arrive; then the refusal, and
+    // nothing after it.
+    let refused = tokio::time::timeout(std::time::Duration::from_secs(15), async {
+        loop {
+            match feed.message().await {
+                Ok(Some(_)) => continue,
+                Err(status) => return Some(status),
+                Ok(None) => return None,
+            }
+        }
+    })
+    .await?;
+    let Some(status) = refused else {
+        anyhow::bail!("the feed ended without telling why");
+    };
+    assert_eq!(refusal::<()>(Err(status)), denied("NOT_A_MEMBER"));
+    let after = tokio::time::timeout(std::time::Duration::from_secs(15), feed.message()).await?;
+    assert!(
+        matches!(after, Ok(None)),
+        "nothing after the refusal: {after:?}"
     );
     Ok(())
 }

@@ -9,6 +9,7 @@ mod binaries;
 mod dev;
 mod edge;
 mod limits;
+mod matrix;
 mod nats_users;
 mod pki;
 mod retries;

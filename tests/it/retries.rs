@@ -9,7 +9,7 @@ use circle_proto::sessions::v1 as sessions;
 use tonic::Code;
 
 use crate::accountability::{Circle, circle};
-use crate::support::{System, admin, refusal};
+use crate::support::{System, admin, as_facilitator, refusal};
 
 fn check_in(parent: &str, request_id: &str, text: &str, mood: u32) -> pb::SubmitCheckInRequest {
     pb::SubmitCheckInRequest {
@@ -132,11 +132,11 @@ async fn write_shared_note_with_a_request_id_used_for_another_note_is_refused() 
     };
     system
         .sessions
-        .write_shared_note(admin(note("We talked about routines.")))
+        .write_shared_note(as_facilitator(note("We talked about routines.")))
         .await?;
     let other = system
         .sessions
-        .write_shared_note(admin(note("We talked about the holidays.")))
+        .write_shared_note(as_facilitator(note("We talked about the holidays.")))
         .await;
     assert_eq!(reused(other), request_id_reused());
     Ok(())
@@ -216,7 +216,7 @@ async fn a_retry_gets_the_original_answer_even_after_the_record_changed() -> any
     let session = start_session(&mut system, &group).await?;
     system
         .sessions
-        .write_shared_note(admin(sessions::WriteSharedNoteRequest {
+        .write_shared_note(as_facilitator(sessions::WriteSharedNoteRequest {
             name: session.clone(),
             text: "We talked about routines.".into(),
             request_id: String::new(),
@@ -227,17 +227,25 @@ async fn a_retry_gets_the_original_answer_even_after_the_record_changed() -> any
         name: note.clone(),
         request_id: "sign-1".into(),
     };
-    let first = system.sessions.sign_note(admin(sign())).await?.into_inner();
+    let first = system
+        .sessions
+        .sign_note(as_facilitator(sign()))
+        .await?
+        .into_inner();
     system.clock.advance(chrono::Duration::minutes(20));
     system
         .sessions
-        .amend_note(admin(sessions::AmendNoteRequest {
+        .amend_note(as_facilitator(sessions::AmendNoteRequest {
             name: note.clone(),
             text: "Sam left early.".into(),
             request_id: String::new(),
         }))
         .await?;
-    let retry = system.sessions.sign_note(admin(sign())).await?.into_inner();
+    let retry = system
+        .sessions
+        .sign_note(as_facilitator(sign()))
+        .await?
+        .into_inner();
     assert_eq!(retry, first);
     Ok(())
 }

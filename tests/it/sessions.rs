@@ -5,7 +5,7 @@ use circle_proto::enrollment::v1 as enrollment;
 use circle_proto::sessions::v1 as pb;
 use tonic::Code;
 
-use crate::support::{System, admin, as_caller, eventually, on_roster, refusal};
+use crate::support::{System, admin, as_caller, as_facilitator, eventually, on_roster, refusal};
 
 fn utc(text: &str) -> anyhow::Result<i64> {
     Ok(text.parse::<chrono::DateTime<chrono::Utc>>()?.timestamp())
@@ -570,7 +570,7 @@ async fn member_notes_stand_alone_and_signed_notes_change_only_by_amendment() ->
     // The shared narrative may name the group's work but is signed the same way.
     let shared = system
         .sessions
-        .write_shared_note(admin(pb::WriteSharedNoteRequest {
+        .write_shared_note(as_facilitator(pb::WriteSharedNoteRequest {
             name: session.clone(),
             text: "Theme: building routines for the holidays.".into(),
             request_id: String::new(),
@@ -581,16 +581,24 @@ async fn member_notes_stand_alone_and_signed_notes_change_only_by_amendment() ->
     let latest = shared.consistency_token;
     assert!(shared_name.ends_with("/notes/shared"));
 
-    let sheet = system
-        .sessions
-        .get_session(admin(pb::GetSessionRequest {
-            name: session.clone(),
-            consistency_token: latest,
-        }))
-        .await?
-        .into_inner()
-        .session
-        .unwrap_or_default();
+    let sheet_for = |viewer: tonic::Request<pb::GetSessionRequest>| {
+        let mut sessions = system.sessions.clone();
+        async move {
+            anyhow::Ok(
+                sessions
+                    .get_session(viewer)
+                    .await?
+                    .into_inner()
+                    .session
+                    .unwrap_or_default(),
+            )
+        }
+    };
+    let read = || pb::GetSessionRequest {
+        name: session.clone(),
+        consistency_token: latest.clone(),
+    };
+    let sheet = sheet_for(as_facilitator(read())).await?;
     let sams = sheet
         .roster
         .iter()
@@ -603,6 +611,7 @@ async fn member_notes_stand_alone_and_signed_notes_change_only_by_amendment() ->
         sams.text, "Engaged; described a new coping plan for weekends.",
         "the signed text is kept as signed"
     );
+    assert!(!sams.text_withheld);
     assert_eq!(
         sams.amendments
             .iter()
@@ -610,7 +619,72 @@ async fn member_notes_stand_alone_and_signed_notes_change_only_by_amendment() ->
             .collect::<Vec<_>>(),
         ["Correction: plan covers weekday evenings too."]
     );
-    assert!(sheet.shared_note.is_some_and(|n| !n.signed));
+    assert!(sheet.shared_note.clone().is_some_and(|n| !n.signed));
+
+    // Anyone else who may see the session sees the notes' status, not their text: an
+    // admin, intake, a facilitator of another group, a calling service alike.
+    for viewer in [
+        admin(read()),
+        as_caller(read(), "clinic-admin", "admin-2"),
+        as_caller(read(), "intake-coordinator", "intake-1"),
+        as_caller(read(), "facilitator", "staff-2"),
+    ] {
+        let withheld = sheet_for(viewer).await?;
+        let note = |sheet: &pb::Session| {
+            sheet
+                .roster
+                .iter()
+                .find(|e| e.participant == sam)
+                .and_then(|e| e.note.clone())
+                .unwrap_or_default()
+        };
+        let (seen, shown) = (note(&withheld), note(&sheet));
+        assert!(seen.text_withheld && seen.text.is_empty());
+        assert_eq!(
+            (seen.signed, &seen.signed_by, seen.sign_time, &seen.name),
+            (shown.signed, &shown.signed_by, shown.sign_time, &shown.name)
+        );
+        assert_eq!(
+            seen.amendments
+                .iter()
+                .map(|a| (a.text.as_str(), a.staff_id.as_str(), a.time))
+                .collect::<Vec<_>>(),
+            shown
+                .amendments
+                .iter()
+                .map(|a| ("", a.staff_id.as_str(), a.time))
+                .collect::<Vec<_>>()
+        );
+        assert!(
+            withheld
+                .shared_note
+                .is_some_and(|n| n.text_withheld && n.text.is_empty())
+        );
+        assert_eq!(withheld.roster.len(), sheet.roster.len());
+    }
+
+    // Only the group's own facilitators write, sign and amend its notes.
+    let by = |role: &'static str, actor: &'static str| {
+        as_caller(
+            pb::SignNoteRequest {
+                name: shared_name.clone(),
+                request_id: String::new(),
+            },
+            role,
+            actor,
+        )
+    };
+    for (role, actor, reason) in [
+        ("facilitator", "staff-2", "NOT_A_FACILITATOR"),
+        ("network-admin", "admin-1", "ROLE_NOT_ALLOWED"),
+        ("clinic-admin", "admin-2", "ROLE_NOT_ALLOWED"),
+    ] {
+        assert_eq!(
+            refusal(system.sessions.sign_note(by(role, actor)).await),
+            (Code::PermissionDenied, reason.to_owned(), Vec::new()),
+            "{role} {actor}"
+        );
+    }
 
     // The facilitator's queue holds the unsigned shared note and the unclosed session.
     let queue = system
@@ -640,6 +714,31 @@ async fn member_notes_stand_alone_and_signed_notes_change_only_by_amendment() ->
         })
         .collect();
     assert_eq!(items, [(session.clone(), Some(shared_name.clone()))]);
+    let texts = |queue: &pb::ListUnsignedNotesResponse| -> Vec<(String, bool)> {
+        queue
+            .items
+            .iter()
+            .filter_map(|item| item.note.as_ref())
+            .map(|note| (note.text.clone(), note.text_withheld))
+            .collect()
+    };
+    assert_eq!(
+        texts(&queue),
+        [(
+            "Theme: building routines for the holidays.".to_owned(),
+            false
+        )]
+    );
+    // An admin looking at the facilitator's queue sees what waits, not what it says.
+    let supervised = system
+        .sessions
+        .list_unsigned_notes(admin(pb::ListUnsignedNotesRequest {
+            parent: "networks/acme/staff/staff-1".into(),
+            ..Default::default()
+        }))
+        .await?
+        .into_inner();
+    assert_eq!(texts(&supervised), [(String::new(), true)]);
     let someone_elses = system
         .sessions
         .list_unsigned_notes(as_caller(
@@ -1418,7 +1517,7 @@ async fn sign_and_amend_answer_with_the_note_as_a_read_shows_it() -> anyhow::Res
     } = started_session().await?;
     system
         .sessions
-        .write_shared_note(admin(pb::WriteSharedNoteRequest {
+        .write_shared_note(as_facilitator(pb::WriteSharedNoteRequest {
             name: session.clone(),
             text: "We talked about the holidays.".into(),
             request_id: String::new(),
@@ -1442,7 +1541,7 @@ async fn sign_and_amend_answer_with_the_note_as_a_read_shows_it() -> anyhow::Res
         .into_inner();
     let read = system
         .sessions
-        .get_session(admin(pb::GetSessionRequest {
+        .get_session(as_facilitator(pb::GetSessionRequest {
             name: session.clone(),
             consistency_token: signed.consistency_token.clone(),
         }))
@@ -1468,13 +1567,13 @@ async fn sign_and_amend_answer_with_the_note_as_a_read_shows_it() -> anyhow::Res
                 request_id: String::new(),
             },
             "facilitator",
-            "staff-2",
+            "staff-1",
         ))
         .await?
         .into_inner();
     let read = system
         .sessions
-        .get_session(admin(pb::GetSessionRequest {
+        .get_session(as_facilitator(pb::GetSessionRequest {
             name: session.clone(),
             consistency_token: amended.consistency_token.clone(),
         }))

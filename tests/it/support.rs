@@ -427,6 +427,12 @@ where
     }
 }
 
+/// A request from `staff-1`, scoped to `north`, the facilitator of every group
+/// `System::weekly_group` makes (the one who writes, signs and amends its notes).
+pub fn as_facilitator<T>(message: T) -> tonic::Request<T> {
+    as_caller(message, "facilitator", "staff-1")
+}
+
 /// A request from a participant acting for themselves.
 pub fn as_participant<T>(message: T, participant_id: &'static str) -> tonic::Request<T> {
     as_caller(message, "participant", participant_id)

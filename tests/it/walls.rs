@@ -200,11 +200,15 @@ async fn seed() -> anyhow::Result<System> {
         .await?;
     system
         .sessions
-        .write_shared_note(admin(sessions::WriteSharedNoteRequest {
-            name: session.clone(),
-            text: "We talked about the holidays.".into(),
-            request_id: String::new(),
-        }))
+        .write_shared_note(as_caller(
+            sessions::WriteSharedNoteRequest {
+                name: session.clone(),
+                text: "We talked about the holidays.".into(),
+                request_id: String::new(),
+            },
+            "facilitator",
+            "staff-1",
+        ))
         .await?;
     let note = format!("{session}/notes/shared");
     system

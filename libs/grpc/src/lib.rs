@@ -151,6 +151,20 @@ pub enum Scope {
     /// A participant who is an active member of the group the operation touches;
     /// staff as in [`Scope::Clinics`].
     OwnGroupsOrClinics,
+    /// Only the facilitators listed on the group the operation touches, in their
+    /// clinics (`Target::caller_facilitates`): a group's clinical record. Never a
+    /// participant; an admin role lifts nothing here.
+    FacilitatedGroups,
+    /// A participant on their own record; staff as the participant's care team: a
+    /// facilitator (let in by no broader role of the rule) only where a group the
+    /// participant is active in lists them (`Target::caller_facilitates`), other
+    /// clinic-scoped roles in their clinics, network-wide roles anywhere.
+    OwnRecordOrCareTeam,
+    /// A participant who is an active member of the group; staff as the group's care
+    /// team: a facilitator (let in by no broader role of the rule) only in the groups
+    /// they facilitate, other clinic-scoped roles in their clinics, network-wide roles
+    /// anywhere.
+    OwnGroupsOrCareTeam,
 }
 
 /// One row of a service's access table: which roles may run an operation, and on
@@ -164,13 +178,18 @@ pub struct Rule {
 }
 
 /// What an operation touches, for the scope check: the clinics in its resource
-/// names, the participant whose record it is, and whether the caller is an active
-/// member of the group it touches (resolved by the application where it matters).
+/// names (or of the record, once loaded), the participant whose record it is, and how
+/// the caller relates to the group it touches (resolved by the application where the
+/// scope needs it).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Target<'a> {
     pub clinics: &'a [&'a str],
     pub participant: Option<&'a str>,
+    /// The caller (a participant) is an active member of the group.
     pub caller_is_member: bool,
+    /// The caller is listed as a facilitator of the group (for a participant's
+    /// record: of a group the participant is active in).
+    pub caller_facilitates: bool,
 }
 
 impl Rule {
@@ -243,25 +262,74 @@ impl Rule {
         self.check(caller, target)
     }
 
-    /// Checks the caller against this rule, before anything is looked up.
+    /// [`Rule::permit`] for an operation whose clinics its names do not show
+    /// ([`Rule::check_unplaced`]): the tenant, then the role and a participant's own
+    /// record or group.
+    pub fn permit_unplaced(
+        &self,
+        caller: &Caller,
+        network: &str,
+        target: &Target<'_>,
+    ) -> Result<(), ApiError> {
+        caller.require_network(network, &format!("networks/{network}"))?;
+        self.check_unplaced(caller, target)
+    }
+
+    /// Checks the caller against this rule, before anything is looked up. A clinic-
+    /// scoped caller held to their clinics must hold every clinic of `target`, and a
+    /// target in no clinic is in none of theirs: refused, never passed for want of a
+    /// clinic to check.
     pub fn check(&self, caller: &Caller, target: &Target<'_>) -> Result<(), ApiError> {
+        self.check_scope(caller, target, true)
+    }
+
+    /// The part of [`Rule::check`] that needs no place: the role, and a participant's
+    /// own record (or group). For an operation whose clinics the request's names do not
+    /// show (a participant's record, whose home clinic or groups are known once it is
+    /// loaded; a list the query filters to the caller's clinics); the clinic wall (and
+    /// a facilitator's groups) must then be checked on what is loaded — with
+    /// [`Rule::check`] — or held by the query's filter.
+    pub fn check_unplaced(&self, caller: &Caller, target: &Target<'_>) -> Result<(), ApiError> {
+        self.check_scope(caller, target, false)
+    }
+
+    fn check_scope(
+        &self,
+        caller: &Caller,
+        target: &Target<'_>,
+        placed: bool,
+    ) -> Result<(), ApiError> {
         self.check_role(caller)?;
         if caller.is_participant() {
             return match self.scope {
                 Scope::Network => Ok(()),
-                Scope::OwnRecordOrClinics if target.participant == Some(&caller.actor_id) => Ok(()),
-                Scope::OwnGroupsOrClinics if target.caller_is_member => Ok(()),
-                Scope::OwnGroupsOrClinics => Err(ApiError::new(
+                Scope::OwnRecordOrClinics | Scope::OwnRecordOrCareTeam
+                    if target.participant == Some(&caller.actor_id) =>
+                {
+                    Ok(())
+                }
+                Scope::OwnGroupsOrClinics | Scope::OwnGroupsOrCareTeam
+                    if target.caller_is_member =>
+                {
+                    Ok(())
+                }
+                Scope::OwnGroupsOrClinics | Scope::OwnGroupsOrCareTeam => Err(ApiError::new(
                     Code::PermissionDenied,
                     "NOT_A_MEMBER",
                     "participants see only the groups they are members of",
                 )),
-                Scope::Clinics | Scope::OwnRecordOrClinics => Err(ApiError::new(
-                    Code::PermissionDenied,
-                    "NOT_YOUR_RECORD",
-                    "participants may act only for themselves",
-                )),
+                Scope::FacilitatedGroups => Err(not_a_facilitator()),
+                Scope::Clinics | Scope::OwnRecordOrClinics | Scope::OwnRecordOrCareTeam => {
+                    Err(ApiError::new(
+                        Code::PermissionDenied,
+                        "NOT_YOUR_RECORD",
+                        "participants may act only for themselves",
+                    ))
+                }
             };
+        }
+        if self.scope == Scope::Network || !placed {
+            return Ok(());
         }
         // A network-wide role the rule lists reaches every clinic; otherwise the roles
         // that let the caller in end at the caller's clinics.
@@ -269,12 +337,12 @@ impl Rule {
             .roles
             .iter()
             .any(|role| role.is_network_wide() && self.allows_role(*role));
-        if self.scope != Scope::Network
-            && !network_wide
-            && target
-                .clinics
-                .iter()
-                .any(|clinic| !caller.clinics.iter().any(|scoped| scoped == clinic))
+        if !network_wide
+            && (target.clinics.is_empty()
+                || target
+                    .clinics
+                    .iter()
+                    .any(|clinic| !caller.clinics.iter().any(|scoped| scoped == clinic)))
         {
             return Err(ApiError::new(
                 Code::PermissionDenied,
@@ -282,8 +350,37 @@ impl Rule {
                 "the caller is not scoped to this clinic",
             ));
         }
+        // Facilitators are held to the groups they facilitate: always on a group's
+        // clinical record, and on the care team's rows when no broader role of the
+        // caller's lets them in.
+        let held_to_groups = match self.scope {
+            Scope::FacilitatedGroups => true,
+            Scope::OwnRecordOrCareTeam | Scope::OwnGroupsOrCareTeam => {
+                self.admits_only_as(caller, Role::Facilitator)
+            }
+            _ => false,
+        };
+        if held_to_groups && !target.caller_facilitates {
+            return Err(if self.scope == Scope::OwnRecordOrCareTeam {
+                ApiError::new(
+                    Code::PermissionDenied,
+                    "NOT_YOUR_RECORD",
+                    "only the participant or their care team may do this",
+                )
+            } else {
+                not_a_facilitator()
+            });
+        }
         Ok(())
     }
+}
+
+fn not_a_facilitator() -> ApiError {
+    ApiError::new(
+        Code::PermissionDenied,
+        "NOT_A_FACILITATOR",
+        "only the group's facilitators may do this",
+    )
 }
 
 /// Parses `field` as a resource name of type `N` (`circle-names`), recording a
@@ -496,7 +593,7 @@ mod tests {
         let north = Target {
             clinics: &["north"],
             participant: Some("p1"),
-            caller_is_member: false,
+            ..Target::default()
         };
         let admin = caller(Role::NetworkAdmin, "a", &[]);
         let facilitator = caller(Role::Facilitator, "f", &["north"]);
@@ -571,6 +668,155 @@ mod tests {
         assert_eq!(
             reason(STAFF_OR_SELF.check(&admin_and_facilitator, &south)),
             "OK"
+        );
+    }
+
+    #[test]
+    fn a_target_in_no_clinic_is_in_none_of_a_clinic_scoped_callers() {
+        const STAFF: Rule = Rule::new(
+            &[Role::NetworkAdmin, Role::ClinicAdmin, Role::Participant],
+            Scope::OwnRecordOrClinics,
+        );
+        let nowhere = Target {
+            participant: Some("p1"),
+            ..Target::default()
+        };
+        let clinic_admin = caller(Role::ClinicAdmin, "c", &["north"]);
+        assert_eq!(
+            reason(STAFF.check(&clinic_admin, &nowhere)),
+            "CLINIC_OUT_OF_SCOPE",
+            "no clinic to check is no pass"
+        );
+        assert_eq!(
+            reason(STAFF.check(&caller(Role::NetworkAdmin, "a", &[]), &nowhere)),
+            "OK"
+        );
+        assert_eq!(
+            reason(STAFF.check(&caller(Role::Participant, "p1", &[]), &nowhere)),
+            "OK"
+        );
+        // Before the place is known, the role and the own record only; the clinic wall
+        // is then the caller's to check on what is loaded.
+        assert_eq!(reason(STAFF.check_unplaced(&clinic_admin, &nowhere)), "OK");
+        assert_eq!(
+            reason(STAFF.check_unplaced(&caller(Role::Participant, "p2", &[]), &nowhere)),
+            "NOT_YOUR_RECORD"
+        );
+        assert_eq!(
+            reason(STAFF.check_unplaced(&caller(Role::Facilitator, "f", &["north"]), &nowhere)),
+            "ROLE_NOT_ALLOWED"
+        );
+        assert_eq!(
+            reason(STAFF.permit_unplaced(&clinic_admin, "other", &nowhere)),
+            "WRONG_NETWORK"
+        );
+        // A network-wide row needs no clinic at all.
+        const ANYWHERE: Rule = Rule::new(&[Role::ClinicAdmin], Scope::Network);
+        assert_eq!(reason(ANYWHERE.check(&clinic_admin, &nowhere)), "OK");
+    }
+
+    #[test]
+    fn a_groups_clinical_record_is_its_facilitators_alone() {
+        const NOTES: Rule = Rule::new(&[Role::Facilitator], Scope::FacilitatedGroups);
+        let theirs = Target {
+            clinics: &["north"],
+            caller_facilitates: true,
+            ..Target::default()
+        };
+        let not_theirs = Target {
+            caller_facilitates: false,
+            ..theirs
+        };
+        let facilitator = caller(Role::Facilitator, "f", &["north"]);
+        assert_eq!(reason(NOTES.check(&facilitator, &theirs)), "OK");
+        assert_eq!(
+            reason(NOTES.check(&facilitator, &not_theirs)),
+            "NOT_A_FACILITATOR"
+        );
+        assert_eq!(
+            reason(NOTES.check(&caller(Role::Facilitator, "f", &["south"]), &theirs)),
+            "CLINIC_OUT_OF_SCOPE",
+            "the clinic wall first"
+        );
+        for role in [Role::NetworkAdmin, Role::ClinicAdmin, Role::Service] {
+            assert_eq!(
+                reason(NOTES.check(&caller(role, "f", &["north"]), &theirs)),
+                "ROLE_NOT_ALLOWED",
+                "{role:?}"
+            );
+        }
+        let admin_who_facilitates = Caller::new(
+            "acme",
+            "f",
+            &[Role::ClinicAdmin, Role::Facilitator],
+            &["north"],
+        );
+        assert_eq!(
+            reason(NOTES.check(&admin_who_facilitates, &not_theirs)),
+            "NOT_A_FACILITATOR",
+            "an admin role lifts nothing here"
+        );
+        assert_eq!(reason(NOTES.check(&admin_who_facilitates, &theirs)), "OK");
+    }
+
+    #[test]
+    fn a_care_team_holds_facilitators_to_their_groups_and_admins_to_their_clinics() {
+        const RECORD: Rule = Rule::new(
+            &[
+                Role::NetworkAdmin,
+                Role::ClinicAdmin,
+                Role::Facilitator,
+                Role::Participant,
+            ],
+            Scope::OwnRecordOrCareTeam,
+        );
+        const GROUP: Rule = Rule::new(RECORD.roles, Scope::OwnGroupsOrCareTeam);
+        let in_their_group = Target {
+            clinics: &["north"],
+            participant: Some("p1"),
+            caller_is_member: false,
+            caller_facilitates: true,
+        };
+        let in_another_group = Target {
+            caller_facilitates: false,
+            ..in_their_group
+        };
+        let facilitator = caller(Role::Facilitator, "f", &["north"]);
+        let clinic_admin = caller(Role::ClinicAdmin, "c", &["north"]);
+        assert_eq!(reason(RECORD.check(&facilitator, &in_their_group)), "OK");
+        assert_eq!(
+            reason(RECORD.check(&facilitator, &in_another_group)),
+            "NOT_YOUR_RECORD"
+        );
+        assert_eq!(
+            reason(GROUP.check(&facilitator, &in_another_group)),
+            "NOT_A_FACILITATOR"
+        );
+        assert_eq!(reason(RECORD.check(&clinic_admin, &in_another_group)), "OK");
+        assert_eq!(reason(GROUP.check(&clinic_admin, &in_another_group)), "OK");
+        let both = Caller::new(
+            "acme",
+            "c",
+            &[Role::ClinicAdmin, Role::Facilitator],
+            &["north"],
+        );
+        assert_eq!(
+            reason(GROUP.check(&both, &in_another_group)),
+            "OK",
+            "a clinic admin who also facilitates is held to the clinic only"
+        );
+        assert_eq!(
+            reason(RECORD.check(&caller(Role::Participant, "p1", &[]), &in_another_group)),
+            "OK"
+        );
+        assert_eq!(
+            reason(GROUP.check(&caller(Role::Participant, "p1", &[]), &in_another_group)),
+            "NOT_A_MEMBER"
+        );
+        assert_eq!(
+            reason(RECORD.check_unplaced(&facilitator, &in_another_group)),
+            "OK",
+            "the groups are checked once placed"
         );
     }
 

@@ -6,6 +6,15 @@
 //! runs, have their rows apart (`Step`, `step_rule`): for `Role::ProcessManager` only,
 //! a caller that only `Caller::process_manager`, in process, makes.
 //!
+//! Minimum necessary: everything here is clinical (goals, check-ins with mood and
+//! craving, setbacks, partners, who is at risk), so it is the participant's, their
+//! peers' as `domain::visibility` allows, and their care team's: facilitators for the
+//! groups they facilitate (a check-in shared with "facilitators" reaches those of the
+//! author's groups, not every facilitator of the clinic), clinic admins for their
+//! clinics, network admins anywhere. Intake coordinators (enrollment work) and calling
+//! services (integrations get integration events, not records) have no row but
+//! `SetQuietHours`, a clinic setting, for services.
+//!
 //! Beyond the table, a few rules depend on the record itself and are decided where it
 //! is loaded: a participant encourages only as themselves, accepts only a partnership
 //! they were invited to, ends only their own; a facilitator lists only their own
@@ -75,21 +84,23 @@ impl Operation {
     }
 }
 
-/// Staff, and the participant on their own record or in their own groups.
-const STAFF_AND_PARTICIPANTS: &[Role] = &[
+/// The care team, and the participant on their own record or in their own groups.
+const CARE_TEAM_AND_PARTICIPANTS: &[Role] = &[
     Role::NetworkAdmin,
     Role::ClinicAdmin,
     Role::Facilitator,
-    Role::IntakeCoordinator,
-    Role::Service,
     Role::Participant,
 ];
+
+/// The care team: who may see who is at risk.
+const CARE_TEAM: &[Role] = &[Role::NetworkAdmin, Role::ClinicAdmin, Role::Facilitator];
 
 /// Participants only (acting for themselves).
 const PARTICIPANTS: &[Role] = &[Role::Participant];
 
-/// The access rule of `operation`. A participant's record reaches the clinics of the
-/// groups they are active in: clinic-scoped staff reach it through any one of them.
+/// The access rule of `operation`. A participant's record is reached through the
+/// groups they are active in: a facilitator through one they facilitate, a clinic admin
+/// through one in their clinics.
 pub fn rule(operation: Operation) -> Rule {
     use Operation as O;
     match operation {
@@ -100,23 +111,27 @@ pub fn rule(operation: Operation) -> Rule {
         | O::AbandonGoal
         | O::SubmitCheckIn
         | O::ReportSetback
-        | O::GetParticipantTimeline => Rule::new(STAFF_AND_PARTICIPANTS, Scope::OwnRecordOrClinics),
+        | O::GetParticipantTimeline => {
+            Rule::new(CARE_TEAM_AND_PARTICIPANTS, Scope::OwnRecordOrCareTeam)
+        }
         // Members encourage for themselves; what they may see is the domain's call.
         O::Encourage => Rule::new(PARTICIPANTS, Scope::OwnRecordOrClinics),
-        // The proposer's record; staff may propose for them.
-        O::ProposePartnership => Rule::new(STAFF_AND_PARTICIPANTS, Scope::OwnRecordOrClinics),
-        // The invitee accepts, either partner ends; staff of the group's clinic may
-        // record either for them.
+        // The proposer's record; the care team of the group may propose for them.
+        O::ProposePartnership => Rule::new(CARE_TEAM_AND_PARTICIPANTS, Scope::OwnRecordOrCareTeam),
+        // The invitee accepts, either partner ends; the care team of the partnership's
+        // group may record either for them.
         O::AcceptPartnership | O::EndPartnership => {
-            Rule::new(STAFF_AND_PARTICIPANTS, Scope::OwnRecordOrClinics)
+            Rule::new(CARE_TEAM_AND_PARTICIPANTS, Scope::OwnRecordOrCareTeam)
         }
+        // A clinic setting: its admins, or a provisioning integration.
         O::SetQuietHours => Rule::new(roles::CLINIC_ADMINS, Scope::Clinics),
-        // A group's board and feed: its members, or staff of its clinic.
+        // A group's board and feed: its members, or its care team.
         O::GetGroupBoard | O::WatchGroupFeed => {
-            Rule::new(STAFF_AND_PARTICIPANTS, Scope::OwnGroupsOrClinics)
+            Rule::new(CARE_TEAM_AND_PARTICIPANTS, Scope::OwnGroupsOrCareTeam)
         }
-        // Who is at risk is for clinicians only, never intake or participants.
-        O::ListAtRisk => Rule::new(roles::CLINICIANS, Scope::Clinics),
+        // Who is at risk is for the care team only, never intake, an integration or
+        // participants (the list is filtered to the caller's clinics).
+        O::ListAtRisk => Rule::new(CARE_TEAM, Scope::Clinics),
     }
 }
 
@@ -173,6 +188,18 @@ pub fn permit(
     rule(operation).permit(caller, network, target)
 }
 
+/// [`permit`] for a request whose names show no clinic (`Rule::permit_unplaced`: the
+/// tenant, the role and a participant's own record): the caller must then be held to
+/// their reach on what is looked up, or by the query's filter.
+pub fn permit_unplaced(
+    caller: &Caller,
+    operation: Operation,
+    network: &str,
+    target: &Target<'_>,
+) -> Result<(), ApiError> {
+    rule(operation).permit_unplaced(caller, network, target)
+}
+
 /// The role part of `operation`'s rule alone, which needs nothing from the request.
 pub fn check_role(caller: &Caller, operation: Operation) -> Result<(), ApiError> {
     rule(operation).check_role(caller)
@@ -205,6 +232,13 @@ mod tests {
             Scope::Clinics => "staff: their clinics",
             Scope::OwnRecordOrClinics => "participant: own record; staff: their clinics",
             Scope::OwnGroupsOrClinics => "participant: own groups; staff: their clinics",
+            Scope::OwnRecordOrCareTeam => {
+                "participant: own record; facilitator: members of their groups; admins: their clinics"
+            }
+            Scope::OwnGroupsOrCareTeam => {
+                "participant: own groups; facilitator: their groups; admins: their clinics"
+            }
+            Scope::FacilitatedGroups => "facilitator: their groups",
         }
     }
 
@@ -255,6 +289,7 @@ mod tests {
             clinics: &["north"],
             participant: Some("sam"),
             caller_is_member: true,
+            caller_facilitates: true,
         };
         for step in Step::ALL {
             let rule = step_rule(step);
@@ -281,7 +316,7 @@ mod tests {
     }
 
     #[test]
-    fn who_is_at_risk_is_for_clinicians_only() {
+    fn who_is_at_risk_is_for_the_care_team_only() {
         let north = Target {
             clinics: &["north"],
             ..Target::default()
@@ -292,7 +327,7 @@ mod tests {
             (Role::Facilitator, "OK"),
             (Role::IntakeCoordinator, "ROLE_NOT_ALLOWED"),
             (Role::Participant, "ROLE_NOT_ALLOWED"),
-            (Role::Service, "OK"),
+            (Role::Service, "ROLE_NOT_ALLOWED"),
         ];
         for (role, reason) in expected {
             let who = caller(role, "someone", &["north"]);
@@ -310,36 +345,33 @@ mod tests {
     }
 
     #[test]
-    fn an_intake_coordinator_sees_a_board_of_their_clinic_but_not_who_is_at_risk() {
-        let intake = caller(Role::IntakeCoordinator, "i-1", &["north"]);
+    fn intake_and_calling_services_reach_no_clinical_record() {
         let north = Target {
             clinics: &["north"],
-            ..Target::default()
+            participant: Some("sam"),
+            caller_is_member: false,
+            caller_facilitates: true,
         };
-        let south = Target {
-            clinics: &["south"],
-            ..Target::default()
-        };
-        assert_eq!(
-            outcome(permit(&intake, Operation::GetGroupBoard, "acme", &north)),
-            "OK"
-        );
-        assert_eq!(
-            outcome(permit(&intake, Operation::GetGroupBoard, "acme", &south)),
-            "CLINIC_OUT_OF_SCOPE"
-        );
-        assert_eq!(
-            outcome(permit(&intake, Operation::ListAtRisk, "acme", &north)),
-            "ROLE_NOT_ALLOWED"
-        );
-        assert_eq!(
-            outcome(permit(&intake, Operation::SetQuietHours, "acme", &north)),
-            "ROLE_NOT_ALLOWED"
-        );
-        // The tenant before anything else, for every operation and every role.
+        for role in [Role::IntakeCoordinator, Role::Service] {
+            let who = caller(role, "x", &["north"]);
+            for operation in Operation::ALL {
+                let expected = if role == Role::Service && operation == Operation::SetQuietHours {
+                    "OK"
+                } else {
+                    "ROLE_NOT_ALLOWED"
+                };
+                assert_eq!(
+                    outcome(permit(&who, operation, "acme", &north)),
+                    expected,
+                    "{role:?} {operation:?}"
+                );
+            }
+        }
+        // The tenant before anything else, for every operation.
+        let admin = caller(Role::NetworkAdmin, "a", &[]);
         for operation in Operation::ALL {
             assert_eq!(
-                outcome(permit(&intake, operation, "other", &north)),
+                outcome(permit(&admin, operation, "other", &north)),
                 "WRONG_NETWORK",
                 "{operation:?}"
             );
@@ -394,12 +426,20 @@ mod tests {
     }
 
     #[test]
-    fn journal_commands_are_the_participants_or_their_care_teams() {
-        let own = Target {
+    fn a_facilitator_reaches_the_groups_they_facilitate_and_admins_their_clinics() {
+        let theirs = Target {
             participant: Some("sam"),
             clinics: &["north"],
+            caller_facilitates: true,
             ..Target::default()
         };
+        let not_theirs = Target {
+            caller_facilitates: false,
+            ..theirs
+        };
+        let facilitator = caller(Role::Facilitator, "f", &["north"]);
+        let elsewhere = caller(Role::Facilitator, "f", &["south"]);
+        let clinic_admin = caller(Role::ClinicAdmin, "a", &["north"]);
         for operation in [
             Operation::SetGoal,
             Operation::ReviseGoal,
@@ -408,45 +448,69 @@ mod tests {
             Operation::SubmitCheckIn,
             Operation::ReportSetback,
             Operation::ProposePartnership,
+            Operation::AcceptPartnership,
+            Operation::EndPartnership,
+            Operation::GetParticipantTimeline,
         ] {
-            for role in CLIENT_ROLES {
-                let who = caller(role, "sam", &["north"]);
-                assert_eq!(
-                    outcome(permit(&who, operation, "acme", &own)),
-                    "OK",
-                    "{role:?}"
-                );
-            }
-            let elsewhere = caller(Role::Facilitator, "f", &["south"]);
             assert_eq!(
-                outcome(permit(&elsewhere, operation, "acme", &own)),
+                outcome(permit(&facilitator, operation, "acme", &theirs)),
+                "OK"
+            );
+            assert_eq!(
+                outcome(permit(&facilitator, operation, "acme", &not_theirs)),
+                "NOT_YOUR_RECORD",
+                "{operation:?}"
+            );
+            assert_eq!(
+                outcome(permit(&elsewhere, operation, "acme", &theirs)),
                 "CLINIC_OUT_OF_SCOPE"
+            );
+            assert_eq!(
+                outcome(permit(&clinic_admin, operation, "acme", &not_theirs)),
+                "OK"
+            );
+        }
+        for operation in [Operation::GetGroupBoard, Operation::WatchGroupFeed] {
+            assert_eq!(
+                outcome(permit(&facilitator, operation, "acme", &theirs)),
+                "OK"
+            );
+            assert_eq!(
+                outcome(permit(&facilitator, operation, "acme", &not_theirs)),
+                "NOT_A_FACILITATOR"
+            );
+            assert_eq!(
+                outcome(permit(&clinic_admin, operation, "acme", &not_theirs)),
+                "OK"
             );
         }
         // Encouragement is a member's own act: staff do not encourage for anyone.
-        let facilitator = caller(Role::Facilitator, "f", &["north"]);
         assert_eq!(
-            outcome(permit(&facilitator, Operation::Encourage, "acme", &own)),
+            outcome(permit(&facilitator, Operation::Encourage, "acme", &theirs)),
             "ROLE_NOT_ALLOWED"
         );
         let sam = caller(Role::Participant, "sam", &[]);
         assert_eq!(
-            outcome(permit(&sam, Operation::Encourage, "acme", &own)),
+            outcome(permit(&sam, Operation::Encourage, "acme", &theirs)),
             "OK"
         );
         // Quiet hours are a clinic setting for its admins.
-        let clinic_admin = caller(Role::ClinicAdmin, "a", &["north"]);
         assert_eq!(
             outcome(permit(
                 &clinic_admin,
                 Operation::SetQuietHours,
                 "acme",
-                &own
+                &theirs
             )),
             "OK"
         );
         assert_eq!(
-            outcome(permit(&facilitator, Operation::SetQuietHours, "acme", &own)),
+            outcome(permit(
+                &facilitator,
+                Operation::SetQuietHours,
+                "acme",
+                &theirs
+            )),
             "ROLE_NOT_ALLOWED"
         );
     }

@@ -508,8 +508,9 @@ impl Commands {
         })
     }
 
-    /// The proposer's record (staff may propose for them); both must be active in the
-    /// group and share check-ins.
+    /// The proposer's record, or the care team of the group the partnership is in
+    /// (staff may propose for a member); both must be active in the group and share
+    /// check-ins.
     pub async fn propose_partnership(
         &self,
         caller: &Caller,
@@ -518,19 +519,36 @@ impl Commands {
         let (proposer, invitee, group) = (&input.proposer, &input.invitee, &input.group);
         caller.require_network(invitee.network.as_str(), &invitee.to_string())?;
         caller.require_network(group.network.as_str(), &group.to_string())?;
-        self.facts
-            .authorize_record(caller, Operation::ProposePartnership, proposer)
-            .await?;
         let network = proposer.network.as_str();
+        // The tenant, the role and a participant's own record, with nothing looked up.
+        access::permit_unplaced(
+            caller,
+            Operation::ProposePartnership,
+            network,
+            &record(proposer),
+        )?;
         let group_id = group.group.as_str();
+        let known = self.facts.group(network, group_id).await?;
+        // Staff are held to the group's clinic as its name gives it, and a facilitator
+        // to a group that lists them (the roster's facilitators are all that is looked
+        // up before this; a group it does not know lists no one).
+        let facilitates = known.as_ref().is_some_and(|known| {
+            known.clinic_id == group.clinic.as_str() && known.lists(&caller.actor_id)
+        });
+        access::permit(
+            caller,
+            Operation::ProposePartnership,
+            network,
+            &Target {
+                clinics: &[group.clinic.as_str()],
+                participant: Some(proposer.participant.as_str()),
+                caller_facilitates: facilitates,
+                ..Target::default()
+            },
+        )?;
         // The group's clinic is checked against the record: a group of another clinic
         // is not found. (A group the roster does not know yet is not eligible below.)
-        if self
-            .facts
-            .group_clinic(network, group_id)
-            .await?
-            .is_some_and(|clinic| clinic != group.clinic.as_str())
-        {
+        if known.is_some_and(|known| known.clinic_id != group.clinic.as_str()) {
             return Err(ApiError::new(
                 Code::NotFound,
                 "GROUP_NOT_FOUND",
@@ -610,16 +628,19 @@ impl Commands {
         // reveals nothing); the domain then refuses anyone but the invitee. Staff act
         // in the clinic of its group.
         let partner = own_partnership(caller, network, rule, &current)?;
-        let clinic = self.partnership_clinic(network, &current).await?;
+        let (clinic, facilitates) = self.partnership_group(caller, network, &current).await?;
+        let clinics: Vec<&str> = clinic.iter().map(String::as_str).collect();
         rule.permit(
             caller,
             network,
             &Target {
-                clinics: &[clinic.as_str()],
+                clinics: &clinics,
                 participant: partner,
-                caller_is_member: false,
+                caller_facilitates: facilitates,
+                ..Target::default()
             },
         )?;
+        let clinic = clinic.unwrap_or_default();
         let executed = self
             .aggregates
             .partnership(
@@ -658,16 +679,19 @@ impl Commands {
             .map_err(command_error)?;
         // A participant's own record is a partnership they are in.
         let partner = own_partnership(caller, network, rule, &current)?;
-        let clinic = self.partnership_clinic(network, &current).await?;
+        let (clinic, facilitates) = self.partnership_group(caller, network, &current).await?;
+        let clinics: Vec<&str> = clinic.iter().map(String::as_str).collect();
         rule.permit(
             caller,
             network,
             &Target {
-                clinics: &[clinic.as_str()],
+                clinics: &clinics,
                 participant: partner,
-                caller_is_member: false,
+                caller_facilitates: facilitates,
+                ..Target::default()
             },
         )?;
+        let clinic = clinic.unwrap_or_default();
         let command = PartnershipCommand::End {
             reason: "ended-by-member".into(),
         };
@@ -689,21 +713,27 @@ impl Commands {
         ))
     }
 
-    /// The clinic of a partnership's group (empty for a partnership never proposed,
-    /// which the command refuses). A partnership is proposed only in a group the
-    /// roster knows, so an unknown group means the roster is not readable now.
-    async fn partnership_clinic(
+    /// The clinic of a partnership's group, and whether it lists the caller as a
+    /// facilitator. A partnership never proposed is in no clinic (refused to a
+    /// clinic-scoped caller as one of another clinic is; the command refuses it to
+    /// anyone else). A partnership is proposed only in a group the roster knows, so an
+    /// unknown group means the roster is not readable now.
+    async fn partnership_group(
         &self,
+        caller: &Caller,
         network: &str,
         partnership: &Partnership,
-    ) -> ApiResult<String> {
+    ) -> ApiResult<(Option<String>, bool)> {
         if partnership.state == PartnershipState::None {
-            return Ok(String::new());
+            return Ok((None, false));
         }
-        self.facts
-            .group_clinic(network, &partnership.group_id)
+        let group = self
+            .facts
+            .group(network, &partnership.group_id)
             .await?
-            .ok_or_else(|| ApiError::unavailable("the roster"))
+            .ok_or_else(|| ApiError::unavailable("the roster"))?;
+        let facilitates = group.lists(&caller.actor_id);
+        Ok((Some(group.clinic_id), facilitates))
     }
 
     pub async fn set_quiet_hours(

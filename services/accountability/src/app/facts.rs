@@ -3,7 +3,7 @@
 //! commands ask before they run (best effort: the roster follows the enrollment log by
 //! a moment).
 
-use circle_grpc::{ApiError, Caller, Target};
+use circle_grpc::{ApiError, Caller, Rule, Target};
 use circle_names::ParticipantName;
 use sqlx::{PgPool, Postgres, Transaction};
 use tonic::Code;
@@ -23,6 +23,21 @@ fn not_your_record() -> ApiError {
     )
 }
 
+/// A group as the roster knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct GroupFacts {
+    pub clinic_id: String,
+    /// Staff ids of its facilitators.
+    pub facilitators: Vec<String>,
+}
+
+impl GroupFacts {
+    /// Whether the group lists `staff_id` among its facilitators.
+    pub(crate) fn lists(&self, staff_id: &str) -> bool {
+        self.facilitators.iter().any(|listed| listed == staff_id)
+    }
+}
+
 /// The roster facts, read from the service's database.
 #[derive(Clone)]
 pub(crate) struct Facts {
@@ -39,24 +54,34 @@ impl Facts {
         super::tenant(&self.pool, network).await
     }
 
-    /// The clinic a group belongs to, as the roster knows it.
-    pub(crate) async fn group_clinic(
+    /// A group as the roster knows it: its clinic and its facilitators.
+    pub(crate) async fn group(
         &self,
         network: &str,
         group_id: &str,
-    ) -> ApiResult<Option<String>> {
-        sqlx::query_scalar("SELECT clinic_id FROM accountability_roster.groups WHERE network = $1 AND group_id = $2")
-            .bind(network)
-            .bind(group_id)
-            .fetch_optional(&mut *self.tenant(network).await?)
-            .await
-            .map_err(database_error)
+    ) -> ApiResult<Option<GroupFacts>> {
+        let found: Option<(String, Vec<String>)> = sqlx::query_as(
+            "SELECT clinic_id, facilitators FROM accountability_roster.groups WHERE network = $1 AND group_id = $2",
+        )
+        .bind(network)
+        .bind(group_id)
+        .fetch_optional(&mut *self.tenant(network).await?)
+        .await
+        .map_err(database_error)?;
+        Ok(found.map(|(clinic_id, facilitators)| GroupFacts {
+            clinic_id,
+            facilitators,
+        }))
     }
 
-    /// The clinics of the groups a participant is active in.
-    async fn clinics_of(&self, network: &str, participant_id: &str) -> ApiResult<Vec<String>> {
-        sqlx::query_scalar(
-            "SELECT DISTINCT g.clinic_id FROM accountability_roster.member_periods p
+    /// The groups a participant is active in.
+    async fn active_groups(
+        &self,
+        network: &str,
+        participant_id: &str,
+    ) -> ApiResult<Vec<GroupFacts>> {
+        let rows: Vec<(String, Vec<String>)> = sqlx::query_as(
+            "SELECT DISTINCT g.clinic_id, g.facilitators FROM accountability_roster.member_periods p
              JOIN accountability_roster.groups g ON g.network = p.network AND g.group_id = p.group_id
              WHERE p.network = $1 AND p.participant_id = $2 AND p.to_at IS NULL",
         )
@@ -64,57 +89,87 @@ impl Facts {
         .bind(participant_id)
         .fetch_all(&mut *self.tenant(network).await?)
         .await
-        .map_err(database_error)
+        .map_err(database_error)?;
+        Ok(rows
+            .into_iter()
+            .map(|(clinic_id, facilitators)| GroupFacts {
+                clinic_id,
+                facilitators,
+            })
+            .collect())
     }
 
-    /// Staff may reach a participant when their role does: clinic-scoped roles need a
-    /// clinic of one of the participant's groups.
+    /// Whether staff reach a participant's record under `rule` (a care-team row):
+    /// through one of the groups the participant is active in, as the row's scope
+    /// says — a facilitator held to their groups through one that lists them, other
+    /// clinic-scoped roles through one in their clinics — or anywhere for a
+    /// network-wide role. Someone in no group (or never registered) is reached by
+    /// network-wide roles only, so the answer tells no one else whether they exist.
     pub(crate) async fn staff_reaches(
         &self,
         caller: &Caller,
+        rule: Rule,
         network: &str,
         participant_id: &str,
     ) -> ApiResult<bool> {
-        if !caller
-            .roles
-            .iter()
-            .any(|role| circle_grpc::roles::STAFF.contains(role))
-        {
+        if caller.is_participant() || !rule.allows(caller) {
             return Ok(false);
         }
-        if !caller.is_clinic_scoped() {
+        let through = |clinic: Option<&str>, facilitates: bool| {
+            let clinics: Vec<&str> = clinic.into_iter().collect();
+            rule.check(
+                caller,
+                &Target {
+                    clinics: &clinics,
+                    participant: Some(participant_id),
+                    caller_facilitates: facilitates,
+                    ..Target::default()
+                },
+            )
+            .is_ok()
+        };
+        if through(None, false) {
             return Ok(true);
         }
-        let clinics = self.clinics_of(network, participant_id).await?;
-        Ok(clinics.iter().any(|clinic| caller.clinics.contains(clinic)))
+        Ok(self
+            .active_groups(network, participant_id)
+            .await?
+            .iter()
+            .any(|group| through(Some(&group.clinic_id), group.lists(&caller.actor_id))))
     }
 
-    /// The participant themselves (`Author`), or staff who reach them (`Staff`).
+    /// The participant themselves (`Author`), or staff who reach them under `rule`
+    /// (`Staff`).
     pub(crate) async fn require_self_or_staff(
         &self,
         caller: &Caller,
+        rule: Rule,
         network: &str,
         participant_id: &str,
     ) -> ApiResult<Viewer> {
         if caller.is_participant() && caller.actor_id == participant_id {
             return Ok(Viewer::Author);
         }
-        if self.staff_reaches(caller, network, participant_id).await? {
+        if self
+            .staff_reaches(caller, rule, network, participant_id)
+            .await?
+        {
             return Ok(Viewer::Staff);
         }
         Err(not_your_record())
     }
 
-    /// `operation`'s rule on a participant's record (role and own record first, with
-    /// nothing looked up), then, for clinic-scoped staff, whether they reach the
-    /// participant through a clinic of one of their groups.
+    /// `operation`'s rule on a participant's record (the tenant, the role and the own
+    /// record first, with nothing looked up), then, for staff, whether they reach the
+    /// participant ([`Facts::staff_reaches`]): staff who do not, and a participant who
+    /// does not exist, are both `NOT_YOUR_RECORD`.
     pub(crate) async fn authorize_record(
         &self,
         caller: &Caller,
         operation: Operation,
         participant: &ParticipantName,
     ) -> ApiResult<Viewer> {
-        access::permit(
+        access::permit_unplaced(
             caller,
             operation,
             participant.network.as_str(),
@@ -125,6 +180,7 @@ impl Facts {
         )?;
         self.require_self_or_staff(
             caller,
+            access::rule(operation),
             participant.network.as_str(),
             participant.participant.as_str(),
         )

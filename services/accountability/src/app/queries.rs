@@ -181,8 +181,15 @@ fn check_in_from_row(
 
 // How callers relate to participants and groups, as the roster knows it.
 impl Queries {
-    /// How a caller relates to an author, for the visibility rules.
-    async fn viewer(&self, caller: &Caller, network: &str, author_id: &str) -> ApiResult<Viewer> {
+    /// How a caller relates to an author, for the visibility rules: staff are `Staff`
+    /// where `operation`'s row lets them reach the author.
+    async fn viewer(
+        &self,
+        caller: &Caller,
+        operation: Operation,
+        network: &str,
+        author_id: &str,
+    ) -> ApiResult<Viewer> {
         if caller.is_participant() {
             if caller.actor_id == author_id {
                 return Ok(Viewer::Author);
@@ -193,7 +200,11 @@ impl Queries {
                 .await;
         }
         Ok(
-            if self.facts.staff_reaches(caller, network, author_id).await? {
+            if self
+                .facts
+                .staff_reaches(caller, access::rule(operation), network, author_id)
+                .await?
+            {
                 Viewer::Staff
             } else {
                 Viewer::Stranger
@@ -240,7 +251,9 @@ impl Queries {
         if let Some(known) = people.get(participant_id) {
             return Ok(known.clone());
         }
-        let viewer = self.viewer(caller, network, participant_id).await?;
+        let viewer = self
+            .viewer(caller, Operation::WatchGroupFeed, network, participant_id)
+            .await?;
         let consent = self.facts.consent(network, participant_id).await?;
         let display = self.display_name(viewer, network, participant_id).await?;
         people.insert(
@@ -250,27 +263,21 @@ impl Queries {
         Ok((viewer, consent, display))
     }
 
-    /// `operation`'s rule on a group (a board or its feed): staff are checked against
-    /// the clinic in the name before anything is looked up, participants must be
-    /// active members. Then the group must exist in that clinic. Returns the members.
-    async fn authorize_group(
+    /// `operation`'s rule on a group (a board or its feed): the tenant and the role
+    /// before anything is looked up; then, with the group's active members and its
+    /// facilitators as the roster knows them (all that is read before permission is
+    /// decided), the clinic in the name, a participant's membership and a
+    /// facilitator's own groups. A group the roster does not know has no members and no
+    /// facilitators, so it is refused as a group of others is. Then the group must
+    /// exist in that clinic. Returns the members.
+    pub(super) async fn authorize_group(
         &self,
         caller: &Caller,
         operation: Operation,
         group: &GroupName,
     ) -> ApiResult<Vec<String>> {
-        let clinics = [group.clinic.as_str()];
-        let mut target = Target {
-            clinics: &clinics,
-            ..Target::default()
-        };
-        if caller.is_participant() {
-            // The tenant and the role before the group's members are read.
-            caller.require_network(group.network.as_str(), &group.to_string())?;
-            access::rule(operation).check_role(caller)?;
-        } else {
-            access::permit(caller, operation, group.network.as_str(), &target)?;
-        }
+        caller.require_network(group.network.as_str(), &group.to_string())?;
+        access::rule(operation).check_role(caller)?;
         let members: Vec<String> = sqlx::query_scalar(
             "SELECT DISTINCT participant_id FROM accountability_roster.member_periods
              WHERE network = $1 AND group_id = $2 AND to_at IS NULL ORDER BY participant_id",
@@ -280,19 +287,27 @@ impl Queries {
         .fetch_all(&mut *self.tenant(group.network.as_str()).await?)
         .await
         .map_err(database_error)?;
-        if caller.is_participant() {
-            target.caller_is_member = members.contains(&caller.actor_id);
-            access::permit(caller, operation, group.network.as_str(), &target)?;
-        }
+        let known = self
+            .facts
+            .group(group.network.as_str(), group.group.as_str())
+            .await?
+            .filter(|known| known.clinic_id == group.clinic.as_str());
+        access::permit(
+            caller,
+            operation,
+            group.network.as_str(),
+            &Target {
+                clinics: &[group.clinic.as_str()],
+                caller_is_member: caller.is_participant() && members.contains(&caller.actor_id),
+                caller_facilitates: known
+                    .as_ref()
+                    .is_some_and(|known| known.lists(&caller.actor_id)),
+                ..Target::default()
+            },
+        )?;
         // Permission first, then existence: the clinic in the name must be the group's,
         // since that is the clinic the caller was authorized for.
-        if self
-            .facts
-            .group_clinic(group.network.as_str(), group.group.as_str())
-            .await?
-            .as_deref()
-            != Some(group.clinic.as_str())
-        {
+        if known.is_none() {
             return Err(ApiError::new(
                 Code::NotFound,
                 "GROUP_NOT_FOUND",
@@ -415,7 +430,9 @@ impl Queries {
         let now = self.clock.now();
         let mut entries = Vec::new();
         for member in members {
-            let viewer = self.viewer(caller, network, &member).await?;
+            let viewer = self
+                .viewer(caller, Operation::GetGroupBoard, network, &member)
+                .await?;
             let consent = self.facts.consent(network, &member).await?;
             let display = self.display_name(viewer, network, &member).await?;
             let sees_check_ins = |visibility| can_see_check_in(viewer, visibility, consent);
@@ -587,7 +604,7 @@ impl Queries {
     ) -> ApiResult<Vec<AtRiskEntry>> {
         // The list is filtered to the caller's clinics below, so no clinic is checked
         // here: only the role.
-        access::permit(
+        access::permit_unplaced(
             caller,
             Operation::ListAtRisk,
             staff.network.as_str(),
@@ -764,6 +781,14 @@ impl Queries {
     /// happens, with a heartbeat when quiet for `heartbeat`. A client that reconnects
     /// with the last position it saw misses and repeats nothing. The feed ends with
     /// `UNAVAILABLE`/`SHUTTING_DOWN` as soon as shutdown starts.
+    ///
+    /// Access is checked when the feed opens and again before every page it reads (at
+    /// least every 250 ms while it is open): a member who leaves the group, or a
+    /// facilitator taken off it, gets the refusal a new call would get
+    /// (`PERMISSION_DENIED`) and nothing after it, as soon as the roster shows the
+    /// change. The token is checked once, when the call starts: an open feed outlives
+    /// the token's expiry (the caller does not carry it), which a client's reconnect
+    /// with a fresh token ends.
     pub async fn watch_group_feed(
         &self,
         caller: &Caller,
@@ -803,6 +828,14 @@ impl Queries {
                                  and resume after the last position received",
                             )))
                             .await;
+                        return;
+                    }
+                    // Whoever was let in may have lost access since.
+                    if let Err(error) = queries
+                        .authorize_group(&caller, Operation::WatchGroupFeed, &group)
+                        .await
+                    {
+                        let _ = sender.send(Err(error)).await;
                         return;
                     }
                     match queries.feed_page(&caller, &group, position).await {

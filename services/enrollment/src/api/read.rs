@@ -420,7 +420,7 @@ fn early<const N: usize>(
     let target = clinics.as_ref().map(|clinics| Target {
         clinics,
         participant,
-        caller_is_member: false,
+        ..Target::default()
     });
     access::check_early(caller, operation, target)
 }

@@ -38,7 +38,7 @@ fn early(
         Some(Target {
             clinics,
             participant,
-            caller_is_member: false,
+            ..Target::default()
         }),
     )
 }

@@ -160,6 +160,19 @@ pub(super) fn permit_rule(
     rule.permit(caller, network, &target)
 }
 
+/// [`permit`] for an operation whose clinics its names do not show
+/// (`Rule::permit_unplaced`): the tenant, the role and a participant's own record. The
+/// caller must then be checked with [`permit`] on the clinics of what is loaded (a
+/// participant's home clinic), or the query must filter to the caller's clinics.
+pub(super) fn permit_unplaced(
+    caller: &Caller,
+    operation: Operation,
+    network: &Id,
+    target: Target<'_>,
+) -> Result<(), ApiError> {
+    rule(operation).permit_unplaced(caller, network.as_str(), &target)
+}
+
 /// [`permit_rule`] with the row of `operation`.
 pub(super) fn permit(
     caller: &Caller,
@@ -196,18 +209,26 @@ pub fn step_rule(step: Step) -> Rule {
 
 /// The check the edge makes before it reports a request's bad fields (role and scope
 /// come first, as in every service): the whole rule with what the request's names show,
-/// or only the role when they did not parse.
+/// or only the role when they did not parse. Names that show no clinic (a participant's
+/// record, the whole network) are checked as far as they go (`Rule::check_unplaced`);
+/// the application checks the clinics once it knows them.
 pub fn check_early(
     caller: &Caller,
     operation: Operation,
     target: Option<Target<'_>>,
 ) -> Result<(), ApiError> {
-    rule(operation).check_parsed(caller, target.as_ref())
+    match target {
+        Some(target) if target.clinics.is_empty() => {
+            rule(operation).check_unplaced(caller, &target)
+        }
+        target => rule(operation).check_parsed(caller, target.as_ref()),
+    }
 }
 
 /// The row of `operation`. The clinics of a `Scope::Clinics` row are those in the
 /// resource names the request carries (a participant's: their home clinic; a
-/// transfer: both groups' clinics).
+/// transfer: both groups' clinics; enrolling: the group's and the participant's home
+/// clinic).
 pub fn rule(operation: Operation) -> Rule {
     use Operation as O;
     match operation {
@@ -261,22 +282,90 @@ mod tests {
         result.err().map_or("OK", |error| error.reason)
     }
 
-    fn role_name(role: Role) -> &'static str {
-        role.as_str()
-    }
+    /// The roles in the order README.md lists them.
+    const ROLES: [Role; 6] = [
+        Role::NetworkAdmin,
+        Role::ClinicAdmin,
+        Role::Facilitator,
+        Role::IntakeCoordinator,
+        Role::Participant,
+        Role::Service,
+    ];
 
     fn scope_name(scope: Scope) -> &'static str {
         match scope {
             Scope::Network => "network",
             Scope::Clinics => "their clinics",
-            Scope::OwnRecordOrClinics => "own record, or their clinics",
-            Scope::OwnGroupsOrClinics => "own groups, or their clinics",
+            Scope::OwnRecordOrClinics => "own record (participant), their clinics (staff)",
+            Scope::OwnGroupsOrClinics => "own groups (participant), their clinics (staff)",
+            Scope::FacilitatedGroups | Scope::OwnRecordOrCareTeam | Scope::OwnGroupsOrCareTeam => {
+                "not used here"
+            }
         }
     }
 
-    /// The table as README.md shows it (printed with `--nocapture`).
+    /// The clinics a row's scope is checked on, as README.md explains them.
+    fn clinics_checked(operation: Operation) -> &'static str {
+        use Operation as O;
+        match operation {
+            O::CreateClinic
+            | O::UpdateClinic
+            | O::ArchiveClinic
+            | O::GetClinic
+            | O::ListClinics
+            | O::SearchOpenSeats => "",
+            O::CreateGroup
+            | O::UpdateGroup
+            | O::ArchiveGroup
+            | O::GetGroup
+            | O::ListGroupMembers
+            | O::ListWaitlist
+            | O::HoldMembership
+            | O::ResumeMembership
+            | O::DischargeParticipant
+            | O::GetMembership
+            | O::AcceptSeatOffer
+            | O::DeclineSeatOffer => "the group's",
+            O::ListGroups => "the clinic named; for the whole network, only theirs are listed",
+            O::TransferParticipant => "both groups'",
+            O::EnrollParticipant => {
+                "the group's and the participant's home clinic (someone not registered is in none)"
+            }
+            O::RegisterParticipant => "the home clinic",
+            O::UpdateParticipant => "the home clinic, current and new",
+            O::GetParticipant | O::RecordConsent | O::RevokeConsent => {
+                "the home clinic (someone not registered is in none)"
+            }
+            O::ListParticipantMemberships => "only memberships in their clinics are listed",
+        }
+    }
+
+    /// The table as README.md shows it: operation, roles, scope (and on which clinics).
+    fn markdown() -> String {
+        let mut table = String::from("| operation | roles | scope |\n|---|---|---|\n");
+        for operation in Operation::ALL {
+            let rule = rule(operation);
+            let roles: Vec<&str> = ROLES
+                .iter()
+                .filter(|role| rule.allows_role(**role))
+                .map(|role| role.as_str())
+                .collect();
+            let clinics = match clinics_checked(operation) {
+                "" => String::new(),
+                clinics => format!(": {clinics}"),
+            };
+            table.push_str(&format!(
+                "| `{}` | {} | {}{clinics} |\n",
+                operation.rpc(),
+                roles.join(", "),
+                scope_name(rule.scope)
+            ));
+        }
+        table
+    }
+
     #[test]
-    fn every_operation_has_a_row() {
+    fn every_operation_has_a_row_and_the_readme_shows_the_table() {
         assert_eq!(Operation::ALL.len(), 27, "one per RPC of the service");
         for operation in Operation::ALL {
             let rule = rule(operation);
@@ -285,13 +374,18 @@ mod tests {
                 !rule.allows_role(Role::ProcessManager),
                 "process managers call the application, not the API: {operation:?}"
             );
-            let roles: Vec<&str> = rule.roles.iter().copied().map(role_name).collect();
-            println!(
-                "| {operation:?} | {} | {} |",
-                roles.join(", "),
-                scope_name(rule.scope)
+            assert!(
+                rule.roles.iter().all(|role| ROLES.contains(role)),
+                "{operation:?}"
             );
         }
+        let table = markdown();
+        println!("{table}");
+        let readme = include_str!("../../../../README.md");
+        assert!(
+            readme.contains(&table),
+            "README.md must show the enrollment access table as:\n{table}"
+        );
     }
 
     #[test]
@@ -354,7 +448,7 @@ mod tests {
         let own = Target {
             clinics: &["north"],
             participant: Some("sam"),
-            caller_is_member: false,
+            ..Target::default()
         };
         let other = Target {
             participant: Some("pat"),

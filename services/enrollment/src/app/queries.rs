@@ -8,7 +8,7 @@ use circle_names::{ClinicName, GroupName, Id, MembershipName, NetworkName, Parti
 use sqlx::Row as _;
 use sqlx::postgres::PgRow;
 
-use super::access::{Operation, permit};
+use super::access::{Operation, permit, permit_unplaced};
 use super::views::{
     ClinicView, ConsentView, GroupView, MembershipEventView, MembershipView, ParticipantView,
 };
@@ -325,8 +325,12 @@ impl Queries {
             GroupsIn::Network(network) => (&network.network, None),
             GroupsIn::Clinic(clinic) => (&clinic.network, Some(clinic.clinic.as_str())),
         };
-        let scope: Vec<&str> = clinic.into_iter().collect();
-        permit(caller, Operation::ListGroups, network, clinics(&scope))?;
+        // One clinic: the caller must be scoped to it. The whole network: clinic-scoped
+        // staff see the groups of their clinics only (the filter below).
+        match clinic {
+            Some(clinic) => permit(caller, Operation::ListGroups, network, clinics(&[clinic]))?,
+            None => permit_unplaced(caller, Operation::ListGroups, network, Target::default())?,
+        }
         self.read_after(consistency_token).await?;
         let mut tenant = self.tenant(network).await?;
         let optional = |id: &Option<Id>| id.as_ref().map(Id::as_str).unwrap_or_default().to_owned();
@@ -334,6 +338,7 @@ impl Queries {
             "SELECT {GROUP_COLUMNS} FROM enrollment.groups
              WHERE network = $1 AND ($2 = '' OR clinic_id = $2) AND ($3 = '' OR modality = $3)
                AND ($4 = '' OR level_of_care = $4) AND ($5 OR NOT archived)
+               AND (NOT $8 OR clinic_id = ANY($9))
              ORDER BY clinic_id, group_id LIMIT $6 OFFSET $7"
         )))
         .bind(network.as_str())
@@ -343,6 +348,8 @@ impl Queries {
         .bind(wanted.include_archived)
         .bind(page.size)
         .bind(page.offset)
+        .bind(caller.is_clinic_scoped())
+        .bind(&caller.clinics)
         .fetch_all(&mut *tenant)
         .await
         .map_err(database_error)?;
@@ -359,7 +366,7 @@ impl Queries {
         consistency_token: &str,
     ) -> Result<ParticipantView, ApiError> {
         let own = Some(name.participant.as_str());
-        permit(
+        permit_unplaced(
             caller,
             Operation::GetParticipant,
             &name.network,
@@ -370,7 +377,7 @@ impl Queries {
         )?;
         self.read_after(consistency_token).await?;
         let mut tenant = self.tenant(&name.network).await?;
-        let row = sqlx::query(
+        let found = sqlx::query(
             "SELECT p.home_clinic_id, p.version, f.given_name, f.family_name, f.preferred_name, f.email, f.phone
              FROM enrollment.participants p JOIN enrollment.participant_profiles f USING (network, participant_id)
              WHERE p.network = $1 AND p.participant_id = $2",
@@ -379,21 +386,29 @@ impl Queries {
         .bind(name.participant.as_str())
         .fetch_optional(&mut *tenant)
         .await
-        .map_err(database_error)?
-        .ok_or_else(|| not_found("PARTICIPANT_NOT_FOUND", &name.to_string()))?;
-        let home_clinic = stored_id(&text(&row, "home_clinic_id")?)?;
+        .map_err(database_error)?;
+        let home_clinic = match &found {
+            Some(row) => Some(stored_id(&text(row, "home_clinic_id")?)?),
+            None => None,
+        };
         // Clinic-scoped staff see the participants of their clinics: the home clinic
-        // is known only now.
+        // is known only now. Someone who is not registered is in none of them, so such
+        // a caller gets the same refusal whether the participant is elsewhere or
+        // nowhere; only a caller who may see them anywhere learns they do not exist.
+        let home: Vec<&str> = home_clinic.iter().map(Id::as_str).collect();
         permit(
             caller,
             Operation::GetParticipant,
             &name.network,
             Target {
-                clinics: &[home_clinic.as_str()],
+                clinics: &home,
                 participant: own,
-                caller_is_member: false,
+                ..Target::default()
             },
         )?;
+        let (Some(row), Some(home_clinic)) = (found, home_clinic) else {
+            return Err(not_found("PARTICIPANT_NOT_FOUND", &name.to_string()));
+        };
         let consents = sqlx::query(
             "SELECT consent_id, kind, recipient, purpose, display, alias, share_check_ins, share_milestones,
                     recorded_at, revoked_at
@@ -438,7 +453,7 @@ impl Queries {
             Target {
                 clinics: &[name.clinic.as_str()],
                 participant: Some(name.membership.as_str()),
-                caller_is_member: false,
+                ..Target::default()
             },
         )?;
         self.read_after(consistency_token).await?;
@@ -550,7 +565,9 @@ impl Queries {
         page: Page,
         consistency_token: &str,
     ) -> Result<Vec<MembershipView>, ApiError> {
-        permit(
+        // Clinic-scoped staff see only the memberships in their clinics (the filter
+        // below): an empty list for someone elsewhere or nowhere alike.
+        permit_unplaced(
             caller,
             Operation::ListParticipantMemberships,
             &participant.network,

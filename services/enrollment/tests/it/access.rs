@@ -139,6 +139,104 @@ async fn queries_follow_the_access_table_for_scoped_staff_and_participants() -> 
         out_of_scope,
         "a participant of another clinic"
     );
+    // Someone who was never registered is refused exactly as someone of another
+    // clinic is: the answer tells a clinic-scoped caller nothing about who exists
+    // elsewhere.
+    let absent = format!("networks/{}/participants/nobody", crate::support::NETWORK);
+    let status = |result: Result<tonic::Response<pb::GetParticipantResponse>, tonic::Status>| {
+        let status = result.expect_err("refused");
+        (
+            status.code(),
+            status.message().to_owned(),
+            code_and_reason(Err::<(), _>(status)).1,
+        )
+    };
+    let elsewhere = status(
+        client
+            .get_participant(from(
+                pb::GetParticipantRequest {
+                    name: pat.clone(),
+                    consistency_token: String::new(),
+                },
+                "intake-coordinator",
+                "i-1",
+                "north",
+            ))
+            .await,
+    );
+    let nowhere = status(
+        client
+            .get_participant(from(
+                pb::GetParticipantRequest {
+                    name: absent.clone(),
+                    consistency_token: String::new(),
+                },
+                "intake-coordinator",
+                "i-1",
+                "north",
+            ))
+            .await,
+    );
+    assert_eq!(elsewhere, nowhere);
+    assert_eq!(elsewhere.2, "CLINIC_OUT_OF_SCOPE");
+    // A caller who may see participants anywhere learns that one does not exist.
+    let (code, reason) = refused(
+        client
+            .get_participant(from(
+                pb::GetParticipantRequest {
+                    name: absent.clone(),
+                    consistency_token: String::new(),
+                },
+                "network-admin",
+                "a-1",
+                "",
+            ))
+            .await,
+    );
+    assert_eq!(
+        (code, reason.as_str()),
+        (Code::NotFound, "PARTICIPANT_NOT_FOUND")
+    );
+
+    // Listing the whole network's groups shows clinic-scoped staff their clinics' only.
+    let network_groups = |role, clinics| {
+        from(
+            pb::ListGroupsRequest {
+                parent: format!("networks/{}", crate::support::NETWORK),
+                consistency_token: token.clone(),
+                ..Default::default()
+            },
+            role,
+            "staff-x",
+            clinics,
+        )
+    };
+    let listed = |response: pb::ListGroupsResponse| -> Vec<String> {
+        response
+            .groups
+            .into_iter()
+            .map(|group| group.name)
+            .collect()
+    };
+    assert_eq!(
+        listed(
+            client
+                .list_groups(network_groups("intake-coordinator", "north"))
+                .await?
+                .into_inner()
+        ),
+        vec![north_group.clone()]
+    );
+    assert_eq!(
+        listed(
+            client
+                .list_groups(network_groups("network-admin", ""))
+                .await?
+                .into_inner()
+        ),
+        vec![north_group.clone(), south_group.clone()]
+    );
+
     // Clinics and the open-seat search are network-wide for every staff role.
     client
         .get_clinic(from(

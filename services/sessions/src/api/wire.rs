@@ -62,6 +62,7 @@ pub(super) fn note_to_wire(view: NoteView) -> pb::Note {
                 time: Some(codec::timestamp(amendment.at)),
             })
             .collect(),
+        text_withheld: view.text_withheld,
     }
 }
 

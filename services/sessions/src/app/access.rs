@@ -6,6 +6,15 @@
 //! Queries are checked against it in [`super::Queries`] and commands in
 //! [`super::Commands`], before anything is looked up or loaded.
 //!
+//! Minimum necessary: a session's notes (the shared narrative, each member's note and
+//! their amendments) are the group's clinical record, written, signed, amended and
+//! read only by the facilitators listed on that group (`Scope::FacilitatedGroups`; the
+//! signer recorded is the token's subject); everyone else the table lets see a session
+//! sees its notes' status without their text ([`NOTE_TEXT`]). A check-in's mood and
+//! craving are clinical too: the participant or the care team record them, not intake
+//! or a calling service. Calling services (`service`) do the administrative work an
+//! integration needs (schedule, attendance, billing) and nothing clinical.
+//!
 //! The table is what clients may do, and every check holds the caller to the network
 //! of the names first ([`permit`]). The service's own process manager (the
 //! materialiser, [`Role::ProcessManager`], a role no client can claim) is in no row of
@@ -79,6 +88,25 @@ impl Operation {
     }
 }
 
+/// The care team (no intake, no calling service), or a participant on their own record.
+const CARE_TEAM_OR_PARTICIPANT: &[Role] = &[
+    Role::NetworkAdmin,
+    Role::ClinicAdmin,
+    Role::Facilitator,
+    Role::Participant,
+];
+
+/// The care team's clinicians and admins (a queue of notes is no integration's work).
+const CARE_TEAM: &[Role] = &[Role::NetworkAdmin, Role::ClinicAdmin, Role::Facilitator];
+
+/// A group's clinical record: its listed facilitators, in their clinics.
+const GROUP_FACILITATORS: Rule = Rule::new(&[Role::Facilitator], Scope::FacilitatedGroups);
+
+/// Who reads the text of a session's notes (on top of the row that lets them see the
+/// session or the queue): the group's facilitators. Anyone else sees a note's status
+/// (signed, by whom, when, amended when) without its text.
+pub const NOTE_TEXT: Rule = GROUP_FACILITATORS;
+
 /// Staff, or a participant on their own record.
 const STAFF_OR_PARTICIPANT: &[Role] = &[
     Role::NetworkAdmin,
@@ -92,28 +120,32 @@ const STAFF_OR_PARTICIPANT: &[Role] = &[
 /// Who may run `operation`, and where.
 ///
 /// Beyond the table, `ListUnsignedNotes` keeps a facilitator to their own queue
-/// (`NOT_YOUR_QUEUE`), and queries over several clinics (`ListUnsignedNotes`,
-/// `GetAttendanceHistory`) show clinic-scoped staff only the sessions of their clinics.
+/// (`NOT_YOUR_QUEUE`), queries over several clinics (`ListUnsignedNotes`,
+/// `GetAttendanceHistory`) show clinic-scoped staff only the sessions of their clinics,
+/// and a note's text is shown only as [`NOTE_TEXT`] says.
 pub fn rule(operation: Operation) -> Rule {
     use Operation as O;
     match operation {
-        // The schedule and the session sheet (roster, attendance, check-ins, notes).
+        // The schedule and the session sheet (roster, attendance, check-ins, the notes'
+        // status; their text only to the group's facilitators).
         O::ListSessions | O::GetSession => Rule::new(roles::STAFF, Scope::Clinics),
-        // Running a session and its notes is clinical work.
+        // Running a session: staff of the clinic who run groups, and integrations
+        // (calendars, telehealth, attendance kiosks).
         O::ScheduleSession
         | O::RescheduleSession
         | O::CancelSession
         | O::StartSession
         | O::CloseSession
-        | O::RecordAttendance
-        | O::WriteSharedNote
-        | O::WriteMemberNote
-        | O::SignNote
-        | O::AmendNote => Rule::new(roles::CLINICIANS, Scope::Clinics),
-        // A participant checks in for themselves; staff may record it for them.
-        O::RecordSessionCheckIn => Rule::new(STAFF_OR_PARTICIPANT, Scope::OwnRecordOrClinics),
-        // A clinician's queue: the facilitator's own, or anyone's for admins.
-        O::ListUnsignedNotes => Rule::new(roles::CLINICIANS, Scope::Clinics),
+        | O::RecordAttendance => Rule::new(roles::CLINICIANS, Scope::Clinics),
+        // The notes are the group's clinical record: its facilitators write, sign and
+        // amend them, as themselves.
+        O::WriteSharedNote | O::WriteMemberNote | O::SignNote | O::AmendNote => GROUP_FACILITATORS,
+        // A participant checks in for themselves; the care team may record it for
+        // them (mood and craving are clinical: not intake's, not an integration's).
+        O::RecordSessionCheckIn => Rule::new(CARE_TEAM_OR_PARTICIPANT, Scope::OwnRecordOrClinics),
+        // A clinician's queue: the facilitator's own, or anyone's for admins (the
+        // notes' text only where they facilitate).
+        O::ListUnsignedNotes => Rule::new(CARE_TEAM, Scope::Clinics),
         O::GetAttendanceHistory => Rule::new(STAFF_OR_PARTICIPANT, Scope::OwnRecordOrClinics),
         O::ExportBilling => Rule::new(roles::CLINIC_ADMINS, Scope::Clinics),
     }
@@ -150,6 +182,63 @@ pub fn permit(
         Some((network, target)) => rule(operation).permit(caller, network.as_str(), &target),
         None => rule(operation).check_role(caller),
     }
+}
+
+/// [`permit`] for a request whose names show no clinic: a staff member's queue or a
+/// participant's history, which the query filters to the caller's clinics
+/// (`Rule::permit_unplaced`: the tenant, the role and a participant's own record).
+pub fn permit_unplaced(
+    caller: &Caller,
+    operation: Operation,
+    named: Option<(&Id, Target<'_>)>,
+) -> Result<(), ApiError> {
+    match named {
+        Some((network, target)) => {
+            rule(operation).permit_unplaced(caller, network.as_str(), &target)
+        }
+        None => rule(operation).check_role(caller),
+    }
+}
+
+/// [`permit`] for a request about a group (or a session or note of it) in one clinic,
+/// knowing whether the caller is listed as one of the group's facilitators, which the
+/// rows of its clinical record need (`None`: its name did not parse).
+pub fn permit_in_group(
+    caller: &Caller,
+    operation: Operation,
+    place: Option<(&Id, &Id)>,
+    caller_facilitates: bool,
+) -> Result<(), ApiError> {
+    match place {
+        Some((network, clinic)) => permit(
+            caller,
+            operation,
+            Some((
+                network,
+                Target {
+                    clinics: &[clinic.as_str()],
+                    caller_facilitates,
+                    ..Target::default()
+                },
+            )),
+        ),
+        None => permit(caller, operation, None),
+    }
+}
+
+/// Whether a caller who may see a session (or a queue item) of a group reads its
+/// notes' text ([`NOTE_TEXT`]).
+pub fn reads_note_text(caller: &Caller, clinic: &str, caller_facilitates: bool) -> bool {
+    NOTE_TEXT
+        .check(
+            caller,
+            &Target {
+                clinics: &[clinic],
+                caller_facilitates,
+                ..Target::default()
+            },
+        )
+        .is_ok()
 }
 
 /// [`permit`] for a request about something in one clinic of a network (`None`: its
@@ -232,7 +321,7 @@ mod tests {
         let target = Target {
             clinics: &clinics,
             participant: Some("p-1"),
-            caller_is_member: false,
+            ..Target::default()
         };
         check(&caller(role, "p-1"), operation, Some(target))
             .err()
@@ -240,19 +329,25 @@ mod tests {
     }
 
     #[test]
-    fn the_table_keeps_what_the_service_enforced_before_it() {
+    fn the_table_gives_each_role_what_it_needs_and_no_more() {
         use Operation as O;
         use Role as R;
-        // Intake coordinators see the schedule and the session sheet, and record a
-        // check-in for someone, but run no session, write or sign no note and have no
-        // queue. (The session sheet they see includes its notes, as it always has:
-        // a question for the authentication issue, not changed here.)
-        for operation in [O::ListSessions, O::GetSession, O::RecordSessionCheckIn] {
+        const NOTES: [Operation; 4] = [
+            O::WriteSharedNote,
+            O::WriteMemberNote,
+            O::SignNote,
+            O::AmendNote,
+        ];
+        // Intake coordinators see the schedule and the session sheet (the notes'
+        // status, not their text) and attendance, but run no session, record no
+        // check-in, write or sign no note and have no queue.
+        for operation in [O::ListSessions, O::GetSession, O::GetAttendanceHistory] {
             assert_eq!(outcome(operation, R::IntakeCoordinator, "north"), "OK");
         }
         for operation in [
             O::StartSession,
             O::RecordAttendance,
+            O::RecordSessionCheckIn,
             O::WriteMemberNote,
             O::SignNote,
             O::AmendNote,
@@ -291,13 +386,11 @@ mod tests {
             .map(|error| error.reason),
             Some("NOT_YOUR_RECORD")
         );
-        // Clinic-scoped staff stay in their clinics; network admins and service
-        // clients go anywhere; billing is for admins.
+        // Clinic-scoped staff stay in their clinics; billing is for admins.
         assert_eq!(
             outcome(O::GetSession, R::Facilitator, "south"),
             "CLINIC_OUT_OF_SCOPE"
         );
-        assert_eq!(outcome(O::SignNote, R::Facilitator, "north"), "OK");
         assert_eq!(
             outcome(O::ExportBilling, R::Facilitator, "north"),
             "ROLE_NOT_ALLOWED"
@@ -307,13 +400,86 @@ mod tests {
             outcome(O::ExportBilling, R::ClinicAdmin, "south"),
             "CLINIC_OUT_OF_SCOPE"
         );
+        // The notes are the group's facilitators' alone: no admin, no integration, no
+        // facilitator of another group.
+        for operation in NOTES {
+            assert_eq!(
+                outcome(operation, R::Facilitator, "north"),
+                "NOT_A_FACILITATOR"
+            );
+            assert_eq!(
+                check(
+                    &caller(R::Facilitator, "f-1"),
+                    operation,
+                    Some(Target {
+                        clinics: &["north"],
+                        caller_facilitates: true,
+                        ..Target::default()
+                    })
+                )
+                .err()
+                .map(|error| error.reason),
+                None,
+                "{operation:?}"
+            );
+            for role in [R::NetworkAdmin, R::ClinicAdmin, R::Service] {
+                assert_eq!(outcome(operation, role, "north"), "ROLE_NOT_ALLOWED");
+            }
+        }
+        // Network admins go anywhere but the notes; calling services to the
+        // administrative work only.
         for operation in Operation::ALL {
-            assert_eq!(outcome(operation, R::NetworkAdmin, "south"), "OK");
-            assert_eq!(outcome(operation, R::Service, "south"), "OK");
+            let admin = if NOTES.contains(&operation) {
+                "ROLE_NOT_ALLOWED"
+            } else {
+                "OK"
+            };
+            assert_eq!(
+                outcome(operation, R::NetworkAdmin, "south"),
+                admin,
+                "{operation:?}"
+            );
+            let service = match operation {
+                O::ListSessions
+                | O::GetSession
+                | O::ScheduleSession
+                | O::RescheduleSession
+                | O::CancelSession
+                | O::StartSession
+                | O::CloseSession
+                | O::RecordAttendance
+                | O::GetAttendanceHistory
+                | O::ExportBilling => "OK",
+                _ => "ROLE_NOT_ALLOWED",
+            };
+            assert_eq!(
+                outcome(operation, R::Service, "south"),
+                service,
+                "{operation:?}"
+            );
             // The materialiser runs its commands in process, not through the table.
             assert_eq!(
                 outcome(operation, R::ProcessManager, "north"),
                 "ROLE_NOT_ALLOWED"
+            );
+        }
+    }
+
+    #[test]
+    fn a_notes_text_is_for_the_groups_facilitators() {
+        let facilitator = caller(Role::Facilitator, "f-1");
+        assert!(reads_note_text(&facilitator, "north", true));
+        assert!(!reads_note_text(&facilitator, "north", false));
+        assert!(!reads_note_text(&facilitator, "south", true));
+        for role in [
+            Role::NetworkAdmin,
+            Role::ClinicAdmin,
+            Role::IntakeCoordinator,
+            Role::Service,
+        ] {
+            assert!(
+                !reads_note_text(&caller(role, "f-1"), "north", true),
+                "{role:?}"
             );
         }
     }
@@ -375,17 +541,27 @@ mod tests {
 
     #[test]
     fn a_name_of_another_network_is_refused_before_the_rule() {
-        let admin = caller(Role::NetworkAdmin, "a-1");
-        for operation in Operation::ALL {
-            assert_eq!(
-                permit_in_clinic(&admin, operation, Some((&id("other"), &id("north"))))
-                    .err()
-                    .map(|error| error.reason),
-                Some("WRONG_NETWORK"),
-                "{operation:?}"
-            );
-            assert!(permit_in_clinic(&admin, operation, Some((&id("acme"), &id("north")))).is_ok());
+        for role in [Role::NetworkAdmin, Role::Facilitator] {
+            let staff = caller(role, "a-1");
+            for operation in Operation::ALL {
+                assert_eq!(
+                    permit_in_group(&staff, operation, Some((&id("other"), &id("north"))), true)
+                        .err()
+                        .map(|error| error.reason),
+                    Some("WRONG_NETWORK"),
+                    "{operation:?}"
+                );
+            }
         }
+        let admin = caller(Role::NetworkAdmin, "a-1");
+        assert!(
+            permit_in_clinic(
+                &admin,
+                Operation::GetSession,
+                Some((&id("acme"), &id("north")))
+            )
+            .is_ok()
+        );
     }
 
     #[test]
@@ -416,6 +592,8 @@ mod tests {
                 Scope::Clinics => "their clinics",
                 Scope::OwnRecordOrClinics => "own record (participant), their clinics (staff)",
                 Scope::OwnGroupsOrClinics => "own groups (participant), their clinics (staff)",
+                Scope::FacilitatedGroups => "the group's facilitators, in their clinics",
+                Scope::OwnRecordOrCareTeam | Scope::OwnGroupsOrCareTeam => "not used here",
             };
             table.push_str(&format!(
                 "| `{}` | {} | {scope} |\n",

@@ -220,11 +220,12 @@ pub struct Commands {
     clock: Arc<dyn Clock>,
 }
 
-/// A resource in one clinic of a network: what the access check of most commands
-/// looks at.
+/// A resource of a group in one clinic of a network: what the access check of most
+/// commands looks at.
 trait InClinic {
     fn network(&self) -> &Id;
     fn clinic(&self) -> &Id;
+    fn group(&self) -> GroupName;
 }
 
 impl InClinic for GroupName {
@@ -233,6 +234,9 @@ impl InClinic for GroupName {
     }
     fn clinic(&self) -> &Id {
         &self.clinic
+    }
+    fn group(&self) -> GroupName {
+        self.clone()
     }
 }
 
@@ -243,6 +247,9 @@ impl InClinic for SessionName {
     fn clinic(&self) -> &Id {
         &self.clinic
     }
+    fn group(&self) -> GroupName {
+        self.group_name()
+    }
 }
 
 impl InClinic for NoteName {
@@ -251,6 +258,9 @@ impl InClinic for NoteName {
     }
     fn clinic(&self) -> &Id {
         &self.clinic
+    }
+    fn group(&self) -> GroupName {
+        self.session_name().group_name()
     }
 }
 
@@ -268,6 +278,40 @@ fn checked<R: InClinic, F>(
         .map(|resource| (resource.network(), resource.clinic()));
     access::permit_in_clinic(caller, operation, place)?;
     input.whole(caller)
+}
+
+impl Commands {
+    /// [`checked`] for a row of the group's clinical record: the tenant and the role
+    /// first, with nothing looked up; then, with whether the roster lists the caller
+    /// as one of the group's facilitators, the clinic and the group (a group the roster
+    /// does not know lists no one: refused as one of others is, before anything says
+    /// it does not exist). Then the command's parts.
+    async fn checked_by_facilitator<R: InClinic, F>(
+        &self,
+        caller: &Caller,
+        operation: Operation,
+        input: Command<R, F>,
+    ) -> Result<(R, F, CommitMeta), ApiError> {
+        match &input.resource {
+            Some(resource) => {
+                access::permit_unplaced(
+                    caller,
+                    operation,
+                    Some((resource.network(), Target::default())),
+                )?;
+                let facilitates =
+                    super::facts::facilitates(&self.pool, caller, &resource.group()).await?;
+                access::permit_in_group(
+                    caller,
+                    operation,
+                    Some((resource.network(), resource.clinic())),
+                    facilitates,
+                )?;
+            }
+            None => access::permit(caller, operation, None)?,
+        }
+        input.whole(caller)
+    }
 }
 
 /// The session as the queries show it, right after a command.
@@ -299,6 +343,7 @@ fn note_view(name: NoteName, session: &Session, key: &NoteKey) -> NoteView {
     NoteView {
         name,
         note: session.notes.get(key).cloned().unwrap_or_default(),
+        text_withheld: false,
     }
 }
 
@@ -640,7 +685,7 @@ impl Commands {
                         Target {
                             clinics: &[session.clinic.as_str()],
                             participant: Some(participant.participant.as_str()),
-                            caller_is_member: false,
+                            ..Target::default()
                         },
                     )),
                 )?
@@ -667,7 +712,9 @@ impl Commands {
         caller: &Caller,
         input: Command<SessionName, String>,
     ) -> Result<Written<NoteView>, ApiError> {
-        let (name, text, meta) = checked(caller, Operation::WriteSharedNote, input)?;
+        let (name, text, meta) = self
+            .checked_by_facilitator(caller, Operation::WriteSharedNote, input)
+            .await?;
         let command = SessionCommand::WriteSharedNote { text };
         let (session, version) = self.run(&name, &meta, None, command).await?;
         let key = NoteKey::Shared;
@@ -683,7 +730,9 @@ impl Commands {
         caller: &Caller,
         input: Command<SessionName, MemberNote>,
     ) -> Result<Written<NoteView>, ApiError> {
-        let (name, note, meta) = checked(caller, Operation::WriteMemberNote, input)?;
+        let (name, note, meta) = self
+            .checked_by_facilitator(caller, Operation::WriteMemberNote, input)
+            .await?;
         let participant = &note.participant;
         caller.require_network(participant.network.as_str(), &participant.to_string())?;
         let participant_id = note.participant.participant.as_str();
@@ -701,13 +750,16 @@ impl Commands {
         })
     }
 
-    /// Signs a note as the caller.
+    /// Signs a note as the caller: one of the group's facilitators, recorded as the
+    /// token's subject.
     pub async fn sign_note(
         &self,
         caller: &Caller,
         input: Command<NoteName, ()>,
     ) -> Result<Written<NoteView>, ApiError> {
-        let (name, (), meta) = checked(caller, Operation::SignNote, input)?;
+        let (name, (), meta) = self
+            .checked_by_facilitator(caller, Operation::SignNote, input)
+            .await?;
         let key = NoteKey::from_id(name.note.as_str());
         let command = SessionCommand::Sign {
             note: key.clone(),
@@ -720,14 +772,17 @@ impl Commands {
         })
     }
 
-    /// Amends a signed note as the caller; a member's amendment, like their note, may
-    /// not name another member.
+    /// Amends a signed note as the caller (one of the group's facilitators, recorded as
+    /// the token's subject); a member's amendment, like their note, may not name another
+    /// member.
     pub async fn amend_note(
         &self,
         caller: &Caller,
         input: Command<NoteName, String>,
     ) -> Result<Written<NoteView>, ApiError> {
-        let (name, text, meta) = checked(caller, Operation::AmendNote, input)?;
+        let (name, text, meta) = self
+            .checked_by_facilitator(caller, Operation::AmendNote, input)
+            .await?;
         let session_name = name.session_name();
         let key = NoteKey::from_id(name.note.as_str());
         let other_member_names = match &key {

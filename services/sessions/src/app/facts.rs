@@ -2,11 +2,34 @@
 //! a group's roster, the other members' names (for the note check) and where a group
 //! is. Best effort: the roster follows the enrollment log by a moment.
 
-use circle_grpc::ApiError;
+use circle_grpc::{ApiError, Caller};
 use circle_names::{GroupName, SessionName};
+use sqlx::PgPool;
 
 use super::{Commands, database_error, tenant};
 use crate::domain::Time;
+
+/// Whether the caller is listed as a facilitator of the group (in the clinic its name
+/// gives), as the roster knows it. A group the roster does not know has none: asking
+/// about one tells nothing a group of others would not.
+pub(super) async fn facilitates(
+    pool: &PgPool,
+    caller: &Caller,
+    group: &GroupName,
+) -> Result<bool, ApiError> {
+    let listed: Option<bool> = sqlx::query_scalar(
+        "SELECT $4 = ANY(facilitators) FROM sessions_roster.groups
+         WHERE network = $1 AND group_id = $2 AND clinic_id = $3",
+    )
+    .bind(group.network.as_str())
+    .bind(group.group.as_str())
+    .bind(group.clinic.as_str())
+    .bind(&caller.actor_id)
+    .fetch_optional(&mut *super::tenant(pool, &group.network).await?)
+    .await
+    .map_err(database_error)?;
+    Ok(listed.unwrap_or(false))
+}
 
 /// Where a group is, as the roster knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]

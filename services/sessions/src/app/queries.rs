@@ -14,7 +14,7 @@ use sqlx::{PgConnection, Row as _};
 use tonic::Code;
 
 use super::access::{self, Operation};
-use super::{Input, Page, Queries, database_error, tenant};
+use super::{Input, Page, Queries, database_error, facts, tenant};
 use crate::domain::session::{Amendment, Note};
 use crate::domain::{AttendanceStatus, NoteKey, Origin, SessionState, Time};
 use crate::read_model;
@@ -39,11 +39,28 @@ pub struct SessionView {
     pub version: i64,
 }
 
-/// A note with its name.
+/// A note with its name. `text_withheld`: the viewer is not one of the group's
+/// facilitators, so the note's text and its amendments' are empty (`access::NOTE_TEXT`);
+/// whether it is signed, by whom and when, and when it was amended by whom, remain.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NoteView {
     pub name: NoteName,
     pub note: Note,
+    pub text_withheld: bool,
+}
+
+impl NoteView {
+    /// The note with its text shown, or withheld (`shown` false).
+    fn shown_if(mut self, shown: bool) -> Self {
+        if !shown {
+            self.note.text.clear();
+            for amendment in &mut self.note.amendments {
+                amendment.text.clear();
+            }
+            self.text_withheld = true;
+        }
+        self
+    }
 }
 
 /// One line of a session's roster.
@@ -260,6 +277,12 @@ impl Queries {
             )
         })?;
         let session = session_from_row(&row)?;
+        // The notes' text is the group's facilitators' alone.
+        let shown = access::reads_note_text(
+            caller,
+            name.clinic.as_str(),
+            facts::facilitates(&self.pool, caller, &name.group_name()).await?,
+        );
         let roster: Vec<(String, Option<String>, Option<i32>, bool)> = sqlx::query_as(
             "SELECT p.participant_id, a.status, a.minutes, c.participant_id IS NOT NULL
              FROM (SELECT DISTINCT participant_id FROM sessions_roster.member_periods
@@ -276,7 +299,11 @@ impl Queries {
         .fetch_all(&mut *tenant)
         .await
         .map_err(database_error)?;
-        let mut notes = notes(&mut tenant, &name).await?;
+        let mut notes: BTreeMap<String, NoteView> = notes(&mut tenant, &name)
+            .await?
+            .into_iter()
+            .map(|(key, note)| (key, note.shown_if(shown)))
+            .collect();
         let shared_note = notes.remove("");
         let roster = roster
             .into_iter()
@@ -335,6 +362,7 @@ async fn notes(
                 signed_at,
                 amendments: Vec::new(),
             },
+            text_withheld: false,
         };
         notes.insert(key, note);
     }
@@ -360,7 +388,8 @@ impl Queries {
             .resource
             .as_ref()
             .map(|staff| (&staff.network, Target::default()));
-        access::permit(caller, Operation::ListUnsignedNotes, named)?;
+        // The queue is filtered to the caller's clinics below.
+        access::permit_unplaced(caller, Operation::ListUnsignedNotes, named)?;
         if let Some(staff) = &input.resource
             && access::rule(Operation::ListUnsignedNotes).admits_only_as(caller, Role::Facilitator)
             && staff.staff.as_str() != caller.actor_id
@@ -374,7 +403,7 @@ impl Queries {
         let (staff, page) = self.read_after(input).await?;
         let mut tenant = tenant(&self.pool, &staff.network).await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {SESSION_COLUMNS}, n.note_key, n.text
+            "SELECT {SESSION_COLUMNS}, n.note_key, n.text, $8 = ANY(g.facilitators) AS caller_facilitates
              FROM sessions.sessions s
              JOIN sessions_roster.groups g ON g.network = s.network AND g.group_id = s.group_id
              LEFT JOIN sessions.notes n ON n.network = s.network AND n.session_id = s.session_id AND NOT n.signed
@@ -390,20 +419,32 @@ impl Queries {
         .bind(page.offset)
         .bind(caller.is_clinic_scoped())
         .bind(&caller.clinics)
+        .bind(&caller.actor_id)
         .fetch_all(&mut *tenant)
         .await
         .map_err(database_error)?;
         let mut items = Vec::with_capacity(rows.len());
         for row in &rows {
             let session = session_from_row(row)?;
+            // The text only to the group's facilitators (an admin looking at someone's
+            // queue sees which notes wait, not what they say).
+            let shown = access::reads_note_text(
+                caller,
+                session.name.clinic.as_str(),
+                column(row, "caller_facilitates")?,
+            );
             let note = match column::<Option<String>>(row, "note_key")? {
-                Some(key) => Some(NoteView {
-                    name: note_name(&session.name, &key)?,
-                    note: Note {
-                        text: column(row, "text")?,
-                        ..Note::default()
-                    },
-                }),
+                Some(key) => Some(
+                    NoteView {
+                        name: note_name(&session.name, &key)?,
+                        note: Note {
+                            text: column(row, "text")?,
+                            ..Note::default()
+                        },
+                        text_withheld: false,
+                    }
+                    .shown_if(shown),
+                ),
                 None => None,
             };
             items.push(UnsignedItem { session, note });
@@ -427,7 +468,8 @@ impl Queries {
                 },
             )
         });
-        access::permit(caller, Operation::GetAttendanceHistory, named)?;
+        // The history is filtered to the caller's clinics below.
+        access::permit_unplaced(caller, Operation::GetAttendanceHistory, named)?;
         let (participant, ()) = self.read_after(input).await?;
         let mut tenant = tenant(&self.pool, &participant.network).await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(

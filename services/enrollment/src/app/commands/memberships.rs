@@ -57,7 +57,9 @@ pub struct MembershipAnswer {
 impl Commands {
     /// Seat or waitlist; admitting into a closed group after its first session takes
     /// `facilitator_override`, which only some roles may give. The participant must be
-    /// registered.
+    /// registered, and clinic-scoped staff hold both the group's clinic and the
+    /// participant's home clinic (known once the record is loaded), as for a transfer:
+    /// someone of another clinic, and someone never registered, are refused alike.
     pub async fn enroll_participant(
         &self,
         caller: &Caller,
@@ -80,13 +82,25 @@ impl Commands {
         if facilitator_override {
             access::check_closed_admission_override(caller, Some(&clinics(&scope)))?;
         }
-        let registered = self
+        let record = self
             .aggregates
             .load_participant(group.network.as_str(), participant.participant.as_str())
             .await
-            .map_err(command_error)?
-            .registered;
-        if !registered {
+            .map_err(command_error)?;
+        let mut both = vec![group.clinic.as_str()];
+        if record.registered {
+            both.push(record.home_clinic_id.as_str());
+        } else {
+            // Someone never registered is in no clinic: none of a scoped caller's.
+            both.clear();
+        }
+        permit(
+            caller,
+            Operation::EnrollParticipant,
+            &group.network,
+            clinics(&both),
+        )?;
+        if !record.registered {
             return Err(not_found("PARTICIPANT_NOT_FOUND", &participant.to_string()));
         }
         let command = GroupCommand::Enroll {
@@ -279,7 +293,7 @@ fn permit_membership(
         Target {
             clinics: &[name.clinic.as_str()],
             participant: Some(name.membership.as_str()),
-            caller_is_member: false,
+            ..Target::default()
         },
     )
 }

@@ -6,10 +6,10 @@ use circle_grpc::{ApiError, Caller, Target, Violations};
 use circle_names::{ClinicName, ConsentName, ParticipantName};
 
 use super::{Commands, Sent, clinics, derived_id};
-use crate::app::access::{Operation, permit};
+use crate::app::access::{Operation, permit, permit_unplaced};
 use crate::app::errors::{command_error, domain_error};
 use crate::app::{ConsentView, ParticipantView};
-use crate::domain::{ConsentTerms, DomainError, ParticipantCommand, Profile, clinic};
+use crate::domain::{ConsentTerms, DomainError, Participant, ParticipantCommand, Profile, clinic};
 
 pub struct RegisterParticipant {
     pub name: ParticipantName,
@@ -144,20 +144,31 @@ impl Commands {
             .iter()
             .map(|home| home.clinic.as_str())
             .collect();
-        permit(
-            caller,
-            Operation::UpdateParticipant,
-            &name.network,
-            clinics(&new_home),
-        )?;
+        // A new home clinic is in the request; the current one is known once loaded.
+        if new_home.is_empty() {
+            permit_unplaced(
+                caller,
+                Operation::UpdateParticipant,
+                &name.network,
+                Target::default(),
+            )?;
+        } else {
+            permit(
+                caller,
+                Operation::UpdateParticipant,
+                &name.network,
+                clinics(&new_home),
+            )?;
+        }
         let (network, participant_id) = (name.network.as_str(), name.participant.as_str());
         let current = self
             .aggregates
             .load_participant(network, participant_id)
             .await
             .map_err(command_error)?;
-        // The current home clinic is known only now.
-        let mut scope = vec![current.home_clinic_id.as_str()];
+        // The current home clinic is known only now (someone not registered is in no
+        // clinic: refused to clinic-scoped staff as one of another clinic is).
+        let mut scope: Vec<&str> = home_of(&current).into_iter().collect();
         scope.extend(new_home.iter().copied());
         permit(
             caller,
@@ -283,7 +294,7 @@ impl Commands {
         participant: &ParticipantName,
     ) -> Result<(), ApiError> {
         let own = Some(participant.participant.as_str());
-        permit(
+        permit_unplaced(
             caller,
             operation,
             &participant.network,
@@ -300,17 +311,25 @@ impl Commands {
             )
             .await
             .map_err(command_error)?;
+        // Someone not registered is in no clinic: refused to clinic-scoped staff as
+        // one of another clinic is, before the command says they do not exist.
+        let home: Vec<&str> = home_of(&record).into_iter().collect();
         permit(
             caller,
             operation,
             &participant.network,
             Target {
-                clinics: &[record.home_clinic_id.as_str()],
+                clinics: &home,
                 participant: own,
-                caller_is_member: false,
+                ..Target::default()
             },
         )
     }
+}
+
+/// A registered participant's home clinic; none for someone never registered.
+fn home_of(record: &Participant) -> Option<&str> {
+    record.registered.then_some(record.home_clinic_id.as_str())
 }
 
 /// A participant's profile checked field by field (`{field}.given_name`, …): names
