@@ -290,15 +290,17 @@ impl Tasks {
     /// exists, looked for every half second until shutdown.
     pub async fn projection_of_stream_to_come<P: Projection>(
         &mut self,
-        connected: &Connected,
+        jetstream: &async_nats::jetstream::Context,
+        database: &Database,
+        settings: &ProjectionSettings,
         projection: Arc<P>,
         schema: &str,
         stream: String,
     ) -> Result<(), StartError> {
-        circle_projection::prepare(projection.as_ref(), &connected.database, schema).await?;
-        let jetstream = connected.store.jetstream().clone();
-        let database = connected.database.clone();
-        let settings = connected.settings.clone();
+        circle_projection::prepare(projection.as_ref(), database, schema).await?;
+        let jetstream = jetstream.clone();
+        let database = database.clone();
+        let settings = settings.clone();
         let schema = schema.to_owned();
         let stopped = self.shutdown.signal();
         self.handles.push(tokio::spawn(async move {
