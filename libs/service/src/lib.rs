@@ -317,8 +317,30 @@ impl Tasks {
                     () = tokio::time::sleep(STREAM_TO_COME_POLL) => {}
                 }
             };
-            let runner =
-                ProjectionRunner::new(projection, &database, &schema, found, settings).await?;
+            // Its tables were made at start, so what fails here now may pass (the
+            // database was away): retried, like the runner retries; only a refusal
+            // (a wall that would not hold, a schema taken) ends the task.
+            let runner = loop {
+                let made = ProjectionRunner::new(
+                    projection.clone(),
+                    &database,
+                    &schema,
+                    found.clone(),
+                    settings.clone(),
+                )
+                .await;
+                match made {
+                    Ok(runner) => break runner,
+                    Err(circle_projection::ApplyError::Transient(error)) => {
+                        tracing::warn!(%schema, %error, "cannot start the projection yet, retrying");
+                    }
+                    Err(refused) => return Err(refused.into()),
+                }
+                tokio::select! {
+                    () = &mut stopped => return Ok(()),
+                    () = tokio::time::sleep(STREAM_TO_COME_POLL) => {}
+                }
+            };
             runner.run(stopped).await.map_err(StartError::from)
         }));
         Ok(())
