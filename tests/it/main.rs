@@ -7,6 +7,7 @@ mod answer_names;
 mod authn;
 mod binaries;
 mod dev;
+mod disclosures;
 mod edge;
 mod limits;
 mod matrix;

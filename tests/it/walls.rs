@@ -144,9 +144,9 @@ const OTHER_NETWORK_TABLES: [&str; 8] = [
 /// Fills every table: a group's whole life in `acme` through the three services
 /// (sessions with attendance, check-ins, notes and amendments; check-ins,
 /// encouragement, a setback, a goal, a partnership, quiet hours, nudges and milestones
-/// from the clock; an open seat offer), the demo network through `circle dev`'s seed,
-/// and one undecodable message per stream on an `acme` subject, which every projection
-/// of that stream dead-letters.
+/// from the clock; an open seat offer; reads the audit logs record), the demo network
+/// through `circle dev`'s seed, and one undecodable message per stream on an `acme`
+/// subject, which every projection of that stream dead-letters.
 async fn seed() -> anyhow::Result<System> {
     let Circle {
         mut system,
@@ -356,12 +356,26 @@ async fn seed() -> anyhow::Result<System> {
     )
     .await?;
 
-    // A message no projection can apply, on an acme subject of each stream.
+    // Reads that disclose participants' data, in each service (the session sheet and
+    // the board were read while setting up): the accounting's tables.
+    system
+        .enrollment
+        .list_group_members(admin(enrollment::ListGroupMembersRequest {
+            parent: group.clone(),
+            ..Default::default()
+        }))
+        .await?;
+
+    // A message no projection can apply, on an acme subject of each stream (the audit
+    // streams too).
     let jetstream = system.env.jetstream();
     for (service, aggregate) in [
         ("enrollment", "group"),
         ("sessions", "session"),
         ("accountability", "journal"),
+        ("enrollment-audit", "participant"),
+        ("sessions-audit", "participant"),
+        ("accountability-audit", "participant"),
     ] {
         let subject = format!(
             "{}.{NETWORK}.{aggregate}.undecodable",
@@ -425,6 +439,9 @@ async fn with_no_network_or_another_network_set_the_read_model_tables_return_no_
             "accountability_partnership_guard",
             "accountability_roster",
             "enrollment",
+            "enrollment_disclosures_accountability",
+            "enrollment_disclosures_enrollment",
+            "enrollment_disclosures_sessions",
             "enrollment_offer_timers",
             "enrollment_transfers",
             "sessions",

@@ -27,6 +27,25 @@ pub struct Config {
     pub projection: ProjectionConfig,
     pub telemetry: TelemetryConfig,
     pub auth: AuthConfig,
+    pub audit: AuditConfig,
+}
+
+/// The shortest retention of the audit log: six years (HIPAA keeps documentation and
+/// the accounting of disclosures six years, 45 CFR 164.316(b)(2) and 164.528), counted
+/// as 6 × 365 days and the two leap days six years can hold.
+pub const AUDIT_MIN_RETENTION_DAYS: u32 = 6 * 365 + 2;
+/// The longest retention the configuration takes (a century), so a typo of a digit too
+/// many is caught rather than kept.
+pub const AUDIT_MAX_RETENTION_DAYS: u32 = 36_525;
+
+/// The audit log: every read that discloses a participant's data is appended to the
+/// answering service's audit stream (`<SERVICE>_AUDIT`), append-only.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// How long the audit streams keep a record (their `max_age`), in days: at least
+    /// [`AUDIT_MIN_RETENTION_DAYS`] (six years); less is refused at start.
+    pub retention_days: u32,
 }
 
 /// Who may call: every RPC needs a bearer JWT (RS256, ES256 or EdDSA) from `issuer`,
@@ -302,6 +321,9 @@ impl Default for Config {
                 reflection: true,
                 services: BTreeMap::new(),
             },
+            audit: AuditConfig {
+                retention_days: AUDIT_MIN_RETENTION_DAYS,
+            },
         }
     }
 }
@@ -322,7 +344,7 @@ pub enum ConfigError {
 /// The variable that names the TOML file of a service binary.
 pub const FILE_VARIABLE: &str = "CIRCLE_CONFIG";
 const PREFIX: &str = "CIRCLE_";
-const SECTIONS: [&str; 9] = [
+const SECTIONS: [&str; 10] = [
     "nats",
     "database",
     "grpc",
@@ -332,6 +354,7 @@ const SECTIONS: [&str; 9] = [
     "projection",
     "telemetry",
     "auth",
+    "audit",
 ];
 
 /// Whether an environment variable is configuration: `CIRCLE_<SECTION>__<KEY>`.
@@ -510,6 +533,17 @@ impl Config {
         }
         if self.projection.ack_wait_secs == 0 {
             return invalid("projection.ack_wait_secs", "must be at least 1");
+        }
+        if !(AUDIT_MIN_RETENTION_DAYS..=AUDIT_MAX_RETENTION_DAYS)
+            .contains(&self.audit.retention_days)
+        {
+            return invalid(
+                "audit.retention_days",
+                &format!(
+                    "must be between {AUDIT_MIN_RETENTION_DAYS} (six years: disclosures are \
+                     accounted for six years) and {AUDIT_MAX_RETENTION_DAYS}"
+                ),
+            );
         }
         self.validate_auth()
     }
@@ -788,6 +822,38 @@ mod tests {
         assert!(error.to_string().contains("database.owner_url"), "{error}");
         assert!(
             check_variable_names(["CIRCLE_DATABASE_OWNER_URL"]).is_err(),
+            "a real key, so one underscore is a typo"
+        );
+    }
+
+    #[test]
+    fn the_audit_log_is_kept_at_least_six_years() {
+        assert_eq!(
+            Config::default().audit.retention_days,
+            AUDIT_MIN_RETENTION_DAYS
+        );
+        assert_eq!(AUDIT_MIN_RETENTION_DAYS, 2192);
+        for (days, valid) in [
+            (AUDIT_MIN_RETENTION_DAYS - 1, false),
+            (365, false),
+            (0, false),
+            (AUDIT_MIN_RETENTION_DAYS, true),
+            (7 * 366, true),
+            (AUDIT_MAX_RETENTION_DAYS + 1, false),
+        ] {
+            let figment = Figment::from(Serialized::defaults(Config::default()))
+                .merge(Toml::string(&format!("[audit]\nretention_days = {days}\n")));
+            let loaded = Config::extract(figment);
+            assert_eq!(loaded.is_ok(), valid, "{days} days");
+            if let Err(error) = loaded {
+                assert!(
+                    error.to_string().contains("audit.retention_days"),
+                    "{error}"
+                );
+            }
+        }
+        assert!(
+            check_variable_names(["CIRCLE_AUDIT_RETENTION_DAYS"]).is_err(),
             "a real key, so one underscore is a typo"
         );
     }

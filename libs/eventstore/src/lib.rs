@@ -17,8 +17,8 @@ pub use repository::{
     Aggregate, DecodeError, ExecuteError, Executed, Recorded, Repository, Snapshot,
 };
 pub use store::{
-    AppendOutcome, CommitMeta, EventStore, NewEvent, StoreError, StoredCommit, StreamSpec,
-    wait_for_stream,
+    AppendOutcome, CommitMeta, ENVELOPE_HEADER, EVENT_TYPES_HEADER, EventStore, NewEvent,
+    StoreError, StoredCommit, StreamSpec, wait_for_stream,
 };
 pub use trace::{HeaderExtractor, HeaderInjector};
 

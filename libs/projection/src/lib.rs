@@ -20,6 +20,6 @@ pub mod walls;
 
 pub use runner::{
     Applied, ApplyError, Delivery, LagError, Projection, ProjectionHandle, ProjectionRunner,
-    ProjectionSettings, RebuildReport, rebuild,
+    ProjectionSettings, RebuildReport, prepare, rebuild, wait_for_stream_end,
 };
 pub use walls::{Database, WallError, networks, set_network, tenant_snapshot, tenant_transaction};

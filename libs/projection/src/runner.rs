@@ -144,6 +144,9 @@ pub enum LagError {
     /// is pointless.
     #[error("the stream ends at {last}; nothing has version {wanted}")]
     BeyondStream { wanted: u64, last: u64 },
+    /// The stream could not be asked where it ends.
+    #[error("cannot read where the stream ends: {0}")]
+    Stream(String),
 }
 
 impl ProjectionHandle {
@@ -209,6 +212,57 @@ impl ProjectionHandle {
             }
         }
     }
+}
+
+/// Waits, at most `limit`, until the projection `name` in `schema` has applied every
+/// message `stream` held when this was called — for a reader that must see all that was
+/// written before it asked, of a projection this process may not run (one whose runner
+/// waits for its stream, or runs on another replica). Polls the checkpoint.
+pub async fn wait_for_stream_end(
+    pool: &PgPool,
+    schema: &str,
+    name: &str,
+    stream: &jetstream::stream::Stream,
+    limit: Duration,
+) -> Result<(), LagError> {
+    let deadline = tokio::time::Instant::now() + limit;
+    let end = stream
+        .get_info()
+        .await
+        .map_err(|error| LagError::Stream(error.to_string()))?
+        .state
+        .last_sequence;
+    loop {
+        let reached = read_checkpoint(pool, schema, name)
+            .await
+            .map_err(|error| LagError::Database(error.to_string()))?;
+        if reached >= end {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(LagError::NotYet {
+                wanted: end,
+                reached,
+            });
+        }
+        tokio::time::sleep_until(
+            deadline.min(tokio::time::Instant::now() + Duration::from_millis(50)),
+        )
+        .await;
+    }
+}
+
+/// Makes a projection's schema and tables as [`ProjectionRunner::new`] does — the
+/// migration, as the owner: tables, walls, grants — without a stream: for a projection
+/// of a stream that may not exist yet, whose tables are read meanwhile (its runner is
+/// made once the stream exists).
+pub async fn prepare<P: Projection>(
+    projection: &P,
+    database: &Database,
+    schema: &str,
+) -> Result<(), ApplyError> {
+    prepare_schema(database, schema, projection).await?;
+    adopt_former_checkpoint(&database.owner, schema, projection).await
 }
 
 async fn read_checkpoint(pool: &PgPool, schema: &str, name: &str) -> Result<u64, sqlx::Error> {
@@ -686,8 +740,7 @@ impl<P: Projection> ProjectionRunner<P> {
         stream: jetstream::stream::Stream,
         settings: ProjectionSettings,
     ) -> Result<Self, ApplyError> {
-        prepare_schema(database, schema, projection.as_ref()).await?;
-        adopt_former_checkpoint(&database.owner, schema, projection.as_ref()).await?;
+        prepare(projection.as_ref(), database, schema).await?;
         let start = read_checkpoint(&database.pool, schema, projection.name()).await?;
         let (position, _) = watch::channel(start);
         Ok(Self {

@@ -54,6 +54,15 @@ pub mod eventstore {
 }
 
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
+pub mod audit {
+    pub mod events {
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/circle.audit.events.v1.rs"));
+        }
+    }
+}
+
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
 pub mod enrollment {
     pub mod v1 {
         include!(concat!(env!("OUT_DIR"), "/circle.enrollment.v1.rs"));

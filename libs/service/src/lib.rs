@@ -4,10 +4,11 @@
 //! 1. [`connect`]: the host's access (token keys), NATS (with the TLS and credentials
 //!    of [`nats_options`]), PostgreSQL as its two roles ([`Database`]: the runtime
 //!    role, refused if superuser or BYPASSRLS, and the owner for migrations), the
-//!    service's own stream (provisioned and checked by the event store) and the
-//!    projection settings;
+//!    service's own stream (provisioned and checked by the event store), its own audit
+//!    stream (`circle_audit`) and the projection settings;
 //! 2. [`Connected::other_stream`]: wait for a stream another service writes;
-//! 3. [`Tasks`]: projections and background loops, spawned on the host's shutdown;
+//! 3. [`Tasks`]: projections and background loops, spawned on the host's shutdown
+//!    (a projection of a stream that may not exist yet starts once it does);
 //! 4. [`serve`]: the gRPC host (bound with [`host_options`]: TLS and abuse limits),
 //!    joined with every task once it stops;
 //! 5. [`main`]: configuration, telemetry and Ctrl-C for a service binary;
@@ -24,7 +25,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use async_nats::jetstream::stream::Stream;
+use circle_audit::{AuditLog, AuditSpec};
 use circle_config::Config;
 use circle_eventstore::{CommitMeta, EventStore, StreamSpec};
 use circle_grpc::auth::Authenticator;
@@ -43,6 +47,8 @@ use tokio::task::JoinHandle;
 
 /// How long a service waits at start-up for a stream another service writes.
 const OTHER_STREAM_WAIT: Duration = Duration::from_secs(30);
+/// How often a projection of a stream to come looks for it.
+const STREAM_TO_COME_POLL: Duration = Duration::from_millis(500);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -56,6 +62,8 @@ pub enum StartError {
     Wall(#[from] WallError),
     #[error("event log: {0}")]
     EventStore(#[from] circle_eventstore::StoreError),
+    #[error("audit log: {0}")]
+    Audit(#[from] circle_audit::AuditError),
     #[error("projection: {0}")]
     Projection(circle_projection::ApplyError),
     #[error("the stream {0} does not exist; start the service that writes it first")]
@@ -107,6 +115,30 @@ pub fn stream_spec(config: &Config, service: &str) -> StreamSpec {
     }
 }
 
+/// The audit stream `service` appends its reads' disclosures to: `<SERVICE>_AUDIT`,
+/// subjects `<service>-audit.…`, kept `audit.retention_days`.
+pub fn audit_spec(config: &Config, service: &str) -> AuditSpec {
+    AuditSpec {
+        name: config.stream_name(&format!("{service}_audit")),
+        subject_root: config.subject_root(&format!("{service}-audit")),
+        replicas: config.nats.replicas,
+        retention: Duration::from_secs(u64::from(config.audit.retention_days) * 24 * 60 * 60),
+        duplicate_window: Duration::from_secs(config.nats.duplicate_window_secs),
+    }
+}
+
+/// The full name of `service`'s gRPC API, e.g. `circle.enrollment.v1.EnrollmentService`.
+pub fn api_name(service: &str) -> String {
+    let mut letters = service.chars();
+    let capitalized: String = letters
+        .next()
+        .map(|first| first.to_ascii_uppercase())
+        .into_iter()
+        .chain(letters)
+        .collect();
+    format!("circle.{service}.v1.{capitalized}Service")
+}
+
 pub fn projection_settings(config: &Config) -> ProjectionSettings {
     ProjectionSettings {
         batch_size: config.projection.batch_size,
@@ -125,6 +157,8 @@ pub struct Connected {
     pub store: EventStore,
     /// The service's own stream, for its read-model projection.
     pub own_stream: Stream,
+    /// The service's own audit stream, where its reads' disclosures are recorded.
+    pub audit: AuditLog,
     pub settings: ProjectionSettings,
     /// Who may reach the service's gRPC host.
     pub access: Access,
@@ -162,12 +196,19 @@ pub async fn connect(config: &Config, service: &str) -> Result<Connected, StartE
     let database = Database::new(pool.clone(), owner).await?;
     let store = EventStore::open(nats.clone(), stream_spec(config, service)).await?;
     let own_stream = store.stream().clone();
+    let audit = AuditLog::open(
+        nats.clone(),
+        audit_spec(config, service),
+        &api_name(service),
+    )
+    .await?;
     Ok(Connected {
         nats,
         pool,
         database,
         store,
         own_stream,
+        audit,
         settings: projection_settings(config),
         access,
     })
@@ -332,6 +373,68 @@ impl Tasks {
         }));
     }
 
+    /// A projection of a stream that may not exist yet (another service's, which need
+    /// not be running before this one): its tables are made now ([`circle_projection::
+    /// prepare`]), so they can be read at once; its runner starts once the stream
+    /// exists, looked for every half second until shutdown.
+    pub async fn projection_of_stream_to_come<P: Projection>(
+        &mut self,
+        jetstream: &async_nats::jetstream::Context,
+        database: &Database,
+        settings: &ProjectionSettings,
+        projection: Arc<P>,
+        schema: &str,
+        stream: String,
+    ) -> Result<(), StartError> {
+        circle_projection::prepare(projection.as_ref(), database, schema).await?;
+        let jetstream = jetstream.clone();
+        let database = database.clone();
+        let settings = settings.clone();
+        let schema = schema.to_owned();
+        let stopped = self.shutdown.signal();
+        self.handles.push(tokio::spawn(async move {
+            tokio::pin!(stopped);
+            let found = loop {
+                tokio::select! {
+                    () = &mut stopped => return Ok(()),
+                    found = jetstream.get_stream(&stream) => if let Ok(found) = found {
+                        break found;
+                    },
+                }
+                tokio::select! {
+                    () = &mut stopped => return Ok(()),
+                    () = tokio::time::sleep(STREAM_TO_COME_POLL) => {}
+                }
+            };
+            // Its tables were made at start, so what fails here now may pass (the
+            // database was away): retried, like the runner retries; only a refusal
+            // (a wall that would not hold, a schema taken) ends the task.
+            let runner = loop {
+                let made = ProjectionRunner::new(
+                    projection.clone(),
+                    &database,
+                    &schema,
+                    found.clone(),
+                    settings.clone(),
+                )
+                .await;
+                match made {
+                    Ok(runner) => break runner,
+                    Err(circle_projection::ApplyError::Transient(error)) => {
+                        tracing::warn!(%schema, %error, "cannot start the projection yet, retrying");
+                    }
+                    Err(refused) => return Err(refused.into()),
+                }
+                tokio::select! {
+                    () = &mut stopped => return Ok(()),
+                    () = tokio::time::sleep(STREAM_TO_COME_POLL) => {}
+                }
+            };
+            runner.run(stopped).await.map_err(StartError::from)
+        }));
+        Ok(())
+    }
+
     /// Resolves at shutdown; for the loops given to [`Tasks::spawn`].
     pub fn signal(&self) -> impl Future<Output = ()> + Send + 'static {
         self.shutdown.signal()
@@ -443,7 +546,7 @@ pub async fn consistent_read(
                 "READ_MODEL_BEHIND",
                 "the read model has not caught up with this write yet; retry shortly",
             ),
-            LagError::Database(_) => ApiError::unavailable("the read model"),
+            LagError::Database(_) | LagError::Stream(_) => ApiError::unavailable("the read model"),
             // A token this service never issued: no wait or retry makes it valid.
             LagError::BeyondStream { .. } => {
                 let mut refusal = ApiError::new(
@@ -496,5 +599,36 @@ pub fn step_meta(caller: &Caller, request_id: String) -> CommitMeta {
         actor_role: caller.roles_text(),
         actor_id: caller.actor_id.clone(),
         fingerprint: String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_service_has_its_api_and_its_own_audit_stream() {
+        assert_eq!(
+            api_name("enrollment"),
+            "circle.enrollment.v1.EnrollmentService"
+        );
+        assert_eq!(
+            api_name("accountability"),
+            "circle.accountability.v1.AccountabilityService"
+        );
+        let mut config = Config::default();
+        let spec = audit_spec(&config, "sessions");
+        assert_eq!(
+            (spec.name.as_str(), spec.subject_root.as_str()),
+            ("SESSIONS_AUDIT", "sessions-audit")
+        );
+        assert_eq!(spec.retention, circle_audit::MIN_RETENTION);
+        config.nats.namespace = "t1a".into();
+        let spec = audit_spec(&config, "sessions");
+        assert_eq!(
+            (spec.name.as_str(), spec.subject_root.as_str()),
+            ("SESSIONS_AUDIT_T1A", "sessions-audit-t1a"),
+            "namespaced like the event log, apart from its subjects"
+        );
     }
 }

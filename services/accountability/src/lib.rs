@@ -106,6 +106,7 @@ pub async fn start_with_clock(
         Duration::from_millis(config.projection.read_your_writes_timeout_ms),
         clock,
         shutdown.clone(),
+        base.audit.clone(),
     );
     let api = api::AccountabilityApi::new(commands.clone(), queries);
     let host = Host::bind(

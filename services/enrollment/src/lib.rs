@@ -6,11 +6,14 @@
 //! (optimistic concurrency on the aggregate's subject). Read side:
 //! the `enrollment-read-model` projection fills schema `enrollment`; queries read it,
 //! waiting for a consistency token when one is given. Process managers (offer expiry,
-//! transfers) run from the same stream, each in a schema of its own.
+//! transfers) run from the same stream, each in a schema of its own. The accounting
+//! of disclosures projects every service's audit stream (`disclosures`), each into a
+//! schema of its own.
 
 pub mod api;
 pub mod app;
 pub mod codec;
+pub mod disclosures;
 pub mod domain;
 pub mod process;
 pub mod read_model;
@@ -53,6 +56,7 @@ pub async fn start_with_clock(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Running, StartError> {
     let base = circle_service::connect(config, SERVICE).await?;
+    let jetstream = base.store.jetstream().clone();
     let settings = base.settings;
     let stream = base.own_stream;
     let pool = base.pool;
@@ -85,7 +89,7 @@ pub async fn start_with_clock(
         &base.database,
         process::TRANSFERS_SCHEMA,
         stream,
-        settings,
+        settings.clone(),
     )
     .await?;
     let queries = Arc::new(app::Queries::new(
@@ -93,6 +97,8 @@ pub async fn start_with_clock(
         read_model.handle(),
         Duration::from_millis(config.projection.read_your_writes_timeout_ms),
         clock,
+        base.audit.clone(),
+        disclosures::Accounting::new(jetstream.clone(), config),
     ));
     let api = api::EnrollmentApi::new(commands.clone(), queries);
 
@@ -112,6 +118,18 @@ pub async fn start_with_clock(
     tasks.projection(read_model);
     tasks.projection(offer_timers);
     tasks.projection(transfers);
+    for source in disclosures::SOURCES {
+        tasks
+            .projection_of_stream_to_come(
+                &jetstream,
+                &base.database,
+                &settings,
+                Arc::new(disclosures::Disclosures { source }),
+                source.schema,
+                circle_service::audit_spec(config, source.service).name,
+            )
+            .await?;
+    }
     tasks.spawn(process::fire_offer_timers(
         pool,
         commands,

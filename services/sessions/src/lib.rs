@@ -80,6 +80,7 @@ pub async fn start_with_clock(
             code: config.sessions.billing_code.clone(),
             payer_cap: config.sessions.payer_cap,
         },
+        base.audit.clone(),
     );
     let api = api::SessionsApi::new(commands.clone(), queries);
     let shutdown = Shutdown::new(shutdown);

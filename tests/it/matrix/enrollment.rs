@@ -27,6 +27,9 @@ const TABLE: &[Row] = &[
     ("ListGroups",                    "south",    "ok     CLINIC CLINIC CLINIC CLINIC ROLE   ROLE   ok"),
     ("ListGroups",                    "network",  "ok     ok     ok     ok     ok     ROLE   ROLE   ok"),
     ("GetParticipant",                "sam",      "ok     ok     ok     ok     ok     ok     RECORD ok"),
+    ("ListDisclosures",               "sam",      "ok     ok     ROLE   ROLE   ROLE   ok     RECORD ROLE"),
+    ("ListDisclosures",               "pat",      "ok     CLINIC ROLE   ROLE   ROLE   RECORD ok     ROLE"),
+    ("ListDisclosures",               "nobody",   "pass   CLINIC ROLE   ROLE   ROLE   RECORD RECORD ROLE"),
     ("GetParticipant",                "pat",      "ok     CLINIC CLINIC CLINIC CLINIC RECORD ok     ok"),
     ("GetParticipant",                "nobody",   "pass   CLINIC CLINIC CLINIC CLINIC RECORD RECORD pass"),
     ("GetMembership",                 "sam",      "ok     ok     ok     ok     ok     ok     RECORD ok"),
@@ -279,6 +282,25 @@ async fn call(
                 .list_participant_memberships(with_token(
                     pb::ListParticipantMembershipsRequest {
                         parent: participant(n, who),
+                        ..Default::default()
+                    },
+                    t,
+                ))
+                .await,
+        ),
+        "ListDisclosures" => Answer::of(
+            client
+                .list_disclosures(with_token(
+                    pb::ListDisclosuresRequest {
+                        parent: participant(n, who),
+                        start_time: Some(prost_types::Timestamp {
+                            seconds: 1_767_225_600, // 2026-01-01
+                            nanos: 0,
+                        }),
+                        end_time: Some(prost_types::Timestamp {
+                            seconds: 1_798_761_600, // 2027-01-01
+                            nanos: 0,
+                        }),
                         ..Default::default()
                     },
                     t,

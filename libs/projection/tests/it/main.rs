@@ -893,3 +893,42 @@ async fn tables_made_before_the_walls_are_walled_and_their_networks_remembered_a
     assert_eq!((unset, set), (0, 1));
     Ok(())
 }
+
+#[tokio::test]
+async fn a_projection_prepared_before_its_stream_is_read_at_once_and_waited_for_to_the_streams_end()
+-> anyhow::Result<()> {
+    let fixture = Fixture::new().await?;
+    // The tables, walled, with no runner and no stream yet to read.
+    circle_projection::prepare(&Tally, &fixture.database, SCHEMA).await?;
+    let mut transaction =
+        circle_projection::tenant_transaction(&fixture.database.pool, "acme").await?;
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM tally.totals")
+        .fetch_one(&mut *transaction)
+        .await?;
+    assert_eq!(rows, 0);
+    transaction.rollback().await?;
+
+    // Waiting for the end of the stream: nothing to wait for on an empty one; a
+    // message no runner applies is waited for in vain; once a runner runs, it is had.
+    let pool = &fixture.database.pool;
+    let wait = |limit| {
+        circle_projection::wait_for_stream_end(pool, SCHEMA, "tally", &fixture.stream, limit)
+    };
+    wait(Duration::from_millis(1)).await?;
+    let sequence = fixture.append("a", 5).await?;
+    let behind = wait(Duration::from_millis(200)).await;
+    assert!(
+        matches!(behind, Err(LagError::NotYet { wanted, reached: 0 }) if wanted == sequence),
+        "{behind:?}"
+    );
+    let runner = fixture.runner().await?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(runner.run(async {
+        let _ = stopped.await;
+    }));
+    wait(Duration::from_secs(15)).await?;
+    assert_eq!(fixture.totals().await?, vec![("a".to_owned(), 5, 1)]);
+    let _ = stop.send(());
+    task.await??;
+    Ok(())
+}

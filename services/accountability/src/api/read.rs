@@ -4,6 +4,7 @@
 use std::pin::Pin;
 use std::time::Duration;
 
+use circle_audit::Purpose;
 use circle_grpc::{Caller, Violations};
 use circle_names::{GroupName, ParticipantName, StaffName};
 use circle_proto::accountability::v1 as pb;
@@ -124,12 +125,28 @@ fn feed_event_view(event: FeedEvent) -> pb::WatchGroupFeedResponse {
     }
 }
 
+/// The purpose a request states in its `circle-purpose` metadata (`stated`), a bad one
+/// recorded with the request's other bad fields.
+fn purpose(
+    violations: &mut Violations,
+    stated: Result<Option<Purpose>, String>,
+) -> Option<Purpose> {
+    violations
+        .check(circle_audit::PURPOSE_METADATA, stated)
+        .flatten()
+}
+
 impl AccountabilityApi {
-    /// The `group` field of a board or feed request.
-    fn group_field(caller: &Caller, group: &str) -> ApiResult<GroupName> {
+    /// The `group` field of a board or feed request, and the purpose it `stated`.
+    fn group_field(
+        caller: &Caller,
+        group: &str,
+        stated: Result<Option<Purpose>, String>,
+    ) -> ApiResult<(GroupName, Option<Purpose>)> {
         let mut violations = Violations::default();
         let group = circle_grpc::named::<GroupName>(caller, &mut violations, "group", group)?;
-        violations.finish(group)
+        let purpose = purpose(&mut violations, stated);
+        Ok((violations.finish(group)?, purpose))
     }
 
     pub(super) async fn get_group_board(
@@ -137,11 +154,12 @@ impl AccountabilityApi {
         request: Request<pb::GetGroupBoardRequest>,
     ) -> ApiResult<pb::GetGroupBoardResponse> {
         let caller = caller(&request)?;
+        let stated = circle_audit::stated_purpose(request.metadata());
         let request = request.into_inner();
-        let group = Self::group_field(&caller, &request.group)?;
+        let (group, purpose) = Self::group_field(&caller, &request.group, stated)?;
         let entries = self
             .queries
-            .get_group_board(&caller, &group, &request.consistency_token)
+            .get_group_board(&caller, &group, &request.consistency_token, purpose)
             .await?;
         Ok(pb::GetGroupBoardResponse {
             entries: entries.into_iter().map(board_entry_view).collect(),
@@ -153,6 +171,7 @@ impl AccountabilityApi {
         request: Request<pb::GetParticipantTimelineRequest>,
     ) -> ApiResult<pb::GetParticipantTimelineResponse> {
         let caller = caller(&request)?;
+        let stated = circle_audit::stated_purpose(request.metadata());
         let request = request.into_inner();
         let mut violations = Violations::default();
         let participant = circle_grpc::named::<ParticipantName>(
@@ -161,10 +180,11 @@ impl AccountabilityApi {
             "participant",
             &request.participant,
         )?;
+        let purpose = purpose(&mut violations, stated);
         let participant = violations.finish(participant)?;
         let timeline = self
             .queries
-            .get_participant_timeline(&caller, &participant, &request.consistency_token)
+            .get_participant_timeline(&caller, &participant, &request.consistency_token, purpose)
             .await?;
         Ok(pb::GetParticipantTimelineResponse {
             items: timeline.items.into_iter().map(timeline_item_view).collect(),
@@ -177,16 +197,18 @@ impl AccountabilityApi {
         request: Request<pb::ListAtRiskRequest>,
     ) -> ApiResult<pb::ListAtRiskResponse> {
         let caller = caller(&request)?;
+        let stated = circle_audit::stated_purpose(request.metadata());
         let request = request.into_inner();
         let mut violations = Violations::default();
         let staff =
             circle_grpc::named::<StaffName>(&caller, &mut violations, "parent", &request.parent)?;
         // As before, a role that may not list at all is refused before its input is read.
         access::check_role(&caller, Operation::ListAtRisk)?;
+        let purpose = purpose(&mut violations, stated);
         let staff = violations.finish(staff)?;
         let entries = self
             .queries
-            .list_at_risk(&caller, &staff, &request.consistency_token)
+            .list_at_risk(&caller, &staff, &request.consistency_token, purpose)
             .await?;
         Ok(pb::ListAtRiskResponse {
             entries: entries.into_iter().map(at_risk_view).collect(),
@@ -200,8 +222,9 @@ impl AccountabilityApi {
         request: Request<pb::WatchGroupFeedRequest>,
     ) -> ApiResult<FeedStream> {
         let caller = caller(&request)?;
+        let stated = circle_audit::stated_purpose(request.metadata());
         let request = request.into_inner();
-        let group = Self::group_field(&caller, &request.group)?;
+        let (group, purpose) = Self::group_field(&caller, &request.group, stated)?;
         let heartbeat = Duration::from_secs(u64::from(if request.heartbeat_seconds == 0 {
             DEFAULT_HEARTBEAT_SECONDS
         } else {
@@ -209,7 +232,7 @@ impl AccountabilityApi {
         }));
         let feed = self
             .queries
-            .watch_group_feed(&caller, &group, request.after_position, heartbeat)
+            .watch_group_feed(&caller, &group, request.after_position, heartbeat, purpose)
             .await?;
         Ok(Box::pin(
             feed.map(|event| event.map(feed_event_view).map_err(status)),

@@ -11,6 +11,7 @@
 
 pub mod access;
 mod aggregates;
+pub mod audit;
 pub mod commands;
 mod errors;
 mod facts;
@@ -19,9 +20,10 @@ pub mod queries;
 use std::sync::Arc;
 use std::time::Duration;
 
+use circle_audit::{AuditLog, Purpose, Reading};
 use circle_calendar::Clock;
-use circle_grpc::ApiError;
 use circle_grpc::host::Shutdown;
+use circle_grpc::{ApiError, Caller};
 use circle_projection::ProjectionHandle;
 use sqlx::{PgPool, Postgres, Transaction};
 
@@ -30,7 +32,8 @@ pub use commands::Commands;
 use facts::Facts;
 
 /// What the queries need: the read models, how long a read waits for the caller's own
-/// write, the service's clock, and the shutdown signal that ends open feeds.
+/// write, the service's clock, the shutdown signal that ends open feeds, and the audit
+/// log every read that shows a participant's data is recorded in.
 #[derive(Clone)]
 pub struct Queries {
     pool: PgPool,
@@ -40,6 +43,7 @@ pub struct Queries {
     clock: Arc<dyn Clock>,
     /// Open feeds end when shutdown starts, so they never hold up the drain.
     shutdown: Shutdown,
+    audit: AuditLog,
 }
 
 impl Queries {
@@ -49,6 +53,7 @@ impl Queries {
         read_your_writes_timeout: Duration,
         clock: Arc<dyn Clock>,
         shutdown: Shutdown,
+        audit: AuditLog,
     ) -> Self {
         Self {
             facts: Facts::new(pool.clone()),
@@ -57,7 +62,33 @@ impl Queries {
             read_your_writes_timeout,
             clock,
             shutdown,
+            audit,
         }
+    }
+
+    /// `caller`'s `operation` on `resource`, as the audit log records it: for the
+    /// `purpose` the request stated, or the operation's default
+    /// ([`audit::default_purpose`]).
+    fn reading(
+        caller: &Caller,
+        operation: Operation,
+        resource: String,
+        purpose: Option<Purpose>,
+    ) -> Reading {
+        let default = audit::default_purpose(operation).unwrap_or(Purpose::Treatment);
+        Reading::new(caller, operation.rpc(), resource, purpose, default)
+    }
+
+    /// Records that `reading`'s answer shows the data of `participants` (ids); the
+    /// answer is given only once this has succeeded.
+    async fn disclose<I, S>(&self, reading: &Reading, participants: I) -> Result<(), ApiError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.audit
+            .record(reading, self.clock.now(), participants)
+            .await
     }
 
     /// A transaction that sees only `network`'s rows (the tenant wall); each read runs

@@ -9,6 +9,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use chrono::NaiveDate;
+use circle_audit::Purpose;
 use circle_grpc::{ApiError, Caller, Role, Target, Violations};
 use circle_names::{GroupName, ParticipantName, StaffName};
 use sqlx::Row as _;
@@ -421,6 +422,7 @@ impl Queries {
         caller: &Caller,
         group: &GroupName,
         consistency_token: &str,
+        purpose: Option<Purpose>,
     ) -> ApiResult<Vec<BoardEntry>> {
         let members = self
             .authorize_group(caller, Operation::GetGroupBoard, group)
@@ -429,19 +431,19 @@ impl Queries {
         let network = group.network.as_str();
         let now = self.clock.now();
         let mut entries = Vec::new();
-        for member in members {
+        for member in &members {
             let viewer = self
-                .viewer(caller, Operation::GetGroupBoard, network, &member)
+                .viewer(caller, Operation::GetGroupBoard, network, member)
                 .await?;
-            let consent = self.facts.consent(network, &member).await?;
-            let display = self.display_name(viewer, network, &member).await?;
+            let consent = self.facts.consent(network, member).await?;
+            let display = self.display_name(viewer, network, member).await?;
             let sees_check_ins = |visibility| can_see_check_in(viewer, visibility, consent);
             let goals: Vec<(String, String, String)> = if sees_check_ins(Visibility::Group)
                 || matches!(viewer, Viewer::Author | Viewer::Staff)
             {
                 sqlx::query_as("SELECT goal_id, text, cadence FROM accountability.goals WHERE network = $1 AND participant_id = $2 AND status = 'active' ORDER BY set_at, goal_id")
                     .bind(network)
-                    .bind(&member)
+                    .bind(member)
                     .fetch_all(&mut *self.tenant(network).await?)
                     .await
                     .map_err(database_error)?
@@ -452,7 +454,7 @@ impl Queries {
                 "SELECT {CHECK_IN_COLUMNS} FROM accountability.check_ins c WHERE c.network = $1 AND c.participant_id = $2 ORDER BY c.position DESC"
             )))
             .bind(network)
-            .bind(&member)
+            .bind(member)
             .fetch_all(&mut *self.tenant(network).await?)
             .await
             .map_err(database_error)?;
@@ -464,13 +466,13 @@ impl Queries {
                     break;
                 }
             }
-            let mut standing = self.standing(network, &member, now).await?;
+            let mut standing = self.standing(network, member, now).await?;
             if matches!(viewer, Viewer::Peer { .. }) {
                 standing.counters.days_since_setback = self
-                    .days_since_visible_setback(network, &member, viewer, consent, now)
+                    .days_since_visible_setback(network, member, viewer, consent, now)
                     .await?;
             }
-            let participant = participant_name(network, &member);
+            let participant = participant_name(network, member);
             entries.push(BoardEntry {
                 active_goals: goals
                     .into_iter()
@@ -488,6 +490,10 @@ impl Queries {
                 at_risk: viewer == Viewer::Staff && !standing.at_risk.is_empty(),
             });
         }
+        // Every member is on the board (a peer without their consent as "A group
+        // member", but there, by id).
+        let reading = Self::reading(caller, Operation::GetGroupBoard, group.to_string(), purpose);
+        self.disclose(&reading, &members).await?;
         Ok(entries)
     }
 
@@ -498,6 +504,7 @@ impl Queries {
         caller: &Caller,
         participant: &ParticipantName,
         consistency_token: &str,
+        purpose: Option<Purpose>,
     ) -> ApiResult<Timeline> {
         let viewer = self
             .facts
@@ -588,6 +595,14 @@ impl Queries {
         let standing = self
             .standing(network, participant_id, self.clock.now())
             .await?;
+        // Their history and counters, even with no item yet.
+        let reading = Self::reading(
+            caller,
+            Operation::GetParticipantTimeline,
+            participant.to_string(),
+            purpose,
+        );
+        self.disclose(&reading, [participant_id]).await?;
         Ok(Timeline {
             items: items.into_iter().map(|(_, _, item)| item).collect(),
             counters: standing.counters,
@@ -601,6 +616,7 @@ impl Queries {
         caller: &Caller,
         staff: &StaffName,
         consistency_token: &str,
+        purpose: Option<Purpose>,
     ) -> ApiResult<Vec<AtRiskEntry>> {
         // The list is filtered to the caller's clinics below, so no clinic is checked
         // here: only the role.
@@ -636,6 +652,7 @@ impl Queries {
         .map_err(database_error)?;
         let now = self.clock.now();
         let mut entries = Vec::new();
+        let mut listed = BTreeSet::new();
         for (participant, group_id, clinic_id) in members {
             let standing = self.standing(network, &participant, now).await?;
             if !standing.at_risk.is_empty() {
@@ -644,19 +661,23 @@ impl Queries {
                     group: format!("networks/{network}/clinics/{clinic_id}/groups/{group_id}"),
                     reasons: standing.at_risk,
                 });
+                listed.insert(participant);
             }
         }
+        let reading = Self::reading(caller, Operation::ListAtRisk, staff.to_string(), purpose);
+        self.disclose(&reading, &listed).await?;
         Ok(entries)
     }
 
-    /// Feed items after `after` that the caller may see, in position order, and the
-    /// position the page reached.
+    /// Feed items after `after` that the caller may see, in position order, the
+    /// position the page reached, and the participants the items show (authors and
+    /// encouragers).
     async fn feed_page(
         &self,
         caller: &Caller,
         group: &GroupName,
         after: u64,
-    ) -> ApiResult<(Vec<FeedItem>, u64)> {
+    ) -> ApiResult<(Vec<FeedItem>, u64, BTreeSet<String>)> {
         let network = group.network.as_str();
         // Both queries read one snapshot: with two, a batch committed between them
         // (a check-in at P, a milestone at P+1) would move the page past P unseen.
@@ -718,6 +739,7 @@ impl Queries {
             cutoff = cutoff.min(highest.max(0) as u64);
         }
         let mut items: Vec<FeedItem> = Vec::new();
+        let mut shown = BTreeSet::new();
         let mut last = after;
         // Each person's relation to the viewer, consent and display, looked up once per page.
         let mut people: HashMap<String, Person> = HashMap::new();
@@ -747,9 +769,11 @@ impl Queries {
                 item.from_display = self.person(&mut people, caller, network, &from).await?.2;
                 item.reaction = get(row.try_get("reaction"))?;
                 item.message = get(row.try_get("message"))?;
+                shown.insert(from);
             }
             item.kind = kind;
             items.push(item);
+            shown.insert(author);
         }
         for (author, kind, value, at, position, repeated) in milestones {
             let position = position.max(0) as u64;
@@ -772,9 +796,10 @@ impl Queries {
                 milestone: format!("{kind} {value}"),
                 ..Default::default()
             });
+            shown.insert(author);
         }
         items.sort_by_key(|item| item.position);
-        Ok((items, last))
+        Ok((items, last, shown))
     }
 
     /// Streams the group feed after `after_position`: what is there now, then what
@@ -795,6 +820,7 @@ impl Queries {
         group: &GroupName,
         after_position: u64,
         heartbeat: Duration,
+        purpose: Option<Purpose>,
     ) -> ApiResult<FeedStream> {
         self.authorize_group(caller, Operation::WatchGroupFeed, group)
             .await?;
@@ -803,6 +829,13 @@ impl Queries {
             violations.add("after_position", "must be a position this feed sent");
             violations.into_result()?;
         }
+        // Taken now, so every page is recorded with the trace of the call that opened it.
+        let reading = Self::reading(
+            caller,
+            Operation::WatchGroupFeed,
+            group.to_string(),
+            purpose,
+        );
         let (sender, receiver) = tokio::sync::mpsc::channel(64);
         let queries = self.clone();
         let caller = caller.clone();
@@ -839,7 +872,16 @@ impl Queries {
                         return;
                     }
                     match queries.feed_page(&caller, &group, position).await {
-                        Ok((items, last)) => {
+                        Ok((items, last, shown)) => {
+                            // A page is sent only once what it shows is recorded; an
+                            // audit log that cannot record it ends the feed (the client
+                            // resumes after the last position it received).
+                            if !items.is_empty()
+                                && let Err(error) = queries.disclose(&reading, &shown).await
+                            {
+                                let _ = sender.send(Err(error)).await;
+                                return;
+                            }
                             for item in items {
                                 if sender
                                     .send(Ok(FeedEvent::Item(Box::new(item))))

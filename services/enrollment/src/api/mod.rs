@@ -305,6 +305,16 @@ impl EnrollmentService for EnrollmentApi {
             .map_err(status)
     }
     #[tracing::instrument(skip_all)]
+    async fn list_disclosures(
+        &self,
+        request: Request<pb::ListDisclosuresRequest>,
+    ) -> Result<Response<pb::ListDisclosuresResponse>, Status> {
+        EnrollmentApi::list_disclosures(self, request)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+    #[tracing::instrument(skip_all)]
     async fn search_open_seats(
         &self,
         request: Request<pb::SearchOpenSeatsRequest>,

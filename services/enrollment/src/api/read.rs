@@ -2,6 +2,7 @@
 //! every bad field collected), call `app::Queries`, which checks access and reads, and
 //! map its views to protobuf (`wire`). Page tokens are read and made here.
 
+use circle_audit::Purpose;
 use circle_grpc::{ApiError, Caller, Target, Violations};
 use circle_names::{ClinicName, GroupName, MembershipName, NetworkName, ParticipantName};
 use circle_proto::enrollment::v1 as pb;
@@ -10,13 +11,24 @@ use tonic::Request;
 use super::convert::{self, named, optional_id};
 use super::{ApiResult, EnrollmentApi, caller, wire};
 use crate::app::access::{self, Operation};
-use crate::app::{GroupsIn, GroupsWanted, OpenSeatSearch, Page};
+use crate::app::{DisclosureRange, GroupsIn, GroupsWanted, OpenSeatSearch, Page};
 use crate::codec;
 
 /// The page a request asks for, recording bad page fields.
 fn page(violations: &mut Violations, page_size: i32, page_token: &str) -> Page {
     let (size, offset) = violations.page(page_size, page_token);
     Page { size, offset }
+}
+
+/// The purpose a request states in its `circle-purpose` metadata, recording a bad one
+/// with the request's other bad fields.
+fn purpose(
+    violations: &mut Violations,
+    stated: Result<Option<Purpose>, String>,
+) -> Option<Purpose> {
+    violations
+        .check(circle_audit::PURPOSE_METADATA, stated)
+        .flatten()
 }
 
 fn next_page_token(page: Page, returned: usize) -> String {
@@ -28,6 +40,14 @@ fn next_page_token(page: Page, returned: usize) -> String {
 enum Roster {
     Members,
     Waitlist,
+}
+
+/// What a request for a page of a group's members or waitlist asks.
+struct RosterPage<'a> {
+    parent: &'a str,
+    page_size: i32,
+    page_token: &'a str,
+    consistency_token: &'a str,
 }
 
 impl EnrollmentApi {
@@ -166,13 +186,15 @@ impl EnrollmentApi {
         request: Request<pb::GetParticipantRequest>,
     ) -> ApiResult<pb::GetParticipantResponse> {
         let caller = caller(&request)?;
+        let stated = circle_audit::stated_purpose(request.metadata());
         let request = request.into_inner();
         let mut violations = Violations::default();
         let name = named::<ParticipantName>(&caller, &mut violations, "name", &request.name)?;
+        let purpose = purpose(&mut violations, stated);
         let name = violations.finish(name)?;
         let participant = self
             .queries
-            .get_participant(&caller, &name, &request.consistency_token)
+            .get_participant(&caller, &name, &request.consistency_token, purpose)
             .await?;
         Ok(pb::GetParticipantResponse {
             participant: Some(wire::participant(participant)),
@@ -184,6 +206,7 @@ impl EnrollmentApi {
         request: Request<pb::GetMembershipRequest>,
     ) -> ApiResult<pb::GetMembershipResponse> {
         let caller = caller(&request)?;
+        let stated = circle_audit::stated_purpose(request.metadata());
         let request = request.into_inner();
         let mut violations = Violations::default();
         let name = named::<MembershipName>(&caller, &mut violations, "name", &request.name)?;
@@ -193,10 +216,11 @@ impl EnrollmentApi {
             name.as_ref().map(|name| [name.clinic.as_str()]),
             name.as_ref().map(|name| name.membership.as_str()),
         )?;
+        let purpose = purpose(&mut violations, stated);
         let name = violations.finish(name)?;
         let membership = self
             .queries
-            .get_membership(&caller, &name, &request.consistency_token)
+            .get_membership(&caller, &name, &request.consistency_token, purpose)
             .await?;
         Ok(pb::GetMembershipResponse {
             membership: Some(wire::membership(membership)),
@@ -208,15 +232,19 @@ impl EnrollmentApi {
         request: Request<pb::ListGroupMembersRequest>,
     ) -> ApiResult<pb::ListGroupMembersResponse> {
         let caller = caller(&request)?;
+        let stated = circle_audit::stated_purpose(request.metadata());
         let request = request.into_inner();
         let (memberships, next_page_token) = self
             .group_memberships(
                 &caller,
                 Roster::Members,
-                &request.parent,
-                request.page_size,
-                &request.page_token,
-                &request.consistency_token,
+                RosterPage {
+                    parent: &request.parent,
+                    page_size: request.page_size,
+                    page_token: &request.page_token,
+                    consistency_token: &request.consistency_token,
+                },
+                stated,
             )
             .await?;
         Ok(pb::ListGroupMembersResponse {
@@ -230,15 +258,19 @@ impl EnrollmentApi {
         request: Request<pb::ListWaitlistRequest>,
     ) -> ApiResult<pb::ListWaitlistResponse> {
         let caller = caller(&request)?;
+        let stated = circle_audit::stated_purpose(request.metadata());
         let request = request.into_inner();
         let (memberships, next_page_token) = self
             .group_memberships(
                 &caller,
                 Roster::Waitlist,
-                &request.parent,
-                request.page_size,
-                &request.page_token,
-                &request.consistency_token,
+                RosterPage {
+                    parent: &request.parent,
+                    page_size: request.page_size,
+                    page_token: &request.page_token,
+                    consistency_token: &request.consistency_token,
+                },
+                stated,
             )
             .await?;
         Ok(pb::ListWaitlistResponse {
@@ -252,11 +284,15 @@ impl EnrollmentApi {
         &self,
         caller: &Caller,
         roster: Roster,
-        parent: &str,
-        page_size: i32,
-        page_token: &str,
-        consistency_token: &str,
+        asked: RosterPage<'_>,
+        stated: Result<Option<Purpose>, String>,
     ) -> ApiResult<(Vec<pb::Membership>, String)> {
+        let RosterPage {
+            parent,
+            page_size,
+            page_token,
+            consistency_token,
+        } = asked;
         let mut violations = Violations::default();
         let group = named::<GroupName>(caller, &mut violations, "parent", parent)?;
         let operation = match roster {
@@ -270,16 +306,17 @@ impl EnrollmentApi {
             None,
         )?;
         let page = page(&mut violations, page_size, page_token);
+        let purpose = purpose(&mut violations, stated);
         let group = violations.finish(group)?;
         let memberships = match roster {
             Roster::Members => {
                 self.queries
-                    .list_group_members(caller, &group, page, consistency_token)
+                    .list_group_members(caller, &group, page, consistency_token, purpose)
                     .await?
             }
             Roster::Waitlist => {
                 self.queries
-                    .list_waitlist(caller, &group, page, consistency_token)
+                    .list_waitlist(caller, &group, page, consistency_token, purpose)
                     .await?
             }
         };
@@ -295,6 +332,7 @@ impl EnrollmentApi {
         request: Request<pb::ListParticipantMembershipsRequest>,
     ) -> ApiResult<pb::ListParticipantMembershipsResponse> {
         let caller = caller(&request)?;
+        let stated = circle_audit::stated_purpose(request.metadata());
         let request = request.into_inner();
         let mut violations = Violations::default();
         let participant =
@@ -308,10 +346,17 @@ impl EnrollmentApi {
                 .map(|participant| participant.participant.as_str()),
         )?;
         let page = page(&mut violations, request.page_size, &request.page_token);
+        let purpose = purpose(&mut violations, stated);
         let participant = violations.finish(participant)?;
         let memberships = self
             .queries
-            .list_participant_memberships(&caller, &participant, page, &request.consistency_token)
+            .list_participant_memberships(
+                &caller,
+                &participant,
+                page,
+                &request.consistency_token,
+                purpose,
+            )
             .await?;
         Ok(pb::ListParticipantMembershipsResponse {
             next_page_token: next_page_token(page, memberships.len()),
@@ -404,6 +449,55 @@ impl EnrollmentApi {
                 })
                 .collect(),
             next_page_token,
+        })
+    }
+}
+
+impl EnrollmentApi {
+    pub(super) async fn list_disclosures(
+        &self,
+        request: Request<pb::ListDisclosuresRequest>,
+    ) -> ApiResult<pb::ListDisclosuresResponse> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        let mut violations = Violations::default();
+        let participant =
+            named::<ParticipantName>(&caller, &mut violations, "parent", &request.parent)?;
+        early(
+            &caller,
+            Operation::ListDisclosures,
+            participant.as_ref().map(|_| []),
+            participant
+                .as_ref()
+                .map(|participant| participant.participant.as_str()),
+        )?;
+        let any_time = circle_calendar::TimeRange::protobuf();
+        let start = violations.check(
+            "start_time",
+            circle_calendar::parse_required_time(request.start_time, &any_time),
+        );
+        let end = violations.check(
+            "end_time",
+            circle_calendar::parse_required_time(request.end_time, &any_time),
+        );
+        let range = match (start, end) {
+            (Some(start), Some(end)) => {
+                violations.check("end_time", DisclosureRange::new(start, end))
+            }
+            _ => None,
+        };
+        let page = page(&mut violations, request.page_size, &request.page_token);
+        violations.into_result()?;
+        let (Some(participant), Some(range)) = (participant, range) else {
+            return Err(ApiError::internal());
+        };
+        let disclosures = self
+            .queries
+            .list_disclosures(&caller, &participant, range, page)
+            .await?;
+        Ok(pb::ListDisclosuresResponse {
+            next_page_token: next_page_token(page, disclosures.len()),
+            disclosures: disclosures.into_iter().map(wire::disclosure).collect(),
         })
     }
 }

@@ -4,7 +4,11 @@
 
 use circle_proto::enrollment::v1 as pb;
 
-use crate::app::{ClinicView, ConsentView, GroupView, MembershipView, ParticipantView};
+use circle_audit::Purpose;
+
+use crate::app::{
+    ClinicView, ConsentView, DisclosureView, GroupView, MembershipView, ParticipantView,
+};
 use crate::codec;
 use crate::domain::{ConsentKind, Facilitator, FacilitatorRole, PeerDisplay, Profile, Schedule};
 use crate::read_model::state;
@@ -102,6 +106,29 @@ pub fn membership(membership: MembershipView) -> pb::Membership {
                 detail: event.detail,
             })
             .collect(),
+    }
+}
+
+pub fn disclosure(disclosure: DisclosureView) -> pb::Disclosure {
+    pb::Disclosure {
+        name: format!(
+            "{}/disclosures/{}",
+            disclosure.participant, disclosure.disclosure_id
+        ),
+        disclose_time: Some(codec::timestamp(disclosure.at)),
+        actor: disclosure.actor_id,
+        actor_roles: disclosure.actor_roles,
+        calling_service: disclosure.calling_service,
+        operation: disclosure.operation,
+        resource: disclosure.resource,
+        purpose: match disclosure.purpose {
+            Some(Purpose::Treatment) => pb::DisclosurePurpose::Treatment,
+            Some(Purpose::Payment) => pb::DisclosurePurpose::Payment,
+            Some(Purpose::Operations) => pb::DisclosurePurpose::HealthCareOperations,
+            None => pb::DisclosurePurpose::Unspecified,
+        } as i32,
+        purpose_stated: disclosure.purpose_stated,
+        trace_id: disclosure.trace_id,
     }
 }
 

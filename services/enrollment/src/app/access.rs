@@ -46,10 +46,11 @@ pub enum Operation {
     ListWaitlist,
     ListParticipantMemberships,
     SearchOpenSeats,
+    ListDisclosures,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 27] = [
+    pub const ALL: [Operation; 28] = [
         Self::CreateClinic,
         Self::GetClinic,
         Self::ListClinics,
@@ -77,6 +78,7 @@ impl Operation {
         Self::ListWaitlist,
         Self::ListParticipantMemberships,
         Self::SearchOpenSeats,
+        Self::ListDisclosures,
     ];
 
     /// The RPC's name, as the service definition spells it.
@@ -109,6 +111,7 @@ impl Operation {
             Self::ListWaitlist => "ListWaitlist",
             Self::ListParticipantMemberships => "ListParticipantMemberships",
             Self::SearchOpenSeats => "SearchOpenSeats",
+            Self::ListDisclosures => "ListDisclosures",
         }
     }
 }
@@ -122,6 +125,12 @@ const STAFF_OR_PARTICIPANT: &[Role] = &[
     Role::Service,
     Role::Participant,
 ];
+
+/// Who may read a participant's accounting of disclosures: the participant, and the
+/// administrators answerable for their record (network admins; clinic admins of their
+/// home clinic). Not the care team at large: the accounting says who read what, which
+/// is the administrators' to review and the participant's to ask for.
+const ACCOUNTING: &[Role] = &[Role::NetworkAdmin, Role::ClinicAdmin, Role::Participant];
 
 /// Who may admit into a closed group after its first session
 /// (`EnrollParticipant` with `facilitator_override`), on top of that operation's row.
@@ -265,6 +274,9 @@ pub fn rule(operation: Operation) -> Rule {
         // Finding a seat for someone spans the network, whatever clinics the caller
         // holds.
         O::SearchOpenSeats => Rule::new(STAFF, Scope::Network),
+        // The participant's accounting of disclosures: their own, or their home
+        // clinic's admins' (network admins anywhere).
+        O::ListDisclosures => Rule::new(ACCOUNTING, Scope::OwnRecordOrClinics),
     }
 }
 
@@ -333,7 +345,7 @@ mod tests {
             }
             O::RegisterParticipant => "the home clinic",
             O::UpdateParticipant => "the home clinic, current and new",
-            O::GetParticipant | O::RecordConsent | O::RevokeConsent => {
+            O::GetParticipant | O::RecordConsent | O::RevokeConsent | O::ListDisclosures => {
                 "the home clinic (someone not registered is in none)"
             }
             O::ListParticipantMemberships => "only memberships in their clinics are listed",
@@ -366,7 +378,7 @@ mod tests {
 
     #[test]
     fn every_operation_has_a_row_and_the_readme_shows_the_table() {
-        assert_eq!(Operation::ALL.len(), 27, "one per RPC of the service");
+        assert_eq!(Operation::ALL.len(), 28, "one per RPC of the service");
         for operation in Operation::ALL {
             let rule = rule(operation);
             assert!(!rule.roles.is_empty(), "{operation:?}");
@@ -462,6 +474,7 @@ mod tests {
             Operation::ListParticipantMemberships,
             Operation::AcceptSeatOffer,
             Operation::DeclineSeatOffer,
+            Operation::ListDisclosures,
         ] {
             assert_eq!(outcome(rule(operation).check(&sam, &own)), "OK");
             assert_eq!(
@@ -529,6 +542,43 @@ mod tests {
             outcome(rule(Operation::HoldMembership).check(&facilitator, &north)),
             "OK"
         );
+    }
+
+    #[test]
+    fn an_accounting_is_the_participants_and_their_administrators() {
+        let rule = rule(Operation::ListDisclosures);
+        let home = Target {
+            clinics: &["north"],
+            participant: Some("sam"),
+            ..Target::default()
+        };
+        assert_eq!(
+            outcome(rule.check(&caller(Role::NetworkAdmin, "a", &[]), &home)),
+            "OK"
+        );
+        assert_eq!(
+            outcome(rule.check(&caller(Role::ClinicAdmin, "c", &["north"]), &home)),
+            "OK"
+        );
+        assert_eq!(
+            outcome(rule.check(&caller(Role::ClinicAdmin, "c", &["south"]), &home)),
+            "CLINIC_OUT_OF_SCOPE"
+        );
+        assert_eq!(
+            outcome(rule.check(&caller(Role::Participant, "sam", &[]), &home)),
+            "OK"
+        );
+        assert_eq!(
+            outcome(rule.check(&caller(Role::Participant, "pat", &[]), &home)),
+            "NOT_YOUR_RECORD"
+        );
+        for role in [Role::Facilitator, Role::IntakeCoordinator, Role::Service] {
+            assert_eq!(
+                outcome(rule.check(&caller(role, "x", &["north"]), &home)),
+                "ROLE_NOT_ALLOWED",
+                "{role:?}"
+            );
+        }
     }
 
     #[test]

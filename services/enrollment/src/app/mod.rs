@@ -12,10 +12,13 @@
 //! `enrollment`): the access rule first, before anything is looked up, then
 //! read-your-writes on the client's consistency token, then the read. Both answer with
 //! the same `views`: a command builds its view from the state its commit left, a query
-//! reads it from the read model.
+//! reads it from the read model. A query that discloses participants' data (`audit`)
+//! records them in the audit log before it answers; `ListDisclosures` reads the
+//! accounting the services' audit logs make (`crate::disclosures`).
 
 pub mod access;
 mod aggregates;
+pub mod audit;
 pub mod commands;
 mod errors;
 mod facts;
@@ -25,8 +28,9 @@ mod views;
 use std::sync::Arc;
 use std::time::Duration;
 
+use circle_audit::{AuditLog, Purpose, Reading};
 use circle_calendar::Clock;
-use circle_grpc::ApiError;
+use circle_grpc::{ApiError, Caller};
 use circle_names::Id;
 use circle_projection::ProjectionHandle;
 use sqlx::{PgPool, Postgres, Transaction};
@@ -38,18 +42,24 @@ pub use commands::{
     OnMembership, ProfileChanges, RecordConsent, RegisterParticipant, RevokeConsent, Sent,
     TransferParticipant, UpdateClinic, UpdateGroup, UpdateParticipant, checked_profile, derived_id,
 };
-pub use queries::{GroupsIn, GroupsWanted, OpenSeat, OpenSeatSearch, OpenSeats};
+pub use queries::{
+    DisclosureRange, DisclosureView, GroupsIn, GroupsWanted, OpenSeat, OpenSeatSearch, OpenSeats,
+};
 pub use views::{
     ClinicView, ConsentView, GroupView, MembershipEventView, MembershipView, ParticipantView,
 };
 
 /// What the queries need: the pool, the read model they wait on for read-your-writes,
-/// how long they wait, and the clock (a group's next session is computed at read time).
+/// how long they wait, the clock (a group's next session is computed at read time), the
+/// audit log their disclosures are recorded in and the accounting `ListDisclosures`
+/// reads.
 pub struct Queries {
     pool: PgPool,
     read_model: ProjectionHandle,
     read_your_writes_timeout: Duration,
     clock: Arc<dyn Clock>,
+    audit: AuditLog,
+    accounting: crate::disclosures::Accounting,
 }
 
 /// A page of a list: how many items, after how many.
@@ -65,13 +75,46 @@ impl Queries {
         read_model: ProjectionHandle,
         read_your_writes_timeout: Duration,
         clock: Arc<dyn Clock>,
+        audit: AuditLog,
+        accounting: crate::disclosures::Accounting,
     ) -> Self {
         Self {
             pool,
             read_model,
             read_your_writes_timeout,
             clock,
+            audit,
+            accounting,
         }
+    }
+
+    /// Records in the audit log that `caller`'s `operation` on `resource` disclosed the
+    /// data of `participants` (ids), for the `purpose` the request stated or the
+    /// operation's default ([`audit::default_purpose`]). The answer is given only once
+    /// this has succeeded.
+    async fn disclose<I, S>(
+        &self,
+        caller: &Caller,
+        operation: access::Operation,
+        resource: &(dyn std::fmt::Display + Sync),
+        purpose: Option<Purpose>,
+        participants: I,
+    ) -> Result<(), ApiError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let default = audit::default_purpose(operation).unwrap_or(Purpose::Treatment);
+        let reading = Reading::new(
+            caller,
+            operation.rpc(),
+            resource.to_string(),
+            purpose,
+            default,
+        );
+        self.audit
+            .record(&reading, self.clock.now(), participants)
+            .await
     }
 
     /// A transaction that sees and reads only `network`'s rows (the tenant wall).

@@ -3,6 +3,7 @@
 //! before anything is looked up, then waits for the client's consistency token, then
 //! reads. Answers are views (plain structs, `views`); the edge maps them to protobuf.
 
+use circle_audit::Purpose;
 use circle_grpc::{ApiError, Caller, Target};
 use circle_names::{ClinicName, GroupName, Id, MembershipName, NetworkName, ParticipantName};
 use sqlx::Row as _;
@@ -364,6 +365,7 @@ impl Queries {
         caller: &Caller,
         name: &ParticipantName,
         consistency_token: &str,
+        purpose: Option<Purpose>,
     ) -> Result<ParticipantView, ApiError> {
         let own = Some(name.participant.as_str());
         permit_unplaced(
@@ -422,6 +424,14 @@ impl Queries {
         .iter()
         .map(|consent| consent_from_row(name, consent))
         .collect::<Result<Vec<_>, _>>()?;
+        self.disclose(
+            caller,
+            Operation::GetParticipant,
+            name,
+            purpose,
+            [name.participant.as_str()],
+        )
+        .await?;
         Ok(ParticipantView {
             name: name.clone(),
             home_clinic: ClinicName {
@@ -445,6 +455,7 @@ impl Queries {
         caller: &Caller,
         name: &MembershipName,
         consistency_token: &str,
+        purpose: Option<Purpose>,
     ) -> Result<MembershipView, ApiError> {
         permit(
             caller,
@@ -492,6 +503,14 @@ impl Queries {
                 },
             )
             .collect();
+        self.disclose(
+            caller,
+            Operation::GetMembership,
+            name,
+            purpose,
+            [name.membership.as_str()],
+        )
+        .await?;
         Ok(membership)
     }
 
@@ -502,6 +521,7 @@ impl Queries {
         group: &GroupName,
         page: Page,
         consistency_token: &str,
+        purpose: Option<Purpose>,
     ) -> Result<Vec<MembershipView>, ApiError> {
         self.group(
             caller,
@@ -510,8 +530,18 @@ impl Queries {
             consistency_token,
         )
         .await?;
-        self.group_memberships(group, &[state::ACTIVE, state::ON_HOLD], page)
-            .await
+        let members = self
+            .group_memberships(group, &[state::ACTIVE, state::ON_HOLD], page)
+            .await?;
+        self.disclose_memberships(
+            caller,
+            Operation::ListGroupMembers,
+            group,
+            purpose,
+            &members,
+        )
+        .await?;
+        Ok(members)
     }
 
     /// Open offers, then the waitlist in order, with positions.
@@ -521,10 +551,31 @@ impl Queries {
         group: &GroupName,
         page: Page,
         consistency_token: &str,
+        purpose: Option<Purpose>,
     ) -> Result<Vec<MembershipView>, ApiError> {
         self.group(caller, Operation::ListWaitlist, group, consistency_token)
             .await?;
-        self.group_memberships(group, &[state::OFFERED, state::WAITLISTED], page)
+        let waiting = self
+            .group_memberships(group, &[state::OFFERED, state::WAITLISTED], page)
+            .await?;
+        self.disclose_memberships(caller, Operation::ListWaitlist, group, purpose, &waiting)
+            .await?;
+        Ok(waiting)
+    }
+
+    /// Records that `memberships` were shown: each one's participant.
+    async fn disclose_memberships(
+        &self,
+        caller: &Caller,
+        operation: Operation,
+        resource: &(dyn std::fmt::Display + Sync),
+        purpose: Option<Purpose>,
+        memberships: &[MembershipView],
+    ) -> Result<(), ApiError> {
+        let participants = memberships
+            .iter()
+            .map(|membership| membership.participant.participant.as_str());
+        self.disclose(caller, operation, resource, purpose, participants)
             .await
     }
 
@@ -564,6 +615,7 @@ impl Queries {
         participant: &ParticipantName,
         page: Page,
         consistency_token: &str,
+        purpose: Option<Purpose>,
     ) -> Result<Vec<MembershipView>, ApiError> {
         // Clinic-scoped staff see only the memberships in their clinics (the filter
         // below): an empty list for someone elsewhere or nowhere alike.
@@ -592,9 +644,19 @@ impl Queries {
         .fetch_all(&mut *tenant)
         .await
         .map_err(database_error)?;
-        rows.iter()
+        let memberships = rows
+            .iter()
             .map(|row| membership_from_row(&participant.network, row))
-            .collect()
+            .collect::<Result<Vec<_>, _>>()?;
+        self.disclose_memberships(
+            caller,
+            Operation::ListParticipantMemberships,
+            participant,
+            purpose,
+            &memberships,
+        )
+        .await?;
+        Ok(memberships)
     }
 
     /// Groups with a free seat across the network, soonest next session first. The
@@ -686,11 +748,184 @@ impl Queries {
     }
 }
 
+/// The times an accounting covers: from `start` (included) to `end` (excluded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DisclosureRange {
+    pub start: Time,
+    pub end: Time,
+}
+
+impl DisclosureRange {
+    /// The longest range one request covers: six years, what the audit log keeps at
+    /// the least.
+    pub const MAX_DAYS: i64 = circle_config::AUDIT_MIN_RETENTION_DAYS as i64;
+
+    /// A range that runs forwards, at most [`Self::MAX_DAYS`] long. The error names
+    /// the `end_time` field.
+    pub fn new(start: Time, end: Time) -> Result<Self, String> {
+        if end <= start {
+            Err("must be after start_time".into())
+        } else if end - start > chrono::Duration::days(Self::MAX_DAYS) {
+            Err(format!(
+                "must be at most {} days after start_time",
+                Self::MAX_DAYS
+            ))
+        } else {
+            Ok(Self { start, end })
+        }
+    }
+}
+
+/// One read that disclosed a participant's data, as their accounting shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DisclosureView {
+    pub participant: ParticipantName,
+    pub disclosure_id: Id,
+    pub at: Time,
+    pub actor_id: String,
+    pub actor_roles: Vec<String>,
+    pub calling_service: String,
+    pub operation: String,
+    pub resource: String,
+    /// `None` for a purpose this version does not know.
+    pub purpose: Option<Purpose>,
+    pub purpose_stated: bool,
+    pub trace_id: String,
+}
+
+/// The accounting's columns, from the projection of every audit stream.
+fn disclosures_of_every_service() -> String {
+    crate::disclosures::SOURCES
+        .iter()
+        .map(|source| {
+            format!(
+                "SELECT disclosure_id, disclosed_at, actor_id, actor_roles, calling_service, operation,
+                        resource, purpose, purpose_stated, trace_id
+                 FROM {}.disclosures
+                 WHERE network = $1 AND participant_id = $2 AND disclosed_at >= $3 AND disclosed_at < $4",
+                source.schema
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ")
+}
+
+impl Queries {
+    /// A participant's accounting of disclosures over `range`, oldest first: every read
+    /// in any service that disclosed their data to someone else. Holds every disclosure
+    /// recorded before it was asked (it waits for the audit logs' projections, at most
+    /// the read-your-writes timeout). The participant, or an admin of their home
+    /// clinic (known once the record is found), or a network admin.
+    pub async fn list_disclosures(
+        &self,
+        caller: &Caller,
+        participant: &ParticipantName,
+        range: DisclosureRange,
+        page: Page,
+    ) -> Result<Vec<DisclosureView>, ApiError> {
+        let own = Some(participant.participant.as_str());
+        permit_unplaced(
+            caller,
+            Operation::ListDisclosures,
+            &participant.network,
+            Target {
+                participant: own,
+                ..Target::default()
+            },
+        )?;
+        let home: Option<String> = {
+            let mut tenant = self.tenant(&participant.network).await?;
+            sqlx::query_scalar(
+                "SELECT home_clinic_id FROM enrollment.participants WHERE network = $1 AND participant_id = $2",
+            )
+            .bind(participant.network.as_str())
+            .bind(participant.participant.as_str())
+            .fetch_optional(&mut *tenant)
+            .await
+            .map_err(database_error)?
+        };
+        // As for GetParticipant: someone not registered is in no clinic, so a
+        // clinic-scoped caller is refused alike whether they are elsewhere or nowhere.
+        let clinics: Vec<&str> = home.iter().map(String::as_str).collect();
+        permit(
+            caller,
+            Operation::ListDisclosures,
+            &participant.network,
+            Target {
+                clinics: &clinics,
+                participant: own,
+                ..Target::default()
+            },
+        )?;
+        if home.is_none() {
+            return Err(not_found("PARTICIPANT_NOT_FOUND", &participant.to_string()));
+        }
+        self.accounting
+            .caught_up(&self.pool, self.read_your_writes_timeout)
+            .await
+            .map_err(|error| match error {
+                circle_projection::LagError::NotYet { .. } => ApiError::new(
+                    tonic::Code::Unavailable,
+                    "READ_MODEL_BEHIND",
+                    "the accounting has not caught up with the audit log yet; retry shortly",
+                ),
+                _ => ApiError::unavailable("the accounting of disclosures"),
+            })?;
+        let mut tenant = self.tenant(&participant.network).await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT * FROM ({}) d ORDER BY disclosed_at, disclosure_id LIMIT $5 OFFSET $6",
+            disclosures_of_every_service()
+        )))
+        .bind(participant.network.as_str())
+        .bind(participant.participant.as_str())
+        .bind(range.start)
+        .bind(range.end)
+        .bind(page.size)
+        .bind(page.offset)
+        .fetch_all(&mut *tenant)
+        .await
+        .map_err(database_error)?;
+        rows.iter()
+            .map(|row| {
+                Ok(DisclosureView {
+                    participant: participant.clone(),
+                    disclosure_id: stored_id(&text(row, "disclosure_id")?)?,
+                    at: row.try_get("disclosed_at").map_err(database_error)?,
+                    actor_id: text(row, "actor_id")?,
+                    actor_roles: row.try_get("actor_roles").map_err(database_error)?,
+                    calling_service: text(row, "calling_service")?,
+                    operation: text(row, "operation")?,
+                    resource: text(row, "resource")?,
+                    purpose: Purpose::parse(&text(row, "purpose")?),
+                    purpose_stated: row.try_get("purpose_stated").map_err(database_error)?,
+                    trace_id: text(row, "trace_id")?,
+                })
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use circle_grpc::Role;
 
     use super::*;
+
+    #[test]
+    fn an_accounting_covers_at_most_six_years_forwards() {
+        let at = |text: &str| text.parse::<Time>().unwrap_or_default();
+        assert!(
+            DisclosureRange::new(at("2020-01-01T00:00:00Z"), at("2026-01-01T00:00:00Z")).is_ok()
+        );
+        assert_eq!(
+            DisclosureRange::new(at("2020-01-01T00:00:00Z"), at("2026-01-03T00:00:00Z")),
+            Err("must be at most 2192 days after start_time".to_owned())
+        );
+        assert_eq!(
+            DisclosureRange::new(at("2026-01-01T00:00:00Z"), at("2026-01-01T00:00:00Z")),
+            Err("must be after start_time".to_owned())
+        );
+    }
 
     #[test]
     fn the_application_keeps_every_caller_to_its_own_network_before_the_table() {

@@ -3,6 +3,7 @@
 //! [`crate::app::Queries`] (which checks the caller against the access table first),
 //! and its answer mapped to protobuf.
 
+use circle_audit::Purpose;
 use circle_grpc::Violations;
 use circle_names::{ClinicName, GroupName, ParticipantName, SessionName, StaffName};
 use circle_proto::sessions::v1 as pb;
@@ -19,6 +20,17 @@ use crate::codec;
 fn page(violations: &mut Violations, page_size: i32, page_token: &str) -> Page {
     let (size, offset) = violations.page(page_size, page_token);
     Page { size, offset }
+}
+
+/// The purpose a request states in its `circle-purpose` metadata, recording a bad one
+/// with the request's other bad fields.
+fn stated_purpose<T>(violations: &mut Violations, request: &Request<T>) -> Option<Purpose> {
+    violations
+        .check(
+            circle_audit::PURPOSE_METADATA,
+            circle_audit::stated_purpose(request.metadata()),
+        )
+        .flatten()
 }
 
 fn next_page_token(page: Page, returned: usize) -> String {
@@ -87,6 +99,7 @@ impl SessionsApi {
                 .into_result()
                 .map(|()| SessionFilter { from, until, page }),
             consistency_token: request.consistency_token,
+            purpose: None,
         };
         let sessions = self.queries.list_sessions(&caller, input).await?;
         Ok(pb::ListSessionsResponse {
@@ -100,14 +113,16 @@ impl SessionsApi {
         request: Request<pb::GetSessionRequest>,
     ) -> ApiResult<pb::GetSessionResponse> {
         let caller = caller(&request)?;
-        let request = request.into_inner();
         let mut violations = Violations::default();
+        let purpose = stated_purpose(&mut violations, &request);
+        let request = request.into_inner();
         let session =
             circle_grpc::named::<SessionName>(&caller, &mut violations, "name", &request.name)?;
         let input = Input {
             resource: session,
             fields: violations.into_result(),
             consistency_token: request.consistency_token,
+            purpose,
         };
         let sheet = self.queries.get_session(&caller, input).await?;
         let mut session = session_to_wire(sheet.session);
@@ -123,8 +138,9 @@ impl SessionsApi {
         request: Request<pb::ListUnsignedNotesRequest>,
     ) -> ApiResult<pb::ListUnsignedNotesResponse> {
         let caller = caller(&request)?;
-        let request = request.into_inner();
         let mut violations = Violations::default();
+        let purpose = stated_purpose(&mut violations, &request);
+        let request = request.into_inner();
         let staff =
             circle_grpc::named::<StaffName>(&caller, &mut violations, "parent", &request.parent)?;
         let page = page(&mut violations, request.page_size, &request.page_token);
@@ -132,6 +148,7 @@ impl SessionsApi {
             resource: staff,
             fields: violations.into_result().map(|()| page),
             consistency_token: request.consistency_token,
+            purpose,
         };
         let items = self.queries.list_unsigned_notes(&caller, input).await?;
         Ok(pb::ListUnsignedNotesResponse {
@@ -145,8 +162,9 @@ impl SessionsApi {
         request: Request<pb::GetAttendanceHistoryRequest>,
     ) -> ApiResult<pb::GetAttendanceHistoryResponse> {
         let caller = caller(&request)?;
-        let request = request.into_inner();
         let mut violations = Violations::default();
+        let purpose = stated_purpose(&mut violations, &request);
+        let request = request.into_inner();
         let participant = circle_grpc::named::<ParticipantName>(
             &caller,
             &mut violations,
@@ -157,6 +175,7 @@ impl SessionsApi {
             resource: participant,
             fields: violations.into_result(),
             consistency_token: request.consistency_token,
+            purpose,
         };
         let history = self.queries.get_attendance_history(&caller, input).await?;
         Ok(pb::GetAttendanceHistoryResponse {
@@ -177,8 +196,9 @@ impl SessionsApi {
         request: Request<pb::ExportBillingRequest>,
     ) -> ApiResult<pb::ExportBillingResponse> {
         let caller = caller(&request)?;
-        let request = request.into_inner();
         let mut violations = Violations::default();
+        let purpose = stated_purpose(&mut violations, &request);
+        let request = request.into_inner();
         let clinic =
             circle_grpc::named::<ClinicName>(&caller, &mut violations, "clinic", &request.clinic)?;
         let billable = self.queries.billable_dates();
@@ -200,6 +220,7 @@ impl SessionsApi {
             resource: clinic,
             fields: violations.finish(period),
             consistency_token: request.consistency_token,
+            purpose,
         };
         let lines = self.queries.export_billing(&caller, input).await?;
         Ok(pb::ExportBillingResponse {

@@ -10,6 +10,7 @@
 
 pub mod access;
 mod aggregates;
+pub mod audit;
 pub mod commands;
 mod errors;
 mod facts;
@@ -18,8 +19,9 @@ pub mod queries;
 use std::sync::Arc;
 use std::time::Duration;
 
+use circle_audit::{AuditLog, Purpose, Reading};
 use circle_calendar::Clock;
-use circle_grpc::ApiError;
+use circle_grpc::{ApiError, Caller};
 use circle_names::Id;
 use circle_projection::ProjectionHandle;
 use sqlx::{PgPool, Postgres, Transaction};
@@ -46,13 +48,15 @@ async fn tenant(pool: &PgPool, network: &Id) -> Result<Transaction<'static, Post
 }
 
 /// What the queries need: the pool, the read model's handle (to read a caller's own
-/// write), how long to wait for it, the clock and the billing settings.
+/// write), how long to wait for it, the clock, the billing settings and the audit log
+/// the reads that disclose participants' data are recorded in.
 pub struct Queries {
     pool: PgPool,
     read_model: ProjectionHandle,
     read_your_writes_timeout: Duration,
     clock: Arc<dyn Clock>,
     billing: Billing,
+    audit: AuditLog,
 }
 
 impl Queries {
@@ -62,6 +66,7 @@ impl Queries {
         read_your_writes_timeout: Duration,
         clock: Arc<dyn Clock>,
         billing: Billing,
+        audit: AuditLog,
     ) -> Self {
         Self {
             pool,
@@ -69,7 +74,37 @@ impl Queries {
             read_your_writes_timeout,
             clock,
             billing,
+            audit,
         }
+    }
+
+    /// Records in the audit log that `caller`'s `operation` on `resource` disclosed the
+    /// data of `participants` (ids), for the `purpose` the request stated or the
+    /// operation's default ([`audit::default_purpose`]). The answer is given only once
+    /// this has succeeded.
+    async fn disclose<I, S>(
+        &self,
+        caller: &Caller,
+        operation: access::Operation,
+        resource: &(dyn std::fmt::Display + Sync),
+        purpose: Option<Purpose>,
+        participants: I,
+    ) -> Result<(), ApiError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let default = audit::default_purpose(operation).unwrap_or(Purpose::Treatment);
+        let reading = Reading::new(
+            caller,
+            operation.rpc(),
+            resource.to_string(),
+            purpose,
+            default,
+        );
+        self.audit
+            .record(&reading, self.clock.now(), participants)
+            .await
     }
 
     /// The input's parts once it is whole, after waiting for the write its
@@ -89,7 +124,8 @@ impl Queries {
 
 /// A query as the edge read it from a request: the resource it is about (`None` when
 /// its name did not parse), the rest of its input or every bad field (the name's
-/// included), and the consistency token of a write to read after (empty: none).
+/// included), the consistency token of a write to read after (empty: none) and the
+/// purpose it stated.
 ///
 /// The application checks the caller against the access table on the resource first,
 /// so a caller who may not run the query is told so whatever else is wrong with the
@@ -99,6 +135,9 @@ pub struct Input<R, F> {
     pub resource: Option<R>,
     pub fields: Result<F, ApiError>,
     pub consistency_token: String,
+    /// The purpose the request stated (`circle-purpose`), for a read that discloses
+    /// participants' data (a bad one is among the bad fields).
+    pub purpose: Option<Purpose>,
 }
 
 /// A page of a list: at most `size` items after skipping `offset`.

@@ -256,6 +256,7 @@ impl Queries {
             .as_ref()
             .map(|session| (&session.network, &session.clinic));
         access::permit_in_clinic(caller, Operation::GetSession, place)?;
+        let purpose = input.purpose;
         let (name, ()) = self.read_after(input).await?;
         let mut tenant = tenant(&self.pool, &name.network).await?;
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -319,7 +320,18 @@ impl Queries {
                     note: notes.remove(&participant_id),
                 })
             })
-            .collect::<Result<_, ApiError>>()?;
+            .collect::<Result<Vec<RosterLine>, ApiError>>()?;
+        // Everyone on the sheet: their place on the roster, attendance, check-in, note.
+        self.disclose(
+            caller,
+            Operation::GetSession,
+            &name,
+            purpose,
+            roster
+                .iter()
+                .map(|line| line.participant.participant.as_str()),
+        )
+        .await?;
         Ok(SessionSheet {
             session,
             shared_note,
@@ -400,6 +412,7 @@ impl Queries {
                 "facilitators see their own queue",
             ));
         }
+        let purpose = input.purpose;
         let (staff, page) = self.read_after(input).await?;
         let mut tenant = tenant(&self.pool, &staff.network).await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -449,6 +462,20 @@ impl Queries {
             };
             items.push(UnsignedItem { session, note });
         }
+        // The member notes in the queue (the shared note names no one).
+        let members = items
+            .iter()
+            .filter_map(|item| item.note.as_ref())
+            .map(|note| note.name.note.as_str())
+            .filter(|key| *key != NoteKey::SHARED_ID);
+        self.disclose(
+            caller,
+            Operation::ListUnsignedNotes,
+            &staff,
+            purpose,
+            members,
+        )
+        .await?;
         Ok(items)
     }
 
@@ -470,6 +497,7 @@ impl Queries {
         });
         // The history is filtered to the caller's clinics below.
         access::permit_unplaced(caller, Operation::GetAttendanceHistory, named)?;
+        let purpose = input.purpose;
         let (participant, ()) = self.read_after(input).await?;
         let mut tenant = tenant(&self.pool, &participant.network).await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -507,6 +535,16 @@ impl Queries {
         } else {
             f64::from(history.sessions_attended) / f64::from(counted)
         };
+        // No attendance, nothing of theirs disclosed.
+        let disclosed = (!history.records.is_empty()).then_some(participant.participant.as_str());
+        self.disclose(
+            caller,
+            Operation::GetAttendanceHistory,
+            &participant,
+            purpose,
+            disclosed,
+        )
+        .await?;
         Ok(history)
     }
 
@@ -523,6 +561,7 @@ impl Queries {
             .as_ref()
             .map(|clinic| (&clinic.network, &clinic.clinic));
         access::permit_in_clinic(caller, Operation::ExportBilling, place)?;
+        let purpose = input.purpose;
         let (clinic, period) = self.read_after(input).await?;
         let mut tenant = tenant(&self.pool, &clinic.network).await?;
         // Two days of margin either side cover every time zone; local dates are
@@ -576,6 +615,16 @@ impl Queries {
                 over_payer_cap: attendee_count > self.billing.payer_cap,
             });
         }
+        self.disclose(
+            caller,
+            Operation::ExportBilling,
+            &clinic,
+            purpose,
+            lines
+                .iter()
+                .map(|line| line.participant.participant.as_str()),
+        )
+        .await?;
         Ok(lines)
     }
 }
