@@ -19,6 +19,16 @@ pub mod sign;
 pub use jwks::{KeySet, KeySource, Keys};
 pub use jwt::{AuthError, Claims, Verifier, VerifierSettings};
 
+/// Seconds since the epoch on the system clock: the time tokens are checked against
+/// (not a service's domain clock, which tests move).
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
+        })
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Role {
     NetworkAdmin,
@@ -124,6 +134,11 @@ impl Caller {
     /// the epoch).
     pub fn expired_at(&self, now: i64) -> bool {
         self.expires_at.is_some_and(|expires_at| now >= expires_at)
+    }
+
+    /// Whether the token this caller came with has expired by now.
+    pub fn expired(&self) -> bool {
+        self.expired_at(unix_now())
     }
 
     /// One of the service's own process managers, `name` saying which. Only code in

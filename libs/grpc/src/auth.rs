@@ -8,7 +8,6 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use circle_auth::{AuthError, Caller, Role, Verifier};
 use tonic::Code;
@@ -52,11 +51,7 @@ impl Authenticator {
     /// The caller of a call to `path` (`/package.Service/Method`) with `headers`.
     pub fn authenticate(&self, headers: &http::HeaderMap, path: &str) -> Result<Caller, ApiError> {
         let token = bearer(headers)?;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |since| {
-                i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
-            });
+        let now = circle_auth::unix_now();
         let claims = self
             .verifier
             .verify(token, &self.audience, now)

@@ -69,12 +69,7 @@ const JWKS_PREFIX: &str = "circle-test-jwks-";
 /// A token of this process's issuer for `subject` in `network`, with `roles` and
 /// `clinics`, valid for an hour for every service.
 pub fn token(network: &str, subject: &str, roles: &[&str], clinics: &[&str]) -> String {
-    let now = i64::try_from(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |since| since.as_secs()),
-    )
-    .unwrap_or(i64::MAX);
+    let now = circle_auth::unix_now();
     signing_key().sign(&circle_auth::sign::TokenClaims {
         issuer: ISSUER.to_owned(),
         audience: AUDIENCES

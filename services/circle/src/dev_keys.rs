@@ -89,11 +89,7 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
 
 /// Seconds since the epoch.
 pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| {
-            i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
-        })
+    circle_auth::unix_now()
 }
 
 /// Claims of a development token for the demo people: `role` with the demo's default

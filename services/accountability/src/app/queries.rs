@@ -847,12 +847,7 @@ impl Queries {
                 let mut last_sent = tokio::time::Instant::now();
                 loop {
                     // A feed lives no longer than the token that opened it.
-                    let now = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |since| {
-                            i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
-                        });
-                    if caller.expired_at(now) {
+                    if caller.expired() {
                         let _ = sender
                             .send(Err(ApiError::new(
                                 Code::Unauthenticated,
