@@ -28,6 +28,22 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     pub auth: AuthConfig,
     pub audit: AuditConfig,
+    pub vault: VaultConfig,
+}
+
+/// The master keys that wrap every participant's data key (crypto-shredding,
+/// `circle-vault`): entries `id:base64-of-32-bytes`, separated by commas or new lines,
+/// the newest first. The newest wraps new data keys; the older ones only unwrap, until
+/// `circle` re-wraps every data key with the newest and they can be removed. Exactly one
+/// of the two is set; a service refuses to start with neither.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct VaultConfig {
+    /// A file holding the master keys (readable only by the service's user).
+    pub master_keys_file: String,
+    /// The master keys themselves, for a secret injected as the variable
+    /// `CIRCLE_VAULT__MASTER_KEYS`.
+    pub master_keys: Option<Secret>,
 }
 
 /// The shortest retention of the audit log: six years (HIPAA keeps documentation and
@@ -324,6 +340,10 @@ impl Default for Config {
             audit: AuditConfig {
                 retention_days: AUDIT_MIN_RETENTION_DAYS,
             },
+            vault: VaultConfig {
+                master_keys_file: String::new(),
+                master_keys: None,
+            },
         }
     }
 }
@@ -344,7 +364,7 @@ pub enum ConfigError {
 /// The variable that names the TOML file of a service binary.
 pub const FILE_VARIABLE: &str = "CIRCLE_CONFIG";
 const PREFIX: &str = "CIRCLE_";
-const SECTIONS: [&str; 10] = [
+const SECTIONS: [&str; 11] = [
     "nats",
     "database",
     "grpc",
@@ -355,6 +375,7 @@ const SECTIONS: [&str; 10] = [
     "telemetry",
     "auth",
     "audit",
+    "vault",
 ];
 
 /// Whether an environment variable is configuration: `CIRCLE_<SECTION>__<KEY>`.
@@ -411,6 +432,7 @@ fn is_key_of(section: &str, key: &str) -> bool {
     nats.token = Some(Secret::new(""));
     nats.credentials_file = Some(PathBuf::new());
     nats.nkey_seed_file = Some(PathBuf::new());
+    every_key_set.vault.master_keys = Some(Secret::new(""));
     let grpc = &mut every_key_set.grpc;
     grpc.tls_cert = Some(PathBuf::new());
     grpc.tls_key = Some(PathBuf::new());
@@ -533,6 +555,12 @@ impl Config {
         }
         if self.projection.ack_wait_secs == 0 {
             return invalid("projection.ack_wait_secs", "must be at least 1");
+        }
+        if !self.vault.master_keys_file.is_empty() && self.vault.master_keys.is_some() {
+            return invalid(
+                "vault.master_keys",
+                "set vault.master_keys_file or vault.master_keys, not both",
+            );
         }
         if !(AUDIT_MIN_RETENTION_DAYS..=AUDIT_MAX_RETENTION_DAYS)
             .contains(&self.audit.retention_days)

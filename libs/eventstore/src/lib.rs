@@ -14,7 +14,7 @@ mod trace;
 
 pub use key::{AggregateKey, KeyError};
 pub use repository::{
-    Aggregate, DecodeError, ExecuteError, Executed, Recorded, Repository, Snapshot,
+    Aggregate, DecodeError, ExecuteError, Executed, Recorded, Repository, Seal, SealError, Snapshot,
 };
 pub use store::{
     AppendOutcome, CommitMeta, ENVELOPE_HEADER, EVENT_TYPES_HEADER, EventStore, NewEvent,

@@ -218,6 +218,32 @@ pub enum ExecuteError<E> {
     Store(#[from] StoreError),
     #[error("gave up after {attempts} concurrent modifications")]
     TooMuchContention { attempts: u32 },
+    /// The decided events' personal fields could not be sealed; nothing was appended.
+    #[error(transparent)]
+    Sealing(#[from] SealError),
+}
+
+/// Why a commit's personal fields could not be sealed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SealError {
+    /// A participant the events are about has been forgotten: nothing more is written
+    /// readable for them.
+    #[error("a participant in this command has been forgotten")]
+    Forgotten,
+    /// The key store could not be reached.
+    #[error("the key store is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Seals the personal fields of decided events before they are encoded (crypto-
+/// shredding, `circle-vault`): a repository given one appends only sealed text, and its
+/// states and answers carry the sealed text too (opened only where an answer is made).
+pub trait Seal<E>: Send + Sync {
+    fn seal<'a>(
+        &'a self,
+        key: &'a AggregateKey,
+        events: &'a mut [E],
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), SealError>> + Send + 'a>>;
 }
 
 const LOCK_STRIPES: usize = 64;
@@ -230,11 +256,12 @@ const MAX_ATTEMPTS: u32 = 32;
 /// Commands on one aggregate are serialised inside this process (striped locks), so
 /// optimistic conflicts only arise between replicas; a conflict reloads and decides
 /// again, a bounded number of times.
-pub struct Repository<A> {
+pub struct Repository<A: Aggregate> {
     store: EventStore,
     clock: Arc<dyn Clock>,
     cache: Mutex<HashMap<String, Arc<Snapshot<A>>>>,
     locks: Vec<tokio::sync::Mutex<()>>,
+    sealing: Option<Arc<dyn Seal<A::Event>>>,
 }
 
 impl<A: Aggregate> Repository<A> {
@@ -247,7 +274,16 @@ impl<A: Aggregate> Repository<A> {
             locks: (0..LOCK_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
+            sealing: None,
         }
+    }
+
+    /// This repository with every commit's events sealed by `sealing` before they are
+    /// encoded and evolved.
+    #[must_use]
+    pub fn sealed_by(mut self, sealing: Arc<dyn Seal<A::Event>>) -> Self {
+        self.sealing = Some(sealing);
+        self
     }
 
     pub fn store(&self) -> &EventStore {
@@ -319,7 +355,12 @@ impl<A: Aggregate> Repository<A> {
                 });
             }
             let at = self.commit_time(&snapshot);
-            let events = decide(&snapshot, at).map_err(ExecuteError::Rejected)?;
+            let mut events = decide(&snapshot, at).map_err(ExecuteError::Rejected)?;
+            if let Some(sealing) = &self.sealing
+                && !events.is_empty()
+            {
+                sealing.seal(key, &mut events).await?;
+            }
             if events.is_empty() {
                 return Ok(Executed::Unchanged {
                     state: snapshot.state.clone(),

@@ -9,10 +9,13 @@
 //!   `REQUEST_ID_REUSED`;
 //! - a commit over the event log's limit: `INVALID_ARGUMENT` / `COMMIT_TOO_LARGE`;
 //! - the event log or a read model unreachable: `UNAVAILABLE` / `BACKEND_UNAVAILABLE`;
+//! - a command whose events would be about a forgotten participant:
+//!   `FAILED_PRECONDITION` / `PARTICIPANT_FORGOTTEN`; the key store unreachable:
+//!   `UNAVAILABLE` / `BACKEND_UNAVAILABLE`;
 //! - an unreadable log, an unsafe stream or an aggregate id that cannot be a subject
 //!   (ids are checked at the edge first): `INTERNAL`, the only real internal faults.
 
-use circle_eventstore::{ExecuteError, StoreError};
+use circle_eventstore::{ExecuteError, SealError, StoreError};
 use circle_grpc::ApiError;
 use tonic::Code;
 
@@ -52,11 +55,32 @@ pub fn execute_error<E>(error: ExecuteError<E>, refused: impl FnOnce(E) -> ApiEr
         ExecuteError::RequestIdReused => ApiError::request_id_reused(),
         ExecuteError::TooMuchContention { .. } => concurrent_modification(),
         ExecuteError::Store(error) => store_error(error),
+        ExecuteError::Sealing(error) => seal_error(&error),
         ExecuteError::InvalidKey(error) => {
             tracing::error!(%error, "an aggregate id passed the edge's checks but is no subject");
             ApiError::internal()
         }
     }
+}
+
+/// What a client sees when personal fields could not be sealed (or opened).
+pub fn seal_error(error: &SealError) -> ApiError {
+    match error {
+        SealError::Forgotten => participant_forgotten(),
+        SealError::Unavailable(reason) => {
+            tracing::warn!(%reason, "key store unavailable");
+            ApiError::unavailable("the key store")
+        }
+    }
+}
+
+/// A command about a participant who has been forgotten: nothing more is kept for them.
+pub fn participant_forgotten() -> ApiError {
+    ApiError::new(
+        Code::FailedPrecondition,
+        "PARTICIPANT_FORGOTTEN",
+        "the participant has been forgotten; nothing more can be recorded about them",
+    )
 }
 
 /// What a client sees when a read model cannot be queried: unavailable (retry) when
@@ -121,6 +145,14 @@ mod tests {
             ),
             (
                 ExecuteError::Store(StoreError::Unavailable("down".into())),
+                (Code::Unavailable, "BACKEND_UNAVAILABLE"),
+            ),
+            (
+                ExecuteError::Sealing(SealError::Forgotten),
+                (Code::FailedPrecondition, "PARTICIPANT_FORGOTTEN"),
+            ),
+            (
+                ExecuteError::Sealing(SealError::Unavailable("down".into())),
                 (Code::Unavailable, "BACKEND_UNAVAILABLE"),
             ),
             (

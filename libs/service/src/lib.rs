@@ -5,7 +5,9 @@
 //!    of [`nats_options`]), PostgreSQL as its two roles ([`Database`]: the runtime
 //!    role, refused if superuser or BYPASSRLS, and the owner for migrations), the
 //!    service's own stream (provisioned and checked by the event store), its own audit
-//!    stream (`circle_audit`) and the projection settings;
+//!    stream (`circle_audit`), the participants' data keys (`circle_vault`, master keys
+//!    from `vault.*`: a service does not start without them) and the projection
+//!    settings;
 //! 2. [`Connected::other_stream`]: wait for a stream another service writes;
 //! 3. [`Tasks`]: projections and background loops, spawned on the host's shutdown
 //!    (a projection of a stream that may not exist yet starts once it does);
@@ -41,6 +43,8 @@ use circle_projection::{
     LagError, Projection, ProjectionHandle, ProjectionRunner, ProjectionSettings,
 };
 use circle_proto::CommandRequest;
+use circle_vault::MasterKeys;
+use circle_vault::store::KeyStore;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use tokio::task::JoinHandle;
@@ -76,6 +80,8 @@ pub enum StartError {
     Host(#[from] circle_grpc::host::HostError),
     #[error("gRPC server: {0}")]
     Server(String),
+    #[error("key store: {0}")]
+    Vault(#[from] circle_vault::store::StoreError),
 }
 
 impl From<circle_projection::ApplyError> for StartError {
@@ -162,6 +168,9 @@ pub struct Connected {
     pub settings: ProjectionSettings,
     /// Who may reach the service's gRPC host.
     pub access: Access,
+    /// The participants' data keys: the repositories seal commits with them, answers
+    /// are opened with them.
+    pub vault: KeyStore,
 }
 
 /// Connects to NATS and PostgreSQL and opens `service`'s stream. The runtime role
@@ -170,6 +179,7 @@ pub struct Connected {
 /// while idle, for the migrations and rebuilds.
 pub async fn connect(config: &Config, service: &str) -> Result<Connected, StartError> {
     let access = access(config, service).await?;
+    let master_keys = master_keys(config)?;
     let nats_error = |error: &dyn std::fmt::Display| StartError::Nats {
         url: config.nats.url.clone(),
         reason: error.to_string(),
@@ -194,6 +204,7 @@ pub async fn connect(config: &Config, service: &str) -> Result<Connected, StartE
         .await
         .map_err(|error| StartError::OwnerDatabase(error.to_string()))?;
     let database = Database::new(pool.clone(), owner).await?;
+    let vault = KeyStore::open(database.clone(), master_keys).await?;
     let store = EventStore::open(nats.clone(), stream_spec(config, service)).await?;
     let own_stream = store.stream().clone();
     let audit = AuditLog::open(
@@ -211,7 +222,30 @@ pub async fn connect(config: &Config, service: &str) -> Result<Connected, StartE
         audit,
         settings: projection_settings(config),
         access,
+        vault,
     })
+}
+
+/// The master keys of `vault.master_keys_file` or `vault.master_keys` (read now: a
+/// service does not start without them).
+pub fn master_keys(config: &Config) -> Result<MasterKeys, StartError> {
+    let vault = &config.vault;
+    let text = match (vault.master_keys_file.is_empty(), &vault.master_keys) {
+        (false, None) => std::fs::read_to_string(&vault.master_keys_file).map_err(|error| {
+            StartError::Config(format!(
+                "vault.master_keys_file {}: {error}",
+                vault.master_keys_file
+            ))
+        })?,
+        (true, Some(keys)) => keys.expose().to_owned(),
+        _ => {
+            return Err(StartError::Config(
+                "vault.master_keys_file or vault.master_keys must give the master keys that                  wrap participants' data keys (`circle dev` makes development keys)"
+                    .to_owned(),
+            ));
+        }
+    };
+    MasterKeys::parse(&text).map_err(|error| StartError::Config(format!("vault: {error}")))
 }
 
 /// Who may reach `service`'s host: tokens from `auth.issuer`, verified with the keys of

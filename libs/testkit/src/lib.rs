@@ -49,6 +49,9 @@ pub fn signing_key() -> &'static circle_auth::sign::SigningKey {
 
 /// The JWKS file with this process's public key, which every [`TestEnv`]'s
 /// configuration trusts (written once per process; a later run's sweep removes it).
+/// The tests' master key (a fixed test value, not a secret of any deployment).
+pub const MASTER_KEYS: &str = "test-1:dGVzdHMtb25seS1tYXN0ZXIta2V5LTMyLWJ5dGVzISE=";
+
 pub fn jwks_file() -> anyhow::Result<&'static Path> {
     static FILE: OnceLock<PathBuf> = OnceLock::new();
     if let Some(path) = FILE.get() {
@@ -222,6 +225,7 @@ impl TestEnv {
         config.projection.max_attempts = 3;
         config.auth.issuer = ISSUER.to_owned();
         config.auth.jwks_file = jwks_file()?.display().to_string();
+        config.vault.master_keys = Some(circle_config::Secret::new(MASTER_KEYS));
         Ok(Self {
             config,
             nats,

@@ -17,7 +17,10 @@
 //! stack already; a participant's key seals far fewer than the 2^32 values after which
 //! random nonces would be a concern).
 
+pub mod personal;
 pub mod store;
+
+pub use personal::{Field, Opener, Personal, Sealer, field};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

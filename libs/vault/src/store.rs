@@ -13,10 +13,15 @@
 //! - [`KeyStore::rewrap`]: re-wraps a network's keys with the current master key (the
 //!   rotation step before an old master key is retired).
 
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
+use circle_eventstore::{AggregateKey, Seal, SealError};
 use circle_projection::Database;
 
+use crate::personal::{Opener, Personal, SealFailure, Sealer, participants_of};
 use crate::{DataKey, MasterKeys, VaultError, Wrapped};
 
 pub const SCHEMA: &str = "circle_vault";
@@ -259,5 +264,115 @@ impl KeyStore {
         }
         transaction.commit().await?;
         Ok(count)
+    }
+
+    /// The sealing keys of `participants` (made for those who have none yet);
+    /// [`StoreError::Forgotten`] if any of them has been forgotten.
+    pub async fn sealer<I, S>(&self, network: &str, participants: I) -> Result<Sealer, StoreError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut keys = HashMap::new();
+        for participant in participants {
+            let participant = participant.as_ref();
+            if participant.is_empty() || keys.contains_key(participant) {
+                continue;
+            }
+            let key = self.sealing_key(network, participant).await?;
+            keys.insert(participant.to_owned(), key);
+        }
+        Ok(Sealer::new(network, keys))
+    }
+
+    /// The opening keys of `participants`, in one query (none for the forgotten, or
+    /// for anyone who never had one).
+    pub async fn opener<I, S>(&self, network: &str, participants: I) -> Result<Opener, StoreError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut ids: Vec<String> = participants
+            .into_iter()
+            .map(|id| id.as_ref().to_owned())
+            .filter(|id| !id.is_empty())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        let mut keys: HashMap<String, Option<DataKey>> = HashMap::new();
+        if !ids.is_empty() {
+            let mut transaction =
+                circle_projection::tenant_transaction(&self.database.pool, network).await?;
+            let rows: Vec<(String, Option<String>, Option<Vec<u8>>, bool)> =
+                sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT participant_id, master_key_id, wrapped, forgotten_at IS NOT NULL
+                     FROM {SCHEMA}.data_keys WHERE network = $1 AND participant_id = ANY($2)"
+                )))
+                .bind(network)
+                .bind(&ids)
+                .fetch_all(&mut *transaction)
+                .await?;
+            transaction.commit().await?;
+            for (participant, master_key_id, wrapped, forgotten) in rows {
+                let key =
+                    self.unwrap((master_key_id, wrapped, forgotten), network, &participant)?;
+                keys.insert(participant, key);
+            }
+        }
+        Ok(Opener::new(network, keys))
+    }
+
+    /// `items` with every personal field opened (owner: see [`Personal`]).
+    pub async fn open_all<T: Personal>(
+        &self,
+        network: &str,
+        owner: &str,
+        items: &mut [T],
+    ) -> Result<(), StoreError> {
+        let participants = participants_of(owner, items);
+        if participants.is_empty() {
+            return Ok(());
+        }
+        self.opener(network, &participants)
+            .await?
+            .open_all(owner, items);
+        Ok(())
+    }
+}
+
+impl From<StoreError> for SealError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Forgotten => SealError::Forgotten,
+            error => SealError::Unavailable(error.to_string()),
+        }
+    }
+}
+
+impl From<SealFailure> for SealError {
+    fn from(failure: SealFailure) -> Self {
+        match failure {
+            SealFailure::Forgotten => SealError::Forgotten,
+            failure => SealError::Unavailable(failure.to_string()),
+        }
+    }
+}
+
+/// Every repository of a service seals its commits through the key store.
+impl<E: Personal + Send + Sync> Seal<E> for KeyStore {
+    fn seal<'a>(
+        &'a self,
+        key: &'a AggregateKey,
+        events: &'a mut [E],
+    ) -> Pin<Box<dyn Future<Output = Result<(), SealError>> + Send + 'a>> {
+        Box::pin(async move {
+            let participants = participants_of(key.id(), events);
+            if participants.is_empty() {
+                return Ok(());
+            }
+            let sealer = self.sealer(key.network(), &participants).await?;
+            sealer.seal_all(key.id(), events)?;
+            Ok(())
+        })
     }
 }

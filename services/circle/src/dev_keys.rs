@@ -2,6 +2,8 @@
 //! verify bearer tokens like production ones, so it makes a local Ed25519 signing key
 //! (kept in a file only its owner can read) and the JWKS with its public half, and
 //! trusts that JWKS under the issuer [`ISSUER`]. `circle token` signs with the same key.
+//! It also makes a development master key (`master-keys`, the `vault.master_keys_file`
+//! of the services it starts), which wraps the demo participants' data keys.
 //!
 //! The directory is `$CIRCLE_DEV_DIR`, else `$XDG_DATA_HOME/circle/dev`, else
 //! `~/.local/share/circle/dev`. Nothing here is for production: a real deployment
@@ -19,6 +21,7 @@ pub const ISSUER: &str = "circle-dev";
 const KEY_FILE: &str = "signing-key.pem";
 const JWKS_FILE: &str = "jwks.json";
 const KID: &str = "circle-dev-1";
+const MASTER_KEYS_FILE: &str = "master-keys";
 
 pub struct DevKeys {
     key: SigningKey,
@@ -65,6 +68,18 @@ impl DevKeys {
         std::fs::write(&jwks_file, SigningKey::jwks(&[&key]))
             .with_context(|| format!("writing {}", jwks_file.display()))?;
         Ok(Self { key, jwks_file })
+    }
+
+    /// The development master keys file in `dir` (one key, made on first use, readable
+    /// by its owner only): `circle dev` wraps participants' data keys with it.
+    pub fn master_keys(dir: &Path) -> anyhow::Result<PathBuf> {
+        let file = dir.join(MASTER_KEYS_FILE);
+        if !file.exists() {
+            let entry = circle_vault::MasterKeys::generate_entry("dev-1")
+                .map_err(|error| anyhow::anyhow!("making a development master key: {error}"))?;
+            write_private(&file, &format!("{entry}\n"))?;
+        }
+        Ok(file)
     }
 
     /// A development token.

@@ -92,9 +92,13 @@ async fn dev(config_file: Option<PathBuf>) -> anyhow::Result<()> {
         "circle dev serves plaintext for development; unset grpc.tls_cert and grpc.tls_key \
          (TLS is for the service binaries)"
     );
-    let keys = DevKeys::ensure(&dev_keys::dev_dir()?)?;
+    let dev_dir = dev_keys::dev_dir()?;
+    let keys = DevKeys::ensure(&dev_dir)?;
     config.auth.issuer = dev_keys::ISSUER.to_owned();
     config.auth.jwks_file = keys.jwks_file.display().to_string();
+    if config.vault.master_keys_file.is_empty() && config.vault.master_keys.is_none() {
+        config.vault.master_keys_file = DevKeys::master_keys(&dev_dir)?.display().to_string();
+    }
     let _telemetry = circle_telemetry::init(
         "circle-dev",
         &config.telemetry.log_filter,
