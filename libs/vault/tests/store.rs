@@ -140,3 +140,100 @@ async fn keys_are_rewrapped_by_a_new_master_key_and_the_old_one_retired() -> any
     assert_eq!(key.open(SAM, &sealed)?, "Samantha");
     Ok(())
 }
+
+/// An event-like value with personal fields of two participants.
+struct Note {
+    author: String,
+    about: String,
+    text: String,
+    reply: String,
+}
+
+impl circle_vault::Personal for Note {
+    fn personal_fields<'a>(&'a mut self, _owner: &'a str) -> Vec<circle_vault::Field<'a>> {
+        vec![
+            circle_vault::Field::new(&self.about, circle_vault::field::CHECK_IN, &mut self.text),
+            circle_vault::Field::new(
+                &self.author,
+                circle_vault::field::ENCOURAGEMENT,
+                &mut self.reply,
+            ),
+        ]
+    }
+}
+
+#[tokio::test]
+async fn one_answer_opens_many_participants_fields_and_shows_the_forgotten_as_redacted()
+-> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let store = KeyStore::open(
+        env.database().await?,
+        keys(&[&MasterKeys::generate_entry("k1")?])?,
+    )
+    .await?;
+    let mut notes = vec![
+        Note {
+            author: "pat".into(),
+            about: "sam".into(),
+            text: "Ninety days today".into(),
+            reply: "Proud of you".into(),
+        },
+        Note {
+            author: "sam".into(),
+            about: "pat".into(),
+            text: "Rough week".into(),
+            reply: String::new(),
+        },
+    ];
+    let sealer = store.sealer("acme", ["sam", "pat"]).await?;
+    sealer.seal_all("", &mut notes)?;
+    for note in &notes {
+        assert!(circle_vault::is_sealed(&note.text), "sealed");
+        assert!(!note.text.contains("days") && !note.text.contains("Rough"));
+    }
+    assert!(notes[1].reply.is_empty(), "empty stays empty");
+    // Sealing again keeps what is sealed already (a value copied between services).
+    let before = notes[0].text.clone();
+    sealer.seal_all("", &mut notes)?;
+    assert_eq!(notes[0].text, before);
+    // A value made to look sealed is sealed all the same.
+    assert_ne!(
+        sealer.seal("sam", circle_vault::field::GOAL, "v1.AAAA")?,
+        "v1.AAAA"
+    );
+
+    let mut opened = notes
+        .iter()
+        .map(|note| Note {
+            author: note.author.clone(),
+            about: note.about.clone(),
+            text: note.text.clone(),
+            reply: note.reply.clone(),
+        })
+        .collect::<Vec<_>>();
+    store.open_all("acme", "", &mut opened).await?;
+    assert_eq!(opened[0].text, "Ninety days today");
+    assert_eq!(opened[0].reply, "Proud of you");
+    assert_eq!(opened[1].text, "Rough week");
+
+    store.forget("acme", "sam").await?;
+    store.open_all("acme", "", &mut notes).await?;
+    assert_eq!(notes[0].text, circle_vault::REDACTED, "sam's text");
+    assert_eq!(notes[0].reply, "Proud of you", "pat's reply");
+    assert_eq!(notes[1].text, "Rough week", "about pat");
+    assert!(matches!(
+        store.sealer("acme", ["pat", "sam"]).await,
+        Err(StoreError::Forgotten)
+    ));
+    // Another network cannot open acme's values.
+    let mut moved = vec![Note {
+        author: "pat".into(),
+        about: "pat".into(),
+        text: sealer.seal("pat", circle_vault::field::CHECK_IN, "Mine")?,
+        reply: String::new(),
+    }];
+    store.sealer("other", ["pat"]).await?;
+    store.open_all("other", "", &mut moved).await?;
+    assert_eq!(moved[0].text, circle_vault::REDACTED);
+    Ok(())
+}
