@@ -231,7 +231,8 @@ async fn each_service_binary_starts_with_circle_config_and_unrelated_circle_vari
             command
                 .env("CIRCLE_CONFIG", &file)
                 .env("CIRCLE_AUTH__ISSUER", &env.config.auth.issuer)
-                .env("CIRCLE_AUTH__JWKS_FILE", &env.config.auth.jwks_file);
+                .env("CIRCLE_AUTH__JWKS_FILE", &env.config.auth.jwks_file)
+                .env("CIRCLE_VAULT__MASTER_KEYS", circle_testkit::MASTER_KEYS);
         })?;
         let line = process
             .line_with("listening")
@@ -316,6 +317,79 @@ async fn a_service_binary_without_token_keys_refuses_to_start_naming_the_keys() 
     let (code, output) = process.exited().await?;
     assert_ne!(code, Some(0), "{output}");
     assert!(output.contains("auth.jwks_file"), "{output}");
+    std::fs::remove_file(&file)?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_service_binary_without_master_keys_refuses_to_start_naming_them() -> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let file = config_file(&env)?;
+    let program = binary("circle-enrollment").await?;
+    for master_keys in [None, Some("k1:not-a-key")] {
+        let mut process = Process::start(&env, &program, |command| {
+            command
+                .env("CIRCLE_CONFIG", &file)
+                .env("CIRCLE_AUTH__ISSUER", &env.config.auth.issuer)
+                .env("CIRCLE_AUTH__JWKS_FILE", &env.config.auth.jwks_file);
+            if let Some(keys) = master_keys {
+                command.env("CIRCLE_VAULT__MASTER_KEYS", keys);
+            }
+        })?;
+        let (code, output) = process.exited().await?;
+        assert_ne!(code, Some(0), "{output}");
+        assert!(output.contains("vault"), "{output}");
+        assert!(
+            !output.contains("not-a-key"),
+            "a master key is never printed: {output}"
+        );
+    }
+    std::fs::remove_file(&file)?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn circle_rewrap_moves_data_keys_to_the_newest_master_key() -> anyhow::Result<()> {
+    use circle_vault::store::KeyStore;
+    use circle_vault::{Context, MasterKeys};
+    let env = TestEnv::new().await?;
+    let file = config_file(&env)?;
+    let old = MasterKeys::parse(circle_testkit::MASTER_KEYS)?;
+    let store = KeyStore::open(env.database().await?, old).await?;
+    let context = Context {
+        network: "acme",
+        participant: "sam",
+        field: circle_vault::field::GIVEN_NAME,
+    };
+    let sealed = store
+        .sealing_key("acme", "sam")
+        .await?
+        .seal(context, "Sam")?;
+    store.sealing_key("acme", "pat").await?;
+
+    let newest = MasterKeys::generate_entry("k2")?;
+    let program = binary("circle").await?;
+    let rewrapped = Command::new(&program)
+        .args(["rewrap", "--network", "acme", "--config"])
+        .arg(&file)
+        .env(
+            "CIRCLE_VAULT__MASTER_KEYS",
+            format!("{newest},{}", circle_testkit::MASTER_KEYS),
+        )
+        .output()?;
+    let printed = String::from_utf8_lossy(&rewrapped.stdout).into_owned();
+    assert!(rewrapped.status.success(), "{rewrapped:?}");
+    assert!(
+        printed.contains("acme: 2 data keys re-wrapped with master key k2"),
+        "{printed}"
+    );
+    // The old master key retired: the re-wrapped keys still open what they sealed.
+    let retired = KeyStore::open(env.database().await?, MasterKeys::parse(&newest)?).await?;
+    let key = retired
+        .opening_key("acme", "sam")
+        .await?
+        .context("sam's key")?;
+    assert_eq!(key.open(context, &sealed)?, "Sam");
     std::fs::remove_file(&file)?;
     Ok(())
 }

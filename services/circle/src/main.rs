@@ -6,6 +6,10 @@
 //! - `circle token ROLE [--subject ID] [--clinic ID]... [--network ID]
 //!   [--ttl-minutes N] [--config FILE]`: prints a development bearer token for one of
 //!   the demo's people (signed with `circle dev`'s key; see `dev_keys`).
+//! - `circle rewrap [--network ID]... [--config FILE]`: the master key rotation's
+//!   second step: re-wraps every live data key of the networks (all the networks
+//!   enrollment knows, when none is named) with the newest master key of `vault.*`,
+//!   after which the older master keys can be removed from the configuration.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,7 +19,8 @@ use circle_proto::enrollment::v1::enrollment_service_client::EnrollmentServiceCl
 
 const USAGE: &str = "usage: circle dev [--config FILE]
        circle token ROLE [--subject ID] [--clinic ID]... [--network ID] [--ttl-minutes N] [--config FILE]
-         ROLE: network-admin, clinic-admin, facilitator, intake-coordinator, participant, service";
+         ROLE: network-admin, clinic-admin, facilitator, intake-coordinator, participant, service
+       circle rewrap [--network ID]... [--config FILE]";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -25,6 +30,10 @@ async fn main() -> ExitCode {
             [] => dev(None).await,
             [flag, file] if flag == "--config" => dev(Some(PathBuf::from(file))).await,
             _ => return usage(),
+        },
+        Some((command, rest)) if command == "rewrap" => match parse_rewrap(rest) {
+            Some((networks, config)) => rewrap(networks, config).await,
+            None => return usage(),
         },
         Some((command, rest)) if command == "token" => match parse_token(rest) {
             Some((request, config)) => token(request, config),
@@ -44,6 +53,42 @@ async fn main() -> ExitCode {
 fn usage() -> ExitCode {
     eprintln!("{USAGE}");
     ExitCode::from(2)
+}
+
+fn parse_rewrap(arguments: &[String]) -> Option<(Vec<String>, Option<PathBuf>)> {
+    let (mut networks, mut config, mut rest) = (Vec::new(), None, arguments);
+    while let [flag, value, tail @ ..] = rest {
+        match flag.as_str() {
+            "--network" => networks.push(value.clone()),
+            "--config" => config = Some(PathBuf::from(value)),
+            _ => return None,
+        }
+        rest = tail;
+    }
+    rest.is_empty().then_some((networks, config))
+}
+
+/// Re-wraps the data keys of `networks` (or of every network enrollment knows) with
+/// the newest configured master key, printing how many per network.
+async fn rewrap(networks: Vec<String>, config_file: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = circle_config::Config::load(config_file.as_deref())?;
+    let master = circle_service::master_keys(&config)?;
+    let current = master.current_id().to_owned();
+    let options = sqlx::postgres::PgPoolOptions::new().max_connections(2);
+    let pool = options.clone().connect(&config.database.url).await?;
+    let owner = options.connect(&config.database.owner_url).await?;
+    let database = circle_service::Database::new(pool.clone(), owner).await?;
+    let store = circle_vault::store::KeyStore::open(database, master).await?;
+    let networks = if networks.is_empty() {
+        circle_service::networks(&pool, circle_enrollment::read_model::SCHEMA).await?
+    } else {
+        networks
+    };
+    for network in networks {
+        let count = store.rewrap(&network).await?;
+        println!("{network}: {count} data keys re-wrapped with master key {current}");
+    }
+    Ok(())
 }
 
 fn parse_token(arguments: &[String]) -> Option<(TokenRequest, Option<PathBuf>)> {
