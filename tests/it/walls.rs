@@ -438,6 +438,7 @@ async fn with_no_network_or_another_network_set_the_read_model_tables_return_no_
             "accountability_from_sessions",
             "accountability_partnership_guard",
             "accountability_roster",
+            "circle_vault",
             "enrollment",
             "enrollment_disclosures_accountability",
             "enrollment_disclosures_enrollment",

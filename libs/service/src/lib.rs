@@ -81,7 +81,18 @@ pub enum StartError {
     #[error("gRPC server: {0}")]
     Server(String),
     #[error("key store: {0}")]
-    Vault(#[from] circle_vault::store::StoreError),
+    Vault(circle_vault::store::StoreError),
+}
+
+impl From<circle_vault::store::StoreError> for StartError {
+    /// The key store's wall is checked like the read models': a role it would not hold
+    /// is the same refusal to start.
+    fn from(error: circle_vault::store::StoreError) -> Self {
+        match error {
+            circle_vault::store::StoreError::Wall(wall) => Self::Wall(wall),
+            other => Self::Vault(other),
+        }
+    }
 }
 
 impl From<circle_projection::ApplyError> for StartError {
