@@ -9,6 +9,7 @@ mod binaries;
 mod dev;
 mod disclosures;
 mod edge;
+mod forget;
 mod limits;
 mod matrix;
 mod nats_users;

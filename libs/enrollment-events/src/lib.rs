@@ -1,6 +1,11 @@
 //! What other services learn from the ENROLLMENT stream, decoded in one place so that
 //! every consumer reads the enrollment service's published events the same way (and
 //! never its tables). Events a consumer does not need decode to `None`.
+//!
+//! Personal text (profiles, aliases, consents' recipient and purpose, hold reasons)
+//! arrives sealed with the participant's data key (`circle_vault`, the field names of
+//! `circle_vault::field`): a consumer copies it as it is and opens it where it answers,
+//! and once `ParticipantForgotten` arrives it no longer opens anywhere.
 
 use circle_eventstore::wire;
 use circle_proto::enrollment::events::v1 as pb;
@@ -27,6 +32,9 @@ pub enum Fact {
     Profile(pb::ParticipantProfile),
     ConsentRecorded(pb::ConsentRecorded),
     ConsentRevoked(pb::ConsentRevoked),
+    /// The participant (the commit's aggregate) was forgotten: their data key is
+    /// destroyed; a consumer may overwrite what it holds of them.
+    ParticipantForgotten(pb::ParticipantForgotten),
 }
 
 #[derive(Debug)]
@@ -109,6 +117,8 @@ pub fn decode(event: &wire::Event) -> Result<Option<Fact>, UndecodableEvent> {
         Fact::ConsentRecorded(message!(pb::ConsentRecorded))
     } else if name == pb::ConsentRevoked::full_name() {
         Fact::ConsentRevoked(message!(pb::ConsentRevoked))
+    } else if name == pb::ParticipantForgotten::full_name() {
+        Fact::ParticipantForgotten(message!(pb::ParticipantForgotten))
     } else {
         return Ok(None);
     }))
@@ -189,6 +199,19 @@ mod tests {
                 participant_id: "p".into(),
                 left_group: true
             })
+        );
+    }
+
+    #[test]
+    fn a_forgotten_participant_is_a_fact() {
+        let forgotten = pb::ParticipantForgotten {
+            reason: pb::ForgetReason::ParticipantRequest as i32,
+            reference: "ticket-42".into(),
+            forgotten_at: None,
+        };
+        assert_eq!(
+            decode(&wire_event(&forgotten)).ok().flatten(),
+            Some(Fact::ParticipantForgotten(forgotten))
         );
     }
 

@@ -7,8 +7,8 @@ use prost::{Message, Name};
 
 use crate::domain::{
     AdmissionMode, AdmissionPath, Clinic, ConsentKind, ConsentTerms, DischargeReason, Event,
-    Facilitator, FacilitatorRole, Group, GroupDetails, Participant, PeerDisplay, Profile, Schedule,
-    TransferRef, clinic, group, participant,
+    Facilitator, FacilitatorRole, ForgetReason, Group, GroupDetails, Participant, PeerDisplay,
+    Profile, Schedule, TransferRef, clinic, group, participant,
 };
 
 use circle_enrollment_events::SCHEDULE_DATE as DATE_FORMAT;
@@ -117,6 +117,15 @@ pub fn encode(event: &Event) -> NewEvent {
         Event::ConsentRevoked { consent_id, kind } => NewEvent::from_message(&pb::ConsentRevoked {
             consent_id: consent_id.clone(),
             kind: consent_kind_to_wire(*kind) as i32,
+        }),
+        Event::ParticipantForgotten {
+            reason,
+            reference,
+            forgotten_at,
+        } => NewEvent::from_message(&pb::ParticipantForgotten {
+            reason: forget_reason_to_wire(*reason) as i32,
+            reference: reference.clone(),
+            forgotten_at: Some(timestamp(*forgotten_at)),
         }),
         Event::MemberAdmitted {
             participant_id,
@@ -315,6 +324,17 @@ pub fn decode(event: &wire::Event) -> Result<Event, DecodeError> {
             },
             consent_id: message.consent_id,
         }
+    } else if name == pb::ParticipantForgotten::full_name() {
+        let message = message!(pb::ParticipantForgotten);
+        Event::ParticipantForgotten {
+            reason: forget_reason_from_wire(message.reason)
+                .ok_or_else(|| fail("unknown forget reason".into()))?,
+            reference: message.reference,
+            forgotten_at: message
+                .forgotten_at
+                .and_then(from_timestamp)
+                .ok_or_else(|| fail("no valid forgotten_at".into()))?,
+        }
     } else if name == pb::MemberAdmitted::full_name() {
         let message = message!(pb::MemberAdmitted);
         Event::MemberAdmitted {
@@ -413,6 +433,25 @@ fn consent_kind_to_wire(kind: ConsentKind) -> pb::ConsentKind {
     match kind {
         ConsentKind::TreatmentDisclosure => pb::ConsentKind::TreatmentDisclosure,
         ConsentKind::PeerVisibility => pb::ConsentKind::PeerVisibility,
+    }
+}
+
+pub fn forget_reason_to_wire(reason: ForgetReason) -> pb::ForgetReason {
+    match reason {
+        ForgetReason::ParticipantRequest => pb::ForgetReason::ParticipantRequest,
+        ForgetReason::RetentionEnded => pb::ForgetReason::RetentionEnded,
+        ForgetReason::LegalOrder => pb::ForgetReason::LegalOrder,
+        ForgetReason::Other => pb::ForgetReason::Other,
+    }
+}
+
+pub fn forget_reason_from_wire(value: i32) -> Option<ForgetReason> {
+    match pb::ForgetReason::try_from(value) {
+        Ok(pb::ForgetReason::ParticipantRequest) => Some(ForgetReason::ParticipantRequest),
+        Ok(pb::ForgetReason::RetentionEnded) => Some(ForgetReason::RetentionEnded),
+        Ok(pb::ForgetReason::LegalOrder) => Some(ForgetReason::LegalOrder),
+        Ok(pb::ForgetReason::Other) => Some(ForgetReason::Other),
+        _ => None,
     }
 }
 
@@ -665,6 +704,11 @@ mod tests {
             Event::ConsentRevoked {
                 consent_id: "c2".into(),
                 kind: ConsentKind::PeerVisibility,
+            },
+            Event::ParticipantForgotten {
+                reason: ForgetReason::RetentionEnded,
+                reference: "ticket-42".into(),
+                forgotten_at: at,
             },
             Event::MemberAdmitted {
                 participant_id: "p1".into(),

@@ -64,6 +64,7 @@ pub async fn start_with_clock(
         base.store,
         pool.clone(),
         clock.clone(),
+        base.vault.clone(),
         chrono::Duration::hours(i64::from(config.enrollment.seat_offer_hours)),
     ));
     let read_model = ProjectionRunner::new(
@@ -99,6 +100,7 @@ pub async fn start_with_clock(
         clock,
         base.audit.clone(),
         disclosures::Accounting::new(jetstream.clone(), config),
+        base.vault,
     ));
     let api = api::EnrollmentApi::new(commands.clone(), queries);
 

@@ -1,8 +1,15 @@
 //! The enrollment read model in schema `enrollment`: projected from the ENROLLMENT
-//! stream, queried by the gRPC queries. Personal data (names, contacts, consent
-//! aliases) sits in its own tables so the privacy work can encrypt or shred it without
-//! touching the rest. Schedules and facilitators are stored as their event protobuf
-//! encoding, exactly as recorded.
+//! stream, queried by the gRPC queries. Schedules and facilitators are stored as their
+//! event protobuf encoding, exactly as recorded.
+//!
+//! Personal data (profiles; consents' recipient, purpose and alias) is copied here as
+//! the events carry it: sealed with the participant's data key (`domain::personal`).
+//! The projection holds and needs no key; the queries open what they answer with. Once
+//! a participant is forgotten their key is gone, so their sealed text no longer opens
+//! anywhere; on `ParticipantForgotten` the projection also marks them (`forgotten_at`)
+//! and overwrites its copies of their personal text with `circle_vault::REDACTED`
+//! (belt and braces, and text written before sealing began). A hold's reason is not
+//! kept here at all.
 
 use circle_eventstore::StoredCommit;
 use circle_projection::{ApplyError, Projection};
@@ -49,6 +56,11 @@ impl Projection for ReadModel {
         PROJECTION_NAME
     }
 
+    /// 2: participants' `forgotten_at`.
+    fn shape_version(&self) -> u32 {
+        2
+    }
+
     fn tables(&self) -> &'static [&'static str] {
         &[
             "CREATE TABLE IF NOT EXISTS clinics (
@@ -88,6 +100,7 @@ impl Projection for ReadModel {
                 participant_id text NOT NULL,
                 home_clinic_id text NOT NULL,
                 version bigint NOT NULL,
+                forgotten_at timestamptz,
                 PRIMARY KEY (network, participant_id)
             )",
             "CREATE TABLE IF NOT EXISTS participant_profiles (
@@ -446,6 +459,45 @@ impl Row<'_> {
                 .await?;
                 self.touch_participant(connection).await?;
             }
+            Event::ParticipantForgotten { forgotten_at, .. } => {
+                sqlx::query(
+                    "UPDATE participants SET forgotten_at = $3, version = $4
+                     WHERE network = $1 AND participant_id = $2",
+                )
+                .bind(network)
+                .bind(id)
+                .bind(forgotten_at)
+                .bind(version)
+                .execute(&mut *connection)
+                .await?;
+                // Empty stays empty, as an opener shows it.
+                sqlx::query(
+                    "UPDATE participant_profiles SET
+                        given_name = CASE WHEN given_name = '' THEN '' ELSE $3 END,
+                        family_name = CASE WHEN family_name = '' THEN '' ELSE $3 END,
+                        preferred_name = CASE WHEN preferred_name = '' THEN '' ELSE $3 END,
+                        email = CASE WHEN email = '' THEN '' ELSE $3 END,
+                        phone = CASE WHEN phone = '' THEN '' ELSE $3 END
+                     WHERE network = $1 AND participant_id = $2",
+                )
+                .bind(network)
+                .bind(id)
+                .bind(circle_vault::REDACTED)
+                .execute(&mut *connection)
+                .await?;
+                sqlx::query(
+                    "UPDATE consents SET
+                        recipient = CASE WHEN recipient = '' THEN '' ELSE $3 END,
+                        purpose = CASE WHEN purpose = '' THEN '' ELSE $3 END,
+                        alias = CASE WHEN alias = '' THEN '' ELSE $3 END
+                     WHERE network = $1 AND participant_id = $2",
+                )
+                .bind(network)
+                .bind(id)
+                .bind(circle_vault::REDACTED)
+                .execute(&mut *connection)
+                .await?;
+            }
             Event::MemberAdmitted {
                 participant_id,
                 path,
@@ -580,7 +632,8 @@ impl Row<'_> {
                 return Ok(true);
             }
             Event::MemberHeld { participant_id, .. } => {
-                // The reason is free text about a person: it stays in the event only.
+                // The reason is free text about a person: it stays in the event only
+                // (sealed).
                 self.membership(connection, &participant_id, state::ON_HOLD, false, None, "")
                     .await?;
                 self.history(

@@ -80,6 +80,8 @@ const TABLE: &[Row] = &[
     ("ArchiveGroup",                  "north",    "pass   pass   ROLE   ROLE   ROLE   ROLE   ROLE   pass"),
     ("ArchiveGroup",                  "south",    "pass   CLINIC ROLE   ROLE   ROLE   ROLE   ROLE   pass"),
     ("ArchiveClinic",                 "north",    "pass   ROLE   ROLE   ROLE   ROLE   ROLE   ROLE   pass"),
+    // Last: it forgets pat for good (network admins only; not even a calling service).
+    ("ForgetParticipant",             "pat",      "pass   ROLE   ROLE   ROLE   ROLE   ROLE   ROLE   ROLE"),
 ];
 
 fn clinic(network: &str, clinic: &str) -> String {
@@ -463,6 +465,19 @@ async fn call(
                 .revoke_consent(with_token(
                     pb::RevokeConsentRequest {
                         name: consent(n, who),
+                        request_id,
+                    },
+                    t,
+                ))
+                .await,
+        ),
+        "ForgetParticipant" => Answer::of(
+            client
+                .forget_participant(with_token(
+                    pb::ForgetParticipantRequest {
+                        name: participant(n, who),
+                        reason: pb::ForgetReason::ParticipantRequest as i32,
+                        reference: "matrix".into(),
                         request_id,
                     },
                     t,

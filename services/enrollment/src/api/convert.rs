@@ -10,8 +10,8 @@ use circle_proto::enrollment::v1 as pb;
 
 use crate::domain::schedule::{MAX_DURATION_MINUTES, MIN_DURATION_MINUTES};
 use crate::domain::{
-    AdmissionMode, ConsentTerms, DischargeReason, Facilitator, FacilitatorRole, PeerDisplay,
-    Profile, Schedule,
+    AdmissionMode, ConsentTerms, DischargeReason, Facilitator, FacilitatorRole, ForgetReason,
+    PeerDisplay, Profile, Schedule,
 };
 
 pub const MAX_CAPACITY: u32 = 50;
@@ -289,6 +289,16 @@ pub fn consent_terms(violations: &mut Violations, consent: &pb::Consent) -> Opti
             );
             None
         }
+    }
+}
+
+pub fn forget_reason(value: i32) -> Result<ForgetReason, String> {
+    match pb::ForgetReason::try_from(value) {
+        Ok(pb::ForgetReason::ParticipantRequest) => Ok(ForgetReason::ParticipantRequest),
+        Ok(pb::ForgetReason::RetentionEnded) => Ok(ForgetReason::RetentionEnded),
+        Ok(pb::ForgetReason::LegalOrder) => Ok(ForgetReason::LegalOrder),
+        Ok(pb::ForgetReason::Other) => Ok(ForgetReason::Other),
+        _ => Err("must be participant request, retention ended, legal order or other".into()),
     }
 }
 

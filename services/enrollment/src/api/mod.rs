@@ -195,6 +195,16 @@ impl EnrollmentService for EnrollmentApi {
             .map_err(status)
     }
     #[tracing::instrument(skip_all)]
+    async fn forget_participant(
+        &self,
+        request: Request<pb::ForgetParticipantRequest>,
+    ) -> Result<Response<pb::ForgetParticipantResponse>, Status> {
+        EnrollmentApi::forget_participant(self, request)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+    #[tracing::instrument(skip_all)]
     async fn enroll_participant(
         &self,
         request: Request<pb::EnrollParticipantRequest>,

@@ -51,6 +51,7 @@ pub fn participant(participant: ParticipantView) -> pb::Participant {
         profile: Some(profile(participant.profile)),
         etag: participant.version.to_string(),
         consents: participant.consents.into_iter().map(consent).collect(),
+        forgotten_at: participant.forgotten_at.map(codec::timestamp),
     }
 }
 

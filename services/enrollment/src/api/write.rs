@@ -18,9 +18,9 @@ use super::{ApiResult, EnrollmentApi, caller, wire};
 use crate::app::access::{self, Operation};
 use crate::app::{
     ArchiveClinic, ArchiveGroup, CreateClinic, CreateGroup, DischargeParticipant,
-    EnrollParticipant, HoldMembership, MembershipAnswer, NewGroup, OnMembership, ProfileChanges,
-    RecordConsent, RegisterParticipant, RevokeConsent, Sent, TransferParticipant, UpdateClinic,
-    UpdateGroup, UpdateParticipant,
+    EnrollParticipant, ForgetParticipant, HoldMembership, MembershipAnswer, NewGroup, OnMembership,
+    ProfileChanges, RecordConsent, RegisterParticipant, RevokeConsent, Sent, TransferParticipant,
+    UpdateClinic, UpdateGroup, UpdateParticipant,
 };
 use crate::domain::{DischargeReason, GroupChanges};
 
@@ -631,6 +631,43 @@ impl EnrollmentApi {
         Ok(pb::RevokeConsentResponse {
             consistency_token: answer.version.to_string(),
             consent: Some(wire::consent(answer.consent)),
+        })
+    }
+
+    pub(super) async fn forget_participant(
+        &self,
+        request: Request<pb::ForgetParticipantRequest>,
+    ) -> ApiResult<pb::ForgetParticipantResponse> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
+        let mut violations = Violations::default();
+        let name = named::<ParticipantName>(&caller, &mut violations, "name", &request.name)?;
+        early(&caller, Operation::ForgetParticipant, &[], None)?;
+        let reason = violations.check("reason", convert::forget_reason(request.reason));
+        let reference = violations
+            .check("reference", convert::optional_text(&request.reference, 200))
+            .unwrap_or_default();
+        let request_id = request_id_field(&mut violations, &request.request_id);
+        violations.into_result()?;
+        let (Some(name), Some(reason)) = (name, reason) else {
+            return Err(circle_grpc::ApiError::internal());
+        };
+        let participant = self
+            .commands
+            .forget_participant(
+                &caller,
+                ForgetParticipant {
+                    name,
+                    reason,
+                    reference,
+                    sent: sent(request_id, fingerprint),
+                },
+            )
+            .await?;
+        Ok(pb::ForgetParticipantResponse {
+            consistency_token: participant.version.to_string(),
+            participant: Some(wire::participant(participant)),
         })
     }
 

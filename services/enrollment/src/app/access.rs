@@ -34,6 +34,7 @@ pub enum Operation {
     UpdateParticipant,
     RecordConsent,
     RevokeConsent,
+    ForgetParticipant,
     EnrollParticipant,
     AcceptSeatOffer,
     DeclineSeatOffer,
@@ -50,7 +51,7 @@ pub enum Operation {
 }
 
 impl Operation {
-    pub const ALL: [Operation; 28] = [
+    pub const ALL: [Operation; 29] = [
         Self::CreateClinic,
         Self::GetClinic,
         Self::ListClinics,
@@ -66,6 +67,7 @@ impl Operation {
         Self::UpdateParticipant,
         Self::RecordConsent,
         Self::RevokeConsent,
+        Self::ForgetParticipant,
         Self::EnrollParticipant,
         Self::AcceptSeatOffer,
         Self::DeclineSeatOffer,
@@ -99,6 +101,7 @@ impl Operation {
             Self::UpdateParticipant => "UpdateParticipant",
             Self::RecordConsent => "RecordConsent",
             Self::RevokeConsent => "RevokeConsent",
+            Self::ForgetParticipant => "ForgetParticipant",
             Self::EnrollParticipant => "EnrollParticipant",
             Self::AcceptSeatOffer => "AcceptSeatOffer",
             Self::DeclineSeatOffer => "DeclineSeatOffer",
@@ -131,6 +134,9 @@ const STAFF_OR_PARTICIPANT: &[Role] = &[
 /// home clinic). Not the care team at large: the accounting says who read what, which
 /// is the administrators' to review and the participant's to ask for.
 const ACCOUNTING: &[Role] = &[Role::NetworkAdmin, Role::ClinicAdmin, Role::Participant];
+
+/// Who may forget a participant (`ForgetParticipant`).
+const FORGETTING: &[Role] = &[Role::NetworkAdmin];
 
 /// Who may admit into a closed group after its first session
 /// (`EnrollParticipant` with `facilitator_override`), on top of that operation's row.
@@ -259,6 +265,10 @@ pub fn rule(operation: Operation) -> Rule {
         O::GetParticipant | O::RecordConsent | O::RevokeConsent => {
             Rule::new(STAFF_OR_PARTICIPANT, Scope::OwnRecordOrClinics)
         }
+        // Forgetting someone cannot be undone and reaches every service: network
+        // admins only (not a calling service, not the participant, who asks the
+        // network).
+        O::ForgetParticipant => Rule::new(FORGETTING, Scope::Network),
         // Staff of the membership's clinic, or the participant whose membership it
         // is. A participant's own list shows all their memberships; clinic-scoped
         // staff see only those in their clinics.
@@ -325,7 +335,8 @@ mod tests {
             | O::ArchiveClinic
             | O::GetClinic
             | O::ListClinics
-            | O::SearchOpenSeats => "",
+            | O::SearchOpenSeats
+            | O::ForgetParticipant => "",
             O::CreateGroup
             | O::UpdateGroup
             | O::ArchiveGroup
@@ -378,7 +389,7 @@ mod tests {
 
     #[test]
     fn every_operation_has_a_row_and_the_readme_shows_the_table() {
-        assert_eq!(Operation::ALL.len(), 28, "one per RPC of the service");
+        assert_eq!(Operation::ALL.len(), 29, "one per RPC of the service");
         for operation in Operation::ALL {
             let rule = rule(operation);
             assert!(!rule.roles.is_empty(), "{operation:?}");
@@ -575,6 +586,32 @@ mod tests {
         for role in [Role::Facilitator, Role::IntakeCoordinator, Role::Service] {
             assert_eq!(
                 outcome(rule.check(&caller(role, "x", &["north"]), &home)),
+                "ROLE_NOT_ALLOWED",
+                "{role:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_network_admins_forget_a_participant() {
+        let rule = rule(Operation::ForgetParticipant);
+        let anywhere = Target {
+            participant: Some("sam"),
+            ..Target::default()
+        };
+        assert_eq!(
+            outcome(rule.check(&caller(Role::NetworkAdmin, "a", &[]), &anywhere)),
+            "OK"
+        );
+        for role in [
+            Role::ClinicAdmin,
+            Role::Facilitator,
+            Role::IntakeCoordinator,
+            Role::Service,
+            Role::Participant,
+        ] {
+            assert_eq!(
+                outcome(rule.check(&caller(role, "sam", &["north"]), &anywhere)),
                 "ROLE_NOT_ALLOWED",
                 "{role:?}"
             );

@@ -4,11 +4,19 @@
 //! answering a retry); what is left here is enrollment's own: the group's clinic check,
 //! the offer lifetime, and the decision's time, which is the time recorded on the
 //! commit.
+//!
+//! Every repository seals each commit's personal fields with the participants' data
+//! keys (`circle_vault`'s key store; which fields: `domain::personal`) before it is
+//! appended, so the log and the states loaded here hold sealed text: whoever answers
+//! from a state opens it first (`Commands::opened`). A commit about a forgotten
+//! participant that would carry personal text cannot be sealed and is refused
+//! (`PARTICIPANT_FORGOTTEN`).
 
 use std::sync::Arc;
 
 use circle_calendar::Clock;
 use circle_eventstore::{CommitMeta, EventStore, ExecuteError, Executed, Repository, Snapshot};
+use circle_vault::store::KeyStore;
 
 use crate::domain::{
     Clinic, ClinicCommand, DomainError, Group, GroupCommand, GroupContext, Participant,
@@ -31,12 +39,17 @@ impl Aggregates {
     pub(super) fn new(
         store: EventStore,
         clock: Arc<dyn Clock>,
+        vault: &KeyStore,
         offer_ttl: chrono::Duration,
     ) -> Self {
+        // Clinics' events hold nothing personal; sealed all the same, so a personal
+        // field added to them later is sealed without anyone remembering to.
         Self {
-            clinics: Repository::new(store.clone(), clock.clone()),
-            groups: Repository::new(store.clone(), clock.clone()),
-            participants: Repository::new(store, clock),
+            clinics: Repository::new(store.clone(), clock.clone())
+                .sealed_by(Arc::new(vault.clone())),
+            groups: Repository::new(store.clone(), clock.clone())
+                .sealed_by(Arc::new(vault.clone())),
+            participants: Repository::new(store, clock).sealed_by(Arc::new(vault.clone())),
             offer_ttl,
         }
     }
@@ -101,8 +114,8 @@ impl Aggregates {
     ) -> CommandResult<Participant> {
         let key = self.participants.key(network, participant_id)?;
         self.participants
-            .execute(&key, meta, etag, |snapshot, _| {
-                participant::decide(&snapshot.state, command.clone())
+            .execute(&key, meta, etag, |snapshot, at| {
+                participant::decide(&snapshot.state, command.clone(), at)
             })
             .await
     }

@@ -39,6 +39,7 @@ pub fn default_purpose(operation: Operation) -> Option<Purpose> {
         | O::UpdateParticipant
         | O::RecordConsent
         | O::RevokeConsent
+        | O::ForgetParticipant
         | O::EnrollParticipant
         | O::AcceptSeatOffer
         | O::DeclineSeatOffer

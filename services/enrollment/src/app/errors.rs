@@ -33,8 +33,15 @@ pub(super) fn domain_error(error: DomainError) -> ApiError {
         E::NoOpenOffer => (Code::FailedPrecondition, "NO_OPEN_OFFER"),
         E::OfferExpired => (Code::FailedPrecondition, "OFFER_EXPIRED"),
         E::TransferToSameGroup => (Code::InvalidArgument, "TRANSFER_TO_SAME_GROUP"),
+        // The same refusal as a commit that cannot be sealed for them.
+        E::ParticipantForgotten => return circle_service::errors::participant_forgotten(),
     };
     ApiError::new(code, reason, error.to_string())
+}
+
+/// The key store could not give the keys an answer is opened with (or destroy one).
+pub(super) fn vault_error(error: circle_vault::store::StoreError) -> ApiError {
+    circle_service::errors::seal_error(&circle_eventstore::SealError::from(error))
 }
 
 /// Errors of a command: the shared mapping, with this service's domain table.

@@ -33,14 +33,16 @@ use circle_calendar::Clock;
 use circle_grpc::{ApiError, Caller};
 use circle_names::Id;
 use circle_projection::ProjectionHandle;
+use circle_vault::store::KeyStore;
 use sqlx::{PgPool, Postgres, Transaction};
 use tonic::Code;
 
 pub use commands::{
     ArchiveClinic, ArchiveGroup, Commands, ConsentAnswer, CreateClinic, CreateGroup,
-    DischargeParticipant, EnrollParticipant, HoldMembership, MembershipAnswer, NewGroup,
-    OnMembership, ProfileChanges, RecordConsent, RegisterParticipant, RevokeConsent, Sent,
-    TransferParticipant, UpdateClinic, UpdateGroup, UpdateParticipant, checked_profile, derived_id,
+    DischargeParticipant, EnrollParticipant, ForgetParticipant, HoldMembership, MembershipAnswer,
+    NewGroup, OnMembership, ProfileChanges, RecordConsent, RegisterParticipant, RevokeConsent,
+    Sent, TransferParticipant, UpdateClinic, UpdateGroup, UpdateParticipant, checked_profile,
+    derived_id,
 };
 pub use queries::{
     DisclosureRange, DisclosureView, GroupsIn, GroupsWanted, OpenSeat, OpenSeatSearch, OpenSeats,
@@ -51,8 +53,8 @@ pub use views::{
 
 /// What the queries need: the pool, the read model they wait on for read-your-writes,
 /// how long they wait, the clock (a group's next session is computed at read time), the
-/// audit log their disclosures are recorded in and the accounting `ListDisclosures`
-/// reads.
+/// audit log their disclosures are recorded in, the accounting `ListDisclosures`
+/// reads, and the key store the answers are opened with.
 pub struct Queries {
     pool: PgPool,
     read_model: ProjectionHandle,
@@ -60,6 +62,7 @@ pub struct Queries {
     clock: Arc<dyn Clock>,
     audit: AuditLog,
     accounting: crate::disclosures::Accounting,
+    vault: KeyStore,
 }
 
 /// A page of a list: how many items, after how many.
@@ -77,6 +80,7 @@ impl Queries {
         clock: Arc<dyn Clock>,
         audit: AuditLog,
         accounting: crate::disclosures::Accounting,
+        vault: KeyStore,
     ) -> Self {
         Self {
             pool,
@@ -85,6 +89,7 @@ impl Queries {
             clock,
             audit,
             accounting,
+            vault,
         }
     }
 

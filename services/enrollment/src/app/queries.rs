@@ -2,6 +2,8 @@
 //! projected tables in schema `enrollment`. Each checks its row of the access table
 //! before anything is looked up, then waits for the client's consistency token, then
 //! reads. Answers are views (plain structs, `views`); the edge maps them to protobuf.
+//! The read model holds personal text sealed: a view with personal fields is opened
+//! just before it is answered (`[redacted]` for a forgotten participant).
 
 use circle_audit::Purpose;
 use circle_grpc::{ApiError, Caller, Target};
@@ -10,6 +12,7 @@ use sqlx::Row as _;
 use sqlx::postgres::PgRow;
 
 use super::access::{Operation, permit, permit_unplaced};
+use super::errors::vault_error;
 use super::views::{
     ClinicView, ConsentView, GroupView, MembershipEventView, MembershipView, ParticipantView,
 };
@@ -380,7 +383,7 @@ impl Queries {
         self.read_after(consistency_token).await?;
         let mut tenant = self.tenant(&name.network).await?;
         let found = sqlx::query(
-            "SELECT p.home_clinic_id, p.version, f.given_name, f.family_name, f.preferred_name, f.email, f.phone
+            "SELECT p.home_clinic_id, p.version, p.forgotten_at, f.given_name, f.family_name, f.preferred_name, f.email, f.phone
              FROM enrollment.participants p JOIN enrollment.participant_profiles f USING (network, participant_id)
              WHERE p.network = $1 AND p.participant_id = $2",
         )
@@ -432,7 +435,7 @@ impl Queries {
             [name.participant.as_str()],
         )
         .await?;
-        Ok(ParticipantView {
+        let mut view = ParticipantView {
             name: name.clone(),
             home_clinic: ClinicName {
                 network: name.network.clone(),
@@ -447,7 +450,13 @@ impl Queries {
             },
             version: version(row.try_get("version").map_err(database_error)?),
             consents,
-        })
+            forgotten_at: row.try_get("forgotten_at").map_err(database_error)?,
+        };
+        self.vault
+            .open_all(name.network.as_str(), "", std::slice::from_mut(&mut view))
+            .await
+            .map_err(vault_error)?;
+        Ok(view)
     }
 
     pub async fn get_membership(

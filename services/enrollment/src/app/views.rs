@@ -3,11 +3,19 @@
 //! its commit left (`ClinicView::of`, `GroupView::of`, `ParticipantView::of`), so a
 //! command's answer shows what a read at its consistency token shows. Names are
 //! `circle-names` types; the edge maps each view to protobuf once.
+//!
+//! A view is made with the sealed text its source holds (the state, the read model);
+//! the views with personal fields (`ParticipantView`, `ConsentView`) are
+//! `circle_vault::Personal`, and are opened by whoever answers with them — a command
+//! or a query — just before the answer (`[redacted]` once the participant is
+//! forgotten). Plaintext exists only inside one request.
 
 use circle_grpc::ApiError;
 use circle_names::{ClinicName, ConsentName, GroupName, Id, MembershipName, ParticipantName};
+use circle_vault::{Field, Personal, field};
 
 use crate::domain::participant::ConsentState;
+use crate::domain::personal::own_field;
 use crate::domain::schedule::time_zone;
 use crate::domain::{
     AdmissionMode, Clinic, ConsentKind, ConsentTerms, Facilitator, Group, MemberState, Participant,
@@ -53,6 +61,8 @@ pub struct ParticipantView {
     pub profile: Profile,
     pub version: u64,
     pub consents: Vec<ConsentView>,
+    /// Set once the participant is forgotten (their personal fields read redacted).
+    pub forgotten_at: Option<Time>,
 }
 
 /// A consent, with when it was recorded and revoked (commit times).
@@ -186,8 +196,46 @@ impl ParticipantView {
             profile: participant.profile.clone(),
             version,
             consents,
+            forgotten_at: participant.forgotten.as_ref().map(|forgotten| forgotten.at),
             name,
         })
+    }
+}
+
+/// The profile and every consent's free text, the participant's (the view names them).
+impl Personal for ParticipantView {
+    fn personal_fields<'a>(&'a mut self, _owner: &'a str) -> Vec<Field<'a>> {
+        let Self {
+            name,
+            profile,
+            consents,
+            ..
+        } = self;
+        let participant = name.participant.as_str();
+        let mut fields = profile.fields(participant);
+        for consent in consents {
+            fields.extend(consent.personal_fields(participant));
+        }
+        fields
+    }
+}
+
+/// Recipient, purpose and alias, the participant's (the consent's name names them).
+impl Personal for ConsentView {
+    fn personal_fields<'a>(&'a mut self, _owner: &'a str) -> Vec<Field<'a>> {
+        let Self {
+            name,
+            recipient,
+            purpose,
+            alias,
+            ..
+        } = self;
+        let participant = name.participant.as_str();
+        vec![
+            Field::new(participant, own_field::CONSENT_RECIPIENT, recipient),
+            Field::new(participant, own_field::CONSENT_PURPOSE, purpose),
+            Field::new(participant, field::ALIAS, alias),
+        ]
     }
 }
 
@@ -272,5 +320,72 @@ mod tests {
         );
         assert_eq!(view.home_clinic.to_string(), "networks/acme/clinics/north");
         assert_eq!(view.consents[0].recorded_at, start);
+        assert_eq!(view.forgotten_at, None);
+    }
+
+    /// What an answer opens: every personal field of the record, each as the
+    /// participant's, under the field name the events sealed it with.
+    #[test]
+    fn a_participants_view_opens_the_profile_and_every_consents_free_text() {
+        let start: Time = "2026-11-20T12:00:00Z".parse().expect("a valid time");
+        let events = [
+            Event::ParticipantRegistered {
+                home_clinic_id: "north".into(),
+                profile: Profile {
+                    given_name: "Sam".into(),
+                    family_name: "Rivera".into(),
+                    preferred_name: "Sammy".into(),
+                    email: "sam@example.org".into(),
+                    phone: "555".into(),
+                },
+            },
+            Event::ConsentRecorded {
+                consent_id: "b".into(),
+                terms: ConsentTerms::TreatmentDisclosure {
+                    recipient: "Officer Jones".into(),
+                    purpose: "Compliance".into(),
+                },
+            },
+            Event::ConsentRecorded {
+                consent_id: "a".into(),
+                terms: ConsentTerms::PeerVisibility {
+                    display: PeerDisplay::Alias,
+                    alias: "Sunny".into(),
+                    share_check_ins: true,
+                    share_milestones: true,
+                },
+            },
+        ];
+        let state = events.iter().fold(Participant::default(), |state, event| {
+            participant::evolve(state, event, start)
+        });
+        let name = ParticipantName::parse("networks/acme/participants/sam").expect("a name");
+        let mut view = ParticipantView::of(name, &state, 3).expect("a registered participant");
+        let fields: Vec<(String, &str, String)> = view
+            .personal_fields("ignored")
+            .into_iter()
+            .filter(|field| !field.value.is_empty())
+            .map(|field| {
+                (
+                    field.participant.to_owned(),
+                    field.name,
+                    field.value.clone(),
+                )
+            })
+            .collect();
+        let sam = |name: &'static str, value: &str| ("sam".to_owned(), name, value.to_owned());
+        assert_eq!(
+            fields,
+            [
+                sam(field::GIVEN_NAME, "Sam"),
+                sam(field::FAMILY_NAME, "Rivera"),
+                sam(field::PREFERRED_NAME, "Sammy"),
+                sam(field::EMAIL, "sam@example.org"),
+                sam(field::PHONE, "555"),
+                sam(own_field::CONSENT_RECIPIENT, "Officer Jones"),
+                sam(own_field::CONSENT_PURPOSE, "Compliance"),
+                sam(field::ALIAS, "Sunny"),
+            ]
+        );
     }
 }

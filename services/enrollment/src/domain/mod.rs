@@ -4,10 +4,16 @@
 //! participant's also takes its commit's time, which its consents keep). No
 //! IO here: whatever a command needs from elsewhere (that a clinic or participant
 //! exists, the current time) is resolved before the command is built.
+//!
+//! Personal text (`personal`: profiles, consents' free text, hold reasons) is sealed by
+//! the repositories after `decide` and before the events are encoded and evolved, so
+//! states hold sealed text: the domain never decides on personal text (the
+//! application opens what a check needs, and the views it answers with).
 
 pub mod clinic;
 pub mod group;
 pub mod participant;
+pub mod personal;
 
 pub use circle_calendar::Schedule;
 pub use clinic::{Clinic, ClinicCommand};
@@ -121,6 +127,15 @@ pub enum DischargeReason {
     Withdrew,
 }
 
+/// Why a participant was forgotten.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForgetReason {
+    ParticipantRequest,
+    RetentionEnded,
+    LegalOrder,
+    Other,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     ClinicCreated {
@@ -166,6 +181,14 @@ pub enum Event {
     ConsentRevoked {
         consent_id: String,
         kind: ConsentKind,
+    },
+    /// The participant's data key was destroyed before this was committed; nothing
+    /// more is recorded about them. `reference` is a case or ticket reference, not
+    /// personal data.
+    ParticipantForgotten {
+        reason: ForgetReason,
+        reference: String,
+        forgotten_at: Time,
     },
     MemberAdmitted {
         participant_id: String,
@@ -234,6 +257,8 @@ pub enum DomainError {
     ParticipantExists,
     #[error("the participant does not exist")]
     ParticipantNotFound,
+    #[error("the participant has been forgotten; nothing more can be recorded about them")]
+    ParticipantForgotten,
     #[error("the participant is already a member of this group")]
     AlreadyActive,
     #[error("the participant is already on this group's waitlist")]

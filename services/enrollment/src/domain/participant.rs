@@ -2,10 +2,17 @@
 //! consents. A new peer-visibility consent supersedes the previous one. Each consent
 //! keeps when it was recorded and revoked (its commits' times), so a command's answer
 //! shows what a read shows.
+//!
+//! Forgetting (crypto-shredding) ends the record: the application destroys the
+//! participant's data key first, then commits `ParticipantForgotten`, after which every
+//! command is refused (`ParticipantForgotten`) but a second forget, which changes
+//! nothing. The state then holds `circle_vault::REDACTED` in place of every personal
+//! text it kept (sealed text no longer opens anyway; this also covers text written
+//! before sealing began), as the read model does.
 
 use std::collections::BTreeMap;
 
-use super::{ConsentKind, ConsentTerms, DomainError, Event, Profile, Time};
+use super::{ConsentKind, ConsentTerms, DomainError, Event, ForgetReason, Profile, Time};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsentState {
@@ -26,12 +33,22 @@ impl ConsentState {
     }
 }
 
+/// When and why a participant was forgotten.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forgotten {
+    pub reason: ForgetReason,
+    pub reference: String,
+    pub at: Time,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Participant {
     pub registered: bool,
     pub home_clinic_id: String,
+    /// Sealed text (see the module's docs): the application opens it.
     pub profile: Profile,
     pub consents: BTreeMap<String, ConsentState>,
+    pub forgotten: Option<Forgotten>,
 }
 
 impl Participant {
@@ -61,11 +78,29 @@ pub enum ParticipantCommand {
     RevokeConsent {
         consent_id: String,
     },
+    /// The participant's data key is destroyed already (the application does that
+    /// first): record it. Forgetting someone forgotten changes nothing.
+    Forget {
+        reason: ForgetReason,
+        reference: String,
+    },
 }
 
-pub fn decide(state: &Participant, command: ParticipantCommand) -> Result<Vec<Event>, DomainError> {
+/// The events of `command` on `state`, decided at `now` (the commit's time).
+pub fn decide(
+    state: &Participant,
+    command: ParticipantCommand,
+    now: Time,
+) -> Result<Vec<Event>, DomainError> {
     if !state.registered && !matches!(command, ParticipantCommand::Register { .. }) {
         return Err(DomainError::ParticipantNotFound);
+    }
+    if state.forgotten.is_some() {
+        return match command {
+            ParticipantCommand::Forget { .. } => Ok(Vec::new()),
+            ParticipantCommand::Register { .. } => Err(DomainError::ParticipantExists),
+            _ => Err(DomainError::ParticipantForgotten),
+        };
     }
     match command {
         ParticipantCommand::Register {
@@ -80,6 +115,9 @@ pub fn decide(state: &Participant, command: ParticipantCommand) -> Result<Vec<Ev
                 profile,
             }])
         }
+        // `profile` is plaintext and the state's is sealed, so they always differ
+        // here: the application compares the opened profile and passes `None` when
+        // nothing changed.
         ParticipantCommand::Update {
             profile,
             home_clinic_id,
@@ -126,6 +164,43 @@ pub fn decide(state: &Participant, command: ParticipantCommand) -> Result<Vec<Ev
                 kind: consent.terms.kind(),
             }])
         }
+        ParticipantCommand::Forget { reason, reference } => Ok(vec![Event::ParticipantForgotten {
+            reason,
+            reference,
+            forgotten_at: circle_calendar::whole_microseconds(now),
+        }]),
+    }
+}
+
+/// `text` as a forgotten participant's record keeps it: empty stays empty (as an
+/// opener shows it), anything else is [`circle_vault::REDACTED`].
+pub fn redacted(text: &str) -> String {
+    if text.is_empty() {
+        String::new()
+    } else {
+        circle_vault::REDACTED.to_owned()
+    }
+}
+
+fn redact_profile(profile: &mut Profile) {
+    for text in [
+        &mut profile.given_name,
+        &mut profile.family_name,
+        &mut profile.preferred_name,
+        &mut profile.email,
+        &mut profile.phone,
+    ] {
+        *text = redacted(text);
+    }
+}
+
+fn redact_terms(terms: &mut ConsentTerms) {
+    match terms {
+        ConsentTerms::TreatmentDisclosure { recipient, purpose } => {
+            *recipient = redacted(recipient);
+            *purpose = redacted(purpose);
+        }
+        ConsentTerms::PeerVisibility { alias, .. } => *alias = redacted(alias),
     }
 }
 
@@ -165,6 +240,21 @@ pub fn evolve(mut state: Participant, event: &Event, at: Time) -> Participant {
                 consent.revoked_at = Some(at);
             }
         }
+        Event::ParticipantForgotten {
+            reason,
+            reference,
+            forgotten_at,
+        } => {
+            redact_profile(&mut state.profile);
+            for consent in state.consents.values_mut() {
+                redact_terms(&mut consent.terms);
+            }
+            state.forgotten = Some(Forgotten {
+                reason: *reason,
+                reference: reference.clone(),
+                at: *forgotten_at,
+            });
+        }
         _ => {}
     }
     state
@@ -202,7 +292,19 @@ mod tests {
     }
 
     fn when(events: &[Event], command: ParticipantCommand) -> Result<Vec<Event>, DomainError> {
-        decide(&replayed(events), command)
+        decide(
+            &replayed(events),
+            command,
+            at("2026-11-21T09:00:00.000000500Z"),
+        )
+    }
+
+    fn forgotten() -> Event {
+        Event::ParticipantForgotten {
+            reason: ForgetReason::ParticipantRequest,
+            reference: "ticket-42".into(),
+            forgotten_at: at("2026-11-21T09:00:00Z"),
+        }
     }
 
     fn peer(alias: &str) -> ConsentTerms {
@@ -365,6 +467,106 @@ mod tests {
         assert_eq!(
             state.peer_visibility().map(|(id, _)| id.as_str()),
             Some("c2")
+        );
+    }
+
+    #[test]
+    fn forgetting_records_when_and_why_once() {
+        let forget = ParticipantCommand::Forget {
+            reason: ForgetReason::ParticipantRequest,
+            reference: "ticket-42".into(),
+        };
+        assert_eq!(when(&[registered()], forget.clone()), Ok(vec![forgotten()]));
+        assert_eq!(
+            when(&[registered(), forgotten()], forget.clone()),
+            Ok(vec![])
+        );
+        assert_eq!(when(&[], forget), Err(DomainError::ParticipantNotFound));
+    }
+
+    #[test]
+    fn a_forgotten_participant_refuses_every_other_command() {
+        let history = [
+            registered(),
+            Event::ConsentRecorded {
+                consent_id: "c1".into(),
+                terms: peer("Sunny"),
+            },
+            forgotten(),
+        ];
+        for command in [
+            ParticipantCommand::Update {
+                profile: Some(Profile::default()),
+                home_clinic_id: None,
+            },
+            ParticipantCommand::Update {
+                profile: None,
+                home_clinic_id: Some("south".into()),
+            },
+            ParticipantCommand::RecordConsent {
+                consent_id: "c2".into(),
+                terms: peer("River"),
+            },
+            ParticipantCommand::RevokeConsent {
+                consent_id: "c1".into(),
+            },
+        ] {
+            assert_eq!(
+                when(&history, command.clone()),
+                Err(DomainError::ParticipantForgotten),
+                "{command:?}"
+            );
+        }
+        assert_eq!(
+            when(
+                &history,
+                ParticipantCommand::Register {
+                    home_clinic_id: "north".into(),
+                    profile: Profile::default(),
+                }
+            ),
+            Err(DomainError::ParticipantExists)
+        );
+    }
+
+    #[test]
+    fn a_forgotten_record_keeps_no_personal_text() {
+        let history = [
+            registered(),
+            Event::ConsentRecorded {
+                consent_id: "c1".into(),
+                terms: peer("Sunny"),
+            },
+            Event::ConsentRecorded {
+                consent_id: "c2".into(),
+                terms: ConsentTerms::TreatmentDisclosure {
+                    recipient: "County probation office".into(),
+                    purpose: "compliance".into(),
+                },
+            },
+            forgotten(),
+        ];
+        let state = replayed(&history);
+        let redacted = circle_vault::REDACTED;
+        assert_eq!(state.profile.given_name, redacted);
+        assert_eq!(state.profile.family_name, redacted);
+        // Empty stays empty, as an opener shows it.
+        assert_eq!(state.profile.email, "");
+        assert_eq!(state.consents["c1"].terms, peer(redacted));
+        assert_eq!(
+            state.consents["c2"].terms,
+            ConsentTerms::TreatmentDisclosure {
+                recipient: redacted.into(),
+                purpose: redacted.into(),
+            }
+        );
+        assert_eq!(
+            state.forgotten,
+            Some(Forgotten {
+                reason: ForgetReason::ParticipantRequest,
+                reference: "ticket-42".into(),
+                at: at("2026-11-21T09:00:00Z"),
+            })
         );
     }
 }

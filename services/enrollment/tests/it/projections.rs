@@ -81,6 +81,11 @@ async fn rebuilding_one_process_manager_leaves_the_others_tables_and_checkpoint(
             .await?,
             service.env.runtime_pool.clone(),
             service.clock.clone(),
+            circle_vault::store::KeyStore::open(
+                service.env.database().await?,
+                circle_service::master_keys(&service.env.config)?,
+            )
+            .await?,
             chrono::Duration::hours(i64::from(service.env.config.enrollment.seat_offer_hours)),
         )),
     };

@@ -103,6 +103,10 @@ impl Commands {
         if !record.registered {
             return Err(not_found("PARTICIPANT_NOT_FOUND", &participant.to_string()));
         }
+        // Nothing new is recorded about someone forgotten: no new membership.
+        if record.forgotten.is_some() {
+            return Err(domain_error(DomainError::ParticipantForgotten));
+        }
         let command = GroupCommand::Enroll {
             participant_id: participant.participant.to_string(),
             facilitator_override,
@@ -226,6 +230,21 @@ impl Commands {
             .has_request(&sent.request_id);
         if !in_source && !retried {
             return Err(domain_error(DomainError::NotEnrolled));
+        }
+        // A transfer makes a new membership: none for someone forgotten (their
+        // existing ones may still be held, resumed or discharged, which records
+        // nothing personal — a hold with a reason cannot be sealed for them and is
+        // refused as PARTICIPANT_FORGOTTEN by the repository).
+        if !retried
+            && self
+                .aggregates
+                .load_participant(network, participant_id)
+                .await
+                .map_err(command_error)?
+                .forgotten
+                .is_some()
+        {
+            return Err(domain_error(DomainError::ParticipantForgotten));
         }
         let transfer = TransferRef {
             // Unique per network, groups, participant and request: two transfers out

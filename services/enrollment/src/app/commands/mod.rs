@@ -7,6 +7,12 @@
 //! and runs it through the aggregates. The answer is built from the commit, so a retry
 //! gets the original answer, and is the view a query answers with (`views`). Errors are `ApiError`s (the domain's table in `errors`).
 //!
+//! The aggregates' states hold personal text sealed (`aggregates`): a command opens
+//! what a check of its own needs in clear (the current profile a change is merged
+//! into) and the view it answers with (`Commands::opened`), retries answered from the
+//! stored commit included, with the keys of the participants it shows, fetched for
+//! that one answer.
+//!
 //! One file per kind of record: `clinics`, `groups`, `participants` (profile, home
 //! clinic, consents), `memberships` (enrolling, offers, hold, discharge, transfer), and
 //! `steps`, the process managers' own.
@@ -24,9 +30,12 @@ use circle_eventstore::{CommitMeta, EventStore};
 use circle_grpc::{ApiError, Caller, Target};
 use circle_names::Id;
 use circle_service::{Fingerprint, commit_meta};
+use circle_vault::Personal;
+use circle_vault::store::KeyStore;
 use sqlx::PgPool;
 
 use super::aggregates::{Aggregates, CommandError};
+use super::errors::vault_error;
 use crate::domain::Time;
 
 pub use clinics::{ArchiveClinic, CreateClinic, UpdateClinic};
@@ -36,16 +45,18 @@ pub use memberships::{
     TransferParticipant,
 };
 pub use participants::{
-    ConsentAnswer, ProfileChanges, RecordConsent, RegisterParticipant, RevokeConsent,
-    UpdateParticipant, checked_profile,
+    ConsentAnswer, ForgetParticipant, ProfileChanges, RecordConsent, RegisterParticipant,
+    RevokeConsent, UpdateParticipant, checked_profile,
 };
 
-/// What the commands need: the aggregates (over the event store), the pool (for the
-/// read-model facts a command checks) and the clock.
+/// What the commands need: the aggregates (over the event store, sealing with the key
+/// store), the pool (for the read-model facts a command checks), the clock, and the key
+/// store (answers are opened with it; forgetting destroys a key in it).
 pub struct Commands {
     aggregates: Aggregates,
     pool: PgPool,
     clock: Arc<dyn Clock>,
+    vault: KeyStore,
 }
 
 /// How a command was sent: its request id (a retry carries the same) and the
@@ -75,18 +86,30 @@ impl Commands {
         store: EventStore,
         pool: PgPool,
         clock: Arc<dyn Clock>,
+        vault: KeyStore,
         offer_ttl: chrono::Duration,
     ) -> Self {
         Self {
-            aggregates: Aggregates::new(store, clock.clone(), offer_ttl),
+            aggregates: Aggregates::new(store, clock.clone(), &vault, offer_ttl),
             pool,
             clock,
+            vault,
         }
     }
 
     /// The service's clock (a schedule's dates are checked against today).
     pub fn now(&self) -> Time {
         self.clock.now()
+    }
+
+    /// `view` with its personal fields opened for the answer (`[redacted]` for a
+    /// forgotten participant); the view names whose fields they are.
+    async fn opened<T: Personal>(&self, network: &str, mut view: T) -> Result<T, ApiError> {
+        self.vault
+            .open_all(network, "", std::slice::from_mut(&mut view))
+            .await
+            .map_err(vault_error)?;
+        Ok(view)
     }
 }
 

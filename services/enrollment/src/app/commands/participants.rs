@@ -1,15 +1,23 @@
 //! Participants: registration in an open home clinic, profile and home clinic
-//! changes, consents. Each answers with the record, or the consent, as its commit left
-//! it, times included: what a read at its consistency token shows.
+//! changes, consents, forgetting. Each answers with the record, or the consent, as its
+//! commit left it, times included, opened for the answer: what a read at its
+//! consistency token shows.
+//!
+//! Forgetting (crypto-shredding) destroys the participant's data key first, then
+//! commits `ParticipantForgotten`: a crash between the two leaves the key destroyed and
+//! the record not yet marked, which a retry (or any later forget) completes; the other
+//! order could leave a record marked forgotten whose text still opens.
 
 use circle_grpc::{ApiError, Caller, Target, Violations};
 use circle_names::{ClinicName, ConsentName, ParticipantName};
 
 use super::{Commands, Sent, clinics, derived_id};
 use crate::app::access::{Operation, permit, permit_unplaced};
-use crate::app::errors::{command_error, domain_error};
+use crate::app::errors::{command_error, domain_error, vault_error};
 use crate::app::{ConsentView, ParticipantView};
-use crate::domain::{ConsentTerms, DomainError, Participant, ParticipantCommand, Profile, clinic};
+use crate::domain::{
+    ConsentTerms, DomainError, ForgetReason, Participant, ParticipantCommand, Profile, clinic,
+};
 
 pub struct RegisterParticipant {
     pub name: ParticipantName,
@@ -73,6 +81,14 @@ pub struct RevokeConsent {
     pub sent: Sent,
 }
 
+pub struct ForgetParticipant {
+    pub name: ParticipantName,
+    pub reason: ForgetReason,
+    /// Checked: a case or ticket reference, not personal data; may be empty.
+    pub reference: String,
+    pub sent: Sent,
+}
+
 /// A consent as a command left it (when it was recorded, and revoked), and the
 /// version of the participant's record: the consistency token.
 #[derive(Debug, Clone)]
@@ -121,7 +137,9 @@ impl Commands {
             .await
             .map_err(command_error)?;
         let commit = executed.commit().ok_or_else(ApiError::internal)?;
-        ParticipantView::of(name, executed.state(), commit.sequence)
+        let network = name.network.to_string();
+        let view = ParticipantView::of(name, executed.state(), commit.sequence)?;
+        self.opened(&network, view).await
     }
 
     /// Profile and home clinic are the care team's to change (the current home clinic
@@ -179,12 +197,25 @@ impl Commands {
         if !current.registered {
             return Err(domain_error(DomainError::ParticipantNotFound));
         }
+        // Refused before the merge: a forgotten profile reads redacted and would be
+        // reported as bad fields.
+        if current.forgotten.is_some() {
+            return Err(domain_error(DomainError::ParticipantForgotten));
+        }
+        // The state's profile is sealed: the changes merge into the profile in clear,
+        // and "nothing changed" is decided here, on opened text (the domain would see
+        // sealed text differ from any plaintext).
+        let mut opened = current.profile.clone();
+        self.vault
+            .open_all(network, participant_id, std::slice::from_mut(&mut opened))
+            .await
+            .map_err(vault_error)?;
         let profile_changed = !profile.is_empty();
         let mut violations = Violations::default();
         let merged = checked_profile(
             &mut violations,
             "participant.profile",
-            &profile.merged_into(current.profile.clone()),
+            &profile.merged_into(opened.clone()),
         );
         violations.into_result()?;
         let home_clinic_id = match &home_clinic {
@@ -200,7 +231,7 @@ impl Commands {
             None => None,
         };
         let command = ParticipantCommand::Update {
-            profile: profile_changed.then_some(merged),
+            profile: (profile_changed && merged != opened).then_some(merged),
             home_clinic_id,
         };
         let executed = self
@@ -208,7 +239,9 @@ impl Commands {
             .participant(network, participant_id, &sent.meta(caller), etag, command)
             .await
             .map_err(command_error)?;
-        ParticipantView::of(name, executed.state(), executed.version())
+        let network = network.to_owned();
+        let view = ParticipantView::of(name, executed.state(), executed.version())?;
+        self.opened(&network, view).await
     }
 
     /// Staff of the participant's home clinic, or the participant. The consent's id is
@@ -247,8 +280,9 @@ impl Commands {
         let Some(recorded) = executed.state().consents.get(consent_id.as_str()) else {
             return Err(ApiError::request_id_reused());
         };
+        let consent = ConsentView::of(participant.consent(consent_id), recorded);
         Ok(ConsentAnswer {
-            consent: ConsentView::of(participant.consent(consent_id), recorded),
+            consent: self.opened(network, consent).await?,
             version: commit.sequence,
         })
     }
@@ -279,10 +313,65 @@ impl Commands {
         let Some(consent) = executed.state().consents.get(name.consent.as_str()) else {
             return Err(ApiError::internal());
         };
+        let network = name.network.to_string();
+        let consent = ConsentView::of(name, consent);
         Ok(ConsentAnswer {
-            consent: ConsentView::of(name, consent),
+            consent: self.opened(&network, consent).await?,
             version: executed.version(),
         })
+    }
+
+    /// Network admins only (the whole network's records, and it cannot be undone).
+    /// Destroys the participant's data key, then records it; answers with the record
+    /// as reads show it from then on (personal fields redacted, `forgotten_at` set).
+    /// Forgetting someone already forgotten destroys nothing more and records nothing:
+    /// it answers with the record (a retry of the same request with its original
+    /// answer).
+    pub async fn forget_participant(
+        &self,
+        caller: &Caller,
+        input: ForgetParticipant,
+    ) -> Result<ParticipantView, ApiError> {
+        let ForgetParticipant {
+            name,
+            reason,
+            reference,
+            sent,
+        } = input;
+        permit(
+            caller,
+            Operation::ForgetParticipant,
+            &name.network,
+            Target::default(),
+        )?;
+        let (network, participant_id) = (name.network.as_str(), name.participant.as_str());
+        let current = self
+            .aggregates
+            .load_participant(network, participant_id)
+            .await
+            .map_err(command_error)?;
+        // No key (nor tombstone) is made for someone never registered.
+        if !current.registered {
+            return Err(domain_error(DomainError::ParticipantNotFound));
+        }
+        self.vault
+            .forget(network, participant_id)
+            .await
+            .map_err(vault_error)?;
+        let executed = self
+            .aggregates
+            .participant(
+                network,
+                participant_id,
+                &sent.meta(caller),
+                None,
+                ParticipantCommand::Forget { reason, reference },
+            )
+            .await
+            .map_err(command_error)?;
+        let network = network.to_owned();
+        let view = ParticipantView::of(name, executed.state(), executed.version())?;
+        self.opened(&network, view).await
     }
 
     /// The participant's own record, or staff of their home clinic (known once their
