@@ -45,6 +45,8 @@ pub struct KeyStore {
 }
 
 type Row = (Option<String>, Option<Vec<u8>>, bool);
+/// A row of [`KeyStore::opener`]'s query: the participant, then a [`Row`].
+type ParticipantRow = (String, Option<String>, Option<Vec<u8>>, bool);
 
 impl KeyStore {
     /// Creates the schema if needed (as the owner, one service at a time), walls it,
@@ -303,7 +305,7 @@ impl KeyStore {
         if !ids.is_empty() {
             let mut transaction =
                 circle_projection::tenant_transaction(&self.database.pool, network).await?;
-            let rows: Vec<(String, Option<String>, Option<Vec<u8>>, bool)> =
+            let rows: Vec<ParticipantRow> =
                 sqlx::query_as(sqlx::AssertSqlSafe(format!(
                     "SELECT participant_id, master_key_id, wrapped, forgotten_at IS NOT NULL
                      FROM {SCHEMA}.data_keys WHERE network = $1 AND participant_id = ANY($2)"
