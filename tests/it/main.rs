@@ -17,6 +17,7 @@ mod pki;
 mod retries;
 mod sessions;
 mod sessions_access;
+mod sessions_sealing;
 mod support;
 mod time_inputs;
 mod timeline;

@@ -103,10 +103,21 @@ impl System {
                 store,
                 self.env.runtime_pool.clone(),
                 self.clock.clone(),
+                self.key_store().await?,
             )),
             horizon: chrono::Duration::days(i64::from(config.sessions.horizon_days)),
             lookback: chrono::Duration::days(i64::from(config.sessions.lookback_days)),
         })
+    }
+
+    /// The participants' data keys, as the services keep them (crypto-shredding): the
+    /// same store, with the tests' master key.
+    pub async fn key_store(&self) -> anyhow::Result<circle_vault::store::KeyStore> {
+        Ok(circle_vault::store::KeyStore::open(
+            self.env.database().await?,
+            circle_vault::MasterKeys::parse(circle_testkit::MASTER_KEYS)?,
+        )
+        .await?)
     }
 
     /// The request ids of the commits appended to a service's stream after `before`.

@@ -5,6 +5,14 @@
 //! `sessions-roster` projection into schema `sessions_roster`), writes only its own
 //! SESSIONS stream, and projects that into schema `sessions`. The materialiser turns
 //! schedules into sessions.
+//!
+//! Crypto-shredding: everything personal is sealed at rest with the data key of the
+//! participant it is about (the shared key store, `circle_vault`) — the events it
+//! writes, the aggregates' states, and the rows its projections copy from its own
+//! stream and from enrollment's (projections hold no keys). Plaintext exists only
+//! inside one request, opened by the application for the answer it gives
+//! (`app::personal`). Forgetting a participant destroys their key: every read shows
+//! `[redacted]` for them from then on, without a projection doing anything.
 
 pub mod api;
 pub mod app;
@@ -54,7 +62,13 @@ pub async fn start_with_clock(
     let settings = base.settings;
     let sessions_stream = base.own_stream;
     let pool = base.pool;
-    let commands = Arc::new(app::Commands::new(base.store, pool.clone(), clock.clone()));
+    let vault = base.vault;
+    let commands = Arc::new(app::Commands::new(
+        base.store,
+        pool.clone(),
+        clock.clone(),
+        vault.clone(),
+    ));
     let roster_runner = ProjectionRunner::new(
         Arc::new(roster::Roster),
         &base.database,
@@ -81,6 +95,7 @@ pub async fn start_with_clock(
             payer_cap: config.sessions.payer_cap,
         },
         base.audit.clone(),
+        vault,
     );
     let api = api::SessionsApi::new(commands.clone(), queries);
     let shutdown = Shutdown::new(shutdown);

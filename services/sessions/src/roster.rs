@@ -4,6 +4,11 @@
 //! member's active periods (admitted or resumed → held, discharged or transferred
 //! out), and the names and aliases of participants — personal data, kept in their own
 //! table, used only to keep individual notes from naming other members.
+//!
+//! Names and aliases arrive sealed with each participant's data key (enrollment seals
+//! them) and are stored as they arrive: this projection holds no keys, and nothing it
+//! stores is readable once the participant is forgotten. The application opens them
+//! for the note check (`crate::app`), and de-duplicates them there.
 
 use circle_enrollment_events::{self as facts, Fact};
 use circle_eventstore::StoredCommit;
@@ -153,7 +158,10 @@ impl Projection for Roster {
                     .await?;
                 }
                 // An alias a member was known by stays on the list even after the consent
-                // is revoked: it still identifies them in a note.
+                // is revoked: it still identifies them in a note. Sealed, the same alias
+                // recorded twice is two different values (each sealing has its own nonce),
+                // so only an identical value (text from before sealing) is kept out here;
+                // the reader de-duplicates what the values open to.
                 Some(Fact::ConsentRecorded(consent))
                     if consent.kind == pb::ConsentKind::PeerVisibility as i32
                         && !consent.alias.trim().is_empty() =>

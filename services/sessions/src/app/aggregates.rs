@@ -2,6 +2,9 @@
 //! application changes a session. The repository does the plumbing every command
 //! shares (key, etag precondition, retries, answering a retry); what is left here is
 //! the session's own check that it belongs to the group and clinic its name gives.
+//! Every commit's personal fields are sealed by the key store before they are encoded
+//! (`crate::domain::personal`), so the states this answers with carry sealed text: the
+//! caller opens what it shows (`super::personal`).
 
 use std::sync::Arc;
 
@@ -10,6 +13,7 @@ use circle_eventstore::{AggregateKey, CommitMeta, EventStore, ExecuteError, Exec
 use circle_grpc::ApiError;
 use circle_names::SessionName;
 use circle_service::errors::store_error;
+use circle_vault::store::KeyStore;
 use tonic::Code;
 
 use crate::domain::{DomainError, Session, SessionCommand, decide};
@@ -39,9 +43,9 @@ fn in_place(session: &Session, name: &SessionName) -> bool {
 }
 
 impl Sessions {
-    pub(super) fn new(store: EventStore, clock: Arc<dyn Clock>) -> Self {
+    pub(super) fn new(store: EventStore, clock: Arc<dyn Clock>, vault: KeyStore) -> Self {
         Self {
-            repository: Repository::new(store, clock),
+            repository: Repository::new(store, clock).sealed_by(Arc::new(vault)),
         }
     }
 

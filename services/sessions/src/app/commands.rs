@@ -5,7 +5,8 @@
 //! row; only the role when a name did not parse), then refuses bad fields, then
 //! resolves what the command needs (the session, roster facts, the other members'
 //! names), builds the commit metadata and runs it. Inputs are typed names and checked
-//! fields, answers the state the commit left (as the queries show it), errors
+//! fields, answers the state the commit left (as the queries show it: its personal
+//! text, sealed in the state, opened for the answer — `super::personal`), errors
 //! [`ApiError`]s. Each step checks its own row (`access::step_rule`), names its
 //! request id after its cause and sets what only the materialiser may set (a
 //! session's origin `schedule`); it answers with a [`StepError`].
@@ -17,6 +18,7 @@ use circle_eventstore::{CommitMeta, EventStore, ExecuteError};
 use circle_grpc::{ApiError, Caller, Target};
 use circle_names::{GroupName, Id, NoteName, ParticipantName, SessionName};
 use circle_service::Fingerprint;
+use circle_vault::store::KeyStore;
 use sqlx::PgPool;
 use tonic::Code;
 
@@ -24,6 +26,7 @@ use super::access::{self, Operation, Step};
 use super::aggregates::{CommandError, Refusal, Sessions};
 use super::errors::command_error;
 use super::facts::GroupPlace;
+use super::personal;
 use super::{NoteView, RosterLine, SessionView};
 use crate::domain::{
     AttendanceStatus, DomainError, NoteKey, Origin, Session, SessionCommand, Time,
@@ -212,12 +215,14 @@ pub struct MemberNote {
     pub text: String,
 }
 
-/// What the commands need: the session aggregates, the pool (the roster facts) and
-/// the clock.
+/// What the commands need: the session aggregates, the pool (the roster facts), the
+/// clock and the key store (the commits are sealed with it, the answers and the other
+/// members' names opened).
 pub struct Commands {
     sessions: Sessions,
     pub(super) pool: PgPool,
     clock: Arc<dyn Clock>,
+    pub(super) vault: KeyStore,
 }
 
 /// A resource of a group in one clinic of a network: what the access check of most
@@ -348,12 +353,27 @@ fn note_view(name: NoteName, session: &Session, key: &NoteKey) -> NoteView {
 }
 
 impl Commands {
-    pub fn new(store: EventStore, pool: PgPool, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(store: EventStore, pool: PgPool, clock: Arc<dyn Clock>, vault: KeyStore) -> Self {
         Self {
-            sessions: Sessions::new(store, clock.clone()),
+            sessions: Sessions::new(store, clock.clone(), vault.clone()),
             pool,
             clock,
+            vault,
         }
+    }
+
+    /// A note as the session holds it right after a command, its text opened.
+    async fn opened_note(
+        &self,
+        name: NoteName,
+        session: &Session,
+        key: &NoteKey,
+    ) -> Result<NoteView, ApiError> {
+        let network = name.network.clone();
+        let mut view = [note_view(name, session, key)];
+        personal::open(&self.vault, &network, &mut view).await?;
+        let [view] = view;
+        Ok(view)
     }
 
     pub fn now(&self) -> Time {
@@ -628,7 +648,8 @@ impl Commands {
             .ok_or_else(ApiError::internal)
     }
 
-    /// Records a member's attendance; the answer is their roster line.
+    /// Records a member's attendance; the answer is their roster line. Refused for a
+    /// forgotten member (`super::personal`).
     pub async fn record_attendance(
         &self,
         caller: &Caller,
@@ -640,6 +661,9 @@ impl Commands {
         let participant_id = attendance.participant.participant.as_str().to_owned();
         let starts_at = self.starts_at(&name).await?;
         let on_roster = self.on_roster(&name, &participant_id, starts_at).await?;
+        if on_roster {
+            personal::not_forgotten(&self.vault, &name.network, &participant_id).await?;
+        }
         let command = SessionCommand::RecordAttendance {
             participant_id: participant_id.clone(),
             on_roster,
@@ -665,7 +689,8 @@ impl Commands {
     }
 
     /// Records a participant's check-in at a session: by the participant themselves,
-    /// or by staff for them.
+    /// or by staff for them. Refused for a forgotten member, whether or not it shares
+    /// a line (`super::personal`).
     pub async fn record_session_check_in(
         &self,
         caller: &Caller,
@@ -696,6 +721,9 @@ impl Commands {
         let participant_id = participant.participant.as_str();
         let starts_at = self.starts_at(&name).await?;
         let on_roster = self.on_roster(&name, participant_id, starts_at).await?;
+        if on_roster {
+            personal::not_forgotten(&self.vault, &name.network, participant_id).await?;
+        }
         let command = SessionCommand::RecordCheckIn {
             participant_id: participant_id.to_owned(),
             on_roster,
@@ -719,7 +747,9 @@ impl Commands {
         let (session, version) = self.run(&name, &meta, None, command).await?;
         let key = NoteKey::Shared;
         Ok(Written {
-            value: note_view(note_name(&name, &key)?, &session, &key),
+            value: self
+                .opened_note(note_name(&name, &key)?, &session, &key)
+                .await?,
             version,
         })
     }
@@ -745,7 +775,9 @@ impl Commands {
         let (session, version) = self.run(&name, &meta, None, command).await?;
         let key = NoteKey::Member(participant_id.to_owned());
         Ok(Written {
-            value: note_view(name.note(note.participant.participant), &session, &key),
+            value: self
+                .opened_note(name.note(note.participant.participant), &session, &key)
+                .await?,
             version,
         })
     }
@@ -767,7 +799,7 @@ impl Commands {
         };
         let (session, version) = self.run(&name.session_name(), &meta, None, command).await?;
         Ok(Written {
-            value: note_view(name, &session, &key),
+            value: self.opened_note(name, &session, &key).await?,
             version,
         })
     }
@@ -800,7 +832,7 @@ impl Commands {
         };
         let (session, version) = self.run(&session_name, &meta, None, command).await?;
         Ok(Written {
-            value: note_view(name, &session, &key),
+            value: self.opened_note(name, &session, &key).await?,
             version,
         })
     }

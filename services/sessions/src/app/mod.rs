@@ -4,9 +4,11 @@
 //! table (a row per RPC, and per materialiser step); `commands.rs` runs commands and
 //! the materialiser's steps (over `aggregates.rs`, the event log, with `facts.rs`, what the
 //! roster projection knows, and `errors.rs`, the table of the domain's refusals);
-//! `queries.rs` answers queries from the read model and the roster projection. Inputs
-//! are application types (typed resource names, checked fields), answers plain
-//! structs, errors [`ApiError`] values; protobuf stays at the edge.
+//! `queries.rs` answers queries from the read model and the roster projection;
+//! `personal.rs` opens the personal text answers show (everything personal is sealed at
+//! rest: plaintext exists only inside one request). Inputs are application types (typed
+//! resource names, checked fields), answers plain structs, errors [`ApiError`] values;
+//! protobuf stays at the edge.
 
 pub mod access;
 mod aggregates;
@@ -14,6 +16,7 @@ pub mod audit;
 pub mod commands;
 mod errors;
 mod facts;
+mod personal;
 pub mod queries;
 
 use std::sync::Arc;
@@ -24,6 +27,7 @@ use circle_calendar::Clock;
 use circle_grpc::{ApiError, Caller};
 use circle_names::Id;
 use circle_projection::ProjectionHandle;
+use circle_vault::store::KeyStore;
 use sqlx::{PgPool, Postgres, Transaction};
 
 pub use commands::{Attendance, CheckIn, Command, Commands, MemberNote, Move, NewSession, Written};
@@ -48,8 +52,9 @@ async fn tenant(pool: &PgPool, network: &Id) -> Result<Transaction<'static, Post
 }
 
 /// What the queries need: the pool, the read model's handle (to read a caller's own
-/// write), how long to wait for it, the clock, the billing settings and the audit log
-/// the reads that disclose participants' data are recorded in.
+/// write), how long to wait for it, the clock, the billing settings, the audit log
+/// the reads that disclose participants' data are recorded in, and the key store the
+/// answers' personal text is opened with.
 pub struct Queries {
     pool: PgPool,
     read_model: ProjectionHandle,
@@ -57,6 +62,7 @@ pub struct Queries {
     clock: Arc<dyn Clock>,
     billing: Billing,
     audit: AuditLog,
+    vault: KeyStore,
 }
 
 impl Queries {
@@ -67,6 +73,7 @@ impl Queries {
         clock: Arc<dyn Clock>,
         billing: Billing,
         audit: AuditLog,
+        vault: KeyStore,
     ) -> Self {
         Self {
             pool,
@@ -75,6 +82,7 @@ impl Queries {
             clock,
             billing,
             audit,
+            vault,
         }
     }
 

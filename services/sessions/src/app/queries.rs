@@ -1,7 +1,10 @@
 //! The queries of the sessions service, answered from the read model (schema
 //! `sessions`) and the roster projection (`sessions_roster`). Each one checks the
 //! caller against the access table first, then takes its input (or refuses its bad
-//! fields), waits for the caller's own write, and reads.
+//! fields), waits for the caller's own write, and reads. The read model holds personal
+//! text sealed; a query opens what its answer shows, with one fetch of the keys of the
+//! participants it shows (`super::personal`), after withholding what the caller may
+//! not read.
 
 use std::collections::BTreeMap;
 
@@ -14,7 +17,7 @@ use sqlx::{PgConnection, Row as _};
 use tonic::Code;
 
 use super::access::{self, Operation};
-use super::{Input, Page, Queries, database_error, facts, tenant};
+use super::{Input, Page, Queries, database_error, facts, personal, tenant};
 use crate::domain::session::{Amendment, Note};
 use crate::domain::{AttendanceStatus, NoteKey, Origin, SessionState, Time};
 use crate::read_model;
@@ -306,7 +309,7 @@ impl Queries {
             .map(|(key, note)| (key, note.shown_if(shown)))
             .collect();
         let shared_note = notes.remove("");
-        let roster = roster
+        let mut roster = roster
             .into_iter()
             .map(|(participant_id, status, minutes, checked_in)| {
                 Ok(RosterLine {
@@ -332,6 +335,9 @@ impl Queries {
                 .map(|line| line.participant.participant.as_str()),
         )
         .await?;
+        // The members' notes, opened (withheld ones are empty: nothing to open).
+        drop(tenant);
+        personal::open(&self.vault, &name.network, &mut roster).await?;
         Ok(SessionSheet {
             session,
             shared_note,
@@ -476,6 +482,8 @@ impl Queries {
             members,
         )
         .await?;
+        drop(tenant);
+        personal::open(&self.vault, &staff.network, &mut items).await?;
         Ok(items)
     }
 

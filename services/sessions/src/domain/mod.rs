@@ -2,9 +2,12 @@
 //! `decide(&state, command)` and `evolve(state, &event)`, and the check that keeps an
 //! individual note from naming other members. Whatever a command needs from elsewhere
 //! (is the participant on the roster, the names of the other members) is resolved
-//! before the command is built.
+//! before the command is built. `personal.rs` says which fields of the events are
+//! personal and whose (the repository seals them; see `crate::app` for where they are
+//! opened).
 
 pub mod names;
+pub mod personal;
 pub mod session;
 
 pub use circle_calendar::Time;
