@@ -45,6 +45,8 @@ pub struct KeyStore {
 }
 
 type Row = (Option<String>, Option<Vec<u8>>, bool);
+/// A [`Row`] with its participant's id in front.
+type ParticipantRow = (String, Option<String>, Option<Vec<u8>>, bool);
 
 impl KeyStore {
     /// Creates the schema if needed (as the owner, one service at a time), walls it,
@@ -303,15 +305,14 @@ impl KeyStore {
         if !ids.is_empty() {
             let mut transaction =
                 circle_projection::tenant_transaction(&self.database.pool, network).await?;
-            let rows: Vec<(String, Option<String>, Option<Vec<u8>>, bool)> =
-                sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "SELECT participant_id, master_key_id, wrapped, forgotten_at IS NOT NULL
-                     FROM {SCHEMA}.data_keys WHERE network = $1 AND participant_id = ANY($2)"
-                )))
-                .bind(network)
-                .bind(&ids)
-                .fetch_all(&mut *transaction)
-                .await?;
+            let rows: Vec<ParticipantRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT participant_id, master_key_id, wrapped, forgotten_at IS NOT NULL
+                 FROM {SCHEMA}.data_keys WHERE network = $1 AND participant_id = ANY($2)"
+            )))
+            .bind(network)
+            .bind(&ids)
+            .fetch_all(&mut *transaction)
+            .await?;
             transaction.commit().await?;
             for (participant, master_key_id, wrapped, forgotten) in rows {
                 let key =
