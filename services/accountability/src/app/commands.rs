@@ -326,9 +326,9 @@ impl Commands {
             .await
     }
 
-    /// Runs an authorized goal command and answers the goal as it left it. The
-    /// participant's key is fetched first: a revision is decided on the goal's text in
-    /// clear, and the answer is opened with it.
+    /// Runs an authorized goal command and answers the goal as it left it, opened with
+    /// the participant's key as it is once the command has run (a first goal's commit
+    /// is what makes their key). A revision is decided on the goal's text in clear.
     async fn run_goal_command(
         &self,
         caller: &Caller,
@@ -337,25 +337,29 @@ impl Commands {
         command: JournalCommand,
     ) -> ApiResult<GoalAnswer> {
         let (network, participant_id) = (goal.network.as_str(), goal.participant.as_str());
-        let opener = self.opener(network, participant_id).await?;
-        let executed = self
-            .aggregates
-            .journal_opened(
-                network,
-                participant_id,
-                &request.meta(caller),
-                command,
-                &opener,
-            )
-            .await
-            .map_err(command_error)?;
+        let meta = request.meta(caller);
+        let executed = if matches!(command, JournalCommand::ReviseGoal { .. }) {
+            let opener = self.opener(network, participant_id).await?;
+            self.aggregates
+                .journal_opened(network, participant_id, &meta, command, &opener)
+                .await
+        } else {
+            self.aggregates
+                .journal(network, participant_id, &meta, command)
+                .await
+        }
+        .map_err(command_error)?;
         let mut state = executed
             .state()
             .goals
             .get(goal.goal.as_str())
             .ok_or_else(ApiError::request_id_reused)?
             .clone();
-        state.text = opener.open(participant_id, field::GOAL, &state.text);
+        state.text = self.opener(network, participant_id).await?.open(
+            participant_id,
+            field::GOAL,
+            &state.text,
+        );
         Ok(GoalAnswer {
             name: goal,
             goal: state,
@@ -429,6 +433,7 @@ impl Commands {
             Some(goal_id) => Some(participant.goal(id(goal_id)?)),
             None => None,
         };
+        // Opened with the key as it is now (the commit may have made it).
         let text =
             self.opener(network, participant_id)
                 .await?
