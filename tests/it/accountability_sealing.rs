@@ -102,6 +102,14 @@ fn items(timeline: &pb::GetParticipantTimelineResponse) -> Vec<(String, String, 
         .collect()
 }
 
+/// [`items`] without the milestones and nudges the service writes on its own.
+fn written(timeline: &pb::GetParticipantTimelineResponse) -> Vec<(String, String, String)> {
+    items(timeline)
+        .into_iter()
+        .filter(|(kind, _, _)| kind != "milestone" && kind != "nudge")
+        .collect()
+}
+
 async fn board(
     system: &mut System,
     request: tonic::Request<pb::GetGroupBoardRequest>,
@@ -587,10 +595,7 @@ async fn a_forgotten_participant_reads_redacted_and_gets_nothing_more_recorded()
     let redacted =
         |kind: &str, display: &str| (kind.to_owned(), REDACTED.to_owned(), display.to_owned());
     assert_eq!(
-        items(&sams_own)
-            .into_iter()
-            .filter(|(kind, _, _)| kind != "milestone" && kind != "nudge")
-            .collect::<Vec<_>>(),
+        written(&sams_own),
         [
             redacted("goal-set", ""),
             redacted("check-in", REDACTED),
@@ -613,10 +618,7 @@ async fn a_forgotten_participant_reads_redacted_and_gets_nothing_more_recorded()
         (kind.to_owned(), text.to_owned(), display.to_owned())
     };
     assert_eq!(
-        items(&jordans_own)
-            .into_iter()
-            .filter(|(kind, _, _)| kind != "milestone" && kind != "nudge")
-            .collect::<Vec<_>>(),
+        written(&jordans_own),
         [
             clear("goal-set", jordan_goal, ""),
             clear("check-in", jordan_check_in, "Jordan"),
@@ -690,6 +692,46 @@ async fn a_forgotten_participant_reads_redacted_and_gets_nothing_more_recorded()
             ),
         ]
     );
+
+    // A rebuild of the read model from the log brings nothing back.
+    let stream = system
+        .env
+        .jetstream()
+        .get_stream(system.env.config.stream_name("accountability"))
+        .await?;
+    let report = circle_projection::rebuild(
+        &circle_accountability::read_model::ReadModel,
+        &system.env.database().await?,
+        circle_accountability::read_model::SCHEMA,
+        &stream,
+        &circle_projection::ProjectionSettings {
+            batch_size: 64,
+            ack_wait: std::time::Duration::from_secs(2),
+            max_attempts: 3,
+        },
+    )
+    .await?;
+    assert_eq!(report.dead_letters, 0);
+    for (participant, viewer, before) in
+        [(&sam, "sam", &sams_own), (&jordan, "jordan", &jordans_own)]
+    {
+        let rebuilt = timeline(
+            &mut system,
+            as_participant(
+                pb::GetParticipantTimelineRequest {
+                    participant: participant.clone(),
+                    consistency_token: last.consistency_token.clone(),
+                },
+                viewer,
+            ),
+        )
+        .await?;
+        assert_eq!(
+            written(&rebuilt),
+            written(before),
+            "{participant} after a rebuild"
+        );
+    }
 
     // A retry of what Sam did before is answered from the stored commit: redacted.
     let retried = system
