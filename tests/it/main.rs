@@ -3,6 +3,7 @@
 
 mod access;
 mod accountability;
+mod accountability_sealing;
 mod answer_names;
 mod authn;
 mod binaries;

@@ -5,11 +5,16 @@
 //! `accountability_roster`) and about attendance and session check-ins from the
 //! SESSIONS stream (a process manager); it writes only its ACCOUNTABILITY stream and
 //! projects it into schema `accountability`.
+//!
+//! Personal text is sealed at rest (`personal`: what is sealed, with whose key) and
+//! opened only in the application layer's answers, with the key store of
+//! `circle_service::connect`.
 
 pub mod api;
 pub mod app;
 pub mod codec;
 pub mod domain;
+pub mod personal;
 pub mod process;
 pub mod read_model;
 pub mod roster;
@@ -62,7 +67,13 @@ pub async fn start_with_clock(
     let settings = base.settings;
     let own_stream = base.own_stream;
     let pool = base.pool;
-    let commands = Arc::new(app::Commands::new(base.store, pool.clone(), clock.clone()));
+    let vault = base.vault;
+    let commands = Arc::new(app::Commands::new(
+        base.store,
+        pool.clone(),
+        clock.clone(),
+        vault.clone(),
+    ));
     let roster_runner = ProjectionRunner::new(
         Arc::new(roster::Roster),
         &base.database,
@@ -107,6 +118,7 @@ pub async fn start_with_clock(
         clock,
         shutdown.clone(),
         base.audit.clone(),
+        vault,
     );
     let api = api::AccountabilityApi::new(commands.clone(), queries);
     let host = Host::bind(

@@ -47,7 +47,8 @@ fn process_manager(network: &str) -> Caller {
 }
 
 /// What a step that did not run means for a projection-driven process manager: a step
-/// the domain or the log refused is skipped (it ran before, or no longer applies), one
+/// the domain or the log refused is skipped (it ran before, or no longer applies), as
+/// is one about a forgotten participant (nothing more is recorded for them), one
 /// the access table refused (a bug) or that fails the same way every time is poison
 /// (dead-lettered, logged at ERROR), the rest is retried with the commit.
 fn failure(result: Result<(), StepError>) -> Result<(), ApplyError> {
@@ -59,6 +60,10 @@ fn failure(result: Result<(), StepError>) -> Result<(), ApplyError> {
         }
         Err(StepError::Invalid(error)) => {
             tracing::warn!(%error, "process step refused; skipped");
+            Ok(())
+        }
+        Err(StepError::Forgotten) => {
+            tracing::info!("process step about a forgotten participant; skipped");
             Ok(())
         }
         Err(StepError::Refused(error)) => {
@@ -73,11 +78,11 @@ fn failure(result: Result<(), StepError>) -> Result<(), ApplyError> {
 
 /// What a step that did not run means for the nudger: one the domain refused is done
 /// (the journal has it already, or it no longer applies) and stays quiet, since the
-/// read model it decides from may lag; anything else ends the pass, which the next one
-/// retries.
+/// read model it decides from may lag, as is one about a forgotten participant; anything
+/// else ends the pass, which the next one retries.
 fn nudger_failure(result: Result<(), StepError>) -> Result<(), String> {
     match result {
-        Ok(()) | Err(StepError::Rejected(_)) => Ok(()),
+        Ok(()) | Err(StepError::Rejected(_) | StepError::Forgotten) => Ok(()),
         Err(error) => Err(error.to_string()),
     }
 }
@@ -170,6 +175,9 @@ impl Projection for FromSessions {
                     session_id: session_id.to_owned(),
                     mood: m.mood,
                     craving: m.craving,
+                    // Copied as SESSIONS recorded it: sealed there with the member's key
+                    // as a check-in (`field::CHECK_IN`), which the journal's sealing
+                    // keeps as it is; text from before sealing is sealed now.
                     text: m.share,
                     consent,
                 };

@@ -4,16 +4,26 @@
 //! retries, answering a retry); each method here only names the aggregate and its pure
 //! decision. Private to `app`: the edge and the process managers go through
 //! `app::Commands`.
+//!
+//! Every repository seals what it appends with the key store (`crate::personal`): the
+//! journals with [`JournalSealing`] (their owner's key, and no commit at all for a
+//! forgotten participant), the partnerships and settings with the key store itself
+//! (their events hold nothing personal, so it seals nothing there). The states the
+//! repositories hold carry the sealed text.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use circle_calendar::Clock;
 use circle_eventstore::{CommitMeta, EventStore, ExecuteError, Executed, Repository};
+use circle_vault::store::KeyStore;
+use circle_vault::{Opener, field};
 
 use crate::domain::DomainError;
 use crate::domain::journal::{self, Journal, JournalCommand};
 use crate::domain::partnership::{self, Partnership, PartnershipCommand};
 use crate::domain::settings::{self, ClinicSettings, QuietHours, SettingsCommand};
+use crate::personal::JournalSealing;
 
 /// Why a command did not run: the domain refused it, or the store could not run it.
 pub(super) type CommandError = ExecuteError<DomainError>;
@@ -37,11 +47,13 @@ pub(super) fn partnership_id(network: &str, group_id: &str, first: &str, second:
 }
 
 impl Aggregates {
-    pub(super) fn new(store: EventStore, clock: Arc<dyn Clock>) -> Self {
+    pub(super) fn new(store: EventStore, clock: Arc<dyn Clock>, vault: &KeyStore) -> Self {
         Self {
-            journals: Repository::new(store.clone(), clock.clone()),
-            partnerships: Repository::new(store.clone(), clock.clone()),
-            settings: Repository::new(store, clock),
+            journals: Repository::new(store.clone(), clock.clone())
+                .sealed_by(Arc::new(JournalSealing(vault.clone()))),
+            partnerships: Repository::new(store.clone(), clock.clone())
+                .sealed_by(Arc::new(vault.clone())),
+            settings: Repository::new(store, clock).sealed_by(Arc::new(vault.clone())),
         }
     }
 
@@ -56,6 +68,26 @@ impl Aggregates {
         self.journals
             .execute(&key, meta, None, |snapshot, _| {
                 journal::decide(&snapshot.state, command.clone())
+            })
+            .await
+    }
+
+    /// A journal command decided on the journal with the texts it compares opened by
+    /// `opener` (the owner's key): a goal revision that leaves the text as it is
+    /// changes nothing, which only the plaintext shows.
+    pub(super) async fn journal_opened(
+        &self,
+        network: &str,
+        participant_id: &str,
+        meta: &CommitMeta,
+        command: JournalCommand,
+        opener: &Opener,
+    ) -> CommandResult<Journal> {
+        let key = self.journals.key(network, participant_id)?;
+        self.journals
+            .execute(&key, meta, None, |snapshot, _| {
+                let state = opened_for(&snapshot.state, &command, participant_id, opener);
+                journal::decide(&state, command.clone())
             })
             .await
     }
@@ -110,4 +142,26 @@ impl Aggregates {
         let key = self.partnerships.key(network, partnership_id)?;
         Ok(self.partnerships.load(&key).await?.state.clone())
     }
+}
+
+/// The journal `command` is decided on, with the one text its decision compares opened:
+/// the revised goal's (a clone of the journal then; as it is otherwise).
+fn opened_for<'a>(
+    state: &'a Journal,
+    command: &JournalCommand,
+    participant_id: &str,
+    opener: &Opener,
+) -> Cow<'a, Journal> {
+    let JournalCommand::ReviseGoal { goal_id, .. } = command else {
+        return Cow::Borrowed(state);
+    };
+    let Some(goal) = state.goals.get(goal_id) else {
+        return Cow::Borrowed(state);
+    };
+    let text = opener.open(participant_id, field::GOAL, &goal.text);
+    let mut opened = state.clone();
+    if let Some(goal) = opened.goals.get_mut(goal_id) {
+        goal.text = text;
+    }
+    Cow::Owned(opened)
 }

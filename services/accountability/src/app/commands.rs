@@ -3,25 +3,30 @@
 //! checks its row of the access table first, with what its names show and nothing
 //! looked up; then resolves what it needs (the aggregate, the roster's facts, what the
 //! caller may see through `domain::visibility`), builds the commit metadata and runs
-//! the domain's decision through the repository (`aggregates`). Refusals come back as
-//! `ApiError`s (`errors`); a step's as a `StepError` its process manager acts on.
+//! the domain's decision through the repository (`aggregates`), which seals what it
+//! appends. An answer with personal text (a goal, a check-in) is opened with the
+//! participant's key before it is given (`crate::personal`); a retry answered from
+//! its stored commit too. Refusals come back as `ApiError`s (`errors`); a step's as a
+//! `StepError` its process manager acts on.
 
 use std::fmt;
 use std::sync::Arc;
 
 use circle_calendar::Clock;
-use circle_eventstore::{CommitMeta, EventStore, ExecuteError, StoreError};
+use circle_eventstore::{CommitMeta, EventStore, ExecuteError, SealError, StoreError};
 use circle_grpc::{ApiError, Caller, Rule, Target};
 use circle_names::{
     CheckInName, ClinicName, GoalName, GroupName, Id, ParticipantName, PartnershipName,
 };
 use circle_service::Fingerprint;
+use circle_vault::store::KeyStore;
+use circle_vault::{Opener, field};
 use sqlx::PgPool;
 use tonic::Code;
 
 use super::access::{self, Operation, Step};
 use super::aggregates::{Aggregates, CommandError, partnership_id};
-use super::errors::{command_error, domain_error};
+use super::errors::{command_error, domain_error, key_store_error};
 use super::facts::Facts;
 use super::queries::participant_name;
 use crate::domain::journal::{Counters, Goal, JournalCommand};
@@ -33,21 +38,32 @@ use crate::domain::{Cadence, DomainError, Event, Progress, Time, Visibility};
 
 type ApiResult<T> = Result<T, ApiError>;
 
-/// What the commands need: the aggregates (through the repository), the roster's
-/// facts, and the service's clock.
+/// What the commands need: the aggregates (through the repository, which seals with
+/// the key store), the roster's facts, the service's clock, and the key store that
+/// opens the answers.
 pub struct Commands {
     aggregates: Aggregates,
     facts: Facts,
     clock: Arc<dyn Clock>,
+    vault: KeyStore,
 }
 
 impl Commands {
-    pub fn new(store: EventStore, pool: PgPool, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(store: EventStore, pool: PgPool, clock: Arc<dyn Clock>, vault: KeyStore) -> Self {
         Self {
-            aggregates: Aggregates::new(store, clock.clone()),
+            aggregates: Aggregates::new(store, clock.clone(), &vault),
             facts: Facts::new(pool),
             clock,
+            vault,
         }
+    }
+
+    /// The opening key of the participant whose journal an answer shows.
+    async fn opener(&self, network: &str, participant_id: &str) -> ApiResult<Opener> {
+        self.vault
+            .opener(network, [participant_id])
+            .await
+            .map_err(key_store_error)
     }
 
     /// The service's clock, now.
@@ -141,7 +157,7 @@ pub struct SetQuietHours {
     pub request: Idempotency,
 }
 
-/// A goal as the command left it.
+/// A goal as the command left it (its text opened).
 #[derive(Debug, Clone, PartialEq)]
 pub struct GoalAnswer {
     pub name: GoalName,
@@ -149,7 +165,7 @@ pub struct GoalAnswer {
     pub consistency_token: String,
 }
 
-/// The check-in the commit recorded (on a retry, the original).
+/// The check-in the commit recorded (on a retry, the original), its text opened.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CheckInAnswer {
     pub name: CheckInName,
@@ -310,7 +326,9 @@ impl Commands {
             .await
     }
 
-    /// Runs an authorized goal command and answers the goal as it left it.
+    /// Runs an authorized goal command and answers the goal as it left it, opened with
+    /// the participant's key as it is once the command has run (a first goal's commit
+    /// is what makes their key). A revision is decided on the goal's text in clear.
     async fn run_goal_command(
         &self,
         caller: &Caller,
@@ -318,22 +336,30 @@ impl Commands {
         request: Idempotency,
         command: JournalCommand,
     ) -> ApiResult<GoalAnswer> {
-        let executed = self
-            .aggregates
-            .journal(
-                goal.network.as_str(),
-                goal.participant.as_str(),
-                &request.meta(caller),
-                command,
-            )
-            .await
-            .map_err(command_error)?;
-        let state = executed
+        let (network, participant_id) = (goal.network.as_str(), goal.participant.as_str());
+        let meta = request.meta(caller);
+        let executed = if matches!(command, JournalCommand::ReviseGoal { .. }) {
+            let opener = self.opener(network, participant_id).await?;
+            self.aggregates
+                .journal_opened(network, participant_id, &meta, command, &opener)
+                .await
+        } else {
+            self.aggregates
+                .journal(network, participant_id, &meta, command)
+                .await
+        }
+        .map_err(command_error)?;
+        let mut state = executed
             .state()
             .goals
             .get(goal.goal.as_str())
             .ok_or_else(ApiError::request_id_reused)?
             .clone();
+        state.text = self.opener(network, participant_id).await?.open(
+            participant_id,
+            field::GOAL,
+            &state.text,
+        );
         Ok(GoalAnswer {
             name: goal,
             goal: state,
@@ -407,13 +433,18 @@ impl Commands {
             Some(goal_id) => Some(participant.goal(id(goal_id)?)),
             None => None,
         };
+        // Opened with the key as it is now (the commit may have made it).
+        let text =
+            self.opener(network, participant_id)
+                .await?
+                .open(participant_id, field::CHECK_IN, text);
         Ok(CheckInAnswer {
             name: participant.check_in(id(&check_in_id)?),
             goal,
             progress,
             mood,
             craving,
-            text: text.clone(),
+            text,
             visibility,
             submit_time: at,
             consistency_token: executed.version().to_string(),
@@ -781,6 +812,9 @@ pub(crate) enum StepError {
     /// The step fails the same way every time it is tried (over the event log's
     /// limit).
     Poison(String),
+    /// The step is about a participant who has been forgotten: nothing more is
+    /// recorded for them, now or ever.
+    Forgotten,
     /// The event log could not run it now; a retry may.
     Transient(String),
 }
@@ -789,6 +823,7 @@ impl fmt::Display for StepError {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Rejected(reason) => reason.fmt(formatter),
+            Self::Forgotten => formatter.write_str("the participant has been forgotten"),
             Self::Refused(error)
             | Self::Invalid(error)
             | Self::Poison(error)
@@ -807,6 +842,7 @@ impl From<CommandError> for StepError {
             ExecuteError::Store(error @ StoreError::TooLarge { .. }) => {
                 Self::Poison(error.to_string())
             }
+            ExecuteError::Sealing(SealError::Forgotten) => Self::Forgotten,
             other => Self::Transient(other.to_string()),
         }
     }
@@ -969,5 +1005,22 @@ impl Commands {
         };
         self.journal_step(caller, participant_id, request_id, command)
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_about_a_forgotten_participant_is_told_apart_from_a_key_store_down() {
+        assert!(matches!(
+            StepError::from(CommandError::Sealing(SealError::Forgotten)),
+            StepError::Forgotten
+        ));
+        assert!(matches!(
+            StepError::from(CommandError::Sealing(SealError::Unavailable("down".into()))),
+            StepError::Transient(_)
+        ));
     }
 }

@@ -1,6 +1,6 @@
-//! What a client sees for a command the domain refused or the event log could not
-//! run: the shared mapping (`circle_service::errors::execute_error`) with this
-//! service's domain table.
+//! What a client sees for a command the domain refused or the event log (or the key
+//! store) could not run: the shared mapping (`circle_service::errors::execute_error`)
+//! with this service's domain table.
 
 use circle_grpc::ApiError;
 use tonic::Code;
@@ -28,6 +28,12 @@ pub(crate) fn domain_error(error: DomainError) -> ApiError {
         E::SelfPartnership => (Code::InvalidArgument, "SELF_PARTNERSHIP"),
     };
     ApiError::new(code, reason, error.to_string())
+}
+
+/// The key store could not give the keys an answer is opened with: unavailable, as a
+/// commit it could not seal (`circle_service::errors::seal_error`).
+pub(crate) fn key_store_error(error: circle_vault::store::StoreError) -> ApiError {
+    circle_service::errors::seal_error(&error.into())
 }
 
 /// Errors of a command: the shared mapping, with this service's domain table.

@@ -8,6 +8,11 @@
 //! typed names (`circle_names`) and checked values, answers plain structs, errors
 //! `ApiError`s (`errors` maps the domain's refusals); the edge translates protobuf and
 //! nothing else.
+//!
+//! Personal text is sealed everywhere at rest (`crate::personal`); this layer is the
+//! only place it is opened: each answer (a command's, a query's, each page of the
+//! feed) with one `circle_vault::Opener` for the participants it shows, fetched from
+//! the key store when the answer is made.
 
 pub mod access;
 mod aggregates;
@@ -25,6 +30,8 @@ use circle_calendar::Clock;
 use circle_grpc::host::Shutdown;
 use circle_grpc::{ApiError, Caller};
 use circle_projection::ProjectionHandle;
+use circle_vault::Opener;
+use circle_vault::store::KeyStore;
 use sqlx::{PgPool, Postgres, Transaction};
 
 pub use access::Operation;
@@ -32,8 +39,9 @@ pub use commands::Commands;
 use facts::Facts;
 
 /// What the queries need: the read models, how long a read waits for the caller's own
-/// write, the service's clock, the shutdown signal that ends open feeds, and the audit
-/// log every read that shows a participant's data is recorded in.
+/// write, the service's clock, the shutdown signal that ends open feeds, the audit log
+/// every read that shows a participant's data is recorded in, and the key store the
+/// answers are opened with.
 #[derive(Clone)]
 pub struct Queries {
     pool: PgPool,
@@ -44,6 +52,7 @@ pub struct Queries {
     /// Open feeds end when shutdown starts, so they never hold up the drain.
     shutdown: Shutdown,
     audit: AuditLog,
+    vault: KeyStore,
 }
 
 impl Queries {
@@ -54,6 +63,7 @@ impl Queries {
         clock: Arc<dyn Clock>,
         shutdown: Shutdown,
         audit: AuditLog,
+        vault: KeyStore,
     ) -> Self {
         Self {
             facts: Facts::new(pool.clone()),
@@ -63,7 +73,21 @@ impl Queries {
             clock,
             shutdown,
             audit,
+            vault,
         }
+    }
+
+    /// The opening keys of the participants one answer (or one page of the feed)
+    /// shows, in one query.
+    async fn opener<I, S>(&self, network: &str, participants: I) -> Result<Opener, ApiError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.vault
+            .opener(network, participants)
+            .await
+            .map_err(errors::key_store_error)
     }
 
     /// `caller`'s `operation` on `resource`, as the audit log records it: for the

@@ -2,7 +2,10 @@
 //! rules for the viewer asking: the group board, the participant timeline, the at-risk
 //! list and the live group feed. Each checks its row of the access table before
 //! anything is looked up, then reads the read models (schemas `accountability` and
-//! `accountability_roster`).
+//! `accountability_roster`). The rows hold personal text sealed (`crate::personal`;
+//! names and aliases as enrollment sealed them): each answer, and each page of the
+//! feed, is opened with one `Opener` for the participants it shows — a forgotten
+//! participant's texts and name read `[redacted]`.
 
 use std::collections::{BTreeSet, HashMap};
 use std::pin::Pin;
@@ -12,6 +15,7 @@ use chrono::NaiveDate;
 use circle_audit::Purpose;
 use circle_grpc::{ApiError, Caller, Role, Target, Violations};
 use circle_names::{GroupName, ParticipantName, StaffName};
+use circle_vault::{Opener, field};
 use sqlx::Row as _;
 use tonic::Code;
 
@@ -154,10 +158,12 @@ fn cadence_from_text(text: &str) -> Option<Cadence> {
 const CHECK_IN_COLUMNS: &str = "c.participant_id, c.check_in_id, c.goal_id, c.progress, c.mood, c.craving, c.text, c.visibility, c.at, c.position,
     (SELECT count(*) FROM accountability.encouragements e WHERE e.network = c.network AND e.participant_id = c.participant_id AND e.check_in_id = c.check_in_id) AS encouragements";
 
+/// A check-in row as a view, its text opened with its author's key.
 fn check_in_from_row(
     network: &str,
     row: &sqlx::postgres::PgRow,
     author_display: String,
+    opener: &Opener,
 ) -> Result<CheckInView, sqlx::Error> {
     let participant_id: String = row.try_get("participant_id")?;
     let goal_id: String = row.try_get("goal_id")?;
@@ -173,7 +179,11 @@ fn check_in_from_row(
         progress: progress_from_text(&row.try_get::<String, _>("progress")?),
         mood: row.try_get::<i32, _>("mood")?.max(0) as u32,
         craving: row.try_get::<i32, _>("craving")?.max(0) as u32,
-        text: row.try_get("text")?,
+        text: opener.open(
+            &participant_id,
+            field::CHECK_IN,
+            &row.try_get::<String, _>("text")?,
+        ),
         visibility: codec::visibility_from_text(&visibility),
         submit_time: row.try_get("at")?,
         encouragement_count: row.try_get::<i64, _>("encouragements")?.max(0) as u32,
@@ -215,11 +225,14 @@ impl Queries {
 
     /// How a viewer may call a participant: peers by first name or alias as the
     /// consent says (or not at all without it); staff and the person by first name.
+    /// The roster keeps them as enrollment sealed them; `opener` (which has the
+    /// participant's key) opens the one shown.
     async fn display_name(
         &self,
         viewer: Viewer,
         network: &str,
         participant_id: &str,
+        opener: &Opener,
     ) -> ApiResult<String> {
         let row: Option<(String, String, String)> = sqlx::query_as(
             "SELECT given_name, display, alias FROM accountability_roster.people WHERE network = $1 AND participant_id = $2",
@@ -230,24 +243,27 @@ impl Queries {
         .await
         .map_err(database_error)?;
         let (given, display, alias) = row.unwrap_or_default();
+        let given_name = || opener.open(participant_id, field::GIVEN_NAME, &given);
         Ok(match viewer {
-            Viewer::Author | Viewer::Staff => given,
+            Viewer::Author | Viewer::Staff => given_name(),
             Viewer::Peer { .. } => match display.as_str() {
-                "alias" => alias,
-                "first-name" => given,
+                "alias" => opener.open(participant_id, field::ALIAS, &alias),
+                "first-name" => given_name(),
                 _ => "A group member".to_owned(),
             },
             Viewer::Stranger => String::new(),
         })
     }
 
-    /// A person's relation to the caller, consent and display name, cached for a page.
+    /// A person's relation to the caller, consent and display name (opened by the
+    /// page's `opener`), cached for a page.
     async fn person(
         &self,
         people: &mut HashMap<String, Person>,
         caller: &Caller,
         network: &str,
         participant_id: &str,
+        opener: &Opener,
     ) -> ApiResult<Person> {
         if let Some(known) = people.get(participant_id) {
             return Ok(known.clone());
@@ -256,7 +272,9 @@ impl Queries {
             .viewer(caller, Operation::WatchGroupFeed, network, participant_id)
             .await?;
         let consent = self.facts.consent(network, participant_id).await?;
-        let display = self.display_name(viewer, network, participant_id).await?;
+        let display = self
+            .display_name(viewer, network, participant_id, opener)
+            .await?;
         people.insert(
             participant_id.to_owned(),
             (viewer, consent, display.clone()),
@@ -430,13 +448,15 @@ impl Queries {
         self.consistent_read(consistency_token).await?;
         let network = group.network.as_str();
         let now = self.clock.now();
+        // Every text on the board is a member's own: one opener for them all.
+        let opener = self.opener(network, &members).await?;
         let mut entries = Vec::new();
         for member in &members {
             let viewer = self
                 .viewer(caller, Operation::GetGroupBoard, network, member)
                 .await?;
             let consent = self.facts.consent(network, member).await?;
-            let display = self.display_name(viewer, network, member).await?;
+            let display = self.display_name(viewer, network, member, &opener).await?;
             let sees_check_ins = |visibility| can_see_check_in(viewer, visibility, consent);
             let goals: Vec<(String, String, String)> = if sees_check_ins(Visibility::Group)
                 || matches!(viewer, Viewer::Author | Viewer::Staff)
@@ -462,7 +482,12 @@ impl Queries {
             for row in &rows {
                 let visibility: String = get(row.try_get("visibility"))?;
                 if sees_check_ins(codec::visibility_from_text(&visibility)) {
-                    last_check_in = Some(get(check_in_from_row(network, row, display.clone()))?);
+                    last_check_in = Some(get(check_in_from_row(
+                        network,
+                        row,
+                        display.clone(),
+                        &opener,
+                    ))?);
                     break;
                 }
             }
@@ -478,7 +503,7 @@ impl Queries {
                     .into_iter()
                     .map(|(goal_id, text, cadence)| ActiveGoal {
                         name: format!("{participant}/goals/{goal_id}"),
-                        text,
+                        text: opener.open(member, field::GOAL, &text),
                         cadence: cadence_from_text(&cadence),
                     })
                     .collect(),
@@ -514,7 +539,12 @@ impl Queries {
         let network = participant.network.as_str();
         let participant_id = participant.participant.as_str();
         let consent = self.facts.consent(network, participant_id).await?;
-        let display = self.display_name(viewer, network, participant_id).await?;
+        // Every text of a timeline is its participant's (an encouragement is in the
+        // journal of its recipient, sealed with their key).
+        let opener = self.opener(network, [participant_id]).await?;
+        let display = self
+            .display_name(viewer, network, participant_id, &opener)
+            .await?;
         let mut items: Vec<(Time, i64, TimelineItem)> = Vec::new();
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {CHECK_IN_COLUMNS} FROM accountability.check_ins c WHERE c.network = $1 AND c.participant_id = $2"
@@ -531,7 +561,7 @@ impl Queries {
             }
             let at: Time = get(row.try_get("at"))?;
             let position: i64 = get(row.try_get("position"))?;
-            let check_in = get(check_in_from_row(network, row, display.clone()))?;
+            let check_in = get(check_in_from_row(network, row, display.clone(), &opener))?;
             items.push((
                 at,
                 position,
@@ -561,7 +591,7 @@ impl Queries {
                     kind,
                     time: at,
                     check_in: None,
-                    detail: text,
+                    detail: opener.open(participant_id, field::GOAL, &text),
                     goal: Some(format!("{participant}/goals/{goal_id}")),
                 },
             ));
@@ -579,6 +609,13 @@ impl Queries {
         .await
         .map_err(database_error)?;
         for (kind, at, detail) in others {
+            // A setback's text and an encouragement's reaction are sealed; a
+            // milestone's and a nudge's details are the service's own codes.
+            let detail = match kind.as_str() {
+                "setback" => opener.open(participant_id, field::SETBACK, &detail),
+                "encouragement" => opener.open(participant_id, field::ENCOURAGEMENT, &detail),
+                _ => detail,
+            };
             items.push((
                 at,
                 i64::MAX,
@@ -738,6 +775,17 @@ impl Queries {
             let highest = milestones.last().map(|milestone| milestone.4).unwrap_or(0);
             cutoff = cutoff.min(highest.max(0) as u64);
         }
+        // Everyone the page may show (authors, whose texts and names these are, and
+        // encouragers, whose names): one opener for the page.
+        let mut named: BTreeSet<String> = milestones
+            .iter()
+            .map(|milestone| milestone.0.clone())
+            .collect();
+        for row in &rows {
+            named.insert(get(row.try_get("participant_id"))?);
+            named.insert(get(row.try_get("from_id"))?);
+        }
+        let opener = self.opener(network, &named).await?;
         let mut items: Vec<FeedItem> = Vec::new();
         let mut shown = BTreeSet::new();
         let mut last = after;
@@ -751,13 +799,14 @@ impl Queries {
             }
             last = last.max(position);
             let author: String = get(row.try_get("participant_id"))?;
-            let (viewer, consent, display) =
-                self.person(&mut people, caller, network, &author).await?;
+            let (viewer, consent, display) = self
+                .person(&mut people, caller, network, &author, &opener)
+                .await?;
             let visibility: String = get(row.try_get("visibility"))?;
             if !can_see_check_in(viewer, codec::visibility_from_text(&visibility), consent) {
                 continue;
             }
-            let check_in = get(check_in_from_row(network, row, display))?;
+            let check_in = get(check_in_from_row(network, row, display, &opener))?;
             let mut item = FeedItem {
                 position,
                 time: Some(check_in.submit_time),
@@ -766,9 +815,15 @@ impl Queries {
             };
             if kind == "encouragement" {
                 let from: String = get(row.try_get("from_id"))?;
-                item.from_display = self.person(&mut people, caller, network, &from).await?.2;
-                item.reaction = get(row.try_get("reaction"))?;
-                item.message = get(row.try_get("message"))?;
+                item.from_display = self
+                    .person(&mut people, caller, network, &from, &opener)
+                    .await?
+                    .2;
+                // In the author's journal: sealed with the author's key.
+                let reaction: String = get(row.try_get("reaction"))?;
+                let message: String = get(row.try_get("message"))?;
+                item.reaction = opener.open(&author, field::ENCOURAGEMENT, &reaction);
+                item.message = opener.open(&author, field::ENCOURAGEMENT, &message);
                 shown.insert(from);
             }
             item.kind = kind;
@@ -781,8 +836,9 @@ impl Queries {
                 break;
             }
             last = last.max(position);
-            let (viewer, consent, display) =
-                self.person(&mut people, caller, network, &author).await?;
+            let (viewer, consent, display) = self
+                .person(&mut people, caller, network, &author, &opener)
+                .await?;
             if !can_see_milestones(viewer, consent)
                 || (repeated && matches!(viewer, Viewer::Peer { .. }))
             {

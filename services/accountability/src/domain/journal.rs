@@ -23,6 +23,8 @@ pub enum GoalStatus {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Goal {
+    /// Sealed in a stored journal (`crate::personal`); the application opens it for an
+    /// answer, or for a revision's decision.
     pub text: String,
     pub cadence: Cadence,
     pub status: GoalStatus,
@@ -227,6 +229,7 @@ pub fn decide(state: &Journal, command: JournalCommand) -> Result<Vec<Event>, Do
             cadence,
         } => {
             let goal = active_goal(state, &goal_id)?;
+            // The text compared in clear: the application opens it for this decision.
             if goal.text == text && goal.cadence == cadence {
                 return Ok(Vec::new());
             }
