@@ -539,9 +539,19 @@ async fn with_no_network_or_another_network_set_the_read_model_tables_return_no_
         let mut transaction = runtime.begin().await?;
         let deleted = sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {name}")))
             .execute(&mut *transaction)
-            .await?
-            .rows_affected();
-        assert_eq!(deleted, 0, "{name}: no network set, nothing to delete");
+            .await;
+        match deleted {
+            Ok(done) => assert_eq!(
+                done.rows_affected(),
+                0,
+                "{name}: no network set, nothing to delete"
+            ),
+            // The key store grants the services no DELETE at all (tombstones stay).
+            Err(sqlx::Error::Database(error))
+                if name == "circle_vault.data_keys" && error.code().as_deref() == Some("42501") => {
+            }
+            Err(error) => return Err(error.into()),
+        }
         transaction.rollback().await?;
         if !table.generated_network {
             let mut transaction = runtime.begin().await?;
@@ -567,7 +577,8 @@ async fn with_no_network_or_another_network_set_the_read_model_tables_return_no_
     assert!(walled >= 30, "{walled} walled tables");
 
     // What the background loops go through: both networks, in every projection.
-    for schema in &schemas {
+    // (The key store is no projection: it keeps no list of networks.)
+    for schema in schemas.iter().filter(|schema| **schema != "circle_vault") {
         let networks = circle_projection::networks(&env.runtime_pool, schema).await?;
         assert!(
             networks.contains(&NETWORK.to_owned()),
