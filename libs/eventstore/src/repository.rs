@@ -233,6 +233,9 @@ pub enum SealError {
     /// The key store could not be reached.
     #[error("the key store is unavailable: {0}")]
     Unavailable(String),
+    /// A key does not unwrap, or the store's wall does not hold: no retry helps.
+    #[error("the key store cannot seal: {0}")]
+    Damaged(String),
 }
 
 /// Seals the personal fields of decided events before they are encoded (crypto-

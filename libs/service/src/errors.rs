@@ -71,7 +71,17 @@ pub fn seal_error(error: &SealError) -> ApiError {
             tracing::warn!(%reason, "key store unavailable");
             ApiError::unavailable("the key store")
         }
+        SealError::Damaged(reason) => {
+            tracing::error!(%reason, "key store cannot seal or open");
+            ApiError::internal()
+        }
     }
+}
+
+/// What a client sees when the key store cannot give the keys an answer is opened with
+/// (or destroy one): as a commit it could not seal ([`seal_error`]).
+pub fn key_store_error(error: circle_vault::store::StoreError) -> ApiError {
+    seal_error(&error.into())
 }
 
 /// A command about a participant who has been forgotten: nothing more is kept for them.
@@ -154,6 +164,10 @@ mod tests {
             (
                 ExecuteError::Sealing(SealError::Unavailable("down".into())),
                 (Code::Unavailable, "BACKEND_UNAVAILABLE"),
+            ),
+            (
+                ExecuteError::Sealing(SealError::Damaged("k1 retired".into())),
+                (Code::Internal, "INTERNAL"),
             ),
             (
                 ExecuteError::Store(StoreError::TooLarge { size: 2, limit: 1 }),

@@ -251,7 +251,8 @@ pub fn master_keys(config: &Config) -> Result<MasterKeys, StartError> {
         (true, Some(keys)) => keys.expose().to_owned(),
         _ => {
             return Err(StartError::Config(
-                "vault.master_keys_file or vault.master_keys must give the master keys that                  wrap participants' data keys (`circle dev` makes development keys)"
+                "vault.master_keys_file or vault.master_keys must give the master keys that \
+                 wrap participants' data keys (`circle dev` makes development keys)"
                     .to_owned(),
             ));
         }

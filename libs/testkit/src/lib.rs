@@ -47,11 +47,11 @@ pub fn signing_key() -> &'static circle_auth::sign::SigningKey {
     })
 }
 
-/// The JWKS file with this process's public key, which every [`TestEnv`]'s
-/// configuration trusts (written once per process; a later run's sweep removes it).
 /// The tests' master key (a fixed test value, not a secret of any deployment).
 pub const MASTER_KEYS: &str = "test-1:dGVzdHMtb25seS1tYXN0ZXIta2V5LTMyLWJ5dGVzISE=";
 
+/// The JWKS file with this process's public key, which every [`TestEnv`]'s
+/// configuration trusts (written once per process; a later run's sweep removes it).
 pub fn jwks_file() -> anyhow::Result<&'static Path> {
     static FILE: OnceLock<PathBuf> = OnceLock::new();
     if let Some(path) = FILE.get() {

@@ -32,8 +32,6 @@ pub mod field {
     /// A peer's message of encouragement, sealed with its recipient's key (it is in
     /// their journal).
     pub const ENCOURAGEMENT: &str = "encouragement";
-    /// Why a partnership ended, when a person wrote it.
-    pub const PARTNERSHIP_END: &str = "partnership-end";
 }
 
 /// One personal field: the participant it belongs to, which field, and its text.
@@ -59,6 +57,13 @@ impl<'a> Field<'a> {
 /// theirs); types whose fields name their participant ignore it.
 pub trait Personal {
     fn personal_fields<'a>(&'a mut self, owner: &'a str) -> Vec<Field<'a>>;
+
+    /// The participants a value records something about without holding text of theirs
+    /// (attendance, a mood score, an admission, an encouragement they sent): a commit
+    /// about a forgotten one is refused as one with their text is. None by default.
+    fn subjects<'a>(&'a self, _owner: &'a str) -> Vec<&'a str> {
+        Vec::new()
+    }
 }
 
 /// The participants `items`' personal fields belong to, each once.
@@ -74,11 +79,23 @@ pub fn participants_of<T: Personal>(owner: &str, items: &mut [T]) -> Vec<String>
     ids
 }
 
-/// Why a value could not be sealed.
+/// The participants a commit of `items` needs a live key of: those whose text it
+/// holds, and its [`Personal::subjects`].
+pub fn concerned<T: Personal>(owner: &str, items: &mut [T]) -> Vec<String> {
+    let mut ids = participants_of(owner, items);
+    for item in items.iter() {
+        for subject in item.subjects(owner) {
+            if !subject.is_empty() && !ids.iter().any(|id| id == subject) {
+                ids.push(subject.to_owned());
+            }
+        }
+    }
+    ids
+}
+
+/// Why a value could not be sealed (a fault of the code or of a key, never of input).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SealFailure {
-    #[error("participant has been forgotten")]
-    Forgotten,
     #[error("no key was fetched for a participant the value names")]
     NoKey,
     #[error(transparent)]
@@ -156,15 +173,19 @@ impl Opener {
         }
     }
 
-    /// The plaintext of `participant`'s `field`: [`REDACTED`] once they are forgotten
-    /// (or when the value does not open: it was moved, or damaged). Empty stays empty;
-    /// text that was never sealed (written before sealing began) is shown as it is.
+    /// The plaintext of `participant`'s `field`: [`REDACTED`] once they are forgotten,
+    /// text written before sealing began included (or when the value does not open: it
+    /// was moved, or damaged). Empty stays empty; text that was never sealed, of someone
+    /// not forgotten, is shown as it is.
     pub fn open(&self, participant: &str, field: &str, text: &str) -> String {
-        if text.is_empty() || !is_sealed(text) {
-            return text.to_owned();
+        if text.is_empty() {
+            return String::new();
         }
-        let Some(Some(key)) = self.keys.get(participant) else {
-            return REDACTED.to_owned();
+        let key = match self.keys.get(participant) {
+            Some(None) => return REDACTED.to_owned(),
+            _ if !is_sealed(text) => return text.to_owned(),
+            Some(Some(key)) => key,
+            None => return REDACTED.to_owned(),
         };
         let context = Context {
             network: &self.network,

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use circle_eventstore::{AggregateKey, Seal, SealError};
 use circle_projection::Database;
 
-use crate::personal::{Opener, Personal, SealFailure, Sealer, participants_of};
+use crate::personal::{Opener, Personal, SealFailure, Sealer, concerned, participants_of};
 use crate::{DataKey, MasterKeys, VaultError, Wrapped};
 
 pub const SCHEMA: &str = "circle_vault";
@@ -83,8 +83,11 @@ impl KeyStore {
              LANGUAGE plpgsql AS $$
              BEGIN
                IF OLD.forgotten_at IS NOT NULL THEN
-                 RAISE EXCEPTION 'participant % of network % is forgotten', OLD.participant_id, OLD.network
+                 RAISE EXCEPTION 'a forgotten participant''s key row is kept as it is'
                    USING ERRCODE = 'integrity_constraint_violation';
+               END IF;
+               IF TG_OP = 'DELETE' THEN
+                 RETURN OLD;
                END IF;
                RETURN NEW;
              END $$"
@@ -163,11 +166,8 @@ impl KeyStore {
     ) -> Result<DataKey, StoreError> {
         let mut transaction =
             circle_projection::tenant_transaction(&self.database.pool, network).await?;
-        if self
-            .row(&mut transaction, network, participant)
-            .await?
-            .is_none()
-        {
+        let mut row = self.row(&mut transaction, network, participant).await?;
+        if row.is_none() {
             let fresh = DataKey::generate()?;
             let wrapped = self.master.wrap(&fresh, network, participant)?;
             // Two services may make a first key at once: the first insert wins and
@@ -182,11 +182,9 @@ impl KeyStore {
             .bind(&wrapped.bytes)
             .execute(&mut *transaction)
             .await?;
+            row = self.row(&mut transaction, network, participant).await?;
         }
-        let row = self
-            .row(&mut transaction, network, participant)
-            .await?
-            .ok_or(StoreError::Vault(VaultError::Unwrap))?;
+        let row = row.ok_or(StoreError::Vault(VaultError::Unwrap))?;
         transaction.commit().await?;
         self.unwrap(row, network, participant)?
             .ok_or(StoreError::Forgotten)
@@ -268,6 +266,22 @@ impl KeyStore {
         Ok(count)
     }
 
+    /// How many live keys of `network` are still wrapped by an older master key than the
+    /// current one (none once a rotation's re-wrap is complete).
+    pub async fn stale(&self, network: &str) -> Result<u64, StoreError> {
+        let mut transaction =
+            circle_projection::tenant_transaction(&self.database.pool, network).await?;
+        let count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*) FROM {SCHEMA}.data_keys
+             WHERE network = $1 AND forgotten_at IS NULL AND master_key_id <> $2"
+        )))
+        .bind(network)
+        .bind(self.master.current_id())
+        .fetch_one(&mut *transaction)
+        .await?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
     /// The sealing keys of `participants` (made for those who have none yet);
     /// [`StoreError::Forgotten`] if any of them has been forgotten.
     pub async fn sealer<I, S>(&self, network: &str, participants: I) -> Result<Sealer, StoreError>
@@ -341,21 +355,24 @@ impl KeyStore {
     }
 }
 
+/// Forgotten is final; a database that cannot be reached may recover (retry); a key
+/// that does not unwrap (a retired master key, a damaged row) or a wall that does not
+/// hold will not, whatever the caller does.
 impl From<StoreError> for SealError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::Forgotten => SealError::Forgotten,
-            error => SealError::Unavailable(error.to_string()),
+            StoreError::Database(error) => SealError::Unavailable(error.to_string()),
+            error @ (StoreError::Wall(_) | StoreError::Vault(_)) => {
+                SealError::Damaged(error.to_string())
+            }
         }
     }
 }
 
 impl From<SealFailure> for SealError {
     fn from(failure: SealFailure) -> Self {
-        match failure {
-            SealFailure::Forgotten => SealError::Forgotten,
-            failure => SealError::Unavailable(failure.to_string()),
-        }
+        SealError::Damaged(failure.to_string())
     }
 }
 
@@ -367,7 +384,7 @@ impl<E: Personal + Send + Sync> Seal<E> for KeyStore {
         events: &'a mut [E],
     ) -> Pin<Box<dyn Future<Output = Result<(), SealError>> + Send + 'a>> {
         Box::pin(async move {
-            let participants = participants_of(key.id(), events);
+            let participants = concerned(key.id(), events);
             if participants.is_empty() {
                 return Ok(());
             }

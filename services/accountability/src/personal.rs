@@ -30,21 +30,20 @@
 //! participant ids), the numbers and enumerations (mood, craving, progress, cadence,
 //! visibility, levels), and the codes the service itself writes — a milestone's kind,
 //! a nudge's reason, and a partnership's end reason (`ended-by-member`, `left-group`,
-//! `consent-revoked`: no request carries a reason a person wrote, so
-//! [`field::PARTNERSHIP_END`] is not used here; were one ever written, it would be sealed
-//! with the key of the partner who wrote it, whom the event would then have to name, as
-//! a partnership's id is no participant's). Sealing a code with a partner's key would
+//! `consent-revoked`: no request carries a reason a person wrote; were one ever
+//! written, it would be sealed with the key of the partner who wrote it, whom the event
+//! would then have to name, as a partnership's id is no participant's). Sealing a code with a partner's key would
 //! also stop the partnership guard from ending a forgotten member's partnership, which
 //! must still end for the other partner.
 //!
-//! A forgotten participant's journal takes no more commits at all ([`JournalSealing`]),
-//! text or not: a check-in with only mood and craving, a goal completed, attendance.
+//! A forgotten participant's journal takes no more commits at all, text or not (a
+//! check-in with only mood and craving, a goal completed, attendance), and nothing more
+//! is recorded that they sent (an encouragement in a peer's journal): every journal
+//! event names its owner as a subject, an encouragement its sender too
+//! (`Personal::subjects`), so the key store refuses the commit (`PARTICIPANT_FORGOTTEN`
+//! to a client, a skipped step to a process manager). A retry is answered from its
+//! stored commit and a command that changes nothing appends nothing: neither asks.
 
-use std::future::Future;
-use std::pin::Pin;
-
-use circle_eventstore::{AggregateKey, Seal, SealError};
-use circle_vault::store::KeyStore;
 use circle_vault::{Field, Personal, field};
 
 use crate::domain::Event;
@@ -75,27 +74,30 @@ impl Personal for Event {
             | Event::QuietHoursSet { .. } => Vec::new(),
         }
     }
-}
 
-/// How the journals' repository seals a commit: with the owner's key, which is asked
-/// for even when the commit has no text to seal, so that nothing more is recorded in a
-/// forgotten participant's journal (`SealError::Forgotten`: `PARTICIPANT_FORGOTTEN` to a
-/// client, a skipped step to a process manager). Only commits that append are sealed:
-/// a retry is answered from its stored commit and a command that changes nothing
-/// appends nothing, neither asks the key store.
-pub struct JournalSealing(pub KeyStore);
-
-impl Seal<Event> for JournalSealing {
-    fn seal<'a>(
-        &'a self,
-        key: &'a AggregateKey,
-        events: &'a mut [Event],
-    ) -> Pin<Box<dyn Future<Output = Result<(), SealError>> + Send + 'a>> {
-        Box::pin(async move {
-            let sealer = self.0.sealer(key.network(), [key.id()]).await?;
-            sealer.seal_all(key.id(), events)?;
-            Ok(())
-        })
+    /// A journal's events are about its owner (an encouragement about its sender too);
+    /// a partnership's and the settings' are about no one in particular (their ids are
+    /// no participant's).
+    fn subjects<'a>(&'a self, owner: &'a str) -> Vec<&'a str> {
+        match self {
+            Event::EncouragementReceived {
+                from_participant_id,
+                ..
+            } => vec![owner, from_participant_id],
+            Event::GoalSet { .. }
+            | Event::GoalRevised { .. }
+            | Event::GoalCompleted { .. }
+            | Event::GoalAbandoned { .. }
+            | Event::CheckInSubmitted { .. }
+            | Event::SetbackReported { .. }
+            | Event::MilestoneReached { .. }
+            | Event::NudgeSent { .. }
+            | Event::SessionAttended { .. } => vec![owner],
+            Event::PartnershipProposed { .. }
+            | Event::PartnershipAccepted
+            | Event::PartnershipEnded { .. }
+            | Event::QuietHoursSet { .. } => Vec::new(),
+        }
     }
 }
 

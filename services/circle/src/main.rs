@@ -84,10 +84,22 @@ async fn rewrap(networks: Vec<String>, config_file: Option<PathBuf>) -> anyhow::
     } else {
         networks
     };
+    let mut left = Vec::new();
     for network in networks {
         let count = store.rewrap(&network).await?;
         println!("{network}: {count} data keys re-wrapped with master key {current}");
+        // A service still running on the old configuration may have made one since.
+        let stale = store.stale(&network).await?;
+        if stale > 0 {
+            left.push(format!("{network}: {stale}"));
+        }
     }
+    anyhow::ensure!(
+        left.is_empty(),
+        "data keys still wrapped by an older master key ({}); restart every service with \
+         the new master key first and run circle rewrap again, before removing the old key",
+        left.join(", ")
+    );
     Ok(())
 }
 

@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use circle_eventstore::{ExecuteError, StoreError, StoredCommit};
+use circle_eventstore::{ExecuteError, SealError, StoreError, StoredCommit};
 use circle_grpc::Caller;
 use circle_projection::{ApplyError, Projection};
 use sqlx::{PgConnection, PgPool};
@@ -51,6 +51,11 @@ fn failure(error: StepError) -> Result<(), ApplyError> {
         // A refusal is final: the step no longer applies (say the group was archived).
         ExecuteError::Rejected(reason) => {
             tracing::warn!(%reason, "process step refused; skipped");
+            Ok(())
+        }
+        // A step about someone forgotten since: nothing more is recorded about them.
+        ExecuteError::Sealing(SealError::Forgotten) => {
+            tracing::warn!("process step about a forgotten participant; skipped");
             Ok(())
         }
         ExecuteError::EtagMismatch { .. } | ExecuteError::InvalidKey(_) => {

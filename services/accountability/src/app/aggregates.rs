@@ -5,11 +5,11 @@
 //! decision. Private to `app`: the edge and the process managers go through
 //! `app::Commands`.
 //!
-//! Every repository seals what it appends with the key store (`crate::personal`): the
-//! journals with [`JournalSealing`] (their owner's key, and no commit at all for a
-//! forgotten participant), the partnerships and settings with the key store itself
-//! (their events hold nothing personal, so it seals nothing there). The states the
-//! repositories hold carry the sealed text.
+//! Every repository seals what it appends with the key store (`crate::personal` names
+//! the fields and subjects: a journal's owner's key, and no commit at all for a
+//! forgotten participant; the partnerships' and settings' events hold nothing personal,
+//! so nothing is sealed or asked there). The states the repositories hold carry the
+//! sealed text.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -23,7 +23,6 @@ use crate::domain::DomainError;
 use crate::domain::journal::{self, Journal, JournalCommand};
 use crate::domain::partnership::{self, Partnership, PartnershipCommand};
 use crate::domain::settings::{self, ClinicSettings, QuietHours, SettingsCommand};
-use crate::personal::JournalSealing;
 
 /// Why a command did not run: the domain refused it, or the store could not run it.
 pub(super) type CommandError = ExecuteError<DomainError>;
@@ -50,7 +49,7 @@ impl Aggregates {
     pub(super) fn new(store: EventStore, clock: Arc<dyn Clock>, vault: &KeyStore) -> Self {
         Self {
             journals: Repository::new(store.clone(), clock.clone())
-                .sealed_by(Arc::new(JournalSealing(vault.clone()))),
+                .sealed_by(Arc::new(vault.clone())),
             partnerships: Repository::new(store.clone(), clock.clone())
                 .sealed_by(Arc::new(vault.clone())),
             settings: Repository::new(store, clock).sealed_by(Arc::new(vault.clone())),

@@ -26,7 +26,7 @@ use tonic::Code;
 
 use super::access::{self, Operation, Step};
 use super::aggregates::{Aggregates, CommandError, partnership_id};
-use super::errors::{command_error, domain_error, key_store_error};
+use super::errors::{command_error, domain_error};
 use super::facts::Facts;
 use super::queries::participant_name;
 use crate::domain::journal::{Counters, Goal, JournalCommand};
@@ -35,6 +35,7 @@ use crate::domain::partnership::{Partnership, PartnershipCommand, PartnershipSta
 use crate::domain::settings::QuietHours;
 use crate::domain::visibility::{Consent, Viewer, can_see_check_in, widest_allowed};
 use crate::domain::{Cadence, DomainError, Event, Progress, Time, Visibility};
+use circle_service::errors::key_store_error;
 
 type ApiResult<T> = Result<T, ApiError>;
 

@@ -30,12 +30,6 @@ pub(crate) fn domain_error(error: DomainError) -> ApiError {
     ApiError::new(code, reason, error.to_string())
 }
 
-/// The key store could not give the keys an answer is opened with: unavailable, as a
-/// commit it could not seal (`circle_service::errors::seal_error`).
-pub(crate) fn key_store_error(error: circle_vault::store::StoreError) -> ApiError {
-    circle_service::errors::seal_error(&error.into())
-}
-
 /// Errors of a command: the shared mapping, with this service's domain table.
 pub(crate) fn command_error(error: CommandError) -> ApiError {
     circle_service::errors::execute_error(error, domain_error)

@@ -87,7 +87,7 @@ impl Queries {
         self.vault
             .opener(network, participants)
             .await
-            .map_err(errors::key_store_error)
+            .map_err(circle_service::errors::key_store_error)
     }
 
     /// `caller`'s `operation` on `resource`, as the audit log records it: for the

@@ -143,7 +143,20 @@ impl Aggregates {
         network: &str,
         participant_id: &str,
     ) -> Result<Participant, CommandError> {
+        Ok(self
+            .participant_snapshot(network, participant_id)
+            .await?
+            .state
+            .clone())
+    }
+
+    /// The participant's record with the request ids of the commands that made it.
+    pub(super) async fn participant_snapshot(
+        &self,
+        network: &str,
+        participant_id: &str,
+    ) -> Result<Arc<Snapshot<Participant>>, CommandError> {
         let key = self.participants.key(network, participant_id)?;
-        Ok(self.participants.load(&key).await?.state.clone())
+        Ok(self.participants.load(&key).await?)
     }
 }

@@ -39,11 +39,6 @@ pub(super) fn domain_error(error: DomainError) -> ApiError {
     ApiError::new(code, reason, error.to_string())
 }
 
-/// The key store could not give the keys an answer is opened with (or destroy one).
-pub(super) fn vault_error(error: circle_vault::store::StoreError) -> ApiError {
-    circle_service::errors::seal_error(&circle_eventstore::SealError::from(error))
-}
-
 /// Errors of a command: the shared mapping, with this service's domain table.
 pub(super) fn command_error(error: CommandError) -> ApiError {
     circle_service::errors::execute_error(error, domain_error)

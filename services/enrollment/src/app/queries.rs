@@ -12,7 +12,6 @@ use sqlx::Row as _;
 use sqlx::postgres::PgRow;
 
 use super::access::{Operation, permit, permit_unplaced};
-use super::errors::vault_error;
 use super::views::{
     ClinicView, ConsentView, GroupView, MembershipEventView, MembershipView, ParticipantView,
 };
@@ -20,6 +19,7 @@ use super::{Page, Queries, database_error, not_found};
 use crate::domain::schedule::time_zone;
 use crate::domain::{AdmissionMode, ConsentKind, PeerDisplay, Profile, Time};
 use crate::read_model::{facilitators_from_column, schedule_from_column, state};
+use circle_service::errors::key_store_error;
 
 /// Where to list groups: the whole network, or one clinic.
 #[derive(Debug, Clone, PartialEq)]
@@ -427,14 +427,6 @@ impl Queries {
         .iter()
         .map(|consent| consent_from_row(name, consent))
         .collect::<Result<Vec<_>, _>>()?;
-        self.disclose(
-            caller,
-            Operation::GetParticipant,
-            name,
-            purpose,
-            [name.participant.as_str()],
-        )
-        .await?;
         let mut view = ParticipantView {
             name: name.clone(),
             home_clinic: ClinicName {
@@ -452,10 +444,20 @@ impl Queries {
             consents,
             forgotten_at: row.try_get("forgotten_at").map_err(database_error)?,
         };
+        // Opened before the disclosure is recorded: no record of an answer never given.
+        drop(tenant);
         self.vault
             .open_all(name.network.as_str(), "", std::slice::from_mut(&mut view))
             .await
-            .map_err(vault_error)?;
+            .map_err(key_store_error)?;
+        self.disclose(
+            caller,
+            Operation::GetParticipant,
+            name,
+            purpose,
+            [name.participant.as_str()],
+        )
+        .await?;
         Ok(view)
     }
 

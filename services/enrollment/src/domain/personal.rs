@@ -102,6 +102,19 @@ impl Personal for Event {
             | Event::MemberTransferredOut { .. } => Vec::new(),
         }
     }
+
+    /// A new membership (a seat, or a place on the waitlist) is about its member: no
+    /// one forgotten joins a group, whichever command or offer would admit them (and in
+    /// the moment between their key's destruction and `ParticipantForgotten`). What
+    /// frees a seat — discharge, a declined or expired offer, a transfer out — stays
+    /// open, so a forgotten member's place can be given back.
+    fn subjects<'a>(&'a self, _owner: &'a str) -> Vec<&'a str> {
+        match self {
+            Event::MemberAdmitted { participant_id, .. }
+            | Event::MemberWaitlisted { participant_id, .. } => vec![participant_id],
+            _ => Vec::new(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -661,9 +661,6 @@ impl Commands {
         let participant_id = attendance.participant.participant.as_str().to_owned();
         let starts_at = self.starts_at(&name).await?;
         let on_roster = self.on_roster(&name, &participant_id, starts_at).await?;
-        if on_roster {
-            personal::not_forgotten(&self.vault, &name.network, &participant_id).await?;
-        }
         let command = SessionCommand::RecordAttendance {
             participant_id: participant_id.clone(),
             on_roster,
@@ -721,9 +718,6 @@ impl Commands {
         let participant_id = participant.participant.as_str();
         let starts_at = self.starts_at(&name).await?;
         let on_roster = self.on_roster(&name, participant_id, starts_at).await?;
-        if on_roster {
-            personal::not_forgotten(&self.vault, &name.network, participant_id).await?;
-        }
         let command = SessionCommand::RecordCheckIn {
             participant_id: participant_id.to_owned(),
             on_roster,

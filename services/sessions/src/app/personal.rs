@@ -14,15 +14,16 @@
 //! destroyed, `KeyStore::forget`), every read shows `circle_vault::REDACTED` in place of
 //! their fields with no projection work, and a rebuild brings nothing back.
 //!
-//! Commands about a forgotten participant: one whose events would carry their text is
-//! refused by the sealing itself (`PARTICIPANT_FORGOTTEN`); a check-in (its share may be
-//! empty, its scores are in clear) and attendance are refused before they are decided
-//! ([`not_forgotten`]), so nothing new about them is recorded. Signing a note stays
-//! possible (it adds nothing about the member, and leaves no note waiting forever).
+//! Commands about a forgotten participant are refused by the sealing itself
+//! (`PARTICIPANT_FORGOTTEN`), after a retry has been answered from its stored commit:
+//! one whose events carry their text, and a check-in or attendance, whose events name
+//! them as a subject (`crate::domain::personal`). Signing a note stays possible (it
+//! adds nothing about the member, and leaves no note waiting forever).
 
 use circle_grpc::ApiError;
 use circle_names::Id;
-use circle_vault::store::{KeyStore, StoreError};
+use circle_service::errors::key_store_error;
+use circle_vault::store::KeyStore;
 use circle_vault::{Field, Personal, field};
 
 use super::{NoteView, RosterLine, UnsignedItem};
@@ -65,12 +66,6 @@ impl Personal for UnsignedItem {
     }
 }
 
-/// What a client sees when the key store fails: `PARTICIPANT_FORGOTTEN` for a
-/// forgotten participant, else unavailable (retry).
-fn key_store_error(error: StoreError) -> ApiError {
-    circle_service::errors::seal_error(&error.into())
-}
-
 /// `items` with every personal field opened, with one fetch of the keys of the
 /// participants they show.
 pub(super) async fn open<T: Personal>(
@@ -81,21 +76,6 @@ pub(super) async fn open<T: Personal>(
     vault
         .open_all(network.as_str(), "", items)
         .await
-        .map_err(key_store_error)
-}
-
-/// Refuses (`PARTICIPANT_FORGOTTEN`) a command about a participant who has been
-/// forgotten. Their key is made now if they have none yet, as the first sealing for
-/// them would.
-pub(super) async fn not_forgotten(
-    vault: &KeyStore,
-    network: &Id,
-    participant_id: &str,
-) -> Result<(), ApiError> {
-    vault
-        .sealing_key(network.as_str(), participant_id)
-        .await
-        .map(drop)
         .map_err(key_store_error)
 }
 

@@ -324,6 +324,10 @@ impl Queries {
                 })
             })
             .collect::<Result<Vec<RosterLine>, ApiError>>()?;
+        // The members' notes, opened (withheld ones are empty: nothing to open) before
+        // the disclosure is recorded, so no record is left of an answer never given.
+        drop(tenant);
+        personal::open(&self.vault, &name.network, &mut roster).await?;
         // Everyone on the sheet: their place on the roster, attendance, check-in, note.
         self.disclose(
             caller,
@@ -335,9 +339,6 @@ impl Queries {
                 .map(|line| line.participant.participant.as_str()),
         )
         .await?;
-        // The members' notes, opened (withheld ones are empty: nothing to open).
-        drop(tenant);
-        personal::open(&self.vault, &name.network, &mut roster).await?;
         Ok(SessionSheet {
             session,
             shared_note,
@@ -468,6 +469,8 @@ impl Queries {
             };
             items.push(UnsignedItem { session, note });
         }
+        drop(tenant);
+        personal::open(&self.vault, &staff.network, &mut items).await?;
         // The member notes in the queue (the shared note names no one).
         let members = items
             .iter()
@@ -482,8 +485,6 @@ impl Queries {
             members,
         )
         .await?;
-        drop(tenant);
-        personal::open(&self.vault, &staff.network, &mut items).await?;
         Ok(items)
     }
 

@@ -22,9 +22,10 @@
 //! - a cancellation's reason: about the session (a holiday, the schedule), written by
 //!   staff or the materialiser;
 //! - ids (group, clinic, participant, staff), times, attendance and the mood and craving
-//!   scores: not text, and needed in clear to route, check and count. A forgotten
-//!   member's check-ins and attendance are refused by the application instead, so
-//!   nothing new about them is recorded at all.
+//!   scores: not text, and needed in clear to route, check and count. A check-in and
+//!   attendance name their member as a subject (`Personal::subjects`), so a commit of
+//!   either about a forgotten member is refused by the sealing as one with their text
+//!   is: nothing new about them is recorded at all.
 
 use circle_vault::{Field, Personal, field};
 
@@ -61,6 +62,16 @@ impl Personal for Event {
             | Event::SessionClosed
             | Event::AttendanceRecorded { .. }
             | Event::NoteSigned { .. } => Vec::new(),
+        }
+    }
+
+    /// A check-in (its share may be empty, its scores are in clear) and attendance are
+    /// about their member.
+    fn subjects<'a>(&'a self, _owner: &'a str) -> Vec<&'a str> {
+        match self {
+            Event::SessionCheckInRecorded { participant_id, .. }
+            | Event::AttendanceRecorded { participant_id, .. } => vec![participant_id],
+            _ => Vec::new(),
         }
     }
 }

@@ -35,8 +35,8 @@ use circle_vault::store::KeyStore;
 use sqlx::PgPool;
 
 use super::aggregates::{Aggregates, CommandError};
-use super::errors::vault_error;
 use crate::domain::Time;
+use circle_service::errors::key_store_error;
 
 pub use clinics::{ArchiveClinic, CreateClinic, UpdateClinic};
 pub use groups::{ArchiveGroup, CreateGroup, NewGroup, UpdateGroup};
@@ -108,7 +108,7 @@ impl Commands {
         self.vault
             .open_all(network, "", std::slice::from_mut(&mut view))
             .await
-            .map_err(vault_error)?;
+            .map_err(key_store_error)?;
         Ok(view)
     }
 }

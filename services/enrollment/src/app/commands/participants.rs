@@ -13,11 +13,12 @@ use circle_names::{ClinicName, ConsentName, ParticipantName};
 
 use super::{Commands, Sent, clinics, derived_id};
 use crate::app::access::{Operation, permit, permit_unplaced};
-use crate::app::errors::{command_error, domain_error, vault_error};
+use crate::app::errors::{command_error, domain_error};
 use crate::app::{ConsentView, ParticipantView};
 use crate::domain::{
     ConsentTerms, DomainError, ForgetReason, Participant, ParticipantCommand, Profile, clinic,
 };
+use circle_service::errors::key_store_error;
 
 pub struct RegisterParticipant {
     pub name: ParticipantName,
@@ -209,7 +210,7 @@ impl Commands {
         self.vault
             .open_all(network, participant_id, std::slice::from_mut(&mut opened))
             .await
-            .map_err(vault_error)?;
+            .map_err(key_store_error)?;
         let profile_changed = !profile.is_empty();
         let mut violations = Violations::default();
         let merged = checked_profile(
@@ -347,23 +348,28 @@ impl Commands {
         let (network, participant_id) = (name.network.as_str(), name.participant.as_str());
         let current = self
             .aggregates
-            .load_participant(network, participant_id)
+            .participant_snapshot(network, participant_id)
             .await
             .map_err(command_error)?;
         // No key (nor tombstone) is made for someone never registered.
-        if !current.registered {
+        if !current.state.registered {
             return Err(domain_error(DomainError::ParticipantNotFound));
         }
-        self.vault
-            .forget(network, participant_id)
-            .await
-            .map_err(vault_error)?;
+        let meta = sent.meta(caller);
+        // A request id already on the record is the repository's to answer (a retry
+        // with its original answer, or REQUEST_ID_REUSED): nothing is destroyed for it.
+        if !current.has_request(&meta.request_id) {
+            self.vault
+                .forget(network, participant_id)
+                .await
+                .map_err(key_store_error)?;
+        }
         let executed = self
             .aggregates
             .participant(
                 network,
                 participant_id,
-                &sent.meta(caller),
+                &meta,
                 None,
                 ParticipantCommand::Forget { reason, reference },
             )
