@@ -790,7 +790,7 @@ async fn the_nudge_ladder_climbs_with_the_clock_keeps_quiet_hours_and_never_repe
             .await?,
             system.env.runtime_pool.clone(),
             system.clock.clone(),
-            crate::accountability_sealing::key_store(&system).await?,
+            system.key_store().await?,
         )),
         default_quiet_hours: config
             .accountability
@@ -1347,7 +1347,7 @@ async fn rebuilding_one_process_manager_leaves_the_others_checkpoint() -> anyhow
         .await?,
         system.env.runtime_pool.clone(),
         system.clock.clone(),
-        crate::accountability_sealing::key_store(&system).await?,
+        system.key_store().await?,
     ));
     let database = system.env.database().await?;
     let settings = circle_projection::ProjectionSettings {

@@ -6,11 +6,11 @@
 
 use circle_proto::accountability::v1 as pb;
 use circle_proto::sessions::v1 as sessions;
-use circle_vault::store::KeyStore;
-use circle_vault::{MasterKeys, REDACTED, field};
+use circle_vault::{REDACTED, field};
 use tonic::Code;
 
 use crate::accountability::{Circle, circle};
+use crate::support;
 use crate::support::{NETWORK, System, admin, as_facilitator, as_participant, eventually, refusal};
 
 const GOAL: &str = "Call my sponsor every evening";
@@ -19,15 +19,6 @@ const SESSION_CHECK_IN: &str = "Glad to see everyone tonight";
 const SETBACK: &str = "Slipped at the wedding party";
 const REACTION: &str = "hats off";
 const MESSAGE: &str = "Proud of you, keep going";
-
-/// The participants' key store on the test's database, as the services open it.
-pub(crate) async fn key_store(system: &System) -> anyhow::Result<KeyStore> {
-    Ok(KeyStore::open(
-        system.env.database().await?,
-        MasterKeys::parse(circle_testkit::MASTER_KEYS)?,
-    )
-    .await?)
-}
 
 fn check_in(parent: &str, text: &str, request_id: &str) -> pb::SubmitCheckInRequest {
     pb::SubmitCheckInRequest {
@@ -187,32 +178,6 @@ fn feed_view(items: &[pb::FeedItem]) -> Vec<(String, String, String, String, Str
             )
         })
         .collect()
-}
-
-/// Every message of a stream as bytes: subject, headers and payload.
-async fn stream_messages(system: &System, stream_name: &str) -> anyhow::Result<Vec<Vec<u8>>> {
-    let mut stream = system.env.jetstream().get_stream(stream_name).await?;
-    let last = stream.info().await?.state.last_sequence;
-    let mut messages = Vec::new();
-    for sequence in 1..=last {
-        let message = stream.get_raw_message(sequence).await?;
-        let mut bytes = message.subject.as_bytes().to_vec();
-        for (name, values) in message.headers.iter() {
-            bytes.extend_from_slice(name.as_ref());
-            for value in values {
-                bytes.extend_from_slice(value.as_ref());
-            }
-        }
-        bytes.extend_from_slice(&message.payload);
-        messages.push(bytes);
-    }
-    Ok(messages)
-}
-
-fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|window| window == needle.as_bytes())
 }
 
 /// Every row of every table of accountability's schemas (its read model, its roster,
@@ -432,12 +397,12 @@ async fn personal_text_is_sealed_in_the_log_and_the_read_models_and_clear_in_ans
         config.stream_name("accountability"),
         config.stream_name("accountability_audit"),
     ] {
-        let messages = stream_messages(&system, &stream).await?;
+        let messages = support::stream_messages(&system, &stream).await?;
         assert!(!messages.is_empty(), "{stream} has messages");
         for (index, message) in messages.iter().enumerate() {
             for plaintext in plaintexts {
                 assert!(
-                    !contains(message, plaintext),
+                    !support::contains(message, plaintext),
                     "{stream} message {} holds {plaintext:?}",
                     index + 1
                 );
@@ -479,7 +444,7 @@ async fn a_forgotten_participant_reads_redacted_and_gets_nothing_more_recorded()
         jordan,
         ..
     } = circle("2026-11-20T18:00:00Z").await?;
-    let vault = key_store(&system).await?;
+    let vault = system.key_store().await?;
 
     // Sam's journal, and Jordan's; each encourages the other.
     system
@@ -531,31 +496,27 @@ async fn a_forgotten_participant_reads_redacted_and_gets_nothing_more_recorded()
         .await?
         .into_inner();
 
-    // Enrollment seals names and aliases with their participant's key (`field::
-    // GIVEN_NAME`, `field::ALIAS`), and the roster keeps what it is given. Where the
-    // roster still holds them in clear (written before enrollment sealed), they are
-    // sealed here as enrollment's events carry them, so the roster's opening is tested
-    // whatever enrollment wrote.
+    // The roster keeps names and aliases as enrollment sealed them, each with its
+    // participant's key (`field::GIVEN_NAME`, `field::ALIAS`).
+    let opener = vault.opener(NETWORK, ["sam", "jordan"]).await?;
     for (participant_id, column, name, plaintext) in [
         ("sam", "given_name", field::GIVEN_NAME, "Sam"),
         ("sam", "alias", field::ALIAS, "Sunny"),
         ("jordan", "given_name", field::GIVEN_NAME, "Jordan"),
     ] {
-        let sealed =
-            vault
-                .sealer(NETWORK, [participant_id])
-                .await?
-                .seal(participant_id, name, plaintext)?;
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE accountability_roster.people SET {column} = $3
-             WHERE network = $1 AND participant_id = $2 AND {column} = $4"
+        let stored: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT {column} FROM accountability_roster.people
+             WHERE network = $1 AND participant_id = $2"
         )))
         .bind(NETWORK)
         .bind(participant_id)
-        .bind(&sealed)
-        .bind(plaintext)
-        .execute(&system.env.pool)
+        .fetch_one(&system.env.pool)
         .await?;
+        assert!(
+            circle_vault::is_sealed(&stored),
+            "{participant_id}.{column}"
+        );
+        assert_eq!(opener.open(participant_id, name, &stored), plaintext);
     }
     let staff_board = |group: &str| {
         as_facilitator(pb::GetGroupBoardRequest {
@@ -733,23 +694,18 @@ async fn a_forgotten_participant_reads_redacted_and_gets_nothing_more_recorded()
         );
     }
 
-    // A retry of what Sam did before is answered from the stored commit, redacted, or
-    // refused as forgotten (since enrollment seals too, the answer's opening path can
-    // refuse first: noted for issue 9's review); it never shows the text.
-    match system
+    // A retry of what Sam did before is answered from the stored commit: redacted.
+    let retried = system
         .accountability
         .submit_check_in(as_participant(first, "sam"))
-        .await
-    {
-        Ok(answer) => {
-            let retried = answer.into_inner().check_in.unwrap_or_default();
-            assert_eq!(
-                (retried.name, retried.text),
-                (sams.name, REDACTED.to_owned())
-            );
-        }
-        Err(status) => assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}"),
-    }
+        .await?
+        .into_inner()
+        .check_in
+        .unwrap_or_default();
+    assert_eq!(
+        (retried.name, retried.text),
+        (sams.name, REDACTED.to_owned())
+    );
 
     // Nothing more is recorded for Sam, with text or without, whoever asks.
     let forgotten = (
@@ -816,6 +772,29 @@ async fn a_forgotten_participant_reads_redacted_and_gets_nothing_more_recorded()
         .check_in
         .unwrap_or_default();
     assert_eq!(again.text, "Another good day");
+    // Nor anything Sam sends: an encouragement of Jordan's new check-in.
+    let before = system.accountability_stream_last_sequence().await?;
+    assert_eq!(
+        refusal(
+            system
+                .accountability
+                .encourage(as_participant(
+                    encourage(&again.name, &sam, "clap", "Still cheering"),
+                    "sam",
+                ))
+                .await
+        ),
+        forgotten
+    );
+    assert_eq!(
+        system
+            .client_commits_since(
+                circle_accountability::stream_spec(&system.env.config),
+                before
+            )
+            .await?,
+        Vec::<String>::new()
+    );
 
     // The process managers skip Sam's steps and go on with the next: both attend the
     // session, only Jordan's journal counts it.

@@ -332,6 +332,10 @@ async fn a_service_binary_without_master_keys_refuses_to_start_naming_them() -> 
                 .env("CIRCLE_CONFIG", &file)
                 .env("CIRCLE_AUTH__ISSUER", &env.config.auth.issuer)
                 .env("CIRCLE_AUTH__JWKS_FILE", &env.config.auth.jwks_file);
+            // Nothing the runner's environment may hold.
+            command
+                .env_remove("CIRCLE_VAULT__MASTER_KEYS")
+                .env_remove("CIRCLE_VAULT__MASTER_KEYS_FILE");
             if let Some(keys) = master_keys {
                 command.env("CIRCLE_VAULT__MASTER_KEYS", keys);
             }

@@ -9,6 +9,7 @@
 use circle_proto::enrollment::v1 as enrollment;
 use tonic::Code;
 
+use crate::support;
 use crate::support::{NETWORK, System, admin, as_caller, refusal};
 
 const START: &str = "2026-11-20T12:00:00Z";
@@ -190,67 +191,17 @@ async fn get_participant(
         .ok_or_else(|| anyhow::anyhow!("a read answers with the record"))
 }
 
-/// Every message of the ENROLLMENT stream, as stored: subject, headers and payload.
-async fn stream_bytes(system: &System) -> anyhow::Result<Vec<Vec<u8>>> {
-    let jetstream = system.env.jetstream();
-    let mut stream = jetstream
-        .get_stream(system.env.config.stream_name("enrollment"))
-        .await?;
-    let last = stream.info().await?.state.last_sequence;
-    let mut messages = Vec::new();
-    for sequence in 1..=last {
-        let message = stream.get_raw_message(sequence).await?;
-        let mut bytes = format!("{} {:?} ", message.subject, message.headers).into_bytes();
-        bytes.extend_from_slice(&message.payload);
-        messages.push(bytes);
-    }
-    anyhow::ensure!(!messages.is_empty(), "the scene wrote to the stream");
-    Ok(messages)
-}
-
-fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|window| window == needle.as_bytes())
-}
-
-/// Where `text` is found in enrollment's tables (every schema the service keeps,
-/// read model and process managers alike): `schema.table.column` of each text or
-/// bytea column holding it.
+/// Where `text` is found in enrollment's tables (every schema the service keeps, read
+/// model and process managers alike): `schema.table.column` of each column holding it.
 async fn found_in_tables(system: &System, text: &str) -> anyhow::Result<Vec<String>> {
-    let columns: Vec<(String, String, String, String)> = sqlx::query_as(
-        "SELECT c.table_schema::text, c.table_name::text, c.column_name::text, c.data_type::text
-         FROM information_schema.columns c
-         JOIN information_schema.tables t USING (table_schema, table_name)
-         WHERE c.table_schema LIKE 'enrollment%' AND t.table_type = 'BASE TABLE'
-           AND c.data_type IN ('text', 'bytea', 'character varying')",
-    )
-    .fetch_all(&system.env.pool)
-    .await?;
+    let (checked, holding) = support::columns_holding(system, "enrollment%", text).await?;
     anyhow::ensure!(
-        columns
+        checked
             .iter()
-            .any(|(_, table, column, _)| table == "participant_profiles" && column == "given_name"),
-        "the scan sees the read model: {columns:?}"
+            .any(|c| c == "enrollment.participant_profiles.given_name"),
+        "the scan sees the read model: {checked:?}"
     );
-    let mut found = Vec::new();
-    for (schema, table, column, data_type) in columns {
-        let condition = if data_type == "bytea" {
-            format!("position(convert_to($1, 'UTF8') IN \"{column}\") > 0")
-        } else {
-            format!("strpos(\"{column}\", $1) > 0")
-        };
-        let hits: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT count(*) FROM \"{schema}\".\"{table}\" WHERE {condition}"
-        )))
-        .bind(text)
-        .fetch_one(&system.env.pool)
-        .await?;
-        if hits > 0 {
-            found.push(format!("{schema}.{table}.{column}"));
-        }
-    }
-    Ok(found)
+    Ok(holding)
 }
 
 /// At rest nothing of sam is in clear, in the log or in the tables; the answers (the
@@ -283,17 +234,19 @@ async fn personal_fields_are_sealed_at_rest_and_answered_in_clear() -> anyhow::R
     );
     assert_eq!(read.forgotten_at, None);
 
-    let messages = stream_bytes(&system).await?;
+    let messages =
+        support::stream_messages(&system, &system.env.config.stream_name("enrollment")).await?;
+    anyhow::ensure!(!messages.is_empty(), "the scene wrote to the stream");
     assert!(
         messages
             .iter()
-            .any(|message| contains(message, GROUP_DISPLAY_NAME)),
+            .any(|message| support::contains(message, GROUP_DISPLAY_NAME)),
         "the scan sees what is in clear"
     );
     for plain in sam_plaintext() {
         let leaks = messages
             .iter()
-            .filter(|message| contains(message, plain))
+            .filter(|message| support::contains(message, plain))
             .count();
         assert_eq!(leaks, 0, "{plain:?} is in clear in the ENROLLMENT stream");
     }
@@ -337,8 +290,47 @@ async fn a_network_admin_forgets_a_participant_for_good() -> anyhow::Result<()> 
         sam,
         pat,
         sam_membership,
-        token,
+        token: _,
     } = scene().await?;
+    // A request id already used on sam's record for another command is refused, and
+    // destroys nothing: sam's record still opens.
+    let updated = system
+        .enrollment
+        .update_participant(admin(enrollment::UpdateParticipantRequest {
+            participant: Some(enrollment::Participant {
+                name: sam.clone(),
+                profile: Some(enrollment::ParticipantProfile {
+                    email: "sam.rivera@lantern.example".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["profile.email".into()],
+            }),
+            request_id: "used-before".into(),
+        }))
+        .await?
+        .into_inner();
+    // Reads below wait for the update.
+    let token = updated.consistency_token;
+    let updated = updated.participant.unwrap_or_default();
+    assert_eq!(
+        refusal(
+            system
+                .enrollment
+                .forget_participant(admin(forget_request(&sam, "used-before")))
+                .await
+        )
+        .1,
+        "REQUEST_ID_REUSED"
+    );
+    assert_eq!(
+        get_participant(&mut system, &sam, &token).await?.profile,
+        updated.profile,
+        "nothing was destroyed"
+    );
+
     let before = get_participant(&mut system, &sam, &token).await?;
     let pat_before = get_participant(&mut system, &pat, &token).await?;
     let spec = circle_enrollment::stream_spec(&system.env.config);
@@ -408,7 +400,6 @@ async fn a_network_admin_forgets_a_participant_for_good() -> anyhow::Result<()> 
         Vec::<String>::new()
     );
     assert_eq!(get_participant(&mut system, &sam, "").await?, before);
-
     let forgotten = system
         .enrollment
         .forget_participant(admin(forget_request(&sam, "forget-1")))

@@ -8,6 +8,7 @@ use circle_sessions::domain::Event;
 use circle_vault::{REDACTED, field};
 use tonic::Code;
 
+use crate::support;
 use crate::support::{NETWORK, System, admin, as_facilitator, refusal};
 
 const SAM_SHARE: &str = "Thirty days today, the lighthouse walk helped.";
@@ -174,36 +175,6 @@ async fn sheet_note(
         .ok_or_else(|| anyhow::anyhow!("no note of {participant} on the sheet"))
 }
 
-/// Every message of the SESSIONS stream as its raw bytes: subject, headers, payload.
-async fn sessions_stream_bytes(system: &System) -> anyhow::Result<Vec<Vec<u8>>> {
-    let stream = system
-        .env
-        .jetstream()
-        .get_stream(system.env.config.stream_name("sessions"))
-        .await?;
-    let last = system.sessions_stream_last_sequence().await?;
-    let mut messages = Vec::new();
-    for sequence in 1..=last {
-        let message = stream.get_raw_message(sequence).await?;
-        let mut bytes = message.subject.as_bytes().to_vec();
-        for (name, values) in message.headers.iter() {
-            bytes.extend_from_slice(name.to_string().as_bytes());
-            for value in values {
-                bytes.extend_from_slice(value.as_str().as_bytes());
-            }
-        }
-        bytes.extend_from_slice(&message.payload);
-        messages.push(bytes);
-    }
-    Ok(messages)
-}
-
-fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|window| window == needle.as_bytes())
-}
-
 /// The session check-ins' shares as the SESSIONS stream holds them: (participant,
 /// share).
 async fn stored_shares(system: &System) -> anyhow::Result<Vec<(String, String)>> {
@@ -246,23 +217,10 @@ async fn opened_shares(system: &System) -> anyhow::Result<Vec<(String, String)>>
         .collect())
 }
 
-/// Every text, text array and bytea column of the sessions service's schemas (its read
-/// model and its roster), read as the owner so every network's rows are seen: which
-/// hold `needle`.
+/// Which of sessions' columns (read model and roster) hold `needle`; every column the
+/// sealing covers is among those looked at.
 async fn columns_holding(system: &System, needle: &str) -> anyhow::Result<Vec<String>> {
-    let columns: Vec<(String, String, String, String)> = sqlx::query_as(
-        "SELECT table_schema::text, table_name::text, column_name::text, data_type::text
-         FROM information_schema.columns
-         WHERE table_schema IN ('sessions', 'sessions_roster')
-           AND data_type IN ('text', 'character varying', 'ARRAY', 'bytea')
-         ORDER BY 1, 2, 3",
-    )
-    .fetch_all(&system.env.pool)
-    .await?;
-    let checked: Vec<String> = columns
-        .iter()
-        .map(|(schema, table, column, _)| format!("{schema}.{table}.{column}"))
-        .collect();
+    let (checked, holding) = support::columns_holding(system, "sessions%", needle).await?;
     for must in [
         "sessions.check_ins.share",
         "sessions.notes.text",
@@ -271,23 +229,6 @@ async fn columns_holding(system: &System, needle: &str) -> anyhow::Result<Vec<St
         "sessions_roster.member_names.aliases",
     ] {
         anyhow::ensure!(checked.iter().any(|c| c == must), "{must} not checked");
-    }
-    let mut holding = Vec::new();
-    for (schema, table, column, data_type) in columns {
-        let value = if data_type == "bytea" {
-            format!("encode(\"{column}\", 'escape')")
-        } else {
-            format!("\"{column}\"::text")
-        };
-        let found: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT count(*) FROM \"{schema}\".\"{table}\" WHERE position($1 in {value}) > 0"
-        )))
-        .bind(needle)
-        .fetch_one(&system.env.pool)
-        .await?;
-        if found > 0 {
-            holding.push(format!("{schema}.{table}.{column}"));
-        }
     }
     Ok(holding)
 }
@@ -358,11 +299,15 @@ async fn shares_and_member_notes_rest_sealed_and_are_answered_in_clear() -> anyh
     );
 
     // At rest none of it is readable: not in any message of the SESSIONS stream…
-    let messages = sessions_stream_bytes(&system).await?;
+    let messages =
+        support::stream_messages(&system, &system.env.config.stream_name("sessions")).await?;
+    assert!(!messages.is_empty(), "the stream was read");
     assert!(messages.len() >= 8, "{} messages", messages.len());
     for plaintext in PLAINTEXTS {
         assert!(
-            !messages.iter().any(|bytes| contains(bytes, plaintext)),
+            !messages
+                .iter()
+                .any(|bytes| support::contains(bytes, plaintext)),
             "{plaintext:?} is in the SESSIONS stream"
         );
     }
@@ -477,13 +422,13 @@ async fn a_forgotten_members_text_reads_redacted_and_nothing_new_is_recorded_abo
         ),
         forgotten
     );
+    // (Attendance as already recorded changes nothing and appends nothing; a change
+    // to it is what must be refused.)
+    let mut changed = attendance(&session, &jordan);
+    changed.get_mut().status = pb::AttendanceStatus::LeftEarly as i32;
+    changed.get_mut().minutes_attended = 45;
     assert_eq!(
-        refusal(
-            system
-                .sessions
-                .record_attendance(attendance(&session, &jordan))
-                .await
-        ),
+        refusal(system.sessions.record_attendance(changed).await),
         forgotten
     );
     assert_eq!(
@@ -532,7 +477,7 @@ async fn a_forgotten_members_note_waits_redacted_and_can_still_be_signed() -> an
         .note
         .map(|note| note.name)
         .unwrap_or_default();
-    system.key_store().await?.forget(NETWORK, "jordan").await?;
+    assert!(system.key_store().await?.forget(NETWORK, "jordan").await?);
 
     // A new note about them is refused; a retry of the one written is answered, redacted.
     assert_eq!(

@@ -525,3 +525,73 @@ pub async fn call_raw(
         .await
         .map(tonic::Response::into_inner))
 }
+
+/// Every message of a stream as its raw bytes (subject, headers, payload), read
+/// straight from JetStream: what a scan for plaintext at rest looks through.
+pub async fn stream_messages(system: &System, stream_name: &str) -> anyhow::Result<Vec<Vec<u8>>> {
+    let mut stream = system.env.jetstream().get_stream(stream_name).await?;
+    let last = stream.info().await?.state.last_sequence;
+    let mut messages = Vec::new();
+    for sequence in 1..=last {
+        let message = stream.get_raw_message(sequence).await?;
+        let mut bytes = message.subject.as_bytes().to_vec();
+        for (name, values) in message.headers.iter() {
+            bytes.extend_from_slice(name.as_ref());
+            for value in values {
+                bytes.extend_from_slice(value.as_ref());
+            }
+        }
+        bytes.extend_from_slice(&message.payload);
+        messages.push(bytes);
+    }
+    Ok(messages)
+}
+
+/// Whether `haystack` holds the bytes of `needle`.
+pub fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle.as_bytes())
+}
+
+/// The text, text-array and bytea columns of the tables of the schemas `LIKE
+/// schema_pattern`, read as the owner so every network's rows are seen: every column
+/// looked at (`schema.table.column`), and those holding `needle`.
+pub async fn columns_holding(
+    system: &System,
+    schema_pattern: &str,
+    needle: &str,
+) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+    let columns: Vec<(String, String, String, String)> = sqlx::query_as(
+        "SELECT c.table_schema::text, c.table_name::text, c.column_name::text, c.data_type::text
+         FROM information_schema.columns c
+         JOIN information_schema.tables t USING (table_schema, table_name)
+         WHERE c.table_schema LIKE $1 AND t.table_type = 'BASE TABLE'
+           AND c.data_type IN ('text', 'character varying', 'ARRAY', 'bytea')
+         ORDER BY 1, 2, 3",
+    )
+    .bind(schema_pattern)
+    .fetch_all(&system.env.pool)
+    .await?;
+    let mut checked = Vec::new();
+    let mut holding = Vec::new();
+    for (schema, table, column, data_type) in columns {
+        let value = if data_type == "bytea" {
+            format!("encode(\"{column}\", 'escape')")
+        } else {
+            format!("\"{column}\"::text")
+        };
+        let found: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*) FROM \"{schema}\".\"{table}\" WHERE strpos({value}, $1) > 0"
+        )))
+        .bind(needle)
+        .fetch_one(&system.env.pool)
+        .await?;
+        let qualified = format!("{schema}.{table}.{column}");
+        if found > 0 {
+            holding.push(qualified.clone());
+        }
+        checked.push(qualified);
+    }
+    Ok((checked, holding))
+}
