@@ -19,6 +19,7 @@ mod retries;
 mod sessions;
 mod sessions_access;
 mod sessions_sealing;
+mod shredding;
 mod support;
 mod time_inputs;
 mod timeline;

@@ -554,9 +554,10 @@ pub fn contains(haystack: &[u8], needle: &str) -> bool {
         .any(|window| window == needle.as_bytes())
 }
 
-/// The text, text-array and bytea columns of the tables of the schemas `LIKE
-/// schema_pattern`, read as the owner so every network's rows are seen: every column
-/// looked at (`schema.table.column`), and those holding `needle`.
+/// The text, text-array, JSON and bytea columns of the tables of the schemas `LIKE
+/// schema_pattern` (PostgreSQL's own catalogs aside), read as the owner so every
+/// network's rows are seen: every column looked at (`schema.table.column`), and those
+/// holding `needle`.
 pub async fn columns_holding(
     system: &System,
     schema_pattern: &str,
@@ -567,7 +568,8 @@ pub async fn columns_holding(
          FROM information_schema.columns c
          JOIN information_schema.tables t USING (table_schema, table_name)
          WHERE c.table_schema LIKE $1 AND t.table_type = 'BASE TABLE'
-           AND c.data_type IN ('text', 'character varying', 'ARRAY', 'bytea')
+           AND c.table_schema NOT IN ('pg_catalog', 'information_schema')
+           AND c.data_type IN ('text', 'character varying', 'ARRAY', 'bytea', 'json', 'jsonb')
          ORDER BY 1, 2, 3",
     )
     .bind(schema_pattern)

@@ -82,7 +82,11 @@ fn failure(result: Result<(), StepError>) -> Result<(), ApplyError> {
 /// else ends the pass, which the next one retries.
 fn nudger_failure(result: Result<(), StepError>) -> Result<(), String> {
     match result {
-        Ok(()) | Err(StepError::Rejected(_) | StepError::Forgotten) => Ok(()),
+        Ok(()) | Err(StepError::Rejected(_)) => Ok(()),
+        Err(StepError::Forgotten) => {
+            tracing::debug!("nudger step about a forgotten participant; skipped");
+            Ok(())
+        }
         Err(error) => Err(error.to_string()),
     }
 }
