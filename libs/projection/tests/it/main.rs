@@ -102,6 +102,8 @@ impl Fixture {
             batch_size: 16,
             ack_wait: Duration::from_secs(1),
             max_attempts: 3,
+            halt_retry: Duration::from_millis(200),
+            ..ProjectionSettings::default()
         };
         let database = env.database().await?;
         Ok(Self {
