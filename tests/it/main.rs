@@ -11,6 +11,7 @@ mod dev;
 mod disclosures;
 mod edge;
 mod forget;
+mod halting;
 mod limits;
 mod matrix;
 mod nats_users;
