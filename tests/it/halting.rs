@@ -145,11 +145,8 @@ async fn an_apply_bug_halts_the_projection_and_fixing_it_resumes_from_the_checkp
         |status| *status == ServingStatus::Serving,
     )
     .await?;
-    let (clinics, dead_letters) = eventually(
-        || read_model(&system),
-        |(clinics, _)| clinics.len() == 4,
-    )
-    .await?;
+    let (clinics, dead_letters) =
+        eventually(|| read_model(&system), |(clinics, _)| clinics.len() == 4).await?;
     assert_eq!(clinics, vec!["c0", "c2", "c3", "c4"]);
     assert_eq!(dead_letters.len(), 1, "{dead_letters:?}");
     eventually(checkpoint, |reached| *reached as u64 == stream_end).await?;

@@ -252,7 +252,13 @@ async fn follow_readiness(
                 ServingStatus::NotServing
             };
             health.set_service_status(service, status).await;
-            tracing::warn!(service, nats_up, database_up, parts_ready, "readiness changed");
+            tracing::warn!(
+                service,
+                nats_up,
+                database_up,
+                parts_ready,
+                "readiness changed"
+            );
         }
     }
 }

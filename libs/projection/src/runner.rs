@@ -1066,7 +1066,10 @@ impl<P: Projection> ProjectionRunner<P> {
             .apply(connection, &deliveries)
             .instrument(batch_span.clone())
             .await;
-        if applied.as_ref().map_or(true, |outcome| outcome.stopped_by.is_some()) {
+        if applied
+            .as_ref()
+            .map_or(true, |outcome| outcome.stopped_by.is_some())
+        {
             batch_span.record("otel.status_code", "ERROR");
         }
         let outcome = match applied {
@@ -1123,7 +1126,10 @@ impl<P: Projection> ProjectionRunner<P> {
         }
     }
 
-    async fn consume(mut self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ApplyError> {
+    async fn consume(
+        mut self,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ApplyError> {
         tokio::pin!(shutdown);
         let mut backoff = Duration::from_millis(50);
         macro_rules! pause {
@@ -1201,7 +1207,11 @@ impl<P: Projection> ProjectionRunner<P> {
                 match self.apply_batch(&pending).await {
                     Ok(applied) if applied.halted => {
                         if self.health.set_halted(true) {
-                            let error = applied.retry.as_ref().map(ToString::to_string).unwrap_or_default();
+                            let error = applied
+                                .retry
+                                .as_ref()
+                                .map(ToString::to_string)
+                                .unwrap_or_default();
                             tracing::error!(
                                 projection = self.projection.name(),
                                 stream = %self.stream_name,
@@ -1435,4 +1445,29 @@ pub async fn rebuild<P: Projection>(
         applied_through: rebuilt,
         dead_letters,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::failure_class;
+
+    #[test]
+    fn failures_differing_only_in_values_are_of_one_class() {
+        assert_eq!(
+            failure_class(
+                r#"error returned from database: duplicate key value violates unique constraint "clinics_pkey" (clinic_id)=(c1) at 12"#
+            ),
+            failure_class(
+                r#"error returned from database: duplicate key value violates unique constraint "clinics_pkey" (clinic_id)=(c22) at 7"#
+            ),
+        );
+        assert_ne!(
+            failure_class("error returned from database: injected fault"),
+            failure_class("undecodable commit: invalid wire type"),
+        );
+        assert!(
+            !failure_class("value 'Ada Lovelace' refused").contains("Ada"),
+            "a class holds nothing of the event"
+        );
+    }
 }

@@ -934,3 +934,120 @@ async fn a_projection_prepared_before_its_stream_is_read_at_once_and_waited_for_
     task.await??;
     Ok(())
 }
+
+/// Stores a fault in `tally.totals`: every insert raises the same error.
+async fn break_totals(fixture: &Fixture) -> anyhow::Result<()> {
+    sqlx::raw_sql(
+        "CREATE FUNCTION tally.refuse() RETURNS trigger
+         LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'injected fault'; END $$;
+         CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON tally.totals
+         FOR EACH ROW EXECUTE FUNCTION tally.refuse();",
+    )
+    .execute(&fixture.env.pool)
+    .await?;
+    Ok(())
+}
+
+async fn dead_letters(fixture: &Fixture) -> anyhow::Result<Vec<i64>> {
+    Ok(
+        sqlx::query_scalar("SELECT sequence FROM tally.dead_letters ORDER BY sequence")
+            .fetch_all(&fixture.env.pool)
+            .await?,
+    )
+}
+
+async fn wait_until(mut condition: impl FnMut() -> bool) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !condition() {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met in time"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_failure_that_repeats_after_a_dead_letter_halts_and_a_fix_resumes_from_the_checkpoint()
+-> anyhow::Result<()> {
+    let fixture = Fixture::new().await?;
+    let good = fixture.append("a", 1).await?;
+    let runner = fixture.runner().await?;
+    let (handle, health) = (runner.handle(), runner.health());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(runner.run(async {
+        let _ = stopped.await;
+    }));
+    handle.wait_for(good, Duration::from_secs(15)).await?;
+    break_totals(&fixture).await?;
+    let first_failing = fixture.append("b", 2).await?;
+    fixture.append("c", 3).await?;
+    let last = fixture.append("d", 4).await?;
+    wait_until(|| health.halted()).await?;
+    assert_eq!(dead_letters(&fixture).await?, vec![first_failing as i64]);
+    assert_eq!(fixture.checkpoint().await?, first_failing as i64);
+
+    // A restart while halted halts again on the same event: the rule's memory is the
+    // checkpoint row, not the process.
+    let _ = stop.send(());
+    task.await??;
+    let runner = fixture.runner().await?;
+    let (handle, health) = (runner.handle(), runner.health());
+    assert!(!health.halted());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(runner.run(async {
+        let _ = stopped.await;
+    }));
+    wait_until(|| health.halted()).await?;
+    assert_eq!(dead_letters(&fixture).await?, vec![first_failing as i64]);
+    assert_eq!(fixture.checkpoint().await?, first_failing as i64);
+    // Its lag shows the two events behind it, and their age.
+    wait_until(|| health.lag_events() == last - first_failing && health.lag_seconds() > 0.0)
+        .await?;
+
+    // The fix: it resumes by itself from the checkpoint.
+    sqlx::raw_sql("DROP TRIGGER refuse ON tally.totals; DROP FUNCTION tally.refuse();")
+        .execute(&fixture.env.pool)
+        .await?;
+    handle.wait_for(last, Duration::from_secs(15)).await?;
+    wait_until(|| !health.halted()).await?;
+    wait_until(|| health.lag_events() == 0 && health.lag_seconds() == 0.0).await?;
+    let _ = stop.send(());
+    task.await??;
+    assert_eq!(dead_letters(&fixture).await?, vec![first_failing as i64]);
+    assert_eq!(
+        fixture.totals().await?,
+        vec![
+            ("a".to_owned(), 1, 1),
+            ("c".to_owned(), 3, 1),
+            ("d".to_owned(), 4, 1)
+        ]
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn poison_events_with_a_good_one_between_are_each_dead_lettered_without_halting()
+-> anyhow::Result<()> {
+    let fixture = Fixture::new().await?;
+    let first = fixture.append("a", POISON).await?;
+    fixture.append("a", 1).await?;
+    let second = fixture.append("a", POISON).await?;
+    let last = fixture.append("a", 2).await?;
+    let runner = fixture.runner().await?;
+    let (handle, health) = (runner.handle(), runner.health());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(runner.run(async {
+        let _ = stopped.await;
+    }));
+    handle.wait_for(last, Duration::from_secs(15)).await?;
+    assert!(!health.halted());
+    let _ = stop.send(());
+    task.await??;
+    assert_eq!(
+        dead_letters(&fixture).await?,
+        vec![first as i64, second as i64]
+    );
+    Ok(())
+}
