@@ -515,6 +515,39 @@ impl Tasks {
     }
 }
 
+/// The span of one pass of a background loop (`circle.<loop> pass`): a root span of
+/// its own (a pass is caused by the clock, not by a request), kind internal, with the
+/// service's name (`circle.service`); the commands the pass issues are its children
+/// ([`loop_command_span`]). A failed pass is marked with [`failed`].
+pub fn loop_pass_span(service: &'static str, loop_name: &'static str) -> tracing::Span {
+    tracing::info_span!(
+        parent: None,
+        "pass",
+        otel.name = format!("circle.{loop_name} pass"),
+        otel.kind = "internal",
+        otel.status_code = tracing::field::Empty,
+        circle.service = service,
+        circle.loop = loop_name,
+    )
+}
+
+/// The span of one command a background loop issues (`circle.<loop> <command>`), a
+/// child of the current pass; the command's append is its child in turn.
+pub fn loop_command_span(loop_name: &'static str, command: &'static str) -> tracing::Span {
+    tracing::info_span!(
+        "command",
+        otel.name = format!("circle.{loop_name} {command}"),
+        otel.kind = "internal",
+        otel.status_code = tracing::field::Empty,
+        circle.command = command,
+    )
+}
+
+/// Marks `span` (a pass's or a command's) as failed: its status is an error.
+pub fn failed(span: &tracing::Span) {
+    span.record("otel.status_code", "ERROR");
+}
+
 /// Serves `host` with the router `add` builds; the returned task ends when the
 /// server has stopped and every task has finished.
 pub fn serve(
