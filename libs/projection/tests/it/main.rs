@@ -1051,3 +1051,185 @@ async fn poison_events_with_a_good_one_between_are_each_dead_lettered_without_ha
     );
     Ok(())
 }
+
+/// A process manager in miniature: a commit on `ping-*` makes it append one on `pong-*`.
+struct Echo {
+    store: EventStore,
+}
+
+impl Projection for Echo {
+    fn name(&self) -> &str {
+        "echo"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    fn process_manager(&self) -> bool {
+        true
+    }
+
+    async fn apply(&self, _: &mut PgConnection, commit: &StoredCommit) -> Result<(), ApplyError> {
+        let Some(id) = commit.commit.aggregate_id.strip_prefix("ping-") else {
+            return Ok(());
+        };
+        let key = AggregateKey::new("acme", "tally", &format!("pong-{id}"))
+            .map_err(|error| ApplyError::Poison(error.to_string()))?;
+        let meta = CommitMeta {
+            request_id: format!("echo-{id}"),
+            actor_role: "service".into(),
+            actor_id: "echo".into(),
+            fingerprint: String::new(),
+        };
+        let event = NewEvent {
+            event_type: "test.Value".into(),
+            schema_version: 1,
+            payload: prost_types_lite::encode(1),
+        };
+        self.store
+            .append(&key, 0, &meta, vec![event])
+            .await
+            .map_err(|error| ApplyError::Transient(error.to_string()))?;
+        Ok(())
+    }
+}
+
+/// The spans a test's tracer provider ended.
+#[derive(Debug, Clone, Default)]
+struct Spans(Arc<std::sync::Mutex<Vec<opentelemetry_sdk::trace::SpanData>>>);
+
+impl Spans {
+    fn all(&self) -> Vec<opentelemetry_sdk::trace::SpanData> {
+        self.0.lock().map(|spans| spans.clone()).unwrap_or_default()
+    }
+}
+
+impl opentelemetry_sdk::trace::SpanProcessor for Spans {
+    fn on_start(&self, _: &mut opentelemetry_sdk::trace::Span, _: &opentelemetry::Context) {}
+
+    fn on_end(&self, span: opentelemetry_sdk::trace::SpanData) {
+        if let Ok(mut spans) = self.0.lock() {
+            spans.push(span);
+        }
+    }
+
+    fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+        Ok(())
+    }
+
+    fn shutdown_with_timeout(&self, _: Duration) -> opentelemetry_sdk::error::OTelSdkResult {
+        Ok(())
+    }
+}
+
+fn attribute(span: &opentelemetry_sdk::trace::SpanData, name: &str) -> Option<String> {
+    span.attributes
+        .iter()
+        .find(|attribute| attribute.key.as_str() == name)
+        .map(|attribute| attribute.value.to_string())
+}
+
+#[tokio::test]
+async fn a_commits_trace_continues_into_the_consumer_and_the_commands_it_issues()
+-> anyhow::Result<()> {
+    use opentelemetry::trace::{SpanKind, TraceContextExt as _, TracerProvider as _};
+    use tracing::Instrument as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    let fixture = Fixture::new().await?;
+    opentelemetry::global::set_text_map_propagator(
+        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+    );
+    let spans = Spans::default();
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_span_processor(spans.clone())
+        .build();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+    // A current-thread test runtime: the scoped subscriber covers the runner's task.
+    let _scoped = tracing::subscriber::set_default(subscriber);
+
+    let command = tracing::info_span!("command");
+    let trace_id = command.context().span().span_context().trace_id();
+    let ping = fixture.append("ping-1", 1).instrument(command).await?;
+    let runner = ProjectionRunner::new(
+        Arc::new(Echo {
+            store: fixture.store.clone(),
+        }),
+        &fixture.database,
+        "echo",
+        fixture.stream.clone(),
+        ProjectionSettings {
+            service: "tally".into(),
+            ..fixture.settings.clone()
+        },
+    )
+    .await?;
+    let handle = runner.handle();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(runner.run(async {
+        let _ = stopped.await;
+    }));
+    // The echo's own commit comes after the ping (appended while the ping is
+    // applied); once it is applied too, every span of the ping has ended.
+    handle.wait_for(ping, Duration::from_secs(15)).await?;
+    handle.wait_for(ping + 1, Duration::from_secs(15)).await?;
+    let _ = stop.send(());
+    task.await??;
+
+    let stream = fixture.stream.cached_info().config.name.clone();
+    let spans = spans.all();
+    let named = |name: String| {
+        spans
+            .iter()
+            .filter(|span| span.name == name)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let sends = named(format!("send {stream}"));
+    let processes = named(format!("process {stream}"));
+    let ping_send = sends
+        .iter()
+        .find(|span| attribute(span, "messaging.message.id") == Some(ping.to_string()))
+        .ok_or_else(|| anyhow::anyhow!("no producer span of the ping: {sends:?}"))?;
+    assert_eq!(ping_send.span_context.trace_id(), trace_id);
+    // Per message: a CONSUMER span, child of the append that produced it.
+    let consumed = processes
+        .iter()
+        .find(|span| {
+            span.span_kind == SpanKind::Consumer
+                && attribute(span, "messaging.message.id") == Some(ping.to_string())
+        })
+        .ok_or_else(|| anyhow::anyhow!("no consumer span of the ping: {processes:?}"))?;
+    assert_eq!(consumed.span_context.trace_id(), trace_id);
+    assert_eq!(consumed.parent_span_id, ping_send.span_context.span_id());
+    for (name, value) in [
+        ("messaging.system", "nats"),
+        ("messaging.destination.name", stream.as_str()),
+        ("messaging.operation.type", "process"),
+        ("messaging.consumer.group.name", "echo"),
+        ("circle.service", "tally"),
+    ] {
+        assert_eq!(attribute(consumed, name).as_deref(), Some(value), "{name}");
+    }
+    // The command the step issued: its append is a child of the consumer span.
+    let echo_send = sends
+        .iter()
+        .find(|span| span.parent_span_id == consumed.span_context.span_id())
+        .ok_or_else(|| anyhow::anyhow!("the step's append is not in the consumer span"))?;
+    assert_eq!(echo_send.span_context.trace_id(), trace_id);
+    // Per batch: a root span linked to the append of each of its messages.
+    let batch = processes
+        .iter()
+        .find(|span| {
+            span.links
+                .iter()
+                .any(|link| link.span_context.span_id() == ping_send.span_context.span_id())
+        })
+        .ok_or_else(|| anyhow::anyhow!("no batch span linked to the ping's append"))?;
+    assert_ne!(batch.span_context.trace_id(), trace_id, "a batch has a trace of its own");
+    assert_eq!(attribute(batch, "circle.service").as_deref(), Some("tally"));
+    Ok(())
+}
