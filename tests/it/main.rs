@@ -21,6 +21,7 @@ mod sessions;
 mod sessions_access;
 mod sessions_sealing;
 mod shredding;
+mod shutdown;
 mod support;
 mod time_inputs;
 mod timeline;

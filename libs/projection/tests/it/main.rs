@@ -1229,7 +1229,11 @@ async fn a_commits_trace_continues_into_the_consumer_and_the_commands_it_issues(
                 .any(|link| link.span_context.span_id() == ping_send.span_context.span_id())
         })
         .ok_or_else(|| anyhow::anyhow!("no batch span linked to the ping's append"))?;
-    assert_ne!(batch.span_context.trace_id(), trace_id, "a batch has a trace of its own");
+    assert_ne!(
+        batch.span_context.trace_id(),
+        trace_id,
+        "a batch has a trace of its own"
+    );
     assert_eq!(attribute(batch, "circle.service").as_deref(), Some("tally"));
     Ok(())
 }
