@@ -1205,34 +1205,7 @@ impl<P: Projection> ProjectionRunner<P> {
                     };
                 }
                 match self.apply_batch(&pending).await {
-                    Ok(applied) if applied.halted => {
-                        if self.health.set_halted(true) {
-                            let error = applied
-                                .retry
-                                .as_ref()
-                                .map(ToString::to_string)
-                                .unwrap_or_default();
-                            tracing::error!(
-                                projection = self.projection.name(),
-                                stream = %self.stream_name,
-                                sequence = pending.first().and_then(|message| message.info().ok()).map(|info| info.stream_sequence),
-                                %error,
-                                retry_every = ?self.settings.halt_retry,
-                                "projection halted: the event after a dead letter fails the same way, \
-                                 so the fault is the projection's, not the event's; nothing more is \
-                                 dead-lettered, the checkpoint stays, and the event is tried again \
-                                 until it applies"
-                            );
-                        }
-                        tokio::select! {
-                            () = &mut shutdown => return Ok(()),
-                            () = tokio::time::sleep(self.settings.halt_retry) => {}
-                        }
-                    }
                     Ok(applied) => {
-                        if self.health.set_halted(false) {
-                            tracing::info!(projection = self.projection.name(), stream = %self.stream_name, "projection resumed after a halt");
-                        }
                         if applied.covered > 0 {
                             // Ack-all acknowledges every stream sequence up to the one acked:
                             // ack the highest applied (a redelivery may come last).
@@ -1252,6 +1225,34 @@ impl<P: Projection> ProjectionRunner<P> {
                                 pause!();
                             }
                             continue 'connect;
+                        }
+                        if applied.halted {
+                            if self.health.set_halted(true) {
+                                let error = applied
+                                    .retry
+                                    .as_ref()
+                                    .map(ToString::to_string)
+                                    .unwrap_or_default();
+                                tracing::error!(
+                                    projection = self.projection.name(),
+                                    stream = %self.stream_name,
+                                    sequence = pending.first().and_then(|message| message.info().ok()).map(|info| info.stream_sequence),
+                                    %error,
+                                    retry_every = ?self.settings.halt_retry,
+                                    "projection halted: the event after a dead letter fails the same way, \
+                                     so the fault is the projection's, not the event's; nothing more is \
+                                     dead-lettered, the checkpoint stays, and the event is tried again \
+                                     until it applies"
+                                );
+                            }
+                            tokio::select! {
+                                () = &mut shutdown => return Ok(()),
+                                () = tokio::time::sleep(self.settings.halt_retry) => {}
+                            }
+                            continue;
+                        }
+                        if self.health.set_halted(false) {
+                            tracing::info!(projection = self.projection.name(), stream = %self.stream_name, "projection resumed after a halt");
                         }
                         if applied.retry.is_some() {
                             pause!();
