@@ -1074,7 +1074,7 @@ impl Projection for Echo {
         let Some(id) = commit.commit.aggregate_id.strip_prefix("ping-") else {
             return Ok(());
         };
-        let key = AggregateKey::new("acme", "tally", &format!("pong-{id}"))
+        let key = AggregateKey::new("acme", "tally", format!("pong-{id}"))
             .map_err(|error| ApplyError::Poison(error.to_string()))?;
         let meta = CommitMeta {
             request_id: format!("echo-{id}"),
