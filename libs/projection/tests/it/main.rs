@@ -1237,3 +1237,125 @@ async fn a_commits_trace_continues_into_the_consumer_and_the_commands_it_issues(
     assert_eq!(attribute(batch, "circle.service").as_deref(), Some("tally"));
     Ok(())
 }
+
+/// A metric exporter that keeps the last export: (metric, projection, value) for every
+/// data point of the projection's instruments.
+#[derive(Debug, Clone, Default)]
+struct Exported(Arc<std::sync::Mutex<Vec<(String, String, f64)>>>);
+
+impl Exported {
+    fn value(&self, metric: &str, projection: &str) -> Option<f64> {
+        self.0.lock().ok().and_then(|points| {
+            points
+                .iter()
+                .find(|(name, of, _)| name == metric && of == projection)
+                .map(|(_, _, value)| *value)
+        })
+    }
+}
+
+impl opentelemetry_sdk::metrics::exporter::PushMetricExporter for Exported {
+    async fn export(
+        &self,
+        metrics: &opentelemetry_sdk::metrics::data::ResourceMetrics,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+        fn points<T: Copy>(
+            data: &MetricData<T>,
+            to_f64: fn(T) -> f64,
+        ) -> Vec<(Vec<opentelemetry::KeyValue>, f64)> {
+            match data {
+                MetricData::Gauge(gauge) => gauge
+                    .data_points()
+                    .map(|point| (point.attributes().cloned().collect(), to_f64(point.value())))
+                    .collect(),
+                MetricData::Sum(sum) => sum
+                    .data_points()
+                    .map(|point| (point.attributes().cloned().collect(), to_f64(point.value())))
+                    .collect(),
+                _ => Vec::new(),
+            }
+        }
+        let mut exported = Vec::new();
+        for scope in metrics.scope_metrics() {
+            for metric in scope.metrics() {
+                let points = match metric.data() {
+                    AggregatedMetrics::F64(data) => points(data, |value| value),
+                    AggregatedMetrics::U64(data) => points(data, |value| value as f64),
+                    AggregatedMetrics::I64(data) => points(data, |value| value as f64),
+                };
+                for (attributes, value) in points {
+                    let projection = attributes
+                        .iter()
+                        .find(|attribute| attribute.key.as_str() == "circle.projection")
+                        .map(|attribute| attribute.value.to_string())
+                        .unwrap_or_default();
+                    exported.push((metric.name().to_owned(), projection, value));
+                }
+            }
+        }
+        if let Ok(mut last) = self.0.lock() {
+            *last = exported;
+        }
+        Ok(())
+    }
+
+    fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+        Ok(())
+    }
+
+    fn shutdown_with_timeout(&self, _: Duration) -> opentelemetry_sdk::error::OTelSdkResult {
+        Ok(())
+    }
+
+    fn temporality(&self) -> opentelemetry_sdk::metrics::Temporality {
+        opentelemetry_sdk::metrics::Temporality::Cumulative
+    }
+}
+
+#[tokio::test]
+async fn a_halt_and_the_lag_are_exported_through_the_global_meter() -> anyhow::Result<()> {
+    let exported = Exported::default();
+    let provider = opentelemetry_sdk::metrics::SdkMeterProvider::builder()
+        .with_reader(opentelemetry_sdk::metrics::PeriodicReader::builder(exported.clone()).build())
+        .build();
+    opentelemetry::global::set_meter_provider(provider.clone());
+    let collect = |metric: &str| -> anyhow::Result<Option<f64>> {
+        provider
+            .force_flush()
+            .map_err(|error| anyhow::anyhow!("{error}"))?;
+        Ok(exported.value(metric, "tally"))
+    };
+
+    let fixture = Fixture::new().await?;
+    let good = fixture.append("a", 1).await?;
+    let runner = fixture.runner().await?;
+    let (handle, health) = (runner.handle(), runner.health());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(runner.run(async {
+        let _ = stopped.await;
+    }));
+    handle.wait_for(good, Duration::from_secs(15)).await?;
+    break_totals(&fixture).await?;
+    fixture.append("b", 2).await?;
+    fixture.append("c", 3).await?;
+    let last = fixture.append("d", 4).await?;
+    wait_until(|| health.halted() && health.lag_events() == 2).await?;
+    assert_eq!(collect("circle.projection.halted")?, Some(1.0));
+    assert_eq!(collect("circle.projection.dead_letters")?, Some(1.0));
+    assert_eq!(collect("circle.projection.lag.events")?, Some(2.0));
+    assert!(collect("circle.projection.lag.seconds")?.is_some_and(|seconds| seconds > 0.0));
+
+    sqlx::raw_sql("DROP TRIGGER refuse ON tally.totals; DROP FUNCTION tally.refuse();")
+        .execute(&fixture.env.pool)
+        .await?;
+    handle.wait_for(last, Duration::from_secs(15)).await?;
+    wait_until(|| !health.halted() && health.lag_events() == 0).await?;
+    let _ = stop.send(());
+    task.await??;
+    assert_eq!(collect("circle.projection.halted")?, Some(0.0));
+    assert_eq!(collect("circle.projection.lag.events")?, Some(0.0));
+    assert_eq!(collect("circle.projection.lag.seconds")?, Some(0.0));
+    assert_eq!(collect("circle.projection.events_applied")?, Some(3.0));
+    Ok(())
+}
