@@ -1253,6 +1253,13 @@ impl<P: Projection> ProjectionRunner<P> {
                         }
                         if self.health.set_halted(false) {
                             tracing::info!(projection = self.projection.name(), stream = %self.stream_name, "projection resumed after a halt");
+                            // A long halt outlives the consumer's redeliveries (`max_deliver`):
+                            // start it afresh right after the checkpoint.
+                            if let Err(error) = self.reposition().await {
+                                tracing::warn!(projection = self.projection.name(), %error, "cannot reposition the consumer");
+                                pause!();
+                            }
+                            continue 'connect;
                         }
                         if applied.retry.is_some() {
                             pause!();
