@@ -1354,6 +1354,7 @@ async fn rebuilding_one_process_manager_leaves_the_others_checkpoint() -> anyhow
         batch_size: 64,
         ack_wait: std::time::Duration::from_secs(2),
         max_attempts: 3,
+        ..Default::default()
     };
     let jetstream = system.env.jetstream();
     let sessions_stream = jetstream

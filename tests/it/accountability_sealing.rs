@@ -669,6 +669,7 @@ async fn a_forgotten_participant_reads_redacted_and_gets_nothing_more_recorded()
             batch_size: 64,
             ack_wait: std::time::Duration::from_secs(2),
             max_attempts: 3,
+            ..Default::default()
         },
     )
     .await?;

@@ -954,6 +954,7 @@ async fn the_roster_projection_survives_a_restart_and_a_rebuild() -> anyhow::Res
         batch_size: 64,
         ack_wait: std::time::Duration::from_secs(2),
         max_attempts: 3,
+        ..Default::default()
     };
     let report = circle_projection::rebuild(
         &circle_sessions::roster::Roster,

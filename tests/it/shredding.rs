@@ -869,8 +869,10 @@ async fn a_forgotten_participant_leaves_no_plaintext_anywhere_even_after_a_rebui
     for seen in [
         // Spans with their fields, from the RPCs and the process managers.
         "forget_participant",
-        "append_commit{aggregate=acme/journal/otto}",
-        "project{projection=\"accountability-from-sessions\"",
+        // An append's producer span, and a process manager's consumer span.
+        "send{otel.name=\"send ACCOUNTABILITY",
+        "circle.aggregate_type=\"journal\"",
+        "messaging.consumer.group.name=\"accountability-from-sessions\"",
         "projection gave up on a message: dead-lettered",
     ] {
         assert!(support::contains(&logs, seen), "the capture holds {seen:?}");

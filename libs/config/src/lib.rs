@@ -254,6 +254,8 @@ pub struct ProjectionConfig {
     pub max_attempts: u32,
     /// How long a query with a consistency token waits for its projection.
     pub read_your_writes_timeout_ms: u64,
+    /// How often a halted projection tries the event it halted on again.
+    pub halt_retry_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -323,6 +325,7 @@ impl Default for Config {
                 ack_wait_secs: 30,
                 max_attempts: 5,
                 read_your_writes_timeout_ms: 5_000,
+                halt_retry_ms: 30_000,
             },
             telemetry: TelemetryConfig {
                 log_filter: "info".into(),
@@ -513,6 +516,9 @@ impl Config {
         }
         if self.projection.batch_size == 0 || self.projection.batch_size > 10_000 {
             return invalid("projection.batch_size", "must be between 1 and 10000");
+        }
+        if self.projection.halt_retry_ms == 0 {
+            return invalid("projection.halt_retry_ms", "must be at least 1");
         }
         if self.projection.max_attempts == 0 {
             return invalid("projection.max_attempts", "must be at least 1");

@@ -249,6 +249,37 @@ pub trait Seal<E>: Send + Sync {
     ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), SealError>> + Send + 'a>>;
 }
 
+/// How a command ended, for `circle.commands`: the outcome and, for a refusal, its
+/// reason (the domain error's variant name, or the repository's own reason code) —
+/// low-cardinality names, never the error's text.
+fn command_outcome<A: Aggregate, E: std::fmt::Debug>(
+    executed: &Result<Executed<A>, ExecuteError<E>>,
+    attempts: u32,
+) -> (&'static str, Option<String>) {
+    match executed {
+        Ok(Executed::Committed { .. }) if attempts > 1 => ("conflict_retried", None),
+        Ok(Executed::Committed { .. }) => ("ok", None),
+        Ok(Executed::Unchanged { .. }) => ("unchanged", None),
+        Ok(Executed::Replayed { .. }) => ("duplicate", None),
+        Err(ExecuteError::Rejected(refusal)) => ("refused", Some(variant_name(refusal))),
+        Err(ExecuteError::EtagMismatch { .. }) => ("refused", Some("ETAG_MISMATCH".to_owned())),
+        Err(ExecuteError::RequestIdReused) => ("refused", Some("REQUEST_ID_REUSED".to_owned())),
+        Err(ExecuteError::Sealing(SealError::Forgotten)) => ("forgotten", None),
+        Err(ExecuteError::TooMuchContention { .. }) => ("error", Some("CONTENTION".to_owned())),
+        Err(ExecuteError::Store(error)) => ("error", Some(error.kind().to_owned())),
+        Err(ExecuteError::Sealing(_) | ExecuteError::InvalidKey(_)) => ("error", None),
+    }
+}
+
+/// The name of an error's variant (its `Debug` up to the first non-identifier
+/// character): what a refusal is, without what it carries.
+fn variant_name(error: &impl std::fmt::Debug) -> String {
+    format!("{error:?}")
+        .chars()
+        .take_while(|character| character.is_ascii_alphanumeric() || *character == '_')
+        .collect()
+}
+
 const LOCK_STRIPES: usize = 64;
 const CACHE_CAPACITY: usize = 4096;
 const MAX_ATTEMPTS: u32 = 32;
@@ -265,6 +296,8 @@ pub struct Repository<A: Aggregate> {
     cache: Mutex<HashMap<String, Arc<Snapshot<A>>>>,
     locks: Vec<tokio::sync::Mutex<()>>,
     sealing: Option<Arc<dyn Seal<A::Event>>>,
+    /// `circle.commands`: commands run, by outcome (see [`command_outcome`]).
+    commands: opentelemetry::metrics::Counter<u64>,
 }
 
 impl<A: Aggregate> Repository<A> {
@@ -278,6 +311,11 @@ impl<A: Aggregate> Repository<A> {
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
             sealing: None,
+            commands: opentelemetry::global::meter("circle")
+                .u64_counter("circle.commands")
+                .with_description("commands run on aggregates, by outcome")
+                .with_unit("{command}")
+                .build(),
         }
     }
 
@@ -333,12 +371,48 @@ impl<A: Aggregate> Repository<A> {
     /// `decide` gets the time the commit will carry: the clock's, but never earlier
     /// than the aggregate's last commit (replicas' clocks differ by milliseconds, and an
     /// aggregate's history must not go back in time).
+    ///
+    /// Counted in `circle.commands` by outcome (`circle.outcome`: ok,
+    /// conflict_retried, unchanged, duplicate, refused — with `circle.reason` —,
+    /// forgotten, error), with the stream and the aggregate type.
     pub async fn execute<E, F>(
         &self,
         key: &AggregateKey,
         meta: &CommitMeta,
         etag: Option<u64>,
+        decide: F,
+    ) -> Result<Executed<A>, ExecuteError<E>>
+    where
+        F: FnMut(&Snapshot<A>, Time) -> Result<Vec<A::Event>, E>,
+        E: std::fmt::Debug,
+    {
+        let mut attempts = 0;
+        let executed = self
+            .execute_attempts(key, meta, etag, decide, &mut attempts)
+            .await;
+        let (outcome, reason) = command_outcome(&executed, attempts);
+        let mut attributes = vec![
+            opentelemetry::KeyValue::new(
+                "messaging.destination.name",
+                self.store.spec().name.clone(),
+            ),
+            opentelemetry::KeyValue::new("circle.aggregate_type", A::TYPE),
+            opentelemetry::KeyValue::new("circle.outcome", outcome),
+        ];
+        if let Some(reason) = reason {
+            attributes.push(opentelemetry::KeyValue::new("circle.reason", reason));
+        }
+        self.commands.add(1, &attributes);
+        executed
+    }
+
+    async fn execute_attempts<E, F>(
+        &self,
+        key: &AggregateKey,
+        meta: &CommitMeta,
+        etag: Option<u64>,
         mut decide: F,
+        attempts: &mut u32,
     ) -> Result<Executed<A>, ExecuteError<E>>
     where
         F: FnMut(&Snapshot<A>, Time) -> Result<Vec<A::Event>, E>,
@@ -346,6 +420,7 @@ impl<A: Aggregate> Repository<A> {
         let subject = self.store.subject(key);
         let _serialised = self.lock_for(&subject).lock().await;
         for attempt in 1..=MAX_ATTEMPTS {
+            *attempts = attempt;
             let snapshot = self.load(key).await?;
             if let Some(stored) = snapshot.request_ids.get(&meta.request_id) {
                 return self.replay(key, meta, stored, &snapshot).await;

@@ -91,6 +91,19 @@ pub enum StoreError {
     Corrupt { sequence: u64, reason: String },
 }
 
+impl StoreError {
+    /// A low-cardinality name of the error (`error.type` on spans and metrics).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Conflict { .. } => "conflict",
+            Self::Unavailable(_) => "unavailable",
+            Self::UnsafeStream { .. } => "unsafe_stream",
+            Self::TooLarge { .. } => "too_large",
+            Self::Corrupt { .. } => "corrupt",
+        }
+    }
+}
+
 /// Who issued a command, its idempotency key and what it asked (its fingerprint). The
 /// commit's time is not the caller's to give: the repository stamps it (see
 /// [`crate::Repository`]).
@@ -161,6 +174,9 @@ pub struct EventStore {
     jetstream: jetstream::Context,
     stream: stream::Stream,
     spec: StreamSpec,
+    /// `messaging.client.operation.duration` of appends (seconds), by stream and
+    /// outcome (`circle.outcome`: ok, duplicate, conflict, error).
+    append_duration: opentelemetry::metrics::Histogram<f64>,
 }
 
 impl EventStore {
@@ -186,10 +202,21 @@ impl EventStore {
                 .map_err(|error| StoreError::Unavailable(error.to_string()))?,
             Err(error) => return Err(StoreError::Unavailable(error.to_string())),
         };
+        // From the global meter as it is when the store opens (after telemetry's set-up).
+        let append_duration = opentelemetry::global::meter("circle")
+            .f64_histogram("messaging.client.operation.duration")
+            .with_description("time an append takes, from publish to the stream's acknowledgement")
+            .with_unit("s")
+            .with_boundaries(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ])
+            .build();
         Ok(Self {
             jetstream,
             stream,
             spec,
+            append_duration,
         })
     }
 
@@ -346,9 +373,8 @@ impl EventStore {
     /// answer a retry with "wrong last sequence"; then the aggregate's last commit is
     /// read and a matching request id is a duplicate too.
     ///
-    /// An error here reaches the caller, so it is logged as one (the repository's own
-    /// appends are not: a conflict it retries is routine).
-    #[tracing::instrument(skip_all, fields(aggregate = %key, expected_version), err)]
+    /// An error is the status of the append's producer span (see `append_commit`); the
+    /// caller decides whether to log it.
     pub async fn append(
         &self,
         key: &AggregateKey,
@@ -379,8 +405,68 @@ impl EventStore {
     /// it (built here from what was sent and the acknowledged sequence, so a command
     /// costs no read-back). Errors are not logged here: the caller decides whether one
     /// is an error (a conflict the repository retries is not).
-    #[tracing::instrument(skip_all, fields(aggregate = %key, expected_version))]
+    ///
+    /// Runs in a PRODUCER span `send <STREAM>` (the OpenTelemetry messaging
+    /// conventions; the destination is the stream, not the subject, which holds ids)
+    /// whose context the message carries in its headers, and is timed
+    /// (`messaging.client.operation.duration`).
     pub(crate) async fn append_commit(
+        &self,
+        key: &AggregateKey,
+        expected_version: u64,
+        meta: &CommitMeta,
+        at: circle_calendar::Time,
+        events: Vec<NewEvent>,
+    ) -> Result<Appended, StoreError> {
+        use tracing::Instrument as _;
+        let span = tracing::info_span!(
+            "send",
+            otel.name = format!("send {}", self.spec.name),
+            otel.kind = "producer",
+            otel.status_code = tracing::field::Empty,
+            messaging.system = "nats",
+            messaging.destination.name = self.spec.name.as_str(),
+            messaging.operation.type = "send",
+            messaging.operation.name = "publish",
+            messaging.message.id = tracing::field::Empty,
+            circle.aggregate_type = key.aggregate_type(),
+            circle.expected_version = expected_version,
+            error.type = tracing::field::Empty,
+        );
+        let started = std::time::Instant::now();
+        let appended = self
+            .publish_commit(key, expected_version, meta, at, events)
+            .instrument(span.clone())
+            .await;
+        let outcome = match &appended {
+            Ok(Appended::Stored(stored)) => {
+                span.record("messaging.message.id", stored.sequence.to_string());
+                "ok"
+            }
+            Ok(Appended::Duplicate { sequence }) => {
+                span.record("messaging.message.id", sequence.to_string());
+                "duplicate"
+            }
+            Err(StoreError::Conflict { .. }) => "conflict",
+            Err(_) => "error",
+        };
+        if let Err(error) = &appended {
+            span.record("otel.status_code", "ERROR");
+            span.record("error.type", error.kind());
+        }
+        self.append_duration.record(
+            started.elapsed().as_secs_f64(),
+            &[
+                opentelemetry::KeyValue::new("messaging.system", "nats"),
+                opentelemetry::KeyValue::new("messaging.operation.name", "publish"),
+                opentelemetry::KeyValue::new("messaging.destination.name", self.spec.name.clone()),
+                opentelemetry::KeyValue::new("circle.outcome", outcome),
+            ],
+        );
+        appended
+    }
+
+    async fn publish_commit(
         &self,
         key: &AggregateKey,
         expected_version: u64,

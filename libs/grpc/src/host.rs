@@ -81,11 +81,42 @@ pub enum HostError {
     Tls(String),
 }
 
+/// What else a host's readiness follows besides NATS and PostgreSQL: checks that each
+/// answer whether their part of the service is ready (e.g. a projection not halted).
+/// Added at any time; read at every readiness check.
+#[derive(Clone, Default)]
+pub struct Readiness {
+    checks: std::sync::Arc<std::sync::Mutex<Vec<ReadinessCheck>>>,
+}
+
+type ReadinessCheck = Box<dyn Fn() -> bool + Send + Sync>;
+
+impl Readiness {
+    /// The service is not ready while `ready` answers false.
+    pub fn require(&self, ready: impl Fn() -> bool + Send + Sync + 'static) {
+        if let Ok(mut checks) = self.checks.lock() {
+            checks.push(Box::new(ready));
+        }
+    }
+
+    fn ready(&self) -> bool {
+        self.checks
+            .lock()
+            .map(|checks| checks.iter().all(|ready| ready()))
+            .unwrap_or(true)
+    }
+}
+
+/// How often readiness is checked.
+const READINESS_CHECK: Duration = Duration::from_secs(1);
+
 /// A bound listener with health and reflection ready to serve.
 pub struct Host {
     listener: TcpListener,
     pub local_addr: SocketAddr,
     pub shutdown: Shutdown,
+    /// What readiness follows besides NATS and PostgreSQL.
+    pub readiness: Readiness,
     router: Routes,
 }
 
@@ -118,11 +149,13 @@ impl Host {
         health
             .set_service_status(service, ServingStatus::Serving)
             .await;
+        let readiness = Readiness::default();
         tokio::spawn(follow_readiness(
             health,
             service,
             nats,
             pool,
+            readiness.clone(),
             shutdown.clone(),
         ));
         let reflection = tonic_reflection::server::Builder::configure()
@@ -153,6 +186,7 @@ impl Host {
             listener,
             local_addr,
             shutdown,
+            readiness,
             router,
         })
     }
@@ -185,13 +219,15 @@ fn incoming(listener: TcpListener) -> TcpIncoming {
     TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
-/// Readiness follows the dependencies: NOT_SERVING while NATS or PostgreSQL is gone,
-/// and once shutdown starts.
+/// Readiness follows the dependencies: NOT_SERVING while NATS or PostgreSQL is gone or
+/// a `readiness` check fails (a halted projection), and once shutdown starts; checked
+/// every second.
 async fn follow_readiness(
     health: HealthReporter,
     service: &'static str,
     nats: async_nats::Client,
     pool: sqlx::PgPool,
+    readiness: Readiness,
     shutdown: Shutdown,
 ) {
     let mut ready = true;
@@ -203,19 +239,26 @@ async fn follow_readiness(
                 health.set_service_status(service, ServingStatus::NotServing).await;
                 return;
             }
-            () = tokio::time::sleep(Duration::from_secs(5)) => {}
+            () = tokio::time::sleep(READINESS_CHECK) => {}
         }
         let nats_up = nats.connection_state() == async_nats::connection::State::Connected;
         let database_up = sqlx::query("SELECT 1").execute(&pool).await.is_ok();
-        if (nats_up && database_up) != ready {
-            ready = nats_up && database_up;
+        let parts_ready = readiness.ready();
+        if (nats_up && database_up && parts_ready) != ready {
+            ready = nats_up && database_up && parts_ready;
             let status = if ready {
                 ServingStatus::Serving
             } else {
                 ServingStatus::NotServing
             };
             health.set_service_status(service, status).await;
-            tracing::warn!(service, nats_up, database_up, "readiness changed");
+            tracing::warn!(
+                service,
+                nats_up,
+                database_up,
+                parts_ready,
+                "readiness changed"
+            );
         }
     }
 }

@@ -15,9 +15,11 @@
 //! [`walls`]: row-level security on every table as a second tenant wall; the owner
 //! migrates, the runtime role ([`Database`]) reads and writes one network at a time.
 
+mod health;
 mod runner;
 pub mod walls;
 
+pub use health::Health;
 pub use runner::{
     Applied, ApplyError, Delivery, LagError, Projection, ProjectionHandle, ProjectionRunner,
     ProjectionSettings, RebuildReport, prepare, rebuild, wait_for_stream_end,

@@ -13,6 +13,7 @@ use sqlx::{PgConnection, PgPool};
 use tokio::sync::watch;
 use tracing::Instrument;
 
+use crate::health::{Health, Metrics};
 use crate::walls::{self, Database, WallError};
 
 /// A read model fed from one stream.
@@ -42,6 +43,11 @@ pub trait Projection: Send + Sync + 'static {
     /// start (a replay would issue its commands again under the new code's ids).
     fn checkpoint_formerly_in(&self) -> Option<&'static str> {
         None
+    }
+    /// Whether this is a process manager (it issues commands): its steps are counted
+    /// by outcome (`circle.process_manager.steps`).
+    fn process_manager(&self) -> bool {
+        false
     }
 }
 
@@ -98,6 +104,54 @@ pub struct ProjectionSettings {
     pub batch_size: usize,
     pub ack_wait: Duration,
     pub max_attempts: u32,
+    /// How often a halted projection tries its event again.
+    pub halt_retry: Duration,
+    /// The service running the projection (`circle.service` on its spans).
+    pub service: String,
+}
+
+impl Default for ProjectionSettings {
+    fn default() -> Self {
+        Self {
+            batch_size: 128,
+            ack_wait: Duration::from_secs(30),
+            max_attempts: 5,
+            halt_retry: Duration::from_secs(30),
+            service: String::new(),
+        }
+    }
+}
+
+/// The class of a poison failure, to tell whether two events failed the same way:
+/// the message with quoted parts and numbers taken out (they name the row or the
+/// value, not the fault), hashed (FNV-1a) so that what is kept and compared holds no
+/// data of the event.
+pub(crate) fn failure_class(reason: &str) -> String {
+    let mut normalised = String::with_capacity(reason.len());
+    let mut quote: Option<char> = None;
+    for character in reason.chars() {
+        match quote {
+            Some(open) => {
+                let close = if open == '(' { ')' } else { open };
+                if character == close {
+                    quote = None;
+                }
+            }
+            None if matches!(character, '"' | '\'' | '(') => quote = Some(character),
+            None if character.is_ascii_digit() => {
+                if !normalised.ends_with('#') {
+                    normalised.push('#');
+                }
+            }
+            None => normalised.push(character),
+        }
+    }
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in normalised.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
 }
 
 /// One delivered message, detached from the consumer that delivered it.
@@ -275,7 +329,7 @@ async fn read_checkpoint(pool: &PgPool, schema: &str, name: &str) -> Result<u64,
     Ok(value.unwrap_or(0).max(0) as u64)
 }
 
-const RUNTIME_TABLES: [&str; 5] = [
+const RUNTIME_TABLES: [&str; 6] = [
     "CREATE TABLE IF NOT EXISTS projection_checkpoint (
         projection text PRIMARY KEY,
         last_sequence bigint NOT NULL,
@@ -314,6 +368,17 @@ const RUNTIME_TABLES: [&str; 5] = [
         END IF;
     END $$",
     "CREATE TABLE IF NOT EXISTS networks (network text PRIMARY KEY)",
+    // The class (`failure_class`) of the failure of the message at the checkpoint when
+    // it was dead-lettered, NULL when it was applied: the halting rule compares the next
+    // failure with it, across restarts and replicas.
+    "DO $$ BEGIN
+        IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                       WHERE table_schema = current_schema()
+                         AND table_name = 'projection_checkpoint'
+                         AND column_name = 'failure_class') THEN
+            ALTER TABLE projection_checkpoint ADD COLUMN failure_class text;
+        END IF;
+    END $$",
 ];
 
 /// The network of a stream message: its subject's second token
@@ -517,6 +582,9 @@ async fn set_search_path(connection: &mut PgConnection, schema: &str) -> Result<
 struct Applier<'a, P> {
     projection: &'a P,
     schema: &'a str,
+    /// The stream's name and the service's, for the spans.
+    stream: &'a str,
+    service: &'a str,
     max_attempts: u32,
     attempts: &'a mut HashMap<u64, u32>,
     /// A consumer freshly positioned at this checkpoint + 1 delivers what exists from
@@ -524,6 +592,9 @@ struct Applier<'a, P> {
     accept_gap_after: Option<u64>,
     /// Off for a rebuild, whose ordered consumer cannot skip.
     check_gaps: bool,
+    /// Whether a failure that repeats the one dead-lettered just before halts the
+    /// projection (off for a rebuild, which dead-letters as it goes).
+    halt: bool,
 }
 
 #[derive(Debug)]
@@ -535,6 +606,12 @@ struct BatchOutcome {
     gap: bool,
     /// How many messages this batch dead-lettered.
     dead_lettered: u64,
+    /// How many messages this batch applied.
+    applied: u64,
+    /// Set when the message after the checkpoint failed the same way as the one
+    /// dead-lettered right before it: the projection halts on it (`stopped_by` holds the
+    /// failure), nothing is dead-lettered.
+    halted: bool,
 }
 
 impl<P: Projection> Applier<'_, P> {
@@ -546,8 +623,9 @@ impl<P: Projection> Applier<'_, P> {
         use sqlx::Connection as _;
         let mut transaction = connection.begin().await?;
         set_search_path(&mut transaction, self.schema).await?;
-        let stored: i64 = sqlx::query_scalar(
-            "SELECT last_sequence FROM projection_checkpoint WHERE projection = $1 FOR UPDATE",
+        let (stored, mut previous_failure): (i64, Option<String>) = sqlx::query_as(
+            "SELECT last_sequence, failure_class FROM projection_checkpoint
+             WHERE projection = $1 FOR UPDATE",
         )
         .bind(self.projection.name())
         .fetch_one(&mut *transaction)
@@ -557,6 +635,8 @@ impl<P: Projection> Applier<'_, P> {
         let mut stopped_by = None;
         let mut gap = false;
         let mut dead_lettered = 0;
+        let mut applied = 0;
+        let mut halted = false;
         // The networks of the messages applied or dead-lettered, and the one set now.
         let mut networks = Vec::<&str>::new();
         let mut network_set: Option<&str> = None;
@@ -595,6 +675,8 @@ impl<P: Projection> Applier<'_, P> {
                     self.attempts.remove(&delivery.sequence);
                     checkpoint = delivery.sequence;
                     networks.push(network);
+                    previous_failure = None;
+                    applied += 1;
                 }
                 Err(
                     error @ (ApplyError::Transient(_)
@@ -614,6 +696,18 @@ impl<P: Projection> Applier<'_, P> {
                         stopped_by = Some(ApplyError::Poison(reason));
                         break;
                     }
+                    let class = failure_class(&reason);
+                    if self.halt && previous_failure.as_deref() == Some(class.as_str()) {
+                        // The message right after a dead letter fails the same way, with
+                        // nothing applied between: not a bad event but a fault of the
+                        // projection (a bug, a schema mismatch). Halt on it rather than
+                        // dead-letter the stream one event at a time; its next attempt
+                        // decides again.
+                        *attempts = self.max_attempts.saturating_sub(1);
+                        stopped_by = Some(ApplyError::Poison(reason));
+                        halted = true;
+                        break;
+                    }
                     tracing::error!(sequence = delivery.sequence, error = %reason, "projection gave up on a message: dead-lettered");
                     sqlx::query(
                         "INSERT INTO dead_letters (projection, sequence, subject, error, payload)
@@ -630,6 +724,7 @@ impl<P: Projection> Applier<'_, P> {
                     checkpoint = delivery.sequence;
                     networks.push(network);
                     dead_lettered += 1;
+                    previous_failure = Some(class);
                 }
             }
         }
@@ -645,11 +740,13 @@ impl<P: Projection> Applier<'_, P> {
         }
         if checkpoint > start {
             sqlx::query(
-                "UPDATE projection_checkpoint SET last_sequence = $2, updated_at = now()
+                "UPDATE projection_checkpoint
+                 SET last_sequence = $2, failure_class = $3, updated_at = now()
                  WHERE projection = $1",
             )
             .bind(self.projection.name())
             .bind(checkpoint as i64)
+            .bind(&previous_failure)
             .execute(&mut *transaction)
             .await?;
         }
@@ -659,6 +756,8 @@ impl<P: Projection> Applier<'_, P> {
             stopped_by,
             gap,
             dead_lettered,
+            applied,
+            halted,
         })
     }
 
@@ -677,23 +776,44 @@ impl<P: Projection> Applier<'_, P> {
             commit,
             headers: delivery.headers.clone(),
         };
+        // The consumer span of this message: a child of the append that produced it
+        // (its context travels in the headers), so the command's trace goes on into
+        // every projection and process manager, and into the commands a step issues.
         let span = tracing::info_span!(
-            "project",
-            projection = self.projection.name(),
-            sequence = delivery.sequence
+            "process",
+            otel.name = format!("process {}", self.stream),
+            otel.kind = "consumer",
+            otel.status_code = tracing::field::Empty,
+            circle.service = self.service,
+            messaging.system = "nats",
+            messaging.destination.name = self.stream,
+            messaging.operation.type = "process",
+            messaging.operation.name = "process",
+            messaging.consumer.group.name = self.projection.name(),
+            messaging.message.id = delivery.sequence.to_string(),
         );
         {
             use tracing_opentelemetry::OpenTelemetrySpanExt;
-            let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
-                propagator.extract(&HeaderExtractor(&delivery.headers))
-            });
+            let parent = producer_context(&delivery.headers);
             let _ = span.set_parent(parent);
         }
-        self.projection
+        let applied = self
+            .projection
             .apply(connection, &stored)
-            .instrument(span)
-            .await
+            .instrument(span.clone())
+            .await;
+        if applied.is_err() {
+            span.record("otel.status_code", "ERROR");
+        }
+        applied
     }
+}
+
+/// The trace context of the append that produced a message, from its headers.
+fn producer_context(headers: &HeaderMap) -> opentelemetry::Context {
+    opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.extract(&HeaderExtractor(headers))
+    })
 }
 
 /// What applying a batch did.
@@ -705,6 +825,9 @@ pub struct Applied {
     pub retry: Option<ApplyError>,
     /// The consumer skipped sequences: it must be repositioned at the checkpoint.
     pub gap: bool,
+    /// The next message failed the same way as the one dead-lettered right before it:
+    /// the projection is halted on it (`retry` holds the failure).
+    pub halted: bool,
 }
 
 /// Runs one projection from its durable consumer until shutdown.
@@ -725,6 +848,9 @@ pub struct ProjectionRunner<P> {
     accept_gap_after: Option<u64>,
     /// Whether this runner, as the writer, has brought the tables to the code's shape.
     shape_checked: bool,
+    stream_name: String,
+    health: Health,
+    metrics: Metrics,
 }
 
 const LEADER_POLL: Duration = Duration::from_millis(200);
@@ -743,7 +869,13 @@ impl<P: Projection> ProjectionRunner<P> {
         prepare(projection.as_ref(), database, schema).await?;
         let start = read_checkpoint(&database.pool, schema, projection.name()).await?;
         let (position, _) = watch::channel(start);
+        let stream_name = stream.cached_info().config.name.clone();
+        let health = Health::new(projection.name());
+        let metrics = Metrics::new(&health, &stream_name, projection.process_manager());
         Ok(Self {
+            stream_name,
+            health,
+            metrics,
             projection,
             database: database.clone(),
             schema: schema.to_owned(),
@@ -765,6 +897,11 @@ impl<P: Projection> ProjectionRunner<P> {
             position: self.position.subscribe(),
             stream: self.stream.clone(),
         }
+    }
+
+    /// Whether the runner is halted, and how far behind it is (see [`Health`]).
+    pub fn health(&self) -> Health {
+        self.health.clone()
     }
 
     /// Tries once to become the projection's single writer.
@@ -890,12 +1027,52 @@ impl<P: Projection> ProjectionRunner<P> {
         let mut applier = Applier {
             projection: self.projection.as_ref(),
             schema: &self.schema,
+            stream: &self.stream_name,
+            service: &self.settings.service,
             max_attempts: self.settings.max_attempts,
             attempts: &mut self.attempts,
             accept_gap_after: self.accept_gap_after,
             check_gaps: true,
+            halt: true,
         };
-        let outcome = match applier.apply(connection, &deliveries).await {
+        // The batch's span: a root of its own, linked to the append of every message
+        // (each message's span is a child of its append).
+        let batch_span = tracing::info_span!(
+            parent: None,
+            "process batch",
+            otel.name = format!("process {}", self.stream_name),
+            otel.kind = "consumer",
+            otel.status_code = tracing::field::Empty,
+            circle.service = self.settings.service.as_str(),
+            messaging.system = "nats",
+            messaging.destination.name = self.stream_name.as_str(),
+            messaging.operation.type = "process",
+            messaging.operation.name = "process",
+            messaging.consumer.group.name = self.projection.name(),
+            messaging.batch.message_count = deliveries.len(),
+        );
+        {
+            use opentelemetry::trace::TraceContextExt as _;
+            use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+            for delivery in &deliveries {
+                let producer = producer_context(&delivery.headers);
+                let producer = producer.span().span_context().clone();
+                if producer.is_valid() {
+                    batch_span.add_link(producer);
+                }
+            }
+        }
+        let applied = applier
+            .apply(connection, &deliveries)
+            .instrument(batch_span.clone())
+            .await;
+        if applied
+            .as_ref()
+            .map_or(true, |outcome| outcome.stopped_by.is_some())
+        {
+            batch_span.record("otel.status_code", "ERROR");
+        }
+        let outcome = match applied {
             Ok(outcome) => outcome,
             Err(error) => {
                 // The connection may be broken: give up the lock with it and compete
@@ -916,16 +1093,40 @@ impl<P: Projection> ProjectionRunner<P> {
             .iter()
             .take_while(|delivery| delivery.sequence <= outcome.checkpoint)
             .count();
+        self.metrics.applied(outcome.applied);
+        self.metrics.dead_lettered(outcome.dead_lettered);
+        if outcome.halted {
+            self.metrics.step("halted", 1);
+        } else if outcome.stopped_by.is_some() {
+            self.metrics.step("retried", 1);
+        }
         Ok(Applied {
             covered,
             retry: outcome.stopped_by,
             gap: outcome.gap,
+            halted: outcome.halted,
         })
     }
 
     /// Runs until `shutdown` resolves: waits to be the projection's writer, then
-    /// consumes. Failures are retried with backoff; nothing here gives up.
-    pub async fn run(
+    /// consumes. Failures are retried with backoff; nothing here gives up. A batch
+    /// being applied when shutdown comes is committed (and acknowledged) first: it is
+    /// one transaction, so it is applied whole or not at all. Meanwhile the lag is
+    /// sampled every second (see [`Health`]).
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ApplyError> {
+        let sampler = sample_lag(
+            self.stream.clone(),
+            self.database.pool.clone(),
+            self.schema.clone(),
+            self.health.clone(),
+        );
+        tokio::select! {
+            consumed = self.consume(shutdown) => consumed,
+            never = sampler => match never {},
+        }
+    }
+
+    async fn consume(
         mut self,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), ApplyError> {
@@ -1025,6 +1226,41 @@ impl<P: Projection> ProjectionRunner<P> {
                             }
                             continue 'connect;
                         }
+                        if applied.halted {
+                            if self.health.set_halted(true) {
+                                let error = applied
+                                    .retry
+                                    .as_ref()
+                                    .map(ToString::to_string)
+                                    .unwrap_or_default();
+                                tracing::error!(
+                                    projection = self.projection.name(),
+                                    stream = %self.stream_name,
+                                    sequence = pending.first().and_then(|message| message.info().ok()).map(|info| info.stream_sequence),
+                                    %error,
+                                    retry_every = ?self.settings.halt_retry,
+                                    "projection halted: the event after a dead letter fails the same way, \
+                                     so the fault is the projection's, not the event's; nothing more is \
+                                     dead-lettered, the checkpoint stays, and the event is tried again \
+                                     until it applies"
+                                );
+                            }
+                            tokio::select! {
+                                () = &mut shutdown => return Ok(()),
+                                () = tokio::time::sleep(self.settings.halt_retry) => {}
+                            }
+                            continue;
+                        }
+                        if self.health.set_halted(false) {
+                            tracing::info!(projection = self.projection.name(), stream = %self.stream_name, "projection resumed after a halt");
+                            // A long halt outlives the consumer's redeliveries (`max_deliver`):
+                            // start it afresh right after the checkpoint.
+                            if let Err(error) = self.reposition().await {
+                                tracing::warn!(projection = self.projection.name(), %error, "cannot reposition the consumer");
+                                pause!();
+                            }
+                            continue 'connect;
+                        }
                         if applied.retry.is_some() {
                             pause!();
                         } else {
@@ -1041,6 +1277,47 @@ impl<P: Projection> ProjectionRunner<P> {
                 }
             }
         }
+    }
+}
+
+/// How often a runner samples its lag.
+const LAG_SAMPLE: Duration = Duration::from_secs(1);
+
+/// Samples the projection's lag into `health` every [`LAG_SAMPLE`], forever: the
+/// stream's last sequence minus the checkpoint row (whichever replica writes), and the
+/// age of the message right after the checkpoint (the oldest not applied; 0 when
+/// caught up). A sample that cannot be taken leaves the last one.
+async fn sample_lag(
+    stream: jetstream::stream::Stream,
+    pool: PgPool,
+    schema: String,
+    health: Health,
+) -> std::convert::Infallible {
+    loop {
+        if let (Ok(info), Ok(checkpoint)) = (
+            stream.get_info().await,
+            read_checkpoint(&pool, &schema, health.projection()).await,
+        ) {
+            let events = info.state.last_sequence.saturating_sub(checkpoint);
+            let seconds = if events == 0 {
+                Some(0.0)
+            } else {
+                stream
+                    .get_raw_message(checkpoint + 1)
+                    .await
+                    .ok()
+                    .map(|oldest| {
+                        let now = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |since| since.as_nanos() as i128);
+                        (now - oldest.time.unix_timestamp_nanos()).max(0) as f64 / 1e9
+                    })
+            };
+            if let Some(seconds) = seconds {
+                health.set_lag(events, seconds);
+            }
+        }
+        tokio::time::sleep(LAG_SAMPLE).await;
     }
 }
 
@@ -1091,13 +1368,17 @@ pub async fn rebuild<P: Projection>(
         .await
         .map_err(|error| ApplyError::Transient(error.to_string()))?;
     let mut attempts = HashMap::new();
+    let stream_name = stream.cached_info().config.name.clone();
     let mut applier = Applier {
         projection,
         schema: &fresh,
+        stream: &stream_name,
+        service: &settings.service,
         max_attempts: settings.max_attempts,
         attempts: &mut attempts,
         accept_gap_after: None,
         check_gaps: false,
+        halt: false,
     };
     let mut connection = database.pool.acquire().await?;
     let mut rebuilt = 0;
@@ -1172,4 +1453,29 @@ pub async fn rebuild<P: Projection>(
         applied_through: rebuilt,
         dead_letters,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::failure_class;
+
+    #[test]
+    fn failures_differing_only_in_values_are_of_one_class() {
+        assert_eq!(
+            failure_class(
+                r#"error returned from database: duplicate key value violates unique constraint "clinics_pkey" (clinic_id)=(c1) at 12"#
+            ),
+            failure_class(
+                r#"error returned from database: duplicate key value violates unique constraint "clinics_pkey" (clinic_id)=(c22) at 7"#
+            ),
+        );
+        assert_ne!(
+            failure_class("error returned from database: injected fault"),
+            failure_class("undecodable commit: invalid wire type"),
+        );
+        assert!(
+            !failure_class("value 'Ada Lovelace' refused").contains("Ada"),
+            "a class holds nothing of the event"
+        );
+    }
 }

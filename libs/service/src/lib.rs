@@ -40,7 +40,7 @@ use circle_grpc::tls::{ClientCertificates, ServerTls};
 use circle_grpc::{ApiError, Caller, Violations};
 pub use circle_projection::{Database, WallError, networks, tenant_transaction};
 use circle_projection::{
-    LagError, Projection, ProjectionHandle, ProjectionRunner, ProjectionSettings,
+    Health, LagError, Projection, ProjectionHandle, ProjectionRunner, ProjectionSettings,
 };
 use circle_proto::CommandRequest;
 use circle_vault::MasterKeys;
@@ -156,11 +156,14 @@ pub fn api_name(service: &str) -> String {
     format!("circle.{service}.v1.{capitalized}Service")
 }
 
-pub fn projection_settings(config: &Config) -> ProjectionSettings {
+/// The projection settings of `service`'s runners.
+pub fn projection_settings(config: &Config, service: &str) -> ProjectionSettings {
     ProjectionSettings {
         batch_size: config.projection.batch_size,
         ack_wait: Duration::from_secs(config.projection.ack_wait_secs),
         max_attempts: config.projection.max_attempts,
+        halt_retry: Duration::from_millis(config.projection.halt_retry_ms),
+        service: service.to_owned(),
     }
 }
 
@@ -231,7 +234,7 @@ pub async fn connect(config: &Config, service: &str) -> Result<Connected, StartE
         store,
         own_stream,
         audit,
-        settings: projection_settings(config),
+        settings: projection_settings(config, service),
         access,
         vault,
     })
@@ -402,6 +405,8 @@ impl Connected {
 pub struct Tasks {
     shutdown: Shutdown,
     handles: Vec<JoinHandle<Result<(), StartError>>>,
+    /// The health of every projection, which the host's readiness follows.
+    health: Vec<Arc<std::sync::OnceLock<Health>>>,
 }
 
 impl Tasks {
@@ -409,10 +414,22 @@ impl Tasks {
         Self {
             shutdown: shutdown.clone(),
             handles: Vec::new(),
+            health: Vec::new(),
         }
     }
 
+    /// The health of the projections started so far (a projection of a stream to come
+    /// is there once its runner has started).
+    pub fn health(&self) -> Vec<Health> {
+        self.health
+            .iter()
+            .filter_map(|health| health.get().cloned())
+            .collect()
+    }
+
     pub fn projection<P: Projection>(&mut self, runner: ProjectionRunner<P>) {
+        self.health
+            .push(Arc::new(std::sync::OnceLock::from(runner.health())));
         let stopped = self.shutdown.signal();
         self.handles.push(tokio::spawn(async move {
             runner.run(stopped).await.map_err(StartError::from)
@@ -438,6 +455,8 @@ impl Tasks {
         let settings = settings.clone();
         let schema = schema.to_owned();
         let stopped = self.shutdown.signal();
+        let health = Arc::new(std::sync::OnceLock::new());
+        self.health.push(health.clone());
         self.handles.push(tokio::spawn(async move {
             tokio::pin!(stopped);
             let found = loop {
@@ -476,6 +495,7 @@ impl Tasks {
                     () = tokio::time::sleep(STREAM_TO_COME_POLL) => {}
                 }
             };
+            let _ = health.set(runner.health());
             runner.run(stopped).await.map_err(StartError::from)
         }));
         Ok(())
@@ -495,6 +515,39 @@ impl Tasks {
     }
 }
 
+/// The span of one pass of a background loop (`circle.<loop> pass`): a root span of
+/// its own (a pass is caused by the clock, not by a request), kind internal, with the
+/// service's name (`circle.service`); the commands the pass issues are its children
+/// ([`loop_command_span`]). A failed pass is marked with [`failed`].
+pub fn loop_pass_span(service: &'static str, loop_name: &'static str) -> tracing::Span {
+    tracing::info_span!(
+        parent: None,
+        "pass",
+        otel.name = format!("circle.{loop_name} pass"),
+        otel.kind = "internal",
+        otel.status_code = tracing::field::Empty,
+        circle.service = service,
+        circle.loop = loop_name,
+    )
+}
+
+/// The span of one command a background loop issues (`circle.<loop> <command>`), a
+/// child of the current pass; the command's append is its child in turn.
+pub fn loop_command_span(loop_name: &'static str, command: &'static str) -> tracing::Span {
+    tracing::info_span!(
+        "command",
+        otel.name = format!("circle.{loop_name} {command}"),
+        otel.kind = "internal",
+        otel.status_code = tracing::field::Empty,
+        circle.command = command,
+    )
+}
+
+/// Marks `span` (a pass's or a command's) as failed: its status is an error.
+pub fn failed(span: &tracing::Span) {
+    span.record("otel.status_code", "ERROR");
+}
+
 /// Serves `host` with the router `add` builds; the returned task ends when the
 /// server has stopped and every task has finished.
 pub fn serve(
@@ -504,6 +557,12 @@ pub fn serve(
     tasks: Tasks,
 ) -> Running {
     let local_addr = host.local_addr;
+    // Not ready while any projection is halted.
+    for health in &tasks.health {
+        let health = health.clone();
+        host.readiness
+            .require(move || health.get().is_none_or(|health| !health.halted()));
+    }
     let task = tokio::spawn(async move {
         let served = host
             .serve(add)

@@ -21,6 +21,7 @@ use circle_projection::{ApplyError, Projection};
 use circle_proto::{enrollment::events::v1 as enrollment, sessions::events::v1 as sessions};
 use prost::{Message, Name};
 use sqlx::{PgConnection, PgPool};
+use tracing::Instrument as _;
 
 use crate::app::Commands;
 use crate::app::commands::{SessionCheckIn, StepError};
@@ -80,6 +81,15 @@ fn failure(result: Result<(), StepError>) -> Result<(), ApplyError> {
 /// (the journal has it already, or it no longer applies) and stays quiet, since the
 /// read model it decides from may lag, as is one about a forgotten participant; anything
 /// else ends the pass, which the next one retries.
+/// [`nudger_failure`], marking the step's span failed when it failed.
+fn nudger_failure_in(span: &tracing::Span, result: Result<(), StepError>) -> Result<(), String> {
+    let outcome = nudger_failure(result);
+    if outcome.is_err() {
+        circle_service::failed(span);
+    }
+    outcome
+}
+
 fn nudger_failure(result: Result<(), StepError>) -> Result<(), String> {
     match result {
         Ok(()) | Err(StepError::Rejected(_)) => Ok(()),
@@ -120,6 +130,10 @@ pub struct FromSessions {
 impl Projection for FromSessions {
     fn name(&self) -> &str {
         "accountability-from-sessions"
+    }
+
+    fn process_manager(&self) -> bool {
+        true
     }
 
     fn tables(&self) -> &'static [&'static str] {
@@ -210,6 +224,10 @@ pub struct PartnershipGuard {
 impl Projection for PartnershipGuard {
     fn name(&self) -> &str {
         "accountability-partnership-guard"
+    }
+
+    fn process_manager(&self) -> bool {
+        true
     }
 
     fn tables(&self) -> &'static [&'static str] {
@@ -323,9 +341,13 @@ impl Nudger {
     pub async fn run(self, poll: Duration, shutdown: impl Future<Output = ()> + Send) {
         tokio::pin!(shutdown);
         loop {
-            if let Err(error) = self.once().await {
-                tracing::warn!(%error, "nudge pass failed; will retry");
+            let pass = circle_service::loop_pass_span(crate::SERVICE, "nudger");
+            if let Err(error) = self.once().instrument(pass.clone()).await {
+                circle_service::failed(&pass);
+                tracing::warn!(parent: &pass, %error, "nudge pass failed; will retry");
             }
+            // The pass ends here, not after the wait.
+            drop(pass);
             tokio::select! {
                 () = &mut shutdown => return,
                 () = tokio::time::sleep(poll) => {}
@@ -537,9 +559,12 @@ impl Nudger {
             return Ok(());
         }
         let request_id = format!("pm:nudge-{}", nudge.nudge_id);
-        nudger_failure(
+        let span = circle_service::loop_command_span("nudger", "SendNudge");
+        nudger_failure_in(
+            &span,
             self.commands
                 .send_nudge(&process_manager(network), participant_id, nudge, request_id)
+                .instrument(span.clone())
                 .await,
         )
     }
@@ -577,9 +602,12 @@ impl Nudger {
             return Ok(());
         }
         let request_id = format!("pm:days-{}-{days}", since.timestamp());
-        nudger_failure(
+        let span = circle_service::loop_command_span("nudger", "RecordDayMilestones");
+        nudger_failure_in(
+            &span,
             self.commands
                 .record_day_milestones(&process_manager(network), participant_id, now, request_id)
+                .instrument(span.clone())
                 .await,
         )
     }

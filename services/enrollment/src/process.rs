@@ -16,6 +16,7 @@ use circle_eventstore::{ExecuteError, SealError, StoreError, StoredCommit};
 use circle_grpc::Caller;
 use circle_projection::{ApplyError, Projection};
 use sqlx::{PgConnection, PgPool};
+use tracing::Instrument as _;
 
 use crate::app::Commands;
 use crate::app::commands::StepError;
@@ -156,17 +157,27 @@ pub async fn fire_offer_timers(
             () = &mut shutdown => return,
             () = tokio::time::sleep(poll) => {}
         }
-        let networks = match circle_service::networks(&pool, OFFER_TIMERS_SCHEMA).await {
-            Ok(networks) => networks,
-            Err(error) => {
-                tracing::warn!(%error, "cannot read the networks of the offer timers");
-                continue;
-            }
-        };
-        for network in networks {
-            if let Err(error) = fire_due_offers(&pool, &commands, &network).await {
-                tracing::warn!(%error, "cannot read offer timers");
-            }
+        let pass = circle_service::loop_pass_span(crate::SERVICE, "offer_timers");
+        fire_all_due_offers(&pool, &commands, &pass)
+            .instrument(pass.clone())
+            .await;
+    }
+}
+
+/// One pass of the offer timers: every network's due offers.
+async fn fire_all_due_offers(pool: &PgPool, commands: &Commands, pass: &tracing::Span) {
+    let networks = match circle_service::networks(pool, OFFER_TIMERS_SCHEMA).await {
+        Ok(networks) => networks,
+        Err(error) => {
+            circle_service::failed(pass);
+            tracing::warn!(%error, "cannot read the networks of the offer timers");
+            return;
+        }
+    };
+    for network in networks {
+        if let Err(error) = fire_due_offers(pool, commands, &network).await {
+            circle_service::failed(pass);
+            tracing::warn!(%error, "cannot read offer timers");
         }
     }
 }
@@ -190,13 +201,18 @@ async fn fire_due_offers(
         .await?
     };
     for (group_id, offer_id) in due {
+        let span = circle_service::loop_command_span("offer_timers", "ExpireOffer");
         let result = commands
             .expire_offer(&process_manager(network), network, &group_id, &offer_id)
+            .instrument(span.clone())
             .await;
         let done = match result {
             Ok(_) => true,
             Err(error) => failure(error).is_ok(),
         };
+        if !done {
+            circle_service::failed(&span);
+        }
         if done {
             // The timer projection removes it too once it sees the expiry; removing
             // it here keeps it from firing again in the meantime.
@@ -233,6 +249,10 @@ pub struct Transfers {
 impl Projection for Transfers {
     fn name(&self) -> &str {
         "enrollment-transfers"
+    }
+
+    fn process_manager(&self) -> bool {
+        true
     }
 
     fn tables(&self) -> &'static [&'static str] {

@@ -18,6 +18,7 @@ use circle_grpc::{ApiError, Caller};
 use circle_names::{GroupName, Id, SessionName};
 use prost::Message;
 use sqlx::PgPool;
+use tracing::Instrument as _;
 
 use crate::app::Commands;
 use crate::app::commands::StepError;
@@ -50,6 +51,15 @@ fn failed(error: ApiError) -> String {
 /// from since the pass read it no longer applies (a later pass decides again); any
 /// other failure fails the pass, retried on the next. A refusal by the access table
 /// is a bug (only this process manager takes these steps), logged as one.
+/// [`stepped`], marking the step's span failed when it failed.
+fn stepped_in(span: &tracing::Span, outcome: Result<(), StepError>) -> Result<(), String> {
+    let stepped = stepped(outcome);
+    if stepped.is_err() {
+        circle_service::failed(span);
+    }
+    stepped
+}
+
 fn stepped(outcome: Result<(), StepError>) -> Result<(), String> {
     match outcome {
         Ok(()) => Ok(()),
@@ -121,10 +131,15 @@ impl Materializer {
         // Reported once when a group's schedule becomes unreadable, not on every pass.
         let mut unreadable = BTreeSet::new();
         loop {
-            match self.once().await {
-                Ok(pass) => {
+            let pass = circle_service::loop_pass_span(crate::SERVICE, "materializer");
+            let outcome = self.once().instrument(pass.clone()).await;
+            if outcome.is_err() {
+                circle_service::failed(&pass);
+            }
+            match outcome {
+                Ok(done) => {
                     let now_unreadable: BTreeSet<_> =
-                        pass.unreadable_schedules.into_iter().collect();
+                        done.unreadable_schedules.into_iter().collect();
                     for (network, group_id) in now_unreadable.difference(&unreadable) {
                         tracing::error!(
                             %network,
@@ -134,8 +149,12 @@ impl Materializer {
                     }
                     unreadable = now_unreadable;
                 }
-                Err(error) => tracing::warn!(%error, "materialising sessions failed; will retry"),
+                Err(error) => {
+                    tracing::warn!(parent: &pass, %error, "materialising sessions failed; will retry")
+                }
             }
+            // The pass ends here, not after the wait.
+            drop(pass);
             tokio::select! {
                 () = &mut shutdown => return,
                 () = tokio::time::sleep(poll) => {}
@@ -255,21 +274,26 @@ impl Materializer {
                 // the version it was decided from. A staff move the read model does not
                 // show yet makes it moved on (skipped), and a later pass decides again
                 // from the row that shows the move.
+                let span =
+                    circle_service::loop_command_span("materializer", "MoveGeneratedSession");
                 let moved = self
                     .commands
                     .move_generated_session(&caller, name, starts_at, duration_minutes, version)
+                    .instrument(span.clone())
                     .await;
-                stepped(moved)?;
+                stepped_in(&span, moved)?;
             }
             return Ok(());
         }
         // Already there; or the group was archived (or is gone) since this pass read
         // it, and a later pass cancels what it left: moved on.
+        let span = circle_service::loop_command_span("materializer", "MaterializeSession");
         let materialized = self
             .commands
             .materialize_session(&caller, group, name.session, starts_at, duration_minutes)
+            .instrument(span.clone())
             .await;
-        stepped(materialized)
+        stepped_in(&span, materialized)
     }
 
     /// Cancels generated sessions still scheduled in the future that the schedule no
@@ -304,11 +328,13 @@ impl Materializer {
                 "the group's schedule changed"
             };
             let name = session_name(group, &session_id)?;
+            let span = circle_service::loop_command_span("materializer", "CancelGeneratedSession");
             let cancelled = self
                 .commands
                 .cancel_generated_session(&materializer(group.network.as_str()), name, reason)
+                .instrument(span.clone())
                 .await;
-            stepped(cancelled)?;
+            stepped_in(&span, cancelled)?;
         }
         Ok(())
     }

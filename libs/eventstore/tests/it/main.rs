@@ -330,6 +330,53 @@ async fn opening_twice_reuses_the_stream() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The spans a test's tracer provider ended.
+#[derive(Debug, Clone, Default)]
+struct Spans(Arc<std::sync::Mutex<Vec<opentelemetry_sdk::trace::SpanData>>>);
+
+impl Spans {
+    fn named(&self, name: &str) -> Vec<opentelemetry_sdk::trace::SpanData> {
+        self.0
+            .lock()
+            .map(|spans| {
+                spans
+                    .iter()
+                    .filter(|span| span.name == name)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl opentelemetry_sdk::trace::SpanProcessor for Spans {
+    fn on_start(&self, _: &mut opentelemetry_sdk::trace::Span, _: &opentelemetry::Context) {}
+
+    fn on_end(&self, span: opentelemetry_sdk::trace::SpanData) {
+        if let Ok(mut spans) = self.0.lock() {
+            spans.push(span);
+        }
+    }
+
+    fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+        Ok(())
+    }
+
+    fn shutdown_with_timeout(
+        &self,
+        _: std::time::Duration,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        Ok(())
+    }
+}
+
+fn attribute(span: &opentelemetry_sdk::trace::SpanData, name: &str) -> Option<String> {
+    span.attributes
+        .iter()
+        .find(|attribute| attribute.key.as_str() == name)
+        .map(|attribute| attribute.value.to_string())
+}
+
 #[tokio::test]
 async fn the_trace_context_travels_in_the_commit_headers() -> anyhow::Result<()> {
     use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
@@ -342,19 +389,29 @@ async fn the_trace_context_travels_in_the_commit_headers() -> anyhow::Result<()>
     opentelemetry::global::set_text_map_propagator(
         opentelemetry_sdk::propagation::TraceContextPropagator::new(),
     );
-    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+    let spans = Spans::default();
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_span_processor(spans.clone())
+        .build();
     let subscriber = tracing_subscriber::registry()
         .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
     // A current-thread test runtime: the scoped subscriber covers the whole append.
     let _scoped = tracing::subscriber::set_default(subscriber);
     let span = tracing::info_span!("command");
     let trace_id = span.context().span().span_context().trace_id();
+    let command_span_id = span.context().span().span_context().span_id();
     assert_ne!(trace_id, opentelemetry::trace::TraceId::INVALID);
     let sequence = store
         .append(&key("traced"), 0, &meta("t1"), increment_raw(0, 1))
-        .instrument(span)
+        .instrument(span.clone())
         .await?
         .sequence();
+    // A conflict: the producer span records the error.
+    let conflict = store
+        .append(&key("traced"), 0, &meta("t2"), increment_raw(0, 1))
+        .instrument(span)
+        .await;
+    assert!(conflict.is_err());
     let stored = store.read_commit(sequence).await?;
     let traceparent = stored
         .headers
@@ -364,6 +421,37 @@ async fn the_trace_context_travels_in_the_commit_headers() -> anyhow::Result<()>
     assert!(
         traceparent.contains(&trace_id.to_string()),
         "traceparent {traceparent:?} should carry trace {trace_id}"
+    );
+    // The append is a PRODUCER span `send <STREAM>`, child of the command's, with the
+    // messaging conventions' attributes; its context is the one in the headers.
+    let stream = store.spec().name.clone();
+    let sends = spans.named(&format!("send {stream}"));
+    assert_eq!(sends.len(), 2, "{sends:?}");
+    let send = &sends[0];
+    assert_eq!(send.span_kind, opentelemetry::trace::SpanKind::Producer);
+    assert_eq!(send.parent_span_id, command_span_id);
+    assert!(
+        traceparent.contains(&send.span_context.span_id().to_string()),
+        "the headers carry the producer span's context"
+    );
+    for (name, value) in [
+        ("messaging.system", "nats".to_owned()),
+        ("messaging.destination.name", stream.clone()),
+        ("messaging.operation.type", "send".to_owned()),
+        ("messaging.operation.name", "publish".to_owned()),
+        ("messaging.message.id", sequence.to_string()),
+    ] {
+        assert_eq!(
+            attribute(send, name).as_deref(),
+            Some(value.as_str()),
+            "{name}"
+        );
+    }
+    assert_eq!(send.status, opentelemetry::trace::Status::Unset);
+    assert!(
+        matches!(sends[1].status, opentelemetry::trace::Status::Error { .. }),
+        "a conflict is an error of its span: {:?}",
+        sends[1].status
     );
     // Headers name event types only; the payload stays out of them.
     assert_eq!(

@@ -102,6 +102,8 @@ impl Fixture {
             batch_size: 16,
             ack_wait: Duration::from_secs(1),
             max_attempts: 3,
+            halt_retry: Duration::from_millis(200),
+            ..ProjectionSettings::default()
         };
         let database = env.database().await?;
         Ok(Self {
@@ -930,5 +932,430 @@ async fn a_projection_prepared_before_its_stream_is_read_at_once_and_waited_for_
     assert_eq!(fixture.totals().await?, vec![("a".to_owned(), 5, 1)]);
     let _ = stop.send(());
     task.await??;
+    Ok(())
+}
+
+/// Stores a fault in `tally.totals`: every insert raises the same error.
+async fn break_totals(fixture: &Fixture) -> anyhow::Result<()> {
+    sqlx::raw_sql(
+        "CREATE FUNCTION tally.refuse() RETURNS trigger
+         LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'injected fault'; END $$;
+         CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON tally.totals
+         FOR EACH ROW EXECUTE FUNCTION tally.refuse();",
+    )
+    .execute(&fixture.env.pool)
+    .await?;
+    Ok(())
+}
+
+async fn dead_letters(fixture: &Fixture) -> anyhow::Result<Vec<i64>> {
+    Ok(
+        sqlx::query_scalar("SELECT sequence FROM tally.dead_letters ORDER BY sequence")
+            .fetch_all(&fixture.env.pool)
+            .await?,
+    )
+}
+
+async fn wait_until(mut condition: impl FnMut() -> bool) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !condition() {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met in time"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_failure_that_repeats_after_a_dead_letter_halts_and_a_fix_resumes_from_the_checkpoint()
+-> anyhow::Result<()> {
+    let fixture = Fixture::new().await?;
+    let good = fixture.append("a", 1).await?;
+    let runner = fixture.runner().await?;
+    let (handle, health) = (runner.handle(), runner.health());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(runner.run(async {
+        let _ = stopped.await;
+    }));
+    handle.wait_for(good, Duration::from_secs(15)).await?;
+    break_totals(&fixture).await?;
+    let first_failing = fixture.append("b", 2).await?;
+    fixture.append("c", 3).await?;
+    let last = fixture.append("d", 4).await?;
+    wait_until(|| health.halted()).await?;
+    assert_eq!(dead_letters(&fixture).await?, vec![first_failing as i64]);
+    assert_eq!(fixture.checkpoint().await?, first_failing as i64);
+
+    // A restart while halted halts again on the same event: the rule's memory is the
+    // checkpoint row, not the process.
+    let _ = stop.send(());
+    task.await??;
+    let runner = fixture.runner().await?;
+    let (handle, health) = (runner.handle(), runner.health());
+    assert!(!health.halted());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(runner.run(async {
+        let _ = stopped.await;
+    }));
+    wait_until(|| health.halted()).await?;
+    assert_eq!(dead_letters(&fixture).await?, vec![first_failing as i64]);
+    assert_eq!(fixture.checkpoint().await?, first_failing as i64);
+    // Its lag shows the two events behind it, and their age.
+    wait_until(|| health.lag_events() == last - first_failing && health.lag_seconds() > 0.0)
+        .await?;
+
+    // The fix: it resumes by itself from the checkpoint.
+    sqlx::raw_sql("DROP TRIGGER refuse ON tally.totals; DROP FUNCTION tally.refuse();")
+        .execute(&fixture.env.pool)
+        .await?;
+    handle.wait_for(last, Duration::from_secs(15)).await?;
+    wait_until(|| !health.halted()).await?;
+    wait_until(|| health.lag_events() == 0 && health.lag_seconds() == 0.0).await?;
+    let _ = stop.send(());
+    task.await??;
+    assert_eq!(dead_letters(&fixture).await?, vec![first_failing as i64]);
+    assert_eq!(
+        fixture.totals().await?,
+        vec![
+            ("a".to_owned(), 1, 1),
+            ("c".to_owned(), 3, 1),
+            ("d".to_owned(), 4, 1)
+        ]
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn poison_events_with_a_good_one_between_are_each_dead_lettered_without_halting()
+-> anyhow::Result<()> {
+    let fixture = Fixture::new().await?;
+    let first = fixture.append("a", POISON).await?;
+    fixture.append("a", 1).await?;
+    let second = fixture.append("a", POISON).await?;
+    let last = fixture.append("a", 2).await?;
+    let runner = fixture.runner().await?;
+    let (handle, health) = (runner.handle(), runner.health());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(runner.run(async {
+        let _ = stopped.await;
+    }));
+    handle.wait_for(last, Duration::from_secs(15)).await?;
+    assert!(!health.halted());
+    let _ = stop.send(());
+    task.await??;
+    assert_eq!(
+        dead_letters(&fixture).await?,
+        vec![first as i64, second as i64]
+    );
+    Ok(())
+}
+
+/// A process manager in miniature: a commit on `ping-*` makes it append one on `pong-*`.
+struct Echo {
+    store: EventStore,
+}
+
+impl Projection for Echo {
+    fn name(&self) -> &str {
+        "echo"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    fn process_manager(&self) -> bool {
+        true
+    }
+
+    async fn apply(&self, _: &mut PgConnection, commit: &StoredCommit) -> Result<(), ApplyError> {
+        let Some(id) = commit.commit.aggregate_id.strip_prefix("ping-") else {
+            return Ok(());
+        };
+        let key = AggregateKey::new("acme", "tally", format!("pong-{id}"))
+            .map_err(|error| ApplyError::Poison(error.to_string()))?;
+        let meta = CommitMeta {
+            request_id: format!("echo-{id}"),
+            actor_role: "service".into(),
+            actor_id: "echo".into(),
+            fingerprint: String::new(),
+        };
+        let event = NewEvent {
+            event_type: "test.Value".into(),
+            schema_version: 1,
+            payload: prost_types_lite::encode(1),
+        };
+        self.store
+            .append(&key, 0, &meta, vec![event])
+            .await
+            .map_err(|error| ApplyError::Transient(error.to_string()))?;
+        Ok(())
+    }
+}
+
+/// The spans a test's tracer provider ended.
+#[derive(Debug, Clone, Default)]
+struct Spans(Arc<std::sync::Mutex<Vec<opentelemetry_sdk::trace::SpanData>>>);
+
+impl Spans {
+    fn all(&self) -> Vec<opentelemetry_sdk::trace::SpanData> {
+        self.0.lock().map(|spans| spans.clone()).unwrap_or_default()
+    }
+}
+
+impl opentelemetry_sdk::trace::SpanProcessor for Spans {
+    fn on_start(&self, _: &mut opentelemetry_sdk::trace::Span, _: &opentelemetry::Context) {}
+
+    fn on_end(&self, span: opentelemetry_sdk::trace::SpanData) {
+        if let Ok(mut spans) = self.0.lock() {
+            spans.push(span);
+        }
+    }
+
+    fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+        Ok(())
+    }
+
+    fn shutdown_with_timeout(&self, _: Duration) -> opentelemetry_sdk::error::OTelSdkResult {
+        Ok(())
+    }
+}
+
+fn attribute(span: &opentelemetry_sdk::trace::SpanData, name: &str) -> Option<String> {
+    span.attributes
+        .iter()
+        .find(|attribute| attribute.key.as_str() == name)
+        .map(|attribute| attribute.value.to_string())
+}
+
+#[tokio::test]
+async fn a_commits_trace_continues_into_the_consumer_and_the_commands_it_issues()
+-> anyhow::Result<()> {
+    use opentelemetry::trace::{SpanKind, TraceContextExt as _, TracerProvider as _};
+    use tracing::Instrument as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    let fixture = Fixture::new().await?;
+    opentelemetry::global::set_text_map_propagator(
+        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+    );
+    let spans = Spans::default();
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_span_processor(spans.clone())
+        .build();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+    // A current-thread test runtime: the scoped subscriber covers the runner's task.
+    let _scoped = tracing::subscriber::set_default(subscriber);
+
+    let command = tracing::info_span!("command");
+    let trace_id = command.context().span().span_context().trace_id();
+    let ping = fixture.append("ping-1", 1).instrument(command).await?;
+    let runner = ProjectionRunner::new(
+        Arc::new(Echo {
+            store: fixture.store.clone(),
+        }),
+        &fixture.database,
+        "echo",
+        fixture.stream.clone(),
+        ProjectionSettings {
+            service: "tally".into(),
+            ..fixture.settings.clone()
+        },
+    )
+    .await?;
+    let handle = runner.handle();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(runner.run(async {
+        let _ = stopped.await;
+    }));
+    // The echo's own commit comes after the ping (appended while the ping is
+    // applied); once it is applied too, every span of the ping has ended.
+    handle.wait_for(ping, Duration::from_secs(15)).await?;
+    handle.wait_for(ping + 1, Duration::from_secs(15)).await?;
+    let _ = stop.send(());
+    task.await??;
+
+    let stream = fixture.stream.cached_info().config.name.clone();
+    let spans = spans.all();
+    let named = |name: String| {
+        spans
+            .iter()
+            .filter(|span| span.name == name)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let sends = named(format!("send {stream}"));
+    let processes = named(format!("process {stream}"));
+    let ping_send = sends
+        .iter()
+        .find(|span| attribute(span, "messaging.message.id") == Some(ping.to_string()))
+        .ok_or_else(|| anyhow::anyhow!("no producer span of the ping: {sends:?}"))?;
+    assert_eq!(ping_send.span_context.trace_id(), trace_id);
+    // Per message: a CONSUMER span, child of the append that produced it.
+    let consumed = processes
+        .iter()
+        .find(|span| {
+            span.span_kind == SpanKind::Consumer
+                && attribute(span, "messaging.message.id") == Some(ping.to_string())
+        })
+        .ok_or_else(|| anyhow::anyhow!("no consumer span of the ping: {processes:?}"))?;
+    assert_eq!(consumed.span_context.trace_id(), trace_id);
+    assert_eq!(consumed.parent_span_id, ping_send.span_context.span_id());
+    for (name, value) in [
+        ("messaging.system", "nats"),
+        ("messaging.destination.name", stream.as_str()),
+        ("messaging.operation.type", "process"),
+        ("messaging.consumer.group.name", "echo"),
+        ("circle.service", "tally"),
+    ] {
+        assert_eq!(attribute(consumed, name).as_deref(), Some(value), "{name}");
+    }
+    // The command the step issued: its append is a child of the consumer span.
+    let echo_send = sends
+        .iter()
+        .find(|span| span.parent_span_id == consumed.span_context.span_id())
+        .ok_or_else(|| anyhow::anyhow!("the step's append is not in the consumer span"))?;
+    assert_eq!(echo_send.span_context.trace_id(), trace_id);
+    // Per batch: a root span linked to the append of each of its messages.
+    let batch = processes
+        .iter()
+        .find(|span| {
+            span.links
+                .iter()
+                .any(|link| link.span_context.span_id() == ping_send.span_context.span_id())
+        })
+        .ok_or_else(|| anyhow::anyhow!("no batch span linked to the ping's append"))?;
+    assert_ne!(
+        batch.span_context.trace_id(),
+        trace_id,
+        "a batch has a trace of its own"
+    );
+    assert_eq!(attribute(batch, "circle.service").as_deref(), Some("tally"));
+    Ok(())
+}
+
+/// A metric exporter that keeps the last export: (metric, projection, value) for every
+/// data point of the projection's instruments.
+#[derive(Debug, Clone, Default)]
+struct Exported(Arc<std::sync::Mutex<Vec<(String, String, f64)>>>);
+
+impl Exported {
+    fn value(&self, metric: &str, projection: &str) -> Option<f64> {
+        self.0.lock().ok().and_then(|points| {
+            points
+                .iter()
+                .find(|(name, of, _)| name == metric && of == projection)
+                .map(|(_, _, value)| *value)
+        })
+    }
+}
+
+impl opentelemetry_sdk::metrics::exporter::PushMetricExporter for Exported {
+    async fn export(
+        &self,
+        metrics: &opentelemetry_sdk::metrics::data::ResourceMetrics,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+        fn points<T: Copy>(
+            data: &MetricData<T>,
+            to_f64: fn(T) -> f64,
+        ) -> Vec<(Vec<opentelemetry::KeyValue>, f64)> {
+            match data {
+                MetricData::Gauge(gauge) => gauge
+                    .data_points()
+                    .map(|point| (point.attributes().cloned().collect(), to_f64(point.value())))
+                    .collect(),
+                MetricData::Sum(sum) => sum
+                    .data_points()
+                    .map(|point| (point.attributes().cloned().collect(), to_f64(point.value())))
+                    .collect(),
+                _ => Vec::new(),
+            }
+        }
+        let mut exported = Vec::new();
+        for scope in metrics.scope_metrics() {
+            for metric in scope.metrics() {
+                let points = match metric.data() {
+                    AggregatedMetrics::F64(data) => points(data, |value| value),
+                    AggregatedMetrics::U64(data) => points(data, |value| value as f64),
+                    AggregatedMetrics::I64(data) => points(data, |value| value as f64),
+                };
+                for (attributes, value) in points {
+                    let projection = attributes
+                        .iter()
+                        .find(|attribute| attribute.key.as_str() == "circle.projection")
+                        .map(|attribute| attribute.value.to_string())
+                        .unwrap_or_default();
+                    exported.push((metric.name().to_owned(), projection, value));
+                }
+            }
+        }
+        if let Ok(mut last) = self.0.lock() {
+            *last = exported;
+        }
+        Ok(())
+    }
+
+    fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+        Ok(())
+    }
+
+    fn shutdown_with_timeout(&self, _: Duration) -> opentelemetry_sdk::error::OTelSdkResult {
+        Ok(())
+    }
+
+    fn temporality(&self) -> opentelemetry_sdk::metrics::Temporality {
+        opentelemetry_sdk::metrics::Temporality::Cumulative
+    }
+}
+
+#[tokio::test]
+async fn a_halt_and_the_lag_are_exported_through_the_global_meter() -> anyhow::Result<()> {
+    let exported = Exported::default();
+    let provider = opentelemetry_sdk::metrics::SdkMeterProvider::builder()
+        .with_reader(opentelemetry_sdk::metrics::PeriodicReader::builder(exported.clone()).build())
+        .build();
+    opentelemetry::global::set_meter_provider(provider.clone());
+    let collect = |metric: &str| -> anyhow::Result<Option<f64>> {
+        provider
+            .force_flush()
+            .map_err(|error| anyhow::anyhow!("{error}"))?;
+        Ok(exported.value(metric, "tally"))
+    };
+
+    let fixture = Fixture::new().await?;
+    let good = fixture.append("a", 1).await?;
+    let runner = fixture.runner().await?;
+    let (handle, health) = (runner.handle(), runner.health());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(runner.run(async {
+        let _ = stopped.await;
+    }));
+    handle.wait_for(good, Duration::from_secs(15)).await?;
+    break_totals(&fixture).await?;
+    fixture.append("b", 2).await?;
+    fixture.append("c", 3).await?;
+    let last = fixture.append("d", 4).await?;
+    wait_until(|| health.halted() && health.lag_events() == 2).await?;
+    assert_eq!(collect("circle.projection.halted")?, Some(1.0));
+    assert_eq!(collect("circle.projection.dead_letters")?, Some(1.0));
+    assert_eq!(collect("circle.projection.lag.events")?, Some(2.0));
+    assert!(collect("circle.projection.lag.seconds")?.is_some_and(|seconds| seconds > 0.0));
+
+    sqlx::raw_sql("DROP TRIGGER refuse ON tally.totals; DROP FUNCTION tally.refuse();")
+        .execute(&fixture.env.pool)
+        .await?;
+    handle.wait_for(last, Duration::from_secs(15)).await?;
+    wait_until(|| !health.halted() && health.lag_events() == 0).await?;
+    let _ = stop.send(());
+    task.await??;
+    assert_eq!(collect("circle.projection.halted")?, Some(0.0));
+    assert_eq!(collect("circle.projection.lag.events")?, Some(0.0));
+    assert_eq!(collect("circle.projection.lag.seconds")?, Some(0.0));
+    assert_eq!(collect("circle.projection.events_applied")?, Some(3.0));
     Ok(())
 }

@@ -44,6 +44,7 @@ async fn rebuild(service: &Service, projection: &impl Projection) -> anyhow::Res
         batch_size: 64,
         ack_wait: std::time::Duration::from_secs(2),
         max_attempts: 3,
+        ..Default::default()
     };
     let database = service.env.database().await?;
     circle_projection::rebuild(projection, &database, &schema, &stream, &settings).await?;
