@@ -15,6 +15,7 @@
 //! [`walls`]: row-level security on every table as a second tenant wall; the owner
 //! migrates, the runtime role ([`Database`]) reads and writes one network at a time.
 
+pub mod admin;
 mod runner;
 pub mod walls;
 
