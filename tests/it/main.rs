@@ -14,6 +14,7 @@ mod forget;
 mod limits;
 mod matrix;
 mod nats_users;
+mod ops;
 mod pki;
 mod retries;
 mod sessions;
