@@ -409,3 +409,62 @@ async fn events_show_decodes_an_aggregate_with_personal_fields_sealed() -> anyho
     assert_eq!(ops::exit_code(&unknown), ops::EXIT_UNHEALTHY);
     Ok(())
 }
+
+#[tokio::test]
+async fn demo_seeds_a_network_with_weeks_of_activity_once() -> anyhow::Result<()> {
+    use crate::support::NETWORK;
+    let mut system = System::start_at("2026-03-02T12:00:00Z").await?;
+    let ops = Ops::connect(&system.env.config).await?;
+    let mint = |role: &str, subject: &str, clinics: &[&str]| {
+        circle_testkit::token(NETWORK, subject, &[role], clinics)
+    };
+    let size = circle_cli::demo::Size {
+        clinics: 2,
+        participants: 44,
+        weeks: 2,
+        start_date: "2026-02-16".parse()?,
+    };
+    let mut seed = async || {
+        circle_cli::demo::seed_network(
+            NETWORK,
+            &mut system.enrollment,
+            &mut system.sessions,
+            &mut system.accountability,
+            &mint,
+            size,
+        )
+        .await
+    };
+    let seeded = seed().await?;
+    // Two groups a clinic of capacity 10, 11 members each: one waits in each.
+    assert_eq!(
+        (seeded.clinics, seeded.groups, seeded.participants),
+        (2, 4, 44)
+    );
+    assert_eq!((seeded.active, seeded.waitlisted), (40, 4));
+    assert_eq!(seeded.check_ins, 80);
+    // Two sessions a group held, each with its ten members' attendance.
+    assert_eq!((seeded.sessions_held, seeded.attendance_records), (8, 80));
+    let status = caught_up(&ops).await?;
+    let closed: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM sessions.sessions WHERE state = 'closed'")
+            .fetch_one(&system.env.pool)
+            .await?;
+    assert_eq!(closed, 8);
+    // Seeding again changes nothing in the logs it writes to.
+    let last = |status: &ops::status::Status, service: &str| {
+        status
+            .streams
+            .iter()
+            .find(|stream| stream.stream == system.env.config.stream_name(service))
+            .map(|stream| stream.last_sequence)
+    };
+    let before = (last(&status, "enrollment"), last(&status, "sessions"));
+    assert_eq!(seed().await?, seeded);
+    let again = caught_up(&ops).await?;
+    assert_eq!(
+        (last(&again, "enrollment"), last(&again, "sessions")),
+        before
+    );
+    Ok(())
+}

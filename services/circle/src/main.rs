@@ -80,6 +80,26 @@ enum Command {
     /// Decoded events of the services' streams (personal fields shown `[sealed]`).
     #[command(subcommand)]
     Events(EventsCommand),
+    /// Seed a demo network into running services (which trust `circle dev`'s key).
+    Demo {
+        /// Default: http:// and the configuration's `enrollment.listen`.
+        #[arg(long, value_name = "URL")]
+        enrollment: Option<String>,
+        /// Default: http:// and the configuration's `sessions.listen`.
+        #[arg(long, value_name = "URL")]
+        sessions: Option<String>,
+        /// Default: http:// and the configuration's `accountability.listen`.
+        #[arg(long, value_name = "URL")]
+        accountability: Option<String>,
+        #[arg(long, default_value = "demo-large")]
+        network: String,
+        #[arg(long, default_value_t = 3)]
+        clinics: usize,
+        #[arg(long, default_value_t = 30)]
+        participants: usize,
+        #[arg(long, default_value_t = 4)]
+        weeks: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -164,6 +184,30 @@ async fn main() -> ExitCode {
             ttl_minutes,
         }),
         Command::Rewrap { networks } => rewrap(networks, config).await,
+        Command::Demo {
+            enrollment,
+            sessions,
+            accountability,
+            network,
+            clinics,
+            participants,
+            weeks,
+        } => {
+            let size = circle_cli::demo::Size {
+                clinics,
+                participants,
+                weeks,
+                start_date: (chrono::Utc::now() - chrono::Duration::weeks(weeks as i64))
+                    .date_naive(),
+            };
+            let urls = [
+                enrollment.unwrap_or_else(|| format!("http://{}", config.enrollment.listen)),
+                sessions.unwrap_or_else(|| format!("http://{}", config.sessions.listen)),
+                accountability
+                    .unwrap_or_else(|| format!("http://{}", config.accountability.listen)),
+            ];
+            demo(config, urls, network, size, json).await
+        }
         command => operate(command, config, json).await,
     };
     match result {
@@ -325,7 +369,7 @@ async fn operate(
                 return Err(error.into());
             }
         }
-        Command::Dev | Command::Token { .. } | Command::Rewrap { .. } => {}
+        Command::Dev | Command::Token { .. } | Command::Rewrap { .. } | Command::Demo { .. } => {}
     }
     Ok(0)
 }
@@ -361,6 +405,68 @@ async fn rewrap(networks: Vec<String>, config: circle_config::Config) -> anyhow:
          the new master key first and run circle rewrap again, before removing the old key",
         left.join(", ")
     );
+    Ok(0)
+}
+
+/// Seeds a demo network of `size` into the services at `urls` (enrollment, sessions,
+/// accountability), with tokens signed by `circle dev`'s development key.
+async fn demo(
+    config: circle_config::Config,
+    [enrollment, sessions, accountability]: [String; 3],
+    network: String,
+    size: circle_cli::demo::Size,
+    json: bool,
+) -> anyhow::Result<u8> {
+    use circle_proto::accountability::v1::accountability_service_client::AccountabilityServiceClient;
+    use circle_proto::sessions::v1::sessions_service_client::SessionsServiceClient;
+    if size.clinics == 0 {
+        return Err(Refusal::usage("--clinics must be at least 1"));
+    }
+    let keys = DevKeys::ensure(&dev_keys::dev_dir()?)?;
+    let audiences = dev_keys::audiences(&config);
+    let mint = |role: &str, subject: &str, clinics: &[&str]| -> String {
+        let request = TokenRequest {
+            role: role.to_owned(),
+            network: network.clone(),
+            subject: Some(subject.to_owned()),
+            clinics: clinics.iter().map(|clinic| (*clinic).to_owned()).collect(),
+            audiences: audiences.clone(),
+            ttl_minutes: 60,
+        };
+        request
+            .claims(dev_keys::now())
+            .map(|claims| keys.token(&claims))
+            .unwrap_or_default()
+    };
+    let mut enrollment = EnrollmentServiceClient::connect(enrollment).await?;
+    let mut sessions = SessionsServiceClient::connect(sessions).await?;
+    let mut accountability = AccountabilityServiceClient::connect(accountability).await?;
+    let seeded = circle_cli::demo::seed_network(
+        &network,
+        &mut enrollment,
+        &mut sessions,
+        &mut accountability,
+        &mint,
+        size,
+    )
+    .await?;
+    if json {
+        print_json(&seeded)?;
+    } else {
+        println!(
+            "network {}: {} clinics, {} groups, {} participants ({} active, {} waitlisted), \
+             {} sessions held with {} attendance records, {} check-ins",
+            seeded.network,
+            seeded.clinics,
+            seeded.groups,
+            seeded.participants,
+            seeded.active,
+            seeded.waitlisted,
+            seeded.sessions_held,
+            seeded.attendance_records,
+            seeded.check_ins
+        );
+    }
     Ok(0)
 }
 
