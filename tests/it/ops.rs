@@ -370,7 +370,7 @@ async fn events_show_decodes_an_aggregate_with_personal_fields_sealed() -> anyho
     let mut system = System::start_at("2026-03-02T12:00:00Z").await?;
     some_writes(&mut system).await?;
     let ops = Ops::connect(&system.env.config).await?;
-    let events = ops::events::show(&ops, "enrollment", "acme/participant/sam").await?;
+    let events = ops::events::show(&ops, "enrollment", "acme/participant/sam", None).await?;
     let registered = events
         .iter()
         .find(|event| event.event_type == "circle.enrollment.events.v1.ParticipantRegistered")
@@ -399,14 +399,66 @@ async fn events_show_decodes_an_aggregate_with_personal_fields_sealed() -> anyho
     .await?;
     assert!(tailed.iter().any(|event| event == registered));
     // A malformed aggregate is a usage error; an unknown one is "not found".
-    let malformed = ops::events::show(&ops, "enrollment", "acme/participant")
+    let malformed = ops::events::show(&ops, "enrollment", "acme/participant", None)
         .await
         .expect_err("malformed");
     assert_eq!(ops::exit_code(&malformed), ops::EXIT_USAGE);
-    let unknown = ops::events::show(&ops, "enrollment", "acme/participant/nobody")
+    let unknown = ops::events::show(&ops, "enrollment", "acme/participant/nobody", None)
         .await
         .expect_err("unknown");
     assert_eq!(ops::exit_code(&unknown), ops::EXIT_UNHEALTHY);
+    Ok(())
+}
+
+#[tokio::test]
+async fn events_show_reveals_personal_fields_only_after_recording_the_disclosure()
+-> anyhow::Result<()> {
+    use circle_audit::Disclosed;
+    let mut system = System::start_at("2026-03-02T12:00:00Z").await?;
+    some_writes(&mut system).await?;
+    let ops = Ops::connect(&system.env.config).await?;
+    let audit = system.env.config.stream_name("enrollment_audit");
+    let records_before = system
+        .env
+        .jetstream()
+        .get_stream(&audit)
+        .await?
+        .info()
+        .await?
+        .state
+        .last_sequence;
+    // A purpose off the list, or an operator that is no id, is a usage error.
+    for (operator, purpose) in [("ops-oncall", "curiosity"), ("Jane Doe", "operations")] {
+        let refused = ops::events::Reveal::open(&ops, "enrollment", operator, purpose)
+            .await
+            .err()
+            .expect("refused");
+        assert_eq!(ops::exit_code(&refused), ops::EXIT_USAGE, "{refused:#}");
+    }
+    let reveal = ops::events::Reveal::open(&ops, "enrollment", "ops-oncall", "operations").await?;
+    let events =
+        ops::events::show(&ops, "enrollment", "acme/participant/sam", Some(&reveal)).await?;
+    let registered = events
+        .iter()
+        .find(|event| event.event_type == "circle.enrollment.events.v1.ParticipantRegistered")
+        .expect("registered");
+    assert_eq!(registered.fields["profile"]["given_name"], "Samantha");
+    assert_eq!(registered.fields["profile"]["family_name"], "Quillfeather");
+    // Recorded: one record, sam's, the operator as reader, for operations.
+    let stream = system.env.jetstream().get_stream(&audit).await?;
+    let last = stream.clone().info().await?.state.last_sequence;
+    assert_eq!(last, records_before + 1);
+    let message = stream.get_raw_message(last).await?;
+    let commit = <circle_eventstore::wire::Commit as prost::Message>::decode(message.payload)?;
+    let record = Disclosed::from_commit(&commit).map_err(anyhow::Error::msg)?;
+    assert_eq!(
+        (
+            record.participant_id.as_str(),
+            record.actor_id.as_str(),
+            record.purpose
+        ),
+        ("sam", "ops-oncall", circle_audit::Purpose::Operations)
+    );
     Ok(())
 }
 

@@ -153,7 +153,20 @@ enum EventsCommand {
     },
     /// Every event of one aggregate: SERVICE NETWORK/TYPE/ID (e.g. `enrollment
     /// acme/participant/sam`).
-    Show { service: String, aggregate: String },
+    Show {
+        service: String,
+        aggregate: String,
+        /// Show personal fields in clear (needs the master keys of the configuration);
+        /// the disclosure is recorded in the service's audit stream first.
+        #[arg(long, requires_all = ["purpose", "operator"])]
+        reveal: bool,
+        /// Why: treatment, payment or operations (recorded with the disclosure).
+        #[arg(long, requires = "reveal")]
+        purpose: Option<String>,
+        /// Who is looking: your operator id (recorded with the disclosure; never a name).
+        #[arg(long, requires = "reveal")]
+        operator: Option<String>,
+    },
 }
 
 #[tokio::main]
@@ -335,8 +348,20 @@ async fn operate(
                 println!("{projection} sequence {sequence}: dead letter discarded");
             }
         }
-        Command::Events(EventsCommand::Show { service, aggregate }) => {
-            let events = ops::events::show(&ops, &service, &aggregate).await?;
+        Command::Events(EventsCommand::Show {
+            service,
+            aggregate,
+            reveal,
+            purpose,
+            operator,
+        }) => {
+            let reveal = match (reveal, purpose, operator) {
+                (true, Some(purpose), Some(operator)) => {
+                    Some(ops::events::Reveal::open(&ops, &service, &operator, &purpose).await?)
+                }
+                _ => None,
+            };
+            let events = ops::events::show(&ops, &service, &aggregate, reveal.as_ref()).await?;
             if json {
                 print_json(&events)?;
             } else {

@@ -41,6 +41,11 @@ pub fn timestamp_text(timestamp: &prost_types::Timestamp) -> String {
 pub struct Decoder {
     messages: HashMap<String, DescriptorProto>,
     enums: HashMap<String, EnumDescriptorProto>,
+    /// Sealed values opened for `--reveal` (sealed text → plaintext); any other sealed
+    /// value is shown as [`SEALED`].
+    revealed: HashMap<String, String>,
+    /// Every sealed value met while decoding (what `--reveal` tries to open).
+    seen: std::sync::Mutex<Vec<String>>,
 }
 
 impl Decoder {
@@ -49,6 +54,8 @@ impl Decoder {
         let mut decoder = Self {
             messages: HashMap::new(),
             enums: HashMap::new(),
+            revealed: HashMap::new(),
+            seen: std::sync::Mutex::new(Vec::new()),
         };
         for file in set.file {
             let package = file.package().to_owned();
@@ -124,7 +131,15 @@ impl Decoder {
                         Some(Type::String) => {
                             let text = String::from_utf8_lossy(head);
                             if circle_vault::is_sealed(&text) {
-                                Value::String(SEALED.into())
+                                if let Ok(mut seen) = self.seen.lock() {
+                                    seen.push(text.clone().into_owned());
+                                }
+                                Value::String(
+                                    self.revealed
+                                        .get(text.as_ref())
+                                        .cloned()
+                                        .unwrap_or_else(|| SEALED.into()),
+                                )
                             } else {
                                 Value::String(text.into_owned())
                             }
@@ -245,8 +260,101 @@ pub fn aggregate_subject(ops: &Ops, service: &str, aggregate: &str) -> anyhow::R
     ))
 }
 
-/// Every event of one aggregate, oldest first.
-pub async fn show(ops: &Ops, service: &str, aggregate: &str) -> anyhow::Result<Vec<EventView>> {
+/// What `--reveal` needs: the key store (the master keys of the configuration), the
+/// service's audit log, who is looking and why.
+pub struct Reveal {
+    pub keys: circle_vault::store::KeyStore,
+    pub audit: circle_audit::AuditLog,
+    /// The operator's id, recorded as the reader (never a name).
+    pub operator: String,
+    pub purpose: circle_audit::Purpose,
+}
+
+impl Reveal {
+    /// Opens the configured key store and `service`'s audit log. Missing or bad master
+    /// keys are a configuration error (exit 2).
+    pub async fn open(
+        ops: &Ops,
+        service: &str,
+        operator: &str,
+        purpose: &str,
+    ) -> anyhow::Result<Self> {
+        let purpose = circle_audit::Purpose::parse(purpose).ok_or_else(|| {
+            Refusal::usage(format!(
+                "--purpose {purpose:?}: one of treatment, payment, operations"
+            ))
+        })?;
+        let valid_id = !operator.is_empty()
+            && operator.len() <= 63
+            && operator
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !valid_id {
+            return Err(Refusal::usage(
+                "--operator must be an id (1-63 of a-z, 0-9, '-'), never a name",
+            ));
+        }
+        let master = circle_service::master_keys(&ops.config)
+            .map_err(|error| Refusal::usage(error.to_string()))?;
+        let keys = circle_vault::store::KeyStore::open(ops.database.clone(), master).await?;
+        let audit = circle_audit::AuditLog::open(
+            ops.nats.clone(),
+            circle_service::audit_spec(&ops.config, service),
+            &circle_service::api_name(service),
+        )
+        .await?;
+        Ok(Self {
+            keys,
+            audit,
+            operator: operator.to_owned(),
+            purpose,
+        })
+    }
+}
+
+/// Every field name a sealed value may be bound to.
+const SEALED_FIELDS: [&str; 12] = [
+    circle_vault::field::GIVEN_NAME,
+    circle_vault::field::FAMILY_NAME,
+    circle_vault::field::PREFERRED_NAME,
+    circle_vault::field::EMAIL,
+    circle_vault::field::PHONE,
+    circle_vault::field::ALIAS,
+    circle_vault::field::HOLD_REASON,
+    circle_vault::field::CHECK_IN,
+    circle_vault::field::MEMBER_NOTE,
+    circle_vault::field::GOAL,
+    circle_vault::field::SETBACK,
+    circle_vault::field::ENCOURAGEMENT,
+];
+
+/// The participant ids an event may seal for: its aggregate's id, and every value of
+/// a field whose name says it is a participant's.
+fn candidates(aggregate_id: &str, fields: &Value, into: &mut Vec<String>) {
+    fn walk(value: &Value, key: &str, into: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => map.iter().for_each(|(key, value)| walk(value, key, into)),
+            Value::Array(values) => values.iter().for_each(|value| walk(value, key, into)),
+            Value::String(text) if key.contains("participant") => {
+                into.push(text.rsplit('/').next().unwrap_or_default().to_owned())
+            }
+            _ => {}
+        }
+    }
+    into.push(aggregate_id.to_owned());
+    walk(fields, "", into);
+}
+
+/// Every event of one aggregate, oldest first. With `reveal`, the sealed values that
+/// open with their participants' keys are shown in clear, after the disclosure (one
+/// record per participant whose data is shown, the operator as reader) is recorded in
+/// the service's audit stream; if it cannot be recorded, nothing is shown.
+pub async fn show(
+    ops: &Ops,
+    service: &str,
+    aggregate: &str,
+    reveal: Option<&Reveal>,
+) -> anyhow::Result<Vec<EventView>> {
     let subject = aggregate_subject(ops, service, aggregate)?;
     let stream = ops.stream(service).await?.ok_or_else(|| {
         Refusal::not_found(format!(
@@ -254,7 +362,7 @@ pub async fn show(ops: &Ops, service: &str, aggregate: &str) -> anyhow::Result<V
             ops.config.stream_name(service)
         ))
     })?;
-    let decoder = Decoder::new()?;
+    let mut decoder = Decoder::new()?;
     let consumer = stream
         .create_consumer(OrderedConfig {
             filter_subject: subject,
@@ -263,7 +371,6 @@ pub async fn show(ops: &Ops, service: &str, aggregate: &str) -> anyhow::Result<V
         })
         .await?;
     let mut pending = consumer.cached_info().num_pending;
-    let mut views = Vec::new();
     if pending == 0 {
         return Err(Refusal::not_found(format!(
             "no events of {aggregate} in {}",
@@ -271,20 +378,97 @@ pub async fn show(ops: &Ops, service: &str, aggregate: &str) -> anyhow::Result<V
         )));
     }
     let mut messages = consumer.messages().await?;
+    let mut commits = Vec::new();
     while pending > 0 {
         let message = tokio::time::timeout(Duration::from_secs(10), messages.next())
             .await
             .context("timed out reading the aggregate")?
             .context("the stream read ended")??;
         let info = message.info().map_err(|error| anyhow::anyhow!("{error}"))?;
-        views.extend(decoder.views(
+        commits.push((
             info.stream_sequence,
-            message.subject.as_str(),
-            &message.payload,
+            message.subject.to_string(),
+            message.payload.to_vec(),
         ));
         pending = info.pending;
     }
-    Ok(views)
+    let decode = |decoder: &Decoder| -> Vec<EventView> {
+        commits
+            .iter()
+            .flat_map(|(sequence, subject, payload)| decoder.views(*sequence, subject, payload))
+            .collect()
+    };
+    let views = decode(&decoder);
+    let Some(reveal) = reveal else {
+        return Ok(views);
+    };
+    let network = aggregate.split('/').next().unwrap_or_default();
+    let aggregate_id = aggregate.rsplit('/').next().unwrap_or_default();
+    let mut participants = Vec::new();
+    for view in &views {
+        candidates(aggregate_id, &view.fields, &mut participants);
+    }
+    participants.sort();
+    participants.dedup();
+    let sealed: Vec<String> = decoder
+        .seen
+        .lock()
+        .map(|seen| seen.clone())
+        .unwrap_or_default();
+    let mut disclosed = std::collections::BTreeSet::new();
+    for participant in &participants {
+        let Some(key) = reveal.keys.opening_key(network, participant).await? else {
+            continue; // never had a key, or forgotten: stays sealed
+        };
+        for text in &sealed {
+            if decoder.revealed.contains_key(text) {
+                continue;
+            }
+            // The value's associated data binds it to its participant and field: only
+            // the right pair opens it.
+            let opened = SEALED_FIELDS.iter().find_map(|field| {
+                key.open(
+                    circle_vault::Context {
+                        network,
+                        participant,
+                        field,
+                    },
+                    text,
+                )
+                .ok()
+            });
+            if let Some(plaintext) = opened {
+                decoder.revealed.insert(text.clone(), plaintext);
+                disclosed.insert(participant.clone());
+            }
+        }
+    }
+    if disclosed.is_empty() {
+        return Ok(views);
+    }
+    // The operator reads as a network administrator would (the disclosure record
+    // names them and the roles; there is no token: the master keys are the licence).
+    let caller = circle_auth::Caller::new(
+        network,
+        &reveal.operator,
+        &[circle_auth::Role::NetworkAdmin],
+        &[],
+    );
+    let reading = circle_audit::Reading::new(
+        &caller,
+        "CircleEventsShow",
+        format!("{service}:{aggregate}"),
+        Some(reveal.purpose),
+        reveal.purpose,
+    );
+    reveal
+        .audit
+        .record(&reading, chrono::Utc::now(), &disclosed)
+        .await
+        .map_err(|error| {
+            anyhow::anyhow!("the disclosure could not be recorded, so nothing is shown: {error:?}")
+        })?;
+    Ok(decode(&decoder))
 }
 
 /// The last `count` commits of a service's stream; with `follow`, then every new one

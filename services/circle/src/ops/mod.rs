@@ -71,6 +71,7 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
 pub struct Ops {
     pub config: Config,
     pub database: Database,
+    pub nats: async_nats::Client,
     pub jetstream: jetstream::Context,
 }
 
@@ -97,7 +98,8 @@ impl Ops {
         Ok(Self {
             config: config.clone(),
             database,
-            jetstream: jetstream::new(nats),
+            jetstream: jetstream::new(nats.clone()),
+            nats,
         })
     }
 
