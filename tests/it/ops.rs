@@ -520,3 +520,105 @@ async fn demo_seeds_a_network_with_weeks_of_activity_once() -> anyhow::Result<()
     );
     Ok(())
 }
+
+/// A rebuild of a projection of many events (the accounting of disclosures of
+/// ENROLLMENT_AUDIT, fed by the audit log itself) finishes with progress to the end and
+/// tables equal to the live ones. 5,000 events by default;
+/// `CIRCLE_OPS_REBUILD_EVENTS=100000` for the size (its timing is printed).
+#[tokio::test]
+async fn rebuild_of_a_large_projection_reports_progress_and_equals_the_live_one()
+-> anyhow::Result<()> {
+    let events: usize = std::env::var("CIRCLE_OPS_REBUILD_EVENTS")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(5_000);
+    let system = System::start_at("2026-03-02T12:00:00Z").await?;
+    let config = &system.env.config;
+    let audit = circle_audit::AuditLog::open(
+        system.env.nats.clone(),
+        circle_service::audit_spec(config, "enrollment"),
+        &circle_service::api_name("enrollment"),
+    )
+    .await?;
+    let caller = circle_auth::Caller::new(
+        crate::support::NETWORK,
+        "staff-1",
+        &[circle_auth::Role::Facilitator],
+        &["north"],
+    );
+    let reading = circle_audit::Reading::new(
+        &caller,
+        "GetParticipant",
+        "networks/acme/participants/many",
+        None,
+        circle_audit::Purpose::Treatment,
+    );
+    let written = std::time::Instant::now();
+    let mut done = 0;
+    while done < events {
+        let batch: Vec<String> = (done..(done + 1_000).min(events))
+            .map(|index| format!("p-{index}"))
+            .collect();
+        audit
+            .record(
+                &reading,
+                circle_calendar::Clock::now(system.clock.as_ref()),
+                &batch,
+            )
+            .await
+            .map_err(|error| anyhow::anyhow!("{error:?}"))?;
+        done += batch.len();
+    }
+    eprintln!("{events} audit records written in {:?}", written.elapsed());
+    let ops = Ops::connect(config).await?;
+    // The live runner applies them first: allow it time in proportion.
+    let deadline =
+        tokio::time::Instant::now() + std::time::Duration::from_secs(15 + (events / 200) as u64);
+    let status = loop {
+        let status = ops::status::status(&ops, 0).await?;
+        if status.healthy {
+            break status;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "not caught up: {status:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let applied = std::time::Instant::now();
+    let name = "enrollment-disclosures-enrollment";
+    let live_checkpoint = status
+        .projections
+        .iter()
+        .find(|projection| projection.projection == name)
+        .map(|projection| projection.checkpoint);
+    assert_eq!(live_checkpoint, Some(events as u64));
+    let schema = ops::catalog::find(name).expect("known").schema;
+    let pool = system.env.pool.clone();
+    let live = content(&pool, schema).await?;
+    damage(&pool, schema).await?;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let rebuilt = ops::projections::rebuild(&ops, name, {
+        let seen = seen.clone();
+        move |progress| {
+            if let Ok(mut seen) = seen.lock() {
+                seen.push(progress);
+            }
+        }
+    })
+    .await?;
+    eprintln!(
+        "rebuilt {name}: {} events in {:.1}s ({:.0} events/s; live caught up {:?} before)",
+        rebuilt.applied_through,
+        rebuilt.seconds,
+        rebuilt.applied_through as f64 / rebuilt.seconds.max(0.001),
+        applied.elapsed()
+    );
+    let seen = seen.lock().map(|seen| seen.clone()).unwrap_or_default();
+    assert_eq!(rebuilt.applied_through, events as u64);
+    assert!(seen.len() > 2, "progress after each batch: {}", seen.len());
+    let end = seen.last().expect("progress");
+    assert_eq!((end.position, end.total), (events as u64, events as u64));
+    assert_eq!(content(&pool, schema).await?, live);
+    Ok(())
+}
