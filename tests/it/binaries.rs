@@ -418,3 +418,74 @@ async fn a_service_binary_refuses_an_unknown_key_of_a_known_section_naming_it() 
     std::fs::remove_file(&file)?;
     Ok(())
 }
+
+/// The operator's commands as a script runs them: JSON on stdout, and the exit codes
+/// the README documents (0 ok, 2 usage, 3 unhealthy or not found).
+#[tokio::test]
+async fn circle_operator_commands_answer_json_and_exit_codes_scripts_can_trust()
+-> anyhow::Result<()> {
+    let mut system = crate::support::System::start_at("2026-03-02T12:00:00Z").await?;
+    let clinic = system.clinic("north").await?;
+    system
+        .participant(&clinic, "sam", "Samantha", "Quillfeather")
+        .await?;
+    let file = config_file(&system.env)?;
+    let program = binary("circle").await?;
+    let run = |arguments: &[&str]| -> anyhow::Result<(Option<i32>, String, String)> {
+        let output = Command::new(&program)
+            .args(arguments)
+            .arg("--config")
+            .arg(&file)
+            .output()?;
+        Ok((
+            output.status.code(),
+            String::from_utf8(output.stdout)?,
+            String::from_utf8(output.stderr)?,
+        ))
+    };
+    // Healthy once every projection has caught up (exit 3 until then).
+    let deadline = tokio::time::Instant::now() + START_LIMIT;
+    let status = loop {
+        let (code, stdout, stderr) = run(&["status", "--json", "--max-lag", "0"])?;
+        if code == Some(0) {
+            break serde_json::from_str::<serde_json::Value>(&stdout)?;
+        }
+        assert_eq!(code, Some(3), "{stdout}{stderr}");
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "never healthy: {stdout}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(status["healthy"], true);
+    assert_eq!(status["projections"].as_array().map(Vec::len), Some(12));
+
+    let (code, stdout, stderr) =
+        run(&["projections", "rebuild", "enrollment-read-model", "--json"])?;
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let rebuilt: serde_json::Value = serde_json::from_str(&stdout)?;
+    assert_eq!(rebuilt["projection"], "enrollment-read-model");
+    assert!(rebuilt["applied_through"].as_u64() >= Some(2), "{rebuilt}");
+
+    let (code, _, stderr) = run(&["projections", "rebuild", "enrollment-transfers"])?;
+    assert_eq!(code, Some(2), "a process manager: {stderr}");
+    let (code, _, stderr) = run(&["projections", "reset", "enrollment-read-model"])?;
+    assert_eq!(code, Some(2), "reset needs --yes: {stderr}");
+    let (code, _, stderr) = run(&["dead-letters", "show", "enrollment-read-model", "999"])?;
+    assert_eq!(code, Some(3), "no such dead letter: {stderr}");
+    let (code, _, stderr) = run(&["projections", "frobnicate"])?;
+    assert_eq!(code, Some(2), "{stderr}");
+
+    let (code, stdout, stderr) = run(&["events", "show", "enrollment", "acme/participant/sam"])?;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains("ParticipantRegistered") && stdout.contains("[sealed]"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("Samantha"), "{stdout}");
+    let (code, stdout, _) = run(&["projections", "list"])?;
+    assert_eq!(code, Some(0));
+    assert!(stdout.starts_with("PROJECTION"), "{stdout}");
+    std::fs::remove_file(&file)?;
+    Ok(())
+}

@@ -15,6 +15,7 @@ mod halting;
 mod limits;
 mod matrix;
 mod nats_users;
+mod ops;
 mod pki;
 mod retries;
 mod sessions;

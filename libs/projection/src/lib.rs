@@ -16,6 +16,7 @@
 //! migrates, the runtime role ([`Database`]) reads and writes one network at a time.
 
 mod health;
+pub mod admin;
 mod runner;
 pub mod walls;
 

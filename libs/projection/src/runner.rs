@@ -319,7 +319,11 @@ pub async fn prepare<P: Projection>(
     adopt_former_checkpoint(&database.owner, schema, projection).await
 }
 
-async fn read_checkpoint(pool: &PgPool, schema: &str, name: &str) -> Result<u64, sqlx::Error> {
+pub(crate) async fn read_checkpoint(
+    pool: &PgPool,
+    schema: &str,
+    name: &str,
+) -> Result<u64, sqlx::Error> {
     let sql =
         format!("SELECT last_sequence FROM {schema}.projection_checkpoint WHERE projection = $1");
     let value: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
@@ -392,7 +396,7 @@ fn network_of(subject: &str) -> &str {
 /// (`walls::wall_schema`) and checks that the runtime role owns none of them; run by
 /// the owner. Refuses a schema that holds another projection: a rebuild swaps the
 /// whole schema, and would drop the other one's tables and checkpoint with it.
-async fn prepare_schema<P: Projection>(
+pub(crate) async fn prepare_schema<P: Projection>(
     database: &Database,
     schema: &str,
     projection: &P,
@@ -567,7 +571,10 @@ async fn upgrade_shape<P: Projection>(
     Ok(())
 }
 
-async fn set_search_path(connection: &mut PgConnection, schema: &str) -> Result<(), sqlx::Error> {
+pub(crate) async fn set_search_path(
+    connection: &mut PgConnection,
+    schema: &str,
+) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT set_config('search_path', $1, true)")
         .bind(schema)
         .execute(connection)
@@ -1344,6 +1351,19 @@ pub async fn rebuild<P: Projection>(
     stream: &jetstream::stream::Stream,
     settings: &ProjectionSettings,
 ) -> Result<RebuildReport, ApplyError> {
+    rebuild_reporting(projection, database, schema, stream, settings, &mut |_| {}).await
+}
+
+/// [`rebuild`], telling `progress` the sequence the fresh schema has reached after
+/// each batch (`admin::rebuild` shows it to an operator).
+pub(crate) async fn rebuild_reporting<P: Projection>(
+    projection: &P,
+    database: &Database,
+    schema: &str,
+    stream: &jetstream::stream::Stream,
+    settings: &ProjectionSettings,
+    progress: &mut (dyn FnMut(u64) + Send),
+) -> Result<RebuildReport, ApplyError> {
     let owner = &database.owner;
     let fresh = format!("{schema}_rebuild");
     let retired = format!("{schema}_retired");
@@ -1413,6 +1433,7 @@ pub async fn rebuild<P: Projection>(
             while !remaining.is_empty() {
                 let outcome = applier.apply(&mut connection, remaining).await?;
                 *rebuilt = (*rebuilt).max(outcome.checkpoint);
+                progress(*rebuilt);
                 dead_letters += outcome.dead_lettered;
                 let covered = remaining
                     .iter()

@@ -4,6 +4,7 @@
 
 pub mod demo;
 pub mod dev_keys;
+pub mod ops;
 
 use std::net::SocketAddr;
 

@@ -1,77 +1,407 @@
-//! `circle`: the command-line tool.
+//! `circle`: the command-line tool (clap; `circle --help` lists everything).
 //!
-//! - `circle dev [--config FILE]`: creates the database if needed, makes (once) a
-//!   development signing key and trusts it, starts every service in this process,
-//!   seeds the demo network, prints the gRPC addresses, and runs until Ctrl-C.
+//! - `circle dev`: creates the database if needed, makes (once) a development signing
+//!   key and trusts it, starts every service in this process, seeds the demo network,
+//!   prints the gRPC addresses, and runs until Ctrl-C.
 //! - `circle token ROLE [--subject ID] [--clinic ID]... [--network ID]
-//!   [--ttl-minutes N] [--config FILE]`: prints a development bearer token for one of
-//!   the demo's people (signed with `circle dev`'s key; see `dev_keys`).
-//! - `circle rewrap [--network ID]... [--config FILE]`: the master key rotation's
-//!   second step: re-wraps every live data key of the networks (all the networks
-//!   enrollment knows, when none is named) with the newest master key of `vault.*`,
-//!   after which the older master keys can be removed from the configuration.
+//!   [--ttl-minutes N]`: prints a development bearer token for one of the demo's people
+//!   (signed with `circle dev`'s key; see `dev_keys`).
+//! - `circle rewrap [--network ID]...`: the master key rotation's second step:
+//!   re-wraps every live data key of the networks (all the networks enrollment knows,
+//!   when none is named) with the newest master key of `vault.*`, after which the older
+//!   master keys can be removed from the configuration.
+//! - The operator's commands (`status`, `projections`, `dead-letters`, `events`): see
+//!   `circle_cli::ops`; this file parses and prints.
+//!
+//! Every command takes `--config FILE` and `--json`. Exit codes: 0 ok, 1 the operation
+//! failed, 2 bad usage or configuration, 3 unhealthy or not found.
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use circle_cli::dev_keys::{self, DevKeys, TokenRequest};
+use circle_cli::ops::{self, EXIT_UNHEALTHY, Ops, Refusal};
 use circle_proto::enrollment::v1::enrollment_service_client::EnrollmentServiceClient;
+use clap::{Parser, Subcommand};
 
-const USAGE: &str = "usage: circle dev [--config FILE]
-       circle token ROLE [--subject ID] [--clinic ID]... [--network ID] [--ttl-minutes N] [--config FILE]
-         ROLE: network-admin, clinic-admin, facilitator, intake-coordinator, participant, service
-       circle rewrap [--network ID]... [--config FILE]";
+#[derive(Parser)]
+#[command(
+    name = "circle",
+    version,
+    about = "Circle's command-line tool: development and operations"
+)]
+struct Cli {
+    /// The configuration file (else defaults and CIRCLE_<SECTION>__<KEY> variables).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Machine output: JSON with stable field names, one document (one per line for
+    /// `events tail --follow`).
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start every service in this process with the demo network (development).
+    Dev,
+    /// Print a development bearer token signed with `circle dev`'s key.
+    Token {
+        /// network-admin, clinic-admin, facilitator, intake-coordinator, participant, service
+        role: String,
+        #[arg(long)]
+        subject: Option<String>,
+        #[arg(long = "clinic", value_name = "ID")]
+        clinics: Vec<String>,
+        #[arg(long, default_value = circle_cli::demo::NETWORK)]
+        network: String,
+        #[arg(long, default_value_t = 8 * 60)]
+        ttl_minutes: i64,
+    },
+    /// Re-wrap data keys with the newest master key (rotation's second step).
+    Rewrap {
+        #[arg(long = "network", value_name = "ID")]
+        networks: Vec<String>,
+    },
+    /// Streams, consumers, and each projection's lag and health (exit 3 if unhealthy).
+    Status {
+        /// A projection further behind its stream than this many events is unhealthy.
+        #[arg(long, default_value_t = 100)]
+        max_lag: u64,
+    },
+    /// The services' projections.
+    #[command(subcommand)]
+    Projections(ProjectionsCommand),
+    /// Messages projections gave up on.
+    #[command(subcommand)]
+    DeadLetters(DeadLettersCommand),
+    /// Decoded events of the services' streams (personal fields shown `[sealed]`).
+    #[command(subcommand)]
+    Events(EventsCommand),
+    /// Seed a demo network into running services (which trust `circle dev`'s key).
+    Demo {
+        /// Default: http:// and the configuration's `enrollment.listen`.
+        #[arg(long, value_name = "URL")]
+        enrollment: Option<String>,
+        /// Default: http:// and the configuration's `sessions.listen`.
+        #[arg(long, value_name = "URL")]
+        sessions: Option<String>,
+        /// Default: http:// and the configuration's `accountability.listen`.
+        #[arg(long, value_name = "URL")]
+        accountability: Option<String>,
+        #[arg(long, default_value = "demo-large")]
+        network: String,
+        #[arg(long, default_value_t = 3)]
+        clinics: usize,
+        #[arg(long, default_value_t = 30)]
+        participants: usize,
+        #[arg(long, default_value_t = 4)]
+        weeks: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProjectionsCommand {
+    /// Every projection: service, kind, schema, stream, checkpoint.
+    List,
+    /// Rebuild a read model from its stream into a fresh schema, then swap it in (no
+    /// downtime; process managers are refused).
+    Rebuild { name: String },
+    /// Empty a read model so its running service replays it from the start (reads see
+    /// a partial model meanwhile; needs --yes).
+    Reset {
+        name: String,
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeadLettersCommand {
+    /// Every dead letter, or one projection's.
+    List {
+        #[arg(long)]
+        projection: Option<String>,
+    },
+    /// One dead letter: subject, error, time, and its events' types (never a payload).
+    Show { projection: String, sequence: u64 },
+    /// Apply the message through its read model again; deleted on success, kept (exit
+    /// 1) on failure.
+    Retry { projection: String, sequence: u64 },
+    /// Delete a dead letter (its message's effects stay missing; needs --yes).
+    Discard {
+        projection: String,
+        sequence: u64,
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum EventsCommand {
+    /// The last events of a service's stream; --follow keeps printing new ones.
+    Tail {
+        #[arg(long, default_value = "enrollment")]
+        service: String,
+        /// How many of the last commits to show first.
+        #[arg(long, default_value_t = 20)]
+        count: u64,
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Every event of one aggregate: SERVICE NETWORK/TYPE/ID (e.g. `enrollment
+    /// acme/participant/sam`).
+    Show {
+        service: String,
+        aggregate: String,
+        /// Show personal fields in clear (needs the master keys of the configuration);
+        /// the disclosure is recorded in the service's audit stream first.
+        #[arg(long, requires_all = ["purpose", "operator"])]
+        reveal: bool,
+        /// Why: treatment, payment or operations (recorded with the disclosure).
+        #[arg(long, requires = "reveal")]
+        purpose: Option<String>,
+        /// Who is looking: your operator id (recorded with the disclosure; never a name).
+        #[arg(long, requires = "reveal")]
+        operator: Option<String>,
+    },
+}
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let arguments: Vec<String> = std::env::args().skip(1).collect();
-    let result = match arguments.split_first() {
-        Some((command, rest)) if command == "dev" => match rest {
-            [] => dev(None).await,
-            [flag, file] if flag == "--config" => dev(Some(PathBuf::from(file))).await,
-            _ => return usage(),
-        },
-        Some((command, rest)) if command == "rewrap" => match parse_rewrap(rest) {
-            Some((networks, config)) => rewrap(networks, config).await,
-            None => return usage(),
-        },
-        Some((command, rest)) if command == "token" => match parse_token(rest) {
-            Some((request, config)) => token(request, config),
-            None => return usage(),
-        },
-        _ => return usage(),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
+    let cli = Cli::parse();
+    let config = match circle_config::Config::load(cli.config.as_deref()) {
+        Ok(config) => config,
         Err(error) => {
             eprintln!("circle: {error:#}");
-            ExitCode::FAILURE
+            return ExitCode::from(ops::EXIT_USAGE);
+        }
+    };
+    let json = cli.json;
+    let result = match cli.command {
+        Command::Dev => dev(config).await,
+        Command::Token {
+            role,
+            subject,
+            clinics,
+            network,
+            ttl_minutes,
+        } => token(TokenRequest {
+            role,
+            network,
+            subject,
+            clinics,
+            audiences: dev_keys::audiences(&config),
+            ttl_minutes,
+        }),
+        Command::Rewrap { networks } => rewrap(networks, config).await,
+        Command::Demo {
+            enrollment,
+            sessions,
+            accountability,
+            network,
+            clinics,
+            participants,
+            weeks,
+        } => {
+            let size = circle_cli::demo::Size {
+                clinics,
+                participants,
+                weeks,
+                start_date: (chrono::Utc::now() - chrono::Duration::weeks(weeks as i64))
+                    .date_naive(),
+            };
+            let urls = [
+                enrollment.unwrap_or_else(|| format!("http://{}", config.enrollment.listen)),
+                sessions.unwrap_or_else(|| format!("http://{}", config.sessions.listen)),
+                accountability
+                    .unwrap_or_else(|| format!("http://{}", config.accountability.listen)),
+            ];
+            demo(config, urls, network, size, json).await
+        }
+        command => operate(command, config, json).await,
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            eprintln!("circle: {error:#}");
+            ExitCode::from(ops::exit_code(&error))
         }
     }
 }
 
-fn usage() -> ExitCode {
-    eprintln!("{USAGE}");
-    ExitCode::from(2)
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
 }
 
-fn parse_rewrap(arguments: &[String]) -> Option<(Vec<String>, Option<PathBuf>)> {
-    let (mut networks, mut config, mut rest) = (Vec::new(), None, arguments);
-    while let [flag, value, tail @ ..] = rest {
-        match flag.as_str() {
-            "--network" => networks.push(value.clone()),
-            "--config" => config = Some(PathBuf::from(value)),
-            _ => return None,
+/// The operator's commands; the exit code on success (3 for an unhealthy status).
+async fn operate(
+    command: Command,
+    config: circle_config::Config,
+    json: bool,
+) -> anyhow::Result<u8> {
+    let ops = Ops::connect(&config).await?;
+    match command {
+        Command::Status { max_lag } => {
+            let status = ops::status::status(&ops, max_lag).await?;
+            if json {
+                print_json(&status)?;
+            } else {
+                print!("{}", ops::status::render(&status));
+                println!();
+            }
+            return Ok(if status.healthy { 0 } else { EXIT_UNHEALTHY });
         }
-        rest = tail;
+        Command::Projections(ProjectionsCommand::List) => {
+            let lines = ops::projections::list(&ops).await?;
+            if json {
+                print_json(&lines)?;
+            } else {
+                print!("{}", ops::projections::render_list(&lines));
+            }
+        }
+        Command::Projections(ProjectionsCommand::Rebuild { name }) => {
+            // The bar on stderr, only for a person watching.
+            let bar =
+                (!json && std::io::stderr().is_terminal()).then(ops::projections::progress_bar);
+            let rebuilt = ops::projections::rebuild(&ops, &name, |progress| {
+                if let Some(bar) = &bar {
+                    bar.set_length(progress.total);
+                    bar.set_position(progress.position);
+                }
+            })
+            .await;
+            if let Some(bar) = &bar {
+                bar.finish_and_clear();
+            }
+            let rebuilt = rebuilt?;
+            if json {
+                print_json(&rebuilt)?;
+            } else {
+                print!("{}", ops::projections::render_rebuilt(&rebuilt));
+            }
+        }
+        Command::Projections(ProjectionsCommand::Reset { name, yes }) => {
+            if !yes {
+                return Err(Refusal::usage(format!(
+                    "resetting {name} empties it until its service has replayed the stream;                      run again with --yes (or use `circle projections rebuild {name}`, without downtime)"
+                )));
+            }
+            ops::projections::reset(&ops, &name).await?;
+            if json {
+                print_json(&serde_json::json!({ "projection": name, "reset": true }))?;
+            } else {
+                println!("reset {name}: its service replays it from the start");
+            }
+        }
+        Command::DeadLetters(DeadLettersCommand::List { projection }) => {
+            let letters = ops::dead_letters::list(&ops, projection.as_deref()).await?;
+            if json {
+                print_json(&letters)?;
+            } else {
+                print!("{}", ops::dead_letters::render_list(&letters));
+            }
+        }
+        Command::DeadLetters(DeadLettersCommand::Show {
+            projection,
+            sequence,
+        }) => {
+            let letter = ops::dead_letters::show(&ops, &projection, sequence).await?;
+            if json {
+                print_json(&letter)?;
+            } else {
+                print!("{}", ops::dead_letters::render_one(&letter));
+            }
+        }
+        Command::DeadLetters(DeadLettersCommand::Retry {
+            projection,
+            sequence,
+        }) => {
+            ops::dead_letters::retry(&ops, &projection, sequence).await?;
+            if json {
+                print_json(
+                    &serde_json::json!({ "projection": projection, "sequence": sequence, "retried": true }),
+                )?;
+            } else {
+                println!("{projection} sequence {sequence}: applied; dead letter removed");
+            }
+        }
+        Command::DeadLetters(DeadLettersCommand::Discard {
+            projection,
+            sequence,
+            yes,
+        }) => {
+            if !yes {
+                return Err(Refusal::usage(format!(
+                    "discarding leaves {projection} without the effects of sequence {sequence};                      run again with --yes"
+                )));
+            }
+            ops::dead_letters::discard(&ops, &projection, sequence).await?;
+            if json {
+                print_json(
+                    &serde_json::json!({ "projection": projection, "sequence": sequence, "discarded": true }),
+                )?;
+            } else {
+                println!("{projection} sequence {sequence}: dead letter discarded");
+            }
+        }
+        Command::Events(EventsCommand::Show {
+            service,
+            aggregate,
+            reveal,
+            purpose,
+            operator,
+        }) => {
+            let reveal = match (reveal, purpose, operator) {
+                (true, Some(purpose), Some(operator)) => {
+                    Some(ops::events::Reveal::open(&ops, &service, &operator, &purpose).await?)
+                }
+                _ => None,
+            };
+            let events = ops::events::show(&ops, &service, &aggregate, reveal.as_ref()).await?;
+            if json {
+                print_json(&events)?;
+            } else {
+                for event in &events {
+                    print!("{}", ops::events::render(event));
+                }
+            }
+        }
+        Command::Events(EventsCommand::Tail {
+            service,
+            count,
+            follow,
+        }) => {
+            let mut failed = None;
+            ops::events::tail(&ops, &service, count, follow, |event| {
+                let printed = if json {
+                    serde_json::to_string(&event).map(|line| println!("{line}"))
+                } else {
+                    print!("{}", ops::events::render(&event));
+                    Ok(())
+                };
+                if let Err(error) = printed {
+                    failed = Some(error);
+                    return false;
+                }
+                true
+            })
+            .await?;
+            if let Some(error) = failed {
+                return Err(error.into());
+            }
+        }
+        Command::Dev | Command::Token { .. } | Command::Rewrap { .. } | Command::Demo { .. } => {}
     }
-    rest.is_empty().then_some((networks, config))
+    Ok(0)
 }
 
 /// Re-wraps the data keys of `networks` (or of every network enrollment knows) with
 /// the newest configured master key, printing how many per network.
-async fn rewrap(networks: Vec<String>, config_file: Option<PathBuf>) -> anyhow::Result<()> {
-    let config = circle_config::Config::load(config_file.as_deref())?;
+async fn rewrap(networks: Vec<String>, config: circle_config::Config) -> anyhow::Result<u8> {
     let master = circle_service::master_keys(&config)?;
     let current = master.current_id().to_owned();
     let options = sqlx::postgres::PgPoolOptions::new().max_connections(2);
@@ -100,44 +430,78 @@ async fn rewrap(networks: Vec<String>, config_file: Option<PathBuf>) -> anyhow::
          the new master key first and run circle rewrap again, before removing the old key",
         left.join(", ")
     );
-    Ok(())
+    Ok(0)
 }
 
-fn parse_token(arguments: &[String]) -> Option<(TokenRequest, Option<PathBuf>)> {
-    let (role, mut rest) = arguments.split_first()?;
-    let mut request = TokenRequest {
-        role: role.clone(),
-        network: circle_cli::demo::NETWORK.to_owned(),
-        subject: None,
-        clinics: Vec::new(),
-        audiences: Vec::new(),
-        ttl_minutes: 8 * 60,
-    };
-    let mut config = None;
-    while let [flag, value, tail @ ..] = rest {
-        match flag.as_str() {
-            "--subject" => request.subject = Some(value.clone()),
-            "--clinic" => request.clinics.push(value.clone()),
-            "--network" => request.network = value.clone(),
-            "--ttl-minutes" => request.ttl_minutes = value.parse().ok()?,
-            "--config" => config = Some(PathBuf::from(value)),
-            _ => return None,
-        }
-        rest = tail;
+/// Seeds a demo network of `size` into the services at `urls` (enrollment, sessions,
+/// accountability), with tokens signed by `circle dev`'s development key.
+async fn demo(
+    config: circle_config::Config,
+    [enrollment, sessions, accountability]: [String; 3],
+    network: String,
+    size: circle_cli::demo::Size,
+    json: bool,
+) -> anyhow::Result<u8> {
+    use circle_proto::accountability::v1::accountability_service_client::AccountabilityServiceClient;
+    use circle_proto::sessions::v1::sessions_service_client::SessionsServiceClient;
+    if size.clinics == 0 {
+        return Err(Refusal::usage("--clinics must be at least 1"));
     }
-    rest.is_empty().then_some((request, config))
+    let keys = DevKeys::ensure(&dev_keys::dev_dir()?)?;
+    let audiences = dev_keys::audiences(&config);
+    let mint = |role: &str, subject: &str, clinics: &[&str]| -> String {
+        let request = TokenRequest {
+            role: role.to_owned(),
+            network: network.clone(),
+            subject: Some(subject.to_owned()),
+            clinics: clinics.iter().map(|clinic| (*clinic).to_owned()).collect(),
+            audiences: audiences.clone(),
+            ttl_minutes: 60,
+        };
+        request
+            .claims(dev_keys::now())
+            .map(|claims| keys.token(&claims))
+            .unwrap_or_default()
+    };
+    let mut enrollment = EnrollmentServiceClient::connect(enrollment).await?;
+    let mut sessions = SessionsServiceClient::connect(sessions).await?;
+    let mut accountability = AccountabilityServiceClient::connect(accountability).await?;
+    let seeded = circle_cli::demo::seed_network(
+        &network,
+        &mut enrollment,
+        &mut sessions,
+        &mut accountability,
+        &mint,
+        size,
+    )
+    .await?;
+    if json {
+        print_json(&seeded)?;
+    } else {
+        println!(
+            "network {}: {} clinics, {} groups, {} participants ({} active, {} waitlisted), \
+             {} sessions held with {} attendance records, {} check-ins",
+            seeded.network,
+            seeded.clinics,
+            seeded.groups,
+            seeded.participants,
+            seeded.active,
+            seeded.waitlisted,
+            seeded.sessions_held,
+            seeded.attendance_records,
+            seeded.check_ins
+        );
+    }
+    Ok(0)
 }
 
-fn token(mut request: TokenRequest, config_file: Option<PathBuf>) -> anyhow::Result<()> {
-    let config = circle_config::Config::load(config_file.as_deref())?;
-    request.audiences = dev_keys::audiences(&config);
+fn token(request: TokenRequest) -> anyhow::Result<u8> {
     let keys = DevKeys::ensure(&dev_keys::dev_dir()?)?;
     println!("{}", keys.token(&request.claims(dev_keys::now())?));
-    Ok(())
+    Ok(0)
 }
 
-async fn dev(config_file: Option<PathBuf>) -> anyhow::Result<()> {
-    let mut config = circle_config::Config::load(config_file.as_deref())?;
+async fn dev(mut config: circle_config::Config) -> anyhow::Result<u8> {
     anyhow::ensure!(
         config.auth.jwks_file.is_empty() && config.auth.jwks_url.is_empty(),
         "`circle dev` trusts its own development key; unset auth.jwks_file and auth.jwks_url \
@@ -228,5 +592,5 @@ async fn dev(config_file: Option<PathBuf>) -> anyhow::Result<()> {
         addresses.enrollment
     );
     task.await??;
-    Ok(())
+    Ok(0)
 }

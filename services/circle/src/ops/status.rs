@@ -1,0 +1,201 @@
+//! `circle status`: each service's streams, and each projection's position, lag and
+//! dead letters, with a health every script can read.
+
+use serde::Serialize;
+
+use super::catalog::{self, STREAMS};
+use super::{Ops, table};
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct StreamStatus {
+    pub service: String,
+    pub stream: String,
+    /// False when the stream does not exist (yet): the numbers are then 0.
+    pub exists: bool,
+    pub messages: u64,
+    pub last_sequence: u64,
+    pub consumers: usize,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Health {
+    CaughtUp,
+    Behind,
+    HasDeadLetters,
+    /// Not a projection of the services (`circle` cannot tell its stream).
+    Unknown,
+}
+
+impl Health {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CaughtUp => "caught up",
+            Self::Behind => "behind",
+            Self::HasDeadLetters => "has dead letters",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ProjectionStatus {
+    pub projection: String,
+    pub service: Option<String>,
+    pub schema: String,
+    pub kind: Option<catalog::Kind>,
+    pub stream: Option<String>,
+    pub checkpoint: u64,
+    pub stream_last_sequence: Option<u64>,
+    /// Events of its stream not applied yet.
+    pub lag: Option<u64>,
+    pub dead_letters: u64,
+    pub health: Health,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Status {
+    pub streams: Vec<StreamStatus>,
+    pub projections: Vec<ProjectionStatus>,
+    /// The lag over which a projection counts as unhealthy.
+    pub max_lag: u64,
+    pub healthy: bool,
+}
+
+/// Reads the streams, then every checkpoint the database holds (so a projection is
+/// never shown ahead of its stream by more than what arrived meanwhile).
+pub async fn status(ops: &Ops, max_lag: u64) -> anyhow::Result<Status> {
+    let mut streams = Vec::new();
+    for (service, stream) in STREAMS {
+        let name = ops.config.stream_name(stream);
+        let mut found = StreamStatus {
+            service: service.to_owned(),
+            stream: name,
+            exists: false,
+            messages: 0,
+            last_sequence: 0,
+            consumers: 0,
+        };
+        if let Some(mut handle) = ops.stream(stream).await? {
+            let info = handle.info().await?;
+            found.exists = true;
+            found.messages = info.state.messages;
+            found.last_sequence = info.state.last_sequence;
+            found.consumers = info.state.consumer_count;
+        }
+        streams.push(found);
+    }
+    let mut projections = Vec::new();
+    for checkpoint in circle_projection::admin::checkpoints(&ops.database.owner).await? {
+        let entry = catalog::find(&checkpoint.projection);
+        let stream = entry.and_then(|entry| {
+            let name = ops.config.stream_name(entry.stream);
+            streams.iter().find(|stream| stream.stream == name)
+        });
+        let stream_last_sequence = stream.map(|stream| stream.last_sequence);
+        let lag = stream_last_sequence.map(|last| last.saturating_sub(checkpoint.last_sequence));
+        let dead_letters = circle_projection::admin::dead_letter_count(
+            &ops.database,
+            &checkpoint.schema,
+            &checkpoint.projection,
+        )
+        .await?;
+        let health = match lag {
+            _ if dead_letters > 0 => Health::HasDeadLetters,
+            Some(0) => Health::CaughtUp,
+            Some(_) => Health::Behind,
+            None => Health::Unknown,
+        };
+        projections.push(ProjectionStatus {
+            projection: checkpoint.projection,
+            service: entry.map(|entry| entry.service.to_owned()),
+            schema: checkpoint.schema,
+            kind: entry.map(|entry| entry.kind),
+            stream: stream.map(|stream| stream.stream.clone()),
+            checkpoint: checkpoint.last_sequence,
+            stream_last_sequence,
+            lag,
+            dead_letters,
+            health,
+            updated_at: checkpoint.updated_at,
+        });
+    }
+    let healthy = projections
+        .iter()
+        .all(|projection| projection.dead_letters == 0 && projection.lag.unwrap_or(0) <= max_lag);
+    Ok(Status {
+        streams,
+        projections,
+        max_lag,
+        healthy,
+    })
+}
+
+pub fn render(status: &Status) -> String {
+    let streams: Vec<Vec<String>> = status
+        .streams
+        .iter()
+        .map(|stream| {
+            if stream.exists {
+                vec![
+                    stream.service.clone(),
+                    stream.stream.clone(),
+                    stream.messages.to_string(),
+                    stream.last_sequence.to_string(),
+                    stream.consumers.to_string(),
+                ]
+            } else {
+                vec![
+                    stream.service.clone(),
+                    stream.stream.clone(),
+                    "-".into(),
+                    "(no stream)".into(),
+                    "-".into(),
+                ]
+            }
+        })
+        .collect();
+    let projections: Vec<Vec<String>> = status
+        .projections
+        .iter()
+        .map(|projection| {
+            vec![
+                projection.projection.clone(),
+                projection.schema.clone(),
+                projection.checkpoint.to_string(),
+                projection
+                    .lag
+                    .map_or_else(|| "?".to_owned(), |lag| lag.to_string()),
+                projection.dead_letters.to_string(),
+                projection.health.as_str().to_owned(),
+            ]
+        })
+        .collect();
+    format!(
+        "{}\n{}\n{}",
+        table::render(
+            &["SERVICE", "STREAM", "MESSAGES", "LAST SEQ", "CONSUMERS"],
+            &streams
+        ),
+        table::render(
+            &[
+                "PROJECTION",
+                "SCHEMA",
+                "CHECKPOINT",
+                "LAG",
+                "DEAD LETTERS",
+                "HEALTH"
+            ],
+            &projections
+        ),
+        if status.healthy {
+            "healthy".to_owned()
+        } else {
+            format!(
+                "UNHEALTHY: dead letters, or a lag over {} events",
+                status.max_lag
+            )
+        }
+    )
+}
