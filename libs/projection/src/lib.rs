@@ -15,8 +15,8 @@
 //! [`walls`]: row-level security on every table as a second tenant wall; the owner
 //! migrates, the runtime role ([`Database`]) reads and writes one network at a time.
 
-mod health;
 pub mod admin;
+mod health;
 mod runner;
 pub mod walls;
 

@@ -101,7 +101,7 @@ pub async fn rebuild(
             ops.config.stream_name(entry.stream)
         ))
     })?;
-    let settings = circle_service::projection_settings(&ops.config);
+    let settings = circle_service::projection_settings(&ops.config, entry.service);
     let started = Instant::now();
     let report = crate::dispatch!(entry, |projection| {
         admin::rebuild(
