@@ -203,7 +203,9 @@ pub async fn discard_dead_letter(
 
 /// Applies a dead letter's message again through the projection, as the runner does
 /// (the schema's `search_path`, the message's network, the runtime role), and deletes
-/// the dead letter in the same transaction; a failure leaves everything as it was. The
+/// the dead letter in the same transaction (and forgets the failure it had recorded, so
+/// a later one is judged afresh by the halt rule); a failure leaves everything as it
+/// was. The
 /// live checkpoint row is locked meanwhile, so no batch of the runner interleaves. The
 /// message lands after the ones the projection applied since: what it does must not
 /// depend on coming before them (an insert of what is missing is fine; a retry of an
@@ -234,6 +236,12 @@ pub async fn retry_dead_letter<P: Projection>(
     sqlx::query("DELETE FROM dead_letters WHERE projection = $1 AND sequence = $2")
         .bind(projection.name())
         .bind(sequence as i64)
+        .execute(&mut *transaction)
+        .await?;
+    // It applies now, so what made it fail is gone: the next failure is not "the same
+    // again" and is dead-lettered on its own rather than halting the projection.
+    sqlx::query("UPDATE projection_checkpoint SET failure_class = NULL WHERE projection = $1")
+        .bind(projection.name())
         .execute(&mut *transaction)
         .await?;
     transaction.commit().await?;
