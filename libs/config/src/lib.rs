@@ -884,7 +884,10 @@ mod tests {
         assert_eq!(json.telemetry.log_format, LogFormat::Json);
         for (toml, key) in [
             ("[telemetry]\nlog_format = \"xml\"\n", "log_format"),
-            ("[telemetry]\nexport_interval_ms = 0\n", "telemetry.export_interval_ms"),
+            (
+                "[telemetry]\nexport_interval_ms = 0\n",
+                "telemetry.export_interval_ms",
+            ),
             (
                 "[telemetry]\notlp_endpoint = \"127.0.0.1:4317\"\n",
                 "telemetry.otlp_endpoint",

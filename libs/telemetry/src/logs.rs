@@ -138,8 +138,7 @@ where
             event.record(&mut fields);
             let metadata = event.metadata();
             let line = LogLine {
-                timestamp: chrono::Utc::now()
-                    .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
                 level: metadata.level().to_string(),
                 target: metadata.target().to_owned(),
                 message: fields.message,

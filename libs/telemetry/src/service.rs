@@ -122,7 +122,11 @@ impl<E> fmt::Debug for RoutingExporter<E> {
             .debug_struct("RoutingExporter")
             .field(
                 "services",
-                &self.routes.iter().map(|(name, _)| *name).collect::<Vec<_>>(),
+                &self
+                    .routes
+                    .iter()
+                    .map(|(name, _)| *name)
+                    .collect::<Vec<_>>(),
             )
             .finish()
     }
@@ -185,4 +189,3 @@ impl<E: SpanExporter> SpanExporter for RoutingExporter<E> {
         }
     }
 }
-
