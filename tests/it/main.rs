@@ -21,6 +21,7 @@ mod sessions_access;
 mod sessions_sealing;
 mod shredding;
 mod support;
+mod telemetry;
 mod time_inputs;
 mod timeline;
 mod transport;

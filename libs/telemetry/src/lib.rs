@@ -265,8 +265,16 @@ pub fn init(
     tracing_subscriber::registry()
         .with(filter)
         .with(ServiceLayer)
-        .with(tracing_opentelemetry::layer().with_tracer(tracer))
-        .with(logs::layer(json))
+        .with(
+            // Code location stays (`code.*`); thread ids, busy/idle times and the
+            // target (the module again) are noise on every span.
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_threads(false)
+                .with_tracked_inactivity(false)
+                .with_target(false),
+        )
+        .with(logs::layer(json, std::io::stderr))
         .try_init()
         .map_err(|_| TelemetryError::AlreadyInitialised)?;
     Ok(TelemetryGuard {

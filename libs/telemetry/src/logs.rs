@@ -99,19 +99,18 @@ impl Visit for Fields {
     }
 }
 
-/// The trace and span id of a span, from the OpenTelemetry layer (none without it or
-/// for a span it does not sample).
-fn trace_of(id: &tracing::span::Id) -> Option<(String, String)> {
-    tracing::dispatcher::get_default(|dispatch| {
-        let context = tracing_opentelemetry::get_otel_context(id, dispatch)?;
-        let span = context.span();
-        let span_context = span.span_context();
-        span_context.is_valid().then(|| {
-            (
-                span_context.trace_id().to_string(),
-                span_context.span_id().to_string(),
-            )
-        })
+/// The trace and span id of the span entered on this thread. The OpenTelemetry layer
+/// makes a span's context the current one while the span is entered (the dispatcher
+/// cannot be asked from inside an event's dispatch: it answers with none).
+fn current_trace() -> Option<(String, String)> {
+    let context = opentelemetry::Context::current();
+    let span = context.span();
+    let span_context = span.span_context();
+    span_context.is_valid().then(|| {
+        (
+            span_context.trace_id().to_string(),
+            span_context.span_id().to_string(),
+        )
     })
 }
 
@@ -132,7 +131,7 @@ where
         event: &Event<'_>,
     ) -> fmt::Result {
         let current = context.lookup_current();
-        let trace = current.as_ref().and_then(|span| trace_of(&span.id()));
+        let trace = current.as_ref().and_then(|_| current_trace());
         if self.json {
             let mut fields = Fields::default();
             event.record(&mut fields);
@@ -161,13 +160,15 @@ where
     }
 }
 
-/// The stderr layer writing [`Lines`].
-pub(crate) fn layer<S>(json: bool) -> impl tracing_subscriber::Layer<S> + Send + Sync
+/// The layer writing [`Lines`] to `writer` (stderr in a service).
+pub(crate) fn layer<S, W>(json: bool, writer: W) -> impl tracing_subscriber::Layer<S> + Send + Sync
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'writer> tracing_subscriber::fmt::MakeWriter<'writer> + Send + Sync + 'static,
 {
     tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
+        .with_ansi(false)
         .event_format(Lines { json })
 }
 
@@ -204,6 +205,86 @@ mod tests {
                 "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
                 "span_id": "00f067aa0ba902b7",
             })
+        );
+        Ok(())
+    }
+
+    /// Lines written into a buffer, by a subscriber made as `init` makes it.
+    fn logged(json: bool, log: impl FnOnce()) -> String {
+        use opentelemetry::propagation::TextMapPropagator as _;
+        use opentelemetry::trace::TracerProvider as _;
+        use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let buffer = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+        let sink = buffer.clone();
+        let writer = move || Sink(sink.clone());
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(crate::ServiceLayer)
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")))
+            .with(layer(json, writer));
+        tracing::subscriber::with_default(subscriber, || {
+            let carrier = std::collections::HashMap::from([(
+                "traceparent".to_owned(),
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned(),
+            )]);
+            let parent =
+                opentelemetry_sdk::propagation::TraceContextPropagator::new().extract(&carrier);
+            let span = tracing::info_span!("apply", sequence = 7_u64);
+            let _ = span.set_parent(parent);
+            span.in_scope(log);
+            tracing::info!("outside");
+        });
+        let bytes = buffer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn every_line_inside_a_span_carries_its_trace() -> Result<(), serde_json::Error> {
+        let text = logged(true, || tracing::warn!(attempt = 2_u64, "retrying"));
+        let lines: Vec<Value> = text
+            .lines()
+            .map(serde_json::from_str)
+            .collect::<Result<_, _>>()?;
+        assert_eq!(lines.len(), 2, "{text}");
+        let inside = &lines[0];
+        assert_eq!(inside["message"], "retrying");
+        assert_eq!(inside["level"], "WARN");
+        assert_eq!(inside["fields"]["attempt"], 2);
+        assert_eq!(inside["span"], "apply");
+        assert_eq!(inside["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+        let span_id = inside["span_id"].as_str().unwrap_or_default();
+        assert!(
+            span_id.len() == 16 && span_id != "00f067aa0ba902b7",
+            "the line's own span, a child of the caller's: {span_id}"
+        );
+        assert!(lines[1].get("trace_id").is_none(), "{text}");
+
+        let text = logged(false, || tracing::info!("applied"));
+        let first = text.lines().next().unwrap_or_default();
+        assert!(
+            first.contains("applied")
+                && first.contains(" trace_id=4bf92f3577b34da6a3ce929d0e0e4736 span_id="),
+            "{text}"
         );
         Ok(())
     }

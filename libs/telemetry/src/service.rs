@@ -189,3 +189,61 @@ impl<E: SpanExporter> SpanExporter for RoutingExporter<E> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex, PoisonError};
+
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    use super::*;
+
+    #[derive(Debug, Clone, Default)]
+    struct Collect(Arc<Mutex<Vec<SpanData>>>);
+
+    impl SpanExporter for Collect {
+        async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+            self.0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .extend(batch);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn spans_inherit_the_service_of_their_tracing_root() {
+        let collect = Collect::default();
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_simple_exporter(collect.clone())
+            .build();
+        let subscriber = tracing_subscriber::registry()
+            .with(ServiceLayer)
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        tracing::subscriber::with_default(subscriber, || {
+            let root = tracing::info_span!("pass", circle.service = "circle-sessions");
+            root.in_scope(|| {
+                let child = tracing::info_span!("step");
+                child.in_scope(|| tracing::info_span!("append").in_scope(|| {}));
+            });
+            drop(root);
+            tracing::info_span!("orphan").in_scope(|| {});
+        });
+        let spans = collect
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let service = |name: &str| {
+            spans
+                .iter()
+                .find(|span| span.name == name)
+                .map(|span| service_of(span).map(str::to_owned))
+        };
+        assert_eq!(service("pass"), Some(Some("circle-sessions".into())));
+        assert_eq!(service("step"), Some(Some("circle-sessions".into())));
+        assert_eq!(service("append"), Some(Some("circle-sessions".into())));
+        assert_eq!(service("orphan"), Some(None));
+    }
+}
