@@ -190,13 +190,19 @@ async fn one_trace_runs_from_a_callers_traceparent_to_the_command_another_servic
     // accountability's read model applying that command's commit.
     let chain = receiver
         .wait_for_spans(WAIT, |spans| {
-            let append = spans.iter().find(|span| {
-                span.trace_id == TRACE_ID
-                    && is_append(span)
-                    && ancestry(spans, span)
+            // Enrollment's own append is the nearest below the server span (the
+            // follow-on command's append is below it too, across NATS).
+            let append = spans
+                .iter()
+                .filter(|span| span.trace_id == TRACE_ID && is_append(span))
+                .filter_map(|span| {
+                    let depth = ancestry(spans, span)
                         .iter()
-                        .any(|above| above.span_id == server.span_id)
-            })?;
+                        .position(|above| above.span_id == server.span_id)?;
+                    Some((depth, span))
+                })
+                .min_by_key(|(depth, _)| *depth)
+                .map(|(_, span)| span)?;
             let sessions_roster = consumer(spans, "sessions-roster")?;
             let accountability_roster = consumer(spans, "accountability-roster")?;
             let guard = consumer(spans, "accountability-partnership-guard")?;

@@ -262,9 +262,11 @@ pub fn init(
     opentelemetry::global::set_tracer_provider(tracer_provider.clone());
     // Inner to outer: the service layer's `on_close` runs before the OpenTelemetry
     // layer's, so it stamps the service on the span before that layer ends it.
+    // `log_filter` is global: it decides which spans exist, for traces too (keep it
+    // at `info` or below for whole traces).
     tracing_subscriber::registry()
         .with(filter)
-        .with(ServiceLayer)
+        .with(ServiceLayer::default())
         .with(
             // Code location stays (`code.*`); thread ids, busy/idle times and the
             // target (the module again) are noise on every span.

@@ -220,7 +220,7 @@ mod tests {
         let writer = move || Sink(sink.clone());
         let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
         let subscriber = tracing_subscriber::registry()
-            .with(crate::ServiceLayer)
+            .with(crate::ServiceLayer::default())
             .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")))
             .with(layer(json, writer));
         tracing::subscriber::with_default(subscriber, || {

@@ -13,7 +13,7 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id};
-use tracing::{Subscriber, dispatcher};
+use tracing::Subscriber;
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
@@ -29,7 +29,13 @@ struct ServiceOf(String);
 /// The tracing layer that follows [`SERVICE_FIELD`] down the span tree and stamps
 /// the inherited value on spans that do not carry it themselves. Put it inside
 /// (before) the OpenTelemetry layer, so it stamps before that layer ends the span.
-pub struct ServiceLayer;
+#[derive(Default)]
+pub struct ServiceLayer {
+    /// The subscriber it is part of, to reach the OpenTelemetry layer's span data
+    /// (asking the dispatcher for the current one could answer none while a close
+    /// runs inside another dispatch).
+    dispatch: std::sync::OnceLock<tracing::dispatcher::WeakDispatch>,
+}
 
 #[derive(Default)]
 struct ServiceVisitor(Option<String>);
@@ -56,6 +62,10 @@ impl<S> tracing_subscriber::Layer<S> for ServiceLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
+    fn on_register_dispatch(&self, subscriber: &tracing::Dispatch) {
+        let _ = self.dispatch.set(subscriber.downgrade());
+    }
+
     fn on_new_span(&self, attributes: &Attributes<'_>, id: &Id, context: Context<'_, S>) {
         let Some(span) = context.span(id) else {
             return;
@@ -93,12 +103,13 @@ where
                 None => return,
             }
         };
-        dispatcher::get_default(|dispatch| {
-            if let Some(otel) = tracing_opentelemetry::get_otel_context(&id, dispatch) {
-                otel.span()
-                    .set_attribute(KeyValue::new(SERVICE_FIELD, service.clone()));
-            }
-        });
+        let Some(dispatch) = self.dispatch.get().and_then(|weak| weak.upgrade()) else {
+            return;
+        };
+        if let Some(otel) = tracing_opentelemetry::get_otel_context(&id, &dispatch) {
+            otel.span()
+                .set_attribute(KeyValue::new(SERVICE_FIELD, service));
+        }
     }
 }
 
@@ -219,7 +230,7 @@ mod tests {
             .with_simple_exporter(collect.clone())
             .build();
         let subscriber = tracing_subscriber::registry()
-            .with(ServiceLayer)
+            .with(ServiceLayer::default())
             .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
         tracing::subscriber::with_default(subscriber, || {
             let root = tracing::info_span!("pass", circle.service = "circle-sessions");
