@@ -35,6 +35,8 @@ use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -46,6 +48,10 @@ pub const ENROLLMENT: &str = "circle-enrollment";
 pub const SESSIONS: &str = "circle-sessions";
 pub const ACCOUNTABILITY: &str = "circle-accountability";
 pub const SERVICES: [&str; 3] = [ENROLLMENT, SESSIONS, ACCOUNTABILITY];
+
+/// The spans traces are made of: INFO and above (`#[instrument]`'s default level),
+/// whatever the log filter.
+const TRACE_LEVEL: LevelFilter = LevelFilter::INFO;
 
 /// The instrumentation scope of every Circle instrument.
 pub const SCOPE: &str = "circle";
@@ -261,12 +267,11 @@ pub fn init(
     let tracer = tracer_provider.tracer(SCOPE);
     opentelemetry::global::set_tracer_provider(tracer_provider.clone());
     // Inner to outer: the service layer's `on_close` runs before the OpenTelemetry
-    // layer's, so it stamps the service on the span before that layer ends it.
-    // `log_filter` is global: it decides which spans exist, for traces too (keep it
-    // at `info` or below for whole traces).
+    // layer's, so it stamps the service on the span before that layer ends it. Traces
+    // take every span at INFO and above whatever `log_filter` says (quieter logs must
+    // not cut traces apart); the filter is the log lines' alone.
     tracing_subscriber::registry()
-        .with(filter)
-        .with(ServiceLayer::default())
+        .with(ServiceLayer::default().with_filter(TRACE_LEVEL))
         .with(
             // Code location stays (`code.*`); thread ids, busy/idle times and the
             // target (the module again) are noise on every span.
@@ -274,9 +279,10 @@ pub fn init(
                 .with_tracer(tracer)
                 .with_threads(false)
                 .with_tracked_inactivity(false)
-                .with_target(false),
+                .with_target(false)
+                .with_filter(TRACE_LEVEL),
         )
-        .with(logs::layer(json, std::io::stderr))
+        .with(logs::layer(json, std::io::stderr).with_filter(filter))
         .try_init()
         .map_err(|_| TelemetryError::AlreadyInitialised)?;
     Ok(TelemetryGuard {
