@@ -110,7 +110,9 @@ fn with_service(base: &Resource, service: &str) -> Resource {
 
 /// The meter `service`'s instruments are made from (scope [`SCOPE`]): its own
 /// provider, exporting with its `service.name`, when an endpoint is configured; the
-/// global (no-op) meter otherwise. Make instruments once (at start) and keep them.
+/// global (no-op) meter otherwise. Make instruments once (at start) and keep them;
+/// call it inside the tokio runtime (a service's first call makes its exporter, whose
+/// gRPC channel lives there).
 pub fn meter(service: &str) -> opentelemetry::metrics::Meter {
     use opentelemetry::metrics::MeterProvider as _;
     let Some(export) = EXPORT.get() else {
