@@ -24,6 +24,7 @@ mod sessions_sealing;
 mod shredding;
 mod shutdown;
 mod support;
+mod telemetry;
 mod time_inputs;
 mod timeline;
 mod transport;

@@ -263,8 +263,26 @@ pub struct ProjectionConfig {
 pub struct TelemetryConfig {
     /// `tracing` filter directives, e.g. `info,circle_enrollment=debug`.
     pub log_filter: String,
-    /// OTLP/gRPC endpoint, e.g. `http://127.0.0.1:4317`; spans are exported only when set.
+    /// `text` (for people, the default) or `json` (one object a line, for a log
+    /// pipeline). Both show the trace and span id of a line logged inside a span.
+    pub log_format: LogFormat,
+    /// OTLP/gRPC endpoint, e.g. `http://127.0.0.1:4317`; spans and metrics are exported
+    /// only when set.
     pub otlp_endpoint: Option<String>,
+    /// How often metrics are exported, and the longest a finished span waits to be
+    /// exported, in milliseconds.
+    pub export_interval_ms: u64,
+    /// `service.instance.id` of this process's telemetry; empty: a fresh UUID at start.
+    pub instance_id: String,
+}
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 impl Default for Config {
@@ -329,7 +347,10 @@ impl Default for Config {
             },
             telemetry: TelemetryConfig {
                 log_filter: "info".into(),
+                log_format: LogFormat::Text,
                 otlp_endpoint: None,
+                export_interval_ms: 10_000,
+                instance_id: String::new(),
             },
             auth: AuthConfig {
                 issuer: String::new(),
@@ -557,6 +578,21 @@ impl Config {
             return invalid(
                 "accountability.nudge_poll_ms",
                 "must be between 10 and 3600000",
+            );
+        }
+        if !(10..=600_000).contains(&self.telemetry.export_interval_ms) {
+            return invalid(
+                "telemetry.export_interval_ms",
+                "must be between 10 and 600000",
+            );
+        }
+        if let Some(endpoint) = &self.telemetry.otlp_endpoint
+            && !endpoint.starts_with("http://")
+            && !endpoint.starts_with("https://")
+        {
+            return invalid(
+                "telemetry.otlp_endpoint",
+                "must start with http:// or https:// (OTLP over gRPC, e.g. http://127.0.0.1:4317)",
             );
         }
         if self.projection.ack_wait_secs == 0 {
@@ -841,6 +877,31 @@ mod tests {
             .merge(Toml::string("[database]\nurl = \"mysql://x\"\n"));
         let error = Config::extract(figment).expect_err("must fail");
         assert!(error.to_string().contains("database.url"), "{error}");
+    }
+
+    #[test]
+    fn telemetry_settings_are_checked_with_their_key() {
+        let load = |toml: &str| {
+            Config::extract(
+                Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(toml)),
+            )
+        };
+        let json = load("[telemetry]\nlog_format = \"json\"\n").expect("json is a format");
+        assert_eq!(json.telemetry.log_format, LogFormat::Json);
+        for (toml, key) in [
+            ("[telemetry]\nlog_format = \"xml\"\n", "log_format"),
+            (
+                "[telemetry]\nexport_interval_ms = 0\n",
+                "telemetry.export_interval_ms",
+            ),
+            (
+                "[telemetry]\notlp_endpoint = \"127.0.0.1:4317\"\n",
+                "telemetry.otlp_endpoint",
+            ),
+        ] {
+            let error = load(toml).expect_err("must fail");
+            assert!(error.to_string().contains(key), "{toml}: {error}");
+        }
     }
 
     #[test]

@@ -27,10 +27,12 @@ use tower_layer::{Identity, Stack};
 
 use crate::limits::{LimitLayer, Limits};
 use crate::tls::ServerTls;
+use crate::trace::TraceLayer;
 
-/// The router a host serves: every route behind the authentication layer (outermost:
-/// it names the caller) and then the [`LimitLayer`] (which limits per caller).
-pub type Routes = Router<Stack<LimitLayer, Stack<AuthLayer, Identity>>>;
+/// The router a host serves: every route behind the [`TraceLayer`] (outermost: a
+/// refused call is traced and measured too), the authentication layer (it names the
+/// caller) and then the [`LimitLayer`] (which limits per caller).
+pub type Routes = Router<Stack<LimitLayer, Stack<AuthLayer, Stack<TraceLayer, Identity>>>>;
 
 /// How a host serves, beyond where: TLS (plaintext when `None`, for development) and
 /// the abuse limits of its service's routes.
@@ -178,6 +180,7 @@ impl Host {
         let max_streams = options.limits.max_in_flight.saturating_add(STREAM_HEADROOM);
         let router = server
             .max_concurrent_streams(u32::try_from(max_streams).unwrap_or(u32::MAX))
+            .layer(TraceLayer::new(service))
             .layer(AuthLayer::new(access.authenticator))
             .layer(LimitLayer::new(service, options.limits))
             .add_service(health_service)

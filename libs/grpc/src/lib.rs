@@ -6,6 +6,7 @@ pub mod auth;
 pub mod host;
 pub mod limits;
 pub mod tls;
+pub mod trace;
 
 use std::collections::HashMap;
 

@@ -598,11 +598,7 @@ where
             return std::process::ExitCode::from(2);
         }
     };
-    let _telemetry = match circle_telemetry::init(
-        name,
-        &config.telemetry.log_filter,
-        config.telemetry.otlp_endpoint.as_deref(),
-    ) {
+    let _telemetry = match circle_telemetry::init(name, &config.telemetry) {
         Ok(guard) => guard,
         Err(error) => {
             eprintln!("{name}: {error}");

@@ -11,6 +11,8 @@
 //! provisioned here if missing, neither superuser nor BYPASSRLS — is `database.url`,
 //! so the services run under the tenant walls in every test.
 
+pub mod otlp;
+
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};

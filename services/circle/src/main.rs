@@ -520,11 +520,7 @@ async fn dev(mut config: circle_config::Config) -> anyhow::Result<u8> {
     if config.vault.master_keys_file.is_empty() && config.vault.master_keys.is_none() {
         config.vault.master_keys_file = DevKeys::master_keys(&dev_dir)?.display().to_string();
     }
-    let _telemetry = circle_telemetry::init(
-        "circle-dev",
-        &config.telemetry.log_filter,
-        config.telemetry.otlp_endpoint.as_deref(),
-    )?;
+    let _telemetry = circle_telemetry::init("circle-dev", &config.telemetry)?;
     circle_cli::ensure_database(&config).await?;
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
