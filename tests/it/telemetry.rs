@@ -39,15 +39,19 @@ fn ancestry<'a>(spans: &'a [ExportedSpan], span: &'a ExportedSpan) -> Vec<&'a Ex
     chain
 }
 
-/// A projection's (or process manager's) span of the trace: the span naming it.
+/// A projection's (or process manager's) CONSUMER span of the trace: the one that
+/// processed a message for it (its consumer group is the projection).
 fn consumer<'a>(spans: &'a [ExportedSpan], projection: &str) -> Option<&'a ExportedSpan> {
     spans.iter().find(|span| {
-        span.trace_id == TRACE_ID && span.attributes.values().any(|value| value == projection)
+        span.trace_id == TRACE_ID
+            && span.kind == 5
+            && span.attribute("messaging.consumer.group.name") == Some(projection)
     })
 }
 
+/// An append: the event store's PRODUCER span (`send <STREAM>`).
 fn is_append(span: &ExportedSpan) -> bool {
-    span.name.contains("append")
+    span.kind == 4 && span.name.starts_with("send ")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -224,8 +228,74 @@ async fn one_trace_runs_from_a_callers_traceparent_to_the_command_another_servic
             ])
         })
         .await?;
-    let [append, ..] = &chain;
+    let [
+        append,
+        sessions_roster,
+        accountability_roster,
+        guard,
+        follow_on,
+        read_model,
+    ] = &chain;
     assert_eq!(append.service, "circle-enrollment", "{append:#?}");
+    // The messaging conventions: the appends are PRODUCER spans `send <STREAM>` …
+    for (producer, stream) in [(append, "ENROLLMENT"), (follow_on, "ACCOUNTABILITY")] {
+        assert!(
+            producer.name.starts_with(&format!("send {stream}")),
+            "{producer:#?}"
+        );
+        assert_eq!(producer.attribute("messaging.system"), Some("nats"));
+        assert_eq!(producer.attribute("messaging.operation.type"), Some("send"));
+        assert!(
+            producer
+                .attribute("messaging.destination.name")
+                .is_some_and(|name| name.starts_with(stream)),
+            "{producer:#?}"
+        );
+    }
+    assert_eq!(follow_on.service, "circle-accountability", "{follow_on:#?}");
+    // … and each projector's is a CONSUMER span `process <STREAM>`, the child of the
+    // append whose message it processed, under its own service's name.
+    for (consumer_span, producer, service) in [
+        (sessions_roster, append, "circle-sessions"),
+        (accountability_roster, append, "circle-accountability"),
+        (guard, append, "circle-accountability"),
+        (read_model, follow_on, "circle-accountability"),
+    ] {
+        assert_eq!(
+            consumer_span.parent_span_id, producer.span_id,
+            "{consumer_span:#?}"
+        );
+        assert_eq!(consumer_span.service, service, "{consumer_span:#?}");
+        assert!(
+            consumer_span.name.starts_with("process "),
+            "{consumer_span:#?}"
+        );
+        assert_eq!(consumer_span.attribute("messaging.system"), Some("nats"));
+        assert_eq!(
+            consumer_span.attribute("messaging.operation.type"),
+            Some("process")
+        );
+        assert!(
+            consumer_span.attribute("messaging.message.id").is_some(),
+            "{consumer_span:#?}"
+        );
+    }
+    // A batch's span links to the appends of the messages it holds.
+    let linked = receiver
+        .wait_for_spans(WAIT, |spans| {
+            spans
+                .iter()
+                .find(|span| {
+                    span.service == "circle-sessions"
+                        && span
+                            .links
+                            .iter()
+                            .any(|(trace, id)| trace == TRACE_ID && *id == append.span_id)
+                })
+                .cloned()
+        })
+        .await?;
+    assert_eq!(linked.kind, 5, "{linked:#?}");
     assert_eq!(
         ancestry(&receiver.spans(), append)
             .last()

@@ -163,7 +163,11 @@ pub fn projection_settings(config: &Config, service: &str) -> ProjectionSettings
         ack_wait: Duration::from_secs(config.projection.ack_wait_secs),
         max_attempts: config.projection.max_attempts,
         halt_retry: Duration::from_millis(config.projection.halt_retry_ms),
-        service: service.to_owned(),
+        // The telemetry's name of the service (`circle-enrollment`): spans carrying it
+        // export under that service's resource.
+        service: circle_telemetry::service_name(service)
+            .unwrap_or(service)
+            .to_owned(),
     }
 }
 
@@ -526,7 +530,7 @@ pub fn loop_pass_span(service: &'static str, loop_name: &'static str) -> tracing
         otel.name = format!("circle.{loop_name} pass"),
         otel.kind = "internal",
         otel.status_code = tracing::field::Empty,
-        circle.service = service,
+        circle.service = circle_telemetry::service_name(service).unwrap_or(service),
         circle.loop = loop_name,
     )
 }

@@ -49,6 +49,14 @@ pub const SESSIONS: &str = "circle-sessions";
 pub const ACCOUNTABILITY: &str = "circle-accountability";
 pub const SERVICES: [&str; 3] = [ENROLLMENT, SESSIONS, ACCOUNTABILITY];
 
+/// The `service.name` of a service known by its short name (`enrollment` →
+/// `circle-enrollment`); `None` for anything else.
+pub fn service_name(service: &str) -> Option<&'static str> {
+    SERVICES
+        .into_iter()
+        .find(|name| name.strip_prefix("circle-") == Some(service))
+}
+
 /// The spans traces are made of: INFO and above (`#[instrument]`'s default level),
 /// whatever the log filter.
 const TRACE_LEVEL: LevelFilter = LevelFilter::INFO;
