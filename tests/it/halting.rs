@@ -2,7 +2,8 @@
 //! (a bug, a schema mismatch) halts instead of dead-lettering the stream one event at a
 //! time — the first event is dead-lettered, the next is not, readiness over the
 //! standard gRPC health service turns NOT_SERVING — and once the fault is fixed it
-//! resumes from its checkpoint by itself and is ready again.
+//! resumes from its checkpoint by itself and is ready again. The halted gauge and the
+//! dead-letter counter are read from the exported metrics (a real OTLP receiver).
 
 use std::net::SocketAddr;
 
@@ -10,7 +11,24 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
+use circle_config::{LogFormat, TelemetryConfig};
+use circle_testkit::otlp::{MetricPoint, OtlpReceiver};
+
 use crate::support::{System, eventually};
+
+const WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// The latest exported value of a metric of enrollment's read model.
+fn latest(points: &[MetricPoint]) -> Option<f64> {
+    points
+        .iter()
+        .filter(|point| {
+            point.service == "circle-enrollment"
+                && point.attribute("circle.projection") == Some("enrollment-read-model")
+        })
+        .max_by_key(|point| point.time_unix_nano)
+        .map(|point| point.value.as_f64())
+}
 
 const ENROLLMENT: &str = "circle.enrollment.v1.EnrollmentService";
 const SESSIONS: &str = "circle.sessions.v1.SessionsService";
@@ -43,9 +61,20 @@ async fn read_model(system: &System) -> anyhow::Result<(Vec<String>, Vec<String>
     Ok((clinics, dead_letters))
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_apply_bug_halts_the_projection_and_fixing_it_resumes_from_the_checkpoint()
 -> anyhow::Result<()> {
+    let receiver = OtlpReceiver::start().await?;
+    let telemetry = circle_telemetry::init(
+        "circle-e2e",
+        &TelemetryConfig {
+            log_filter: "warn".into(),
+            log_format: LogFormat::Text,
+            otlp_endpoint: Some(receiver.endpoint()),
+            export_interval_ms: 100,
+            instance_id: "halting-test".into(),
+        },
+    )?;
     let mut system = System::start_with("2026-03-02T12:00:00Z", |config| {
         config.projection.halt_retry_ms = 100;
     })
@@ -91,6 +120,16 @@ async fn an_apply_bug_halts_the_projection_and_fixing_it_resumes_from_the_checkp
         |status| *status == ServingStatus::NotServing,
     )
     .await?;
+    receiver
+        .wait_for_metric("circle.projection.halted", WAIT, |points| {
+            latest(points) == Some(1.0)
+        })
+        .await?;
+    receiver
+        .wait_for_metric("circle.projection.dead_letters", WAIT, |points| {
+            latest(points) == Some(1.0)
+        })
+        .await?;
     let (clinics, dead_letters) = read_model(&system).await?;
     assert_eq!(clinics, vec!["c0".to_owned()]);
     assert_eq!(dead_letters.len(), 1, "{dead_letters:?}");
@@ -150,5 +189,19 @@ async fn an_apply_bug_halts_the_projection_and_fixing_it_resumes_from_the_checkp
     assert_eq!(clinics, vec!["c0", "c2", "c3", "c4"]);
     assert_eq!(dead_letters.len(), 1, "{dead_letters:?}");
     eventually(checkpoint, |reached| *reached as u64 == stream_end).await?;
+    receiver
+        .wait_for_metric("circle.projection.halted", WAIT, |points| {
+            latest(points) == Some(0.0)
+        })
+        .await?;
+    // Still the one dead letter: nothing more was given up on while it was halted.
+    let dead_letters = receiver
+        .wait_for_metric("circle.projection.dead_letters", WAIT, |points| {
+            latest(points).is_some()
+        })
+        .await?;
+    assert_eq!(latest(&dead_letters), Some(1.0));
+    drop(system);
+    drop(telemetry);
     Ok(())
 }

@@ -367,3 +367,89 @@ async fn one_trace_runs_from_a_callers_traceparent_to_the_command_another_servic
     drop(telemetry);
     Ok(())
 }
+
+/// The latest exported value of `name` for `projection`, exported under `service`.
+fn latest(
+    points: &[circle_testkit::otlp::MetricPoint],
+    service: &str,
+    projection: &str,
+) -> Option<f64> {
+    points
+        .iter()
+        .filter(|point| {
+            point.service == service && point.attribute("circle.projection") == Some(projection)
+        })
+        .max_by_key(|point| point.time_unix_nano)
+        .map(|point| point.value.as_f64())
+}
+
+/// Projection lag, read from the exported metrics: it rises while enrollment's read
+/// model is held still (its checkpoint row locked, as a long transaction or a stuck
+/// database would) and the stream goes on growing, and returns to zero once it is let
+/// go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn projection_lag_rises_while_a_projector_is_held_and_returns_to_zero() -> anyhow::Result<()>
+{
+    let receiver = OtlpReceiver::start().await?;
+    let telemetry = circle_telemetry::init(
+        "circle-e2e",
+        &TelemetryConfig {
+            log_filter: "warn".into(),
+            log_format: LogFormat::Text,
+            otlp_endpoint: Some(receiver.endpoint()),
+            export_interval_ms: 100,
+            instance_id: "lag-test".into(),
+        },
+    )?;
+    let mut system = crate::support::System::start_at("2026-11-16T18:00:00Z").await?;
+    system.clinic("north").await?;
+    let (service, projection) = ("circle-enrollment", "enrollment-read-model");
+    let caught_up = |points: &[circle_testkit::otlp::MetricPoint]| {
+        latest(points, service, projection) == Some(0.0)
+    };
+    receiver
+        .wait_for_metric("circle.projection.lag.events", WAIT, caught_up)
+        .await?;
+
+    // Held: its next batch waits for the checkpoint row, which this transaction holds.
+    let mut hold = system.env.pool.begin().await?;
+    sqlx::query(
+        "SELECT last_sequence FROM enrollment.projection_checkpoint
+         WHERE projection = $1 FOR UPDATE",
+    )
+    .bind(projection)
+    .fetch_one(&mut *hold)
+    .await?;
+    for clinic in ["east", "south", "west"] {
+        system.clinic(clinic).await?;
+    }
+    receiver
+        .wait_for_metric("circle.projection.lag.events", WAIT, |points| {
+            latest(points, service, projection) >= Some(3.0)
+        })
+        .await?;
+    receiver
+        .wait_for_metric("circle.projection.lag.seconds", WAIT, |points| {
+            latest(points, service, projection) >= Some(1.0)
+        })
+        .await?;
+
+    // Let go: it applies what waited, and the lag is zero again.
+    hold.rollback().await?;
+    receiver
+        .wait_for_metric("circle.projection.lag.events", WAIT, caught_up)
+        .await?;
+    receiver
+        .wait_for_metric("circle.projection.lag.seconds", WAIT, caught_up)
+        .await?;
+    // Its events were counted as applied, under enrollment's name.
+    let applied = receiver
+        .wait_for_metric("circle.projection.events_applied", WAIT, |points| {
+            latest(points, service, projection) >= Some(4.0)
+        })
+        .await?;
+    assert!(!applied.is_empty());
+    drop(system);
+    drop(telemetry);
+    Ok(())
+}

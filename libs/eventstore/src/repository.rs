@@ -303,6 +303,7 @@ pub struct Repository<A: Aggregate> {
 impl<A: Aggregate> Repository<A> {
     /// A repository whose commits are stamped by `clock` (the service's clock).
     pub fn new(store: EventStore, clock: Arc<dyn Clock>) -> Self {
+        let meter = crate::store::service_meter(&store.spec().name);
         Self {
             store,
             clock,
@@ -311,7 +312,7 @@ impl<A: Aggregate> Repository<A> {
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
             sealing: None,
-            commands: opentelemetry::global::meter("circle")
+            commands: meter
                 .u64_counter("circle.commands")
                 .with_description("commands run on aggregates, by outcome")
                 .with_unit("{command}")

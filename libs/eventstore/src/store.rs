@@ -202,8 +202,9 @@ impl EventStore {
                 .map_err(|error| StoreError::Unavailable(error.to_string()))?,
             Err(error) => return Err(StoreError::Unavailable(error.to_string())),
         };
-        // From the global meter as it is when the store opens (after telemetry's set-up).
-        let append_duration = opentelemetry::global::meter("circle")
+        // From the service's meter as it is when the store opens (after telemetry's
+        // set-up).
+        let append_duration = service_meter(&spec.name)
             .f64_histogram("messaging.client.operation.duration")
             .with_description("time an append takes, from publish to the stream's acknowledgement")
             .with_unit("s")
@@ -733,5 +734,20 @@ mod tests {
         let mut config = spec.desired_config();
         config.retention = RetentionPolicy::WorkQueue;
         assert!(check_existing(&spec, &config).is_err());
+    }
+}
+
+/// The meter of the service whose stream `stream` is (`ENROLLMENT`, namespaced or not:
+/// `circle-enrollment`), so its instruments export under that service's name; the
+/// process's (global) meter for any other stream.
+pub(crate) fn service_meter(stream: &str) -> opentelemetry::metrics::Meter {
+    let base = stream
+        .split('_')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    match circle_telemetry::service_name(&base) {
+        Some(service) => circle_telemetry::meter(service),
+        None => opentelemetry::global::meter(circle_telemetry::SCOPE),
     }
 }

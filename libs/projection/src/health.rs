@@ -93,10 +93,15 @@ pub(crate) struct Metrics {
 }
 
 impl Metrics {
-    /// Instruments of the global meter as it is now (a noop until telemetry installs a
-    /// provider, so runners are made after it). The gauges read `health` while it lives.
-    pub(crate) fn new(health: &Health, stream: &str, process_manager: bool) -> Self {
-        let meter = opentelemetry::global::meter("circle");
+    /// Instruments of `service`'s meter (its telemetry name, `circle-enrollment`; the
+    /// global meter for none) as it is now: a noop until telemetry installs providers,
+    /// so runners are made after it. The gauges read `health` while it lives.
+    pub(crate) fn new(health: &Health, stream: &str, process_manager: bool, service: &str) -> Self {
+        let meter = if service.is_empty() {
+            opentelemetry::global::meter(circle_telemetry::SCOPE)
+        } else {
+            circle_telemetry::meter(service)
+        };
         let attributes = vec![
             KeyValue::new("circle.projection", health.projection().to_owned()),
             KeyValue::new("messaging.destination.name", stream.to_owned()),

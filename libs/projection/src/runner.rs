@@ -878,7 +878,12 @@ impl<P: Projection> ProjectionRunner<P> {
         let (position, _) = watch::channel(start);
         let stream_name = stream.cached_info().config.name.clone();
         let health = Health::new(projection.name());
-        let metrics = Metrics::new(&health, &stream_name, projection.process_manager());
+        let metrics = Metrics::new(
+            &health,
+            &stream_name,
+            projection.process_manager(),
+            &settings.service,
+        );
         Ok(Self {
             stream_name,
             health,
