@@ -683,6 +683,21 @@ fn check_existing(spec: &StreamSpec, config: &stream::Config) -> Result<(), Stor
     Ok(())
 }
 
+/// The meter of the service whose stream `stream` is (`ENROLLMENT`, namespaced or not:
+/// `circle-enrollment`), so its instruments export under that service's name; the
+/// process's (global) meter for any other stream.
+pub(crate) fn service_meter(stream: &str) -> opentelemetry::metrics::Meter {
+    let base = stream
+        .split('_')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    match circle_telemetry::service_name(&base) {
+        Some(service) => circle_telemetry::meter(service),
+        None => opentelemetry::global::meter(circle_telemetry::SCOPE),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -734,20 +749,5 @@ mod tests {
         let mut config = spec.desired_config();
         config.retention = RetentionPolicy::WorkQueue;
         assert!(check_existing(&spec, &config).is_err());
-    }
-}
-
-/// The meter of the service whose stream `stream` is (`ENROLLMENT`, namespaced or not:
-/// `circle-enrollment`), so its instruments export under that service's name; the
-/// process's (global) meter for any other stream.
-pub(crate) fn service_meter(stream: &str) -> opentelemetry::metrics::Meter {
-    let base = stream
-        .split('_')
-        .next()
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    match circle_telemetry::service_name(&base) {
-        Some(service) => circle_telemetry::meter(service),
-        None => opentelemetry::global::meter(circle_telemetry::SCOPE),
     }
 }
