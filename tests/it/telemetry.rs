@@ -449,6 +449,26 @@ async fn projection_lag_rises_while_a_projector_is_held_and_returns_to_zero() ->
         })
         .await?;
     assert!(!applied.is_empty());
+    // The connections' health, under the service's name: the pool's connections by
+    // state, and NATS connected.
+    receiver
+        .wait_for_metric("db.client.connection.count", WAIT, |points| {
+            points.iter().any(|point| {
+                point.service == service
+                    && point.attribute("db.client.connection.state") == Some("idle")
+            }) && points.iter().any(|point| {
+                point.service == service
+                    && point.attribute("db.client.connection.state") == Some("used")
+            })
+        })
+        .await?;
+    receiver
+        .wait_for_metric("circle.nats.connected", WAIT, |points| {
+            points
+                .iter()
+                .any(|point| point.service == service && point.value.as_f64() == 1.0)
+        })
+        .await?;
     drop(system);
     drop(telemetry);
     Ok(())

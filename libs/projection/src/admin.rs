@@ -203,9 +203,9 @@ pub async fn discard_dead_letter(
 
 /// Applies a dead letter's message again through the projection, as the runner does
 /// (the schema's `search_path`, the message's network, the runtime role), and deletes
-/// the dead letter in the same transaction (and forgets the failure it had recorded, so
-/// a later one is judged afresh by the halt rule); a failure leaves everything as it
-/// was. The
+/// the dead letter in the same transaction (and, for the dead letter at the
+/// checkpoint, forgets the failure it had recorded, so a later one is judged afresh by
+/// the halt rule); a failure leaves everything as it was. The
 /// live checkpoint row is locked meanwhile, so no batch of the runner interleaves. The
 /// message lands after the ones the projection applied since: what it does must not
 /// depend on coming before them (an insert of what is missing is fine; a retry of an
@@ -228,22 +228,35 @@ pub async fn retry_dead_letter<P: Projection>(
     let mut transaction = database.pool.begin().await?;
     runner::set_search_path(&mut transaction, schema).await?;
     walls::set_network(&mut transaction, &letter.network).await?;
-    sqlx::query("SELECT last_sequence FROM projection_checkpoint WHERE projection = $1 FOR UPDATE")
-        .bind(projection.name())
-        .fetch_one(&mut *transaction)
-        .await?;
-    projection.apply(&mut transaction, &stored).await?;
-    sqlx::query("DELETE FROM dead_letters WHERE projection = $1 AND sequence = $2")
+    let checkpoint: i64 = sqlx::query_scalar(
+        "SELECT last_sequence FROM projection_checkpoint WHERE projection = $1 FOR UPDATE",
+    )
+    .bind(projection.name())
+    .fetch_one(&mut *transaction)
+    .await?;
+    // Taken first, under the checkpoint's lock: of two retries (or a retry and a
+    // discard) only one finds it, so a message is never applied twice.
+    let taken = sqlx::query("DELETE FROM dead_letters WHERE projection = $1 AND sequence = $2")
         .bind(projection.name())
         .bind(sequence as i64)
         .execute(&mut *transaction)
         .await?;
-    // It applies now, so what made it fail is gone: the next failure is not "the same
-    // again" and is dead-lettered on its own rather than halting the projection.
-    sqlx::query("UPDATE projection_checkpoint SET failure_class = NULL WHERE projection = $1")
-        .bind(projection.name())
-        .execute(&mut *transaction)
-        .await?;
+    if taken.rows_affected() == 0 {
+        return Err(AdminError::NoDeadLetter {
+            projection: projection.name().to_owned(),
+            sequence,
+        });
+    }
+    projection.apply(&mut transaction, &stored).await?;
+    // The dead letter at the checkpoint applies now, so what made it fail is gone: the
+    // next failure is not "the same again" and is dead-lettered on its own rather than
+    // halting the projection. (An older one's retry says nothing of the newest.)
+    if sequence as i64 == checkpoint {
+        sqlx::query("UPDATE projection_checkpoint SET failure_class = NULL WHERE projection = $1")
+            .bind(projection.name())
+            .execute(&mut *transaction)
+            .await?;
+    }
     transaction.commit().await?;
     Ok(())
 }

@@ -36,6 +36,9 @@ struct State {
     lag_events: AtomicU64,
     /// `f64` bits.
     lag_seconds: AtomicU64,
+    /// When the oldest message the runner holds unapplied was published (Unix
+    /// nanoseconds; 0 when it holds none).
+    oldest_pending: AtomicU64,
 }
 
 impl Health {
@@ -46,6 +49,7 @@ impl Health {
                 halted: AtomicBool::new(false),
                 lag_events: AtomicU64::new(0),
                 lag_seconds: AtomicU64::new(0f64.to_bits()),
+                oldest_pending: AtomicU64::new(0),
             }),
         }
     }
@@ -76,11 +80,25 @@ impl Health {
         self.state.halted.swap(halted, Ordering::Relaxed) != halted
     }
 
-    pub(crate) fn set_lag(&self, events: u64, seconds: f64) {
+    /// Sets the lag in events, and in seconds when known (else the last stays).
+    pub(crate) fn set_lag(&self, events: u64, seconds: Option<f64>) {
         self.state.lag_events.store(events, Ordering::Relaxed);
+        if let Some(seconds) = seconds {
+            self.state
+                .lag_seconds
+                .store(seconds.max(0.0).to_bits(), Ordering::Relaxed);
+        }
+    }
+
+    /// Records when the oldest message the runner holds unapplied was published.
+    pub(crate) fn set_oldest_pending(&self, published_nanos: Option<u64>) {
         self.state
-            .lag_seconds
-            .store(seconds.max(0.0).to_bits(), Ordering::Relaxed);
+            .oldest_pending
+            .store(published_nanos.unwrap_or(0), Ordering::Relaxed);
+    }
+
+    pub(crate) fn oldest_pending(&self) -> Option<u64> {
+        Some(self.state.oldest_pending.load(Ordering::Relaxed)).filter(|nanos| *nanos > 0)
     }
 }
 

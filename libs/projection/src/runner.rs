@@ -77,9 +77,11 @@ impl From<sqlx::Error> for ApplyError {
         match &error {
             sqlx::Error::Database(database) => {
                 let code = database.code().unwrap_or_default();
-                // 08 connection, 40 serialization / deadlock, 53 resources, 57 operator
-                // intervention: all may pass.
-                if ["08", "40", "53", "57"]
+                // 08 connection, 40 serialization / deadlock, 53 resources, 55 object
+                // not in state (a lock not available), 57 operator intervention, and
+                // 25006 (a read-only transaction: a standby during a failover): all may
+                // pass.
+                if ["08", "40", "53", "55", "57", "25006"]
                     .iter()
                     .any(|class| code.starts_with(class))
                 {
@@ -600,7 +602,7 @@ struct Applier<'a, P> {
     /// Off for a rebuild, whose ordered consumer cannot skip.
     check_gaps: bool,
     /// Whether a failure that repeats the one dead-lettered just before halts the
-    /// projection (off for a rebuild, which dead-letters as it goes).
+    /// projection (in a rebuild it aborts the rebuild, so a faulty one never replaces the live schema).
     halt: bool,
 }
 
@@ -630,13 +632,26 @@ impl<P: Projection> Applier<'_, P> {
         use sqlx::Connection as _;
         let mut transaction = connection.begin().await?;
         set_search_path(&mut transaction, self.schema).await?;
-        let (stored, mut previous_failure): (i64, Option<String>) = sqlx::query_as(
-            "SELECT last_sequence, failure_class FROM projection_checkpoint
-             WHERE projection = $1 FOR UPDATE",
-        )
-        .bind(self.projection.name())
-        .fetch_one(&mut *transaction)
-        .await?;
+        let (stored, mut previous_failure, locked_table): (i64, Option<String>, i64) =
+            sqlx::query_as(
+                "SELECT last_sequence, failure_class, tableoid::oid::bigint
+                 FROM projection_checkpoint WHERE projection = $1 FOR UPDATE",
+            )
+            .bind(self.projection.name())
+            .fetch_one(&mut *transaction)
+            .await?;
+        // A rebuild or reset swaps the schema while holding this row: a batch that
+        // waited for it got the row of the table swapped out, while its later
+        // statements would find the new one by name. Then start the batch again.
+        let table_now: i64 =
+            sqlx::query_scalar("SELECT 'projection_checkpoint'::regclass::oid::bigint")
+                .fetch_one(&mut *transaction)
+                .await?;
+        if table_now != locked_table {
+            return Err(ApplyError::Transient(
+                "the projection's schema was swapped during the batch; starting it again".into(),
+            ));
+        }
         let start = stored.max(0) as u64;
         let mut checkpoint = start;
         let mut stopped_by = None;
@@ -699,7 +714,7 @@ impl<P: Projection> Applier<'_, P> {
                     let attempts = self.attempts.entry(delivery.sequence).or_insert(0);
                     *attempts += 1;
                     if *attempts < self.max_attempts {
-                        tracing::warn!(sequence = delivery.sequence, attempts = *attempts, error = %reason, "projection failed to apply a message, will retry");
+                        tracing::warn!(sequence = delivery.sequence, attempts = *attempts, failure = %failure_class(&reason), "projection failed to apply a message, will retry");
                         stopped_by = Some(ApplyError::Poison(reason));
                         break;
                     }
@@ -715,7 +730,7 @@ impl<P: Projection> Applier<'_, P> {
                         halted = true;
                         break;
                     }
-                    tracing::error!(sequence = delivery.sequence, error = %reason, "projection gave up on a message: dead-lettered");
+                    tracing::error!(sequence = delivery.sequence, failure = %class, "projection gave up on a message: dead-lettered");
                     sqlx::query(
                         "INSERT INTO dead_letters (projection, sequence, subject, error, payload)
                          VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
@@ -1089,7 +1104,10 @@ impl<P: Projection> ProjectionRunner<P> {
             Err(error) => {
                 // The connection may be broken: give up the lock with it and compete
                 // again, rather than write on a connection that no longer holds it.
+                // Whether the projection is halted is the writer's to say: a replica
+                // that no longer writes is not halted (another may have resumed).
                 self.leader = None;
+                self.health.set_halted(false);
                 return Err(error);
             }
         };
@@ -1216,6 +1234,8 @@ impl<P: Projection> ProjectionRunner<P> {
                         },
                     };
                 }
+                self.health
+                    .set_oldest_pending(pending.first().and_then(published_nanos));
                 match self.apply_batch(&pending).await {
                     Ok(applied) => {
                         if applied.covered > 0 {
@@ -1230,6 +1250,8 @@ impl<P: Projection> ProjectionRunner<P> {
                                 tracing::warn!(%error, "ack failed; the batch will be redelivered and skipped");
                             }
                             pending.drain(..applied.covered);
+                            self.health
+                                .set_oldest_pending(pending.first().and_then(published_nanos));
                         }
                         if applied.gap {
                             if let Err(error) = self.reposition().await {
@@ -1240,10 +1262,12 @@ impl<P: Projection> ProjectionRunner<P> {
                         }
                         if applied.halted {
                             if self.health.set_halted(true) {
+                                // Its class, not its text: a database's message can quote
+                                // the value it refused.
                                 let error = applied
                                     .retry
                                     .as_ref()
-                                    .map(ToString::to_string)
+                                    .map(|error| failure_class(&error.to_string()))
                                     .unwrap_or_default();
                                 tracing::error!(
                                     projection = self.projection.name(),
@@ -1292,6 +1316,12 @@ impl<P: Projection> ProjectionRunner<P> {
     }
 }
 
+/// When a message was published (Unix nanoseconds), from its JetStream metadata.
+fn published_nanos(message: &jetstream::Message) -> Option<u64> {
+    let info = message.info().ok()?;
+    u64::try_from(info.published.unix_timestamp_nanos()).ok()
+}
+
 /// How often a runner samples its lag.
 const LAG_SAMPLE: Duration = Duration::from_secs(1);
 
@@ -1311,23 +1341,22 @@ async fn sample_lag(
             read_checkpoint(&pool, &schema, health.projection()).await,
         ) {
             let events = info.state.last_sequence.saturating_sub(checkpoint);
+            // The age of the oldest message this runner holds unapplied, from its
+            // publish time (no read of the stream: a service's NATS user may consume
+            // another service's stream but not read its messages one by one). Unknown
+            // on a replica that does not write, or before the first fetch: the last
+            // sample stays.
             let seconds = if events == 0 {
                 Some(0.0)
             } else {
-                stream
-                    .get_raw_message(checkpoint + 1)
-                    .await
-                    .ok()
-                    .map(|oldest| {
-                        let now = std::time::SystemTime::now()
-                            .duration_since(std::time::UNIX_EPOCH)
-                            .map_or(0, |since| since.as_nanos() as i128);
-                        (now - oldest.time.unix_timestamp_nanos()).max(0) as f64 / 1e9
-                    })
+                health.oldest_pending().map(|published| {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |since| since.as_nanos());
+                    now.saturating_sub(u128::from(published)) as f64 / 1e9
+                })
             };
-            if let Some(seconds) = seconds {
-                health.set_lag(events, seconds);
-            }
+            health.set_lag(events, seconds);
         }
         tokio::time::sleep(LAG_SAMPLE).await;
     }
@@ -1403,7 +1432,10 @@ pub(crate) async fn rebuild_reporting<P: Projection>(
         attempts: &mut attempts,
         accept_gap_after: None,
         check_gaps: false,
-        halt: false,
+        // A fault that repeats from event to event would dead-letter the whole stream
+        // into the fresh schema, which would then replace a good one: the rebuild stops
+        // instead, and the live schema stays.
+        halt: true,
     };
     let mut connection = database.pool.acquire().await?;
     let mut rebuilt = 0;
@@ -1437,6 +1469,18 @@ pub(crate) async fn rebuild_reporting<P: Projection>(
             let mut remaining = batch.as_slice();
             while !remaining.is_empty() {
                 let outcome = applier.apply(&mut connection, remaining).await?;
+                if outcome.halted {
+                    return Err(ApplyError::Poison(format!(
+                        "the rebuild failed the same way on consecutive events ({}): the \
+                         projection's fault, not the events'; fix it first — the live \
+                         schema is unchanged",
+                        outcome
+                            .stopped_by
+                            .as_ref()
+                            .map(|error| failure_class(&error.to_string()))
+                            .unwrap_or_default()
+                    )));
+                }
                 *rebuilt = (*rebuilt).max(outcome.checkpoint);
                 progress(*rebuilt);
                 dead_letters += outcome.dead_lettered;

@@ -222,6 +222,7 @@ pub async fn connect(config: &Config, service: &str) -> Result<Connected, StartE
         .await
         .map_err(|error| StartError::OwnerDatabase(error.to_string()))?;
     let database = Database::new(pool.clone(), owner).await?;
+    observe_connections(service, &nats, &pool, config.database.max_connections);
     let vault = KeyStore::open(database.clone(), master_keys).await?;
     let store = EventStore::open(nats.clone(), stream_spec(config, service)).await?;
     let own_stream = store.stream().clone();
@@ -242,6 +243,63 @@ pub async fn connect(config: &Config, service: &str) -> Result<Connected, StartE
         access,
         vault,
     })
+}
+
+/// The health of `service`'s connections as metrics, sampled at each export:
+/// `db.client.connection.count` (the runtime role's pool, by
+/// `db.client.connection.state` `idle` / `used`), `db.client.connection.max`, and
+/// `circle.nats.connected` (1 while the NATS client is connected, else 0).
+fn observe_connections(
+    service: &str,
+    nats: &async_nats::Client,
+    pool: &PgPool,
+    max_connections: u32,
+) {
+    use opentelemetry::KeyValue;
+    let meter = circle_telemetry::meter(circle_telemetry::service_name(service).unwrap_or(service));
+    let pool_name = KeyValue::new("db.client.connection.pool.name", "runtime");
+    let observed = pool.clone();
+    let attributes = pool_name.clone();
+    meter
+        .u64_observable_gauge("db.client.connection.count")
+        .with_description("connections of the runtime role's pool, by state")
+        .with_unit("{connection}")
+        .with_callback(move |observer| {
+            let size = u64::from(observed.size());
+            let idle = observed.num_idle() as u64;
+            observer.observe(
+                idle,
+                &[
+                    attributes.clone(),
+                    KeyValue::new("db.client.connection.state", "idle"),
+                ],
+            );
+            observer.observe(
+                size.saturating_sub(idle),
+                &[
+                    attributes.clone(),
+                    KeyValue::new("db.client.connection.state", "used"),
+                ],
+            );
+        })
+        .build();
+    meter
+        .u64_observable_gauge("db.client.connection.max")
+        .with_description("the most connections the runtime role's pool opens")
+        .with_unit("{connection}")
+        .with_callback(move |observer| {
+            observer.observe(u64::from(max_connections), std::slice::from_ref(&pool_name));
+        })
+        .build();
+    let client = nats.clone();
+    meter
+        .u64_observable_gauge("circle.nats.connected")
+        .with_description("1 while the service's NATS client is connected, else 0")
+        .with_callback(move |observer| {
+            let connected = client.connection_state() == async_nats::connection::State::Connected;
+            observer.observe(u64::from(connected), &[]);
+        })
+        .build();
 }
 
 /// The master keys of `vault.master_keys_file` or `vault.master_keys` (read now: a

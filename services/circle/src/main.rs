@@ -287,7 +287,7 @@ async fn operate(
         Command::Projections(ProjectionsCommand::Reset { name, yes }) => {
             if !yes {
                 return Err(Refusal::usage(format!(
-                    "resetting {name} empties it until its service has replayed the stream;                      run again with --yes (or use `circle projections rebuild {name}`, without downtime)"
+                    "resetting {name} empties it until its service has replayed the stream; run again with --yes (or use `circle projections rebuild {name}`, without downtime)"
                 )));
             }
             ops::projections::reset(&ops, &name).await?;
@@ -336,7 +336,7 @@ async fn operate(
         }) => {
             if !yes {
                 return Err(Refusal::usage(format!(
-                    "discarding leaves {projection} without the effects of sequence {sequence};                      run again with --yes"
+                    "discarding leaves {projection} without the effects of sequence {sequence}; run again with --yes"
                 )));
             }
             ops::dead_letters::discard(&ops, &projection, sequence).await?;

@@ -282,6 +282,81 @@ async fn a_message_that_keeps_failing_is_dead_lettered_and_the_projection_goes_o
     Ok(())
 }
 
+/// The tally, by code that fails on every event.
+struct Broken;
+
+impl Projection for Broken {
+    fn name(&self) -> &str {
+        Tally.name()
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        Tally.tables()
+    }
+
+    async fn apply(
+        &self,
+        _connection: &mut PgConnection,
+        _commit: &StoredCommit,
+    ) -> Result<(), ApplyError> {
+        Err(ApplyError::Poison("column \"total\" does not exist".into()))
+    }
+}
+
+/// A rebuild that fails the same way event after event (the projection's fault, not
+/// the events') stops instead of dead-lettering the stream into a fresh schema that
+/// would replace the live one: the live tables stay as they were.
+#[tokio::test]
+async fn a_rebuild_failing_the_same_way_on_consecutive_events_leaves_the_live_tables()
+-> anyhow::Result<()> {
+    let fixture = Fixture::new().await?;
+    for value in 1..=5 {
+        fixture.append("g1", value).await?;
+    }
+    // Live, before the fault: five values applied.
+    let runner = fixture.runner().await?;
+    let handle = runner.handle();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(runner.run(async {
+        let _ = stopped.await;
+    }));
+    handle.wait_for(5, Duration::from_secs(15)).await?;
+    let _ = stop.send(());
+    task.await??;
+    let total = || async {
+        anyhow::Ok(
+            sqlx::query_scalar::<_, i64>("SELECT total FROM tally.totals WHERE aggregate = 'g1'")
+                .fetch_one(&fixture.env.pool)
+                .await?,
+        )
+    };
+    assert_eq!(total().await?, 15);
+    let schema_oid = "SELECT oid::bigint FROM pg_namespace WHERE nspname = 'tally'";
+    let oid_before: i64 = sqlx::query_scalar(schema_oid)
+        .fetch_one(&fixture.env.pool)
+        .await?;
+
+    // A rebuild by code that cannot apply any of them (a bug in a new version).
+    let refused = rebuild(
+        &Broken,
+        &fixture.database,
+        SCHEMA,
+        &fixture.stream,
+        &fixture.settings,
+    )
+    .await;
+    assert!(
+        matches!(&refused, Err(ApplyError::Poison(reason)) if reason.contains("live schema is unchanged")),
+        "{refused:?}"
+    );
+    let oid_after: i64 = sqlx::query_scalar(schema_oid)
+        .fetch_one(&fixture.env.pool)
+        .await?;
+    assert_eq!(oid_before, oid_after, "the live tables were not replaced");
+    assert_eq!(total().await?, 15);
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_rebuild_from_scratch_equals_the_live_tables_and_the_live_runner_goes_on()
 -> anyhow::Result<()> {
