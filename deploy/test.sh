@@ -14,11 +14,14 @@ export CIRCLE_TEST_NATS_SERVER="${CIRCLE_TEST_NATS_SERVER:-$(current_nats_server
 # An admin connection: the tests create a database each, as its owner, and the services'
 # runtime role (circle_service, LOGIN NOSUPERUSER NOBYPASSRLS) where missing.
 export CIRCLE_TEST_DATABASE_URL="${CIRCLE_TEST_DATABASE_URL:-postgres://postgres:postgres@127.0.0.1:5432/postgres}"
-if cargo nextest --version >/dev/null 2>&1; then
-  run_tests() { cargo nextest run --no-fail-fast "$@"; }
-else
-  run_tests() { cargo test --no-fail-fast "$@"; }
+# cargo-nextest runs every test in a process of its own, which the telemetry tests
+# need (each installs the process's OpenTelemetry providers and tracing subscriber):
+# installed from crates.io where missing, never replaced by `cargo test`.
+if ! cargo nextest --version >/dev/null 2>&1; then
+  say "installing cargo-nextest from crates.io (once)"
+  cargo install cargo-nextest --locked
 fi
+run_tests() { cargo nextest run --no-fail-fast "$@"; }
 
 # The end-to-end tests start the binaries as a user would; build them once here so
 # those tests find them current instead of building them while other tests run.
