@@ -180,7 +180,7 @@ impl Host {
         let max_streams = options.limits.max_in_flight.saturating_add(STREAM_HEADROOM);
         let router = server
             .max_concurrent_streams(u32::try_from(max_streams).unwrap_or(u32::MAX))
-            .layer(TraceLayer::new(service))
+            .layer(TraceLayer::new(service, descriptors))
             .layer(AuthLayer::new(access.authenticator))
             .layer(LimitLayer::new(service, options.limits))
             .add_service(health_service)

@@ -110,11 +110,41 @@ pub struct TraceLayer {
     /// spans and the meter its duration histogram is made from.
     service: &'static str,
     duration: Histogram<f64>,
+    /// Every `package.Service/Method` the host serves: a path outside it is named
+    /// `_OTHER` on spans and metrics (a client chooses its path, and the names must
+    /// stay a bounded set).
+    methods: std::sync::Arc<std::collections::HashSet<String>>,
+}
+
+/// The name of a method the host does not serve (the conventions' `_OTHER`).
+const OTHER: &str = "_OTHER";
+
+/// The `package.Service/Method` of every method in an encoded `FileDescriptorSet`.
+fn methods_of(descriptors: &[u8]) -> std::collections::HashSet<String> {
+    use prost::Message as _;
+    let Ok(set) = prost_types::FileDescriptorSet::decode(descriptors) else {
+        return std::collections::HashSet::new();
+    };
+    let mut methods = std::collections::HashSet::new();
+    for file in set.file {
+        let package = file.package.unwrap_or_default();
+        for service in file.service {
+            let service_name = service.name.unwrap_or_default();
+            for method in service.method {
+                methods.insert(format!(
+                    "{package}.{service_name}/{}",
+                    method.name.unwrap_or_default()
+                ));
+            }
+        }
+    }
+    methods
 }
 
 impl TraceLayer {
-    /// The layer of the service whose full gRPC name is `grpc_service`.
-    pub fn new(grpc_service: &str) -> Self {
+    /// The layer of the service whose full gRPC name is `grpc_service`, serving the
+    /// methods `descriptors` (an encoded `FileDescriptorSet`) describe and reflection.
+    pub fn new(grpc_service: &str, descriptors: &[u8]) -> Self {
         let service = circle_telemetry::service_of_grpc(grpc_service).unwrap_or("circle");
         let duration = circle_telemetry::meter(service)
             .f64_histogram("rpc.server.call.duration")
@@ -124,7 +154,13 @@ impl TraceLayer {
                 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
             ])
             .build();
-        Self { service, duration }
+        let mut methods = methods_of(descriptors);
+        methods.insert("grpc.reflection.v1.ServerReflection/ServerReflectionInfo".to_owned());
+        Self {
+            service,
+            duration,
+            methods: std::sync::Arc::new(methods),
+        }
     }
 }
 
@@ -204,11 +240,12 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let path = request.uri().path().to_owned();
-        let Some((rpc_service, rpc_method)) =
-            rpc_of(&path).filter(|_| !path.starts_with(HEALTH_PREFIX))
-        else {
+        if path.starts_with(HEALTH_PREFIX) {
             return Box::pin(inner.call(request));
-        };
+        }
+        let (rpc_service, rpc_method) = rpc_of(&path)
+            .filter(|_| self.layer.methods.contains(&path[1..]))
+            .unwrap_or((OTHER, OTHER));
         let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
             propagator.extract(&HeaderExtractor(request.headers()))
         });
@@ -308,6 +345,31 @@ impl http_body::Body for Watched {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_methods_a_host_serves_are_named() {
+        use prost::Message as _;
+        let set = prost_types::FileDescriptorSet {
+            file: vec![prost_types::FileDescriptorProto {
+                package: Some("circle.enrollment.v1".into()),
+                service: vec![prost_types::ServiceDescriptorProto {
+                    name: Some("EnrollmentService".into()),
+                    method: vec![prost_types::MethodDescriptorProto {
+                        name: Some("GetGroup".into()),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let methods = methods_of(&set.encode_to_vec());
+        assert_eq!(
+            methods.into_iter().collect::<Vec<_>>(),
+            ["circle.enrollment.v1.EnrollmentService/GetGroup"]
+        );
+        assert!(methods_of(b"not a descriptor set").is_empty());
+    }
 
     #[test]
     fn only_the_servers_faults_are_span_errors() {
