@@ -489,3 +489,91 @@ async fn circle_operator_commands_answer_json_and_exit_codes_scripts_can_trust()
     std::fs::remove_file(&file)?;
     Ok(())
 }
+
+/// What Kubernetes does to stop a pod: SIGTERM. The service stops cleanly (exit 0),
+/// saying it stopped serving before it refused calls, and its spans and metrics are
+/// flushed on the way out: with an export interval far longer than the test, the
+/// receiver has them only because the exit exported them.
+#[tokio::test]
+async fn a_service_binary_stops_on_sigterm_and_flushes_its_spans_and_metrics() -> anyhow::Result<()>
+{
+    let env = TestEnv::new().await?;
+    let file = config_file(&env)?;
+    let receiver = circle_testkit::otlp::OtlpReceiver::start().await?;
+    let program = binary("circle-enrollment").await?;
+    let mut process = Process::start(&env, &program, |command| {
+        command
+            .env("CIRCLE_CONFIG", &file)
+            .env("CIRCLE_AUTH__ISSUER", &env.config.auth.issuer)
+            .env("CIRCLE_AUTH__JWKS_FILE", &env.config.auth.jwks_file)
+            .env("CIRCLE_VAULT__MASTER_KEYS", circle_testkit::MASTER_KEYS)
+            .env("CIRCLE_TELEMETRY__OTLP_ENDPOINT", receiver.endpoint())
+            .env("CIRCLE_TELEMETRY__EXPORT_INTERVAL_MS", "600000")
+            .env("CIRCLE_GRPC__DRAIN_DELAY_MS", "200");
+    })?;
+    let line = process.line_with("listening").await?;
+    let address = listening_address(&line)?;
+    serving(address, "circle.enrollment.v1.EnrollmentService").await?;
+    // One call (about a clinic that does not exist: NOT_FOUND is answered and traced
+    // like any other answer).
+    let channel = tonic::transport::Channel::from_shared(format!("http://{address}"))?
+        .connect()
+        .await?;
+    let answer =
+        circle_proto::enrollment::v1::enrollment_service_client::EnrollmentServiceClient::new(
+            channel,
+        )
+        .get_clinic(crate::support::admin(
+            circle_proto::enrollment::v1::GetClinicRequest {
+                name: format!("networks/{}/clinics/nowhere", crate::support::NETWORK),
+                consistency_token: String::new(),
+            },
+        ))
+        .await;
+    assert_eq!(
+        answer.err().map(|status| status.code()),
+        Some(tonic::Code::NotFound)
+    );
+    assert!(
+        receiver.spans().is_empty() && receiver.metric_names().is_empty(),
+        "exported before the exit; the test shows nothing"
+    );
+
+    let terminated = Command::new("kill")
+        .args(["-TERM", &process.child.id().to_string()])
+        .status()?;
+    anyhow::ensure!(terminated.success(), "kill -TERM failed");
+    let (code, output) = process.exited().await?;
+    assert_eq!(code, Some(0), "did not stop cleanly:\n{output}");
+    let not_serving = output
+        .find("shutting down: not serving")
+        .with_context(|| format!("no not-serving line:\n{output}"))?;
+    let refusing = output
+        .find("refusing new calls")
+        .with_context(|| format!("no refusing line:\n{output}"))?;
+    assert!(
+        not_serving < refusing,
+        "refused calls before reporting not serving"
+    );
+
+    // Exported at the exit: the call's server span and its duration.
+    let spans = receiver.spans();
+    assert!(
+        spans.iter().any(
+            |span| span.name == "circle.enrollment.v1.EnrollmentService/GetClinic"
+                && span.service == "circle-enrollment"
+        ),
+        "the call's span was not flushed: {:?} {:?}\n{output}",
+        spans.iter().map(|span| &span.name).collect::<Vec<_>>(),
+        receiver.metric_names()
+    );
+    assert!(
+        !receiver
+            .metric_points("rpc.server.call.duration")
+            .is_empty(),
+        "no RPC duration was flushed: {:?}",
+        receiver.metric_names()
+    );
+    std::fs::remove_file(&file)?;
+    Ok(())
+}

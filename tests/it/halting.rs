@@ -205,3 +205,88 @@ async fn an_apply_bug_halts_the_projection_and_fixing_it_resumes_from_the_checkp
     drop(telemetry);
     Ok(())
 }
+
+/// Two bad events in a row look like a fault of the projection, so it halts on the
+/// second; `circle status` shows it halted (unhealthy), and `circle projections skip`
+/// is the way out: the event it is stuck on is dead-lettered, the checkpoint moves past
+/// it, and the projection goes on by itself with the events after it. Skipping a
+/// projection that is not halted is refused and changes nothing.
+#[tokio::test]
+async fn two_bad_events_in_a_row_halt_and_skip_is_the_way_out() -> anyhow::Result<()> {
+    use circle_cli::ops::{self, Ops, status::Health};
+    let mut system = System::start_with("2026-03-02T12:00:00Z", |config| {
+        config.projection.halt_retry_ms = 100;
+    })
+    .await?;
+    let ops = Ops::connect(&system.env.config).await?;
+    system.clinic("c0").await?;
+    eventually(|| read_model(&system), |(clinics, _)| clinics.len() == 1).await?;
+    let refused = ops::projections::skip(&ops, "enrollment-read-model").await;
+    assert_eq!(
+        refused.as_ref().map_err(ops::exit_code).err(),
+        Some(2),
+        "{refused:?}"
+    );
+
+    // Two bad events (these two clinics only), then a good one.
+    sqlx::raw_sql(
+        "CREATE FUNCTION enrollment.refuse_two() RETURNS trigger
+         LANGUAGE plpgsql SECURITY DEFINER AS $$ BEGIN
+             IF NEW.clinic_id IN ('bad1', 'bad2') THEN RAISE EXCEPTION 'bad clinic'; END IF;
+             RETURN NEW;
+         END $$;
+         CREATE TRIGGER refuse_two BEFORE INSERT ON enrollment.clinics
+         FOR EACH ROW EXECUTE FUNCTION enrollment.refuse_two();",
+    )
+    .execute(&system.env.pool)
+    .await?;
+    for clinic in ["bad1", "bad2", "good"] {
+        system.clinic(clinic).await?;
+    }
+    let status = eventually(
+        || ops::status::status(&ops, 100),
+        |status| {
+            status.projections.iter().any(|projection| {
+                projection.projection == "enrollment-read-model"
+                    && projection.health == Health::Halted
+            })
+        },
+    )
+    .await?;
+    assert!(!status.healthy);
+    assert!(ops::status::render(&status).contains("HALTED"));
+    let (clinics, dead_letters) = read_model(&system).await?;
+    assert_eq!(clinics, vec!["c0".to_owned()]);
+    assert_eq!(dead_letters.len(), 1, "{dead_letters:?}");
+    assert!(dead_letters[0].ends_with(".bad1"), "{dead_letters:?}");
+    eventually(
+        || health(system.addresses.enrollment, ENROLLMENT),
+        |status| *status == ServingStatus::NotServing,
+    )
+    .await?;
+
+    // The way out: bad2 is dead-lettered, the projection goes on with `good`.
+    let skipped = ops::projections::skip(&ops, "enrollment-read-model").await?;
+    let (clinics, dead_letters) =
+        eventually(|| read_model(&system), |(clinics, _)| clinics.len() == 2).await?;
+    assert_eq!(clinics, vec!["c0".to_owned(), "good".to_owned()]);
+    assert_eq!(dead_letters.len(), 2, "{dead_letters:?}");
+    assert!(dead_letters[1].ends_with(".bad2"), "{dead_letters:?}");
+    let letter = ops::dead_letters::show(&ops, "enrollment-read-model", skipped).await?;
+    assert!(letter.subject.ends_with(".bad2"), "{letter:?}");
+    eventually(
+        || health(system.addresses.enrollment, ENROLLMENT),
+        |status| *status == ServingStatus::Serving,
+    )
+    .await?;
+    let status = ops::status::status(&ops, 100).await?;
+    let projection = status
+        .projections
+        .iter()
+        .find(|projection| projection.projection == "enrollment-read-model")
+        .expect("the read model's status");
+    assert_eq!(projection.halted_since, None);
+    assert_eq!(projection.health, Health::HasDeadLetters);
+    system.stop(std::time::Duration::from_secs(60)).await?;
+    Ok(())
+}

@@ -16,7 +16,7 @@ use tonic::transport::Channel;
 pub const NETWORK: &str = "acme";
 
 type Stop = tokio::sync::oneshot::Sender<()>;
-type Task = tokio::task::JoinHandle<anyhow::Result<()>>;
+pub type Task = tokio::task::JoinHandle<anyhow::Result<()>>;
 
 /// Every service, on one clock that only the test moves.
 pub struct System {
@@ -75,6 +75,17 @@ impl System {
         self.accountability = accountability;
         self.running = Some(running);
         Ok(())
+    }
+
+    /// Asks every service to stop and returns at once; the task ends once they have
+    /// shut down (for tests that watch a shutdown as it happens).
+    pub fn begin_stop(&mut self) -> anyhow::Result<Task> {
+        let (stop, task) = self
+            .running
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("the services are not running"))?;
+        let _ = stop.send(());
+        Ok(task)
     }
 
     /// Stops every service and waits (at most `limit`) until they have shut down.

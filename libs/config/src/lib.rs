@@ -163,6 +163,10 @@ pub struct GrpcConfig {
     /// Calls of one caller a service runs at once (the caller as authenticated, else
     /// the peer's IP address); one more is RESOURCE_EXHAUSTED (CALLER_CONCURRENCY).
     pub max_in_flight_per_caller: usize,
+    /// At shutdown (SIGTERM or Ctrl-C) the service reports NOT_SERVING and goes on
+    /// serving this long before it refuses new calls, so load balancers and
+    /// Kubernetes endpoints stop sending it calls first; then calls in flight finish.
+    pub drain_delay_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -315,6 +319,7 @@ impl Default for Config {
                 require_client_cert: false,
                 max_in_flight: 512,
                 max_in_flight_per_caller: 64,
+                drain_delay_ms: 2000,
             },
             enrollment: EnrollmentConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
@@ -753,6 +758,12 @@ impl Config {
         }
         if !(1..=100_000).contains(&grpc.max_in_flight) {
             return invalid("grpc.max_in_flight", "must be between 1 and 100000");
+        }
+        if grpc.drain_delay_ms > 300_000 {
+            return invalid(
+                "grpc.drain_delay_ms",
+                "must be at most 300000 (five minutes)",
+            );
         }
         if !(1..=grpc.max_in_flight).contains(&grpc.max_in_flight_per_caller) {
             return invalid(

@@ -40,6 +40,9 @@ pub type Routes = Router<Stack<LimitLayer, Stack<AuthLayer, Stack<TraceLayer, Id
 pub struct HostOptions {
     pub tls: Option<ServerTls>,
     pub limits: Limits,
+    /// How long, once shutdown starts, the host reports NOT_SERVING but still serves
+    /// new calls (so load balancers take it out first) before it refuses them.
+    pub drain_delay: Duration,
 }
 
 /// HTTP/2 streams one connection may have open beyond the service's own in-flight
@@ -62,6 +65,11 @@ impl Shutdown {
             let _ = stop.send(true);
         });
         Self { stopped }
+    }
+
+    /// Whether shutdown has been asked for.
+    pub fn is_stopped(&self) -> bool {
+        *self.stopped.borrow()
     }
 
     /// Resolves once shutdown has been asked for.
@@ -120,6 +128,9 @@ pub struct Host {
     /// What readiness follows besides NATS and PostgreSQL.
     pub readiness: Readiness,
     router: Routes,
+    health: HealthReporter,
+    service: &'static str,
+    drain_delay: Duration,
 }
 
 impl Host {
@@ -153,7 +164,7 @@ impl Host {
             .await;
         let readiness = Readiness::default();
         tokio::spawn(follow_readiness(
-            health,
+            health.clone(),
             service,
             nats,
             pool,
@@ -191,17 +202,41 @@ impl Host {
             shutdown,
             readiness,
             router,
+            health,
+            service,
+            drain_delay: options.drain_delay,
         })
     }
 
-    /// Serves the routes `add` puts next to health and reflection until shutdown,
-    /// draining calls in flight.
+    /// Serves the routes `add` puts next to health and reflection until shutdown.
+    /// Shutdown goes in steps: the service is reported NOT_SERVING at once (health
+    /// itself is still answered), new calls are still served for the drain delay (so
+    /// load balancers and Kubernetes endpoints, which follow readiness, take this
+    /// replica out before it refuses anything), then new calls and connections are
+    /// refused and the calls and streams in flight finish.
     pub async fn serve(
         self,
         add: impl FnOnce(Routes) -> Routes,
     ) -> Result<(), tonic::transport::Error> {
+        let stopped = self.shutdown.signal();
+        let health = self.health;
+        let service = self.service;
+        let drain_delay = self.drain_delay;
+        let draining = async move {
+            stopped.await;
+            health
+                .set_service_status(service, ServingStatus::NotServing)
+                .await;
+            tracing::info!(
+                service,
+                ?drain_delay,
+                "shutting down: not serving; new calls are refused after the drain delay"
+            );
+            tokio::time::sleep(drain_delay).await;
+            tracing::info!(service, "refusing new calls; finishing the calls in flight");
+        };
         add(self.router)
-            .serve_with_incoming_shutdown(incoming(self.listener), self.shutdown.signal())
+            .serve_with_incoming_shutdown(incoming(self.listener), draining)
             .await
     }
 }
@@ -247,6 +282,10 @@ async fn follow_readiness(
         let nats_up = nats.connection_state() == async_nats::connection::State::Connected;
         let database_up = sqlx::query("SELECT 1").execute(&pool).await.is_ok();
         let parts_ready = readiness.ready();
+        if shutdown.is_stopped() {
+            // Shutting down: NOT_SERVING stays, whatever the dependencies say.
+            return;
+        }
         if (nats_up && database_up && parts_ready) != ready {
             ready = nats_up && database_up && parts_ready;
             let status = if ready {
@@ -255,6 +294,13 @@ async fn follow_readiness(
                 ServingStatus::NotServing
             };
             health.set_service_status(service, status).await;
+            if shutdown.is_stopped() {
+                // Shutdown came while this was being set: it has the last word.
+                health
+                    .set_service_status(service, ServingStatus::NotServing)
+                    .await;
+                return;
+            }
             tracing::warn!(
                 service,
                 nats_up,

@@ -22,6 +22,9 @@ pub struct Checkpoint {
     pub shape_version: u32,
     /// When the checkpoint last moved (RFC 3339, UTC).
     pub updated_at: String,
+    /// Since when the projection is halted on the message after its checkpoint (RFC
+    /// 3339, UTC); `None` while it is not.
+    pub halted_since: Option<String>,
 }
 
 /// Suffixes of the schemas a rebuild or reset works in: never live.
@@ -45,20 +48,26 @@ pub async fn checkpoints(owner: &PgPool) -> Result<Vec<Checkpoint>, sqlx::Error>
         .into_iter()
         .filter(|schema| !WORK_SUFFIXES.iter().any(|suffix| schema.ends_with(suffix)))
     {
-        let rows: Vec<(String, i64, i32, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT projection, last_sequence, shape_version,
-                    to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
-             FROM \"{schema}\".projection_checkpoint ORDER BY projection"
-        )))
-        .fetch_all(owner)
-        .await?;
+        // `halted_since` through the row's JSON: a schema whose service has not yet
+        // run the version that added the column reads as not halted.
+        let rows: Vec<(String, i64, i32, String, Option<String>)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT projection, last_sequence, shape_version,
+                    to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+                    to_char((to_jsonb(c) ->> 'halted_since')::timestamptz AT TIME ZONE 'UTC',
+                            'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
+             FROM \"{schema}\".projection_checkpoint c ORDER BY projection"
+            )))
+            .fetch_all(owner)
+            .await?;
         found.extend(rows.into_iter().map(
-            |(projection, last_sequence, shape_version, updated_at)| Checkpoint {
+            |(projection, last_sequence, shape_version, updated_at, halted_since)| Checkpoint {
                 schema: schema.clone(),
                 projection,
                 last_sequence: last_sequence.max(0) as u64,
                 shape_version: shape_version.max(0) as u32,
                 updated_at,
+                halted_since,
             },
         ));
     }
@@ -117,6 +126,9 @@ pub enum AdminError {
     NoDeadLetter { projection: String, sequence: u64 },
     #[error("the stream cannot be read: {0}")]
     Stream(String),
+    /// `skip` is for a halted projection only.
+    #[error("projection {projection} is not halted; nothing to skip")]
+    NotHalted { projection: String },
 }
 
 const DEAD_LETTER_COLUMNS: &str = "projection, sequence, subject, network, error,
@@ -259,6 +271,74 @@ pub async fn retry_dead_letter<P: Projection>(
     }
     transaction.commit().await?;
     Ok(())
+}
+
+/// The way out of a halt that two bad events in a row caused (the halt rule cannot
+/// tell them from a fault of the projection): dead-letters the message the halted
+/// projection is stuck on — the one right after its checkpoint, read from the stream —
+/// and moves the checkpoint past it, forgetting the failure, so the next message is
+/// judged afresh (a bad one is dead-lettered on its own; if the projection is at fault
+/// after all, it halts again on the next one). The live checkpoint row is locked
+/// meanwhile, so no batch of the runner interleaves; the runner sees the checkpoint
+/// moved and goes on by itself. The dead letter's error names the failure class only.
+/// Answers the sequence skipped.
+pub async fn skip_halted(
+    database: &Database,
+    schema: &str,
+    projection: &str,
+    stream: &jetstream::stream::Stream,
+) -> Result<u64, AdminError> {
+    let mut transaction = database.pool.begin().await?;
+    runner::set_search_path(&mut transaction, schema).await?;
+    let row: Option<(i64, Option<String>, bool)> = sqlx::query_as(
+        "SELECT last_sequence, failure_class, (to_jsonb(c) ->> 'halted_since') IS NOT NULL
+         FROM projection_checkpoint c WHERE projection = $1 FOR UPDATE",
+    )
+    .bind(projection)
+    .fetch_optional(&mut *transaction)
+    .await?;
+    let Some((checkpoint, class, halted)) = row else {
+        return Err(AdminError::NoProjection {
+            schema: schema.to_owned(),
+            projection: projection.to_owned(),
+        });
+    };
+    if !halted {
+        return Err(AdminError::NotHalted {
+            projection: projection.to_owned(),
+        });
+    }
+    let sequence = checkpoint.max(0) as u64 + 1;
+    let message = stream
+        .get_raw_message(sequence)
+        .await
+        .map_err(|error| AdminError::Stream(error.to_string()))?;
+    walls::set_network(&mut transaction, runner::network_of(&message.subject)).await?;
+    sqlx::query(
+        "INSERT INTO dead_letters (projection, sequence, subject, error, payload)
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+    )
+    .bind(projection)
+    .bind(sequence as i64)
+    .bind(message.subject.as_str())
+    .bind(format!(
+        "skipped by an operator while the projection was halted on it (failure class {})",
+        class.as_deref().unwrap_or("unknown")
+    ))
+    .bind(message.payload.as_ref())
+    .execute(&mut *transaction)
+    .await?;
+    sqlx::query(
+        "UPDATE projection_checkpoint
+         SET last_sequence = $2, failure_class = NULL, halted_since = NULL, updated_at = now()
+         WHERE projection = $1",
+    )
+    .bind(projection)
+    .bind(sequence as i64)
+    .execute(&mut *transaction)
+    .await?;
+    transaction.commit().await?;
+    Ok(sequence)
 }
 
 /// How far a rebuild has got: the sequence the fresh schema has reached, and the end

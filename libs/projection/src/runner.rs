@@ -335,7 +335,7 @@ pub(crate) async fn read_checkpoint(
     Ok(value.unwrap_or(0).max(0) as u64)
 }
 
-const RUNTIME_TABLES: [&str; 6] = [
+const RUNTIME_TABLES: [&str; 7] = [
     "CREATE TABLE IF NOT EXISTS projection_checkpoint (
         projection text PRIMARY KEY,
         last_sequence bigint NOT NULL,
@@ -385,12 +385,23 @@ const RUNTIME_TABLES: [&str; 6] = [
             ALTER TABLE projection_checkpoint ADD COLUMN failure_class text;
         END IF;
     END $$",
+    // Since when the projection is halted on the message after the checkpoint (NULL
+    // while it is not): written by the writer, so `circle status` and every replica
+    // see a halt, and `circle projections skip` knows what it may skip.
+    "DO $$ BEGIN
+        IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                       WHERE table_schema = current_schema()
+                         AND table_name = 'projection_checkpoint'
+                         AND column_name = 'halted_since') THEN
+            ALTER TABLE projection_checkpoint ADD COLUMN halted_since timestamptz;
+        END IF;
+    END $$",
 ];
 
 /// The network of a stream message: its subject's second token
 /// (`<root>.<network>.<aggregate_type>.<id>`; a stream's subjects are `<root>.>`, so a
 /// message always has one).
-fn network_of(subject: &str) -> &str {
+pub(crate) fn network_of(subject: &str) -> &str {
     subject.split('.').nth(1).unwrap_or_default()
 }
 
@@ -763,12 +774,22 @@ impl<P: Projection> Applier<'_, P> {
         if checkpoint > start {
             sqlx::query(
                 "UPDATE projection_checkpoint
-                 SET last_sequence = $2, failure_class = $3, updated_at = now()
+                 SET last_sequence = $2, failure_class = $3, halted_since = NULL,
+                     updated_at = now()
                  WHERE projection = $1",
             )
             .bind(self.projection.name())
             .bind(checkpoint as i64)
             .bind(&previous_failure)
+            .execute(&mut *transaction)
+            .await?;
+        }
+        if halted {
+            sqlx::query(
+                "UPDATE projection_checkpoint SET halted_since = coalesce(halted_since, now())
+                 WHERE projection = $1",
+            )
+            .bind(self.projection.name())
             .execute(&mut *transaction)
             .await?;
         }
@@ -1240,12 +1261,14 @@ impl<P: Projection> ProjectionRunner<P> {
                     Ok(applied) => {
                         if applied.covered > 0 {
                             // Ack-all acknowledges every stream sequence up to the one acked:
-                            // ack the highest applied (a redelivery may come last).
+                            // ack the highest applied (a redelivery may come last). The
+                            // server confirms the ack (one round trip a batch), so a runner
+                            // that stops after a batch leaves it committed and acknowledged.
                             let highest = pending[..applied.covered].iter().max_by_key(|message| {
                                 message.info().map(|info| info.stream_sequence).unwrap_or(0)
                             });
                             if let Some(message) = highest
-                                && let Err(error) = message.ack().await
+                                && let Err(error) = message.double_ack().await
                             {
                                 tracing::warn!(%error, "ack failed; the batch will be redelivered and skipped");
                             }

@@ -451,6 +451,7 @@ pub fn host_options(config: &Config) -> Result<HostOptions, StartError> {
             max_in_flight: grpc.max_in_flight,
             max_in_flight_per_caller: grpc.max_in_flight_per_caller,
         },
+        drain_delay: Duration::from_millis(grpc.drain_delay_ms),
     })
 }
 
@@ -465,6 +466,9 @@ impl Connected {
 
 /// A service's projections and background loops, each stopped by the shutdown.
 pub struct Tasks {
+    /// Fires once the host has stopped serving (after the calls in flight finished,
+    /// which may need the projections), or when the tasks are dropped unserved.
+    stop: Arc<tokio::sync::watch::Sender<bool>>,
     shutdown: Shutdown,
     handles: Vec<JoinHandle<Result<(), StartError>>>,
     /// The health of every projection, which the host's readiness follows.
@@ -473,7 +477,9 @@ pub struct Tasks {
 
 impl Tasks {
     pub fn new(shutdown: &Shutdown) -> Self {
+        let (stop, _) = tokio::sync::watch::channel(false);
         Self {
+            stop: Arc::new(stop),
             shutdown: shutdown.clone(),
             handles: Vec::new(),
             health: Vec::new(),
@@ -492,7 +498,7 @@ impl Tasks {
     pub fn projection<P: Projection>(&mut self, runner: ProjectionRunner<P>) {
         self.health
             .push(Arc::new(std::sync::OnceLock::from(runner.health())));
-        let stopped = self.shutdown.signal();
+        let stopped = self.signal();
         self.handles.push(tokio::spawn(async move {
             runner.run(stopped).await.map_err(StartError::from)
         }));
@@ -516,7 +522,7 @@ impl Tasks {
         let database = database.clone();
         let settings = settings.clone();
         let schema = schema.to_owned();
-        let stopped = self.shutdown.signal();
+        let stopped = self.signal();
         let health = Arc::new(std::sync::OnceLock::new());
         self.health.push(health.clone());
         self.handles.push(tokio::spawn(async move {
@@ -563,8 +569,20 @@ impl Tasks {
         Ok(())
     }
 
-    /// Resolves at shutdown; for the loops given to [`Tasks::spawn`].
+    /// Resolves once the host has stopped serving (the calls in flight have finished:
+    /// a read waiting for its write to be projected needs the projections until then),
+    /// or at once if the host is never served; for the loops given to
+    /// [`Tasks::spawn`]. Whether shutdown has started is [`Tasks::shutting_down`].
     pub fn signal(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut stopped = self.stop.subscribe();
+        async move {
+            // A dropped sender (the tasks were never served) stops them too.
+            let _ = stopped.wait_for(|stopped| *stopped).await;
+        }
+    }
+
+    /// Resolves when shutdown starts (before the host drains).
+    pub fn shutting_down(&self) -> impl Future<Output = ()> + Send + 'static {
         self.shutdown.signal()
     }
 
@@ -630,6 +648,9 @@ pub fn serve(
             .serve(add)
             .await
             .map_err(|error| StartError::Server(error.to_string()));
+        // The calls in flight have finished: now the projections (each finishing its
+        // batch: committed, then acknowledged) and the loops stop.
+        tasks.stop.send_replace(true);
         for handle in tasks.handles {
             handle
                 .await
@@ -667,9 +688,7 @@ where
             return std::process::ExitCode::from(2);
         }
     };
-    let shutdown: ShutdownSignal = Box::pin(async {
-        let _ = tokio::signal::ctrl_c().await;
-    });
+    let shutdown: ShutdownSignal = Box::pin(stop_requested());
     match run(config, shutdown).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
@@ -677,6 +696,26 @@ where
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Resolves when the process is asked to stop: SIGTERM (what Kubernetes, systemd and
+/// `docker stop` send) or SIGINT (Ctrl-C).
+pub async fn stop_requested() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+                    _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+                }
+                return;
+            }
+            Err(error) => tracing::warn!(%error, "cannot listen for SIGTERM; Ctrl-C only"),
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// A future that resolves when the service should stop.

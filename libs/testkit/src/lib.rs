@@ -224,6 +224,8 @@ impl TestEnv {
         config.accountability.listen = ([127, 0, 0, 1], 0).into();
         config.accountability.nudge_poll_ms = 50;
         config.projection.ack_wait_secs = 2;
+        // Tests stop and restart services often; a test of the drain sets its own.
+        config.grpc.drain_delay_ms = 0;
         config.projection.max_attempts = 3;
         config.auth.issuer = ISSUER.to_owned();
         config.auth.jwks_file = jwks_file()?.display().to_string();

@@ -144,7 +144,7 @@ pub async fn start_with_clock(
     };
     tasks.spawn(nudger.run(
         Duration::from_millis(config.accountability.nudge_poll_ms),
-        tasks.signal(),
+        tasks.shutting_down(),
     ));
     Ok(circle_service::serve(
         SERVICE,

@@ -116,6 +116,13 @@ enum ProjectionsCommand {
         #[arg(long)]
         yes: bool,
     },
+    /// The way out of a halt caused by two bad events in a row: dead-letter the event
+    /// the halted projection is stuck on and go on past it (needs --yes).
+    Skip {
+        name: String,
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -295,6 +302,21 @@ async fn operate(
                 print_json(&serde_json::json!({ "projection": name, "reset": true }))?;
             } else {
                 println!("reset {name}: its service replays it from the start");
+            }
+        }
+        Command::Projections(ProjectionsCommand::Skip { name, yes }) => {
+            if !yes {
+                return Err(Refusal::usage(format!(
+                    "skipping dead-letters the event {name} is halted on and leaves {name} without its effects; judge it first (`circle status`, the service's log), then run again with --yes"
+                )));
+            }
+            let sequence = ops::projections::skip(&ops, &name).await?;
+            if json {
+                print_json(&serde_json::json!({ "projection": name, "skipped": sequence }))?;
+            } else {
+                println!(
+                    "{name}: sequence {sequence} dead-lettered and skipped; the projection goes on (`circle dead-letters show {name} {sequence}`)"
+                );
             }
         }
         Command::DeadLetters(DeadLettersCommand::List { projection }) => {
@@ -522,10 +544,8 @@ async fn dev(mut config: circle_config::Config) -> anyhow::Result<u8> {
     }
     let _telemetry = circle_telemetry::init("circle-dev", &config.telemetry)?;
     circle_cli::ensure_database(&config).await?;
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let (addresses, task) = circle_cli::start_all(&config, shutdown).await?;
+    let (addresses, task) =
+        circle_cli::start_all(&config, circle_service::stop_requested()).await?;
     let audiences = dev_keys::audiences(&config);
     let mint = |role: &str, subject: &str, clinics: &[&str]| -> String {
         let request = TokenRequest {

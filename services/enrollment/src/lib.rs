@@ -136,7 +136,7 @@ pub async fn start_with_clock(
         pool,
         commands,
         Duration::from_millis(config.enrollment.timer_poll_ms),
-        tasks.signal(),
+        tasks.shutting_down(),
     ));
     Ok(circle_service::serve(
         SERVICE,

@@ -121,7 +121,7 @@ pub async fn start_with_clock(
     };
     tasks.spawn(materializer.run(
         Duration::from_millis(config.sessions.materialize_poll_ms),
-        tasks.signal(),
+        tasks.shutting_down(),
     ));
     Ok(circle_service::serve(
         SERVICE,

@@ -1,4 +1,4 @@
-//! `circle projections list | rebuild NAME | reset NAME`.
+//! `circle projections list | rebuild NAME | reset NAME | skip NAME`.
 
 use std::time::{Duration, Instant};
 
@@ -134,6 +134,31 @@ pub async fn reset(ops: &Ops, name: &str) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("resetting {name}"))
     })
+}
+
+/// Dead-letters the message a halted projection is stuck on and moves it past it
+/// (`circle_projection::admin::skip_halted`); read models and process managers alike
+/// (a process manager then does not issue what that event would have caused).
+/// Answers the sequence skipped.
+pub async fn skip(ops: &Ops, name: &str) -> anyhow::Result<u64> {
+    let entry =
+        catalog::find(name).ok_or_else(|| Refusal::not_found(format!("no projection {name}")))?;
+    let stream = ops.stream(entry.stream).await?.ok_or_else(|| {
+        Refusal::not_found(format!(
+            "stream {} does not exist yet: nothing to skip",
+            ops.config.stream_name(entry.stream)
+        ))
+    })?;
+    match admin::skip_halted(&ops.database, entry.schema, entry.name, &stream).await {
+        Ok(sequence) => Ok(sequence),
+        Err(admin::AdminError::NotHalted { .. }) => Err(Refusal::usage(format!(
+            "{name} is not halted; nothing to skip (dead letters are retried or discarded with `circle dead-letters`)"
+        ))),
+        Err(admin::AdminError::NoProjection { .. }) => Err(Refusal::not_found(format!(
+            "{name} has no checkpoint yet (its service has not started)"
+        ))),
+        Err(error) => Err(anyhow::Error::from(error).context(format!("skipping in {name}"))),
+    }
 }
 
 /// A progress bar for a rebuild: position/total and an ETA, on stderr (hidden when

@@ -20,6 +20,9 @@ pub struct StreamStatus {
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum Health {
+    /// Stopped on the message after its checkpoint (a fault of the projection, or two
+    /// bad events in a row: see `circle projections skip`).
+    Halted,
     CaughtUp,
     Behind,
     HasDeadLetters,
@@ -30,6 +33,7 @@ pub enum Health {
 impl Health {
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Halted => "HALTED",
             Self::CaughtUp => "caught up",
             Self::Behind => "behind",
             Self::HasDeadLetters => "has dead letters",
@@ -52,6 +56,8 @@ pub struct ProjectionStatus {
     pub dead_letters: u64,
     pub health: Health,
     pub updated_at: String,
+    /// Since when it is halted (RFC 3339, UTC), if it is.
+    pub halted_since: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -102,6 +108,7 @@ pub async fn status(ops: &Ops, max_lag: u64) -> anyhow::Result<Status> {
         )
         .await?;
         let health = match lag {
+            _ if checkpoint.halted_since.is_some() => Health::Halted,
             _ if dead_letters > 0 => Health::HasDeadLetters,
             Some(0) => Health::CaughtUp,
             Some(_) => Health::Behind,
@@ -119,11 +126,14 @@ pub async fn status(ops: &Ops, max_lag: u64) -> anyhow::Result<Status> {
             dead_letters,
             health,
             updated_at: checkpoint.updated_at,
+            halted_since: checkpoint.halted_since,
         });
     }
-    let healthy = projections
-        .iter()
-        .all(|projection| projection.dead_letters == 0 && projection.lag.unwrap_or(0) <= max_lag);
+    let healthy = projections.iter().all(|projection| {
+        projection.halted_since.is_none()
+            && projection.dead_letters == 0
+            && projection.lag.unwrap_or(0) <= max_lag
+    });
     Ok(Status {
         streams,
         projections,
@@ -193,7 +203,7 @@ pub fn render(status: &Status) -> String {
             "healthy".to_owned()
         } else {
             format!(
-                "UNHEALTHY: dead letters, or a lag over {} events",
+                "UNHEALTHY: a halted projection, dead letters, or a lag over {} events",
                 status.max_lag
             )
         }
