@@ -421,7 +421,9 @@ async fn a_service_binary_refuses_an_unknown_key_of_a_known_section_naming_it() 
 
 /// The operator's commands as a script runs them: JSON on stdout, and the exit codes
 /// the README documents (0 ok, 2 usage, 3 unhealthy or not found).
-#[tokio::test]
+// Multi-threaded: the services run in this process and must answer `circle status`
+// while the test waits for the binary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn circle_operator_commands_answer_json_and_exit_codes_scripts_can_trust()
 -> anyhow::Result<()> {
     let mut system = crate::support::System::start_at("2026-03-02T12:00:00Z").await?;
@@ -446,7 +448,18 @@ async fn circle_operator_commands_answer_json_and_exit_codes_scripts_can_trust()
     // Healthy once every projection has caught up (exit 3 until then).
     let deadline = tokio::time::Instant::now() + START_LIMIT;
     let status = loop {
-        let (code, stdout, stderr) = run(&["status", "--json", "--max-lag", "0"])?;
+        let (code, stdout, stderr) = run(&[
+            "status",
+            "--json",
+            "--max-lag",
+            "0",
+            "--enrollment",
+            &format!("http://{}", system.addresses.enrollment),
+            "--sessions",
+            &format!("http://{}", system.addresses.sessions),
+            "--accountability",
+            &format!("http://{}", system.addresses.accountability),
+        ])?;
         if code == Some(0) {
             break serde_json::from_str::<serde_json::Value>(&stdout)?;
         }
@@ -459,6 +472,24 @@ async fn circle_operator_commands_answer_json_and_exit_codes_scripts_can_trust()
     };
     assert_eq!(status["healthy"], true);
     assert_eq!(status["projections"].as_array().map(Vec::len), Some(12));
+    let services: Vec<(&str, &str)> = status["services"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|service| Some((service["service"].as_str()?, service["health"].as_str()?)))
+        .collect();
+    assert_eq!(
+        services,
+        vec![
+            ("enrollment", "serving"),
+            ("sessions", "serving"),
+            ("accountability", "serving")
+        ]
+    );
+    // A service that does not answer makes the status unhealthy.
+    let (code, stdout, _) = run(&["status", "--json", "--enrollment", "http://127.0.0.1:9"])?;
+    assert_eq!(code, Some(3), "{stdout}");
+    assert!(stdout.contains("\"unreachable\""), "{stdout}");
 
     let (code, stdout, stderr) =
         run(&["projections", "rebuild", "enrollment-read-model", "--json"])?;

@@ -70,6 +70,16 @@ enum Command {
         /// A projection further behind its stream than this many events is unhealthy.
         #[arg(long, default_value_t = 100)]
         max_lag: u64,
+        /// Where to ask enrollment's health. Default: http:// and the configuration's
+        /// `enrollment.listen` (a wildcard host asked on 127.0.0.1; port 0: not asked).
+        #[arg(long)]
+        enrollment: Option<String>,
+        /// Likewise for sessions (`sessions.listen`).
+        #[arg(long)]
+        sessions: Option<String>,
+        /// Likewise for accountability (`accountability.listen`).
+        #[arg(long)]
+        accountability: Option<String>,
     },
     /// The services' projections.
     #[command(subcommand)]
@@ -252,8 +262,31 @@ async fn operate(
 ) -> anyhow::Result<u8> {
     let ops = Ops::connect(&config).await?;
     match command {
-        Command::Status { max_lag } => {
-            let status = ops::status::status(&ops, max_lag).await?;
+        Command::Status {
+            max_lag,
+            enrollment,
+            sessions,
+            accountability,
+        } => {
+            use ops::status::{default_url, probe_services};
+            let services = probe_services(vec![
+                (
+                    "enrollment",
+                    enrollment.or_else(|| default_url(config.enrollment.listen)),
+                ),
+                (
+                    "sessions",
+                    sessions.or_else(|| default_url(config.sessions.listen)),
+                ),
+                (
+                    "accountability",
+                    accountability.or_else(|| default_url(config.accountability.listen)),
+                ),
+            ])
+            .await;
+            let status = ops::status::status(&ops, max_lag)
+                .await?
+                .with_services(services);
             if json {
                 print_json(&status)?;
             } else {

@@ -60,8 +60,119 @@ pub struct ProjectionStatus {
     pub halted_since: Option<String>,
 }
 
+/// What a service's gRPC health service answers for its API (readiness: NATS,
+/// PostgreSQL, no halted projection, not shutting down).
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ServiceHealth {
+    Serving,
+    NotServing,
+    Unreachable,
+    /// No address to ask (the configuration listens on port 0 and no URL was given).
+    Unknown,
+}
+
+impl ServiceHealth {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Serving => "serving",
+            Self::NotServing => "NOT SERVING",
+            Self::Unreachable => "UNREACHABLE",
+            Self::Unknown => "unknown (no address)",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ServiceStatus {
+    pub service: String,
+    pub url: Option<String>,
+    pub health: ServiceHealth,
+}
+
+/// How long a service gets to answer its health check.
+const HEALTH_LIMIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Asks each service's standard gRPC health service about its API, at `url` (None:
+/// not asked). Plaintext gRPC; a service behind TLS is reported unreachable.
+pub async fn probe_services(urls: Vec<(&str, Option<String>)>) -> Vec<ServiceStatus> {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    let mut found = Vec::new();
+    for (service, url) in urls {
+        let health = match &url {
+            None => ServiceHealth::Unknown,
+            Some(url) => {
+                let asked = async {
+                    let channel = tonic::transport::Channel::from_shared(url.clone())
+                        .map_err(|error| error.to_string())?
+                        .connect_timeout(HEALTH_LIMIT)
+                        .timeout(HEALTH_LIMIT)
+                        .connect()
+                        .await
+                        .map_err(|error| error.to_string())?;
+                    HealthClient::new(channel)
+                        .check(HealthCheckRequest {
+                            service: circle_service::api_name(service),
+                        })
+                        .await
+                        .map(|answer| answer.into_inner().status())
+                        .map_err(|error| error.to_string())
+                };
+                match tokio::time::timeout(HEALTH_LIMIT * 2, asked).await {
+                    Ok(Ok(ServingStatus::Serving)) => ServiceHealth::Serving,
+                    Ok(Ok(_)) => ServiceHealth::NotServing,
+                    _ => ServiceHealth::Unreachable,
+                }
+            }
+        };
+        found.push(ServiceStatus {
+            service: service.to_owned(),
+            url,
+            health,
+        });
+    }
+    found
+}
+
+/// The URL `circle status` asks a service at by default: its configured listen
+/// address (a wildcard host asked on loopback); none for port 0 (any port).
+pub fn default_url(listen: std::net::SocketAddr) -> Option<String> {
+    if listen.port() == 0 {
+        return None;
+    }
+    let host = match listen.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => "127.0.0.1".to_owned(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => "[::1]".to_owned(),
+        std::net::IpAddr::V4(ip) => ip.to_string(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+    };
+    Some(format!("http://{host}:{}", listen.port()))
+}
+
+impl Status {
+    /// Adds what the services answered; a service not serving or unreachable makes
+    /// the status unhealthy.
+    pub fn with_services(mut self, services: Vec<ServiceStatus>) -> Self {
+        if services.iter().any(|service| {
+            matches!(
+                service.health,
+                ServiceHealth::NotServing | ServiceHealth::Unreachable
+            )
+        }) {
+            self.healthy = false;
+        }
+        self.services = services;
+        self
+    }
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Status {
+    /// Each service's readiness, as its health service answered (empty when not
+    /// asked).
+    pub services: Vec<ServiceStatus>,
     pub streams: Vec<StreamStatus>,
     pub projections: Vec<ProjectionStatus>,
     /// The lag over which a projection counts as unhealthy.
@@ -135,6 +246,7 @@ pub async fn status(ops: &Ops, max_lag: u64) -> anyhow::Result<Status> {
             && projection.lag.unwrap_or(0) <= max_lag
     });
     Ok(Status {
+        services: Vec::new(),
         streams,
         projections,
         max_lag,
@@ -182,8 +294,27 @@ pub fn render(status: &Status) -> String {
             ]
         })
         .collect();
+    let services: Vec<Vec<String>> = status
+        .services
+        .iter()
+        .map(|service| {
+            vec![
+                service.service.clone(),
+                service.url.clone().unwrap_or_else(|| "-".to_owned()),
+                service.health.as_str().to_owned(),
+            ]
+        })
+        .collect();
+    let services = if services.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "{}\n",
+            table::render(&["SERVICE", "URL", "HEALTH"], &services)
+        )
+    };
     format!(
-        "{}\n{}\n{}",
+        "{services}{}\n{}\n{}",
         table::render(
             &["SERVICE", "STREAM", "MESSAGES", "LAST SEQ", "CONSUMERS"],
             &streams
@@ -203,7 +334,7 @@ pub fn render(status: &Status) -> String {
             "healthy".to_owned()
         } else {
             format!(
-                "UNHEALTHY: a halted projection, dead letters, or a lag over {} events",
+                "UNHEALTHY: a service not serving, a halted projection, dead letters, or a lag over {} events",
                 status.max_lag
             )
         }
