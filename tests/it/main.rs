@@ -23,6 +23,7 @@ mod sessions_access;
 mod sessions_sealing;
 mod shredding;
 mod shutdown;
+mod start_order;
 mod support;
 mod telemetry;
 mod time_inputs;

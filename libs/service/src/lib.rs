@@ -8,12 +8,12 @@
 //!    stream (`circle_audit`), the participants' data keys (`circle_vault`, master keys
 //!    from `vault.*`: a service does not start without them) and the projection
 //!    settings;
-//! 2. [`Connected::other_stream`]: wait for a stream another service writes;
-//! 3. [`Tasks`]: projections and background loops, spawned on the host's shutdown
-//!    (a projection of a stream that may not exist yet starts once it does);
-//! 4. [`serve`]: the gRPC host (bound with [`host_options`]: TLS and abuse limits),
+//! 2. [`Tasks`]: projections and background loops (a projection of another
+//!    service's stream, which may not exist yet, starts once it does: services start
+//!    in any order);
+//! 3. [`serve`]: the gRPC host (bound with [`host_options`]: TLS and abuse limits),
 //!    joined with every task once it stops;
-//! 5. [`main`]: configuration, telemetry and Ctrl-C for a service binary;
+//! 4. [`main`]: configuration, telemetry and SIGTERM/Ctrl-C for a service binary;
 //!
 //! and, at the edge, [`consistent_read`] (read-your-writes), [`commit_meta`] (with the
 //! command's [`Fingerprint`]) and [`errors`], the one mapping of store, command and
@@ -49,8 +49,6 @@ use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use tokio::task::JoinHandle;
 
-/// How long a service waits at start-up for a stream another service writes.
-const OTHER_STREAM_WAIT: Duration = Duration::from_secs(30);
 /// How often a projection of a stream to come looks for it.
 const STREAM_TO_COME_POLL: Duration = Duration::from_millis(500);
 
@@ -70,8 +68,6 @@ pub enum StartError {
     Audit(#[from] circle_audit::AuditError),
     #[error("projection: {0}")]
     Projection(circle_projection::ApplyError),
-    #[error("the stream {0} does not exist; start the service that writes it first")]
-    MissingStream(String),
     #[error("invalid configuration: {0}")]
     Config(String),
     #[error("gRPC TLS: {0}")]
@@ -453,15 +449,6 @@ pub fn host_options(config: &Config) -> Result<HostOptions, StartError> {
         },
         drain_delay: Duration::from_millis(grpc.drain_delay_ms),
     })
-}
-
-impl Connected {
-    /// The stream another service writes, waiting a while for it to be created.
-    pub async fn other_stream(&self, name: String) -> Result<Stream, StartError> {
-        circle_eventstore::wait_for_stream(self.store.jetstream(), &name, OTHER_STREAM_WAIT)
-            .await
-            .map_err(|_| StartError::MissingStream(name))
-    }
 }
 
 /// A service's projections and background loops, each stopped by the shutdown.

@@ -62,9 +62,8 @@ pub async fn start_with_clock(
         .and_then(|(start, end)| QuietHours::new(start, end).ok())
         .ok_or_else(|| StartError::Config("accountability quiet hours".into()))?;
     let base = circle_service::connect(config, SERVICE).await?;
-    let enrollment_stream = base.other_stream(config.stream_name("enrollment")).await?;
-    let sessions_stream = base.other_stream(config.stream_name("sessions")).await?;
     let settings = base.settings;
+    let jetstream = base.store.jetstream().clone();
     let own_stream = base.own_stream;
     let pool = base.pool;
     let vault = base.vault;
@@ -74,40 +73,12 @@ pub async fn start_with_clock(
         clock.clone(),
         vault.clone(),
     ));
-    let roster_runner = ProjectionRunner::new(
-        Arc::new(roster::Roster),
-        &base.database,
-        roster::SCHEMA,
-        enrollment_stream.clone(),
-        settings.clone(),
-    )
-    .await?;
     let read_model = ProjectionRunner::new(
         Arc::new(read_model::ReadModel),
         &base.database,
         read_model::SCHEMA,
         own_stream,
         settings.clone(),
-    )
-    .await?;
-    let from_sessions = ProjectionRunner::new(
-        Arc::new(process::FromSessions {
-            commands: commands.clone(),
-        }),
-        &base.database,
-        process::FROM_SESSIONS_SCHEMA,
-        sessions_stream,
-        settings.clone(),
-    )
-    .await?;
-    let guard = ProjectionRunner::new(
-        Arc::new(process::PartnershipGuard {
-            commands: commands.clone(),
-        }),
-        &base.database,
-        process::PARTNERSHIP_GUARD_SCHEMA,
-        enrollment_stream,
-        settings,
     )
     .await?;
     let shutdown = Shutdown::new(shutdown);
@@ -133,10 +104,43 @@ pub async fn start_with_clock(
     )
     .await?;
     let mut tasks = Tasks::new(&shutdown);
-    tasks.projection(roster_runner);
     tasks.projection(read_model);
-    tasks.projection(from_sessions);
-    tasks.projection(guard);
+    // Enrollment's and sessions' streams may not exist yet (services start in any
+    // order): until they do, there is nothing to react to, and the empty roster says so.
+    tasks
+        .projection_of_stream_to_come(
+            &jetstream,
+            &base.database,
+            &settings,
+            Arc::new(roster::Roster),
+            roster::SCHEMA,
+            config.stream_name("enrollment"),
+        )
+        .await?;
+    tasks
+        .projection_of_stream_to_come(
+            &jetstream,
+            &base.database,
+            &settings,
+            Arc::new(process::FromSessions {
+                commands: commands.clone(),
+            }),
+            process::FROM_SESSIONS_SCHEMA,
+            config.stream_name("sessions"),
+        )
+        .await?;
+    tasks
+        .projection_of_stream_to_come(
+            &jetstream,
+            &base.database,
+            &settings,
+            Arc::new(process::PartnershipGuard {
+                commands: commands.clone(),
+            }),
+            process::PARTNERSHIP_GUARD_SCHEMA,
+            config.stream_name("enrollment"),
+        )
+        .await?;
     let nudger = process::Nudger {
         pool,
         commands,

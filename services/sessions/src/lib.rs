@@ -58,8 +58,8 @@ pub async fn start_with_clock(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Running, StartError> {
     let base = circle_service::connect(config, SERVICE).await?;
-    let enrollment_stream = base.other_stream(config.stream_name("enrollment")).await?;
     let settings = base.settings;
+    let jetstream = base.store.jetstream().clone();
     let sessions_stream = base.own_stream;
     let pool = base.pool;
     let vault = base.vault;
@@ -69,20 +69,12 @@ pub async fn start_with_clock(
         clock.clone(),
         vault.clone(),
     ));
-    let roster_runner = ProjectionRunner::new(
-        Arc::new(roster::Roster),
-        &base.database,
-        roster::SCHEMA,
-        enrollment_stream,
-        settings.clone(),
-    )
-    .await?;
     let read_model = ProjectionRunner::new(
         Arc::new(read_model::ReadModel),
         &base.database,
         read_model::SCHEMA,
         sessions_stream,
-        settings,
+        settings.clone(),
     )
     .await?;
     let queries = app::Queries::new(
@@ -111,7 +103,18 @@ pub async fn start_with_clock(
     )
     .await?;
     let mut tasks = Tasks::new(&shutdown);
-    tasks.projection(roster_runner);
+    // Enrollment's stream may not exist yet (services start in any order): until it
+    // does, no one is enrolled, and the empty roster says so.
+    tasks
+        .projection_of_stream_to_come(
+            &jetstream,
+            &base.database,
+            &settings,
+            Arc::new(roster::Roster),
+            roster::SCHEMA,
+            config.stream_name("enrollment"),
+        )
+        .await?;
     tasks.projection(read_model);
     let materializer = process::Materializer {
         pool,
