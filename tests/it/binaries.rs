@@ -608,3 +608,69 @@ async fn a_service_binary_stops_on_sigterm_and_flushes_its_spans_and_metrics() -
     std::fs::remove_file(&file)?;
     Ok(())
 }
+
+/// Each binary validates only its own section besides the shared ones (a value meant
+/// for another service never stops it), and takes secrets from files named by
+/// `CIRCLE_<SECTION>__<KEY>_FILE` (as Kubernetes mounts them).
+#[tokio::test]
+async fn a_service_binary_validates_its_own_section_and_reads_secrets_from_files()
+-> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let file = config_file(&env)?;
+    let secrets = std::env::temp_dir().join(format!("{}-{}", env.namespace, uuid_suffix()));
+    std::fs::create_dir_all(&secrets)?;
+    let master_keys = secrets.join("master-keys");
+    std::fs::write(&master_keys, format!("{}\n", circle_testkit::MASTER_KEYS))?;
+    let owner_url = secrets.join("owner-url");
+    std::fs::write(&owner_url, format!("{}\n", env.config.database.owner_url))?;
+    let configure = |command: &mut Command| {
+        command
+            .env("CIRCLE_CONFIG", &file)
+            .env("CIRCLE_AUTH__ISSUER", &env.config.auth.issuer)
+            .env("CIRCLE_AUTH__JWKS_FILE", &env.config.auth.jwks_file)
+            .env("CIRCLE_VAULT__MASTER_KEYS_FILE", &master_keys)
+            .env("CIRCLE_DATABASE__OWNER_URL_FILE", &owner_url)
+            // Invalid for sessions, which enrollment does not read.
+            .env("CIRCLE_SESSIONS__HORIZON_DAYS", "0");
+    };
+    // The owner URL comes only from its file: the config file's is unusable, so
+    // starting proves the file was read.
+    let text = std::fs::read_to_string(&file)?.replace(
+        &format!("owner_url = {:?}", env.config.database.owner_url),
+        "owner_url = \"postgres://nobody@127.0.0.1:1/nowhere\"",
+    );
+    anyhow::ensure!(text.contains("nowhere"), "the config file has no owner_url");
+    std::fs::write(&file, text)?;
+    let program = binary("circle-enrollment").await?;
+    let mut enrollment = Process::start(&env, &program, |command| {
+        configure(command);
+    })?;
+    let line = enrollment.line_with("listening").await?;
+    serving(
+        listening_address(&line)?,
+        "circle.enrollment.v1.EnrollmentService",
+    )
+    .await?;
+    drop(enrollment);
+
+    let program = binary("circle-sessions").await?;
+    let mut sessions = Process::start(&env, &program, |command| {
+        configure(command);
+    })?;
+    let (code, output) = sessions.exited().await?;
+    assert_eq!(code, Some(2), "{output}");
+    assert!(output.contains("sessions.horizon_days"), "{output}");
+
+    // An unreadable secret file stops the start, naming the variable, not a value.
+    let program = binary("circle-enrollment").await?;
+    let mut unreadable = Process::start(&env, &program, |command| {
+        configure(command);
+        command.env("CIRCLE_NATS__PASSWORD_FILE", secrets.join("missing"));
+    })?;
+    let (code, output) = unreadable.exited().await?;
+    assert_eq!(code, Some(2), "{output}");
+    assert!(output.contains("CIRCLE_NATS__PASSWORD_FILE"), "{output}");
+    std::fs::remove_dir_all(&secrets)?;
+    std::fs::remove_file(&file)?;
+    Ok(())
+}

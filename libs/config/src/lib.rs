@@ -388,6 +388,37 @@ pub enum ConfigError {
          key with two underscores; did you mean {meant}?"
     )]
     OneUnderscore { variable: String, meant: String },
+    #[error("invalid configuration: {variable}: cannot read {path}: {reason}")]
+    ValueFile {
+        variable: String,
+        path: String,
+        reason: String,
+    },
+    #[error("invalid configuration: {variable} and {other} both set {key}; set one")]
+    BothSet {
+        variable: String,
+        other: String,
+        key: String,
+    },
+}
+
+/// Which services' sections a configuration is validated for: a service binary
+/// validates only its own (`enrollment`, `sessions`, `accountability`) besides the
+/// shared ones, so a value meant for another service never stops it; `circle dev` and
+/// the `circle` tool validate every section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope<'a> {
+    All,
+    Service(&'a str),
+}
+
+impl Scope<'_> {
+    fn covers(self, service: &str) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Service(own) => own == service,
+        }
+    }
 }
 
 /// The variable that names the TOML file of a service binary.
@@ -480,10 +511,72 @@ fn invalid(key: &'static str, reason: &str) -> Result<(), ConfigError> {
     })
 }
 
+/// A variable `CIRCLE_<SECTION>__<KEY>_FILE` that names a file holding the value of
+/// `<section>.<key>` (a secret mounted as a file, as Kubernetes and Docker do): the
+/// dotted key, when `<key>` is a key of the section and `<key>_file` is not (then the
+/// variable sets that `…_file` key itself, e.g. `CIRCLE_AUTH__JWKS_FILE`).
+fn file_indirection(name: &str) -> Option<String> {
+    let rest = name.strip_prefix(PREFIX).unwrap_or(name);
+    let (section, key) = rest.split_once("__")?;
+    let key = key
+        .strip_suffix("_FILE")
+        .or_else(|| key.strip_suffix("_file"))?;
+    let section = section.to_ascii_lowercase();
+    let key = key.to_ascii_lowercase();
+    (SECTIONS.contains(&section.as_str())
+        && is_key_of(&section, &key)
+        && !is_key_of(&section, &format!("{key}_file")))
+    .then(|| format!("{section}.{key}"))
+}
+
+/// The values of the `…_FILE` variables among `variables` (name, value): each file
+/// read now (a trailing newline dropped), as (dotted key, value); refused when the
+/// file cannot be read (naming the variable and the path, never the content) or when
+/// the key is also set by its own variable.
+pub fn file_values<I>(variables: I) -> Result<Vec<(String, String)>, ConfigError>
+where
+    I: IntoIterator<Item = (String, String)>,
+{
+    let variables: Vec<(String, String)> = variables.into_iter().collect();
+    let mut values = Vec::new();
+    for (name, path) in &variables {
+        let Some(key) = file_indirection(name) else {
+            continue;
+        };
+        let direct = name[..name.len() - "_FILE".len()].to_owned();
+        if let Some((other, _)) = variables
+            .iter()
+            .find(|(other, _)| other.eq_ignore_ascii_case(&direct))
+        {
+            return Err(ConfigError::BothSet {
+                variable: name.clone(),
+                other: other.clone(),
+                key,
+            });
+        }
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::ValueFile {
+            variable: name.clone(),
+            path: path.clone(),
+            reason: error.kind().to_string(),
+        })?;
+        let value = text.strip_suffix('\n').unwrap_or(&text);
+        let value = value.strip_suffix('\r').unwrap_or(value);
+        values.push((key, value.to_owned()));
+    }
+    Ok(values)
+}
+
 impl Config {
     /// Defaults, then `file` if given (it must exist), then the `CIRCLE_<SECTION>__<KEY>`
-    /// variables of the process environment (others are ignored, see the crate docs).
+    /// variables of the process environment (others are ignored, see the crate docs),
+    /// and the `CIRCLE_<SECTION>__<KEY>_FILE` ones (the key's value is the named
+    /// file's content); every section validated.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_for(file, Scope::All)
+    }
+
+    /// [`Config::load`], validating the shared sections and those `scope` covers.
+    pub fn load_for(file: Option<&Path>, scope: Scope<'_>) -> Result<Self, ConfigError> {
         check_variable_names(
             std::env::vars_os().map(|(name, _)| name.to_string_lossy().into_owned()),
         )?;
@@ -492,20 +585,42 @@ impl Config {
             figment = figment.merge(Toml::file_exact(file));
         }
         let variables = Env::prefixed(PREFIX)
-            .filter(|key| key.as_str().contains("__"))
+            .filter(|key| key.as_str().contains("__") && file_indirection(key.as_str()).is_none())
             .split("__");
-        Self::extract(figment.merge(variables))
+        figment = figment.merge(variables);
+        let from_files = file_values(
+            std::env::vars_os()
+                .filter_map(|(name, value)| {
+                    Some((name.into_string().ok()?, value.into_string().ok()?))
+                })
+                .filter(|(name, _)| name.starts_with(PREFIX)),
+        )?;
+        for (key, value) in from_files {
+            figment = figment.merge(Serialized::default(&key, value));
+        }
+        Self::extract_for(figment, scope)
     }
 
     /// Extracts and validates a configuration from any figment (tests use this to
     /// layer values without touching the process environment).
     pub fn extract(figment: Figment) -> Result<Self, ConfigError> {
+        Self::extract_for(figment, Scope::All)
+    }
+
+    /// [`Config::extract`], validating the shared sections and those `scope` covers.
+    pub fn extract_for(figment: Figment, scope: Scope<'_>) -> Result<Self, ConfigError> {
         let config: Config = figment.extract().map_err(Box::new)?;
-        config.validate()?;
+        config.validate_for(scope)?;
         Ok(config)
     }
 
+    /// Validates every section.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_for(Scope::All)
+    }
+
+    /// Validates the shared sections and the services' sections `scope` covers.
+    pub fn validate_for(&self, scope: Scope<'_>) -> Result<(), ConfigError> {
         if !self.nats.url.starts_with("nats://") && !self.nats.url.starts_with("tls://") {
             return invalid("nats.url", "must start with nats:// or tls://");
         }
@@ -549,12 +664,29 @@ impl Config {
         if self.projection.max_attempts == 0 {
             return invalid("projection.max_attempts", "must be at least 1");
         }
+        if scope.covers("enrollment") {
+            self.validate_enrollment()?;
+        }
+        if scope.covers("sessions") {
+            self.validate_sessions()?;
+        }
+        if scope.covers("accountability") {
+            self.validate_accountability()?;
+        }
+        self.validate_shared()
+    }
+
+    fn validate_enrollment(&self) -> Result<(), ConfigError> {
         if !(1..=24 * 30).contains(&self.enrollment.seat_offer_hours) {
             return invalid("enrollment.seat_offer_hours", "must be between 1 and 720");
         }
         if !(10..=60_000).contains(&self.enrollment.timer_poll_ms) {
             return invalid("enrollment.timer_poll_ms", "must be between 10 and 60000");
         }
+        Ok(())
+    }
+
+    fn validate_sessions(&self) -> Result<(), ConfigError> {
         if !(1..=366).contains(&self.sessions.horizon_days) {
             return invalid("sessions.horizon_days", "must be between 1 and 366");
         }
@@ -573,6 +705,10 @@ impl Config {
         if self.sessions.payer_cap == 0 {
             return invalid("sessions.payer_cap", "must be at least 1");
         }
+        Ok(())
+    }
+
+    fn validate_accountability(&self) -> Result<(), ConfigError> {
         if self.accountability.quiet_hours_minutes().is_none() {
             return invalid(
                 "accountability.quiet_hours_start",
@@ -585,6 +721,10 @@ impl Config {
                 "must be between 10 and 3600000",
             );
         }
+        Ok(())
+    }
+
+    fn validate_shared(&self) -> Result<(), ConfigError> {
         if !(10..=600_000).contains(&self.telemetry.export_interval_ms) {
             return invalid(
                 "telemetry.export_interval_ms",
@@ -797,6 +937,116 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn temp_file(name: &str, content: &str) -> PathBuf {
+        let path =
+            std::env::temp_dir().join(format!("circle-config-{}-{name}", std::process::id()));
+        std::fs::write(&path, content).expect("write the temp file");
+        path
+    }
+
+    #[test]
+    fn a_file_variable_gives_its_key_the_files_content() {
+        let url = temp_file("url", "postgres://app:s3cret@db:5432/circle\n");
+        let password = temp_file("password", "p4ss");
+        let values = file_values([
+            (
+                "CIRCLE_DATABASE__URL_FILE".to_owned(),
+                url.display().to_string(),
+            ),
+            (
+                "CIRCLE_NATS__PASSWORD_FILE".to_owned(),
+                password.display().to_string(),
+            ),
+            // A key that is itself a file path is set by its own variable.
+            (
+                "CIRCLE_AUTH__JWKS_FILE".to_owned(),
+                "/etc/jwks.json".to_owned(),
+            ),
+            ("CIRCLE_DATABASE__URL_FILES".to_owned(), "/x".to_owned()),
+            ("CIRCLE_NOSECTION__URL_FILE".to_owned(), "/x".to_owned()),
+        ])
+        .expect("readable files");
+        assert_eq!(
+            values,
+            vec![
+                (
+                    "database.url".to_owned(),
+                    "postgres://app:s3cret@db:5432/circle".to_owned()
+                ),
+                ("nats.password".to_owned(), "p4ss".to_owned()),
+            ]
+        );
+        let figment = values.into_iter().fold(
+            Figment::from(Serialized::defaults(Config::default()))
+                .merge(Serialized::default("nats.user", "enrollment")),
+            |figment, (key, value)| figment.merge(Serialized::default(&key, value)),
+        );
+        let config = Config::extract(figment).expect("valid");
+        assert_eq!(config.database.url, "postgres://app:s3cret@db:5432/circle");
+        assert_eq!(
+            config.nats.password.as_ref().map(Secret::expose),
+            Some("p4ss")
+        );
+        let _ = std::fs::remove_file(url);
+        let _ = std::fs::remove_file(password);
+    }
+
+    #[test]
+    fn a_file_variable_is_refused_when_unreadable_or_when_its_key_is_set_too() {
+        let missing = file_values([(
+            "CIRCLE_DATABASE__URL_FILE".to_owned(),
+            "/nonexistent/circle-url".to_owned(),
+        )])
+        .expect_err("no such file");
+        let message = missing.to_string();
+        assert!(
+            message.contains("CIRCLE_DATABASE__URL_FILE")
+                && message.contains("/nonexistent/circle-url"),
+            "{message}"
+        );
+        let url = temp_file("both", "postgres://a@b/c");
+        let both = file_values([
+            (
+                "CIRCLE_DATABASE__URL".to_owned(),
+                "postgres://x@y/z".to_owned(),
+            ),
+            (
+                "CIRCLE_DATABASE__URL_FILE".to_owned(),
+                url.display().to_string(),
+            ),
+        ])
+        .expect_err("set twice");
+        assert!(both.to_string().contains("database.url"), "{both}");
+        let _ = std::fs::remove_file(url);
+    }
+
+    #[test]
+    fn a_service_validates_only_its_own_section_besides_the_shared_ones() {
+        let mut config = Config::default();
+        config.sessions.horizon_days = 0;
+        assert!(config.validate_for(Scope::Service("enrollment")).is_ok());
+        assert!(
+            config
+                .validate_for(Scope::Service("accountability"))
+                .is_ok()
+        );
+        let refused = config
+            .validate_for(Scope::Service("sessions"))
+            .expect_err("its own section");
+        assert!(
+            refused.to_string().contains("sessions.horizon_days"),
+            "{refused}"
+        );
+        assert!(
+            config.validate().is_err(),
+            "circle dev validates every section"
+        );
+        // The shared sections hold for every service.
+        let mut config = Config::default();
+        config.projection.batch_size = 0;
+        assert!(config.validate_for(Scope::Service("enrollment")).is_err());
+    }
 
     #[test]
     fn toml_overrides_defaults_and_unknown_keys_are_refused() {

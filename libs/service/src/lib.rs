@@ -649,10 +649,12 @@ pub fn serve(
     Running { local_addr, task }
 }
 
-/// The whole `main` of a service binary `name`: configuration (defaults, then the
-/// TOML file named by `CIRCLE_CONFIG`, then `CIRCLE_<SECTION>__<KEY>` variables; other
-/// `CIRCLE_…` variables are ignored), telemetry, and
-/// `run` until Ctrl-C. Exit code 2 for bad configuration, 1 when the service fails.
+/// The whole `main` of a service binary `name` (`circle-<service>`): configuration
+/// (defaults, then the TOML file named by `CIRCLE_CONFIG`, then
+/// `CIRCLE_<SECTION>__<KEY>` variables and `CIRCLE_<SECTION>__<KEY>_FILE` ones naming
+/// a file that holds the value; other `CIRCLE_…` variables are ignored), validated for
+/// the shared sections and the service's own only, telemetry, and `run` until SIGTERM
+/// or Ctrl-C. Exit code 2 for bad configuration, 1 when the service fails.
 pub async fn main<R>(
     name: &'static str,
     run: impl FnOnce(Config, ShutdownSignal) -> R,
@@ -661,7 +663,8 @@ where
     R: Future<Output = Result<(), StartError>>,
 {
     let file = std::env::var_os(circle_config::FILE_VARIABLE).map(PathBuf::from);
-    let config = match Config::load(file.as_deref()) {
+    let scope = circle_config::Scope::Service(name.strip_prefix("circle-").unwrap_or(name));
+    let config = match Config::load_for(file.as_deref(), scope) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("{name}: {error}");
