@@ -12,6 +12,7 @@ mod disclosures;
 mod edge;
 mod forget;
 mod halting;
+mod leases;
 mod limits;
 mod matrix;
 mod nats_users;

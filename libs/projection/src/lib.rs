@@ -17,10 +17,12 @@
 
 pub mod admin;
 mod health;
+mod lease;
 mod runner;
 pub mod walls;
 
 pub use health::Health;
+pub use lease::{LEASE_RETRY, Lease};
 pub use runner::{
     Applied, ApplyError, Delivery, LagError, Projection, ProjectionHandle, ProjectionRunner,
     ProjectionSettings, RebuildReport, prepare, rebuild, wait_for_stream_end,

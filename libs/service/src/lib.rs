@@ -582,6 +582,15 @@ impl Tasks {
     }
 }
 
+/// The lease of `service`'s background loop `loop_name` (`circle.loop.<service>.<loop>`):
+/// one replica at a time runs it ([`circle_projection::Lease`]).
+pub fn loop_lease(database: &Database, service: &str, loop_name: &str) -> circle_projection::Lease {
+    circle_projection::Lease::new(
+        database.pool.clone(),
+        format!("circle.loop.{service}.{loop_name}"),
+    )
+}
+
 /// The span of one pass of a background loop (`circle.<loop> pass`): a root span of
 /// its own (a pass is caused by the clock, not by a request), kind internal, with the
 /// service's name (`circle.service`); the commands the pass issues are its children

@@ -148,6 +148,7 @@ pub async fn start_with_clock(
     };
     tasks.spawn(nudger.run(
         Duration::from_millis(config.accountability.nudge_poll_ms),
+        circle_service::loop_lease(&base.database, SERVICE, "nudger"),
         tasks.shutting_down(),
     ));
     Ok(circle_service::serve(

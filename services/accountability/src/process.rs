@@ -338,9 +338,18 @@ struct JournalFacts {
 }
 
 impl Nudger {
-    pub async fn run(self, poll: Duration, shutdown: impl Future<Output = ()> + Send) {
+    pub async fn run(
+        self,
+        poll: Duration,
+        mut lease: circle_projection::Lease,
+        shutdown: impl Future<Output = ()> + Send,
+    ) {
         tokio::pin!(shutdown);
         loop {
+            // One replica at a time nudges.
+            if !lease.wait_for_turn(&mut shutdown).await {
+                break;
+            }
             let pass = circle_service::loop_pass_span(crate::SERVICE, "nudger");
             if let Err(error) = self.once().instrument(pass.clone()).await {
                 circle_service::failed(&pass);
@@ -349,10 +358,11 @@ impl Nudger {
             // The pass ends here, not after the wait.
             drop(pass);
             tokio::select! {
-                () = &mut shutdown => return,
+                () = &mut shutdown => break,
                 () = tokio::time::sleep(poll) => {}
             }
         }
+        lease.release().await;
     }
 
     /// One pass: for every journal, records due day milestones, loads the member's

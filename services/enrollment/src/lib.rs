@@ -136,6 +136,7 @@ pub async fn start_with_clock(
         pool,
         commands,
         Duration::from_millis(config.enrollment.timer_poll_ms),
+        circle_service::loop_lease(&base.database, SERVICE, "offer_timers"),
         tasks.shutting_down(),
     ));
     Ok(circle_service::serve(

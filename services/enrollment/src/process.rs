@@ -149,19 +149,25 @@ pub async fn fire_offer_timers(
     pool: PgPool,
     commands: Arc<Commands>,
     poll: Duration,
+    mut lease: circle_projection::Lease,
     shutdown: impl Future<Output = ()> + Send,
 ) {
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            () = &mut shutdown => return,
+            () = &mut shutdown => break,
             () = tokio::time::sleep(poll) => {}
+        }
+        // One replica at a time runs the timers.
+        if !lease.wait_for_turn(&mut shutdown).await {
+            break;
         }
         let pass = circle_service::loop_pass_span(crate::SERVICE, "offer_timers");
         fire_all_due_offers(&pool, &commands, &pass)
             .instrument(pass.clone())
             .await;
     }
+    lease.release().await;
 }
 
 /// One pass of the offer timers: every network's due offers.

@@ -124,6 +124,7 @@ pub async fn start_with_clock(
     };
     tasks.spawn(materializer.run(
         Duration::from_millis(config.sessions.materialize_poll_ms),
+        circle_service::loop_lease(&base.database, SERVICE, "materializer"),
         tasks.shutting_down(),
     ));
     Ok(circle_service::serve(

@@ -126,11 +126,20 @@ fn recorded_schedule(bytes: Option<&[u8]>) -> RecordedSchedule {
 }
 
 impl Materializer {
-    pub async fn run(self, poll: Duration, shutdown: impl Future<Output = ()> + Send) {
+    pub async fn run(
+        self,
+        poll: Duration,
+        mut lease: circle_projection::Lease,
+        shutdown: impl Future<Output = ()> + Send,
+    ) {
         tokio::pin!(shutdown);
         // Reported once when a group's schedule becomes unreadable, not on every pass.
         let mut unreadable = BTreeSet::new();
         loop {
+            // One replica at a time materialises.
+            if !lease.wait_for_turn(&mut shutdown).await {
+                break;
+            }
             let pass = circle_service::loop_pass_span(crate::SERVICE, "materializer");
             let outcome = self.once().instrument(pass.clone()).await;
             if outcome.is_err() {
@@ -156,10 +165,11 @@ impl Materializer {
             // The pass ends here, not after the wait.
             drop(pass);
             tokio::select! {
-                () = &mut shutdown => return,
+                () = &mut shutdown => break,
                 () = tokio::time::sleep(poll) => {}
             }
         }
+        lease.release().await;
     }
 
     /// One pass over every group, network by network (the tenant walls show one
