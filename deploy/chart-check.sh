@@ -156,6 +156,41 @@ for label, files, sets, apis in SCENARIOS:
         fail("default values: a ServiceMonitor was rendered")
 print(f"validated {total_valid} manifests against Kubernetes {KUBE}")
 
+# --- circle.toml: valid TOML, and only keys the services know ----------------------
+# The known keys: every key of deploy/circle.example.toml (commented ones too), plus
+# grpc.drain_delay_ms; [auth.services] is a map of callers.
+import re
+import tomllib
+
+known, section = set(), None
+with open("deploy/circle.example.toml") as f:
+    for line in f:
+        header = re.match(r"^\s*\[([a-z_.]+)\]", line)
+        if header:
+            section = header.group(1)
+            continue
+        key = re.match(r"^\s*#?\s*([a-z_]+)\s*=", line)
+        if key and section:
+            known.add((section, key.group(1)))
+known.add(("grpc", "drain_delay_ms"))
+for label, files, sets, apis in SCENARIOS:
+    rendered = render(values_of(files, sets), apis)
+    for source, doc in documents(rendered):
+        if doc.get("kind") != "ConfigMap" or "circle.toml" not in doc.get("data", {}):
+            continue
+        try:
+            config = tomllib.loads(doc["data"]["circle.toml"])
+        except tomllib.TOMLDecodeError as error:
+            fail(f"{label}: circle.toml of {doc['metadata']['name']} is not TOML: {error}")
+            continue
+        for table, keys in config.items():
+            for key, value in keys.items():
+                if table == "auth" and key == "services":
+                    continue
+                if (table, key) not in known:
+                    fail(f"{label}: circle.toml sets [{table}] {key}, which is no configuration key")
+    print(f"== circle.toml ({label}): TOML, known keys only: checked")
+
 # The ServiceMonitor is rendered only where the cluster serves its API.
 rendered = render(values_of([f"{CHART}/values-production.yaml"]), [])
 if any(doc.get("kind") == "ServiceMonitor" for _, doc in documents(rendered)):
