@@ -203,6 +203,8 @@ NEGATIVE = [
     ("misspelled key", ["services.enrollment.replicaCuont=2"], "replicaCuont"),
     ("grace period shorter than the drain", ["podDefaults.terminationGracePeriodSeconds=5"],
      "terminationGracePeriodSeconds"),
+    ("two JWKS sources", ["secrets.jwks.name=circle-jwks", "secrets.jwks.key=jwks.json",
+                          "config.auth.jwks_url=https://login.example.org/jwks.json"], "not both"),
 ]
 for label, sets, expected in NEGATIVE:
     print(f"== negative check: {label} (--set {' '.join(sets)}) must fail")

@@ -100,6 +100,9 @@ tls_ca tls_cert tls_key credentials_file nkey_seed_file client_ca otlp_endpoint 
 {{- $_ := set $config "vault" (dict "master_keys_file" "/etc/circle/secrets/master-keys") -}}
 {{- end -}}
 {{- if .Values.secrets.jwks.name -}}
+{{- if .Values.config.auth.jwks_url -}}
+{{- fail "set secrets.jwks (auth.jwks_file) or config.auth.jwks_url, not both" -}}
+{{- end -}}
 {{- $_ := set $config.auth "jwks_file" "/etc/circle/secrets/jwks.json" -}}
 {{- end -}}
 # Rendered by the circle chart from its values (config:). Secrets are not here: they
