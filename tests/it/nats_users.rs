@@ -93,7 +93,7 @@ impl Server {
             ),
         )?;
         let passwords: Vec<(&'static str, String)> =
-            ["enrollment", "sessions", "accountability", "ops"]
+            ["enrollment", "sessions", "accountability", "ops", "circle"]
                 .into_iter()
                 .map(|user| (user, uuid_password()))
                 .collect();
@@ -322,6 +322,31 @@ async fn each_service_works_with_its_own_user_and_no_user_writes_another_stream(
         Vec::<String>::new(),
         "the services needed nothing their users are not allowed"
     );
+
+    // The operator tool as the `circle` user: status, a rebuild (its replay of the
+    // stream) and the decoded tail need nothing more either.
+    {
+        use circle_cli::ops::{self, Ops};
+        let ops = Ops::connect(&server.config_for(&base, &pki, "circle")).await?;
+        let status = ops::status::status(&ops, u64::MAX).await?;
+        assert!(
+            status.streams.iter().filter(|stream| stream.exists).count() == 6,
+            "{status:?}"
+        );
+        ops::projections::rebuild(&ops, "sessions-read-model", |_| {}).await?;
+        let mut tailed = 0;
+        ops::events::tail(&ops, "enrollment", 5, false, |_| {
+            tailed += 1;
+            true
+        })
+        .await?;
+        assert!(tailed > 0);
+        assert_eq!(
+            server.violations(),
+            Vec::<String>::new(),
+            "the circle tool needed nothing its user is not allowed"
+        );
+    }
 
     // As the enrollment user: its own stream takes a commit…
     let config = server.config_for(&base, &pki, "enrollment");
