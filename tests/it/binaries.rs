@@ -434,11 +434,11 @@ async fn circle_operator_commands_answer_json_and_exit_codes_scripts_can_trust()
     let file = config_file(&system.env)?;
     let program = binary("circle").await?;
     let run = |arguments: &[&str]| -> anyhow::Result<(Option<i32>, String, String)> {
-        let output = Command::new(&program)
-            .args(arguments)
-            .arg("--config")
-            .arg(&file)
-            .output()?;
+        let mut command = Command::new(&program);
+        command.args(arguments).arg("--config").arg(&file);
+        // The services run on this runtime: let its other tasks move off this worker
+        // while the binary runs.
+        let output = tokio::task::block_in_place(|| command.output())?;
         Ok((
             output.status.code(),
             String::from_utf8(output.stdout)?,
@@ -540,7 +540,7 @@ async fn a_service_binary_stops_on_sigterm_and_flushes_its_spans_and_metrics() -
             .env("CIRCLE_VAULT__MASTER_KEYS", circle_testkit::MASTER_KEYS)
             .env("CIRCLE_TELEMETRY__OTLP_ENDPOINT", receiver.endpoint())
             .env("CIRCLE_TELEMETRY__EXPORT_INTERVAL_MS", "600000")
-            .env("CIRCLE_GRPC__DRAIN_DELAY_MS", "200");
+            .env("CIRCLE_GRPC__DRAIN_DELAY_MS", "3000");
     })?;
     let line = process.line_with("listening").await?;
     let address = listening_address(&line)?;
@@ -570,10 +570,33 @@ async fn a_service_binary_stops_on_sigterm_and_flushes_its_spans_and_metrics() -
         "exported before the exit; the test shows nothing"
     );
 
+    let mut health = HealthClient::new(
+        tonic::transport::Channel::from_shared(format!("http://{address}"))?
+            .connect()
+            .await?,
+    );
     let terminated = Command::new("kill")
         .args(["-TERM", &process.child.id().to_string()])
         .status()?;
     anyhow::ensure!(terminated.success(), "kill -TERM failed");
+    // Not serving first, while the process still runs (the drain delay).
+    let deadline = tokio::time::Instant::now() + START_LIMIT;
+    loop {
+        let status = health
+            .check(HealthCheckRequest {
+                service: "circle.enrollment.v1.EnrollmentService".into(),
+            })
+            .await
+            .map(|answer| answer.into_inner().status());
+        if matches!(status, Ok(ServingStatus::NotServing)) {
+            break;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline && process.child.try_wait()?.is_none(),
+            "never reported NOT_SERVING before stopping: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let (code, output) = process.exited().await?;
     assert_eq!(code, Some(0), "did not stop cleanly:\n{output}");
     let not_serving = output

@@ -93,6 +93,8 @@ tls_ca tls_cert tls_key credentials_file nkey_seed_file client_ca otlp_endpoint 
 {{- $optional := splitList " " (include "circle.optionalKeys" .) -}}
 {{- $config := deepCopy .Values.config -}}
 {{- $_ := set $config.telemetry "otlp_endpoint" (include "circle.otlpEndpoint" .) -}}
+{{- /* Calls in flight get shutdown.drainSeconds after the drain delay; the grace period covers both. */ -}}
+{{- $_ := set $config.grpc "drain_timeout_ms" (mul (int .Values.shutdown.drainSeconds) 1000) -}}
 {{- range $svc := list "enrollment" "sessions" "accountability" -}}
 {{- $_ := set (index $config $svc) "listen" (printf "0.0.0.0:%d" (int (index $root.Values.services $svc).port)) -}}
 {{- end -}}

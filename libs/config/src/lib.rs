@@ -167,6 +167,10 @@ pub struct GrpcConfig {
     /// serving this long before it refuses new calls, so load balancers and
     /// Kubernetes endpoints stop sending it calls first; then calls in flight finish.
     pub drain_delay_ms: u64,
+    /// After the drain delay, how long calls and streams in flight get to finish;
+    /// those still running then are cut off and the service stops (an unread stream
+    /// must not hold a replica forever).
+    pub drain_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -320,6 +324,7 @@ impl Default for Config {
                 max_in_flight: 512,
                 max_in_flight_per_caller: 64,
                 drain_delay_ms: 2000,
+                drain_timeout_ms: 10_000,
             },
             enrollment: EnrollmentConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
@@ -903,6 +908,12 @@ impl Config {
             return invalid(
                 "grpc.drain_delay_ms",
                 "must be at most 300000 (five minutes)",
+            );
+        }
+        if !(1..=300_000).contains(&grpc.drain_timeout_ms) {
+            return invalid(
+                "grpc.drain_timeout_ms",
+                "must be between 1 and 300000 (five minutes)",
             );
         }
         if !(1..=grpc.max_in_flight).contains(&grpc.max_in_flight_per_caller) {

@@ -43,6 +43,9 @@ pub struct HostOptions {
     /// How long, once shutdown starts, the host reports NOT_SERVING but still serves
     /// new calls (so load balancers take it out first) before it refuses them.
     pub drain_delay: Duration,
+    /// How long, after the drain delay, calls in flight get before they are cut off
+    /// (zero, as in `Default`: no limit).
+    pub drain_timeout: Duration,
 }
 
 /// HTTP/2 streams one connection may have open beyond the service's own in-flight
@@ -131,6 +134,10 @@ pub struct Host {
     health: HealthReporter,
     service: &'static str,
     drain_delay: Duration,
+    drain_timeout: Duration,
+    /// Held by whoever sets the service's status, so shutdown's NOT_SERVING is never
+    /// overwritten by a readiness check already under way.
+    status_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Host {
@@ -163,8 +170,10 @@ impl Host {
             .set_service_status(service, ServingStatus::Serving)
             .await;
         let readiness = Readiness::default();
+        let status_lock = std::sync::Arc::new(tokio::sync::Mutex::new(()));
         tokio::spawn(follow_readiness(
             health.clone(),
+            status_lock.clone(),
             service,
             nats,
             pool,
@@ -205,6 +214,8 @@ impl Host {
             health,
             service,
             drain_delay: options.drain_delay,
+            drain_timeout: options.drain_timeout,
+            status_lock,
         })
     }
 
@@ -222,11 +233,17 @@ impl Host {
         let health = self.health;
         let service = self.service;
         let drain_delay = self.drain_delay;
+        let drain_timeout = self.drain_timeout;
+        let status_lock = self.status_lock;
+        let (refusing, refused) = tokio::sync::oneshot::channel::<()>();
         let draining = async move {
             stopped.await;
-            health
-                .set_service_status(service, ServingStatus::NotServing)
-                .await;
+            {
+                let _setting = status_lock.lock().await;
+                health
+                    .set_service_status(service, ServingStatus::NotServing)
+                    .await;
+            }
             tracing::info!(
                 service,
                 ?drain_delay,
@@ -234,10 +251,26 @@ impl Host {
             );
             tokio::time::sleep(drain_delay).await;
             tracing::info!(service, "refusing new calls; finishing the calls in flight");
+            let _ = refusing.send(());
         };
-        add(self.router)
-            .serve_with_incoming_shutdown(incoming(self.listener), draining)
-            .await
+        let server =
+            add(self.router).serve_with_incoming_shutdown(incoming(self.listener), draining);
+        tokio::pin!(server);
+        // Calls still in flight after the drain timeout (a stream nobody reads, a peer
+        // gone silent) are cut off: a replica must stop in time.
+        let cut_off = async move {
+            if refused.await.is_err() || drain_timeout.is_zero() {
+                return std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(drain_timeout).await;
+        };
+        tokio::select! {
+            served = &mut server => served,
+            () = cut_off => {
+                tracing::warn!(service, ?drain_timeout, "calls still in flight after the drain timeout are cut off");
+                Ok(())
+            }
+        }
     }
 }
 
@@ -262,6 +295,7 @@ fn incoming(listener: TcpListener) -> TcpIncoming {
 /// every second.
 async fn follow_readiness(
     health: HealthReporter,
+    status_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
     service: &'static str,
     nats: async_nats::Client,
     pool: sqlx::PgPool,
@@ -282,6 +316,9 @@ async fn follow_readiness(
         let nats_up = nats.connection_state() == async_nats::connection::State::Connected;
         let database_up = sqlx::query("SELECT 1").execute(&pool).await.is_ok();
         let parts_ready = readiness.ready();
+        // Checked and set under the status lock: shutdown sets NOT_SERVING under it
+        // once it has begun, so a status set here never lands after that.
+        let _setting = status_lock.lock().await;
         if shutdown.is_stopped() {
             // Shutting down: NOT_SERVING stays, whatever the dependencies say.
             return;
@@ -294,13 +331,6 @@ async fn follow_readiness(
                 ServingStatus::NotServing
             };
             health.set_service_status(service, status).await;
-            if shutdown.is_stopped() {
-                // Shutdown came while this was being set: it has the last word.
-                health
-                    .set_service_status(service, ServingStatus::NotServing)
-                    .await;
-                return;
-            }
             tracing::warn!(
                 service,
                 nats_up,

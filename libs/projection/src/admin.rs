@@ -49,13 +49,17 @@ pub async fn checkpoints(owner: &PgPool) -> Result<Vec<Checkpoint>, sqlx::Error>
         .filter(|schema| !WORK_SUFFIXES.iter().any(|suffix| schema.ends_with(suffix)))
     {
         // `halted_since` through the row's JSON: a schema whose service has not yet
-        // run the version that added the column reads as not halted.
+        // run the version that added the column reads as not halted; so does a halt on
+        // a sequence that is not the one after the checkpoint (an older release moved
+        // the checkpoint on without knowing of the halt).
         let rows: Vec<(String, i64, i32, String, Option<String>)> =
             sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT projection, last_sequence, shape_version,
                     to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
-                    to_char((to_jsonb(c) ->> 'halted_since')::timestamptz AT TIME ZONE 'UTC',
-                            'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
+                    CASE WHEN (to_jsonb(c) ->> 'halted_sequence')::bigint = c.last_sequence + 1
+                    THEN to_char((to_jsonb(c) ->> 'halted_since')::timestamptz AT TIME ZONE 'UTC',
+                                 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
+                    END
              FROM \"{schema}\".projection_checkpoint c ORDER BY projection"
             )))
             .fetch_all(owner)
@@ -290,33 +294,55 @@ pub async fn skip_halted(
 ) -> Result<u64, AdminError> {
     let mut transaction = database.pool.begin().await?;
     runner::set_search_path(&mut transaction, schema).await?;
-    let row: Option<(i64, Option<String>, bool)> = sqlx::query_as(
-        "SELECT last_sequence, failure_class, (to_jsonb(c) ->> 'halted_since') IS NOT NULL
+    let row: Option<(i64, Option<String>, Option<i64>, i64)> = sqlx::query_as(
+        "SELECT last_sequence, failure_class,
+                CASE WHEN (to_jsonb(c) ->> 'halted_since') IS NOT NULL
+                     THEN (to_jsonb(c) ->> 'halted_sequence')::bigint END,
+                tableoid::oid::bigint
          FROM projection_checkpoint c WHERE projection = $1 FOR UPDATE",
     )
     .bind(projection)
     .fetch_optional(&mut *transaction)
     .await?;
-    let Some((checkpoint, class, halted)) = row else {
+    let Some((checkpoint, class, halted_on, locked_table)) = row else {
         return Err(AdminError::NoProjection {
             schema: schema.to_owned(),
             projection: projection.to_owned(),
         });
     };
-    if !halted {
+    // A rebuild or reset swaps the schema while holding this row: the row locked may
+    // be the retired table's, while the statements below would find the new one.
+    let table_now: i64 =
+        sqlx::query_scalar("SELECT 'projection_checkpoint'::regclass::oid::bigint")
+            .fetch_one(&mut *transaction)
+            .await?;
+    if table_now != locked_table {
+        return Err(AdminError::Busy {
+            schema: schema.to_owned(),
+        });
+    }
+    // Halted only on the sequence right after the checkpoint (an older release that
+    // moved the checkpoint on ended the halt without clearing it).
+    let sequence = checkpoint.max(0) as u64 + 1;
+    if halted_on != Some(sequence as i64) {
         return Err(AdminError::NotHalted {
             projection: projection.to_owned(),
         });
     }
-    let sequence = checkpoint.max(0) as u64 + 1;
     let message = stream
         .get_raw_message(sequence)
         .await
         .map_err(|error| AdminError::Stream(error.to_string()))?;
-    walls::set_network(&mut transaction, runner::network_of(&message.subject)).await?;
+    let network = runner::network_of(&message.subject);
+    walls::set_network(&mut transaction, network).await?;
+    // The network's dead letters are listed (and counted) only once it is known.
+    sqlx::query("INSERT INTO networks (network) VALUES ($1) ON CONFLICT DO NOTHING")
+        .bind(network)
+        .execute(&mut *transaction)
+        .await?;
     sqlx::query(
-        "INSERT INTO dead_letters (projection, sequence, subject, error, payload)
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        "INSERT INTO dead_letters (projection, sequence, subject, error, payload, skipped)
+         VALUES ($1, $2, $3, $4, $5, true) ON CONFLICT DO NOTHING",
     )
     .bind(projection)
     .bind(sequence as i64)
@@ -330,7 +356,8 @@ pub async fn skip_halted(
     .await?;
     sqlx::query(
         "UPDATE projection_checkpoint
-         SET last_sequence = $2, failure_class = NULL, halted_since = NULL, updated_at = now()
+         SET last_sequence = $2, failure_class = NULL, halted_since = NULL,
+             halted_sequence = NULL, updated_at = now()
          WHERE projection = $1",
     )
     .bind(projection)

@@ -15,6 +15,9 @@ use sqlx::{PgConnection, PgPool};
 
 /// How often a replica that does not hold a lease tries to take it.
 pub const LEASE_RETRY: Duration = Duration::from_secs(1);
+/// The longest a lease's database call may take (an unreachable database must not
+/// hold a loop, or a shutdown, for the network's timeouts).
+const LEASE_CALL_LIMIT: Duration = Duration::from_secs(5);
 
 pub struct Lease {
     key: String,
@@ -42,24 +45,30 @@ impl Lease {
     /// answers false (and a pass could not run anyway).
     pub async fn hold(&mut self) -> bool {
         if let Some(connection) = &mut self.held {
-            if sqlx::query("SELECT 1")
-                .execute(&mut *connection)
-                .await
-                .is_ok()
-            {
+            let alive = tokio::time::timeout(
+                LEASE_CALL_LIMIT,
+                sqlx::query("SELECT 1").execute(&mut *connection),
+            )
+            .await;
+            if matches!(alive, Ok(Ok(_))) {
                 return true;
             }
             tracing::warn!(lease = %self.key, "lost the lease with its database session");
             self.held = None;
         }
-        let Ok(mut connection) = self.pool.acquire().await else {
+        let Ok(Ok(mut connection)) =
+            tokio::time::timeout(LEASE_CALL_LIMIT, self.pool.acquire()).await
+        else {
             return false;
         };
-        let locked = sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock(hashtext($1))")
-            .bind(&self.key)
-            .fetch_one(&mut *connection)
-            .await
-            .unwrap_or(false);
+        let locked = tokio::time::timeout(
+            LEASE_CALL_LIMIT,
+            sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock(hashtext($1))")
+                .bind(&self.key)
+                .fetch_one(&mut *connection),
+        )
+        .await
+        .is_ok_and(|locked| locked.unwrap_or(false));
         if locked {
             tracing::info!(lease = %self.key, "holding the lease: this replica runs the loop");
             // The lock lives with the session: keep the connection out of the pool.
@@ -72,12 +81,15 @@ impl Lease {
     /// waiting for this session to be seen gone).
     pub async fn release(&mut self) {
         if let Some(mut connection) = self.held.take() {
-            let _ = sqlx::query("SELECT pg_advisory_unlock(hashtext($1))")
-                .bind(&self.key)
-                .execute(&mut connection)
-                .await;
-            use sqlx::Connection as _;
-            let _ = connection.close().await;
+            let _ = tokio::time::timeout(LEASE_CALL_LIMIT, async {
+                let _ = sqlx::query("SELECT pg_advisory_unlock(hashtext($1))")
+                    .bind(&self.key)
+                    .execute(&mut connection)
+                    .await;
+                use sqlx::Connection as _;
+                let _ = connection.close().await;
+            })
+            .await;
         }
     }
 

@@ -335,7 +335,7 @@ pub(crate) async fn read_checkpoint(
     Ok(value.unwrap_or(0).max(0) as u64)
 }
 
-const RUNTIME_TABLES: [&str; 7] = [
+const RUNTIME_TABLES: [&str; 9] = [
     "CREATE TABLE IF NOT EXISTS projection_checkpoint (
         projection text PRIMARY KEY,
         last_sequence bigint NOT NULL,
@@ -394,6 +394,27 @@ const RUNTIME_TABLES: [&str; 7] = [
                          AND table_name = 'projection_checkpoint'
                          AND column_name = 'halted_since') THEN
             ALTER TABLE projection_checkpoint ADD COLUMN halted_since timestamptz;
+        END IF;
+    END $$",
+    // The sequence the projection is halted on: the halt holds only while it is the
+    // one right after the checkpoint (an older release that moves the checkpoint
+    // without knowing these columns ends it).
+    "DO $$ BEGIN
+        IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                       WHERE table_schema = current_schema()
+                         AND table_name = 'projection_checkpoint'
+                         AND column_name = 'halted_sequence') THEN
+            ALTER TABLE projection_checkpoint ADD COLUMN halted_sequence bigint;
+        END IF;
+    END $$",
+    // A dead letter an operator skipped a halted projection past (`circle projections
+    // skip`): a rebuild dead-letters it again instead of halting on it.
+    "DO $$ BEGIN
+        IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                       WHERE table_schema = current_schema()
+                         AND table_name = 'dead_letters'
+                         AND column_name = 'skipped') THEN
+            ALTER TABLE dead_letters ADD COLUMN skipped boolean NOT NULL DEFAULT false;
         END IF;
     END $$",
 ];
@@ -615,6 +636,9 @@ struct Applier<'a, P> {
     /// Whether a failure that repeats the one dead-lettered just before halts the
     /// projection (in a rebuild it aborts the rebuild, so a faulty one never replaces the live schema).
     halt: bool,
+    /// Sequences an operator skipped the live projection past (a rebuild's replay):
+    /// dead-lettered again when they fail, never halted on.
+    skipped: &'a std::collections::BTreeSet<u64>,
 }
 
 #[derive(Debug)]
@@ -633,6 +657,9 @@ struct BatchOutcome {
     /// failure), nothing is dead-lettered.
     halted: bool,
 }
+
+/// No sequence skipped: a live runner's (an operator's skip moves its checkpoint).
+static NONE_SKIPPED: std::collections::BTreeSet<u64> = std::collections::BTreeSet::new();
 
 impl<P: Projection> Applier<'_, P> {
     async fn apply(
@@ -669,7 +696,7 @@ impl<P: Projection> Applier<'_, P> {
         let mut gap = false;
         let mut dead_lettered = 0;
         let mut applied = 0;
-        let mut halted = false;
+        let mut halted = None;
         // The networks of the messages applied or dead-lettered, and the one set now.
         let mut networks = Vec::<&str>::new();
         let mut network_set: Option<&str> = None;
@@ -730,7 +757,9 @@ impl<P: Projection> Applier<'_, P> {
                         break;
                     }
                     let class = failure_class(&reason);
-                    if self.halt && previous_failure.as_deref() == Some(class.as_str()) {
+                    let skipped = self.skipped.contains(&delivery.sequence);
+                    if self.halt && !skipped && previous_failure.as_deref() == Some(class.as_str())
+                    {
                         // The message right after a dead letter fails the same way, with
                         // nothing applied between: not a bad event but a fault of the
                         // projection (a bug, a schema mismatch). Halt on it rather than
@@ -738,26 +767,28 @@ impl<P: Projection> Applier<'_, P> {
                         // decides again.
                         *attempts = self.max_attempts.saturating_sub(1);
                         stopped_by = Some(ApplyError::Poison(reason));
-                        halted = true;
+                        halted = Some(delivery.sequence);
                         break;
                     }
                     tracing::error!(sequence = delivery.sequence, failure = %class, "projection gave up on a message: dead-lettered");
                     sqlx::query(
-                        "INSERT INTO dead_letters (projection, sequence, subject, error, payload)
-                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                        "INSERT INTO dead_letters (projection, sequence, subject, error, payload, skipped)
+                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
                     )
                     .bind(self.projection.name())
                     .bind(delivery.sequence as i64)
                     .bind(&delivery.subject)
                     .bind(&reason)
                     .bind(&delivery.payload)
+                    .bind(skipped)
                     .execute(&mut *transaction)
                     .await?;
                     self.attempts.remove(&delivery.sequence);
                     checkpoint = delivery.sequence;
                     networks.push(network);
                     dead_lettered += 1;
-                    previous_failure = Some(class);
+                    // An operator's skip forgot the failure; so does its replay.
+                    previous_failure = (!skipped).then_some(class);
                 }
             }
         }
@@ -775,7 +806,7 @@ impl<P: Projection> Applier<'_, P> {
             sqlx::query(
                 "UPDATE projection_checkpoint
                  SET last_sequence = $2, failure_class = $3, halted_since = NULL,
-                     updated_at = now()
+                     halted_sequence = NULL, updated_at = now()
                  WHERE projection = $1",
             )
             .bind(self.projection.name())
@@ -784,12 +815,14 @@ impl<P: Projection> Applier<'_, P> {
             .execute(&mut *transaction)
             .await?;
         }
-        if halted {
+        if let Some(sequence) = halted {
             sqlx::query(
-                "UPDATE projection_checkpoint SET halted_since = coalesce(halted_since, now())
+                "UPDATE projection_checkpoint
+                 SET halted_since = coalesce(halted_since, now()), halted_sequence = $2
                  WHERE projection = $1",
             )
             .bind(self.projection.name())
+            .bind(sequence as i64)
             .execute(&mut *transaction)
             .await?;
         }
@@ -800,7 +833,7 @@ impl<P: Projection> Applier<'_, P> {
             gap,
             dead_lettered,
             applied,
-            halted,
+            halted: halted.is_some(),
         })
     }
 
@@ -871,6 +904,8 @@ pub struct Applied {
     /// The next message failed the same way as the one dead-lettered right before it:
     /// the projection is halted on it (`retry` holds the failure).
     pub halted: bool,
+    /// The batch moved the checkpoint (applied or dead-lettered something new).
+    pub advanced: bool,
 }
 
 /// Runs one projection from its durable consumer until shutdown.
@@ -1082,6 +1117,7 @@ impl<P: Projection> ProjectionRunner<P> {
             accept_gap_after: self.accept_gap_after,
             check_gaps: true,
             halt: true,
+            skipped: &NONE_SKIPPED,
         };
         // The batch's span: a root of its own, linked to the append of every message
         // (each message's span is a child of its append).
@@ -1135,7 +1171,7 @@ impl<P: Projection> ProjectionRunner<P> {
         if outcome.checkpoint > self.accept_gap_after.unwrap_or(u64::MAX) {
             self.accept_gap_after = None;
         }
-        self.position.send_if_modified(|position| {
+        let advanced = self.position.send_if_modified(|position| {
             let advanced = outcome.checkpoint > *position;
             *position = (*position).max(outcome.checkpoint);
             advanced
@@ -1156,6 +1192,7 @@ impl<P: Projection> ProjectionRunner<P> {
             retry: outcome.stopped_by,
             gap: outcome.gap,
             halted: outcome.halted,
+            advanced,
         })
     }
 
@@ -1245,6 +1282,8 @@ impl<P: Projection> ProjectionRunner<P> {
             loop {
                 if pending.is_empty() {
                     pending = tokio::select! {
+                        // Shutdown first: no new batch once it has come.
+                        biased;
                         () = &mut shutdown => return Ok(()),
                         batch = self.next_batch(&mut messages) => match batch {
                             Ok(batch) => batch,
@@ -1267,9 +1306,15 @@ impl<P: Projection> ProjectionRunner<P> {
                             let highest = pending[..applied.covered].iter().max_by_key(|message| {
                                 message.info().map(|info| info.stream_sequence).unwrap_or(0)
                             });
-                            if let Some(message) = highest
-                                && let Err(error) = message.double_ack().await
-                            {
+                            // A batch of redeliveries only (nothing new applied) is acked
+                            // without waiting: some servers (2.10.19–2.10.24) do not
+                            // answer an ack at or below the consumer's ack floor.
+                            let acked = match highest {
+                                Some(message) if applied.advanced => message.double_ack().await,
+                                Some(message) => message.ack().await,
+                                None => Ok(()),
+                            };
+                            if let Err(error) = acked {
                                 tracing::warn!(%error, "ack failed; the batch will be redelivered and skipped");
                             }
                             pending.drain(..applied.covered);
@@ -1446,6 +1491,21 @@ pub(crate) async fn rebuild_reporting<P: Projection>(
         .map_err(|error| ApplyError::Transient(error.to_string()))?;
     let mut attempts = HashMap::new();
     let stream_name = stream.cached_info().config.name.clone();
+    // What an operator skipped the live projection past, network by network (dead
+    // letters are walled; the column may be missing in a schema of an older release).
+    let mut skipped = std::collections::BTreeSet::new();
+    for network in walls::networks(&database.pool, schema).await? {
+        let mut transaction = walls::tenant_transaction(&database.pool, &network).await?;
+        let here: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT sequence FROM {schema}.dead_letters d
+             WHERE projection = $1 AND (to_jsonb(d) ->> 'skipped')::boolean IS TRUE"
+        )))
+        .bind(projection.name())
+        .fetch_all(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        skipped.extend(here.into_iter().map(|sequence| sequence.max(0) as u64));
+    }
     let mut applier = Applier {
         projection,
         schema: &fresh,
@@ -1457,8 +1517,10 @@ pub(crate) async fn rebuild_reporting<P: Projection>(
         check_gaps: false,
         // A fault that repeats from event to event would dead-letter the whole stream
         // into the fresh schema, which would then replace a good one: the rebuild stops
-        // instead, and the live schema stays.
+        // instead, and the live schema stays. What an operator skipped past is
+        // dead-lettered again, not halted on.
         halt: true,
+        skipped: &skipped,
     };
     let mut connection = database.pool.acquire().await?;
     let mut rebuilt = 0;

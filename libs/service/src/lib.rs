@@ -448,6 +448,7 @@ pub fn host_options(config: &Config) -> Result<HostOptions, StartError> {
             max_in_flight_per_caller: grpc.max_in_flight_per_caller,
         },
         drain_delay: Duration::from_millis(grpc.drain_delay_ms),
+        drain_timeout: Duration::from_millis(grpc.drain_timeout_ms),
     })
 }
 
@@ -514,11 +515,21 @@ impl Tasks {
         self.health.push(health.clone());
         self.handles.push(tokio::spawn(async move {
             tokio::pin!(stopped);
+            // Not there yet is what is waited for; any other failure (a permission,
+            // an unreachable server) is said once, each time it changes.
+            let mut last_error: Option<String> = None;
             let found = loop {
                 tokio::select! {
                     () = &mut stopped => return Ok(()),
-                    found = jetstream.get_stream(&stream) => if let Ok(found) = found {
-                        break found;
+                    found = jetstream.get_stream(&stream) => match found {
+                        Ok(found) => break found,
+                        Err(error) => {
+                            let text = error.to_string();
+                            if !text.contains("not found") && last_error.as_ref() != Some(&text) {
+                                tracing::warn!(%stream, error = %text, "cannot look up the stream; still waiting for it");
+                                last_error = Some(text);
+                            }
+                        }
                     },
                 }
                 tokio::select! {
@@ -671,6 +682,8 @@ pub async fn main<R>(
 where
     R: Future<Output = Result<(), StartError>>,
 {
+    // First: a stop asked for while the service starts is kept for when it has.
+    let stop = stop_requested();
     let file = std::env::var_os(circle_config::FILE_VARIABLE).map(PathBuf::from);
     let scope = circle_config::Scope::Service(name.strip_prefix("circle-").unwrap_or(name));
     let config = match Config::load_for(file.as_deref(), scope) {
@@ -687,7 +700,7 @@ where
             return std::process::ExitCode::from(2);
         }
     };
-    let shutdown: ShutdownSignal = Box::pin(stop_requested());
+    let shutdown: ShutdownSignal = Box::pin(stop);
     match run(config, shutdown).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
@@ -698,23 +711,34 @@ where
 }
 
 /// Resolves when the process is asked to stop: SIGTERM (what Kubernetes, systemd and
-/// `docker stop` send) or SIGINT (Ctrl-C).
-pub async fn stop_requested() {
+/// `docker stop` send) or SIGINT (Ctrl-C). The handlers are installed when this is
+/// called (inside the runtime), so a signal that comes while the service is still
+/// starting is kept and stops it once it has started, instead of killing it.
+pub fn stop_requested() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
-                    _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+        let terminate = signal(SignalKind::terminate());
+        let interrupt = signal(SignalKind::interrupt());
+        async move {
+            match (terminate, interrupt) {
+                (Ok(mut terminate), Ok(mut interrupt)) => {
+                    tokio::select! {
+                        _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+                        _ = interrupt.recv() => tracing::info!("SIGINT: shutting down"),
+                    }
                 }
-                return;
+                _ => {
+                    tracing::warn!("cannot listen for SIGTERM; Ctrl-C only");
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
-            Err(error) => tracing::warn!(%error, "cannot listen for SIGTERM; Ctrl-C only"),
         }
     }
-    let _ = tokio::signal::ctrl_c().await;
+    #[cfg(not(unix))]
+    async move {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// A future that resolves when the service should stop.

@@ -70,8 +70,9 @@ enum Command {
         /// A projection further behind its stream than this many events is unhealthy.
         #[arg(long, default_value_t = 100)]
         max_lag: u64,
-        /// Where to ask enrollment's health. Default: http:// and the configuration's
-        /// `enrollment.listen` (a wildcard host asked on 127.0.0.1; port 0: not asked).
+        /// Where to ask enrollment's health (plaintext gRPC). Default: http:// and the
+        /// configuration's `enrollment.listen` when it names one host (a wildcard host
+        /// or port 0: not asked, shown unknown).
         #[arg(long)]
         enrollment: Option<String>,
         /// Likewise for sessions (`sessions.listen`).
@@ -557,6 +558,8 @@ fn token(request: TokenRequest) -> anyhow::Result<u8> {
 }
 
 async fn dev(mut config: circle_config::Config) -> anyhow::Result<u8> {
+    // First: a Ctrl-C while the services start is kept for when they have.
+    let stop = circle_service::stop_requested();
     anyhow::ensure!(
         config.auth.jwks_file.is_empty() && config.auth.jwks_url.is_empty(),
         "`circle dev` trusts its own development key; unset auth.jwks_file and auth.jwks_url \
@@ -577,8 +580,7 @@ async fn dev(mut config: circle_config::Config) -> anyhow::Result<u8> {
     }
     let _telemetry = circle_telemetry::init("circle-dev", &config.telemetry)?;
     circle_cli::ensure_database(&config).await?;
-    let (addresses, task) =
-        circle_cli::start_all(&config, circle_service::stop_requested()).await?;
+    let (addresses, task) = circle_cli::start_all(&config, stop).await?;
     let audiences = dev_keys::audiences(&config);
     let mint = |role: &str, subject: &str, clinics: &[&str]| -> String {
         let request = TokenRequest {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use circle_eventstore::{AggregateKey, CommitMeta, EventStore, NewEvent, StoredCommit, StreamSpec};
 use circle_projection::{
     ApplyError, Database, LagError, Projection, ProjectionRunner, ProjectionSettings, WallError,
-    rebuild,
+    admin, rebuild,
 };
 use circle_testkit::TestEnv;
 
@@ -1124,6 +1124,79 @@ async fn poison_events_with_a_good_one_between_are_each_dead_lettered_without_ha
         dead_letters(&fixture).await?,
         vec![first as i64, second as i64]
     );
+    Ok(())
+}
+
+/// Two bad events in a row halt the projection (the rule cannot tell them from a
+/// fault); an operator's skip dead-letters the second and the projection goes on;
+/// a later rebuild replays both without halting (the skip is remembered) and keeps
+/// both dead letters; the halt shows in the checkpoints only while it lasts.
+#[tokio::test]
+async fn a_skip_past_two_bad_events_holds_through_a_rebuild() -> anyhow::Result<()> {
+    let fixture = Fixture::new().await?;
+    fixture.append("a", 1).await?;
+    let first = fixture.append("a", POISON).await?;
+    let second = fixture.append("b", POISON).await?;
+    let last = fixture.append("a", 2).await?;
+    let runner = fixture.runner().await?;
+    let (handle, health) = (runner.handle(), runner.health());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(runner.run(async {
+        let _ = stopped.await;
+    }));
+    wait_until(|| health.halted()).await?;
+    let halted = admin::checkpoints(&fixture.database.owner).await?;
+    let tally = halted
+        .iter()
+        .find(|checkpoint| checkpoint.schema == SCHEMA)
+        .expect("tally's checkpoint");
+    assert!(tally.halted_since.is_some(), "{tally:?}");
+    assert_eq!(tally.last_sequence, first);
+
+    let skipped = admin::skip_halted(&fixture.database, SCHEMA, "tally", &fixture.stream).await?;
+    assert_eq!(skipped, second);
+    handle.wait_for(last, Duration::from_secs(15)).await?;
+    wait_until(|| !health.halted()).await?;
+    assert_eq!(
+        dead_letters(&fixture).await?,
+        vec![first as i64, second as i64]
+    );
+    let refused = admin::skip_halted(&fixture.database, SCHEMA, "tally", &fixture.stream).await;
+    assert!(
+        matches!(refused, Err(admin::AdminError::NotHalted { .. })),
+        "{refused:?}"
+    );
+    let after = admin::checkpoints(&fixture.database.owner).await?;
+    assert!(
+        after
+            .iter()
+            .all(|checkpoint| checkpoint.halted_since.is_none())
+    );
+
+    // A rebuild replays both bad events: the first dead-lettered, the second (skipped
+    // by the operator) dead-lettered again instead of halting the rebuild.
+    let live = fixture.totals().await?;
+    let report = circle_projection::rebuild(
+        &Tally,
+        &fixture.database,
+        SCHEMA,
+        &fixture.stream,
+        &fixture.settings,
+    )
+    .await?;
+    assert_eq!(report.applied_through, last);
+    assert_eq!(fixture.totals().await?, live);
+    assert_eq!(
+        dead_letters(&fixture).await?,
+        vec![first as i64, second as i64]
+    );
+    let skipped_flags: Vec<bool> =
+        sqlx::query_scalar("SELECT skipped FROM tally.dead_letters ORDER BY sequence")
+            .fetch_all(&fixture.env.pool)
+            .await?;
+    assert_eq!(skipped_flags, vec![false, true]);
+    let _ = stop.send(());
+    task.await??;
     Ok(())
 }
 

@@ -68,7 +68,8 @@ pub enum ServiceHealth {
     Serving,
     NotServing,
     Unreachable,
-    /// No address to ask (the configuration listens on port 0 and no URL was given).
+    /// Not asked: no address to ask at (a wildcard listen host or port 0, and no URL
+    /// given), or a TLS one.
     Unknown,
 }
 
@@ -78,7 +79,7 @@ impl ServiceHealth {
             Self::Serving => "serving",
             Self::NotServing => "NOT SERVING",
             Self::Unreachable => "UNREACHABLE",
-            Self::Unknown => "unknown (no address)",
+            Self::Unknown => "unknown",
         }
     }
 }
@@ -88,67 +89,89 @@ pub struct ServiceStatus {
     pub service: String,
     pub url: Option<String>,
     pub health: ServiceHealth,
+    /// Why it is unreachable or unknown.
+    pub detail: Option<String>,
 }
 
 /// How long a service gets to answer its health check.
 const HEALTH_LIMIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Asks each service's standard gRPC health service about its API, at `url` (None:
-/// not asked). Plaintext gRPC; a service behind TLS is reported unreachable.
+/// not asked), all at once. Plaintext gRPC only: an `https://` URL is not asked.
 pub async fn probe_services(urls: Vec<(&str, Option<String>)>) -> Vec<ServiceStatus> {
-    use tonic_health::pb::HealthCheckRequest;
-    use tonic_health::pb::health_check_response::ServingStatus;
-    use tonic_health::pb::health_client::HealthClient;
-    let mut found = Vec::new();
-    for (service, url) in urls {
-        let health = match &url {
-            None => ServiceHealth::Unknown,
-            Some(url) => {
-                let asked = async {
-                    let channel = tonic::transport::Channel::from_shared(url.clone())
-                        .map_err(|error| error.to_string())?
-                        .connect_timeout(HEALTH_LIMIT)
-                        .timeout(HEALTH_LIMIT)
-                        .connect()
-                        .await
-                        .map_err(|error| error.to_string())?;
-                    HealthClient::new(channel)
-                        .check(HealthCheckRequest {
-                            service: circle_service::api_name(service),
-                        })
-                        .await
-                        .map(|answer| answer.into_inner().status())
-                        .map_err(|error| error.to_string())
+    let asked: Vec<_> = urls
+        .into_iter()
+        .map(|(service, url)| {
+            let service = service.to_owned();
+            tokio::spawn(async move {
+                let (health, detail) = match &url {
+                    None => (
+                        ServiceHealth::Unknown,
+                        Some("no address: the service listens on a wildcard host or port 0; give its URL".to_owned()),
+                    ),
+                    Some(url) if url.starts_with("https://") => (
+                        ServiceHealth::Unknown,
+                        Some("TLS: the status probe speaks plaintext gRPC only".to_owned()),
+                    ),
+                    Some(url) => match tokio::time::timeout(HEALTH_LIMIT * 2, check(url, &service)).await {
+                        Ok(Ok(true)) => (ServiceHealth::Serving, None),
+                        Ok(Ok(false)) => (ServiceHealth::NotServing, None),
+                        Ok(Err(error)) => (ServiceHealth::Unreachable, Some(error)),
+                        Err(_) => (ServiceHealth::Unreachable, Some("no answer in time".to_owned())),
+                    },
                 };
-                match tokio::time::timeout(HEALTH_LIMIT * 2, asked).await {
-                    Ok(Ok(ServingStatus::Serving)) => ServiceHealth::Serving,
-                    Ok(Ok(_)) => ServiceHealth::NotServing,
-                    _ => ServiceHealth::Unreachable,
+                ServiceStatus {
+                    service,
+                    url,
+                    health,
+                    detail,
                 }
-            }
-        };
-        found.push(ServiceStatus {
-            service: service.to_owned(),
-            url,
-            health,
-        });
+            })
+        })
+        .collect();
+    let mut found = Vec::new();
+    for probe in asked {
+        if let Ok(status) = probe.await {
+            found.push(status);
+        }
     }
     found
 }
 
+/// Whether `service` at `url` reports its API SERVING.
+async fn check(url: &str, service: &str) -> Result<bool, String> {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    let channel = tonic::transport::Channel::from_shared(url.to_owned())
+        .map_err(|error| error.to_string())?
+        .connect_timeout(HEALTH_LIMIT)
+        .timeout(HEALTH_LIMIT)
+        .connect()
+        .await
+        .map_err(|error| format!("cannot connect: {error}"))?;
+    let status = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: circle_service::api_name(service),
+        })
+        .await
+        .map_err(|error| format!("health check failed: {}", error.message()))?
+        .into_inner()
+        .status();
+    Ok(status == ServingStatus::Serving)
+}
+
 /// The URL `circle status` asks a service at by default: its configured listen
-/// address (a wildcard host asked on loopback); none for port 0 (any port).
+/// address when that names one host (a wildcard host, `0.0.0.0` as in a container,
+/// says nothing of where to reach it from here; port 0 is any port): none otherwise.
 pub fn default_url(listen: std::net::SocketAddr) -> Option<String> {
-    if listen.port() == 0 {
+    if listen.port() == 0 || listen.ip().is_unspecified() {
         return None;
     }
-    let host = match listen.ip() {
-        std::net::IpAddr::V4(ip) if ip.is_unspecified() => "127.0.0.1".to_owned(),
-        std::net::IpAddr::V6(ip) if ip.is_unspecified() => "[::1]".to_owned(),
-        std::net::IpAddr::V4(ip) => ip.to_string(),
-        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
-    };
-    Some(format!("http://{host}:{}", listen.port()))
+    Some(match listen.ip() {
+        std::net::IpAddr::V4(ip) => format!("http://{ip}:{}", listen.port()),
+        std::net::IpAddr::V6(ip) => format!("http://[{ip}]:{}", listen.port()),
+    })
 }
 
 impl Status {
@@ -302,6 +325,7 @@ pub fn render(status: &Status) -> String {
                 service.service.clone(),
                 service.url.clone().unwrap_or_else(|| "-".to_owned()),
                 service.health.as_str().to_owned(),
+                service.detail.clone().unwrap_or_default(),
             ]
         })
         .collect();
@@ -310,7 +334,7 @@ pub fn render(status: &Status) -> String {
     } else {
         format!(
             "{}\n",
-            table::render(&["SERVICE", "URL", "HEALTH"], &services)
+            table::render(&["SERVICE", "URL", "HEALTH", "DETAIL"], &services)
         )
     };
     format!(
