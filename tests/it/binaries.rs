@@ -20,7 +20,7 @@ const START_LIMIT: Duration = Duration::from_secs(60);
 
 /// The path of a binary of this workspace, built now if needed (a test binary can
 /// name only its own crate's binaries with `CARGO_BIN_EXE_…`).
-async fn binary(name: &'static str) -> anyhow::Result<PathBuf> {
+pub(crate) async fn binary(name: &'static str) -> anyhow::Result<PathBuf> {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
     let build = tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO"))
@@ -159,7 +159,7 @@ fn strip_ansi(text: &str) -> String {
 }
 
 /// The test's configuration as a TOML file, every service on port 0.
-fn config_file(env: &TestEnv) -> anyhow::Result<PathBuf> {
+pub(crate) fn config_file(env: &TestEnv) -> anyhow::Result<PathBuf> {
     let path = std::env::temp_dir().join(format!("{}-{}.toml", env.namespace, uuid_suffix()));
     let config = &env.config;
     std::fs::write(
@@ -184,7 +184,7 @@ fn listening_address(line: &str) -> anyhow::Result<SocketAddr> {
 }
 
 /// Waits until `address` reports `service` SERVING.
-async fn serving(address: SocketAddr, service: &str) -> anyhow::Result<()> {
+pub(crate) async fn serving(address: SocketAddr, service: &str) -> anyhow::Result<()> {
     let channel = tonic::transport::Channel::from_shared(format!("http://{address}"))?
         .connect()
         .await?;

@@ -22,6 +22,7 @@ mod retries;
 mod sessions;
 mod sessions_access;
 mod sessions_sealing;
+mod setup;
 mod shredding;
 mod shutdown;
 mod start_order;

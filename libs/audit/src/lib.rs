@@ -35,6 +35,7 @@ use async_nats::jetstream::{
     stream::{self, DiscardPolicy, RetentionPolicy, StorageType},
 };
 use circle_calendar::Time;
+use circle_eventstore::mismatch::{self, Mismatch, Opened, StreamMismatch};
 use circle_eventstore::{HeaderInjector, wire};
 use circle_grpc::{ApiError, Caller, Role};
 use circle_names::{Id, ParticipantName};
@@ -269,6 +270,10 @@ pub enum AuditError {
     /// The existing stream could lose records, or keep them less than six years.
     #[error("audit stream {stream} has an unsafe configuration: {reason}")]
     UnsafeStream { stream: String, reason: String },
+    /// The existing stream's replicas or duplicate window differ from the
+    /// configuration, and `nats.stream_mismatch` is `refuse`.
+    #[error(transparent)]
+    Mismatch(#[from] Mismatch),
 }
 
 /// A service's audit stream, where its reads' disclosures are appended.
@@ -278,15 +283,32 @@ pub struct AuditLog {
     spec: AuditSpec,
     /// The service whose reads are recorded, e.g. `circle.sessions.v1.SessionsService`.
     service: String,
+    opened: Opened,
+    /// The retention an existing stream had before it was set to the configured one.
+    retention_was: Option<Duration>,
 }
 
 impl AuditLog {
-    /// Creates the stream, or checks an existing one (refusing one that could lose
-    /// records) and sets its retention to the configured one.
+    /// [`AuditLog::open_with`], refusing an existing stream whose replicas or duplicate
+    /// window differ from the spec (`nats.stream_mismatch = "refuse"`).
     pub async fn open(
         client: async_nats::Client,
         spec: AuditSpec,
         service: &str,
+    ) -> Result<Self, AuditError> {
+        Self::open_with(client, spec, service, StreamMismatch::Refuse).await
+    }
+
+    /// Creates the stream, or checks an existing one (refusing one that could lose
+    /// records) and sets its retention to the configured one. An existing stream whose
+    /// replica count or duplicate window differs from the spec is refused naming what
+    /// differs or, when `on_mismatch` is `warn`, used as it is with a warning (as the
+    /// event log does, `circle_eventstore::mismatch`); [`AuditLog::opened`] says which.
+    pub async fn open_with(
+        client: async_nats::Client,
+        spec: AuditSpec,
+        service: &str,
+        on_mismatch: StreamMismatch,
     ) -> Result<Self, AuditError> {
         if spec.retention < MIN_RETENTION {
             return Err(AuditError::UnsafeStream {
@@ -313,6 +335,8 @@ impl AuditLog {
             }
             Err(error) => return Err(unavailable(&error)),
         };
+        let mut opened = Opened::Created;
+        let mut retention_was = None;
         if let Some(mut existing) = existing {
             let config = existing
                 .info()
@@ -321,7 +345,14 @@ impl AuditLog {
                 .config
                 .clone();
             check_existing(&spec, &config)?;
+            let differences = mismatch::judge(
+                &spec.name,
+                mismatch::differences(&config, spec.replicas, spec.duplicate_window),
+                on_mismatch,
+            )?;
+            opened = Opened::Existing { differences };
             if config.max_age != spec.retention {
+                retention_was = Some(config.max_age);
                 let from_days = config.max_age.as_secs() / 86_400;
                 let to_days = spec.retention.as_secs() / 86_400;
                 if config.max_age.is_zero() || config.max_age > spec.retention {
@@ -343,11 +374,25 @@ impl AuditLog {
             jetstream,
             spec,
             service: service.to_owned(),
+            opened,
+            retention_was,
         })
     }
 
     pub fn spec(&self) -> &AuditSpec {
         &self.spec
+    }
+
+    /// Whether [`AuditLog::open_with`] created the stream or found it, and how a stream
+    /// it found differs from the spec (allowed by `warn`).
+    pub fn opened(&self) -> &Opened {
+        &self.opened
+    }
+
+    /// The retention (`max_age`, zero for none) an existing stream had when opening set
+    /// it to the configured one; `None` when it was created or already had it.
+    pub fn retention_was(&self) -> Option<Duration> {
+        self.retention_was
     }
 
     /// Records that `reading`'s answer, given at `at`, disclosed the data of

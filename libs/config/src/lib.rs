@@ -96,6 +96,11 @@ pub struct NatsConfig {
     pub replicas: usize,
     /// Seconds the server remembers a request id for deduplication.
     pub duplicate_window_secs: u64,
+    /// What opening an existing stream (events or audit) does when its replicas or
+    /// duplicate window differ from `replicas` / `duplicate_window_secs`: `refuse`
+    /// (the default: the service does not start) or `warn` (it starts, and logs the
+    /// difference).
+    pub stream_mismatch: StreamMismatch,
     /// Appended to stream names and subject roots so several deployments (or tests)
     /// can share one NATS server. Empty in production.
     pub namespace: String,
@@ -117,6 +122,20 @@ pub struct NatsConfig {
     pub token: Option<Secret>,
     pub credentials_file: Option<PathBuf>,
     pub nkey_seed_file: Option<PathBuf>,
+}
+
+/// What to do with an existing stream whose replicas or duplicate window differ from
+/// the configuration (`nats.stream_mismatch`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StreamMismatch {
+    /// Refuse the stream, naming what differs: the configuration says how the events
+    /// are kept, and a stream that keeps them otherwise is not silently used.
+    #[default]
+    Refuse,
+    /// Use the stream as it is and log a warning naming what differs (while a change
+    /// of the stream is rolled out, say).
+    Warn,
 }
 
 /// A configured secret (a password, a token): kept out of `Debug`, so a configuration
@@ -300,6 +319,7 @@ impl Default for Config {
                 url: "nats://127.0.0.1:4222".into(),
                 replicas: 1,
                 duplicate_window_secs: 120,
+                stream_mismatch: StreamMismatch::Refuse,
                 namespace: String::new(),
                 tls_ca: None,
                 tls_cert: None,
@@ -1149,6 +1169,31 @@ mod tests {
             .merge(Toml::string("[database]\nurl = \"mysql://x\"\n"));
         let error = Config::extract(figment).expect_err("must fail");
         assert!(error.to_string().contains("database.url"), "{error}");
+    }
+
+    #[test]
+    fn a_stream_mismatch_is_refused_or_warned_about_and_nothing_else() {
+        let load = |toml: &str| {
+            Config::extract(
+                Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(toml)),
+            )
+        };
+        assert_eq!(
+            Config::default().nats.stream_mismatch,
+            StreamMismatch::Refuse
+        );
+        let warn = load("[nats]\nstream_mismatch = \"warn\"\n").expect("warn is a choice");
+        assert_eq!(warn.nats.stream_mismatch, StreamMismatch::Warn);
+        let refuse = load("[nats]\nstream_mismatch = \"refuse\"\n").expect("refuse is one");
+        assert_eq!(refuse.nats.stream_mismatch, StreamMismatch::Refuse);
+        for value in ["\"ignore\"", "\"Warn\"", "\"\"", "true"] {
+            let error = load(&format!("[nats]\nstream_mismatch = {value}\n"))
+                .expect_err("only refuse and warn");
+            assert!(
+                error.to_string().contains("nats.stream_mismatch"),
+                "{value}: {error}"
+            );
+        }
     }
 
     #[test]

@@ -6,13 +6,18 @@
 //! - [`Repository`] runs a command against an aggregate: load (with a cache of recent
 //!   states), decide, append, retry on conflict, and answer retries of a stored
 //!   command with the commit it produced.
+//! - [`mismatch`] judges an existing stream's replicas and duplicate window against
+//!   the configuration (`nats.stream_mismatch`: refuse or warn), for the event log and
+//!   the audit streams alike.
 
 mod key;
+pub mod mismatch;
 mod repository;
 mod store;
 mod trace;
 
 pub use key::{AggregateKey, KeyError};
+pub use mismatch::{Difference, Mismatch, Opened, StreamMismatch};
 pub use repository::{
     Aggregate, DecodeError, ExecuteError, Executed, Recorded, Repository, Seal, SealError, Snapshot,
 };

@@ -12,6 +12,7 @@ use futures::StreamExt;
 use prost::Message as _;
 
 use crate::key::AggregateKey;
+use crate::mismatch::{self, Mismatch, Opened, StreamMismatch};
 use crate::trace;
 use crate::wire;
 
@@ -89,6 +90,10 @@ pub enum StoreError {
     /// A stored message could not be decoded.
     #[error("stored commit at sequence {sequence} is unreadable: {reason}")]
     Corrupt { sequence: u64, reason: String },
+    /// The existing stream's replicas or duplicate window differ from the
+    /// configuration, and `nats.stream_mismatch` is `refuse`.
+    #[error(transparent)]
+    Mismatch(#[from] Mismatch),
 }
 
 impl StoreError {
@@ -100,6 +105,7 @@ impl StoreError {
             Self::UnsafeStream { .. } => "unsafe_stream",
             Self::TooLarge { .. } => "too_large",
             Self::Corrupt { .. } => "corrupt",
+            Self::Mismatch(_) => "stream_mismatch",
         }
     }
 }
@@ -174,33 +180,69 @@ pub struct EventStore {
     jetstream: jetstream::Context,
     stream: stream::Stream,
     spec: StreamSpec,
+    opened: Opened,
     /// `messaging.client.operation.duration` of appends (seconds), by stream and
     /// outcome (`circle.outcome`: ok, duplicate, conflict, error).
     append_duration: opentelemetry::metrics::Histogram<f64>,
 }
 
 impl EventStore {
+    /// [`EventStore::open_with`], refusing an existing stream whose replicas or
+    /// duplicate window differ from the spec (`nats.stream_mismatch = "refuse"`).
+    pub async fn open(client: async_nats::Client, spec: StreamSpec) -> Result<Self, StoreError> {
+        Self::open_with(client, spec, StreamMismatch::Refuse).await
+    }
+
     /// Creates the stream, or checks that an existing one is safe to append to: a stream
     /// whose limits could drop events, that deletes on consumption, or that allows
-    /// rollups is refused rather than used.
-    pub async fn open(client: async_nats::Client, spec: StreamSpec) -> Result<Self, StoreError> {
+    /// rollups is refused rather than used. An existing stream whose replica count or
+    /// duplicate window differs from the spec is refused naming what differs, or, when
+    /// `on_mismatch` is `warn`, used as it is with a warning ([`EventStore::opened`]
+    /// says which). Safe to run concurrently: a stream another process created first
+    /// is checked like any existing one.
+    pub async fn open_with(
+        client: async_nats::Client,
+        spec: StreamSpec,
+        on_mismatch: StreamMismatch,
+    ) -> Result<Self, StoreError> {
         let jetstream = jetstream::new(client);
-        let stream = match jetstream.get_stream(&spec.name).await {
-            Ok(mut existing) => {
-                let config = existing
-                    .info()
-                    .await
-                    .map_err(|error| StoreError::Unavailable(error.to_string()))?
-                    .config
-                    .clone();
-                check_existing(&spec, &config)?;
-                existing
+        let unavailable =
+            |error: &dyn std::fmt::Display| StoreError::Unavailable(error.to_string());
+        let (existing, created) = match jetstream.get_stream(&spec.name).await {
+            Ok(existing) => (existing, false),
+            Err(error) if is_stream_not_found(&error) => {
+                match jetstream.create_stream(spec.desired_config()).await {
+                    Ok(created) => (created, true),
+                    // Another process created it first (with another configuration, or
+                    // the server would have answered with it): check theirs.
+                    Err(refused) => (
+                        jetstream
+                            .get_stream(&spec.name)
+                            .await
+                            .map_err(|_| unavailable(&refused))?,
+                        false,
+                    ),
+                }
             }
-            Err(error) if is_stream_not_found(&error) => jetstream
-                .create_stream(spec.desired_config())
+            Err(error) => return Err(unavailable(&error)),
+        };
+        let (stream, opened) = if created {
+            (existing, Opened::Created)
+        } else {
+            let mut existing = existing;
+            let config = existing
+                .info()
                 .await
-                .map_err(|error| StoreError::Unavailable(error.to_string()))?,
-            Err(error) => return Err(StoreError::Unavailable(error.to_string())),
+                .map_err(|error| unavailable(&error))?
+                .config
+                .clone();
+            check_existing(&spec, &config)?;
+            let differences = mismatch::judge(
+                &spec.name,
+                mismatch::differences(&config, spec.replicas, spec.duplicate_window),
+                on_mismatch,
+            )?;
+            (existing, Opened::Existing { differences })
         };
         // From the service's meter as it is when the store opens (after telemetry's
         // set-up).
@@ -217,12 +259,19 @@ impl EventStore {
             jetstream,
             stream,
             spec,
+            opened,
             append_duration,
         })
     }
 
     pub fn spec(&self) -> &StreamSpec {
         &self.spec
+    }
+
+    /// Whether [`EventStore::open_with`] created the stream or found it, and how a
+    /// stream it found differs from the spec (allowed by `warn`).
+    pub fn opened(&self) -> &Opened {
+        &self.opened
     }
 
     pub fn jetstream(&self) -> &jetstream::Context {

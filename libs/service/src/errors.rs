@@ -34,7 +34,7 @@ pub fn store_error(error: StoreError) -> ApiError {
                 "the change is {size} bytes, over the limit of {limit} bytes; send less at once"
             ),
         ),
-        StoreError::UnsafeStream { .. } | StoreError::Corrupt { .. } => {
+        StoreError::UnsafeStream { .. } | StoreError::Corrupt { .. } | StoreError::Mismatch(_) => {
             tracing::error!(%error, "event log error");
             ApiError::internal()
         }

@@ -52,6 +52,17 @@ impl KeyStore {
     /// Creates the schema if needed (as the owner, one service at a time), walls it,
     /// and returns the store.
     pub async fn open(database: Database, master: MasterKeys) -> Result<Self, StoreError> {
+        Self::prepare(&database).await?;
+        Ok(Self {
+            database,
+            master: Arc::new(master),
+        })
+    }
+
+    /// The key store's schema, table, tombstone trigger and walls, made as the owner if
+    /// missing (what [`KeyStore::open`] does first; `circle setup` runs it without the
+    /// master keys, which it does not need). Idempotent and safe to run concurrently.
+    pub async fn prepare(database: &Database) -> Result<(), StoreError> {
         let mut migration = database.owner.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
             .bind(SCHEMA)
@@ -116,10 +127,7 @@ impl KeyStore {
         )
         .await?;
         migration.commit().await?;
-        Ok(Self {
-            database,
-            master: Arc::new(master),
-        })
+        Ok(())
     }
 
     async fn row(

@@ -40,6 +40,14 @@ use crate::read_model::cadence_from_text;
 pub const FROM_SESSIONS_SCHEMA: &str = "accountability_from_sessions";
 /// The schema of [`PartnershipGuard`] (its checkpoint).
 pub const PARTNERSHIP_GUARD_SCHEMA: &str = "accountability_partnership_guard";
+/// [`FromSessions`]' name (its checkpoint key and durable consumer), for those who
+/// prepare its schema without running it (`circle setup`).
+pub const FROM_SESSIONS_NAME: &str = "accountability-from-sessions";
+/// [`PartnershipGuard`]'s name, likewise.
+pub const PARTNERSHIP_GUARD_NAME: &str = "accountability-partnership-guard";
+/// The schema both process managers' checkpoints were kept in before each had one of
+/// its own.
+pub const PROCESS_MANAGERS_FORMERLY_IN: &str = "accountability_process";
 
 /// The caller of this service's process managers in `network`: an in-process caller
 /// that no client can claim to be (whatever role a client states).
@@ -129,7 +137,7 @@ pub struct FromSessions {
 
 impl Projection for FromSessions {
     fn name(&self) -> &str {
-        "accountability-from-sessions"
+        FROM_SESSIONS_NAME
     }
 
     fn process_manager(&self) -> bool {
@@ -144,7 +152,7 @@ impl Projection for FromSessions {
     /// manager until each got its own: resume from there (a replay would submit every
     /// past session check-in again under the new ids).
     fn checkpoint_formerly_in(&self) -> Option<&'static str> {
-        Some("accountability_process")
+        Some(PROCESS_MANAGERS_FORMERLY_IN)
     }
 
     async fn apply(
@@ -223,7 +231,7 @@ pub struct PartnershipGuard {
 
 impl Projection for PartnershipGuard {
     fn name(&self) -> &str {
-        "accountability-partnership-guard"
+        PARTNERSHIP_GUARD_NAME
     }
 
     fn process_manager(&self) -> bool {
@@ -238,7 +246,7 @@ impl Projection for PartnershipGuard {
     /// manager until each got its own: resume from there (a replay would end today's
     /// partnerships for departures and consent changes of long ago).
     fn checkpoint_formerly_in(&self) -> Option<&'static str> {
-        Some("accountability_process")
+        Some(PROCESS_MANAGERS_FORMERLY_IN)
     }
 
     async fn apply(

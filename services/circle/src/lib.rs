@@ -5,6 +5,7 @@
 pub mod demo;
 pub mod dev_keys;
 pub mod ops;
+pub mod setup;
 
 use std::net::SocketAddr;
 
@@ -13,7 +14,6 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use circle_calendar::{Clock, SystemClock};
 use circle_config::Config;
-use sqlx::Connection as _;
 
 /// Where each started service listens.
 #[derive(Debug, Clone)]
@@ -26,35 +26,12 @@ pub struct Addresses {
 /// Prepares the database for the services: creates the configured database if it does
 /// not exist (as the owner, `database.owner_url`, connecting to the server's `postgres`
 /// database to do so) and the runtime role `database.url` logs in as, if missing
-/// (`LOGIN NOSUPERUSER NOBYPASSRLS`, with the URL's password). Both idempotent. Schemas,
-/// tables, walls and grants are made by each service at start, as the owner.
+/// (`LOGIN NOSUPERUSER NOBYPASSRLS`, with the URL's password). Both idempotent
+/// (`setup::prepare_database`, the first step of `circle setup`). Schemas, tables, walls
+/// and grants are made by each service at start (or beforehand by `circle setup`), as
+/// the owner.
 pub async fn ensure_database(config: &Config) -> anyhow::Result<()> {
-    let url = &config.database.owner_url;
-    let mut owner = match sqlx::PgConnection::connect(url).await {
-        Ok(owner) => owner,
-        Err(_) => {
-            let (server, name) = url
-                .rsplit_once('/')
-                .context("database.owner_url has no database name")?;
-            let name = name.split('?').next().unwrap_or(name);
-            anyhow::ensure!(
-                !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
-                "database name {name:?} must be letters, digits and '_'"
-            );
-            let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
-                .await
-                .with_context(|| "connecting to PostgreSQL to create the database".to_owned())?;
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                .execute(&mut admin)
-                .await
-                .with_context(|| format!("creating database {name}"))?;
-            admin
-        }
-    };
-    circle_projection::walls::provision_runtime_role(&mut owner, &config.database.url)
-        .await
-        .context("creating the runtime role of database.url")?;
-    Ok(())
+    setup::prepare_database(config).await.map(|_| ())
 }
 
 /// Starts every service in this process; they stop when `shutdown` resolves.

@@ -10,6 +10,8 @@
 //!   re-wraps every live data key of the networks (all the networks enrollment knows,
 //!   when none is named) with the newest master key of `vault.*`, after which the older
 //!   master keys can be removed from the configuration.
+//! - `circle setup`: the deployment's one-shot setup (`circle_cli::setup`): the
+//!   database and runtime role, the streams, the schemas; idempotent.
 //! - The operator's commands (`status`, `projections`, `dead-letters`, `events`): see
 //!   `circle_cli::ops`; this file parses and prints.
 //!
@@ -47,6 +49,10 @@ struct Cli {
 enum Command {
     /// Start every service in this process with the demo network (development).
     Dev,
+    /// Make what the services need before they start, once per deploy (idempotent,
+    /// safe while they run): the database and runtime role, every service's event and
+    /// audit stream, and every schema as the owner.
+    Setup,
     /// Print a development bearer token signed with `circle dev`'s key.
     Token {
         /// network-admin, clinic-admin, facilitator, intake-coordinator, participant, service
@@ -200,6 +206,7 @@ async fn main() -> ExitCode {
     let json = cli.json;
     let result = match cli.command {
         Command::Dev => dev(config).await,
+        Command::Setup => setup(config, json).await,
         Command::Token {
             role,
             subject,
@@ -450,7 +457,22 @@ async fn operate(
                 return Err(error.into());
             }
         }
-        Command::Dev | Command::Token { .. } | Command::Rewrap { .. } | Command::Demo { .. } => {}
+        Command::Dev
+        | Command::Setup
+        | Command::Token { .. }
+        | Command::Rewrap { .. }
+        | Command::Demo { .. } => {}
+    }
+    Ok(0)
+}
+
+/// `circle setup`: prints what it made (or found); a failure is the caller's exit 1.
+async fn setup(config: circle_config::Config, json: bool) -> anyhow::Result<u8> {
+    let report = circle_cli::setup::run(&config).await?;
+    if json {
+        print_json(&report)?;
+    } else {
+        print!("{}", circle_cli::setup::render(&report));
     }
     Ok(0)
 }

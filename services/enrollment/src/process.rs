@@ -28,6 +28,11 @@ use crate::domain::Event;
 pub const OFFER_TIMERS_SCHEMA: &str = "enrollment_offer_timers";
 /// The schema of [`Transfers`] (its checkpoint only).
 pub const TRANSFERS_SCHEMA: &str = "enrollment_transfers";
+/// [`Transfers`]' name (its checkpoint key and durable consumer), for those who prepare
+/// its schema without running it (`circle setup`).
+pub const TRANSFERS_NAME: &str = "enrollment-transfers";
+/// The schema [`Transfers`]' checkpoint was kept in before it had one of its own.
+pub const TRANSFERS_FORMERLY_IN: &str = "enrollment_process";
 
 /// This service's process managers: an in-process caller that no client can claim to
 /// be (whatever role a client states).
@@ -254,7 +259,7 @@ pub struct Transfers {
 
 impl Projection for Transfers {
     fn name(&self) -> &str {
-        "enrollment-transfers"
+        TRANSFERS_NAME
     }
 
     fn process_manager(&self) -> bool {
@@ -268,7 +273,7 @@ impl Projection for Transfers {
     /// Its checkpoint was kept in the schema it shared with the offer timers until
     /// each got its own: resume from there instead of replaying every transfer.
     fn checkpoint_formerly_in(&self) -> Option<&'static str> {
-        Some("enrollment_process")
+        Some(TRANSFERS_FORMERLY_IN)
     }
 
     async fn apply(

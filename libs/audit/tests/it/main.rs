@@ -185,3 +185,58 @@ async fn an_existing_stream_that_could_lose_records_is_refused() -> anyhow::Resu
     assert!(error.contains("deleting or purging"), "{error}");
     Ok(())
 }
+
+#[tokio::test]
+async fn an_existing_stream_with_another_duplicate_window_is_refused_or_warned_about()
+-> anyhow::Result<()> {
+    use circle_eventstore::{Opened, StreamMismatch};
+    let env = TestEnv::new().await?;
+    let spec = spec(&env, MIN_RETENTION);
+    let created = AuditLog::open(env.nats.clone(), spec.clone(), SERVICE).await?;
+    assert_eq!(created.opened(), &Opened::Created);
+    let equal = AuditLog::open(env.nats.clone(), spec.clone(), SERVICE).await?;
+    assert_eq!(
+        equal.opened(),
+        &Opened::Existing {
+            differences: Vec::new()
+        }
+    );
+    assert_eq!(equal.retention_was(), None);
+
+    let other_window = AuditSpec {
+        duplicate_window: Duration::from_secs(30),
+        ..spec.clone()
+    };
+    let error = AuditLog::open(env.nats.clone(), other_window.clone(), SERVICE)
+        .await
+        .err()
+        .map(|error| error.to_string())
+        .unwrap_or_default();
+    for part in [
+        format!("stream {}", spec.name),
+        "duplicate_window is 120s on the stream but 30s in the configuration".to_owned(),
+        "nats.duplicate_window_secs".to_owned(),
+    ] {
+        assert!(error.contains(&part), "{part:?} in {error}");
+    }
+
+    let warned = AuditLog::open_with(
+        env.nats.clone(),
+        other_window,
+        SERVICE,
+        StreamMismatch::Warn,
+    )
+    .await?;
+    let Opened::Existing { differences } = warned.opened() else {
+        anyhow::bail!("the stream existed");
+    };
+    assert_eq!(differences.len(), 1, "{differences:?}");
+    assert_eq!(differences[0].key, "nats.duplicate_window_secs");
+    let stream = env.jetstream().get_stream(&spec.name).await?;
+    assert_eq!(
+        stream.get_info().await?.config.duplicate_window,
+        Duration::from_secs(120),
+        "warn uses the stream as it is"
+    );
+    Ok(())
+}

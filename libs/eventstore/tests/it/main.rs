@@ -319,6 +319,66 @@ async fn an_existing_stream_that_could_drop_events_is_refused() -> anyhow::Resul
 }
 
 #[tokio::test]
+async fn an_existing_stream_with_another_duplicate_window_is_refused_or_warned_about()
+-> anyhow::Result<()> {
+    use circle_eventstore::{Opened, StreamMismatch};
+    let env = TestEnv::new().await?;
+    let name = env.config.stream_name("windowed");
+    let root = env.config.subject_root("windowed");
+    let spec = |window: u64| StreamSpec {
+        duplicate_window: std::time::Duration::from_secs(window),
+        ..StreamSpec::new(name.clone(), root.clone())
+    };
+    let created = EventStore::open(env.nats.clone(), spec(120)).await?;
+    assert_eq!(created.opened(), &Opened::Created);
+
+    // Equal: opens, whatever the policy, and differs in nothing.
+    for policy in [StreamMismatch::Refuse, StreamMismatch::Warn] {
+        let equal = EventStore::open_with(env.nats.clone(), spec(120), policy).await?;
+        assert_eq!(
+            equal.opened(),
+            &Opened::Existing {
+                differences: Vec::new()
+            }
+        );
+    }
+
+    // Another duplicate window, refused (the default): the error names the stream, the
+    // setting, the stream's value and the configured one.
+    let refused = EventStore::open(env.nats.clone(), spec(60)).await;
+    let Err(error @ StoreError::Mismatch(_)) = refused else {
+        anyhow::bail!("a stream with another duplicate window must be refused");
+    };
+    let message = error.to_string();
+    for part in [
+        format!("stream {name}"),
+        "duplicate_window is 120s on the stream but 60s in the configuration".to_owned(),
+        "nats.duplicate_window_secs".to_owned(),
+    ] {
+        assert!(message.contains(&part), "{part:?} in {message}");
+    }
+
+    // Warned about: it opens as it is (the stream is not changed), and says what differs.
+    let warned = EventStore::open_with(env.nats.clone(), spec(60), StreamMismatch::Warn).await?;
+    let Opened::Existing { differences } = warned.opened() else {
+        anyhow::bail!("the stream existed");
+    };
+    assert_eq!(differences.len(), 1, "{differences:?}");
+    assert_eq!(differences[0].setting, "duplicate_window");
+    assert_eq!(differences[0].on_stream, "120s");
+    assert_eq!(differences[0].configured, "60s");
+    let mut stream = env.jetstream().get_stream(&name).await?;
+    assert_eq!(
+        stream.info().await?.config.duplicate_window,
+        std::time::Duration::from_secs(120)
+    );
+    warned
+        .append(&key("a"), 0, &meta("1"), increment_raw(0, 1))
+        .await?;
+    Ok(())
+}
+
+#[tokio::test]
 async fn opening_twice_reuses_the_stream() -> anyhow::Result<()> {
     let env = TestEnv::new().await?;
     let first = Arc::new(open(&env).await?);

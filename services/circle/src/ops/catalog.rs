@@ -45,8 +45,18 @@ pub enum Id {
     SessionsReadModel,
     AccountabilityRoster,
     AccountabilityReadModel,
-    /// A process manager: never run by `circle`.
-    ProcessManager,
+    /// A process manager: never run by `circle` (`circle setup` only prepares its
+    /// schema).
+    ProcessManager(Manager),
+}
+
+/// The process managers, by name: which schema `circle setup` prepares for each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Manager {
+    OfferTimers,
+    Transfers,
+    FromSessions,
+    PartnershipGuard,
 }
 
 use circle_enrollment::disclosures::SOURCES;
@@ -66,15 +76,15 @@ pub const CATALOG: [Entry; 12] = [
         schema: circle_enrollment::process::OFFER_TIMERS_SCHEMA,
         stream: "enrollment",
         kind: Kind::ProcessManager,
-        id: Id::ProcessManager,
+        id: Id::ProcessManager(Manager::OfferTimers),
     },
     Entry {
-        name: "enrollment-transfers",
+        name: circle_enrollment::process::TRANSFERS_NAME,
         service: "enrollment",
         schema: circle_enrollment::process::TRANSFERS_SCHEMA,
         stream: "enrollment",
         kind: Kind::ProcessManager,
-        id: Id::ProcessManager,
+        id: Id::ProcessManager(Manager::Transfers),
     },
     Entry {
         name: SOURCES[0].projection,
@@ -133,20 +143,20 @@ pub const CATALOG: [Entry; 12] = [
         id: Id::AccountabilityReadModel,
     },
     Entry {
-        name: "accountability-from-sessions",
+        name: circle_accountability::process::FROM_SESSIONS_NAME,
         service: "accountability",
         schema: circle_accountability::process::FROM_SESSIONS_SCHEMA,
         stream: "sessions",
         kind: Kind::ProcessManager,
-        id: Id::ProcessManager,
+        id: Id::ProcessManager(Manager::FromSessions),
     },
     Entry {
-        name: "accountability-partnership-guard",
+        name: circle_accountability::process::PARTNERSHIP_GUARD_NAME,
         service: "accountability",
         schema: circle_accountability::process::PARTNERSHIP_GUARD_SCHEMA,
         stream: "enrollment",
         kind: Kind::ProcessManager,
-        id: Id::ProcessManager,
+        id: Id::ProcessManager(Manager::PartnershipGuard),
     },
 ];
 
@@ -213,7 +223,7 @@ macro_rules! dispatch {
                 let $projection = &circle_accountability::read_model::ReadModel;
                 $body
             }
-            Id::ProcessManager => Err($crate::ops::Refusal::usage(format!(
+            Id::ProcessManager(_) => Err($crate::ops::Refusal::usage(format!(
                 "{} is a process manager; circle does not run it",
                 $entry.name
             ))),

@@ -81,7 +81,12 @@ impl Ops {
             .await?
             .connect(config.nats.url.as_str())
             .await
-            .with_context(|| format!("connecting to NATS at {}", config.nats.url))?;
+            .with_context(|| {
+                format!(
+                    "connecting to NATS at {}",
+                    without_credentials(&config.nats.url)
+                )
+            })?;
         let options = PgPoolOptions::new()
             .max_connections(2)
             .acquire_timeout(Duration::from_secs(10));
@@ -120,5 +125,40 @@ impl Ops {
             }
             Err(error) => Err(anyhow::Error::new(error).context(format!("reading stream {name}"))),
         }
+    }
+}
+
+/// `scheme://host…` of a URL, without the user and password it may carry.
+pub fn without_credentials(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+            format!("{scheme}://{host}")
+        }
+        None => url
+            .rsplit_once('@')
+            .map_or(url, |(_, host)| host)
+            .to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_named_without_their_credentials() {
+        assert_eq!(
+            without_credentials("nats://enrollment:s3cret@nats.internal:4222"),
+            "nats://nats.internal:4222"
+        );
+        assert_eq!(
+            without_credentials("tls://token@nats:4222"),
+            "tls://nats:4222"
+        );
+        assert_eq!(
+            without_credentials("nats://127.0.0.1:4222"),
+            "nats://127.0.0.1:4222"
+        );
     }
 }
