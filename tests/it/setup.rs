@@ -252,3 +252,37 @@ async fn setup_refuses_a_stream_that_differs_from_the_configuration_or_warns_whe
     std::fs::remove_file(&file)?;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_service_refuses_a_stream_that_differs_from_the_configuration_or_starts_with_a_warning()
+-> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let spec = circle_eventstore::StreamSpec {
+        duplicate_window: Duration::from_secs(60),
+        ..circle_service::stream_spec(&env.config, "enrollment")
+    };
+    circle_eventstore::EventStore::open(env.nats.clone(), spec).await?;
+
+    let refused = circle_enrollment::start(&env.config, std::future::pending()).await;
+    let Err(error) = refused else {
+        anyhow::bail!("a service must refuse a stream that differs from the configuration");
+    };
+    assert!(
+        error
+            .to_string()
+            .contains("duplicate_window is 60s on the stream but 120s in the configuration"),
+        "{error}"
+    );
+
+    let mut config = env.config.clone();
+    config.nats.stream_mismatch = circle_config::StreamMismatch::Warn;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = circle_enrollment::start(&config, async {
+        let _ = stopped.await;
+    })
+    .await?;
+    serving(running.local_addr, "circle.enrollment.v1.EnrollmentService").await?;
+    let _ = stop.send(());
+    running.finished().await?;
+    Ok(())
+}

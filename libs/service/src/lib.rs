@@ -195,7 +195,7 @@ pub async fn connect(config: &Config, service: &str) -> Result<Connected, StartE
     let access = access(config, service).await?;
     let master_keys = master_keys(config)?;
     let nats_error = |error: &dyn std::fmt::Display| StartError::Nats {
-        url: config.nats.url.clone(),
+        url: without_credentials(&config.nats.url),
         reason: error.to_string(),
     };
     let nats = nats_options(config, service)
@@ -220,12 +220,18 @@ pub async fn connect(config: &Config, service: &str) -> Result<Connected, StartE
     let database = Database::new(pool.clone(), owner).await?;
     observe_connections(service, &nats, &pool, config.database.max_connections);
     let vault = KeyStore::open(database.clone(), master_keys).await?;
-    let store = EventStore::open(nats.clone(), stream_spec(config, service)).await?;
+    let store = EventStore::open_with(
+        nats.clone(),
+        stream_spec(config, service),
+        config.nats.stream_mismatch,
+    )
+    .await?;
     let own_stream = store.stream().clone();
-    let audit = AuditLog::open(
+    let audit = AuditLog::open_with(
         nats.clone(),
         audit_spec(config, service),
         &api_name(service),
+        config.nats.stream_mismatch,
     )
     .await?;
     Ok(Connected {
@@ -369,6 +375,20 @@ pub async fn access(config: &Config, service: &str) -> Result<Access, StartError
     })
 }
 
+/// `scheme://host…` of a URL, without the user and password it may carry.
+pub fn without_credentials(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+            format!("{scheme}://{host}")
+        }
+        None => url
+            .rsplit_once('@')
+            .map_or(url, |(_, host)| host)
+            .to_owned(),
+    }
+}
+
 /// How `service` connects to NATS: TLS (the CA to trust, a client certificate, TLS
 /// required) and credentials as configured (see [`circle_config::NatsConfig`]), the
 /// connection named after the service, and its inboxes under `_INBOX.<subject root>`
@@ -381,7 +401,7 @@ pub async fn nats_options(
 ) -> Result<async_nats::ConnectOptions, StartError> {
     let nats = &config.nats;
     let failed = |reason: String| StartError::Nats {
-        url: nats.url.clone(),
+        url: without_credentials(&nats.url),
         reason,
     };
     let mut options = async_nats::ConnectOptions::new()

@@ -128,19 +128,7 @@ impl Ops {
     }
 }
 
-/// `scheme://host…` of a URL, without the user and password it may carry.
-pub fn without_credentials(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
-            format!("{scheme}://{host}")
-        }
-        None => url
-            .rsplit_once('@')
-            .map_or(url, |(_, host)| host)
-            .to_owned(),
-    }
-}
+pub use circle_service::without_credentials;
 
 #[cfg(test)]
 mod tests {
