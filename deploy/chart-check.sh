@@ -191,6 +191,22 @@ for label, files, sets, apis in SCENARIOS:
                     fail(f"{label}: circle.toml sets [{table}] {key}, which is no configuration key")
     print(f"== circle.toml ({label}): TOML, known keys only: checked")
 
+# Every Circle container reads the rendered circle.toml: the services through
+# CIRCLE_CONFIG, the setup job's `circle` through --config (or CIRCLE_CONFIG).
+for label, files, sets, apis in SCENARIOS:
+    rendered = render(values_of(files, sets), apis)
+    for source, doc in documents(rendered):
+        if doc.get("kind") not in ("Deployment", "Job"):
+            continue
+        for container in doc["spec"]["template"]["spec"]["containers"]:
+            command = container.get("command") or []
+            env = {item["name"]: item.get("value") for item in container.get("env", [])}
+            if not command or not command[0].startswith("/usr/local/bin/circle"):
+                continue
+            if "--config" not in command and env.get("CIRCLE_CONFIG") is None:
+                fail(f"{label}: {doc['kind']} {doc['metadata']['name']} runs {command} without its configuration file")
+    print(f"== every Circle container is given circle.toml ({label}): checked")
+
 # The ServiceMonitor is rendered only where the cluster serves its API.
 rendered = render(values_of([f"{CHART}/values-production.yaml"]), [])
 if any(doc.get("kind") == "ServiceMonitor" for _, doc in documents(rendered)):

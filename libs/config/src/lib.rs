@@ -419,6 +419,15 @@ pub enum ConfigError {
         path: String,
         reason: String,
     },
+    #[error(
+        "invalid configuration: {variable}: {key} is not read from a file (it is a path \
+         already, a number or a switch); set {instead} instead"
+    )]
+    NotFromFile {
+        variable: String,
+        key: String,
+        instead: String,
+    },
     #[error("invalid configuration: {variable} and {other} both set {key}; set one")]
     BothSet {
         variable: String,
@@ -491,7 +500,14 @@ where
                 .get(..section.len())
                 .filter(|head| head.eq_ignore_ascii_case(section))
                 .and_then(|_| rest[section.len()..].strip_prefix('_'))
-                .filter(|key| is_key_of(section, key))
+                .filter(|key| {
+                    // `…_<KEY>_FILE` with one underscore is the same typo.
+                    is_key_of(section, key)
+                        || key
+                            .strip_suffix("_FILE")
+                            .or_else(|| key.strip_suffix("_file"))
+                            .is_some_and(|key| is_key_of(section, key))
+                })
             else {
                 continue;
             };
@@ -536,11 +552,27 @@ fn invalid(key: &'static str, reason: &str) -> Result<(), ConfigError> {
     })
 }
 
-/// A variable `CIRCLE_<SECTION>__<KEY>_FILE` that names a file holding the value of
-/// `<section>.<key>` (a secret mounted as a file, as Kubernetes and Docker do): the
-/// dotted key, when `<key>` is a key of the section and `<key>_file` is not (then the
-/// variable sets that `…_file` key itself, e.g. `CIRCLE_AUTH__JWKS_FILE`).
-fn file_indirection(name: &str) -> Option<String> {
+/// The keys whose value `CIRCLE_<SECTION>__<KEY>_FILE` may give from a file: the
+/// secrets and addresses a deployment mounts (text values; the file's content is the
+/// value as is). Keys that are paths already (`grpc.tls_key`, `auth.jwks_file`, …)
+/// and numbers or switches are not read from files.
+const FILE_KEYS: [&str; 10] = [
+    "database.url",
+    "database.owner_url",
+    "nats.url",
+    "nats.user",
+    "nats.password",
+    "nats.token",
+    "vault.master_keys",
+    "auth.issuer",
+    "auth.jwks_url",
+    "telemetry.otlp_endpoint",
+];
+
+/// The section and key a variable `CIRCLE_<SECTION>__<KEY>_FILE` would name, when
+/// `<key>` is a key of the section and `<key>_file` is not (then the variable sets that
+/// `…_file` key itself, e.g. `CIRCLE_AUTH__JWKS_FILE`).
+fn file_variable_key(name: &str) -> Option<String> {
     let rest = name.strip_prefix(PREFIX).unwrap_or(name);
     let (section, key) = rest.split_once("__")?;
     let key = key
@@ -565,9 +597,18 @@ where
     let variables: Vec<(String, String)> = variables.into_iter().collect();
     let mut values = Vec::new();
     for (name, path) in &variables {
-        let Some(key) = file_indirection(name) else {
+        let Some(key) = file_variable_key(name) else {
             continue;
         };
+        if !FILE_KEYS.contains(&key.as_str()) {
+            // A path key (whose value would become the file's content: a private key
+            // in an error message) or a number or switch.
+            return Err(ConfigError::NotFromFile {
+                variable: name.clone(),
+                key,
+                instead: name[..name.len() - "_FILE".len()].to_owned(),
+            });
+        }
         let direct = name[..name.len() - "_FILE".len()].to_owned();
         if let Some((other, _)) = variables
             .iter()
@@ -610,7 +651,7 @@ impl Config {
             figment = figment.merge(Toml::file_exact(file));
         }
         let variables = Env::prefixed(PREFIX)
-            .filter(|key| key.as_str().contains("__") && file_indirection(key.as_str()).is_none())
+            .filter(|key| key.as_str().contains("__") && file_variable_key(key.as_str()).is_none())
             .split("__");
         figment = figment.merge(variables);
         let from_files = file_values(
@@ -651,6 +692,12 @@ impl Config {
         }
         if !(1..=5).contains(&self.nats.replicas) {
             return invalid("nats.replicas", "must be between 1 and 5");
+        }
+        if !(1..=86_400).contains(&self.nats.duplicate_window_secs) {
+            return invalid(
+                "nats.duplicate_window_secs",
+                "must be between 1 and 86400 (a day)",
+            );
         }
         if !self
             .nats
@@ -1021,6 +1068,27 @@ mod tests {
         );
         let _ = std::fs::remove_file(url);
         let _ = std::fs::remove_file(password);
+    }
+
+    #[test]
+    fn a_path_or_number_key_is_not_read_from_a_file() {
+        for (variable, key) in [
+            ("CIRCLE_GRPC__TLS_KEY_FILE", "grpc.tls_key"),
+            ("CIRCLE_NATS__REPLICAS_FILE", "nats.replicas"),
+        ] {
+            let refused = file_values([(variable.to_owned(), "/etc/hostname".to_owned())])
+                .expect_err("not from a file");
+            let message = refused.to_string();
+            assert!(
+                message.contains(variable) && message.contains(key),
+                "{message}"
+            );
+        }
+        let typo = check_variable_names(["CIRCLE_DATABASE_URL_FILE"]).expect_err("one underscore");
+        assert!(
+            typo.to_string().contains("CIRCLE_DATABASE__URL_FILE"),
+            "{typo}"
+        );
     }
 
     #[test]

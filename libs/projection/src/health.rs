@@ -54,6 +54,15 @@ impl Health {
         }
     }
 
+    /// The health of a projection that was refused and cannot run (its schema is
+    /// another's, its tables would not be walled): halted for good, so the service
+    /// reports not ready instead of serving from tables nothing fills.
+    pub fn refused(projection: &str) -> Self {
+        let health = Self::new(projection);
+        health.set_halted(true);
+        health
+    }
+
     /// The projection's name.
     pub fn projection(&self) -> &str {
         &self.state.projection

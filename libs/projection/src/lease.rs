@@ -67,14 +67,30 @@ impl Lease {
                 .bind(&self.key)
                 .fetch_one(&mut *connection),
         )
-        .await
-        .is_ok_and(|locked| locked.unwrap_or(false));
-        if locked {
-            tracing::info!(lease = %self.key, "holding the lease: this replica runs the loop");
-            // The lock lives with the session: keep the connection out of the pool.
-            self.held = Some(connection.detach());
+        .await;
+        let locked = match locked {
+            Ok(locked) => locked.unwrap_or(false),
+            Err(_) => {
+                // The attempt may still take the lock once it is answered: never hand
+                // that session back to the pool, close it (and the lock with it).
+                drop(connection.detach());
+                return false;
+            }
+        };
+        if !locked {
+            return false;
         }
-        locked
+        // The lock lives with the session: keep the connection out of the pool, and
+        // have the server notice within about half a minute if this replica's node
+        // vanishes (by default a silent peer holds its session, and the lease, for
+        // hours of TCP keepalive).
+        let mut connection = connection.detach();
+        if let Err(error) = crate::runner::keep_alive_briefly(&mut connection).await {
+            tracing::warn!(lease = %self.key, %error, "cannot shorten the lease session's keepalive");
+        }
+        tracing::info!(lease = %self.key, "holding the lease: this replica runs the loop");
+        self.held = Some(connection);
+        true
     }
 
     /// Gives the lease up (at shutdown: another replica takes it at once, without

@@ -908,6 +908,20 @@ pub struct Applied {
     pub advanced: bool,
 }
 
+/// Makes the server notice within about half a minute that the peer of a session that
+/// holds a lock (a projection's writer, a loop's lease) has vanished — a node lost
+/// without a FIN or RST — instead of after the system's TCP keepalive (two hours by
+/// default), so another replica takes over in time. Every role may set these.
+pub(crate) async fn keep_alive_briefly(connection: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::raw_sql(
+        "SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5;
+         SET tcp_keepalives_count = 3; SET tcp_user_timeout = 30000",
+    )
+    .execute(&mut *connection)
+    .await?;
+    Ok(())
+}
+
 /// Runs one projection from its durable consumer until shutdown.
 ///
 /// Only one runner of a projection applies at a time, whatever the number of
@@ -1003,8 +1017,13 @@ impl<P: Projection> ProjectionRunner<P> {
             .fetch_one(&mut *connection)
             .await?;
         if locked {
-            // The lock lives with the session: keep the connection out of the pool.
-            self.leader = Some(connection.detach());
+            // The lock lives with the session: keep the connection out of the pool,
+            // and let the server see a vanished writer within about half a minute.
+            let mut connection = connection.detach();
+            if let Err(error) = keep_alive_briefly(&mut connection).await {
+                tracing::warn!(projection = self.projection.name(), %error, "cannot shorten the writer session's keepalive");
+            }
+            self.leader = Some(connection);
         }
         Ok(locked)
     }

@@ -574,7 +574,11 @@ impl Tasks {
                     Err(circle_projection::ApplyError::Transient(error)) => {
                         tracing::warn!(%schema, %error, "cannot start the projection yet, retrying");
                     }
-                    Err(refused) => return Err(refused.into()),
+                    Err(refused) => {
+                        tracing::error!(%schema, error = %refused, "the projection of the stream that appeared is refused and cannot run; the service is not ready");
+                        let _ = health.set(Health::refused(projection.name()));
+                        return Err(refused.into());
+                    }
                 }
                 tokio::select! {
                     () = &mut stopped => return Ok(()),

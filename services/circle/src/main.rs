@@ -34,7 +34,8 @@ use clap::{Parser, Subcommand};
     about = "Circle's command-line tool: development and operations"
 )]
 struct Cli {
-    /// The configuration file (else defaults and CIRCLE_<SECTION>__<KEY> variables).
+    /// The configuration file (else the file CIRCLE_CONFIG names, as for the service
+    /// binaries; else defaults), then CIRCLE_<SECTION>__<KEY> variables.
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Machine output: JSON with stable field names, one document (one per line for
@@ -196,7 +197,12 @@ enum EventsCommand {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match circle_config::Config::load(cli.config.as_deref()) {
+    let file = cli.config.clone().or_else(|| {
+        std::env::var_os(circle_config::FILE_VARIABLE)
+            .filter(|file| !file.is_empty())
+            .map(PathBuf::from)
+    });
+    let config = match circle_config::Config::load(file.as_deref()) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("circle: {error:#}");
