@@ -17,7 +17,7 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-use crate::support::{NETWORK, System, admin, eventually};
+use crate::support::{NETWORK, System, admin, create_clinic_request, eventually};
 
 const WRITERS: usize = 8;
 /// A writer goes on until the shutdown refuses it (this many is far more than it gets
@@ -72,17 +72,15 @@ async fn waiting_for_clinics(system: &System) -> anyhow::Result<i64> {
     .await?)
 }
 
-fn create_clinic(clinic_id: &str) -> tonic::Request<enrollment::CreateClinicRequest> {
-    admin(enrollment::CreateClinicRequest {
-        parent: format!("networks/{NETWORK}"),
-        clinic_id: clinic_id.to_owned(),
-        clinic: Some(enrollment::Clinic {
-            display_name: format!("Clinic {clinic_id}"),
-            time_zone: "America/Chicago".into(),
-            ..Default::default()
-        }),
-        request_id: String::new(),
-    })
+/// A new call on `channel`: a read of a clinic the load wrote.
+async fn new_call(channel: tonic::transport::Channel) -> Result<(), tonic::Status> {
+    EnrollmentServiceClient::new(channel)
+        .get_clinic(admin(enrollment::GetClinicRequest {
+            name: format!("networks/{NETWORK}/clinics/load-0-0"),
+            consistency_token: String::new(),
+        }))
+        .await
+        .map(|_| ())
 }
 
 async fn health_of(
@@ -124,7 +122,10 @@ async fn a_shutdown_under_load_goes_not_serving_first_and_finishes_calls_and_bat
             let mut mine = Vec::new();
             for command in 0..COMMANDS_PER_WRITER {
                 let clinic_id = format!("load-{writer}-{command}");
-                match client.create_clinic(create_clinic(&clinic_id)).await {
+                match client
+                    .create_clinic(create_clinic_request(&clinic_id))
+                    .await
+                {
                     Ok(_) => {
                         mine.push(clinic_id);
                         acknowledged.fetch_add(1, Ordering::SeqCst);
@@ -157,7 +158,7 @@ async fn a_shutdown_under_load_goes_not_serving_first_and_finishes_calls_and_bat
     // projection must still be running after the held batch for the read to see it.
     let mut client = system.enrollment.clone();
     let held = client
-        .create_clinic(create_clinic("held"))
+        .create_clinic(create_clinic_request("held"))
         .await?
         .into_inner();
     // A call in flight: a read of that write, waiting for it to be projected.
@@ -183,12 +184,7 @@ async fn a_shutdown_under_load_goes_not_serving_first_and_finishes_calls_and_bat
     .await?;
     // During the drain delay a new call is still served (load balancers, which follow
     // readiness, are taking the replica out meanwhile).
-    EnrollmentServiceClient::new(channel.clone())
-        .get_clinic(admin(enrollment::GetClinicRequest {
-            name: format!("networks/{NETWORK}/clinics/load-0-0"),
-            consistency_token: String::new(),
-        }))
-        .await?;
+    new_call(channel.clone()).await?;
     // Then new calls are refused, on a new connection as on the open one, while the
     // call in flight and the batch are still held.
     eventually(
@@ -200,27 +196,13 @@ async fn a_shutdown_under_load_goes_not_serving_first_and_finishes_calls_and_bat
                 Ok(channel) => channel,
                 Err(_) => return Ok(true),
             };
-            Ok(EnrollmentServiceClient::new(fresh)
-                .get_clinic(admin(enrollment::GetClinicRequest {
-                    name: format!("networks/{NETWORK}/clinics/load-0-0"),
-                    consistency_token: String::new(),
-                }))
-                .await
-                .is_err())
+            Ok(new_call(fresh).await.is_err())
         },
         |refused| *refused,
     )
     .await?;
     eventually(
-        || async {
-            Ok(EnrollmentServiceClient::new(channel.clone())
-                .get_clinic(admin(enrollment::GetClinicRequest {
-                    name: format!("networks/{NETWORK}/clinics/load-0-0"),
-                    consistency_token: String::new(),
-                }))
-                .await
-                .is_err())
-        },
+        || async { Ok(new_call(channel.clone()).await.is_err()) },
         |refused| *refused,
     )
     .await?;

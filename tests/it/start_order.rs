@@ -11,7 +11,7 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-use crate::support::{NETWORK, admin, eventually};
+use crate::support::{create_clinic_request, eventually};
 
 async fn serving(address: std::net::SocketAddr, service: &str) -> anyhow::Result<bool> {
     let Ok(channel) = tonic::transport::Channel::from_shared(format!("http://{address}"))?
@@ -76,18 +76,7 @@ async fn accountability_and_sessions_start_before_enrollment_and_catch_up_once_i
     let mut client =
         EnrollmentServiceClient::connect(format!("http://{}", enrollment_service.local_addr))
             .await?;
-    client
-        .create_clinic(admin(enrollment::CreateClinicRequest {
-            parent: format!("networks/{NETWORK}"),
-            clinic_id: "north".into(),
-            clinic: Some(enrollment::Clinic {
-                display_name: "North".into(),
-                time_zone: "America/Chicago".into(),
-                ..Default::default()
-            }),
-            request_id: String::new(),
-        }))
-        .await?;
+    client.create_clinic(create_clinic_request("north")).await?;
     // The projections of enrollment's stream in the services started before it have
     // started and caught up with it.
     for (schema, projection) in [

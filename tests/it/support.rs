@@ -157,16 +157,7 @@ impl System {
     pub async fn clinic(&mut self, clinic_id: &str) -> anyhow::Result<String> {
         let response = self
             .enrollment
-            .create_clinic(admin(enrollment::CreateClinicRequest {
-                parent: format!("networks/{NETWORK}"),
-                clinic_id: clinic_id.into(),
-                clinic: Some(enrollment::Clinic {
-                    display_name: format!("Clinic {clinic_id}"),
-                    time_zone: "America/Chicago".into(),
-                    ..Default::default()
-                }),
-                request_id: String::new(),
-            }))
+            .create_clinic(create_clinic_request(clinic_id))
             .await?
             .into_inner();
         Ok(response
@@ -323,6 +314,20 @@ async fn launch(env: &TestEnv, clock: Arc<ManualClock>) -> anyhow::Result<(Clien
         (enrollment, sessions, accountability, addresses),
         (stop, task),
     ))
+}
+
+/// A network admin's request to create clinic `clinic_id` of `acme` ("Clinic <id>").
+pub fn create_clinic_request(clinic_id: &str) -> tonic::Request<enrollment::CreateClinicRequest> {
+    admin(enrollment::CreateClinicRequest {
+        parent: format!("networks/{NETWORK}"),
+        clinic_id: clinic_id.to_owned(),
+        clinic: Some(enrollment::Clinic {
+            display_name: format!("Clinic {clinic_id}"),
+            time_zone: "America/Chicago".into(),
+            ..Default::default()
+        }),
+        request_id: String::new(),
+    })
 }
 
 /// A request from a network admin of `acme`.

@@ -345,12 +345,13 @@ impl AuditLog {
                 .config
                 .clone();
             check_existing(&spec, &config)?;
-            let differences = mismatch::judge(
+            opened = mismatch::check_existing(
                 &spec.name,
-                mismatch::differences(&config, spec.replicas, spec.duplicate_window),
+                &config,
+                spec.replicas,
+                spec.duplicate_window,
                 on_mismatch,
             )?;
-            opened = Opened::Existing { differences };
             if config.max_age != spec.retention {
                 retention_was = Some(config.max_age);
                 let from_days = config.max_age.as_secs() / 86_400;

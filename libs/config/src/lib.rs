@@ -569,6 +569,9 @@ const FILE_KEYS: [&str; 10] = [
     "telemetry.otlp_endpoint",
 ];
 
+/// The largest file a `…_FILE` variable may name.
+const MAX_VALUE_FILE_BYTES: u64 = 64 * 1024;
+
 /// The section and key a variable `CIRCLE_<SECTION>__<KEY>_FILE` would name, when
 /// `<key>` is a key of the section and `<key>_file` is not (then the variable sets that
 /// `…_file` key itself, e.g. `CIRCLE_AUTH__JWKS_FILE`).
@@ -600,16 +603,17 @@ where
         let Some(key) = file_variable_key(name) else {
             continue;
         };
+        // The variable that sets the key itself (the name less `_FILE`).
+        let direct = name[..name.len() - "_FILE".len()].to_owned();
         if !FILE_KEYS.contains(&key.as_str()) {
             // A path key (whose value would become the file's content: a private key
             // in an error message) or a number or switch.
             return Err(ConfigError::NotFromFile {
                 variable: name.clone(),
                 key,
-                instead: name[..name.len() - "_FILE".len()].to_owned(),
+                instead: direct,
             });
         }
-        let direct = name[..name.len() - "_FILE".len()].to_owned();
         if let Some((other, _)) = variables
             .iter()
             .find(|(other, _)| other.eq_ignore_ascii_case(&direct))
@@ -620,11 +624,23 @@ where
                 key,
             });
         }
-        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::ValueFile {
+        let unreadable = |reason: String| ConfigError::ValueFile {
             variable: name.clone(),
             path: path.clone(),
-            reason: error.kind().to_string(),
-        })?;
+            reason,
+        };
+        // A value, not a document: a file larger than any URL, password or key list is
+        // the wrong file (and is not read whole).
+        let size = std::fs::metadata(path)
+            .map_err(|error| unreadable(error.kind().to_string()))?
+            .len();
+        if size > MAX_VALUE_FILE_BYTES {
+            return Err(unreadable(format!(
+                "{size} bytes, over the {MAX_VALUE_FILE_BYTES} a value may have"
+            )));
+        }
+        let text =
+            std::fs::read_to_string(path).map_err(|error| unreadable(error.kind().to_string()))?;
         let value = text.strip_suffix('\n').unwrap_or(&text);
         let value = value.strip_suffix('\r').unwrap_or(value);
         values.push((key, value.to_owned()));
@@ -1117,6 +1133,14 @@ mod tests {
         ])
         .expect_err("set twice");
         assert!(both.to_string().contains("database.url"), "{both}");
+        let huge = temp_file("huge", &"x".repeat(70 * 1024));
+        let refused = file_values([(
+            "CIRCLE_NATS__PASSWORD_FILE".to_owned(),
+            huge.display().to_string(),
+        )])
+        .expect_err("too large for a value");
+        assert!(refused.to_string().contains("over the"), "{refused}");
+        let _ = std::fs::remove_file(huge);
         let _ = std::fs::remove_file(url);
     }
 

@@ -126,6 +126,24 @@ pub fn judge(
     }
 }
 
+/// An existing stream (its server-reported `config`) against the configured
+/// `replicas` and `duplicate_window`, as `policy` says: [`Opened::Existing`] with what
+/// differs, or refused. What the event log and the audit streams both do on opening.
+pub fn check_existing(
+    stream: &str,
+    config: &stream::Config,
+    replicas: usize,
+    duplicate_window: Duration,
+    policy: StreamMismatch,
+) -> Result<Opened, Mismatch> {
+    let differences = judge(
+        stream,
+        differences(config, replicas, duplicate_window),
+        policy,
+    )?;
+    Ok(Opened::Existing { differences })
+}
+
 /// What opening a stream found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Opened {

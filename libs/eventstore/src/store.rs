@@ -237,12 +237,14 @@ impl EventStore {
                 .config
                 .clone();
             check_existing(&spec, &config)?;
-            let differences = mismatch::judge(
+            let opened = mismatch::check_existing(
                 &spec.name,
-                mismatch::differences(&config, spec.replicas, spec.duplicate_window),
+                &config,
+                spec.replicas,
+                spec.duplicate_window,
                 on_mismatch,
             )?;
-            (existing, Opened::Existing { differences })
+            (existing, opened)
         };
         // From the service's meter as it is when the store opens (after telemetry's
         // set-up).

@@ -307,10 +307,8 @@ async fn follow_readiness(
     tokio::pin!(stopped);
     loop {
         tokio::select! {
-            () = &mut stopped => {
-                health.set_service_status(service, ServingStatus::NotServing).await;
-                return;
-            }
+            // Shutdown's NOT_SERVING is set by `Host::serve`.
+            () = &mut stopped => return,
             () = tokio::time::sleep(READINESS_CHECK) => {}
         }
         let nats_up = nats.connection_state() == async_nats::connection::State::Connected;

@@ -335,22 +335,12 @@ pub(crate) async fn read_checkpoint(
     Ok(value.unwrap_or(0).max(0) as u64)
 }
 
-const RUNTIME_TABLES: [&str; 9] = [
+const RUNTIME_TABLES: [&str; 3] = [
     "CREATE TABLE IF NOT EXISTS projection_checkpoint (
         projection text PRIMARY KEY,
         last_sequence bigint NOT NULL,
         updated_at timestamptz NOT NULL DEFAULT now()
     )",
-    // Rows written before shapes were versioned are shape 1. Checked first: ALTER TABLE
-    // would lock the live checkpoint on every start even when the column exists.
-    "DO $$ BEGIN
-        IF NOT EXISTS (SELECT 1 FROM information_schema.columns
-                       WHERE table_schema = current_schema()
-                         AND table_name = 'projection_checkpoint'
-                         AND column_name = 'shape_version') THEN
-            ALTER TABLE projection_checkpoint ADD COLUMN shape_version integer NOT NULL DEFAULT 1;
-        END IF;
-    END $$",
     // A dead letter's network is its subject's (`<root>.<network>.<type>.<id>`, the
     // root has no dot): the one the runner set when it gave up on the message.
     "CREATE TABLE IF NOT EXISTS dead_letters (
@@ -363,60 +353,41 @@ const RUNTIME_TABLES: [&str; 9] = [
         network text GENERATED ALWAYS AS (split_part(subject, '.', 2)) STORED,
         PRIMARY KEY (projection, sequence)
     )",
-    // Dead letters kept before the walls get their network (checked first, as above).
-    "DO $$ BEGIN
-        IF NOT EXISTS (SELECT 1 FROM information_schema.columns
-                       WHERE table_schema = current_schema()
-                         AND table_name = 'dead_letters'
-                         AND column_name = 'network') THEN
-            ALTER TABLE dead_letters
-                ADD COLUMN network text GENERATED ALWAYS AS (split_part(subject, '.', 2)) STORED;
-        END IF;
-    END $$",
     "CREATE TABLE IF NOT EXISTS networks (network text PRIMARY KEY)",
+];
+
+/// Columns added to the runtime tables after they were first made: (table, column,
+/// definition), each added where missing. Looked up first: `ALTER TABLE … ADD COLUMN
+/// IF NOT EXISTS` would lock the live checkpoint on every start even when the column
+/// exists.
+const ADDED_COLUMNS: [(&str, &str, &str); 6] = [
+    // Rows written before shapes were versioned are shape 1.
+    (
+        "projection_checkpoint",
+        "shape_version",
+        "integer NOT NULL DEFAULT 1",
+    ),
+    // Dead letters kept before the walls get their network.
+    (
+        "dead_letters",
+        "network",
+        "text GENERATED ALWAYS AS (split_part(subject, '.', 2)) STORED",
+    ),
     // The class (`failure_class`) of the failure of the message at the checkpoint when
     // it was dead-lettered, NULL when it was applied: the halting rule compares the next
     // failure with it, across restarts and replicas.
-    "DO $$ BEGIN
-        IF NOT EXISTS (SELECT 1 FROM information_schema.columns
-                       WHERE table_schema = current_schema()
-                         AND table_name = 'projection_checkpoint'
-                         AND column_name = 'failure_class') THEN
-            ALTER TABLE projection_checkpoint ADD COLUMN failure_class text;
-        END IF;
-    END $$",
+    ("projection_checkpoint", "failure_class", "text"),
     // Since when the projection is halted on the message after the checkpoint (NULL
     // while it is not): written by the writer, so `circle status` and every replica
     // see a halt, and `circle projections skip` knows what it may skip.
-    "DO $$ BEGIN
-        IF NOT EXISTS (SELECT 1 FROM information_schema.columns
-                       WHERE table_schema = current_schema()
-                         AND table_name = 'projection_checkpoint'
-                         AND column_name = 'halted_since') THEN
-            ALTER TABLE projection_checkpoint ADD COLUMN halted_since timestamptz;
-        END IF;
-    END $$",
+    ("projection_checkpoint", "halted_since", "timestamptz"),
     // The sequence the projection is halted on: the halt holds only while it is the
     // one right after the checkpoint (an older release that moves the checkpoint
     // without knowing these columns ends it).
-    "DO $$ BEGIN
-        IF NOT EXISTS (SELECT 1 FROM information_schema.columns
-                       WHERE table_schema = current_schema()
-                         AND table_name = 'projection_checkpoint'
-                         AND column_name = 'halted_sequence') THEN
-            ALTER TABLE projection_checkpoint ADD COLUMN halted_sequence bigint;
-        END IF;
-    END $$",
+    ("projection_checkpoint", "halted_sequence", "bigint"),
     // A dead letter an operator skipped a halted projection past (`circle projections
     // skip`): a rebuild dead-letters it again instead of halting on it.
-    "DO $$ BEGIN
-        IF NOT EXISTS (SELECT 1 FROM information_schema.columns
-                       WHERE table_schema = current_schema()
-                         AND table_name = 'dead_letters'
-                         AND column_name = 'skipped') THEN
-            ALTER TABLE dead_letters ADD COLUMN skipped boolean NOT NULL DEFAULT false;
-        END IF;
-    END $$",
+    ("dead_letters", "skipped", "boolean NOT NULL DEFAULT false"),
 ];
 
 /// The network of a stream message: its subject's second token
@@ -450,7 +421,28 @@ pub(crate) async fn prepare_schema<P: Projection>(
     let had_networks: Option<String> = sqlx::query_scalar("SELECT to_regclass('networks')::text")
         .fetch_one(&mut *transaction)
         .await?;
-    for statement in RUNTIME_TABLES.iter().chain(projection.tables()) {
+    for statement in RUNTIME_TABLES {
+        sqlx::query(statement).execute(&mut *transaction).await?;
+    }
+    for (table, column, definition) in ADDED_COLUMNS {
+        let missing: bool = sqlx::query_scalar(
+            "SELECT NOT EXISTS (SELECT 1 FROM information_schema.columns
+                                WHERE table_schema = current_schema()
+                                  AND table_name = $1 AND column_name = $2)",
+        )
+        .bind(table)
+        .bind(column)
+        .fetch_one(&mut *transaction)
+        .await?;
+        if missing {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "ALTER TABLE {table} ADD COLUMN {column} {definition}"
+            )))
+            .execute(&mut *transaction)
+            .await?;
+        }
+    }
+    for statement in projection.tables() {
         sqlx::query(*statement).execute(&mut *transaction).await?;
     }
     if had_networks.is_none() {

@@ -476,7 +476,7 @@ pub fn host_options(config: &Config) -> Result<HostOptions, StartError> {
 pub struct Tasks {
     /// Fires once the host has stopped serving (after the calls in flight finished,
     /// which may need the projections), or when the tasks are dropped unserved.
-    stop: Arc<tokio::sync::watch::Sender<bool>>,
+    stop: tokio::sync::watch::Sender<bool>,
     shutdown: Shutdown,
     handles: Vec<JoinHandle<Result<(), StartError>>>,
     /// The health of every projection, which the host's readiness follows.
@@ -487,7 +487,7 @@ impl Tasks {
     pub fn new(shutdown: &Shutdown) -> Self {
         let (stop, _) = tokio::sync::watch::channel(false);
         Self {
-            stop: Arc::new(stop),
+            stop,
             shutdown: shutdown.clone(),
             handles: Vec::new(),
             health: Vec::new(),

@@ -30,7 +30,7 @@ use circle_eventstore::{Difference, EventStore, Opened, StoredCommit};
 use circle_projection::{ApplyError, Database, Projection};
 use serde::Serialize;
 use sqlx::Connection as _;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::PgConnectOptions;
 
 use crate::ops::catalog::{CATALOG, Entry, Id, Manager};
 
@@ -102,8 +102,14 @@ impl Report {
 /// every projection's schema.
 pub async fn run(config: &Config) -> anyhow::Result<Report> {
     let database = prepare_database(config).await?;
-    let streams = provision_streams(config).await?;
-    let schemas = prepare_schemas(config).await?;
+    // The operator tool's connections (NATS as `circle`, both database roles, the
+    // runtime role checked as a service's start checks it), now that the database is.
+    let ops = crate::ops::Ops::connect(config).await?;
+    let streams = provision_streams(config, &ops.nats).await?;
+    let schemas = prepare_schemas(&ops.database).await?;
+    ops.nats.flush().await.ok();
+    ops.database.pool.close().await;
+    ops.database.owner.close().await;
     Ok(Report {
         database,
         streams,
@@ -194,17 +200,10 @@ fn is_missing_database(error: &sqlx::Error) -> bool {
 
 /// Each service's event log and audit stream, created as configured or checked
 /// (`nats.stream_mismatch` deciding about differing replicas or duplicate window).
-pub async fn provision_streams(config: &Config) -> anyhow::Result<Vec<StreamStep>> {
-    let nats = circle_service::nats_options(config, "circle")
-        .await?
-        .connect(config.nats.url.as_str())
-        .await
-        .with_context(|| {
-            format!(
-                "connecting to NATS at {}",
-                crate::ops::without_credentials(&config.nats.url)
-            )
-        })?;
+pub async fn provision_streams(
+    config: &Config,
+    nats: &async_nats::Client,
+) -> anyhow::Result<Vec<StreamStep>> {
     let policy = config.nats.stream_mismatch;
     let mut steps = Vec::new();
     for service in SERVICES {
@@ -232,7 +231,6 @@ pub async fn provision_streams(config: &Config) -> anyhow::Result<Vec<StreamStep
             audit.retention_was(),
         ));
     }
-    nats.flush().await.ok();
     Ok(steps)
 }
 
@@ -258,24 +256,10 @@ fn stream_step(
 }
 
 /// The key store's schema and every projection's, as the owner.
-pub async fn prepare_schemas(config: &Config) -> anyhow::Result<Vec<SchemaStep>> {
-    let options = PgPoolOptions::new()
-        .max_connections(2)
-        .acquire_timeout(Duration::from_secs(10));
-    let pool = options
-        .clone()
-        .connect(&config.database.url)
-        .await
-        .context("connecting to PostgreSQL as database.url (the runtime role)")?;
-    let owner = options
-        .connect(&config.database.owner_url)
-        .await
-        .context("connecting to PostgreSQL as database.owner_url")?;
-    // Refuses a runtime role the walls would not hold, as a service's start does.
-    let database = Database::new(pool, owner).await?;
+pub async fn prepare_schemas(database: &Database) -> anyhow::Result<Vec<SchemaStep>> {
     let mut steps = Vec::new();
-    let created = !schema_exists(&database, circle_vault::store::SCHEMA).await?;
-    circle_vault::store::KeyStore::prepare(&database)
+    let created = !schema_exists(database, circle_vault::store::SCHEMA).await?;
+    circle_vault::store::KeyStore::prepare(database)
         .await
         .context("preparing the key store")?;
     steps.push(SchemaStep {
@@ -284,23 +268,19 @@ pub async fn prepare_schemas(config: &Config) -> anyhow::Result<Vec<SchemaStep>>
         created,
     });
     for entry in &CATALOG {
-        let created = !schema_exists(&database, entry.schema).await?;
-        prepare_projection(entry, &database)
-            .await
-            .with_context(|| {
-                format!(
-                    "preparing projection {} (schema {})",
-                    entry.name, entry.schema
-                )
-            })?;
+        let created = !schema_exists(database, entry.schema).await?;
+        prepare_projection(entry, database).await.with_context(|| {
+            format!(
+                "preparing projection {} (schema {})",
+                entry.name, entry.schema
+            )
+        })?;
         steps.push(SchemaStep {
             name: entry.name.to_owned(),
             schema: entry.schema.to_owned(),
             created,
         });
     }
-    database.pool.close().await;
-    database.owner.close().await;
     Ok(steps)
 }
 
@@ -313,50 +293,13 @@ async fn schema_exists(database: &Database, schema: &str) -> anyhow::Result<bool
 }
 
 /// Prepares one catalog entry's schema as its service's start does.
-async fn prepare_projection(entry: &Entry, database: &Database) -> Result<(), ApplyError> {
+async fn prepare_projection(entry: &Entry, database: &Database) -> anyhow::Result<()> {
     use circle_projection::prepare;
-    match entry.id {
-        Id::EnrollmentReadModel => {
-            prepare(
-                &circle_enrollment::read_model::ReadModel,
-                database,
-                entry.schema,
-            )
-            .await
-        }
-        Id::EnrollmentDisclosures(index) => {
-            let projection = circle_enrollment::disclosures::Disclosures {
-                source: circle_enrollment::disclosures::SOURCES[index],
-            };
-            prepare(&projection, database, entry.schema).await
-        }
-        Id::SessionsRoster => {
-            prepare(&circle_sessions::roster::Roster, database, entry.schema).await
-        }
-        Id::SessionsReadModel => {
-            prepare(
-                &circle_sessions::read_model::ReadModel,
-                database,
-                entry.schema,
-            )
-            .await
-        }
-        Id::AccountabilityRoster => {
-            prepare(
-                &circle_accountability::roster::Roster,
-                database,
-                entry.schema,
-            )
-            .await
-        }
-        Id::AccountabilityReadModel => {
-            prepare(
-                &circle_accountability::read_model::ReadModel,
-                database,
-                entry.schema,
-            )
-            .await
-        }
+    let manager = |name, formerly_in| ManagerShape {
+        name,
+        formerly_in: Some(formerly_in),
+    };
+    let prepared = match entry.id {
         Id::ProcessManager(Manager::OfferTimers) => {
             prepare(
                 &circle_enrollment::process::OfferTimers,
@@ -366,27 +309,36 @@ async fn prepare_projection(entry: &Entry, database: &Database) -> Result<(), Ap
             .await
         }
         Id::ProcessManager(Manager::Transfers) => {
-            let shape = ManagerShape {
-                name: circle_enrollment::process::TRANSFERS_NAME,
-                formerly_in: Some(circle_enrollment::process::TRANSFERS_FORMERLY_IN),
-            };
+            let shape = manager(
+                circle_enrollment::process::TRANSFERS_NAME,
+                circle_enrollment::process::TRANSFERS_FORMERLY_IN,
+            );
             prepare(&shape, database, entry.schema).await
         }
         Id::ProcessManager(Manager::FromSessions) => {
-            let shape = ManagerShape {
-                name: circle_accountability::process::FROM_SESSIONS_NAME,
-                formerly_in: Some(circle_accountability::process::PROCESS_MANAGERS_FORMERLY_IN),
-            };
+            let shape = manager(
+                circle_accountability::process::FROM_SESSIONS_NAME,
+                circle_accountability::process::PROCESS_MANAGERS_FORMERLY_IN,
+            );
             prepare(&shape, database, entry.schema).await
         }
         Id::ProcessManager(Manager::PartnershipGuard) => {
-            let shape = ManagerShape {
-                name: circle_accountability::process::PARTNERSHIP_GUARD_NAME,
-                formerly_in: Some(circle_accountability::process::PROCESS_MANAGERS_FORMERLY_IN),
-            };
+            let shape = manager(
+                circle_accountability::process::PARTNERSHIP_GUARD_NAME,
+                circle_accountability::process::PROCESS_MANAGERS_FORMERLY_IN,
+            );
             prepare(&shape, database, entry.schema).await
         }
-    }
+        // The read models, as the catalog gives them.
+        _ => {
+            return crate::dispatch!(entry, |projection| {
+                prepare(projection, database, entry.schema)
+                    .await
+                    .map_err(anyhow::Error::from)
+            });
+        }
+    };
+    Ok(prepared?)
 }
 
 /// A stateless process manager's schema as its service prepares it — its name (the
