@@ -19,6 +19,7 @@ mod nats_users;
 mod ops;
 mod pki;
 mod retries;
+mod scale_out;
 mod sessions;
 mod sessions_access;
 mod sessions_sealing;

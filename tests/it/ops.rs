@@ -44,7 +44,10 @@ async fn caught_up(ops: &Ops) -> anyhow::Result<ops::status::Status> {
 
 /// Every table of `schema` but its checkpoint (whose `updated_at` says when, not
 /// what), each as its sorted rows' text: the read model's content.
-async fn content(pool: &PgPool, schema: &str) -> anyhow::Result<Vec<(String, Vec<String>)>> {
+pub(crate) async fn content(
+    pool: &PgPool,
+    schema: &str,
+) -> anyhow::Result<Vec<(String, Vec<String>)>> {
     let tables: Vec<String> = sqlx::query_scalar(
         "SELECT tablename::text FROM pg_tables
          WHERE schemaname = $1 AND tablename <> 'projection_checkpoint' ORDER BY 1",

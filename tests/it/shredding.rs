@@ -757,6 +757,7 @@ async fn a_forgotten_participant_leaves_no_plaintext_anywhere_even_after_a_rebui
         &circle_accountability::read_model::ReadModel,
         &scene.system.env.database().await?,
         circle_accountability::read_model::SCHEMA,
+        1,
     )
     .await?;
     refuse_setbacks(&scene.system).await?;

@@ -283,6 +283,11 @@ pub struct ProjectionConfig {
     pub read_your_writes_timeout_ms: u64,
     /// How often a halted projection tries the event it halted on again.
     pub halt_retry_ms: u64,
+    /// How many partitions each projection's work is split into (1 to 64): a network's
+    /// events are one partition's, and the replicas of a service share the partitions
+    /// out, each written by one replica at a time. Every replica must have the same
+    /// count; changing it rebuilds the projections (without downtime).
+    pub partitions: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -374,6 +379,7 @@ impl Default for Config {
                 max_attempts: 5,
                 read_your_writes_timeout_ms: 5_000,
                 halt_retry_ms: 30_000,
+                partitions: 1,
             },
             telemetry: TelemetryConfig {
                 log_filter: "info".into(),
@@ -751,6 +757,9 @@ impl Config {
         }
         if self.projection.max_attempts == 0 {
             return invalid("projection.max_attempts", "must be at least 1");
+        }
+        if !(1..=64).contains(&self.projection.partitions) {
+            return invalid("projection.partitions", "must be between 1 and 64");
         }
         if scope.covers("enrollment") {
             self.validate_enrollment()?;

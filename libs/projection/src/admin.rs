@@ -27,6 +27,12 @@ pub struct Checkpoint {
     pub halted_since: Option<String>,
 }
 
+/// The projection a checkpoint row is of: the row's key without its partition
+/// (`name@index/count` for a split projection).
+pub fn projection_of(key: &str) -> &str {
+    key.split('@').next().unwrap_or(key)
+}
+
 /// Suffixes of the schemas a rebuild or reset works in: never live.
 const WORK_SUFFIXES: [&str; 3] = ["_rebuild", "_retired", "_reset"];
 
@@ -244,10 +250,13 @@ pub async fn retry_dead_letter<P: Projection>(
     let mut transaction = database.pool.begin().await?;
     runner::set_search_path(&mut transaction, schema).await?;
     walls::set_network(&mut transaction, &letter.network).await?;
+    // The row of the letter's partition (the projection's own when it is not split):
+    // its writer is the one that could interleave.
+    let key = partition_row(&mut transaction, schema, projection.name(), &letter.network).await?;
     let checkpoint: i64 = sqlx::query_scalar(
         "SELECT last_sequence FROM projection_checkpoint WHERE projection = $1 FOR UPDATE",
     )
-    .bind(projection.name())
+    .bind(&key)
     .fetch_one(&mut *transaction)
     .await?;
     // Taken first, under the checkpoint's lock: of two retries (or a retry and a
@@ -269,7 +278,7 @@ pub async fn retry_dead_letter<P: Projection>(
     // halting the projection. (An older one's retry says nothing of the newest.)
     if sequence as i64 == checkpoint {
         sqlx::query("UPDATE projection_checkpoint SET failure_class = NULL WHERE projection = $1")
-            .bind(projection.name())
+            .bind(&key)
             .execute(&mut *transaction)
             .await?;
     }
@@ -294,17 +303,31 @@ pub async fn skip_halted(
 ) -> Result<u64, AdminError> {
     let mut transaction = database.pool.begin().await?;
     runner::set_search_path(&mut transaction, schema).await?;
-    let row: Option<(i64, Option<String>, Option<i64>, i64)> = sqlx::query_as(
-        "SELECT last_sequence, failure_class,
+    // Every row of the projection (one per partition when it is split), locked; the
+    // first halted one is skipped.
+    let rows: Vec<(String, i64, Option<String>, Option<i64>, i64)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT projection, last_sequence, failure_class,
                 CASE WHEN (to_jsonb(c) ->> 'halted_since') IS NOT NULL
                      THEN (to_jsonb(c) ->> 'halted_sequence')::bigint END,
                 tableoid::oid::bigint
-         FROM projection_checkpoint c WHERE projection = $1 FOR UPDATE",
-    )
-    .bind(projection)
-    .fetch_optional(&mut *transaction)
-    .await?;
-    let Some((checkpoint, class, halted_on, locked_table)) = row else {
+         FROM projection_checkpoint c WHERE {} ORDER BY projection FOR UPDATE",
+            runner::OF_PROJECTION
+        )))
+        .bind(projection)
+        .fetch_all(&mut *transaction)
+        .await?;
+    if rows.is_empty() {
+        return Err(AdminError::NoProjection {
+            schema: schema.to_owned(),
+            projection: projection.to_owned(),
+        });
+    }
+    let halted_row = rows
+        .iter()
+        .find(|(_, checkpoint, _, halted_on, _)| *halted_on == Some(checkpoint + 1))
+        .or_else(|| rows.first());
+    let Some((key, checkpoint, class, halted_on, locked_table)) = halted_row.cloned() else {
         return Err(AdminError::NoProjection {
             schema: schema.to_owned(),
             projection: projection.to_owned(),
@@ -360,7 +383,7 @@ pub async fn skip_halted(
              halted_sequence = NULL, updated_at = now()
          WHERE projection = $1",
     )
-    .bind(projection)
+    .bind(&key)
     .bind(sequence as i64)
     .execute(&mut *transaction)
     .await?;
@@ -403,7 +426,10 @@ async fn check_owned<P: Projection>(
         }
         _ => AdminError::Database(error),
     })?;
-    if let Some(other) = names.iter().find(|name| *name != projection.name()) {
+    if let Some(other) = names
+        .iter()
+        .find(|name| name.split('@').next() != Some(projection.name()))
+    {
         return Err(AdminError::SchemaShared {
             schema: schema.to_owned(),
             other: other.clone(),
@@ -462,6 +488,13 @@ pub async fn rebuild<P: Projection>(
     mut progress: impl FnMut(Progress) + Send,
 ) -> Result<RebuildReport, AdminError> {
     check_owned(projection, &database.owner, schema).await?;
+    // The live runners' partition count, whatever the caller's configuration says: a
+    // rebuild into another count would leave them without their rows.
+    let mut settings = settings.clone();
+    settings.partitions = live_partition_count(&database.owner, schema, projection.name())
+        .await?
+        .unwrap_or(settings.partitions);
+    let settings = &settings;
     holding_rebuild_lock(database, schema, async {
         let mut total = last_sequence(stream).await?;
         progress(Progress { position: 0, total });
@@ -500,22 +533,28 @@ pub async fn reset<P: Projection>(
     stream: Option<&jetstream::stream::Stream>,
 ) -> Result<(), AdminError> {
     check_owned(projection, &database.owner, schema).await?;
+    let count = live_partition_count(&database.owner, schema, projection.name())
+        .await?
+        .unwrap_or(1);
     holding_rebuild_lock(database, schema, async {
         let owner = &database.owner;
         let fresh = format!("{schema}_reset");
         let retired = format!("{schema}_retired");
         for old in [&fresh, &retired] {
-            sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {old} CASCADE")))
-                .execute(owner)
-                .await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP SCHEMA IF EXISTS {old} CASCADE"
+            )))
+            .execute(owner)
+            .await?;
         }
-        runner::prepare_schema(database, &fresh, projection).await?;
+        runner::prepare_schema(database, &fresh, projection, count).await?;
         let mut swap = owner.begin().await?;
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT last_sequence FROM {schema}.projection_checkpoint WHERE projection = $1 FOR UPDATE"
+            "SELECT last_sequence FROM {schema}.projection_checkpoint WHERE {} FOR UPDATE",
+            runner::OF_PROJECTION
         )))
         .bind(projection.name())
-        .fetch_one(&mut *swap)
+        .fetch_all(&mut *swap)
         .await?;
         for statement in [
             format!("ALTER SCHEMA {schema} RENAME TO {retired}"),
@@ -532,22 +571,64 @@ pub async fn reset<P: Projection>(
         .execute(owner)
         .await?;
         if let Some(stream) = stream {
-            // The runner's pull fails with "consumer deleted"; it reconnects and makes
-            // the consumer again right after the checkpoint, now 0.
-            match stream.delete_consumer(projection.name()).await {
-                Ok(_) => {}
-                Err(error)
-                    if matches!(
-                        error.kind(),
-                        jetstream::stream::ConsumerErrorKind::JetStream(inner)
-                            if inner.error_code() == jetstream::ErrorCode::CONSUMER_NOT_FOUND
-                    ) => {}
-                Err(error) => return Err(AdminError::Stream(error.to_string())),
+            // The runners' pulls fail with "consumer deleted"; they reconnect and make
+            // their consumers again right after the checkpoints, now 0.
+            for index in 0..count {
+                let name = runner::partition_consumer(projection.name(), index, count);
+                match stream.delete_consumer(&name).await {
+                    Ok(_) => {}
+                    Err(error)
+                        if matches!(
+                            error.kind(),
+                            jetstream::stream::ConsumerErrorKind::JetStream(inner)
+                                if inner.error_code() == jetstream::ErrorCode::CONSUMER_NOT_FOUND
+                        ) => {}
+                    Err(error) => return Err(AdminError::Stream(error.to_string())),
+                }
             }
         }
         Ok(())
     })
     .await
+}
+
+/// The partition count of the projection's checkpoint rows in `schema`, if they are
+/// one whole set.
+async fn live_partition_count(
+    owner: &PgPool,
+    schema: &str,
+    name: &str,
+) -> Result<Option<u32>, sqlx::Error> {
+    let keys: Vec<String> = runner::checkpoint_rows(owner, &format!("\"{schema}\""), name)
+        .await?
+        .into_iter()
+        .map(|(key, _)| key)
+        .collect();
+    Ok(runner::partition_count_of(name, &keys))
+}
+
+/// The checkpoint row of the partition `network` belongs to.
+async fn partition_row(
+    connection: &mut sqlx::PgConnection,
+    schema: &str,
+    name: &str,
+    network: &str,
+) -> Result<String, AdminError> {
+    let keys: Vec<String> = runner::checkpoint_rows(&mut *connection, schema, name)
+        .await?
+        .into_iter()
+        .map(|(key, _)| key)
+        .collect();
+    let count =
+        runner::partition_count_of(name, &keys).ok_or_else(|| AdminError::NoProjection {
+            schema: schema.to_owned(),
+            projection: name.to_owned(),
+        })?;
+    Ok(runner::partition_key(
+        name,
+        runner::partition_of(network, count),
+        count,
+    ))
 }
 
 /// The number of dead letters of a projection (walled: counted network by network).

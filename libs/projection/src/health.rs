@@ -18,7 +18,7 @@
 //! Lag is sampled every second by the runner (whether or not it is the writer), from
 //! the stream's end and the checkpoint row, so it rises while the writer is stuck.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 use opentelemetry::KeyValue;
@@ -32,24 +32,25 @@ pub struct Health {
 
 struct State {
     projection: String,
-    halted: AtomicBool,
+    /// The partitions halted on this replica, one bit each.
+    halted: AtomicU64,
     lag_events: AtomicU64,
     /// `f64` bits.
     lag_seconds: AtomicU64,
-    /// When the oldest message the runner holds unapplied was published (Unix
-    /// nanoseconds; 0 when it holds none).
-    oldest_pending: AtomicU64,
+    /// When the oldest message each partition's writer holds unapplied was published
+    /// (Unix nanoseconds; 0 when it holds none).
+    oldest_pending: Vec<AtomicU64>,
 }
 
 impl Health {
-    pub(crate) fn new(projection: &str) -> Self {
+    pub(crate) fn new(projection: &str, partitions: u32) -> Self {
         Self {
             state: Arc::new(State {
                 projection: projection.to_owned(),
-                halted: AtomicBool::new(false),
+                halted: AtomicU64::new(0),
                 lag_events: AtomicU64::new(0),
                 lag_seconds: AtomicU64::new(0f64.to_bits()),
-                oldest_pending: AtomicU64::new(0),
+                oldest_pending: (0..partitions.max(1)).map(|_| AtomicU64::new(0)).collect(),
             }),
         }
     }
@@ -58,8 +59,8 @@ impl Health {
     /// another's, its tables would not be walled): halted for good, so the service
     /// reports not ready instead of serving from tables nothing fills.
     pub fn refused(projection: &str) -> Self {
-        let health = Self::new(projection);
-        health.set_halted(true);
+        let health = Self::new(projection, 1);
+        health.set_halted_partition(0, true);
         health
     }
 
@@ -68,10 +69,10 @@ impl Health {
         &self.state.projection
     }
 
-    /// Whether the runner is halted on a failure that repeats from event to event
-    /// (the process is then not ready).
+    /// Whether the runner is halted (on any partition this replica writes) on a
+    /// failure that repeats from event to event (the process is then not ready).
     pub fn halted(&self) -> bool {
-        self.state.halted.load(Ordering::Relaxed)
+        self.state.halted.load(Ordering::Relaxed) != 0
     }
 
     /// Messages of the stream after the checkpoint, as last sampled.
@@ -84,9 +85,15 @@ impl Health {
         f64::from_bits(self.state.lag_seconds.load(Ordering::Relaxed))
     }
 
-    /// Sets the halted flag; answers whether it changed.
-    pub(crate) fn set_halted(&self, halted: bool) -> bool {
-        self.state.halted.swap(halted, Ordering::Relaxed) != halted
+    /// Sets whether `partition` is halted; answers whether that changed.
+    pub(crate) fn set_halted_partition(&self, partition: u32, halted: bool) -> bool {
+        let bit = 1u64 << (partition % 64);
+        let before = if halted {
+            self.state.halted.fetch_or(bit, Ordering::Relaxed)
+        } else {
+            self.state.halted.fetch_and(!bit, Ordering::Relaxed)
+        };
+        (before & bit != 0) != halted
     }
 
     /// Sets the lag in events, and in seconds when known (else the last stays).
@@ -99,15 +106,22 @@ impl Health {
         }
     }
 
-    /// Records when the oldest message the runner holds unapplied was published.
-    pub(crate) fn set_oldest_pending(&self, published_nanos: Option<u64>) {
-        self.state
-            .oldest_pending
-            .store(published_nanos.unwrap_or(0), Ordering::Relaxed);
+    /// Records when the oldest message `partition`'s writer holds unapplied was
+    /// published.
+    pub(crate) fn set_oldest_pending(&self, partition: u32, published_nanos: Option<u64>) {
+        if let Some(slot) = self.state.oldest_pending.get(partition as usize) {
+            slot.store(published_nanos.unwrap_or(0), Ordering::Relaxed);
+        }
     }
 
+    /// The oldest message any partition's writer here holds unapplied.
     pub(crate) fn oldest_pending(&self) -> Option<u64> {
-        Some(self.state.oldest_pending.load(Ordering::Relaxed)).filter(|nanos| *nanos > 0)
+        self.state
+            .oldest_pending
+            .iter()
+            .map(|slot| slot.load(Ordering::Relaxed))
+            .filter(|nanos| *nanos > 0)
+            .min()
     }
 }
 
@@ -142,7 +156,7 @@ impl Metrics {
             .with_callback(move |observer| {
                 if let Some(state) = state.upgrade() {
                     observer.observe(
-                        i64::from(state.halted.load(Ordering::Relaxed)),
+                        i64::from(state.halted.load(Ordering::Relaxed) != 0),
                         &gauge_attributes,
                     );
                 }

@@ -110,6 +110,11 @@ pub struct ProjectionSettings {
     pub halt_retry: Duration,
     /// The service running the projection (`circle.service` on its spans).
     pub service: String,
+    /// How many partitions the projection's work is split into (1..=[`MAX_PARTITIONS`]):
+    /// a network's messages are one partition's ([`partition_of`]), each partition has
+    /// its own checkpoint, consumer and writer, and the replicas share the partitions out.
+    /// Every replica must run the same count: a change is made by a rebuild.
+    pub partitions: u32,
 }
 
 impl Default for ProjectionSettings {
@@ -120,9 +125,69 @@ impl Default for ProjectionSettings {
             max_attempts: 5,
             halt_retry: Duration::from_secs(30),
             service: String::new(),
+            partitions: 1,
         }
     }
 }
+
+/// The most partitions a projection may have.
+pub const MAX_PARTITIONS: u32 = 64;
+
+/// The partition (of `count`) a network's messages belong to: FNV-1a of its name,
+/// modulo the count. A network's messages stay in one partition, in stream order, so a
+/// projection may join rows of different aggregates of a network as it does unsplit.
+/// Never change it: every split projection would then need a rebuild.
+pub fn partition_of(network: &str, count: u32) -> u32 {
+    if count <= 1 {
+        return 0;
+    }
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in network.bytes() {
+        hash ^= u32::from(byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    hash % count
+}
+
+/// The checkpoint row (and writer lock) of partition `index` of `count`: the
+/// projection's own name when it is not split, so an unsplit projection keeps the
+/// row it always had; `<name>@<index>/<count>` when it is.
+pub(crate) fn partition_key(name: &str, index: u32, count: u32) -> String {
+    if count <= 1 {
+        name.to_owned()
+    } else {
+        format!("{name}@{index}/{count}")
+    }
+}
+
+/// The durable consumer of partition `index` of `count` (NATS names take no `@` or
+/// `/`).
+pub(crate) fn partition_consumer(name: &str, index: u32, count: u32) -> String {
+    if count <= 1 {
+        name.to_owned()
+    } else {
+        format!("{name}_{index}of{count}")
+    }
+}
+
+/// The partition count that checkpoint rows `keys` (of one projection) were made for,
+/// if they are one whole set of one count.
+pub(crate) fn partition_count_of(name: &str, keys: &[String]) -> Option<u32> {
+    let count = match keys.first()?.strip_prefix(name)? {
+        "" => 1,
+        rest => rest.rsplit_once('/')?.1.parse().ok()?,
+    };
+    let mut expected: Vec<String> = (0..count)
+        .map(|index| partition_key(name, index, count))
+        .collect();
+    let mut found = keys.to_vec();
+    expected.sort();
+    found.sort();
+    (expected == found).then_some(count)
+}
+
+/// Checkpoint rows of projection `name`: its own, or its partitions' (`name@…`).
+pub(crate) const OF_PROJECTION: &str = "split_part(projection, '@', 1) = $1";
 
 /// The class of a poison failure, to tell whether two events failed the same way:
 /// the message with quoted parts and numbers taken out (they name the row or the
@@ -185,9 +250,13 @@ pub struct ProjectionHandle {
     name: String,
     schema: String,
     pool: PgPool,
-    position: watch::Receiver<u64>,
+    /// Where each partition's checkpoint is, as this process last knew it (a partition
+    /// another replica writes stays at what was known: lower than or equal to its row).
+    position: watch::Receiver<Vec<u64>>,
     /// The stream the projection consumes, for where it ends.
     stream: jetstream::stream::Stream,
+    /// How many partitions this process writes now.
+    led: Arc<std::sync::atomic::AtomicU32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -205,14 +274,25 @@ pub enum LagError {
     Stream(String),
 }
 
+fn lowest(positions: &[u64]) -> u64 {
+    positions.iter().copied().min().unwrap_or(0)
+}
+
 impl ProjectionHandle {
+    /// Where the projection has got to, as this process knows: every message up to it
+    /// is applied (the lowest of its partitions' checkpoints).
     pub fn position(&self) -> u64 {
-        *self.position.borrow()
+        lowest(&self.position.borrow())
+    }
+
+    /// How many of the projection's partitions this process writes now.
+    pub fn partitions_led(&self) -> u32 {
+        self.led.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// A receiver that wakes when this process's runner moves the projection on
     /// (already marked as seen, so it waits for the next move).
-    pub fn changes(&self) -> watch::Receiver<u64> {
+    pub fn changes(&self) -> watch::Receiver<Vec<u64>> {
         let mut changes = self.position.clone();
         changes.mark_unchanged();
         changes
@@ -228,7 +308,7 @@ impl ProjectionHandle {
         let mut runner_alive = true;
         let mut end_checked = false;
         loop {
-            if *position.borrow_and_update() >= sequence {
+            if lowest(&position.borrow_and_update()) >= sequence {
                 return Ok(());
             }
             let stored = read_checkpoint(&self.pool, &self.schema, &self.name)
@@ -251,7 +331,7 @@ impl ProjectionHandle {
             if tokio::time::Instant::now() >= deadline {
                 return Err(LagError::NotYet {
                     wanted: sequence,
-                    reached: stored.max(*position.borrow()),
+                    reached: stored.max(lowest(&position.borrow())),
                 });
             }
             let poll = tokio::time::sleep_until(
@@ -316,23 +396,42 @@ pub async fn prepare<P: Projection>(
     projection: &P,
     database: &Database,
     schema: &str,
+    partitions: u32,
 ) -> Result<(), ApplyError> {
-    prepare_schema(database, schema, projection).await?;
+    prepare_schema(database, schema, projection, partitions).await?;
     adopt_former_checkpoint(&database.owner, schema, projection).await
 }
 
+/// Where the projection has got to: the lowest checkpoint of its partitions (every
+/// message up to it is applied, whichever partition it belongs to).
 pub(crate) async fn read_checkpoint(
     pool: &PgPool,
     schema: &str,
     name: &str,
 ) -> Result<u64, sqlx::Error> {
-    let sql =
-        format!("SELECT last_sequence FROM {schema}.projection_checkpoint WHERE projection = $1");
+    let sql = format!(
+        "SELECT min(last_sequence) FROM {schema}.projection_checkpoint WHERE {OF_PROJECTION}"
+    );
     let value: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
         .bind(name)
-        .fetch_optional(pool)
+        .fetch_one(pool)
         .await?;
     Ok(value.unwrap_or(0).max(0) as u64)
+}
+
+/// The checkpoint rows of projection `name` (key, last sequence).
+pub(crate) async fn checkpoint_rows<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    schema: &str,
+    name: &str,
+) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT projection, last_sequence FROM {schema}.projection_checkpoint
+         WHERE {OF_PROJECTION} ORDER BY projection"
+    )))
+    .bind(name)
+    .fetch_all(executor)
+    .await
 }
 
 const RUNTIME_TABLES: [&str; 3] = [
@@ -405,6 +504,7 @@ pub(crate) async fn prepare_schema<P: Projection>(
     database: &Database,
     schema: &str,
     projection: &P,
+    partitions: u32,
 ) -> Result<(), ApplyError> {
     let mut transaction = database.owner.begin().await?;
     // Concurrent starts in one database must not race on CREATE SCHEMA.
@@ -450,7 +550,8 @@ pub(crate) async fn prepare_schema<P: Projection>(
     }
     walls::wall_schema(&mut transaction, schema, database.runtime_role()).await?;
     let owner: Option<String> = sqlx::query_scalar(
-        "SELECT projection FROM projection_checkpoint WHERE projection <> $1 LIMIT 1",
+        "SELECT projection FROM projection_checkpoint
+         WHERE split_part(projection, '@', 1) <> $1 LIMIT 1",
     )
     .bind(projection.name())
     .fetch_optional(&mut *transaction)
@@ -461,12 +562,19 @@ pub(crate) async fn prepare_schema<P: Projection>(
             owner,
         });
     }
-    sqlx::query(
+    // A projection's first rows: one per partition. Rows of another partition count
+    // stay as they are: the runner's upgrade rebuilds for the new count.
+    let keys: Vec<String> = (0..partitions.max(1))
+        .map(|index| partition_key(projection.name(), index, partitions.max(1)))
+        .collect();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO projection_checkpoint (projection, last_sequence, shape_version)
-         VALUES ($1, 0, $2)
-         ON CONFLICT (projection) DO NOTHING",
-    )
+         SELECT unnest($2::text[]), 0, $3
+         WHERE NOT EXISTS (SELECT 1 FROM projection_checkpoint WHERE {OF_PROJECTION})
+         ON CONFLICT (projection) DO NOTHING"
+    )))
     .bind(projection.name())
+    .bind(&keys)
     .bind(i32::try_from(projection.shape_version()).unwrap_or(i32::MAX))
     .execute(&mut *transaction)
     .await?;
@@ -522,7 +630,8 @@ async fn adopt_former_checkpoint<P: Projection>(
     let adopted = sqlx::query(sqlx::AssertSqlSafe(format!(
         "UPDATE {schema}.projection_checkpoint AS live SET last_sequence = former.last_sequence
          FROM {former}.projection_checkpoint AS former
-         WHERE live.projection = $1 AND former.projection = $1 AND live.last_sequence = 0"
+         WHERE split_part(live.projection, '@', 1) = $1 AND former.projection = $1
+           AND live.last_sequence = 0"
     )))
     .bind(projection.name())
     .execute(pool)
@@ -539,9 +648,10 @@ async fn adopt_former_checkpoint<P: Projection>(
 }
 
 /// Rebuilds the projection when its tables are of an older shape than the code's (see
-/// [`Projection::shape_version`]). The runner calls it as the projection's one writer,
-/// before it applies anything; an advisory lock also keeps it apart from any other
-/// caller.
+/// [`Projection::shape_version`]) or its checkpoints are of another partition count
+/// than `settings.partitions` (a rebuild replays the stream into rows of the new
+/// count). The runner calls it as a writer, before it applies anything; an advisory
+/// lock keeps it apart from its other partitions' writers and any other caller.
 async fn upgrade_shape<P: Projection>(
     database: &Database,
     schema: &str,
@@ -558,28 +668,56 @@ async fn upgrade_shape<P: Projection>(
         .bind(&lock_key)
         .execute(&mut guard)
         .await?;
+    let count = settings.partitions.max(1);
     let upgraded: Result<(), ApplyError> = async {
-        let (stored, last_sequence): (i32, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT shape_version, last_sequence FROM {schema}.projection_checkpoint WHERE projection = $1"
+        let rows: Vec<(String, i32, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT projection, shape_version, last_sequence FROM {schema}.projection_checkpoint
+             WHERE {OF_PROJECTION}"
         )))
         .bind(projection.name())
-        .fetch_one(&mut guard)
+        .fetch_all(&mut guard)
         .await?;
-        if stored >= wanted {
+        let keys: Vec<String> = rows.iter().map(|(key, _, _)| key.clone()).collect();
+        let stored_count = partition_count_of(projection.name(), &keys);
+        let stored = rows.iter().map(|(_, shape, _)| *shape).min().unwrap_or(0);
+        if stored_count == Some(count) && stored >= wanted {
             return Ok(());
         }
-        if last_sequence > 0 {
+        if rows.iter().any(|(_, _, last_sequence)| *last_sequence > 0) {
             let report = rebuild(projection, database, schema, stream, settings).await?;
             tracing::info!(
                 projection = projection.name(),
                 from = stored,
                 to = wanted,
+                partitions_from = ?stored_count,
+                partitions = count,
                 applied_through = report.applied_through,
-                "rebuilt for a new shape of its tables"
+                "rebuilt for a new shape of its tables or a new partition count"
             );
+        } else if stored_count != Some(count) {
+            // Nothing applied yet: the rows of the new count replace the others.
+            let mut transaction = database.owner.begin().await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM {schema}.projection_checkpoint WHERE {OF_PROJECTION}"
+            )))
+            .bind(projection.name())
+            .execute(&mut *transaction)
+            .await?;
+            let keys: Vec<String> = (0..count)
+                .map(|index| partition_key(projection.name(), index, count))
+                .collect();
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO {schema}.projection_checkpoint (projection, last_sequence, shape_version)
+                 SELECT unnest($1::text[]), 0, $2"
+            )))
+            .bind(&keys)
+            .bind(wanted)
+            .execute(&mut *transaction)
+            .await?;
+            transaction.commit().await?;
         }
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE {schema}.projection_checkpoint SET shape_version = $2 WHERE projection = $1"
+            "UPDATE {schema}.projection_checkpoint SET shape_version = $2 WHERE {OF_PROJECTION}"
         )))
         .bind(projection.name())
         .bind(wanted)
@@ -615,6 +753,11 @@ pub(crate) async fn set_search_path(
 struct Applier<'a, P> {
     projection: &'a P,
     schema: &'a str,
+    /// The checkpoint row this applier moves ([`partition_key`]).
+    key: &'a str,
+    /// The partition applied (index, count): another partition's message only moves
+    /// the checkpoint past it. `None` when the projection is not split.
+    partition: Option<(u32, u32)>,
     /// The stream's name and the service's, for the spans.
     stream: &'a str,
     service: &'a str,
@@ -662,14 +805,23 @@ impl<P: Projection> Applier<'_, P> {
         use sqlx::Connection as _;
         let mut transaction = connection.begin().await?;
         set_search_path(&mut transaction, self.schema).await?;
-        let (stored, mut previous_failure, locked_table): (i64, Option<String>, i64) =
-            sqlx::query_as(
-                "SELECT last_sequence, failure_class, tableoid::oid::bigint
-                 FROM projection_checkpoint WHERE projection = $1 FOR UPDATE",
-            )
-            .bind(self.projection.name())
-            .fetch_one(&mut *transaction)
-            .await?;
+        let row: Option<(i64, Option<String>, i64)> = sqlx::query_as(
+            "SELECT last_sequence, failure_class, tableoid::oid::bigint
+             FROM projection_checkpoint WHERE projection = $1 FOR UPDATE",
+        )
+        .bind(self.key)
+        .fetch_optional(&mut *transaction)
+        .await?;
+        // Gone when the projection was rebuilt for another partition count (by a
+        // replica configured with another `projection.partitions`): this writer must
+        // not apply by its old split.
+        let Some((stored, mut previous_failure, locked_table)) = row else {
+            return Err(ApplyError::Transient(format!(
+                "the projection has no checkpoint {}: it was rebuilt for another partition \
+                 count (every replica must run the same projection.partitions)",
+                self.key
+            )));
+        };
         // A rebuild or reset swaps the schema while holding this row: a batch that
         // waited for it got the row of the table swapped out, while its later
         // statements would find the new one by name. Then start the batch again.
@@ -707,10 +859,17 @@ impl<P: Projection> Applier<'_, P> {
                 gap = true;
                 break;
             }
+            let network = network_of(&delivery.subject);
+            // Another partition's message: its writer applies it; this one moves past.
+            if let Some((index, count)) = self.partition
+                && partition_of(network, count) != index
+            {
+                checkpoint = delivery.sequence;
+                continue;
+            }
             // The tenant wall: the message sees and writes only its own network's rows
             // (a commit whose payload names another network than its subject cannot
             // write there). Set outside the savepoint, so it holds for a dead letter too.
-            let network = network_of(&delivery.subject);
             if network_set != Some(network) {
                 walls::set_network(&mut transaction, network).await?;
                 network_set = Some(network);
@@ -801,7 +960,7 @@ impl<P: Projection> Applier<'_, P> {
                      halted_sequence = NULL, updated_at = now()
                  WHERE projection = $1",
             )
-            .bind(self.projection.name())
+            .bind(self.key)
             .bind(checkpoint as i64)
             .bind(&previous_failure)
             .execute(&mut *transaction)
@@ -813,7 +972,7 @@ impl<P: Projection> Applier<'_, P> {
                  SET halted_since = coalesce(halted_since, now()), halted_sequence = $2
                  WHERE projection = $1",
             )
-            .bind(self.projection.name())
+            .bind(self.key)
             .bind(sequence as i64)
             .execute(&mut *transaction)
             .await?;
@@ -914,34 +1073,77 @@ pub(crate) async fn keep_alive_briefly(connection: &mut PgConnection) -> Result<
     Ok(())
 }
 
-/// Runs one projection from its durable consumer until shutdown.
+/// Runs one projection from its durable consumers until shutdown.
 ///
-/// Only one runner of a projection applies at a time, whatever the number of
-/// replicas: the runner holds a PostgreSQL advisory lock on a connection of its own
+/// The projection's work is split into `settings.partitions` partitions (one by
+/// default). Each partition is applied by one writer at a time, whatever the number
+/// of replicas: the writer holds a PostgreSQL advisory lock on a connection of its own
 /// and applies its batches on that same connection, so losing the connection loses
-/// the lock and the right to write together. The others wait as standbys.
+/// the lock and the right to write together. The replicas running the projection share
+/// the partitions out: each holds a shared "member" lock, counts the members, and
+/// writes at most its fair share (the count divided by the members, rounded up),
+/// giving up partitions beyond it when a replica joins and taking the partitions of
+/// one that left. The other partitions wait as standbys.
 pub struct ProjectionRunner<P> {
+    partitions: Vec<Partition<P>>,
+    shared: Arc<Shared<P>>,
+}
+
+/// What a projection's partitions share.
+struct Shared<P> {
     projection: Arc<P>,
     database: Database,
     schema: String,
     stream: jetstream::stream::Stream,
+    stream_name: String,
     settings: ProjectionSettings,
-    position: watch::Sender<u64>,
+    /// Each partition's checkpoint as this process knows it.
+    positions: watch::Sender<Vec<u64>>,
+    health: Health,
+    metrics: Metrics,
+    /// How many partitions this process writes now.
+    led: Arc<std::sync::atomic::AtomicU32>,
+    /// How many replicas run the projection, as last counted (1 until counted).
+    members: std::sync::atomic::AtomicU32,
+}
+
+impl<P> Shared<P> {
+    fn count(&self) -> u32 {
+        self.settings.partitions.clamp(1, MAX_PARTITIONS)
+    }
+
+    /// The most partitions this process should write.
+    fn fair_share(&self) -> u32 {
+        let members = self
+            .members
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .max(1);
+        self.count().div_ceil(members)
+    }
+}
+
+/// One partition of a projection: its writer when this process holds its lock.
+struct Partition<P> {
+    shared: Arc<Shared<P>>,
+    index: u32,
+    /// Its checkpoint row and lock ([`partition_key`]).
+    key: String,
     attempts: HashMap<u64, u32>,
     leader: Option<PgConnection>,
     accept_gap_after: Option<u64>,
-    /// Whether this runner, as the writer, has brought the tables to the code's shape.
+    /// Whether this runner, as a writer, has brought the tables to the code's shape.
     shape_checked: bool,
-    stream_name: String,
-    health: Health,
-    metrics: Metrics,
 }
 
 const LEADER_POLL: Duration = Duration::from_millis(200);
 
+/// How often a writer checks that it holds no more than its share of the partitions,
+/// and how often the members are counted.
+const SHARE_CHECK: Duration = Duration::from_secs(1);
+
 impl<P: Projection> ProjectionRunner<P> {
     /// Prepares the schema and tables as the owner — the migration: tables, walls,
-    /// grants — and refuses a runtime role that owns any of them; the consumer is
+    /// grants — and refuses a runtime role that owns any of them; the consumers are
     /// created when [`Self::run`] starts. Everything after runs as the runtime role.
     pub async fn new(
         projection: Arc<P>,
@@ -950,60 +1152,221 @@ impl<P: Projection> ProjectionRunner<P> {
         stream: jetstream::stream::Stream,
         settings: ProjectionSettings,
     ) -> Result<Self, ApplyError> {
-        prepare(projection.as_ref(), database, schema).await?;
-        let start = read_checkpoint(&database.pool, schema, projection.name()).await?;
-        let (position, _) = watch::channel(start);
+        let count = settings.partitions.clamp(1, MAX_PARTITIONS);
+        prepare(projection.as_ref(), database, schema, count).await?;
+        let rows: HashMap<String, i64> = checkpoint_rows(&database.pool, schema, projection.name())
+            .await?
+            .into_iter()
+            .collect();
+        let keys: Vec<String> = (0..count)
+            .map(|index| partition_key(projection.name(), index, count))
+            .collect();
+        let lowest_row = rows.values().copied().min().unwrap_or(0).max(0) as u64;
+        let start = keys
+            .iter()
+            .map(|key| rows.get(key).map_or(lowest_row, |at| (*at).max(0) as u64))
+            .collect();
+        let (positions, _) = watch::channel(start);
         let stream_name = stream.cached_info().config.name.clone();
-        let health = Health::new(projection.name());
+        let health = Health::new(projection.name(), count);
         let metrics = Metrics::new(
             &health,
             &stream_name,
             projection.process_manager(),
             &settings.service,
         );
-        Ok(Self {
-            stream_name,
-            health,
-            metrics,
+        let shared = Arc::new(Shared {
             projection,
             database: database.clone(),
             schema: schema.to_owned(),
             stream,
+            stream_name,
             settings,
-            position,
-            attempts: HashMap::new(),
-            leader: None,
-            accept_gap_after: None,
-            shape_checked: false,
-        })
+            positions,
+            health,
+            metrics,
+            led: Arc::default(),
+            members: std::sync::atomic::AtomicU32::new(1),
+        });
+        let partitions = keys
+            .into_iter()
+            .enumerate()
+            .map(|(index, key)| Partition {
+                shared: shared.clone(),
+                index: index as u32,
+                key,
+                attempts: HashMap::new(),
+                leader: None,
+                accept_gap_after: None,
+                shape_checked: false,
+            })
+            .collect();
+        Ok(Self { partitions, shared })
     }
 
     pub fn handle(&self) -> ProjectionHandle {
+        let shared = &self.shared;
         ProjectionHandle {
-            name: self.projection.name().to_owned(),
-            schema: self.schema.clone(),
-            pool: self.database.pool.clone(),
-            position: self.position.subscribe(),
-            stream: self.stream.clone(),
+            name: shared.projection.name().to_owned(),
+            schema: shared.schema.clone(),
+            pool: shared.database.pool.clone(),
+            position: shared.positions.subscribe(),
+            stream: shared.stream.clone(),
+            led: shared.led.clone(),
         }
     }
 
     /// Whether the runner is halted, and how far behind it is (see [`Health`]).
     pub fn health(&self) -> Health {
-        self.health.clone()
+        self.shared.health.clone()
     }
 
-    /// Tries once to become the projection's single writer.
+    /// Tries once to become the writer of the first partition.
     pub async fn try_lead(&mut self) -> Result<bool, ApplyError> {
+        self.partitions[0].try_lead().await
+    }
+
+    /// The first partition's durable consumer (see [`Partition::consumer`]).
+    pub async fn consumer(&mut self) -> Result<pull::Stream, ApplyError> {
+        self.partitions[0].consumer().await
+    }
+
+    /// Takes what is available now, up to the batch size, waiting for the first.
+    pub async fn next_batch(
+        &self,
+        messages: &mut pull::Stream,
+    ) -> Result<Vec<jetstream::Message>, ApplyError> {
+        self.partitions[0].next_batch(messages).await
+    }
+
+    /// Applies a batch as the first partition's writer and commits, without
+    /// acknowledging (see [`Partition::apply_batch`]).
+    pub async fn apply_batch(
+        &mut self,
+        messages: &[jetstream::Message],
+    ) -> Result<Applied, ApplyError> {
+        self.partitions[0].apply_batch(messages).await
+    }
+
+    /// Runs until `shutdown` resolves: every partition waits to be written by this
+    /// process, then consumes. Failures are retried with backoff; nothing here gives
+    /// up. A batch being applied when shutdown comes is committed (and acknowledged)
+    /// first: it is one transaction, so it is applied whole or not at all. Meanwhile the
+    /// lag is sampled every second (see [`Health`]), and, for a split projection, the
+    /// replicas running it are counted.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ApplyError> {
+        let shared = self.shared.clone();
+        let sampler = sample_lag(
+            shared.stream.clone(),
+            shared.database.pool.clone(),
+            shared.schema.clone(),
+            shared.health.clone(),
+        );
+        let shutdown = shutdown.boxed().shared();
+        let consumed = futures::future::try_join_all(
+            self.partitions
+                .into_iter()
+                .map(|partition| partition.consume(shutdown.clone())),
+        );
+        let membership = async {
+            if shared.count() > 1 {
+                count_members(&shared).await
+            } else {
+                std::future::pending().await
+            }
+        };
+        tokio::select! {
+            consumed = consumed => consumed.map(|_| ()),
+            never = sampler => match never {},
+            never = membership => match never {},
+        }
+    }
+}
+
+/// Holds this process's member lock of a split projection (a shared advisory lock on
+/// a connection of its own, kept alive briefly like a writer's) and counts the holders
+/// every [`SHARE_CHECK`], forever. A lost connection is made again; meanwhile the last
+/// count stays.
+async fn count_members<P: Projection>(shared: &Shared<P>) -> std::convert::Infallible {
+    let key = format!("circle.projection.members.{}", shared.schema);
+    let mut member: Option<PgConnection> = None;
+    loop {
+        let counted: Result<i64, sqlx::Error> = async {
+            if member.is_none() {
+                let mut connection = shared.database.pool.acquire().await?.detach();
+                keep_alive_briefly(&mut connection).await?;
+                sqlx::query("SELECT pg_advisory_lock_shared(1129464387, hashtext($1))")
+                    .bind(&key)
+                    .execute(&mut connection)
+                    .await?;
+                member = Some(connection);
+            }
+            let Some(connection) = member.as_mut() else {
+                return Ok(1);
+            };
+            // A two-key advisory lock shows its keys as classid and objid (unsigned)
+            // with objsubid 2; each holder's session is a row of its own.
+            sqlx::query_scalar(
+                "SELECT count(*) FROM pg_locks
+                 WHERE locktype = 'advisory' AND granted AND objsubid = 2
+                   AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                   AND classid::bigint = 1129464387
+                   AND objid::bigint = (hashtext($1)::bigint & 4294967295)",
+            )
+            .bind(&key)
+            .fetch_one(connection)
+            .await
+        }
+        .await;
+        match counted {
+            Ok(members) => {
+                let members = u32::try_from(members.max(1)).unwrap_or(u32::MAX);
+                let before = shared
+                    .members
+                    .swap(members, std::sync::atomic::Ordering::Relaxed);
+                if before != members {
+                    tracing::info!(
+                        projection = shared.projection.name(),
+                        replicas = members,
+                        share = shared.fair_share(),
+                        "replicas running the projection counted"
+                    );
+                }
+            }
+            Err(error) => {
+                tracing::warn!(projection = shared.projection.name(), %error, "cannot count the replicas running the projection, retrying");
+                member = None;
+            }
+        }
+        tokio::time::sleep(SHARE_CHECK).await;
+    }
+}
+
+impl<P: Projection> Partition<P> {
+    fn name(&self) -> &str {
+        self.shared.projection.name()
+    }
+
+    fn count(&self) -> u32 {
+        self.shared.count()
+    }
+
+    fn consumer_name(&self) -> String {
+        partition_consumer(self.name(), self.index, self.count())
+    }
+
+    /// Tries once to become the partition's single writer; for a split projection,
+    /// only while this process writes fewer partitions than its share.
+    async fn try_lead(&mut self) -> Result<bool, ApplyError> {
+        use std::sync::atomic::Ordering;
         if self.leader.is_some() {
             return Ok(true);
         }
-        let mut connection = self.database.pool.acquire().await?;
-        let lock_key = format!(
-            "circle.projection.{}.{}",
-            self.schema,
-            self.projection.name()
-        );
+        if self.count() > 1 && self.shared.led.load(Ordering::Relaxed) >= self.shared.fair_share() {
+            return Ok(false);
+        }
+        let mut connection = self.shared.database.pool.acquire().await?;
+        let lock_key = format!("circle.projection.{}.{}", self.shared.schema, self.key);
         let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
             .bind(&lock_key)
             .fetch_one(&mut *connection)
@@ -1013,20 +1376,79 @@ impl<P: Projection> ProjectionRunner<P> {
             // and let the server see a vanished writer within about half a minute.
             let mut connection = connection.detach();
             if let Err(error) = keep_alive_briefly(&mut connection).await {
-                tracing::warn!(projection = self.projection.name(), %error, "cannot shorten the writer session's keepalive");
+                tracing::warn!(projection = self.name(), %error, "cannot shorten the writer session's keepalive");
             }
             self.leader = Some(connection);
+            self.shared.led.fetch_add(1, Ordering::Relaxed);
+            if self.count() > 1 {
+                tracing::info!(
+                    projection = self.name(),
+                    partition = self.index,
+                    "writing the partition"
+                );
+            }
         }
         Ok(locked)
+    }
+
+    /// Stops writing (the connection, and the lock with it, is dropped). Whether the
+    /// partition is halted is the writer's to say: a replica that no longer writes it
+    /// is not halted on it (another may have resumed).
+    fn lose_lead(&mut self) {
+        if self.leader.take().is_some() {
+            self.shared
+                .led
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.shared.health.set_halted_partition(self.index, false);
+    }
+
+    /// Gives the partition up when this process writes more than its share (a replica
+    /// joined): the lock is released and the connection closed, so a replica under its
+    /// share takes it within [`LEADER_POLL`]. Answers whether it gave up.
+    async fn give_up_if_over_share(&mut self) -> bool {
+        use std::sync::atomic::Ordering;
+        if self.count() <= 1 || self.leader.is_none() {
+            return false;
+        }
+        let fair = self.shared.fair_share();
+        // One partition gives up at a time: the one that takes the count down.
+        let over = self
+            .shared
+            .led
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |led| {
+                (led > fair).then(|| led - 1)
+            })
+            .is_ok();
+        if !over {
+            return false;
+        }
+        if let Some(mut connection) = self.leader.take() {
+            use sqlx::Connection as _;
+            let _ = sqlx::query("SELECT pg_advisory_unlock_all()")
+                .execute(&mut connection)
+                .await;
+            let _ = connection.close().await;
+        }
+        self.shared.health.set_halted_partition(self.index, false);
+        self.shared.health.set_oldest_pending(self.index, None);
+        tracing::info!(
+            projection = self.name(),
+            partition = self.index,
+            share = fair,
+            "gave the partition up to a replica under its share"
+        );
+        true
     }
 
     /// The durable consumer; created at the checkpoint if it does not exist yet, and
     /// recreated there if it has delivered past the checkpoint (the messages between
     /// were never applied: a crash before commit, or a database restored from backup).
-    pub async fn consumer(&mut self) -> Result<pull::Stream, ApplyError> {
-        let name = self.projection.name().to_owned();
-        let checkpoint = read_checkpoint(&self.database.pool, &self.schema, &name).await?;
+    async fn consumer(&mut self) -> Result<pull::Stream, ApplyError> {
+        let name = self.consumer_name();
+        let checkpoint = self.checkpoint().await?;
         let mut consumer: jetstream::consumer::PullConsumer = self
+            .shared
             .stream
             .get_or_create_consumer(&name, self.consumer_config(checkpoint))
             .await
@@ -1040,6 +1462,7 @@ impl<P: Projection> ProjectionRunner<P> {
         if delivered > checkpoint {
             self.reposition().await?;
             consumer = self
+                .shared
                 .stream
                 .get_consumer(&name)
                 .await
@@ -1051,30 +1474,43 @@ impl<P: Projection> ProjectionRunner<P> {
             .map_err(|error| ApplyError::Transient(error.to_string()))
     }
 
+    /// The partition's own checkpoint row (0 while it has none).
+    async fn checkpoint(&self) -> Result<u64, ApplyError> {
+        let value: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT last_sequence FROM {}.projection_checkpoint WHERE projection = $1",
+            self.shared.schema
+        )))
+        .bind(&self.key)
+        .fetch_optional(&self.shared.database.pool)
+        .await?;
+        Ok(value.unwrap_or(0).max(0) as u64)
+    }
+
     fn consumer_config(&self, checkpoint: u64) -> pull::Config {
-        let name = self.projection.name().to_owned();
+        let settings = &self.shared.settings;
         pull::Config {
-            durable_name: Some(name),
+            durable_name: Some(self.consumer_name()),
             deliver_policy: DeliverPolicy::ByStartSequence {
                 start_sequence: checkpoint + 1,
             },
             ack_policy: AckPolicy::All,
-            ack_wait: self.settings.ack_wait,
+            ack_wait: settings.ack_wait,
             // A backstop only: the runner dead-letters a failing message itself long
             // before the server would stop delivering it.
-            max_deliver: i64::from(self.settings.max_attempts) * 10,
-            max_ack_pending: (self.settings.batch_size * 8) as i64,
+            max_deliver: i64::from(settings.max_attempts) * 10,
+            max_ack_pending: (settings.batch_size * 8) as i64,
             ..Default::default()
         }
     }
 
     /// Replaces the durable consumer with one that starts right after the checkpoint.
     async fn reposition(&mut self) -> Result<(), ApplyError> {
-        let name = self.projection.name().to_owned();
-        let checkpoint = read_checkpoint(&self.database.pool, &self.schema, &name).await?;
-        tracing::info!(projection = %name, checkpoint, "repositioning the consumer right after the checkpoint");
-        let _ = self.stream.delete_consumer(&name).await;
-        self.stream
+        let name = self.consumer_name();
+        let checkpoint = self.checkpoint().await?;
+        tracing::info!(projection = self.name(), consumer = %name, checkpoint, "repositioning the consumer right after the checkpoint");
+        let _ = self.shared.stream.delete_consumer(&name).await;
+        self.shared
+            .stream
             .create_consumer(self.consumer_config(checkpoint))
             .await
             .map_err(|error| ApplyError::Transient(error.to_string()))?;
@@ -1083,7 +1519,7 @@ impl<P: Projection> ProjectionRunner<P> {
     }
 
     /// Takes what is available now, up to the batch size, waiting for the first.
-    pub async fn next_batch(
+    async fn next_batch(
         &self,
         messages: &mut pull::Stream,
     ) -> Result<Vec<jetstream::Message>, ApplyError> {
@@ -1093,7 +1529,7 @@ impl<P: Projection> ProjectionRunner<P> {
             Some(Err(error)) => return Err(ApplyError::Transient(error.to_string())),
             None => return Err(ApplyError::Transient("consumer closed".into())),
         }
-        while batch.len() < self.settings.batch_size {
+        while batch.len() < self.shared.settings.batch_size {
             match messages.next().now_or_never() {
                 Some(Some(Ok(message))) => batch.push(message),
                 _ => break,
@@ -1103,8 +1539,8 @@ impl<P: Projection> ProjectionRunner<P> {
     }
 
     /// Applies a batch and commits, without acknowledging. Waits to become the
-    /// projection's writer first if it is not yet.
-    pub async fn apply_batch(
+    /// partition's writer first if it is not yet.
+    async fn apply_batch(
         &mut self,
         messages: &[jetstream::Message],
     ) -> Result<Applied, ApplyError> {
@@ -1115,15 +1551,19 @@ impl<P: Projection> ProjectionRunner<P> {
             .iter()
             .map(Delivery::from_message)
             .collect::<Result<Vec<_>, _>>()?;
+        let shared = self.shared.clone();
         let Some(connection) = self.leader.as_mut() else {
             return Err(ApplyError::Transient("not the projection's writer".into()));
         };
+        let count = shared.count();
         let mut applier = Applier {
-            projection: self.projection.as_ref(),
-            schema: &self.schema,
-            stream: &self.stream_name,
-            service: &self.settings.service,
-            max_attempts: self.settings.max_attempts,
+            projection: shared.projection.as_ref(),
+            schema: &shared.schema,
+            key: &self.key,
+            partition: (count > 1).then_some((self.index, count)),
+            stream: &shared.stream_name,
+            service: &shared.settings.service,
+            max_attempts: shared.settings.max_attempts,
             attempts: &mut self.attempts,
             accept_gap_after: self.accept_gap_after,
             check_gaps: true,
@@ -1135,15 +1575,15 @@ impl<P: Projection> ProjectionRunner<P> {
         let batch_span = tracing::info_span!(
             parent: None,
             "process batch",
-            otel.name = format!("process {}", self.stream_name),
+            otel.name = format!("process {}", shared.stream_name),
             otel.kind = "consumer",
             otel.status_code = tracing::field::Empty,
-            circle.service = self.settings.service.as_str(),
+            circle.service = shared.settings.service.as_str(),
             messaging.system = "nats",
-            messaging.destination.name = self.stream_name.as_str(),
+            messaging.destination.name = shared.stream_name.as_str(),
             messaging.operation.type = "process",
             messaging.operation.name = "process",
-            messaging.consumer.group.name = self.projection.name(),
+            messaging.consumer.group.name = shared.projection.name(),
             messaging.batch.message_count = deliveries.len(),
         );
         {
@@ -1172,17 +1612,18 @@ impl<P: Projection> ProjectionRunner<P> {
             Err(error) => {
                 // The connection may be broken: give up the lock with it and compete
                 // again, rather than write on a connection that no longer holds it.
-                // Whether the projection is halted is the writer's to say: a replica
-                // that no longer writes is not halted (another may have resumed).
-                self.leader = None;
-                self.health.set_halted(false);
+                self.lose_lead();
                 return Err(error);
             }
         };
         if outcome.checkpoint > self.accept_gap_after.unwrap_or(u64::MAX) {
             self.accept_gap_after = None;
         }
-        let advanced = self.position.send_if_modified(|position| {
+        let index = self.index as usize;
+        let advanced = shared.positions.send_if_modified(|positions| {
+            let Some(position) = positions.get_mut(index) else {
+                return false;
+            };
             let advanced = outcome.checkpoint > *position;
             *position = (*position).max(outcome.checkpoint);
             advanced
@@ -1191,12 +1632,12 @@ impl<P: Projection> ProjectionRunner<P> {
             .iter()
             .take_while(|delivery| delivery.sequence <= outcome.checkpoint)
             .count();
-        self.metrics.applied(outcome.applied);
-        self.metrics.dead_lettered(outcome.dead_lettered);
+        shared.metrics.applied(outcome.applied);
+        shared.metrics.dead_lettered(outcome.dead_lettered);
         if outcome.halted {
-            self.metrics.step("halted", 1);
+            shared.metrics.step("halted", 1);
         } else if outcome.stopped_by.is_some() {
-            self.metrics.step("retried", 1);
+            shared.metrics.step("retried", 1);
         }
         Ok(Applied {
             covered,
@@ -1207,30 +1648,24 @@ impl<P: Projection> ProjectionRunner<P> {
         })
     }
 
-    /// Runs until `shutdown` resolves: waits to be the projection's writer, then
-    /// consumes. Failures are retried with backoff; nothing here gives up. A batch
-    /// being applied when shutdown comes is committed (and acknowledged) first: it is
-    /// one transaction, so it is applied whole or not at all. Meanwhile the lag is
-    /// sampled every second (see [`Health`]).
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ApplyError> {
-        let sampler = sample_lag(
-            self.stream.clone(),
-            self.database.pool.clone(),
-            self.schema.clone(),
-            self.health.clone(),
-        );
-        tokio::select! {
-            consumed = self.consume(shutdown) => consumed,
-            never = sampler => match never {},
-        }
-    }
-
     async fn consume(
         mut self,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), ApplyError> {
+        let result = self.consume_until(shutdown).await;
+        // Stopped: the lock goes with the connection.
+        self.lose_lead();
+        result
+    }
+
+    async fn consume_until(
+        &mut self,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ApplyError> {
         tokio::pin!(shutdown);
         let mut backoff = Duration::from_millis(50);
+        let split = self.count() > 1;
+        let health = self.shared.health.clone();
         macro_rules! pause {
             () => {{
                 tokio::select! { () = &mut shutdown => return Ok(()), () = tokio::time::sleep(backoff) => {} }
@@ -1245,34 +1680,34 @@ impl<P: Projection> ProjectionRunner<P> {
                     continue 'connect;
                 }
                 Err(error) => {
-                    tracing::warn!(projection = self.projection.name(), %error, "cannot reach PostgreSQL, retrying");
+                    tracing::warn!(projection = self.name(), %error, "cannot reach PostgreSQL, retrying");
                     pause!();
                     continue 'connect;
                 }
             }
             if !self.shape_checked {
-                // As the one writer (a replica still running older code holds the
-                // writer's lock until it stops), bring the tables to the code's shape
-                // before applying anything; queries read the live tables meanwhile.
+                // As a writer (a replica still running older code holds the writer's
+                // lock until it stops), bring the tables to the code's shape before
+                // applying anything; queries read the live tables meanwhile.
+                let shared = self.shared.clone();
                 let upgraded = tokio::select! {
                     () = &mut shutdown => return Ok(()),
-                    upgraded = upgrade_shape(&self.database, &self.schema, self.projection.as_ref(), &self.stream, &self.settings) => upgraded,
+                    upgraded = upgrade_shape(&shared.database, &shared.schema, shared.projection.as_ref(), &shared.stream, &shared.settings) => upgraded,
                 };
                 match upgraded {
                     Ok(()) => {
                         self.shape_checked = true;
-                        if let Ok(checkpoint) = read_checkpoint(
-                            &self.database.pool,
-                            &self.schema,
-                            self.projection.name(),
-                        )
-                        .await
-                        {
-                            self.position.send_replace(checkpoint);
+                        if let Ok(checkpoint) = self.checkpoint().await {
+                            let index = self.index as usize;
+                            shared.positions.send_modify(|positions| {
+                                if let Some(position) = positions.get_mut(index) {
+                                    *position = checkpoint;
+                                }
+                            });
                         }
                     }
                     Err(error) => {
-                        tracing::warn!(projection = self.projection.name(), %error, "cannot bring the tables to the new shape, retrying");
+                        tracing::warn!(projection = self.name(), %error, "cannot bring the tables to the new shape, retrying");
                         pause!();
                         continue 'connect;
                     }
@@ -1283,30 +1718,37 @@ impl<P: Projection> ProjectionRunner<P> {
                 consumer = self.consumer() => match consumer {
                     Ok(messages) => messages,
                     Err(error) => {
-                        tracing::warn!(projection = self.projection.name(), %error, "cannot reach the consumer, retrying");
+                        tracing::warn!(projection = self.name(), %error, "cannot reach the consumer, retrying");
                         pause!();
                         continue 'connect;
                     }
                 },
             };
             let mut pending: Vec<jetstream::Message> = Vec::new();
-            loop {
+            let mut share_check = tokio::time::interval(SHARE_CHECK);
+            share_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            'batches: loop {
+                if split && self.give_up_if_over_share().await {
+                    continue 'connect;
+                }
                 if pending.is_empty() {
                     pending = tokio::select! {
                         // Shutdown first: no new batch once it has come.
                         biased;
                         () = &mut shutdown => return Ok(()),
+                        // A split projection's writer looks at its share now and then,
+                        // even while its partition is quiet.
+                        _ = share_check.tick(), if split => continue 'batches,
                         batch = self.next_batch(&mut messages) => match batch {
                             Ok(batch) => batch,
                             Err(error) => {
-                                tracing::warn!(projection = self.projection.name(), %error, "consumer failed, reconnecting");
+                                tracing::warn!(projection = self.name(), %error, "consumer failed, reconnecting");
                                 continue 'connect;
                             }
                         },
                     };
                 }
-                self.health
-                    .set_oldest_pending(pending.first().and_then(published_nanos));
+                health.set_oldest_pending(self.index, pending.first().and_then(published_nanos));
                 match self.apply_batch(&pending).await {
                     Ok(applied) => {
                         if applied.covered > 0 {
@@ -1329,18 +1771,20 @@ impl<P: Projection> ProjectionRunner<P> {
                                 tracing::warn!(%error, "ack failed; the batch will be redelivered and skipped");
                             }
                             pending.drain(..applied.covered);
-                            self.health
-                                .set_oldest_pending(pending.first().and_then(published_nanos));
+                            health.set_oldest_pending(
+                                self.index,
+                                pending.first().and_then(published_nanos),
+                            );
                         }
                         if applied.gap {
                             if let Err(error) = self.reposition().await {
-                                tracing::warn!(projection = self.projection.name(), %error, "cannot reposition the consumer");
+                                tracing::warn!(projection = self.name(), %error, "cannot reposition the consumer");
                                 pause!();
                             }
                             continue 'connect;
                         }
                         if applied.halted {
-                            if self.health.set_halted(true) {
+                            if health.set_halted_partition(self.index, true) {
                                 // Its class, not its text: a database's message can quote
                                 // the value it refused.
                                 let error = applied
@@ -1349,11 +1793,12 @@ impl<P: Projection> ProjectionRunner<P> {
                                     .map(|error| failure_class(&error.to_string()))
                                     .unwrap_or_default();
                                 tracing::error!(
-                                    projection = self.projection.name(),
-                                    stream = %self.stream_name,
+                                    projection = self.name(),
+                                    partition = self.index,
+                                    stream = %self.shared.stream_name,
                                     sequence = pending.first().and_then(|message| message.info().ok()).map(|info| info.stream_sequence),
                                     %error,
-                                    retry_every = ?self.settings.halt_retry,
+                                    retry_every = ?self.shared.settings.halt_retry,
                                     "projection halted: the event after a dead letter fails the same way, \
                                      so the fault is the projection's, not the event's; nothing more is \
                                      dead-lettered, the checkpoint stays, and the event is tried again \
@@ -1362,16 +1807,16 @@ impl<P: Projection> ProjectionRunner<P> {
                             }
                             tokio::select! {
                                 () = &mut shutdown => return Ok(()),
-                                () = tokio::time::sleep(self.settings.halt_retry) => {}
+                                () = tokio::time::sleep(self.shared.settings.halt_retry) => {}
                             }
                             continue;
                         }
-                        if self.health.set_halted(false) {
-                            tracing::info!(projection = self.projection.name(), stream = %self.stream_name, "projection resumed after a halt");
+                        if health.set_halted_partition(self.index, false) {
+                            tracing::info!(projection = self.name(), partition = self.index, stream = %self.shared.stream_name, "projection resumed after a halt");
                             // A long halt outlives the consumer's redeliveries (`max_deliver`):
                             // start it afresh right after the checkpoint.
                             if let Err(error) = self.reposition().await {
-                                tracing::warn!(projection = self.projection.name(), %error, "cannot reposition the consumer");
+                                tracing::warn!(projection = self.name(), %error, "cannot reposition the consumer");
                                 pause!();
                             }
                             continue 'connect;
@@ -1383,7 +1828,7 @@ impl<P: Projection> ProjectionRunner<P> {
                         }
                     }
                     Err(error) => {
-                        tracing::warn!(projection = self.projection.name(), %error, "batch failed, retrying");
+                        tracing::warn!(projection = self.name(), %error, "batch failed, retrying");
                         pause!();
                         if self.leader.is_none() {
                             continue 'connect;
@@ -1468,7 +1913,9 @@ pub async fn rebuild<P: Projection>(
 }
 
 /// [`rebuild`], telling `progress` the sequence the fresh schema has reached after
-/// each batch (`admin::rebuild` shows it to an operator).
+/// each batch (`admin::rebuild` shows it to an operator). A split projection's
+/// partitions are replayed at once, each on a connection and an ordered consumer of its
+/// own; the progress is the lowest of them.
 pub(crate) async fn rebuild_reporting<P: Projection>(
     projection: &P,
     database: &Database,
@@ -1478,6 +1925,7 @@ pub(crate) async fn rebuild_reporting<P: Projection>(
     progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<RebuildReport, ApplyError> {
     let owner = &database.owner;
+    let count = settings.partitions.clamp(1, MAX_PARTITIONS);
     let fresh = format!("{schema}_rebuild");
     let retired = format!("{schema}_retired");
     for old in [&fresh, &retired] {
@@ -1487,20 +1935,8 @@ pub(crate) async fn rebuild_reporting<P: Projection>(
         .execute(owner)
         .await?;
     }
-    prepare_schema(database, &fresh, projection).await?;
-    prepare_schema(database, schema, projection).await?;
-    let consumer = stream
-        .create_consumer(pull::OrderedConfig {
-            deliver_policy: DeliverPolicy::All,
-            ..Default::default()
-        })
-        .await
-        .map_err(|error| ApplyError::Transient(error.to_string()))?;
-    let mut messages = consumer
-        .messages()
-        .await
-        .map_err(|error| ApplyError::Transient(error.to_string()))?;
-    let mut attempts = HashMap::new();
+    prepare_schema(database, &fresh, projection, count).await?;
+    prepare_schema(database, schema, projection, count).await?;
     let stream_name = stream.cached_info().config.name.clone();
     // What an operator skipped the live projection past, network by network (dead
     // letters are walled; the column may be missing in a schema of an older release).
@@ -1517,35 +1953,161 @@ pub(crate) async fn rebuild_reporting<P: Projection>(
         transaction.commit().await?;
         skipped.extend(here.into_iter().map(|sequence| sequence.max(0) as u64));
     }
-    let mut applier = Applier {
+    let mut replays = Vec::new();
+    for index in 0..count {
+        let consumer = stream
+            .create_consumer(pull::OrderedConfig {
+                deliver_policy: DeliverPolicy::All,
+                ..Default::default()
+            })
+            .await
+            .map_err(|error| ApplyError::Transient(error.to_string()))?;
+        let messages = consumer
+            .messages()
+            .await
+            .map_err(|error| ApplyError::Transient(error.to_string()))?;
+        replays.push(Replay {
+            index,
+            key: partition_key(projection.name(), index, count),
+            messages,
+            // Out of the pool (closed when the rebuild ends): a rebuild of many
+            // partitions must not take every connection of the pool it shares.
+            connection: database.pool.acquire().await?.detach(),
+            attempts: HashMap::new(),
+            rebuilt: 0,
+            dead_letters: 0,
+        });
+    }
+    let reached = std::sync::Mutex::new((vec![0u64; count as usize], progress));
+    let context = ReplayContext {
         projection,
         schema: &fresh,
         stream: &stream_name,
-        service: &settings.service,
-        max_attempts: settings.max_attempts,
-        attempts: &mut attempts,
-        accept_gap_after: None,
-        check_gaps: false,
-        // A fault that repeats from event to event would dead-letter the whole stream
-        // into the fresh schema, which would then replace a good one: the rebuild stops
-        // instead, and the live schema stays. What an operator skipped past is
-        // dead-lettered again, not halted on.
-        halt: true,
+        settings,
+        count,
         skipped: &skipped,
+        reached: &reached,
     };
-    let mut connection = database.pool.acquire().await?;
-    let mut rebuilt = 0;
-    let mut dead_letters = 0;
-    let mut catch_up = async |target: u64, rebuilt: &mut u64| -> Result<(), ApplyError> {
-        while *rebuilt < target {
+    // Catch up with the live checkpoints without blocking the live runners…
+    let live: Vec<(String, i64)> =
+        checkpoint_rows(&database.pool, schema, projection.name()).await?;
+    let target = live
+        .iter()
+        .map(|(_, at)| (*at).max(0) as u64)
+        .max()
+        .unwrap_or(0);
+    futures::future::try_join_all(
+        replays
+            .iter_mut()
+            .map(|replay| replay.catch_up(&context, target)),
+    )
+    .await?;
+    // …then lock them, take the last few messages, and swap. Every partition of the
+    // fresh schema reaches the furthest live checkpoint: the fresh rows may be of
+    // another count than the live ones (a rebuild for a new partition count).
+    let mut swap = owner.begin().await?;
+    let locked: Vec<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT projection, last_sequence FROM {schema}.projection_checkpoint
+         WHERE {OF_PROJECTION} ORDER BY projection FOR UPDATE"
+    )))
+    .bind(projection.name())
+    .fetch_all(&mut *swap)
+    .await?;
+    let target = locked
+        .iter()
+        .map(|(_, at)| (*at).max(0) as u64)
+        .max()
+        .unwrap_or(0);
+    futures::future::try_join_all(
+        replays
+            .iter_mut()
+            .map(|replay| replay.catch_up(&context, target)),
+    )
+    .await?;
+    for statement in [
+        format!("ALTER SCHEMA {schema} RENAME TO {retired}"),
+        format!("ALTER SCHEMA {fresh} RENAME TO {schema}"),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(statement))
+            .execute(&mut *swap)
+            .await?;
+    }
+    swap.commit().await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA IF EXISTS {retired} CASCADE"
+    )))
+    .execute(owner)
+    .await?;
+    Ok(RebuildReport {
+        applied_through: replays
+            .iter()
+            .map(|replay| replay.rebuilt)
+            .min()
+            .unwrap_or(0),
+        dead_letters: replays.iter().map(|replay| replay.dead_letters).sum(),
+    })
+}
+
+/// What a rebuild's partitions share.
+struct ReplayContext<'a, 'p, P> {
+    projection: &'a P,
+    /// The fresh schema.
+    schema: &'a str,
+    stream: &'a str,
+    settings: &'a ProjectionSettings,
+    count: u32,
+    skipped: &'a std::collections::BTreeSet<u64>,
+    /// Where each partition has got to, and whom to tell the lowest.
+    #[allow(clippy::type_complexity)]
+    reached: &'a std::sync::Mutex<(Vec<u64>, &'p mut (dyn FnMut(u64) + Send))>,
+}
+
+/// One partition of a rebuild: the whole stream read in order, its partition's messages
+/// applied to the fresh schema.
+struct Replay {
+    index: u32,
+    key: String,
+    messages: pull::Ordered,
+    connection: PgConnection,
+    attempts: HashMap<u64, u32>,
+    rebuilt: u64,
+    dead_letters: u64,
+}
+
+impl Replay {
+    async fn catch_up<P: Projection>(
+        &mut self,
+        context: &ReplayContext<'_, '_, P>,
+        target: u64,
+    ) -> Result<(), ApplyError> {
+        let mut applier = Applier {
+            projection: context.projection,
+            schema: context.schema,
+            key: &self.key,
+            partition: (context.count > 1).then_some((self.index, context.count)),
+            stream: context.stream,
+            service: &context.settings.service,
+            max_attempts: context.settings.max_attempts,
+            attempts: &mut self.attempts,
+            accept_gap_after: None,
+            // Off: an ordered consumer cannot skip.
+            check_gaps: false,
+            // A fault that repeats from event to event would dead-letter the whole
+            // stream into the fresh schema, which would then replace a good one: the
+            // rebuild stops instead, and the live schema stays. What an operator
+            // skipped past is dead-lettered again, not halted on.
+            halt: true,
+            skipped: context.skipped,
+        };
+        while self.rebuilt < target {
             let mut batch = Vec::new();
-            while batch.len() < settings.batch_size {
+            while batch.len() < context.settings.batch_size {
                 let next = if batch.is_empty() {
-                    tokio::time::timeout(Duration::from_secs(10), messages.next())
+                    tokio::time::timeout(Duration::from_secs(10), self.messages.next())
                         .await
                         .map_err(|_| ApplyError::Transient("stream read timed out".into()))?
                 } else {
-                    match messages.next().now_or_never() {
+                    match self.messages.next().now_or_never() {
                         Some(next) => next,
                         None => break,
                     }
@@ -1564,7 +2126,7 @@ pub(crate) async fn rebuild_reporting<P: Projection>(
             // dead-lettered: nothing else is waiting behind it.
             let mut remaining = batch.as_slice();
             while !remaining.is_empty() {
-                let outcome = applier.apply(&mut connection, remaining).await?;
+                let outcome = applier.apply(&mut self.connection, remaining).await?;
                 if outcome.halted {
                     return Err(ApplyError::Poison(format!(
                         "the rebuild failed the same way on consecutive events ({}): the \
@@ -1577,48 +2139,25 @@ pub(crate) async fn rebuild_reporting<P: Projection>(
                             .unwrap_or_default()
                     )));
                 }
-                *rebuilt = (*rebuilt).max(outcome.checkpoint);
-                progress(*rebuilt);
-                dead_letters += outcome.dead_lettered;
+                self.rebuilt = self.rebuilt.max(outcome.checkpoint);
+                self.dead_letters += outcome.dead_lettered;
+                if let Ok(mut reached) = context.reached.lock() {
+                    let (positions, progress) = &mut *reached;
+                    if let Some(position) = positions.get_mut(self.index as usize) {
+                        *position = self.rebuilt;
+                    }
+                    let lowest = lowest(positions);
+                    progress(lowest);
+                }
                 let covered = remaining
                     .iter()
-                    .take_while(|d| d.sequence <= outcome.checkpoint)
+                    .take_while(|delivery| delivery.sequence <= outcome.checkpoint)
                     .count();
                 remaining = &remaining[covered..];
             }
         }
         Ok(())
-    };
-    // Catch up with the live checkpoint without blocking the live runner…
-    let live_checkpoint = read_checkpoint(&database.pool, schema, projection.name()).await?;
-    catch_up(live_checkpoint, &mut rebuilt).await?;
-    // …then lock it, take the last few messages, and swap.
-    let mut swap = owner.begin().await?;
-    let locked: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT last_sequence FROM {schema}.projection_checkpoint WHERE projection = $1 FOR UPDATE"
-    )))
-    .bind(projection.name())
-    .fetch_one(&mut *swap)
-    .await?;
-    catch_up(locked.max(0) as u64, &mut rebuilt).await?;
-    for statement in [
-        format!("ALTER SCHEMA {schema} RENAME TO {retired}"),
-        format!("ALTER SCHEMA {fresh} RENAME TO {schema}"),
-    ] {
-        sqlx::query(sqlx::AssertSqlSafe(statement))
-            .execute(&mut *swap)
-            .await?;
     }
-    swap.commit().await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP SCHEMA IF EXISTS {retired} CASCADE"
-    )))
-    .execute(owner)
-    .await?;
-    Ok(RebuildReport {
-        applied_through: rebuilt,
-        dead_letters,
-    })
 }
 
 #[cfg(test)]

@@ -159,6 +159,7 @@ pub fn projection_settings(config: &Config, service: &str) -> ProjectionSettings
         ack_wait: Duration::from_secs(config.projection.ack_wait_secs),
         max_attempts: config.projection.max_attempts,
         halt_retry: Duration::from_millis(config.projection.halt_retry_ms),
+        partitions: config.projection.partitions,
         // The telemetry's name of the service (`circle-enrollment`): spans carrying it
         // export under that service's resource.
         service: circle_telemetry::service_name(service)
@@ -525,7 +526,8 @@ impl Tasks {
         schema: &str,
         stream: String,
     ) -> Result<(), StartError> {
-        circle_projection::prepare(projection.as_ref(), database, schema).await?;
+        circle_projection::prepare(projection.as_ref(), database, schema, settings.partitions)
+            .await?;
         let jetstream = jetstream.clone();
         let database = database.clone();
         let settings = settings.clone();

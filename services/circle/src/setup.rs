@@ -106,7 +106,7 @@ pub async fn run(config: &Config) -> anyhow::Result<Report> {
     // runtime role checked as a service's start checks it), now that the database is.
     let ops = crate::ops::Ops::connect(config).await?;
     let streams = provision_streams(config, &ops.nats).await?;
-    let schemas = prepare_schemas(&ops.database).await?;
+    let schemas = prepare_schemas(&ops.database, ops.config.projection.partitions).await?;
     ops.nats.flush().await.ok();
     ops.database.pool.close().await;
     ops.database.owner.close().await;
@@ -256,7 +256,10 @@ fn stream_step(
 }
 
 /// The key store's schema and every projection's, as the owner.
-pub async fn prepare_schemas(database: &Database) -> anyhow::Result<Vec<SchemaStep>> {
+pub async fn prepare_schemas(
+    database: &Database,
+    partitions: u32,
+) -> anyhow::Result<Vec<SchemaStep>> {
     let mut steps = Vec::new();
     let created = !schema_exists(database, circle_vault::store::SCHEMA).await?;
     circle_vault::store::KeyStore::prepare(database)
@@ -269,12 +272,14 @@ pub async fn prepare_schemas(database: &Database) -> anyhow::Result<Vec<SchemaSt
     });
     for entry in &CATALOG {
         let created = !schema_exists(database, entry.schema).await?;
-        prepare_projection(entry, database).await.with_context(|| {
-            format!(
-                "preparing projection {} (schema {})",
-                entry.name, entry.schema
-            )
-        })?;
+        prepare_projection(entry, database, partitions)
+            .await
+            .with_context(|| {
+                format!(
+                    "preparing projection {} (schema {})",
+                    entry.name, entry.schema
+                )
+            })?;
         steps.push(SchemaStep {
             name: entry.name.to_owned(),
             schema: entry.schema.to_owned(),
@@ -293,7 +298,12 @@ async fn schema_exists(database: &Database, schema: &str) -> anyhow::Result<bool
 }
 
 /// Prepares one catalog entry's schema as its service's start does.
-async fn prepare_projection(entry: &Entry, database: &Database) -> anyhow::Result<()> {
+/// `partitions`: the services' `projection.partitions`, for a projection's first rows.
+async fn prepare_projection(
+    entry: &Entry,
+    database: &Database,
+    partitions: u32,
+) -> anyhow::Result<()> {
     use circle_projection::prepare;
     let manager = |name, formerly_in| ManagerShape {
         name,
@@ -305,6 +315,7 @@ async fn prepare_projection(entry: &Entry, database: &Database) -> anyhow::Resul
                 &circle_enrollment::process::OfferTimers,
                 database,
                 entry.schema,
+                partitions,
             )
             .await
         }
@@ -313,26 +324,26 @@ async fn prepare_projection(entry: &Entry, database: &Database) -> anyhow::Resul
                 circle_enrollment::process::TRANSFERS_NAME,
                 circle_enrollment::process::TRANSFERS_FORMERLY_IN,
             );
-            prepare(&shape, database, entry.schema).await
+            prepare(&shape, database, entry.schema, partitions).await
         }
         Id::ProcessManager(Manager::FromSessions) => {
             let shape = manager(
                 circle_accountability::process::FROM_SESSIONS_NAME,
                 circle_accountability::process::PROCESS_MANAGERS_FORMERLY_IN,
             );
-            prepare(&shape, database, entry.schema).await
+            prepare(&shape, database, entry.schema, partitions).await
         }
         Id::ProcessManager(Manager::PartnershipGuard) => {
             let shape = manager(
                 circle_accountability::process::PARTNERSHIP_GUARD_NAME,
                 circle_accountability::process::PROCESS_MANAGERS_FORMERLY_IN,
             );
-            prepare(&shape, database, entry.schema).await
+            prepare(&shape, database, entry.schema, partitions).await
         }
         // The read models, as the catalog gives them.
         _ => {
             return crate::dispatch!(entry, |projection| {
-                prepare(projection, database, entry.schema)
+                prepare(projection, database, entry.schema, partitions)
                     .await
                     .map_err(anyhow::Error::from)
             });

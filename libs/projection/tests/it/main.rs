@@ -976,7 +976,7 @@ async fn a_projection_prepared_before_its_stream_is_read_at_once_and_waited_for_
 -> anyhow::Result<()> {
     let fixture = Fixture::new().await?;
     // The tables, walled, with no runner and no stream yet to read.
-    circle_projection::prepare(&Tally, &fixture.database, SCHEMA).await?;
+    circle_projection::prepare(&Tally, &fixture.database, SCHEMA, 1).await?;
     let mut transaction =
         circle_projection::tenant_transaction(&fixture.database.pool, "acme").await?;
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM tally.totals")
@@ -1505,5 +1505,228 @@ async fn a_halt_and_the_lag_are_exported_through_the_global_meter() -> anyhow::R
     assert_eq!(collect("circle.projection.lag.events")?, Some(0.0));
     assert_eq!(collect("circle.projection.lag.seconds")?, Some(0.0));
     assert_eq!(collect("circle.projection.events_applied")?, Some(3.0));
+    Ok(())
+}
+
+impl Fixture {
+    /// The fixture's settings, split into `partitions`.
+    fn split(&self, partitions: u32) -> ProjectionSettings {
+        ProjectionSettings {
+            partitions,
+            ..self.settings.clone()
+        }
+    }
+
+    async fn split_runner(&self, partitions: u32) -> anyhow::Result<ProjectionRunner<Tally>> {
+        Ok(ProjectionRunner::new(
+            Arc::new(Tally),
+            &self.database,
+            SCHEMA,
+            self.stream.clone(),
+            self.split(partitions),
+        )
+        .await?)
+    }
+
+    /// Appends one value to aggregate `id` of `network`; returns its sequence.
+    async fn append_in(&self, network: &str, id: &str, value: i64) -> anyhow::Result<u64> {
+        let key = AggregateKey::new(network, "tally", id)?;
+        let version = self.store.version(&key).await?;
+        let meta = CommitMeta {
+            request_id: format!("{network}-{}", uuid_like(id, version)),
+            actor_role: "service".into(),
+            actor_id: "test".into(),
+            fingerprint: String::new(),
+        };
+        let event = NewEvent {
+            event_type: "test.Value".into(),
+            schema_version: 1,
+            payload: prost_types_lite::encode(value),
+        };
+        Ok(self
+            .store
+            .append(&key, version, &meta, vec![event])
+            .await?
+            .sequence())
+    }
+
+    /// The checkpoint rows: (key, last sequence).
+    async fn checkpoint_rows(&self) -> anyhow::Result<Vec<(String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT projection, last_sequence FROM tally.projection_checkpoint ORDER BY projection",
+        )
+        .fetch_all(&self.env.pool)
+        .await?)
+    }
+
+    async fn seen(&self) -> anyhow::Result<i64> {
+        Ok(sqlx::query_scalar("SELECT count(*) FROM tally.seen")
+            .fetch_one(&self.env.pool)
+            .await?)
+    }
+}
+
+/// Networks named `net-0`, `net-1`, … until each of `partitions` partitions has two.
+fn networks_covering(partitions: u32) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut per_partition = vec![0; partitions as usize];
+    let mut index = 0;
+    while per_partition.iter().any(|count| *count < 2) {
+        let network = format!("net-{index}");
+        let partition = circle_projection::partition_of(&network, partitions) as usize;
+        if per_partition[partition] < 2 {
+            per_partition[partition] += 1;
+            found.push(network);
+        }
+        index += 1;
+    }
+    found
+}
+
+/// Appends `rounds` values to two aggregates of each network, adding them to
+/// `expected` (aggregate → total, applications); returns the last sequence.
+async fn append_round(
+    fixture: &Fixture,
+    networks: &[String],
+    round: i64,
+    expected: &mut std::collections::BTreeMap<String, (i64, i64)>,
+) -> anyhow::Result<u64> {
+    let mut last = 0;
+    for (offset, network) in networks.iter().enumerate() {
+        for aggregate in ["x", "y"] {
+            let id = format!("{network}-{aggregate}");
+            let value = round * 100 + offset as i64;
+            last = fixture.append_in(network, &id, value).await?;
+            let entry = expected.entry(id).or_insert((0, 0));
+            entry.0 += value;
+            entry.1 += 1;
+        }
+    }
+    Ok(last)
+}
+
+fn as_rows(expected: &std::collections::BTreeMap<String, (i64, i64)>) -> Vec<(String, i64, i64)> {
+    expected
+        .iter()
+        .map(|(aggregate, (total, applied))| (aggregate.clone(), *total, *applied))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_split_projections_partitions_are_shared_out_and_move_when_a_replica_dies_or_joins()
+-> anyhow::Result<()> {
+    let fixture = Fixture::new().await?;
+    let networks = networks_covering(4);
+    let mut expected = std::collections::BTreeMap::new();
+    let mut appended = 0;
+    let mut last = append_round(&fixture, &networks, 1, &mut expected).await?;
+    appended += networks.len() as i64 * 2;
+
+    // One replica: it writes all four partitions.
+    let first = fixture.split_runner(4).await?;
+    let first_handle = first.handle();
+    let (stop_first, stopped) = tokio::sync::oneshot::channel::<()>();
+    let first_task = tokio::spawn(first.run(async {
+        let _ = stopped.await;
+    }));
+    first_handle.wait_for(last, Duration::from_secs(20)).await?;
+    wait_until(|| first_handle.partitions_led() == 4).await?;
+
+    // A second joins: the first gives up partitions beyond its share, the second
+    // takes them.
+    let second = fixture.split_runner(4).await?;
+    let second_handle = second.handle();
+    let second_task = tokio::spawn(second.run(std::future::pending::<()>()));
+    wait_until(|| first_handle.partitions_led() == 2 && second_handle.partitions_led() == 2)
+        .await?;
+    last = append_round(&fixture, &networks, 2, &mut expected).await?;
+    appended += networks.len() as i64 * 2;
+    second_handle
+        .wait_for(last, Duration::from_secs(20))
+        .await?;
+
+    // The second dies (its task dropped mid-way, its connections with it): the first
+    // takes its partitions back and goes on.
+    last = append_round(&fixture, &networks, 3, &mut expected).await?;
+    appended += networks.len() as i64 * 2;
+    second_task.abort();
+    let _ = second_task.await;
+    wait_until(|| first_handle.partitions_led() == 4).await?;
+    last = last.max(append_round(&fixture, &networks, 4, &mut expected).await?);
+    appended += networks.len() as i64 * 2;
+    first_handle.wait_for(last, Duration::from_secs(30)).await?;
+
+    // Every message applied exactly once, every partition's row at the end.
+    assert_eq!(fixture.totals().await?, as_rows(&expected));
+    assert_eq!(fixture.seen().await?, appended);
+    let rows = fixture.checkpoint_rows().await?;
+    assert_eq!(
+        rows,
+        (0..4)
+            .map(|index| (format!("tally@{index}/4"), last as i64))
+            .collect::<Vec<_>>()
+    );
+
+    // A rebuild replays the partitions side by side and equals the live tables.
+    let live = fixture.totals().await?;
+    let report = rebuild(
+        &Tally,
+        &fixture.database,
+        SCHEMA,
+        &fixture.stream,
+        &fixture.split(4),
+    )
+    .await?;
+    assert_eq!(report.applied_through, last);
+    assert_eq!(fixture.totals().await?, live);
+    assert_eq!(fixture.seen().await?, appended);
+
+    let _ = stop_first.send(());
+    first_task.await??;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_new_partition_count_rebuilds_the_projection_into_rows_of_that_count()
+-> anyhow::Result<()> {
+    let fixture = Fixture::new().await?;
+    let networks = networks_covering(3);
+    let mut expected = std::collections::BTreeMap::new();
+    let last = append_round(&fixture, &networks, 1, &mut expected).await?;
+    let unsplit = fixture.runner().await?;
+    let handle = unsplit.handle();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(unsplit.run(async {
+        let _ = stopped.await;
+    }));
+    handle.wait_for(last, Duration::from_secs(20)).await?;
+    let _ = stop.send(());
+    task.await??;
+    assert_eq!(
+        fixture.checkpoint_rows().await?,
+        vec![("tally".to_owned(), last as i64)]
+    );
+
+    // Restarted split into three: rebuilt into three rows, nothing applied twice.
+    let split = fixture.split_runner(3).await?;
+    let handle = split.handle();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(split.run(async {
+        let _ = stopped.await;
+    }));
+    let next = append_round(&fixture, &networks, 2, &mut expected).await?;
+    handle.wait_for(next, Duration::from_secs(30)).await?;
+    TestEnv::eventually(Duration::from_secs(20), || async {
+        let rows = fixture.checkpoint_rows().await?;
+        Ok(rows
+            == (0..3)
+                .map(|index| (format!("tally@{index}/3"), next as i64))
+                .collect::<Vec<_>>())
+    })
+    .await?;
+    assert_eq!(fixture.totals().await?, as_rows(&expected));
+    assert_eq!(fixture.seen().await?, networks.len() as i64 * 4);
+    let _ = stop.send(());
+    task.await??;
     Ok(())
 }

@@ -69,7 +69,7 @@ async fn schema_of(ops: &Ops, projection: &str) -> anyhow::Result<String> {
     admin::checkpoints(&ops.database.owner)
         .await?
         .into_iter()
-        .find(|checkpoint| checkpoint.projection == projection)
+        .find(|checkpoint| admin::projection_of(&checkpoint.projection) == projection)
         .map(|checkpoint| checkpoint.schema)
         .ok_or_else(|| {
             Refusal::not_found(format!(

@@ -30,9 +30,14 @@ pub async fn list(ops: &Ops) -> anyhow::Result<Vec<ProjectionLine>> {
     Ok(CATALOG
         .iter()
         .map(|entry| {
-            let checkpoint = checkpoints.iter().find(|checkpoint| {
-                checkpoint.projection == entry.name && checkpoint.schema == entry.schema
-            });
+            // A split projection's lowest partition: everything up to it is applied.
+            let checkpoint = checkpoints
+                .iter()
+                .filter(|checkpoint| {
+                    admin::projection_of(&checkpoint.projection) == entry.name
+                        && checkpoint.schema == entry.schema
+                })
+                .min_by_key(|checkpoint| checkpoint.last_sequence);
             ProjectionLine {
                 projection: entry.name.to_owned(),
                 service: entry.service.to_owned(),

@@ -228,19 +228,18 @@ pub async fn status(ops: &Ops, max_lag: u64) -> anyhow::Result<Status> {
     }
     let mut projections = Vec::new();
     for checkpoint in circle_projection::admin::checkpoints(&ops.database.owner).await? {
-        let entry = catalog::find(&checkpoint.projection);
+        // A split projection has a row per partition (`name@index/count`), each shown.
+        let of = circle_projection::admin::projection_of(&checkpoint.projection).to_owned();
+        let entry = catalog::find(&of);
         let stream = entry.and_then(|entry| {
             let name = ops.config.stream_name(entry.stream);
             streams.iter().find(|stream| stream.stream == name)
         });
         let stream_last_sequence = stream.map(|stream| stream.last_sequence);
         let lag = stream_last_sequence.map(|last| last.saturating_sub(checkpoint.last_sequence));
-        let dead_letters = circle_projection::admin::dead_letter_count(
-            &ops.database,
-            &checkpoint.schema,
-            &checkpoint.projection,
-        )
-        .await?;
+        let dead_letters =
+            circle_projection::admin::dead_letter_count(&ops.database, &checkpoint.schema, &of)
+                .await?;
         let health = match lag {
             _ if checkpoint.halted_since.is_some() => Health::Halted,
             _ if dead_letters > 0 => Health::HasDeadLetters,

@@ -1,0 +1,509 @@
+//! Two replicas of every service share the work and survive the loss of one: each
+//! replica is a whole process's worth of services (`start_all_with_clock`) on a tokio
+//! runtime of its own, so "killing" it stops every task of it at whatever await it
+//! was in and drops its connections, as a killed process's are dropped, with no
+//! graceful shutdown. Projections are split into four partitions; four networks are
+//! seeded (the demo's seeding: clinics, groups, members, goals, check-ins, sessions
+//! held) through both replicas at once, and one replica is killed mid-way. Its
+//! partitions and loops move to the other; the clients retry what failed there.
+//! Afterwards seats are offered and expire and missed check-ins are nudged by the
+//! survivor's loops, every read model equals a rebuild from the log, nothing
+//! acknowledged is lost or doubled, and no nudge or offer expiry is sent twice.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use circle_cli::ops::{self, Ops};
+use circle_proto::accountability::v1::accountability_service_client::AccountabilityServiceClient;
+use circle_proto::enrollment::v1::enrollment_service_client::EnrollmentServiceClient;
+use circle_proto::sessions::v1::sessions_service_client::SessionsServiceClient;
+use circle_testkit::TestEnv;
+use prost::Message as _;
+use tokio_stream::StreamExt as _;
+use tonic::transport::Channel;
+
+use crate::support::eventually;
+
+const PARTITIONS: u32 = 2;
+
+/// One replica of every service, on a runtime of its own.
+struct Replica {
+    runtime: Option<tokio::runtime::Runtime>,
+    addresses: circle_cli::Addresses,
+}
+
+impl Replica {
+    /// Starts the services with `config`, its database sessions named `name`
+    /// (`application_name`, to tell which replica holds which lock).
+    async fn start(
+        config: &circle_config::Config,
+        clock: Arc<circle_calendar::ManualClock>,
+        name: &str,
+    ) -> anyhow::Result<Self> {
+        let mut config = config.clone();
+        for url in [&mut config.database.url] {
+            let separator = if url.contains('?') { '&' } else { '?' };
+            url.push_str(&format!("{separator}application_name={name}"));
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .thread_name(name.to_owned())
+            .build()?;
+        let clock: Arc<dyn circle_calendar::Clock> = clock;
+        let started = runtime.spawn(async move {
+            let (addresses, task) =
+                circle_cli::start_all_with_clock(&config, clock, std::future::pending()).await?;
+            // Runs until the runtime goes.
+            tokio::spawn(task);
+            anyhow::Ok(addresses)
+        });
+        let addresses = match started.await {
+            Ok(Ok(addresses)) => addresses,
+            failed => {
+                // Not dropped here: a runtime may not be dropped inside another.
+                runtime.shutdown_background();
+                return Err(match failed {
+                    Ok(Err(error)) => error,
+                    Err(error) => error.into(),
+                    Ok(Ok(_)) => unreachable!(),
+                });
+            }
+        };
+        Ok(Self {
+            runtime: Some(runtime),
+            addresses,
+        })
+    }
+
+    /// Kills it: every task stops where it is, its connections dropped.
+    fn kill(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+
+    async fn clients(&self) -> anyhow::Result<Clients> {
+        Ok(Clients {
+            enrollment: EnrollmentServiceClient::connect(format!(
+                "http://{}",
+                self.addresses.enrollment
+            ))
+            .await?,
+            sessions: SessionsServiceClient::connect(format!("http://{}", self.addresses.sessions))
+                .await?,
+            accountability: AccountabilityServiceClient::connect(format!(
+                "http://{}",
+                self.addresses.accountability
+            ))
+            .await?,
+        })
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[derive(Clone)]
+struct Clients {
+    enrollment: EnrollmentServiceClient<Channel>,
+    sessions: SessionsServiceClient<Channel>,
+    accountability: AccountabilityServiceClient<Channel>,
+}
+
+/// Four networks `net-a`, `net-b`, … two in each partition.
+fn networks() -> Vec<String> {
+    let mut found = Vec::new();
+    let mut per_partition = vec![0; PARTITIONS as usize];
+    for letter in 'a'..='z' {
+        let network = format!("net-{letter}");
+        let partition = circle_projection::partition_of(&network, PARTITIONS) as usize;
+        if per_partition[partition] < 2 {
+            per_partition[partition] += 1;
+            found.push(network);
+        }
+    }
+    found
+}
+
+fn size() -> anyhow::Result<circle_cli::demo::Size> {
+    Ok(circle_cli::demo::Size {
+        clinics: 1,
+        // Two groups of ten: one waits in each.
+        participants: 22,
+        weeks: 1,
+        start_date: "2026-02-23".parse()?,
+    })
+}
+
+async fn seed(
+    network: String,
+    clients: Clients,
+) -> anyhow::Result<circle_cli::demo::SeededNetwork> {
+    let Clients {
+        mut enrollment,
+        mut sessions,
+        mut accountability,
+    } = clients;
+    let mint = |role: &str, subject: &str, clinics: &[&str]| {
+        circle_testkit::token(&network, subject, &[role], clinics)
+    };
+    circle_cli::demo::seed_network(
+        &network,
+        &mut enrollment,
+        &mut sessions,
+        &mut accountability,
+        &mint,
+        size()?,
+    )
+    .await
+}
+
+/// Which replicas (by `application_name`) hold exclusive advisory locks (projection
+/// writers and loop leases) and shared ones (members of split projections).
+async fn lock_holders(env: &TestEnv) -> anyhow::Result<Vec<(String, String)>> {
+    Ok(sqlx::query_as(
+        "SELECT DISTINCT a.application_name::text, l.mode::text FROM pg_locks l
+         JOIN pg_stat_activity a ON a.pid = l.pid
+         WHERE l.locktype = 'advisory' AND l.granted
+           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+         ORDER BY 1, 2",
+    )
+    .fetch_all(&env.pool)
+    .await?)
+}
+
+/// Every commit of a stream: (subject, commit).
+async fn commits(
+    env: &TestEnv,
+    service: &str,
+) -> anyhow::Result<Vec<(String, circle_eventstore::wire::Commit)>> {
+    let stream = env
+        .jetstream()
+        .get_stream(env.config.stream_name(service))
+        .await?;
+    let last = stream.get_info().await?.state.last_sequence;
+    let consumer = stream
+        .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
+            deliver_policy: async_nats::jetstream::consumer::DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await?;
+    let mut messages = consumer.messages().await?;
+    let mut found = Vec::new();
+    while (found.len() as u64) < last {
+        let message = tokio::time::timeout(Duration::from_secs(10), messages.next())
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("the stream ended"))??;
+        found.push((
+            message.subject.to_string(),
+            circle_eventstore::wire::Commit::decode(message.payload.as_ref())?,
+        ));
+    }
+    Ok(found)
+}
+
+/// The payloads of the events of `event_type` (its last name), with their subjects.
+fn events_of(
+    commits: &[(String, circle_eventstore::wire::Commit)],
+    event_type: &str,
+) -> Vec<(String, Vec<u8>)> {
+    let suffix = format!(".{event_type}");
+    commits
+        .iter()
+        .flat_map(|(subject, commit)| {
+            commit
+                .events
+                .iter()
+                .filter(|event| event.event_type.ends_with(&suffix))
+                .map(move |event| (subject.clone(), event.payload.clone()))
+        })
+        .collect()
+}
+
+/// Waits until `circle status` shows every projection (every partition of it)
+/// caught up with its stream.
+async fn caught_up(ops: &Ops) -> anyhow::Result<()> {
+    eventually(
+        || ops::status::status(ops, 0),
+        |status| {
+            status
+                .projections
+                .iter()
+                .all(|projection| projection.health == ops::status::Health::CaughtUp)
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_share_the_work_and_one_killed_under_load_loses_and_doubles_nothing()
+-> anyhow::Result<()> {
+    let mut env = TestEnv::new().await?;
+    env.config.projection.partitions = PARTITIONS;
+    // Two replicas in one PostgreSQL of 100 connections: small pools (each replica
+    // also holds a connection per partition it writes and per split projection).
+    env.config.database.max_connections = 4;
+    env.config.enrollment.timer_poll_ms = 200;
+    env.config.sessions.materialize_poll_ms = 200;
+    env.config.accountability.nudge_poll_ms = 200;
+    circle_cli::ensure_database(&env.config).await?;
+    // Monday 2 March 2026, noon in Chicago.
+    let clock = Arc::new(circle_calendar::ManualClock::new(
+        "2026-03-02T18:00:00Z".parse()?,
+    ));
+    let mut first = Replica::start(&env.config, clock.clone(), "replica-a").await?;
+    let second = Replica::start(&env.config, clock.clone(), "replica-b").await?;
+    let ops = Ops::connect(&env.config).await?;
+
+    // Both replicas write: each holds writer locks (the partitions shared out), both
+    // are members of the split projections.
+    eventually(
+        || lock_holders(&env),
+        |holders| {
+            ["replica-a", "replica-b"].iter().all(|replica| {
+                ["ExclusiveLock", "ShareLock"].iter().all(|mode| {
+                    holders
+                        .iter()
+                        .any(|(name, held)| name == replica && held == mode)
+                })
+            })
+        },
+    )
+    .await?;
+
+    // Load: the four networks seeded at once, two through each replica.
+    let networks = networks();
+    assert_eq!(networks.len(), 4);
+    let (through_first, through_second) = (first.clients().await?, second.clients().await?);
+    let mut seeding = Vec::new();
+    for (index, network) in networks.iter().enumerate() {
+        let clients = if index % 2 == 0 {
+            through_first.clone()
+        } else {
+            through_second.clone()
+        };
+        seeding.push(tokio::spawn(seed(network.clone(), clients)));
+    }
+    // Mid-way (a third of the enrollment log the seeding writes), the first replica
+    // is killed.
+    let enrollment_stream = env
+        .jetstream()
+        .get_stream(env.config.stream_name("enrollment"))
+        .await?;
+    eventually(
+        || {
+            let stream = enrollment_stream.clone();
+            async move { Ok(stream.get_info().await?.state.last_sequence) }
+        },
+        |last| *last >= 150,
+    )
+    .await?;
+    first.kill();
+    // Its partitions and loops move: only the second replica holds locks now.
+    eventually(
+        || lock_holders(&env),
+        |holders| {
+            holders.iter().all(|(name, _)| name != "replica-a")
+                && holders
+                    .iter()
+                    .any(|(name, mode)| name == "replica-b" && mode == "ExclusiveLock")
+        },
+    )
+    .await?;
+    // What failed through the killed replica is tried again through the other (the
+    // seeding's request ids are fixed: what was written before the kill is not
+    // written again).
+    let mut seeded = BTreeMap::new();
+    for (index, task) in seeding.into_iter().enumerate() {
+        let network = networks[index].clone();
+        let result = match task.await? {
+            Ok(done) => done,
+            Err(error) => {
+                assert_eq!(
+                    index % 2,
+                    0,
+                    "only seeding through the killed replica fails: {error:#}"
+                );
+                seed(network.clone(), through_second.clone()).await?
+            }
+        };
+        seeded.insert(network, result);
+    }
+    for result in seeded.values() {
+        assert_eq!(
+            (
+                result.groups,
+                result.participants,
+                result.active,
+                result.waitlisted
+            ),
+            (2, 22, 20, 2),
+            "{result:?}"
+        );
+    }
+
+    // The survivor's loops: a seat opens in every group (a member completes) and is
+    // offered to the one waiting, who does not answer; and nobody checks in.
+    let mut enrollment = through_second.enrollment.clone();
+    let mut offered = 0;
+    for network in &networks {
+        for group in 1..=2 {
+            let group =
+                format!("networks/{network}/clinics/clinic-01/groups/clinic-01-group-{group}");
+            let members = enrollment
+                .list_group_members(circle_testkit::request_as(
+                    circle_proto::enrollment::v1::ListGroupMembersRequest {
+                        parent: group.clone(),
+                        page_size: 100,
+                        ..Default::default()
+                    },
+                    network,
+                    "network-admin",
+                    "admin-1",
+                    &[],
+                ))
+                .await?
+                .into_inner();
+            let member = members
+                .memberships
+                .iter()
+                .find(|membership| {
+                    membership.state() == circle_proto::enrollment::v1::MembershipState::Active
+                })
+                .map(|membership| membership.name.clone())
+                .ok_or_else(|| anyhow::anyhow!("no active member in {group}"))?;
+            enrollment
+                .discharge_participant(circle_testkit::request_as(
+                    circle_proto::enrollment::v1::DischargeParticipantRequest {
+                        name: member,
+                        reason: circle_proto::enrollment::v1::EndReason::Completed as i32,
+                        ..Default::default()
+                    },
+                    network,
+                    "network-admin",
+                    "admin-1",
+                    &[],
+                ))
+                .await?;
+            offered += 1;
+        }
+    }
+    // Three days on (past the 48-hour offers and two missed daily check-ins), at noon.
+    clock.advance(chrono::Duration::days(3));
+    eventually(
+        || {
+            let env = &env;
+            async move { Ok(events_of(&commits(env, "enrollment").await?, "SeatOfferExpired").len()) }
+        },
+        |expired| *expired >= offered,
+    )
+    .await?;
+    let members_with_goals: usize = seeded.values().map(|result| result.active).sum();
+    eventually(
+        || {
+            let env = &env;
+            async move {
+                let nudged: std::collections::BTreeSet<String> =
+                    events_of(&commits(env, "accountability").await?, "NudgeSent")
+                        .into_iter()
+                        .map(|(subject, _)| subject)
+                        .collect();
+                Ok(nudged.len())
+            }
+        },
+        |nudged| *nudged >= members_with_goals - offered,
+    )
+    .await?;
+    caught_up(&ops).await?;
+
+    // Every read model equals a rebuild from the log (rebuilt by partitions, as the
+    // live ones are split).
+    for entry in ops::catalog::CATALOG
+        .iter()
+        .filter(|entry| entry.kind == ops::catalog::Kind::ReadModel)
+    {
+        let live = crate::ops::content(&env.pool, entry.schema).await?;
+        let rebuilt = ops::projections::rebuild(&ops, entry.name, |_| {}).await?;
+        assert_eq!(rebuilt.dead_letters, 0, "{}", entry.name);
+        assert_eq!(
+            crate::ops::content(&env.pool, entry.schema).await?,
+            live,
+            "{} rebuilt equal",
+            entry.name
+        );
+        let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT projection FROM \"{}\".projection_checkpoint ORDER BY 1",
+            entry.schema
+        )))
+        .fetch_all(&env.pool)
+        .await?;
+        assert_eq!(
+            rows,
+            (0..PARTITIONS)
+                .map(|index| format!("{}@{index}/{PARTITIONS}", entry.name))
+                .collect::<Vec<_>>(),
+            "split into partitions"
+        );
+    }
+
+    // Nothing acknowledged lost or doubled: every commit's request id once per
+    // aggregate, every seeded participant registered once, every member's goal set
+    // once.
+    for service in ["enrollment", "sessions", "accountability"] {
+        let commits = commits(&env, service).await?;
+        // A request id is its aggregate's (the seeding's are the same in every
+        // network, a process manager's the same in every group).
+        let mut ids = BTreeMap::<(String, String), usize>::new();
+        for (subject, commit) in &commits {
+            *ids.entry((subject.clone(), commit.request_id.clone()))
+                .or_default() += 1;
+        }
+        let doubled: Vec<_> = ids.iter().filter(|(_, count)| **count > 1).collect();
+        assert!(doubled.is_empty(), "{service}: {doubled:?}");
+    }
+    let registered: i64 = sqlx::query_scalar("SELECT count(*) FROM enrollment.participants")
+        .fetch_one(&env.pool)
+        .await?;
+    assert_eq!(registered, 22 * networks.len() as i64);
+    let goals: i64 = sqlx::query_scalar("SELECT count(*) FROM accountability.goals")
+        .fetch_one(&env.pool)
+        .await?;
+    assert_eq!(goals as usize, members_with_goals);
+
+    // No offer expiry and no nudge sent twice: each offer expired once, each step of
+    // each ladder (participant, level, goal, due time) once, and the read model holds
+    // exactly what the log does.
+    let enrollment_commits = commits(&env, "enrollment").await?;
+    let mut expiries = BTreeMap::<(String, String), usize>::new();
+    for (subject, payload) in events_of(&enrollment_commits, "SeatOfferExpired") {
+        let expired =
+            circle_proto::enrollment::events::v1::SeatOfferExpired::decode(payload.as_slice())?;
+        *expiries.entry((subject, expired.offer_id)).or_default() += 1;
+    }
+    assert_eq!(expiries.len(), offered, "{expiries:?}");
+    assert!(expiries.values().all(|count| *count == 1), "{expiries:?}");
+    let nudges = events_of(&commits(&env, "accountability").await?, "NudgeSent");
+    let mut steps = BTreeMap::<(String, i32, String, i64), usize>::new();
+    for (subject, payload) in &nudges {
+        let nudge =
+            circle_proto::accountability::events::v1::NudgeSent::decode(payload.as_slice())?;
+        let due = nudge.due_time.map(|time| time.seconds).unwrap_or_default();
+        *steps
+            .entry((subject.clone(), nudge.level, nudge.goal_id, due))
+            .or_default() += 1;
+    }
+    let twice: Vec<_> = steps.iter().filter(|(_, count)| **count > 1).collect();
+    assert!(twice.is_empty(), "nudges sent twice: {twice:?}");
+    let in_read_model: i64 = sqlx::query_scalar("SELECT count(*) FROM accountability.nudges")
+        .fetch_one(&env.pool)
+        .await?;
+    assert_eq!(in_read_model as usize, nudges.len());
+    drop(second);
+    Ok(())
+}
