@@ -25,7 +25,7 @@ use tonic::transport::Channel;
 
 use crate::support::eventually;
 
-const PARTITIONS: u32 = 2;
+const PARTITIONS: u32 = 4;
 
 /// One replica of every service, on a runtime of its own.
 struct Replica {
@@ -115,14 +115,14 @@ struct Clients {
     accountability: AccountabilityServiceClient<Channel>,
 }
 
-/// Four networks `net-a`, `net-b`, … two in each partition.
+/// Networks `net-a`, `net-b`, … one in each partition.
 fn networks() -> Vec<String> {
     let mut found = Vec::new();
     let mut per_partition = vec![0; PARTITIONS as usize];
     for letter in 'a'..='z' {
         let network = format!("net-{letter}");
         let partition = circle_projection::partition_of(&network, PARTITIONS) as usize;
-        if per_partition[partition] < 2 {
+        if per_partition[partition] == 0 {
             per_partition[partition] += 1;
             found.push(network);
         }
@@ -246,8 +246,8 @@ async fn two_replicas_share_the_work_and_one_killed_under_load_loses_and_doubles
 -> anyhow::Result<()> {
     let mut env = TestEnv::new().await?;
     env.config.projection.partitions = PARTITIONS;
-    // Two replicas in one PostgreSQL of 100 connections: small pools (each replica
-    // also holds a connection per partition it writes and per split projection).
+    // Two replicas of every service in one PostgreSQL of 100 connections: small pools
+    // (each replica also holds a session for each split projection).
     env.config.database.max_connections = 4;
     env.config.enrollment.timer_poll_ms = 200;
     env.config.sessions.materialize_poll_ms = 200;
@@ -279,7 +279,7 @@ async fn two_replicas_share_the_work_and_one_killed_under_load_loses_and_doubles
 
     // Load: the four networks seeded at once, two through each replica.
     let networks = networks();
-    assert_eq!(networks.len(), 4);
+    assert_eq!(networks.len(), PARTITIONS as usize);
     let (through_first, through_second) = (first.clients().await?, second.clients().await?);
     let mut seeding = Vec::new();
     for (index, network) in networks.iter().enumerate() {

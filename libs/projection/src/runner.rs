@@ -1,5 +1,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::HeaderMap;
@@ -1077,13 +1078,17 @@ pub(crate) async fn keep_alive_briefly(connection: &mut PgConnection) -> Result<
 ///
 /// The projection's work is split into `settings.partitions` partitions (one by
 /// default). Each partition is applied by one writer at a time, whatever the number
-/// of replicas: the writer holds a PostgreSQL advisory lock on a connection of its own
-/// and applies its batches on that same connection, so losing the connection loses
-/// the lock and the right to write together. The replicas running the projection share
-/// the partitions out: each holds a shared "member" lock, counts the members, and
-/// writes at most its fair share (the count divided by the members, rounded up),
-/// giving up partitions beyond it when a replica joins and taking the partitions of
-/// one that left. The other partitions wait as standbys.
+/// of replicas: the writer holds a PostgreSQL advisory lock on a connection and
+/// applies its batches on that same connection, so losing the connection loses the
+/// lock and the right to write together. The others wait as standbys.
+///
+/// Unsplit, the writer's connection is its own, held while it writes. Split, a
+/// replica holds one connection for the projection (its *session*), whatever the
+/// count: a shared "member" lock on it counts the replicas running the projection,
+/// the writer locks of the partitions it writes are taken on it, and their batches
+/// take turns on it. Each replica writes at most its fair share (the count divided by
+/// the members, rounded up), giving up partitions beyond it when a replica joins and
+/// taking the partitions of one that left.
 pub struct ProjectionRunner<P> {
     partitions: Vec<Partition<P>>,
     shared: Arc<Shared<P>>,
@@ -1105,6 +1110,12 @@ struct Shared<P> {
     led: Arc<std::sync::atomic::AtomicU32>,
     /// How many replicas run the projection, as last counted (1 until counted).
     members: std::sync::atomic::AtomicU32,
+    /// A split projection's session: this replica's member lock and the writer locks
+    /// of the partitions it writes.
+    session: tokio::sync::Mutex<Option<PgConnection>>,
+    /// Bumped whenever the session is replaced: a partition whose lock was taken in
+    /// an earlier one has lost it.
+    generation: AtomicU64,
 }
 
 impl<P> Shared<P> {
@@ -1129,7 +1140,11 @@ struct Partition<P> {
     /// Its checkpoint row and lock ([`partition_key`]).
     key: String,
     attempts: HashMap<u64, u32>,
+    /// An unsplit projection's writer connection, while it writes.
     leader: Option<PgConnection>,
+    /// A split projection's partition: the session generation its lock was taken in,
+    /// while it writes.
+    led_in: Option<u64>,
     accept_gap_after: Option<u64>,
     /// Whether this runner, as a writer, has brought the tables to the code's shape.
     shape_checked: bool,
@@ -1187,6 +1202,8 @@ impl<P: Projection> ProjectionRunner<P> {
             metrics,
             led: Arc::default(),
             members: std::sync::atomic::AtomicU32::new(1),
+            session: tokio::sync::Mutex::new(None),
+            generation: AtomicU64::new(0),
         });
         let partitions = keys
             .into_iter()
@@ -1197,6 +1214,7 @@ impl<P: Projection> ProjectionRunner<P> {
                 key,
                 attempts: HashMap::new(),
                 leader: None,
+                led_in: None,
                 accept_gap_after: None,
                 shape_checked: false,
             })
@@ -1283,47 +1301,78 @@ impl<P: Projection> ProjectionRunner<P> {
     }
 }
 
-/// Holds this process's member lock of a split projection (a shared advisory lock on
-/// a connection of its own, kept alive briefly like a writer's) and counts the holders
-/// every [`SHARE_CHECK`], forever. A lost connection is made again; meanwhile the last
-/// count stays.
+/// The key of the member lock of the split projection in `schema` (a two-key advisory
+/// lock: `MEMBER_CLASS`, `hashtext(key)`).
+fn member_key(schema: &str) -> String {
+    format!("circle.projection.members.{schema}")
+}
+
+/// The first key of member locks ("CIRC").
+const MEMBER_CLASS: i64 = 1_129_464_387;
+
+impl<P> Shared<P> {
+    /// The session, opened (and this replica made a member) if there is none. A new
+    /// session is a new generation: locks taken in an earlier one are gone with it.
+    async fn session<'a>(
+        &self,
+        session: &'a mut Option<PgConnection>,
+    ) -> Result<&'a mut PgConnection, ApplyError> {
+        if session.is_none() {
+            let mut connection = self.database.pool.acquire().await?.detach();
+            keep_alive_briefly(&mut connection).await?;
+            sqlx::query("SELECT pg_advisory_lock_shared($1::int, hashtext($2))")
+                .bind(MEMBER_CLASS as i32)
+                .bind(member_key(&self.schema))
+                .execute(&mut connection)
+                .await?;
+            self.generation.fetch_add(1, Ordering::SeqCst);
+            *session = Some(connection);
+        }
+        session
+            .as_mut()
+            .ok_or_else(|| ApplyError::Transient("no session".into()))
+    }
+
+    /// Drops the session (its connection may be broken): every lock on it goes.
+    fn lose_session(&self, session: &mut Option<PgConnection>) {
+        if session.take().is_some() {
+            self.generation.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Keeps this replica a member of a split projection and counts the members every
+/// [`SHARE_CHECK`], forever: the holders of the member lock, one session each. A lost
+/// session is made again; meanwhile the last count stays.
 async fn count_members<P: Projection>(shared: &Shared<P>) -> std::convert::Infallible {
-    let key = format!("circle.projection.members.{}", shared.schema);
-    let mut member: Option<PgConnection> = None;
+    let key = member_key(&shared.schema);
     loop {
-        let counted: Result<i64, sqlx::Error> = async {
-            if member.is_none() {
-                let mut connection = shared.database.pool.acquire().await?.detach();
-                keep_alive_briefly(&mut connection).await?;
-                sqlx::query("SELECT pg_advisory_lock_shared(1129464387, hashtext($1))")
-                    .bind(&key)
-                    .execute(&mut connection)
-                    .await?;
-                member = Some(connection);
-            }
-            let Some(connection) = member.as_mut() else {
-                return Ok(1);
-            };
+        let mut session = shared.session.lock().await;
+        let counted: Result<i64, ApplyError> = async {
+            let connection = shared.session(&mut session).await?;
             // A two-key advisory lock shows its keys as classid and objid (unsigned)
-            // with objsubid 2; each holder's session is a row of its own.
-            sqlx::query_scalar(
+            // with objsubid 2.
+            Ok(sqlx::query_scalar(
                 "SELECT count(*) FROM pg_locks
                  WHERE locktype = 'advisory' AND granted AND objsubid = 2
                    AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-                   AND classid::bigint = 1129464387
-                   AND objid::bigint = (hashtext($1)::bigint & 4294967295)",
+                   AND classid::bigint = $1
+                   AND objid::bigint = (hashtext($2)::bigint & 4294967295)",
             )
+            .bind(MEMBER_CLASS)
             .bind(&key)
             .fetch_one(connection)
-            .await
+            .await?)
         }
         .await;
+        if counted.is_err() {
+            shared.lose_session(&mut session);
+        }
+        drop(session);
         match counted {
             Ok(members) => {
                 let members = u32::try_from(members.max(1)).unwrap_or(u32::MAX);
-                let before = shared
-                    .members
-                    .swap(members, std::sync::atomic::Ordering::Relaxed);
+                let before = shared.members.swap(members, Ordering::Relaxed);
                 if before != members {
                     tracing::info!(
                         projection = shared.projection.name(),
@@ -1335,7 +1384,6 @@ async fn count_members<P: Projection>(shared: &Shared<P>) -> std::convert::Infal
             }
             Err(error) => {
                 tracing::warn!(projection = shared.projection.name(), %error, "cannot count the replicas running the projection, retrying");
-                member = None;
             }
         }
         tokio::time::sleep(SHARE_CHECK).await;
@@ -1351,22 +1399,78 @@ impl<P: Projection> Partition<P> {
         self.shared.count()
     }
 
+    fn split(&self) -> bool {
+        self.count() > 1
+    }
+
     fn consumer_name(&self) -> String {
         partition_consumer(self.name(), self.index, self.count())
+    }
+
+    fn lock_key(&self) -> String {
+        format!("circle.projection.{}.{}", self.shared.schema, self.key)
+    }
+
+    /// Whether this replica writes the partition now (a split one's lock is gone when
+    /// its session was replaced; the count of partitions written follows).
+    fn leads(&mut self) -> bool {
+        if !self.split() {
+            return self.leader.is_some();
+        }
+        match self.led_in {
+            Some(generation) if generation == self.shared.generation.load(Ordering::SeqCst) => true,
+            Some(_) => {
+                self.led_in = None;
+                self.shared.led.fetch_sub(1, Ordering::Relaxed);
+                self.shared.health.set_halted_partition(self.index, false);
+                false
+            }
+            None => false,
+        }
     }
 
     /// Tries once to become the partition's single writer; for a split projection,
     /// only while this process writes fewer partitions than its share.
     async fn try_lead(&mut self) -> Result<bool, ApplyError> {
-        use std::sync::atomic::Ordering;
-        if self.leader.is_some() {
+        if self.leads() {
             return Ok(true);
         }
-        if self.count() > 1 && self.shared.led.load(Ordering::Relaxed) >= self.shared.fair_share() {
-            return Ok(false);
+        let lock_key = self.lock_key();
+        if self.split() {
+            if self.shared.led.load(Ordering::Relaxed) >= self.shared.fair_share() {
+                return Ok(false);
+            }
+            let shared = self.shared.clone();
+            let mut session = shared.session.lock().await;
+            let locked: Result<bool, ApplyError> = async {
+                let connection = shared.session(&mut session).await?;
+                Ok(
+                    sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
+                        .bind(&lock_key)
+                        .fetch_one(connection)
+                        .await?,
+                )
+            }
+            .await;
+            match locked {
+                Ok(true) => {
+                    self.led_in = Some(shared.generation.load(Ordering::SeqCst));
+                    shared.led.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(
+                        projection = self.name(),
+                        partition = self.index,
+                        "writing the partition"
+                    );
+                    return Ok(true);
+                }
+                Ok(false) => return Ok(false),
+                Err(error) => {
+                    shared.lose_session(&mut session);
+                    return Err(error);
+                }
+            }
         }
         let mut connection = self.shared.database.pool.acquire().await?;
-        let lock_key = format!("circle.projection.{}.{}", self.shared.schema, self.key);
         let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
             .bind(&lock_key)
             .fetch_one(&mut *connection)
@@ -1380,35 +1484,34 @@ impl<P: Projection> Partition<P> {
             }
             self.leader = Some(connection);
             self.shared.led.fetch_add(1, Ordering::Relaxed);
-            if self.count() > 1 {
-                tracing::info!(
-                    projection = self.name(),
-                    partition = self.index,
-                    "writing the partition"
-                );
-            }
         }
         Ok(locked)
     }
 
-    /// Stops writing (the connection, and the lock with it, is dropped). Whether the
-    /// partition is halted is the writer's to say: a replica that no longer writes it
-    /// is not halted on it (another may have resumed).
-    fn lose_lead(&mut self) {
-        if self.leader.take().is_some() {
-            self.shared
-                .led
-                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    /// Stops writing after a failure: the connection may be broken, so it goes, and
+    /// the lock with it (a split projection's whole session: every partition this
+    /// replica writes is competed for again). Whether the partition is halted is the
+    /// writer's to say: a replica that no longer writes it is not halted on it.
+    async fn lose_lead(&mut self) {
+        if self.split() {
+            if self.leads() {
+                let shared = self.shared.clone();
+                let mut session = shared.session.lock().await;
+                shared.lose_session(&mut session);
+                drop(session);
+                self.leads();
+            }
+        } else if self.leader.take().is_some() {
+            self.shared.led.fetch_sub(1, Ordering::Relaxed);
         }
         self.shared.health.set_halted_partition(self.index, false);
     }
 
     /// Gives the partition up when this process writes more than its share (a replica
-    /// joined): the lock is released and the connection closed, so a replica under its
-    /// share takes it within [`LEADER_POLL`]. Answers whether it gave up.
+    /// joined): its lock is released, so a replica under its share takes it within
+    /// [`LEADER_POLL`]. Answers whether it gave up.
     async fn give_up_if_over_share(&mut self) -> bool {
-        use std::sync::atomic::Ordering;
-        if self.count() <= 1 || self.leader.is_none() {
+        if !self.split() || !self.leads() {
             return false;
         }
         let fair = self.shared.fair_share();
@@ -1423,15 +1526,23 @@ impl<P: Projection> Partition<P> {
         if !over {
             return false;
         }
-        if let Some(mut connection) = self.leader.take() {
-            use sqlx::Connection as _;
-            let _ = sqlx::query("SELECT pg_advisory_unlock_all()")
-                .execute(&mut connection)
-                .await;
-            let _ = connection.close().await;
+        self.led_in = None;
+        let shared = self.shared.clone();
+        let mut session = shared.session.lock().await;
+        let unlocked = match session.as_mut() {
+            Some(connection) => sqlx::query("SELECT pg_advisory_unlock(hashtext($1))")
+                .bind(self.lock_key())
+                .execute(connection)
+                .await
+                .map(|_| ()),
+            None => Ok(()),
+        };
+        if unlocked.is_err() {
+            shared.lose_session(&mut session);
         }
-        self.shared.health.set_halted_partition(self.index, false);
-        self.shared.health.set_oldest_pending(self.index, None);
+        drop(session);
+        shared.health.set_halted_partition(self.index, false);
+        shared.health.set_oldest_pending(self.index, None);
         tracing::info!(
             projection = self.name(),
             partition = self.index,
@@ -1552,10 +1663,28 @@ impl<P: Projection> Partition<P> {
             .map(Delivery::from_message)
             .collect::<Result<Vec<_>, _>>()?;
         let shared = self.shared.clone();
-        let Some(connection) = self.leader.as_mut() else {
+        let count = shared.count();
+        // A split projection's batches take turns on the replica's session, and only
+        // while the partition's lock is still on it.
+        let mut session = None;
+        if count > 1 {
+            let guard = shared.session.lock().await;
+            if self.led_in != Some(shared.generation.load(Ordering::SeqCst)) || guard.is_none() {
+                drop(guard);
+                self.leads();
+                return Err(ApplyError::Transient(
+                    "the partition's lock went with the session".into(),
+                ));
+            }
+            session = Some(guard);
+        }
+        let connection = match session.as_mut() {
+            Some(guard) => guard.as_mut(),
+            None => self.leader.as_mut(),
+        };
+        let Some(connection) = connection else {
             return Err(ApplyError::Transient("not the projection's writer".into()));
         };
-        let count = shared.count();
         let mut applier = Applier {
             projection: shared.projection.as_ref(),
             schema: &shared.schema,
@@ -1612,7 +1741,8 @@ impl<P: Projection> Partition<P> {
             Err(error) => {
                 // The connection may be broken: give up the lock with it and compete
                 // again, rather than write on a connection that no longer holds it.
-                self.lose_lead();
+                drop(session);
+                self.lose_lead().await;
                 return Err(error);
             }
         };
@@ -1653,8 +1783,11 @@ impl<P: Projection> Partition<P> {
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), ApplyError> {
         let result = self.consume_until(shutdown).await;
-        // Stopped: the lock goes with the connection.
-        self.lose_lead();
+        // Stopped: an unsplit writer's lock goes with its connection; a split one's
+        // session goes when the runner does.
+        if !self.split() {
+            self.lose_lead().await;
+        }
         result
     }
 
@@ -1728,7 +1861,8 @@ impl<P: Projection> Partition<P> {
             let mut share_check = tokio::time::interval(SHARE_CHECK);
             share_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             'batches: loop {
-                if split && self.give_up_if_over_share().await {
+                // Its lock went with a replaced session, or it is over its share.
+                if split && (!self.leads() || self.give_up_if_over_share().await) {
                     continue 'connect;
                 }
                 if pending.is_empty() {
@@ -1830,7 +1964,7 @@ impl<P: Projection> Partition<P> {
                     Err(error) => {
                         tracing::warn!(projection = self.name(), %error, "batch failed, retrying");
                         pause!();
-                        if self.leader.is_none() {
+                        if !self.leads() {
                             continue 'connect;
                         }
                     }
