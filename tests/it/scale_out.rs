@@ -42,10 +42,9 @@ impl Replica {
         name: &str,
     ) -> anyhow::Result<Self> {
         let mut config = config.clone();
-        for url in [&mut config.database.url] {
-            let separator = if url.contains('?') { '&' } else { '?' };
-            url.push_str(&format!("{separator}application_name={name}"));
-        }
+        let url = &mut config.database.url;
+        let separator = if url.contains('?') { '&' } else { '?' };
+        url.push_str(&format!("{separator}application_name={name}"));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()

@@ -1181,6 +1181,22 @@ mod tests {
     }
 
     #[test]
+    fn a_projection_is_split_into_one_to_sixty_four_partitions() {
+        for (partitions, valid) in [(0, false), (1, true), (8, true), (64, true), (65, false)] {
+            let mut config = Config::default();
+            config.projection.partitions = partitions;
+            let checked = config.validate_for(Scope::Service("sessions"));
+            assert_eq!(checked.is_ok(), valid, "{partitions}: {checked:?}");
+            if let Err(refused) = checked {
+                assert!(
+                    refused.to_string().contains("projection.partitions"),
+                    "{refused}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn toml_overrides_defaults_and_unknown_keys_are_refused() {
         let figment = Figment::from(Serialized::defaults(Config::default()))
             .merge(Toml::string("[nats]\nreplicas = 3\n"));

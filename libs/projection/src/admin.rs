@@ -305,18 +305,19 @@ pub async fn skip_halted(
     runner::set_search_path(&mut transaction, schema).await?;
     // Every row of the projection (one per partition when it is split), locked; the
     // first halted one is skipped.
-    let rows: Vec<(String, i64, Option<String>, Option<i64>, i64)> =
-        sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT projection, last_sequence, failure_class,
+    // (key, checkpoint, failure class, halted on, table oid)
+    type Row = (String, i64, Option<String>, Option<i64>, i64);
+    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT projection, last_sequence, failure_class,
                 CASE WHEN (to_jsonb(c) ->> 'halted_since') IS NOT NULL
                      THEN (to_jsonb(c) ->> 'halted_sequence')::bigint END,
                 tableoid::oid::bigint
          FROM projection_checkpoint c WHERE {} ORDER BY projection FOR UPDATE",
-            runner::OF_PROJECTION
-        )))
-        .bind(projection)
-        .fetch_all(&mut *transaction)
-        .await?;
+        runner::OF_PROJECTION
+    )))
+    .bind(projection)
+    .fetch_all(&mut *transaction)
+    .await?;
     if rows.is_empty() {
         return Err(AdminError::NoProjection {
             schema: schema.to_owned(),

@@ -2296,7 +2296,37 @@ impl Replay {
 
 #[cfg(test)]
 mod tests {
-    use super::failure_class;
+    use super::{failure_class, partition_count_of, partition_key, partition_of};
+
+    #[test]
+    fn a_networks_partition_is_stable_and_rows_name_their_count() {
+        // Fixed values: the split of every live projection depends on them.
+        assert_eq!(partition_of("acme", 1), 0);
+        assert_eq!(partition_of("acme", 4), 3);
+        assert_eq!(partition_of("acme", 8), 7);
+        let spread: std::collections::BTreeSet<u32> = (0..64)
+            .map(|index| partition_of(&format!("network-{index}"), 4))
+            .collect();
+        assert_eq!(spread.len(), 4, "networks fall in every partition");
+        assert_eq!(partition_key("tally", 0, 1), "tally");
+        assert_eq!(partition_key("tally", 2, 4), "tally@2/4");
+        let rows = |keys: &[&str]| keys.iter().map(|key| key.to_string()).collect::<Vec<_>>();
+        assert_eq!(partition_count_of("tally", &rows(&["tally"])), Some(1));
+        assert_eq!(
+            partition_count_of("tally", &rows(&["tally@1/2", "tally@0/2"])),
+            Some(2)
+        );
+        assert_eq!(
+            partition_count_of("tally", &rows(&["tally@0/2"])),
+            None,
+            "a set lacking one"
+        );
+        assert_eq!(
+            partition_count_of("tally", &rows(&["tally", "tally@0/2"])),
+            None
+        );
+        assert_eq!(partition_count_of("tally", &[]), None);
+    }
 
     #[test]
     fn failures_differing_only_in_values_are_of_one_class() {
