@@ -162,8 +162,9 @@ async fn seed(
     .await
 }
 
-/// Which replicas (by `application_name`) hold exclusive advisory locks (projection
-/// writers and loop leases) and shared ones (members of split projections).
+/// Which replicas (by `application_name`) hold advisory locks: exclusive ones
+/// (projection writers and loop leases) and shared ones (members of split
+/// projections).
 async fn lock_holders(env: &TestEnv) -> anyhow::Result<Vec<(String, String)>> {
     Ok(sqlx::query_as(
         "SELECT DISTINCT a.application_name::text, l.mode::text FROM pg_locks l
@@ -174,6 +175,36 @@ async fn lock_holders(env: &TestEnv) -> anyhow::Result<Vec<(String, String)>> {
     )
     .fetch_all(&env.pool)
     .await?)
+}
+
+/// How many partitions of the split read models each replica writes: the writer
+/// locks (`circle.projection.<schema>.<name>@<i>/<count>`) each holds.
+async fn partitions_written(env: &TestEnv) -> anyhow::Result<BTreeMap<String, i64>> {
+    let keys: Vec<String> = ops::catalog::CATALOG
+        .iter()
+        .filter(|entry| entry.kind == ops::catalog::Kind::ReadModel)
+        .flat_map(|entry| {
+            (0..PARTITIONS).map(move |index| {
+                format!(
+                    "circle.projection.{}.{}@{index}/{PARTITIONS}",
+                    entry.schema, entry.name
+                )
+            })
+        })
+        .collect();
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT a.application_name::text, count(*) FROM pg_locks l
+         JOIN pg_stat_activity a ON a.pid = l.pid
+         WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+           AND l.objid::bigint IN (SELECT hashtext(key)::bigint & 4294967295
+                                   FROM unnest($1::text[]) AS key)
+         GROUP BY 1 ORDER BY 1",
+    )
+    .bind(keys)
+    .fetch_all(&env.pool)
+    .await?;
+    Ok(rows.into_iter().collect())
 }
 
 /// Every commit of a stream: (subject, commit).
@@ -260,18 +291,29 @@ async fn two_replicas_share_the_work_and_one_killed_under_load_loses_and_doubles
     let second = Replica::start(&env.config, clock.clone(), "replica-b").await?;
     let ops = Ops::connect(&env.config).await?;
 
-    // Both replicas write: each holds writer locks (the partitions shared out), both
-    // are members of the split projections.
+    // Both replicas are members of the split projections, and the read models'
+    // partitions are shared out: each replica writes some, all are written.
     eventually(
         || lock_holders(&env),
         |holders| {
             ["replica-a", "replica-b"].iter().all(|replica| {
-                ["ExclusiveLock", "ShareLock"].iter().all(|mode| {
-                    holders
-                        .iter()
-                        .any(|(name, held)| name == replica && held == mode)
-                })
+                holders
+                    .iter()
+                    .any(|(name, held)| name == replica && held == "ShareLock")
             })
+        },
+    )
+    .await?;
+    let read_models = ops::catalog::CATALOG
+        .iter()
+        .filter(|entry| entry.kind == ops::catalog::Kind::ReadModel)
+        .count() as i64;
+    eventually(
+        || partitions_written(&env),
+        |written| {
+            written.len() == 2
+                && written.values().all(|count| *count > 0)
+                && written.values().sum::<i64>() == read_models * i64::from(PARTITIONS)
         },
     )
     .await?;
@@ -304,14 +346,18 @@ async fn two_replicas_share_the_work_and_one_killed_under_load_loses_and_doubles
     )
     .await?;
     first.kill();
-    // Its partitions and loops move: only the second replica holds locks now.
+    // Its partitions and loops move: only the second replica holds locks now, and it
+    // writes every partition.
     eventually(
         || lock_holders(&env),
-        |holders| {
-            holders.iter().all(|(name, _)| name != "replica-a")
-                && holders
-                    .iter()
-                    .any(|(name, mode)| name == "replica-b" && mode == "ExclusiveLock")
+        |holders| holders.iter().all(|(name, _)| name != "replica-a"),
+    )
+    .await?;
+    eventually(
+        || partitions_written(&env),
+        |written| {
+            written.keys().collect::<Vec<_>>() == ["replica-b"]
+                && written.values().sum::<i64>() == read_models * i64::from(PARTITIONS)
         },
     )
     .await?;
@@ -449,6 +495,21 @@ async fn two_replicas_share_the_work_and_one_killed_under_load_loses_and_doubles
                 .collect::<Vec<_>>(),
             "split into partitions"
         );
+    }
+
+    // Process managers are never split (a new count would replay their commands).
+    for name in [
+        circle_enrollment::process::TRANSFERS_NAME,
+        circle_accountability::process::FROM_SESSIONS_NAME,
+        circle_accountability::process::PARTNERSHIP_GUARD_NAME,
+    ] {
+        let schema = ops::catalog::find(name).expect("in the catalogue").schema;
+        let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT projection FROM \"{schema}\".projection_checkpoint"
+        )))
+        .fetch_all(&env.pool)
+        .await?;
+        assert_eq!(rows, vec![name.to_owned()]);
     }
 
     // Nothing acknowledged lost or doubled: every commit's request id once per

@@ -283,10 +283,11 @@ pub struct ProjectionConfig {
     pub read_your_writes_timeout_ms: u64,
     /// How often a halted projection tries the event it halted on again.
     pub halt_retry_ms: u64,
-    /// How many partitions each projection's work is split into (1 to 64): a network's
-    /// events are one partition's, and the replicas of a service share the partitions
-    /// out, each written by one replica at a time. Every replica must have the same
-    /// count; changing it rebuilds the projections (without downtime).
+    /// How many partitions each projection's work is split into (1 to 64; process
+    /// managers are never split): a network's events are one partition's, and the
+    /// replicas of a service share the partitions out, each written by one replica at
+    /// a time. Changing it rebuilds the read models once no replica runs the old count
+    /// (those keep writing meanwhile).
     pub partitions: u32,
 }
 

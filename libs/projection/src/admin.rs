@@ -225,9 +225,9 @@ pub async fn discard_dead_letter(
 
 /// Applies a dead letter's message again through the projection, as the runner does
 /// (the schema's `search_path`, the message's network, the runtime role), and deletes
-/// the dead letter in the same transaction (and, for the dead letter at the
-/// checkpoint, forgets the failure it had recorded, so a later one is judged afresh by
-/// the halt rule); a failure leaves everything as it was. The
+/// the dead letter in the same transaction (and, for the dead letter whose failure its
+/// partition's checkpoint row holds, forgets that failure, so a later one is judged
+/// afresh by the halt rule); a failure leaves everything as it was. The
 /// live checkpoint row is locked meanwhile, so no batch of the runner interleaves. The
 /// message lands after the ones the projection applied since: what it does must not
 /// depend on coming before them (an insert of what is missing is fine; a retry of an
@@ -253,7 +253,7 @@ pub async fn retry_dead_letter<P: Projection>(
     // The row of the letter's partition (the projection's own when it is not split):
     // its writer is the one that could interleave.
     let key = partition_row(&mut transaction, schema, projection.name(), &letter.network).await?;
-    let checkpoint: i64 = sqlx::query_scalar(
+    let _locked: i64 = sqlx::query_scalar(
         "SELECT last_sequence FROM projection_checkpoint WHERE projection = $1 FOR UPDATE",
     )
     .bind(&key)
@@ -273,15 +273,20 @@ pub async fn retry_dead_letter<P: Projection>(
         });
     }
     projection.apply(&mut transaction, &stored).await?;
-    // The dead letter at the checkpoint applies now, so what made it fail is gone: the
-    // next failure is not "the same again" and is dead-lettered on its own rather than
-    // halting the projection. (An older one's retry says nothing of the newest.)
-    if sequence as i64 == checkpoint {
-        sqlx::query("UPDATE projection_checkpoint SET failure_class = NULL WHERE projection = $1")
-            .bind(&key)
-            .execute(&mut *transaction)
-            .await?;
-    }
+    // The dead letter whose failure the row holds (`failure_sequence`; in a row from
+    // before that column, the one at the checkpoint) applies now, so what made it fail
+    // is gone: the next failure is not "the same again" and is dead-lettered on its own
+    // rather than halting the projection. (An older one's retry says nothing of the
+    // newest.)
+    sqlx::query(
+        "UPDATE projection_checkpoint SET failure_class = NULL, failure_sequence = NULL
+         WHERE projection = $1
+           AND (failure_sequence = $2 OR (failure_sequence IS NULL AND last_sequence = $2))",
+    )
+    .bind(&key)
+    .bind(sequence as i64)
+    .execute(&mut *transaction)
+    .await?;
     transaction.commit().await?;
     Ok(())
 }
@@ -380,8 +385,8 @@ pub async fn skip_halted(
     .await?;
     sqlx::query(
         "UPDATE projection_checkpoint
-         SET last_sequence = $2, failure_class = NULL, halted_since = NULL,
-             halted_sequence = NULL, updated_at = now()
+         SET last_sequence = $2, failure_class = NULL, failure_sequence = NULL,
+             halted_since = NULL, halted_sequence = NULL, updated_at = now()
          WHERE projection = $1",
     )
     .bind(&key)
@@ -551,7 +556,8 @@ pub async fn reset<P: Projection>(
         runner::prepare_schema(database, &fresh, projection, count).await?;
         let mut swap = owner.begin().await?;
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT last_sequence FROM {schema}.projection_checkpoint WHERE {} FOR UPDATE",
+            "SELECT last_sequence FROM {schema}.projection_checkpoint
+             WHERE {} ORDER BY projection FOR UPDATE",
             runner::OF_PROJECTION
         )))
         .bind(projection.name())

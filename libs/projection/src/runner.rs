@@ -114,7 +114,8 @@ pub struct ProjectionSettings {
     /// How many partitions the projection's work is split into (1..=[`MAX_PARTITIONS`]):
     /// a network's messages are one partition's ([`partition_of`]), each partition has
     /// its own checkpoint, consumer and writer, and the replicas share the partitions out.
-    /// Every replica must run the same count: a change is made by a rebuild.
+    /// A change is made by a rebuild, once no replica runs the former count; process
+    /// managers are never split ([`partitions_for`]).
     pub partitions: u32,
 }
 
@@ -133,6 +134,17 @@ impl Default for ProjectionSettings {
 
 /// The most partitions a projection may have.
 pub const MAX_PARTITIONS: u32 = 64;
+
+/// The partition count `projection` runs with when `requested`: a process manager's
+/// is 1 — it is never rebuilt (a replay would issue its commands again), and a new
+/// count is made by a rebuild — and any other's is `requested`, within bounds.
+pub fn partitions_for<P: Projection>(projection: &P, requested: u32) -> u32 {
+    if projection.process_manager() {
+        1
+    } else {
+        requested.clamp(1, MAX_PARTITIONS)
+    }
+}
 
 /// The partition (of `count`) a network's messages belong to: FNV-1a of its name,
 /// modulo the count. A network's messages stay in one partition, in stream order, so a
@@ -399,6 +411,7 @@ pub async fn prepare<P: Projection>(
     schema: &str,
     partitions: u32,
 ) -> Result<(), ApplyError> {
+    let partitions = partitions_for(projection, partitions);
     prepare_schema(database, schema, projection, partitions).await?;
     adopt_former_checkpoint(&database.owner, schema, projection).await
 }
@@ -460,7 +473,7 @@ const RUNTIME_TABLES: [&str; 3] = [
 /// definition), each added where missing. Looked up first: `ALTER TABLE … ADD COLUMN
 /// IF NOT EXISTS` would lock the live checkpoint on every start even when the column
 /// exists.
-const ADDED_COLUMNS: [(&str, &str, &str); 6] = [
+const ADDED_COLUMNS: [(&str, &str, &str); 7] = [
     // Rows written before shapes were versioned are shape 1.
     (
         "projection_checkpoint",
@@ -488,6 +501,10 @@ const ADDED_COLUMNS: [(&str, &str, &str); 6] = [
     // A dead letter an operator skipped a halted projection past (`circle projections
     // skip`): a rebuild dead-letters it again instead of halting on it.
     ("dead_letters", "skipped", "boolean NOT NULL DEFAULT false"),
+    // The sequence of the dead letter whose failure `failure_class` holds: a retry of
+    // that dead letter forgets the failure (a split projection's checkpoint moves on
+    // past other partitions' messages, so the checkpoint does not tell).
+    ("projection_checkpoint", "failure_sequence", "bigint"),
 ];
 
 /// The network of a stream message: its subject's second token
@@ -669,7 +686,11 @@ async fn upgrade_shape<P: Projection>(
         .bind(&lock_key)
         .execute(&mut guard)
         .await?;
-    let count = settings.partitions.max(1);
+    let count = partitions_for(projection, settings.partitions);
+    let settings = &ProjectionSettings {
+        partitions: count,
+        ..settings.clone()
+    };
     let upgraded: Result<(), ApplyError> = async {
         let rows: Vec<(String, i32, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT projection, shape_version, last_sequence FROM {schema}.projection_checkpoint
@@ -684,8 +705,29 @@ async fn upgrade_shape<P: Projection>(
         if stored_count == Some(count) && stored >= wanted {
             return Ok(());
         }
+        // Rows of another count: replicas still running that count write them (a
+        // rolling change of `projection.partitions`). Wait for them to stop, rather
+        // than rebuild under them (each count would rebuild the other's away): the
+        // tables are read as they are meanwhile.
+        if let Some(other) = stored_count
+            && other != count
+            && count_in_use(&mut guard, schema, projection.name(), other).await?
+        {
+            return Err(ApplyError::Transient(format!(
+                "the projection is split into {other} partitions by replicas still running; \
+                 it is rebuilt into {count} once they have stopped"
+            )));
+        }
         if rows.iter().any(|(_, _, last_sequence)| *last_sequence > 0) {
             let report = rebuild(projection, database, schema, stream, settings).await?;
+            // The durable consumers of the former count have nothing more to deliver.
+            if let Some(other) = stored_count.filter(|other| *other != count) {
+                for index in 0..other {
+                    let _ = stream
+                        .delete_consumer(&partition_consumer(projection.name(), index, other))
+                        .await;
+                }
+            }
             tracing::info!(
                 projection = projection.name(),
                 from = stored,
@@ -806,8 +848,8 @@ impl<P: Projection> Applier<'_, P> {
         use sqlx::Connection as _;
         let mut transaction = connection.begin().await?;
         set_search_path(&mut transaction, self.schema).await?;
-        let row: Option<(i64, Option<String>, i64)> = sqlx::query_as(
-            "SELECT last_sequence, failure_class, tableoid::oid::bigint
+        let row: Option<(i64, Option<String>, Option<i64>, i64)> = sqlx::query_as(
+            "SELECT last_sequence, failure_class, failure_sequence, tableoid::oid::bigint
              FROM projection_checkpoint WHERE projection = $1 FOR UPDATE",
         )
         .bind(self.key)
@@ -816,7 +858,8 @@ impl<P: Projection> Applier<'_, P> {
         // Gone when the projection was rebuilt for another partition count (by a
         // replica configured with another `projection.partitions`): this writer must
         // not apply by its old split.
-        let Some((stored, mut previous_failure, locked_table)) = row else {
+        let Some((stored, mut previous_failure, mut previous_failure_at, locked_table)) = row
+        else {
             return Err(ApplyError::Transient(format!(
                 "the projection has no checkpoint {}: it was rebuilt for another partition \
                  count (every replica must run the same projection.partitions)",
@@ -888,6 +931,7 @@ impl<P: Projection> Applier<'_, P> {
                     checkpoint = delivery.sequence;
                     networks.push(network);
                     previous_failure = None;
+                    previous_failure_at = None;
                     applied += 1;
                 }
                 Err(
@@ -941,6 +985,7 @@ impl<P: Projection> Applier<'_, P> {
                     dead_lettered += 1;
                     // An operator's skip forgot the failure; so does its replay.
                     previous_failure = (!skipped).then_some(class);
+                    previous_failure_at = (!skipped).then_some(delivery.sequence as i64);
                 }
             }
         }
@@ -957,13 +1002,14 @@ impl<P: Projection> Applier<'_, P> {
         if checkpoint > start {
             sqlx::query(
                 "UPDATE projection_checkpoint
-                 SET last_sequence = $2, failure_class = $3, halted_since = NULL,
-                     halted_sequence = NULL, updated_at = now()
+                 SET last_sequence = $2, failure_class = $3, failure_sequence = $4,
+                     halted_since = NULL, halted_sequence = NULL, updated_at = now()
                  WHERE projection = $1",
             )
             .bind(self.key)
             .bind(checkpoint as i64)
             .bind(&previous_failure)
+            .bind(previous_failure_at)
             .execute(&mut *transaction)
             .await?;
         }
@@ -1116,6 +1162,9 @@ struct Shared<P> {
     /// Bumped whenever the session is replaced: a partition whose lock was taken in
     /// an earlier one has lost it.
     generation: AtomicU64,
+    /// Whether the tables were brought to the code's shape and partition count (by
+    /// the first of the partitions to write; the others wait for it).
+    shape_checked: tokio::sync::Mutex<bool>,
 }
 
 impl<P> Shared<P> {
@@ -1167,7 +1216,11 @@ impl<P: Projection> ProjectionRunner<P> {
         stream: jetstream::stream::Stream,
         settings: ProjectionSettings,
     ) -> Result<Self, ApplyError> {
-        let count = settings.partitions.clamp(1, MAX_PARTITIONS);
+        let count = partitions_for(projection.as_ref(), settings.partitions);
+        let settings = ProjectionSettings {
+            partitions: count,
+            ..settings
+        };
         prepare(projection.as_ref(), database, schema, count).await?;
         let rows: HashMap<String, i64> = checkpoint_rows(&database.pool, schema, projection.name())
             .await?
@@ -1204,6 +1257,7 @@ impl<P: Projection> ProjectionRunner<P> {
             members: std::sync::atomic::AtomicU32::new(1),
             session: tokio::sync::Mutex::new(None),
             generation: AtomicU64::new(0),
+            shape_checked: tokio::sync::Mutex::new(false),
         });
         let partitions = keys
             .into_iter()
@@ -1301,10 +1355,39 @@ impl<P: Projection> ProjectionRunner<P> {
     }
 }
 
-/// The key of the member lock of the split projection in `schema` (a two-key advisory
-/// lock: `MEMBER_CLASS`, `hashtext(key)`).
-fn member_key(schema: &str) -> String {
-    format!("circle.projection.members.{schema}")
+/// The key of the member lock of the projection in `schema` split into `count` (a
+/// two-key advisory lock: `MEMBER_CLASS`, `hashtext(key)`): its holders are the
+/// replicas running it with that count.
+fn member_key(schema: &str, count: u32) -> String {
+    format!("circle.projection.members.{schema}.{count}")
+}
+
+/// Whether replicas run the projection `name` in `schema` with `count` partitions: they
+/// hold its member lock (split), or its writer lock (unsplit: a standby of an unsplit
+/// projection holds nothing, and would find the rows gone if it came to write).
+async fn count_in_use(
+    connection: &mut PgConnection,
+    schema: &str,
+    name: &str,
+    count: u32,
+) -> Result<bool, sqlx::Error> {
+    let (class, key, subid) = if count > 1 {
+        (Some(MEMBER_CLASS), member_key(schema, count), 2)
+    } else {
+        (None, format!("circle.projection.{schema}.{name}"), 1)
+    };
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_locks
+         WHERE locktype = 'advisory' AND granted AND objsubid = $3
+           AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+           AND ($1::bigint IS NULL OR classid::bigint = $1)
+           AND objid::bigint = (hashtext($2)::bigint & 4294967295))",
+    )
+    .bind(class)
+    .bind(key)
+    .bind(subid)
+    .fetch_one(connection)
+    .await
 }
 
 /// The first key of member locks ("CIRC").
@@ -1322,7 +1405,7 @@ impl<P> Shared<P> {
             keep_alive_briefly(&mut connection).await?;
             sqlx::query("SELECT pg_advisory_lock_shared($1::int, hashtext($2))")
                 .bind(MEMBER_CLASS as i32)
-                .bind(member_key(&self.schema))
+                .bind(member_key(&self.schema, self.count()))
                 .execute(&mut connection)
                 .await?;
             self.generation.fetch_add(1, Ordering::SeqCst);
@@ -1345,7 +1428,7 @@ impl<P> Shared<P> {
 /// [`SHARE_CHECK`], forever: the holders of the member lock, one session each. A lost
 /// session is made again; meanwhile the last count stays.
 async fn count_members<P: Projection>(shared: &Shared<P>) -> std::convert::Infallible {
-    let key = member_key(&shared.schema);
+    let key = member_key(&shared.schema, shared.count());
     loop {
         let mut session = shared.session.lock().await;
         let counted: Result<i64, ApplyError> = async {
@@ -1423,6 +1506,7 @@ impl<P: Projection> Partition<P> {
                 self.led_in = None;
                 self.shared.led.fetch_sub(1, Ordering::Relaxed);
                 self.shared.health.set_halted_partition(self.index, false);
+                self.shared.health.set_oldest_pending(self.index, None);
                 false
             }
             None => false,
@@ -1442,6 +1526,10 @@ impl<P: Projection> Partition<P> {
             }
             let shared = self.shared.clone();
             let mut session = shared.session.lock().await;
+            // Again under the lock: this replica's partitions try one at a time.
+            if shared.led.load(Ordering::Relaxed) >= shared.fair_share() {
+                return Ok(false);
+            }
             let locked: Result<bool, ApplyError> = async {
                 let connection = shared.session(&mut session).await?;
                 Ok(
@@ -1494,10 +1582,13 @@ impl<P: Projection> Partition<P> {
     /// writer's to say: a replica that no longer writes it is not halted on it.
     async fn lose_lead(&mut self) {
         if self.split() {
-            if self.leads() {
+            if let Some(generation) = self.led_in {
                 let shared = self.shared.clone();
                 let mut session = shared.session.lock().await;
-                shared.lose_session(&mut session);
+                // Not a newer session another partition made meanwhile.
+                if shared.generation.load(Ordering::SeqCst) == generation {
+                    shared.lose_session(&mut session);
+                }
                 drop(session);
                 self.leads();
             }
@@ -1655,8 +1746,18 @@ impl<P: Projection> Partition<P> {
         &mut self,
         messages: &[jetstream::Message],
     ) -> Result<Applied, ApplyError> {
-        while !self.try_lead().await? {
-            tokio::time::sleep(LEADER_POLL).await;
+        if self.split() {
+            // Its lock may have gone with a replaced session, and another replica may
+            // write the partition now: back to competing, not waiting here.
+            if !self.try_lead().await? {
+                return Err(ApplyError::Transient(
+                    "the partition is not written by this replica".into(),
+                ));
+            }
+        } else {
+            while !self.try_lead().await? {
+                tokio::time::sleep(LEADER_POLL).await;
+            }
         }
         let deliveries = messages
             .iter()
@@ -1740,7 +1841,24 @@ impl<P: Projection> Partition<P> {
             Ok(outcome) => outcome,
             Err(error) => {
                 // The connection may be broken: give up the lock with it and compete
-                // again, rather than write on a connection that no longer holds it.
+                // again, rather than write on a connection that no longer holds it. A
+                // split projection's session is kept when it still answers (the batch
+                // failed for another reason, say a rebuild's swap): dropping it would
+                // move every partition this replica writes.
+                if let Some(guard) = session.as_mut() {
+                    use sqlx::Connection as _;
+                    let answers = match guard.as_mut() {
+                        Some(connection) => {
+                            tokio::time::timeout(Duration::from_secs(5), connection.ping())
+                                .await
+                                .is_ok_and(|pinged| pinged.is_ok())
+                        }
+                        None => false,
+                    };
+                    if answers {
+                        return Err(error);
+                    }
+                }
                 drop(session);
                 self.lose_lead().await;
                 return Err(error);
@@ -1822,10 +1940,18 @@ impl<P: Projection> Partition<P> {
                 // As a writer (a replica still running older code holds the writer's
                 // lock until it stops), bring the tables to the code's shape before
                 // applying anything; queries read the live tables meanwhile.
+                // Once per runner: its partitions wait for the first to do it.
                 let shared = self.shared.clone();
                 let upgraded = tokio::select! {
                     () = &mut shutdown => return Ok(()),
-                    upgraded = upgrade_shape(&shared.database, &shared.schema, shared.projection.as_ref(), &shared.stream, &shared.settings) => upgraded,
+                    upgraded = async {
+                        let mut checked = shared.shape_checked.lock().await;
+                        if !*checked {
+                            upgrade_shape(&shared.database, &shared.schema, shared.projection.as_ref(), &shared.stream, &shared.settings).await?;
+                            *checked = true;
+                        }
+                        Ok::<(), ApplyError>(())
+                    } => upgraded,
                 };
                 match upgraded {
                     Ok(()) => {
@@ -2125,20 +2251,15 @@ pub(crate) async fn rebuild_reporting<P: Projection>(
     // Catch up with the live checkpoints without blocking the live runners…
     let live: Vec<(String, i64)> =
         checkpoint_rows(&database.pool, schema, projection.name()).await?;
-    let target = live
-        .iter()
-        .map(|(_, at)| (*at).max(0) as u64)
-        .max()
-        .unwrap_or(0);
+    let targets = catch_up_targets(&live, &replays);
     futures::future::try_join_all(
         replays
             .iter_mut()
-            .map(|replay| replay.catch_up(&context, target)),
+            .zip(targets)
+            .map(|(replay, target)| replay.catch_up(&context, target)),
     )
     .await?;
-    // …then lock them, take the last few messages, and swap. Every partition of the
-    // fresh schema reaches the furthest live checkpoint: the fresh rows may be of
-    // another count than the live ones (a rebuild for a new partition count).
+    // …then lock them, take the last few messages, and swap.
     let mut swap = owner.begin().await?;
     let locked: Vec<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT projection, last_sequence FROM {schema}.projection_checkpoint
@@ -2147,15 +2268,12 @@ pub(crate) async fn rebuild_reporting<P: Projection>(
     .bind(projection.name())
     .fetch_all(&mut *swap)
     .await?;
-    let target = locked
-        .iter()
-        .map(|(_, at)| (*at).max(0) as u64)
-        .max()
-        .unwrap_or(0);
+    let targets = catch_up_targets(&locked, &replays);
     futures::future::try_join_all(
         replays
             .iter_mut()
-            .map(|replay| replay.catch_up(&context, target)),
+            .zip(targets)
+            .map(|(replay, target)| replay.catch_up(&context, target)),
     )
     .await?;
     for statement in [
@@ -2180,6 +2298,27 @@ pub(crate) async fn rebuild_reporting<P: Projection>(
             .unwrap_or(0),
         dead_letters: replays.iter().map(|replay| replay.dead_letters).sum(),
     })
+}
+
+/// How far each partition of a rebuild must get before the swap: its live row's
+/// checkpoint when the live rows are of the same partitions (a halted partition's row
+/// stays where it is, so the rebuild does not stop on the event it is halted on), and
+/// else — a rebuild for a new partition count — the furthest live checkpoint for all.
+fn catch_up_targets(live: &[(String, i64)], replays: &[Replay]) -> Vec<u64> {
+    let at = |value: i64| value.max(0) as u64;
+    let furthest = live.iter().map(|(_, value)| at(*value)).max().unwrap_or(0);
+    let same = replays.len() == live.len()
+        && replays
+            .iter()
+            .all(|replay| live.iter().any(|(key, _)| *key == replay.key));
+    replays
+        .iter()
+        .map(|replay| {
+            live.iter()
+                .find(|(key, _)| same && *key == replay.key)
+                .map_or(furthest, |(_, value)| at(*value))
+        })
+        .collect()
 }
 
 /// What a rebuild's partitions share.

@@ -1656,9 +1656,11 @@ async fn a_split_projections_partitions_are_shared_out_and_move_when_a_replica_d
     appended += networks.len() as i64 * 2;
     first_handle.wait_for(last, Duration::from_secs(30)).await?;
 
-    // Every message applied exactly once, every partition's row at the end.
+    // Every message applied exactly once (a second application would have been
+    // refused by `seen` and dead-lettered), every partition's row at the end.
     assert_eq!(fixture.totals().await?, as_rows(&expected));
     assert_eq!(fixture.seen().await?, appended);
+    assert_eq!(dead_letters(&fixture).await?, Vec::<i64>::new());
     let rows = fixture.checkpoint_rows().await?;
     assert_eq!(
         rows,
@@ -1678,7 +1680,7 @@ async fn a_split_projections_partitions_are_shared_out_and_move_when_a_replica_d
     )
     .await?;
     assert_eq!(report.applied_through, last);
-    assert_eq!(fixture.totals().await?, live);
+    assert_eq!((report.dead_letters, fixture.totals().await?), (0, live));
     assert_eq!(fixture.seen().await?, appended);
 
     let _ = stop_first.send(());
@@ -1700,22 +1702,34 @@ async fn a_new_partition_count_rebuilds_the_projection_into_rows_of_that_count()
         let _ = stopped.await;
     }));
     handle.wait_for(last, Duration::from_secs(20)).await?;
-    let _ = stop.send(());
-    task.await??;
     assert_eq!(
         fixture.checkpoint_rows().await?,
         vec![("tally".to_owned(), last as i64)]
     );
 
-    // Restarted split into three: rebuilt into three rows, nothing applied twice.
+    // A replica split into three starts while the unsplit one still runs (a rolling
+    // change of the count): it waits, and the unsplit one goes on writing its row.
     let split = fixture.split_runner(3).await?;
-    let handle = split.handle();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(split.run(async {
-        let _ = stopped.await;
+    let split_handle = split.handle();
+    let (stop_split, stopped_split) = tokio::sync::oneshot::channel::<()>();
+    let split_task = tokio::spawn(split.run(async {
+        let _ = stopped_split.await;
     }));
-    let next = append_round(&fixture, &networks, 2, &mut expected).await?;
-    handle.wait_for(next, Duration::from_secs(30)).await?;
+    wait_until(|| split_handle.partitions_led() == 3).await?;
+    let middle = append_round(&fixture, &networks, 2, &mut expected).await?;
+    handle.wait_for(middle, Duration::from_secs(20)).await?;
+    assert_eq!(
+        fixture.checkpoint_rows().await?,
+        vec![("tally".to_owned(), middle as i64)]
+    );
+    assert_eq!(fixture.totals().await?, as_rows(&expected));
+
+    // The unsplit one stops: the split one rebuilds into three rows, nothing applied
+    // twice.
+    let _ = stop.send(());
+    task.await??;
+    let next = append_round(&fixture, &networks, 3, &mut expected).await?;
+    split_handle.wait_for(next, Duration::from_secs(30)).await?;
     TestEnv::eventually(Duration::from_secs(20), || async {
         let rows = fixture.checkpoint_rows().await?;
         Ok(rows
@@ -1725,8 +1739,9 @@ async fn a_new_partition_count_rebuilds_the_projection_into_rows_of_that_count()
     })
     .await?;
     assert_eq!(fixture.totals().await?, as_rows(&expected));
-    assert_eq!(fixture.seen().await?, networks.len() as i64 * 4);
-    let _ = stop.send(());
-    task.await??;
+    assert_eq!(fixture.seen().await?, networks.len() as i64 * 6);
+    assert_eq!(dead_letters(&fixture).await?, Vec::<i64>::new());
+    let _ = stop_split.send(());
+    split_task.await??;
     Ok(())
 }

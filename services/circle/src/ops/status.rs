@@ -227,6 +227,9 @@ pub async fn status(ops: &Ops, max_lag: u64) -> anyhow::Result<Status> {
         streams.push(found);
     }
     let mut projections = Vec::new();
+    // Counted once a projection (a split one has a row per partition, each shown with
+    // the projection's dead letters).
+    let mut dead_letters_of = std::collections::HashMap::<(String, String), u64>::new();
     for checkpoint in circle_projection::admin::checkpoints(&ops.database.owner).await? {
         // A split projection has a row per partition (`name@index/count`), each shown.
         let of = circle_projection::admin::projection_of(&checkpoint.projection).to_owned();
@@ -237,9 +240,20 @@ pub async fn status(ops: &Ops, max_lag: u64) -> anyhow::Result<Status> {
         });
         let stream_last_sequence = stream.map(|stream| stream.last_sequence);
         let lag = stream_last_sequence.map(|last| last.saturating_sub(checkpoint.last_sequence));
-        let dead_letters =
-            circle_projection::admin::dead_letter_count(&ops.database, &checkpoint.schema, &of)
+        let counted = (checkpoint.schema.clone(), of.clone());
+        let dead_letters = match dead_letters_of.get(&counted) {
+            Some(count) => *count,
+            None => {
+                let count = circle_projection::admin::dead_letter_count(
+                    &ops.database,
+                    &checkpoint.schema,
+                    &of,
+                )
                 .await?;
+                dead_letters_of.insert(counted, count);
+                count
+            }
+        };
         let health = match lag {
             _ if checkpoint.halted_since.is_some() => Health::Halted,
             _ if dead_letters > 0 => Health::HasDeadLetters,
