@@ -177,34 +177,56 @@ async fn lock_holders(env: &TestEnv) -> anyhow::Result<Vec<(String, String)>> {
     .await?)
 }
 
-/// How many partitions of the split read models each replica writes: the writer
-/// locks (`circle.projection.<schema>.<name>@<i>/<count>`) each holds.
-async fn partitions_written(env: &TestEnv) -> anyhow::Result<BTreeMap<String, i64>> {
-    let keys: Vec<String> = ops::catalog::CATALOG
-        .iter()
-        .filter(|entry| entry.kind == ops::catalog::Kind::ReadModel)
+/// How many partitions of each split read model each replica writes: the writer
+/// locks (`circle.projection.<schema>.<name>@<i>/<count>`) it holds, by (replica,
+/// schema).
+async fn partitions_written(env: &TestEnv) -> anyhow::Result<BTreeMap<(String, String), i64>> {
+    let (keys, schemas): (Vec<String>, Vec<String>) = read_models()
         .flat_map(|entry| {
             (0..PARTITIONS).map(move |index| {
-                format!(
-                    "circle.projection.{}.{}@{index}/{PARTITIONS}",
-                    entry.schema, entry.name
+                (
+                    format!(
+                        "circle.projection.{}.{}@{index}/{PARTITIONS}",
+                        entry.schema, entry.name
+                    ),
+                    entry.schema.to_owned(),
                 )
             })
         })
-        .collect();
-    let rows: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT a.application_name::text, count(*) FROM pg_locks l
+        .unzip();
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT a.application_name::text, k.schema, count(*) FROM pg_locks l
          JOIN pg_stat_activity a ON a.pid = l.pid
+         JOIN unnest($1::text[], $2::text[]) AS k (key, schema)
+           ON l.objid::bigint = (hashtext(k.key)::bigint & 4294967295)
          WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
            AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-           AND l.objid::bigint IN (SELECT hashtext(key)::bigint & 4294967295
-                                   FROM unnest($1::text[]) AS key)
-         GROUP BY 1 ORDER BY 1",
+         GROUP BY 1, 2 ORDER BY 1, 2",
     )
     .bind(keys)
+    .bind(schemas)
     .fetch_all(&env.pool)
     .await?;
-    Ok(rows.into_iter().collect())
+    Ok(rows
+        .into_iter()
+        .map(|(replica, schema, count)| ((replica, schema), count))
+        .collect())
+}
+
+fn read_models() -> impl Iterator<Item = &'static ops::catalog::Entry> {
+    ops::catalog::CATALOG
+        .iter()
+        .filter(|entry| entry.kind == ops::catalog::Kind::ReadModel)
+}
+
+/// Whether each replica named writes `each` partitions of every read model.
+fn shared_out(written: &BTreeMap<(String, String), i64>, replicas: &[&str], each: i64) -> bool {
+    written.len() == replicas.len() * read_models().count()
+        && replicas.iter().all(|replica| {
+            read_models().all(|entry| {
+                written.get(&((*replica).to_owned(), entry.schema.to_owned())) == Some(&each)
+            })
+        })
 }
 
 /// Every commit of a stream: (subject, commit).
@@ -304,17 +326,9 @@ async fn two_replicas_share_the_work_and_one_killed_under_load_loses_and_doubles
         },
     )
     .await?;
-    let read_models = ops::catalog::CATALOG
-        .iter()
-        .filter(|entry| entry.kind == ops::catalog::Kind::ReadModel)
-        .count() as i64;
     eventually(
         || partitions_written(&env),
-        |written| {
-            written.len() == 2
-                && written.values().all(|count| *count > 0)
-                && written.values().sum::<i64>() == read_models * i64::from(PARTITIONS)
-        },
+        |written| shared_out(written, &["replica-a", "replica-b"], 2),
     )
     .await?;
 
@@ -355,10 +369,7 @@ async fn two_replicas_share_the_work_and_one_killed_under_load_loses_and_doubles
     .await?;
     eventually(
         || partitions_written(&env),
-        |written| {
-            written.keys().collect::<Vec<_>>() == ["replica-b"]
-                && written.values().sum::<i64>() == read_models * i64::from(PARTITIONS)
-        },
+        |written| shared_out(written, &["replica-b"], i64::from(PARTITIONS)),
     )
     .await?;
     // What failed through the killed replica is tried again through the other (the
@@ -469,10 +480,7 @@ async fn two_replicas_share_the_work_and_one_killed_under_load_loses_and_doubles
 
     // Every read model equals a rebuild from the log (rebuilt by partitions, as the
     // live ones are split).
-    for entry in ops::catalog::CATALOG
-        .iter()
-        .filter(|entry| entry.kind == ops::catalog::Kind::ReadModel)
-    {
+    for entry in read_models() {
         let live = crate::ops::content(&env.pool, entry.schema).await?;
         let rebuilt = ops::projections::rebuild(&ops, entry.name, |_| {}).await?;
         assert_eq!(rebuilt.dead_letters, 0, "{}", entry.name);

@@ -16,10 +16,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use circle_eventstore::{AggregateKey, CommitMeta, EventStore, NewEvent, StoredCommit, StreamSpec};
-use circle_projection::{ApplyError, Projection, ProjectionRunner, ProjectionSettings};
+use circle_projection::{ApplyError, Database, Projection, ProjectionRunner, ProjectionSettings};
 use circle_testkit::TestEnv;
 use futures::StreamExt as _;
 use sqlx::PgConnection;
+use sqlx::postgres::PgPoolOptions;
 
 /// A read model of the usual kind: a row per aggregate kept up to date, and a row per
 /// event.
@@ -79,7 +80,6 @@ async fn main() -> anyhow::Result<()> {
     );
     let store = EventStore::open(env.nats.clone(), spec.clone()).await?;
     let stream = env.jetstream().get_stream(&spec.name).await?;
-    let database = env.database().await?;
 
     let started = Instant::now();
     let appended = futures::stream::iter(0..events)
@@ -123,51 +123,79 @@ async fn main() -> anyhow::Result<()> {
         ("split, one replica", "catch_up_split_one", partitions, 1),
         ("split, two replicas", "catch_up_split_two", partitions, 2),
     ] {
+        // Runtimes may not be dropped inside another: each is shut down, whatever
+        // happens. Each replica has its own pools, made on its own runtime, as a
+        // process would.
         let mut runtimes = Vec::new();
-        let mut handles = Vec::new();
-        let started = Instant::now();
-        for _ in 0..replicas {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()?;
-            let runner = ProjectionRunner::new(
-                Arc::new(Counts(name)),
-                &database,
-                name,
-                stream.clone(),
-                ProjectionSettings {
+        let measured = async {
+            let mut handles = Vec::new();
+            let started = Instant::now();
+            for _ in 0..replicas {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()?;
+                let runtime_options = (*env.runtime_pool.connect_options()).clone();
+                let owner_options = (*env.pool.connect_options()).clone();
+                let stream = stream.clone();
+                let settings = ProjectionSettings {
                     partitions: count,
                     ..settings.clone()
-                },
-            )
-            .await?;
-            handles.push(runner.handle());
-            runtime.spawn(runner.run(std::future::pending()));
-            runtimes.push(runtime);
-        }
-        loop {
-            match handles[0]
-                .wait_for(appended, Duration::from_secs(600))
-                .await
-            {
-                Ok(()) => break,
-                Err(circle_projection::LagError::NotYet { .. }) => continue,
-                Err(error) => return Err(error.into()),
+                };
+                let started = runtime.spawn(async move {
+                    let database = Database::new(
+                        PgPoolOptions::new()
+                            .max_connections(10)
+                            .connect_with(runtime_options)
+                            .await?,
+                        PgPoolOptions::new()
+                            .max_connections(2)
+                            .connect_with(owner_options)
+                            .await?,
+                    )
+                    .await?;
+                    let runner = ProjectionRunner::new(
+                        Arc::new(Counts(name)),
+                        &database,
+                        name,
+                        stream,
+                        settings,
+                    )
+                    .await?;
+                    let handle = runner.handle();
+                    tokio::spawn(runner.run(std::future::pending()));
+                    anyhow::Ok(handle)
+                });
+                runtimes.push(runtime);
+                handles.push(started.await??);
             }
+            loop {
+                match handles[0]
+                    .wait_for(appended, Duration::from_secs(600))
+                    .await
+                {
+                    Ok(()) => break,
+                    Err(circle_projection::LagError::NotYet { .. }) => continue,
+                    Err(error) => return Err(anyhow::Error::from(error)),
+                }
+            }
+            let elapsed = started.elapsed().as_secs_f64();
+            let led: Vec<u32> = handles
+                .iter()
+                .map(|handle| handle.partitions_led())
+                .collect();
+            println!(
+                "{label:>22}: {events} events in {elapsed:.1} s ({:.0} events/s); \
+                 partitions written by each replica: {led:?}",
+                events as f64 / elapsed
+            );
+            anyhow::Ok(())
         }
-        let elapsed = started.elapsed().as_secs_f64();
-        let led: Vec<u32> = handles
-            .iter()
-            .map(|handle| handle.partitions_led())
-            .collect();
-        println!(
-            "{label:>22}: {events} events in {elapsed:.1} s ({:.0} events/s); partitions written by each replica: {led:?}",
-            events as f64 / elapsed
-        );
+        .await;
         for runtime in runtimes {
             runtime.shutdown_background();
         }
+        measured?;
     }
     Ok(())
 }

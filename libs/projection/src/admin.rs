@@ -278,10 +278,13 @@ pub async fn retry_dead_letter<P: Projection>(
     // is gone: the next failure is not "the same again" and is dead-lettered on its own
     // rather than halting the projection. (An older one's retry says nothing of the
     // newest.)
+    // Through the row's JSON: a schema whose service has not yet run the release that
+    // added the column reads it as missing. A row whose checkpoint is this dead letter
+    // holds this dead letter's failure whatever the column says.
     sqlx::query(
-        "UPDATE projection_checkpoint SET failure_class = NULL, failure_sequence = NULL
+        "UPDATE projection_checkpoint c SET failure_class = NULL
          WHERE projection = $1
-           AND (failure_sequence = $2 OR (failure_sequence IS NULL AND last_sequence = $2))",
+           AND ((to_jsonb(c) ->> 'failure_sequence')::bigint = $2 OR last_sequence = $2)",
     )
     .bind(&key)
     .bind(sequence as i64)
@@ -385,8 +388,8 @@ pub async fn skip_halted(
     .await?;
     sqlx::query(
         "UPDATE projection_checkpoint
-         SET last_sequence = $2, failure_class = NULL, failure_sequence = NULL,
-             halted_since = NULL, halted_sequence = NULL, updated_at = now()
+         SET last_sequence = $2, failure_class = NULL, halted_since = NULL,
+             halted_sequence = NULL, updated_at = now()
          WHERE projection = $1",
     )
     .bind(&key)
@@ -499,7 +502,7 @@ pub async fn rebuild<P: Projection>(
     let mut settings = settings.clone();
     settings.partitions = live_partition_count(&database.owner, schema, projection.name())
         .await?
-        .unwrap_or(settings.partitions);
+        .unwrap_or(runner::partitions_for(projection, settings.partitions));
     let settings = &settings;
     holding_rebuild_lock(database, schema, async {
         let mut total = last_sequence(stream).await?;

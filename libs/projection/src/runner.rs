@@ -705,29 +705,58 @@ async fn upgrade_shape<P: Projection>(
         if stored_count == Some(count) && stored >= wanted {
             return Ok(());
         }
-        // Rows of another count: replicas still running that count write them (a
-        // rolling change of `projection.partitions`). Wait for them to stop, rather
-        // than rebuild under them (each count would rebuild the other's away): the
-        // tables are read as they are meanwhile.
+        // Rows of another count, or split rows of an older shape: replicas still
+        // running that count or shape write them (a rolling change). Wait for them to
+        // stop rather than rebuild under them (two counts would rebuild each other
+        // away; older code would write into the new tables): the tables are read as
+        // they are meanwhile. Asked twice, further apart than a replica takes to make
+        // a lost session again, which holds no lock for a moment.
         if let Some(other) = stored_count
-            && other != count
-            && count_in_use(&mut guard, schema, projection.name(), other).await?
+            && (other != count || (other > 1 && stored < wanted))
         {
-            return Err(ApplyError::Transient(format!(
-                "the projection is split into {other} partitions by replicas still running; \
-                 it is rebuilt into {count} once they have stopped"
-            )));
-        }
-        if rows.iter().any(|(_, _, last_sequence)| *last_sequence > 0) {
-            let report = rebuild(projection, database, schema, stream, settings).await?;
-            // The durable consumers of the former count have nothing more to deliver.
-            if let Some(other) = stored_count.filter(|other| *other != count) {
-                for index in 0..other {
-                    let _ = stream
-                        .delete_consumer(&partition_consumer(projection.name(), index, other))
-                        .await;
+            for asked in 0..2 {
+                if asked > 0 {
+                    tokio::time::sleep(SHARE_CHECK + LEADER_POLL * 2).await;
+                }
+                if count_in_use(&mut guard, schema, projection.name(), other, stored).await? {
+                    return Err(ApplyError::Transient(format!(
+                        "the projection is written as {other} partitions of shape {stored} by \
+                         replicas still running; it is made {count} of shape {wanted} once \
+                         they have stopped"
+                    )));
                 }
             }
+        }
+        let advanced = rows.iter().any(|(_, _, last_sequence)| *last_sequence > 0);
+        if projection.process_manager() && stored_count != Some(count) {
+            // Never rebuilt (a replay would issue its commands again): its rows become
+            // its one row at the lowest of them, where every partition had got to (the
+            // steps after it, idempotent commands, are taken again).
+            let lowest = rows
+                .iter()
+                .map(|(_, _, last_sequence)| *last_sequence)
+                .min()
+                .unwrap_or(0)
+                .max(0);
+            let mut transaction = database.owner.begin().await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM {schema}.projection_checkpoint WHERE {OF_PROJECTION}"
+            )))
+            .bind(projection.name())
+            .execute(&mut *transaction)
+            .await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO {schema}.projection_checkpoint (projection, last_sequence, shape_version)
+                 VALUES ($1, $2, $3)"
+            )))
+            .bind(partition_key(projection.name(), 0, count))
+            .bind(lowest)
+            .bind(wanted)
+            .execute(&mut *transaction)
+            .await?;
+            transaction.commit().await?;
+        } else if advanced {
+            let report = rebuild(projection, database, schema, stream, settings).await?;
             tracing::info!(
                 projection = projection.name(),
                 from = stored,
@@ -758,6 +787,14 @@ async fn upgrade_shape<P: Projection>(
             .execute(&mut *transaction)
             .await?;
             transaction.commit().await?;
+        }
+        // The durable consumers of a former count have nothing more to deliver.
+        if let Some(other) = stored_count.filter(|other| *other != count) {
+            for index in 0..other {
+                let _ = stream
+                    .delete_consumer(&partition_consumer(projection.name(), index, other))
+                    .await;
+            }
         }
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE {schema}.projection_checkpoint SET shape_version = $2 WHERE {OF_PROJECTION}"
@@ -1172,6 +1209,14 @@ impl<P> Shared<P> {
         self.settings.partitions.clamp(1, MAX_PARTITIONS)
     }
 
+    /// The shape of the tables this replica's code writes.
+    fn shape(&self) -> i32
+    where
+        P: Projection,
+    {
+        i32::try_from(self.projection.shape_version()).unwrap_or(i32::MAX)
+    }
+
     /// The most partitions this process should write.
     fn fair_share(&self) -> u32 {
         let members = self
@@ -1355,24 +1400,26 @@ impl<P: Projection> ProjectionRunner<P> {
     }
 }
 
-/// The key of the member lock of the projection in `schema` split into `count` (a
-/// two-key advisory lock: `MEMBER_CLASS`, `hashtext(key)`): its holders are the
-/// replicas running it with that count.
-fn member_key(schema: &str, count: u32) -> String {
-    format!("circle.projection.members.{schema}.{count}")
+/// The key of the member lock of the projection in `schema` split into `count` with
+/// tables of `shape` (a two-key advisory lock: `MEMBER_CLASS`, `hashtext(key)`): its
+/// holders are the replicas running it so.
+fn member_key(schema: &str, count: u32, shape: i32) -> String {
+    format!("circle.projection.members.{schema}.{count}.{shape}")
 }
 
-/// Whether replicas run the projection `name` in `schema` with `count` partitions: they
-/// hold its member lock (split), or its writer lock (unsplit: a standby of an unsplit
-/// projection holds nothing, and would find the rows gone if it came to write).
+/// Whether replicas run the projection `name` in `schema` with `count` partitions of
+/// `shape`: they hold its member lock (split), or its writer lock (unsplit, whatever
+/// the shape: a standby of an unsplit projection holds nothing, and would find the rows
+/// gone if it came to write).
 async fn count_in_use(
     connection: &mut PgConnection,
     schema: &str,
     name: &str,
     count: u32,
+    shape: i32,
 ) -> Result<bool, sqlx::Error> {
     let (class, key, subid) = if count > 1 {
-        (Some(MEMBER_CLASS), member_key(schema, count), 2)
+        (Some(MEMBER_CLASS), member_key(schema, count, shape), 2)
     } else {
         (None, format!("circle.projection.{schema}.{name}"), 1)
     };
@@ -1393,7 +1440,7 @@ async fn count_in_use(
 /// The first key of member locks ("CIRC").
 const MEMBER_CLASS: i64 = 1_129_464_387;
 
-impl<P> Shared<P> {
+impl<P: Projection> Shared<P> {
     /// The session, opened (and this replica made a member) if there is none. A new
     /// session is a new generation: locks taken in an earlier one are gone with it.
     async fn session<'a>(
@@ -1405,7 +1452,7 @@ impl<P> Shared<P> {
             keep_alive_briefly(&mut connection).await?;
             sqlx::query("SELECT pg_advisory_lock_shared($1::int, hashtext($2))")
                 .bind(MEMBER_CLASS as i32)
-                .bind(member_key(&self.schema, self.count()))
+                .bind(member_key(&self.schema, self.count(), self.shape()))
                 .execute(&mut connection)
                 .await?;
             self.generation.fetch_add(1, Ordering::SeqCst);
@@ -1428,7 +1475,7 @@ impl<P> Shared<P> {
 /// [`SHARE_CHECK`], forever: the holders of the member lock, one session each. A lost
 /// session is made again; meanwhile the last count stays.
 async fn count_members<P: Projection>(shared: &Shared<P>) -> std::convert::Infallible {
-    let key = member_key(&shared.schema, shared.count());
+    let key = member_key(&shared.schema, shared.count(), shared.shape());
     loop {
         let mut session = shared.session.lock().await;
         let counted: Result<i64, ApplyError> = async {
@@ -2185,7 +2232,7 @@ pub(crate) async fn rebuild_reporting<P: Projection>(
     progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<RebuildReport, ApplyError> {
     let owner = &database.owner;
-    let count = settings.partitions.clamp(1, MAX_PARTITIONS);
+    let count = partitions_for(projection, settings.partitions);
     let fresh = format!("{schema}_rebuild");
     let retired = format!("{schema}_retired");
     for old in [&fresh, &retired] {

@@ -1694,54 +1694,82 @@ async fn a_new_partition_count_rebuilds_the_projection_into_rows_of_that_count()
     let fixture = Fixture::new().await?;
     let networks = networks_covering(3);
     let mut expected = std::collections::BTreeMap::new();
-    let last = append_round(&fixture, &networks, 1, &mut expected).await?;
+    let mut round = 1;
+    let last = append_round(&fixture, &networks, round, &mut expected).await?;
+    let spawn = |runner: ProjectionRunner<Tally>| {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(runner.run(async {
+            let _ = stopped.await;
+        }));
+        (stop, task)
+    };
+    let rows_of = |count: u32, at: u64| -> Vec<(String, i64)> {
+        if count == 1 {
+            return vec![("tally".to_owned(), at as i64)];
+        }
+        (0..count)
+            .map(|index| (format!("tally@{index}/{count}"), at as i64))
+            .collect()
+    };
     let unsplit = fixture.runner().await?;
-    let handle = unsplit.handle();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(unsplit.run(async {
-        let _ = stopped.await;
-    }));
-    handle.wait_for(last, Duration::from_secs(20)).await?;
-    assert_eq!(
-        fixture.checkpoint_rows().await?,
-        vec![("tally".to_owned(), last as i64)]
-    );
+    let mut writing = unsplit.handle();
+    let mut running = spawn(unsplit);
+    writing.wait_for(last, Duration::from_secs(20)).await?;
+    assert_eq!(fixture.checkpoint_rows().await?, rows_of(1, last));
 
-    // A replica split into three starts while the unsplit one still runs (a rolling
-    // change of the count): it waits, and the unsplit one goes on writing its row.
-    let split = fixture.split_runner(3).await?;
-    let split_handle = split.handle();
-    let (stop_split, stopped_split) = tokio::sync::oneshot::channel::<()>();
-    let split_task = tokio::spawn(split.run(async {
-        let _ = stopped_split.await;
-    }));
-    wait_until(|| split_handle.partitions_led() == 3).await?;
-    let middle = append_round(&fixture, &networks, 2, &mut expected).await?;
-    handle.wait_for(middle, Duration::from_secs(20)).await?;
-    assert_eq!(
-        fixture.checkpoint_rows().await?,
-        vec![("tally".to_owned(), middle as i64)]
-    );
-    assert_eq!(fixture.totals().await?, as_rows(&expected));
-
-    // The unsplit one stops: the split one rebuilds into three rows, nothing applied
-    // twice.
+    // A replica of another count starts while one of the current count runs (a
+    // rolling change): it waits — round after round, for seconds, the current one goes
+    // on writing its rows and no rebuild starts — until that one stops; then it
+    // rebuilds into its count, applying nothing twice. Unsplit to three, then three to
+    // two.
+    for (from, to) in [(1, 3), (3, 2)] {
+        let next = fixture.split_runner(to).await?;
+        let next_handle = next.handle();
+        let next_running = spawn(next);
+        wait_until(|| next_handle.partitions_led() == to).await?;
+        // Over longer than a waiting runner takes to decide (it asks twice, more than a
+        // second apart), and at least three rounds.
+        let watched = tokio::time::Instant::now();
+        let mut rounds = 0;
+        while rounds < 3 || watched.elapsed() < Duration::from_secs(4) {
+            rounds += 1;
+            round += 1;
+            let at = append_round(&fixture, &networks, round, &mut expected).await?;
+            writing.wait_for(at, Duration::from_secs(20)).await?;
+            assert_eq!(
+                fixture.checkpoint_rows().await?,
+                rows_of(from, at),
+                "{from} → {to}"
+            );
+            let rebuilding: Option<String> =
+                sqlx::query_scalar("SELECT to_regnamespace('tally_rebuild')::text")
+                    .fetch_one(&fixture.env.pool)
+                    .await?;
+            assert_eq!(rebuilding, None, "no rebuild while {from} runs");
+            assert_eq!(fixture.totals().await?, as_rows(&expected));
+        }
+        let (stop, task) = running;
+        let _ = stop.send(());
+        task.await??;
+        round += 1;
+        let at = append_round(&fixture, &networks, round, &mut expected).await?;
+        next_handle.wait_for(at, Duration::from_secs(30)).await?;
+        TestEnv::eventually(Duration::from_secs(30), || async {
+            Ok(fixture.checkpoint_rows().await? == rows_of(to, at))
+        })
+        .await?;
+        assert_eq!(fixture.totals().await?, as_rows(&expected));
+        assert_eq!(
+            fixture.seen().await?,
+            networks.len() as i64 * 2 * round,
+            "{from} → {to}"
+        );
+        assert_eq!(dead_letters(&fixture).await?, Vec::<i64>::new());
+        writing = next_handle;
+        running = next_running;
+    }
+    let (stop, task) = running;
     let _ = stop.send(());
     task.await??;
-    let next = append_round(&fixture, &networks, 3, &mut expected).await?;
-    split_handle.wait_for(next, Duration::from_secs(30)).await?;
-    TestEnv::eventually(Duration::from_secs(20), || async {
-        let rows = fixture.checkpoint_rows().await?;
-        Ok(rows
-            == (0..3)
-                .map(|index| (format!("tally@{index}/3"), next as i64))
-                .collect::<Vec<_>>())
-    })
-    .await?;
-    assert_eq!(fixture.totals().await?, as_rows(&expected));
-    assert_eq!(fixture.seen().await?, networks.len() as i64 * 6);
-    assert_eq!(dead_letters(&fixture).await?, Vec::<i64>::new());
-    let _ = stop_split.send(());
-    split_task.await??;
     Ok(())
 }
