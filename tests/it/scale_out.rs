@@ -298,9 +298,11 @@ async fn two_replicas_share_the_work_and_one_killed_under_load_loses_and_doubles
 -> anyhow::Result<()> {
     let mut env = TestEnv::new().await?;
     env.config.projection.partitions = PARTITIONS;
-    // Two replicas of every service in one PostgreSQL of 100 connections: small pools
-    // (each replica also holds a session for each split projection).
-    env.config.database.max_connections = 4;
+    // Two replicas of every service in one PostgreSQL of 100 connections, beside the
+    // other tests running at once: small pools (each replica also holds a session for
+    // each split projection, a writer's connection for each process manager it writes
+    // and a lease's for each loop; about twenty in all).
+    env.config.database.max_connections = 2;
     env.config.enrollment.timer_poll_ms = 200;
     env.config.sessions.materialize_poll_ms = 200;
     env.config.accountability.nudge_poll_ms = 200;

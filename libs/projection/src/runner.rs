@@ -691,14 +691,16 @@ async fn upgrade_shape<P: Projection>(
         partitions: count,
         ..settings.clone()
     };
+    let rows_sql = format!(
+        "SELECT projection, shape_version, last_sequence FROM {schema}.projection_checkpoint
+         WHERE {OF_PROJECTION}"
+    );
     let upgraded: Result<(), ApplyError> = async {
-        let rows: Vec<(String, i32, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT projection, shape_version, last_sequence FROM {schema}.projection_checkpoint
-             WHERE {OF_PROJECTION}"
-        )))
-        .bind(projection.name())
-        .fetch_all(&mut guard)
-        .await?;
+        let mut rows: Vec<(String, i32, i64)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(rows_sql.clone()))
+                .bind(projection.name())
+                .fetch_all(&mut guard)
+                .await?;
         let keys: Vec<String> = rows.iter().map(|(key, _, _)| key.clone()).collect();
         let stored_count = partition_count_of(projection.name(), &keys);
         let stored = rows.iter().map(|(_, shape, _)| *shape).min().unwrap_or(0);
@@ -726,6 +728,12 @@ async fn upgrade_shape<P: Projection>(
                     )));
                 }
             }
+            // Where the last of them left the rows (one may have applied a batch before
+            // it stopped).
+            rows = sqlx::query_as(sqlx::AssertSqlSafe(rows_sql.clone()))
+                .bind(projection.name())
+                .fetch_all(&mut guard)
+                .await?;
         }
         let advanced = rows.iter().any(|(_, _, last_sequence)| *last_sequence > 0);
         if projection.process_manager() && stored_count != Some(count) {
@@ -1970,7 +1978,57 @@ impl<P: Projection> Partition<P> {
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }};
         }
+        // Brings the tables to the code's shape and partition count before anything is
+        // applied (once per runner: its partitions wait for the first to do it); queries
+        // read the live tables meanwhile. True once done; false after a pause when it
+        // cannot be done yet.
+        macro_rules! check_shape {
+            () => {{
+                if self.shape_checked {
+                    true
+                } else {
+                    let shared = self.shared.clone();
+                    let upgraded = tokio::select! {
+                        () = &mut shutdown => return Ok(()),
+                        upgraded = async {
+                            let mut checked = shared.shape_checked.lock().await;
+                            if !*checked {
+                                upgrade_shape(&shared.database, &shared.schema, shared.projection.as_ref(), &shared.stream, &shared.settings).await?;
+                                *checked = true;
+                            }
+                            Ok::<(), ApplyError>(())
+                        } => upgraded,
+                    };
+                    match upgraded {
+                        Ok(()) => {
+                            self.shape_checked = true;
+                            if let Ok(checkpoint) = self.checkpoint().await {
+                                let index = self.index as usize;
+                                shared.positions.send_modify(|positions| {
+                                    if let Some(position) = positions.get_mut(index) {
+                                        *position = checkpoint;
+                                    }
+                                });
+                            }
+                            true
+                        }
+                        Err(error) => {
+                            tracing::warn!(projection = self.name(), %error, "cannot bring the tables to the new shape, retrying");
+                            pause!();
+                            false
+                        }
+                    }
+                }
+            }};
+        }
         'connect: loop {
+            // Split, before competing for a partition (the shape lock keeps the
+            // runners apart): a partition held while waiting for older replicas to stop
+            // would be written by nobody. Unsplit, as the writer (a replica still
+            // running older code holds the writer's lock until it stops).
+            if split && !check_shape!() {
+                continue 'connect;
+            }
             match self.try_lead().await {
                 Ok(true) => {}
                 Ok(false) => {
@@ -1983,41 +2041,8 @@ impl<P: Projection> Partition<P> {
                     continue 'connect;
                 }
             }
-            if !self.shape_checked {
-                // As a writer (a replica still running older code holds the writer's
-                // lock until it stops), bring the tables to the code's shape before
-                // applying anything; queries read the live tables meanwhile.
-                // Once per runner: its partitions wait for the first to do it.
-                let shared = self.shared.clone();
-                let upgraded = tokio::select! {
-                    () = &mut shutdown => return Ok(()),
-                    upgraded = async {
-                        let mut checked = shared.shape_checked.lock().await;
-                        if !*checked {
-                            upgrade_shape(&shared.database, &shared.schema, shared.projection.as_ref(), &shared.stream, &shared.settings).await?;
-                            *checked = true;
-                        }
-                        Ok::<(), ApplyError>(())
-                    } => upgraded,
-                };
-                match upgraded {
-                    Ok(()) => {
-                        self.shape_checked = true;
-                        if let Ok(checkpoint) = self.checkpoint().await {
-                            let index = self.index as usize;
-                            shared.positions.send_modify(|positions| {
-                                if let Some(position) = positions.get_mut(index) {
-                                    *position = checkpoint;
-                                }
-                            });
-                        }
-                    }
-                    Err(error) => {
-                        tracing::warn!(projection = self.name(), %error, "cannot bring the tables to the new shape, retrying");
-                        pause!();
-                        continue 'connect;
-                    }
-                }
+            if !split && !check_shape!() {
+                continue 'connect;
             }
             let mut messages = tokio::select! {
                 () = &mut shutdown => return Ok(()),

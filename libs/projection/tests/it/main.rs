@@ -1718,17 +1718,17 @@ async fn a_new_partition_count_rebuilds_the_projection_into_rows_of_that_count()
     assert_eq!(fixture.checkpoint_rows().await?, rows_of(1, last));
 
     // A replica of another count starts while one of the current count runs (a
-    // rolling change): it waits — round after round, for seconds, the current one goes
-    // on writing its rows and no rebuild starts — until that one stops; then it
-    // rebuilds into its count, applying nothing twice. Unsplit to three, then three to
-    // two.
+    // rolling change): it waits, writing nothing — round after round, for seconds, the
+    // current one goes on writing its rows and no rebuild starts — until that one
+    // stops; then it rebuilds into its count and writes every partition, applying
+    // nothing twice. Unsplit to three, then three to two.
     for (from, to) in [(1, 3), (3, 2)] {
         let next = fixture.split_runner(to).await?;
         let next_handle = next.handle();
         let next_running = spawn(next);
-        wait_until(|| next_handle.partitions_led() == to).await?;
         // Over longer than a waiting runner takes to decide (it asks twice, more than a
-        // second apart), and at least three rounds.
+        // second apart), and at least three rounds; meanwhile it holds no partition
+        // (one held while waiting would be written by nobody).
         let watched = tokio::time::Instant::now();
         let mut rounds = 0;
         while rounds < 3 || watched.elapsed() < Duration::from_secs(4) {
@@ -1746,6 +1746,7 @@ async fn a_new_partition_count_rebuilds_the_projection_into_rows_of_that_count()
                     .fetch_one(&fixture.env.pool)
                     .await?;
             assert_eq!(rebuilding, None, "no rebuild while {from} runs");
+            assert_eq!(next_handle.partitions_led(), 0, "{from} → {to}");
             assert_eq!(fixture.totals().await?, as_rows(&expected));
         }
         let (stop, task) = running;
@@ -1758,6 +1759,7 @@ async fn a_new_partition_count_rebuilds_the_projection_into_rows_of_that_count()
             Ok(fixture.checkpoint_rows().await? == rows_of(to, at))
         })
         .await?;
+        wait_until(|| next_handle.partitions_led() == to).await?;
         assert_eq!(fixture.totals().await?, as_rows(&expected));
         assert_eq!(
             fixture.seen().await?,
