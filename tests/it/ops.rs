@@ -29,7 +29,7 @@ async fn some_writes(system: &mut System) -> anyhow::Result<()> {
 }
 
 /// Waits until `circle status` shows every projection of the services caught up.
-async fn caught_up(ops: &Ops) -> anyhow::Result<ops::status::Status> {
+pub(crate) async fn caught_up(ops: &Ops) -> anyhow::Result<ops::status::Status> {
     eventually(
         || ops::status::status(ops, 0),
         |status| {

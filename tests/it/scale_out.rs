@@ -278,22 +278,6 @@ fn events_of(
         .collect()
 }
 
-/// Waits until `circle status` shows every projection (every partition of it)
-/// caught up with its stream.
-async fn caught_up(ops: &Ops) -> anyhow::Result<()> {
-    eventually(
-        || ops::status::status(ops, 0),
-        |status| {
-            status
-                .projections
-                .iter()
-                .all(|projection| projection.health == ops::status::Health::CaughtUp)
-        },
-    )
-    .await?;
-    Ok(())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_share_the_work_and_one_killed_under_load_loses_and_doubles_nothing()
 -> anyhow::Result<()> {
@@ -478,7 +462,7 @@ async fn two_replicas_share_the_work_and_one_killed_under_load_loses_and_doubles
         |nudged| *nudged >= members_with_goals - offered,
     )
     .await?;
-    caught_up(&ops).await?;
+    crate::ops::caught_up(&ops).await?;
 
     // Every read model equals a rebuild from the log (rebuilt by partitions, as the
     // live ones are split).

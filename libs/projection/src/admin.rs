@@ -558,28 +558,8 @@ pub async fn reset<P: Projection>(
         }
         runner::prepare_schema(database, &fresh, projection, count).await?;
         let mut swap = owner.begin().await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT last_sequence FROM {schema}.projection_checkpoint
-             WHERE {} ORDER BY projection FOR UPDATE",
-            runner::OF_PROJECTION
-        )))
-        .bind(projection.name())
-        .fetch_all(&mut *swap)
-        .await?;
-        for statement in [
-            format!("ALTER SCHEMA {schema} RENAME TO {retired}"),
-            format!("ALTER SCHEMA {fresh} RENAME TO {schema}"),
-        ] {
-            sqlx::query(sqlx::AssertSqlSafe(statement))
-                .execute(&mut *swap)
-                .await?;
-        }
-        swap.commit().await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP SCHEMA IF EXISTS {retired} CASCADE"
-        )))
-        .execute(owner)
-        .await?;
+        runner::lock_rows(&mut swap, schema, projection.name()).await?;
+        runner::swap_in(swap, owner, schema, &fresh).await?;
         if let Some(stream) = stream {
             // The runners' pulls fail with "consumer deleted"; they reconnect and make
             // their consumers again right after the checkpoints, now 0.

@@ -2323,31 +2323,65 @@ pub(crate) async fn rebuild_reporting<P: Projection>(
     // Catch up with the live checkpoints without blocking the live runners…
     let live: Vec<(String, i64)> =
         checkpoint_rows(&database.pool, schema, projection.name()).await?;
-    let targets = catch_up_targets(&live, &replays);
+    catch_up_all(&mut replays, &context, &live).await?;
+    // …then lock them, take the last few messages, and swap.
+    let mut swap = owner.begin().await?;
+    let locked = lock_rows(&mut swap, schema, projection.name()).await?;
+    catch_up_all(&mut replays, &context, &locked).await?;
+    swap_in(swap, owner, schema, &fresh).await?;
+    Ok(RebuildReport {
+        applied_through: replays
+            .iter()
+            .map(|replay| replay.rebuilt)
+            .min()
+            .unwrap_or(0),
+        dead_letters: replays.iter().map(|replay| replay.dead_letters).sum(),
+    })
+}
+
+/// Catches every partition of a rebuild up, side by side, to where `live` says
+/// ([`catch_up_targets`]).
+async fn catch_up_all<P: Projection>(
+    replays: &mut [Replay],
+    context: &ReplayContext<'_, '_, P>,
+    live: &[(String, i64)],
+) -> Result<(), ApplyError> {
+    let targets = catch_up_targets(live, replays);
     futures::future::try_join_all(
         replays
             .iter_mut()
             .zip(targets)
-            .map(|(replay, target)| replay.catch_up(&context, target)),
+            .map(|(replay, target)| replay.catch_up(context, target)),
     )
     .await?;
-    // …then lock them, take the last few messages, and swap.
-    let mut swap = owner.begin().await?;
-    let locked: Vec<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    Ok(())
+}
+
+/// Locks every checkpoint row of projection `name` in `schema` (in key order, so two
+/// lockers never deadlock) for the rest of `transaction`; answers them.
+pub(crate) async fn lock_rows(
+    transaction: &mut PgConnection,
+    schema: &str,
+    name: &str,
+) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT projection, last_sequence FROM {schema}.projection_checkpoint
          WHERE {OF_PROJECTION} ORDER BY projection FOR UPDATE"
     )))
-    .bind(projection.name())
-    .fetch_all(&mut *swap)
-    .await?;
-    let targets = catch_up_targets(&locked, &replays);
-    futures::future::try_join_all(
-        replays
-            .iter_mut()
-            .zip(targets)
-            .map(|(replay, target)| replay.catch_up(&context, target)),
-    )
-    .await?;
+    .bind(name)
+    .fetch_all(transaction)
+    .await
+}
+
+/// Puts schema `fresh` in the place of `schema` in `swap` (which holds the live rows'
+/// locks) and commits, then drops the schema it replaced.
+pub(crate) async fn swap_in(
+    mut swap: sqlx::Transaction<'_, sqlx::Postgres>,
+    owner: &PgPool,
+    schema: &str,
+    fresh: &str,
+) -> Result<(), sqlx::Error> {
+    let retired = format!("{schema}_retired");
     for statement in [
         format!("ALTER SCHEMA {schema} RENAME TO {retired}"),
         format!("ALTER SCHEMA {fresh} RENAME TO {schema}"),
@@ -2362,14 +2396,7 @@ pub(crate) async fn rebuild_reporting<P: Projection>(
     )))
     .execute(owner)
     .await?;
-    Ok(RebuildReport {
-        applied_through: replays
-            .iter()
-            .map(|replay| replay.rebuilt)
-            .min()
-            .unwrap_or(0),
-        dead_letters: replays.iter().map(|replay| replay.dead_letters).sum(),
-    })
+    Ok(())
 }
 
 /// How far each partition of a rebuild must get before the swap: its live row's
