@@ -2,6 +2,7 @@
 //! `circle dev` runs: prepare the database, start every service in this process, and
 //! seed a demo network through the public gRPC API.
 
+pub mod bench;
 pub mod demo;
 pub mod dev_keys;
 pub mod ops;

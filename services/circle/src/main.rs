@@ -98,6 +98,40 @@ enum Command {
     /// Decoded events of the services' streams (personal fields shown `[sealed]`).
     #[command(subcommand)]
     Events(EventsCommand),
+    /// Run one service in this process (what `circle bench` starts, each service a
+    /// process of its own); configured as the service binaries are.
+    #[command(hide = true)]
+    Serve {
+        /// enrollment, sessions or accountability
+        service: String,
+    },
+    /// Benchmark: the raw engines, then the services (each its own process, on a
+    /// scratch namespace and database) seeded with a network and driven over gRPC;
+    /// writes bench.md and bench.json (see `circle_cli::bench`).
+    Bench {
+        #[arg(long, default_value_t = 500)]
+        groups: usize,
+        #[arg(long, default_value_t = 6000)]
+        participants: usize,
+        #[arg(long, default_value_t = 12)]
+        capacity: u32,
+        /// Concurrencies to measure, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+        concurrency: Vec<usize>,
+        /// Seconds per measured step.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// Rows of the raw PostgreSQL insert baseline.
+        #[arg(long, default_value_t = 200_000)]
+        raw_rows: usize,
+        #[arg(long, default_value = "bench-results")]
+        out: PathBuf,
+        #[arg(long, default_value = "current")]
+        label: String,
+        /// Keep the scratch streams and database afterwards.
+        #[arg(long)]
+        keep: bool,
+    },
     /// Seed a demo network into running services (which trust `circle dev`'s key).
     Demo {
         /// Default: http:// and the configuration's `enrollment.listen`.
@@ -197,6 +231,9 @@ enum EventsCommand {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Serve { service } = &cli.command {
+        return serve(service).await;
+    }
     let file = cli.config.clone().or_else(|| {
         std::env::var_os(circle_config::FILE_VARIABLE)
             .filter(|file| !file.is_empty())
@@ -228,6 +265,33 @@ async fn main() -> ExitCode {
             ttl_minutes,
         }),
         Command::Rewrap { networks } => rewrap(networks, config).await,
+        Command::Bench {
+            groups,
+            participants,
+            capacity,
+            concurrency,
+            seconds,
+            raw_rows,
+            out,
+            label,
+            keep,
+        } => {
+            let options = circle_cli::bench::Options {
+                size: circle_cli::bench::load::Size {
+                    groups,
+                    participants,
+                    capacity,
+                },
+                concurrency,
+                seconds,
+                raw_rows,
+                out,
+                label,
+                keep,
+                config_file: file.clone(),
+            };
+            bench(&config, &options, json).await
+        }
         Command::Demo {
             enrollment,
             sessions,
@@ -464,6 +528,8 @@ async fn operate(
             }
         }
         Command::Dev
+        | Command::Serve { .. }
+        | Command::Bench { .. }
         | Command::Setup
         | Command::Token { .. }
         | Command::Rewrap { .. }
@@ -574,6 +640,43 @@ async fn demo(
             seeded.sessions_held,
             seeded.attendance_records,
             seeded.check_ins
+        );
+    }
+    Ok(0)
+}
+
+/// `circle serve SERVICE`: one service, as its own binary runs it.
+async fn serve(service: &str) -> ExitCode {
+    match service {
+        "enrollment" => circle_service::main("circle-enrollment", circle_enrollment::run).await,
+        "sessions" => circle_service::main("circle-sessions", circle_sessions::run).await,
+        "accountability" => {
+            circle_service::main("circle-accountability", circle_accountability::run).await
+        }
+        other => {
+            eprintln!(
+                "circle: unknown service {other:?}; one of enrollment, sessions, accountability"
+            );
+            ExitCode::from(ops::EXIT_USAGE)
+        }
+    }
+}
+
+/// `circle bench`: prints the report's tables (or its JSON) when done.
+async fn bench(
+    config: &circle_config::Config,
+    options: &circle_cli::bench::Options,
+    json: bool,
+) -> anyhow::Result<u8> {
+    let report = circle_cli::bench::run(config, options, |step| eprintln!("bench: {step}")).await?;
+    if json {
+        print_json(&report)?;
+    } else {
+        println!("{}", circle_cli::bench::render(&report));
+        eprintln!(
+            "bench: wrote {} and {}",
+            options.out.join("bench.md").display(),
+            options.out.join("bench.json").display()
         );
     }
     Ok(0)
