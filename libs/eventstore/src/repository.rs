@@ -280,8 +280,11 @@ fn variant_name(error: &impl std::fmt::Debug) -> String {
         .collect()
 }
 
-const LOCK_STRIPES: usize = 64;
-const CACHE_CAPACITY: usize = 4096;
+/// Commands on aggregates whose subjects hash alike wait for each other in process:
+/// enough stripes that unrelated aggregates rarely do.
+const LOCK_STRIPES: usize = 1024;
+/// States kept per generation of the cache (two generations: at most twice this).
+const CACHE_GENERATION: usize = 8192;
 const MAX_ATTEMPTS: u32 = 32;
 
 /// Runs commands against aggregates of one type: the one path by which a service
@@ -293,7 +296,7 @@ const MAX_ATTEMPTS: u32 = 32;
 pub struct Repository<A: Aggregate> {
     store: EventStore,
     clock: Arc<dyn Clock>,
-    cache: Mutex<HashMap<String, Arc<Snapshot<A>>>>,
+    cache: Mutex<Generations<Arc<Snapshot<A>>>>,
     locks: Vec<tokio::sync::Mutex<()>>,
     sealing: Option<Arc<dyn Seal<A::Event>>>,
     /// `circle.commands`: commands run, by outcome (see [`command_outcome`]).
@@ -307,7 +310,7 @@ impl<A: Aggregate> Repository<A> {
         Self {
             store,
             clock,
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(Generations::new(CACHE_GENERATION)),
             locks: (0..LOCK_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
@@ -560,16 +563,11 @@ impl<A: Aggregate> Repository<A> {
         self.cache
             .lock()
             .ok()
-            .and_then(|cache| cache.get(subject).cloned())
+            .and_then(|mut cache| cache.get(subject))
     }
 
     fn remember(&self, subject: String, snapshot: Arc<Snapshot<A>>) {
         if let Ok(mut cache) = self.cache.lock() {
-            if cache.len() >= CACHE_CAPACITY && !cache.contains_key(&subject) {
-                // Recent states are a cache, not a source of truth: dropping them all is
-                // always correct and keeps memory bounded without bookkeeping.
-                cache.clear();
-            }
             cache.insert(subject, snapshot);
         }
     }
@@ -578,5 +576,92 @@ impl<A: Aggregate> Repository<A> {
         if let Ok(mut cache) = self.cache.lock() {
             cache.remove(subject);
         }
+    }
+}
+
+/// A bounded cache that keeps what was used recently: two generations of at most
+/// `capacity` entries each. New and used entries go to the young one; when it is full
+/// it becomes the old one and the old one is dropped, so an entry used within the last
+/// `capacity` insertions stays, and anything dropped is only a cache miss (the states
+/// are a cache, never a source of truth). O(1) per call, no per-entry bookkeeping.
+#[derive(Debug)]
+pub(crate) struct Generations<V> {
+    capacity: usize,
+    young: HashMap<String, V>,
+    old: HashMap<String, V>,
+}
+
+impl<V: Clone> Generations<V> {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            capacity: capacity.max(1),
+            young: HashMap::new(),
+            old: HashMap::new(),
+        }
+    }
+
+    /// The entry, moved to the young generation when it was old.
+    pub(crate) fn get(&mut self, key: &str) -> Option<V> {
+        if let Some(value) = self.young.get(key) {
+            return Some(value.clone());
+        }
+        let (key, value) = self.old.remove_entry(key)?;
+        self.insert(key, value.clone());
+        Some(value)
+    }
+
+    pub(crate) fn insert(&mut self, key: String, value: V) {
+        if self.young.len() >= self.capacity && !self.young.contains_key(&key) {
+            self.old = std::mem::take(&mut self.young);
+        }
+        self.old.remove(&key);
+        self.young.insert(key, value);
+    }
+
+    pub(crate) fn remove(&mut self, key: &str) {
+        self.young.remove(key);
+        self.old.remove(key);
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.young.len() + self.old.len()
+    }
+}
+
+#[cfg(test)]
+mod generations_tests {
+    use super::Generations;
+
+    #[test]
+    fn recently_used_entries_stay_and_the_size_is_bounded() {
+        let mut cache = Generations::new(3);
+        for n in 0..3 {
+            cache.insert(format!("k{n}"), n);
+        }
+        // k0 is used, so it moves along; k1 and k2 age out two generations later.
+        for n in 3..9 {
+            assert_eq!(cache.get("k0"), Some(0));
+            cache.insert(format!("k{n}"), n);
+            assert!(cache.len() <= 6, "{}", cache.len());
+        }
+        assert_eq!(cache.get("k0"), Some(0));
+        assert_eq!(cache.get("k1"), None);
+        assert_eq!(cache.get("k8"), Some(8));
+        cache.remove("k8");
+        assert_eq!(cache.get("k8"), None);
+    }
+
+    #[test]
+    fn an_entry_replaced_in_the_old_generation_is_not_read_back_stale() {
+        let mut cache = Generations::new(2);
+        cache.insert("a".to_owned(), 1);
+        cache.insert("b".to_owned(), 1);
+        cache.insert("c".to_owned(), 1); // a and b are in the old generation now
+        cache.insert("a".to_owned(), 2); // the old a is dropped, not kept behind
+        assert_eq!(cache.get("a"), Some(2));
+        cache.insert("d".to_owned(), 1); // a is old again: still the new value
+        cache.insert("e".to_owned(), 1);
+        assert_eq!(cache.get("a"), Some(2));
     }
 }

@@ -365,9 +365,49 @@ impl EventStore {
         )
     }
 
-    /// Reads the aggregate's commits with sequence in `(after, until]`, in order, with an
-    /// ordered consumer filtered on the aggregate's subject.
+    /// Reads the aggregate's commits with sequence in `(after, until]`, in order: the
+    /// first few one by one (a "next message of the subject" get each, from the stream's
+    /// leader), the rest of a longer history with an ordered consumer filtered on the
+    /// aggregate's subject. Most aggregates have a short history, and a consumer costs
+    /// the server more than a few gets (it is made, lingers, and is deleted).
     pub async fn read(
+        &self,
+        key: &AggregateKey,
+        after: u64,
+        until: u64,
+    ) -> Result<Vec<StoredCommit>, StoreError> {
+        const GETS: usize = 8;
+        let subject = self.subject(key);
+        let mut commits = Vec::new();
+        let mut after = after;
+        for _ in 0..GETS {
+            if until <= after {
+                return Ok(commits);
+            }
+            let message = self
+                .stream
+                .get_first_raw_message_by_subject(&subject, after + 1)
+                .await
+                .map_err(|error| StoreError::Unavailable(error.to_string()))?;
+            let sequence = message.sequence;
+            if sequence > until {
+                // Committed after `until` was read: not asked for.
+                return Ok(commits);
+            }
+            commits.push(decode_commit(
+                sequence,
+                message.subject.to_string(),
+                message.headers,
+                &message.payload,
+            )?);
+            after = sequence;
+        }
+        commits.extend(self.read_with_consumer(key, after, until).await?);
+        Ok(commits)
+    }
+
+    /// [`EventStore::read`] with an ordered consumer.
+    async fn read_with_consumer(
         &self,
         key: &AggregateKey,
         after: u64,

@@ -24,8 +24,8 @@ pub mod walls;
 pub use health::Health;
 pub use lease::{LEASE_RETRY, Lease};
 pub use runner::{
-    Applied, ApplyError, Delivery, LagError, MAX_PARTITIONS, Projection, ProjectionHandle,
-    ProjectionRunner, ProjectionSettings, RebuildReport, partition_of, prepare, rebuild,
-    wait_for_stream_end,
+    Applied, ApplyError, Checkpoints, Delivery, LagError, MAX_PARTITIONS, Projection,
+    ProjectionHandle, ProjectionRunner, ProjectionSettings, RebuildReport, partition_of, prepare,
+    rebuild, wait_for_stream_end, watch_checkpoints,
 };
 pub use walls::{Database, WallError, networks, set_network, tenant_snapshot, tenant_transaction};

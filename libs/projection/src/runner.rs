@@ -416,6 +416,67 @@ pub async fn prepare<P: Projection>(
     adopt_former_checkpoint(&database.owner, schema, projection).await
 }
 
+/// Where some projections have got to, for any number of watchers
+/// ([`watch_checkpoints`]); cloned freely, its poller ends when every clone is gone.
+#[derive(Clone)]
+pub struct Checkpoints {
+    sender: watch::Sender<Vec<u64>>,
+}
+
+impl Checkpoints {
+    /// A receiver that wakes when any of the projections has moved (positions in the
+    /// order they were given).
+    pub fn subscribe(&self) -> watch::Receiver<Vec<u64>> {
+        self.sender.subscribe()
+    }
+}
+
+/// One poller for any number of watchers: every `every`, while anyone is subscribed,
+/// reads where each of `projections` (schema, name) has got to, and tells the
+/// subscribers when any moved. It costs one query per projection per `every` whichever
+/// replica writes them and however many wait, and none while nobody does. A read that
+/// fails is tried again at the next tick.
+pub fn watch_checkpoints(
+    pool: PgPool,
+    projections: Vec<(String, String)>,
+    every: Duration,
+) -> Checkpoints {
+    let (sender, _) = watch::channel(vec![0; projections.len()]);
+    let polling = sender.clone();
+    tokio::spawn(async move {
+        let sender = polling;
+        let mut ticker = tokio::time::interval(every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            // Every `Checkpoints` is gone: so is anyone who could subscribe.
+            if sender.sender_count() <= 1 {
+                return;
+            }
+            if sender.receiver_count() == 0 {
+                continue;
+            }
+            let mut now = Vec::with_capacity(projections.len());
+            for (schema, name) in &projections {
+                match read_checkpoint(&pool, schema, name).await {
+                    Ok(position) => now.push(position),
+                    Err(_) => break,
+                }
+            }
+            if now.len() == projections.len() {
+                sender.send_if_modified(|seen| {
+                    let moved = *seen != now;
+                    if moved {
+                        *seen = now;
+                    }
+                    moved
+                });
+            }
+        }
+    });
+    Checkpoints { sender }
+}
+
 /// Where the projection has got to: the lowest checkpoint of its partitions (every
 /// message up to it is applied, whichever partition it belongs to).
 pub(crate) async fn read_checkpoint(
@@ -885,14 +946,49 @@ struct BatchOutcome {
 static NONE_SKIPPED: std::collections::BTreeSet<u64> = std::collections::BTreeSet::new();
 
 impl<P: Projection> Applier<'_, P> {
+    /// Applies a batch in one transaction. First without a savepoint per message (two
+    /// statements fewer each): when every message applies, which is the rule, that is
+    /// the whole batch. When one cannot (a poison message), that transaction is rolled
+    /// back, nothing of it kept, and the batch is applied again with a savepoint
+    /// around each message, so the bad one is retried or dead-lettered on its own. A
+    /// batch with a message already failing goes the careful way at once.
     async fn apply(
         &mut self,
         connection: &mut PgConnection,
         deliveries: &[Delivery],
     ) -> Result<BatchOutcome, ApplyError> {
+        if self.attempts.is_empty() {
+            match self.apply_in(connection, deliveries, false).await {
+                Err(ApplyError::Poison(_)) => {}
+                done => return done,
+            }
+        }
+        self.apply_in(connection, deliveries, true).await
+    }
+
+    /// [`Applier::apply`], with or without a savepoint around each message; without,
+    /// a poison message fails the whole batch (`ApplyError::Poison`, its transaction
+    /// rolled back).
+    async fn apply_in(
+        &mut self,
+        connection: &mut PgConnection,
+        deliveries: &[Delivery],
+        savepoints: bool,
+    ) -> Result<BatchOutcome, ApplyError> {
         use sqlx::Connection as _;
         let mut transaction = connection.begin().await?;
-        set_search_path(&mut transaction, self.schema).await?;
+        // The batch's commit does not wait for the WAL to reach the disk: a read model
+        // is derived, and its checkpoint is in the same transaction, so a commit lost
+        // in a crash of PostgreSQL loses the checkpoint with it and the batch is
+        // applied again from the log (a durable consumer acknowledged past it is
+        // repositioned by the gap check). Any later synchronous commit (a rebuild's
+        // swap, a key) makes every earlier one durable too.
+        sqlx::query(
+            "SELECT set_config('search_path', $1, true), set_config('synchronous_commit', 'off', true)",
+        )
+        .bind(self.schema)
+        .execute(&mut *transaction)
+        .await?;
         let row: Option<(i64, Option<String>, Option<i64>, i64)> = sqlx::query_as(
             "SELECT last_sequence, failure_class, failure_sequence, tableoid::oid::bigint
              FROM projection_checkpoint WHERE projection = $1 FOR UPDATE",
@@ -963,15 +1059,19 @@ impl<P: Projection> Applier<'_, P> {
                 walls::set_network(&mut transaction, network).await?;
                 network_set = Some(network);
             }
-            sqlx::query("SAVEPOINT apply_one")
-                .execute(&mut *transaction)
-                .await?;
+            if savepoints {
+                sqlx::query("SAVEPOINT apply_one")
+                    .execute(&mut *transaction)
+                    .await?;
+            }
             let result = self.apply_one(&mut transaction, delivery).await;
             match result {
                 Ok(()) => {
-                    sqlx::query("RELEASE SAVEPOINT apply_one")
-                        .execute(&mut *transaction)
-                        .await?;
+                    if savepoints {
+                        sqlx::query("RELEASE SAVEPOINT apply_one")
+                            .execute(&mut *transaction)
+                            .await?;
+                    }
                     self.attempts.remove(&delivery.sequence);
                     checkpoint = delivery.sequence;
                     networks.push(network);
@@ -986,6 +1086,9 @@ impl<P: Projection> Applier<'_, P> {
                 ) => {
                     return Err(error);
                 }
+                // Without savepoints nothing of the batch can be kept: dropping the
+                // transaction rolls it all back, and the careful way takes over.
+                Err(error @ ApplyError::Poison(_)) if !savepoints => return Err(error),
                 Err(ApplyError::Poison(reason)) => {
                     sqlx::query("ROLLBACK TO SAVEPOINT apply_one")
                         .execute(&mut *transaction)

@@ -10,6 +10,7 @@
 //! are recorded as they come. Every step's request id (and nudge id) derives from what
 //! triggered it, so nothing is repeated after a restart.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -338,6 +339,22 @@ type JournalRow = (
 );
 type GroupRow = (String, String, Vec<String>, bool, bool);
 
+/// Journals the nudger reads at a time.
+const NUDGER_PAGE: i64 = 500;
+
+/// What the nudge policy needs of a page of journals' members, by participant.
+#[derive(Default)]
+struct PageFacts {
+    /// The first active group (by id): clinic, time zone, facilitators, and the
+    /// member's consent to share check-ins and milestones.
+    groups: HashMap<String, GroupRow>,
+    partners: HashMap<String, String>,
+    goals: HashMap<String, Vec<ActiveGoal>>,
+    setbacks: HashMap<String, Vec<RecentSetback>>,
+    /// Day milestones reached: (value, when).
+    milestones: HashMap<String, Vec<(i32, Time)>>,
+}
+
 /// What the journals read model says of a member, beside their group.
 struct JournalFacts {
     last_check_in_at: Option<Time>,
@@ -403,157 +420,249 @@ impl Nudger {
             .map_err(|error| error.to_string())
     }
 
-    /// One pass over the journals of one network.
+    /// One pass over the journals of one network, a page of journals at a time: what
+    /// the nudge policy needs of a page's members is read in a fixed number of queries
+    /// whatever the page's size (not several per member), then each member's due
+    /// nudges are sent.
     async fn network_once(&self, network: &str) -> Result<(), String> {
-        let journals: Vec<JournalRow> = sqlx::query_as(
-            "SELECT network, participant_id, started_at, last_check_in_at, last_setback_at, missed_in_a_row, last_missed_session
-             FROM accountability.journals WHERE network = $1",
-        )
-        .bind(network)
-        .fetch_all(&mut *self.tenant(network).await?)
-        .await
-        .map_err(|error| error.to_string())?;
         let now = self.commands.now();
-        for (
-            network,
-            participant_id,
-            started_at,
-            last_check_in_at,
-            last_setback_at,
-            missed_in_a_row,
-            last_missed_session,
-        ) in journals
+        let mut quiet: HashMap<String, (i32, i32)> = HashMap::new();
         {
-            self.day_milestones(&network, &participant_id, started_at, last_setback_at, now)
-                .await?;
-            let journal = JournalFacts {
-                last_check_in_at,
-                missed_sessions_in_a_row: missed_in_a_row.max(0).unsigned_abs(),
-                last_missed_session,
-            };
-            let Some(situation) = self
-                .situation(&network, &participant_id, journal, now)
-                .await?
-            else {
-                continue;
-            };
-            for nudge in due_nudges(&situation) {
-                self.nudge(&network, &participant_id, nudge).await?;
+            let rows: Vec<(String, i32, i32)> = sqlx::query_as(
+                "SELECT clinic_id, start_minute, end_minute FROM accountability.quiet_hours WHERE network = $1",
+            )
+            .bind(network)
+            .fetch_all(&mut *self.tenant(network).await?)
+            .await
+            .map_err(|error| error.to_string())?;
+            for (clinic_id, start, end) in rows {
+                quiet.insert(clinic_id, (start, end));
             }
         }
-        Ok(())
+        let mut after = String::new();
+        loop {
+            let journals: Vec<JournalRow> = sqlx::query_as(
+                "SELECT network, participant_id, started_at, last_check_in_at, last_setback_at, missed_in_a_row, last_missed_session
+                 FROM accountability.journals WHERE network = $1 AND participant_id > $2
+                 ORDER BY participant_id LIMIT $3",
+            )
+            .bind(network)
+            .bind(&after)
+            .bind(NUDGER_PAGE)
+            .fetch_all(&mut *self.tenant(network).await?)
+            .await
+            .map_err(|error| error.to_string())?;
+            let Some(last) = journals.last() else {
+                return Ok(());
+            };
+            after = last.1.clone();
+            let full = journals.len() as i64 == NUDGER_PAGE;
+            let facts = self.page_facts(network, &journals, now).await?;
+            for (
+                network,
+                participant_id,
+                started_at,
+                last_check_in_at,
+                last_setback_at,
+                missed_in_a_row,
+                last_missed_session,
+            ) in journals
+            {
+                self.day_milestones(
+                    &network,
+                    &participant_id,
+                    started_at,
+                    last_setback_at,
+                    now,
+                    &facts,
+                )
+                .await?;
+                let journal = JournalFacts {
+                    last_check_in_at,
+                    missed_sessions_in_a_row: missed_in_a_row.max(0).unsigned_abs(),
+                    last_missed_session,
+                };
+                let Some(situation) = self.situation(&participant_id, journal, now, &facts, &quiet)
+                else {
+                    continue;
+                };
+                for nudge in due_nudges(&situation) {
+                    self.nudge(&network, &participant_id, nudge).await?;
+                }
+            }
+            if !full {
+                return Ok(());
+            }
+        }
     }
 
-    /// What the nudge policy needs to know of a member, from the read models; `None`
-    /// for someone in no active group (nudges go to group members only) or in their
-    /// clinic's quiet hours.
-    async fn situation(
+    /// What the policy needs of a page of journals' members, in one query per kind
+    /// (on one connection): each one's first active group (by id) with its clinic,
+    /// time zone, facilitators and the member's consent; their partners; active goals;
+    /// recent setbacks; and the day milestones they have reached.
+    async fn page_facts(
         &self,
         network: &str,
-        participant_id: &str,
-        journal: JournalFacts,
+        journals: &[JournalRow],
         now: Time,
-    ) -> Result<Option<Situation>, String> {
-        let group: Option<GroupRow> = sqlx::query_as(
-            "SELECT g.clinic_id, g.time_zone, g.facilitators,
+    ) -> Result<PageFacts, String> {
+        let ids: Vec<&str> = journals.iter().map(|journal| journal.1.as_str()).collect();
+        let mut tenant = self.tenant(network).await?;
+        let error = |error: sqlx::Error| error.to_string();
+        let groups: Vec<(String, String, String, Vec<String>, bool, bool)> = sqlx::query_as(
+            "SELECT DISTINCT ON (p.participant_id) p.participant_id, g.clinic_id, g.time_zone, g.facilitators,
                     coalesce(pe.share_check_ins, false), coalesce(pe.share_milestones, false)
              FROM accountability_roster.member_periods p
              JOIN accountability_roster.groups g ON g.network = p.network AND g.group_id = p.group_id
              LEFT JOIN accountability_roster.people pe
                ON pe.network = p.network AND pe.participant_id = p.participant_id
-             WHERE p.network = $1 AND p.participant_id = $2 AND p.to_at IS NULL
-             ORDER BY g.group_id LIMIT 1",
+             WHERE p.network = $1 AND p.participant_id = ANY($2) AND p.to_at IS NULL
+             ORDER BY p.participant_id, g.group_id",
         )
         .bind(network)
-        .bind(participant_id)
-        .fetch_optional(&mut *self.tenant(network).await?)
+        .bind(&ids)
+        .fetch_all(&mut *tenant)
         .await
-        .map_err(|error| error.to_string())?;
-        let Some((clinic_id, zone, facilitator_ids, share_check_ins, share_milestones)) = group
-        else {
-            return Ok(None);
-        };
-        let quiet: Option<(i32, i32)> = sqlx::query_as(
-            "SELECT start_minute, end_minute FROM accountability.quiet_hours WHERE network = $1 AND clinic_id = $2",
+        .map_err(error)?;
+        let partnerships: Vec<(String, String)> = sqlx::query_as(
+            "SELECT proposer_id, invitee_id FROM accountability.partnerships
+             WHERE network = $1 AND state = 'active' AND (proposer_id = ANY($2) OR invitee_id = ANY($2))
+             ORDER BY group_id",
         )
         .bind(network)
-        .bind(&clinic_id)
-        .fetch_optional(&mut *self.tenant(network).await?)
+        .bind(&ids)
+        .fetch_all(&mut *tenant)
         .await
-        .map_err(|error| error.to_string())?;
+        .map_err(error)?;
+        let goals: Vec<(String, String, String, Time)> = sqlx::query_as(
+            "SELECT participant_id, goal_id, cadence, set_at FROM accountability.goals
+             WHERE network = $1 AND participant_id = ANY($2) AND status = 'active'
+             ORDER BY participant_id, goal_id",
+        )
+        .bind(network)
+        .bind(&ids)
+        .fetch_all(&mut *tenant)
+        .await
+        .map_err(error)?;
+        let setbacks: Vec<(String, String, String, Time)> = sqlx::query_as(
+            "SELECT participant_id, setback_id, visibility, at FROM accountability.setbacks
+             WHERE network = $1 AND participant_id = ANY($2) AND at > $3",
+        )
+        .bind(network)
+        .bind(&ids)
+        .bind(now - SETBACK_PROMPT_WINDOW)
+        .fetch_all(&mut *tenant)
+        .await
+        .map_err(error)?;
+        let milestones: Vec<(String, i32, Time)> = sqlx::query_as(
+            "SELECT participant_id, value, at FROM accountability.milestones
+             WHERE network = $1 AND participant_id = ANY($2) AND kind = 'days-since-setback'",
+        )
+        .bind(network)
+        .bind(&ids)
+        .fetch_all(&mut *tenant)
+        .await
+        .map_err(error)?;
+        drop(tenant);
+        let mut facts = PageFacts::default();
+        for (participant_id, clinic_id, zone, facilitators, share_check_ins, share_milestones) in
+            groups
+        {
+            facts.groups.insert(
+                participant_id,
+                (
+                    clinic_id,
+                    zone,
+                    facilitators,
+                    share_check_ins,
+                    share_milestones,
+                ),
+            );
+        }
+        // Each member's first partnership by group, as one member's own query found it.
+        for (proposer, invitee) in partnerships {
+            facts
+                .partners
+                .entry(proposer.clone())
+                .or_insert_with(|| invitee.clone());
+            facts.partners.entry(invitee).or_insert(proposer);
+        }
+        for (participant_id, goal_id, cadence, set_at) in goals {
+            facts
+                .goals
+                .entry(participant_id)
+                .or_default()
+                .push(ActiveGoal {
+                    goal_id,
+                    cadence: cadence_from_text(&cadence),
+                    set_at,
+                });
+        }
+        for (participant_id, setback_id, visibility, at) in setbacks {
+            facts
+                .setbacks
+                .entry(participant_id)
+                .or_default()
+                .push(RecentSetback {
+                    setback_id,
+                    visibility: visibility_from_text(&visibility),
+                    at,
+                });
+        }
+        for (participant_id, value, at) in milestones {
+            facts
+                .milestones
+                .entry(participant_id)
+                .or_default()
+                .push((value, at));
+        }
+        Ok(facts)
+    }
+
+    /// What the nudge policy needs to know of a member, from a page's facts; `None`
+    /// for someone in no active group (nudges go to group members only) or in their
+    /// clinic's quiet hours.
+    fn situation(
+        &self,
+        participant_id: &str,
+        journal: JournalFacts,
+        now: Time,
+        facts: &PageFacts,
+        quiet: &HashMap<String, (i32, i32)>,
+    ) -> Option<Situation> {
+        let (clinic_id, zone, facilitator_ids, share_check_ins, share_milestones) =
+            facts.groups.get(participant_id)?.clone();
         let clinic = ClinicSettings {
-            quiet_hours: quiet.and_then(|(start, end)| {
-                QuietHours::new(start.max(0).unsigned_abs(), end.max(0).unsigned_abs()).ok()
+            quiet_hours: quiet.get(&clinic_id).and_then(|(start, end)| {
+                QuietHours::new(start.max(&0).unsigned_abs(), end.max(&0).unsigned_abs()).ok()
             }),
         };
         let quiet_hours = clinic.quiet_hours_or(self.default_quiet_hours);
         let time_zone = time_zone(&zone);
-        // Nothing is due in quiet hours (the policy says so too): skip the rest.
+        // Nothing is due in quiet hours (the policy says so too).
         if quiet_hours.contains_time(now, time_zone) {
-            return Ok(None);
+            return None;
         }
-        let partner: Option<(String, String)> = sqlx::query_as(
-            "SELECT proposer_id, invitee_id FROM accountability.partnerships
-             WHERE network = $1 AND state = 'active' AND (proposer_id = $2 OR invitee_id = $2)
-             ORDER BY group_id LIMIT 1",
-        )
-        .bind(network)
-        .bind(participant_id)
-        .fetch_optional(&mut *self.tenant(network).await?)
-        .await
-        .map_err(|error| error.to_string())?;
-        let partner_id = partner.map(|(a, b)| if a == participant_id { b } else { a });
-        let goals: Vec<(String, String, Time)> = sqlx::query_as(
-            "SELECT goal_id, cadence, set_at FROM accountability.goals
-             WHERE network = $1 AND participant_id = $2 AND status = 'active' ORDER BY goal_id",
-        )
-        .bind(network)
-        .bind(participant_id)
-        .fetch_all(&mut *self.tenant(network).await?)
-        .await
-        .map_err(|error| error.to_string())?;
-        let goals = goals
-            .into_iter()
-            .map(|(goal_id, cadence, set_at)| ActiveGoal {
-                goal_id,
-                cadence: cadence_from_text(&cadence),
-                set_at,
-            })
-            .collect();
-        let setbacks: Vec<(String, String, Time)> = sqlx::query_as(
-            "SELECT setback_id, visibility, at FROM accountability.setbacks
-             WHERE network = $1 AND participant_id = $2 AND at > $3",
-        )
-        .bind(network)
-        .bind(participant_id)
-        .bind(now - SETBACK_PROMPT_WINDOW)
-        .fetch_all(&mut *self.tenant(network).await?)
-        .await
-        .map_err(|error| error.to_string())?;
-        let setbacks = setbacks
-            .into_iter()
-            .map(|(setback_id, visibility, at)| RecentSetback {
-                setback_id,
-                visibility: visibility_from_text(&visibility),
-                at,
-            })
-            .collect();
-        Ok(Some(Situation {
+        Some(Situation {
             now,
             time_zone,
             quiet_hours,
             last_check_in_at: journal.last_check_in_at,
-            goals,
-            partner_id,
+            goals: facts.goals.get(participant_id).cloned().unwrap_or_default(),
+            partner_id: facts.partners.get(participant_id).cloned(),
             facilitator_ids,
             consent: Consent {
                 share_check_ins,
                 share_milestones,
             },
-            setbacks,
+            setbacks: facts
+                .setbacks
+                .get(participant_id)
+                .cloned()
+                .unwrap_or_default(),
             missed_sessions_in_a_row: journal.missed_sessions_in_a_row,
             last_missed_session: journal.last_missed_session,
-        }))
+        })
     }
 
     /// Sends a due nudge unless the read model shows it sent (the journal refuses an id
@@ -594,6 +703,7 @@ impl Nudger {
         started_at: Time,
         last_setback_at: Option<Time>,
         now: Time,
+        facts: &PageFacts,
     ) -> Result<(), String> {
         let since = last_setback_at.unwrap_or(started_at);
         let days = (now - since).num_days().max(0) as u32;
@@ -605,18 +715,13 @@ impl Nudger {
         if due.is_empty() {
             return Ok(());
         }
-        let reached: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM accountability.milestones
-             WHERE network = $1 AND participant_id = $2 AND kind = 'days-since-setback' AND value = ANY($3) AND at >= $4",
-        )
-        .bind(network)
-        .bind(participant_id)
-        .bind(&due)
-        .bind(since)
-        .fetch_one(&mut *self.tenant(network).await?)
-        .await
-        .map_err(|error| error.to_string())?;
-        if reached as usize >= due.len() {
+        let reached = facts.milestones.get(participant_id).map_or(0, |reached| {
+            reached
+                .iter()
+                .filter(|(value, at)| due.contains(value) && *at >= since)
+                .count()
+        });
+        if reached >= due.len() {
             return Ok(());
         }
         let request_id = format!("pm:days-{}-{days}", since.timestamp());

@@ -47,6 +47,8 @@ impl Projection for Roster {
                 to_at timestamptz,
                 PRIMARY KEY (network, group_id, participant_id, from_at)
             )",
+            // A participant's groups without a scan of the network's periods.
+            "CREATE INDEX IF NOT EXISTS member_periods_by_participant ON member_periods (network, participant_id) WHERE to_at IS NULL",
             "CREATE TABLE IF NOT EXISTS member_names (
                 network text NOT NULL,
                 participant_id text NOT NULL,

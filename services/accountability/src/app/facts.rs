@@ -138,6 +138,84 @@ impl Facts {
             .any(|group| through(Some(&group.clinic_id), group.lists(&caller.actor_id))))
     }
 
+    /// [`Facts::staff_reaches`] for many participants at once, in one query whatever
+    /// their number: the participants staff reach under `rule`.
+    pub(crate) async fn staff_reaches_among(
+        &self,
+        caller: &Caller,
+        rule: Rule,
+        network: &str,
+        participants: &[String],
+    ) -> ApiResult<std::collections::HashSet<String>> {
+        if caller.is_participant() || !rule.allows(caller) {
+            return Ok(Default::default());
+        }
+        let through = |participant_id: &str, clinic: Option<&str>, facilitates: bool| {
+            let clinics: Vec<&str> = clinic.into_iter().collect();
+            rule.check(
+                caller,
+                &Target {
+                    clinics: &clinics,
+                    participant: Some(participant_id),
+                    caller_facilitates: facilitates,
+                    ..Target::default()
+                },
+            )
+            .is_ok()
+        };
+        let mut reached: std::collections::HashSet<String> = participants
+            .iter()
+            .filter(|participant| through(participant, None, false))
+            .cloned()
+            .collect();
+        if reached.len() == participants.len() {
+            return Ok(reached);
+        }
+        let rows: Vec<(String, String, Vec<String>)> = sqlx::query_as(
+            "SELECT DISTINCT p.participant_id, g.clinic_id, g.facilitators FROM accountability_roster.member_periods p
+             JOIN accountability_roster.groups g ON g.network = p.network AND g.group_id = p.group_id
+             WHERE p.network = $1 AND p.participant_id = ANY($2) AND p.to_at IS NULL",
+        )
+        .bind(network)
+        .bind(participants)
+        .fetch_all(&mut *self.tenant(network).await?)
+        .await
+        .map_err(database_error)?;
+        for (participant_id, clinic_id, facilitators) in rows {
+            let group = GroupFacts {
+                clinic_id,
+                facilitators,
+            };
+            if through(
+                &participant_id,
+                Some(&group.clinic_id),
+                group.lists(&caller.actor_id),
+            ) {
+                reached.insert(participant_id);
+            }
+        }
+        Ok(reached)
+    }
+
+    /// The participants `participant_id` is in an active partnership with.
+    pub(crate) async fn partners_of(
+        &self,
+        network: &str,
+        participant_id: &str,
+    ) -> ApiResult<std::collections::HashSet<String>> {
+        let partners: Vec<String> = sqlx::query_scalar(
+            "SELECT CASE WHEN proposer_id = $2 THEN invitee_id ELSE proposer_id END
+             FROM accountability.partnerships
+             WHERE network = $1 AND state = 'active' AND (proposer_id = $2 OR invitee_id = $2)",
+        )
+        .bind(network)
+        .bind(participant_id)
+        .fetch_all(&mut *self.tenant(network).await?)
+        .await
+        .map_err(database_error)?;
+        Ok(partners.into_iter().collect())
+    }
+
     /// The participant themselves (`Author`), or staff who reach them under `rule`
     /// (`Staff`).
     pub(crate) async fn require_self_or_staff(

@@ -53,6 +53,9 @@ pub struct Queries {
     shutdown: Shutdown,
     audit: AuditLog,
     vault: KeyStore,
+    /// Where the read model and the roster have got to (in that order), polled once
+    /// for every open feed of this process: a feed reads only when one has moved.
+    watermarks: circle_projection::Checkpoints,
 }
 
 impl Queries {
@@ -65,9 +68,24 @@ impl Queries {
         audit: AuditLog,
         vault: KeyStore,
     ) -> Self {
+        let watermarks = circle_projection::watch_checkpoints(
+            pool.clone(),
+            vec![
+                (
+                    crate::read_model::SCHEMA.to_owned(),
+                    circle_projection::Projection::name(&crate::read_model::ReadModel).to_owned(),
+                ),
+                (
+                    crate::roster::SCHEMA.to_owned(),
+                    circle_projection::Projection::name(&crate::roster::Roster).to_owned(),
+                ),
+            ],
+            Duration::from_millis(250),
+        );
         Self {
             facts: Facts::new(pool.clone()),
             pool,
+            watermarks,
             read_model,
             read_your_writes_timeout,
             clock,

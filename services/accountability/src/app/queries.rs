@@ -137,6 +137,68 @@ fn get<T>(result: Result<T, sqlx::Error>) -> Result<T, ApiError> {
     result.map_err(database_error)
 }
 
+/// The counters and at-risk reasons of a journal row (the columns of
+/// `STANDING_COLUMNS`).
+fn standing_of(row: &sqlx::postgres::PgRow, now: Time) -> ApiResult<Standing> {
+    let days: Vec<NaiveDate> = get(row.try_get("check_in_days"))?;
+    let days: BTreeSet<NaiveDate> = days.into_iter().collect();
+    let last_setback_at: Option<Time> = get(row.try_get("last_setback_at"))?;
+    let counters = CounterFacts {
+        started_at: Some(get(row.try_get("started_at"))?),
+        last_setback_at,
+        check_in_days: &days,
+        sessions_attended: get(row.try_get::<i32, _>("sessions_attended"))?.max(0) as u32,
+        goals_completed: get(row.try_get::<i32, _>("goals_completed"))?.max(0) as u32,
+    }
+    .counters(now);
+    let mut at_risk = Vec::new();
+    if last_setback_at.is_some_and(|at| now - at < chrono::Duration::days(7)) {
+        at_risk.push("setback");
+    }
+    let progress: String = get(row.try_get("last_progress"))?;
+    if progress == "struggling" || progress == "setback" {
+        at_risk.push("struggling");
+    }
+    if get(row.try_get::<Option<i32>, _>("last_craving"))?.is_some_and(|craving| craving >= 8) {
+        at_risk.push("high-craving");
+    }
+    if get(row.try_get::<i64, _>("escalations"))? > 0 {
+        at_risk.push("missed-check-ins");
+    }
+    if get(row.try_get::<i32, _>("missed_in_a_row"))? >= 2 {
+        at_risk.push("missed-sessions");
+    }
+    Ok(Standing { counters, at_risk })
+}
+
+/// A journal's columns for [`standing_of`]; `$3` is a week before now.
+const STANDING_COLUMNS: &str = "j.participant_id, j.started_at, j.last_setback_at, j.check_in_days, j.sessions_attended, j.goals_completed, j.last_progress, j.last_craving, j.missed_in_a_row,
+    (SELECT count(*) FROM accountability.nudges n WHERE n.network = j.network AND n.participant_id = j.participant_id
+       AND n.level IN ('partner', 'facilitator') AND n.reason = 'missed-check-in' AND n.at > $3) AS escalations";
+
+/// How `viewer` may call a participant, from the roster's sealed given name, display
+/// choice and alias: peers by first name or alias as the consent says (or not at all
+/// without it); staff and the person by first name.
+fn display_as(
+    viewer: Viewer,
+    participant_id: &str,
+    given: &str,
+    display: &str,
+    alias: &str,
+    opener: &Opener,
+) -> String {
+    let given_name = || opener.open(participant_id, field::GIVEN_NAME, given);
+    match viewer {
+        Viewer::Author | Viewer::Staff => given_name(),
+        Viewer::Peer { .. } => match display {
+            "alias" => opener.open(participant_id, field::ALIAS, alias),
+            "first-name" => given_name(),
+            _ => "A group member".to_owned(),
+        },
+        Viewer::Stranger => String::new(),
+    }
+}
+
 fn progress_from_text(text: &str) -> Option<Progress> {
     match text {
         "on-track" => Some(Progress::OnTrack),
@@ -243,16 +305,14 @@ impl Queries {
         .await
         .map_err(database_error)?;
         let (given, display, alias) = row.unwrap_or_default();
-        let given_name = || opener.open(participant_id, field::GIVEN_NAME, &given);
-        Ok(match viewer {
-            Viewer::Author | Viewer::Staff => given_name(),
-            Viewer::Peer { .. } => match display.as_str() {
-                "alias" => opener.open(participant_id, field::ALIAS, &alias),
-                "first-name" => given_name(),
-                _ => "A group member".to_owned(),
-            },
-            Viewer::Stranger => String::new(),
-        })
+        Ok(display_as(
+            viewer,
+            participant_id,
+            &given,
+            &display,
+            &alias,
+            opener,
+        ))
     }
 
     /// A person's relation to the caller, consent and display name (opened by the
@@ -363,71 +423,7 @@ impl Queries {
                 at_risk: Vec::new(),
             });
         };
-        let days: Vec<NaiveDate> = get(row.try_get("check_in_days"))?;
-        let days: BTreeSet<NaiveDate> = days.into_iter().collect();
-        let last_setback_at: Option<Time> = get(row.try_get("last_setback_at"))?;
-        let counters = CounterFacts {
-            started_at: Some(get(row.try_get("started_at"))?),
-            last_setback_at,
-            check_in_days: &days,
-            sessions_attended: get(row.try_get::<i32, _>("sessions_attended"))?.max(0) as u32,
-            goals_completed: get(row.try_get::<i32, _>("goals_completed"))?.max(0) as u32,
-        }
-        .counters(now);
-        let mut at_risk = Vec::new();
-        if last_setback_at.is_some_and(|at| now - at < chrono::Duration::days(7)) {
-            at_risk.push("setback");
-        }
-        let progress: String = get(row.try_get("last_progress"))?;
-        if progress == "struggling" || progress == "setback" {
-            at_risk.push("struggling");
-        }
-        if get(row.try_get::<Option<i32>, _>("last_craving"))?.is_some_and(|craving| craving >= 8) {
-            at_risk.push("high-craving");
-        }
-        if get(row.try_get::<i64, _>("escalations"))? > 0 {
-            at_risk.push("missed-check-ins");
-        }
-        if get(row.try_get::<i32, _>("missed_in_a_row"))? >= 2 {
-            at_risk.push("missed-sessions");
-        }
-        Ok(Standing { counters, at_risk })
-    }
-
-    /// Days since the last setback a peer may see (or since the journal began): a
-    /// setback shared with facilitators only must not show in a peer's counters.
-    async fn days_since_visible_setback(
-        &self,
-        network: &str,
-        participant_id: &str,
-        viewer: Viewer,
-        consent: Consent,
-        now: Time,
-    ) -> ApiResult<u32> {
-        let setbacks: Vec<(String, Time)> =
-            sqlx::query_as("SELECT visibility, at FROM accountability.setbacks WHERE network = $1 AND participant_id = $2")
-                .bind(network)
-                .bind(participant_id)
-                .fetch_all(&mut *self.tenant(network).await?)
-                .await
-                .map_err(database_error)?;
-        let started: Option<Time> =
-            sqlx::query_scalar("SELECT started_at FROM accountability.journals WHERE network = $1 AND participant_id = $2")
-                .bind(network)
-                .bind(participant_id)
-                .fetch_optional(&mut *self.tenant(network).await?)
-                .await
-                .map_err(database_error)?;
-        let since = setbacks
-            .into_iter()
-            .filter(|(visibility, _)| {
-                can_see_check_in(viewer, codec::visibility_from_text(visibility), consent)
-            })
-            .map(|(_, at)| at)
-            .max()
-            .or(started)
-            .unwrap_or(now);
-        Ok((now - since).num_days().max(0) as u32)
+        standing_of(&row, now)
     }
 }
 
@@ -450,66 +446,207 @@ impl Queries {
         let now = self.clock.now();
         // Every text on the board is a member's own: one opener for them all.
         let opener = self.opener(network, &members).await?;
+        // How the caller relates to each member, in a bounded number of queries
+        // whatever the group's size: a member sees the others of their group as peers
+        // (partners where a partnership is active); staff reach whom their row lets
+        // them.
+        let viewers: HashMap<String, Viewer> = if caller.is_participant() {
+            if members.contains(&caller.actor_id) {
+                let partners = self.facts.partners_of(network, &caller.actor_id).await?;
+                members
+                    .iter()
+                    .map(|member| {
+                        let viewer = if *member == caller.actor_id {
+                            Viewer::Author
+                        } else {
+                            Viewer::Peer {
+                                partner: partners.contains(member),
+                            }
+                        };
+                        (member.clone(), viewer)
+                    })
+                    .collect()
+            } else {
+                let mut viewers = HashMap::new();
+                for member in &members {
+                    let viewer = self
+                        .viewer(caller, Operation::GetGroupBoard, network, member)
+                        .await?;
+                    viewers.insert(member.clone(), viewer);
+                }
+                viewers
+            }
+        } else {
+            let reached = self
+                .facts
+                .staff_reaches_among(
+                    caller,
+                    access::rule(Operation::GetGroupBoard),
+                    network,
+                    &members,
+                )
+                .await?;
+            members
+                .iter()
+                .map(|member| {
+                    let viewer = if reached.contains(member) {
+                        Viewer::Staff
+                    } else {
+                        Viewer::Stranger
+                    };
+                    (member.clone(), viewer)
+                })
+                .collect()
+        };
+        let mut tenant = self.tenant(network).await?;
+        // Consent and how each may be called.
+        let people: Vec<(String, String, String, String, bool, bool)> = sqlx::query_as(
+            "SELECT participant_id, given_name, display, alias, share_check_ins, share_milestones
+             FROM accountability_roster.people WHERE network = $1 AND participant_id = ANY($2)",
+        )
+        .bind(network)
+        .bind(&members)
+        .fetch_all(&mut *tenant)
+        .await
+        .map_err(database_error)?;
+        let people: HashMap<String, (String, String, String, Consent)> = people
+            .into_iter()
+            .map(
+                |(id, given, display, alias, share_check_ins, share_milestones)| {
+                    (
+                        id,
+                        (
+                            given,
+                            display,
+                            alias,
+                            Consent {
+                                share_check_ins,
+                                share_milestones,
+                            },
+                        ),
+                    )
+                },
+            )
+            .collect();
+        let goals: Vec<(String, String, String, String)> = sqlx::query_as(
+            "SELECT participant_id, goal_id, text, cadence FROM accountability.goals
+             WHERE network = $1 AND participant_id = ANY($2) AND status = 'active'
+             ORDER BY participant_id, set_at, goal_id",
+        )
+        .bind(network)
+        .bind(&members)
+        .fetch_all(&mut *tenant)
+        .await
+        .map_err(database_error)?;
+        // Each member's latest check-in of each visibility: the latest the viewer may
+        // see is among them.
+        let check_ins = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT DISTINCT ON (c.participant_id, c.visibility) {CHECK_IN_COLUMNS}
+             FROM accountability.check_ins c WHERE c.network = $1 AND c.participant_id = ANY($2)
+             ORDER BY c.participant_id, c.visibility, c.position DESC"
+        )))
+        .bind(network)
+        .bind(&members)
+        .fetch_all(&mut *tenant)
+        .await
+        .map_err(database_error)?;
+        let journals = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {STANDING_COLUMNS} FROM accountability.journals j
+             WHERE j.network = $1 AND j.participant_id = ANY($2)"
+        )))
+        .bind(network)
+        .bind(&members)
+        .bind(now - chrono::Duration::days(7))
+        .fetch_all(&mut *tenant)
+        .await
+        .map_err(database_error)?;
+        let mut standings = HashMap::new();
+        let mut started = HashMap::new();
+        for row in &journals {
+            let participant_id: String = get(row.try_get("participant_id"))?;
+            let started_at: Time = get(row.try_get("started_at"))?;
+            started.insert(participant_id.clone(), started_at);
+            standings.insert(participant_id, standing_of(row, now)?);
+        }
+        let peers: Vec<&String> = members
+            .iter()
+            .filter(|member| matches!(viewers.get(*member), Some(Viewer::Peer { .. })))
+            .collect();
+        let setbacks: Vec<(String, String, Time)> = if peers.is_empty() {
+            Vec::new()
+        } else {
+            sqlx::query_as(
+                "SELECT participant_id, visibility, at FROM accountability.setbacks
+                 WHERE network = $1 AND participant_id = ANY($2)",
+            )
+            .bind(network)
+            .bind(&peers)
+            .fetch_all(&mut *tenant)
+            .await
+            .map_err(database_error)?
+        };
+        drop(tenant);
         let mut entries = Vec::new();
         for member in &members {
-            let viewer = self
-                .viewer(caller, Operation::GetGroupBoard, network, member)
-                .await?;
-            let consent = self.facts.consent(network, member).await?;
-            let display = self.display_name(viewer, network, member, &opener).await?;
+            let viewer = viewers.get(member).copied().unwrap_or(Viewer::Stranger);
+            let (given, display, alias, consent) = people.get(member).cloned().unwrap_or_default();
+            let display = display_as(viewer, member, &given, &display, &alias, &opener);
             let sees_check_ins = |visibility| can_see_check_in(viewer, visibility, consent);
-            let goals: Vec<(String, String, String)> = if sees_check_ins(Visibility::Group)
-                || matches!(viewer, Viewer::Author | Viewer::Staff)
-            {
-                sqlx::query_as("SELECT goal_id, text, cadence FROM accountability.goals WHERE network = $1 AND participant_id = $2 AND status = 'active' ORDER BY set_at, goal_id")
-                    .bind(network)
-                    .bind(member)
-                    .fetch_all(&mut *self.tenant(network).await?)
-                    .await
-                    .map_err(database_error)?
-            } else {
-                Vec::new()
-            };
-            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {CHECK_IN_COLUMNS} FROM accountability.check_ins c WHERE c.network = $1 AND c.participant_id = $2 ORDER BY c.position DESC"
-            )))
-            .bind(network)
-            .bind(member)
-            .fetch_all(&mut *self.tenant(network).await?)
-            .await
-            .map_err(database_error)?;
-            let mut last_check_in = None;
-            for row in &rows {
+            let shows_goals = sees_check_ins(Visibility::Group)
+                || matches!(viewer, Viewer::Author | Viewer::Staff);
+            let mut last_check_in: Option<(i64, CheckInView)> = None;
+            for row in &check_ins {
+                let author: String = get(row.try_get("participant_id"))?;
                 let visibility: String = get(row.try_get("visibility"))?;
-                if sees_check_ins(codec::visibility_from_text(&visibility)) {
-                    last_check_in = Some(get(check_in_from_row(
-                        network,
-                        row,
-                        display.clone(),
-                        &opener,
-                    ))?);
-                    break;
+                let position: i64 = get(row.try_get("position"))?;
+                if author != *member
+                    || !sees_check_ins(codec::visibility_from_text(&visibility))
+                    || last_check_in
+                        .as_ref()
+                        .is_some_and(|(latest, _)| *latest > position)
+                {
+                    continue;
                 }
+                last_check_in = Some((
+                    position,
+                    get(check_in_from_row(network, row, display.clone(), &opener))?,
+                ));
             }
-            let mut standing = self.standing(network, member, now).await?;
+            let mut standing = standings.remove(member).unwrap_or(Standing {
+                counters: Counters::default(),
+                at_risk: Vec::new(),
+            });
             if matches!(viewer, Viewer::Peer { .. }) {
-                standing.counters.days_since_setback = self
-                    .days_since_visible_setback(network, member, viewer, consent, now)
-                    .await?;
+                let since = setbacks
+                    .iter()
+                    .filter(|(author, visibility, _)| {
+                        author == member
+                            && can_see_check_in(
+                                viewer,
+                                codec::visibility_from_text(visibility),
+                                consent,
+                            )
+                    })
+                    .map(|(_, _, at)| *at)
+                    .max()
+                    .or_else(|| started.get(member).copied())
+                    .unwrap_or(now);
+                standing.counters.days_since_setback = (now - since).num_days().max(0) as u32;
             }
             let participant = participant_name(network, member);
             entries.push(BoardEntry {
                 active_goals: goals
-                    .into_iter()
-                    .map(|(goal_id, text, cadence)| ActiveGoal {
+                    .iter()
+                    .filter(|(author, ..)| shows_goals && author == member)
+                    .map(|(_, goal_id, text, cadence)| ActiveGoal {
                         name: format!("{participant}/goals/{goal_id}"),
-                        text: opener.open(member, field::GOAL, &text),
-                        cadence: cadence_from_text(&cadence),
+                        text: opener.open(member, field::GOAL, text),
+                        cadence: cadence_from_text(cadence),
                     })
                     .collect(),
                 participant,
                 display_name: display,
-                last_check_in,
+                last_check_in: last_check_in.map(|(_, check_in)| check_in),
                 counters: can_see_milestones(viewer, consent).then_some(standing.counters),
                 // Only the care team sees who is at risk.
                 at_risk: viewer == Viewer::Staff && !standing.at_risk.is_empty(),
@@ -760,6 +897,10 @@ impl Queries {
         .fetch_all(&mut *snapshot)
         .await
         .map_err(database_error)?;
+        // Given back before anything else is looked up: a handler never holds one
+        // connection while it waits for another (with every connection so held, none
+        // would be free, and each would wait out the pool's timeout).
+        drop(snapshot);
         // Both queries are capped; a full one only covers positions up to its last row, so
         // this page stops there and the next page resumes after it.
         const PAGE: usize = 200;
@@ -863,11 +1004,13 @@ impl Queries {
     /// with the last position it saw misses and repeats nothing. The feed ends with
     /// `UNAVAILABLE`/`SHUTTING_DOWN` as soon as shutdown starts.
     ///
-    /// Access is checked when the feed opens and again before every page it reads (at
-    /// least every 250 ms while it is open): a member who leaves the group, or a
-    /// facilitator taken off it, gets the refusal a new call would get
-    /// (`PERMISSION_DENIED`) and nothing after it, as soon as the roster shows the
-    /// change. The token is checked once, when the call starts: an open feed outlives
+    /// An open feed reads a page only when the read model has moved, and checks access
+    /// again whenever the roster has moved (both seen by one poller per process,
+    /// `circle_projection::watch_checkpoints`, every 250 ms; this process's own runner
+    /// wakes it at once): nothing happening costs no query however many feeds are
+    /// open. A member who leaves the group, or a facilitator taken off it, gets the
+    /// refusal a new call would get (`PERMISSION_DENIED`) and nothing after it, as soon
+    /// as the roster shows the change. The token is checked once, when the call starts: an open feed outlives
     /// the token's expiry (the caller does not carry it), which a client's reconnect
     /// with a fresh token ends.
     pub async fn watch_group_feed(
@@ -901,6 +1044,14 @@ impl Queries {
             let feed = async {
                 let mut position = after_position;
                 let mut last_sent = tokio::time::Instant::now();
+                // Read when the read model or the roster has moved (this process's
+                // runner says so at once; the shared poller within 250 ms, whichever
+                // replica writes them): an open feed costs no query while nothing
+                // happens. Access is checked again whenever the roster moves.
+                let mut watermarks = queries.watermarks.subscribe();
+                let mut seen = watermarks.borrow_and_update().clone();
+                let mut changes = queries.read_model.changes();
+                let (mut recheck, mut read) = (false, true);
                 loop {
                     // A feed lives no longer than the token that opened it.
                     if caller.expired() {
@@ -915,14 +1066,20 @@ impl Queries {
                         return;
                     }
                     // Whoever was let in may have lost access since.
-                    if let Err(error) = queries
-                        .authorize_group(&caller, Operation::WatchGroupFeed, &group)
-                        .await
+                    if recheck
+                        && let Err(error) = queries
+                            .authorize_group(&caller, Operation::WatchGroupFeed, &group)
+                            .await
                     {
                         let _ = sender.send(Err(error)).await;
                         return;
                     }
-                    match queries.feed_page(&caller, &group, position).await {
+                    let page = if read {
+                        queries.feed_page(&caller, &group, position).await
+                    } else {
+                        Ok((Vec::new(), position, BTreeSet::new()))
+                    };
+                    match page {
                         Ok((items, last, shown)) => {
                             // A page is sent only once what it shows is recorded; an
                             // audit log that cannot record it ends the feed (the client
@@ -960,12 +1117,23 @@ impl Queries {
                         }
                         last_sent = tokio::time::Instant::now();
                     }
-                    let mut changes = queries.read_model.changes();
+                    (recheck, read) = (false, false);
+                    let next_heartbeat = heartbeat
+                        .saturating_sub(last_sent.elapsed())
+                        .min(Duration::from_secs(1));
                     tokio::select! {
                         () = sender.closed() => return,
-                        // Once this process's projection runner has stopped, only the timer wakes us.
-                        Ok(()) = changes.changed() => {}
-                        () = tokio::time::sleep(Duration::from_millis(250)) => {}
+                        // Once this process's projection runner has stopped, the poller
+                        // wakes us.
+                        Ok(()) = changes.changed() => read = true,
+                        Ok(()) = watermarks.changed() => {
+                            let now = watermarks.borrow_and_update().clone();
+                            read = now.first() != seen.first();
+                            recheck = now.get(1) != seen.get(1);
+                            seen = now;
+                        }
+                        // The token's expiry and the heartbeat, which cost no query.
+                        () = tokio::time::sleep(next_heartbeat) => {}
                     }
                 }
             };

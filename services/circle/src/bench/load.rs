@@ -418,6 +418,7 @@ async fn start_session(
     group: &str,
     members: usize,
 ) -> anyhow::Result<Option<(String, Vec<String>)>> {
+    // `members`: the group's active members; none, no session is needed.
     if members == 0 {
         return Ok(None);
     }
@@ -436,9 +437,11 @@ async fn start_session(
         .await?
         .into_inner()
         .sessions;
-        if let Some(first) = listed
+        // The first of the group's sessions whose roster has members (a roster is who
+        // was active when the session was made, so an early one may have fewer).
+        for first in listed
             .into_iter()
-            .find(|session| session.state() != ses::SessionState::Cancelled)
+            .filter(|session| session.state() != ses::SessionState::Cancelled)
         {
             let get = ses::GetSessionRequest {
                 name: first.name.clone(),
@@ -453,27 +456,28 @@ async fn start_session(
             .into_inner()
             .session
             .unwrap_or_default();
-            if session.roster.len() == members {
-                if session.state() == ses::SessionState::Scheduled {
-                    let id = first.name.rsplit('/').next().unwrap_or_default().to_owned();
-                    let start = ses::StartSessionRequest {
-                        name: first.name.clone(),
-                        request_id: format!("bench-start-{id}"),
-                    };
-                    patiently(|| {
-                        let request = with_token(start.clone(), admin);
-                        let mut client = client.clone();
-                        async move { client.start_session(request).await }
-                    })
-                    .await?;
-                }
-                let roster = session
-                    .roster
-                    .into_iter()
-                    .map(|entry| entry.participant)
-                    .collect();
-                return Ok(Some((first.name, roster)));
+            if session.roster.is_empty() {
+                continue;
             }
+            if session.state() == ses::SessionState::Scheduled {
+                let id = first.name.rsplit('/').next().unwrap_or_default().to_owned();
+                let start = ses::StartSessionRequest {
+                    name: first.name.clone(),
+                    request_id: format!("bench-start-{id}"),
+                };
+                patiently(|| {
+                    let request = with_token(start.clone(), admin);
+                    let mut client = client.clone();
+                    async move { client.start_session(request).await }
+                })
+                .await?;
+            }
+            let roster = session
+                .roster
+                .into_iter()
+                .map(|entry| entry.participant)
+                .collect();
+            return Ok(Some((first.name, roster)));
         }
         anyhow::ensure!(
             tokio::time::Instant::now() < deadline,
@@ -708,7 +712,7 @@ async fn run(
                 ));
             };
             let participant = roster[roster_pick % roster.len().max(1)].clone();
-            let present = n % 2 == 0;
+            let present = n.is_multiple_of(2);
             clients
                 .sessions(n)
                 .record_attendance(with_token(

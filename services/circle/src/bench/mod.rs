@@ -580,20 +580,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_scratch_database_replaces_only_the_name() {
+    fn the_scratch_database_replaces_only_the_name() -> anyhow::Result<()> {
         assert_eq!(
             with_database(
                 "postgres://u:p@h:5432/circle?sslmode=disable",
                 "circle_bench"
-            )
-            .unwrap(),
+            )?,
             "postgres://u:p@h:5432/circle_bench?sslmode=disable"
         );
         assert_eq!(
-            with_database("postgres://h", "circle_bench").unwrap(),
+            with_database("postgres://h", "circle_bench")?,
             "postgres://h/circle_bench"
         );
         assert_eq!(database_name("postgres://u@h/circle?x=1"), "circle");
         assert_eq!(database_name("postgres://u@h"), "circle");
+        Ok(())
     }
 }

@@ -261,6 +261,10 @@ impl Queries {
         access::permit_in_clinic(caller, Operation::GetSession, place)?;
         let purpose = input.purpose;
         let (name, ()) = self.read_after(input).await?;
+        // Asked before the transaction is opened: a handler never holds one connection
+        // while it waits for another (with every connection so held, none would be
+        // free, and each handler would wait out the pool's timeout).
+        let facilitates = facts::facilitates(&self.pool, caller, &name.group_name()).await?;
         let mut tenant = tenant(&self.pool, &name.network).await?;
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {SESSION_COLUMNS} FROM sessions.sessions s
@@ -282,11 +286,7 @@ impl Queries {
         })?;
         let session = session_from_row(&row)?;
         // The notes' text is the group's facilitators' alone.
-        let shown = access::reads_note_text(
-            caller,
-            name.clinic.as_str(),
-            facts::facilitates(&self.pool, caller, &name.group_name()).await?,
-        );
+        let shown = access::reads_note_text(caller, name.clinic.as_str(), facilitates);
         let roster: Vec<(String, Option<String>, Option<i32>, bool)> = sqlx::query_as(
             "SELECT p.participant_id, a.status, a.minutes, c.participant_id IS NOT NULL
              FROM (SELECT DISTINCT participant_id FROM sessions_roster.member_periods
