@@ -697,3 +697,123 @@ async fn a_service_binary_validates_its_own_section_and_reads_secrets_from_files
     std::fs::remove_file(&file)?;
     Ok(())
 }
+
+/// `circle bench` at a tiny size, as CI can afford: every figure the report promises
+/// is there and was measured (nothing refused on the write workloads), and the scratch
+/// namespace's streams and the scratch database are gone afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn circle_bench_measures_every_figure_and_leaves_nothing_behind() -> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let file = config_file(&env)?;
+    let program = binary("circle").await?;
+    let scratch = std::env::temp_dir().join(format!("{}-bench-{}", env.namespace, uuid_suffix()));
+    let dev_dir = scratch.join("dev");
+    let out = scratch.join("out");
+    let mut command = Command::new(&program);
+    command
+        .args([
+            "bench",
+            "--json",
+            "--groups",
+            "2",
+            "--participants",
+            "12",
+            "--capacity",
+            "8",
+            "--concurrency",
+            "1,2",
+            "--seconds",
+            "1",
+            "--raw-rows",
+            "1000",
+            "--label",
+            "smoke",
+            "--config",
+        ])
+        .arg(&file)
+        .arg("--out")
+        .arg(&out)
+        .env("CIRCLE_DEV_DIR", &dev_dir);
+    let run = tokio::task::spawn_blocking(move || command.output());
+    let output = tokio::time::timeout(Duration::from_secs(600), run)
+        .await
+        .context("the bench took over 10 minutes")???;
+    let stdout = String::from_utf8(output.stdout)?;
+    let stderr = String::from_utf8(output.stderr)?;
+    assert_eq!(output.status.code(), Some(0), "{stdout}{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout)?;
+    let number = |value: &serde_json::Value| value.as_f64().unwrap_or(-1.0);
+    assert_eq!(report["label"], "smoke");
+    assert_eq!(report["members"], 12, "{report:#}");
+    let raw = report["raw_append"].as_array().context("raw_append")?;
+    assert_eq!(raw.len(), 2, "{report:#}");
+    for step in raw {
+        assert!(number(&step["per_second"]) > 0.0, "{step}");
+        assert!(number(&step["p50_ms"]) > 0.0, "{step}");
+    }
+    assert!(number(&report["raw_insert_rows_per_second"]) > 0.0);
+    let steps = report["steps"].as_array().context("steps")?;
+    assert_eq!(
+        steps.len(),
+        6,
+        "three workloads at two concurrencies: {report:#}"
+    );
+    for step in steps {
+        assert!(number(&step["count"]) > 0.0, "{step}");
+        assert!(number(&step["ratio_to_raw_append"]) > 0.0, "{step}");
+        assert!(number(&step["p99_ms"]) >= number(&step["p50_ms"]), "{step}");
+        if step["workload"] != "mix" {
+            assert_eq!(step["failed"], 0, "{step}");
+        }
+    }
+    assert!(
+        steps.iter().any(|step| number(&step["lag"]["count"]) > 0.0),
+        "no lag measured: {report:#}"
+    );
+    let rebuilds = report["rebuilds"].as_array().context("rebuilds")?;
+    assert_eq!(rebuilds.len(), 2);
+    for rebuild in rebuilds {
+        assert!(number(&rebuild["events"]) > 0.0, "{rebuild}");
+        assert!(number(&rebuild["events_per_second"]) > 0.0, "{rebuild}");
+    }
+    let memory = report["peak_memory_mib"].as_array().context("memory")?;
+    assert_eq!(memory.len(), 3);
+    for service in memory {
+        assert!(number(&service[1]) > 0.0, "{service}");
+    }
+    let table = std::fs::read_to_string(out.join("bench.md"))?;
+    assert!(table.contains("| mix | 2 |"), "{table}");
+    assert!(out.join("bench.json").exists());
+    // Nothing left behind: the scratch streams and database.
+    let suffix = format!("_BENCH{}", env.namespace.to_ascii_uppercase());
+    let mut names = Vec::new();
+    {
+        use tokio_stream::StreamExt as _;
+        let jetstream = env.jetstream();
+        let mut listed = jetstream.stream_names();
+        while let Some(name) = listed.next().await {
+            names.push(name?);
+        }
+    }
+    assert!(
+        !names.iter().any(|name| name.ends_with(&suffix)),
+        "scratch streams left: {names:?}"
+    );
+    let database = env
+        .config
+        .database
+        .url
+        .rsplit('/')
+        .next()
+        .and_then(|name| name.split('?').next())
+        .context("database name")?
+        .to_owned();
+    let left: Option<String> =
+        sqlx::query_scalar("SELECT datname::text FROM pg_database WHERE datname = $1")
+            .bind(format!("{database}_bench"))
+            .fetch_optional(&env.pool)
+            .await?;
+    assert_eq!(left, None, "the scratch database is left");
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(())
+}

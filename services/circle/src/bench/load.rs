@@ -109,7 +109,8 @@ where
     }
 }
 
-/// A seeded member: active in a group, with peer consent and a daily goal.
+/// A seeded member: active in a group, with peer consent, a daily goal and a first
+/// check-in.
 pub struct Member {
     pub name: String,
     pub group: usize,
@@ -159,7 +160,8 @@ impl Network {
 
     /// Seeds clinics (five groups each), groups of `capacity`, and participants spread
     /// round-robin over the groups, each registered, enrolled (past capacity they
-    /// wait: only the active are members), with peer consent and a daily goal; then
+    /// wait: only the active are members), with peer consent, a daily goal and a first
+    /// check-in shared with the group; then
     /// one session of each group started.
     pub async fn seed(
         clients: &Clients,
@@ -403,6 +405,24 @@ async fn seed_member(
     })
     .await
     .with_context(|| format!("setting {participant_id}'s goal"))?;
+    // A first check-in shared with the group: every member has a history, and every
+    // group's feed a backlog.
+    let check_in = acc::SubmitCheckInRequest {
+        parent: participant.clone(),
+        progress: acc::Progress::OnTrack as i32,
+        mood: 6,
+        craving: 2,
+        text: "Started the program this week.".into(),
+        visibility: acc::Visibility::Group as i32,
+        request_id: format!("bench-first-check-in-{participant_id}"),
+        ..Default::default()
+    };
+    patiently(|| {
+        let request = with_token(check_in.clone(), &own);
+        async { accountability.clone().submit_check_in(request).await }
+    })
+    .await
+    .with_context(|| format!("recording {participant_id}'s first check-in"))?;
     Ok(Some(Member {
         name: participant,
         group,

@@ -49,9 +49,10 @@ pub struct Options {
     pub config_file: Option<PathBuf>,
 }
 
+/// The scratch namespace is `bench` followed by the configuration's own (so runs of
+/// differently namespaced configurations never meet), and the network is `bench`.
 const NAMESPACE: &str = "bench";
-const RAW_STREAM: &str = "CIRCLE_BENCH_RAW";
-const RAW_SUBJECT: &str = "circlebenchraw";
+const NETWORK: &str = "bench";
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Machine {
@@ -154,12 +155,15 @@ fn machine_facts() -> (String, usize, f64) {
     (cpu, cores, memory_gib)
 }
 
-async fn delete_scratch_streams(jetstream: &async_nats::jetstream::Context) -> anyhow::Result<()> {
+async fn delete_scratch_streams(
+    jetstream: &async_nats::jetstream::Context,
+    namespace: &str,
+) -> anyhow::Result<()> {
     use futures::TryStreamExt as _;
-    let suffix = format!("_{}", NAMESPACE.to_ascii_uppercase());
+    let suffix = format!("_{}", namespace.to_ascii_uppercase());
     let names: Vec<String> = jetstream.stream_names().try_collect().await?;
     for name in names {
-        if name.ends_with(&suffix) || name == RAW_STREAM {
+        if name.ends_with(&suffix) {
             jetstream
                 .delete_stream(&name)
                 .await
@@ -205,7 +209,7 @@ pub async fn run(
     };
     let scratch_database = format!("{}_bench", database_name(&config.database.url));
     let mut bench = config.clone();
-    bench.nats.namespace = NAMESPACE.to_owned();
+    bench.nats.namespace = format!("{NAMESPACE}{}", config.nats.namespace);
     bench.database.url = with_database(&config.database.url, &scratch_database)?;
     if !config.database.owner_url.is_empty() {
         bench.database.owner_url = with_database(&config.database.owner_url, &scratch_database)?;
@@ -220,7 +224,7 @@ pub async fn run(
     drop_database(&with_database(&admin_url, "postgres")?, &scratch_database).await?;
     crate::ensure_database(&bench).await?;
     let ops = crate::ops::Ops::connect(&bench).await?;
-    delete_scratch_streams(&ops.jetstream).await?;
+    delete_scratch_streams(&ops.jetstream, &bench.nats.namespace).await?;
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(2)
         .connect(if bench.database.owner_url.is_empty() {
@@ -243,10 +247,13 @@ pub async fn run(
     };
 
     progress("raw baselines: JetStream optimistic appends");
+    // A scratch stream of the scratch namespace (deleted with the others).
+    let raw_stream = format!("CIRCLE_RAW_{}", bench.nats.namespace.to_ascii_uppercase());
+    let raw_subject = format!("circleraw{}", bench.nats.namespace);
     ops.jetstream
         .create_stream(async_nats::jetstream::stream::Config {
-            name: RAW_STREAM.to_owned(),
-            subjects: vec![format!("{RAW_SUBJECT}.>")],
+            name: raw_stream.clone(),
+            subjects: vec![format!("{raw_subject}.>")],
             storage: async_nats::jetstream::stream::StorageType::File,
             ..Default::default()
         })
@@ -256,8 +263,7 @@ pub async fn run(
     for (round, &concurrency) in options.concurrency.iter().enumerate() {
         let mut latencies = raw::jetstream_appends(
             &ops.jetstream,
-            RAW_STREAM,
-            &format!("{RAW_SUBJECT}.r{round}"),
+            &format!("{raw_subject}.r{round}"),
             concurrency,
             options.seconds,
         )
@@ -268,7 +274,7 @@ pub async fn run(
         });
     }
     ops.jetstream
-        .delete_stream(RAW_STREAM)
+        .delete_stream(&raw_stream)
         .await
         .context("deleting the raw stream")?;
     progress("raw baselines: PostgreSQL batched inserts");
@@ -277,7 +283,10 @@ pub async fn run(
     progress("starting the services");
     let mut env = vec![
         ("CIRCLE_NATS__URL".to_owned(), bench.nats.url.clone()),
-        ("CIRCLE_NATS__NAMESPACE".to_owned(), NAMESPACE.to_owned()),
+        (
+            "CIRCLE_NATS__NAMESPACE".to_owned(),
+            bench.nats.namespace.clone(),
+        ),
         (
             "CIRCLE_DATABASE__URL".to_owned(),
             bench.database.url.clone(),
@@ -325,7 +334,7 @@ pub async fn run(
     system.stop().await;
     if !options.keep {
         progress("removing the scratch streams and database");
-        delete_scratch_streams(&ops.jetstream).await?;
+        delete_scratch_streams(&ops.jetstream, &bench.nats.namespace).await?;
         pool.close().await;
         drop_database(&with_database(&admin_url, "postgres")?, &scratch_database).await?;
     }
@@ -353,7 +362,7 @@ async fn measure(
     let mint: Mint = Arc::new(move |role: &str, subject: &str| {
         TokenRequest {
             role: role.to_owned(),
-            network: NAMESPACE.to_owned(),
+            network: NETWORK.to_owned(),
             subject: Some(subject.to_owned()),
             clinics: Vec::new(),
             audiences: audiences.clone(),
@@ -370,14 +379,13 @@ async fn measure(
     )
     .await?;
     let seeding = Instant::now();
-    let network =
-        Arc::new(Network::seed(&clients, &mint, NAMESPACE, options.size, progress).await?);
+    let network = Arc::new(Network::seed(&clients, &mint, NETWORK, options.size, progress).await?);
     let seed_seconds = seeding.elapsed().as_secs_f64();
     let members = network.members.len();
-    // register + enroll per participant, consent + goal per member, a clinic per five
-    // groups, a group each, a session started per group.
+    // register + enroll per participant, consent + goal + a first check-in per member,
+    // a clinic per five groups, a group each, a session started per group.
     let seed_commands = options.size.participants * 2
-        + members * 2
+        + members * 3
         + options.size.groups.div_ceil(5)
         + options.size.groups * 2;
     let mut steps = Vec::new();

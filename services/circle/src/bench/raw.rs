@@ -16,7 +16,6 @@ use super::stats::Latencies;
 /// (a new aggregate), file storage, one stream, `concurrency` appends in flight.
 pub async fn jetstream_appends(
     jetstream: &jetstream::Context,
-    stream_name: &str,
     subject_root: &str,
     concurrency: usize,
     seconds: f64,
@@ -60,7 +59,6 @@ pub async fn jetstream_appends(
         all.merge(task.await?);
     }
     all.elapsed = started.elapsed();
-    let _ = stream_name;
     Ok(all)
 }
 
