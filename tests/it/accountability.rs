@@ -902,6 +902,92 @@ async fn the_nudge_ladder_climbs_with_the_clock_keeps_quiet_hours_and_never_repe
     Ok(())
 }
 
+/// A backlog longer than one page (200 items) is sent whole at once, though nothing
+/// else happens meanwhile: the feed reads on while its last page was cut off, instead
+/// of waiting for the read model to move again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_longer_than_a_page_is_sent_whole_while_nothing_else_happens()
+-> anyhow::Result<()> {
+    let Circle {
+        mut system,
+        group,
+        sam,
+        ..
+    } = circle("2026-11-20T18:00:00Z").await?;
+    const BACKLOG: usize = 230;
+    let mut token = String::new();
+    for number in 0..BACKLOG {
+        token = system
+            .accountability
+            .submit_check_in(as_participant(
+                check_in(&sam, pb::Visibility::Group, &format!("Day {number}.")),
+                "sam",
+            ))
+            .await?
+            .into_inner()
+            .consistency_token;
+    }
+    // The read model has every one of them before the feed opens.
+    system
+        .accountability
+        .get_participant_timeline(as_participant(
+            pb::GetParticipantTimelineRequest {
+                participant: sam.clone(),
+                consistency_token: token,
+            },
+            "sam",
+        ))
+        .await?;
+    let open = |system: &mut System| {
+        let mut client = system.accountability.clone();
+        let group = group.clone();
+        async move {
+            anyhow::Ok(
+                client
+                    .watch_group_feed(as_participant(
+                        pb::WatchGroupFeedRequest {
+                            group,
+                            after_position: 0,
+                            heartbeat_seconds: 2,
+                        },
+                        "jordan",
+                    ))
+                    .await?
+                    .into_inner(),
+            )
+        }
+    };
+    // Everything before the first heartbeat: a heartbeat comes only once the feed has
+    // nothing more to send.
+    async fn until_heartbeat(
+        feed: &mut tonic::Streaming<pb::WatchGroupFeedResponse>,
+    ) -> anyhow::Result<Vec<String>> {
+        let mut texts = Vec::new();
+        while let Some(message) = feed.message().await? {
+            match message.event {
+                Some(pb::watch_group_feed_response::Event::Item(item)) => {
+                    texts.push(item.check_in.map(|c| c.text).unwrap_or_default());
+                }
+                Some(pb::watch_group_feed_response::Event::HeartbeatPosition(_)) => break,
+                None => {}
+            }
+        }
+        Ok(texts)
+    }
+    let expected: Vec<String> = (0..BACKLOG)
+        .map(|number| format!("Day {number}."))
+        .collect();
+    let mut first = open(&mut system).await?;
+    assert_eq!(until_heartbeat(&mut first).await?, expected);
+    // The first feed stays open, so the service's checkpoint poller has run for its two
+    // quiet seconds and knows where the read model is: a second feed opened now is
+    // woken by nothing but its own cut-off page.
+    let mut second = open(&mut system).await?;
+    assert_eq!(until_heartbeat(&mut second).await?, expected);
+    drop(first);
+    Ok(())
+}
+
 #[tokio::test]
 async fn the_feed_resumes_from_a_position_across_a_restart_with_nothing_missed_or_repeated()
 -> anyhow::Result<()> {

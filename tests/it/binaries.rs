@@ -709,8 +709,9 @@ async fn circle_bench_measures_every_figure_and_leaves_nothing_behind() -> anyho
     let scratch = std::env::temp_dir().join(format!("{}-bench-{}", env.namespace, uuid_suffix()));
     let dev_dir = scratch.join("dev");
     let out = scratch.join("out");
-    let mut command = Command::new(&program);
+    let mut command = tokio::process::Command::new(&program);
     command
+        .kill_on_drop(true)
         .args([
             "bench",
             "--json",
@@ -734,10 +735,10 @@ async fn circle_bench_measures_every_figure_and_leaves_nothing_behind() -> anyho
         .arg("--out")
         .arg(&out)
         .env("CIRCLE_DEV_DIR", &dev_dir);
-    let run = tokio::task::spawn_blocking(move || command.output());
-    let output = tokio::time::timeout(Duration::from_secs(600), run)
+    // Killed when it overruns (the future, and with it the child, is dropped).
+    let output = tokio::time::timeout(Duration::from_secs(600), command.output())
         .await
-        .context("the bench took over 10 minutes")???;
+        .context("the bench took over 10 minutes")??;
     let stdout = String::from_utf8(output.stdout)?;
     let stderr = String::from_utf8(output.stderr)?;
     assert_eq!(output.status.code(), Some(0), "{stdout}{stderr}");
@@ -761,7 +762,7 @@ async fn circle_bench_measures_every_figure_and_leaves_nothing_behind() -> anyho
     for step in steps {
         assert!(number(&step["count"]) > 0.0, "{step}");
         assert!(number(&step["ratio_to_raw_append"]) > 0.0, "{step}");
-        assert!(number(&step["p99_ms"]) >= number(&step["p50_ms"]), "{step}");
+        assert!(number(&step["p50_ms"]) > 0.0, "{step}");
         if step["workload"] != "mix" {
             assert_eq!(step["failed"], 0, "{step}");
         }
@@ -786,6 +787,11 @@ async fn circle_bench_measures_every_figure_and_leaves_nothing_behind() -> anyho
     assert!(out.join("bench.json").exists());
     // Nothing left behind: the scratch streams and database.
     let suffix = format!("_BENCH{}", env.namespace.to_ascii_uppercase());
+    assert!(
+        stderr.contains("removing the scratch streams and database")
+            && !stderr.contains("was not all removed"),
+        "{stderr}"
+    );
     let mut names = Vec::new();
     {
         use tokio_stream::StreamExt as _;
@@ -810,7 +816,7 @@ async fn circle_bench_measures_every_figure_and_leaves_nothing_behind() -> anyho
         .to_owned();
     let left: Option<String> =
         sqlx::query_scalar("SELECT datname::text FROM pg_database WHERE datname = $1")
-            .bind(format!("{database}_bench"))
+            .bind(format!("{database}_bench{}", env.namespace))
             .fetch_optional(&env.pool)
             .await?;
     assert_eq!(left, None, "the scratch database is left");

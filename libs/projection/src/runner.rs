@@ -432,7 +432,9 @@ impl Checkpoints {
 }
 
 /// One poller for any number of watchers: every `every`, while anyone is subscribed,
-/// reads where each of `projections` (schema, name) has got to, and tells the
+/// reads how far each of `projections` (schema, name) has got — the sum of its
+/// partitions' checkpoints, which moves whenever any partition moves (the lowest would
+/// stand still behind a halted partition of another network) — and tells the
 /// subscribers when any moved. It costs one query per projection per `every` whichever
 /// replica writes them and however many wait, and none while nobody does. A read that
 /// fails is tried again at the next tick.
@@ -458,7 +460,7 @@ pub fn watch_checkpoints(
             }
             let mut now = Vec::with_capacity(projections.len());
             for (schema, name) in &projections {
-                match read_checkpoint(&pool, schema, name).await {
+                match read_progress(&pool, schema, name).await {
                     Ok(position) => now.push(position),
                     Err(_) => break,
                 }
@@ -475,6 +477,19 @@ pub fn watch_checkpoints(
         }
     });
     Checkpoints { sender }
+}
+
+/// The sum of a projection's partitions' checkpoints: not a position, but a number
+/// that grows whenever any partition moves.
+async fn read_progress(pool: &PgPool, schema: &str, name: &str) -> Result<u64, sqlx::Error> {
+    let sql = format!(
+        "SELECT coalesce(sum(last_sequence), 0)::bigint FROM {schema}.projection_checkpoint WHERE {OF_PROJECTION}"
+    );
+    let value: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(name)
+        .fetch_one(pool)
+        .await?;
+    Ok(value.max(0) as u64)
 }
 
 /// Where the projection has got to: the lowest checkpoint of its partitions (every
@@ -957,6 +972,12 @@ impl<P: Projection> Applier<'_, P> {
         connection: &mut PgConnection,
         deliveries: &[Delivery],
     ) -> Result<BatchOutcome, ApplyError> {
+        // Failures of messages already applied (here or by another replica that led
+        // meanwhile) are forgotten, so they do not keep the careful way on.
+        if let Some(first) = deliveries.first() {
+            self.attempts
+                .retain(|sequence, _| *sequence >= first.sequence);
+        }
         if self.attempts.is_empty() {
             match self.apply_in(connection, deliveries, false).await {
                 Err(ApplyError::Poison(_)) => {}
@@ -977,18 +998,7 @@ impl<P: Projection> Applier<'_, P> {
     ) -> Result<BatchOutcome, ApplyError> {
         use sqlx::Connection as _;
         let mut transaction = connection.begin().await?;
-        // The batch's commit does not wait for the WAL to reach the disk: a read model
-        // is derived, and its checkpoint is in the same transaction, so a commit lost
-        // in a crash of PostgreSQL loses the checkpoint with it and the batch is
-        // applied again from the log (a durable consumer acknowledged past it is
-        // repositioned by the gap check). Any later synchronous commit (a rebuild's
-        // swap, a key) makes every earlier one durable too.
-        sqlx::query(
-            "SELECT set_config('search_path', $1, true), set_config('synchronous_commit', 'off', true)",
-        )
-        .bind(self.schema)
-        .execute(&mut *transaction)
-        .await?;
+        set_search_path(&mut transaction, self.schema).await?;
         let row: Option<(i64, Option<String>, Option<i64>, i64)> = sqlx::query_as(
             "SELECT last_sequence, failure_class, failure_sequence, tableoid::oid::bigint
              FROM projection_checkpoint WHERE projection = $1 FOR UPDATE",

@@ -99,8 +99,9 @@ impl Projection for ReadModel {
                 PRIMARY KEY (network, participant_id, check_in_id)
             )",
             "CREATE INDEX IF NOT EXISTS check_ins_by_position ON check_ins (network, position)",
-            // A member's latest check-ins (board, timeline) without reading them all.
-            "CREATE INDEX IF NOT EXISTS check_ins_latest ON check_ins (network, participant_id, position DESC)",
+            // A member's latest check-in of each visibility (the board) without reading
+            // them all.
+            "CREATE INDEX IF NOT EXISTS check_ins_latest_by_visibility ON check_ins (network, participant_id, visibility, position DESC)",
             "CREATE TABLE IF NOT EXISTS encouragements (
                 network text NOT NULL,
                 participant_id text NOT NULL,

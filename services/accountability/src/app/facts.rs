@@ -197,6 +197,76 @@ impl Facts {
         Ok(reached)
     }
 
+    /// How the caller relates to each of `participants`, as [`Queries::viewer`] decides
+    /// it one by one, in a fixed number of queries whatever their number: the
+    /// participant themselves, their peers (an active group shared now; partners where
+    /// a partnership is active), staff who reach them under `rule`, or strangers.
+    pub(crate) async fn viewers(
+        &self,
+        caller: &Caller,
+        rule: Rule,
+        network: &str,
+        participants: &[String],
+    ) -> ApiResult<std::collections::HashMap<String, Viewer>> {
+        if !caller.is_participant() {
+            let reached = self
+                .staff_reaches_among(caller, rule, network, participants)
+                .await?;
+            return Ok(participants
+                .iter()
+                .map(|participant| {
+                    let viewer = if reached.contains(participant) {
+                        Viewer::Staff
+                    } else {
+                        Viewer::Stranger
+                    };
+                    (participant.clone(), viewer)
+                })
+                .collect());
+        }
+        let others: Vec<&String> = participants
+            .iter()
+            .filter(|participant| **participant != caller.actor_id)
+            .collect();
+        let peers: std::collections::HashSet<String> = if others.is_empty() {
+            Default::default()
+        } else {
+            let shared: Vec<String> = sqlx::query_scalar(
+                "SELECT DISTINCT b.participant_id FROM accountability_roster.member_periods a
+                 JOIN accountability_roster.member_periods b ON b.network = a.network AND b.group_id = a.group_id
+                 WHERE a.network = $1 AND a.participant_id = $2 AND b.participant_id = ANY($3)
+                   AND a.to_at IS NULL AND b.to_at IS NULL",
+            )
+            .bind(network)
+            .bind(&caller.actor_id)
+            .bind(&others)
+            .fetch_all(&mut *self.tenant(network).await?)
+            .await
+            .map_err(database_error)?;
+            shared.into_iter().collect()
+        };
+        let partners = if peers.is_empty() {
+            Default::default()
+        } else {
+            self.partners_of(network, &caller.actor_id).await?
+        };
+        Ok(participants
+            .iter()
+            .map(|participant| {
+                let viewer = if *participant == caller.actor_id {
+                    Viewer::Author
+                } else if peers.contains(participant) {
+                    Viewer::Peer {
+                        partner: partners.contains(participant),
+                    }
+                } else {
+                    Viewer::Stranger
+                };
+                (participant.clone(), viewer)
+            })
+            .collect())
+    }
+
     /// The participants `participant_id` is in an active partnership with.
     pub(crate) async fn partners_of(
         &self,

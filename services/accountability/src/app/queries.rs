@@ -315,6 +315,59 @@ impl Queries {
         ))
     }
 
+    /// [`Queries::person`] for many at once, in a fixed number of queries whatever
+    /// their number: each one's relation to the caller under `operation`'s rule, consent
+    /// and display name (opened by `opener`).
+    async fn people(
+        &self,
+        caller: &Caller,
+        operation: Operation,
+        network: &str,
+        participants: &[String],
+        opener: &Opener,
+    ) -> ApiResult<HashMap<String, Person>> {
+        if participants.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let viewers = self
+            .facts
+            .viewers(caller, access::rule(operation), network, participants)
+            .await?;
+        let rows: Vec<(String, String, String, String, bool, bool)> = sqlx::query_as(
+            "SELECT participant_id, given_name, display, alias, share_check_ins, share_milestones
+             FROM accountability_roster.people WHERE network = $1 AND participant_id = ANY($2)",
+        )
+        .bind(network)
+        .bind(participants)
+        .fetch_all(&mut *self.tenant(network).await?)
+        .await
+        .map_err(database_error)?;
+        let mut rows: HashMap<String, (String, String, String, Consent)> = rows
+            .into_iter()
+            .map(
+                |(id, given, display, alias, share_check_ins, share_milestones)| {
+                    let consent = Consent {
+                        share_check_ins,
+                        share_milestones,
+                    };
+                    (id, (given, display, alias, consent))
+                },
+            )
+            .collect();
+        Ok(participants
+            .iter()
+            .map(|participant| {
+                let viewer = viewers
+                    .get(participant)
+                    .copied()
+                    .unwrap_or(Viewer::Stranger);
+                let (given, display, alias, consent) = rows.remove(participant).unwrap_or_default();
+                let shown = display_as(viewer, participant, &given, &display, &alias, opener);
+                (participant.clone(), (viewer, consent, shown))
+            })
+            .collect())
+    }
+
     /// A person's relation to the caller, consent and display name (opened by the
     /// page's `opener`), cached for a page.
     async fn person(
@@ -446,88 +499,12 @@ impl Queries {
         let now = self.clock.now();
         // Every text on the board is a member's own: one opener for them all.
         let opener = self.opener(network, &members).await?;
-        // How the caller relates to each member, in a bounded number of queries
-        // whatever the group's size: a member sees the others of their group as peers
-        // (partners where a partnership is active); staff reach whom their row lets
-        // them.
-        let viewers: HashMap<String, Viewer> = if caller.is_participant() {
-            if members.contains(&caller.actor_id) {
-                let partners = self.facts.partners_of(network, &caller.actor_id).await?;
-                members
-                    .iter()
-                    .map(|member| {
-                        let viewer = if *member == caller.actor_id {
-                            Viewer::Author
-                        } else {
-                            Viewer::Peer {
-                                partner: partners.contains(member),
-                            }
-                        };
-                        (member.clone(), viewer)
-                    })
-                    .collect()
-            } else {
-                let mut viewers = HashMap::new();
-                for member in &members {
-                    let viewer = self
-                        .viewer(caller, Operation::GetGroupBoard, network, member)
-                        .await?;
-                    viewers.insert(member.clone(), viewer);
-                }
-                viewers
-            }
-        } else {
-            let reached = self
-                .facts
-                .staff_reaches_among(
-                    caller,
-                    access::rule(Operation::GetGroupBoard),
-                    network,
-                    &members,
-                )
-                .await?;
-            members
-                .iter()
-                .map(|member| {
-                    let viewer = if reached.contains(member) {
-                        Viewer::Staff
-                    } else {
-                        Viewer::Stranger
-                    };
-                    (member.clone(), viewer)
-                })
-                .collect()
-        };
+        // How the caller relates to each member, their consent and name, in a bounded
+        // number of queries whatever the group's size.
+        let people = self
+            .people(caller, Operation::GetGroupBoard, network, &members, &opener)
+            .await?;
         let mut tenant = self.tenant(network).await?;
-        // Consent and how each may be called.
-        let people: Vec<(String, String, String, String, bool, bool)> = sqlx::query_as(
-            "SELECT participant_id, given_name, display, alias, share_check_ins, share_milestones
-             FROM accountability_roster.people WHERE network = $1 AND participant_id = ANY($2)",
-        )
-        .bind(network)
-        .bind(&members)
-        .fetch_all(&mut *tenant)
-        .await
-        .map_err(database_error)?;
-        let people: HashMap<String, (String, String, String, Consent)> = people
-            .into_iter()
-            .map(
-                |(id, given, display, alias, share_check_ins, share_milestones)| {
-                    (
-                        id,
-                        (
-                            given,
-                            display,
-                            alias,
-                            Consent {
-                                share_check_ins,
-                                share_milestones,
-                            },
-                        ),
-                    )
-                },
-            )
-            .collect();
         let goals: Vec<(String, String, String, String)> = sqlx::query_as(
             "SELECT participant_id, goal_id, text, cadence FROM accountability.goals
              WHERE network = $1 AND participant_id = ANY($2) AND status = 'active'
@@ -570,7 +547,7 @@ impl Queries {
         }
         let peers: Vec<&String> = members
             .iter()
-            .filter(|member| matches!(viewers.get(*member), Some(Viewer::Peer { .. })))
+            .filter(|member| matches!(people.get(*member), Some((Viewer::Peer { .. }, ..))))
             .collect();
         let setbacks: Vec<(String, String, Time)> = if peers.is_empty() {
             Vec::new()
@@ -588,9 +565,11 @@ impl Queries {
         drop(tenant);
         let mut entries = Vec::new();
         for member in &members {
-            let viewer = viewers.get(member).copied().unwrap_or(Viewer::Stranger);
-            let (given, display, alias, consent) = people.get(member).cloned().unwrap_or_default();
-            let display = display_as(viewer, member, &given, &display, &alias, &opener);
+            let (viewer, consent, display) = people.get(member).cloned().unwrap_or((
+                Viewer::Stranger,
+                Consent::default(),
+                String::new(),
+            ));
             let sees_check_ins = |visibility| can_see_check_in(viewer, visibility, consent);
             let shows_goals = sees_check_ins(Visibility::Group)
                 || matches!(viewer, Viewer::Author | Viewer::Staff);
@@ -851,7 +830,7 @@ impl Queries {
         caller: &Caller,
         group: &GroupName,
         after: u64,
-    ) -> ApiResult<(Vec<FeedItem>, u64, BTreeSet<String>)> {
+    ) -> ApiResult<(Vec<FeedItem>, u64, BTreeSet<String>, bool)> {
         let network = group.network.as_str();
         // Both queries read one snapshot: with two, a batch committed between them
         // (a check-in at P, a milestone at P+1) would move the page past P unseen.
@@ -930,8 +909,12 @@ impl Queries {
         let mut items: Vec<FeedItem> = Vec::new();
         let mut shown = BTreeSet::new();
         let mut last = after;
-        // Each person's relation to the viewer, consent and display, looked up once per page.
-        let mut people: HashMap<String, Person> = HashMap::new();
+        // Each person's relation to the viewer, consent and display, looked up for the
+        // whole page at once.
+        let named: Vec<String> = named.into_iter().collect();
+        let mut people = self
+            .people(caller, Operation::WatchGroupFeed, network, &named, &opener)
+            .await?;
         for row in &rows {
             let kind: String = get(row.try_get("kind"))?;
             let position = get(row.try_get::<i64, _>("item_position"))?.max(0) as u64;
@@ -996,7 +979,8 @@ impl Queries {
             shown.insert(author);
         }
         items.sort_by_key(|item| item.position);
-        Ok((items, last, shown))
+        // Cut off at a full query: more is there to read now.
+        Ok((items, last, shown, cutoff != u64::MAX))
     }
 
     /// Streams the group feed after `after_position`: what is there now, then what
@@ -1004,15 +988,15 @@ impl Queries {
     /// with the last position it saw misses and repeats nothing. The feed ends with
     /// `UNAVAILABLE`/`SHUTTING_DOWN` as soon as shutdown starts.
     ///
-    /// An open feed reads a page only when the read model has moved, and checks access
-    /// again whenever the roster has moved (both seen by one poller per process,
-    /// `circle_projection::watch_checkpoints`, every 250 ms; this process's own runner
-    /// wakes it at once): nothing happening costs no query however many feeds are
-    /// open. A member who leaves the group, or a facilitator taken off it, gets the
-    /// refusal a new call would get (`PERMISSION_DENIED`) and nothing after it, as soon
-    /// as the roster shows the change. The token is checked once, when the call starts: an open feed outlives
-    /// the token's expiry (the caller does not carry it), which a client's reconnect
-    /// with a fresh token ends.
+    /// An open feed reads a page only when the read model has moved (or the last page
+    /// was cut off at its size), and checks access again whenever the roster has moved
+    /// (both seen by one poller per process, `circle_projection::watch_checkpoints`,
+    /// every 250 ms; this process's own runner wakes it at once): nothing happening
+    /// costs no query however many feeds are open. A member who leaves the group, or a
+    /// facilitator taken off it, gets the refusal a new call would get
+    /// (`PERMISSION_DENIED`) and nothing after it, once the poller has seen the roster
+    /// move (within 250 ms). A feed lives no longer than the token that opened it
+    /// (`TOKEN_EXPIRED`, checked at least every second, at no query's cost).
     pub async fn watch_group_feed(
         &self,
         caller: &Caller,
@@ -1021,6 +1005,10 @@ impl Queries {
         heartbeat: Duration,
         purpose: Option<Purpose>,
     ) -> ApiResult<FeedStream> {
+        // Subscribed before access is checked: a roster change after the check is seen
+        // as one, and checked again.
+        let mut watermarks = self.watermarks.subscribe();
+        let mut seen = watermarks.borrow_and_update().clone();
         self.authorize_group(caller, Operation::WatchGroupFeed, group)
             .await?;
         if i64::try_from(after_position).is_err() {
@@ -1047,9 +1035,7 @@ impl Queries {
                 // Read when the read model or the roster has moved (this process's
                 // runner says so at once; the shared poller within 250 ms, whichever
                 // replica writes them): an open feed costs no query while nothing
-                // happens. Access is checked again whenever the roster moves.
-                let mut watermarks = queries.watermarks.subscribe();
-                let mut seen = watermarks.borrow_and_update().clone();
+                // happens. Access is checked again whenever the roster has moved.
                 let mut changes = queries.read_model.changes();
                 let (mut recheck, mut read) = (false, true);
                 loop {
@@ -1065,7 +1051,13 @@ impl Queries {
                             .await;
                         return;
                     }
-                    // Whoever was let in may have lost access since.
+                    // Whoever was let in may have lost access since: checked again
+                    // when the roster has moved, and before any page once the poller
+                    // has seen it move.
+                    let roster_now = watermarks.borrow().get(1).copied();
+                    if roster_now != seen.get(1).copied() {
+                        recheck = true;
+                    }
                     if recheck
                         && let Err(error) = queries
                             .authorize_group(&caller, Operation::WatchGroupFeed, &group)
@@ -1074,13 +1066,24 @@ impl Queries {
                         let _ = sender.send(Err(error)).await;
                         return;
                     }
+                    if recheck
+                        && let Some(roster) = roster_now
+                        && let Some(known) = seen.get_mut(1)
+                    {
+                        *known = roster;
+                    }
                     let page = if read {
                         queries.feed_page(&caller, &group, position).await
                     } else {
-                        Ok((Vec::new(), position, BTreeSet::new()))
+                        Ok((Vec::new(), position, BTreeSet::new(), false))
                     };
-                    match page {
-                        Ok((items, last, shown)) => {
+                    let more = match page {
+                        Ok((items, last, shown, cut_off)) => {
+                            // Nobody to show it to (the client has gone): nothing is
+                            // recorded as shown.
+                            if sender.is_closed() {
+                                return;
+                            }
                             // A page is sent only once what it shows is recorded; an
                             // audit log that cannot record it ends the feed (the client
                             // resumes after the last position it received).
@@ -1101,12 +1104,13 @@ impl Queries {
                                 last_sent = tokio::time::Instant::now();
                             }
                             position = last;
+                            cut_off
                         }
                         Err(error) => {
                             let _ = sender.send(Err(error)).await;
                             return;
                         }
-                    }
+                    };
                     if last_sent.elapsed() >= heartbeat {
                         if sender
                             .send(Ok(FeedEvent::Heartbeat(position)))
@@ -1118,10 +1122,17 @@ impl Queries {
                         last_sent = tokio::time::Instant::now();
                     }
                     (recheck, read) = (false, false);
+                    // A page cut off at its size: the rest is read now, not when the
+                    // read model next moves.
+                    if more {
+                        read = true;
+                        continue;
+                    }
                     let next_heartbeat = heartbeat
                         .saturating_sub(last_sent.elapsed())
                         .min(Duration::from_secs(1));
                     tokio::select! {
+                        biased;
                         () = sender.closed() => return,
                         // Once this process's projection runner has stopped, the poller
                         // wakes us.

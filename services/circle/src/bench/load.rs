@@ -80,6 +80,8 @@ impl Clients {
 /// `message` with `token` as its bearer token.
 fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
+    // A deadline on every call: a stuck call fails, the bench does not hang.
+    request.set_timeout(Duration::from_secs(30));
     if let Ok(value) = format!("Bearer {token}").parse() {
         request.metadata_mut().insert("authorization", value);
     }

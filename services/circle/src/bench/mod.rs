@@ -207,7 +207,11 @@ pub async fn run(
     } else {
         config.database.owner_url.clone()
     };
-    let scratch_database = format!("{}_bench", database_name(&config.database.url));
+    let scratch_database = format!(
+        "{}_{NAMESPACE}{}",
+        database_name(&config.database.url),
+        config.nats.namespace
+    );
     let mut bench = config.clone();
     bench.nats.namespace = format!("{NAMESPACE}{}", config.nats.namespace);
     bench.database.url = with_database(&config.database.url, &scratch_database)?;
@@ -223,122 +227,139 @@ pub async fn run(
     progress("removing an earlier run's scratch streams and database");
     drop_database(&with_database(&admin_url, "postgres")?, &scratch_database).await?;
     crate::ensure_database(&bench).await?;
-    let ops = crate::ops::Ops::connect(&bench).await?;
-    delete_scratch_streams(&ops.jetstream, &bench.nats.namespace).await?;
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(2)
-        .connect(if bench.database.owner_url.is_empty() {
-            &bench.database.url
-        } else {
-            &bench.database.owner_url
-        })
-        .await
-        .context("connecting to the scratch database")?;
-    let postgres: String = sqlx::query_scalar("SHOW server_version")
-        .fetch_one(&pool)
-        .await?;
-    let (cpu, cores, memory_gib) = machine_facts();
-    let machine = Machine {
-        cpu,
-        cores,
-        memory_gib,
-        nats: ops.nats.server_info().version,
-        postgres,
-    };
+    // From here on, whatever happens, the scratch streams and database are removed
+    // (unless `--keep`).
+    let outcome = async {
+        let ops = crate::ops::Ops::connect(&bench).await?;
+        delete_scratch_streams(&ops.jetstream, &bench.nats.namespace).await?;
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .connect(if bench.database.owner_url.is_empty() {
+                &bench.database.url
+            } else {
+                &bench.database.owner_url
+            })
+            .await
+            .context("connecting to the scratch database")?;
+        let postgres: String = sqlx::query_scalar("SHOW server_version")
+            .fetch_one(&pool)
+            .await?;
+        let (cpu, cores, memory_gib) = machine_facts();
+        let machine = Machine {
+            cpu,
+            cores,
+            memory_gib,
+            nats: ops.nats.server_info().version,
+            postgres,
+        };
 
-    progress("raw baselines: JetStream optimistic appends");
-    // A scratch stream of the scratch namespace (deleted with the others).
-    let raw_stream = format!("CIRCLE_RAW_{}", bench.nats.namespace.to_ascii_uppercase());
-    let raw_subject = format!("circleraw{}", bench.nats.namespace);
-    ops.jetstream
-        .create_stream(async_nats::jetstream::stream::Config {
-            name: raw_stream.clone(),
-            subjects: vec![format!("{raw_subject}.>")],
-            storage: async_nats::jetstream::stream::StorageType::File,
-            ..Default::default()
-        })
-        .await
-        .context("creating the raw append stream")?;
-    let mut raw_append = Vec::new();
-    for (round, &concurrency) in options.concurrency.iter().enumerate() {
-        let mut latencies = raw::jetstream_appends(
-            &ops.jetstream,
-            &format!("{raw_subject}.r{round}"),
-            concurrency,
-            options.seconds,
+        progress("raw baselines: JetStream optimistic appends");
+        // A scratch stream of the scratch namespace (deleted with the others).
+        let raw_stream = format!("CIRCLE_RAW_{}", bench.nats.namespace.to_ascii_uppercase());
+        let raw_subject = format!("circleraw{}", bench.nats.namespace);
+        ops.jetstream
+            .create_stream(async_nats::jetstream::stream::Config {
+                name: raw_stream.clone(),
+                subjects: vec![format!("{raw_subject}.>")],
+                storage: async_nats::jetstream::stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .context("creating the raw append stream")?;
+        let mut raw_append = Vec::new();
+        for (round, &concurrency) in options.concurrency.iter().enumerate() {
+            let mut latencies = raw::jetstream_appends(
+                &ops.jetstream,
+                &format!("{raw_subject}.r{round}"),
+                concurrency,
+                options.seconds,
+            )
+            .await?;
+            raw_append.push(RawStep {
+                concurrency,
+                summary: latencies.summary(),
+            });
+        }
+        ops.jetstream
+            .delete_stream(&raw_stream)
+            .await
+            .context("deleting the raw stream")?;
+        progress("raw baselines: PostgreSQL batched inserts");
+        let raw_insert_rows_per_second = raw::postgres_inserts(&pool, options.raw_rows).await?;
+
+        progress("starting the services");
+        let mut env = vec![
+            ("CIRCLE_NATS__URL".to_owned(), bench.nats.url.clone()),
+            (
+                "CIRCLE_NATS__NAMESPACE".to_owned(),
+                bench.nats.namespace.clone(),
+            ),
+            (
+                "CIRCLE_DATABASE__URL".to_owned(),
+                bench.database.url.clone(),
+            ),
+            ("CIRCLE_AUTH__ISSUER".to_owned(), bench.auth.issuer.clone()),
+            (
+                "CIRCLE_AUTH__JWKS_FILE".to_owned(),
+                bench.auth.jwks_file.clone(),
+            ),
+            ("CIRCLE_AUTH__JWKS_URL".to_owned(), String::new()),
+            (
+                "CIRCLE_VAULT__MASTER_KEYS_FILE".to_owned(),
+                bench.vault.master_keys_file.clone(),
+            ),
+            // Quiet unless asked otherwise (e.g. `sqlx::query=debug` to see statements).
+            (
+                "CIRCLE_TELEMETRY__LOG_FILTER".to_owned(),
+                std::env::var("CIRCLE_TELEMETRY__LOG_FILTER").unwrap_or_else(|_| "warn".to_owned()),
+            ),
+        ];
+        if !bench.database.owner_url.is_empty() {
+            env.push((
+                "CIRCLE_DATABASE__OWNER_URL".to_owned(),
+                bench.database.owner_url.clone(),
+            ));
+        }
+        if let Some(file) = &options.config_file {
+            env.push((
+                circle_config::FILE_VARIABLE.to_owned(),
+                file.display().to_string(),
+            ));
+        }
+        let system = system::System::start(&env, &options.out).await?;
+        let result = measure(
+            &bench,
+            options,
+            &system,
+            keys,
+            &progress,
+            machine,
+            raw_append,
+            raw_insert_rows_per_second,
         )
-        .await?;
-        raw_append.push(RawStep {
-            concurrency,
-            summary: latencies.summary(),
-        });
+        .await;
+        system.stop().await;
+        pool.close().await;
+        result
     }
-    ops.jetstream
-        .delete_stream(&raw_stream)
-        .await
-        .context("deleting the raw stream")?;
-    progress("raw baselines: PostgreSQL batched inserts");
-    let raw_insert_rows_per_second = raw::postgres_inserts(&pool, options.raw_rows).await?;
-
-    progress("starting the services");
-    let mut env = vec![
-        ("CIRCLE_NATS__URL".to_owned(), bench.nats.url.clone()),
-        (
-            "CIRCLE_NATS__NAMESPACE".to_owned(),
-            bench.nats.namespace.clone(),
-        ),
-        (
-            "CIRCLE_DATABASE__URL".to_owned(),
-            bench.database.url.clone(),
-        ),
-        ("CIRCLE_AUTH__ISSUER".to_owned(), bench.auth.issuer.clone()),
-        (
-            "CIRCLE_AUTH__JWKS_FILE".to_owned(),
-            bench.auth.jwks_file.clone(),
-        ),
-        ("CIRCLE_AUTH__JWKS_URL".to_owned(), String::new()),
-        (
-            "CIRCLE_VAULT__MASTER_KEYS_FILE".to_owned(),
-            bench.vault.master_keys_file.clone(),
-        ),
-        // Quiet unless asked otherwise (e.g. `sqlx::query=debug` to see statements).
-        (
-            "CIRCLE_TELEMETRY__LOG_FILTER".to_owned(),
-            std::env::var("CIRCLE_TELEMETRY__LOG_FILTER").unwrap_or_else(|_| "warn".to_owned()),
-        ),
-    ];
-    if !bench.database.owner_url.is_empty() {
-        env.push((
-            "CIRCLE_DATABASE__OWNER_URL".to_owned(),
-            bench.database.owner_url.clone(),
-        ));
-    }
-    if let Some(file) = &options.config_file {
-        env.push((
-            circle_config::FILE_VARIABLE.to_owned(),
-            file.display().to_string(),
-        ));
-    }
-    let system = system::System::start(&env, &options.out).await?;
-    let result = measure(
-        &bench,
-        options,
-        &system,
-        keys,
-        &progress,
-        machine,
-        raw_append,
-        raw_insert_rows_per_second,
-    )
     .await;
-    system.stop().await;
     if !options.keep {
         progress("removing the scratch streams and database");
-        delete_scratch_streams(&ops.jetstream, &bench.nats.namespace).await?;
-        pool.close().await;
-        drop_database(&with_database(&admin_url, "postgres")?, &scratch_database).await?;
+        // Both are tried, whatever the other does.
+        let streams = async {
+            let ops = crate::ops::Ops::connect(&bench).await?;
+            delete_scratch_streams(&ops.jetstream, &bench.nats.namespace).await
+        }
+        .await;
+        let database = async {
+            drop_database(&with_database(&admin_url, "postgres")?, &scratch_database).await
+        }
+        .await;
+        if let Err(error) = streams.and(database) {
+            eprintln!("bench: the scratch namespace was not all removed: {error:#}");
+        }
     }
-    let report = result?;
+    let report = outcome?;
     std::fs::write(
         options.out.join("bench.json"),
         serde_json::to_string_pretty(&report)?,

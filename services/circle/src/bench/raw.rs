@@ -35,7 +35,8 @@ pub async fn jetstream_appends(
                 let n = counter.fetch_add(1, Ordering::Relaxed);
                 let mut headers = async_nats::HeaderMap::new();
                 headers.insert("Nats-Expected-Last-Subject-Sequence", "0");
-                headers.insert("Nats-Msg-Id", format!("raw-{n}").as_str());
+                // Unique to this round's subject: never a duplicate of another round's.
+                headers.insert("Nats-Msg-Id", format!("{subject_root}.{n}").as_str());
                 let sent = Instant::now();
                 let outcome = async {
                     jetstream

@@ -44,6 +44,11 @@ impl System {
             let log = std::fs::File::create(logs.join(format!("{name}.log")))
                 .with_context(|| format!("creating {name}'s log in {}", logs.display()))?;
             let mut command = tokio::process::Command::new(&exe);
+            // The bench's own settings replace the caller's, `_FILE` forms included
+            // (both set is refused).
+            for (key, _) in env {
+                command.env_remove(format!("{key}_FILE"));
+            }
             command
                 .arg("serve")
                 .arg(name)
