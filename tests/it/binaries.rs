@@ -711,6 +711,10 @@ async fn circle_bench_measures_every_figure_and_leaves_nothing_behind() -> anyho
     let out = scratch.join("out");
     let mut command = tokio::process::Command::new(&program);
     command
+        // Its own process group, with the services it starts: an overrun kills them all.
+        .process_group(0)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .args([
             "bench",
@@ -735,10 +739,18 @@ async fn circle_bench_measures_every_figure_and_leaves_nothing_behind() -> anyho
         .arg("--out")
         .arg(&out)
         .env("CIRCLE_DEV_DIR", &dev_dir);
-    // Killed when it overruns (the future, and with it the child, is dropped).
-    let output = tokio::time::timeout(Duration::from_secs(600), command.output())
-        .await
-        .context("the bench took over 10 minutes")??;
+    let child = command.spawn()?;
+    let group = child.id().context("the bench's pid")?;
+    let output =
+        match tokio::time::timeout(Duration::from_secs(600), child.wait_with_output()).await {
+            Ok(output) => output?,
+            Err(_) => {
+                let _ = Command::new("kill")
+                    .args(["-KILL", "--", &format!("-{group}")])
+                    .status();
+                anyhow::bail!("the bench took over 10 minutes (killed with its services)");
+            }
+        };
     let stdout = String::from_utf8(output.stdout)?;
     let stderr = String::from_utf8(output.stderr)?;
     assert_eq!(output.status.code(), Some(0), "{stdout}{stderr}");
