@@ -90,7 +90,7 @@ pub const ADMIN: &str = "demo-admin";
 
 /// `message` with `token` as its bearer token (a token is base64url text, so always a
 /// valid header value; were it not, the call would be refused as unauthenticated).
-fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
+pub(crate) fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     if let Ok(value) = format!("Bearer {token}").parse() {
         request.metadata_mut().insert("authorization", value);

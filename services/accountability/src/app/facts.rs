@@ -74,31 +74,6 @@ impl Facts {
         }))
     }
 
-    /// The groups a participant is active in.
-    async fn active_groups(
-        &self,
-        network: &str,
-        participant_id: &str,
-    ) -> ApiResult<Vec<GroupFacts>> {
-        let rows: Vec<(String, Vec<String>)> = sqlx::query_as(
-            "SELECT DISTINCT g.clinic_id, g.facilitators FROM accountability_roster.member_periods p
-             JOIN accountability_roster.groups g ON g.network = p.network AND g.group_id = p.group_id
-             WHERE p.network = $1 AND p.participant_id = $2 AND p.to_at IS NULL",
-        )
-        .bind(network)
-        .bind(participant_id)
-        .fetch_all(&mut *self.tenant(network).await?)
-        .await
-        .map_err(database_error)?;
-        Ok(rows
-            .into_iter()
-            .map(|(clinic_id, facilitators)| GroupFacts {
-                clinic_id,
-                facilitators,
-            })
-            .collect())
-    }
-
     /// Whether staff reach a participant's record under `rule` (a care-team row):
     /// through one of the groups the participant is active in, as the row's scope
     /// says — a facilitator held to their groups through one that lists them, other
@@ -112,34 +87,16 @@ impl Facts {
         network: &str,
         participant_id: &str,
     ) -> ApiResult<bool> {
-        if caller.is_participant() || !rule.allows(caller) {
-            return Ok(false);
-        }
-        let through = |clinic: Option<&str>, facilitates: bool| {
-            let clinics: Vec<&str> = clinic.into_iter().collect();
-            rule.check(
-                caller,
-                &Target {
-                    clinics: &clinics,
-                    participant: Some(participant_id),
-                    caller_facilitates: facilitates,
-                    ..Target::default()
-                },
-            )
-            .is_ok()
-        };
-        if through(None, false) {
-            return Ok(true);
-        }
+        let participant = [participant_id.to_owned()];
         Ok(self
-            .active_groups(network, participant_id)
+            .staff_reaches_among(caller, rule, network, &participant)
             .await?
-            .iter()
-            .any(|group| through(Some(&group.clinic_id), group.lists(&caller.actor_id))))
+            .contains(participant_id))
     }
 
     /// [`Facts::staff_reaches`] for many participants at once, in one query whatever
-    /// their number: the participants staff reach under `rule`.
+    /// their number: the participants staff reach under `rule`, through the groups
+    /// each is active in.
     pub(crate) async fn staff_reaches_among(
         &self,
         caller: &Caller,

@@ -133,6 +133,16 @@ struct Standing {
 /// A person's relation to the caller, their consent and how the caller may call them.
 type Person = (Viewer, Consent, String);
 
+/// A person of a page, as [`Queries::people`] read them all at once (someone not read
+/// is a stranger: shown nothing).
+fn person(people: &HashMap<String, Person>, participant_id: &str) -> Person {
+    people.get(participant_id).cloned().unwrap_or((
+        Viewer::Stranger,
+        Consent::default(),
+        String::new(),
+    ))
+}
+
 fn get<T>(result: Result<T, sqlx::Error>) -> Result<T, ApiError> {
     result.map_err(database_error)
 }
@@ -254,37 +264,6 @@ fn check_in_from_row(
 
 // How callers relate to participants and groups, as the roster knows it.
 impl Queries {
-    /// How a caller relates to an author, for the visibility rules: staff are `Staff`
-    /// where `operation`'s row lets them reach the author.
-    async fn viewer(
-        &self,
-        caller: &Caller,
-        operation: Operation,
-        network: &str,
-        author_id: &str,
-    ) -> ApiResult<Viewer> {
-        if caller.is_participant() {
-            if caller.actor_id == author_id {
-                return Ok(Viewer::Author);
-            }
-            return self
-                .facts
-                .peer_relation(network, &caller.actor_id, author_id)
-                .await;
-        }
-        Ok(
-            if self
-                .facts
-                .staff_reaches(caller, access::rule(operation), network, author_id)
-                .await?
-            {
-                Viewer::Staff
-            } else {
-                Viewer::Stranger
-            },
-        )
-    }
-
     /// How a viewer may call a participant: peers by first name or alias as the
     /// consent says (or not at all without it); staff and the person by first name.
     /// The roster keeps them as enrollment sealed them; `opener` (which has the
@@ -368,33 +347,6 @@ impl Queries {
             .collect())
     }
 
-    /// A person's relation to the caller, consent and display name (opened by the
-    /// page's `opener`), cached for a page.
-    async fn person(
-        &self,
-        people: &mut HashMap<String, Person>,
-        caller: &Caller,
-        network: &str,
-        participant_id: &str,
-        opener: &Opener,
-    ) -> ApiResult<Person> {
-        if let Some(known) = people.get(participant_id) {
-            return Ok(known.clone());
-        }
-        let viewer = self
-            .viewer(caller, Operation::WatchGroupFeed, network, participant_id)
-            .await?;
-        let consent = self.facts.consent(network, participant_id).await?;
-        let display = self
-            .display_name(viewer, network, participant_id, opener)
-            .await?;
-        people.insert(
-            participant_id.to_owned(),
-            (viewer, consent, display.clone()),
-        );
-        Ok((viewer, consent, display))
-    }
-
     /// `operation`'s rule on a group (a board or its feed): the tenant and the role
     /// before anything is looked up; then, with the group's active members and its
     /// facilitators as the roster knows them (all that is read before permission is
@@ -458,12 +410,10 @@ impl Queries {
         participant_id: &str,
         now: Time,
     ) -> ApiResult<Standing> {
-        let row = sqlx::query(
-            "SELECT started_at, last_setback_at, check_in_days, sessions_attended, goals_completed, last_progress, last_craving, missed_in_a_row,
-                    (SELECT count(*) FROM accountability.nudges n WHERE n.network = j.network AND n.participant_id = j.participant_id
-                       AND n.level IN ('partner', 'facilitator') AND n.reason = 'missed-check-in' AND n.at > $3) AS escalations
-             FROM accountability.journals j WHERE network = $1 AND participant_id = $2",
-        )
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {STANDING_COLUMNS} FROM accountability.journals j
+             WHERE j.network = $1 AND j.participant_id = $2"
+        )))
         .bind(network)
         .bind(participant_id)
         .bind(now - chrono::Duration::days(7))
@@ -565,11 +515,7 @@ impl Queries {
         drop(tenant);
         let mut entries = Vec::new();
         for member in &members {
-            let (viewer, consent, display) = people.get(member).cloned().unwrap_or((
-                Viewer::Stranger,
-                Consent::default(),
-                String::new(),
-            ));
+            let (viewer, consent, display) = person(&people, member);
             let sees_check_ins = |visibility| can_see_check_in(viewer, visibility, consent);
             let shows_goals = sees_check_ins(Visibility::Group)
                 || matches!(viewer, Viewer::Author | Viewer::Staff);
@@ -912,7 +858,7 @@ impl Queries {
         // Each person's relation to the viewer, consent and display, looked up for the
         // whole page at once.
         let named: Vec<String> = named.into_iter().collect();
-        let mut people = self
+        let people = self
             .people(caller, Operation::WatchGroupFeed, network, &named, &opener)
             .await?;
         for row in &rows {
@@ -923,9 +869,7 @@ impl Queries {
             }
             last = last.max(position);
             let author: String = get(row.try_get("participant_id"))?;
-            let (viewer, consent, display) = self
-                .person(&mut people, caller, network, &author, &opener)
-                .await?;
+            let (viewer, consent, display) = person(&people, &author);
             let visibility: String = get(row.try_get("visibility"))?;
             if !can_see_check_in(viewer, codec::visibility_from_text(&visibility), consent) {
                 continue;
@@ -939,10 +883,7 @@ impl Queries {
             };
             if kind == "encouragement" {
                 let from: String = get(row.try_get("from_id"))?;
-                item.from_display = self
-                    .person(&mut people, caller, network, &from, &opener)
-                    .await?
-                    .2;
+                item.from_display = person(&people, &from).2;
                 // In the author's journal: sealed with the author's key.
                 let reaction: String = get(row.try_get("reaction"))?;
                 let message: String = get(row.try_get("message"))?;
@@ -960,9 +901,7 @@ impl Queries {
                 break;
             }
             last = last.max(position);
-            let (viewer, consent, display) = self
-                .person(&mut people, caller, network, &author, &opener)
-                .await?;
+            let (viewer, consent, display) = person(&people, &author);
             if !can_see_milestones(viewer, consent)
                 || (repeated && matches!(viewer, Viewer::Peer { .. }))
             {

@@ -192,10 +192,27 @@ pub async fn run(
     options: &Options,
     progress: impl Fn(&str),
 ) -> anyhow::Result<Report> {
-    anyhow::ensure!(options.size.groups > 0, "--groups must be at least 1");
+    // Bounded like any input: a clear refusal, before anything is made.
     anyhow::ensure!(
-        !options.concurrency.is_empty(),
-        "--concurrency needs at least one value"
+        (1..=100_000).contains(&options.size.groups),
+        "--groups must be between 1 and 100000"
+    );
+    anyhow::ensure!(
+        options.size.participants <= 1_000_000,
+        "--participants must be at most 1000000"
+    );
+    anyhow::ensure!(
+        !options.concurrency.is_empty()
+            && options.concurrency.iter().all(|c| (1..=1024).contains(c)),
+        "--concurrency needs values between 1 and 1024"
+    );
+    anyhow::ensure!(
+        options.seconds > 0.0 && options.seconds <= 3600.0,
+        "--seconds must be more than 0 and at most 3600"
+    );
+    anyhow::ensure!(
+        (1..=10_000_000).contains(&options.raw_rows),
+        "--raw-rows must be between 1 and 10000000"
     );
     std::fs::create_dir_all(&options.out)
         .with_context(|| format!("creating {}", options.out.display()))?;
