@@ -698,6 +698,26 @@ async fn a_service_binary_validates_its_own_section_and_reads_secrets_from_files
     Ok(())
 }
 
+/// Runs `command` (started in a process group of its own) to its end; past `limit` its
+/// whole process group is killed (with every process it started) and the test fails.
+async fn output_within(
+    mut command: tokio::process::Command,
+    limit: Duration,
+    what: &str,
+) -> anyhow::Result<std::process::Output> {
+    let child = command.spawn()?;
+    let group = child.id().context("the child's pid")?;
+    match tokio::time::timeout(limit, child.wait_with_output()).await {
+        Ok(output) => Ok(output?),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{group}")])
+                .status();
+            anyhow::bail!("{what} took over {limit:?} (killed with what it started)")
+        }
+    }
+}
+
 /// `circle bench` at a tiny size, as CI can afford: every figure the report promises
 /// is there and was measured (nothing refused on the write workloads), and the scratch
 /// namespace's streams and the scratch database are gone afterwards.
@@ -739,18 +759,7 @@ async fn circle_bench_measures_every_figure_and_leaves_nothing_behind() -> anyho
         .arg("--out")
         .arg(&out)
         .env("CIRCLE_DEV_DIR", &dev_dir);
-    let child = command.spawn()?;
-    let group = child.id().context("the bench's pid")?;
-    let output =
-        match tokio::time::timeout(Duration::from_secs(600), child.wait_with_output()).await {
-            Ok(output) => output?,
-            Err(_) => {
-                let _ = Command::new("kill")
-                    .args(["-KILL", "--", &format!("-{group}")])
-                    .status();
-                anyhow::bail!("the bench took over 10 minutes (killed with its services)");
-            }
-        };
+    let output = output_within(command, Duration::from_secs(600), "the bench").await?;
     let stdout = String::from_utf8(output.stdout)?;
     let stderr = String::from_utf8(output.stderr)?;
     assert_eq!(output.status.code(), Some(0), "{stdout}{stderr}");
@@ -832,6 +841,111 @@ async fn circle_bench_measures_every_figure_and_leaves_nothing_behind() -> anyho
             .fetch_optional(&env.pool)
             .await?;
     assert_eq!(left, None, "the scratch database is left");
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(())
+}
+
+/// `circle faults` at a size CI can afford, on both NATS topologies (one server; a
+/// three-node cluster with R3 streams): every kind of fault was injected under load,
+/// commands were acknowledged through it, and the independent checker found nothing
+/// lost or doubled, every append in line with its aggregate's version, the capacity
+/// held after every group commit, and every read model equal to its rebuild.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn circle_faults_kills_every_process_under_load_and_loses_nothing() -> anyhow::Result<()> {
+    let program = binary("circle").await?;
+    let scratch = std::env::temp_dir().join(format!("circle-faults-test-{}", uuid_suffix()));
+    let out = scratch.join("out");
+    let mut command = tokio::process::Command::new(&program);
+    command
+        // Its own process group, with everything it starts: an overrun kills them all.
+        .process_group(0)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .args([
+            "faults",
+            "--json",
+            "--topology",
+            "single,cluster",
+            "--seconds",
+            "15",
+            "--interval",
+            "0.5,1.5",
+            "--groups",
+            "3",
+            "--participants",
+            "9",
+            "--capacity",
+            "4",
+            "--concurrency",
+            "6",
+            "--seed",
+            "20261201",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .env("CIRCLE_DEV_DIR", scratch.join("dev"));
+    // The current server deploy/test.sh installs (a cluster syncing every write needs
+    // 2.10 or newer); else the command's own lookup.
+    if let Some(server) = std::env::var_os("CIRCLE_TEST_NATS_SERVER") {
+        command.arg("--nats-server").arg(server);
+    }
+    let output = output_within(command, Duration::from_secs(900), "the faults run").await?;
+    let stdout = String::from_utf8(output.stdout)?;
+    let stderr = String::from_utf8(output.stderr)?;
+    assert_eq!(output.status.code(), Some(0), "{stdout}{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout)?;
+    let number = |value: &serde_json::Value| value.as_u64().unwrap_or(0);
+    assert_eq!(report["passed"], true, "{report:#}");
+    let runs = report["runs"].as_array().context("runs")?;
+    assert_eq!(runs.len(), 2, "{report:#}");
+    for run in runs {
+        let faults = &run["faults"];
+        let mut kinds = vec![
+            "nats_node",
+            "postgres",
+            "enrollment",
+            "sessions",
+            "accountability",
+        ];
+        if run["topology"] == "cluster" {
+            assert_eq!(run["nats_nodes"], 3, "{run:#}");
+            kinds.push("nats_two_nodes");
+        }
+        for kind in kinds {
+            assert!(number(&faults[kind]) >= 1, "no {kind} fault: {run:#}");
+        }
+        assert!(number(&run["commands"]["acknowledged"]) > 0, "{run:#}");
+        let logs = run["logs"].as_object().context("logs")?;
+        assert_eq!(logs.len(), 3, "{run:#}");
+        for (service, log) in logs {
+            assert_eq!(number(&log["lost"]), 0, "{service}: {log:#}");
+            assert_eq!(number(&log["doubled"]), 0, "{service}: {log:#}");
+            assert_eq!(number(&log["request_ids_twice"]), 0, "{service}: {log:#}");
+            assert!(number(&log["acknowledged"]) > 0, "{service}: {log:#}");
+            // Every commit's append was checked against its aggregate's version.
+            assert_eq!(
+                log["versions_checked"], log["commits"],
+                "{service}: {log:#}"
+            );
+            assert_eq!(
+                number(&log["versions_out_of_line"]),
+                0,
+                "{service}: {log:#}"
+            );
+        }
+        let capacity = &run["capacity"];
+        assert_eq!(number(&capacity["violations"]), 0, "{capacity:#}");
+        assert!(number(&capacity["admissions"]) > 0, "{capacity:#}");
+        let read_models = run["read_models"].as_array().context("read_models")?;
+        assert_eq!(read_models.len(), 8, "{run:#}");
+        for model in read_models {
+            assert_eq!(model["equal"], true, "{model:#}");
+            assert_eq!(number(&model["dead_letters"]), 0, "{model:#}");
+        }
+    }
+    let table = std::fs::read_to_string(out.join("faults.md"))?;
+    assert!(table.contains("| cluster (3 nodes, R3) |"), "{table}");
     let _ = std::fs::remove_dir_all(&scratch);
     Ok(())
 }

@@ -11,6 +11,7 @@ mod dev;
 mod disclosures;
 mod edge;
 mod forget;
+mod fuzz;
 mod halting;
 mod leases;
 mod limits;

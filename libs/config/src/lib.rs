@@ -91,6 +91,9 @@ pub struct AuthConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct NatsConfig {
+    /// One server, or several of a cluster comma-separated (tried in turn when
+    /// connecting; the client also learns the cluster's other servers from the one it
+    /// reaches).
     pub url: String,
     /// Stream replicas: 1 in development, 3 in production.
     pub replicas: usize,
@@ -710,8 +713,14 @@ impl Config {
 
     /// Validates the shared sections and the services' sections `scope` covers.
     pub fn validate_for(&self, scope: Scope<'_>) -> Result<(), ConfigError> {
-        if !self.nats.url.starts_with("nats://") && !self.nats.url.starts_with("tls://") {
-            return invalid("nats.url", "must start with nats:// or tls://");
+        if self.nats.url.split(',').any(|url| {
+            let url = url.trim();
+            !url.starts_with("nats://") && !url.starts_with("tls://")
+        }) {
+            return invalid(
+                "nats.url",
+                "must start with nats:// or tls:// (several servers: comma-separated, each so)",
+            );
         }
         if !(1..=5).contains(&self.nats.replicas) {
             return invalid("nats.replicas", "must be between 1 and 5");

@@ -10,6 +10,8 @@
 //!   the configuration (`nats.stream_mismatch`: refuse or warn), for the event log and
 //!   the audit streams alike.
 
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 mod key;
 pub mod mismatch;
 mod repository;

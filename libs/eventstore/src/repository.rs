@@ -665,3 +665,111 @@ mod generations_tests {
         assert_eq!(cache.get("a"), Some(2));
     }
 }
+
+#[cfg(test)]
+mod decoding_tests {
+    //! A stored commit as an aggregate's domain events: whatever its time and events,
+    //! applying it never panics; a time chrono cannot hold or an event the codec
+    //! refuses is `StoreError::Corrupt` naming the commit, and a valid commit applies
+    //! every event at its time.
+
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// An aggregate whose events are UTF-8 text, counting them.
+    #[derive(Debug, Clone, Default)]
+    struct Texts(usize);
+
+    impl Aggregate for Texts {
+        const TYPE: &'static str = "texts";
+        type Event = String;
+
+        fn encode(event: &String) -> NewEvent {
+            NewEvent {
+                event_type: "test.Text".into(),
+                schema_version: 1,
+                payload: event.clone().into_bytes(),
+            }
+        }
+
+        fn decode(event: &wire::Event) -> Result<String, DecodeError> {
+            String::from_utf8(event.payload.clone()).map_err(|error| DecodeError {
+                event_type: event.event_type.clone(),
+                reason: error.to_string(),
+            })
+        }
+
+        fn evolve(self, _event: &String, _at: Time) -> Self {
+            Self(self.0 + 1)
+        }
+    }
+
+    fn stored(time: Option<(i64, i32)>, payloads: Vec<Vec<u8>>) -> StoredCommit {
+        StoredCommit {
+            sequence: 9,
+            subject: "test.acme.texts.t".into(),
+            commit: wire::Commit {
+                request_id: "r".into(),
+                committed_at: time
+                    .map(|(seconds, nanos)| prost_types::Timestamp { seconds, nanos }),
+                events: payloads
+                    .into_iter()
+                    .map(|payload| wire::Event {
+                        event_type: "test.Text".into(),
+                        payload,
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            },
+            headers: Default::default(),
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn applying_any_commit_never_panics(
+            time in proptest::option::of((any::<i64>(), any::<i32>())),
+            payloads in vec(vec(any::<u8>(), 0..16), 0..4),
+        ) {
+            let commit = stored(time, payloads.clone());
+            let mut snapshot = Snapshot::<Texts>::default();
+            match snapshot.apply_stored(&commit) {
+                Ok(recorded) => {
+                    prop_assert_eq!(recorded.events.len(), payloads.len());
+                    prop_assert_eq!(snapshot.state.0, payloads.len());
+                    prop_assert_eq!(snapshot.version, 9);
+                    prop_assert!(snapshot.has_request("r"));
+                }
+                Err(StoreError::Corrupt { sequence, .. }) => {
+                    prop_assert_eq!(sequence, 9);
+                    prop_assert_eq!(snapshot.version, 0);
+                }
+                Err(other) => {
+                    return Err(TestCaseError::fail(format!("not a corrupt commit: {other}")));
+                }
+            }
+        }
+
+        #[test]
+        fn a_valid_commit_gives_its_events_at_its_time(
+            seconds in -62_135_596_800i64..253_402_300_800,
+            nanos in 0i32..1_000_000_000,
+            texts in vec(".{0,20}", 0..4),
+        ) {
+            let commit = stored(
+                Some((seconds, nanos)),
+                texts.iter().map(|text| text.clone().into_bytes()).collect(),
+            );
+            let recorded = decode_recorded::<Texts>(&commit).map_err(|error| TestCaseError::fail(error.to_string()))?;
+            prop_assert_eq!(recorded.sequence, 9);
+            prop_assert_eq!(
+                (recorded.committed_at.timestamp(), recorded.committed_at.timestamp_subsec_nanos()),
+                (seconds, nanos as u32)
+            );
+            prop_assert_eq!(recorded.events, texts);
+        }
+    }
+}

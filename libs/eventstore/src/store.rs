@@ -842,3 +842,112 @@ mod tests {
         assert!(check_existing(&spec, &config).is_err());
     }
 }
+
+#[cfg(test)]
+mod fuzz_tests {
+    //! A stored message's payload read as a commit: arbitrary and damaged bytes are
+    //! `StoreError::Corrupt` naming the message's sequence (never a panic), and a
+    //! commit's encoding reads back as that commit.
+
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    use crate::fuzzing::{edited, edits};
+
+    use super::*;
+
+    fn commit(
+        request_id: String,
+        network: String,
+        time: Option<(i64, i32)>,
+        payloads: Vec<Vec<u8>>,
+        fingerprint: String,
+    ) -> wire::Commit {
+        wire::Commit {
+            request_id,
+            network,
+            aggregate_type: "group".into(),
+            aggregate_id: "tuesday".into(),
+            actor: Some(wire::Actor {
+                role: "network-admin".into(),
+                id: "admin-1".into(),
+            }),
+            committed_at: time.map(|(seconds, nanos)| prost_types::Timestamp { seconds, nanos }),
+            events: payloads
+                .into_iter()
+                .enumerate()
+                .map(|(index, payload)| wire::Event {
+                    event_id: format!("e{index}"),
+                    event_type: "circle.enrollment.events.v1.GroupCreated".into(),
+                    schema_version: 1,
+                    occurred_at: None,
+                    payload,
+                })
+                .collect(),
+            command_fingerprint: fingerprint,
+        }
+    }
+
+    /// What reading `payload` as the commit at `sequence` gives: it, or a refusal
+    /// naming that sequence.
+    fn read(sequence: u64, payload: &[u8]) -> Result<(), TestCaseError> {
+        match decode_commit(
+            sequence,
+            "enrollment.acme.group.tuesday".into(),
+            HeaderMap::new(),
+            payload,
+        ) {
+            Ok(stored) => {
+                prop_assert_eq!(stored.sequence, sequence);
+            }
+            Err(StoreError::Corrupt { sequence: at, .. }) => {
+                prop_assert_eq!(at, sequence);
+            }
+            Err(other) => {
+                return Err(TestCaseError::fail(format!(
+                    "not a corrupt commit: {other}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn decoding_arbitrary_bytes_as_a_commit_never_panics(
+            sequence in any::<u64>(),
+            payload in vec(any::<u8>(), 0..512),
+        ) {
+            read(sequence, &payload)?;
+        }
+
+        #[test]
+        fn decoding_a_damaged_commit_never_panics(
+            sequence in any::<u64>(),
+            time in proptest::option::of((any::<i64>(), any::<i32>())),
+            payloads in vec(vec(any::<u8>(), 0..32), 0..4),
+            edits in edits(),
+        ) {
+            let encoded = commit("r".into(), "acme".into(), time, payloads, "f".into()).encode_to_vec();
+            read(sequence, &edited(encoded, &edits))?;
+        }
+
+        #[test]
+        fn a_commit_reads_back_as_itself(
+            request_id in ".{0,40}",
+            network in "[a-z0-9-]{1,63}",
+            time in proptest::option::of((any::<i64>(), any::<i32>())),
+            payloads in vec(vec(any::<u8>(), 0..64), 0..4),
+            fingerprint in ".{0,40}",
+        ) {
+            let written = commit(request_id, network, time, payloads, fingerprint);
+            let stored = decode_commit(
+                3,
+                "enrollment.acme.group.tuesday".into(),
+                HeaderMap::new(),
+                &written.encode_to_vec(),
+            );
+            prop_assert_eq!(stored.ok().map(|stored| stored.commit), Some(written));
+        }
+    }
+}

@@ -201,7 +201,7 @@ pub async fn connect(config: &Config, service: &str) -> Result<Connected, StartE
     };
     let nats = nats_options(config, service)
         .await?
-        .connect(config.nats.url.as_str())
+        .connect(nats_servers(&config.nats.url).map_err(|error| nats_error(&error))?)
         .await
         .map_err(|error| nats_error(&error))?;
     let pool = PgPoolOptions::new()
@@ -378,6 +378,13 @@ pub async fn access(config: &Config, service: &str) -> Result<Access, StartError
 
 /// `scheme://host…` of a URL, without the user and password it may carry.
 pub fn without_credentials(url: &str) -> String {
+    if url.contains(',') {
+        return url
+            .split(',')
+            .map(|one| without_credentials(one.trim()))
+            .collect::<Vec<_>>()
+            .join(",");
+    }
     match url.split_once("://") {
         Some((scheme, rest)) => {
             let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
@@ -388,6 +395,17 @@ pub fn without_credentials(url: &str) -> String {
             .map_or(url, |(_, host)| host)
             .to_owned(),
     }
+}
+
+/// The servers of `nats.url`: one URL, or several comma-separated.
+pub fn nats_servers(url: &str) -> Result<Vec<async_nats::ServerAddr>, String> {
+    url.split(',')
+        .map(|one| {
+            one.trim()
+                .parse::<async_nats::ServerAddr>()
+                .map_err(|error| format!("{}: {error}", without_credentials(one.trim())))
+        })
+        .collect()
 }
 
 /// How `service` connects to NATS: TLS (the CA to trust, a client certificate, TLS
@@ -856,6 +874,19 @@ pub fn step_meta(caller: &Caller, request_id: String) -> CommitMeta {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cluster_is_several_comma_separated_servers_whose_credentials_are_never_shown() {
+        let servers = nats_servers("nats://a:4222, nats://u:secret@b:4223").expect("parses");
+        assert_eq!(servers.len(), 2);
+        assert_eq!(servers[1].port(), 4223);
+        assert_eq!(
+            without_credentials("nats://a:4222, nats://u:secret@b:4223"),
+            "nats://a:4222,nats://b:4223"
+        );
+        let refused = nats_servers("nats://a:4222,nats://u:secret@b:x").expect_err("bad port");
+        assert!(!refused.contains("secret"), "{refused}");
+    }
 
     #[test]
     fn each_service_has_its_api_and_its_own_audit_stream() {

@@ -395,3 +395,126 @@ impl Aggregate for ClinicSettings {
         self
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One event of every kind, with every optional part present somewhere.
+    fn every_kind_of_event() -> Vec<Event> {
+        let at: Time = "2026-11-24T00:30:00Z".parse().expect("time");
+        vec![
+            Event::GoalSet {
+                goal_id: "g1".into(),
+                text: "walk daily".into(),
+                cadence: Cadence::Daily,
+            },
+            Event::GoalRevised {
+                goal_id: "g1".into(),
+                text: "walk".into(),
+                cadence: Cadence::PerSession,
+            },
+            Event::GoalCompleted {
+                goal_id: "g1".into(),
+            },
+            Event::GoalAbandoned {
+                goal_id: "g2".into(),
+            },
+            Event::CheckInSubmitted {
+                check_in_id: "c1".into(),
+                goal_id: Some("g1".into()),
+                progress: Progress::Struggling,
+                mood: 7,
+                craving: 2,
+                text: "ok".into(),
+                visibility: Visibility::Partner,
+                session_id: Some("s1".into()),
+            },
+            Event::CheckInSubmitted {
+                check_in_id: "c2".into(),
+                goal_id: None,
+                progress: Progress::Setback,
+                mood: 0,
+                craving: 10,
+                text: String::new(),
+                visibility: Visibility::Private,
+                session_id: None,
+            },
+            Event::EncouragementReceived {
+                check_in_id: "c1".into(),
+                from_participant_id: "p2".into(),
+                reaction: "clap".into(),
+                message: "keep going".into(),
+            },
+            Event::SetbackReported {
+                setback_id: "s1".into(),
+                text: "hard week".into(),
+                visibility: Visibility::Facilitators,
+            },
+            Event::MilestoneReached {
+                kind: "streak".into(),
+                value: 30,
+            },
+            Event::NudgeSent {
+                nudge_id: "n1".into(),
+                level: NudgeLevel::Partner,
+                reason: "missed-check-in".into(),
+                goal_id: Some("g1".into()),
+                recipient_id: Some("p2".into()),
+                due_at: at,
+            },
+            Event::NudgeSent {
+                nudge_id: "n2".into(),
+                level: NudgeLevel::Facilitator,
+                reason: "missed-sessions".into(),
+                goal_id: None,
+                recipient_id: None,
+                due_at: at,
+            },
+            Event::SessionAttended {
+                session_id: "s1".into(),
+                attended: true,
+                excused: false,
+            },
+            Event::PartnershipProposed {
+                group_id: "g".into(),
+                proposer_id: "p1".into(),
+                invitee_id: "p2".into(),
+            },
+            Event::PartnershipAccepted,
+            Event::PartnershipEnded {
+                reason: "moved".into(),
+            },
+            Event::QuietHoursSet {
+                start_minute: 22 * 60,
+                end_minute: 7 * 60,
+            },
+        ]
+    }
+
+    #[test]
+    fn every_event_survives_the_wire() {
+        for event in every_kind_of_event() {
+            let encoded = encode(&event);
+            let wire = wire::Event {
+                event_id: "e".into(),
+                event_type: encoded.event_type,
+                schema_version: encoded.schema_version,
+                occurred_at: None,
+                payload: encoded.payload,
+            };
+            assert_eq!(decode(&wire).expect("decodes"), event);
+        }
+    }
+
+    circle_eventstore::codec_properties!(
+        fuzz,
+        event: crate::domain::Event,
+        events: super::every_kind_of_event,
+        encode: super::super::encode,
+        decode: super::super::decode,
+        decode_commit: super::super::decode_commit,
+        subject: "accountability.acme.journal.p",
+        commit_time: super::super::commit_time,
+    );
+}

@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod demo;
 pub mod dev_keys;
+pub mod faults;
 pub mod ops;
 pub mod setup;
 

@@ -132,6 +132,49 @@ enum Command {
         #[arg(long)]
         keep: bool,
     },
+    /// Fault injection: under steady load, SIGKILLs and restarts NATS (one server, or
+    /// one and then two nodes of a three-node cluster), PostgreSQL and a replica of each
+    /// service (two of each run), then checks the log and the read models (see
+    /// `circle_cli::faults`); writes faults.md and faults.json; exit 1 when a check fails.
+    Faults {
+        /// single, cluster, or both (comma-separated).
+        #[arg(
+            long = "topology",
+            value_delimiter = ',',
+            default_value = "single,cluster"
+        )]
+        topologies: Vec<String>,
+        /// Seconds of load under faults, per topology.
+        #[arg(long, default_value_t = 120.0)]
+        seconds: f64,
+        #[arg(long, default_value_t = 8)]
+        groups: usize,
+        #[arg(long, default_value_t = 40)]
+        participants: usize,
+        #[arg(long, default_value_t = 6)]
+        capacity: u32,
+        /// Clients sending commands at once.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// Seconds between faults, drawn between LOW and HIGH.
+        #[arg(long, value_delimiter = ',', default_value = "1,4")]
+        interval: Vec<f64>,
+        /// The random seed (default: from the clock; printed in the report).
+        #[arg(long)]
+        seed: Option<u64>,
+        #[arg(long, default_value = "faults-results")]
+        out: PathBuf,
+        /// The nats-server to run (default: $CIRCLE_NATS_SERVER, the current server
+        /// deploy/infra.sh installs, or nats-server on the PATH).
+        #[arg(long)]
+        nats_server: Option<PathBuf>,
+        /// PostgreSQL's programs (default: the newest /usr/lib/postgresql/*/bin).
+        #[arg(long)]
+        postgres_bin: Option<PathBuf>,
+        /// Keep the scratch directories (data and logs) of passing runs too.
+        #[arg(long)]
+        keep: bool,
+    },
     /// Seed a demo network into running services (which trust `circle dev`'s key).
     Demo {
         /// Default: http:// and the configuration's `enrollment.listen`.
@@ -291,6 +334,55 @@ async fn main() -> ExitCode {
                 config_file: file.clone(),
             };
             bench(&config, &options, json).await
+        }
+        Command::Faults {
+            topologies,
+            seconds,
+            groups,
+            participants,
+            capacity,
+            concurrency,
+            interval,
+            seed,
+            out,
+            nats_server,
+            postgres_bin,
+            keep,
+        } => {
+            let options = (|| {
+                anyhow::ensure!(
+                    interval.len() == 2,
+                    "--interval takes two numbers: LOW,HIGH"
+                );
+                Ok(circle_cli::faults::Options {
+                    topologies: topologies
+                        .iter()
+                        .map(|topology| circle_cli::faults::Topology::parse(topology))
+                        .collect::<anyhow::Result<_>>()?,
+                    seconds,
+                    size: circle_cli::bench::load::Size {
+                        groups,
+                        participants,
+                        capacity,
+                    },
+                    concurrency,
+                    interval: (interval[0], interval[1]),
+                    seed: seed.unwrap_or_else(|| {
+                        std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |since| since.as_nanos() as u64)
+                    }),
+                    out,
+                    nats_server,
+                    postgres_bin,
+                    keep,
+                    config_file: file.clone(),
+                })
+            })();
+            match options {
+                Ok(options) => faults(&config, &options, json).await,
+                Err(error) => Err(ops::Refusal::usage(format!("{error:#}"))),
+            }
         }
         Command::Demo {
             enrollment,
@@ -530,6 +622,7 @@ async fn operate(
         Command::Dev
         | Command::Serve { .. }
         | Command::Bench { .. }
+        | Command::Faults { .. }
         | Command::Setup
         | Command::Token { .. }
         | Command::Rewrap { .. }
@@ -680,6 +773,31 @@ async fn bench(
         );
     }
     Ok(0)
+}
+
+/// `circle faults`: prints the summary (or the report's JSON); exit 1 when a check
+/// failed.
+async fn faults(
+    config: &circle_config::Config,
+    options: &circle_cli::faults::Options,
+    json: bool,
+) -> anyhow::Result<u8> {
+    if let Err(error) = options.validate() {
+        return Err(ops::Refusal::usage(format!("{error:#}")));
+    }
+    let report =
+        circle_cli::faults::run(config, options, |step| eprintln!("faults: {step}")).await?;
+    if json {
+        print_json(&report)?;
+    } else {
+        println!("{}", circle_cli::faults::render(&report));
+        eprintln!(
+            "faults: wrote {} and {}",
+            options.out.join("faults.md").display(),
+            options.out.join("faults.json").display()
+        );
+    }
+    Ok(if report.passed { 0 } else { 1 })
 }
 
 fn token(request: TokenRequest) -> anyhow::Result<u8> {

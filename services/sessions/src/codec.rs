@@ -243,10 +243,10 @@ impl Aggregate for Session {
 mod tests {
     use super::*;
 
-    #[test]
-    fn every_event_survives_the_wire() {
+    /// One event of every kind.
+    fn every_kind_of_event() -> Vec<Event> {
         let at: crate::domain::Time = "2026-11-24T00:30:00Z".parse().expect("time");
-        for event in [
+        vec![
             Event::SessionScheduled {
                 group_id: "g".into(),
                 clinic_id: "c".into(),
@@ -290,7 +290,12 @@ mod tests {
                 text: "amended".into(),
                 staff_id: "s".into(),
             },
-        ] {
+        ]
+    }
+
+    #[test]
+    fn every_event_survives_the_wire() {
+        for event in every_kind_of_event() {
             let encoded = encode(&event);
             let wire = wire::Event {
                 event_id: "e".into(),
@@ -302,4 +307,15 @@ mod tests {
             assert_eq!(decode(&wire).expect("decodes"), event);
         }
     }
+
+    circle_eventstore::codec_properties!(
+        fuzz,
+        event: crate::domain::Event,
+        events: super::every_kind_of_event,
+        encode: super::super::encode,
+        decode: super::super::decode,
+        decode_commit: super::super::decode_commit,
+        subject: "sessions.acme.session.s",
+        commit_time: super::super::commit_time,
+    );
 }

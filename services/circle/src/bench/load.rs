@@ -21,6 +21,26 @@ use super::stats::Latencies;
 /// Makes a bearer token: (role, subject).
 pub type Mint = Arc<dyn Fn(&str, &str) -> String + Send + Sync>;
 
+/// Tokens of `network` signed with the development key, for a day, for every service
+/// of `config` (the bench's and the fault injection's callers).
+pub fn mint(keys: crate::dev_keys::DevKeys, config: &circle_config::Config, network: &str) -> Mint {
+    let audiences = crate::dev_keys::audiences(config);
+    let network = network.to_owned();
+    Arc::new(move |role: &str, subject: &str| {
+        crate::dev_keys::TokenRequest {
+            role: role.to_owned(),
+            network: network.clone(),
+            subject: Some(subject.to_owned()),
+            clinics: Vec::new(),
+            audiences: audiences.clone(),
+            ttl_minutes: 24 * 60,
+        }
+        .claims(crate::dev_keys::now())
+        .map(|claims| keys.token(&claims))
+        .unwrap_or_default()
+    })
+}
+
 /// Connections to the three services: a few HTTP/2 connections each, as several
 /// client processes would open.
 #[derive(Clone)]

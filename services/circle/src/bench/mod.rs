@@ -27,7 +27,7 @@ use std::time::Instant;
 use anyhow::Context as _;
 use circle_config::Config;
 
-use crate::dev_keys::{self, DevKeys, TokenRequest};
+use crate::dev_keys::{self, DevKeys};
 use load::{Clients, Mint, Network, Size, Workload};
 use stats::Summary;
 
@@ -403,20 +403,7 @@ async fn measure(
     raw_append: Vec<RawStep>,
     raw_insert_rows_per_second: f64,
 ) -> anyhow::Result<Report> {
-    let audiences = dev_keys::audiences(bench);
-    let mint: Mint = Arc::new(move |role: &str, subject: &str| {
-        TokenRequest {
-            role: role.to_owned(),
-            network: NETWORK.to_owned(),
-            subject: Some(subject.to_owned()),
-            clinics: Vec::new(),
-            audiences: audiences.clone(),
-            ttl_minutes: 24 * 60,
-        }
-        .claims(dev_keys::now())
-        .map(|claims| keys.token(&claims))
-        .unwrap_or_default()
-    });
+    let mint: Mint = load::mint(keys, bench, NETWORK);
     let clients = Clients::connect(
         &system.address("enrollment"),
         &system.address("sessions"),

@@ -135,34 +135,39 @@ impl System {
 
 impl Service {
     async fn wait_serving(&self, within: Duration) -> anyhow::Result<()> {
-        let deadline = tokio::time::Instant::now() + within;
-        let url = format!("http://{}", self.address);
-        loop {
-            let serving = async {
-                let channel = tonic::transport::Channel::from_shared(url.clone())?
-                    .connect()
-                    .await?;
-                let mut client = HealthClient::new(channel);
-                let status = client
-                    .check(HealthCheckRequest {
-                        service: String::new(),
-                    })
-                    .await?
-                    .into_inner()
-                    .status();
-                anyhow::Ok(status == ServingStatus::Serving)
-            }
-            .await
-            .unwrap_or(false);
-            if serving {
-                return Ok(());
-            }
-            anyhow::ensure!(
-                tokio::time::Instant::now() < deadline,
-                "not serving after {within:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        wait_serving(self.address, within).await
+    }
+}
+
+/// Waits until the gRPC server at `address` answers its health check SERVING.
+pub async fn wait_serving(address: SocketAddr, within: Duration) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + within;
+    let url = format!("http://{address}");
+    loop {
+        let serving = async {
+            let channel = tonic::transport::Channel::from_shared(url.clone())?
+                .connect()
+                .await?;
+            let mut client = HealthClient::new(channel);
+            let status = client
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await?
+                .into_inner()
+                .status();
+            anyhow::Ok(status == ServingStatus::Serving)
         }
+        .await
+        .unwrap_or(false);
+        if serving {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "not serving after {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -544,3 +544,197 @@ pub fn render(view: &EventView) -> String {
         view.fields
     )
 }
+
+#[cfg(test)]
+mod tests {
+    //! The operator's decoding of any payload never panics: arbitrary and damaged bytes
+    //! under every message type the protos declare (and names they do not) show as
+    //! fields or a note, and so do whole commits; a valid event shows its fields.
+
+    use circle_eventstore::fuzzing::{edited, edits};
+    use circle_proto::accountability::events::v1 as accountability;
+    use circle_proto::enrollment::events::v1 as enrollment;
+    use circle_proto::sessions::events::v1 as sessions;
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+    use proptest::sample::Index;
+
+    use super::*;
+
+    fn decoder() -> &'static Decoder {
+        static DECODER: std::sync::OnceLock<Decoder> = std::sync::OnceLock::new();
+        DECODER.get_or_init(|| Decoder::new().expect("the protos' descriptors decode"))
+    }
+
+    /// Every message type the protos declare, with a leading dot too, and arbitrary
+    /// text.
+    fn type_name() -> impl Strategy<Value = String> {
+        let mut known: Vec<String> = decoder().messages.keys().cloned().collect();
+        known.sort();
+        prop_oneof![
+            4 => proptest::sample::select(known.clone()),
+            1 => proptest::sample::select(known).prop_map(|name| format!(".{name}")),
+            1 => ".{0,40}",
+        ]
+    }
+
+    fn timestamp() -> prost_types::Timestamp {
+        prost_types::Timestamp {
+            seconds: 1_795_132_800,
+            nanos: 250_000_000,
+        }
+    }
+
+    /// Filled events of each service, a commit of them and a timestamp: (type, bytes).
+    fn samples() -> Vec<(String, Vec<u8>)> {
+        fn of<M: prost::Name>(message: &M) -> (String, Vec<u8>) {
+            (M::full_name(), message.encode_to_vec())
+        }
+        let group = of(&enrollment::GroupCreated {
+            clinic_id: "north".into(),
+            display_name: "Process".into(),
+            modality: "process".into(),
+            level_of_care: "outpatient".into(),
+            capacity: 12,
+            admission_mode: enrollment::AdmissionMode::Closed as i32,
+            time_zone: "America/Chicago".into(),
+            facilitators: vec![enrollment::Facilitator {
+                staff_id: "s1".into(),
+                role: enrollment::FacilitatorRole::Lead as i32,
+            }],
+            schedule: Some(enrollment::Schedule {
+                iso_weekdays: vec![2, 4],
+                start_minute: 18 * 60 + 30,
+                duration_minutes: 90,
+                start_date: "2026-12-01".into(),
+                end_date: String::new(),
+                exception_dates: vec!["2026-12-24".into()],
+            }),
+        });
+        let forgotten = of(&enrollment::ParticipantForgotten {
+            reason: enrollment::ForgetReason::LegalOrder as i32,
+            reference: "ticket-42".into(),
+            forgotten_at: Some(timestamp()),
+        });
+        let scheduled = of(&sessions::SessionScheduled {
+            group_id: "tuesday".into(),
+            clinic_id: "north".into(),
+            start_time: Some(timestamp()),
+            duration_minutes: 90,
+            origin: sessions::SessionOrigin::AdHoc as i32,
+        });
+        let check_in = of(&accountability::CheckInSubmitted {
+            check_in_id: "c1".into(),
+            goal_id: "g1".into(),
+            progress: accountability::Progress::OnTrack as i32,
+            mood: 7,
+            craving: 2,
+            text: "v1.sealed-text".into(),
+            visibility: accountability::Visibility::Group as i32,
+            session_id: String::new(),
+        });
+        let commit = of(&circle_eventstore::wire::Commit {
+            request_id: "r".into(),
+            network: "acme".into(),
+            aggregate_type: "group".into(),
+            aggregate_id: "tuesday".into(),
+            actor: Some(circle_eventstore::wire::Actor {
+                role: "network-admin".into(),
+                id: "admin-1".into(),
+            }),
+            committed_at: Some(timestamp()),
+            events: [&group, &forgotten]
+                .into_iter()
+                .map(|(event_type, payload)| circle_eventstore::wire::Event {
+                    event_id: "e".into(),
+                    event_type: event_type.clone(),
+                    schema_version: 1,
+                    occurred_at: Some(timestamp()),
+                    payload: payload.clone(),
+                })
+                .collect(),
+            command_fingerprint: "f".into(),
+        });
+        let time = (
+            "google.protobuf.Timestamp".to_owned(),
+            timestamp().encode_to_vec(),
+        );
+        vec![group, forgotten, scheduled, check_in, commit, time]
+    }
+
+    proptest! {
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(
+            type_name in type_name(),
+            bytes in vec(any::<u8>(), 0..256),
+        ) {
+            let shown = decoder().decode(&type_name, &bytes);
+            prop_assert!(shown.is_object() || shown.is_string(), "{}", shown);
+        }
+
+        #[test]
+        fn decoding_damaged_events_never_panics(
+            index in any::<Index>(),
+            other_type in type_name(),
+            keep_type in any::<bool>(),
+            edits in edits(),
+        ) {
+            let samples = samples();
+            let (own_type, bytes) = index.get(samples.as_slice()).clone();
+            let type_name = if keep_type { own_type } else { other_type };
+            let shown = decoder().decode(&type_name, &edited(bytes, &edits));
+            prop_assert!(shown.is_object() || shown.is_string(), "{}", shown);
+        }
+
+        #[test]
+        fn showing_arbitrary_or_damaged_commits_never_panics(
+            bytes in vec(any::<u8>(), 0..256),
+            edits in edits(),
+            damage_a_commit in any::<bool>(),
+        ) {
+            let bytes = if damage_a_commit {
+                let commit = samples().swap_remove(4).1;
+                edited(commit, &edits)
+            } else {
+                bytes
+            };
+            let views = decoder().views(7, "enrollment.acme.group.tuesday", &bytes);
+            match circle_eventstore::wire::Commit::decode(bytes.as_slice()) {
+                Ok(commit) => prop_assert_eq!(views.len(), commit.events.len()),
+                Err(_) => {
+                    prop_assert_eq!(views.len(), 1);
+                    prop_assert_eq!(views[0].event_type.as_str(), "<undecodable commit>");
+                }
+            }
+        }
+
+        #[test]
+        fn a_valid_event_shows_its_fields(
+            display_name in "[a-zA-Z ]{1,30}",
+            capacity in 1u32..=u32::MAX,
+            staff_id in "[a-z0-9-]{1,20}",
+        ) {
+            let message = enrollment::GroupCreated {
+                display_name: display_name.clone(),
+                capacity,
+                admission_mode: enrollment::AdmissionMode::Closed as i32,
+                facilitators: vec![enrollment::Facilitator {
+                    staff_id: staff_id.clone(),
+                    role: enrollment::FacilitatorRole::Lead as i32,
+                }],
+                ..Default::default()
+            };
+            let shown = decoder().decode(
+                "circle.enrollment.events.v1.GroupCreated",
+                &message.encode_to_vec(),
+            );
+            prop_assert_eq!(shown["display_name"].as_str(), Some(display_name.as_str()));
+            prop_assert_eq!(shown["capacity"].as_u64(), Some(u64::from(capacity)));
+            prop_assert_eq!(shown["admission_mode"].as_str(), Some("ADMISSION_MODE_CLOSED"));
+            prop_assert_eq!(
+                shown["facilitators"][0]["staff_id"].as_str(),
+                Some(staff_id.as_str())
+            );
+        }
+    }
+}

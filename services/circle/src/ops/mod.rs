@@ -79,7 +79,7 @@ impl Ops {
     pub async fn connect(config: &Config) -> anyhow::Result<Self> {
         let nats = circle_service::nats_options(config, "circle")
             .await?
-            .connect(config.nats.url.as_str())
+            .connect(circle_service::nats_servers(&config.nats.url).map_err(anyhow::Error::msg)?)
             .await
             .with_context(|| {
                 format!(

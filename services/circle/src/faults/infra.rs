@@ -1,0 +1,365 @@
+//! The processes `circle faults` kills: a PostgreSQL of its own (initdb into a scratch
+//! directory), NATS as one server or as a three-node cluster on loopback ports, and the
+//! services (two replicas of each, `circle serve SERVICE`). Each is a child process it
+//! can SIGKILL and start again on the same port and data directory.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+/// A free loopback port (bound and released; the child binds it right after).
+pub fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// How to start one child again and again.
+#[derive(Debug, Clone)]
+pub struct Recipe {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// Variables removed from the inherited environment.
+    pub env_remove: Vec<String>,
+    /// Run as this (uid, gid): PostgreSQL refuses to run as root.
+    pub user: Option<(u32, u32)>,
+    pub log: PathBuf,
+}
+
+/// A child process that is killed (SIGKILL, its whole process group) and started again.
+pub struct Process {
+    pub name: String,
+    pub port: u16,
+    recipe: Recipe,
+    child: Option<tokio::process::Child>,
+    /// Times it exited without being killed (found by `reap`).
+    pub exited_on_its_own: u32,
+}
+
+impl Process {
+    pub fn new(name: impl Into<String>, port: u16, recipe: Recipe) -> Self {
+        Self {
+            name: name.into(),
+            port,
+            recipe,
+            child: None,
+            exited_on_its_own: 0,
+        }
+    }
+
+    pub fn start(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.recipe.log)
+            .with_context(|| format!("opening {}", self.recipe.log.display()))?;
+        let mut command = tokio::process::Command::new(&self.recipe.program);
+        for key in &self.recipe.env_remove {
+            command.env_remove(key);
+        }
+        command
+            .args(&self.recipe.args)
+            .envs(
+                self.recipe
+                    .env
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+            )
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            // Its own process group: a kill takes every process it started.
+            .process_group(0)
+            .kill_on_drop(true);
+        if let Some((uid, gid)) = self.recipe.user {
+            command.uid(uid).gid(gid);
+        }
+        let child = command.spawn().with_context(|| {
+            format!("starting {} ({})", self.name, self.recipe.program.display())
+        })?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// SIGKILL to the process group, then waits for the child to be gone.
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if let Some(pid) = child.id() {
+                signal_group(pid, "KILL");
+            }
+            let _ = child.kill().await;
+            let _ = child.wait().await;
+        }
+    }
+
+    /// SIGTERM (a graceful stop), then SIGKILL after `within`.
+    pub async fn stop(&mut self, within: Duration) {
+        if let Some(mut child) = self.child.take() {
+            if let Some(pid) = child.id() {
+                signal_group(pid, "TERM");
+            }
+            if tokio::time::timeout(within, child.wait()).await.is_err() {
+                if let Some(pid) = child.id() {
+                    signal_group(pid, "KILL");
+                }
+                let _ = child.kill().await;
+                let _ = child.wait().await;
+            }
+        }
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Notices a child that exited without being killed (it is started again by the
+    /// caller, as an orchestrator would): true when it had.
+    pub fn reap(&mut self) -> bool {
+        let exited = self
+            .child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(Some(_))));
+        if exited {
+            self.child = None;
+            self.exited_on_its_own += 1;
+        }
+        exited
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(tokio::process::Child::id)
+    }
+}
+
+fn signal_group(pid: u32, signal: &str) {
+    let _ = std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg("--")
+        .arg(format!("-{pid}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Waits until something accepts connections on the loopback `port`.
+pub async fn wait_port(port: u16, within: Duration) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "nothing listens on 127.0.0.1:{port} after {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The uid and gid of `user` (`id -u`, `id -g`).
+fn user_ids(user: &str) -> anyhow::Result<(u32, u32)> {
+    let id = |flag: &str| -> anyhow::Result<u32> {
+        let output = std::process::Command::new("id")
+            .arg(flag)
+            .arg(user)
+            .output()
+            .context("running id")?;
+        anyhow::ensure!(output.status.success(), "there is no user {user}");
+        Ok(String::from_utf8_lossy(&output.stdout).trim().parse()?)
+    };
+    Ok((id("-u")?, id("-g")?))
+}
+
+/// PostgreSQL's programs: `--postgres-bin`, else the newest `/usr/lib/postgresql/*/bin`
+/// (Debian), else the directory of `initdb` on the PATH.
+pub fn postgres_bin(given: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = given {
+        return Ok(dir.to_owned());
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let version = entry.file_name().to_string_lossy().parse::<u32>().ok()?;
+            let bin = entry.path().join("bin");
+            bin.join("initdb").exists().then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    if let Some((_, bin)) = versions.pop() {
+        return Ok(bin);
+    }
+    let found = std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .find(|dir| dir.join("initdb").exists());
+    found
+        .context("no PostgreSQL programs found (initdb): install PostgreSQL or pass --postgres-bin")
+}
+
+/// A PostgreSQL of the run's own: a fresh cluster (trust authentication on loopback,
+/// superuser `postgres`) in `dir`, started as the `postgres` user when this runs as
+/// root.
+pub fn postgres(bin: &Path, dir: &Path) -> anyhow::Result<Process> {
+    let data = dir.join("pgdata");
+    let user = if is_root() {
+        Some(user_ids("postgres").context(
+            "PostgreSQL does not run as root, and there is no postgres user to run it as",
+        )?)
+    } else {
+        None
+    };
+    std::fs::create_dir_all(dir)?;
+    if let Some((uid, gid)) = user {
+        std::os::unix::fs::chown(dir, Some(uid), Some(gid))?;
+    }
+    let mut initdb = std::process::Command::new(bin.join("initdb"));
+    initdb
+        .arg("-D")
+        .arg(&data)
+        .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if let Some((uid, gid)) = user {
+        use std::os::unix::process::CommandExt as _;
+        initdb.uid(uid).gid(gid);
+    }
+    let output = initdb.output().context("running initdb")?;
+    anyhow::ensure!(
+        output.status.success(),
+        "initdb failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let port = free_port()?;
+    let recipe = Recipe {
+        program: bin.join("postgres"),
+        args: vec![
+            "-D".into(),
+            data.display().to_string(),
+            "-p".into(),
+            port.to_string(),
+            "-k".into(),
+            dir.display().to_string(),
+            "-c".into(),
+            "listen_addresses=127.0.0.1".into(),
+            "-c".into(),
+            "max_connections=400".into(),
+            "-c".into(),
+            "fsync=on".into(),
+        ],
+        env: Vec::new(),
+        env_remove: Vec::new(),
+        user,
+        log: dir.join("postgres.log"),
+    };
+    Ok(Process::new("postgres", port, recipe))
+}
+
+fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).trim() == "0")
+}
+
+/// The nats-server to run: `--nats-server`, else `$CIRCLE_NATS_SERVER`, else the
+/// current server the repository's scripts install (`deploy/infra.sh`), else
+/// `nats-server` on the PATH.
+pub fn nats_server(given: Option<&Path>) -> PathBuf {
+    if let Some(path) = given {
+        return path.to_owned();
+    }
+    if let Some(path) = std::env::var_os("CIRCLE_NATS_SERVER") {
+        return PathBuf::from(path);
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+        .map(|cache| cache.join("circle/nats-current/bin/nats-server"));
+    if let Some(current) = cache.filter(|path| path.exists()) {
+        return current;
+    }
+    PathBuf::from("nats-server")
+}
+
+/// The server's version as (major, minor).
+pub fn nats_version(server: &Path) -> anyhow::Result<(u32, u32)> {
+    let output = std::process::Command::new(server)
+        .arg("--version")
+        .output()
+        .with_context(|| format!("running {} --version", server.display()))?;
+    let text = String::from_utf8_lossy(&output.stdout).to_string();
+    let version = text
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix('v'))
+        .with_context(|| format!("no version in {text:?}"))?;
+    let mut parts = version
+        .split('.')
+        .map(|part| part.parse::<u32>().unwrap_or(0));
+    Ok((parts.next().unwrap_or(0), parts.next().unwrap_or(0)))
+}
+
+/// NATS with JetStream: one server, or `nodes` servers clustered on loopback ports.
+/// Every write is synced to disk before it is acknowledged (`sync_interval: always`,
+/// servers from 2.10).
+pub fn nats(server: &Path, dir: &Path, nodes: usize) -> anyhow::Result<Vec<Process>> {
+    let sync_always = nats_version(server)? >= (2, 10);
+    anyhow::ensure!(
+        nodes == 1 || sync_always,
+        "a NATS cluster with sync_interval: always needs nats-server 2.10 or newer ({} is \
+         older); pass --nats-server",
+        server.display()
+    );
+    let clients: Vec<u16> = (0..nodes).map(|_| free_port()).collect::<Result<_, _>>()?;
+    let routes: Vec<u16> = (0..nodes).map(|_| free_port()).collect::<Result<_, _>>()?;
+    let mut processes = Vec::new();
+    for node in 0..nodes {
+        let store = dir.join(format!("nats-{node}"));
+        std::fs::create_dir_all(&store)?;
+        let mut conf = format!(
+            "server_name: n{node}\nlisten: 127.0.0.1:{}\njetstream {{\n  store_dir: \"{}\"\n{}}}\n",
+            clients[node],
+            store.display(),
+            if sync_always {
+                "  sync_interval: always\n"
+            } else {
+                ""
+            }
+        );
+        if nodes > 1 {
+            let others: Vec<String> = routes
+                .iter()
+                .enumerate()
+                .filter(|(other, _)| *other != node)
+                .map(|(_, port)| format!("\"nats-route://127.0.0.1:{port}\""))
+                .collect();
+            conf.push_str(&format!(
+                "cluster {{\n  name: circlefaults\n  listen: 127.0.0.1:{}\n  routes: [{}]\n}}\n",
+                routes[node],
+                others.join(", ")
+            ));
+        }
+        let file = dir.join(format!("nats-{node}.conf"));
+        std::fs::write(&file, conf)?;
+        processes.push(Process::new(
+            format!("nats-{node}"),
+            clients[node],
+            Recipe {
+                program: server.to_owned(),
+                args: vec!["-c".into(), file.display().to_string()],
+                env: Vec::new(),
+                env_remove: Vec::new(),
+                user: None,
+                log: dir.join(format!("nats-{node}.log")),
+            },
+        ));
+    }
+    Ok(processes)
+}
