@@ -705,15 +705,41 @@ async fn output_within(
     limit: Duration,
     what: &str,
 ) -> anyhow::Result<std::process::Output> {
-    let child = command.spawn()?;
+    use tokio::io::AsyncReadExt as _;
+    let mut child = command.spawn()?;
     let group = child.id().context("the child's pid")?;
-    match tokio::time::timeout(limit, child.wait_with_output()).await {
-        Ok(output) => Ok(output?),
+    let mut stdout = child.stdout.take().context("stdout is piped")?;
+    let mut stderr = child.stderr.take().context("stderr is piped")?;
+    let stdout = tokio::spawn(async move {
+        let mut bytes = Vec::new();
+        stdout.read_to_end(&mut bytes).await.map(|_| bytes)
+    });
+    let stderr = tokio::spawn(async move {
+        let mut bytes = Vec::new();
+        stderr.read_to_end(&mut bytes).await.map(|_| bytes)
+    });
+    match tokio::time::timeout(limit, child.wait()).await {
+        Ok(status) => Ok(std::process::Output {
+            status: status?,
+            stdout: stdout.await??,
+            stderr: stderr.await??,
+        }),
         Err(_) => {
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{group}")])
-                .status();
-            anyhow::bail!("{what} took over {limit:?} (killed with what it started)")
+            // SIGTERM first: it stops what it started (a PostgreSQL in a group of its
+            // own too); SIGKILL to the group if it has not gone in 30 s.
+            let signal = |name: &str| {
+                let _ = Command::new("kill")
+                    .args([name, "--", &format!("-{group}")])
+                    .status();
+            };
+            signal("-TERM");
+            if tokio::time::timeout(Duration::from_secs(30), child.wait())
+                .await
+                .is_err()
+            {
+                signal("-KILL");
+            }
+            anyhow::bail!("{what} took over {limit:?} (stopped with what it started)")
         }
     }
 }
@@ -857,7 +883,9 @@ async fn circle_faults_kills_every_process_under_load_and_loses_nothing() -> any
     let out = scratch.join("out");
     let mut command = tokio::process::Command::new(&program);
     command
-        // Its own process group, with everything it starts: an overrun kills them all.
+        // Its own process group, with the services and NATS servers it starts (and
+        // PostgreSQL in one of its own, which it stops on SIGTERM): an overrun stops
+        // them all.
         .process_group(0)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

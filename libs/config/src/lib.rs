@@ -88,6 +88,28 @@ pub struct AuthConfig {
     pub services: BTreeMap<String, Vec<String>>,
 }
 
+/// The servers `nats.url` lists: one URL, or several separated by commas. A comma
+/// splits only where a URL (`scheme://`) follows it, so one inside a password does not.
+pub fn nats_servers(url: &str) -> Vec<&str> {
+    let mut servers = Vec::new();
+    let mut start = 0;
+    for (at, _) in url.match_indices(',') {
+        let rest = url[at + 1..].trim_start();
+        let scheme = rest.split("://").next().unwrap_or_default();
+        if rest.contains("://")
+            && !scheme.is_empty()
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '-')
+        {
+            servers.push(url[start..at].trim());
+            start = at + 1;
+        }
+    }
+    servers.push(url[start..].trim());
+    servers
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct NatsConfig {
@@ -713,10 +735,10 @@ impl Config {
 
     /// Validates the shared sections and the services' sections `scope` covers.
     pub fn validate_for(&self, scope: Scope<'_>) -> Result<(), ConfigError> {
-        if self.nats.url.split(',').any(|url| {
-            let url = url.trim();
-            !url.starts_with("nats://") && !url.starts_with("tls://")
-        }) {
+        if nats_servers(&self.nats.url)
+            .iter()
+            .any(|url| !url.starts_with("nats://") && !url.starts_with("tls://"))
+        {
             return invalid(
                 "nats.url",
                 "must start with nats:// or tls:// (several servers: comma-separated, each so)",

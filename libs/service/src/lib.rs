@@ -378,10 +378,11 @@ pub async fn access(config: &Config, service: &str) -> Result<Access, StartError
 
 /// `scheme://host…` of a URL, without the user and password it may carry.
 pub fn without_credentials(url: &str) -> String {
-    if url.contains(',') {
-        return url
-            .split(',')
-            .map(|one| without_credentials(one.trim()))
+    let servers = circle_config::nats_servers(url);
+    if servers.len() > 1 {
+        return servers
+            .into_iter()
+            .map(without_credentials)
             .collect::<Vec<_>>()
             .join(",");
     }
@@ -399,11 +400,11 @@ pub fn without_credentials(url: &str) -> String {
 
 /// The servers of `nats.url`: one URL, or several comma-separated.
 pub fn nats_servers(url: &str) -> Result<Vec<async_nats::ServerAddr>, String> {
-    url.split(',')
+    circle_config::nats_servers(url)
+        .into_iter()
         .map(|one| {
-            one.trim()
-                .parse::<async_nats::ServerAddr>()
-                .map_err(|error| format!("{}: {error}", without_credentials(one.trim())))
+            one.parse::<async_nats::ServerAddr>()
+                .map_err(|error| format!("{}: {error}", without_credentials(one)))
         })
         .collect()
 }
@@ -886,6 +887,13 @@ mod tests {
         );
         let refused = nats_servers("nats://a:4222,nats://u:secret@b:x").expect_err("bad port");
         assert!(!refused.contains("secret"), "{refused}");
+        // A comma inside a password does not split the URL, nor show part of it.
+        let one = nats_servers("nats://u:pa,ss@h:4222").expect("parses");
+        assert_eq!(one.len(), 1);
+        assert_eq!(
+            without_credentials("nats://u:pa,ss@h:4222"),
+            "nats://h:4222"
+        );
     }
 
     #[test]

@@ -376,7 +376,6 @@ async fn main() -> ExitCode {
                     nats_server,
                     postgres_bin,
                     keep,
-                    config_file: file.clone(),
                 })
             })();
             match options {

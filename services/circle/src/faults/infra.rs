@@ -9,10 +9,26 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-/// A free loopback port (bound and released; the child binds it right after).
-pub fn free_port() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
+/// Free loopback ports, all bound at once (so no two are the same) and released
+/// together; each child binds its own right after. Another process could still take
+/// one in between: the run then fails to start, it never mixes two processes up.
+pub struct Ports(Vec<u16>);
+
+impl Ports {
+    pub fn reserve(count: usize) -> anyhow::Result<Self> {
+        let listeners = (0..count)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let ports = listeners
+            .iter()
+            .map(|listener| listener.local_addr().map(|address| address.port()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self(ports))
+    }
+
+    pub fn take(&mut self) -> anyhow::Result<u16> {
+        self.0.pop().context("no reserved port left")
+    }
 }
 
 /// How to start one child again and again.
@@ -26,6 +42,13 @@ pub struct Recipe {
     /// Run as this (uid, gid): PostgreSQL refuses to run as root.
     pub user: Option<(u32, u32)>,
     pub log: PathBuf,
+    pub dir: PathBuf,
+    /// A process group of its own (PostgreSQL: a kill takes its backends too);
+    /// otherwise it stays in this process's group, so whatever kills the run's group
+    /// kills it too.
+    pub own_group: bool,
+    /// What asks it to stop (SIGTERM; PostgreSQL's fast shutdown is SIGINT).
+    pub stop_signal: &'static str,
 }
 
 /// A child process that is killed (SIGKILL, its whole process group) and started again.
@@ -67,12 +90,14 @@ impl Process {
                     .iter()
                     .map(|(k, v)| (k.as_str(), v.as_str())),
             )
+            .current_dir(&self.recipe.dir)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
-            // Its own process group: a kill takes every process it started.
-            .process_group(0)
             .kill_on_drop(true);
+        if self.recipe.own_group {
+            command.process_group(0);
+        }
         if let Some((uid, gid)) = self.recipe.user {
             command.uid(uid).gid(gid);
         }
@@ -83,26 +108,28 @@ impl Process {
         Ok(())
     }
 
-    /// SIGKILL to the process group, then waits for the child to be gone.
+    /// SIGKILL (to its process group when it has one), then waits for it to be gone.
     pub async fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
-            if let Some(pid) = child.id() {
-                signal_group(pid, "KILL");
+            if let Some(pid) = child.id()
+                && self.recipe.own_group
+            {
+                signal(pid, "KILL", true);
             }
             let _ = child.kill().await;
             let _ = child.wait().await;
         }
     }
 
-    /// SIGTERM (a graceful stop), then SIGKILL after `within`.
+    /// Its stop signal (a graceful stop), then SIGKILL after `within`.
     pub async fn stop(&mut self, within: Duration) {
         if let Some(mut child) = self.child.take() {
             if let Some(pid) = child.id() {
-                signal_group(pid, "TERM");
+                signal(pid, self.recipe.stop_signal, false);
             }
             if tokio::time::timeout(within, child.wait()).await.is_err() {
                 if let Some(pid) = child.id() {
-                    signal_group(pid, "KILL");
+                    signal(pid, "KILL", self.recipe.own_group);
                 }
                 let _ = child.kill().await;
                 let _ = child.wait().await;
@@ -133,14 +160,36 @@ impl Process {
     }
 }
 
-fn signal_group(pid: u32, signal: &str) {
-    let _ = std::process::Command::new("kill")
-        .arg(format!("-{signal}"))
+impl Drop for Process {
+    /// A run dropped midway (an error, or a signal to stop) leaves no process behind:
+    /// `kill_on_drop` reaches the child alone, this its group.
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid()
+            && self.recipe.own_group
+        {
+            signal(pid, "KILL", true);
+        }
+    }
+}
+
+/// Sends `name` (KILL, TERM, INT) to `pid`, or to its process group (`kill(1)`: the
+/// code forbids `unsafe`, which a direct `kill(2)` needs).
+fn signal(pid: u32, name: &str, group: bool) {
+    let target = if group {
+        format!("-{pid}")
+    } else {
+        pid.to_string()
+    };
+    let sent = std::process::Command::new("kill")
+        .arg(format!("-{name}"))
         .arg("--")
-        .arg(format!("-{pid}"))
+        .arg(&target)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
+    if !sent.is_ok_and(|status| status.success()) {
+        eprintln!("faults: kill -{name} -- {target} failed (is kill(1) installed?)");
+    }
 }
 
 /// Waits until something accepts connections on the loopback `port`.
@@ -207,7 +256,7 @@ pub fn postgres_bin(given: Option<&Path>) -> anyhow::Result<PathBuf> {
 /// A PostgreSQL of the run's own: a fresh cluster (trust authentication on loopback,
 /// superuser `postgres`) in `dir`, started as the `postgres` user when this runs as
 /// root.
-pub fn postgres(bin: &Path, dir: &Path) -> anyhow::Result<Process> {
+pub fn postgres(bin: &Path, dir: &Path, port: u16) -> anyhow::Result<Process> {
     let data = dir.join("pgdata");
     let user = if is_root() {
         Some(user_ids("postgres").context(
@@ -222,6 +271,8 @@ pub fn postgres(bin: &Path, dir: &Path) -> anyhow::Result<Process> {
     }
     let mut initdb = std::process::Command::new(bin.join("initdb"));
     initdb
+        // As the postgres user, a caller's directory (e.g. /root) may be closed to it.
+        .current_dir(dir)
         .arg("-D")
         .arg(&data)
         .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"])
@@ -237,7 +288,6 @@ pub fn postgres(bin: &Path, dir: &Path) -> anyhow::Result<Process> {
         "initdb failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let port = free_port()?;
     let recipe = Recipe {
         program: bin.join("postgres"),
         args: vec![
@@ -245,8 +295,9 @@ pub fn postgres(bin: &Path, dir: &Path) -> anyhow::Result<Process> {
             data.display().to_string(),
             "-p".into(),
             port.to_string(),
-            "-k".into(),
-            dir.display().to_string(),
+            // TCP only: no socket path to outgrow, none to share.
+            "-c".into(),
+            "unix_socket_directories=".into(),
             "-c".into(),
             "listen_addresses=127.0.0.1".into(),
             "-c".into(),
@@ -258,6 +309,9 @@ pub fn postgres(bin: &Path, dir: &Path) -> anyhow::Result<Process> {
         env_remove: Vec::new(),
         user,
         log: dir.join("postgres.log"),
+        dir: dir.to_owned(),
+        own_group: true,
+        stop_signal: "INT",
     };
     Ok(Process::new("postgres", port, recipe))
 }
@@ -309,29 +363,30 @@ pub fn nats_version(server: &Path) -> anyhow::Result<(u32, u32)> {
 /// NATS with JetStream: one server, or `nodes` servers clustered on loopback ports.
 /// Every write is synced to disk before it is acknowledged (`sync_interval: always`,
 /// servers from 2.10).
-pub fn nats(server: &Path, dir: &Path, nodes: usize) -> anyhow::Result<Vec<Process>> {
-    let sync_always = nats_version(server)? >= (2, 10);
+pub fn nats(
+    server: &Path,
+    dir: &Path,
+    nodes: usize,
+    ports: &mut Ports,
+) -> anyhow::Result<Vec<Process>> {
+    std::fs::create_dir_all(dir)?;
     anyhow::ensure!(
-        nodes == 1 || sync_always,
-        "a NATS cluster with sync_interval: always needs nats-server 2.10 or newer ({} is \
+        nats_version(server)? >= (2, 10),
+        "fault injection needs nats-server 2.10 or newer (sync_interval: always; {} is \
          older); pass --nats-server",
         server.display()
     );
-    let clients: Vec<u16> = (0..nodes).map(|_| free_port()).collect::<Result<_, _>>()?;
-    let routes: Vec<u16> = (0..nodes).map(|_| free_port()).collect::<Result<_, _>>()?;
+    let clients: Vec<u16> = (0..nodes).map(|_| ports.take()).collect::<Result<_, _>>()?;
+    let routes: Vec<u16> = (0..nodes).map(|_| ports.take()).collect::<Result<_, _>>()?;
     let mut processes = Vec::new();
     for node in 0..nodes {
         let store = dir.join(format!("nats-{node}"));
         std::fs::create_dir_all(&store)?;
         let mut conf = format!(
-            "server_name: n{node}\nlisten: 127.0.0.1:{}\njetstream {{\n  store_dir: \"{}\"\n{}}}\n",
+            "server_name: n{node}\nlisten: 127.0.0.1:{}\njetstream {{\n  store_dir: \"{}\"\n  \
+             sync_interval: always\n}}\n",
             clients[node],
             store.display(),
-            if sync_always {
-                "  sync_interval: always\n"
-            } else {
-                ""
-            }
         );
         if nodes > 1 {
             let others: Vec<String> = routes
@@ -358,6 +413,9 @@ pub fn nats(server: &Path, dir: &Path, nodes: usize) -> anyhow::Result<Vec<Proce
                 env_remove: Vec::new(),
                 user: None,
                 log: dir.join(format!("nats-{node}.log")),
+                dir: dir.to_owned(),
+                own_group: false,
+                stop_signal: "TERM",
             },
         ));
     }

@@ -101,7 +101,6 @@ pub struct Options {
     pub postgres_bin: Option<PathBuf>,
     /// Keep the scratch directories (data and logs) afterwards.
     pub keep: bool,
-    pub config_file: Option<PathBuf>,
 }
 
 impl Options {
@@ -188,6 +187,8 @@ pub struct TopologyReport {
     pub logs: BTreeMap<String, check::LogCheck>,
     pub capacity: check::CapacityCheck,
     pub read_models: Vec<check::ReadModelCheck>,
+    /// Dead letters of every projection, process managers' included.
+    pub dead_letters: i64,
     /// Every check held.
     pub passed: bool,
     pub work_dir: String,
@@ -203,20 +204,32 @@ impl TopologyReport {
             .map(|log| log.doubled + log.request_ids_twice)
             .sum()
     }
+    /// Every check held, and had something to check: each stream holds acknowledged
+    /// commands and every commit's expected version, enrollments raced for seats, and
+    /// every read model was compared.
     fn judge(&mut self) {
         self.passed = self.lost() == 0
             && self.doubled() == 0
-            && self
-                .logs
-                .values()
-                .all(|log| log.versions_out_of_line == 0 && log.times_backwards == 0)
+            && self.logs.len() == SERVICES.len()
+            && self.logs.values().all(|log| {
+                log.acknowledged > 0
+                    && log.versions_checked == log.commits
+                    && log.versions_out_of_line == 0
+                    && log.times_backwards == 0
+            })
             && self.capacity.violations == 0
+            && self.capacity.commits > 0
+            && self
+                .commands
+                .acknowledged_by_operation
+                .get("enroll")
+                .is_some_and(|count| *count > 0)
             && !self.read_models.is_empty()
             && self
                 .read_models
                 .iter()
                 .all(|model| model.equal && model.dead_letters == 0)
-            && self.commands.acknowledged > 0;
+            && self.dead_letters == 0;
     }
 }
 
@@ -253,17 +266,23 @@ pub async fn run(
         let _ = std::fs::remove_dir_all(&work_dir);
         std::fs::create_dir_all(&work_dir)?;
         let seed = options.seed.wrapping_add(index as u64);
-        let result = run_topology(
-            config,
-            options,
-            topology,
-            seed,
-            &nats_server,
-            &postgres_bin,
-            &work_dir,
-            &progress,
-        )
-        .await
+        // SIGTERM or SIGINT drops the run midway: every process it started is killed
+        // with it (`kill_on_drop`, and PostgreSQL's process group by `Process`'s drop).
+        let result = tokio::select! {
+            result = run_topology(
+                config,
+                options,
+                topology,
+                seed,
+                &nats_server,
+                &postgres_bin,
+                &work_dir,
+                &progress,
+            ) => result,
+            () = circle_service::stop_requested() => {
+                Err(anyhow::anyhow!("stopped by a signal; every process it started is killed"))
+            }
+        }
         .with_context(|| {
             format!(
                 "the {} run (its processes' logs: {})",
@@ -313,7 +332,43 @@ struct Processes {
     services: Vec<(&'static str, Process)>,
 }
 
+/// A process `wait_up` waits for.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    Postgres,
+    Nats(usize),
+}
+
 impl Processes {
+    /// Waits until `target` accepts connections, starting again meanwhile whatever
+    /// exits on its own (it included: e.g. a restart that failed at once).
+    async fn wait_up(
+        &mut self,
+        target: Target,
+        faults: &mut Faults,
+        within: Duration,
+    ) -> anyhow::Result<()> {
+        let port = match target {
+            Target::Postgres => self.postgres.port,
+            Target::Nats(node) => self.nats[node].port,
+        };
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            self.heal(faults)?;
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "{target:?} did not accept connections within {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Starts again whatever exited on its own (as an orchestrator would).
     fn heal(&mut self, faults: &mut Faults) -> anyhow::Result<()> {
         let mut all: Vec<&mut Process> = vec![&mut self.postgres];
@@ -353,14 +408,25 @@ async fn run_topology(
     work_dir: &std::path::Path,
     progress: &impl Fn(&str),
 ) -> anyhow::Result<TopologyReport> {
+    // Every port of the run at once: PostgreSQL, each node's client and route port,
+    // each service replica.
+    let mut ports = infra::Ports::reserve(1 + 2 * topology.nodes() + SERVICES.len() * REPLICAS)?;
     let mut processes = Processes {
-        postgres: infra::postgres(postgres_bin, &work_dir.join("postgres"))?,
-        nats: infra::nats(nats_server, &work_dir.join("nats"), topology.nodes())?,
+        postgres: infra::postgres(postgres_bin, &work_dir.join("postgres"), ports.take()?)?,
+        nats: infra::nats(
+            nats_server,
+            &work_dir.join("nats"),
+            topology.nodes(),
+            &mut ports,
+        )?,
         services: Vec::new(),
     };
+    let mut faults = Faults::default();
     let outcome = async {
         processes.postgres.start()?;
-        infra::wait_port(processes.postgres.port, Duration::from_secs(60)).await?;
+        processes
+            .wait_up(Target::Postgres, &mut faults, Duration::from_secs(60))
+            .await?;
         for node in &mut processes.nats {
             node.start()?;
         }
@@ -387,6 +453,9 @@ async fn run_topology(
         faults_config.nats.credentials_file = None;
         faults_config.nats.nkey_seed_file = None;
         faults_config.nats.tls_required = false;
+        faults_config.nats.tls_ca = None;
+        faults_config.nats.tls_cert = None;
+        faults_config.nats.tls_key = None;
         faults_config.database.url = format!("postgres://circle_service:circle_service@{database}");
         faults_config.database.owner_url = format!("postgres://postgres@{database}");
         faults_config.auth.issuer = dev_keys::ISSUER.to_owned();
@@ -407,7 +476,7 @@ async fn run_topology(
             topology.label()
         ));
         let exe = std::env::current_exe().context("finding the circle binary")?;
-        let mut env = vec![
+        let env = vec![
             ("CIRCLE_NATS__URL".to_owned(), nats_url.clone()),
             ("CIRCLE_NATS__NAMESPACE".to_owned(), String::new()),
             (
@@ -440,34 +509,17 @@ async fn run_topology(
                 std::env::var("CIRCLE_TELEMETRY__LOG_FILTER").unwrap_or_else(|_| "warn".to_owned()),
             ),
         ];
-        if let Some(file) = &options.config_file {
-            env.push((
-                circle_config::FILE_VARIABLE.to_owned(),
-                file.display().to_string(),
-            ));
-        }
-        // The run's own settings replace the caller's, `_FILE` forms included (both set
-        // is refused), and nothing of the caller's NATS credentials reaches its servers.
-        let env_remove: Vec<String> = env
-            .iter()
-            .map(|(key, _)| format!("{key}_FILE"))
-            .chain(
-                [
-                    "CIRCLE_NATS__USER",
-                    "CIRCLE_NATS__PASSWORD",
-                    "CIRCLE_NATS__TOKEN",
-                    "CIRCLE_NATS__CREDENTIALS_FILE",
-                    "CIRCLE_NATS__NKEY_SEED_FILE",
-                    "CIRCLE_NATS__TLS_REQUIRED",
-                    "CIRCLE_VAULT__MASTER_KEYS",
-                ]
-                .iter()
-                .map(|key| (*key).to_owned()),
-            )
+        // The replicas read the run's settings alone: no configuration file and none of
+        // the caller's `CIRCLE_…` variables (its credentials, TLS or master keys would
+        // not fit the run's servers).
+        let env_remove: Vec<String> = std::env::vars_os()
+            .filter_map(|(key, _)| key.into_string().ok())
+            .filter(|key| key.starts_with("CIRCLE_"))
+            .chain(std::iter::once(circle_config::FILE_VARIABLE.to_owned()))
             .collect();
         for service in SERVICES {
             for replica in 0..REPLICAS {
-                let port = infra::free_port()?;
+                let port = ports.take()?;
                 let mut env = env.clone();
                 env.push((
                     format!("CIRCLE_{}__LISTEN", service.to_ascii_uppercase()),
@@ -483,17 +535,18 @@ async fn run_topology(
                         env_remove: env_remove.clone(),
                         user: None,
                         log: work_dir.join(format!("{service}-{replica}.log")),
+                        dir: work_dir.to_owned(),
+                        own_group: false,
+                        stop_signal: "TERM",
                     },
                 );
                 process.start()?;
                 processes.services.push((service, process));
             }
         }
-        for (_, process) in &processes.services {
-            wait_serving(process.port, Duration::from_secs(120))
-                .await
-                .with_context(|| format!("{} did not become ready", process.name))?;
-        }
+        // A replica that gives up at its start (a new cluster's streams still electing
+        // their leaders) is started again, as afterwards.
+        bring_back(&mut processes, &mut faults).await?;
 
         progress(&format!("{}: seeding the network", topology.label()));
         let mint: Mint = crate::bench::load::mint(keys, &faults_config, NETWORK);
@@ -533,17 +586,19 @@ async fn run_topology(
         let workers: Vec<_> = (0..options.concurrency)
             .map(|_| tokio::spawn(worker(load.clone())))
             .collect();
-        let mut faults = Faults::default();
         let injected = inject(&mut processes, topology, options, seed, &mut faults).await;
         // Whatever happened, everything runs again before the load drains.
         let healed = bring_back(&mut processes, &mut faults).await;
         load.stop.store(true, Ordering::Relaxed);
         progress(&format!("{}: draining the load", topology.label()));
         for worker in workers {
-            let _ = worker.await;
+            // A worker that panicked may have taken acknowledgements with it.
+            worker.await.context("a load worker failed")?;
         }
         injected?;
         healed?;
+        // The streams have their leaders again (after two nodes were down, an election).
+        wait_jetstream(&nats_url, topology.nodes()).await?;
 
         progress(&format!(
             "{}: waiting for the projections to catch up",
@@ -562,7 +617,7 @@ async fn run_topology(
         let tally = load
             .tally
             .lock()
-            .map_err(|_| anyhow::anyhow!("the tally's lock was poisoned"))?
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
         let mut logs = BTreeMap::new();
         let mut enrollment_log = Vec::new();
@@ -579,7 +634,7 @@ async fn run_topology(
             }
         }
         let capacity = check::check_capacity(&enrollment_log)?;
-        let read_models = compare_read_models(&ops, &faults_config).await?;
+        let (read_models, dead_letters) = compare_read_models(&ops, &faults_config).await?;
         let mut report = TopologyReport {
             topology,
             nats_nodes: topology.nodes(),
@@ -590,6 +645,7 @@ async fn run_topology(
             logs,
             capacity,
             read_models,
+            dead_letters,
             passed: false,
             work_dir: work_dir.display().to_string(),
         };
@@ -739,7 +795,9 @@ async fn inject(
                 faults.nats_node += 1;
                 pause(processes, faults, down).await?;
                 processes.nats[node].start()?;
-                infra::wait_port(processes.nats[node].port, Duration::from_secs(60)).await?;
+                processes
+                    .wait_up(Target::Nats(node), faults, Duration::from_secs(60))
+                    .await?;
             }
             Fault::NatsTwoNodes => {
                 let mut nodes: Vec<usize> = (0..processes.nats.len()).collect();
@@ -756,7 +814,9 @@ async fn inject(
                     processes.nats[node].start()?;
                 }
                 for &node in nodes {
-                    infra::wait_port(processes.nats[node].port, Duration::from_secs(60)).await?;
+                    processes
+                        .wait_up(Target::Nats(node), faults, Duration::from_secs(60))
+                        .await?;
                 }
             }
             Fault::Postgres => {
@@ -764,7 +824,9 @@ async fn inject(
                 faults.postgres += 1;
                 pause(processes, faults, down).await?;
                 processes.postgres.start()?;
-                infra::wait_port(processes.postgres.port, Duration::from_secs(120)).await?;
+                processes
+                    .wait_up(Target::Postgres, faults, Duration::from_secs(120))
+                    .await?;
             }
             Fault::Service(service) => {
                 let replica = random.random_range(0..REPLICAS);
@@ -831,7 +893,8 @@ async fn bring_back(processes: &mut Processes, faults: &mut Faults) -> anyhow::R
 }
 
 /// Waits until every projection has applied its whole stream and nothing moves for
-/// three checks in a row (process managers' commands settle too).
+/// three checks in a row (process managers' commands settle too). A check that fails
+/// (a stream without its leader yet) counts as not yet.
 async fn wait_caught_up(
     ops: &crate::ops::Ops,
     processes: &mut Processes,
@@ -842,35 +905,46 @@ async fn wait_caught_up(
     let mut last_seen = Vec::new();
     loop {
         processes.heal(faults)?;
-        let lines = crate::ops::projections::list(ops).await?;
-        let mut positions = Vec::new();
-        let mut behind = Vec::new();
-        for line in &lines {
-            let entry = crate::ops::catalog::find(&line.projection)
-                .context("a projection missing from the catalog")?;
-            let last = match ops.stream(entry.stream).await? {
-                Some(mut stream) => stream.info().await?.state.last_sequence,
-                None => 0,
-            };
-            let checkpoint = line.checkpoint.unwrap_or(0);
-            if checkpoint < last {
-                behind.push(format!("{} at {checkpoint} of {last}", line.projection));
+        let observed = async {
+            let mut positions = Vec::new();
+            let mut behind = Vec::new();
+            for line in crate::ops::projections::list(ops).await? {
+                let entry = crate::ops::catalog::find(&line.projection)
+                    .context("a projection missing from the catalog")?;
+                let last = match ops.stream(entry.stream).await? {
+                    Some(mut stream) => stream.info().await?.state.last_sequence,
+                    None => 0,
+                };
+                let checkpoint = line.checkpoint.unwrap_or(0);
+                if checkpoint < last {
+                    behind.push(format!("{} at {checkpoint} of {last}", line.projection));
+                }
+                positions.push((checkpoint, last));
             }
-            positions.push((checkpoint, last));
+            anyhow::Ok((positions, behind))
         }
-        if behind.is_empty() && positions == last_seen {
-            quiet += 1;
-            if quiet >= 3 {
-                return Ok(());
+        .await;
+        let waiting_for = match observed {
+            Ok((positions, behind)) => {
+                if behind.is_empty() && positions == last_seen {
+                    quiet += 1;
+                    if quiet >= 3 {
+                        return Ok(());
+                    }
+                } else {
+                    quiet = 0;
+                }
+                last_seen = positions;
+                behind.join(", ")
             }
-        } else {
-            quiet = 0;
-        }
-        last_seen = positions;
+            Err(error) => {
+                quiet = 0;
+                format!("{error:#}")
+            }
+        };
         anyhow::ensure!(
             tokio::time::Instant::now() < deadline,
-            "the projections did not catch up within 300 s: {}",
-            behind.join(", ")
+            "the projections did not catch up within 300 s: {waiting_for}"
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
@@ -880,7 +954,7 @@ async fn wait_caught_up(
 async fn compare_read_models(
     ops: &crate::ops::Ops,
     config: &Config,
-) -> anyhow::Result<Vec<check::ReadModelCheck>> {
+) -> anyhow::Result<(Vec<check::ReadModelCheck>, i64)> {
     let superuser = sqlx::postgres::PgPoolOptions::new()
         .max_connections(1)
         .connect(&config.database.owner_url)
@@ -912,8 +986,29 @@ async fn compare_read_models(
             dead_letters,
         });
     }
+    // Every projection's dead letters, process managers' included (their checkpoints
+    // move past a message they give up on, as a read model's do).
+    let schemas: BTreeSet<&str> = crate::ops::catalog::CATALOG
+        .iter()
+        .map(|entry| entry.schema)
+        .collect();
+    let mut dead_letters = 0;
+    for schema in schemas {
+        let table = format!("{schema}.dead_letters");
+        let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
+            .bind(&table)
+            .fetch_one(&superuser)
+            .await?;
+        if exists.is_some() {
+            let count: i64 =
+                sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+                    .fetch_one(&superuser)
+                    .await?;
+            dead_letters += count;
+        }
+    }
     superuser.close().await;
-    Ok(checks)
+    Ok((checks, dead_letters))
 }
 
 /// Clients of both replicas of each service.
@@ -984,9 +1079,12 @@ enum Answer<T> {
 
 impl Load {
     fn tally(&self, update: impl FnOnce(&mut Tally)) {
-        if let Ok(mut tally) = self.tally.lock() {
-            update(&mut tally);
-        }
+        // Every update is whole before the guard drops: a poisoned lock's tally is whole.
+        let mut tally = self
+            .tally
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        update(&mut tally);
     }
 
     /// Calls until answered: a transient failure (the replica or what it needs is
