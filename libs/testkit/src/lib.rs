@@ -185,6 +185,7 @@ impl TestEnv {
         let mut admin = PgConnection::connect(&admin_url)
             .await
             .with_context(|| format!("connecting to PostgreSQL at {admin_url}"))?;
+        keep_anchor(&nats).await?;
         static SWEPT: AtomicBool = AtomicBool::new(false);
         if !SWEPT.swap(true, Ordering::SeqCst) {
             sweep_stale(&nats, &mut admin, now).await;
@@ -295,6 +296,25 @@ pub fn replace_user(url: &str, user: &str, password: &str) -> String {
         .rsplit_once('@')
         .map_or(authority, |(_, host)| host);
     format!("{scheme}://{user}:{password}@{host}{path}")
+}
+
+/// A stream the tests never delete: NATS 2.9 removes an account's stream directory
+/// when its last stream goes, and a stream created at that moment fails ("could not
+/// create storage directory", seen as `error creating store for stream`). Tests delete
+/// their streams all the time, so one always stays. Its name has no test namespace:
+/// no sweep takes it.
+async fn keep_anchor(nats: &async_nats::Client) -> anyhow::Result<()> {
+    async_nats::jetstream::new(nats.clone())
+        .get_or_create_stream(async_nats::jetstream::stream::Config {
+            name: "CIRCLE_TEST_ANCHOR".to_owned(),
+            subjects: vec!["circle-test-anchor".to_owned()],
+            storage: async_nats::jetstream::stream::StorageType::File,
+            max_messages: 1,
+            ..Default::default()
+        })
+        .await
+        .map_err(|error| anyhow::anyhow!("keeping the tests' anchor stream: {error}"))?;
+    Ok(())
 }
 
 /// Drops databases and streams that earlier test runs left behind (older than two
