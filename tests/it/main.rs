@@ -19,6 +19,7 @@ mod matrix;
 mod nats_users;
 mod ops;
 mod pki;
+mod proto_contract;
 mod retries;
 mod scale_out;
 mod sessions;

@@ -5,6 +5,7 @@
 //! may they see the check-in, how wide may this participant share — is resolved
 //! before the command is built. `evolve` also receives the commit's time.
 
+pub mod instruments;
 pub mod journal;
 pub mod nudges;
 pub mod partnership;
