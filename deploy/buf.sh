@@ -5,6 +5,6 @@ cd "$(dirname "$0")/.."
 tools="${XDG_CACHE_HOME:-$HOME/.cache}/circle/buf"
 if [ ! -x "$tools/node_modules/.bin/buf" ]; then
   mkdir -p "$tools"
-  npm install --prefix "$tools" --no-audit --no-fund --silent @bufbuild/buf@1 >/dev/null
+  npm install --prefix "$tools" --no-audit --no-fund --silent @bufbuild/buf@1.75.0 >/dev/null
 fi
 exec "$tools/node_modules/.bin/buf" "$@"

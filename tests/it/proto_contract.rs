@@ -29,19 +29,28 @@ fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A scratch copy of the module, removed when dropped (whatever the test's outcome).
+struct Copy(PathBuf);
+
+impl Drop for Copy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A copy of the module (buf.yaml and proto/), with `edit` applied to one file.
-fn copy_with(name: &str, file: &str, edit: impl Fn(&str) -> String) -> anyhow::Result<PathBuf> {
+fn copy_with(name: &str, file: &str, edit: impl Fn(&str) -> String) -> anyhow::Result<Copy> {
     let root = repository();
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |since| since.as_nanos());
-    let copy = std::env::temp_dir().join(format!(
+    let copy = Copy(std::env::temp_dir().join(format!(
         "circle-proto-{name}-{}-{nanos}",
         std::process::id()
-    ));
-    copy_tree(&root.join("proto"), &copy.join("proto"))?;
-    std::fs::copy(root.join("buf.yaml"), copy.join("buf.yaml"))?;
-    let path = copy.join("proto").join(file);
+    )));
+    copy_tree(&root.join("proto"), &copy.0.join("proto"))?;
+    std::fs::copy(root.join("buf.yaml"), copy.0.join("buf.yaml"))?;
+    let path = copy.0.join("proto").join(file);
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {file}"))?;
     let edited = edit(&text);
     anyhow::ensure!(edited != text, "the edit of {file} changed nothing");
@@ -76,14 +85,14 @@ fn the_contract_check_passes_the_protos_and_fails_a_breaking_change() -> anyhow:
     let harmless = copy_with("harmless", "circle/eventstore/v1/commit.proto", |text| {
         text.replacen("// The tenant: the clinic network.", "// The tenant.", 1)
     })?;
-    let (passed, printed) = check(&harmless)?;
+    let (passed, printed) = check(&harmless.0)?;
     assert!(passed, "a comment was called breaking:\n{printed}");
 
     // A stored commit's field renumbered: every event already written would misread.
     let renumbered = copy_with("renumbered", "circle/eventstore/v1/commit.proto", |text| {
         text.replacen("string request_id = 1;", "string request_id = 11;", 1)
     })?;
-    let (passed, printed) = check(&renumbered)?;
+    let (passed, printed) = check(&renumbered.0)?;
     assert!(!passed, "a renumbered field passed");
     assert!(printed.contains("request_id"), "{printed}");
 
@@ -98,7 +107,7 @@ fn the_contract_check_passes_the_protos_and_fails_a_breaking_change() -> anyhow:
                 .join("\n")
         },
     )?;
-    let (passed, printed) = check(&removed)?;
+    let (passed, printed) = check(&removed.0)?;
     assert!(!passed, "a removed RPC passed");
     assert!(printed.contains("ListWaitlist"), "{printed}");
 
@@ -117,15 +126,11 @@ fn the_contract_check_passes_the_protos_and_fails_a_breaking_change() -> anyhow:
                 .join("\n")
         },
     )?;
-    let (passed, printed) = check(&enum_value)?;
+    let (passed, printed) = check(&enum_value.0)?;
     assert!(!passed, "a removed enum value passed");
     assert!(
         printed.contains("DISCHARGE_REASON_NO_SHOW") || printed.contains("\"4\""),
         "{printed}"
     );
-
-    for dir in [harmless, renumbered, removed, enum_value] {
-        let _ = std::fs::remove_dir_all(dir);
-    }
     Ok(())
 }

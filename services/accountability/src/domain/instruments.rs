@@ -1,27 +1,33 @@
 //! Outcome measures (measurement-based care): standard instruments defined as data —
-//! `instruments/*.toml`, one file each: items, their answer options, the scales that
-//! sum them, each scale's severity bands, and safety rules (an item answered at or
-//! above a value is a concern whatever the scores). A new instrument is a new file,
-//! no code. Scores are computed here from the answers, never taken from a client.
+//! `instruments/*.toml`, one file each, every one embedded by `build.rs`: items, their
+//! answer options, the scales that sum them, each scale's severity bands, and safety
+//! rules (an item answered at or above a value is a concern whatever the scores). A
+//! new instrument is a new file, no code. A client answers by choosing an option (its
+//! place in the item's option set); what the option is worth, and every score, is the
+//! definition's, never the client's.
 //!
 //! [`Catalog::standard`] holds PHQ-9, GAD-7 and the Brief Addiction Monitor, checked
-//! when loaded: every scale's bands cover exactly the scores its items can sum to,
-//! one band per score, and every item, option set and safety rule refers to something
-//! that exists.
+//! when loaded: every scale's bands cover the range from the lowest to the highest sum
+//! of its items, one band per score, in order; ids are unique; every item, option set
+//! and safety rule refers to something that exists; option values are bounded (no sum
+//! overflows); a safety rule can be met and can be missed.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
 
-/// The instruments' files, embedded.
-const STANDARD: [(&str, &str); 3] = [
-    ("phq9.toml", include_str!("../../instruments/phq9.toml")),
-    ("gad7.toml", include_str!("../../instruments/gad7.toml")),
-    ("bam.toml", include_str!("../../instruments/bam.toml")),
-];
+/// The instruments' files, embedded: every `instruments/*.toml` (`build.rs`), by name.
+mod standard {
+    include!(concat!(env!("OUT_DIR"), "/instruments.rs"));
+}
+pub use standard::STANDARD;
 
 /// Answers a submission may hold at most (items of any instrument).
 pub const MAX_ITEMS: usize = 64;
+/// An option set's options at most, and the largest value an option may carry (so no
+/// sum of a scale can overflow).
+pub const MAX_OPTIONS: usize = 32;
+pub const MAX_OPTION_VALUE: u32 = 1_000;
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -119,8 +125,8 @@ pub enum ScoringError {
     DuplicateAnswer(String),
     #[error("item {0:?} is not answered")]
     MissingAnswer(String),
-    #[error("{value} is not an answer of item {item:?}")]
-    InvalidAnswer { item: String, value: u32 },
+    #[error("item {item:?} has no option {option} (its options are numbered from 0)")]
+    InvalidAnswer { item: String, option: u32 },
     #[error("at most {MAX_ITEMS} answers")]
     TooManyAnswers,
 }
@@ -180,18 +186,32 @@ impl Instrument {
                 problem,
             })
         };
-        let ids: BTreeSet<&str> = self.items.iter().map(|item| item.id.as_str()).collect();
-        if ids.len() != self.items.len() {
+        let unique = |ids: Vec<&str>| ids.iter().collect::<BTreeSet<_>>().len() == ids.len();
+        if !unique(self.items.iter().map(|item| item.id.as_str()).collect()) {
             return fail("two items share an id".into());
+        }
+        if !unique(self.option_sets.iter().map(|set| set.id.as_str()).collect()) {
+            return fail("two option sets share an id".into());
+        }
+        if !unique(self.scales.iter().map(|scale| scale.id.as_str()).collect()) {
+            return fail("two scales share an id".into());
+        }
+        if !unique(self.safety.iter().map(|rule| rule.id.as_str()).collect()) {
+            return fail("two safety rules share an id".into());
         }
         if self.items.is_empty() || self.items.len() > MAX_ITEMS {
             return fail(format!("it needs 1 to {MAX_ITEMS} items"));
         }
         for set in &self.option_sets {
             let values: BTreeSet<u32> = set.options.iter().map(|option| option.value).collect();
-            if set.options.is_empty() || values.len() != set.options.len() {
+            if set.options.is_empty()
+                || set.options.len() > MAX_OPTIONS
+                || values.len() != set.options.len()
+                || values.iter().any(|value| *value > MAX_OPTION_VALUE)
+            {
                 return fail(format!(
-                    "option set {:?} is empty or repeats a value",
+                    "option set {:?} needs 1 to {MAX_OPTIONS} options of distinct values \
+                     up to {MAX_OPTION_VALUE}",
                     set.id
                 ));
             }
@@ -205,6 +225,10 @@ impl Instrument {
             }
         }
         for scale in &self.scales {
+            if !unique(scale.items.iter().map(String::as_str).collect()) {
+                return fail(format!("scale {:?} sums an item twice", scale.id));
+            }
+            // At most 64 items of values up to 1,000: no sum overflows.
             let mut least = 0;
             let mut most = 0;
             for id in &scale.items {
@@ -223,7 +247,7 @@ impl Instrument {
             // The bands, in order, cover least..=most once each.
             let mut next = least;
             for band in &scale.bands {
-                if band.min != next || band.max < band.min {
+                if band.min != next || band.max < band.min || band.max > most {
                     return fail(format!(
                         "scale {:?}: its bands must cover {least} to {most} in order, \
                          without gaps or overlaps (a band starts at {})",
@@ -244,11 +268,12 @@ impl Instrument {
             let Some(item) = self.item(&rule.item) else {
                 return fail(format!("safety rule {:?} names an unknown item", rule.id));
             };
-            if rule.at_least > self.most(item) {
+            if rule.at_least > self.most(item) || rule.at_least <= self.least(item) {
                 return fail(format!(
-                    "safety rule {:?} can never be met: item {:?} goes up to {}",
+                    "safety rule {:?} is never or always met: item {:?} goes from {} to {}",
                     rule.id,
                     item.id,
+                    self.least(item),
                     self.most(item)
                 ));
             }
@@ -256,27 +281,30 @@ impl Instrument {
         Ok(())
     }
 
-    /// Scores answers (item id, answer value): every required item answered once with
-    /// one of its options; each scale summed and banded; the safety rules met.
+    /// Scores answers (item id, the chosen option's place in the item's option set,
+    /// from 0): every required item answered once; each option's value is the
+    /// definition's, never the client's; each scale summed and banded; the safety
+    /// rules met.
     pub fn score(&self, answers: &[(String, u32)]) -> Result<Scored, ScoringError> {
         if answers.len() > MAX_ITEMS {
             return Err(ScoringError::TooManyAnswers);
         }
         let mut given: BTreeMap<&str, u32> = BTreeMap::new();
-        for (id, value) in answers {
+        for (id, option) in answers {
             let Some(item) = self.item(id) else {
                 return Err(ScoringError::UnknownItem(id.clone()));
             };
-            let valid = self
+            let Some(value) = self
                 .option_set(&item.options)
-                .is_some_and(|set| set.options.iter().any(|option| option.value == *value));
-            if !valid {
+                .and_then(|set| set.options.get(*option as usize))
+                .map(|chosen| chosen.value)
+            else {
                 return Err(ScoringError::InvalidAnswer {
                     item: id.clone(),
-                    value: *value,
+                    option: *option,
                 });
-            }
-            if given.insert(id.as_str(), *value).is_some() {
+            };
+            if given.insert(id.as_str(), value).is_some() {
                 return Err(ScoringError::DuplicateAnswer(id.clone()));
             }
         }
@@ -384,6 +412,23 @@ mod tests {
         Catalog::standard().expect("the standard instruments hold together")
     }
 
+    /// The text of an embedded instrument file.
+    fn file(name: &str) -> &'static str {
+        STANDARD
+            .iter()
+            .find(|(file, _)| *file == name)
+            .map(|(_, text)| *text)
+            .expect("an embedded instrument file")
+    }
+
+    #[test]
+    fn every_file_in_the_instruments_folder_is_offered() {
+        let catalog = catalog();
+        let offered: Vec<&str> = catalog.instruments().map(|one| one.id.as_str()).collect();
+        assert_eq!(offered, vec!["bam", "gad-7", "phq-9"]);
+        assert_eq!(STANDARD.len(), 3);
+    }
+
     /// Answers to every required item of `instrument`, each `value` (or the nearest
     /// option below it), then `overrides`.
     fn answers(instrument: &str, fill: u32, overrides: &[(&str, u32)]) -> Vec<(String, u32)> {
@@ -414,6 +459,31 @@ mod tests {
         answers
     }
 
+    /// Answers by value (the published scores) as the service takes them: each value's
+    /// option, by its place in the item's option set (`u32::MAX` where none has it).
+    fn by_value(instrument: &str, answers: &[(String, u32)]) -> Vec<(String, u32)> {
+        let catalog = catalog();
+        let Some(instrument) = catalog.get(instrument) else {
+            return answers.to_vec();
+        };
+        answers
+            .iter()
+            .map(|(id, value)| {
+                let option = instrument
+                    .item(id)
+                    .and_then(|item| instrument.option_set(&item.options))
+                    .and_then(|set| set.options.iter().position(|option| option.value == *value))
+                    .map_or(u32::MAX, |at| at as u32);
+                (id.clone(), option)
+            })
+            .collect()
+    }
+
+    /// Scores answers given by value.
+    fn scored(instrument: &str, answers: &[(String, u32)]) -> Result<Scored, ScoringError> {
+        catalog().score(instrument, &by_value(instrument, answers))
+    }
+
     /// Answers to items "1".."items" of 0–3 summing to `total` (filled from the first
     /// item on), with item `keep_zero` left at 0.
     fn summing_to(items: usize, total: u32, keep_zero: Option<&str>) -> Vec<(String, u32)> {
@@ -436,7 +506,7 @@ mod tests {
     }
 
     fn band(instrument: &str, scale: &str, answers: &[(String, u32)]) -> (u32, String, bool) {
-        let scored = catalog().score(instrument, answers).expect("scores");
+        let scored = scored(instrument, answers).expect("scores");
         let scale = scored.scale(scale).expect("scale").clone();
         (scale.score, scale.band, scale.significant)
     }
@@ -462,7 +532,7 @@ mod tests {
                 (total, expected.to_owned(), significant),
                 "PHQ-9 total {total}"
             );
-            let scored = catalog().score("phq-9", &answers).expect("scores");
+            let scored = scored("phq-9", &answers).expect("scores");
             assert!(scored.safety.is_empty(), "item 9 at 0 raises nothing");
         }
         let all = answers("phq-9", 3, &[]);
@@ -475,9 +545,7 @@ mod tests {
     #[test]
     fn phq9_item_9_above_zero_is_a_safety_concern_whatever_the_total() {
         for value in 1..=3 {
-            let scored = catalog()
-                .score("phq-9", &answers("phq-9", 0, &[("9", value)]))
-                .expect("scores");
+            let scored = scored("phq-9", &answers("phq-9", 0, &[("9", value)])).expect("scores");
             assert_eq!(
                 scored.safety,
                 vec!["self-harm".to_owned()],
@@ -488,9 +556,7 @@ mod tests {
                 Some("minimal")
             );
         }
-        let scored = catalog()
-            .score("phq-9", &answers("phq-9", 3, &[("9", 0)]))
-            .expect("scores");
+        let scored = scored("phq-9", &answers("phq-9", 3, &[("9", 0)])).expect("scores");
         assert!(scored.safety.is_empty());
     }
 
@@ -550,6 +616,7 @@ mod tests {
             risk([4, 4, 4, 0, 0, 0]),
             (12, "elevated risk".to_owned(), true)
         );
+        assert_eq!(risk([0; 6]), (0, "lower risk".to_owned(), false));
         assert_eq!(risk([4; 6]), (24, "elevated risk".to_owned(), true));
         // Protective: items 9, 10, 12, 13, 14, 16; 12 or less is of concern (14 is
         // answered no = 0 or yes = 4).
@@ -560,6 +627,7 @@ mod tests {
                 .collect();
             band("bam", "protective", &answers("bam", 0, &overrides))
         };
+        assert_eq!(protective([0; 6]), (0, "low protection".to_owned(), true));
         assert_eq!(
             protective([4, 4, 4, 0, 0, 0]),
             (12, "low protection".to_owned(), true)
@@ -573,12 +641,8 @@ mod tests {
             (24, "adequate protection".to_owned(), false)
         );
         // Items outside the subscales move none of them.
-        let base = catalog()
-            .score("bam", &answers("bam", 0, &[]))
-            .expect("scores");
-        let more = catalog()
-            .score("bam", &answers("bam", 0, &[("17", 4), ("7a", 4)]))
-            .expect("scores");
+        let base = scored("bam", &answers("bam", 0, &[])).expect("scores");
+        let more = scored("bam", &answers("bam", 0, &[("17", 4), ("7a", 4)])).expect("scores");
         assert_eq!(base.scales, more.scales);
     }
 
@@ -588,47 +652,63 @@ mod tests {
         let mut missing = answers("phq-9", 1, &[]);
         missing.retain(|(id, _)| id != "4");
         assert_eq!(
-            catalog.score("phq-9", &missing),
+            scored("phq-9", &missing),
             Err(ScoringError::MissingAnswer("4".into()))
         );
+        // Options are chosen by their place: PHQ-9's are 0–3, so 4 is none.
+        let mut beyond = by_value("phq-9", &answers("phq-9", 1, &[]));
+        beyond.retain(|(id, _)| id != "2");
+        beyond.push(("2".into(), 4));
         assert_eq!(
-            catalog.score("phq-9", &answers("phq-9", 1, &[("2", 4)])),
+            catalog.score("phq-9", &beyond),
             Err(ScoringError::InvalidAnswer {
                 item: "2".into(),
-                value: 4
+                option: 4
             })
         );
-        // BAM's item 14 is no (0) or yes (4): 2 is no answer.
-        assert!(matches!(
-            catalog.score("bam", &answers("bam", 0, &[("14", 2)])),
-            Err(ScoringError::InvalidAnswer { .. })
-        ));
+        // BAM's item 14 has two options, no (worth 0) and yes (worth 4): the second is
+        // chosen as 1 and scores 4; 2 is none.
+        let mut yes = by_value("bam", &answers("bam", 0, &[]));
+        yes.retain(|(id, _)| id != "14");
+        yes.push(("14".into(), 1));
+        let protective = catalog.score("bam", &yes).expect("scores");
+        assert_eq!(
+            protective.scale("protective").map(|scale| scale.score),
+            Some(4)
+        );
+        let mut none = yes.clone();
+        none.retain(|(id, _)| id != "14");
+        none.push(("14".into(), 2));
+        assert_eq!(
+            catalog.score("bam", &none),
+            Err(ScoringError::InvalidAnswer {
+                item: "14".into(),
+                option: 2
+            })
+        );
         let mut twice = answers("gad-7", 1, &[]);
         twice.push(("3".into(), 2));
         assert_eq!(
-            catalog.score("gad-7", &twice),
+            scored("gad-7", &twice),
             Err(ScoringError::DuplicateAnswer("3".into()))
         );
         assert_eq!(
-            catalog.score("gad-7", &answers("gad-7", 1, &[("8", 1)])),
+            scored("gad-7", &answers("gad-7", 1, &[("8", 1)])),
             Err(ScoringError::UnknownItem("8".into()))
         );
         assert_eq!(
-            catalog.score("phq-10", &[]),
+            scored("phq-10", &[]),
             Err(ScoringError::UnknownInstrument("phq-10".into()))
         );
         let many: Vec<(String, u32)> = (0..=MAX_ITEMS).map(|n| (n.to_string(), 0)).collect();
-        assert_eq!(
-            catalog.score("bam", &many),
-            Err(ScoringError::TooManyAnswers)
-        );
+        assert_eq!(scored("bam", &many), Err(ScoringError::TooManyAnswers));
         // BAM's 7a–7g may go unanswered.
-        assert!(catalog.score("bam", &answers("bam", 2, &[])).is_ok());
+        assert!(scored("bam", &answers("bam", 2, &[])).is_ok());
     }
 
     #[test]
     fn an_instrument_whose_bands_do_not_cover_its_scores_is_refused() {
-        let gad7 = STANDARD[1].1;
+        let gad7 = file("gad7.toml");
         let gap = gad7.replace(
             "{ min = 5, max = 9, label = \"mild\" }",
             "{ min = 6, max = 9, label = \"mild\" }",
@@ -639,13 +719,20 @@ mod tests {
         let error = Catalog::parse(&[("gad7.toml", &short)]).expect_err("too short");
         assert!(error.problem.contains("at most 21"), "{error}");
         let unknown = gad7.replace("items = [\"1\", \"2\"", "items = [\"0\", \"2\"");
-        assert!(Catalog::parse(&[("gad7.toml", &unknown)]).is_err());
+        let error = Catalog::parse(&[("gad7.toml", &unknown)]).expect_err("an unknown item");
+        assert!(error.problem.contains("unknown item \"0\""), "{error}");
+        let repeated = gad7.replace("items = [\"1\", \"2\"", "items = [\"1\", \"1\"");
+        let error = Catalog::parse(&[("gad7.toml", &repeated)]).expect_err("an item twice");
+        assert!(error.problem.contains("sums an item twice"), "{error}");
+        let huge = gad7.replace("{ value = 3, label", "{ value = 4000000000, label");
+        let error = Catalog::parse(&[("gad7.toml", &huge)]).expect_err("a huge value");
+        assert!(error.problem.contains("up to 1000"), "{error}");
         let twice = Catalog::parse(&[("a.toml", gad7), ("b.toml", gad7)]).expect_err("twice");
         assert!(twice.problem.contains("second instrument"), "{twice}");
-        let phq9 = STANDARD[0].1.replace("at_least = 1", "at_least = 4");
-        assert!(
-            Catalog::parse(&[("phq9.toml", &phq9)]).is_err(),
-            "a rule that can never be met"
-        );
+        for at_least in ["at_least = 4", "at_least = 0"] {
+            let phq9 = file("phq9.toml").replace("at_least = 1", at_least);
+            let error = Catalog::parse(&[("phq9.toml", &phq9)]).expect_err(at_least);
+            assert!(error.problem.contains("never or always met"), "{error}");
+        }
     }
 }
