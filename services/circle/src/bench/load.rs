@@ -818,6 +818,28 @@ async fn run(
     Ok(())
 }
 
+/// A new participant of `network`'s first clinic (what the load registers).
+pub fn new_participant(
+    network: &str,
+    participant_id: &str,
+    request_id: &str,
+) -> pb::RegisterParticipantRequest {
+    pb::RegisterParticipantRequest {
+        parent: format!("networks/{network}"),
+        participant_id: participant_id.to_owned(),
+        participant: Some(pb::Participant {
+            home_clinic: format!("networks/{network}/clinics/clinic-0000"),
+            profile: Some(pb::ParticipantProfile {
+                given_name: "Alex".into(),
+                family_name: "New".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        request_id: request_id.to_owned(),
+    }
+}
+
 /// Registers a new participant; its resource name.
 async fn register(
     clients: &Clients,
@@ -829,20 +851,7 @@ async fn register(
     clients
         .enrollment(n)
         .register_participant(with_token(
-            pb::RegisterParticipantRequest {
-                parent: format!("networks/{}", network.name),
-                participant_id: participant_id.clone(),
-                participant: Some(pb::Participant {
-                    home_clinic: format!("networks/{}/clinics/clinic-0000", network.name),
-                    profile: Some(pb::ParticipantProfile {
-                        given_name: "Alex".into(),
-                        family_name: "New".into(),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                }),
-                request_id: request_id.to_owned(),
-            },
+            new_participant(&network.name, &participant_id, request_id),
             network.admin(n),
         ))
         .await?;

@@ -192,24 +192,6 @@ fn signal(pid: u32, name: &str, group: bool) {
     }
 }
 
-/// Waits until something accepts connections on the loopback `port`.
-pub async fn wait_port(port: u16, within: Duration) -> anyhow::Result<()> {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return Ok(());
-        }
-        anyhow::ensure!(
-            tokio::time::Instant::now() < deadline,
-            "nothing listens on 127.0.0.1:{port} after {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// The uid and gid of `user` (`id -u`, `id -g`).
 fn user_ids(user: &str) -> anyhow::Result<(u32, u32)> {
     let id = |flag: &str| -> anyhow::Result<u32> {

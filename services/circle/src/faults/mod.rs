@@ -430,8 +430,10 @@ async fn run_topology(
         for node in &mut processes.nats {
             node.start()?;
         }
-        for node in &processes.nats {
-            infra::wait_port(node.port, Duration::from_secs(60)).await?;
+        for node in 0..processes.nats.len() {
+            processes
+                .wait_up(Target::Nats(node), &mut faults, Duration::from_secs(60))
+                .await?;
         }
         let nats_url = processes
             .nats
@@ -1248,20 +1250,7 @@ async fn schedule(load: &Load, n: u64) {
 async fn register(load: &Load, n: u64) -> Option<String> {
     let participant_id = format!("f{}-{n}", load.run);
     let request_id = format!("faults-{}-{n}", load.run);
-    let request = pb::RegisterParticipantRequest {
-        parent: format!("networks/{NETWORK}"),
-        participant_id: participant_id.clone(),
-        participant: Some(pb::Participant {
-            home_clinic: format!("networks/{NETWORK}/clinics/clinic-0000"),
-            profile: Some(pb::ParticipantProfile {
-                given_name: "Alex".into(),
-                family_name: "New".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        request_id: request_id.clone(),
-    };
+    let request = crate::bench::load::new_participant(NETWORK, &participant_id, &request_id);
     match load
         .call("enrollment", "register", &request_id, &[], |replica| {
             let mut client = load.replicas.enrollment[replica].clone();
