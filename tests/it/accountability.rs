@@ -20,7 +20,15 @@ pub(crate) struct Circle {
 }
 
 pub(crate) async fn circle(now: &str) -> anyhow::Result<Circle> {
-    let mut system = System::start_at(now).await?;
+    circle_with(now, |_| {}).await
+}
+
+/// [`circle`] with the services' configuration changed first.
+pub(crate) async fn circle_with(
+    now: &str,
+    configure: impl FnOnce(&mut circle_config::Config),
+) -> anyhow::Result<Circle> {
+    let mut system = System::start_with(now, configure).await?;
     let clinic = system.clinic("north").await?;
     let group = system
         .weekly_group(&clinic, "tuesday", "2026-11-01")
@@ -861,7 +869,8 @@ async fn the_nudge_ladder_climbs_with_the_clock_keeps_quiet_hours_and_never_repe
     support.sort_unstable();
     assert_eq!(
         support,
-        ["facilitator: setback-support", "partner: setback-support"]
+        ["facilitator: setback-support", "partner: setback-support"],
+        "{nudges:?}"
     );
 
     // When Jordan leaves the group, the partnership ends by itself.

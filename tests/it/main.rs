@@ -17,6 +17,7 @@ mod leases;
 mod limits;
 mod matrix;
 mod nats_users;
+mod nudges;
 mod ops;
 mod pki;
 mod proto_contract;

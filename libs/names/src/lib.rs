@@ -225,6 +225,15 @@ resource_name!(
     }
 );
 resource_name!(
+    /// `networks/{network}/participants/{participant}/nudges/{nudge}`: a nudge about
+    /// the participant (to them, their partner or a facilitator).
+    NudgeName {
+        "networks" / network,
+        "participants" / participant,
+        "nudges" / nudge,
+    }
+);
+resource_name!(
     /// `networks/{network}/partnerships/{partnership}`
     PartnershipName { "networks" / network, "partnerships" / partnership }
 );
@@ -325,6 +334,14 @@ impl ParticipantName {
             check_in,
         }
     }
+
+    pub fn nudge(&self, nudge: Id) -> NudgeName {
+        NudgeName {
+            network: self.network.clone(),
+            participant: self.participant.clone(),
+            nudge,
+        }
+    }
 }
 
 macro_rules! participant_child {
@@ -342,6 +359,7 @@ macro_rules! participant_child {
 participant_child!(ConsentName);
 participant_child!(GoalName);
 participant_child!(CheckInName);
+participant_child!(NudgeName);
 
 #[cfg(test)]
 mod tests {

@@ -8,7 +8,7 @@ use prost::{Message, Name};
 use crate::domain::journal::{self, Journal};
 use crate::domain::partnership::{self, Partnership};
 use crate::domain::settings::{self, ClinicSettings};
-use crate::domain::{Cadence, Event, NudgeLevel, Progress, Time, Visibility};
+use crate::domain::{Cadence, DeliveryChannel, Event, NudgeLevel, Progress, Time, Visibility};
 
 pub use circle_calendar::{from_timestamp, timestamp};
 
@@ -72,6 +72,52 @@ fn level_to_wire(level: NudgeLevel) -> i32 {
         NudgeLevel::Partner => pb::NudgeLevel::Partner,
         NudgeLevel::Facilitator => pb::NudgeLevel::Facilitator,
     }) as i32
+}
+
+pub fn channel_to_wire(channel: DeliveryChannel) -> i32 {
+    match channel {
+        DeliveryChannel::Sms => pb::DeliveryChannel::Sms,
+        DeliveryChannel::Push => pb::DeliveryChannel::Push,
+        DeliveryChannel::Email => pb::DeliveryChannel::Email,
+    }
+    .into()
+}
+
+pub fn channel_from_wire(value: i32) -> Option<DeliveryChannel> {
+    match pb::DeliveryChannel::try_from(value).ok()? {
+        pb::DeliveryChannel::Sms => Some(DeliveryChannel::Sms),
+        pb::DeliveryChannel::Push => Some(DeliveryChannel::Push),
+        pb::DeliveryChannel::Email => Some(DeliveryChannel::Email),
+        pb::DeliveryChannel::Unspecified => None,
+    }
+}
+
+pub fn channel_text(channel: DeliveryChannel) -> &'static str {
+    match channel {
+        DeliveryChannel::Sms => "sms",
+        DeliveryChannel::Push => "push",
+        DeliveryChannel::Email => "email",
+    }
+}
+
+/// The read model's text back to a channel (`None` for none recorded).
+pub fn channel_from_text(text: &str) -> Option<DeliveryChannel> {
+    match text {
+        "sms" => Some(DeliveryChannel::Sms),
+        "push" => Some(DeliveryChannel::Push),
+        "email" => Some(DeliveryChannel::Email),
+        _ => None,
+    }
+}
+
+/// The read model's text back to a nudge level (`None` for a text it never writes).
+pub fn level_from_text(text: &str) -> Option<NudgeLevel> {
+    match text {
+        "participant" => Some(NudgeLevel::Participant),
+        "partner" => Some(NudgeLevel::Partner),
+        "facilitator" => Some(NudgeLevel::Facilitator),
+        _ => None,
+    }
 }
 
 pub fn visibility_text(visibility: Visibility) -> &'static str {
@@ -187,6 +233,18 @@ pub fn encode(event: &Event) -> NewEvent {
             goal_id: goal_id.clone().unwrap_or_default(),
             recipient_id: recipient_id.clone().unwrap_or_default(),
             due_time: Some(timestamp(*due_at)),
+        }),
+        Event::NudgeAcknowledged { nudge_id } => NewEvent::from_message(&pb::NudgeAcknowledged {
+            nudge_id: nudge_id.clone(),
+        }),
+        Event::NudgeDeliveryRecorded {
+            nudge_id,
+            delivered,
+            channel,
+        } => NewEvent::from_message(&pb::NudgeDeliveryRecorded {
+            nudge_id: nudge_id.clone(),
+            delivered: *delivered,
+            channel: channel_to_wire(*channel),
         }),
         Event::SessionAttended {
             session_id,
@@ -305,6 +363,17 @@ pub fn decode(event: &wire::Event) -> Result<Event, DecodeError> {
             recipient_id: optional(&m.recipient_id),
             nudge_id: m.nudge_id,
             reason: m.reason,
+        }
+    } else if name == pb::NudgeAcknowledged::full_name() {
+        Event::NudgeAcknowledged {
+            nudge_id: message!(pb::NudgeAcknowledged).nudge_id,
+        }
+    } else if name == pb::NudgeDeliveryRecorded::full_name() {
+        let m = message!(pb::NudgeDeliveryRecorded);
+        Event::NudgeDeliveryRecorded {
+            channel: channel_from_wire(m.channel).ok_or_else(|| bad("delivery channel"))?,
+            nudge_id: m.nudge_id,
+            delivered: m.delivered,
         }
     } else if name == pb::SessionAttended::full_name() {
         let m = message!(pb::SessionAttended);
@@ -470,6 +539,19 @@ mod tests {
                 goal_id: None,
                 recipient_id: None,
                 due_at: at,
+            },
+            Event::NudgeAcknowledged {
+                nudge_id: "n1".into(),
+            },
+            Event::NudgeDeliveryRecorded {
+                nudge_id: "n1".into(),
+                delivered: true,
+                channel: DeliveryChannel::Push,
+            },
+            Event::NudgeDeliveryRecorded {
+                nudge_id: "n2".into(),
+                delivered: false,
+                channel: DeliveryChannel::Email,
             },
             Event::SessionAttended {
                 session_id: "s1".into(),

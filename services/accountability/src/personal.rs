@@ -67,6 +67,8 @@ impl Personal for Event {
             | Event::GoalAbandoned { .. }
             | Event::MilestoneReached { .. }
             | Event::NudgeSent { .. }
+            | Event::NudgeAcknowledged { .. }
+            | Event::NudgeDeliveryRecorded { .. }
             | Event::SessionAttended { .. }
             | Event::PartnershipProposed { .. }
             | Event::PartnershipAccepted
@@ -92,6 +94,8 @@ impl Personal for Event {
             | Event::SetbackReported { .. }
             | Event::MilestoneReached { .. }
             | Event::NudgeSent { .. }
+            | Event::NudgeAcknowledged { .. }
+            | Event::NudgeDeliveryRecorded { .. }
             | Event::SessionAttended { .. } => vec![owner],
             Event::PartnershipProposed { .. }
             | Event::PartnershipAccepted

@@ -353,6 +353,8 @@ struct PageFacts {
     setbacks: HashMap<String, Vec<RecentSetback>>,
     /// Day milestones reached: (value, when).
     milestones: HashMap<String, Vec<(i32, Time)>>,
+    /// Missed-check-in nudges their recipients acknowledged (the ladder stops there).
+    acknowledged: HashMap<String, std::collections::BTreeSet<String>>,
 }
 
 /// What the journals read model says of a member, beside their group.
@@ -563,6 +565,16 @@ impl Nudger {
         .fetch_all(&mut *tenant)
         .await
         .map_err(error)?;
+        let acknowledged: Vec<(String, String)> = sqlx::query_as(
+            "SELECT participant_id, nudge_id FROM accountability.nudges
+             WHERE network = $1 AND participant_id = ANY($2) AND reason = 'missed-check-in'
+               AND acknowledged_at IS NOT NULL",
+        )
+        .bind(network)
+        .bind(&ids)
+        .fetch_all(&mut *tenant)
+        .await
+        .map_err(error)?;
         drop(tenant);
         let mut facts = PageFacts::default();
         for (participant_id, clinic_id, zone, facilitators, share_check_ins, share_milestones) in
@@ -616,6 +628,13 @@ impl Nudger {
                 .or_default()
                 .push((value, at));
         }
+        for (participant_id, nudge_id) in acknowledged {
+            facts
+                .acknowledged
+                .entry(participant_id)
+                .or_default()
+                .insert(nudge_id);
+        }
         Ok(facts)
     }
 
@@ -662,6 +681,11 @@ impl Nudger {
                 .unwrap_or_default(),
             missed_sessions_in_a_row: journal.missed_sessions_in_a_row,
             last_missed_session: journal.last_missed_session,
+            acknowledged: facts
+                .acknowledged
+                .get(participant_id)
+                .cloned()
+                .unwrap_or_default(),
         })
     }
 

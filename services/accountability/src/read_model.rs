@@ -7,7 +7,8 @@ use circle_eventstore::StoredCommit;
 use circle_projection::{ApplyError, Projection};
 use sqlx::PgConnection;
 
-use crate::codec::{self, level_text, visibility_text};
+use crate::codec::{self, channel_text, level_text, visibility_text};
+use crate::domain::journal::nudge_public_id;
 use crate::domain::{Cadence, Event, Progress};
 
 pub const SCHEMA: &str = "accountability";
@@ -120,6 +121,7 @@ impl Projection for ReadModel {
                 text text NOT NULL,
                 visibility text NOT NULL,
                 at timestamptz NOT NULL,
+                position bigint NOT NULL,
                 PRIMARY KEY (network, participant_id, setback_id)
             )",
             "CREATE TABLE IF NOT EXISTS milestones (
@@ -141,8 +143,15 @@ impl Projection for ReadModel {
                 recipient_id text NOT NULL,
                 due_at timestamptz NOT NULL,
                 at timestamptz NOT NULL,
+                public_id text NOT NULL,
+                position bigint NOT NULL,
+                acknowledged_at timestamptz,
+                delivery text NOT NULL DEFAULT 'pending',
+                delivery_channel text NOT NULL DEFAULT '',
+                delivery_at timestamptz,
                 PRIMARY KEY (network, participant_id, nudge_id)
             )",
+            "CREATE INDEX IF NOT EXISTS nudges_by_recipient ON nudges (network, level, recipient_id, position)",
             "CREATE TABLE IF NOT EXISTS sessions_seen (
                 network text NOT NULL,
                 participant_id text NOT NULL,
@@ -170,10 +179,12 @@ impl Projection for ReadModel {
         ]
     }
 
-    /// 2: `goal_history` (the timeline's goal items) was added; older read models
-    /// are rebuilt so it holds the past too.
+    /// 2: `goal_history` (the timeline's goal items) was added; 3: nudges keep their
+    /// public id, position, acknowledgement and delivery, and setbacks a position (a
+    /// timeline orders the items of one time as they were recorded). Older read models are
+    /// rebuilt so the new columns hold the past too.
     fn shape_version(&self) -> u32 {
-        2
+        3
     }
 
     async fn apply(
@@ -327,11 +338,12 @@ impl Projection for ReadModel {
                     text,
                     visibility,
                 } => {
-                    run("INSERT INTO setbacks (network, participant_id, setback_id, text, visibility, at) VALUES ($1, $2, $3, $4, $5, $6)")
+                    run("INSERT INTO setbacks (network, participant_id, setback_id, text, visibility, at, position) VALUES ($1, $2, $3, $4, $5, $6, $7)")
                         .bind(setback_id)
                         .bind(text)
                         .bind(visibility_text(visibility))
                         .bind(at)
+                        .bind(position)
                         .execute(&mut *connection)
                         .await?;
                     run("UPDATE journals SET last_setback_at = $3 WHERE network = $1 AND participant_id = $2")
@@ -356,17 +368,45 @@ impl Projection for ReadModel {
                     recipient_id,
                     due_at,
                 } => {
-                    run("INSERT INTO nudges (network, participant_id, nudge_id, level, reason, goal_id, recipient_id, due_at, at)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
-                        .bind(nudge_id)
+                    run("INSERT INTO nudges (network, participant_id, nudge_id, level, reason, goal_id, recipient_id, due_at, at, public_id, position)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
+                        .bind(&nudge_id)
                         .bind(level_text(level))
                         .bind(reason)
                         .bind(goal_id.unwrap_or_default())
                         .bind(recipient_id.unwrap_or_default())
                         .bind(due_at)
                         .bind(at)
+                        .bind(nudge_public_id(&nudge_id))
+                        .bind(position)
                         .execute(&mut *connection)
                         .await?;
+                }
+                Event::NudgeAcknowledged { nudge_id } => {
+                    run(
+                        "UPDATE nudges SET acknowledged_at = coalesce(acknowledged_at, $4)
+                         WHERE network = $1 AND participant_id = $2 AND nudge_id = $3",
+                    )
+                    .bind(nudge_id)
+                    .bind(at)
+                    .execute(&mut *connection)
+                    .await?;
+                }
+                Event::NudgeDeliveryRecorded {
+                    nudge_id,
+                    delivered,
+                    channel,
+                } => {
+                    run(
+                        "UPDATE nudges SET delivery = $4, delivery_channel = $5, delivery_at = $6
+                         WHERE network = $1 AND participant_id = $2 AND nudge_id = $3",
+                    )
+                    .bind(nudge_id)
+                    .bind(if delivered { "delivered" } else { "failed" })
+                    .bind(channel_text(channel))
+                    .bind(at)
+                    .execute(&mut *connection)
+                    .await?;
                 }
                 Event::SessionAttended {
                     session_id,

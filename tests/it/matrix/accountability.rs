@@ -27,6 +27,9 @@ const TABLE: &[Row] = &[
     ("GetParticipantTimeline",   "pat",     "ok     RECORD RECORD RECORD ROLE   RECORD ok     ROLE"),
     ("ListAtRisk",               "staff-1", "ok     ok     ok     LIST   ROLE   ROLE   ROLE   ROLE"),
     ("ListAtRisk",               "staff-3", "ok     ok     LIST   LIST   ROLE   ROLE   ROLE   ROLE"),
+    // A recipient lists only their own nudges, whatever their role.
+    ("ListMyNudges",             "sam",     "RECORD RECORD RECORD RECORD ROLE   ok     RECORD ROLE"),
+    ("ListMyNudges",             "staff-1", "RECORD RECORD ok     RECORD ROLE   RECORD RECORD ROLE"),
     // Commands: one request id per row (the first permitted caller's runs, the rest
     // are its retries), or a refusal of the domain.
     ("SetGoal",                  "sam",     "pass   pass   pass   RECORD ROLE   pass   RECORD ROLE"),
@@ -51,6 +54,10 @@ const TABLE: &[Row] = &[
     ("AbandonGoal",              "pat",     "pass   RECORD RECORD RECORD ROLE   RECORD pass   ROLE"),
     ("EndPartnership",           "north",   "pass   pass   pass   RECORD ROLE   pass   RECORD ROLE"),
     ("EndPartnership",           "south",   "pass   CLINIC CLINIC CLINIC ROLE   RECORD pass   ROLE"),
+    // Whether the caller is the nudge's recipient is the journal's to say (NOT_FOUND
+    // to anyone else, as for no such nudge).
+    ("AcknowledgeNudge",         "sam",     "pass   pass   pass   pass   ROLE   pass   pass   ROLE"),
+    ("RecordNudgeDelivery",      "sam",     "ROLE   ROLE   ROLE   ROLE   ROLE   ROLE   ROLE   pass"),
 ];
 
 /// A placement: the clinic, its group's lead, the participant whose record or
@@ -303,6 +310,45 @@ async fn call(
                         clinic: clinic(n, clinic_id),
                         start_time: "22:00".into(),
                         end_time: "07:00".into(),
+                        request_id,
+                    },
+                    t,
+                ))
+                .await,
+        ),
+        "ListMyNudges" => Answer::of(
+            client
+                .list_my_nudges(with_token(
+                    pb::ListMyNudgesRequest {
+                        recipient: if at_place.starts_with("staff-") {
+                            format!("networks/{n}/staff/{at_place}")
+                        } else {
+                            participant(n, member)
+                        },
+                        ..Default::default()
+                    },
+                    t,
+                ))
+                .await,
+        ),
+        "AcknowledgeNudge" => Answer::of(
+            client
+                .acknowledge_nudge(with_token(
+                    pb::AcknowledgeNudgeRequest {
+                        name: format!("{}/nudges/no-such-nudge", participant(n, member)),
+                        request_id,
+                    },
+                    t,
+                ))
+                .await,
+        ),
+        "RecordNudgeDelivery" => Answer::of(
+            client
+                .record_nudge_delivery(with_token(
+                    pb::RecordNudgeDeliveryRequest {
+                        name: format!("{}/nudges/no-such-nudge", participant(n, member)),
+                        state: pb::DeliveryState::Delivered as i32,
+                        channel: pb::DeliveryChannel::Push as i32,
                         request_id,
                     },
                     t,

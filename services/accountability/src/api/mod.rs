@@ -193,6 +193,39 @@ impl AccountabilityService for AccountabilityApi {
             .map_err(status)
     }
 
+    #[tracing::instrument(skip_all)]
+    async fn list_my_nudges(
+        &self,
+        request: Request<pb::ListMyNudgesRequest>,
+    ) -> Result<Response<pb::ListMyNudgesResponse>, Status> {
+        AccountabilityApi::list_my_nudges(self, request)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn acknowledge_nudge(
+        &self,
+        request: Request<pb::AcknowledgeNudgeRequest>,
+    ) -> Result<Response<pb::AcknowledgeNudgeResponse>, Status> {
+        AccountabilityApi::acknowledge_nudge(self, request)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn record_nudge_delivery(
+        &self,
+        request: Request<pb::RecordNudgeDeliveryRequest>,
+    ) -> Result<Response<pb::RecordNudgeDeliveryResponse>, Status> {
+        AccountabilityApi::record_nudge_delivery(self, request)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+
     type WatchGroupFeedStream = read::FeedStream;
 
     #[tracing::instrument(skip_all)]

@@ -14,10 +14,56 @@ use tonic::{Request, Status};
 use super::{AccountabilityApi, ApiResult, caller, status};
 use crate::app::access::{self, Operation};
 use crate::app::queries::{
-    ActiveGoal, AtRiskEntry, BoardEntry, CheckInView, FeedEvent, FeedItem, TimelineItem,
+    ActiveGoal, AtRiskEntry, BoardEntry, CheckInView, FeedEvent, FeedItem, NudgePageRequest,
+    NudgeRecipient, NudgeView, TimelineItem,
 };
 use crate::codec;
 use crate::domain::journal::Counters;
+use crate::domain::{DeliveryChannel, NudgeLevel};
+
+/// A page of nudges when the request does not say; at most `MAX_NUDGE_PAGE`.
+const DEFAULT_NUDGE_PAGE: u32 = 50;
+const MAX_NUDGE_PAGE: u32 = 100;
+
+pub(super) fn channel_to_api(channel: DeliveryChannel) -> pb::DeliveryChannel {
+    match channel {
+        DeliveryChannel::Sms => pb::DeliveryChannel::Sms,
+        DeliveryChannel::Push => pb::DeliveryChannel::Push,
+        DeliveryChannel::Email => pb::DeliveryChannel::Email,
+    }
+}
+
+/// A nudge as the API shows it.
+pub(super) fn nudge_view(nudge: NudgeView) -> pb::Nudge {
+    pb::Nudge {
+        name: nudge.name.to_string(),
+        recipient: nudge.recipient,
+        level: match nudge.level {
+            NudgeLevel::Participant => pb::NudgeLevel::Participant,
+            NudgeLevel::Partner => pb::NudgeLevel::Partner,
+            NudgeLevel::Facilitator => pb::NudgeLevel::Facilitator,
+        } as i32,
+        reason: match nudge.reason.as_str() {
+            "missed-check-in" => pb::NudgeReason::MissedCheckIn,
+            "setback-support" => pb::NudgeReason::SetbackSupport,
+            "missed-sessions" => pb::NudgeReason::MissedSessions,
+            _ => pb::NudgeReason::Unspecified,
+        } as i32,
+        send_time: Some(codec::timestamp(nudge.sent_at)),
+        acknowledge_time: nudge.acknowledged_at.map(codec::timestamp),
+        delivery_state: match nudge.delivery {
+            None => pb::DeliveryState::Pending,
+            Some(delivery) if delivery.delivered => pb::DeliveryState::Delivered,
+            Some(_) => pb::DeliveryState::Failed,
+        } as i32,
+        delivery_channel: nudge
+            .delivery
+            .map_or(pb::DeliveryChannel::Unspecified, |delivery| {
+                channel_to_api(delivery.channel)
+            }) as i32,
+        delivery_time: nudge.delivery.map(|delivery| codec::timestamp(delivery.at)),
+    }
+}
 
 pub type FeedStream = Pin<
     Box<dyn futures::Stream<Item = Result<pb::WatchGroupFeedResponse, Status>> + Send + 'static>,
@@ -212,6 +258,76 @@ impl AccountabilityApi {
             .await?;
         Ok(pb::ListAtRiskResponse {
             entries: entries.into_iter().map(at_risk_view).collect(),
+        })
+    }
+
+    pub(super) async fn list_my_nudges(
+        &self,
+        request: Request<pb::ListMyNudgesRequest>,
+    ) -> ApiResult<pb::ListMyNudgesResponse> {
+        let caller = caller(&request)?;
+        let stated = circle_audit::stated_purpose(request.metadata());
+        let request = request.into_inner();
+        let mut violations = Violations::default();
+        let recipient = if request.recipient.contains("/staff/") {
+            circle_grpc::named::<StaffName>(
+                &caller,
+                &mut violations,
+                "recipient",
+                &request.recipient,
+            )?
+            .map(NudgeRecipient::Staff)
+        } else {
+            circle_grpc::named::<ParticipantName>(
+                &caller,
+                &mut violations,
+                "recipient",
+                &request.recipient,
+            )?
+            .map(NudgeRecipient::Participant)
+        };
+        // As elsewhere, a role that may not list at all is refused before its input is
+        // read.
+        access::check_role(&caller, Operation::ListMyNudges)?;
+        let size = violations.check(
+            "page_size",
+            match request.page_size {
+                0 => Ok(DEFAULT_NUDGE_PAGE),
+                size if size <= MAX_NUDGE_PAGE => Ok(size),
+                _ => Err(format!("must be at most {MAX_NUDGE_PAGE}")),
+            },
+        );
+        let before = violations.check(
+            "page_token",
+            match request.page_token.as_str() {
+                "" => Ok(None),
+                token => token
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|position| *position > 0)
+                    .map(Some)
+                    .ok_or_else(|| "must be a next_page_token this service gave".to_owned()),
+            },
+        );
+        let purpose = purpose(&mut violations, stated);
+        let ((recipient, size), before) = violations.finish(recipient.zip(size).zip(before))?;
+        let page = self
+            .queries
+            .list_my_nudges(
+                &caller,
+                &recipient,
+                NudgePageRequest {
+                    size,
+                    before,
+                    unacknowledged_only: request.unacknowledged_only,
+                },
+                &request.consistency_token,
+                purpose,
+            )
+            .await?;
+        Ok(pb::ListMyNudgesResponse {
+            nudges: page.nudges.into_iter().map(nudge_view).collect(),
+            next_page_token: page.next.map(|next| next.to_string()).unwrap_or_default(),
         })
     }
 

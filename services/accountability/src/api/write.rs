@@ -5,7 +5,7 @@
 
 use circle_grpc::{Caller, Target, Violations, named};
 use circle_names::{
-    CheckInName, ClinicName, GoalName, GroupName, ParticipantName, PartnershipName,
+    CheckInName, ClinicName, GoalName, GroupName, NudgeName, ParticipantName, PartnershipName,
 };
 use circle_proto::accountability::v1 as pb;
 use circle_service::Fingerprint;
@@ -14,15 +14,15 @@ use tonic::Request;
 use super::{AccountabilityApi, ApiResult, caller};
 use crate::app::access::{self, Operation};
 use crate::app::commands::{
-    CheckInAnswer, Encourage, GoalAnswer, GoalChange, Idempotency, PartnershipAnswer,
-    PartnershipChange, ProposePartnership, ReportSetback, ReviseGoal, SetGoal, SetQuietHours,
-    SubmitCheckIn,
+    AcknowledgeNudge, CheckInAnswer, Encourage, GoalAnswer, GoalChange, Idempotency,
+    PartnershipAnswer, PartnershipChange, ProposePartnership, RecordNudgeDelivery, ReportSetback,
+    ReviseGoal, SetGoal, SetQuietHours, SubmitCheckIn,
 };
 use crate::codec;
 use crate::domain::journal::GoalStatus;
 use crate::domain::partnership::PartnershipState;
 use crate::domain::settings::QuietHours;
-use crate::domain::{Cadence, Visibility};
+use crate::domain::{Cadence, DeliveryChannel, Visibility};
 
 const MAX_GOAL_CHARS: usize = 500;
 const MAX_CHECK_IN_CHARS: usize = 1000;
@@ -443,6 +443,81 @@ impl AccountabilityApi {
         Ok(pb::EndPartnershipResponse {
             partnership: Some(partnership_view(answer)),
             consistency_token,
+        })
+    }
+
+    pub(super) async fn acknowledge_nudge(
+        &self,
+        request: Request<pb::AcknowledgeNudgeRequest>,
+    ) -> ApiResult<pb::AcknowledgeNudgeResponse> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
+        let mut violations = Violations::default();
+        let nudge = named::<NudgeName>(&caller, &mut violations, "name", &request.name)?;
+        let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
+        let nudge = violations.finish(nudge)?;
+        let answer = self
+            .commands
+            .acknowledge_nudge(
+                &caller,
+                AcknowledgeNudge {
+                    nudge,
+                    request: idempotency(request_id, fingerprint),
+                },
+            )
+            .await?;
+        Ok(pb::AcknowledgeNudgeResponse {
+            nudge: Some(super::read::nudge_view(answer.nudge)),
+            consistency_token: answer.consistency_token,
+        })
+    }
+
+    pub(super) async fn record_nudge_delivery(
+        &self,
+        request: Request<pb::RecordNudgeDeliveryRequest>,
+    ) -> ApiResult<pb::RecordNudgeDeliveryResponse> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
+        let mut violations = Violations::default();
+        let nudge = named::<NudgeName>(&caller, &mut violations, "name", &request.name)?;
+        // A caller who may not record receipts is refused before the rest is read.
+        access::check_role(&caller, Operation::RecordNudgeDelivery)?;
+        let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
+        let delivered = violations.check(
+            "state",
+            match pb::DeliveryState::try_from(request.state) {
+                Ok(pb::DeliveryState::Delivered) => Ok(true),
+                Ok(pb::DeliveryState::Failed) => Ok(false),
+                _ => Err("must be DELIVERED or FAILED".to_owned()),
+            },
+        );
+        let channel = violations.check(
+            "channel",
+            match pb::DeliveryChannel::try_from(request.channel) {
+                Ok(pb::DeliveryChannel::Sms) => Ok(DeliveryChannel::Sms),
+                Ok(pb::DeliveryChannel::Push) => Ok(DeliveryChannel::Push),
+                Ok(pb::DeliveryChannel::Email) => Ok(DeliveryChannel::Email),
+                _ => Err("must be SMS, PUSH or EMAIL".to_owned()),
+            },
+        );
+        let ((nudge, delivered), channel) = violations.finish(nudge.zip(delivered).zip(channel))?;
+        let answer = self
+            .commands
+            .record_nudge_delivery(
+                &caller,
+                RecordNudgeDelivery {
+                    nudge,
+                    delivered,
+                    channel,
+                    request: idempotency(request_id, fingerprint),
+                },
+            )
+            .await?;
+        Ok(pb::RecordNudgeDeliveryResponse {
+            nudge: Some(super::read::nudge_view(answer.nudge)),
+            consistency_token: answer.consistency_token,
         })
     }
 

@@ -13,13 +13,16 @@
 //! author's groups, not every facilitator of the clinic), clinic admins for their
 //! clinics, network admins anywhere. Intake coordinators (enrollment work) and calling
 //! services (integrations get integration events, not records) have no row but
-//! `SetQuietHours`, a clinic setting, for services.
+//! `SetQuietHours`, a clinic setting, and `RecordNudgeDelivery`, a messaging service's
+//! receipt (which shows it nothing it was not handed).
 //!
 //! Beyond the table, a few rules depend on the record itself and are decided where it
 //! is loaded: a participant encourages only as themselves, accepts only a partnership
 //! they were invited to, ends only their own; a facilitator lists only their own
-//! at-risk members; clinic-scoped roles see at-risk members of their clinics only; and
-//! what a viewer sees of a record is `domain::visibility`'s decision.
+//! at-risk members; clinic-scoped roles see at-risk members of their clinics only; a
+//! nudge is listed and acknowledged by its recipient alone (anyone else is told there
+//! is no such nudge); and what a viewer sees of a record is `domain::visibility`'s
+//! decision.
 
 use circle_grpc::{ApiError, Caller, Role, Rule, Scope, Target, roles};
 
@@ -41,10 +44,13 @@ pub enum Operation {
     GetParticipantTimeline,
     ListAtRisk,
     WatchGroupFeed,
+    ListMyNudges,
+    AcknowledgeNudge,
+    RecordNudgeDelivery,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 15] = [
+    pub const ALL: [Operation; 18] = [
         Self::SetGoal,
         Self::ReviseGoal,
         Self::CompleteGoal,
@@ -60,6 +66,9 @@ impl Operation {
         Self::GetParticipantTimeline,
         Self::ListAtRisk,
         Self::WatchGroupFeed,
+        Self::ListMyNudges,
+        Self::AcknowledgeNudge,
+        Self::RecordNudgeDelivery,
     ];
 
     /// The RPC's name, as the proto spells it.
@@ -80,6 +89,9 @@ impl Operation {
             Self::GetParticipantTimeline => "GetParticipantTimeline",
             Self::ListAtRisk => "ListAtRisk",
             Self::WatchGroupFeed => "WatchGroupFeed",
+            Self::ListMyNudges => "ListMyNudges",
+            Self::AcknowledgeNudge => "AcknowledgeNudge",
+            Self::RecordNudgeDelivery => "RecordNudgeDelivery",
         }
     }
 }
@@ -97,6 +109,9 @@ const CARE_TEAM: &[Role] = &[Role::NetworkAdmin, Role::ClinicAdmin, Role::Facili
 
 /// Participants only (acting for themselves).
 const PARTICIPANTS: &[Role] = &[Role::Participant];
+
+/// Other services, with a token of their own.
+const CALLING_SERVICES: &[Role] = &[Role::Service];
 
 /// The access rule of `operation`. A participant's record is reached through the
 /// groups they are active in: a facilitator through one they facilitate, a clinic admin
@@ -132,6 +147,14 @@ pub fn rule(operation: Operation) -> Rule {
         // Who is at risk is for the care team only, never intake, an integration or
         // participants (the list is filtered to the caller's clinics).
         O::ListAtRisk => Rule::new(CARE_TEAM, Scope::Clinics),
+        // A recipient's own nudges: the name must be the caller's own (staff or
+        // participant), and a nudge is acknowledged by its recipient alone, decided on
+        // the nudge (no broader role lifts either).
+        O::ListMyNudges | O::AcknowledgeNudge => {
+            Rule::new(CARE_TEAM_AND_PARTICIPANTS, Scope::Network)
+        }
+        // A messaging service's delivery receipt.
+        O::RecordNudgeDelivery => Rule::new(CALLING_SERVICES, Scope::Network),
     }
 }
 
@@ -265,7 +288,7 @@ mod tests {
         for operation in Operation::ALL {
             assert!(seen.insert(operation), "{operation:?} twice");
         }
-        assert_eq!(seen.len(), 15, "one row per RPC of the service");
+        assert_eq!(seen.len(), 18, "one row per RPC of the service");
         let readme = include_str!("../../README.md");
         for row in printed() {
             println!("{row}");
@@ -355,7 +378,11 @@ mod tests {
         for role in [Role::IntakeCoordinator, Role::Service] {
             let who = caller(role, "x", &["north"]);
             for operation in Operation::ALL {
-                let expected = if role == Role::Service && operation == Operation::SetQuietHours {
+                let expected = if role == Role::Service
+                    && matches!(
+                        operation,
+                        Operation::SetQuietHours | Operation::RecordNudgeDelivery
+                    ) {
                     "OK"
                 } else {
                     "ROLE_NOT_ALLOWED"

@@ -22,9 +22,13 @@ pub fn default_purpose(operation: Operation) -> Option<Purpose> {
         // who is at risk); a participant's timeline; a facilitator's at-risk list; the
         // feed's check-ins, encouragements and milestones. Peer support in a group is
         // part of the group's treatment.
-        O::GetGroupBoard | O::GetParticipantTimeline | O::ListAtRisk | O::WatchGroupFeed => {
-            Some(Purpose::Treatment)
-        }
+        // A recipient's nudges: who they are about and why (a partner's or a
+        // facilitator's show another participant's missed check-ins).
+        O::GetGroupBoard
+        | O::GetParticipantTimeline
+        | O::ListAtRisk
+        | O::WatchGroupFeed
+        | O::ListMyNudges => Some(Purpose::Treatment),
         O::SetGoal
         | O::ReviseGoal
         | O::CompleteGoal
@@ -35,7 +39,9 @@ pub fn default_purpose(operation: Operation) -> Option<Purpose> {
         | O::ProposePartnership
         | O::AcceptPartnership
         | O::EndPartnership
-        | O::SetQuietHours => None,
+        | O::SetQuietHours
+        | O::AcknowledgeNudge
+        | O::RecordNudgeDelivery => None,
     }
 }
 
@@ -62,6 +68,7 @@ mod tests {
                 ("GetParticipantTimeline", "treatment"),
                 ("ListAtRisk", "treatment"),
                 ("WatchGroupFeed", "treatment"),
+                ("ListMyNudges", "treatment"),
             ]
         );
     }

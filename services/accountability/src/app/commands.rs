@@ -16,7 +16,7 @@ use circle_calendar::Clock;
 use circle_eventstore::{CommitMeta, EventStore, ExecuteError, SealError, StoreError};
 use circle_grpc::{ApiError, Caller, Rule, Target};
 use circle_names::{
-    CheckInName, ClinicName, GoalName, GroupName, Id, ParticipantName, PartnershipName,
+    CheckInName, ClinicName, GoalName, GroupName, Id, NudgeName, ParticipantName, PartnershipName,
 };
 use circle_service::Fingerprint;
 use circle_vault::store::KeyStore;
@@ -28,13 +28,13 @@ use super::access::{self, Operation, Step};
 use super::aggregates::{Aggregates, CommandError, partnership_id};
 use super::errors::{command_error, domain_error};
 use super::facts::Facts;
-use super::queries::participant_name;
-use crate::domain::journal::{Counters, Goal, JournalCommand};
+use super::queries::{NudgeView, participant_name};
+use crate::domain::journal::{Counters, Goal, JournalCommand, Recipient};
 use crate::domain::nudges::DueNudge;
 use crate::domain::partnership::{Partnership, PartnershipCommand, PartnershipState};
 use crate::domain::settings::QuietHours;
 use crate::domain::visibility::{Consent, Viewer, can_see_check_in, widest_allowed};
-use crate::domain::{Cadence, DomainError, Event, Progress, Time, Visibility};
+use crate::domain::{Cadence, DeliveryChannel, DomainError, Event, Progress, Time, Visibility};
 use circle_service::errors::key_store_error;
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -156,6 +156,26 @@ pub struct SetQuietHours {
     pub clinic: ClinicName,
     pub quiet_hours: QuietHours,
     pub request: Idempotency,
+}
+
+pub struct AcknowledgeNudge {
+    pub nudge: NudgeName,
+    pub request: Idempotency,
+}
+
+pub struct RecordNudgeDelivery {
+    pub nudge: NudgeName,
+    /// Delivered, or the messaging service gave up.
+    pub delivered: bool,
+    pub channel: DeliveryChannel,
+    pub request: Idempotency,
+}
+
+/// A nudge as the command left it (on a retry, as the original commit left it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NudgeAnswer {
+    pub nudge: NudgeView,
+    pub consistency_token: String,
 }
 
 /// A goal as the command left it (its text opened).
@@ -799,6 +819,85 @@ impl Commands {
     }
 }
 
+// The nudges' commands: a recipient's acknowledgement, a messaging service's receipt.
+impl Commands {
+    /// The recipient acknowledges a nudge: the caller as the journal knows them (its
+    /// owner, another participant, or staff), checked against the nudge's recipient
+    /// by the journal, which tells anyone else there is no such nudge.
+    pub async fn acknowledge_nudge(
+        &self,
+        caller: &Caller,
+        input: AcknowledgeNudge,
+    ) -> ApiResult<NudgeAnswer> {
+        let nudge = &input.nudge;
+        access::permit_unplaced(
+            caller,
+            Operation::AcknowledgeNudge,
+            nudge.network.as_str(),
+            &Target::default(),
+        )?;
+        let by = if !caller.is_participant() {
+            Recipient::Staff(caller.actor_id.clone())
+        } else if caller.actor_id == nudge.participant.as_str() {
+            Recipient::Owner
+        } else {
+            Recipient::Participant(caller.actor_id.clone())
+        };
+        let command = JournalCommand::AcknowledgeNudge {
+            public_id: nudge.nudge.to_string(),
+            by,
+        };
+        self.run_nudge_command(caller, &input.nudge, input.request, command)
+            .await
+    }
+
+    /// A messaging service records how a nudge it was handed went.
+    pub async fn record_nudge_delivery(
+        &self,
+        caller: &Caller,
+        input: RecordNudgeDelivery,
+    ) -> ApiResult<NudgeAnswer> {
+        let nudge = &input.nudge;
+        access::permit_unplaced(
+            caller,
+            Operation::RecordNudgeDelivery,
+            nudge.network.as_str(),
+            &Target::default(),
+        )?;
+        let command = JournalCommand::RecordNudgeDelivery {
+            public_id: nudge.nudge.to_string(),
+            delivered: input.delivered,
+            channel: input.channel,
+        };
+        self.run_nudge_command(caller, &input.nudge, input.request, command)
+            .await
+    }
+
+    /// Runs an authorized nudge command and answers the nudge as the commit left it.
+    async fn run_nudge_command(
+        &self,
+        caller: &Caller,
+        nudge: &NudgeName,
+        request: Idempotency,
+        command: JournalCommand,
+    ) -> ApiResult<NudgeAnswer> {
+        let (network, participant_id) = (nudge.network.as_str(), nudge.participant.as_str());
+        let executed = self
+            .aggregates
+            .journal(network, participant_id, &request.meta(caller), command)
+            .await
+            .map_err(command_error)?;
+        let (_, sent) = executed
+            .state()
+            .nudge(nudge.nudge.as_str())
+            .ok_or_else(ApiError::request_id_reused)?;
+        Ok(NudgeAnswer {
+            nudge: NudgeView::of(nudge, sent),
+            consistency_token: executed.version().to_string(),
+        })
+    }
+}
+
 /// Why a process manager's step did not run, as the process manager acts on it.
 #[derive(Debug)]
 pub(crate) enum StepError {
@@ -995,6 +1094,7 @@ impl Commands {
             goal_id,
             recipient_id,
             due_at,
+            after,
         } = nudge;
         let command = JournalCommand::SendNudge {
             nudge_id,
@@ -1003,6 +1103,7 @@ impl Commands {
             goal_id,
             recipient_id,
             due_at,
+            after,
         };
         self.journal_step(caller, participant_id, request_id, command)
             .await

@@ -26,6 +26,8 @@ pub(crate) fn domain_error(error: DomainError) -> ApiError {
         E::NotTheInvitee => (Code::PermissionDenied, "NOT_THE_INVITEE"),
         E::NotProposed => (Code::FailedPrecondition, "PARTNERSHIP_NOT_PROPOSED"),
         E::SelfPartnership => (Code::InvalidArgument, "SELF_PARTNERSHIP"),
+        E::NudgeNotFound => (Code::NotFound, "NUDGE_NOT_FOUND"),
+        E::NudgeAlreadyDelivered => (Code::FailedPrecondition, "NUDGE_ALREADY_DELIVERED"),
     };
     ApiError::new(code, reason, error.to_string())
 }

@@ -15,7 +15,7 @@ use crate::domain::visibility::{Consent, Viewer};
 type ApiResult<T> = Result<T, ApiError>;
 
 /// Staff who do not reach a participant, or another participant.
-fn not_your_record() -> ApiError {
+pub(crate) fn not_your_record() -> ApiError {
     ApiError::new(
         Code::PermissionDenied,
         "NOT_YOUR_RECORD",

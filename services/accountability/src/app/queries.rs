@@ -14,7 +14,7 @@ use std::time::Duration;
 use chrono::NaiveDate;
 use circle_audit::Purpose;
 use circle_grpc::{ApiError, Caller, Role, Target, Violations};
-use circle_names::{GroupName, ParticipantName, StaffName};
+use circle_names::{GroupName, Id, NudgeName, ParticipantName, StaffName};
 use circle_vault::{Opener, field};
 use sqlx::Row as _;
 use tonic::Code;
@@ -22,9 +22,9 @@ use tonic::Code;
 use super::access::{self, Operation};
 use super::{Queries, database_error};
 use crate::codec;
-use crate::domain::journal::{CounterFacts, Counters};
+use crate::domain::journal::{CounterFacts, Counters, Delivery, SentNudge};
 use crate::domain::visibility::{Consent, Viewer, can_see_check_in, can_see_milestones};
-use crate::domain::{Cadence, Progress, Time, Visibility};
+use crate::domain::{Cadence, NudgeLevel, Progress, Time, Visibility};
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -97,6 +97,99 @@ pub struct AtRiskEntry {
     pub participant: String,
     pub group: String,
     pub reasons: Vec<&'static str>,
+}
+
+/// A nudge as its recipient sees it: who it is about (the name's participant), to
+/// whom, why, and what became of it. Nothing else: no goal, check-in or setback text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NudgeView {
+    pub name: NudgeName,
+    /// The recipient's full resource name (a participant's or a staff member's).
+    pub recipient: String,
+    pub level: NudgeLevel,
+    /// `missed-check-in`, `setback-support`, `missed-sessions` or `safety-alert`.
+    pub reason: String,
+    pub sent_at: Time,
+    pub acknowledged_at: Option<Time>,
+    /// The last receipt, if any.
+    pub delivery: Option<Delivery>,
+}
+
+impl NudgeView {
+    /// The nudge `name` names, as its journal holds it.
+    pub(crate) fn of(name: &NudgeName, nudge: &SentNudge) -> Self {
+        let network = name.network.as_str();
+        Self {
+            name: name.clone(),
+            recipient: recipient_name(
+                network,
+                name.participant.as_str(),
+                nudge.level,
+                nudge.recipient_id.as_deref().unwrap_or_default(),
+            ),
+            level: nudge.level,
+            reason: nudge.reason.clone(),
+            sent_at: nudge.sent_at,
+            acknowledged_at: nudge.acknowledged_at,
+            delivery: nudge.delivery,
+        }
+    }
+}
+
+/// A nudge's recipient as a resource name: the participant it is about, their
+/// partner, or a facilitator (staff).
+fn recipient_name(network: &str, owner: &str, level: NudgeLevel, recipient_id: &str) -> String {
+    match level {
+        NudgeLevel::Participant => participant_name(network, owner),
+        NudgeLevel::Partner => participant_name(network, recipient_id),
+        NudgeLevel::Facilitator => format!("networks/{network}/staff/{recipient_id}"),
+    }
+}
+
+/// Whose nudges a `ListMyNudges` asks for: a participant's or a staff member's.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NudgeRecipient {
+    Participant(ParticipantName),
+    Staff(StaffName),
+}
+
+/// A page of a recipient's nudges, newest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NudgePage {
+    pub nudges: Vec<NudgeView>,
+    /// Where the next page starts (before this position); `None` on the last page.
+    pub next: Option<i64>,
+}
+
+/// Which page of a recipient's nudges: at most `size` (1–100) before position
+/// `before` (`None`: the newest), optionally only those not yet acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NudgePageRequest {
+    pub size: u32,
+    pub before: Option<i64>,
+    pub unacknowledged_only: bool,
+}
+
+/// A row of `accountability.nudges` as `list_my_nudges` reads it.
+type NudgeRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    Time,
+    i64,
+    Option<Time>,
+    String,
+    String,
+    Option<Time>,
+);
+
+fn recipient_network(recipient: &NudgeRecipient) -> Id {
+    match recipient {
+        NudgeRecipient::Participant(name) => name.network.clone(),
+        NudgeRecipient::Staff(name) => name.network.clone(),
+    }
 }
 
 /// One item of the group feed.
@@ -658,11 +751,12 @@ impl Queries {
                 },
             ));
         }
-        let others: Vec<(String, Time, String)> = sqlx::query_as(
-            "SELECT 'setback', at, CASE WHEN $3 THEN text ELSE '' END FROM accountability.setbacks WHERE network = $1 AND participant_id = $2
-             UNION ALL SELECT 'milestone', at, kind || ' ' || value FROM accountability.milestones WHERE network = $1 AND participant_id = $2
-             UNION ALL SELECT 'encouragement', at, reaction FROM accountability.encouragements WHERE network = $1 AND participant_id = $2
-             UNION ALL SELECT 'nudge', at, level || ': ' || reason FROM accountability.nudges WHERE network = $1 AND participant_id = $2",
+        // Items of one time in the order they were recorded.
+        let others: Vec<(String, Time, String, i64)> = sqlx::query_as(
+            "SELECT 'setback', at, CASE WHEN $3 THEN text ELSE '' END, position FROM accountability.setbacks WHERE network = $1 AND participant_id = $2
+             UNION ALL SELECT 'milestone', at, kind || ' ' || value, position FROM accountability.milestones WHERE network = $1 AND participant_id = $2
+             UNION ALL SELECT 'encouragement', at, reaction, position FROM accountability.encouragements WHERE network = $1 AND participant_id = $2
+             UNION ALL SELECT 'nudge', at, level || ': ' || reason, position FROM accountability.nudges WHERE network = $1 AND participant_id = $2",
         )
         .bind(network)
         .bind(participant_id)
@@ -670,7 +764,7 @@ impl Queries {
         .fetch_all(&mut *self.tenant(network).await?)
         .await
         .map_err(database_error)?;
-        for (kind, at, detail) in others {
+        for (kind, at, detail, position) in others {
             // A setback's text and an encouragement's reaction are sealed; a
             // milestone's and a nudge's details are the service's own codes.
             let detail = match kind.as_str() {
@@ -680,7 +774,7 @@ impl Queries {
             };
             items.push((
                 at,
-                i64::MAX,
+                position,
                 TimelineItem {
                     kind,
                     time: at,
@@ -766,6 +860,107 @@ impl Queries {
         let reading = Self::reading(caller, Operation::ListAtRisk, staff.to_string(), purpose);
         self.disclose(&reading, &listed).await?;
         Ok(entries)
+    }
+
+    /// The nudges sent to the caller, newest first, `page_size` at a time before
+    /// `before` (a position from the previous page). A participant sees their own and
+    /// those they received as a partner — the latter only while the member they are
+    /// about lets peers see their check-ins; staff those they received as a
+    /// facilitator.
+    pub async fn list_my_nudges(
+        &self,
+        caller: &Caller,
+        recipient: &NudgeRecipient,
+        page: NudgePageRequest,
+        consistency_token: &str,
+        purpose: Option<Purpose>,
+    ) -> ApiResult<NudgePage> {
+        let (network, resource, own) = match recipient {
+            NudgeRecipient::Participant(name) => (
+                name.network.as_str(),
+                name.to_string(),
+                caller.is_participant() && caller.actor_id == name.participant.as_str(),
+            ),
+            NudgeRecipient::Staff(name) => (
+                name.network.as_str(),
+                name.to_string(),
+                !caller.is_participant() && caller.actor_id == name.staff.as_str(),
+            ),
+        };
+        access::permit_unplaced(caller, Operation::ListMyNudges, network, &Target::default())?;
+        if !own {
+            return Err(super::facts::not_your_record());
+        }
+        self.consistent_read(consistency_token).await?;
+        let recipient_id = caller.actor_id.as_str();
+        let rows: Vec<NudgeRow> = sqlx::query_as(
+            "SELECT n.participant_id, n.public_id, n.level, n.reason, n.recipient_id, n.at, n.position,
+                    n.acknowledged_at, n.delivery, n.delivery_channel, n.delivery_at
+             FROM accountability.nudges n
+             LEFT JOIN accountability_roster.people pe
+               ON pe.network = n.network AND pe.participant_id = n.participant_id
+             WHERE n.network = $1 AND n.position < $3 AND (NOT $4 OR n.acknowledged_at IS NULL)
+               AND CASE WHEN $6 THEN
+                     (n.level = 'participant' AND n.participant_id = $2)
+                     OR (n.level = 'partner' AND n.recipient_id = $2 AND coalesce(pe.share_check_ins, false))
+                   ELSE n.level = 'facilitator' AND n.recipient_id = $2 END
+             ORDER BY n.position DESC LIMIT $5",
+        )
+        .bind(network)
+        .bind(recipient_id)
+        .bind(page.before.unwrap_or(i64::MAX))
+        .bind(page.unacknowledged_only)
+        .bind(i64::from(page.size) + 1)
+        .bind(matches!(recipient, NudgeRecipient::Participant(_)))
+        .fetch_all(&mut *self.tenant(network).await?)
+        .await
+        .map_err(database_error)?;
+        let more = rows.len() > page.size as usize;
+        let mut nudges = Vec::new();
+        let mut about = BTreeSet::new();
+        let mut last = None;
+        for row in rows.into_iter().take(page.size as usize) {
+            let (participant_id, public_id, level, reason, to, at, position) =
+                (row.0, row.1, row.2, row.3, row.4, row.5, row.6);
+            let (acknowledged_at, delivery, channel, delivery_at) = (row.7, row.8, row.9, row.10);
+            last = Some(position);
+            let (Some(level), Ok(participant), Ok(nudge)) = (
+                codec::level_from_text(&level),
+                Id::parse(&participant_id),
+                Id::parse(&public_id),
+            ) else {
+                continue;
+            };
+            let name = NudgeName {
+                network: recipient_network(recipient),
+                participant,
+                nudge,
+            };
+            let delivery = match (codec::channel_from_text(&channel), delivery_at) {
+                (Some(channel), Some(at)) if delivery != "pending" => Some(Delivery {
+                    delivered: delivery == "delivered",
+                    channel,
+                    at,
+                }),
+                _ => None,
+            };
+            nudges.push(NudgeView {
+                recipient: recipient_name(network, &participant_id, level, &to),
+                name,
+                level,
+                reason,
+                sent_at: at,
+                acknowledged_at,
+                delivery,
+            });
+            about.insert(participant_id);
+        }
+        let reading = Self::reading(caller, Operation::ListMyNudges, resource, purpose);
+        self.disclose(&reading, &about).await?;
+        Ok(NudgePage {
+            nudges,
+            next: if more { last } else { None },
+        })
     }
 
     /// Feed items after `after` that the caller may see, in position order, the

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::NaiveDate;
 
 use super::visibility::{Consent, widest_allowed};
-use super::{Cadence, DomainError, Event, NudgeLevel, Progress, Time, Visibility};
+use super::{Cadence, DeliveryChannel, DomainError, Event, NudgeLevel, Progress, Time, Visibility};
 
 pub const DAY_MILESTONES: [u32; 7] = [1, 7, 30, 60, 90, 180, 365];
 pub const GOAL_MILESTONES: [u32; 4] = [1, 5, 10, 25];
@@ -37,6 +37,61 @@ pub struct CheckInFacts {
     pub at: Time,
 }
 
+/// A messaging service's last receipt for a nudge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivery {
+    pub delivered: bool,
+    pub channel: DeliveryChannel,
+    pub at: Time,
+}
+
+/// A nudge the journal sent, as its recipient sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentNudge {
+    pub level: NudgeLevel,
+    pub reason: String,
+    /// The partner (a participant id) or facilitator (a staff id); `None` for the
+    /// participant themselves.
+    pub recipient_id: Option<String>,
+    pub sent_at: Time,
+    pub acknowledged_at: Option<Time>,
+    pub delivery: Option<Delivery>,
+}
+
+/// Who acts on a nudge, as the application knows the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recipient {
+    /// The participant whose journal it is.
+    Owner,
+    /// Another participant (a partner), by id.
+    Participant(String),
+    /// A staff member (a facilitator), by id.
+    Staff(String),
+}
+
+impl SentNudge {
+    /// Whether `who` is the nudge's recipient.
+    pub fn is_for(&self, who: &Recipient) -> bool {
+        match (self.level, who) {
+            (NudgeLevel::Participant, Recipient::Owner) => true,
+            (NudgeLevel::Partner, Recipient::Participant(id))
+            | (NudgeLevel::Facilitator, Recipient::Staff(id)) => {
+                self.recipient_id.as_deref() == Some(id.as_str())
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The id a nudge shows in its resource name: its own where that is a valid id
+/// segment (every nudge id the policy makes is), else one derived from it.
+pub fn nudge_public_id(nudge_id: &str) -> String {
+    match circle_names::Id::parse(nudge_id) {
+        Ok(id) => id.into_string(),
+        Err(_) => circle_names::Id::derived(&format!("nudge/{nudge_id}")).into_string(),
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Journal {
     pub started_at: Option<Time>,
@@ -50,7 +105,8 @@ pub struct Journal {
     pub goals_completed: u32,
     pub encouragements: BTreeSet<(String, String)>,
     pub milestones: BTreeSet<(String, u32)>,
-    pub nudges: BTreeSet<String>,
+    /// By nudge id.
+    pub nudges: BTreeMap<String, SentNudge>,
     /// Per session: attended (`Some(true)`), missed (`Some(false)`) or excused (`None`).
     pub sessions: BTreeMap<String, Option<bool>>,
     pub sessions_attended: u32,
@@ -126,6 +182,15 @@ impl Journal {
         .counters(now)
     }
 
+    /// The nudge whose resource name shows `public_id`, with its nudge id.
+    pub fn nudge(&self, public_id: &str) -> Option<(&String, &SentNudge)> {
+        self.nudges.get_key_value(public_id).or_else(|| {
+            self.nudges
+                .iter()
+                .find(|(nudge_id, _)| nudge_public_id(nudge_id) == public_id)
+        })
+    }
+
     fn milestone(&self, kind: &str, value: u32) -> Option<Event> {
         (!self.milestones.contains(&(kind.to_owned(), value))).then(|| Event::MilestoneReached {
             kind: kind.to_owned(),
@@ -184,6 +249,8 @@ pub enum JournalCommand {
     RecordDayMilestones {
         now: Time,
     },
+    /// Nothing is sent when one of `after` (the earlier rungs of the same ladder) was
+    /// acknowledged: the ladder stops there.
     SendNudge {
         nudge_id: String,
         level: NudgeLevel,
@@ -191,6 +258,17 @@ pub enum JournalCommand {
         goal_id: Option<String>,
         recipient_id: Option<String>,
         due_at: Time,
+        after: Vec<String>,
+    },
+    /// `by` must be the nudge's recipient; to anyone else there is no such nudge.
+    AcknowledgeNudge {
+        public_id: String,
+        by: Recipient,
+    },
+    RecordNudgeDelivery {
+        public_id: String,
+        delivered: bool,
+        channel: DeliveryChannel,
     },
     /// `outcome`: attended, missed, or `None` for excused.
     RecordSessionAttendance {
@@ -342,8 +420,18 @@ pub fn decide(state: &Journal, command: JournalCommand) -> Result<Vec<Event>, Do
             goal_id,
             recipient_id,
             due_at,
+            after,
         } => {
-            if state.nudges.contains(&nudge_id) {
+            if state.nudges.contains_key(&nudge_id) {
+                return Ok(Vec::new());
+            }
+            let stopped = after.iter().any(|earlier| {
+                state
+                    .nudges
+                    .get(earlier)
+                    .is_some_and(|nudge| nudge.acknowledged_at.is_some())
+            });
+            if stopped {
                 return Ok(Vec::new());
             }
             vec![Event::NudgeSent {
@@ -353,6 +441,39 @@ pub fn decide(state: &Journal, command: JournalCommand) -> Result<Vec<Event>, Do
                 goal_id,
                 recipient_id,
                 due_at,
+            }]
+        }
+        JournalCommand::AcknowledgeNudge { public_id, by } => {
+            let (nudge_id, nudge) = state
+                .nudge(&public_id)
+                .filter(|(_, nudge)| nudge.is_for(&by))
+                .ok_or(DomainError::NudgeNotFound)?;
+            if nudge.acknowledged_at.is_some() {
+                return Ok(Vec::new());
+            }
+            vec![Event::NudgeAcknowledged {
+                nudge_id: nudge_id.clone(),
+            }]
+        }
+        JournalCommand::RecordNudgeDelivery {
+            public_id,
+            delivered,
+            channel,
+        } => {
+            let (nudge_id, nudge) = state.nudge(&public_id).ok_or(DomainError::NudgeNotFound)?;
+            match nudge.delivery {
+                Some(last) if last.delivered == delivered && last.channel == channel => {
+                    return Ok(Vec::new());
+                }
+                Some(last) if last.delivered && !delivered => {
+                    return Err(DomainError::NudgeAlreadyDelivered);
+                }
+                _ => {}
+            }
+            vec![Event::NudgeDeliveryRecorded {
+                nudge_id: nudge_id.clone(),
+                delivered,
+                channel,
             }]
         }
         JournalCommand::RecordSessionAttendance {
@@ -462,8 +583,42 @@ pub fn evolve(mut state: Journal, event: &Event, at: Time) -> Journal {
         Event::MilestoneReached { kind, value } => {
             state.milestones.insert((kind.clone(), *value));
         }
-        Event::NudgeSent { nudge_id, .. } => {
-            state.nudges.insert(nudge_id.clone());
+        Event::NudgeSent {
+            nudge_id,
+            level,
+            reason,
+            recipient_id,
+            ..
+        } => {
+            state.nudges.insert(
+                nudge_id.clone(),
+                SentNudge {
+                    level: *level,
+                    reason: reason.clone(),
+                    recipient_id: recipient_id.clone(),
+                    sent_at: at,
+                    acknowledged_at: None,
+                    delivery: None,
+                },
+            );
+        }
+        Event::NudgeAcknowledged { nudge_id } => {
+            if let Some(nudge) = state.nudges.get_mut(nudge_id) {
+                nudge.acknowledged_at.get_or_insert(at);
+            }
+        }
+        Event::NudgeDeliveryRecorded {
+            nudge_id,
+            delivered,
+            channel,
+        } => {
+            if let Some(nudge) = state.nudges.get_mut(nudge_id) {
+                nudge.delivery = Some(Delivery {
+                    delivered: *delivered,
+                    channel: *channel,
+                    at,
+                });
+            }
         }
         Event::SessionAttended {
             session_id,
@@ -861,6 +1016,111 @@ mod tests {
     }
 
     #[test]
+    fn an_acknowledged_rung_stops_the_ladder_and_only_the_recipient_may_acknowledge() {
+        let send = |nudge_id: &str, level, recipient_id: Option<&str>, after: &[&str]| {
+            JournalCommand::SendNudge {
+                nudge_id: nudge_id.into(),
+                level,
+                reason: "missed-check-in".into(),
+                goal_id: Some("g".into()),
+                recipient_id: recipient_id.map(Into::into),
+                due_at: at("2026-11-02T12:00:00Z"),
+                after: after.iter().map(|id| (*id).to_owned()).collect(),
+            }
+        };
+        let apply = |state: Journal, command| {
+            decide(&state, command)
+                .expect("ok")
+                .iter()
+                .fold(state, |s, e| evolve(s, e, at("2026-11-02T13:00:00Z")))
+        };
+        let mut state = apply(
+            Journal::default(),
+            send("g-1", NudgeLevel::Participant, None, &[]),
+        );
+        state = apply(
+            state,
+            send("g-2", NudgeLevel::Partner, Some("pat"), &["g-1"]),
+        );
+        // Not the partner's to acknowledge as the owner, nor as another participant or
+        // as staff with the partner's id: to them there is no such nudge.
+        for by in [
+            Recipient::Owner,
+            Recipient::Participant("riley".into()),
+            Recipient::Staff("pat".into()),
+        ] {
+            assert_eq!(
+                decide(
+                    &state,
+                    JournalCommand::AcknowledgeNudge {
+                        public_id: "g-2".into(),
+                        by: by.clone(),
+                    }
+                ),
+                Err(DomainError::NudgeNotFound),
+                "{by:?}"
+            );
+        }
+        let acknowledge = JournalCommand::AcknowledgeNudge {
+            public_id: "g-2".into(),
+            by: Recipient::Participant("pat".into()),
+        };
+        state = apply(state, acknowledge.clone());
+        assert_eq!(
+            state.nudges["g-2"].acknowledged_at,
+            Some(at("2026-11-02T13:00:00Z"))
+        );
+        assert_eq!(decide(&state, acknowledge), Ok(vec![]), "once is enough");
+        // The facilitator's rung after an acknowledged one is not sent.
+        assert_eq!(
+            decide(
+                &state,
+                send(
+                    "g-3",
+                    NudgeLevel::Facilitator,
+                    Some("fran"),
+                    &["g-1", "g-2"]
+                )
+            ),
+            Ok(vec![])
+        );
+        // A receipt: failed, then delivered; a failure after delivery is refused.
+        let receipt = |delivered| JournalCommand::RecordNudgeDelivery {
+            public_id: "g-1".into(),
+            delivered,
+            channel: DeliveryChannel::Sms,
+        };
+        state = apply(state, receipt(false));
+        state = apply(state, receipt(true));
+        assert_eq!(
+            state.nudges["g-1"].delivery.map(|d| d.delivered),
+            Some(true)
+        );
+        assert_eq!(decide(&state, receipt(true)), Ok(vec![]));
+        assert_eq!(
+            decide(&state, receipt(false)),
+            Err(DomainError::NudgeAlreadyDelivered)
+        );
+        assert_eq!(
+            decide(
+                &state,
+                JournalCommand::RecordNudgeDelivery {
+                    public_id: "nope".into(),
+                    delivered: true,
+                    channel: DeliveryChannel::Push,
+                }
+            ),
+            Err(DomainError::NudgeNotFound)
+        );
+        // A nudge id that is no valid name segment is found by its derived one.
+        assert_eq!(nudge_public_id("g-1"), "g-1");
+        let odd = "missed-sessions-".to_owned() + &"x".repeat(60);
+        state = apply(state, send(&odd, NudgeLevel::Participant, None, &[]));
+        assert!(state.nudge(&nudge_public_id(&odd)).is_some());
+        assert_ne!(nudge_public_id(&odd), odd);
+    }
+
+    #[test]
     fn a_nudge_is_sent_once_and_attendance_runs_become_milestones() {
         let nudge = JournalCommand::SendNudge {
             nudge_id: "n1".into(),
@@ -869,6 +1129,7 @@ mod tests {
             goal_id: None,
             recipient_id: None,
             due_at: at("2026-11-02T12:00:00Z"),
+            after: Vec::new(),
         };
         let events = decide(&Journal::default(), nudge.clone()).expect("ok");
         let after = events.iter().fold(Journal::default(), |s, e| {

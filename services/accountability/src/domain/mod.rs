@@ -56,6 +56,14 @@ pub enum NudgeLevel {
     Facilitator,
 }
 
+/// How a messaging service delivered a nudge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryChannel {
+    Sms,
+    Push,
+    Email,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     GoalSet {
@@ -107,6 +115,16 @@ pub enum Event {
         recipient_id: Option<String>,
         due_at: Time,
     },
+    /// The nudge's recipient has seen it.
+    NudgeAcknowledged {
+        nudge_id: String,
+    },
+    /// A messaging service's receipt.
+    NudgeDeliveryRecorded {
+        nudge_id: String,
+        delivered: bool,
+        channel: DeliveryChannel,
+    },
     SessionAttended {
         session_id: String,
         attended: bool,
@@ -157,4 +175,8 @@ pub enum DomainError {
     NotProposed,
     #[error("a member cannot partner with themselves")]
     SelfPartnership,
+    #[error("no such nudge was sent to the caller")]
+    NudgeNotFound,
+    #[error("the nudge was delivered already; a later failure cannot be recorded")]
+    NudgeAlreadyDelivered,
 }

@@ -3,11 +3,16 @@
 //! at the first miss, their accountability partner at the second, the group's
 //! facilitator at the third; a recent setback prompts the partner (only where the
 //! partner may see it) and the facilitator; two missed sessions in a row reach the
-//! facilitator. Nothing is due inside the clinic's quiet hours. Pure: the nudger loads
+//! facilitator. A rung its recipient acknowledged stops the ladder: nothing above it is
+//! sent. The partner hears of missed check-ins only while the member lets peers see
+//! their check-ins (else the ladder skips that rung, as for no partner).
+//! Nothing is due inside the clinic's quiet hours. Pure: the nudger loads
 //! a [`Situation`], asks [`due_nudges`] and sends each answer as a journal command.
 //!
 //! A nudge's id derives from its cause, so asking again (after a restart, on another
 //! replica) yields the same ids, and the journal refuses an id twice.
+
+use std::collections::BTreeSet;
 
 use chrono_tz::Tz;
 
@@ -52,6 +57,8 @@ pub struct Situation {
     pub setbacks: Vec<RecentSetback>,
     pub missed_sessions_in_a_row: u32,
     pub last_missed_session: String,
+    /// The member's nudges their recipients acknowledged, by nudge id.
+    pub acknowledged: BTreeSet<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +88,9 @@ pub struct DueNudge {
     /// `None` for the participant themselves.
     pub recipient_id: Option<String>,
     pub due_at: Time,
+    /// The earlier rungs of its ladder (the journal sends nothing once one of them is
+    /// acknowledged, whatever the read model showed when this was asked).
+    pub after: Vec<String>,
 }
 
 /// Every nudge due for the member now, in a stable order (goals by id, then setbacks,
@@ -104,12 +114,24 @@ pub fn due_nudges(situation: &Situation) -> Vec<DueNudge> {
             .last_check_in_at
             .map_or(goal.set_at, |last| last.max(goal.set_at));
         let misses = ((situation.now - reference).num_seconds() / period.num_seconds()).clamp(0, 3);
+        let mut after: Vec<String> = Vec::new();
         for miss in 1..=misses as i32 {
+            let nudge_id = format!("{}-{}-{miss}", goal.goal_id, reference.timestamp());
+            if after
+                .iter()
+                .any(|earlier| situation.acknowledged.contains(earlier))
+            {
+                break;
+            }
+            let rung = after.clone();
+            after.push(nudge_id.clone());
             let (level, recipient_id) = match miss {
                 1 => (NudgeLevel::Participant, None),
                 2 => match &situation.partner_id {
-                    Some(partner) => (NudgeLevel::Partner, Some(partner.clone())),
-                    None => continue,
+                    Some(partner) if situation.consent.share_check_ins => {
+                        (NudgeLevel::Partner, Some(partner.clone()))
+                    }
+                    _ => continue,
                 },
                 _ => match facilitator {
                     Some(facilitator) => (NudgeLevel::Facilitator, Some(facilitator.clone())),
@@ -117,12 +139,13 @@ pub fn due_nudges(situation: &Situation) -> Vec<DueNudge> {
                 },
             };
             due.push(DueNudge {
-                nudge_id: format!("{}-{}-{miss}", goal.goal_id, reference.timestamp()),
+                nudge_id,
                 level,
                 reason: NudgeReason::MissedCheckIn,
                 goal_id: Some(goal.goal_id.clone()),
                 recipient_id,
                 due_at: reference + period * miss,
+                after: rung,
             });
         }
     }
@@ -145,6 +168,7 @@ pub fn due_nudges(situation: &Situation) -> Vec<DueNudge> {
                 goal_id: None,
                 recipient_id: Some(partner.clone()),
                 due_at: setback.at,
+                after: Vec::new(),
             });
         }
         if let Some(facilitator) = facilitator {
@@ -155,6 +179,7 @@ pub fn due_nudges(situation: &Situation) -> Vec<DueNudge> {
                 goal_id: None,
                 recipient_id: Some(facilitator.clone()),
                 due_at: setback.at,
+                after: Vec::new(),
             });
         }
     }
@@ -168,6 +193,7 @@ pub fn due_nudges(situation: &Situation) -> Vec<DueNudge> {
             goal_id: None,
             recipient_id: Some(facilitator.clone()),
             due_at: situation.now,
+            after: Vec::new(),
         });
     }
     due
@@ -209,6 +235,7 @@ mod tests {
             setbacks: Vec::new(),
             missed_sessions_in_a_row: 0,
             last_missed_session: String::new(),
+            acknowledged: BTreeSet::new(),
         }
     }
 
@@ -263,6 +290,57 @@ mod tests {
         });
         assert_eq!(levels(&due), vec![(NudgeLevel::Participant, None)]);
         assert_eq!(due[0].nudge_id, format!("walk-{}-1", at(3, 12).timestamp()));
+    }
+
+    #[test]
+    fn given_an_acknowledged_rung_then_the_ladder_stops_there() {
+        let reference = at(1, 12).timestamp();
+        let partner_rung = format!("walk-{reference}-2");
+        let due = due_nudges(&Situation {
+            now: at(5, 12),
+            acknowledged: BTreeSet::from([partner_rung.clone()]),
+            ..given()
+        });
+        assert_eq!(
+            levels(&due),
+            vec![
+                (NudgeLevel::Participant, None),
+                (NudgeLevel::Partner, Some("pat")),
+            ],
+            "the facilitator is not told once the partner has seen it"
+        );
+        assert_eq!(due[1].after, vec![format!("walk-{reference}-1")]);
+        let first = due_nudges(&Situation {
+            now: at(5, 12),
+            acknowledged: BTreeSet::from([format!("walk-{reference}-1")]),
+            ..given()
+        });
+        assert_eq!(levels(&first), vec![(NudgeLevel::Participant, None)]);
+        // Unacknowledged, the facilitator's rung names both below it.
+        let all = due_nudges(&Situation {
+            now: at(5, 12),
+            ..given()
+        });
+        assert_eq!(
+            all[2].after,
+            vec![format!("walk-{reference}-1"), partner_rung]
+        );
+    }
+
+    #[test]
+    fn given_consent_withdrawn_then_the_partner_does_not_hear_of_missed_check_ins() {
+        let due = due_nudges(&Situation {
+            now: at(5, 12),
+            consent: Consent::default(),
+            ..given()
+        });
+        assert_eq!(
+            levels(&due),
+            vec![
+                (NudgeLevel::Participant, None),
+                (NudgeLevel::Facilitator, Some("fran")),
+            ]
+        );
     }
 
     #[test]
