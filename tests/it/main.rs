@@ -16,6 +16,7 @@ mod halting;
 mod leases;
 mod limits;
 mod matrix;
+mod measures;
 mod nats_users;
 mod nudges;
 mod ops;

@@ -278,7 +278,14 @@ pub struct AccountabilityConfig {
     pub quiet_hours_end: String,
     /// The token audience (`aud`) this service accepts.
     pub audience: String,
+    /// The fewest members whose outcome measures a group board's trend may show (a
+    /// week with fewer contributors is withheld, so no one's score can be inferred);
+    /// at least `MIN_GROUP_TREND_MEMBERS`.
+    pub group_trend_min_members: u32,
 }
+
+/// Below three, a member who knows their own score could infer another's.
+pub const MIN_GROUP_TREND_MEMBERS: u32 = 3;
 
 impl AccountabilityConfig {
     /// The default quiet hours in minutes after local midnight.
@@ -398,6 +405,7 @@ impl Default for Config {
                 quiet_hours_start: "21:00".into(),
                 quiet_hours_end: "08:00".into(),
                 audience: "circle-accountability".into(),
+                group_trend_min_members: 5,
             },
             projection: ProjectionConfig {
                 batch_size: 128,
@@ -848,6 +856,13 @@ impl Config {
             return invalid(
                 "accountability.nudge_poll_ms",
                 "must be between 10 and 3600000",
+            );
+        }
+        if !(MIN_GROUP_TREND_MEMBERS..=1_000).contains(&self.accountability.group_trend_min_members)
+        {
+            return invalid(
+                "accountability.group_trend_min_members",
+                "must be between 3 and 1000 (fewer would let a member infer another's score)",
             );
         }
         Ok(())
@@ -1309,6 +1324,33 @@ mod tests {
                 check(insecure).is_err_and(|error| error.contains("auth.jwks_url")),
                 "{insecure}"
             );
+        }
+    }
+
+    #[test]
+    fn a_group_trend_needs_at_least_three_members() {
+        assert_eq!(Config::default().accountability.group_trend_min_members, 5);
+        for (members, valid) in [
+            (0, false),
+            (2, false),
+            (3, true),
+            (1000, true),
+            (1001, false),
+        ] {
+            let figment =
+                Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(
+                    &format!("[accountability]\ngroup_trend_min_members = {members}\n"),
+                ));
+            let loaded = Config::extract(figment);
+            assert_eq!(loaded.is_ok(), valid, "{members} members");
+            if let Err(error) = loaded {
+                assert!(
+                    error
+                        .to_string()
+                        .contains("accountability.group_trend_min_members"),
+                    "{error}"
+                );
+            }
         }
     }
 

@@ -225,6 +225,15 @@ resource_name!(
     }
 );
 resource_name!(
+    /// `networks/{network}/participants/{participant}/measurements/{measurement}`: a
+    /// completed outcome measure.
+    MeasurementName {
+        "networks" / network,
+        "participants" / participant,
+        "measurements" / measurement,
+    }
+);
+resource_name!(
     /// `networks/{network}/participants/{participant}/nudges/{nudge}`: a nudge about
     /// the participant (to them, their partner or a facilitator).
     NudgeName {
@@ -335,6 +344,14 @@ impl ParticipantName {
         }
     }
 
+    pub fn measurement(&self, measurement: Id) -> MeasurementName {
+        MeasurementName {
+            network: self.network.clone(),
+            participant: self.participant.clone(),
+            measurement,
+        }
+    }
+
     pub fn nudge(&self, nudge: Id) -> NudgeName {
         NudgeName {
             network: self.network.clone(),
@@ -360,6 +377,7 @@ participant_child!(ConsentName);
 participant_child!(GoalName);
 participant_child!(CheckInName);
 participant_child!(NudgeName);
+participant_child!(MeasurementName);
 
 #[cfg(test)]
 mod tests {

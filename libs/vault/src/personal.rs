@@ -32,6 +32,8 @@ pub mod field {
     /// A peer's message of encouragement, sealed with its recipient's key (it is in
     /// their journal).
     pub const ENCOURAGEMENT: &str = "encouragement";
+    /// An outcome measure's answers.
+    pub const MEASUREMENT: &str = "measurement";
 }
 
 /// One personal field: the participant it belongs to, which field, and its text.

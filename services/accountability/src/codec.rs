@@ -5,6 +5,7 @@ use circle_eventstore::{Aggregate, DecodeError, NewEvent, StoredCommit, wire};
 use circle_proto::accountability::events::v1 as pb;
 use prost::{Message, Name};
 
+use crate::domain::instruments::ScaleScore;
 use crate::domain::journal::{self, Journal};
 use crate::domain::partnership::{self, Partnership};
 use crate::domain::settings::{self, ClinicSettings};
@@ -234,6 +235,36 @@ pub fn encode(event: &Event) -> NewEvent {
             recipient_id: recipient_id.clone().unwrap_or_default(),
             due_time: Some(timestamp(*due_at)),
         }),
+        Event::MeasurementCadenceSet {
+            instrument,
+            every_days,
+        } => NewEvent::from_message(&pb::MeasurementCadenceSet {
+            instrument: instrument.clone(),
+            every_days: *every_days,
+        }),
+        Event::MeasurementRecorded {
+            measurement_id,
+            instrument,
+            version,
+            answers,
+            scores,
+            safety,
+        } => NewEvent::from_message(&pb::MeasurementRecorded {
+            measurement_id: measurement_id.clone(),
+            instrument: instrument.clone(),
+            instrument_version: *version,
+            answers: answers.clone(),
+            scores: scores
+                .iter()
+                .map(|score| pb::ScaleScore {
+                    scale: score.scale.clone(),
+                    score: score.score,
+                    band: score.band.clone(),
+                    significant: score.significant,
+                })
+                .collect(),
+            safety: safety.clone(),
+        }),
         Event::NudgeAcknowledged { nudge_id } => NewEvent::from_message(&pb::NudgeAcknowledged {
             nudge_id: nudge_id.clone(),
         }),
@@ -363,6 +394,31 @@ pub fn decode(event: &wire::Event) -> Result<Event, DecodeError> {
             recipient_id: optional(&m.recipient_id),
             nudge_id: m.nudge_id,
             reason: m.reason,
+        }
+    } else if name == pb::MeasurementCadenceSet::full_name() {
+        let m = message!(pb::MeasurementCadenceSet);
+        Event::MeasurementCadenceSet {
+            instrument: m.instrument,
+            every_days: m.every_days,
+        }
+    } else if name == pb::MeasurementRecorded::full_name() {
+        let m = message!(pb::MeasurementRecorded);
+        Event::MeasurementRecorded {
+            measurement_id: m.measurement_id,
+            instrument: m.instrument,
+            version: m.instrument_version,
+            answers: m.answers,
+            scores: m
+                .scores
+                .into_iter()
+                .map(|score| ScaleScore {
+                    scale: score.scale,
+                    score: score.score,
+                    band: score.band,
+                    significant: score.significant,
+                })
+                .collect(),
+            safety: m.safety,
         }
     } else if name == pb::NudgeAcknowledged::full_name() {
         Event::NudgeAcknowledged {
@@ -542,6 +598,23 @@ mod tests {
             },
             Event::NudgeAcknowledged {
                 nudge_id: "n1".into(),
+            },
+            Event::MeasurementCadenceSet {
+                instrument: "phq-9".into(),
+                every_days: 14,
+            },
+            Event::MeasurementRecorded {
+                measurement_id: "m1".into(),
+                instrument: "phq-9".into(),
+                version: 1,
+                answers: "1=0;9=2".into(),
+                scores: vec![ScaleScore {
+                    scale: "total".into(),
+                    score: 11,
+                    band: "moderate".into(),
+                    significant: true,
+                }],
+                safety: vec!["self-harm".into()],
             },
             Event::NudgeDeliveryRecorded {
                 nudge_id: "n1".into(),

@@ -90,7 +90,8 @@ pub async fn start_with_clock(
         shutdown.clone(),
         base.audit.clone(),
         vault,
-    );
+    )
+    .with_group_trend_min_members(config.accountability.group_trend_min_members);
     let api = api::AccountabilityApi::new(commands.clone(), queries);
     let host = Host::bind(
         config.accountability.listen,

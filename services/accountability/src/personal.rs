@@ -63,7 +63,11 @@ impl Personal for Event {
                 Field::new(owner, field::ENCOURAGEMENT, message),
             ],
             Event::SetbackReported { text, .. } => vec![Field::new(owner, field::SETBACK, text)],
+            Event::MeasurementRecorded { answers, .. } => {
+                vec![Field::new(owner, field::MEASUREMENT, answers)]
+            }
             Event::GoalCompleted { .. }
+            | Event::MeasurementCadenceSet { .. }
             | Event::GoalAbandoned { .. }
             | Event::MilestoneReached { .. }
             | Event::NudgeSent { .. }
@@ -96,6 +100,8 @@ impl Personal for Event {
             | Event::NudgeSent { .. }
             | Event::NudgeAcknowledged { .. }
             | Event::NudgeDeliveryRecorded { .. }
+            | Event::MeasurementCadenceSet { .. }
+            | Event::MeasurementRecorded { .. }
             | Event::SessionAttended { .. } => vec![owner],
             Event::PartnershipProposed { .. }
             | Event::PartnershipAccepted
@@ -174,6 +180,14 @@ mod tests {
                 attended: true,
                 excused: false,
             },
+            Event::MeasurementRecorded {
+                measurement_id: s("measurement_id"),
+                instrument: s("phq-9"),
+                version: 1,
+                answers: s("measurement answers"),
+                scores: Vec::new(),
+                safety: vec![s("self-harm")],
+            },
             Event::PartnershipProposed {
                 group_id: s("group_id"),
                 proposer_id: s("proposer_id"),
@@ -221,6 +235,7 @@ mod tests {
                 owned(5, field::ENCOURAGEMENT, "reaction"),
                 owned(5, field::ENCOURAGEMENT, "encouragement message"),
                 owned(6, field::SETBACK, "setback text"),
+                owned(10, field::MEASUREMENT, "measurement answers"),
             ]
         );
     }
@@ -247,6 +262,9 @@ mod tests {
                     *message = "sealed encouragement".into();
                 }
                 Event::SetbackReported { text, .. } => *text = "sealed setback".into(),
+                Event::MeasurementRecorded { answers, .. } => {
+                    *answers = "sealed measurement".into();
+                }
                 _ => {}
             }
             assert_eq!(events[index], *event, "event {index}");

@@ -30,7 +30,8 @@ use crate::codec::visibility_from_text;
 use crate::domain::Time;
 use crate::domain::journal::DAY_MILESTONES;
 use crate::domain::nudges::{
-    ActiveGoal, DueNudge, RecentSetback, SETBACK_PROMPT_WINDOW, Situation, due_nudges,
+    ActiveGoal, DueNudge, MeasureCadence, RecentSetback, SETBACK_PROMPT_WINDOW, Situation,
+    due_nudges,
 };
 use crate::domain::settings::{ClinicSettings, QuietHours};
 use crate::domain::visibility::Consent;
@@ -355,6 +356,8 @@ struct PageFacts {
     milestones: HashMap<String, Vec<(i32, Time)>>,
     /// Missed-check-in nudges their recipients acknowledged (the ladder stops there).
     acknowledged: HashMap<String, std::collections::BTreeSet<String>>,
+    /// Outcome measures each is asked to complete, with when they last did.
+    measures: HashMap<String, Vec<MeasureCadence>>,
 }
 
 /// What the journals read model says of a member, beside their group.
@@ -565,6 +568,20 @@ impl Nudger {
         .fetch_all(&mut *tenant)
         .await
         .map_err(error)?;
+        let measures: Vec<(String, String, i32, Time, Option<Time>)> = sqlx::query_as(
+            "SELECT c.participant_id, c.instrument, c.every_days, c.set_at,
+                    (SELECT max(m.at) FROM accountability.measurements m
+                     WHERE m.network = c.network AND m.participant_id = c.participant_id
+                       AND m.instrument = c.instrument)
+             FROM accountability.measurement_cadences c
+             WHERE c.network = $1 AND c.participant_id = ANY($2)
+             ORDER BY c.participant_id, c.instrument",
+        )
+        .bind(network)
+        .bind(&ids)
+        .fetch_all(&mut *tenant)
+        .await
+        .map_err(error)?;
         let acknowledged: Vec<(String, String)> = sqlx::query_as(
             "SELECT participant_id, nudge_id FROM accountability.nudges
              WHERE network = $1 AND participant_id = ANY($2) AND reason = 'missed-check-in'
@@ -628,6 +645,18 @@ impl Nudger {
                 .or_default()
                 .push((value, at));
         }
+        for (participant_id, instrument, every_days, set_at, last_at) in measures {
+            facts
+                .measures
+                .entry(participant_id)
+                .or_default()
+                .push(MeasureCadence {
+                    instrument,
+                    every_days: every_days.max(0).unsigned_abs(),
+                    set_at,
+                    last_at,
+                });
+        }
         for (participant_id, nudge_id) in acknowledged {
             facts
                 .acknowledged
@@ -683,6 +712,11 @@ impl Nudger {
             last_missed_session: journal.last_missed_session,
             acknowledged: facts
                 .acknowledged
+                .get(participant_id)
+                .cloned()
+                .unwrap_or_default(),
+            measures: facts
+                .measures
                 .get(participant_id)
                 .cloned()
                 .unwrap_or_default(),

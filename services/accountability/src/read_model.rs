@@ -152,6 +152,39 @@ impl Projection for ReadModel {
                 PRIMARY KEY (network, participant_id, nudge_id)
             )",
             "CREATE INDEX IF NOT EXISTS nudges_by_recipient ON nudges (network, level, recipient_id, position)",
+            "CREATE TABLE IF NOT EXISTS measurements (
+                network text NOT NULL,
+                participant_id text NOT NULL,
+                measurement_id text NOT NULL,
+                instrument text NOT NULL,
+                version integer NOT NULL,
+                answers text NOT NULL,
+                safety text[] NOT NULL,
+                at timestamptz NOT NULL,
+                position bigint NOT NULL,
+                PRIMARY KEY (network, participant_id, measurement_id)
+            )",
+            "CREATE TABLE IF NOT EXISTS measurement_scores (
+                network text NOT NULL,
+                participant_id text NOT NULL,
+                measurement_id text NOT NULL,
+                instrument text NOT NULL,
+                scale text NOT NULL,
+                score integer NOT NULL,
+                band text NOT NULL,
+                significant boolean NOT NULL,
+                at timestamptz NOT NULL,
+                PRIMARY KEY (network, participant_id, measurement_id, scale)
+            )",
+            "CREATE INDEX IF NOT EXISTS measurement_scores_by_time ON measurement_scores (network, instrument, at)",
+            "CREATE TABLE IF NOT EXISTS measurement_cadences (
+                network text NOT NULL,
+                participant_id text NOT NULL,
+                instrument text NOT NULL,
+                every_days integer NOT NULL,
+                set_at timestamptz NOT NULL,
+                PRIMARY KEY (network, participant_id, instrument)
+            )",
             "CREATE TABLE IF NOT EXISTS sessions_seen (
                 network text NOT NULL,
                 participant_id text NOT NULL,
@@ -181,7 +214,8 @@ impl Projection for ReadModel {
 
     /// 2: `goal_history` (the timeline's goal items) was added; 3: nudges keep their
     /// public id, position, acknowledgement and delivery, and setbacks a position (a
-    /// timeline orders the items of one time as they were recorded). Older read models are
+    /// timeline orders the items of one time as they were recorded); outcome measures
+    /// (`measurements`, `measurement_scores`, `measurement_cadences`). Older read models are
     /// rebuilt so the new columns hold the past too.
     fn shape_version(&self) -> u32 {
         3
@@ -381,6 +415,58 @@ impl Projection for ReadModel {
                         .bind(position)
                         .execute(&mut *connection)
                         .await?;
+                }
+                Event::MeasurementCadenceSet {
+                    instrument,
+                    every_days,
+                } => {
+                    if every_days == 0 {
+                        run("DELETE FROM measurement_cadences WHERE network = $1 AND participant_id = $2 AND instrument = $3")
+                            .bind(instrument)
+                            .execute(&mut *connection)
+                            .await?;
+                    } else {
+                        run("INSERT INTO measurement_cadences (network, participant_id, instrument, every_days, set_at) VALUES ($1, $2, $3, $4, $5)
+                             ON CONFLICT (network, participant_id, instrument) DO UPDATE SET every_days = EXCLUDED.every_days, set_at = EXCLUDED.set_at")
+                            .bind(instrument)
+                            .bind(i32::try_from(every_days).unwrap_or(i32::MAX))
+                            .bind(at)
+                            .execute(&mut *connection)
+                            .await?;
+                    }
+                }
+                Event::MeasurementRecorded {
+                    measurement_id,
+                    instrument,
+                    version,
+                    answers,
+                    scores,
+                    safety,
+                } => {
+                    run("INSERT INTO measurements (network, participant_id, measurement_id, instrument, version, answers, safety, at, position)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+                        .bind(&measurement_id)
+                        .bind(&instrument)
+                        .bind(i32::try_from(version).unwrap_or(i32::MAX))
+                        .bind(answers)
+                        .bind(safety)
+                        .bind(at)
+                        .bind(position)
+                        .execute(&mut *connection)
+                        .await?;
+                    for score in scores {
+                        run("INSERT INTO measurement_scores (network, participant_id, measurement_id, instrument, scale, score, band, significant, at)
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+                            .bind(&measurement_id)
+                            .bind(&instrument)
+                            .bind(score.scale)
+                            .bind(i32::try_from(score.score).unwrap_or(i32::MAX))
+                            .bind(score.band)
+                            .bind(score.significant)
+                            .bind(at)
+                            .execute(&mut *connection)
+                            .await?;
+                    }
                 }
                 Event::NudgeAcknowledged { nudge_id } => {
                     run(

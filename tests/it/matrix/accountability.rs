@@ -27,6 +27,8 @@ const TABLE: &[Row] = &[
     ("GetParticipantTimeline",   "pat",     "ok     RECORD RECORD RECORD ROLE   RECORD ok     ROLE"),
     ("ListAtRisk",               "staff-1", "ok     ok     ok     LIST   ROLE   ROLE   ROLE   ROLE"),
     ("ListAtRisk",               "staff-3", "ok     ok     LIST   LIST   ROLE   ROLE   ROLE   ROLE"),
+    ("ListMeasurements",         "sam",     "ok     ok     ok     RECORD ROLE   ok     RECORD ROLE"),
+    ("ListMeasurements",         "pat",     "ok     RECORD RECORD RECORD ROLE   RECORD ok     ROLE"),
     // A recipient lists only their own nudges, whatever their role.
     ("ListMyNudges",             "sam",     "RECORD RECORD RECORD RECORD ROLE   ok     RECORD ROLE"),
     ("ListMyNudges",             "staff-1", "RECORD RECORD ok     RECORD ROLE   RECORD RECORD ROLE"),
@@ -58,6 +60,10 @@ const TABLE: &[Row] = &[
     // to anyone else, as for no such nudge).
     ("AcknowledgeNudge",         "sam",     "pass   pass   pass   pass   ROLE   pass   pass   ROLE"),
     ("RecordNudgeDelivery",      "sam",     "ROLE   ROLE   ROLE   ROLE   ROLE   ROLE   ROLE   pass"),
+    ("SetMeasurementCadence",    "sam",     "pass   pass   pass   RECORD ROLE   ROLE   ROLE   ROLE"),
+    ("SetMeasurementCadence",    "pat",     "pass   RECORD RECORD RECORD ROLE   ROLE   ROLE   ROLE"),
+    ("SubmitMeasurement",        "sam",     "pass   pass   pass   RECORD ROLE   pass   RECORD ROLE"),
+    ("SubmitMeasurement",        "pat",     "pass   RECORD RECORD RECORD ROLE   RECORD pass   ROLE"),
 ];
 
 /// A placement: the clinic, its group's lead, the participant whose record or
@@ -310,6 +316,48 @@ async fn call(
                         clinic: clinic(n, clinic_id),
                         start_time: "22:00".into(),
                         end_time: "07:00".into(),
+                        request_id,
+                    },
+                    t,
+                ))
+                .await,
+        ),
+        "ListMeasurements" => Answer::of(
+            client
+                .list_measurements(with_token(
+                    pb::ListMeasurementsRequest {
+                        participant: participant(n, member),
+                        ..Default::default()
+                    },
+                    t,
+                ))
+                .await,
+        ),
+        "SetMeasurementCadence" => Answer::of(
+            client
+                .set_measurement_cadence(with_token(
+                    pb::SetMeasurementCadenceRequest {
+                        participant: participant(n, member),
+                        instrument: "gad-7".into(),
+                        every_days: 14,
+                        request_id,
+                    },
+                    t,
+                ))
+                .await,
+        ),
+        "SubmitMeasurement" => Answer::of(
+            client
+                .submit_measurement(with_token(
+                    pb::SubmitMeasurementRequest {
+                        parent: participant(n, member),
+                        instrument: "gad-7".into(),
+                        answers: (1..=7)
+                            .map(|item| pb::MeasurementAnswer {
+                                item: item.to_string(),
+                                option: 1,
+                            })
+                            .collect(),
                         request_id,
                     },
                     t,

@@ -226,6 +226,39 @@ impl AccountabilityService for AccountabilityApi {
             .map_err(status)
     }
 
+    #[tracing::instrument(skip_all)]
+    async fn set_measurement_cadence(
+        &self,
+        request: Request<pb::SetMeasurementCadenceRequest>,
+    ) -> Result<Response<pb::SetMeasurementCadenceResponse>, Status> {
+        AccountabilityApi::set_measurement_cadence(self, request)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn submit_measurement(
+        &self,
+        request: Request<pb::SubmitMeasurementRequest>,
+    ) -> Result<Response<pb::SubmitMeasurementResponse>, Status> {
+        AccountabilityApi::submit_measurement(self, request)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_measurements(
+        &self,
+        request: Request<pb::ListMeasurementsRequest>,
+    ) -> Result<Response<pb::ListMeasurementsResponse>, Status> {
+        AccountabilityApi::list_measurements(self, request)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+
     type WatchGroupFeedStream = read::FeedStream;
 
     #[tracing::instrument(skip_all)]

@@ -14,8 +14,8 @@ use tonic::{Request, Status};
 use super::{AccountabilityApi, ApiResult, caller, status};
 use crate::app::access::{self, Operation};
 use crate::app::queries::{
-    ActiveGoal, AtRiskEntry, BoardEntry, CheckInView, FeedEvent, FeedItem, NudgePageRequest,
-    NudgeRecipient, NudgeView, TimelineItem,
+    ActiveGoal, AtRiskEntry, BoardEntry, CheckInView, FeedEvent, FeedItem, GroupTrend,
+    MeasurementView, NudgePageRequest, NudgeRecipient, NudgeView, TimelineItem,
 };
 use crate::codec;
 use crate::domain::journal::Counters;
@@ -33,6 +33,77 @@ pub(super) fn channel_to_api(channel: DeliveryChannel) -> pb::DeliveryChannel {
     }
 }
 
+/// The longest instrument id a request may name (the catalog's are far shorter).
+pub(super) const MAX_INSTRUMENT_CHARS: usize = 32;
+
+/// A request's instrument: an id of the catalog's form (the application says whether
+/// it is one of the catalog's).
+pub(super) fn instrument_field(
+    violations: &mut Violations,
+    field: &str,
+    instrument: &str,
+    optional: bool,
+) -> Option<String> {
+    violations.check(
+        field,
+        if instrument.is_empty() && !optional {
+            Err("must name an instrument, e.g. \"phq-9\"".to_owned())
+        } else if instrument.chars().count() > MAX_INSTRUMENT_CHARS
+            || !instrument
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            Err(format!(
+                "must be an instrument id: at most {MAX_INSTRUMENT_CHARS} of a-z, 0-9 and '-'"
+            ))
+        } else {
+            Ok(instrument.to_owned())
+        },
+    )
+}
+
+/// A measure as the API shows it.
+pub(super) fn measurement_view(measurement: MeasurementView) -> pb::Measurement {
+    pb::Measurement {
+        name: measurement.name.to_string(),
+        instrument: measurement.instrument,
+        instrument_version: measurement.version,
+        answers: measurement
+            .answers
+            .into_iter()
+            .map(|(item, option)| pb::MeasurementAnswer { item, option })
+            .collect(),
+        scores: measurement
+            .scores
+            .into_iter()
+            .map(|score| pb::ScaleScore {
+                scale: score.scale,
+                score: score.score,
+                band: score.band,
+                significant: score.significant,
+            })
+            .collect(),
+        safety_concern: measurement.safety_concern,
+        submit_time: Some(codec::timestamp(measurement.submitted_at)),
+    }
+}
+
+fn trend_view(trend: GroupTrend) -> pb::GroupTrend {
+    pb::GroupTrend {
+        instrument: trend.instrument,
+        scale: trend.scale,
+        points: trend
+            .points
+            .into_iter()
+            .map(|point| pb::TrendPoint {
+                week_start: point.week_start.format("%Y-%m-%d").to_string(),
+                contributors: point.contributors,
+                mean_score: point.mean_score,
+            })
+            .collect(),
+    }
+}
+
 /// A nudge as the API shows it.
 pub(super) fn nudge_view(nudge: NudgeView) -> pb::Nudge {
     pb::Nudge {
@@ -47,6 +118,8 @@ pub(super) fn nudge_view(nudge: NudgeView) -> pb::Nudge {
             "missed-check-in" => pb::NudgeReason::MissedCheckIn,
             "setback-support" => pb::NudgeReason::SetbackSupport,
             "missed-sessions" => pb::NudgeReason::MissedSessions,
+            "safety-alert" => pb::NudgeReason::SafetyAlert,
+            "measurement-due" => pb::NudgeReason::MeasurementDue,
             _ => pb::NudgeReason::Unspecified,
         } as i32,
         send_time: Some(codec::timestamp(nudge.sent_at)),
@@ -203,12 +276,13 @@ impl AccountabilityApi {
         let stated = circle_audit::stated_purpose(request.metadata());
         let request = request.into_inner();
         let (group, purpose) = Self::group_field(&caller, &request.group, stated)?;
-        let entries = self
+        let board = self
             .queries
             .get_group_board(&caller, &group, &request.consistency_token, purpose)
             .await?;
         Ok(pb::GetGroupBoardResponse {
-            entries: entries.into_iter().map(board_entry_view).collect(),
+            entries: board.entries.into_iter().map(board_entry_view).collect(),
+            trends: board.trends.into_iter().map(trend_view).collect(),
         })
     }
 
@@ -258,6 +332,50 @@ impl AccountabilityApi {
             .await?;
         Ok(pb::ListAtRiskResponse {
             entries: entries.into_iter().map(at_risk_view).collect(),
+        })
+    }
+
+    pub(super) async fn list_measurements(
+        &self,
+        request: Request<pb::ListMeasurementsRequest>,
+    ) -> ApiResult<pb::ListMeasurementsResponse> {
+        let caller = caller(&request)?;
+        let stated = circle_audit::stated_purpose(request.metadata());
+        let request = request.into_inner();
+        let mut violations = Violations::default();
+        let participant = circle_grpc::named::<ParticipantName>(
+            &caller,
+            &mut violations,
+            "participant",
+            &request.participant,
+        )?;
+        let instrument = instrument_field(&mut violations, "instrument", &request.instrument, true);
+        let purpose = purpose(&mut violations, stated);
+        let (participant, instrument) = violations.finish(participant.zip(instrument))?;
+        let listed = self
+            .queries
+            .list_measurements(
+                &caller,
+                &participant,
+                Some(instrument.as_str()).filter(|instrument| !instrument.is_empty()),
+                &request.consistency_token,
+                purpose,
+            )
+            .await?;
+        Ok(pb::ListMeasurementsResponse {
+            measurements: listed
+                .measurements
+                .into_iter()
+                .map(measurement_view)
+                .collect(),
+            cadences: listed
+                .cadences
+                .into_iter()
+                .map(|(instrument, every_days)| pb::MeasurementCadence {
+                    instrument,
+                    every_days,
+                })
+                .collect(),
         })
     }
 

@@ -16,9 +16,10 @@ use crate::app::access::{self, Operation};
 use crate::app::commands::{
     AcknowledgeNudge, CheckInAnswer, Encourage, GoalAnswer, GoalChange, Idempotency,
     PartnershipAnswer, PartnershipChange, ProposePartnership, RecordNudgeDelivery, ReportSetback,
-    ReviseGoal, SetGoal, SetQuietHours, SubmitCheckIn,
+    ReviseGoal, SetGoal, SetMeasurementCadence, SetQuietHours, SubmitCheckIn, SubmitMeasurement,
 };
 use crate::codec;
+use crate::domain::instruments::MAX_ITEMS;
 use crate::domain::journal::GoalStatus;
 use crate::domain::partnership::PartnershipState;
 use crate::domain::settings::QuietHours;
@@ -26,6 +27,10 @@ use crate::domain::{Cadence, DeliveryChannel, Visibility};
 
 const MAX_GOAL_CHARS: usize = 500;
 const MAX_CHECK_IN_CHARS: usize = 1000;
+/// The longest a measurement cadence may be.
+const MAX_CADENCE_DAYS: u32 = 365;
+/// The longest item id an answer may name (the catalog's are far shorter).
+const MAX_ITEM_CHARS: usize = 32;
 
 fn goal_view(answer: &GoalAnswer) -> pb::Goal {
     pb::Goal {
@@ -517,6 +522,113 @@ impl AccountabilityApi {
             .await?;
         Ok(pb::RecordNudgeDeliveryResponse {
             nudge: Some(super::read::nudge_view(answer.nudge)),
+            consistency_token: answer.consistency_token,
+        })
+    }
+
+    pub(super) async fn set_measurement_cadence(
+        &self,
+        request: Request<pb::SetMeasurementCadenceRequest>,
+    ) -> ApiResult<pb::SetMeasurementCadenceResponse> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
+        let mut violations = Violations::default();
+        let participant = named::<ParticipantName>(
+            &caller,
+            &mut violations,
+            "participant",
+            &request.participant,
+        )?;
+        let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
+        let instrument = super::read::instrument_field(
+            &mut violations,
+            "instrument",
+            &request.instrument,
+            false,
+        );
+        let every_days = violations.check(
+            "every_days",
+            if request.every_days <= MAX_CADENCE_DAYS {
+                Ok(request.every_days)
+            } else {
+                Err(format!("must be 0 (stop) to {MAX_CADENCE_DAYS} days"))
+            },
+        );
+        let ((participant, instrument), every_days) =
+            violations.finish(participant.zip(instrument).zip(every_days))?;
+        let answer = self
+            .commands
+            .set_measurement_cadence(
+                &caller,
+                SetMeasurementCadence {
+                    participant,
+                    instrument,
+                    every_days,
+                    request: idempotency(request_id, fingerprint),
+                },
+            )
+            .await?;
+        Ok(pb::SetMeasurementCadenceResponse {
+            cadence: Some(pb::MeasurementCadence {
+                instrument: answer.instrument,
+                every_days: answer.every_days,
+            }),
+            consistency_token: answer.consistency_token,
+        })
+    }
+
+    pub(super) async fn submit_measurement(
+        &self,
+        request: Request<pb::SubmitMeasurementRequest>,
+    ) -> ApiResult<pb::SubmitMeasurementResponse> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        let fingerprint = Fingerprint::of(&request);
+        let mut violations = Violations::default();
+        let participant =
+            named::<ParticipantName>(&caller, &mut violations, "parent", &request.parent)?;
+        let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
+        let instrument = super::read::instrument_field(
+            &mut violations,
+            "instrument",
+            &request.instrument,
+            false,
+        );
+        let answers = violations.check(
+            "answers",
+            if request.answers.len() > MAX_ITEMS {
+                Err(format!("at most {MAX_ITEMS} answers"))
+            } else if request.answers.iter().any(|answer| {
+                answer.item.is_empty() || answer.item.chars().count() > MAX_ITEM_CHARS
+            }) {
+                Err(format!(
+                    "each answer names an item id of 1 to {MAX_ITEM_CHARS} characters"
+                ))
+            } else {
+                Ok(request
+                    .answers
+                    .iter()
+                    .map(|answer| (answer.item.clone(), answer.option))
+                    .collect::<Vec<_>>())
+            },
+        );
+        let ((participant, instrument), answers) =
+            violations.finish(participant.zip(instrument).zip(answers))?;
+        let answer = self
+            .commands
+            .submit_measurement(
+                &caller,
+                SubmitMeasurement {
+                    participant,
+                    instrument,
+                    answers,
+                    request: idempotency(request_id, fingerprint),
+                },
+            )
+            .await?;
+        Ok(pb::SubmitMeasurementResponse {
+            measurement: Some(super::read::measurement_view(answer.measurement)),
             consistency_token: answer.consistency_token,
         })
     }

@@ -47,10 +47,13 @@ pub enum Operation {
     ListMyNudges,
     AcknowledgeNudge,
     RecordNudgeDelivery,
+    SetMeasurementCadence,
+    SubmitMeasurement,
+    ListMeasurements,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 18] = [
+    pub const ALL: [Operation; 21] = [
         Self::SetGoal,
         Self::ReviseGoal,
         Self::CompleteGoal,
@@ -69,6 +72,9 @@ impl Operation {
         Self::ListMyNudges,
         Self::AcknowledgeNudge,
         Self::RecordNudgeDelivery,
+        Self::SetMeasurementCadence,
+        Self::SubmitMeasurement,
+        Self::ListMeasurements,
     ];
 
     /// The RPC's name, as the proto spells it.
@@ -92,6 +98,9 @@ impl Operation {
             Self::ListMyNudges => "ListMyNudges",
             Self::AcknowledgeNudge => "AcknowledgeNudge",
             Self::RecordNudgeDelivery => "RecordNudgeDelivery",
+            Self::SetMeasurementCadence => "SetMeasurementCadence",
+            Self::SubmitMeasurement => "SubmitMeasurement",
+            Self::ListMeasurements => "ListMeasurements",
         }
     }
 }
@@ -155,6 +164,13 @@ pub fn rule(operation: Operation) -> Rule {
         }
         // A messaging service's delivery receipt.
         O::RecordNudgeDelivery => Rule::new(CALLING_SERVICES, Scope::Network),
+        // Outcome measures: the care team sets how often; the participant (or their
+        // care team, administering it) submits; the participant and their care team
+        // read them, never peers.
+        O::SetMeasurementCadence => Rule::new(CARE_TEAM, Scope::OwnRecordOrCareTeam),
+        O::SubmitMeasurement | O::ListMeasurements => {
+            Rule::new(CARE_TEAM_AND_PARTICIPANTS, Scope::OwnRecordOrCareTeam)
+        }
     }
 }
 
@@ -288,7 +304,7 @@ mod tests {
         for operation in Operation::ALL {
             assert!(seen.insert(operation), "{operation:?} twice");
         }
-        assert_eq!(seen.len(), 18, "one row per RPC of the service");
+        assert_eq!(seen.len(), 21, "one row per RPC of the service");
         let readme = include_str!("../../README.md");
         for row in printed() {
             println!("{row}");

@@ -28,7 +28,8 @@ pub fn default_purpose(operation: Operation) -> Option<Purpose> {
         | O::GetParticipantTimeline
         | O::ListAtRisk
         | O::WatchGroupFeed
-        | O::ListMyNudges => Some(Purpose::Treatment),
+        | O::ListMyNudges
+        | O::ListMeasurements => Some(Purpose::Treatment),
         O::SetGoal
         | O::ReviseGoal
         | O::CompleteGoal
@@ -41,7 +42,9 @@ pub fn default_purpose(operation: Operation) -> Option<Purpose> {
         | O::EndPartnership
         | O::SetQuietHours
         | O::AcknowledgeNudge
-        | O::RecordNudgeDelivery => None,
+        | O::RecordNudgeDelivery
+        | O::SetMeasurementCadence
+        | O::SubmitMeasurement => None,
     }
 }
 
@@ -69,6 +72,7 @@ mod tests {
                 ("ListAtRisk", "treatment"),
                 ("WatchGroupFeed", "treatment"),
                 ("ListMyNudges", "treatment"),
+                ("ListMeasurements", "treatment"),
             ]
         );
     }

@@ -28,8 +28,9 @@ use super::access::{self, Operation, Step};
 use super::aggregates::{Aggregates, CommandError, partnership_id};
 use super::errors::{command_error, domain_error};
 use super::facts::Facts;
-use super::queries::{NudgeView, participant_name};
-use crate::domain::journal::{Counters, Goal, JournalCommand, Recipient};
+use super::queries::{MeasurementView, NudgeView, participant_name};
+use crate::domain::instruments::{Catalog, ScoringError};
+use crate::domain::journal::{Counters, Goal, JournalCommand, Recipient, measurement_answers};
 use crate::domain::nudges::DueNudge;
 use crate::domain::partnership::{Partnership, PartnershipCommand, PartnershipState};
 use crate::domain::settings::QuietHours;
@@ -169,6 +170,50 @@ pub struct RecordNudgeDelivery {
     pub delivered: bool,
     pub channel: DeliveryChannel,
     pub request: Idempotency,
+}
+
+pub struct SetMeasurementCadence {
+    pub participant: ParticipantName,
+    pub instrument: String,
+    /// 0 stops asking.
+    pub every_days: u32,
+    pub request: Idempotency,
+}
+
+pub struct SubmitMeasurement {
+    pub participant: ParticipantName,
+    pub instrument: String,
+    /// (item id, the chosen option's place in its set).
+    pub answers: Vec<(String, u32)>,
+    pub request: Idempotency,
+}
+
+/// A cadence as the command left it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CadenceAnswer {
+    pub instrument: String,
+    pub every_days: u32,
+    pub consistency_token: String,
+}
+
+/// The measure the commit recorded (on a retry, the original), its answers opened.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MeasurementAnswer {
+    pub measurement: MeasurementView,
+    pub consistency_token: String,
+}
+
+/// Answers that can never be scored: the field they are wrong in and why.
+fn scoring_error(error: ScoringError) -> ApiError {
+    let field = match error {
+        ScoringError::UnknownInstrument(_) => "instrument",
+        _ => "answers",
+    };
+    let mut violations = circle_grpc::Violations::default();
+    violations.add(field, error.to_string());
+    violations
+        .finish::<()>(None)
+        .expect_err("a violation was added")
 }
 
 /// A nudge as the command left it (on a retry, as the original commit left it).
@@ -893,6 +938,155 @@ impl Commands {
             .ok_or_else(ApiError::request_id_reused)?;
         Ok(NudgeAnswer {
             nudge: NudgeView::of(nudge, sent),
+            consistency_token: executed.version().to_string(),
+        })
+    }
+}
+
+// Outcome measures.
+impl Commands {
+    /// The care team sets how often a participant completes an instrument.
+    pub async fn set_measurement_cadence(
+        &self,
+        caller: &Caller,
+        input: SetMeasurementCadence,
+    ) -> ApiResult<CadenceAnswer> {
+        let participant = &input.participant;
+        self.facts
+            .authorize_record(caller, Operation::SetMeasurementCadence, participant)
+            .await?;
+        let catalog = Catalog::shared().map_err(|_| ApiError::internal())?;
+        if catalog.get(&input.instrument).is_none() {
+            return Err(scoring_error(ScoringError::UnknownInstrument(
+                input.instrument,
+            )));
+        }
+        let command = JournalCommand::SetMeasurementCadence {
+            instrument: input.instrument.clone(),
+            every_days: input.every_days,
+        };
+        let executed = self
+            .aggregates
+            .journal(
+                participant.network.as_str(),
+                participant.participant.as_str(),
+                &input.request.meta(caller),
+                command,
+            )
+            .await
+            .map_err(command_error)?;
+        // The cadence as the commit left it (on a retry, the original).
+        let every_days = executed
+            .events()
+            .iter()
+            .find_map(|event| match event {
+                Event::MeasurementCadenceSet {
+                    instrument,
+                    every_days,
+                } if *instrument == input.instrument => Some(*every_days),
+                _ => None,
+            })
+            .unwrap_or_else(|| {
+                executed
+                    .state()
+                    .measurement_cadences
+                    .get(&input.instrument)
+                    .copied()
+                    .unwrap_or(0)
+            });
+        Ok(CadenceAnswer {
+            instrument: input.instrument,
+            every_days,
+            consistency_token: executed.version().to_string(),
+        })
+    }
+
+    /// A completed measure: scored here from the answers alone (never from the
+    /// client), recorded with its answers sealed; a safety concern alerts the
+    /// facilitators of the member's groups in the same commit.
+    pub async fn submit_measurement(
+        &self,
+        caller: &Caller,
+        input: SubmitMeasurement,
+    ) -> ApiResult<MeasurementAnswer> {
+        let participant = &input.participant;
+        self.facts
+            .authorize_record(caller, Operation::SubmitMeasurement, participant)
+            .await?;
+        let (network, participant_id) = (
+            participant.network.as_str(),
+            participant.participant.as_str(),
+        );
+        let catalog = Catalog::shared().map_err(|_| ApiError::internal())?;
+        let scored = catalog
+            .score(&input.instrument, &input.answers)
+            .map_err(scoring_error)?;
+        let alert = if scored.safety.is_empty() {
+            Vec::new()
+        } else {
+            self.facts.facilitators_of(network, participant_id).await?
+        };
+        let measurement_id = derived_id(
+            &participant.to_string(),
+            "measurement",
+            &input.request.request_id,
+        );
+        let command = JournalCommand::RecordMeasurement {
+            measurement_id: measurement_id.clone(),
+            scored,
+            answers: measurement_answers(&input.answers),
+            alert,
+            now: self.clock.now(),
+        };
+        let executed = self
+            .aggregates
+            .journal(
+                network,
+                participant_id,
+                &input.request.meta(caller),
+                command,
+            )
+            .await
+            .map_err(command_error)?;
+        let recorded = executed
+            .events()
+            .iter()
+            .find_map(|event| match event {
+                Event::MeasurementRecorded {
+                    measurement_id: id,
+                    instrument,
+                    version,
+                    answers,
+                    scores,
+                    safety,
+                } if *id == measurement_id => Some((
+                    instrument.clone(),
+                    *version,
+                    answers.clone(),
+                    scores.clone(),
+                    !safety.is_empty(),
+                )),
+                _ => None,
+            })
+            .ok_or_else(ApiError::request_id_reused)?;
+        let (instrument, version, answers, scores, safety_concern) = recorded;
+        let answers = self.opener(network, participant_id).await?.open(
+            participant_id,
+            field::MEASUREMENT,
+            &answers,
+        );
+        Ok(MeasurementAnswer {
+            measurement: MeasurementView {
+                name: participant.measurement(id(&measurement_id)?),
+                instrument,
+                version,
+                answers: crate::domain::journal::parse_measurement_answers(&answers),
+                scores,
+                safety_concern,
+                submitted_at: executed
+                    .committed_at()
+                    .ok_or_else(ApiError::request_id_reused)?,
+            },
             consistency_token: executed.version().to_string(),
         })
     }

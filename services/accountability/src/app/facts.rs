@@ -330,6 +330,33 @@ impl Facts {
         })
     }
 
+    /// The facilitators of the groups a participant is active in (each once, by
+    /// group, lead first): whom a measure's safety concern alerts.
+    pub(crate) async fn facilitators_of(
+        &self,
+        network: &str,
+        participant_id: &str,
+    ) -> ApiResult<Vec<String>> {
+        let lists: Vec<Vec<String>> = sqlx::query_scalar(
+            "SELECT g.facilitators FROM accountability_roster.member_periods p
+             JOIN accountability_roster.groups g ON g.network = p.network AND g.group_id = p.group_id
+             WHERE p.network = $1 AND p.participant_id = $2 AND p.to_at IS NULL
+             ORDER BY g.group_id",
+        )
+        .bind(network)
+        .bind(participant_id)
+        .fetch_all(&mut *self.tenant(network).await?)
+        .await
+        .map_err(database_error)?;
+        let mut facilitators: Vec<String> = Vec::new();
+        for staff_id in lists.into_iter().flatten() {
+            if !facilitators.contains(&staff_id) {
+                facilitators.push(staff_id);
+            }
+        }
+        Ok(facilitators)
+    }
+
     /// The peer-visibility consent a participant has given.
     pub(crate) async fn consent(&self, network: &str, participant_id: &str) -> ApiResult<Consent> {
         let mut tenant = self.tenant(network).await?;

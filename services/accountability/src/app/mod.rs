@@ -56,6 +56,8 @@ pub struct Queries {
     /// Where the read model and the roster have got to (in that order), polled once
     /// for every open feed of this process: a feed reads only when one has moved.
     watermarks: circle_projection::Checkpoints,
+    /// The fewest contributors a week of a group's measure trend needs to be shown.
+    trend_min_members: u32,
 }
 
 impl Queries {
@@ -92,7 +94,17 @@ impl Queries {
             shutdown,
             audit,
             vault,
+            trend_min_members: circle_config::Config::default()
+                .accountability
+                .group_trend_min_members,
         }
+    }
+
+    /// The fewest contributors a week of a group's measure trend needs
+    /// (`accountability.group_trend_min_members`).
+    pub fn with_group_trend_min_members(mut self, members: u32) -> Self {
+        self.trend_min_members = members;
+        self
     }
 
     /// The opening keys of the participants one answer (or one page of the feed)

@@ -14,7 +14,7 @@ use std::time::Duration;
 use chrono::NaiveDate;
 use circle_audit::Purpose;
 use circle_grpc::{ApiError, Caller, Role, Target, Violations};
-use circle_names::{GroupName, Id, NudgeName, ParticipantName, StaffName};
+use circle_names::{GroupName, Id, MeasurementName, NudgeName, ParticipantName, StaffName};
 use circle_vault::{Opener, field};
 use sqlx::Row as _;
 use tonic::Code;
@@ -22,7 +22,10 @@ use tonic::Code;
 use super::access::{self, Operation};
 use super::{Queries, database_error};
 use crate::codec;
-use crate::domain::journal::{CounterFacts, Counters, Delivery, SentNudge};
+use crate::domain::instruments::ScaleScore;
+use crate::domain::journal::{
+    CounterFacts, Counters, Delivery, SentNudge, parse_measurement_answers,
+};
 use crate::domain::visibility::{Consent, Viewer, can_see_check_in, can_see_milestones};
 use crate::domain::{Cadence, NudgeLevel, Progress, Time, Visibility};
 
@@ -98,6 +101,57 @@ pub struct AtRiskEntry {
     pub group: String,
     pub reasons: Vec<&'static str>,
 }
+
+/// A completed outcome measure, for the participant and their care team.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MeasurementView {
+    pub name: MeasurementName,
+    pub instrument: String,
+    pub version: u32,
+    /// (item id, the chosen option's place in its set), opened.
+    pub answers: Vec<(String, u32)>,
+    pub scores: Vec<ScaleScore>,
+    /// A safety rule was met (the facilitators were alerted).
+    pub safety_concern: bool,
+    pub submitted_at: Time,
+}
+
+/// A participant's measures, oldest first, and the cadences they are asked on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Measurements {
+    pub measurements: Vec<MeasurementView>,
+    /// (instrument, every how many days).
+    pub cadences: Vec<(String, u32)>,
+}
+
+/// One week of a group's trend: its Monday, how many current members contributed, and
+/// the mean of each one's latest score that week.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrendPoint {
+    pub week_start: NaiveDate,
+    pub contributors: u32,
+    pub mean_score: f64,
+}
+
+/// One scale of one instrument across a group, week by week.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupTrend {
+    pub instrument: String,
+    pub scale: String,
+    pub points: Vec<TrendPoint>,
+}
+
+/// A group's board: its members as the viewer may see them, and the group's trends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Board {
+    pub entries: Vec<BoardEntry>,
+    pub trends: Vec<GroupTrend>,
+}
+
+/// How far back a group trend goes.
+const TREND_WEEKS: i64 = 12;
+/// The most measures one `ListMeasurements` answers (the latest).
+const MAX_MEASUREMENTS: i64 = 500;
 
 /// A nudge as its recipient sees it: who it is about (the name's participant), to
 /// whom, why, and what became of it. Nothing else: no goal, check-in or setback text.
@@ -533,7 +587,7 @@ impl Queries {
         group: &GroupName,
         consistency_token: &str,
         purpose: Option<Purpose>,
-    ) -> ApiResult<Vec<BoardEntry>> {
+    ) -> ApiResult<Board> {
         let members = self
             .authorize_group(caller, Operation::GetGroupBoard, group)
             .await?;
@@ -672,9 +726,162 @@ impl Queries {
         }
         // Every member is on the board (a peer without their consent as "A group
         // member", but there, by id).
+        let trends = self.group_trends(network, &members, now).await?;
         let reading = Self::reading(caller, Operation::GetGroupBoard, group.to_string(), purpose);
         self.disclose(&reading, &members).await?;
-        Ok(entries)
+        Ok(Board { entries, trends })
+    }
+
+    /// The group's measures week by week over the last `TREND_WEEKS` weeks: each
+    /// current member's latest score of each scale in a week, averaged, and a week
+    /// only when at least `trend_min_members` members contributed to it — so no
+    /// member's own score can be told from the trend.
+    async fn group_trends(
+        &self,
+        network: &str,
+        members: &[String],
+        now: Time,
+    ) -> ApiResult<Vec<GroupTrend>> {
+        let rows: Vec<(String, String, NaiveDate, i64, f64)> = sqlx::query_as(
+            "SELECT instrument, scale, week, count(*), avg(score)::float8 FROM (
+                 SELECT DISTINCT ON (participant_id, instrument, scale, date_trunc('week', at AT TIME ZONE 'UTC'))
+                        participant_id, instrument, scale, score,
+                        date_trunc('week', at AT TIME ZONE 'UTC')::date AS week
+                 FROM accountability.measurement_scores
+                 WHERE network = $1 AND participant_id = ANY($2) AND at > $3
+                 ORDER BY participant_id, instrument, scale, date_trunc('week', at AT TIME ZONE 'UTC'), at DESC
+             ) latest
+             GROUP BY instrument, scale, week HAVING count(*) >= $4
+             ORDER BY instrument, scale, week",
+        )
+        .bind(network)
+        .bind(members)
+        .bind(now - chrono::Duration::weeks(TREND_WEEKS))
+        .bind(i64::from(self.trend_min_members))
+        .fetch_all(&mut *self.tenant(network).await?)
+        .await
+        .map_err(database_error)?;
+        let mut trends: Vec<GroupTrend> = Vec::new();
+        for (instrument, scale, week_start, contributors, mean_score) in rows {
+            let point = TrendPoint {
+                week_start,
+                contributors: u32::try_from(contributors).unwrap_or(u32::MAX),
+                mean_score,
+            };
+            match trends.last_mut() {
+                Some(trend) if trend.instrument == instrument && trend.scale == scale => {
+                    trend.points.push(point);
+                }
+                _ => trends.push(GroupTrend {
+                    instrument,
+                    scale,
+                    points: vec![point],
+                }),
+            }
+        }
+        Ok(trends)
+    }
+
+    /// A participant's measures (optionally one instrument's), oldest first — their
+    /// trend — with the answers opened, and the cadences they are asked on: for the
+    /// participant and their care team.
+    pub async fn list_measurements(
+        &self,
+        caller: &Caller,
+        participant: &ParticipantName,
+        instrument: Option<&str>,
+        consistency_token: &str,
+        purpose: Option<Purpose>,
+    ) -> ApiResult<Measurements> {
+        self.facts
+            .authorize_record(caller, Operation::ListMeasurements, participant)
+            .await?;
+        self.consistent_read(consistency_token).await?;
+        let network = participant.network.as_str();
+        let participant_id = participant.participant.as_str();
+        let mut tenant = self.tenant(network).await?;
+        let rows: Vec<(String, String, i32, String, Vec<String>, Time)> = sqlx::query_as(
+            "SELECT measurement_id, instrument, version, answers, safety, at FROM (
+                 SELECT * FROM accountability.measurements
+                 WHERE network = $1 AND participant_id = $2 AND ($3 = '' OR instrument = $3)
+                 ORDER BY position DESC LIMIT $4
+             ) latest ORDER BY position",
+        )
+        .bind(network)
+        .bind(participant_id)
+        .bind(instrument.unwrap_or_default())
+        .bind(MAX_MEASUREMENTS)
+        .fetch_all(&mut *tenant)
+        .await
+        .map_err(database_error)?;
+        let ids: Vec<&str> = rows.iter().map(|row| row.0.as_str()).collect();
+        let scores: Vec<(String, String, i32, String, bool)> = sqlx::query_as(
+            "SELECT measurement_id, scale, score, band, significant FROM accountability.measurement_scores
+             WHERE network = $1 AND participant_id = $2 AND measurement_id = ANY($3)
+             ORDER BY measurement_id, scale",
+        )
+        .bind(network)
+        .bind(participant_id)
+        .bind(&ids)
+        .fetch_all(&mut *tenant)
+        .await
+        .map_err(database_error)?;
+        let cadences: Vec<(String, i32)> = sqlx::query_as(
+            "SELECT instrument, every_days FROM accountability.measurement_cadences
+             WHERE network = $1 AND participant_id = $2 ORDER BY instrument",
+        )
+        .bind(network)
+        .bind(participant_id)
+        .fetch_all(&mut *tenant)
+        .await
+        .map_err(database_error)?;
+        drop(tenant);
+        let opener = self.opener(network, [participant_id]).await?;
+        let mut by_measurement: HashMap<String, Vec<ScaleScore>> = HashMap::new();
+        for (measurement_id, scale, score, band, significant) in scores {
+            by_measurement
+                .entry(measurement_id)
+                .or_default()
+                .push(ScaleScore {
+                    scale,
+                    score: score.max(0).unsigned_abs(),
+                    band,
+                    significant,
+                });
+        }
+        let mut measurements = Vec::new();
+        for (measurement_id, instrument, version, answers, safety, at) in rows {
+            let Ok(id) = Id::parse(&measurement_id) else {
+                continue;
+            };
+            measurements.push(MeasurementView {
+                name: participant.measurement(id),
+                instrument,
+                version: version.max(0).unsigned_abs(),
+                answers: parse_measurement_answers(&opener.open(
+                    participant_id,
+                    field::MEASUREMENT,
+                    &answers,
+                )),
+                scores: by_measurement.remove(&measurement_id).unwrap_or_default(),
+                safety_concern: !safety.is_empty(),
+                submitted_at: at,
+            });
+        }
+        let reading = Self::reading(
+            caller,
+            Operation::ListMeasurements,
+            participant.to_string(),
+            purpose,
+        );
+        self.disclose(&reading, [participant_id]).await?;
+        Ok(Measurements {
+            measurements,
+            cadences: cadences
+                .into_iter()
+                .map(|(instrument, every_days)| (instrument, every_days.max(0).unsigned_abs()))
+                .collect(),
+        })
     }
 
     /// A participant's history, each change its own dated item, as the person or their

@@ -396,6 +396,14 @@ impl Catalog {
         self.instruments.values()
     }
 
+    /// The standard catalog, parsed once per process (the definitions are embedded:
+    /// a unit test holds them valid).
+    pub fn shared() -> Result<&'static Catalog, DefinitionError> {
+        static SHARED: std::sync::LazyLock<Result<Catalog, DefinitionError>> =
+            std::sync::LazyLock::new(Catalog::standard);
+        SHARED.as_ref().map_err(Clone::clone)
+    }
+
     /// Scores answers to instrument `id`.
     pub fn score(&self, id: &str, answers: &[(String, u32)]) -> Result<Scored, ScoringError> {
         self.get(id)

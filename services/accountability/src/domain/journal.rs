@@ -11,6 +11,27 @@ use super::visibility::{Consent, widest_allowed};
 use super::{Cadence, DeliveryChannel, DomainError, Event, NudgeLevel, Progress, Time, Visibility};
 
 pub const DAY_MILESTONES: [u32; 7] = [1, 7, 30, 60, 90, 180, 365];
+/// The reason of a nudge that alerts facilitators to a measure's safety concern.
+pub const SAFETY_ALERT: &str = "safety-alert";
+
+/// A measure's answers as the event keeps them (and seals): `item=option;…`.
+pub fn measurement_answers(answers: &[(String, u32)]) -> String {
+    answers
+        .iter()
+        .map(|(item, option)| format!("{item}={option}"))
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+/// [`measurement_answers`]' text back to answers (a part it never writes is left out).
+pub fn parse_measurement_answers(text: &str) -> Vec<(String, u32)> {
+    text.split(';')
+        .filter_map(|part| {
+            let (item, option) = part.split_once('=')?;
+            Some((item.to_owned(), option.parse().ok()?))
+        })
+        .collect()
+}
 pub const GOAL_MILESTONES: [u32; 4] = [1, 5, 10, 25];
 pub const ATTENDANCE_RUN_MILESTONES: [u32; 4] = [4, 8, 12, 26];
 
@@ -107,6 +128,10 @@ pub struct Journal {
     pub milestones: BTreeSet<(String, u32)>,
     /// By nudge id.
     pub nudges: BTreeMap<String, SentNudge>,
+    /// Outcome measures recorded, by id.
+    pub measurements: BTreeSet<String>,
+    /// Days between measures, by instrument (none: not asked).
+    pub measurement_cadences: BTreeMap<String, u32>,
     /// Per session: attended (`Some(true)`), missed (`Some(false)`) or excused (`None`).
     pub sessions: BTreeMap<String, Option<bool>>,
     pub sessions_attended: u32,
@@ -269,6 +294,21 @@ pub enum JournalCommand {
         public_id: String,
         delivered: bool,
         channel: DeliveryChannel,
+    },
+    /// `every_days` 0 stops asking.
+    SetMeasurementCadence {
+        instrument: String,
+        every_days: u32,
+    },
+    /// A measure the application scored (`domain::instruments`); when it meets a
+    /// safety rule, each of `alert` (the facilitators of the member's groups) is
+    /// nudged in the same commit, at `now`, whatever the hour.
+    RecordMeasurement {
+        measurement_id: String,
+        scored: super::instruments::Scored,
+        answers: String,
+        alert: Vec<String>,
+        now: Time,
     },
     /// `outcome`: attended, missed, or `None` for excused.
     RecordSessionAttendance {
@@ -476,6 +516,52 @@ pub fn decide(state: &Journal, command: JournalCommand) -> Result<Vec<Event>, Do
                 channel,
             }]
         }
+        JournalCommand::SetMeasurementCadence {
+            instrument,
+            every_days,
+        } => {
+            let current = state.measurement_cadences.get(&instrument).copied();
+            if current.unwrap_or(0) == every_days {
+                return Ok(Vec::new());
+            }
+            vec![Event::MeasurementCadenceSet {
+                instrument,
+                every_days,
+            }]
+        }
+        JournalCommand::RecordMeasurement {
+            measurement_id,
+            scored,
+            answers,
+            alert,
+            now,
+        } => {
+            if state.measurements.contains(&measurement_id) {
+                return Ok(Vec::new());
+            }
+            let concern = !scored.safety.is_empty();
+            let mut events = vec![Event::MeasurementRecorded {
+                measurement_id: measurement_id.clone(),
+                instrument: scored.instrument,
+                version: scored.version,
+                answers,
+                scores: scored.scales,
+                safety: scored.safety,
+            }];
+            if concern {
+                for facilitator in alert {
+                    events.push(Event::NudgeSent {
+                        nudge_id: format!("safety-{measurement_id}-{facilitator}"),
+                        level: NudgeLevel::Facilitator,
+                        reason: SAFETY_ALERT.to_owned(),
+                        goal_id: None,
+                        recipient_id: Some(facilitator),
+                        due_at: now,
+                    });
+                }
+            }
+            events
+        }
         JournalCommand::RecordSessionAttendance {
             session_id,
             outcome,
@@ -601,6 +687,21 @@ pub fn evolve(mut state: Journal, event: &Event, at: Time) -> Journal {
                     delivery: None,
                 },
             );
+        }
+        Event::MeasurementCadenceSet {
+            instrument,
+            every_days,
+        } => {
+            if *every_days == 0 {
+                state.measurement_cadences.remove(instrument);
+            } else {
+                state
+                    .measurement_cadences
+                    .insert(instrument.clone(), *every_days);
+            }
+        }
+        Event::MeasurementRecorded { measurement_id, .. } => {
+            state.measurements.insert(measurement_id.clone());
         }
         Event::NudgeAcknowledged { nudge_id } => {
             if let Some(nudge) = state.nudges.get_mut(nudge_id) {
@@ -1118,6 +1219,56 @@ mod tests {
         state = apply(state, send(&odd, NudgeLevel::Participant, None, &[]));
         assert!(state.nudge(&nudge_public_id(&odd)).is_some());
         assert_ne!(nudge_public_id(&odd), odd);
+    }
+
+    #[test]
+    fn a_safety_concern_alerts_every_facilitator_in_the_same_commit_and_a_measure_counts_once() {
+        let catalog = super::super::instruments::Catalog::standard().expect("catalog");
+        let answers: Vec<(String, u32)> = (1..=9)
+            .map(|item| (item.to_string(), u32::from(item == 9)))
+            .collect();
+        let scored = catalog.score("phq-9", &answers).expect("scored");
+        let night = at("2026-11-17T05:00:00Z");
+        let record = |measurement_id: &str, scored| JournalCommand::RecordMeasurement {
+            measurement_id: measurement_id.into(),
+            scored,
+            answers: measurement_answers(&answers),
+            alert: vec!["fran".into(), "frank".into()],
+            now: night,
+        };
+        let events = decide(&Journal::default(), record("m1", scored.clone())).expect("ok");
+        assert_eq!(events.len(), 3, "{events:?}");
+        assert!(matches!(
+            &events[0],
+            Event::MeasurementRecorded { scores, safety, .. }
+                if scores[0].score == 1 && safety == &["self-harm".to_owned()]
+        ));
+        for (event, facilitator) in events[1..].iter().zip(["fran", "frank"]) {
+            assert_eq!(
+                event,
+                &Event::NudgeSent {
+                    nudge_id: format!("safety-m1-{facilitator}"),
+                    level: NudgeLevel::Facilitator,
+                    reason: SAFETY_ALERT.into(),
+                    goal_id: None,
+                    recipient_id: Some(facilitator.into()),
+                    due_at: night,
+                }
+            );
+        }
+        let state = events
+            .iter()
+            .fold(Journal::default(), |s, e| evolve(s, e, night));
+        assert_eq!(decide(&state, record("m1", scored)), Ok(vec![]));
+        // No concern, no alert.
+        let calm: Vec<(String, u32)> = (1..=9).map(|item| (item.to_string(), 0)).collect();
+        let events = decide(
+            &state,
+            record("m2", catalog.score("phq-9", &calm).expect("scored")),
+        )
+        .expect("ok");
+        assert_eq!(events.len(), 1);
+        assert_eq!(parse_measurement_answers(&measurement_answers(&calm)), calm);
     }
 
     #[test]

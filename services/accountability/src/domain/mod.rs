@@ -125,6 +125,21 @@ pub enum Event {
         delivered: bool,
         channel: DeliveryChannel,
     },
+    /// How often the participant completes an instrument (0: no longer asked).
+    MeasurementCadenceSet {
+        instrument: String,
+        every_days: u32,
+    },
+    /// A completed outcome measure as the service scored it; `answers` is the text
+    /// `measurement_answers` writes, sealed in a stored journal.
+    MeasurementRecorded {
+        measurement_id: String,
+        instrument: String,
+        version: u32,
+        answers: String,
+        scores: Vec<instruments::ScaleScore>,
+        safety: Vec<String>,
+    },
     SessionAttended {
         session_id: String,
         attended: bool,

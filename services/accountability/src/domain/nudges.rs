@@ -33,6 +33,16 @@ pub struct ActiveGoal {
     pub set_at: Time,
 }
 
+/// An outcome measure the member is asked to complete every `every_days` days.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeasureCadence {
+    pub instrument: String,
+    pub every_days: u32,
+    pub set_at: Time,
+    /// When they last completed it.
+    pub last_at: Option<Time>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecentSetback {
     pub setback_id: String,
@@ -59,6 +69,8 @@ pub struct Situation {
     pub last_missed_session: String,
     /// The member's nudges their recipients acknowledged, by nudge id.
     pub acknowledged: BTreeSet<String>,
+    /// The outcome measures they are asked to complete.
+    pub measures: Vec<MeasureCadence>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +78,7 @@ pub enum NudgeReason {
     MissedCheckIn,
     SetbackSupport,
     MissedSessions,
+    MeasurementDue,
 }
 
 impl NudgeReason {
@@ -74,6 +87,7 @@ impl NudgeReason {
             Self::MissedCheckIn => "missed-check-in",
             Self::SetbackSupport => "setback-support",
             Self::MissedSessions => "missed-sessions",
+            Self::MeasurementDue => "measurement-due",
         }
     }
 }
@@ -196,6 +210,26 @@ pub fn due_nudges(situation: &Situation) -> Vec<DueNudge> {
             after: Vec::new(),
         });
     }
+    // A measure is due once its cadence has passed since the last one (or since the
+    // cadence was set): the member is asked once per such period.
+    for measure in &situation.measures {
+        let reference = measure
+            .last_at
+            .map_or(measure.set_at, |last| last.max(measure.set_at));
+        let due_at = reference + chrono::Duration::days(i64::from(measure.every_days));
+        if measure.every_days == 0 || situation.now < due_at {
+            continue;
+        }
+        due.push(DueNudge {
+            nudge_id: format!("measure-{}-{}", measure.instrument, reference.timestamp()),
+            level: NudgeLevel::Participant,
+            reason: NudgeReason::MeasurementDue,
+            goal_id: None,
+            recipient_id: None,
+            due_at,
+            after: Vec::new(),
+        });
+    }
     due
 }
 
@@ -236,6 +270,7 @@ mod tests {
             missed_sessions_in_a_row: 0,
             last_missed_session: String::new(),
             acknowledged: BTreeSet::new(),
+            measures: Vec::new(),
         }
     }
 
@@ -325,6 +360,41 @@ mod tests {
             all[2].after,
             vec![format!("walk-{reference}-1"), partner_rung]
         );
+    }
+
+    #[test]
+    fn given_a_measure_cadence_then_the_member_is_asked_once_per_period() {
+        let phq9 = |last_at| MeasureCadence {
+            instrument: "phq-9".into(),
+            every_days: 14,
+            set_at: at(1, 12),
+            last_at,
+        };
+        let asked = |now, last_at| {
+            due_nudges(&Situation {
+                now,
+                goals: Vec::new(),
+                measures: vec![phq9(last_at)],
+                ..given()
+            })
+        };
+        assert!(asked(at(15, 11), None).is_empty(), "not due before 14 days");
+        let due = asked(at(15, 12), None);
+        assert_eq!(levels(&due), vec![(NudgeLevel::Participant, None)]);
+        assert_eq!(due[0].reason, NudgeReason::MeasurementDue);
+        assert_eq!(
+            due[0].nudge_id,
+            format!("measure-phq-9-{}", at(1, 12).timestamp())
+        );
+        // Completed on the 10th: due again on the 24th, under a new id.
+        assert!(asked(at(20, 12), Some(at(10, 12))).is_empty());
+        let again = asked(at(24, 12), Some(at(10, 12)));
+        assert_eq!(
+            again[0].nudge_id,
+            format!("measure-phq-9-{}", at(10, 12).timestamp())
+        );
+        // Quiet hours hold it back like any nudge.
+        assert!(asked(at(24, 23), Some(at(10, 12))).is_empty());
     }
 
     #[test]
