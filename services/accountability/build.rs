@@ -5,20 +5,20 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 fn main() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("instruments");
+    // Read when the script runs, not when it was compiled: clones of the repository
+    // that share one target directory share this script's binary too.
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let dir = Path::new(&manifest_dir).join("instruments");
     println!("cargo:rerun-if-changed={}", dir.display());
     let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|entry| entry.path())
-                .filter(|path| {
-                    path.extension()
-                        .is_some_and(|extension| extension == "toml")
-                })
-                .collect()
+        .unwrap_or_else(|error| panic!("reading {}: {error}", dir.display()))
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| {
+            path.extension()
+                .is_some_and(|extension| extension == "toml")
         })
-        .unwrap_or_default();
+        .collect();
     files.sort();
     let mut code = format!("pub const STANDARD: [(&str, &str); {}] = [\n", files.len());
     for path in &files {

@@ -13,6 +13,7 @@ mod edge;
 mod forget;
 mod fuzz;
 mod halting;
+mod integration;
 mod leases;
 mod limits;
 mod matrix;

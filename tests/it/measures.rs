@@ -107,7 +107,7 @@ async fn measures_are_scored_by_the_service_alert_at_night_and_a_group_trend_nee
         ))
         .await;
     assert_eq!(refusal(own).1, "ROLE_NOT_ALLOWED");
-    let unknown = system
+    let too_long = system
         .accountability
         .set_measurement_cadence(as_facilitator(pb::SetMeasurementCadenceRequest {
             participant: sam.clone(),
@@ -116,7 +116,24 @@ async fn measures_are_scored_by_the_service_alert_at_night_and_a_group_trend_nee
             request_id: String::new(),
         }))
         .await;
-    assert_eq!(refusal(unknown).2, vec!["every_days".to_owned()]);
+    assert_eq!(refusal(too_long).2, vec!["every_days".to_owned()]);
+    let unknown = system
+        .accountability
+        .set_measurement_cadence(as_facilitator(pb::SetMeasurementCadenceRequest {
+            participant: sam.clone(),
+            instrument: "phq-99".into(),
+            every_days: 14,
+            request_id: String::new(),
+        }))
+        .await;
+    assert_eq!(
+        refusal(unknown),
+        (
+            Code::InvalidArgument,
+            "INVALID_ARGUMENT".to_owned(),
+            vec!["instrument".to_owned()]
+        )
+    );
 
     // Answers that can never be scored are refused and append nothing: a missing
     // item, an option past the item's set, an item twice, an unknown instrument.
@@ -245,8 +262,8 @@ async fn measures_are_scored_by_the_service_alert_at_night_and_a_group_trend_nee
         (Code::PermissionDenied, "NOT_YOUR_RECORD".to_owned(), vec![])
     );
 
-    // Two contributors: the board shows no trend (a member could tell the other's
-    // score from it).
+    // Week one: Jordan too. An open week is never shown (it would move with each
+    // answer).
     let jordans = submit(
         &mut system,
         &jordan,
@@ -264,9 +281,27 @@ async fn measures_are_scored_by_the_service_alert_at_night_and_a_group_trend_nee
         trends(&mut system, &group, &jordans.consistency_token)
             .await?
             .is_empty(),
+        "an open week is not shown"
+    );
+    // Week two: week one has ended with two contributors, and stays withheld (a
+    // member could tell the other's score from it).
+    system.clock.advance(chrono::Duration::days(7));
+    let token = system
+        .accountability_stream_last_sequence()
+        .await?
+        .to_string();
+    assert!(
+        trends(&mut system, &group, &token).await?.is_empty(),
         "withheld below three contributors"
     );
-    // The third: the week's mean of the three totals, and no one's own score.
+    submit(&mut system, &sam, "sam", phq9([2, 2, 1, 2, 1, 1, 1, 1, 0])).await?;
+    submit(
+        &mut system,
+        &jordan,
+        "jordan",
+        phq9([0, 1, 0, 1, 0, 0, 0, 0, 0]),
+    )
+    .await?;
     let rileys = submit(
         &mut system,
         &riley,
@@ -274,20 +309,32 @@ async fn measures_are_scored_by_the_service_alert_at_night_and_a_group_trend_nee
         phq9([1, 1, 1, 1, 1, 1, 0, 0, 0]),
     )
     .await?;
+    assert!(
+        trends(&mut system, &group, &rileys.consistency_token)
+            .await?
+            .is_empty(),
+        "three contributors, but the week is still open"
+    );
+    // Week three: week two shows the mean of its three totals, and no one's own score.
+    system.clock.advance(chrono::Duration::days(7));
     let shown = trends(&mut system, &group, &rileys.consistency_token).await?;
     assert_eq!(shown.len(), 1, "{shown:?}");
     assert_eq!(
         (shown[0].instrument.as_str(), shown[0].scale.as_str()),
         ("phq-9", "total")
     );
-    assert_eq!(shown[0].points.len(), 1, "{shown:?}");
+    assert_eq!(
+        shown[0].points.len(),
+        1,
+        "week one stays withheld: {shown:?}"
+    );
     let point = &shown[0].points[0];
     assert_eq!(
         (point.week_start.as_str(), point.contributors),
-        ("2026-11-16", 3)
+        ("2026-11-23", 3)
     );
     assert!(
-        (point.mean_score - (12.0 + 2.0 + 6.0) / 3.0).abs() < 1e-9,
+        (point.mean_score - (11.0 + 2.0 + 6.0) / 3.0).abs() < 1e-9,
         "{point:?}"
     );
     // The admin's view of the board shows the same trend.
@@ -300,8 +347,8 @@ async fn measures_are_scored_by_the_service_alert_at_night_and_a_group_trend_nee
         .await?
         .into_inner();
     assert_eq!(board.trends, shown);
-    // A service may not submit or read measures.
-    let service = system
+    // Intake coordinators (enrollment work) neither submit nor read measures.
+    let intake = system
         .accountability
         .list_measurements(as_caller(
             pb::ListMeasurementsRequest {
@@ -312,6 +359,6 @@ async fn measures_are_scored_by_the_service_alert_at_night_and_a_group_trend_nee
             "intake-1",
         ))
         .await;
-    assert_eq!(refusal(service).1, "ROLE_NOT_ALLOWED");
+    assert_eq!(refusal(intake).1, "ROLE_NOT_ALLOWED");
     Ok(())
 }

@@ -186,6 +186,10 @@ async fn each_service_works_with_its_own_user_and_no_user_writes_another_stream(
     let env = TestEnv::new().await?;
     let mut base = env.config.clone();
     base.sessions.materialize_poll_ms = 50;
+    base.auth.services.insert(
+        "messaging".to_owned(),
+        vec!["circle.accountability.v1.AccountabilityService/WatchIntegrationEvents".to_owned()],
+    );
 
     // The three services, each as its own user.
     let mut stops: Vec<(Stop, circle_service::Running)> = Vec::new();
@@ -313,6 +317,60 @@ async fn each_service_works_with_its_own_user_and_no_user_writes_another_stream(
     )
     .await
     .with_context(|| server.violations().join("\n"))?;
+    // Accountability's integration events: a measure's is published to its
+    // integration stream, and a calling service reads it back from there.
+    let mut client = accountability_client.clone();
+    client
+        .submit_measurement(circle_testkit::request_as(
+            accountability::SubmitMeasurementRequest {
+                parent: "networks/acme/participants/sam".into(),
+                instrument: "gad-7".into(),
+                answers: (1..=7)
+                    .map(|item| accountability::MeasurementAnswer {
+                        item: item.to_string(),
+                        option: 0,
+                    })
+                    .collect(),
+                request_id: String::new(),
+            },
+            "acme",
+            "participant",
+            "sam",
+            &[],
+        ))
+        .await?;
+    let mut integration_events = client
+        .watch_integration_events(circle_testkit::request_as(
+            accountability::WatchIntegrationEventsRequest {
+                network: "networks/acme".into(),
+                heartbeat_seconds: 1,
+                ..Default::default()
+            },
+            "acme",
+            "service",
+            "messaging",
+            &[],
+        ))
+        .await?
+        .into_inner();
+    let published = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(message) = integration_events.message().await? {
+            if let Some(
+                accountability::watch_integration_events_response::Event::IntegrationEvent(event),
+            ) = message.event
+            {
+                return Ok::<_, anyhow::Error>(event);
+            }
+        }
+        anyhow::bail!("the subscription ended")
+    })
+    .await
+    .with_context(|| server.violations().join("\n"))??;
+    assert_eq!(
+        published.event_type,
+        "circle.integration.v1.MeasurementCompleted"
+    );
+    drop(integration_events);
     for (stop, running) in stops {
         let _ = stop.send(());
         running.finished().await?;
@@ -330,7 +388,7 @@ async fn each_service_works_with_its_own_user_and_no_user_writes_another_stream(
         let ops = Ops::connect(&server.config_for(&base, &pki, "circle")).await?;
         let status = ops::status::status(&ops, u64::MAX).await?;
         assert!(
-            status.streams.iter().filter(|stream| stream.exists).count() == 6,
+            status.streams.iter().filter(|stream| stream.exists).count() == 7,
             "{status:?}"
         );
         ops::projections::rebuild(&ops, "sessions-read-model", |_| {}).await?;

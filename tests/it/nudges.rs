@@ -449,8 +449,39 @@ async fn the_ladder_reaches_each_recipient_stops_when_acknowledged_and_holds_bac
         my_nudges(&mut system, &jordan, ("participant", "jordan"), &token)
             .await?
             .is_empty(),
+        "the partner lists nothing about Sam without Sam's consent"
+    );
+    // …and no partner's rung was sent for this ladder (Sam's record, as the care team
+    // sees it: still the one partner's rung of the first ladder).
+    let timeline = system
+        .accountability
+        .get_participant_timeline(admin(pb::GetParticipantTimelineRequest {
+            participant: sam.clone(),
+            consistency_token: token.clone(),
+        }))
+        .await?
+        .into_inner();
+    let partner_rungs = timeline
+        .items
+        .iter()
+        .filter(|item| item.kind == "nudge" && item.detail.starts_with("partner:"))
+        .count();
+    assert_eq!(
+        partner_rungs, 1,
         "the partner hears nothing without Sam's consent"
     );
+    // Nor may Jordan act on the first ladder's rung any more.
+    let withheld = system
+        .accountability
+        .acknowledge_nudge(as_participant(
+            pb::AcknowledgeNudgeRequest {
+                name: partner_nudge.name.clone(),
+                request_id: String::new(),
+            },
+            "jordan",
+        ))
+        .await;
+    assert_eq!(refusal(withheld).1, "NUDGE_NOT_FOUND");
     // Friday 22:00 Chicago, the third miss due since 09:00, the first pass in quiet
     // hours: held back.
     let token = pass_after(&system, chrono::Duration::hours(37)).await?;

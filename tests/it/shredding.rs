@@ -533,6 +533,7 @@ async fn all_stream_messages(system: &System) -> anyhow::Result<Vec<(String, Vec
                 circle_service::audit_spec(&system.env.config, service).name,
             ]
         })
+        .chain([circle_accountability::integration::stream_spec(&system.env.config).name])
         .collect();
     expected.sort();
     assert_eq!(names, expected, "the namespace's streams");
@@ -727,6 +728,7 @@ async fn a_forgotten_participant_leaves_no_plaintext_anywhere_even_after_a_rebui
         circle_enrollment::process::TRANSFERS_SCHEMA,
         circle_accountability::process::FROM_SESSIONS_SCHEMA,
         circle_accountability::process::PARTNERSHIP_GUARD_SCHEMA,
+        circle_accountability::integration::SCHEMA,
     ];
     let dropped: Vec<String> = sqlx::query_scalar(
         "SELECT nspname::text FROM pg_namespace

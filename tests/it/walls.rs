@@ -144,7 +144,7 @@ const OTHER_NETWORK_TABLES: [&str; 8] = [
 /// Fills every table: a group's whole life in `acme` through the three services
 /// (sessions with attendance, check-ins, notes and amendments; check-ins,
 /// encouragement, a setback, a goal, a partnership, quiet hours, nudges and milestones
-/// from the clock; an open seat offer; reads the audit logs record), the demo network
+/// from the clock, an outcome measure on a cadence; an open seat offer; reads the audit logs record), the demo network
 /// through `circle dev`'s seed, and one undecodable message per stream on an `acme`
 /// subject, which every projection of that stream dead-letters.
 async fn seed() -> anyhow::Result<System> {
@@ -304,6 +304,33 @@ async fn seed() -> anyhow::Result<System> {
             "sam",
         ))
         .await?;
+    // An outcome measure on a cadence the facilitator set.
+    system
+        .accountability
+        .set_measurement_cadence(admin(pb::SetMeasurementCadenceRequest {
+            participant: sam.clone(),
+            instrument: "gad-7".into(),
+            every_days: 14,
+            request_id: String::new(),
+        }))
+        .await?;
+    system
+        .accountability
+        .submit_measurement(as_participant(
+            pb::SubmitMeasurementRequest {
+                parent: sam.clone(),
+                instrument: "gad-7".into(),
+                answers: (1..=7)
+                    .map(|item| pb::MeasurementAnswer {
+                        item: item.to_string(),
+                        option: 1,
+                    })
+                    .collect(),
+                request_id: String::new(),
+            },
+            "sam",
+        ))
+        .await?;
 
     // An open seat offer: a group of one seat, a waitlist, and the seat freed.
     let small = system
@@ -436,6 +463,7 @@ async fn with_no_network_or_another_network_set_the_read_model_tables_return_no_
         BTreeSet::from([
             "accountability",
             "accountability_from_sessions",
+            "accountability_integration",
             "accountability_partnership_guard",
             "accountability_roster",
             "circle_vault",

@@ -87,6 +87,13 @@ pub mod sessions {
 }
 
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
+pub mod integration {
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/circle.integration.v1.rs"));
+    }
+}
+
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
 pub mod accountability {
     pub mod v1 {
         include!(concat!(env!("OUT_DIR"), "/circle.accountability.v1.rs"));

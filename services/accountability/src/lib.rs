@@ -14,6 +14,7 @@ pub mod api;
 pub mod app;
 pub mod codec;
 pub mod domain;
+pub mod integration;
 pub mod personal;
 pub mod process;
 pub mod read_model;
@@ -62,9 +63,16 @@ pub async fn start_with_clock(
         .and_then(|(start, end)| QuietHours::new(start, end).ok())
         .ok_or_else(|| StartError::Config("accountability quiet hours".into()))?;
     let base = circle_service::connect(config, SERVICE).await?;
+    let integration_store = circle_eventstore::EventStore::open_with(
+        base.nats.clone(),
+        integration::stream_spec(config),
+        config.nats.stream_mismatch,
+    )
+    .await?;
     let settings = base.settings;
     let jetstream = base.store.jetstream().clone();
     let own_stream = base.own_stream;
+    let integration_source = own_stream.clone();
     let pool = base.pool;
     let vault = base.vault;
     let commands = Arc::new(app::Commands::new(
@@ -91,7 +99,11 @@ pub async fn start_with_clock(
         base.audit.clone(),
         vault,
     )
-    .with_group_trend_min_members(config.accountability.group_trend_min_members);
+    .with_group_trend_min_members(config.accountability.group_trend_min_members)
+    .with_integration(app::integration::IntegrationFeed {
+        stream: integration_store.stream().clone(),
+        subject_root: integration_store.spec().subject_root.clone(),
+    });
     let api = api::AccountabilityApi::new(commands.clone(), queries);
     let host = Host::bind(
         config.accountability.listen,
@@ -106,6 +118,20 @@ pub async fn start_with_clock(
     .await?;
     let mut tasks = Tasks::new(&shutdown);
     tasks.projection(read_model);
+    // The integration events, written from the service's own stream.
+    tasks.projection(
+        ProjectionRunner::new(
+            Arc::new(integration::Publisher {
+                jetstream: integration_store.jetstream().clone(),
+                spec: integration_store.spec().clone(),
+            }),
+            &base.database,
+            integration::SCHEMA,
+            integration_source,
+            settings.clone(),
+        )
+        .await?,
+    );
     // Enrollment's and sessions' streams may not exist yet (services start in any
     // order): until they do, there is nothing to react to, and the empty roster says so.
     tasks

@@ -24,11 +24,15 @@
 //!   recipient's key (it is in their journal). The reaction is sealed too: the edge
 //!   takes any short line there ("clap", "heart", "strong" are what clients send, not a
 //!   closed list), so a person may have written anything in it;
-//! - `SetbackReported` text: [`field::SETBACK`].
+//! - `SetbackReported` text: [`field::SETBACK`];
+//! - `MeasurementRecorded` answers (`item=option;…`): [`field::MEASUREMENT`]. Its
+//!   scores, bands and the safety rules met stay in clear, like mood and craving: they
+//!   are the service's own numbers and codes, which the care team's trends and the
+//!   group's trend are computed from in the read model (where no key is held).
 //!
-//! What is not: ids (goal, check-in, session, nudge, the encourager's and a partner's
-//! participant ids), the numbers and enumerations (mood, craving, progress, cadence,
-//! visibility, levels), and the codes the service itself writes — a milestone's kind,
+//! What is not: ids (goal, check-in, session, nudge, measure, the encourager's and a
+//! partner's participant ids), the numbers and enumerations (mood, craving, progress,
+//! cadence, visibility, levels, a measure's instrument, scores and bands), and the codes the service itself writes — a milestone's kind,
 //! a nudge's reason, and a partnership's end reason (`ended-by-member`, `left-group`,
 //! `consent-revoked`: no request carries a reason a person wrote; were one ever
 //! written, it would be sealed with the key of the partner who wrote it, whom the event

@@ -340,6 +340,11 @@ type JournalRow = (
 );
 type GroupRow = (String, String, Vec<String>, bool, bool);
 
+/// How far back the nudger reads acknowledgements: a ladder's rungs come a day or a
+/// week apart, so an older acknowledgement is of a ladder long climbed (the journal
+/// holds back its next rung in any case).
+const ACKNOWLEDGED_LOOKBACK: chrono::Duration = chrono::Duration::days(30);
+
 /// Journals the nudger reads at a time.
 const NUDGER_PAGE: i64 = 500;
 
@@ -354,7 +359,8 @@ struct PageFacts {
     setbacks: HashMap<String, Vec<RecentSetback>>,
     /// Day milestones reached: (value, when).
     milestones: HashMap<String, Vec<(i32, Time)>>,
-    /// Missed-check-in nudges their recipients acknowledged (the ladder stops there).
+    /// Recent missed-check-in nudges their recipients acknowledged (each holds back the
+    /// rung above it; the journal decides for older ones).
     acknowledged: HashMap<String, std::collections::BTreeSet<String>>,
     /// Outcome measures each is asked to complete, with when they last did.
     measures: HashMap<String, Vec<MeasureCadence>>,
@@ -585,10 +591,11 @@ impl Nudger {
         let acknowledged: Vec<(String, String)> = sqlx::query_as(
             "SELECT participant_id, nudge_id FROM accountability.nudges
              WHERE network = $1 AND participant_id = ANY($2) AND reason = 'missed-check-in'
-               AND acknowledged_at IS NOT NULL",
+               AND acknowledged_at IS NOT NULL AND due_at > $3",
         )
         .bind(network)
         .bind(&ids)
+        .bind(now - ACKNOWLEDGED_LOOKBACK)
         .fetch_all(&mut *tenant)
         .await
         .map_err(error)?;

@@ -170,6 +170,7 @@ impl Projection for ReadModel {
                 measurement_id text NOT NULL,
                 instrument text NOT NULL,
                 scale text NOT NULL,
+                place integer NOT NULL,
                 score integer NOT NULL,
                 band text NOT NULL,
                 significant boolean NOT NULL,
@@ -215,10 +216,11 @@ impl Projection for ReadModel {
     /// 2: `goal_history` (the timeline's goal items) was added; 3: nudges keep their
     /// public id, position, acknowledgement and delivery, and setbacks a position (a
     /// timeline orders the items of one time as they were recorded); outcome measures
-    /// (`measurements`, `measurement_scores`, `measurement_cadences`). Older read models are
-    /// rebuilt so the new columns hold the past too.
+    /// (`measurements`, `measurement_scores`, `measurement_cadences`); 4: a score's
+    /// place among its measure's scales (a read shows them in the instrument's order).
+    /// Older read models are rebuilt so the new columns hold the past too.
     fn shape_version(&self) -> u32 {
-        3
+        4
     }
 
     async fn apply(
@@ -454,12 +456,13 @@ impl Projection for ReadModel {
                         .bind(position)
                         .execute(&mut *connection)
                         .await?;
-                    for score in scores {
-                        run("INSERT INTO measurement_scores (network, participant_id, measurement_id, instrument, scale, score, band, significant, at)
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+                    for (place, score) in scores.into_iter().enumerate() {
+                        run("INSERT INTO measurement_scores (network, participant_id, measurement_id, instrument, scale, place, score, band, significant, at)
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
                             .bind(&measurement_id)
                             .bind(&instrument)
                             .bind(score.scale)
+                            .bind(i32::try_from(place).unwrap_or(i32::MAX))
                             .bind(i32::try_from(score.score).unwrap_or(i32::MAX))
                             .bind(score.band)
                             .bind(score.significant)

@@ -805,6 +805,9 @@ fn token(request: TokenRequest) -> anyhow::Result<u8> {
     Ok(0)
 }
 
+/// The calling-service identity `circle dev` lets follow the integration events.
+const DEV_MESSAGING_SERVICE: &str = "messaging";
+
 async fn dev(mut config: circle_config::Config) -> anyhow::Result<u8> {
     // First: a Ctrl-C while the services start is kept for when they have.
     let stop = circle_service::stop_requested();
@@ -823,6 +826,21 @@ async fn dev(mut config: circle_config::Config) -> anyhow::Result<u8> {
     let keys = DevKeys::ensure(&dev_dir)?;
     config.auth.issuer = dev_keys::ISSUER.to_owned();
     config.auth.jwks_file = keys.jwks_file.display().to_string();
+    // A development messaging service (`circle token service --subject messaging`), for
+    // the README's example subscriber: it follows accountability's integration events
+    // and records nudge deliveries. A configuration that names it already is kept.
+    config
+        .auth
+        .services
+        .entry(DEV_MESSAGING_SERVICE.to_owned())
+        .or_insert_with(|| {
+            [
+                "circle.accountability.v1.AccountabilityService/WatchIntegrationEvents",
+                "circle.accountability.v1.AccountabilityService/RecordNudgeDelivery",
+            ]
+            .map(str::to_owned)
+            .to_vec()
+        });
     if config.vault.master_keys_file.is_empty() && config.vault.master_keys.is_none() {
         config.vault.master_keys_file = DevKeys::master_keys(&dev_dir)?.display().to_string();
     }

@@ -340,6 +340,13 @@ async fn prepare_projection(
             );
             prepare(&shape, database, entry.schema, partitions).await
         }
+        Id::ProcessManager(Manager::Integration) => {
+            let shape = ManagerShape {
+                name: circle_accountability::integration::NAME,
+                formerly_in: None,
+            };
+            prepare(&shape, database, entry.schema, partitions).await
+        }
         // The read models, as the catalog gives them.
         _ => {
             return crate::dispatch!(entry, |projection| {

@@ -29,6 +29,8 @@ const TABLE: &[Row] = &[
     ("ListAtRisk",               "staff-3", "ok     ok     LIST   LIST   ROLE   ROLE   ROLE   ROLE"),
     ("ListMeasurements",         "sam",     "ok     ok     ok     RECORD ROLE   ok     RECORD ROLE"),
     ("ListMeasurements",         "pat",     "ok     RECORD RECORD RECORD ROLE   RECORD ok     ROLE"),
+    // Integration events are for calling services (which ones: auth.services).
+    ("WatchIntegrationEvents",   "north",   "ROLE   ROLE   ROLE   ROLE   ROLE   ROLE   ROLE   ok"),
     // A recipient lists only their own nudges, whatever their role.
     ("ListMyNudges",             "sam",     "RECORD RECORD RECORD RECORD ROLE   ok     RECORD ROLE"),
     ("ListMyNudges",             "staff-1", "RECORD RECORD ok     RECORD ROLE   RECORD RECORD ROLE"),
@@ -317,6 +319,19 @@ async fn call(
                         start_time: "22:00".into(),
                         end_time: "07:00".into(),
                         request_id,
+                    },
+                    t,
+                ))
+                .await,
+        ),
+        // Let in or not is answered when the stream opens.
+        "WatchIntegrationEvents" => Answer::of(
+            client
+                .watch_integration_events(with_token(
+                    pb::WatchIntegrationEventsRequest {
+                        network: format!("networks/{n}"),
+                        heartbeat_seconds: 1,
+                        ..Default::default()
                     },
                     t,
                 ))

@@ -259,6 +259,19 @@ impl AccountabilityService for AccountabilityApi {
             .map_err(status)
     }
 
+    type WatchIntegrationEventsStream = read::IntegrationEventStream;
+
+    #[tracing::instrument(skip_all)]
+    async fn watch_integration_events(
+        &self,
+        request: Request<pb::WatchIntegrationEventsRequest>,
+    ) -> Result<Response<Self::WatchIntegrationEventsStream>, Status> {
+        AccountabilityApi::watch_integration_events(self, request)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+
     type WatchGroupFeedStream = read::FeedStream;
 
     #[tracing::instrument(skip_all)]

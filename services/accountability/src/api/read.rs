@@ -13,6 +13,7 @@ use tonic::{Request, Status};
 
 use super::{AccountabilityApi, ApiResult, caller, status};
 use crate::app::access::{self, Operation};
+use crate::app::integration::{IntegrationItem, MAX_EVENT_TYPES};
 use crate::app::queries::{
     ActiveGoal, AtRiskEntry, BoardEntry, CheckInView, FeedEvent, FeedItem, GroupTrend,
     MeasurementView, NudgePageRequest, NudgeRecipient, NudgeView, TimelineItem,
@@ -137,6 +138,14 @@ pub(super) fn nudge_view(nudge: NudgeView) -> pb::Nudge {
         delivery_time: nudge.delivery.map(|delivery| codec::timestamp(delivery.at)),
     }
 }
+
+pub type IntegrationEventStream = Pin<
+    Box<
+        dyn futures::Stream<Item = Result<pb::WatchIntegrationEventsResponse, Status>>
+            + Send
+            + 'static,
+    >,
+>;
 
 pub type FeedStream = Pin<
     Box<dyn futures::Stream<Item = Result<pb::WatchGroupFeedResponse, Status>> + Send + 'static>,
@@ -333,6 +342,75 @@ impl AccountabilityApi {
         Ok(pb::ListAtRiskResponse {
             entries: entries.into_iter().map(at_risk_view).collect(),
         })
+    }
+
+    /// Streams the integration events of the caller's network after `after_position`.
+    pub(super) async fn watch_integration_events(
+        &self,
+        request: Request<pb::WatchIntegrationEventsRequest>,
+    ) -> ApiResult<IntegrationEventStream> {
+        let caller = caller(&request)?;
+        let stated = circle_audit::stated_purpose(request.metadata());
+        let request = request.into_inner();
+        let mut violations = Violations::default();
+        let network = circle_grpc::named::<circle_names::NetworkName>(
+            &caller,
+            &mut violations,
+            "network",
+            &request.network,
+        )?;
+        // A caller that may not subscribe is refused before the rest is read.
+        access::check_role(&caller, Operation::WatchIntegrationEvents)?;
+        let known = crate::integration::event_types();
+        let types = violations.check(
+            "event_types",
+            if request.event_types.len() > MAX_EVENT_TYPES {
+                Err(format!("at most {MAX_EVENT_TYPES}"))
+            } else if let Some(unknown) = request
+                .event_types
+                .iter()
+                .find(|name| !known.contains(name))
+            {
+                Err(format!(
+                    "{} is not an integration event type of this service (one of {})",
+                    unknown.chars().take(100).collect::<String>(),
+                    known.join(", ")
+                ))
+            } else {
+                Ok(request.event_types.iter().cloned().collect())
+            },
+        );
+        let purpose = purpose(&mut violations, stated);
+        let (network, types) = violations.finish(network.zip(types))?;
+        let heartbeat = Duration::from_secs(u64::from(if request.heartbeat_seconds == 0 {
+            DEFAULT_HEARTBEAT_SECONDS
+        } else {
+            request.heartbeat_seconds.min(MAX_HEARTBEAT_SECONDS)
+        }));
+        let events = self
+            .queries
+            .watch_integration_events(
+                &caller,
+                &network,
+                types,
+                request.after_position,
+                heartbeat,
+                purpose,
+            )
+            .await?;
+        Ok(Box::pin(events.map(|item| {
+            item.map(|item| pb::WatchIntegrationEventsResponse {
+                event: Some(match item {
+                    IntegrationItem::Event(event) => {
+                        pb::watch_integration_events_response::Event::IntegrationEvent(*event)
+                    }
+                    IntegrationItem::Heartbeat(position) => {
+                        pb::watch_integration_events_response::Event::HeartbeatPosition(position)
+                    }
+                }),
+            })
+            .map_err(status)
+        })))
     }
 
     pub(super) async fn list_measurements(

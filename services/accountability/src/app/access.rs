@@ -50,10 +50,11 @@ pub enum Operation {
     SetMeasurementCadence,
     SubmitMeasurement,
     ListMeasurements,
+    WatchIntegrationEvents,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 21] = [
+    pub const ALL: [Operation; 22] = [
         Self::SetGoal,
         Self::ReviseGoal,
         Self::CompleteGoal,
@@ -75,6 +76,7 @@ impl Operation {
         Self::SetMeasurementCadence,
         Self::SubmitMeasurement,
         Self::ListMeasurements,
+        Self::WatchIntegrationEvents,
     ];
 
     /// The RPC's name, as the proto spells it.
@@ -101,6 +103,7 @@ impl Operation {
             Self::SetMeasurementCadence => "SetMeasurementCadence",
             Self::SubmitMeasurement => "SubmitMeasurement",
             Self::ListMeasurements => "ListMeasurements",
+            Self::WatchIntegrationEvents => "WatchIntegrationEvents",
         }
     }
 }
@@ -171,6 +174,9 @@ pub fn rule(operation: Operation) -> Rule {
         O::SubmitMeasurement | O::ListMeasurements => {
             Rule::new(CARE_TEAM_AND_PARTICIPANTS, Scope::OwnRecordOrCareTeam)
         }
+        // The integration contract: other services, in their own network (which
+        // identities may call it at all is `auth.services`').
+        O::WatchIntegrationEvents => Rule::new(CALLING_SERVICES, Scope::Network),
     }
 }
 
@@ -304,7 +310,7 @@ mod tests {
         for operation in Operation::ALL {
             assert!(seen.insert(operation), "{operation:?} twice");
         }
-        assert_eq!(seen.len(), 21, "one row per RPC of the service");
+        assert_eq!(seen.len(), 22, "one row per RPC of the service");
         let readme = include_str!("../../README.md");
         for row in printed() {
             println!("{row}");
@@ -397,7 +403,9 @@ mod tests {
                 let expected = if role == Role::Service
                     && matches!(
                         operation,
-                        Operation::SetQuietHours | Operation::RecordNudgeDelivery
+                        Operation::SetQuietHours
+                            | Operation::RecordNudgeDelivery
+                            | Operation::WatchIntegrationEvents
                     ) {
                     "OK"
                 } else {

@@ -29,7 +29,8 @@ pub fn default_purpose(operation: Operation) -> Option<Purpose> {
         | O::ListAtRisk
         | O::WatchGroupFeed
         | O::ListMyNudges
-        | O::ListMeasurements => Some(Purpose::Treatment),
+        | O::ListMeasurements
+        | O::WatchIntegrationEvents => Some(Purpose::Treatment),
         O::SetGoal
         | O::ReviseGoal
         | O::CompleteGoal
@@ -73,6 +74,7 @@ mod tests {
                 ("WatchGroupFeed", "treatment"),
                 ("ListMyNudges", "treatment"),
                 ("ListMeasurements", "treatment"),
+                ("WatchIntegrationEvents", "treatment"),
             ]
         );
     }

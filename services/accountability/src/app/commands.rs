@@ -203,6 +203,10 @@ pub struct MeasurementAnswer {
     pub consistency_token: String,
 }
 
+/// The most facilitators one safety concern alerts (the lead of each group first): a
+/// commit holds at most 16 events, the measure and its alerts.
+const MAX_ALERTED: usize = 15;
+
 /// Answers that can never be scored: the field they are wrong in and why.
 fn scoring_error(error: ScoringError) -> ApiError {
     let field = match error {
@@ -886,6 +890,15 @@ impl Commands {
         } else if caller.actor_id == nudge.participant.as_str() {
             Recipient::Owner
         } else {
+            // A partner acts on a nudge about the member only while the member shares
+            // check-ins with peers, as they list it (else, as for no such nudge).
+            let consent = self
+                .facts
+                .consent(nudge.network.as_str(), nudge.participant.as_str())
+                .await?;
+            if !consent.share_check_ins {
+                return Err(domain_error(DomainError::NudgeNotFound));
+            }
             Recipient::Participant(caller.actor_id.clone())
         };
         let command = JournalCommand::AcknowledgeNudge {
@@ -1024,7 +1037,17 @@ impl Commands {
         let alert = if scored.safety.is_empty() {
             Vec::new()
         } else {
-            self.facts.facilitators_of(network, participant_id).await?
+            let mut facilitators = self.facts.facilitators_of(network, participant_id).await?;
+            if facilitators.is_empty() {
+                // Recorded all the same (the measure's safety concern, and its
+                // integration event, say so); an operator should know no one was told.
+                tracing::warn!(
+                    network,
+                    "a measure's safety concern has no facilitator to alert: the member is in no active group"
+                );
+            }
+            facilitators.truncate(MAX_ALERTED);
+            facilitators
         };
         let measurement_id = derived_id(
             &participant.to_string(),

@@ -20,6 +20,7 @@ pub mod audit;
 pub mod commands;
 mod errors;
 mod facts;
+pub mod integration;
 pub mod queries;
 
 use std::sync::Arc;
@@ -58,6 +59,8 @@ pub struct Queries {
     watermarks: circle_projection::Checkpoints,
     /// The fewest contributors a week of a group's measure trend needs to be shown.
     trend_min_members: u32,
+    /// The integration stream `WatchIntegrationEvents` reads.
+    integration: Option<integration::IntegrationFeed>,
 }
 
 impl Queries {
@@ -97,7 +100,15 @@ impl Queries {
             trend_min_members: circle_config::Config::default()
                 .accountability
                 .group_trend_min_members,
+            integration: None,
         }
+    }
+
+    /// The integration stream `WatchIntegrationEvents` reads (without one, it answers
+    /// UNAVAILABLE).
+    pub fn with_integration(mut self, feed: integration::IntegrationFeed) -> Self {
+        self.integration = Some(feed);
+        self
     }
 
     /// The fewest contributors a week of a group's measure trend needs
@@ -157,6 +168,27 @@ impl Queries {
         circle_service::consistent_read(&self.read_model, self.read_your_writes_timeout, token)
             .await
     }
+}
+
+/// What ends an open stream (the group feed, the integration events) whose token has
+/// expired: the client reconnects with a new one and resumes.
+pub(crate) fn stream_token_expired() -> ApiError {
+    ApiError::new(
+        tonic::Code::Unauthenticated,
+        "TOKEN_EXPIRED",
+        "the token that opened this stream has expired; reconnect with a new one and resume \
+         after the last position received",
+    )
+}
+
+/// What ends an open stream at shutdown (a graceful drain waits for every open call):
+/// the client reconnects and resumes.
+pub(crate) fn stream_shutting_down() -> ApiError {
+    ApiError::new(
+        tonic::Code::Unavailable,
+        "SHUTTING_DOWN",
+        "the service is shutting down; reconnect and resume after the last position received",
+    )
 }
 
 /// A transaction of `pool` that sees and writes only `network`'s rows.

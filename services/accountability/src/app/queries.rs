@@ -726,38 +726,55 @@ impl Queries {
         }
         // Every member is on the board (a peer without their consent as "A group
         // member", but there, by id).
-        let trends = self.group_trends(network, &members, now).await?;
+        let trends = self
+            .group_trends(network, group.group.as_str(), now)
+            .await?;
         let reading = Self::reading(caller, Operation::GetGroupBoard, group.to_string(), purpose);
         self.disclose(&reading, &members).await?;
         Ok(Board { entries, trends })
     }
 
-    /// The group's measures week by week over the last `TREND_WEEKS` weeks: each
-    /// current member's latest score of each scale in a week, averaged, and a week
-    /// only when at least `trend_min_members` members contributed to it — so no
-    /// member's own score can be told from the trend.
+    /// The group's measures week by week over the last `TREND_WEEKS` closed weeks
+    /// (UTC, Monday to Sunday): the latest score of each scale each member gave that
+    /// week while a member of this group, averaged; a week only once it has ended and
+    /// only when at least `trend_min_members` members contributed to it. A point never
+    /// changes once shown — a week's scores and who was a member then are history —
+    /// so no member's score can be told from the trend, by the size of the group or by
+    /// watching it move (an open week, a member joining or leaving, a second answer).
     async fn group_trends(
         &self,
         network: &str,
-        members: &[String],
+        group_id: &str,
         now: Time,
     ) -> ApiResult<Vec<GroupTrend>> {
+        let this_week = now.date_naive().week(chrono::Weekday::Mon).first_day();
+        let week_start = this_week
+            .and_hms_opt(0, 0, 0)
+            .map(|start| start.and_utc())
+            .unwrap_or(now);
         let rows: Vec<(String, String, NaiveDate, i64, f64)> = sqlx::query_as(
             "SELECT instrument, scale, week, count(*), avg(score)::float8 FROM (
-                 SELECT DISTINCT ON (participant_id, instrument, scale, date_trunc('week', at AT TIME ZONE 'UTC'))
-                        participant_id, instrument, scale, score,
-                        date_trunc('week', at AT TIME ZONE 'UTC')::date AS week
-                 FROM accountability.measurement_scores
-                 WHERE network = $1 AND participant_id = ANY($2) AND at > $3
-                 ORDER BY participant_id, instrument, scale, date_trunc('week', at AT TIME ZONE 'UTC'), at DESC
+                 SELECT DISTINCT ON (s.participant_id, s.instrument, s.scale, date_trunc('week', s.at AT TIME ZONE 'UTC'))
+                        s.instrument, s.scale, s.score,
+                        date_trunc('week', s.at AT TIME ZONE 'UTC')::date AS week
+                 FROM accountability.measurement_scores s
+                 WHERE s.network = $1 AND s.at >= $3 AND s.at < $5
+                   AND EXISTS (
+                       SELECT 1 FROM accountability_roster.member_periods p
+                       WHERE p.network = s.network AND p.participant_id = s.participant_id
+                         AND p.group_id = $2 AND p.from_at <= s.at
+                         AND (p.to_at IS NULL OR p.to_at > s.at))
+                 ORDER BY s.participant_id, s.instrument, s.scale,
+                          date_trunc('week', s.at AT TIME ZONE 'UTC'), s.at DESC
              ) latest
              GROUP BY instrument, scale, week HAVING count(*) >= $4
              ORDER BY instrument, scale, week",
         )
         .bind(network)
-        .bind(members)
-        .bind(now - chrono::Duration::weeks(TREND_WEEKS))
+        .bind(group_id)
+        .bind(week_start - chrono::Duration::weeks(TREND_WEEKS))
         .bind(i64::from(self.trend_min_members))
+        .bind(week_start)
         .fetch_all(&mut *self.tenant(network).await?)
         .await
         .map_err(database_error)?;
@@ -818,7 +835,7 @@ impl Queries {
         let scores: Vec<(String, String, i32, String, bool)> = sqlx::query_as(
             "SELECT measurement_id, scale, score, band, significant FROM accountability.measurement_scores
              WHERE network = $1 AND participant_id = $2 AND measurement_id = ANY($3)
-             ORDER BY measurement_id, scale",
+             ORDER BY measurement_id, place",
         )
         .bind(network)
         .bind(participant_id)
@@ -1101,16 +1118,27 @@ impl Queries {
         self.consistent_read(consistency_token).await?;
         let recipient_id = caller.actor_id.as_str();
         let rows: Vec<NudgeRow> = sqlx::query_as(
+            // Each branch on an index: a participant's own nudges by the journal's key,
+            // a partner's and a facilitator's by `nudges_by_recipient`.
             "SELECT n.participant_id, n.public_id, n.level, n.reason, n.recipient_id, n.at, n.position,
                     n.acknowledged_at, n.delivery, n.delivery_channel, n.delivery_at
-             FROM accountability.nudges n
+             FROM (
+                 SELECT * FROM accountability.nudges
+                 WHERE $6 AND network = $1 AND participant_id = $2 AND level = 'participant'
+                   AND position < $3
+                 UNION ALL
+                 SELECT * FROM accountability.nudges
+                 WHERE $6 AND network = $1 AND level = 'partner' AND recipient_id = $2
+                   AND position < $3
+                 UNION ALL
+                 SELECT * FROM accountability.nudges
+                 WHERE NOT $6 AND network = $1 AND level = 'facilitator' AND recipient_id = $2
+                   AND position < $3
+             ) n
              LEFT JOIN accountability_roster.people pe
                ON pe.network = n.network AND pe.participant_id = n.participant_id
-             WHERE n.network = $1 AND n.position < $3 AND (NOT $4 OR n.acknowledged_at IS NULL)
-               AND CASE WHEN $6 THEN
-                     (n.level = 'participant' AND n.participant_id = $2)
-                     OR (n.level = 'partner' AND n.recipient_id = $2 AND coalesce(pe.share_check_ins, false))
-                   ELSE n.level = 'facilitator' AND n.recipient_id = $2 END
+             WHERE (NOT $4 OR n.acknowledged_at IS NULL)
+               AND (n.level <> 'partner' OR coalesce(pe.share_check_ins, false))
              ORDER BY n.position DESC LIMIT $5",
         )
         .bind(network)
@@ -1382,14 +1410,7 @@ impl Queries {
                 loop {
                     // A feed lives no longer than the token that opened it.
                     if caller.expired() {
-                        let _ = sender
-                            .send(Err(ApiError::new(
-                                Code::Unauthenticated,
-                                "TOKEN_EXPIRED",
-                                "the token that opened this feed has expired; reconnect with a new one \
-                                 and resume after the last position received",
-                            )))
-                            .await;
+                        let _ = sender.send(Err(super::stream_token_expired())).await;
                         return;
                     }
                     // Whoever was let in may have lost access since: checked again
@@ -1496,11 +1517,7 @@ impl Queries {
                 // position it received. If the client is not reading, the stream just
                 // ends when the sender is dropped.
                 () = stopping => {
-                    let _ = sender.try_send(Err(ApiError::new(
-                        Code::Unavailable,
-                        "SHUTTING_DOWN",
-                        "the service is shutting down; reconnect and resume after the last position received",
-                    )));
+                    let _ = sender.try_send(Err(super::stream_shutting_down()));
                 }
             }
         });

@@ -274,8 +274,8 @@ pub enum JournalCommand {
     RecordDayMilestones {
         now: Time,
     },
-    /// Nothing is sent when one of `after` (the earlier rungs of the same ladder) was
-    /// acknowledged: the ladder stops there.
+    /// Nothing is sent when one of `after` (the rung below on the same ladder) was
+    /// acknowledged.
     SendNudge {
         nudge_id: String,
         level: NudgeLevel,
@@ -1176,12 +1176,7 @@ mod tests {
         assert_eq!(
             decide(
                 &state,
-                send(
-                    "g-3",
-                    NudgeLevel::Facilitator,
-                    Some("fran"),
-                    &["g-1", "g-2"]
-                )
+                send("g-3", NudgeLevel::Facilitator, Some("fran"), &["g-2"])
             ),
             Ok(vec![])
         );

@@ -3,8 +3,9 @@
 //! at the first miss, their accountability partner at the second, the group's
 //! facilitator at the third; a recent setback prompts the partner (only where the
 //! partner may see it) and the facilitator; two missed sessions in a row reach the
-//! facilitator. A rung its recipient acknowledged stops the ladder: nothing above it is
-//! sent. The partner hears of missed check-ins only while the member lets peers see
+//! facilitator. A rung its recipient acknowledged holds back the ladder's next rung
+//! (that one only: a member who acknowledges their own nudge and keeps missing
+//! check-ins still reaches their facilitator at the third). The partner hears of missed check-ins only while the member lets peers see
 //! their check-ins (else the ladder skips that rung, as for no partner).
 //! Nothing is due inside the clinic's quiet hours. Pure: the nudger loads
 //! a [`Situation`], asks [`due_nudges`] and sends each answer as a journal command.
@@ -102,7 +103,7 @@ pub struct DueNudge {
     /// `None` for the participant themselves.
     pub recipient_id: Option<String>,
     pub due_at: Time,
-    /// The earlier rungs of its ladder (the journal sends nothing once one of them is
+    /// The rung below it on its ladder (the journal sends nothing once that one is
     /// acknowledged, whatever the read model showed when this was asked).
     pub after: Vec<String>,
 }
@@ -128,17 +129,19 @@ pub fn due_nudges(situation: &Situation) -> Vec<DueNudge> {
             .last_check_in_at
             .map_or(goal.set_at, |last| last.max(goal.set_at));
         let misses = ((situation.now - reference).num_seconds() / period.num_seconds()).clamp(0, 3);
-        let mut after: Vec<String> = Vec::new();
+        let mut previous: Option<String> = None;
         for miss in 1..=misses as i32 {
             let nudge_id = format!("{}-{}-{miss}", goal.goal_id, reference.timestamp());
-            if after
+            // The rung below, acknowledged, holds this one back (only this one: a
+            // member who acknowledges their own nudge and still misses check-ins is
+            // not hidden from their facilitator).
+            let rung: Vec<String> = previous.replace(nudge_id.clone()).into_iter().collect();
+            if rung
                 .iter()
-                .any(|earlier| situation.acknowledged.contains(earlier))
+                .any(|below| situation.acknowledged.contains(below))
             {
-                break;
+                continue;
             }
-            let rung = after.clone();
-            after.push(nudge_id.clone());
             let (level, recipient_id) = match miss {
                 1 => (NudgeLevel::Participant, None),
                 2 => match &situation.partner_id {
@@ -211,17 +214,24 @@ pub fn due_nudges(situation: &Situation) -> Vec<DueNudge> {
         });
     }
     // A measure is due once its cadence has passed since the last one (or since the
-    // cadence was set): the member is asked once per such period.
+    // cadence was set), and again every period it stays undone: the member is asked
+    // once per period.
     for measure in &situation.measures {
         let reference = measure
             .last_at
             .map_or(measure.set_at, |last| last.max(measure.set_at));
-        let due_at = reference + chrono::Duration::days(i64::from(measure.every_days));
-        if measure.every_days == 0 || situation.now < due_at {
+        let every = chrono::Duration::days(i64::from(measure.every_days));
+        if measure.every_days == 0 || situation.now < reference + every {
             continue;
         }
+        let periods = (situation.now - reference).num_seconds() / every.num_seconds();
+        let due_at = reference + every * i32::try_from(periods).unwrap_or(i32::MAX);
         due.push(DueNudge {
-            nudge_id: format!("measure-{}-{}", measure.instrument, reference.timestamp()),
+            nudge_id: format!(
+                "measure-{}-{}-{periods}",
+                measure.instrument,
+                reference.timestamp()
+            ),
             level: NudgeLevel::Participant,
             reason: NudgeReason::MeasurementDue,
             goal_id: None,
@@ -328,7 +338,7 @@ mod tests {
     }
 
     #[test]
-    fn given_an_acknowledged_rung_then_the_ladder_stops_there() {
+    fn given_an_acknowledged_rung_then_the_next_rung_is_held_back() {
         let reference = at(1, 12).timestamp();
         let partner_rung = format!("walk-{reference}-2");
         let due = due_nudges(&Situation {
@@ -350,16 +360,22 @@ mod tests {
             acknowledged: BTreeSet::from([format!("walk-{reference}-1")]),
             ..given()
         });
-        assert_eq!(levels(&first), vec![(NudgeLevel::Participant, None)]);
-        // Unacknowledged, the facilitator's rung names both below it.
+        // The member's own acknowledgement holds back the partner's rung, not the
+        // facilitator's.
+        assert_eq!(
+            levels(&first),
+            vec![
+                (NudgeLevel::Participant, None),
+                (NudgeLevel::Facilitator, Some("fran")),
+            ]
+        );
+        // Each rung names the one below it.
         let all = due_nudges(&Situation {
             now: at(5, 12),
             ..given()
         });
-        assert_eq!(
-            all[2].after,
-            vec![format!("walk-{reference}-1"), partner_rung]
-        );
+        assert_eq!(all[0].after, Vec::<String>::new());
+        assert_eq!(all[2].after, vec![partner_rung]);
     }
 
     #[test]
@@ -384,14 +400,21 @@ mod tests {
         assert_eq!(due[0].reason, NudgeReason::MeasurementDue);
         assert_eq!(
             due[0].nudge_id,
-            format!("measure-phq-9-{}", at(1, 12).timestamp())
+            format!("measure-phq-9-{}-1", at(1, 12).timestamp())
         );
+        // Still undone two weeks later: asked again, under the next period's id.
+        let later = asked(at(29, 12), None);
+        assert_eq!(
+            later[0].nudge_id,
+            format!("measure-phq-9-{}-2", at(1, 12).timestamp())
+        );
+        assert_eq!(later[0].due_at, at(29, 12));
         // Completed on the 10th: due again on the 24th, under a new id.
         assert!(asked(at(20, 12), Some(at(10, 12))).is_empty());
         let again = asked(at(24, 12), Some(at(10, 12)));
         assert_eq!(
             again[0].nudge_id,
-            format!("measure-phq-9-{}", at(10, 12).timestamp())
+            format!("measure-phq-9-{}-1", at(10, 12).timestamp())
         );
         // Quiet hours hold it back like any nudge.
         assert!(asked(at(24, 23), Some(at(10, 12))).is_empty());

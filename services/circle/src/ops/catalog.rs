@@ -57,11 +57,14 @@ pub enum Manager {
     Transfers,
     FromSessions,
     PartnershipGuard,
+    /// Accountability's integration events publisher (replaying it would publish
+    /// again: harmless to subscribers, who de-duplicate, but not `circle`'s to do).
+    Integration,
 }
 
 use circle_enrollment::disclosures::SOURCES;
 
-pub const CATALOG: [Entry; 12] = [
+pub const CATALOG: [Entry; 13] = [
     Entry {
         name: "enrollment-read-model",
         service: "enrollment",
@@ -158,16 +161,26 @@ pub const CATALOG: [Entry; 12] = [
         kind: Kind::ProcessManager,
         id: Id::ProcessManager(Manager::PartnershipGuard),
     },
+    Entry {
+        name: circle_accountability::integration::NAME,
+        service: "accountability",
+        schema: circle_accountability::integration::SCHEMA,
+        stream: "accountability",
+        kind: Kind::ProcessManager,
+        id: Id::ProcessManager(Manager::Integration),
+    },
 ];
 
-/// The streams `circle status` reports: each service's event log and audit stream.
-pub const STREAMS: [(&str, &str); 6] = [
+/// The streams `circle status` reports: each service's event log and audit stream,
+/// and accountability's integration events.
+pub const STREAMS: [(&str, &str); 7] = [
     ("enrollment", "enrollment"),
     ("sessions", "sessions"),
     ("accountability", "accountability"),
     ("enrollment", "enrollment_audit"),
     ("sessions", "sessions_audit"),
     ("accountability", "accountability_audit"),
+    ("accountability", "accountability_integration"),
 ];
 
 pub fn find(name: &str) -> Option<&'static Entry> {
