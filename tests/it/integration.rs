@@ -72,7 +72,8 @@ impl Subscriber {
                     self.position = event.position;
                     self.deliveries
                         .push((event.event_id.clone(), event.position));
-                    self.events.insert(event.event_id.clone(), event);
+                    // An event already handled is dropped: its id is the key.
+                    self.events.entry(event.event_id.clone()).or_insert(event);
                 }
                 Some(Item::HeartbeatPosition(position)) => {
                     anyhow::ensure!(position >= self.position, "a heartbeat goes no back");
@@ -291,6 +292,41 @@ async fn a_subscriber_gets_each_event_once_resumes_without_gaps_and_sees_only_id
     });
     assert!(urgent, "the safety alert is to be delivered at once");
 
+    // A repeat, as a publisher that restarted after the server's duplicate window
+    // would send it: the same event, the same id, at a new position. It reaches the
+    // subscriber, which handles it once.
+    let mut repeat = subscriber
+        .events
+        .values()
+        .find(|event| event.event_type.ends_with("MeasurementCompleted"))
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("a measure's event"))?;
+    repeat.position = 0;
+    let subject = format!(
+        "{}.acme.measurement-completed",
+        system.env.config.subject_root("accountability-integration")
+    );
+    system
+        .env
+        .jetstream()
+        .publish(subject, repeat.encode_to_vec().into())
+        .await?
+        .await?;
+    subscriber
+        .follow(&mut stream, |s| s.deliveries.len() >= 5)
+        .await?;
+    assert_eq!(
+        subscriber.deliveries.len(),
+        5,
+        "{:?}",
+        subscriber.deliveries
+    );
+    assert_eq!(
+        subscriber.summary(),
+        expected,
+        "the repeat is one of the four"
+    );
+
     // The services restart; the subscriber reconnects after the last position it
     // handled, and the script goes on meanwhile.
     drop(stream);
@@ -334,6 +370,43 @@ async fn a_subscriber_gets_each_event_once_resumes_without_gaps_and_sees_only_id
     assert_eq!(
         replay.events.keys().collect::<Vec<_>>(),
         subscriber.events.keys().collect::<Vec<_>>()
+    );
+
+    // Asked for one type, a subscriber gets that type only.
+    let mut measures = Subscriber::default();
+    let mut only_measures = system
+        .accountability
+        .watch_integration_events(messaging(
+            pb::WatchIntegrationEventsRequest {
+                event_types: vec!["circle.integration.v1.MeasurementCompleted".into()],
+                ..watch_request(0)
+            },
+            "acme",
+        ))
+        .await?
+        .into_inner();
+    measures
+        .follow(&mut only_measures, |s| s.events.len() >= 3)
+        .await?;
+    assert_eq!(
+        measures.summary(),
+        all.iter()
+            .filter(|(kind, _)| kind == "MeasurementCompleted")
+            .cloned()
+            .collect::<Vec<_>>()
+    );
+    // A position this service never sent is refused.
+    let beyond = system
+        .accountability
+        .watch_integration_events(messaging(watch_request(u64::MAX / 2), "acme"))
+        .await;
+    assert_eq!(
+        refusal(beyond),
+        (
+            Code::InvalidArgument,
+            "INVALID_ARGUMENT".to_owned(),
+            vec!["after_position".to_owned()]
+        )
     );
 
     // Ids and codes only: no person's name, alias or free text anywhere in them.

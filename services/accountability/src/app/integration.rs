@@ -53,19 +53,30 @@ fn unavailable(error: impl std::fmt::Display) -> ApiError {
     )
 }
 
-/// The participant an event is about, from its resource name.
-fn about(event: &pb::IntegrationEvent) -> Option<String> {
-    let name = match event.payload.as_ref()? {
-        pb::integration_event::Payload::NudgeRequested(nudge) => &nudge.nudge,
-        pb::integration_event::Payload::NudgeAcknowledged(nudge) => &nudge.nudge,
-        pb::integration_event::Payload::MeasurementCompleted(measurement) => {
-            &measurement.measurement
-        }
-    };
+/// The participant a resource name is of (`networks/{n}/participants/{p}[/…]`).
+fn participant_of(name: &str) -> Option<String> {
     let mut parts = name.split('/');
     (parts.nth(2) == Some("participants"))
         .then(|| parts.next().map(str::to_owned))
         .flatten()
+}
+
+/// The participants an event shows: the one it is about, and a partner it is for
+/// (whose partnership it shows too).
+fn about(event: &pb::IntegrationEvent) -> Vec<String> {
+    let names: Vec<&str> = match event.payload.as_ref() {
+        Some(pb::integration_event::Payload::NudgeRequested(nudge)) => {
+            vec![&nudge.nudge, &nudge.recipient]
+        }
+        Some(pb::integration_event::Payload::NudgeAcknowledged(nudge)) => vec![&nudge.nudge],
+        Some(pb::integration_event::Payload::MeasurementCompleted(measurement)) => {
+            vec![&measurement.measurement]
+        }
+        None => Vec::new(),
+    };
+    let mut shown: Vec<String> = names.into_iter().filter_map(participant_of).collect();
+    shown.dedup();
+    shown
 }
 
 impl Queries {
@@ -86,15 +97,28 @@ impl Queries {
             network.network.as_str(),
             &Target::default(),
         )?;
-        if i64::try_from(after_position).is_err() {
-            let mut violations = Violations::default();
-            violations.add("after_position", "must be a position this service sent");
-            violations.into_result()?;
-        }
         let feed = self
             .integration
             .clone()
             .ok_or_else(|| unavailable("no integration stream"))?;
+        // A position past the stream's end is none this service sent (the server would
+        // start at the end and send lower positions after it).
+        let end = feed
+            .stream
+            .clone()
+            .info()
+            .await
+            .map_err(unavailable)?
+            .state
+            .last_sequence;
+        if after_position > end {
+            let mut violations = Violations::default();
+            violations.add(
+                "after_position",
+                format!("must be a position this service sent (at most {end})"),
+            );
+            violations.into_result()?;
+        }
         let consumer = feed
             .stream
             .create_consumer(OrderedConfig {
@@ -126,13 +150,18 @@ impl Queries {
                         let _ = sender.send(Err(super::stream_token_expired())).await;
                         return;
                     }
-                    let wait = heartbeat.saturating_sub(last_sent.elapsed());
+                    // At least every second, so an expired token ends a quiet stream
+                    // promptly too.
+                    let wait = heartbeat
+                        .saturating_sub(last_sent.elapsed())
+                        .min(Duration::from_secs(1));
                     let next = tokio::select! {
                         biased;
                         () = sender.closed() => return,
                         next = tokio::time::timeout(wait, messages.next()) => next,
                     };
                     match next {
+                        Err(_quiet) if last_sent.elapsed() < heartbeat => {}
                         Err(_quiet) => {
                             if sender
                                 .send(Ok(IntegrationItem::Heartbeat(position)))
@@ -151,6 +180,13 @@ impl Queries {
                                     return;
                                 }
                             };
+                            // The consumer, recreated after a reset that came before its
+                            // first message, starts over from the stream's start: what
+                            // was sent already is not sent again, and positions only
+                            // go forward.
+                            if sequence <= position {
+                                continue;
+                            }
                             position = sequence;
                             // A message this service did not write well is skipped
                             // (logged), not sent: the contract is what decodes.
@@ -168,8 +204,9 @@ impl Queries {
                                 return;
                             }
                             // Sent only once what it shows is recorded.
-                            if let Some(participant) = about(&event)
-                                && let Err(error) = queries.disclose(&reading, [participant]).await
+                            let shown = about(&event);
+                            if !shown.is_empty()
+                                && let Err(error) = queries.disclose(&reading, &shown).await
                             {
                                 let _ = sender.send(Err(error)).await;
                                 return;
@@ -214,7 +251,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_event_is_about_the_participant_its_name_shows() {
+    fn an_event_shows_the_participant_it_is_about_and_a_partner_it_is_for() {
         let event = |payload| pb::IntegrationEvent {
             payload: Some(payload),
             ..Default::default()
@@ -225,7 +262,7 @@ mod tests {
                     nudge: "networks/acme/participants/sam/nudges/n1".into(),
                 }
             ))),
-            Some("sam".to_owned())
+            ["sam"]
         );
         assert_eq!(
             about(&event(
@@ -234,8 +271,23 @@ mod tests {
                     ..Default::default()
                 })
             )),
-            Some("pat".to_owned())
+            ["pat"]
         );
-        assert_eq!(about(&pb::IntegrationEvent::default()), None);
+        let requested = |recipient: &str| {
+            about(&event(pb::integration_event::Payload::NudgeRequested(
+                pb::NudgeRequested {
+                    nudge: "networks/acme/participants/sam/nudges/n2".into(),
+                    recipient: recipient.into(),
+                    ..Default::default()
+                },
+            )))
+        };
+        assert_eq!(
+            requested("networks/acme/participants/jordan"),
+            ["sam", "jordan"]
+        );
+        assert_eq!(requested("networks/acme/staff/staff-1"), ["sam"]);
+        assert_eq!(requested("networks/acme/participants/sam"), ["sam"]);
+        assert!(about(&pb::IntegrationEvent::default()).is_empty());
     }
 }

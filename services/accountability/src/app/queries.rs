@@ -150,6 +150,8 @@ pub struct Board {
 
 /// How far back a group trend goes.
 const TREND_WEEKS: i64 = 12;
+/// How long after a week ends its trend point is shown.
+const TREND_SETTLE: chrono::Duration = chrono::Duration::days(1);
 /// The most measures one `ListMeasurements` answers (the latest).
 const MAX_MEASUREMENTS: i64 = 500;
 
@@ -736,34 +738,41 @@ impl Queries {
 
     /// The group's measures week by week over the last `TREND_WEEKS` closed weeks
     /// (UTC, Monday to Sunday): the latest score of each scale each member gave that
-    /// week while a member of this group, averaged; a week only once it has ended and
-    /// only when at least `trend_min_members` members contributed to it. A point never
-    /// changes once shown — a week's scores and who was a member then are history —
-    /// so no member's score can be told from the trend, by the size of the group or by
-    /// watching it move (an open week, a member joining or leaving, a second answer).
+    /// week while a member of this group, averaged; a week only once it ended more than
+    /// `TREND_SETTLE` ago (the read models have long applied its last scores and
+    /// memberships) and only when at least `trend_min_members` members contributed to
+    /// it. A point does not change once shown — a week's scores and who was a member
+    /// then are history — so no member's score can be told from the trend, by the size
+    /// of the group or by watching it move (an open week, a member joining or leaving, a
+    /// second answer). A read model halted for longer than `TREND_SETTLE` could still
+    /// add a late score to a week shown; `circle status` shows a halt.
     async fn group_trends(
         &self,
         network: &str,
         group_id: &str,
         now: Time,
     ) -> ApiResult<Vec<GroupTrend>> {
-        let this_week = now.date_naive().week(chrono::Weekday::Mon).first_day();
+        let this_week = (now - TREND_SETTLE)
+            .date_naive()
+            .week(chrono::Weekday::Mon)
+            .first_day();
         let week_start = this_week
             .and_hms_opt(0, 0, 0)
             .map(|start| start.and_utc())
             .unwrap_or(now);
+        // From the group's members (past ones too) to their scores of the period, each
+        // while a member: the scores read are the group's alone.
         let rows: Vec<(String, String, NaiveDate, i64, f64)> = sqlx::query_as(
             "SELECT instrument, scale, week, count(*), avg(score)::float8 FROM (
                  SELECT DISTINCT ON (s.participant_id, s.instrument, s.scale, date_trunc('week', s.at AT TIME ZONE 'UTC'))
                         s.instrument, s.scale, s.score,
                         date_trunc('week', s.at AT TIME ZONE 'UTC')::date AS week
-                 FROM accountability.measurement_scores s
-                 WHERE s.network = $1 AND s.at >= $3 AND s.at < $5
-                   AND EXISTS (
-                       SELECT 1 FROM accountability_roster.member_periods p
-                       WHERE p.network = s.network AND p.participant_id = s.participant_id
-                         AND p.group_id = $2 AND p.from_at <= s.at
-                         AND (p.to_at IS NULL OR p.to_at > s.at))
+                 FROM accountability_roster.member_periods p
+                 JOIN accountability.measurement_scores s
+                   ON s.network = p.network AND s.participant_id = p.participant_id
+                  AND s.at >= p.from_at AND (p.to_at IS NULL OR s.at < p.to_at)
+                 WHERE p.network = $1 AND p.group_id = $2 AND s.at >= $3 AND s.at < $5
+                   AND (p.to_at IS NULL OR p.to_at > $3)
                  ORDER BY s.participant_id, s.instrument, s.scale,
                           date_trunc('week', s.at AT TIME ZONE 'UTC'), s.at DESC
              ) latest
