@@ -5,8 +5,6 @@ use circle_proto::accountability::v1 as pb;
 use circle_proto::sessions::v1 as sessions;
 use tonic::Code;
 
-use circle_accountability::domain::settings::QuietHours;
-
 use crate::support::{System, admin, as_caller, as_participant, eventually, refusal};
 
 /// A group with Sam (alias "Sunny", shares check-ins and milestones), Jordan (first
@@ -786,42 +784,13 @@ async fn the_nudge_ladder_climbs_with_the_clock_keeps_quiet_hours_and_never_repe
     // A restart does not repeat a step: a nudger that starts afresh (nothing in
     // memory) and makes a whole pass an hour later sends nothing new.
     system.restart().await?;
-    system.clock.advance(chrono::Duration::hours(1));
-    let config = &system.env.config;
-    let fresh = circle_accountability::process::Nudger {
-        pool: system.env.runtime_pool.clone(),
-        commands: std::sync::Arc::new(circle_accountability::app::Commands::new(
-            circle_eventstore::EventStore::open(
-                system.env.nats.clone(),
-                circle_accountability::stream_spec(config),
-            )
-            .await?,
-            system.env.runtime_pool.clone(),
-            system.clock.clone(),
-            system.key_store().await?,
-        )),
-        default_quiet_hours: config
-            .accountability
-            .quiet_hours_minutes()
-            .and_then(|(start, end)| QuietHours::new(start, end).ok())
-            .ok_or_else(|| anyhow::anyhow!("quiet hours"))?,
-    };
-    fresh.once().await.map_err(anyhow::Error::msg)?;
     // Read once the read model holds everything in the log so far.
-    let last = system
-        .env
-        .jetstream()
-        .get_stream(system.env.config.stream_name("accountability"))
-        .await?
-        .info()
-        .await?
-        .state
-        .last_sequence;
+    let last = system.nudge_pass_after(chrono::Duration::hours(1)).await?;
     let timeline = system
         .accountability
         .get_participant_timeline(admin(pb::GetParticipantTimelineRequest {
             participant: sam.clone(),
-            consistency_token: last.to_string(),
+            consistency_token: last,
         }))
         .await?
         .into_inner();

@@ -42,6 +42,27 @@ async fn submit(
         .map(tonic::Response::into_inner)
 }
 
+/// The nudges Sam lists, read under `token`.
+async fn sams_nudges(
+    system: &mut System,
+    sam: &str,
+    token: &str,
+) -> anyhow::Result<Vec<pb::Nudge>> {
+    Ok(system
+        .accountability
+        .list_my_nudges(as_participant(
+            pb::ListMyNudgesRequest {
+                recipient: sam.into(),
+                consistency_token: token.into(),
+                ..Default::default()
+            },
+            "sam",
+        ))
+        .await?
+        .into_inner()
+        .nudges)
+}
+
 async fn trends(
     system: &mut System,
     group: &str,
@@ -271,11 +292,16 @@ async fn measures_are_scored_by_the_service_alert_at_night_and_a_group_trend_nee
         phq9([0, 1, 0, 1, 0, 0, 0, 0, 0]),
     )
     .await?;
-    assert!(
-        !jordans
-            .measurement
-            .as_ref()
-            .is_some_and(|measurement| measurement.safety_concern)
+    let jordans_measure = jordans.measurement.clone().unwrap_or_default();
+    assert!(!jordans_measure.safety_concern);
+    assert_eq!(
+        jordans_measure.scores,
+        [pb::ScaleScore {
+            scale: "total".into(),
+            score: 2,
+            band: "minimal".into(),
+            significant: false,
+        }]
     );
     assert!(
         trends(&mut system, &group, &jordans.consistency_token)
@@ -347,6 +373,45 @@ async fn measures_are_scored_by_the_service_alert_at_night_and_a_group_trend_nee
         .await?
         .into_inner();
     assert_eq!(board.trends, shown);
+    // Only the positive item 9 alerted: no later measure did, Sam's moderate total of
+    // 11 included.
+    let alerts = system
+        .accountability
+        .list_my_nudges(as_facilitator(pb::ListMyNudgesRequest {
+            recipient: "networks/acme/staff/staff-1".into(),
+            consistency_token: rileys.consistency_token.clone(),
+            ..Default::default()
+        }))
+        .await?
+        .into_inner()
+        .nudges;
+    let safety: Vec<&pb::Nudge> = alerts
+        .iter()
+        .filter(|nudge| nudge.reason() == pb::NudgeReason::SafetyAlert)
+        .collect();
+    assert_eq!(safety.len(), 1, "{alerts:?}");
+    // The cadence asks Sam again once 14 days have passed since the last measure
+    // (24 Nov): not on 7 Dec, on 8 Dec (at 15:00 in Chicago, outside quiet hours).
+    let sams_measure_due = |nudges: Vec<pb::Nudge>| {
+        nudges
+            .into_iter()
+            .filter(|nudge| nudge.reason() == pb::NudgeReason::MeasurementDue)
+            .count()
+    };
+    let token = system
+        .nudge_pass_after(chrono::Duration::days(6) + chrono::Duration::hours(16))
+        .await?;
+    assert_eq!(
+        sams_measure_due(sams_nudges(&mut system, &sam, &token).await?),
+        0,
+        "not due before 14 days"
+    );
+    let token = system.nudge_pass_after(chrono::Duration::days(1)).await?;
+    assert_eq!(
+        sams_measure_due(sams_nudges(&mut system, &sam, &token).await?),
+        1,
+        "due after 14 days"
+    );
     // Intake coordinators (enrollment work) neither submit nor read measures.
     let intake = system
         .accountability

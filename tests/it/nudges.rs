@@ -9,48 +9,10 @@ use circle_proto::accountability::v1 as pb;
 use circle_proto::enrollment::v1 as enrollment;
 use tonic::Code;
 
-use circle_accountability::domain::settings::QuietHours;
-
 use crate::accountability::{Circle, circle_with};
-use crate::support::{System, admin, as_caller, as_facilitator, as_participant, refusal};
-
-/// A nudger like the running one, on the system's clock and stores.
-async fn nudger(system: &System) -> anyhow::Result<circle_accountability::process::Nudger> {
-    let config = &system.env.config;
-    Ok(circle_accountability::process::Nudger {
-        pool: system.env.runtime_pool.clone(),
-        commands: std::sync::Arc::new(circle_accountability::app::Commands::new(
-            circle_eventstore::EventStore::open(
-                system.env.nats.clone(),
-                circle_accountability::stream_spec(config),
-            )
-            .await?,
-            system.env.runtime_pool.clone(),
-            system.clock.clone(),
-            system.key_store().await?,
-        )),
-        default_quiet_hours: config
-            .accountability
-            .quiet_hours_minutes()
-            .and_then(|(start, end)| QuietHours::new(start, end).ok())
-            .ok_or_else(|| anyhow::anyhow!("quiet hours"))?,
-    })
-}
-
-/// Advances the clock, runs one whole nudger pass, and answers the stream's last
-/// sequence: a consistency token under which every read sees what the pass sent.
-async fn pass_after(system: &System, advance: chrono::Duration) -> anyhow::Result<String> {
-    system.clock.advance(advance);
-    nudger(system)
-        .await?
-        .once()
-        .await
-        .map_err(anyhow::Error::msg)?;
-    Ok(system
-        .accountability_stream_last_sequence()
-        .await?
-        .to_string())
-}
+use crate::support::{
+    System, admin, as_caller, as_facilitator, as_messaging, as_participant, refusal,
+};
 
 /// The nudges `recipient` (a participant's or staff member's name) lists as `who`.
 async fn my_nudges(
@@ -80,11 +42,6 @@ fn summary(nudges: &[pb::Nudge]) -> Vec<(String, pb::NudgeLevel, pb::NudgeReason
         .iter()
         .map(|nudge| (nudge.recipient.clone(), nudge.level(), nudge.reason()))
         .collect()
-}
-
-/// A request from a messaging service of `acme` (a calling service's token).
-fn messaging<T>(message: T) -> tonic::Request<T> {
-    circle_testkit::request_as(message, "acme", "service", "messaging", &[])
 }
 
 fn check_in(parent: &str) -> pb::SubmitCheckInRequest {
@@ -171,7 +128,7 @@ async fn the_ladder_reaches_each_recipient_stops_when_acknowledged_and_holds_bac
         .await?;
 
     // Saturday 13:00, the first miss: Sam's own nudge, and nobody else's.
-    let token = pass_after(&system, chrono::Duration::hours(25)).await?;
+    let token = system.nudge_pass_after(chrono::Duration::hours(25)).await?;
     let sams = my_nudges(&mut system, &sam, ("participant", "sam"), &token).await?;
     assert_eq!(
         summary(&sams),
@@ -192,7 +149,7 @@ async fn the_ladder_reaches_each_recipient_stops_when_acknowledged_and_holds_bac
 
     // Sunday 13:00, the second miss, Sam's nudge unacknowledged: the partner's rung
     // is in Jordan's list, about Sam, saying why and nothing more.
-    let token = pass_after(&system, chrono::Duration::hours(24)).await?;
+    let token = system.nudge_pass_after(chrono::Duration::hours(24)).await?;
     let jordans = my_nudges(&mut system, &jordan, ("participant", "jordan"), &token).await?;
     assert_eq!(
         summary(&jordans),
@@ -284,7 +241,7 @@ async fn the_ladder_reaches_each_recipient_stops_when_acknowledged_and_holds_bac
 
     // Tuesday 09:00, the third miss is long due and the quiet hours are over: the
     // facilitator's rung is not sent, the partner having seen theirs.
-    let token = pass_after(&system, chrono::Duration::hours(44)).await?;
+    let token = system.nudge_pass_after(chrono::Duration::hours(44)).await?;
     assert!(
         my_nudges(&mut system, staff, ("facilitator", "staff-1"), &token)
             .await?
@@ -313,12 +270,15 @@ async fn the_ladder_reaches_each_recipient_stops_when_acknowledged_and_holds_bac
     // A messaging service records delivering Sam's own nudge; Sam sees it delivered.
     let receipt = system
         .accountability
-        .record_nudge_delivery(messaging(pb::RecordNudgeDeliveryRequest {
-            name: sams[0].name.clone(),
-            state: pb::DeliveryState::Delivered as i32,
-            channel: pb::DeliveryChannel::Sms as i32,
-            request_id: String::new(),
-        }))
+        .record_nudge_delivery(as_messaging(
+            pb::RecordNudgeDeliveryRequest {
+                name: sams[0].name.clone(),
+                state: pb::DeliveryState::Delivered as i32,
+                channel: pb::DeliveryChannel::Sms as i32,
+                request_id: String::new(),
+            },
+            "acme",
+        ))
         .await?
         .into_inner();
     let delivered = receipt.nudge.unwrap_or_default();
@@ -349,12 +309,15 @@ async fn the_ladder_reaches_each_recipient_stops_when_acknowledged_and_holds_bac
     assert_eq!(refusal(not_a_service).1, "ROLE_NOT_ALLOWED");
     let late_failure = system
         .accountability
-        .record_nudge_delivery(messaging(pb::RecordNudgeDeliveryRequest {
-            name: sams[0].name.clone(),
-            state: pb::DeliveryState::Failed as i32,
-            channel: pb::DeliveryChannel::Sms as i32,
-            request_id: String::new(),
-        }))
+        .record_nudge_delivery(as_messaging(
+            pb::RecordNudgeDeliveryRequest {
+                name: sams[0].name.clone(),
+                state: pb::DeliveryState::Failed as i32,
+                channel: pb::DeliveryChannel::Sms as i32,
+                request_id: String::new(),
+            },
+            "acme",
+        ))
         .await;
     assert_eq!(
         refusal(late_failure),
@@ -366,12 +329,15 @@ async fn the_ladder_reaches_each_recipient_stops_when_acknowledged_and_holds_bac
     );
     let pending = system
         .accountability
-        .record_nudge_delivery(messaging(pb::RecordNudgeDeliveryRequest {
-            name: sams[0].name.clone(),
-            state: pb::DeliveryState::Pending as i32,
-            channel: 0,
-            request_id: String::new(),
-        }))
+        .record_nudge_delivery(as_messaging(
+            pb::RecordNudgeDeliveryRequest {
+                name: sams[0].name.clone(),
+                state: pb::DeliveryState::Pending as i32,
+                channel: 0,
+                request_id: String::new(),
+            },
+            "acme",
+        ))
         .await;
     assert_eq!(
         refusal(pending).2,
@@ -437,14 +403,14 @@ async fn the_ladder_reaches_each_recipient_stops_when_acknowledged_and_holds_bac
     .await?;
     // Wednesday 09:00 (a day after the check-in at Tuesday 09:00) and Thursday 09:00:
     // Sam's nudge, then nothing for Jordan.
-    let token = pass_after(&system, chrono::Duration::hours(24)).await?;
+    let token = system.nudge_pass_after(chrono::Duration::hours(24)).await?;
     assert_eq!(
         my_nudges(&mut system, &sam, ("participant", "sam"), &token)
             .await?
             .len(),
         2
     );
-    let token = pass_after(&system, chrono::Duration::hours(24)).await?;
+    let token = system.nudge_pass_after(chrono::Duration::hours(24)).await?;
     assert!(
         my_nudges(&mut system, &jordan, ("participant", "jordan"), &token)
             .await?
@@ -484,7 +450,7 @@ async fn the_ladder_reaches_each_recipient_stops_when_acknowledged_and_holds_bac
     assert_eq!(refusal(withheld).1, "NUDGE_NOT_FOUND");
     // Friday 22:00 Chicago, the third miss due since 09:00, the first pass in quiet
     // hours: held back.
-    let token = pass_after(&system, chrono::Duration::hours(37)).await?;
+    let token = system.nudge_pass_after(chrono::Duration::hours(37)).await?;
     assert!(
         my_nudges(&mut system, staff, ("facilitator", "staff-1"), &token)
             .await?
@@ -492,7 +458,9 @@ async fn the_ladder_reaches_each_recipient_stops_when_acknowledged_and_holds_bac
         "nothing in quiet hours"
     );
     // Saturday 08:30, the quiet hours over: the facilitator's rung.
-    let token = pass_after(&system, chrono::Duration::minutes(10 * 60 + 30)).await?;
+    let token = system
+        .nudge_pass_after(chrono::Duration::minutes(10 * 60 + 30))
+        .await?;
     let facilitators = my_nudges(&mut system, staff, ("facilitator", "staff-1"), &token).await?;
     assert_eq!(
         summary(&facilitators),

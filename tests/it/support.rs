@@ -121,6 +121,48 @@ impl System {
         })
     }
 
+    /// A nudger of its own, on the test's clock and the services' stores, as the
+    /// running one is (a pass of it is a whole pass, whoever else runs one).
+    pub async fn nudger(&self) -> anyhow::Result<circle_accountability::process::Nudger> {
+        let config = &self.env.config;
+        let (start, end) = config
+            .accountability
+            .quiet_hours_minutes()
+            .ok_or_else(|| anyhow::anyhow!("quiet hours"))?;
+        Ok(circle_accountability::process::Nudger {
+            pool: self.env.runtime_pool.clone(),
+            commands: Arc::new(circle_accountability::app::Commands::new(
+                circle_eventstore::EventStore::open(
+                    self.env.nats.clone(),
+                    circle_accountability::stream_spec(config),
+                )
+                .await?,
+                self.env.runtime_pool.clone(),
+                self.clock.clone(),
+                self.key_store().await?,
+            )),
+            default_quiet_hours: circle_accountability::domain::settings::QuietHours::new(
+                start, end,
+            )?,
+        })
+    }
+
+    /// Advances the clock, runs one whole nudger pass, and answers the accountability
+    /// stream's last sequence: a consistency token under which every read sees what the
+    /// pass sent.
+    pub async fn nudge_pass_after(&self, advance: chrono::Duration) -> anyhow::Result<String> {
+        self.clock.advance(advance);
+        self.nudger()
+            .await?
+            .once()
+            .await
+            .map_err(anyhow::Error::msg)?;
+        Ok(self
+            .accountability_stream_last_sequence()
+            .await?
+            .to_string())
+    }
+
     /// The participants' data keys, as the services keep them (crypto-shredding): the
     /// same store, with the tests' master key.
     pub async fn key_store(&self) -> anyhow::Result<circle_vault::store::KeyStore> {
@@ -458,6 +500,12 @@ where
 /// `System::weekly_group` makes (the one who writes, signs and amends its notes).
 pub fn as_facilitator<T>(message: T) -> tonic::Request<T> {
     as_caller(message, "facilitator", "staff-1")
+}
+
+/// A request from the messaging service of `network` (a calling service's token; the
+/// test allows it under `auth.services`).
+pub fn as_messaging<T>(message: T, network: &str) -> tonic::Request<T> {
+    circle_testkit::request_as(message, network, "service", "messaging", &[])
 }
 
 /// A request from a participant acting for themselves.

@@ -286,6 +286,10 @@ pub struct AccountabilityConfig {
 
 /// Below three, a member who knows their own score could infer another's.
 pub const MIN_GROUP_TREND_MEMBERS: u32 = 3;
+/// `accountability.group_trend_min_members` when the configuration says nothing.
+pub const DEFAULT_GROUP_TREND_MIN_MEMBERS: u32 = 5;
+/// The most `accountability.group_trend_min_members` may be.
+pub const MAX_GROUP_TREND_MEMBERS: u32 = 1_000;
 
 impl AccountabilityConfig {
     /// The default quiet hours in minutes after local midnight.
@@ -405,7 +409,7 @@ impl Default for Config {
                 quiet_hours_start: "21:00".into(),
                 quiet_hours_end: "08:00".into(),
                 audience: "circle-accountability".into(),
-                group_trend_min_members: 5,
+                group_trend_min_members: DEFAULT_GROUP_TREND_MIN_MEMBERS,
             },
             projection: ProjectionConfig {
                 batch_size: 128,
@@ -858,11 +862,15 @@ impl Config {
                 "must be between 10 and 3600000",
             );
         }
-        if !(MIN_GROUP_TREND_MEMBERS..=1_000).contains(&self.accountability.group_trend_min_members)
+        if !(MIN_GROUP_TREND_MEMBERS..=MAX_GROUP_TREND_MEMBERS)
+            .contains(&self.accountability.group_trend_min_members)
         {
             return invalid(
                 "accountability.group_trend_min_members",
-                "must be between 3 and 1000 (fewer would let a member infer another's score)",
+                &format!(
+                    "must be between {MIN_GROUP_TREND_MEMBERS} and {MAX_GROUP_TREND_MEMBERS} \
+                     (fewer would let a member infer another's score)"
+                ),
             );
         }
         Ok(())

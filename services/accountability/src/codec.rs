@@ -67,7 +67,8 @@ pub fn visibility_from_wire(value: i32) -> Option<Visibility> {
     })
 }
 
-fn level_to_wire(level: NudgeLevel) -> i32 {
+/// A nudge level on the wire (the API's enum has the same numbers).
+pub fn level_to_wire(level: NudgeLevel) -> i32 {
     (match level {
         NudgeLevel::Participant => pb::NudgeLevel::Participant,
         NudgeLevel::Partner => pb::NudgeLevel::Partner,
@@ -75,6 +76,7 @@ fn level_to_wire(level: NudgeLevel) -> i32 {
     }) as i32
 }
 
+/// A delivery channel on the wire (the API's enum has the same numbers).
 pub fn channel_to_wire(channel: DeliveryChannel) -> i32 {
     match channel {
         DeliveryChannel::Sms => pb::DeliveryChannel::Sms,
@@ -645,6 +647,35 @@ mod tests {
                 end_minute: 7 * 60,
             },
         ]
+    }
+
+    #[test]
+    fn the_api_shares_the_events_numbers_for_levels_and_channels() {
+        use circle_proto::accountability::v1 as api;
+        for level in [
+            NudgeLevel::Participant,
+            NudgeLevel::Partner,
+            NudgeLevel::Facilitator,
+        ] {
+            let wire = level_to_wire(level);
+            assert_eq!(
+                api::NudgeLevel::try_from(wire).map(|v| v.as_str_name()),
+                pb::NudgeLevel::try_from(wire).map(|v| v.as_str_name())
+            );
+        }
+        for channel in [
+            DeliveryChannel::Sms,
+            DeliveryChannel::Push,
+            DeliveryChannel::Email,
+        ] {
+            let wire = channel_to_wire(channel);
+            assert_eq!(
+                api::DeliveryChannel::try_from(wire).map(|v| v.as_str_name()),
+                pb::DeliveryChannel::try_from(wire).map(|v| v.as_str_name())
+            );
+            assert_eq!(channel_from_wire(wire), Some(channel));
+        }
+        assert_eq!(channel_from_wire(0), None);
     }
 
     #[test]

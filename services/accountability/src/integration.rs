@@ -18,10 +18,10 @@ use circle_proto::integration::v1 as pb;
 use prost::{Message as _, Name as _};
 use sqlx::PgConnection;
 
-use crate::app::queries::participant_name;
+use crate::app::queries::{participant_name, recipient_name};
 use crate::codec::{self, level_text};
 use crate::domain::journal::{SAFETY_ALERT, nudge_public_id};
-use crate::domain::{Event, NudgeLevel, Time};
+use crate::domain::{Event, Time};
 
 pub const SCHEMA: &str = "accountability_integration";
 /// The publisher's name (its checkpoint and durable consumer).
@@ -87,22 +87,18 @@ pub fn events_of(
                 reason,
                 recipient_id,
                 ..
-            } => {
-                let recipient = recipient_id.as_deref().unwrap_or_default();
-                pb::integration_event::Payload::NudgeRequested(pb::NudgeRequested {
-                    nudge: format!("{about}/nudges/{}", nudge_public_id(nudge_id)),
-                    recipient: match level {
-                        NudgeLevel::Participant => about.clone(),
-                        NudgeLevel::Partner => participant_name(network, recipient),
-                        NudgeLevel::Facilitator => {
-                            format!("networks/{network}/staff/{recipient}")
-                        }
-                    },
-                    level: level_text(*level).to_owned(),
-                    reason: reason.clone(),
-                    urgent: reason == SAFETY_ALERT,
-                })
-            }
+            } => pb::integration_event::Payload::NudgeRequested(pb::NudgeRequested {
+                nudge: format!("{about}/nudges/{}", nudge_public_id(nudge_id)),
+                recipient: recipient_name(
+                    network,
+                    participant_id,
+                    *level,
+                    recipient_id.as_deref().unwrap_or_default(),
+                ),
+                level: level_text(*level).to_owned(),
+                reason: reason.clone(),
+                urgent: reason == SAFETY_ALERT,
+            }),
             Event::NudgeAcknowledged { nudge_id } => {
                 pb::integration_event::Payload::NudgeAcknowledged(pb::NudgeAcknowledged {
                     nudge: format!("{about}/nudges/{}", nudge_public_id(nudge_id)),
@@ -193,6 +189,7 @@ impl Projection for Publisher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::NudgeLevel;
     use crate::domain::instruments::ScaleScore;
 
     #[test]

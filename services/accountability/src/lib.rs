@@ -62,6 +62,10 @@ pub async fn start_with_clock(
         .quiet_hours_minutes()
         .and_then(|(start, end)| QuietHours::new(start, end).ok())
         .ok_or_else(|| StartError::Config("accountability quiet hours".into()))?;
+    // The instruments are data embedded at build time: one that does not hold together
+    // stops the service here, not each measure later.
+    domain::instruments::Catalog::shared()
+        .map_err(|error| StartError::Config(format!("instrument definitions: {error}")))?;
     let base = circle_service::connect(config, SERVICE).await?;
     let integration_store = circle_eventstore::EventStore::open_with(
         base.nats.clone(),

@@ -30,8 +30,8 @@ use crate::codec::visibility_from_text;
 use crate::domain::Time;
 use crate::domain::journal::DAY_MILESTONES;
 use crate::domain::nudges::{
-    ActiveGoal, DueNudge, MeasureCadence, RecentSetback, SETBACK_PROMPT_WINDOW, Situation,
-    due_nudges,
+    ActiveGoal, DueNudge, MeasureCadence, NudgeReason, RecentSetback, SETBACK_PROMPT_WINDOW,
+    Situation, due_nudges,
 };
 use crate::domain::settings::{ClinicSettings, QuietHours};
 use crate::domain::visibility::Consent;
@@ -590,12 +590,13 @@ impl Nudger {
         .map_err(error)?;
         let acknowledged: Vec<(String, String)> = sqlx::query_as(
             "SELECT participant_id, nudge_id FROM accountability.nudges
-             WHERE network = $1 AND participant_id = ANY($2) AND reason = 'missed-check-in'
+             WHERE network = $1 AND participant_id = ANY($2) AND reason = $4
                AND acknowledged_at IS NOT NULL AND due_at > $3",
         )
         .bind(network)
         .bind(&ids)
         .bind(now - ACKNOWLEDGED_LOOKBACK)
+        .bind(NudgeReason::MissedCheckIn.as_str())
         .fetch_all(&mut *tenant)
         .await
         .map_err(error)?;

@@ -177,7 +177,6 @@ impl Projection for ReadModel {
                 at timestamptz NOT NULL,
                 PRIMARY KEY (network, participant_id, measurement_id, scale)
             )",
-            "CREATE INDEX IF NOT EXISTS measurement_scores_by_time ON measurement_scores (network, instrument, at)",
             "CREATE TABLE IF NOT EXISTS measurement_cadences (
                 network text NOT NULL,
                 participant_id text NOT NULL,

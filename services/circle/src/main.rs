@@ -834,12 +834,10 @@ async fn dev(mut config: circle_config::Config) -> anyhow::Result<u8> {
         .services
         .entry(DEV_MESSAGING_SERVICE.to_owned())
         .or_insert_with(|| {
-            [
-                "circle.accountability.v1.AccountabilityService/WatchIntegrationEvents",
-                "circle.accountability.v1.AccountabilityService/RecordNudgeDelivery",
-            ]
-            .map(str::to_owned)
-            .to_vec()
+            use circle_proto::accountability::v1::accountability_service_server::SERVICE_NAME;
+            ["WatchIntegrationEvents", "RecordNudgeDelivery"]
+                .map(|method| format!("{SERVICE_NAME}/{method}"))
+                .to_vec()
         });
     if config.vault.master_keys_file.is_empty() && config.vault.master_keys.is_none() {
         config.vault.master_keys_file = DevKeys::master_keys(&dev_dir)?.display().to_string();

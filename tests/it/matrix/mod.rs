@@ -103,7 +103,8 @@ pub const CALLERS: [Caller; 8] = [
 ///
 /// - `ok`: answered with success;
 /// - `pass`: permission passed: any answer but `PERMISSION_DENIED` and
-///   `UNAUTHENTICATED` (the domain may still refuse: a seat offer that is not there);
+///   `UNAUTHENTICATED` (the domain may still refuse: a seat offer that is not there),
+///   and never `INTERNAL`, `UNKNOWN` or `UNIMPLEMENTED`;
 /// - otherwise the refusal, `PERMISSION_DENIED` with the reason: `ROLE`
 ///   (`ROLE_NOT_ALLOWED`), `CLINIC` (`CLINIC_OUT_OF_SCOPE`), `RECORD`
 ///   (`NOT_YOUR_RECORD`), `MEMBER` (`NOT_A_MEMBER`), `FAC` (`NOT_A_FACILITATOR`),
@@ -189,9 +190,16 @@ impl Expected {
     fn holds_for(self, answer: &Answer) -> bool {
         match (self, answer) {
             (Expected::Ok, Answer::Ok) | (Expected::Pass, Answer::Ok) => true,
-            (Expected::Pass, Answer::Refused { code, .. }) => {
-                *code != Code::PermissionDenied && *code != Code::Unauthenticated
-            }
+            // Let in, and answered by the operation itself: not a refusal of access,
+            // and not a fault or a missing handler either.
+            (Expected::Pass, Answer::Refused { code, .. }) => !matches!(
+                code,
+                Code::PermissionDenied
+                    | Code::Unauthenticated
+                    | Code::Internal
+                    | Code::Unknown
+                    | Code::Unimplemented
+            ),
             (Expected::Denied(expected), Answer::Refused { code, reason, .. }) => {
                 *code == Code::PermissionDenied && reason == expected
             }

@@ -9,8 +9,8 @@ mod write;
 
 use std::sync::Arc;
 
-use circle_grpc::ApiError;
 use circle_grpc::caller;
+use circle_grpc::{ApiError, Violations};
 use circle_proto::accountability::v1 as pb;
 use pb::accountability_service_server::AccountabilityService;
 use tonic::{Request, Response, Status};
@@ -31,6 +31,35 @@ impl AccountabilityApi {
     pub fn new(commands: Arc<Commands>, queries: Queries) -> Self {
         Self { commands, queries }
     }
+}
+
+/// The longest instrument id a request may name (the catalog's are far shorter).
+const MAX_INSTRUMENT_CHARS: usize = 32;
+
+/// A request's instrument: an id of the catalog's form (the application says whether
+/// it is one of the catalog's).
+fn instrument_field(
+    violations: &mut Violations,
+    field: &str,
+    instrument: &str,
+    optional: bool,
+) -> Option<String> {
+    violations.check(
+        field,
+        if instrument.is_empty() && !optional {
+            Err("must name an instrument, e.g. \"phq-9\"".to_owned())
+        } else if instrument.chars().count() > MAX_INSTRUMENT_CHARS
+            || !instrument
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            Err(format!(
+                "must be an instrument id: at most {MAX_INSTRUMENT_CHARS} of a-z, 0-9 and '-'"
+            ))
+        } else {
+            Ok(instrument.to_owned())
+        },
+    )
 }
 
 fn status(error: ApiError) -> Status {

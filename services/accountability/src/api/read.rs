@@ -20,48 +20,11 @@ use crate::app::queries::{
 };
 use crate::codec;
 use crate::domain::journal::Counters;
-use crate::domain::{DeliveryChannel, NudgeLevel};
+use crate::domain::nudges::NudgeReason;
 
 /// A page of nudges when the request does not say; at most `MAX_NUDGE_PAGE`.
 const DEFAULT_NUDGE_PAGE: u32 = 50;
 const MAX_NUDGE_PAGE: u32 = 100;
-
-pub(super) fn channel_to_api(channel: DeliveryChannel) -> pb::DeliveryChannel {
-    match channel {
-        DeliveryChannel::Sms => pb::DeliveryChannel::Sms,
-        DeliveryChannel::Push => pb::DeliveryChannel::Push,
-        DeliveryChannel::Email => pb::DeliveryChannel::Email,
-    }
-}
-
-/// The longest instrument id a request may name (the catalog's are far shorter).
-pub(super) const MAX_INSTRUMENT_CHARS: usize = 32;
-
-/// A request's instrument: an id of the catalog's form (the application says whether
-/// it is one of the catalog's).
-pub(super) fn instrument_field(
-    violations: &mut Violations,
-    field: &str,
-    instrument: &str,
-    optional: bool,
-) -> Option<String> {
-    violations.check(
-        field,
-        if instrument.is_empty() && !optional {
-            Err("must name an instrument, e.g. \"phq-9\"".to_owned())
-        } else if instrument.chars().count() > MAX_INSTRUMENT_CHARS
-            || !instrument
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        {
-            Err(format!(
-                "must be an instrument id: at most {MAX_INSTRUMENT_CHARS} of a-z, 0-9 and '-'"
-            ))
-        } else {
-            Ok(instrument.to_owned())
-        },
-    )
-}
 
 /// A measure as the API shows it.
 pub(super) fn measurement_view(measurement: MeasurementView) -> pb::Measurement {
@@ -110,18 +73,15 @@ pub(super) fn nudge_view(nudge: NudgeView) -> pb::Nudge {
     pb::Nudge {
         name: nudge.name.to_string(),
         recipient: nudge.recipient,
-        level: match nudge.level {
-            NudgeLevel::Participant => pb::NudgeLevel::Participant,
-            NudgeLevel::Partner => pb::NudgeLevel::Partner,
-            NudgeLevel::Facilitator => pb::NudgeLevel::Facilitator,
-        } as i32,
-        reason: match nudge.reason.as_str() {
-            "missed-check-in" => pb::NudgeReason::MissedCheckIn,
-            "setback-support" => pb::NudgeReason::SetbackSupport,
-            "missed-sessions" => pb::NudgeReason::MissedSessions,
-            "safety-alert" => pb::NudgeReason::SafetyAlert,
-            "measurement-due" => pb::NudgeReason::MeasurementDue,
-            _ => pb::NudgeReason::Unspecified,
+        // The events' and the API's enums share their numbers.
+        level: codec::level_to_wire(nudge.level),
+        reason: match NudgeReason::from_text(&nudge.reason) {
+            Some(NudgeReason::MissedCheckIn) => pb::NudgeReason::MissedCheckIn,
+            Some(NudgeReason::SetbackSupport) => pb::NudgeReason::SetbackSupport,
+            Some(NudgeReason::MissedSessions) => pb::NudgeReason::MissedSessions,
+            Some(NudgeReason::SafetyAlert) => pb::NudgeReason::SafetyAlert,
+            Some(NudgeReason::MeasurementDue) => pb::NudgeReason::MeasurementDue,
+            None => pb::NudgeReason::Unspecified,
         } as i32,
         send_time: Some(codec::timestamp(nudge.sent_at)),
         acknowledge_time: nudge.acknowledged_at.map(codec::timestamp),
@@ -132,9 +92,9 @@ pub(super) fn nudge_view(nudge: NudgeView) -> pb::Nudge {
         } as i32,
         delivery_channel: nudge
             .delivery
-            .map_or(pb::DeliveryChannel::Unspecified, |delivery| {
-                channel_to_api(delivery.channel)
-            }) as i32,
+            .map_or(pb::DeliveryChannel::Unspecified as i32, |delivery| {
+                codec::channel_to_wire(delivery.channel)
+            }),
         delivery_time: nudge.delivery.map(|delivery| codec::timestamp(delivery.at)),
     }
 }
@@ -427,7 +387,8 @@ impl AccountabilityApi {
             "participant",
             &request.participant,
         )?;
-        let instrument = instrument_field(&mut violations, "instrument", &request.instrument, true);
+        let instrument =
+            super::instrument_field(&mut violations, "instrument", &request.instrument, true);
         let purpose = purpose(&mut violations, stated);
         let (participant, instrument) = violations.finish(participant.zip(instrument))?;
         let listed = self

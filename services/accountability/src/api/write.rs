@@ -23,7 +23,7 @@ use crate::domain::instruments::MAX_ITEMS;
 use crate::domain::journal::GoalStatus;
 use crate::domain::partnership::PartnershipState;
 use crate::domain::settings::QuietHours;
-use crate::domain::{Cadence, DeliveryChannel, Visibility};
+use crate::domain::{Cadence, Visibility};
 
 const MAX_GOAL_CHARS: usize = 500;
 const MAX_CHECK_IN_CHARS: usize = 1000;
@@ -500,12 +500,9 @@ impl AccountabilityApi {
         );
         let channel = violations.check(
             "channel",
-            match pb::DeliveryChannel::try_from(request.channel) {
-                Ok(pb::DeliveryChannel::Sms) => Ok(DeliveryChannel::Sms),
-                Ok(pb::DeliveryChannel::Push) => Ok(DeliveryChannel::Push),
-                Ok(pb::DeliveryChannel::Email) => Ok(DeliveryChannel::Email),
-                _ => Err("must be SMS, PUSH or EMAIL".to_owned()),
-            },
+            // The events' and the API's enums share their numbers.
+            codec::channel_from_wire(request.channel)
+                .ok_or_else(|| "must be SMS, PUSH or EMAIL".to_owned()),
         );
         let ((nudge, delivered), channel) = violations.finish(nudge.zip(delivered).zip(channel))?;
         let answer = self
@@ -541,12 +538,8 @@ impl AccountabilityApi {
             &request.participant,
         )?;
         let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
-        let instrument = super::read::instrument_field(
-            &mut violations,
-            "instrument",
-            &request.instrument,
-            false,
-        );
+        let instrument =
+            super::instrument_field(&mut violations, "instrument", &request.instrument, false);
         let every_days = violations.check(
             "every_days",
             if request.every_days <= MAX_CADENCE_DAYS {
@@ -589,12 +582,8 @@ impl AccountabilityApi {
         let participant =
             named::<ParticipantName>(&caller, &mut violations, "parent", &request.parent)?;
         let request_id = circle_grpc::request_id_field(&mut violations, &request.request_id);
-        let instrument = super::read::instrument_field(
-            &mut violations,
-            "instrument",
-            &request.instrument,
-            false,
-        );
+        let instrument =
+            super::instrument_field(&mut violations, "instrument", &request.instrument, false);
         let answers = violations.check(
             "answers",
             if request.answers.len() > MAX_ITEMS {

@@ -203,6 +203,14 @@ pub struct MeasurementAnswer {
     pub consistency_token: String,
 }
 
+/// The instruments (loaded and checked at start: `crate::start_with_clock`).
+fn catalog() -> ApiResult<&'static Catalog> {
+    Catalog::shared().map_err(|error| {
+        tracing::error!(%error, "the instrument definitions do not hold together");
+        ApiError::internal()
+    })
+}
+
 /// The most facilitators one safety concern alerts (the lead of each group first): a
 /// commit holds at most 16 events, the measure and its alerts.
 const MAX_ALERTED: usize = 15;
@@ -968,7 +976,7 @@ impl Commands {
         self.facts
             .authorize_record(caller, Operation::SetMeasurementCadence, participant)
             .await?;
-        let catalog = Catalog::shared().map_err(|_| ApiError::internal())?;
+        let catalog = catalog()?;
         if catalog.get(&input.instrument).is_none() {
             return Err(scoring_error(ScoringError::UnknownInstrument(
                 input.instrument,
@@ -988,28 +996,11 @@ impl Commands {
             )
             .await
             .map_err(command_error)?;
-        // The cadence as the commit left it (on a retry, the original).
-        let every_days = executed
-            .events()
-            .iter()
-            .find_map(|event| match event {
-                Event::MeasurementCadenceSet {
-                    instrument,
-                    every_days,
-                } if *instrument == input.instrument => Some(*every_days),
-                _ => None,
-            })
-            .unwrap_or_else(|| {
-                executed
-                    .state()
-                    .measurement_cadences
-                    .get(&input.instrument)
-                    .copied()
-                    .unwrap_or(0)
-            });
+        // What the command asked is what the journal holds: set, already so, or (a
+        // retry, same fingerprint) set by the original.
         Ok(CadenceAnswer {
             instrument: input.instrument,
-            every_days,
+            every_days: input.every_days,
             consistency_token: executed.version().to_string(),
         })
     }
@@ -1030,7 +1021,7 @@ impl Commands {
             participant.network.as_str(),
             participant.participant.as_str(),
         );
-        let catalog = Catalog::shared().map_err(|_| ApiError::internal())?;
+        let catalog = catalog()?;
         let scored = catalog
             .score(&input.instrument, &input.answers)
             .map_err(scoring_error)?;

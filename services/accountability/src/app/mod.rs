@@ -97,9 +97,7 @@ impl Queries {
             shutdown,
             audit,
             vault,
-            trend_min_members: circle_config::Config::default()
-                .accountability
-                .group_trend_min_members,
+            trend_min_members: circle_config::DEFAULT_GROUP_TREND_MIN_MEMBERS,
             integration: None,
         }
     }

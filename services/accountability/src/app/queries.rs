@@ -163,7 +163,7 @@ pub struct NudgeView {
     /// The recipient's full resource name (a participant's or a staff member's).
     pub recipient: String,
     pub level: NudgeLevel,
-    /// `missed-check-in`, `setback-support`, `missed-sessions` or `safety-alert`.
+    /// One of `domain::nudges::NudgeReason`'s codes (`missed-check-in`, …, `safety-alert`).
     pub reason: String,
     pub sent_at: Time,
     pub acknowledged_at: Option<Time>,
@@ -194,7 +194,12 @@ impl NudgeView {
 
 /// A nudge's recipient as a resource name: the participant it is about, their
 /// partner, or a facilitator (staff).
-fn recipient_name(network: &str, owner: &str, level: NudgeLevel, recipient_id: &str) -> String {
+pub(crate) fn recipient_name(
+    network: &str,
+    owner: &str,
+    level: NudgeLevel,
+    recipient_id: &str,
+) -> String {
     match level {
         NudgeLevel::Participant => participant_name(network, owner),
         NudgeLevel::Partner => participant_name(network, recipient_id),

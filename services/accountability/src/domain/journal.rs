@@ -12,7 +12,7 @@ use super::{Cadence, DeliveryChannel, DomainError, Event, NudgeLevel, Progress, 
 
 pub const DAY_MILESTONES: [u32; 7] = [1, 7, 30, 60, 90, 180, 365];
 /// The reason of a nudge that alerts facilitators to a measure's safety concern.
-pub const SAFETY_ALERT: &str = "safety-alert";
+pub const SAFETY_ALERT: &str = super::nudges::NudgeReason::SafetyAlert.as_str();
 
 /// A measure's answers as the event keeps them (and seals): `item=option;…`.
 pub fn measurement_answers(answers: &[(String, u32)]) -> String {
@@ -1263,6 +1263,10 @@ mod tests {
         )
         .expect("ok");
         assert_eq!(events.len(), 1);
+        assert!(matches!(
+            &events[0],
+            Event::MeasurementRecorded { safety, .. } if safety.is_empty()
+        ));
         assert_eq!(parse_measurement_answers(&measurement_answers(&calm)), calm);
     }
 

@@ -80,16 +80,33 @@ pub enum NudgeReason {
     SetbackSupport,
     MissedSessions,
     MeasurementDue,
+    /// A measure met a safety rule (sent with the measure, not by the policy).
+    SafetyAlert,
 }
 
 impl NudgeReason {
-    pub fn as_str(self) -> &'static str {
+    pub const ALL: [NudgeReason; 5] = [
+        Self::MissedCheckIn,
+        Self::SetbackSupport,
+        Self::MissedSessions,
+        Self::MeasurementDue,
+        Self::SafetyAlert,
+    ];
+
+    /// The code events and the read model keep.
+    pub const fn as_str(self) -> &'static str {
         match self {
             Self::MissedCheckIn => "missed-check-in",
             Self::SetbackSupport => "setback-support",
             Self::MissedSessions => "missed-sessions",
             Self::MeasurementDue => "measurement-due",
+            Self::SafetyAlert => "safety-alert",
         }
+    }
+
+    /// [`NudgeReason::as_str`]'s code back (`None` for one no release wrote).
+    pub fn from_text(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|reason| reason.as_str() == text)
     }
 }
 
